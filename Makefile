@@ -1,0 +1,48 @@
+# Two entry points for people (README.md): `make run` builds everything and starts a node,
+# `make test` runs every check CI runs. Everything else here serves those two.
+
+GO       ?= go
+NPM      ?= npm
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -X github.com/exo-nix/exo/appliance/buildinfo.Version=$(VERSION) \
+            -X github.com/exo-nix/exo/appliance/buildinfo.Commit=$(COMMIT)
+BIN      := bin/exo
+# Flags for `make run`; override e.g. `make run RUN_FLAGS="--api-addr 127.0.0.1:8080"`.
+RUN_FLAGS ?=
+
+.PHONY: all build run test test-go test-frontend lint-go frontend clean
+
+all: build
+
+frontend/node_modules/.installed: frontend/package.json frontend/package-lock.json
+	cd frontend && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+frontend: frontend/node_modules/.installed
+	cd frontend && $(NPM) run build
+
+build: frontend
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
+
+run: build
+	./$(BIN) serve $(RUN_FLAGS)
+
+test: test-frontend lint-go test-go
+
+test-frontend: frontend/node_modules/.installed
+	cd frontend && $(NPM) run check && $(NPM) run lint && $(NPM) test && $(NPM) run build
+
+lint-go:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './frontend/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	$(GO) mod tidy -diff
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+# The dashboard is embedded, so the frontend is built before the Go tests (test-frontend does it).
+test-go:
+	$(GO) test -race -timeout 45m ./...
+
+clean:
+	rm -rf bin frontend/node_modules frontend/dist/assets frontend/dist/index.html

@@ -1,0 +1,207 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var exoBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "exo-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	exoBin = filepath.Join(dir, "exo")
+	build := exec.Command("go", "build", "-o", exoBin, "github.com/exo-nix/exo")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build exo:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// repoRoot finds the directory holding go.mod.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test directory")
+		}
+		dir = parent
+	}
+}
+
+// freePort returns a loopback address nobody listens on right now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer collects a process's output while it runs.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	addr   string
+	output *syncBuffer
+	done   chan struct{}
+	err    error
+}
+
+// cleanEnv is a minimal environment: no EXO_ variables or systemd sockets of the test runner leak
+// into the node under test.
+func cleanEnv(t *testing.T, extra ...string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	return append(env, extra...)
+}
+
+// start runs exo with args and env; it does not wait for readiness.
+func start(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	p := &proc{output: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(exoBin, args...)
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("exo %s output:\n%s", strings.Join(args, " "), p.output.String())
+		}
+	})
+	return p
+}
+
+// serve starts a node on a free API port with its own data directory and waits until /readyz
+// answers 200.
+func serve(t *testing.T, env []string, scheme string, args ...string) *proc {
+	t.Helper()
+	addr := freePort(t)
+	args = append([]string{"serve", "--api-addr", addr, "--log-format", "json"}, args...)
+	if !hasFlag(args, "--data-dir") {
+		args = append(args, "--data-dir", filepath.Join(t.TempDir(), "data"))
+	}
+	p := start(t, env, args...)
+	p.addr = addr
+	waitReady(t, p, scheme)
+	return p
+}
+
+func hasFlag(args []string, f string) bool {
+	for _, a := range args {
+		if a == f {
+			return true
+		}
+	}
+	return false
+}
+
+var insecureClient = &http.Client{
+	Timeout:   5 * time.Second,
+	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true},
+}
+
+func waitReady(t *testing.T, p *proc, scheme string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			t.Fatalf("exo exited before ready: %v\n%s", p.err, p.output.String())
+		default:
+		}
+		resp, err := insecureClient.Get(scheme + "://" + p.addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("exo not ready within 30s\n%s", p.output.String())
+}
+
+// stop sends SIGTERM and waits for the exit status.
+func (p *proc) stop(t *testing.T, within time.Duration) int {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	return p.wait(t, within)
+}
+
+func (p *proc) wait(t *testing.T, within time.Duration) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		t.Fatalf("exo did not exit within %s\n%s", within, p.output.String())
+	}
+	if p.err == nil {
+		return 0
+	}
+	if ee, ok := p.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatalf("wait: %v", p.err)
+	return -1
+}
+
+// runExo runs a short exo command and returns its exit code and combined output.
+func runExo(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	p := start(t, env, args...)
+	code := p.wait(t, 30*time.Second)
+	return code, p.output.String()
+}

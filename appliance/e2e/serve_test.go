@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := insecureClient.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+func TestServeFreshNode(t *testing.T) {
+	env := cleanEnv(t)
+	p := serve(t, env, "http", "--node-name", "e2e-node")
+	base := "http://" + p.addr
+
+	code, body := get(t, base+"/healthz")
+	var health map[string]string
+	if code != 200 || json.Unmarshal([]byte(body), &health) != nil || health["status"] != "ok" || health["node"] != "e2e-node" {
+		t.Fatalf("/healthz %d %s", code, body)
+	}
+	code, body = get(t, base+"/readyz")
+	var ready struct {
+		Ready bool
+		Roles map[string]struct{ Ready bool }
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &ready) != nil || !ready.Ready || len(ready.Roles) != 3 {
+		t.Fatalf("/readyz %d %s", code, body)
+	}
+	code, body = get(t, base+"/metrics")
+	if code != 200 || !strings.Contains(body, "exo_build_info{") || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("/metrics %d lacks exo_build_info or go_goroutines:\n%.500s", code, body)
+	}
+	if !strings.Contains(body, `exo_http_requests_total{code="200",method="GET",route="/healthz"}`) {
+		t.Errorf("request counter by route missing:\n%s", grepLines(body, "exo_http_requests_total"))
+	}
+
+	if _, err := os.Stat(filepath.Join(repoRoot(t), "frontend", "dist", "index.html")); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("frontend/dist/index.html missing under CI: the test command must build the frontend first")
+		}
+		t.Skip("dashboard not built (run `make build`); skipping the page check")
+	}
+	code, body = get(t, base+"/")
+	if code != 200 || !strings.Contains(body, "<title>exo</title>") {
+		t.Fatalf("/ %d: %.300s", code, body)
+	}
+	// A client-side route falls back to the page; an unknown API path is a JSON 404.
+	if code, body = get(t, base+"/nodes"); code != 200 || !strings.Contains(body, "<title>exo</title>") {
+		t.Errorf("SPA fallback %d", code)
+	}
+	if code, body = get(t, base+"/v1/nothing"); code != 404 || !strings.Contains(body, `"error"`) {
+		t.Errorf("unknown API route %d %s", code, body)
+	}
+	if rc := p.stop(t, 20*time.Second); rc != 0 {
+		t.Fatalf("exit status %d after SIGTERM", rc)
+	}
+}
+
+func grepLines(s, substr string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, substr) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func TestSingleRoleCommands(t *testing.T) {
+	env := cleanEnv(t)
+	addr := freePort(t)
+	p := start(t, env, "api", "--api-addr", addr, "--data-dir", filepath.Join(t.TempDir(), "d"))
+	p.addr = addr
+	waitReady(t, p, "http")
+	_, body := get(t, "http://"+addr+"/readyz")
+	var ready struct{ Roles map[string]any }
+	if err := json.Unmarshal([]byte(body), &ready); err != nil || len(ready.Roles) != 1 || ready.Roles["api"] == nil {
+		t.Fatalf("exo api runs roles %s", body)
+	}
+	p.stop(t, 20*time.Second)
+
+	// --roles picks a subset for serve.
+	p = serve(t, env, "http", "--roles", "api,worker")
+	_, body = get(t, "http://"+p.addr+"/readyz")
+	if err := json.Unmarshal([]byte(body), &ready); err != nil || len(ready.Roles) != 2 || ready.Roles["master"] != nil {
+		t.Fatalf("serve --roles api,worker runs %s", body)
+	}
+}
+
+func TestConfigErrorsExit2(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(file, []byte("node:\n  nmae: oops\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		env   []string
+		args  []string
+		parts []string
+	}{
+		{"misspelled key in file", nil, []string{"serve", "--config", file}, []string{"node.nmae", "file " + file, "unknown key"}},
+		{"non-number port in env", []string{"EXO_API__ADDR=127.0.0.1:http"}, []string{"serve"}, []string{"api.addr", "env EXO_API__ADDR", "not a number"}},
+		{"flag out of range", nil, []string{"serve", "--gossip-addr", ":99999"}, []string{"gossip.addr", "flag --gossip-addr", "out of range"}},
+		{"validate command", nil, []string{"config", "validate", file}, []string{"node.nmae", "unknown key"}},
+		{"unknown flag", nil, []string{"serve", "--no-such-flag"}, []string{"no-such-flag"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(tc.args, "--data-dir", filepath.Join(t.TempDir(), "d"))
+			if tc.args[0] == "config" {
+				args = tc.args
+			}
+			code, out := runExo(t, cleanEnv(t, tc.env...), args...)
+			if code != 2 {
+				t.Fatalf("exit %d, want 2; output:\n%s", code, out)
+			}
+			for _, part := range tc.parts {
+				if !strings.Contains(out, part) {
+					t.Errorf("message lacks %q:\n%s", part, out)
+				}
+			}
+		})
+	}
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte("node:\n  name: fine\napi:\n  addr: 127.0.0.1:8080\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out := runExo(t, cleanEnv(t), "config", "validate", good); code != 0 || !strings.Contains(out, "ok") {
+		t.Fatalf("valid file: exit %d %s", code, out)
+	}
+}
+
+func TestConfigShowRedactsSecrets(t *testing.T) {
+	code, out := runExo(t, cleanEnv(t, "EXO_CLUSTER__TOKEN=supersecret-token"), "config", "show", "--json", "--node-name", "n1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	if strings.Contains(out, "supersecret") || !strings.Contains(out, "<redacted>") || !strings.Contains(out, `"n1"`) {
+		t.Fatalf("config show: %s", out)
+	}
+}
+
+func TestSecondNodeOnSameDataDir(t *testing.T) {
+	env := cleanEnv(t)
+	data := filepath.Join(t.TempDir(), "shared")
+	first := serve(t, env, "http", "--data-dir", data)
+	code, out := runExo(t, env, "serve", "--api-addr", freePort(t), "--data-dir", data)
+	if code == 0 {
+		t.Fatalf("second node on the same data directory started:\n%s", out)
+	}
+	pid := strconv.Itoa(first.cmd.Process.Pid)
+	if !strings.Contains(out, "pid "+pid) {
+		t.Fatalf("error does not name the first node's pid %s:\n%s", pid, out)
+	}
+	if c, _ := get(t, "http://"+first.addr+"/healthz"); c != http.StatusOK {
+		t.Fatal("first node harmed by the second")
+	}
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	code, out := runExo(t, cleanEnv(t), "version", "--json")
+	var v struct {
+		Version     string
+		GoVersion   string   `json:"go_version"`
+		CPUFeatures []string `json:"cpu_features"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &v) != nil || v.Version == "" {
+		t.Fatalf("version: %d %s", code, out)
+	}
+	for _, cmd := range [][]string{{"--help"}, {"serve", "--help"}, {"master", "--help"}, {"worker", "--help"}, {"api", "--help"}, {"config", "show", "--help"}, {"config", "validate", "--help"}, {"version", "--help"}} {
+		code, out := runExo(t, cleanEnv(t), cmd...)
+		if code != 0 || !strings.Contains(out, "Usage:") {
+			t.Errorf("%v: exit %d\n%s", cmd, code, out)
+		}
+	}
+	_, out = runExo(t, cleanEnv(t), "serve", "--help")
+	for _, flag := range []string{"--node-name", "--api-addr", "--gossip-addr", "--transport-addr", "--raft-addr", "--join", "--token", "--models-dir", "--accelerator", "--data-dir", "--roles", "--tls"} {
+		if !strings.Contains(out, flag) {
+			t.Errorf("serve --help lacks %s", flag)
+		}
+	}
+}

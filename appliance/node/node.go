@@ -1,0 +1,211 @@
+// Package node wires a node together: it opens the data directory, starts the enabled roles,
+// tells systemd when they are up, and stops them in order on shutdown.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/exo-nix/exo/appliance/api"
+	"github.com/exo-nix/exo/appliance/buildinfo"
+	"github.com/exo-nix/exo/appliance/config"
+	"github.com/exo-nix/exo/appliance/datadir"
+	"github.com/exo-nix/exo/appliance/tlscert"
+)
+
+// Role is a component with the node's common lifecycle.
+type Role interface {
+	Name() string
+	// Start brings the role up; it returns once the role is serving or has failed. Failures after
+	// start are reported on the node's error channel through the report function.
+	Start(ctx context.Context, report func(error)) error
+	// Ready reports whether the role can do its work now, with a human-readable detail.
+	Ready() (bool, string)
+	// Stop ends the role within the context's deadline.
+	Stop(ctx context.Context) error
+}
+
+// Node is a running exo node.
+type Node struct {
+	cfg    config.Config
+	log    *slog.Logger
+	dir    *datadir.Dir
+	roles  []Role
+	api    *apiRole
+	notify Notifier
+	errs   chan error
+
+	stopOnce sync.Once
+}
+
+// Assets are files built into the binary.
+type Assets struct {
+	Dashboard fs.FS
+}
+
+// New prepares a node: it takes the data directory lock and builds the enabled roles, but
+// starts nothing.
+func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*Node, error) {
+	dir, err := datadir.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: log, dir: dir, notify: notify, errs: make(chan error, 8)}
+	for _, name := range config.AllRoles {
+		if !slices.Contains(cfg.Roles, name) {
+			continue
+		}
+		switch name {
+		case config.RoleMaster:
+			n.roles = append(n.roles, newPlaceholderRole(config.RoleMaster, "control plane not built yet: membership and raft arrive with the cluster issue"))
+		case config.RoleWorker:
+			n.roles = append(n.roles, newPlaceholderRole(config.RoleWorker, "no instances assigned"))
+		case config.RoleAPI:
+			r, err := n.newAPIRole(assets)
+			if err != nil {
+				dir.Close()
+				return nil, err
+			}
+			n.api = r
+			n.roles = append(n.roles, r)
+		}
+	}
+	return n, nil
+}
+
+// Run starts every role, reports readiness to systemd, and blocks until ctx is cancelled (a
+// signal) or a role fails; then it stops the roles within the shutdown timeout.
+func (n *Node) Run(ctx context.Context) error {
+	defer n.dir.Close()
+	bi := buildinfo.Get()
+	n.log.Info("starting exo node", "node", n.cfg.Node.Name, "version", bi.Version, "commit", bi.Commit,
+		"roles", n.cfg.Roles, "data_dir", n.cfg.DataDir)
+	for _, r := range n.roles {
+		if err := r.Start(ctx, n.report); err != nil {
+			n.stop()
+			return fmt.Errorf("start %s role: %w", r.Name(), err)
+		}
+	}
+	if err := n.notify.Ready(fmt.Sprintf("node %s up: %v", n.cfg.Node.Name, n.cfg.Roles)); err != nil {
+		n.log.Warn("systemd notification failed", "err", err)
+	}
+	stopWatchdog := n.notify.StartWatchdog(n.log)
+	defer stopWatchdog()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		n.log.Info("shutting down", "reason", context.Cause(ctx))
+	case runErr = <-n.errs:
+		n.log.Error("role failed; shutting down", "err", runErr)
+	}
+	if err := n.stop(); err != nil && runErr == nil {
+		runErr = err
+	}
+	return runErr
+}
+
+func (n *Node) report(err error) {
+	select {
+	case n.errs <- err:
+	default:
+	}
+}
+
+// stop ends the roles in reverse start order, sharing one drain deadline.
+func (n *Node) stop() error {
+	var err error
+	n.stopOnce.Do(func() {
+		_ = n.notify.Stopping()
+		ctx, cancel := context.WithTimeout(context.Background(), n.cfg.API.ShutdownTimeout)
+		defer cancel()
+		start := time.Now()
+		for i := len(n.roles) - 1; i >= 0; i-- {
+			if e := n.roles[i].Stop(ctx); e != nil {
+				n.log.Warn("role did not stop cleanly", "role", n.roles[i].Name(), "err", e)
+				err = errors.Join(err, e)
+			}
+		}
+		n.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	})
+	return err
+}
+
+// Readiness reports every role.
+func (n *Node) Readiness() map[string]api.RoleStatus {
+	out := make(map[string]api.RoleStatus, len(n.roles))
+	for _, r := range n.roles {
+		ok, detail := r.Ready()
+		out[r.Name()] = api.RoleStatus{Ready: ok, Detail: detail}
+	}
+	return out
+}
+
+// Reload re-reads what can change without a restart (the TLS certificate).
+func (n *Node) Reload() {
+	if n.api != nil {
+		n.api.reload(n.log)
+	}
+}
+
+func (n *Node) newAPIRole(assets Assets) (*apiRole, error) {
+	keys := append([]string(nil), n.cfg.API.Keys...)
+	if n.cfg.API.KeyFile != "" {
+		fileKeys, err := readKeyFile(n.cfg.API.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		keys = append(keys, fileKeys...)
+	}
+	r := &apiRole{}
+	opt := api.Options{
+		Addr: n.cfg.API.Addr, NodeName: n.cfg.Node.Name, Keys: keys,
+		Readiness: n.Readiness, Dashboard: assets.Dashboard, Logger: n.log, Registry: prometheus.NewRegistry(),
+	}
+	if n.cfg.API.TLS {
+		var err error
+		if n.cfg.API.TLSCert != "" {
+			r.cert, err = tlscert.Load(n.cfg.API.TLSCert, n.cfg.API.TLSKey)
+		} else {
+			r.cert, err = tlscert.SelfSigned(n.dir.Path, n.cfg.Node.Name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		opt.TLS = r.cert.ServerConfig()
+		n.log.Info("TLS enabled", "fingerprint_sha256", r.cert.Fingerprint(), "self_signed", n.cfg.API.TLSCert == "")
+	}
+	srv, err := api.New(opt)
+	if err != nil {
+		return nil, err
+	}
+	r.srv = srv
+	r.log = n.log
+	return r, nil
+}
+
+func readKeyFile(path string) ([]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read api.key_file: %w", err)
+	}
+	var keys []string
+	for _, line := range splitLines(string(data)) {
+		if line != "" && line[0] != '#' {
+			keys = append(keys, line)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("api.key_file %s holds no keys", path)
+	}
+	return keys, nil
+}
