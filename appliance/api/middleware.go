@@ -1,8 +1,6 @@
 package api
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -14,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/exo-nix/exo/appliance/apikeys"
 	"github.com/exo-nix/exo/appliance/buildinfo"
 )
 
@@ -86,28 +85,34 @@ func (s *Server) accessLog(m *metrics) fiber.Handler {
 }
 
 // authenticate demands a bearer key on everything but health checks and the dashboard's static
-// files. Keys are compared as SHA-256 digests in constant time.
-func authenticate(keys []string) fiber.Handler {
-	if len(keys) == 0 {
-		return func(c fiber.Ctx) error { return c.Next() }
-	}
-	digests := make([][32]byte, len(keys))
-	for i, k := range keys {
-		digests[i] = sha256.Sum256([]byte(k))
+// files, as soon as any key exists (configured or created with `exo keys create`). With no key
+// at all the API is open, which config validation allows only on loopback.
+func authenticate(static []string, stored func() ([][32]byte, error), log *slog.Logger) fiber.Handler {
+	fixed := make([][32]byte, len(static))
+	for i, k := range static {
+		fixed[i] = apikeys.Digest(k)
 	}
 	return func(c fiber.Ctx) error {
 		p := c.Path()
 		if p == "/healthz" || p == "/readyz" || !(p == "/metrics" || strings.HasPrefix(p, "/v1/") || strings.HasPrefix(p, "/api/")) {
 			return c.Next()
 		}
-		token, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
-		if ok {
-			d := sha256.Sum256([]byte(strings.TrimSpace(token)))
-			for _, want := range digests {
-				if subtle.ConstantTimeCompare(d[:], want[:]) == 1 {
-					return c.Next()
-				}
+		digests := fixed
+		if stored != nil {
+			more, err := stored()
+			if err != nil {
+				// Fail closed: an unreadable key file must not open the API.
+				log.Error("API key store unreadable", "err", err)
+				return writeError(c, fiber.StatusServiceUnavailable, "server_error", "API key store unreadable; see the node's log")
 			}
+			digests = append(append([][32]byte(nil), fixed...), more...)
+		}
+		if len(digests) == 0 {
+			return c.Next()
+		}
+		token, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
+		if ok && apikeys.Match(strings.TrimSpace(token), digests) {
+			return c.Next()
 		}
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="exo"`)
 		return writeError(c, fiber.StatusUnauthorized, "authentication_error", "missing or invalid API key (send Authorization: Bearer <key>)")

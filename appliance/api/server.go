@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v3"
+	"github.com/gofiber/fiber/v3/middleware/cors"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/exo-nix/exo/appliance/buildinfo"
@@ -31,9 +32,15 @@ type Options struct {
 	NodeName string
 	// TLS, when set, serves HTTPS with this configuration (certificates may change per connection).
 	TLS *tls.Config
-	// Keys are accepted bearer API keys; empty means no authentication (loopback only, enforced
-	// by config validation).
-	Keys []string
+	// Keys are bearer API keys from configuration; StoredKeys returns the digests of keys made
+	// with `exo keys create`. With none at all the API is open (the node allows that only on
+	// loopback).
+	Keys       []string
+	StoredKeys func() ([][32]byte, error)
+	// CORSOrigins are the browser origins allowed to call the API (none by default).
+	CORSOrigins []string
+	// MaxBodyBytes limits request bodies (default 4 MiB).
+	MaxBodyBytes int
 	// Readiness reports every enabled role; /readyz is 200 only when all are ready.
 	Readiness func() map[string]RoleStatus
 	// Dashboard is the built frontend served at /.
@@ -61,12 +68,15 @@ func New(opt Options) (*Server, error) {
 	if opt.Registry == nil {
 		opt.Registry = prometheus.NewRegistry()
 	}
+	if opt.MaxBodyBytes <= 0 {
+		opt.MaxBodyBytes = 4 << 20
+	}
 	s := &Server{opt: opt, draining: make(chan struct{}), events: NewBroker()}
 	s.app = fiber.New(fiber.Config{
 		AppName:      "exo",
 		ReadTimeout:  60 * time.Second,
 		IdleTimeout:  120 * time.Second,
-		BodyLimit:    32 << 20,
+		BodyLimit:    opt.MaxBodyBytes,
 		ErrorHandler: errorHandler,
 	})
 	m, err := newMetrics(opt.Registry)
@@ -74,7 +84,14 @@ func New(opt Options) (*Server, error) {
 		return nil, err
 	}
 	s.app.Use(s.accessLog(m))
-	s.app.Use(authenticate(opt.Keys))
+	if len(opt.CORSOrigins) > 0 {
+		s.app.Use(cors.New(cors.Config{
+			AllowOrigins: opt.CORSOrigins,
+			AllowHeaders: []string{fiber.HeaderAuthorization, fiber.HeaderContentType},
+			AllowMethods: []string{fiber.MethodGet, fiber.MethodPost, fiber.MethodDelete, fiber.MethodOptions},
+		}))
+	}
+	s.app.Use(authenticate(opt.Keys, opt.StoredKeys, opt.Logger))
 	s.routes(m)
 	return s, nil
 }

@@ -44,6 +44,14 @@ type API struct {
 	KeyFile string   `koanf:"key_file"`
 	// ShutdownTimeout bounds how long in-flight requests and streams may drain on SIGTERM.
 	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// Insecure allows listening beyond loopback with no API key at all (an explicit opt-out).
+	Insecure bool `koanf:"insecure"`
+	// CORSOrigins lists browser origins allowed to call the API; empty allows none.
+	CORSOrigins []string `koanf:"cors_origins"`
+	// MaxBodyBytes limits a request body.
+	MaxBodyBytes int `koanf:"max_body_bytes"`
+	// MaxQueue is how many requests may wait per model before new ones get 429.
+	MaxQueue int `koanf:"max_queue"`
 }
 
 // Listen is a host:port a plane listens on.
@@ -61,6 +69,8 @@ type Cluster struct {
 // Models lists the model directories; the first writable one receives pulls.
 type Models struct {
 	Dirs []string `koanf:"dirs"`
+	// IdleUnload frees a loaded model after this long without requests; 0 keeps it loaded.
+	IdleUnload time.Duration `koanf:"idle_unload"`
 }
 
 // Log selects the log format and level.
@@ -100,6 +110,11 @@ func Defaults() map[string]any {
 		"api.keys":             []string{},
 		"api.key_file":         "",
 		"api.shutdown_timeout": "30s",
+		"api.insecure":         false,
+		"api.cors_origins":     []string{},
+		"api.max_body_bytes":   4 << 20,
+		"api.max_queue":        256,
+		"models.idle_unload":   "15m",
 		"gossip.addr":          ":52416",
 		"transport.addr":       ":52417",
 		"raft.addr":            ":52418",

@@ -86,7 +86,7 @@ func TestErrorsNameKeyAndSource(t *testing.T) {
 		{name: "flag port out of range", flags: []string{"--api-addr", "127.0.0.1:70000"}, wantParts: []string{"api.addr", "flag --api-addr", "out of range"}},
 		{name: "bad accelerator", env: []string{"EXO_ACCELERATOR=tpu"}, wantParts: []string{"accelerator", "tpu", "one of"}},
 		{name: "bad role", flags: []string{"--roles", "master,cook"}, wantParts: []string{"roles", "cook", "unknown role"}},
-		{name: "public api without keys", flags: []string{"--api-addr", "0.0.0.0:52415"}, wantParts: []string{"api.addr", "API keys"}},
+		{name: "queue out of range", env: []string{"EXO_API__MAX_QUEUE=0"}, wantParts: []string{"api.max_queue", "env EXO_API__MAX_QUEUE", "between"}},
 		{name: "bad duration", env: []string{"EXO_API__SHUTDOWN_TIMEOUT=soon"}, wantParts: []string{"api.shutdown_timeout", "duration"}},
 	}
 	for _, tc := range cases {

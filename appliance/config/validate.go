@@ -111,8 +111,14 @@ func (l *Loaded) validate() error {
 	if c.Cluster.Token != "" && c.Cluster.TokenFile != "" {
 		return bad("cluster.token_file", c.Cluster.TokenFile, "give cluster.token or cluster.token_file, not both")
 	}
-	if slices.Contains(c.Roles, RoleAPI) && !IsLoopback(c.API.Addr) && len(c.API.Keys) == 0 && c.API.KeyFile == "" {
-		return bad("api.addr", c.API.Addr, "listening beyond loopback needs API keys: set api.keys or api.key_file")
+	if c.API.MaxBodyBytes < 1024 || c.API.MaxBodyBytes > 1<<30 {
+		return bad("api.max_body_bytes", c.API.MaxBodyBytes, "must be between 1024 and 1073741824")
+	}
+	if c.API.MaxQueue < 1 || c.API.MaxQueue > 1<<20 {
+		return bad("api.max_queue", c.API.MaxQueue, "must be between 1 and 1048576")
+	}
+	if c.Models.IdleUnload < 0 {
+		return bad("models.idle_unload", c.Models.IdleUnload.String(), "must not be negative (0 keeps models loaded)")
 	}
 	if !filepath.IsAbs(c.DataDir) {
 		return bad("data_dir", c.DataDir, "must be an absolute path")

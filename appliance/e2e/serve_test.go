@@ -196,3 +196,51 @@ func TestVersionAndHelp(t *testing.T) {
 		}
 	}
 }
+
+func TestAPIKeysLifecycle(t *testing.T) {
+	env := cleanEnv(t)
+	data := filepath.Join(t.TempDir(), "data")
+	// Beyond loopback with no key at all: refused, with the way out in the message.
+	code, out := runExo(t, env, "serve", "--api-addr", "0.0.0.0:0", "--data-dir", data)
+	if code == 0 || !strings.Contains(out, "exo keys create") {
+		t.Fatalf("open public API started or unhelpful error (exit %d):\n%s", code, out)
+	}
+	p := serve(t, env, "http", "--data-dir", data)
+	base := "http://" + p.addr
+	if c, _ := get(t, base+"/metrics"); c != 200 {
+		t.Fatalf("loopback API without keys should be open, got %d", c)
+	}
+	// A key created while the node runs turns authentication on.
+	code, out = runExo(t, env, "keys", "create", "--name", "ci", "--json", "--data-dir", data)
+	var created struct{ Key, ID string }
+	if code != 0 || json.Unmarshal([]byte(out), &created) != nil || !strings.HasPrefix(created.Key, "exo-") {
+		t.Fatalf("keys create: %d %s", code, out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, _ := get(t, base+"/metrics")
+		if c == 401 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new key not enforced, /metrics %d", c)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+created.Key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("with key: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if _, out := runExo(t, env, "keys", "list", "--data-dir", data); !strings.Contains(out, created.ID) || strings.Contains(out, created.Key) {
+		t.Fatalf("keys list:\n%s", out)
+	}
+	if code, out := runExo(t, env, "keys", "revoke", created.ID, "--data-dir", data); code != 0 {
+		t.Fatalf("revoke: %s", out)
+	}
+	if strings.Contains(p.output.String(), created.Key) {
+		t.Fatal("the key appears in the node's log")
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/exo-nix/exo/appliance/api"
+	"github.com/exo-nix/exo/appliance/apikeys"
 	"github.com/exo-nix/exo/appliance/buildinfo"
 	"github.com/exo-nix/exo/appliance/config"
 	"github.com/exo-nix/exo/appliance/datadir"
@@ -166,9 +167,21 @@ func (n *Node) newAPIRole(assets Assets) (*apiRole, error) {
 		}
 		keys = append(keys, fileKeys...)
 	}
+	store := apikeys.Open(n.dir.Path)
+	stored, err := store.Digests()
+	if err != nil {
+		return nil, err
+	}
+	if !config.IsLoopback(n.cfg.API.Addr) && len(keys) == 0 && len(stored) == 0 && !n.cfg.API.Insecure {
+		return nil, fmt.Errorf("api.addr %s listens beyond loopback but no API key exists: create one with `exo keys create --data-dir %s` (or set api.insecure: true to serve an open API)", n.cfg.API.Addr, n.cfg.DataDir)
+	}
+	if n.cfg.API.Insecure && !config.IsLoopback(n.cfg.API.Addr) && len(keys) == 0 && len(stored) == 0 {
+		n.log.Warn("API listens beyond loopback without authentication (api.insecure)", "addr", n.cfg.API.Addr)
+	}
 	r := &apiRole{}
 	opt := api.Options{
-		Addr: n.cfg.API.Addr, NodeName: n.cfg.Node.Name, Keys: keys,
+		Addr: n.cfg.API.Addr, NodeName: n.cfg.Node.Name, Keys: keys, StoredKeys: store.Digests,
+		CORSOrigins: n.cfg.API.CORSOrigins, MaxBodyBytes: n.cfg.API.MaxBodyBytes,
 		Readiness: n.Readiness, Dashboard: assets.Dashboard, Logger: n.log, Registry: prometheus.NewRegistry(),
 	}
 	if n.cfg.API.TLS {
