@@ -7,8 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 	"testing"
+	"time"
 )
 
 func TestOpenCreatesPrivateDirAndLocks(t *testing.T) {
