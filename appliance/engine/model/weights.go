@@ -1,0 +1,107 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/engine/kernels"
+)
+
+// matrix is a 2-D weight read in place from the file: rows of cols values of type typ.
+type matrix struct {
+	name       string
+	typ        ggml.Type
+	rows, cols int
+	rowBytes   int
+	data       []byte // slice of the memory map
+}
+
+// row returns the bytes of row r.
+func (m *matrix) row(r int) []byte { return m.data[r*m.rowBytes : (r+1)*m.rowBytes] }
+
+// mulVec computes out = m·x with the stage's compute mode.
+func (m *matrix) mulVec(c Compute, x, out []float32) {
+	if c == ComputeF32 {
+		kernels.MatVecF32(m.typ, m.data, m.rows, m.cols, x, out)
+		return
+	}
+	kernels.MatVec(m.typ, m.data, m.rows, m.cols, x, out)
+}
+
+// rowF32 dequantizes row r into dst: the embedding lookup, exact in every compute mode like
+// ggml_get_rows.
+func (m *matrix) rowF32(r int, dst []float32) {
+	if err := kernels.Dequantize(m.typ, m.row(r), dst); err != nil {
+		// Shapes and types were validated at load; a failure here is a bug.
+		panic(fmt.Sprintf("model: dequantize %s row %d: %v", m.name, r, err))
+	}
+}
+
+// loader looks tensors up and checks their shapes, recording what the stage references.
+type loader struct {
+	f     *gguf.File
+	bytes int64 // total bytes of the tensors referenced
+	names []string
+}
+
+func (l *loader) info(name string) (*gguf.TensorInfo, error) {
+	t, ok := l.f.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: missing tensor %s", l.f.Path, name)
+	}
+	if !t.Type.Known() {
+		return nil, fmt.Errorf("%s: tensor %s has unsupported type %s", l.f.Path, name, t.Type)
+	}
+	return t, nil
+}
+
+func shapeErr(f *gguf.File, name string, got []uint64, want ...int) error {
+	return fmt.Errorf("%s: tensor %s has shape %v, want %v", f.Path, name, got, want)
+}
+
+// matrix returns the 2-D tensor name, which must hold rows rows of cols values.
+func (l *loader) matrix(name string, cols, rows int) (*matrix, error) {
+	t, err := l.info(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Dims) != 2 || t.Dims[0] != uint64(cols) || t.Dims[1] != uint64(rows) {
+		return nil, shapeErr(l.f, name, t.Dims, cols, rows)
+	}
+	if t.Type == ggml.Q8_1 || t.Type == ggml.Q8_K {
+		// These exist only as activation formats in llama.cpp; no weight matrix uses them.
+		return nil, fmt.Errorf("%s: tensor %s has type %s, which is not a weight type", l.f.Path, name, t.Type)
+	}
+	rb, err := t.Type.RowSize(int64(cols))
+	if err != nil {
+		return nil, fmt.Errorf("%s: tensor %s: %w", l.f.Path, name, err)
+	}
+	data := l.f.TensorData(t)
+	if int64(len(data)) != rb*int64(rows) {
+		return nil, fmt.Errorf("%s: tensor %s holds %d bytes, want %d for %s [%d %d]", l.f.Path, name, len(data), rb*int64(rows), t.Type, cols, rows)
+	}
+	l.bytes += int64(len(data))
+	l.names = append(l.names, name)
+	return &matrix{name: name, typ: t.Type, rows: rows, cols: cols, rowBytes: int(rb), data: data}, nil
+}
+
+// vector converts the 1-D tensor name of n values to float32; norm weights and biases are tiny,
+// so a heap copy is cheaper than dequantizing them on every use.
+func (l *loader) vector(name string, n int) ([]float32, error) {
+	t, err := l.info(name)
+	if err != nil {
+		return nil, err
+	}
+	if len(t.Dims) != 1 || t.Dims[0] != uint64(n) {
+		return nil, shapeErr(l.f, name, t.Dims, n)
+	}
+	data := l.f.TensorData(t)
+	out := make([]float32, n)
+	if err := kernels.Dequantize(t.Type, data, out); err != nil {
+		return nil, fmt.Errorf("%s: tensor %s: %w", l.f.Path, name, err)
+	}
+	l.bytes += int64(len(data))
+	l.names = append(l.names, name)
+	return out, nil
+}

@@ -1,0 +1,378 @@
+// Package sampler turns a vector of next-token logits into a token id. It implements the usual
+// controls of llama.cpp and the OpenAI API (temperature, top-k, top-p, min-p, repetition,
+// frequency and presence penalties, seeds, log-probabilities) and a stop-sequence matcher for
+// streamed text.
+package sampler
+
+import (
+	"cmp"
+	"container/heap"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// Params configures a Sampler. The zero value means greedy decoding without penalties.
+type Params struct {
+	// Temperature divides the logits before the final softmax; <= 0 selects greedy decoding
+	// (argmax, the lowest id wins exact ties), after penalties.
+	Temperature float32
+	// TopK keeps the K most likely tokens; <= 0 disables it.
+	TopK int
+	// TopP keeps the smallest set of most likely tokens whose probability reaches P; values
+	// <= 0 or >= 1 disable it.
+	TopP float32
+	// MinP drops tokens whose probability is below MinP times that of the most likely token;
+	// <= 0 disables it.
+	MinP float32
+
+	// RepeatPenalty is llama.cpp's repetition penalty over the last RepeatLastN tokens of the
+	// context (prompt tokens given to AcceptPrompt included): a positive logit is divided by
+	// it, a negative one multiplied. 0 or 1 disables it.
+	RepeatPenalty float32
+	// RepeatLastN is the window of RepeatPenalty; 0 disables the penalty, -1 means the whole
+	// context.
+	RepeatLastN int
+	// FrequencyPenalty and PresencePenalty follow the OpenAI API: over the tokens generated so
+	// far (not the prompt), logit -= count*FrequencyPenalty + (count > 0)*PresencePenalty.
+	FrequencyPenalty float32
+	PresencePenalty  float32
+
+	// Seed makes sampling reproducible: the same seed, parameters and logits give the same
+	// tokens. Callers wanting fresh randomness choose a random seed themselves.
+	Seed uint64
+	// Logprobs asks for the log-probability of the chosen token and of the TopLogprobs most
+	// likely tokens, taken from the model's raw distribution (log-softmax of the logits as
+	// given, before penalties, temperature and truncation), as the OpenAI API reports them.
+	Logprobs    bool
+	TopLogprobs int
+}
+
+// Validate reports parameters outside their meaningful range.
+func (p Params) Validate() error {
+	switch {
+	case math.IsNaN(float64(p.Temperature)) || p.Temperature < 0:
+		return fmt.Errorf("sampler: temperature %v must be >= 0", p.Temperature)
+	case p.TopK < 0:
+		return fmt.Errorf("sampler: top-k %d must be >= 0", p.TopK)
+	case math.IsNaN(float64(p.TopP)) || p.TopP < 0 || p.TopP > 1:
+		return fmt.Errorf("sampler: top-p %v must be in [0,1]", p.TopP)
+	case math.IsNaN(float64(p.MinP)) || p.MinP < 0 || p.MinP > 1:
+		return fmt.Errorf("sampler: min-p %v must be in [0,1]", p.MinP)
+	case math.IsNaN(float64(p.RepeatPenalty)) || p.RepeatPenalty < 0:
+		return fmt.Errorf("sampler: repeat penalty %v must be >= 0", p.RepeatPenalty)
+	case p.RepeatLastN < -1:
+		return fmt.Errorf("sampler: repeat-last-n %d must be >= -1", p.RepeatLastN)
+	case p.TopLogprobs < 0:
+		return fmt.Errorf("sampler: top logprobs %d must be >= 0", p.TopLogprobs)
+	}
+	return nil
+}
+
+// TokenLogprob is one token with its log-probability.
+type TokenLogprob struct {
+	Token   int32
+	Logprob float32
+}
+
+// Result is the outcome of one sampling step.
+type Result struct {
+	Token int32
+	// Logprob and Top are filled only when Params.Logprobs is set.
+	Logprob float32
+	Top     []TokenLogprob
+}
+
+// Sampler draws tokens for one sequence. It keeps that sequence's history for the penalties,
+// so each sequence needs its own Sampler. It is not safe for concurrent use.
+type Sampler struct {
+	p   Params
+	rng *rand.Rand
+
+	context   []int32       // prompt + generated tokens, for the repeat penalty window
+	generated map[int32]int // counts of generated tokens, for frequency/presence penalties
+
+	work []float32   // penalised logits
+	cand []candidate // scratch for the truncation samplers
+}
+
+type candidate struct {
+	id    int32
+	logit float32
+	p     float64
+}
+
+// New returns a sampler for p; it fails when p is invalid.
+func New(p Params) (*Sampler, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	// PCG needs two words of state; deriving the second from the seed keeps one number as the
+	// user-facing seed.
+	return &Sampler{
+		p:         p,
+		rng:       rand.New(rand.NewPCG(p.Seed, p.Seed^0x9e3779b97f4a7c15)),
+		generated: map[int32]int{},
+	}, nil
+}
+
+// Params returns the parameters the sampler was built with.
+func (s *Sampler) Params() Params { return s.p }
+
+// AcceptPrompt records prompt tokens: they count for the repeat penalty window but not for the
+// frequency and presence penalties, which the OpenAI API defines over generated text only.
+func (s *Sampler) AcceptPrompt(ids []int32) {
+	s.context = append(s.context, ids...)
+	s.trimContext()
+}
+
+// Accept records a generated token. Sample calls it for the token it returns; call it directly
+// only for tokens chosen some other way.
+func (s *Sampler) Accept(id int32) {
+	s.context = append(s.context, id)
+	s.trimContext()
+	s.generated[id]++
+}
+
+// trimContext bounds the memory of the history to the penalty window.
+func (s *Sampler) trimContext() {
+	n := s.p.RepeatLastN
+	if n < 0 {
+		return
+	}
+	if len(s.context) > 2*n+64 {
+		s.context = append(s.context[:0], s.context[len(s.context)-n:]...)
+	}
+}
+
+// Sample chooses the next token from logits (which it does not modify) and records it as
+// generated.
+func (s *Sampler) Sample(logits []float32) (Result, error) {
+	if len(logits) == 0 {
+		return Result{}, fmt.Errorf("sampler: empty logits")
+	}
+	s.work = append(s.work[:0], logits...)
+	s.applyPenalties(s.work)
+
+	var tok int32
+	if s.p.Temperature <= 0 || s.p.TopK == 1 {
+		tok = Argmax(s.work)
+	} else {
+		tok = s.draw(s.work)
+	}
+	res := Result{Token: tok}
+	if s.p.Logprobs {
+		res.Logprob, res.Top = logprobs(logits, tok, s.p.TopLogprobs)
+	}
+	s.Accept(tok)
+	return res, nil
+}
+
+// applyPenalties changes logits in place according to the repeat, frequency and presence
+// penalties and the recorded history.
+func (s *Sampler) applyPenalties(logits []float32) {
+	if rp := s.p.RepeatPenalty; rp != 0 && rp != 1 && s.p.RepeatLastN != 0 {
+		window := s.context
+		if n := s.p.RepeatLastN; n > 0 && len(window) > n {
+			window = window[len(window)-n:]
+		}
+		seen := make(map[int32]struct{}, len(window))
+		for _, id := range window {
+			if id < 0 || int(id) >= len(logits) {
+				continue
+			}
+			if _, dup := seen[id]; dup {
+				continue // llama.cpp penalises a token once however often it repeats
+			}
+			seen[id] = struct{}{}
+			if logits[id] > 0 {
+				logits[id] /= rp
+			} else {
+				logits[id] *= rp
+			}
+		}
+	}
+	if s.p.FrequencyPenalty != 0 || s.p.PresencePenalty != 0 {
+		for id, c := range s.generated {
+			if id < 0 || int(id) >= len(logits) || c == 0 {
+				continue
+			}
+			logits[id] -= float32(c)*s.p.FrequencyPenalty + s.p.PresencePenalty
+		}
+	}
+}
+
+// draw runs top-k, top-p, min-p and temperature (llama.cpp's order: the truncations look at the
+// untempered distribution) and draws from what remains.
+func (s *Sampler) draw(logits []float32) int32 {
+	c := s.topK(logits)
+	softmax(c, 1)
+	if p := s.p.TopP; p > 0 && p < 1 {
+		var cum float64
+		for i := range c {
+			cum += c[i].p
+			if cum >= float64(p) {
+				c = c[:i+1]
+				break
+			}
+		}
+	}
+	if mp := s.p.MinP; mp > 0 && len(c) > 1 {
+		limit := c[0].p * float64(mp)
+		keep := 1
+		for keep < len(c) && c[keep].p >= limit {
+			keep++
+		}
+		c = c[:keep]
+	}
+	softmax(c, s.p.Temperature)
+	u := s.rng.Float64()
+	var cum float64
+	for _, x := range c {
+		cum += x.p
+		if u < cum {
+			return x.id
+		}
+	}
+	return c[len(c)-1].id // rounding left u just above the total
+}
+
+// topK returns the candidates sorted by logit descending (lower id first on ties), keeping only
+// the K best when top-k is on; a heap avoids sorting a 150k vocabulary for a small K.
+func (s *Sampler) topK(logits []float32) []candidate {
+	k := s.p.TopK
+	if k <= 0 || k > len(logits) {
+		k = len(logits)
+	}
+	c := s.cand[:0]
+	if k == len(logits) {
+		for i, l := range logits {
+			c = append(c, candidate{id: int32(i), logit: l})
+		}
+	} else {
+		h := candHeap(c)
+		for i, l := range logits {
+			x := candidate{id: int32(i), logit: l}
+			if len(h) < k {
+				heap.Push(&h, x)
+			} else if better(x, h[0]) {
+				h[0] = x
+				heap.Fix(&h, 0)
+			}
+		}
+		c = []candidate(h)
+	}
+	slices.SortFunc(c, func(a, b candidate) int {
+		if a.logit != b.logit {
+			return cmp.Compare(b.logit, a.logit)
+		}
+		return cmp.Compare(a.id, b.id)
+	})
+	s.cand = c
+	return c
+}
+
+func better(a, b candidate) bool {
+	if a.logit != b.logit {
+		return a.logit > b.logit
+	}
+	return a.id < b.id
+}
+
+// candHeap is a min-heap by "goodness", so its root is the worst of the kept candidates.
+type candHeap []candidate
+
+func (h candHeap) Len() int           { return len(h) }
+func (h candHeap) Less(i, j int) bool { return better(h[j], h[i]) }
+func (h candHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *candHeap) Push(x any)        { *h = append(*h, x.(candidate)) }
+func (h *candHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// softmax sets c[i].p from the logits divided by temp; c is sorted so c[0] holds the maximum.
+func softmax(c []candidate, temp float32) {
+	if len(c) == 0 {
+		return
+	}
+	m := float64(c[0].logit)
+	var sum float64
+	for i := range c {
+		e := math.Exp((float64(c[i].logit) - m) / float64(temp))
+		c[i].p = e
+		sum += e
+	}
+	for i := range c {
+		c[i].p /= sum
+	}
+}
+
+// Argmax returns the index of the largest logit; the lowest index wins exact ties, which is
+// what llama.cpp's greedy sampler (and the golden outputs) do.
+func Argmax(logits []float32) int32 {
+	best := 0
+	for i := 1; i < len(logits); i++ {
+		if logits[i] > logits[best] {
+			best = i
+		}
+	}
+	return int32(best)
+}
+
+// LogSoftmax returns log-probabilities of logits, computed in float64 for accuracy.
+func LogSoftmax(logits []float32) []float32 {
+	out := make([]float32, len(logits))
+	lse := logSumExp(logits)
+	for i, l := range logits {
+		out[i] = float32(float64(l) - lse)
+	}
+	return out
+}
+
+func logSumExp(logits []float32) float64 {
+	m := math.Inf(-1)
+	for _, l := range logits {
+		m = math.Max(m, float64(l))
+	}
+	var sum float64
+	for _, l := range logits {
+		sum += math.Exp(float64(l) - m)
+	}
+	return m + math.Log(sum)
+}
+
+// logprobs returns the log-probability of tok and the n most likely tokens (highest first,
+// lower id first on ties).
+func logprobs(logits []float32, tok int32, n int) (float32, []TokenLogprob) {
+	lse := logSumExp(logits)
+	lp := float32(float64(logits[tok]) - lse)
+	if n <= 0 {
+		return lp, nil
+	}
+	n = min(n, len(logits))
+	h := make(candHeap, 0, n)
+	for i, l := range logits {
+		x := candidate{id: int32(i), logit: l}
+		if len(h) < n {
+			heap.Push(&h, x)
+		} else if better(x, h[0]) {
+			h[0] = x
+			heap.Fix(&h, 0)
+		}
+	}
+	slices.SortFunc(h, func(a, b candidate) int {
+		if better(a, b) {
+			return -1
+		}
+		return 1
+	})
+	top := make([]TokenLogprob, len(h))
+	for i, x := range h {
+		top[i] = TokenLogprob{Token: x.id, Logprob: float32(float64(x.logit) - lse)}
+	}
+	return lp, top
+}
