@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/exo-nix/exo/appliance/buildinfo"
+	"github.com/exo-nix/exo/appliance/serving"
 )
 
 // RoleStatus is one role's readiness as reported on /readyz.
@@ -47,6 +48,9 @@ type Options struct {
 	Dashboard fs.FS
 	Logger    *slog.Logger
 	Registry  *prometheus.Registry
+	// Serving runs the OpenAI endpoints; nil when this node has no worker role.
+	Serving        *serving.Manager
+	ServingMetrics *serving.Metrics
 }
 
 // Server is the HTTP server. Start it with Serve, stop it with Shutdown.
@@ -149,6 +153,7 @@ func (s *Server) routes(m *metrics) {
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", m.handler())
 	s.app.Get("/api/v1/events", s.eventStream)
+	s.openAIRoutes()
 	s.app.All("/api/*", notFound)
 	s.app.All("/v1/*", notFound)
 	s.mountDashboard()

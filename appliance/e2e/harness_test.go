@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,7 +39,7 @@ func TestMain(m *testing.M) {
 }
 
 // repoRoot finds the directory holding go.mod.
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	dir, _ := os.Getwd()
 	for {
@@ -54,7 +55,7 @@ func repoRoot(t *testing.T) string {
 }
 
 // freePort returns a loopback address nobody listens on right now.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,13 +93,13 @@ type proc struct {
 
 // cleanEnv is a minimal environment: no EXO_ variables or systemd sockets of the test runner leak
 // into the node under test.
-func cleanEnv(t *testing.T, extra ...string) []string {
+func cleanEnv(t testing.TB, extra ...string) []string {
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	return append(env, extra...)
 }
 
 // start runs exo with args and env; it does not wait for readiness.
-func start(t *testing.T, env []string, args ...string) *proc {
+func start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{output: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(exoBin, args...)
@@ -124,7 +125,7 @@ func start(t *testing.T, env []string, args ...string) *proc {
 
 // serve starts a node on a free API port with its own data directory and waits until /readyz
 // answers 200.
-func serve(t *testing.T, env []string, scheme string, args ...string) *proc {
+func serve(t testing.TB, env []string, scheme string, args ...string) *proc {
 	t.Helper()
 	addr := freePort(t)
 	args = append([]string{"serve", "--api-addr", addr, "--log-format", "json"}, args...)
@@ -151,7 +152,7 @@ var insecureClient = &http.Client{
 	Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true},
 }
 
-func waitReady(t *testing.T, p *proc, scheme string) {
+func waitReady(t testing.TB, p *proc, scheme string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -205,3 +206,11 @@ func runExo(t *testing.T, env []string, args ...string) (int, string) {
 	code := p.wait(t, 30*time.Second)
 	return code, p.output.String()
 }
+
+func execCommand(args ...string) *exec.Cmd {
+	cmd := exec.Command(exoBin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
+	return cmd
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

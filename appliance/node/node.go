@@ -20,6 +20,8 @@ import (
 	"github.com/exo-nix/exo/appliance/buildinfo"
 	"github.com/exo-nix/exo/appliance/config"
 	"github.com/exo-nix/exo/appliance/datadir"
+	"github.com/exo-nix/exo/appliance/serving"
+	"github.com/exo-nix/exo/appliance/store"
 	"github.com/exo-nix/exo/appliance/tlscert"
 )
 
@@ -45,6 +47,10 @@ type Node struct {
 	notify Notifier
 	errs   chan error
 
+	registry       *prometheus.Registry
+	serving        *serving.Manager
+	servingMetrics *serving.Metrics
+
 	stopOnce sync.Once
 }
 
@@ -60,7 +66,23 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: log, dir: dir, notify: notify, errs: make(chan error, 8)}
+	n := &Node{cfg: cfg, log: log, dir: dir, notify: notify, errs: make(chan error, 8), registry: prometheus.NewRegistry()}
+	if slices.Contains(cfg.Roles, config.RoleWorker) {
+		n.servingMetrics = serving.NewMetrics(n.registry)
+		n.serving = serving.New(serving.Options{
+			Catalog:    store.NewCatalog(cfg.Models.Dirs),
+			Slots:      cfg.Engine.Threads,
+			MaxQueue:   cfg.API.MaxQueue,
+			IdleUnload: cfg.Models.IdleUnload,
+			Logger:     log,
+			Metrics:    n.servingMetrics,
+			Publish: func(typ string, data any) {
+				if n.api != nil {
+					n.api.srv.Events().Publish(api.Event{Type: typ, Data: data})
+				}
+			},
+		})
+	}
 	for _, name := range config.AllRoles {
 		if !slices.Contains(cfg.Roles, name) {
 			continue
@@ -136,6 +158,9 @@ func (n *Node) stop() error {
 				err = errors.Join(err, e)
 			}
 		}
+		if n.serving != nil {
+			n.serving.Close()
+		}
 		n.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	})
 	return err
@@ -182,7 +207,8 @@ func (n *Node) newAPIRole(assets Assets) (*apiRole, error) {
 	opt := api.Options{
 		Addr: n.cfg.API.Addr, NodeName: n.cfg.Node.Name, Keys: keys, StoredKeys: store.Digests,
 		CORSOrigins: n.cfg.API.CORSOrigins, MaxBodyBytes: n.cfg.API.MaxBodyBytes,
-		Readiness: n.Readiness, Dashboard: assets.Dashboard, Logger: n.log, Registry: prometheus.NewRegistry(),
+		Readiness: n.Readiness, Dashboard: assets.Dashboard, Logger: n.log, Registry: n.registry,
+		Serving: n.serving, ServingMetrics: n.servingMetrics,
 	}
 	if n.cfg.API.TLS {
 		var err error
