@@ -597,4 +597,3 @@ func (s *Server) streamJob(ctx context.Context, cancel context.CancelFunc, j *jo
 	}
 	_ = w.raw("data: [DONE]\n\n")
 }
-

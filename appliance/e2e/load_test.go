@@ -21,8 +21,8 @@ type streamResult struct {
 func streamStory(ctx context.Context, client openai.Client, seed int64, maxTokens int64) streamResult {
 	start := time.Now()
 	stream := client.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{
-		Model:    "stories260K-F32",
-		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage(fmt.Sprintf("Story %d", seed))},
+		Model:     "stories260K-F32",
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage(fmt.Sprintf("Story %d", seed))},
 		MaxTokens: openai.Int(maxTokens), Temperature: openai.Float(0.9), Seed: openai.Int(seed),
 	})
 	var r streamResult

@@ -106,8 +106,8 @@ func TestOpenAIClientAgainstExo(t *testing.T) {
 	t.Run("chat equals exo generate --chat, streaming equals non-streaming", func(t *testing.T) {
 		want := exoGenerate(t, modelFile, "Tell me a story.", 24, true)
 		params := openai.ChatCompletionNewParams{
-			Model:    "stories260K-F32",
-			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")},
+			Model:     "stories260K-F32",
+			Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")},
 			MaxTokens: openai.Int(24), Temperature: openai.Float(0),
 		}
 		got, err := client.Chat.Completions.New(ctx, params)
@@ -186,8 +186,8 @@ func TestOpenAIClientAgainstExo(t *testing.T) {
 
 	t.Run("logprobs", func(t *testing.T) {
 		got, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
-			Model:    "stories260K-F32",
-			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+			Model:     "stories260K-F32",
+			Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
 			MaxTokens: openai.Int(6), Temperature: openai.Float(0), Logprobs: openai.Bool(true), TopLogprobs: openai.Int(3),
 		})
 		if err != nil {
