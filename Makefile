@@ -10,6 +10,8 @@ LDFLAGS  := -X github.com/exo-nix/exo/appliance/buildinfo.Version=$(VERSION) \
 BIN      := bin/exo
 # Flags for `make run`; override e.g. `make run RUN_FLAGS="--api-addr 127.0.0.1:8080"`.
 RUN_FLAGS ?=
+# The bundled demo model (stories260K, MIT) is always served by `make run`.
+DEMO_MODELS := appliance/store/testdata/stories260K
 
 .PHONY: all build run test test-go test-frontend lint-go frontend clean
 
@@ -26,7 +28,7 @@ build: frontend
 	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) .
 
 run: build
-	./$(BIN) serve $(RUN_FLAGS)
+	./$(BIN) serve --models-dir $(DEMO_MODELS) $(RUN_FLAGS)
 
 test: test-frontend lint-go test-go
 
