@@ -42,8 +42,14 @@ lint-go:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
+OPENAI_NODE := appliance/e2e/testdata/openai-node
+
+$(OPENAI_NODE)/node_modules/.installed: $(OPENAI_NODE)/package.json $(OPENAI_NODE)/package-lock.json
+	cd $(OPENAI_NODE) && $(NPM) ci --no-audit --no-fund
+	touch $@
+
 # The dashboard is embedded, so the frontend is built before the Go tests (test-frontend does it).
-test-go:
+test-go: $(OPENAI_NODE)/node_modules/.installed
 	$(GO) test -race -timeout 45m ./...
 
 clean:
