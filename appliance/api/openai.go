@@ -51,7 +51,14 @@ func toModelObject(m store.Model) modelObject {
 		ContextLength: m.ContextLength, Size: m.Size, Quantization: m.Quantization, Arch: m.Arch}
 }
 
+func (s *Server) noServing(c fiber.Ctx) error {
+	return writeError(c, fiber.StatusServiceUnavailable, "server_error", "this node serves no models (it runs without the worker role)")
+}
+
 func (s *Server) listModels(c fiber.Ctx) error {
+	if s.opt.Serving == nil {
+		return s.noServing(c)
+	}
 	models, problems := s.opt.Serving.Catalog().List()
 	for _, p := range problems {
 		s.opt.Logger.Warn("model directory entry skipped", "err", p)
@@ -64,6 +71,9 @@ func (s *Server) listModels(c fiber.Ctx) error {
 }
 
 func (s *Server) getModel(c fiber.Ctx) error {
+	if s.opt.Serving == nil {
+		return s.noServing(c)
+	}
 	m, err := s.opt.Serving.Catalog().Get(c.Params("id"))
 	if err != nil {
 		return s.openAIError(c, err)
@@ -313,7 +323,7 @@ func completionPrompt(raw json.RawMessage) (string, []int32, error) {
 func (s *Server) run(c fiber.Ctx, f *samplingFields, params sampler.Params, stop []string, maxTokens int,
 	prompt func(*model.Model) ([]int32, error), isChat bool) error {
 	if s.opt.Serving == nil {
-		return writeError(c, fiber.StatusServiceUnavailable, "server_error", "this node serves no models (it runs without the worker role)")
+		return s.noServing(c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	admitted := time.Now()

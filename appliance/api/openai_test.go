@@ -1,0 +1,88 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/serving"
+	"github.com/exo-nix/exo/appliance/store"
+)
+
+func storiesCatalog(t *testing.T) *store.Catalog {
+	t.Helper()
+	dir := os.Getenv("EXO_FIXTURES")
+	if dir == "" {
+		wd, _ := os.Getwd()
+		dir = filepath.Join(wd, "..", "..", "..", "shared", "fixtures")
+	}
+	dir = filepath.Join(dir, "stories260K")
+	if _, err := os.Stat(dir); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("fixtures missing at %s under CI", dir)
+		}
+		t.Skipf("fixtures not found at %s", dir)
+	}
+	return store.NewCatalog([]string{dir})
+}
+
+// TestQueueFullIs429: with one slot taken and the one queue place used, the next request is
+// refused at once with 429 and Retry-After.
+func TestQueueFullIs429(t *testing.T) {
+	mgr := serving.New(serving.Options{Catalog: storiesCatalog(t), Slots: 1, MaxQueue: 1})
+	defer mgr.Close()
+	_, base := startServer(t, Options{Serving: mgr})
+	hold, err := mgr.Acquire(context.Background(), "stories260K-F32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"model":"stories260K-F32","prompt":"Once","max_tokens":2,"temperature":0}`
+	queued := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			queued <- -1
+			return
+		}
+		resp.Body.Close()
+		queued <- resp.StatusCode
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for st := mgr.States(); len(st) == 0 || st[0].Waiting != 1; st = mgr.States() {
+		if time.Now().After(deadline) {
+			t.Fatal("request never queued")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	resp, err := http.Post(base+"/v1/completions", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("over the queue: %d, Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	hold.Release()
+	if code := <-queued; code != 200 {
+		t.Fatalf("queued request finished with %d", code)
+	}
+}
+
+func TestNoWorkerRoleIs503(t *testing.T) {
+	_, base := startServer(t, Options{})
+	resp, err := http.Post(base+"/v1/chat/completions", "application/json", strings.NewReader(`{"model":"m","messages":[{"role":"user","content":"x"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if code, _ := do(t, "GET", base+"/v1/models", ""); code != 503 {
+		t.Fatalf("models without a worker role: %d", code)
+	}
+}
