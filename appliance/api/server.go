@@ -15,6 +15,7 @@ import (
 
 	"github.com/gofiber/fiber/v3"
 	"github.com/gofiber/fiber/v3/middleware/cors"
+	"github.com/gofiber/fiber/v3/middleware/recover"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/exo-nix/exo/appliance/buildinfo"
@@ -88,6 +89,8 @@ func New(opt Options) (*Server, error) {
 		return nil, err
 	}
 	s.app.Use(s.accessLog(m))
+	// A bug in one handler must cost one request a 500, not the node.
+	s.app.Use(recover.New())
 	if len(opt.CORSOrigins) > 0 {
 		s.app.Use(cors.New(cors.Config{
 			AllowOrigins: opt.CORSOrigins,
