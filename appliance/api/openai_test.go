@@ -3,31 +3,17 @@ package api
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/exo-nix/exo/appliance/serving"
 	"github.com/exo-nix/exo/appliance/store"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 func storiesCatalog(t *testing.T) *store.Catalog {
-	t.Helper()
-	dir := os.Getenv("EXO_FIXTURES")
-	if dir == "" {
-		wd, _ := os.Getwd()
-		dir = filepath.Join(wd, "..", "..", "..", "shared", "fixtures")
-	}
-	dir = filepath.Join(dir, "stories260K")
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fixtures missing at %s under CI", dir)
-		}
-		t.Skipf("fixtures not found at %s", dir)
-	}
-	return store.NewCatalog([]string{dir})
+	return store.NewCatalog([]string{testfixtures.Path(t, "stories260K")})
 }
 
 // TestQueueFullIs429: with one slot taken and the one queue place used, the next request is

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 var exoBin string
@@ -38,20 +40,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// repoRoot finds the directory holding go.mod.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
+	root, err := testfixtures.RepoRoot()
+	if err != nil {
+		t.Fatal("go.mod not found above the test directory")
 	}
+	return root
 }
 
 // freePort returns a loopback address nobody listens on right now.

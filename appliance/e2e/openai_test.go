@@ -15,22 +15,14 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
-// fixtures returns the shared fixture directory, skipping (or failing under CI) without it.
+// fixtures returns the shared fixture directory with the stories260K models in it.
 func fixtures(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("EXO_FIXTURES")
-	if dir == "" {
-		dir = filepath.Join(repoRoot(t), "..", "shared", "fixtures")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "stories260K", "stories260K-F32.gguf")); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fixtures missing at %s under CI", dir)
-		}
-		t.Skipf("fixtures not found at %s (set EXO_FIXTURES)", dir)
-	}
-	return dir
+	testfixtures.Path(t, "stories260K", "stories260K-F32.gguf")
+	return testfixtures.Dir(t)
 }
 
 // storiesNode serves the stories260K fixture models.

@@ -3,38 +3,16 @@ package serving
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/exo-nix/exo/appliance/store"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
-func storiesDir(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("EXO_FIXTURES")
-	if dir == "" {
-		wd, _ := os.Getwd()
-		for {
-			if _, err := os.Stat(filepath.Join(wd, "go.mod")); err == nil {
-				break
-			}
-			wd = filepath.Dir(wd)
-		}
-		dir = filepath.Join(wd, "..", "shared", "fixtures")
-	}
-	dir = filepath.Join(dir, "stories260K")
-	if _, err := os.Stat(dir); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fixtures missing at %s under CI", dir)
-		}
-		t.Skipf("fixtures not found at %s", dir)
-	}
-	return dir
-}
+func storiesDir(t *testing.T) string { return testfixtures.Path(t, "stories260K") }
 
 type events struct {
 	mu  sync.Mutex

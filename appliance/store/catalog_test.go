@@ -6,33 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
-func fixtures(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv("EXO_FIXTURES"); d != "" {
-		return d
-	}
-	dir, _ := os.Getwd()
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-	d := filepath.Join(dir, "..", "shared", "fixtures")
-	if _, err := os.Stat(d); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("fixtures missing at %s under CI", d)
-		}
-		t.Skipf("fixtures not found at %s (set EXO_FIXTURES)", d)
-	}
-	return d
-}
+func fixtures(t *testing.T) string { return testfixtures.Dir(t) }
 
 func TestListFixtureModels(t *testing.T) {
 	fx := fixtures(t)

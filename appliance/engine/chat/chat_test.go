@@ -11,6 +11,7 @@ import (
 
 	"github.com/exo-nix/exo/appliance/engine/chat/jinja"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 var testNow = func() time.Time { return time.Date(2024, time.July, 5, 9, 3, 0, 0, time.UTC) }
@@ -28,9 +29,9 @@ func loadTestdata(t *testing.T, name string) string {
 // chat golden), e.g. "qwen2-e32".
 func goldenTemplate(t *testing.T, model string) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(fixturesDir(t), "synthetic", model, "golden", model+"-chat.json"))
+	b, err := os.ReadFile(filepath.Join(testfixtures.Dir(t), "synthetic", model, "golden", model+"-chat.json"))
 	if err != nil {
-		missing(t, err.Error())
+		testfixtures.Missing(t, err.Error())
 	}
 	var g chatGolden
 	if err := json.Unmarshal(b, &g); err != nil {
@@ -222,9 +223,9 @@ func TestErrors(t *testing.T) {
 }
 
 func TestFromGGUFWithoutTemplateFallsBack(t *testing.T) {
-	path := filepath.Join(fixturesDir(t), "synthetic", "llama-spm32k-e256", "llama-spm32k-e256-F16.gguf")
+	path := filepath.Join(testfixtures.Dir(t), "synthetic", "llama-spm32k-e256", "llama-spm32k-e256-F16.gguf")
 	if _, err := os.Stat(path); err != nil {
-		missing(t, err.Error())
+		testfixtures.Missing(t, err.Error())
 	}
 	f, err := gguf.Open(path)
 	if err != nil {

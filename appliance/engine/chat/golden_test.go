@@ -7,46 +7,8 @@ import (
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
-
-// fixturesDir finds the shared fixture pack: $EXO_FIXTURES, else
-// ../shared/fixtures next to the repository root (the dir with go.mod).
-func fixturesDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv("EXO_FIXTURES"); d != "" {
-		return requireDir(t, d)
-	}
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for dir := wd; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return requireDir(t, filepath.Join(dir, "..", "shared", "fixtures"))
-		}
-		if filepath.Dir(dir) == dir {
-			break
-		}
-	}
-	missing(t, "no go.mod above "+wd)
-	return ""
-}
-
-func requireDir(t *testing.T, d string) string {
-	t.Helper()
-	if st, err := os.Stat(d); err != nil || !st.IsDir() {
-		missing(t, "fixture directory "+d+" not found")
-	}
-	return d
-}
-
-func missing(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal("fixtures required in CI: " + why)
-	}
-	t.Skip(why)
-}
 
 type chatGolden struct {
 	ModelFile     string `json:"model_file"`
@@ -65,12 +27,12 @@ type chatGolden struct {
 
 func loadChatGoldens(t *testing.T) map[string]chatGolden {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(fixturesDir(t), "synthetic", "*", "golden", "*-chat.json"))
+	files, err := filepath.Glob(filepath.Join(testfixtures.Dir(t), "synthetic", "*", "golden", "*-chat.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		missing(t, "no synthetic/*/golden/*-chat.json in the fixture pack")
+		testfixtures.Missing(t, "no synthetic/*/golden/*-chat.json in the fixture pack")
 	}
 	out := map[string]chatGolden{}
 	for _, f := range files {
@@ -145,7 +107,7 @@ func TestGoldenFromGGUF(t *testing.T) {
 	for f, g := range loadChatGoldens(t) {
 		path := filepath.Join(filepath.Dir(filepath.Dir(f)), g.ModelFile)
 		if _, err := os.Stat(path); err != nil {
-			missing(t, "model file "+path+" not shipped")
+			testfixtures.Missing(t, "model file "+path+" not shipped")
 		}
 		gf, err := gguf.Open(path)
 		if err != nil {

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 func extractT(t *testing.T, src *File, first, last int) *File {
@@ -28,7 +30,7 @@ func names(f *File) []string {
 }
 
 func TestExtractStories(t *testing.T) {
-	src := openT(t, fixture(t, "stories260K/stories260K-Q8_0.gguf"))
+	src := openT(t, testfixtures.Path(t, "stories260K/stories260K-Q8_0.gguf"))
 	blockTensors := func(b int) []string {
 		var out []string
 		for _, n := range []string{"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"} {
@@ -88,7 +90,7 @@ func TestExtractStories(t *testing.T) {
 }
 
 func TestExtractFromStage(t *testing.T) {
-	src := openT(t, fixture(t, "synthetic/qwen3-e32/qwen3-e32-F16.gguf"))
+	src := openT(t, testfixtures.Path(t, "synthetic/qwen3-e32/qwen3-e32-F16.gguf"))
 	mid := extractT(t, src, 1, 4)
 	if _, ok := mid.Tensor("token_embd.weight"); !ok {
 		t.Fatal("tied last stage lacks token_embd.weight")
@@ -109,13 +111,13 @@ func TestExtractFromStage(t *testing.T) {
 }
 
 func TestExtractRejectsBadRanges(t *testing.T) {
-	src := openT(t, fixture(t, "stories260K/stories260K-F32.gguf"))
+	src := openT(t, testfixtures.Path(t, "stories260K/stories260K-F32.gguf"))
 	for _, r := range [][2]int{{-1, 2}, {2, 2}, {3, 1}, {0, 6}} {
 		if err := Extract(src, r[0], r[1], &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "not within the model's 5 blocks") {
 			t.Errorf("range %v: %v", r, err)
 		}
 	}
-	vocab := openT(t, fixture(t, "tokenizer/ggml-vocab-gpt-2.gguf"))
+	vocab := openT(t, testfixtures.Path(t, "tokenizer/ggml-vocab-gpt-2.gguf"))
 	if err := Extract(vocab, 0, 1, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "no tensors for block 0") {
 		t.Errorf("vocab-only file: %v", err)
 	}

@@ -15,12 +15,13 @@ import (
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/kernels"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 // allFixtureGGUFs lists every .gguf under the fixture directory.
 func allFixtureGGUFs(t *testing.T) []string {
 	var out []string
-	root := fixtures(t)
+	root := testfixtures.Dir(t)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -87,7 +88,7 @@ func TestOpenEveryFixture(t *testing.T) {
 }
 
 func TestStories260K(t *testing.T) {
-	f := openT(t, fixture(t, "stories260K/stories260K-F32.gguf"))
+	f := openT(t, testfixtures.Path(t, "stories260K/stories260K-F32.gguf"))
 	if len(f.Tensors) != 5*9+2 {
 		t.Errorf("%d tensors, want 47", len(f.Tensors))
 	}
@@ -139,7 +140,7 @@ func TestStories260K(t *testing.T) {
 
 	// The F16 file holds the same weights rounded: if either data offset were wrong the values
 	// would not line up.
-	h := openT(t, fixture(t, "stories260K/stories260K-F16.gguf"))
+	h := openT(t, testfixtures.Path(t, "stories260K/stories260K-F16.gguf"))
 	he, _ := h.Tensor("token_embd.weight")
 	if he.Type != ggml.F16 {
 		t.Fatalf("F16 token_embd is %s", he.Type)
@@ -165,7 +166,7 @@ func TestStories260K(t *testing.T) {
 		t.Errorf("only %d non-zero embedding values", nonzero)
 	}
 
-	q8 := openT(t, fixture(t, "stories260K/stories260K-Q8_0.gguf"))
+	q8 := openT(t, testfixtures.Path(t, "stories260K/stories260K-Q8_0.gguf"))
 	for name, want := range map[string]ggml.Type{"token_embd.weight": ggml.Q8_0, "blk.0.ffn_down.weight": ggml.F32, "blk.0.attn_q.weight": ggml.Q8_0, "blk.0.attn_norm.weight": ggml.F32} {
 		if ti, ok := q8.Tensor(name); !ok || ti.Type != want {
 			t.Errorf("Q8_0 file: %s type %v, want %s", name, ti, want)
@@ -174,7 +175,7 @@ func TestStories260K(t *testing.T) {
 }
 
 func TestTensorDataIsInPlace(t *testing.T) {
-	f := openT(t, fixture(t, "stories260K/stories260K-Q4_0.gguf"))
+	f := openT(t, testfixtures.Path(t, "stories260K/stories260K-Q4_0.gguf"))
 	ti, _ := f.Tensor("blk.2.attn_q.weight")
 	d := f.TensorData(ti)
 	base := uintptr(unsafe.Pointer(&f.mm[0]))
@@ -489,7 +490,7 @@ func TestSyntheticFixtureShapes(t *testing.T) {
 		{"synthetic/qwen3-e32/qwen3-e32-F16.gguf", 4*11 + 2, map[string]ggml.Type{"blk.3.attn_k_norm.weight": ggml.F32}},
 	}
 	for _, c := range cases {
-		f := openT(t, fixture(t, c.rel))
+		f := openT(t, testfixtures.Path(t, c.rel))
 		if len(f.Tensors) != c.tensors {
 			t.Errorf("%s: %d tensors, want %d", c.rel, len(f.Tensors), c.tensors)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/kernels"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 func synthT(t *testing.T, opts SynthOptions) *File {
@@ -194,7 +195,7 @@ func TestSynthPlaceholderVocab(t *testing.T) {
 }
 
 func TestSynthVocabFrom(t *testing.T) {
-	src := openT(t, fixture(t, "stories260K/stories260K-F32.gguf"))
+	src := openT(t, testfixtures.Path(t, "stories260K/stories260K-F32.gguf"))
 	h, _ := ParseDims("llama", "embd=64,layers=1,heads=8,kv_heads=4,ffn=172,vocab=1000")
 	f := synthT(t, SynthOptions{Arch: "llama", Dims: &h, Type: ggml.Q8_0, Seed: 3, VocabFrom: src.Path})
 	var want, got []KV

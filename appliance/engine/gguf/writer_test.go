@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 func TestWriterRoundTrip(t *testing.T) {
@@ -115,7 +116,7 @@ func rewrite(t testing.TB, f *File) []byte {
 // reproduce the file byte for byte.
 func TestWriterReproducesFixture(t *testing.T) {
 	for _, rel := range []string{"stories260K/stories260K-F32.gguf", "stories260K/stories260K-Q4_0.gguf", "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf"} {
-		p := fixture(t, rel)
+		p := testfixtures.Path(t, rel)
 		orig, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)

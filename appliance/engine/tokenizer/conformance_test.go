@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 // vectorSets pairs llama.cpp's test-tokenizer-0 vectors with the GGUF holding that vocabulary
@@ -37,11 +39,11 @@ type vector struct {
 // of space-separated ids per input.
 func readVectors(t *testing.T, base string) []vector {
 	t.Helper()
-	inp, err := os.ReadFile(fixture(t, base+".inp"))
+	inp, err := os.ReadFile(testfixtures.Path(t, base+".inp"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := os.ReadFile(fixture(t, base+".out"))
+	out, err := os.ReadFile(testfixtures.Path(t, base+".out"))
 	if err != nil {
 		t.Fatal(err)
 	}

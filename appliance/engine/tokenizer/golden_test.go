@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 type goldenMode struct {
@@ -47,12 +49,12 @@ var goldenSets = []struct{ dir, model string }{
 
 func goldenFiles(t *testing.T, dir string) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(fixture(t, dir), "*.json"))
+	files, err := filepath.Glob(filepath.Join(testfixtures.Path(t, dir), "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
-		missingFixtures(t, "no golden files in "+dir)
+		testfixtures.Missing(t, "no golden files in "+dir)
 	}
 	return files
 }
@@ -185,7 +187,7 @@ type chatGolden struct {
 // must become single tokens, with BOS added where the vocabulary asks for it.
 func TestChatGoldens(t *testing.T) {
 	for _, set := range goldenSets {
-		files, err := filepath.Glob(filepath.Join(fixtures(t), set.dir, "*-chat.json"))
+		files, err := filepath.Glob(filepath.Join(testfixtures.Dir(t), set.dir, "*-chat.json"))
 		if err != nil {
 			t.Fatal(err)
 		}

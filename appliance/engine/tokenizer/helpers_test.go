@@ -1,60 +1,12 @@
 package tokenizer
 
 import (
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
-
-// fixtures returns the shared fixture directory: $EXO_FIXTURES, or ../shared/fixtures next to
-// the repository root (the directory holding go.mod). Missing fixtures skip, except on CI.
-func fixtures(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("EXO_FIXTURES")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "fixtures")
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	if dir == "" {
-		missingFixtures(t, "no go.mod above the test directory and EXO_FIXTURES unset")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
-		missingFixtures(t, "fixtures not found at "+dir+": "+err.Error())
-	}
-	return dir
-}
-
-func missingFixtures(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
-}
-
-// fixture returns the path of a fixture file, skipping (or failing on CI) when it is absent.
-func fixture(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join(fixtures(t), rel)
-	if _, err := os.Stat(p); err != nil {
-		missingFixtures(t, err.Error())
-	}
-	return p
-}
 
 var (
 	loadMu sync.Mutex
@@ -65,7 +17,7 @@ var (
 // shared by several tests.
 func load(t testing.TB, rel string) *Tokenizer {
 	t.Helper()
-	path := fixture(t, rel)
+	path := testfixtures.Path(t, rel)
 	loadMu.Lock()
 	defer loadMu.Unlock()
 	if tok, ok := loaded[path]; ok {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -316,10 +318,10 @@ func TestSpecialTokens(t *testing.T) {
 // built once per tokenizer.
 func TestLoadTime(t *testing.T) {
 	path := "synthetic/qwen2-e32/qwen2-e32-F16.gguf"
-	fixture(t, path)
+	testfixtures.Path(t, path)
 	start := time.Now()
 	loadMu.Lock()
-	delete(loaded, fixture(t, path))
+	delete(loaded, testfixtures.Path(t, path))
 	loadMu.Unlock()
 	tok := load(t, path)
 	el := time.Since(start)
