@@ -92,6 +92,9 @@ type GenerateRequest struct {
 	// OnText receives the text as it is generated (never a part of a stop sequence); returning an
 	// error aborts generation with that error.
 	OnText func(text string) error
+	// OnToken receives each generated token (with its logprobs when asked for) before its text;
+	// returning an error aborts generation with that error.
+	OnToken func(res sampler.Result) error
 }
 
 // Timings are wall-clock durations of a generation.
@@ -172,6 +175,11 @@ func (m *Model) Generate(ctx context.Context, req GenerateRequest) (*Generation,
 		g.Tokens = append(g.Tokens, tok)
 		if req.Sampler.Logprobs {
 			g.Logprobs = append(g.Logprobs, res)
+		}
+		if req.OnToken != nil {
+			if err := req.OnToken(res); err != nil {
+				return nil, err
+			}
 		}
 		piece, stopped := stop.Push(dec.Add(tok))
 		if err := emit(piece); err != nil {
