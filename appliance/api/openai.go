@@ -370,7 +370,7 @@ func (s *Server) run(c fiber.Ctx, f *samplingFields, params sampler.Params, stop
 	}
 	if !j.stream {
 		defer release()
-		g, err := s.generate(ctx, j, nil)
+		g, err := s.generate(ctx, j, nil, nil)
 		if err != nil {
 			return s.openAIError(c, err)
 		}
@@ -386,7 +386,7 @@ func (s *Server) run(c fiber.Ctx, f *samplingFields, params sampler.Params, stop
 }
 
 // generate runs the engine and records metrics. onText, when set, receives text as it comes.
-func (s *Server) generate(ctx context.Context, j *job, onText func(string) error) (*model.Generation, error) {
+func (s *Server) generate(ctx context.Context, j *job, onText func(string) error, onToken func(sampler.Result) error) (*model.Generation, error) {
 	met := s.opt.ServingMetrics
 	first := true
 	req := j.req
@@ -402,6 +402,7 @@ func (s *Server) generate(ctx context.Context, j *job, onText func(string) error
 		}
 		return nil
 	}
+	req.OnToken = onToken
 	g, err := j.lease.Model.Generate(ctx, req)
 	if met != nil {
 		if err != nil {
@@ -553,6 +554,19 @@ func (s *Server) chunk(j *job, delta fiber.Map, text string, finish any) fiber.M
 	return m
 }
 
+// attachLogprobs puts the logprobs of res into a stream chunk, in the chat or legacy shape.
+func (s *Server) attachLogprobs(j *job, chunk fiber.Map, res []sampler.Result) {
+	if !j.logprobs || len(res) == 0 {
+		return
+	}
+	choice := chunk["choices"].([]fiber.Map)[0]
+	if j.chat {
+		choice["logprobs"] = fiber.Map{"content": s.chatLogprobs(j, res)}
+	} else {
+		choice["logprobs"] = s.textLogprobs(j, res)
+	}
+}
+
 // streamJob writes the SSE stream. A write error means the client left: the generation is
 // cancelled at its next token and its KV cache freed with the sequence.
 func (s *Server) streamJob(ctx context.Context, cancel context.CancelFunc, j *job, bw *bufio.Writer) {
@@ -579,9 +593,19 @@ func (s *Server) streamJob(ctx context.Context, cancel context.CancelFunc, j *jo
 			}
 		}
 	}()
+	// Logprobs travel with the chunk that carries their tokens' text; tokens whose text is held
+	// back (a partial character, a possible stop sequence) are reported with the next text.
+	var pending []sampler.Result
+	var onToken func(sampler.Result) error
+	if j.logprobs {
+		onToken = func(r sampler.Result) error { pending = append(pending, r); return nil }
+	}
 	g, err := s.generate(ctx, j, func(text string) error {
-		return w.data(s.chunk(j, fiber.Map{"content": text}, text, nil))
-	})
+		ch := s.chunk(j, fiber.Map{"content": text}, text, nil)
+		s.attachLogprobs(j, ch, pending)
+		pending = pending[:0]
+		return w.data(ch)
+	}, onToken)
 	close(done)
 	if err != nil {
 		if w.err == nil && !errors.Is(err, context.Canceled) {
@@ -592,7 +616,9 @@ func (s *Server) streamJob(ctx context.Context, cancel context.CancelFunc, j *jo
 		}
 		return
 	}
-	if w.data(s.chunk(j, fiber.Map{}, "", g.FinishReason)) != nil {
+	final := s.chunk(j, fiber.Map{}, "", g.FinishReason)
+	s.attachLogprobs(j, final, pending)
+	if w.data(final) != nil {
 		return
 	}
 	if j.usage {

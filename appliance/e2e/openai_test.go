@@ -341,3 +341,40 @@ func TestClientDisconnectStopsGeneration(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestStreamingLogprobs(t *testing.T) {
+	_, client := storiesNode(t, nil)
+	ctx := context.Background()
+	params := openai.ChatCompletionNewParams{
+		Model:     "stories260K-F32",
+		Messages:  []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")},
+		MaxTokens: openai.Int(8), Temperature: openai.Float(0), Logprobs: openai.Bool(true), TopLogprobs: openai.Int(2),
+	}
+	whole, err := client.Chat.Completions.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := client.Chat.Completions.NewStreaming(ctx, params)
+	var tokens []string
+	var text strings.Builder
+	for stream.Next() {
+		ch := stream.Current()
+		if len(ch.Choices) == 0 {
+			continue
+		}
+		text.WriteString(ch.Choices[0].Delta.Content)
+		for _, lp := range ch.Choices[0].Logprobs.Content {
+			tokens = append(tokens, lp.Token)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, lp := range whole.Choices[0].Logprobs.Content {
+		want = append(want, lp.Token)
+	}
+	if strings.Join(tokens, "|") != strings.Join(want, "|") || text.String() != whole.Choices[0].Message.Content {
+		t.Fatalf("streamed logprob tokens %q, non-streamed %q", tokens, want)
+	}
+}
