@@ -1,0 +1,5 @@
+//go:build !darwin
+
+package accel
+
+func darwinDetect(*detector, *Report) []Accelerator { return nil }
