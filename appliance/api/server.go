@@ -52,6 +52,9 @@ type Options struct {
 	// Serving runs the OpenAI endpoints; nil when this node has no worker role.
 	Serving        *serving.Manager
 	ServingMetrics *serving.Metrics
+	// Cluster serves the cluster endpoints (/api/v1/cluster, nodes, instances, placement); nil
+	// leaves them out.
+	Cluster Cluster
 }
 
 // Server is the HTTP server. Start it with Serve, stop it with Shutdown.
@@ -157,6 +160,7 @@ func (s *Server) routes(m *metrics) {
 	s.app.Get("/metrics", m.handler())
 	s.app.Get("/api/v1/events", s.eventStream)
 	s.openAIRoutes()
+	s.clusterRoutes()
 	s.app.All("/api/*", notFound)
 	s.app.All("/v1/*", notFound)
 	s.mountDashboard()

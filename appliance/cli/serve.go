@@ -36,6 +36,7 @@ var configFlags = []struct {
 	kind             string // "string", "bool", "list", "array"
 }{
 	{"node-name", "node.name", "display name of this node (default: hostname)", "string"},
+	{"node-memory", "node.memory", "memory this node offers to models, e.g. 8GiB (default: its available memory)", "string"},
 	{"api-addr", "api.addr", "HTTP API and dashboard listen address (default 127.0.0.1:52415)", "string"},
 	{"gossip-addr", "gossip.addr", "gossip (serf) listen address, tcp+udp (default :52416)", "string"},
 	{"transport-addr", "transport.addr", "tensor transport listen address (default :52417)", "string"},

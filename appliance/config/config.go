@@ -29,6 +29,8 @@ type Config struct {
 // Node holds the node's identity as shown to operators.
 type Node struct {
 	Name string `koanf:"name"`
+	// Memory caps what the node offers to models (e.g. "8GiB"); empty means its available memory.
+	Memory string `koanf:"memory"`
 }
 
 // API configures the HTTP server (OpenAI API, cluster API, dashboard, health, metrics).
@@ -103,6 +105,7 @@ var Accelerators = []string{"auto", "cpu", "cuda", "rocm", "intel", "opencl"}
 func Defaults() map[string]any {
 	return map[string]any{
 		"node.name":            "",
+		"node.memory":          "",
 		"api.addr":             "127.0.0.1:52415",
 		"api.tls":              false,
 		"api.tls_cert":         "",

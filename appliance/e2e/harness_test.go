@@ -127,6 +127,13 @@ func serve(t testing.TB, env []string, scheme string, args ...string) *proc {
 	if !hasFlag(args, "--data-dir") {
 		args = append(args, "--data-dir", filepath.Join(t.TempDir(), "data"))
 	}
+	// A master binds gossip and raft ports; the defaults would collide with any other exo on
+	// this machine.
+	for _, f := range []string{"--gossip-addr", "--raft-addr"} {
+		if !hasFlag(args, f) {
+			args = append(args, f, freePort(t))
+		}
+	}
 	p := start(t, env, args...)
 	p.addr = addr
 	waitReady(t, p, scheme)

@@ -18,6 +18,7 @@ import (
 	"github.com/exo-nix/exo/appliance/api"
 	"github.com/exo-nix/exo/appliance/apikeys"
 	"github.com/exo-nix/exo/appliance/buildinfo"
+	"github.com/exo-nix/exo/appliance/cluster"
 	"github.com/exo-nix/exo/appliance/config"
 	"github.com/exo-nix/exo/appliance/datadir"
 	"github.com/exo-nix/exo/appliance/serving"
@@ -47,6 +48,10 @@ type Node struct {
 	notify Notifier
 	errs   chan error
 
+	// cluster is the control plane (identity, membership, raft on masters); one per process,
+	// shared by the roles.
+	cluster *cluster.Node
+
 	registry       *prometheus.Registry
 	serving        *serving.Manager
 	servingMetrics *serving.Metrics
@@ -67,6 +72,15 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, dir: dir, notify: notify, errs: make(chan error, 8), registry: prometheus.NewRegistry()}
+	copt, err := cluster.OptionsFromConfig(cfg, log)
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	if n.cluster, err = cluster.New(copt); err != nil {
+		dir.Close()
+		return nil, err
+	}
 	if slices.Contains(cfg.Roles, config.RoleWorker) {
 		n.servingMetrics = serving.NewMetrics(n.registry)
 		n.serving = serving.New(serving.Options{
@@ -89,9 +103,9 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		}
 		switch name {
 		case config.RoleMaster:
-			n.roles = append(n.roles, newPlaceholderRole(config.RoleMaster, "control plane not built yet: membership and raft arrive with the cluster issue"))
+			n.roles = append(n.roles, &clusterRole{name: config.RoleMaster, ready: n.cluster.MasterReady})
 		case config.RoleWorker:
-			n.roles = append(n.roles, newPlaceholderRole(config.RoleWorker, "no instances assigned"))
+			n.roles = append(n.roles, &clusterRole{name: config.RoleWorker, ready: n.cluster.WorkerReady})
 		case config.RoleAPI:
 			r, err := n.newAPIRole(assets)
 			if err != nil {
@@ -111,7 +125,12 @@ func (n *Node) Run(ctx context.Context) error {
 	defer n.dir.Close()
 	bi := buildinfo.Get()
 	n.log.Info("starting exo node", "node", n.cfg.Node.Name, "version", bi.Version, "commit", bi.Commit,
-		"roles", n.cfg.Roles, "data_dir", n.cfg.DataDir)
+		"roles", n.cfg.Roles, "data_dir", n.cfg.DataDir, "node_id", n.cluster.ID())
+	// The control plane comes first: roles build on membership.
+	if err := n.cluster.Start(ctx, n.report); err != nil {
+		n.stop()
+		return fmt.Errorf("start cluster membership: %w", err)
+	}
 	for _, r := range n.roles {
 		if err := r.Start(ctx, n.report); err != nil {
 			n.stop()
@@ -161,6 +180,10 @@ func (n *Node) stop() error {
 		if n.serving != nil {
 			n.serving.Close()
 		}
+		if e := n.cluster.Stop(ctx); e != nil {
+			n.log.Warn("cluster membership did not stop cleanly", "err", e)
+			err = errors.Join(err, e)
+		}
 		n.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	})
 	return err
@@ -208,7 +231,7 @@ func (n *Node) newAPIRole(assets Assets) (*apiRole, error) {
 		Addr: n.cfg.API.Addr, NodeName: n.cfg.Node.Name, Keys: keys, StoredKeys: store.Digests,
 		CORSOrigins: n.cfg.API.CORSOrigins, MaxBodyBytes: n.cfg.API.MaxBodyBytes,
 		Readiness: n.Readiness, Dashboard: assets.Dashboard, Logger: n.log, Registry: n.registry,
-		Serving: n.serving, ServingMetrics: n.servingMetrics,
+		Serving: n.serving, ServingMetrics: n.servingMetrics, Cluster: n.cluster,
 	}
 	if n.cfg.API.TLS {
 		var err error

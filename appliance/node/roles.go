@@ -61,25 +61,6 @@ func (r *apiRole) reload(log *slog.Logger) {
 	log.Info("TLS certificate reloaded", "fingerprint_sha256", r.cert.Fingerprint())
 }
 
-// placeholderRole stands in for a role whose machinery is not built yet: it has the lifecycle so
-// that role selection, readiness and unit files work end to end already.
-type placeholderRole struct {
-	name, detail string
-	ready        atomic.Bool
-}
-
-func newPlaceholderRole(name, detail string) *placeholderRole {
-	return &placeholderRole{name: name, detail: detail}
-}
-
-func (r *placeholderRole) Name() string { return r.name }
-func (r *placeholderRole) Start(context.Context, func(error)) error {
-	r.ready.Store(true)
-	return nil
-}
-func (r *placeholderRole) Ready() (bool, string)      { return r.ready.Load(), r.detail }
-func (r *placeholderRole) Stop(context.Context) error { r.ready.Store(false); return nil }
-
 func splitLines(s string) []string {
 	lines := strings.Split(s, "\n")
 	for i := range lines {

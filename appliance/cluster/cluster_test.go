@@ -1,0 +1,316 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/cluster/state"
+	"github.com/exo-nix/exo/appliance/config"
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/engine/gguf"
+)
+
+// writeModel writes a llama-shaped GGUF of zeros: layers blocks of layerKiB each.
+func writeModel(t *testing.T, path string, layers, layerKiB int, tied bool) {
+	t.Helper()
+	w := gguf.NewWriter()
+	w.AddKV("general.architecture", gguf.Str("llama"))
+	w.AddKV("llama.block_count", gguf.U32(uint32(layers)))
+	w.AddKV("llama.embedding_length", gguf.U32(64))
+	w.AddKV("llama.attention.head_count", gguf.U32(8))
+	w.AddKV("llama.attention.head_count_kv", gguf.U32(2))
+	w.AddKV("llama.context_length", gguf.U32(4096))
+	add := func(name string, dims ...uint64) {
+		n := uint64(4)
+		for _, d := range dims {
+			n *= d
+		}
+		if err := w.AddTensor(name, ggml.F32, dims, make([]byte, n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("token_embd.weight", 64, 32)
+	for i := 0; i < layers; i++ {
+		add("blk."+strconv.Itoa(i)+".attn_q.weight", 64, uint64(layerKiB)*4)
+	}
+	add("output_norm.weight", 64)
+	if !tied {
+		add("output.weight", 64, 16)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestModelInfoFromGGUF(t *testing.T) {
+	dir := t.TempDir()
+	writeModel(t, filepath.Join(dir, "untied.gguf"), 4, 2, false)
+	writeModel(t, filepath.Join(dir, "tied", "model-q8.gguf"), 3, 1, true)
+	m, err := modelInfo(filepath.Join(dir, "untied.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Layers() != 4 || m.LayerBytes[3] != 64*8*4 || m.InputBytes != 64*32*4 || m.OutputBytes != 64*4+64*16*4 {
+		t.Fatalf("untied model figures %+v", m)
+	}
+	// 2 KV heads × (8 + 8) dims × 2 bytes (F16 cache).
+	if m.KVBytesPerToken != 2*16*2 || m.ContextLength != 4096 || m.HiddenBytes != 64*4 {
+		t.Fatalf("kv/context/hidden %+v", m)
+	}
+	tied, err := modelInfo(filepath.Join(dir, "tied", "model-q8.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tied.OutputBytes != 64*4+64*32*4 {
+		t.Fatalf("tied output should count the embeddings on the last stage: %d", tied.OutputBytes)
+	}
+
+	if p, err := resolveModel([]string{filepath.Join(dir, "none"), dir}, "untied"); err != nil || p != filepath.Join(dir, "untied.gguf") {
+		t.Fatalf("resolve file: %q %v", p, err)
+	}
+	if p, err := resolveModel([]string{dir}, "tied"); err != nil || !strings.HasSuffix(p, "model-q8.gguf") {
+		t.Fatalf("resolve directory: %q %v", p, err)
+	}
+	if _, err := resolveModel([]string{dir}, "missing"); !errors.Is(err, ErrModelNotFound) {
+		t.Fatalf("missing model: %v", err)
+	}
+	for _, bad := range []string{"../untied", "a/b", "", ".."} {
+		if _, err := resolveModel([]string{dir}, bad); err == nil {
+			t.Errorf("model id %q accepted", bad)
+		}
+	}
+	if got := listModels([]string{dir, filepath.Join(dir, "none")}); strings.Join(got, ",") != "tied,untied" {
+		t.Fatalf("listModels %v", got)
+	}
+	os.WriteFile(filepath.Join(dir, "broken.gguf"), []byte("GGUF nope"), 0o644)
+	if _, err := modelInfo(filepath.Join(dir, "broken.gguf")); err == nil {
+		t.Fatal("broken GGUF accepted")
+	}
+}
+
+func TestParseBytesAndMemInfo(t *testing.T) {
+	for in, want := range map[string]uint64{"512MiB": 512 << 20, "8GiB": 8 << 30, "1.5G": 3 << 29, "1000": 1000, "2 GB": 2e9, "64K": 64 << 10} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-1GiB", "GiB"} {
+		if _, err := ParseBytes(bad); err == nil {
+			t.Errorf("ParseBytes(%q) accepted", bad)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "meminfo")
+	os.WriteFile(p, []byte("MemTotal:       16000 kB\nMemFree:  10 kB\nMemAvailable:    8000 kB\n"), 0o644)
+	total, avail, err := memInfo(p)
+	if err != nil || total != 16000*1024 || avail != 8000*1024 {
+		t.Fatalf("memInfo %d %d %v", total, avail, err)
+	}
+	cfg := config.Config{}
+	cfg.Node.Memory = "lots"
+	if _, err := OptionsFromConfig(cfg, nil); !config.IsConfigError(err) || !strings.Contains(err.Error(), "node.memory") {
+		t.Fatalf("bad node.memory: %v", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type testNode struct {
+	*Node
+	opt  Options
+	logs *lockedBuffer
+	errs chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func newTestNode(t *testing.T, name string, roles []string, dataDir, models string, join []string, token string) *testNode {
+	t.Helper()
+	logs := &lockedBuffer{}
+	opt := Options{
+		Name: name, Roles: roles, DataDir: dataDir, GossipAddr: freeAddr(t), RaftAddr: freeAddr(t), APIAddr: freeAddr(t),
+		TransportAddr: freeAddr(t), Join: join, Token: token, ModelDirs: []string{models}, Memory: 64 << 20,
+		Log:            slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
+		MachineIDPaths: []string{filepath.Join(dataDir, "no-machine-id")},
+	}
+	return startTestNode(t, opt)
+}
+
+func startTestNode(t *testing.T, opt Options) *testNode {
+	t.Helper()
+	n, err := New(opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := &testNode{Node: n, opt: opt, logs: &lockedBuffer{}, errs: make(chan error, 4)}
+	if err := n.Start(context.Background(), func(err error) { tn.errs <- err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = n.Stop(ctx)
+	})
+	return tn
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// TestNodesJoinThroughRedirectAndStateSurvivesRestart runs a master and two workers in one
+// process: the second worker asks the first (which cannot sign) and is redirected to the
+// master. The master's state survives a restart from its data directory.
+func TestNodesJoinThroughRedirectAndStateSurvivesRestart(t *testing.T) {
+	models := t.TempDir()
+	writeModel(t, filepath.Join(models, "m.gguf"), 6, 256, false)
+	mdir := t.TempDir()
+	master := newTestNode(t, "master", config.AllRoles, mdir, models, nil, "")
+	ctx := context.Background()
+	eventually(t, 10*time.Second, "master ready", func() bool { ok, _ := master.MasterReady(); return ok })
+	tok, err := master.CreateToken(ctx, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1 := newTestNode(t, "w1", []string{config.RoleWorker}, t.TempDir(), models, []string{master.opt.GossipAddr}, tok.Token)
+	eventually(t, 10*time.Second, "w1 joined", func() bool { ok, _ := w1.WorkerReady(); return ok })
+	w2 := newTestNode(t, "w2", []string{config.RoleWorker, config.RoleAPI}, t.TempDir(), models, []string{w1.opt.GossipAddr}, tok.Token)
+	eventually(t, 10*time.Second, "w2 joined via w1", func() bool { ok, _ := w2.WorkerReady(); return ok })
+	if w2.credentials().CanSign() || !master.credentials().CanSign() {
+		t.Fatal("signing material went to a worker, or the master lacks it")
+	}
+	eventually(t, 10*time.Second, "three members seen by all", func() bool {
+		for _, n := range []*testNode{master, w1, w2} {
+			if nodes, _ := n.Nodes(ctx); len(nodes) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+
+	// A worker's API call reaches the leader over the control RPC.
+	in, err := w2.CreateInstance(ctx, InstanceRequest{Model: "m", MinNodes: 3, Context: 256})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.Stages) != 3 || in.Status != state.StatusPlaced {
+		t.Fatalf("instance %+v", in)
+	}
+	var ce *Error
+	if _, err := w2.CreateInstance(ctx, InstanceRequest{Model: "nope"}); !errors.As(err, &ce) || ce.Status != 404 {
+		t.Fatalf("unknown model: %v", err)
+	}
+	if _, err := w2.Placement(ctx, InstanceRequest{Model: "m", MinNodes: 2, Nodes: []string{"w1"}}); !errors.As(err, &ce) || ce.Status != 409 {
+		t.Fatalf("two stages on one named node: %v", err)
+	}
+	res, err := w1.Rebalance(ctx, "")
+	if err != nil || len(res.Moved) != 0 {
+		t.Fatalf("rebalance of a fresh placement moved %v (%v)", res, err)
+	}
+	if err := w1.DeleteInstance(ctx, "i-000000000000"); !errors.As(err, &ce) || ce.Status != 404 {
+		t.Fatalf("delete unknown: %v", err)
+	}
+
+	// Restart the master from its data directory: same ID, same cluster, instance kept.
+	id := master.ID()
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := master.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	again := startTestNode(t, master.opt)
+	if again.ID() != id {
+		t.Fatalf("node ID changed across restart: %s -> %s", id, again.ID())
+	}
+	eventually(t, 10*time.Second, "restarted master leads", func() bool { ok, _ := again.MasterReady(); return ok })
+	list, err := again.Instances(ctx)
+	if err != nil || len(list) != 1 || list[0].ID != in.ID {
+		t.Fatalf("instances after restart: %v %v", list, err)
+	}
+}
+
+func TestStandaloneAndRefusedNodes(t *testing.T) {
+	models := t.TempDir()
+	// A worker without credentials, token or join address stands alone and says so.
+	alone := newTestNode(t, "alone", []string{config.RoleWorker}, t.TempDir(), models, nil, "")
+	if ok, detail := alone.WorkerReady(); !ok || !strings.Contains(detail, "not in a cluster") {
+		t.Fatalf("stand-alone worker: %v %q", ok, detail)
+	}
+	if _, err := alone.Instances(context.Background()); !errors.Is(err, ErrNotInCluster) {
+		t.Fatalf("cluster call on a stand-alone node: %v", err)
+	}
+	master := newTestNode(t, "master", config.AllRoles, t.TempDir(), models, nil, "")
+	// A node without a token is refused and reports it as a fatal error.
+	nt := newTestNode(t, "nt", []string{config.RoleWorker}, t.TempDir(), models, []string{master.opt.GossipAddr}, "")
+	select {
+	case err := <-nt.errs:
+		if !strings.Contains(err.Error(), "refused") {
+			t.Fatalf("refusal error %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("tokenless join not refused")
+	}
+	if ok, _ := nt.WorkerReady(); ok {
+		t.Fatal("refused node reports ready")
+	}
+	// A data directory of one cluster does not take another cluster's token.
+	other := newTestNode(t, "other", config.AllRoles, t.TempDir(), models, nil, "")
+	tok, err := other.CreateToken(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = master.Stop(ctx)
+	opt := master.opt
+	opt.Token = tok.Token
+	if _, err := New(opt); err == nil || !strings.Contains(err.Error(), "belongs to cluster") {
+		t.Fatalf("foreign token on a member's data dir: %v", err)
+	}
+	opt.Token = "exo1.garbage"
+	if _, err := New(opt); !config.IsConfigError(err) {
+		t.Fatalf("malformed token: %v", err)
+	}
+}

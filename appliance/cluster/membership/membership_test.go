@@ -1,0 +1,168 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func key(t *testing.T) []byte {
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func startMember(t *testing.T, id string, k []byte, logs *logBuffer, join func(net.Conn)) *Membership {
+	t.Helper()
+	m, err := Start(Config{
+		NodeID: id, Bind: "127.0.0.1:0", Advertise: net.IPv4(127, 0, 0, 1), Key: k,
+		Tags: map[string]string{"name": id, "roles": "worker"}, JoinHandler: join,
+		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown() })
+	return m
+}
+
+func statusOf(m *Membership, id string) string {
+	for _, mem := range m.Members() {
+		if mem.ID == id {
+			return mem.Status
+		}
+	}
+	return ""
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > within {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func TestMembershipJoinTagsFailureAndLeave(t *testing.T) {
+	k := key(t)
+	logs := &logBuffer{}
+	a := startMember(t, "a", k, logs, nil)
+	b := startMember(t, "b", k, logs, nil)
+	c := startMember(t, "c", k, logs, nil)
+	ctx := context.Background()
+	b.JoinLoop(ctx, []string{a.Addr()})
+	c.JoinLoop(ctx, []string{b.Addr()})
+	eventually(t, 5*time.Second, "all see three members", func() bool {
+		return len(a.Members()) == 3 && len(c.Members()) == 3 && statusOf(a, "c") == StatusAlive
+	})
+	if !b.Joined() || !c.Joined() {
+		t.Fatal("joined flag not set")
+	}
+	if err := c.SetTags(map[string]string{"mema": "12345"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "tag update seen by a", func() bool {
+		for _, m := range a.Members() {
+			if m.ID == "c" && m.Tags["mema"] == "12345" && m.Tags["name"] == "c" {
+				return true
+			}
+		}
+		return false
+	})
+	// An abrupt stop (no leave) is detected as a failure within seconds.
+	_ = c.Shutdown()
+	took := eventually(t, 10*time.Second, "c declared failed", func() bool { return statusOf(a, "c") == StatusFailed })
+	t.Logf("failure of c detected by a after %s", took)
+	// A graceful leave shows as left.
+	if err := b.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "b left", func() bool { return statusOf(a, "b") == StatusLeft })
+}
+
+func TestMembershipRefusesOtherKeys(t *testing.T) {
+	logs := &logBuffer{}
+	a := startMember(t, "a", key(t), logs, nil)
+	strangerLogs := &logBuffer{}
+	s := startMember(t, "stranger", key(t), strangerLogs, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	s.JoinLoop(ctx, []string{a.Addr()})
+	if s.Joined() || len(a.Members()) != 1 {
+		t.Fatalf("member with another key joined: %v", a.Members())
+	}
+	eventually(t, 5*time.Second, "refusal logged on the cluster side", func() bool {
+		return strings.Contains(logs.String(), "gossip refused")
+	})
+}
+
+func TestTransportRoutesTLSToJoinHandler(t *testing.T) {
+	got := make(chan string, 1)
+	m := startMember(t, "a", key(t), &logBuffer{}, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 1)
+		_, _ = c.Read(buf)
+		got <- string(buf)
+	})
+	// A TLS dial sends a ClientHello: the handler sees its first byte again (nothing lost).
+	go func() {
+		c, err := tls.Dial("tcp", m.Addr(), &tls.Config{InsecureSkipVerify: true})
+		if err == nil {
+			c.Close()
+		}
+	}()
+	select {
+	case b := <-got:
+		if b != "\x16" {
+			t.Fatalf("join handler read %q first, want the TLS record type", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("join handler not called")
+	}
+}
+
+func TestAdvertiseIP(t *testing.T) {
+	ip, err := AdvertiseIP("127.0.0.5")
+	if err != nil || ip.String() != "127.0.0.5" {
+		t.Fatalf("specific host: %v %v", ip, err)
+	}
+	for _, h := range []string{"", "0.0.0.0", "::"} {
+		ip, err := AdvertiseIP(h)
+		if err != nil || ip == nil || ip.IsUnspecified() {
+			t.Fatalf("AdvertiseIP(%q) = %v %v", h, ip, err)
+		}
+	}
+	if a, err := AdvertiseAddr("127.0.0.1:99"); err != nil || a != "127.0.0.1:99" {
+		t.Fatalf("AdvertiseAddr: %s %v", a, err)
+	}
+}
