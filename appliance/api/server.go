@@ -55,6 +55,8 @@ type Options struct {
 	// Cluster serves the cluster endpoints (/api/v1/cluster, nodes, instances, placement); nil
 	// leaves them out.
 	Cluster Cluster
+	// Detection returns this node's hardware report for GET /api/v1/node.
+	Detection func() any
 }
 
 // Server is the HTTP server. Start it with Serve, stop it with Shutdown.
@@ -159,6 +161,7 @@ func (s *Server) routes(m *metrics) {
 	s.app.Get("/readyz", s.readyz)
 	s.app.Get("/metrics", m.handler())
 	s.app.Get("/api/v1/events", s.eventStream)
+	s.app.Get("/api/v1/node", s.localNode)
 	s.openAIRoutes()
 	s.clusterRoutes()
 	s.app.All("/api/*", notFound)

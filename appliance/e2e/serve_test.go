@@ -244,3 +244,31 @@ func TestAPIKeysLifecycle(t *testing.T) {
 		t.Fatal("the key appears in the node's log")
 	}
 }
+
+func TestUnloadableAcceleratorStopsStart(t *testing.T) {
+	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
+		t.Skip("this machine has an NVIDIA driver; the refusal needs a machine without CUDA")
+	}
+	code, out := runExo(t, cleanEnv(t), "serve", "--accelerator", "cuda", "--api-addr", freePort(t),
+		"--gossip-addr", freePort(t), "--raft-addr", freePort(t), "--data-dir", filepath.Join(t.TempDir(), "d"))
+	if code == 0 || !strings.Contains(out, "libcuda") || !strings.Contains(out, "accelerator") {
+		t.Fatalf("exit %d; a CUDA request without CUDA must stop the node naming the library:\n%s", code, out)
+	}
+}
+
+func TestLocalNodeReportsDetection(t *testing.T) {
+	p := serve(t, cleanEnv(t), "http")
+	code, body := get(t, "http://"+p.addr+"/api/v1/node")
+	var node struct {
+		Name      string
+		Detection struct {
+			CPU struct {
+				LogicalCores int `json:"logical_cores"`
+			}
+			SelectedBackend string `json:"selected_backend"`
+		}
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &node) != nil || node.Detection.CPU.LogicalCores < 1 || node.Detection.SelectedBackend == "" {
+		t.Fatalf("/api/v1/node %d: %.400s", code, body)
+	}
+}

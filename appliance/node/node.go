@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/exo-nix/exo/appliance/accel"
 	"github.com/exo-nix/exo/appliance/api"
 	"github.com/exo-nix/exo/appliance/apikeys"
 	"github.com/exo-nix/exo/appliance/buildinfo"
@@ -52,6 +53,7 @@ type Node struct {
 	// shared by the roles.
 	cluster *cluster.Node
 
+	detection      *accel.Report
 	registry       *prometheus.Registry
 	serving        *serving.Manager
 	servingMetrics *serving.Metrics
@@ -72,11 +74,20 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: log, dir: dir, notify: notify, errs: make(chan error, 8), registry: prometheus.NewRegistry()}
+	report, backend, err := detect(cfg.Accelerator)
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	n.detection = report
+	log.Info("hardware detected", "backend", backend, "cpus", report.CPU.LogicalCores,
+		"memory_bytes", report.Memory.TotalBytes, "accelerators", len(report.Accelerators), "warnings", len(report.Warnings))
 	copt, err := cluster.OptionsFromConfig(cfg, log)
 	if err != nil {
 		dir.Close()
 		return nil, err
 	}
+	copt.Accelerator = accelSummary(backend, report)
 	if n.cluster, err = cluster.New(copt); err != nil {
 		dir.Close()
 		return nil, err
@@ -232,6 +243,7 @@ func (n *Node) newAPIRole(assets Assets) (*apiRole, error) {
 		CORSOrigins: n.cfg.API.CORSOrigins, MaxBodyBytes: n.cfg.API.MaxBodyBytes,
 		Readiness: n.Readiness, Dashboard: assets.Dashboard, Logger: n.log, Registry: n.registry,
 		Serving: n.serving, ServingMetrics: n.servingMetrics, Cluster: n.cluster,
+		Detection: func() any { return n.detection },
 	}
 	if n.cfg.API.TLS {
 		var err error
