@@ -56,6 +56,9 @@ type Options struct {
 	// MachineIDPaths and MemInfoPath are for tests; nil/empty mean the system's.
 	MachineIDPaths []string
 	MemInfoPath    string
+	// OnChange is told when membership ("members") or the replicated state ("instances")
+	// changed, so that dashboards can re-read them; it must not block.
+	OnChange func(kind string)
 }
 
 // OptionsFromConfig maps the node configuration onto Options.
@@ -328,7 +331,7 @@ func (n *Node) startMember() error {
 	}
 	n.members = m
 	if n.master {
-		n.fsm = state.NewFSM(nil)
+		n.fsm = state.NewFSM(func() { n.changed("instances") })
 		if n.raft, err = n.startRaft(); err != nil {
 			_ = m.Shutdown()
 			n.members = nil
@@ -343,6 +346,19 @@ func (n *Node) startMember() error {
 	}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.refreshTags() }()
+	changes := m.Subscribe()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-changes:
+				n.changed("members")
+			}
+		}
+	}()
 	if n.master {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.masterLoop() }()
@@ -350,6 +366,12 @@ func (n *Node) startMember() error {
 	n.setPhase(phaseMember, "cluster "+creds.CA.Fingerprint()[:16])
 	n.log.Info("cluster member up", "node_id", n.id.ID, "gossip", m.Addr(), "cluster_id", creds.CA.Fingerprint(), "master", n.master)
 	return nil
+}
+
+func (n *Node) changed(kind string) {
+	if n.opt.OnChange != nil {
+		n.opt.OnChange(kind)
+	}
 }
 
 // Tag names carried by gossip. Serf caps all tags of a member at 512 bytes, so names are short.

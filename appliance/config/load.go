@@ -30,6 +30,9 @@ const EnvPrefix = "EXO_"
 var envNotConfig = map[string]bool{
 	"EXO_FIXTURES": true, // test fixture location
 	"EXO_CONFIG":   true, // config file path, read by the CLI
+	// Test and tooling variables that share the prefix.
+	"EXO_BIN":         true,
+	"EXO_TEST_OUTPUT": true,
 }
 
 // envAliases map well-known variables onto keys.

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,6 +89,12 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		return nil, err
 	}
 	copt.Accelerator = accelSummary(backend, report)
+	copt.OnChange = func(kind string) {
+		if n.api != nil {
+			// "member.changed" and "instance.changed": the dashboard re-reads what changed.
+			n.api.srv.Events().Publish(api.Event{Type: strings.TrimSuffix(kind, "s") + ".changed"})
+		}
+	}
 	if n.cluster, err = cluster.New(copt); err != nil {
 		dir.Close()
 		return nil, err
