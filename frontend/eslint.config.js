@@ -6,13 +6,20 @@ import globals from 'globals';
 import svelteConfig from './svelte.config.js';
 
 export default defineConfig(
-  { ignores: ['dist/', 'node_modules/'] },
+  { ignores: ['dist/', 'node_modules/', 'test-results/'] },
   js.configs.recommended,
   ts.configs.recommended,
   svelte.configs.recommended,
   {
     languageOptions: {
       globals: { ...globals.browser },
+    },
+  },
+  {
+    // Browser tests run in Node and hand functions to the page.
+    files: ['e2e/**/*.mjs'],
+    languageOptions: {
+      globals: { ...globals.node, ...globals.browser },
     },
   },
   {
