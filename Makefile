@@ -13,7 +13,7 @@ RUN_FLAGS ?=
 # The bundled demo model (stories260K, MIT) is always served by `make run`.
 DEMO_MODELS := appliance/store/testdata/stories260K
 
-.PHONY: all build run test test-go test-frontend lint-go frontend clean
+.PHONY: all build run test test-go test-frontend test-browser lint-go frontend clean
 
 all: build
 
@@ -30,7 +30,7 @@ build: frontend
 run: build
 	./$(BIN) serve --models-dir $(DEMO_MODELS) $(RUN_FLAGS)
 
-test: test-frontend lint-go test-go
+test: test-frontend lint-go test-go test-browser
 
 test-frontend: frontend/node_modules/.installed
 	cd frontend && $(NPM) run check && $(NPM) run lint && $(NPM) test && $(NPM) run build
@@ -51,6 +51,10 @@ $(OPENAI_NODE)/node_modules/.installed: $(OPENAI_NODE)/package.json $(OPENAI_NOD
 # The dashboard is embedded, so the frontend is built before the Go tests (test-frontend does it).
 test-go: $(OPENAI_NODE)/node_modules/.installed
 	$(GO) test -race -timeout 45m ./...
+
+# The dashboard in Debian's Chromium against real exo processes (single node and a 3-node cluster).
+test-browser: build
+	cd frontend && EXO_BIN=$(abspath $(BIN)) $(NPM) run test:browser
 
 clean:
 	rm -rf bin frontend/node_modules frontend/dist/assets frontend/dist/index.html
