@@ -65,6 +65,9 @@ func (s *Server) listModels(c fiber.Ctx) error {
 	}
 	data := make([]modelObject, 0, len(models))
 	for _, m := range models {
+		if m.Stage != nil {
+			continue // a layer range held for a pipeline, not a model a client can ask for
+		}
 		data = append(data, toModelObject(m))
 	}
 	return c.JSON(fiber.Map{"object": "list", "data": data})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/exo-nix/exo/appliance/buildinfo"
 	"github.com/exo-nix/exo/appliance/serving"
+	"github.com/exo-nix/exo/appliance/store"
 )
 
 // RoleStatus is one role's readiness as reported on /readyz.
@@ -57,6 +58,8 @@ type Options struct {
 	Cluster Cluster
 	// Detection returns this node's hardware report for GET /api/v1/node.
 	Detection func() any
+	// Models serves /api/v1/models (list, pull, remove); nil leaves it out.
+	Models *store.Store
 }
 
 // Server is the HTTP server. Start it with Serve, stop it with Shutdown.
@@ -164,6 +167,7 @@ func (s *Server) routes(m *metrics) {
 	s.app.Get("/api/v1/node", s.localNode)
 	s.openAIRoutes()
 	s.clusterRoutes()
+	s.modelRoutes()
 	s.app.All("/api/*", notFound)
 	s.app.All("/v1/*", notFound)
 	s.mountDashboard()

@@ -55,6 +55,7 @@ type Node struct {
 	cluster *cluster.Node
 
 	detection      *accel.Report
+	store          *store.Store
 	registry       *prometheus.Registry
 	serving        *serving.Manager
 	servingMetrics *serving.Metrics
@@ -99,20 +100,29 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		dir.Close()
 		return nil, err
 	}
+	publish := func(typ string, data any) {
+		if n.api != nil {
+			n.api.srv.Events().Publish(api.Event{Type: typ, Data: data})
+		}
+	}
+	storeMetrics, err := store.NewMetrics(n.registry)
+	if err != nil {
+		dir.Close()
+		return nil, err
+	}
+	n.store = store.New(store.Options{
+		Dirs: cfg.Models.Dirs, Hub: store.HubFromEnv(os.Getenv), Metrics: storeMetrics, Logger: log, Publish: publish,
+	})
 	if slices.Contains(cfg.Roles, config.RoleWorker) {
 		n.servingMetrics = serving.NewMetrics(n.registry)
 		n.serving = serving.New(serving.Options{
-			Catalog:    store.NewCatalog(cfg.Models.Dirs),
+			Catalog:    n.store.Catalog(),
 			Slots:      cfg.Engine.Threads,
 			MaxQueue:   cfg.API.MaxQueue,
 			IdleUnload: cfg.Models.IdleUnload,
 			Logger:     log,
 			Metrics:    n.servingMetrics,
-			Publish: func(typ string, data any) {
-				if n.api != nil {
-					n.api.srv.Events().Publish(api.Event{Type: typ, Data: data})
-				}
-			},
+			Publish:    publish,
 		})
 	}
 	for _, name := range config.AllRoles {
@@ -198,6 +208,7 @@ func (n *Node) stop() error {
 		if n.serving != nil {
 			n.serving.Close()
 		}
+		n.store.Close()
 		if e := n.cluster.Stop(ctx); e != nil {
 			n.log.Warn("cluster membership did not stop cleanly", "err", e)
 			err = errors.Join(err, e)
@@ -250,7 +261,7 @@ func (n *Node) newAPIRole(assets Assets) (*apiRole, error) {
 		CORSOrigins: n.cfg.API.CORSOrigins, MaxBodyBytes: n.cfg.API.MaxBodyBytes,
 		Readiness: n.Readiness, Dashboard: assets.Dashboard, Logger: n.log, Registry: n.registry,
 		Serving: n.serving, ServingMetrics: n.servingMetrics, Cluster: n.cluster,
-		Detection: func() any { return n.detection },
+		Detection: func() any { return n.detection }, Models: n.store,
 	}
 	if n.cfg.API.TLS {
 		var err error

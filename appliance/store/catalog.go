@@ -1,5 +1,11 @@
 // Package store knows the models on this node's disks: which GGUF files the model directories
-// hold, and what each one is. Pulls and peer sharing grow here.
+// hold and what each one is; it pulls models from the hub, a URL or cluster peers (resumable,
+// parallel, verified), fetches only the tensors of a pipeline stage, and serves its models to
+// peers.
+//
+// A model directory given as "PATH:ro" is never written, even where the file system would
+// allow it (a shared NFS export, a directory root could write anyway); pulls, imports and
+// removals go to the first directory that is writable.
 package store
 
 import (
@@ -28,6 +34,11 @@ type Model struct {
 	ContextLength int       `json:"context_length"`
 	Layers        int       `json:"layers"`
 	Quantization  string    `json:"quantization"`
+	// Stage is set for a stage file that holds only layers [First, Last) of a model.
+	Stage *Stage `json:"stage,omitempty"`
+	// Dir is the model directory the file was found in; ReadOnly reports that directory.
+	Dir      string `json:"dir"`
+	ReadOnly bool   `json:"read_only"`
 }
 
 // ErrNotFound is returned for a model id no directory holds.
@@ -36,7 +47,8 @@ var ErrNotFound = errors.New("model not found")
 // Catalog lists the models of a set of directories. Headers are parsed once per file version
 // (path, size, modification time), since large vocabularies make parsing cost milliseconds.
 type Catalog struct {
-	dirs []string
+	dirs     []string
+	readOnly map[string]bool // directories marked ":ro"
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -53,9 +65,71 @@ type cached struct {
 // per-model folders, never deep trees.
 const maxDepth = 3
 
+// ReadOnlySuffix marks a model directory that exo must never write: "PATH:ro".
+const ReadOnlySuffix = ":ro"
+
 // NewCatalog returns a catalog over dirs; earlier directories win when two hold the same id.
+// A directory may carry ReadOnlySuffix.
 func NewCatalog(dirs []string) *Catalog {
-	return &Catalog{dirs: append([]string(nil), dirs...), cache: map[string]cached{}}
+	c := &Catalog{cache: map[string]cached{}, readOnly: map[string]bool{}}
+	for _, d := range dirs {
+		p, ro := strings.CutSuffix(d, ReadOnlySuffix)
+		p = filepath.Clean(p)
+		c.dirs = append(c.dirs, p)
+		if ro {
+			c.readOnly[p] = true
+		}
+	}
+	return c
+}
+
+// Dir describes one model directory.
+type Dir struct {
+	Path string `json:"path"`
+	// ReadOnly: marked ":ro", or the file system refuses writes.
+	ReadOnly bool `json:"read_only"`
+	Marked   bool `json:"marked_read_only"`
+	Exists   bool `json:"exists"`
+	// Free is the space left on its file system (-1 when unknown).
+	Free   int64 `json:"free_bytes"`
+	Models int   `json:"models"`
+	Bytes  int64 `json:"bytes"`
+}
+
+// DirInfo describes the model directories and what they hold.
+func (c *Catalog) DirInfo() []Dir {
+	models, _ := c.List()
+	out := make([]Dir, 0, len(c.dirs))
+	for _, p := range c.dirs {
+		d := Dir{Path: p, Marked: c.readOnly[p], Free: -1}
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			d.Exists = true
+			if n, err := diskFree(p); err == nil {
+				d.Free = n
+			}
+		}
+		d.ReadOnly = c.isReadOnly(p)
+		for _, m := range models {
+			if m.Dir == p {
+				d.Models++
+				d.Bytes += m.Size
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// isReadOnly reports a directory marked ":ro", or an existing one the kernel will not let this
+// process write. A directory that does not exist yet is writable if it can be created later.
+func (c *Catalog) isReadOnly(dir string) bool {
+	if c.readOnly[dir] {
+		return true
+	}
+	if _, err := os.Stat(dir); err != nil {
+		return false
+	}
+	return !accessWritable(dir)
 }
 
 // Dirs returns the model directories.
@@ -67,6 +141,7 @@ func (c *Catalog) List() (models []Model, problems []error) {
 	seen := map[string]bool{}
 	for _, dir := range c.dirs {
 		root := filepath.Clean(dir)
+		ro := c.isReadOnly(root)
 		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if path == root && errors.Is(err, fs.ErrNotExist) {
@@ -89,6 +164,7 @@ func (c *Catalog) List() (models []Model, problems []error) {
 				problems = append(problems, err)
 				return nil
 			}
+			m.Dir, m.ReadOnly = root, ro
 			if !seen[m.ID] {
 				seen[m.ID] = true
 				models = append(models, m)
@@ -155,6 +231,9 @@ func Describe(path string) (Model, error) {
 		m.Layers = int(n)
 	}
 	m.Quantization = quantization(f)
+	if first, last, total, err := f.LayerRange(); err == nil && (first != 0 || last != total) {
+		m.Stage = &Stage{First: first, Last: last}
+	}
 	return m, nil
 }
 

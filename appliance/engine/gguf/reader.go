@@ -173,7 +173,7 @@ func (f *File) Close() error {
 // Parse validates a whole GGUF image held in memory. The returned File refers to data for its
 // tensor bytes (no copy); metadata strings and arrays are copied out.
 func Parse(data []byte) (*File, error) {
-	r := &reader{buf: data}
+	r := &reader{buf: data, size: int64(len(data))}
 	f, err := r.file()
 	if err != nil {
 		return nil, err
@@ -182,11 +182,25 @@ func Parse(data []byte) (*File, error) {
 	return f, nil
 }
 
+// ParseHeader validates the metadata and tensor table of a GGUF file of fileSize bytes from
+// prefix, the file's first bytes, so that a download can learn a model's layout from a Range
+// request without fetching its tensors. Tensor extents are checked against fileSize. An error
+// matching ErrTruncated means prefix ends inside the header: read more and try again. The
+// result holds no tensor data (TensorData returns nil).
+func ParseHeader(prefix []byte, fileSize int64) (*File, error) {
+	if fileSize < int64(len(prefix)) {
+		return nil, fmt.Errorf("gguf: header prefix of %d bytes is longer than the file size %d", len(prefix), fileSize)
+	}
+	r := &reader{buf: prefix, size: fileSize}
+	return r.file()
+}
+
 type reader struct {
-	buf []byte
-	off int64
-	key string // key being read, for error context
-	ten string // tensor being read, for error context
+	buf  []byte
+	size int64 // size of the whole file; more than len(buf) when only a header prefix is held
+	off  int64
+	key  string // key being read, for error context
+	ten  string // tensor being read, for error context
 }
 
 func (r *reader) errAt(off int64, format string, args ...any) error {
@@ -354,11 +368,11 @@ func (r *reader) file() (*File, error) {
 		// A vocabulary-only file may end right after its metadata, without padding.
 		return f, nil
 	}
-	if dataStart > uint64(len(r.buf)) {
+	if dataStart > uint64(r.size) {
 		return nil, &FormatError{Offset: headerEnd, Truncated: true,
-			Msg: fmt.Sprintf("data section starts at %d but the file has %d bytes", dataStart, len(r.buf))}
+			Msg: fmt.Sprintf("data section starts at %d but the file has %d bytes", dataStart, r.size)}
 	}
-	dataLen := uint64(len(r.buf)) - dataStart
+	dataLen := uint64(r.size) - dataStart
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		if t.Offset > dataLen || uint64(t.Size) > dataLen-t.Offset {
