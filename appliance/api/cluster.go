@@ -11,6 +11,7 @@ import (
 
 	"github.com/exo-nix/exo/appliance/cluster"
 	"github.com/exo-nix/exo/appliance/cluster/state"
+	"github.com/exo-nix/exo/appliance/pipeline"
 )
 
 // Cluster is the control plane as the API uses it (implemented by *cluster.Node).
@@ -22,7 +23,8 @@ type Cluster interface {
 	DeleteInstance(ctx context.Context, id string) error
 	Rebalance(ctx context.Context, id string) (*cluster.RebalanceResult, error)
 	Placement(ctx context.Context, req cluster.InstanceRequest) (*cluster.PlacementPreview, error)
-	CreateToken(ctx context.Context, ttl time.Duration) (*cluster.TokenInfo, error)
+	// CreateToken issues a join token admitting nodes up to role (api, worker or master).
+	CreateToken(ctx context.Context, ttl time.Duration, role string) (*cluster.TokenInfo, error)
 }
 
 // clusterTimeout bounds one control call (it may be forwarded to the raft leader).
@@ -78,12 +80,18 @@ func (s *Server) clusterStatus(c fiber.Ctx) error {
 	if err != nil {
 		return clusterError(c, err)
 	}
-	return c.JSON(info)
+	doc := clusterDoc{ClusterInfo: info, Transport: []pipeline.Link{}}
+	if s.opt.Pipelines != nil {
+		doc.Transport = s.opt.Pipelines.Links()
+	}
+	return c.JSON(doc)
 }
 
 func (s *Server) clusterToken(c fiber.Ctx) error {
 	var req struct {
 		TTL string `json:"ttl"`
+		// Role is the most privileged role the token admits; empty means worker.
+		Role string `json:"role"`
 	}
 	if len(c.Body()) > 0 {
 		if err := c.Bind().JSON(&req); err != nil {
@@ -100,7 +108,7 @@ func (s *Server) clusterToken(c fiber.Ctx) error {
 	}
 	ctx, cancel := clusterCtx(c)
 	defer cancel()
-	tok, err := s.opt.Cluster.CreateToken(ctx, ttl)
+	tok, err := s.opt.Cluster.CreateToken(ctx, ttl, req.Role)
 	if err != nil {
 		return clusterError(c, err)
 	}
@@ -127,10 +135,7 @@ func (s *Server) listInstances(c fiber.Ctx) error {
 	if err != nil {
 		return clusterError(c, err)
 	}
-	if list == nil {
-		list = []state.Instance{}
-	}
-	return c.JSON(fiber.Map{"instances": list})
+	return c.JSON(fiber.Map{"instances": s.withLive(c, list)})
 }
 
 func (s *Server) createInstance(c fiber.Ctx) error {

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/exo-nix/exo/appliance/cluster"
+	"github.com/exo-nix/exo/appliance/cluster/pki"
 )
 
 func init() { addCommand(newClusterCmd) }
@@ -252,11 +253,15 @@ func newClusterMembersCmd() *cobra.Command {
 }
 
 func newClusterTokenCmd() *cobra.Command {
-	cmd := apiCommand("token", "Print a join token for new nodes (--ttl sets how long it is valid)", cobra.NoArgs,
+	cmd := apiCommand("token", "Print a join token for new nodes (--role sets what they may join as, --ttl how long it is valid)", cobra.NoArgs,
 		func(cmd *cobra.Command, c *apiClient, _ []string, asJSON bool) error {
 			ttl, _ := cmd.Flags().GetDuration("ttl")
+			role, _ := cmd.Flags().GetString("role")
+			if _, err := pki.ParseTokenRole(role); err != nil {
+				return usageError{fmt.Errorf("--role: %w", err)}
+			}
 			var tok cluster.TokenInfo
-			raw, err := c.do(cmd.Context(), http.MethodPost, "/api/v1/cluster/token", map[string]string{"ttl": ttl.String()}, &tok)
+			raw, err := c.do(cmd.Context(), http.MethodPost, "/api/v1/cluster/token", map[string]string{"ttl": ttl.String(), "role": role}, &tok)
 			if err != nil {
 				return err
 			}
@@ -265,10 +270,17 @@ func newClusterTokenCmd() *cobra.Command {
 			}
 			// The token alone on stdout, so that `--token-file <(exo cluster token)` works.
 			fmt.Fprintln(cmd.OutOrStdout(), tok.Token)
-			fmt.Fprintf(cmd.ErrOrStderr(), "valid until %s; join with: exo serve --join <this node's gossip address> --token-file FILE\n", tok.Expires.Local().Format(time.RFC3339))
+			join := map[string]string{"api": "exo api", "worker": "exo serve --roles worker,api", "master": "exo serve"}[tok.Role]
+			if join == "" {
+				join = "exo serve --roles " + tok.Role
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "a %s token, valid until %s; join with: %s --join <this node's gossip address> --token-file FILE\n",
+				tok.Role, tok.Expires.Local().Format(time.RFC3339), join)
 			return nil
 		})
 	cmd.Flags().Duration("ttl", time.Hour, "how long the token admits nodes")
+	cmd.Flags().String("role", "worker", "most privileged role the token admits: worker (joins as worker and/or api; the default, "+
+		"least privilege for adding compute), api (api only), or master (any role; only master joins receive the cluster CA key and secret)")
 	return cmd
 }
 

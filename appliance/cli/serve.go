@@ -44,6 +44,7 @@ var configFlags = []struct {
 	{"join", "cluster.join", "gossip addresses of cluster members to join, comma separated", "list"},
 	{"token", "cluster.token", "cluster join token (prefer --token-file or EXO_JOIN_TOKEN: flags are visible in ps)", "string"},
 	{"token-file", "cluster.token_file", "file holding the cluster join token", "string"},
+	{"discovery", "cluster.discovery", "LAN discovery: none, or mdns (announce this node; with a token and no --join, find the cluster by multicast DNS)", "string"},
 	{"models-dir", "models.dirs", "model directory (repeatable; the first writable one receives pulls)", "array"},
 	{"accelerator", "accelerator", "compute backend: auto, cpu, cuda, rocm, intel, opencl", "string"},
 	{"data-dir", "data_dir", "data directory (default: $STATE_DIRECTORY, else $XDG_DATA_HOME/exo)", "string"},

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exo-nix/exo/appliance/cluster/pki"
 	"github.com/exo-nix/exo/appliance/cluster/state"
 	"github.com/exo-nix/exo/appliance/config"
 	"github.com/exo-nix/exo/appliance/engine/ggml"
@@ -168,7 +170,9 @@ func newTestNode(t *testing.T, name string, roles []string, dataDir, models stri
 		Log:            slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MachineIDPaths: []string{filepath.Join(dataDir, "no-machine-id")},
 	}
-	return startTestNode(t, opt)
+	tn := startTestNode(t, opt)
+	tn.logs = logs
+	return tn
 }
 
 func startTestNode(t *testing.T, opt Options) *testNode {
@@ -210,9 +214,9 @@ func TestNodesJoinThroughRedirectAndStateSurvivesRestart(t *testing.T) {
 	master := newTestNode(t, "master", config.AllRoles, mdir, models, nil, "")
 	ctx := context.Background()
 	eventually(t, 10*time.Second, "master ready", func() bool { ok, _ := master.MasterReady(); return ok })
-	tok, err := master.CreateToken(ctx, time.Minute)
-	if err != nil {
-		t.Fatal(err)
+	tok, err := master.CreateToken(ctx, time.Minute, "")
+	if err != nil || tok.Role != config.RoleWorker {
+		t.Fatalf("default token role %q: %v", tok.Role, err)
 	}
 	w1 := newTestNode(t, "w1", []string{config.RoleWorker}, t.TempDir(), models, []string{master.opt.GossipAddr}, tok.Token)
 	eventually(t, 10*time.Second, "w1 joined", func() bool { ok, _ := w1.WorkerReady(); return ok })
@@ -230,6 +234,37 @@ func TestNodesJoinThroughRedirectAndStateSurvivesRestart(t *testing.T) {
 		return true
 	})
 
+	// A member gets no token above its own admission over the control RPC: w2 joined with a
+	// worker token, so a master token from it would be an escalation.
+	var ce *Error
+	if _, err := w2.CreateToken(ctx, time.Minute, config.RoleMaster); !errors.As(err, &ce) || ce.Status != 403 {
+		t.Fatalf("master token via a worker's RPC: %v", err)
+	}
+	if wt, err := w2.CreateToken(ctx, time.Minute, config.RoleAPI); err != nil || wt.Role != config.RoleAPI {
+		t.Fatalf("api token via a worker's RPC: %+v %v", wt, err)
+	}
+	if _, err := master.CreateToken(ctx, time.Minute, "root"); !errors.As(err, &ce) || ce.Status != 400 {
+		t.Fatalf("unknown token role: %v", err)
+	}
+	if !strings.Contains(master.logs.String(), "join token refused") {
+		t.Fatal("the refused token request is not logged on the master")
+	}
+	// A worker's certificate passes the TLS handshake on a master's raft port, but raft itself
+	// is for masters: the connection is closed at once instead of reaching raft.
+	wc := w1.credentials()
+	raw, err := tls.Dial("tcp", master.opt.RaftAddr, pki.ClientTLS(wc.CA, wc.TLS(), pki.ALPNRaft))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := raw.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("raft connection with a worker certificate: %v, want it closed", err)
+	}
+	raw.Close()
+	eventually(t, 5*time.Second, "raft refusal logged", func() bool {
+		return strings.Contains(master.logs.String(), "refused raft connection from a member without the master role")
+	})
+
 	// A worker's API call reaches the leader over the control RPC.
 	in, err := w2.CreateInstance(ctx, InstanceRequest{Model: "m", MinNodes: 3, Context: 256})
 	if err != nil {
@@ -238,7 +273,6 @@ func TestNodesJoinThroughRedirectAndStateSurvivesRestart(t *testing.T) {
 	if len(in.Stages) != 3 || in.Status != state.StatusPlaced {
 		t.Fatalf("instance %+v", in)
 	}
-	var ce *Error
 	if _, err := w2.CreateInstance(ctx, InstanceRequest{Model: "nope"}); !errors.As(err, &ce) || ce.Status != 404 {
 		t.Fatalf("unknown model: %v", err)
 	}
@@ -297,7 +331,7 @@ func TestStandaloneAndRefusedNodes(t *testing.T) {
 	}
 	// A data directory of one cluster does not take another cluster's token.
 	other := newTestNode(t, "other", config.AllRoles, t.TempDir(), models, nil, "")
-	tok, err := other.CreateToken(context.Background(), time.Minute)
+	tok, err := other.CreateToken(context.Background(), time.Minute, config.RoleMaster)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,5 +346,58 @@ func TestStandaloneAndRefusedNodes(t *testing.T) {
 	opt.Token = "exo1.garbage"
 	if _, err := New(opt); !config.IsConfigError(err) {
 		t.Fatalf("malformed token: %v", err)
+	}
+}
+
+// TestJoinedMasterNeverBootstrapsAlone: a master admitted by a join (found by --join or by
+// mDNS) that restarts without raft state and without --join must not found a raft cluster of
+// its own next to the real one.
+func TestJoinedMasterNeverBootstrapsAlone(t *testing.T) {
+	models := t.TempDir()
+	ctx := context.Background()
+	master := newTestNode(t, "m1", config.AllRoles, t.TempDir(), models, nil, "")
+	eventually(t, 10*time.Second, "m1 ready", func() bool { ok, _ := master.MasterReady(); return ok })
+	tok, err := master.CreateToken(ctx, time.Minute, config.RoleMaster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := newTestNode(t, "m2", []string{config.RoleMaster}, t.TempDir(), models, []string{master.opt.GossipAddr}, tok.Token)
+	eventually(t, 10*time.Second, "m2 follows m1", func() bool { ok, detail := m2.MasterReady(); return ok && strings.Contains(detail, "follower") })
+	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := m2.Stop(stopCtx); err != nil {
+		t.Fatal(err)
+	}
+	// As if it had crashed before its raft log reached the disk.
+	if err := os.RemoveAll(filepath.Join(m2.opt.DataDir, "raft")); err != nil {
+		t.Fatal(err)
+	}
+	opt := m2.opt
+	opt.Join, opt.Token = nil, ""
+	again := startTestNode(t, opt)
+	// It left gracefully, so nothing brings it back without --join; what matters is that it
+	// waits for a leader instead of electing itself (a bootstrapped lone voter leads within
+	// an election timeout).
+	time.Sleep(3 * raftElection)
+	if ok, detail := again.MasterReady(); ok || !strings.Contains(detail, "no leader") || strings.Contains(m2.logs.String(), "raft bootstrapped") {
+		t.Fatalf("a joined master restarted without raft state: ready=%v %q; it must not found a raft cluster of its own", ok, detail)
+	}
+	if ok, _ := master.MasterReady(); !ok {
+		t.Fatal("m1 lost its leadership")
+	}
+	// Without --join, and without mDNS to find one, a token alone is a configuration error.
+	lost := newTestNode(t, "lost", []string{config.RoleWorker}, t.TempDir(), models, nil, tok.Token)
+	select {
+	case err := <-lost.errs:
+		if !config.IsConfigError(err) || !strings.Contains(err.Error(), "--discovery mdns") {
+			t.Fatalf("token without a join address: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a token without --join or discovery was not reported")
+	}
+	cfg := config.Config{}
+	cfg.Cluster.Discovery = "mdns"
+	if o, err := OptionsFromConfig(cfg, nil); err != nil || o.Discovery != "mdns" {
+		t.Fatalf("cluster.discovery not passed on: %q %v", o.Discovery, err)
 	}
 }

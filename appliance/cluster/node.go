@@ -29,6 +29,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/exo-nix/exo/appliance/cluster/discovery"
 	"github.com/exo-nix/exo/appliance/cluster/identity"
 	"github.com/exo-nix/exo/appliance/cluster/membership"
 	"github.com/exo-nix/exo/appliance/cluster/pki"
@@ -48,7 +49,10 @@ type Options struct {
 	Join          []string
 	Token         string
 	TokenFile     string
-	ModelDirs     []string
+	// Discovery is "mdns" to announce this node on the local network and, with a token but
+	// no Join address, to find the token's cluster there; "" or "none" for neither.
+	Discovery string
+	ModelDirs []string
 	// Memory is what the node offers to models in bytes; 0 means its available memory.
 	Memory      uint64
 	Accelerator string
@@ -66,7 +70,7 @@ func OptionsFromConfig(cfg config.Config, log *slog.Logger) (Options, error) {
 	o := Options{
 		Name: cfg.Node.Name, Roles: cfg.Roles, DataDir: cfg.DataDir, GossipAddr: cfg.Gossip.Addr, RaftAddr: cfg.Raft.Addr,
 		APIAddr: cfg.API.Addr, TransportAddr: cfg.Transport.Addr, Join: cfg.Cluster.Join, Token: cfg.Cluster.Token,
-		TokenFile: cfg.Cluster.TokenFile, ModelDirs: cfg.Models.Dirs, Accelerator: cfg.Accelerator, Log: log,
+		TokenFile: cfg.Cluster.TokenFile, Discovery: cfg.Cluster.Discovery, ModelDirs: cfg.Models.Dirs, Accelerator: cfg.Accelerator, Log: log,
 	}
 	if cfg.Node.Memory != "" {
 		v, err := ParseBytes(cfg.Node.Memory)
@@ -105,9 +109,16 @@ type Node struct {
 	fsm       *state.FSM
 	models    modelCache
 	leaderOps sync.Mutex // serialises the leader's read-plan-write cycles
+	// leaderApplied is set once this leader has applied what earlier leaders committed; a
+	// restarted master replays its log only then, so reads before it may miss entries.
+	leaderApplied atomic.Bool
 
 	// bootstrapped is set when this start created the cluster.
 	bootstrapped bool
+	// seeds are the members that discovery found when this start joined the cluster; gossip
+	// joins them first.
+	seeds     []string
+	announcer *discovery.Announcer
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -186,6 +197,10 @@ func (n *Node) setAsideClusterState(prev string) error {
 	return nil
 }
 
+// Credentials are the node's cluster certificates, nil until it is a member (a joining node
+// gets them in the background).
+func (n *Node) Credentials() *pki.Credentials { return n.credentials() }
+
 func (n *Node) credentials() *pki.Credentials {
 	n.credsMu.RLock()
 	defer n.credsMu.RUnlock()
@@ -217,7 +232,12 @@ func (n *Node) Start(ctx context.Context, report func(error)) error {
 	case n.credentials() != nil:
 		return n.startMember()
 	case n.token != "" || len(n.opt.Join) > 0:
-		n.setPhase(phaseJoining, "joining via "+strings.Join(n.opt.Join, ","))
+		if len(n.opt.Join) == 0 && n.mdns() {
+			tok, _ := pki.ParseToken(n.token)
+			n.setPhase(phaseJoining, fmt.Sprintf("looking for cluster %.16s… by mDNS", tok.Fingerprint()))
+		} else {
+			n.setPhase(phaseJoining, "joining via "+strings.Join(n.opt.Join, ","))
+		}
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -239,6 +259,7 @@ func (n *Node) Start(ctx context.Context, report func(error)) error {
 		if err != nil {
 			return err
 		}
+		_ = os.Remove(n.admittedPath())
 		if err := creds.Save(n.credDir()); err != nil {
 			return err
 		}
@@ -255,17 +276,41 @@ func (n *Node) Start(ctx context.Context, report func(error)) error {
 	}
 }
 
-// acquire runs the join exchange against the join addresses until it gets credentials. A
-// refusal ends it; unreachable peers are retried with backoff.
+func (n *Node) mdns() bool { return n.opt.Discovery == "mdns" }
+
+// admittedPath marks a data directory whose credentials came from a join rather than from
+// creating the cluster, so that a master restarted before it wrote its raft log does not
+// bootstrap a raft cluster of its own.
+func (n *Node) admittedPath() string { return filepath.Join(n.credDir(), "admitted") }
+
+func (n *Node) admitted() bool {
+	_, err := os.Stat(n.admittedPath())
+	return err == nil
+}
+
+// acquire runs the join exchange against the join addresses (or, without any, the members
+// that mDNS finds) until it gets credentials. A refusal ends it; unreachable peers are retried
+// with backoff.
 func (n *Node) acquire() error {
-	if len(n.opt.Join) == 0 {
-		return &config.Error{Key: "cluster.join", Source: "configuration", Reason: "a token is given but no member address to join (--join)"}
+	discover := len(n.opt.Join) == 0 && n.mdns()
+	if len(n.opt.Join) == 0 && !discover {
+		return &config.Error{Key: "cluster.join", Source: "configuration", Reason: "a token is given but no member address to join (--join, or --discovery mdns to find one on the local network)"}
+	}
+	var fingerprint string
+	if tok, err := pki.ParseToken(n.token); err == nil {
+		fingerprint = tok.Fingerprint()
 	}
 	req := pki.JoinRequest{Token: n.token, NodeID: n.id.ID, Name: n.opt.Name, Roles: n.opt.Roles, Key: n.id.Key}
 	delay := 250 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		queue := slices.Clone(n.opt.Join)
+		peers := n.opt.Join
 		var lastErr error
+		if discover {
+			if peers = n.browse(fingerprint); len(peers) == 0 {
+				lastErr = fmt.Errorf("no member of cluster %.16s… answered on mDNS", fingerprint)
+			}
+		}
+		queue := slices.Clone(peers)
 		for hops := 0; len(queue) > 0 && hops < 8; hops++ {
 			addr := queue[0]
 			queue = queue[1:]
@@ -274,14 +319,28 @@ func (n *Node) acquire() error {
 			var redirect *pki.RedirectError
 			switch {
 			case err == nil:
+				if err := os.MkdirAll(n.credDir(), 0o700); err != nil {
+					return fmt.Errorf("create %s: %w", n.credDir(), err)
+				}
+				if err := os.WriteFile(n.admittedPath(), []byte(addr+"\n"), 0o600); err != nil {
+					return fmt.Errorf("write %s: %w", n.admittedPath(), err)
+				}
 				if err := creds.Save(n.credDir()); err != nil {
 					return err
+				}
+				if discover {
+					n.seeds = peers
 				}
 				n.credsMu.Lock()
 				n.creds = creds
 				n.credsMu.Unlock()
 				n.log.Info("admitted to cluster", "cluster_id", creds.CA.Fingerprint(), "via", addr, "can_sign", creds.CanSign())
 				return nil
+			case errors.As(err, &refused) && discover && refused.WrongCluster:
+				// Anyone can announce any fingerprint prefix; the pin caught an impostor (or a
+				// prefix collision) before the token was sent. The real cluster may be next.
+				n.log.Warn("mDNS peer is not of the token's cluster; skipped", "peer", addr, "err", err)
+				lastErr = err
 			case errors.As(err, &refused):
 				return fmt.Errorf("cannot join the cluster: %w", err)
 			case errors.As(err, &redirect):
@@ -296,7 +355,11 @@ func (n *Node) acquire() error {
 			// cluster that we tried, and no member would admit us.
 			return fmt.Errorf("cannot join the cluster: no token given (cluster.token, --token-file or EXO_JOIN_TOKEN); last attempt: %v", lastErr)
 		}
-		n.log.Warn("cannot reach the cluster to join; retrying", "peers", n.opt.Join, "attempt", attempt, "retry_in", delay, "err", lastErr)
+		if discover {
+			n.log.Warn("no member of the token's cluster reachable by mDNS yet; retrying", "cluster_id", fingerprint, "found", peers, "attempt", attempt, "retry_in", delay, "err", lastErr)
+		} else {
+			n.log.Warn("cannot reach the cluster to join; retrying", "peers", n.opt.Join, "attempt", attempt, "retry_in", delay, "err", lastErr)
+		}
 		select {
 		case <-n.ctx.Done():
 			return n.ctx.Err()
@@ -338,11 +401,30 @@ func (n *Node) startMember() error {
 			return err
 		}
 	}
-	if len(n.opt.Join) == 0 {
-		m.MarkAlone()
-	} else {
+	if n.mdns() {
+		a, err := discovery.Announce(discovery.Advert{NodeID: n.id.ID, Fingerprint: creds.CA.Fingerprint(), Addr: m.Addr()}, n.log)
+		if err != nil {
+			// Discovery is a convenience; members given --join still find this node.
+			n.log.Warn("cannot announce this node by mDNS", "err", err)
+		} else {
+			n.announcer = a
+			n.log.Info("announcing this node by mDNS", "service", discovery.Service, "addr", m.Addr(), "cluster_id", creds.CA.Fingerprint()[:discovery.PrefixLen])
+		}
+	}
+	switch {
+	case len(n.opt.Join) > 0:
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); m.JoinLoop(n.ctx, n.opt.Join) }()
+	case n.mdns():
+		if len(n.seeds) == 0 {
+			// A member before this start (or the cluster's creator): it is up on its own and
+			// looks for the others in the background.
+			m.MarkAlone()
+		}
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.discoveryJoin(m, n.seeds) }()
+	default:
+		m.MarkAlone()
 	}
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.refreshTags() }()
@@ -366,6 +448,51 @@ func (n *Node) startMember() error {
 	n.setPhase(phaseMember, "cluster "+creds.CA.Fingerprint()[:16])
 	n.log.Info("cluster member up", "node_id", n.id.ID, "gossip", m.Addr(), "cluster_id", creds.CA.Fingerprint(), "master", n.master)
 	return nil
+}
+
+// browse asks the local network for members of the cluster with the given CA fingerprint.
+func (n *Node) browse(fingerprint string) []string {
+	peers, err := discovery.Browse(n.ctx, 1500*time.Millisecond, n.log)
+	if err != nil {
+		n.log.Warn("mDNS query failed", "err", err)
+		return nil
+	}
+	addrs := discovery.Select(peers, fingerprint, n.id.ID)
+	n.log.Debug("mDNS answers", "heard", len(peers), "of_this_cluster", addrs)
+	return addrs
+}
+
+// discoveryJoin joins gossip with members found by mDNS (seeds first), retrying with backoff
+// until another member is alive in this node's view, whichever side made the contact.
+func (n *Node) discoveryJoin(m *membership.Membership, seeds []string) {
+	fingerprint := n.credentials().CA.Fingerprint()
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		if m.AliveOthers() > 0 {
+			return
+		}
+		addrs := seeds
+		seeds = nil
+		if len(addrs) == 0 {
+			addrs = n.browse(fingerprint)
+		}
+		if len(addrs) > 0 {
+			contacted, err := m.Join(addrs)
+			if contacted > 0 {
+				n.log.Info("joined members found by mDNS", "peers", addrs, "contacted", contacted, "attempt", attempt)
+				return
+			}
+			n.log.Warn("gossip join with members found by mDNS failed; retrying", "peers", addrs, "attempt", attempt, "retry_in", delay, "err", err)
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		// Lone members keep listening at a slow pace: a cluster's first master waits here
+		// for the others, which find it themselves.
+		delay = min(2*delay, 30*time.Second)
+	}
 }
 
 func (n *Node) changed(kind string) {
@@ -535,6 +662,9 @@ func (n *Node) Stop(ctx context.Context) error {
 			}
 		}
 	}
+	if err := n.announcer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("mdns: %w", err))
+	}
 	if n.members != nil {
 		done := make(chan error, 1)
 		go func() { done <- n.members.Leave() }()
@@ -568,7 +698,11 @@ func (n *Node) MembershipReady() (bool, string) {
 		return true, detail
 	case phaseMember:
 		if !n.members.Joined() {
-			return false, "gossip: not joined yet (" + strings.Join(n.opt.Join, ",") + ")"
+			via := strings.Join(n.opt.Join, ",")
+			if via == "" {
+				via = "members found by mDNS: " + strings.Join(n.seeds, ",")
+			}
+			return false, "gossip: not joined yet (" + via + ")"
 		}
 		return true, fmt.Sprintf("%s; %d members", detail, len(n.members.Members()))
 	}
@@ -585,6 +719,8 @@ func (n *Node) MasterReady() (bool, string) {
 	}
 	addr, id := n.raft.r.LeaderWithID()
 	switch {
+	case n.raft.r.State() == raft.Leader && !n.leaderApplied.Load():
+		return false, "raft leader, applying the log"
 	case n.raft.r.State() == raft.Leader:
 		return true, "raft leader"
 	case addr == "":

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -121,8 +122,9 @@ func (n *Node) startRaft() (*raftNode, error) {
 		return nil, fmt.Errorf("start raft: %w", err)
 	}
 	// Bootstrap only a brand-new cluster, or a first master that crashed between creating the
-	// cluster and writing its raft log (it holds the CA and was told to join nobody).
-	if !existing && (n.bootstrapped || (creds.CanSign() && len(n.opt.Join) == 0)) {
+	// cluster and writing its raft log (it holds the CA, was told to join nobody, and was not
+	// admitted by a join: a master found by mDNS has no --join either).
+	if !existing && (n.bootstrapped || (creds.CanSign() && len(n.opt.Join) == 0 && !n.admitted())) {
 		cfg := raft.Configuration{Servers: []raft.Server{{ID: rc.LocalID, Address: raft.ServerAddress(advAddr.String())}}}
 		if err := r.BootstrapCluster(cfg).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			_ = r.Shutdown().Error()
@@ -179,6 +181,16 @@ func (s *streamLayer) handshake(c net.Conn) {
 	_ = tc.SetDeadline(time.Time{})
 	switch tc.ConnectionState().NegotiatedProtocol {
 	case pki.ALPNRaft:
+		// Any member's certificate passes the handshake; only masters take part in raft.
+		if peer := tc.ConnectionState().PeerCertificates; len(peer) == 0 || !slices.Contains(pki.CertRoles(peer[0]), config.RoleMaster) {
+			id, roles := "", []string(nil)
+			if len(peer) > 0 {
+				id, roles = peer[0].Subject.CommonName, pki.CertRoles(peer[0])
+			}
+			s.log.Warn("raft port: refused raft connection from a member without the master role", "remote", c.RemoteAddr().String(), "node_id", id, "roles", roles)
+			tc.Close()
+			return
+		}
 		select {
 		case s.raftCh <- tc:
 		case <-s.done:
@@ -307,6 +319,7 @@ func (n *Node) masterLoop() {
 				}
 				n.log.Info("became raft leader", "instances", len(n.fsm.Instances()))
 			}
+			n.leaderApplied.Store(leader)
 			if err := n.members.SetTags(map[string]string{tagLeader: v}); err != nil {
 				n.log.Warn("cannot update leader tag", "err", err)
 			}

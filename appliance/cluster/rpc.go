@@ -34,6 +34,23 @@ type rpcResponse struct {
 
 const rpcTimeout = 15 * time.Second
 
+// rpcCaller is the member at the other end of a control RPC, from its certificate; dispatch
+// finds it in the context of remote calls (local calls have none).
+type rpcCaller struct {
+	id    string
+	roles []string
+}
+
+type rpcCallerKey struct{}
+
+func callerOf(conn *tls.Conn) rpcCaller {
+	certs := conn.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return rpcCaller{}
+	}
+	return rpcCaller{id: certs[0].Subject.CommonName, roles: pki.CertRoles(certs[0])}
+}
+
 // serveRPC runs one exchange on an accepted, authenticated connection.
 func (n *Node) serveRPC(conn *tls.Conn) {
 	defer conn.Close()
@@ -48,6 +65,7 @@ func (n *Node) serveRPC(conn *tls.Conn) {
 		resp = rpcResponse{Status: http.StatusBadRequest, Error: "malformed rpc request"}
 	} else {
 		ctx, cancel := context.WithTimeout(context.Background(), rpcTimeout)
+		ctx = context.WithValue(ctx, rpcCallerKey{}, callerOf(conn))
 		out, err := n.dispatch(ctx, req)
 		cancel()
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/exo-nix/exo/appliance/cluster/membership"
+	"github.com/exo-nix/exo/appliance/cluster/pki"
 	"github.com/exo-nix/exo/appliance/cluster/state"
 	"github.com/exo-nix/exo/appliance/config"
 	"github.com/exo-nix/exo/appliance/placement"
@@ -127,6 +128,8 @@ type TokenInfo struct {
 	Token     string    `json:"token"`
 	Expires   time.Time `json:"expires"`
 	ClusterID string    `json:"cluster_id"`
+	// Role is the most privileged role the token admits: api, worker (also api) or master (any).
+	Role string `json:"role"`
 }
 
 // RebalanceResult lists instances whose placement changed.
@@ -275,13 +278,20 @@ func (n *Node) Placement(ctx context.Context, req InstanceRequest) (*PlacementPr
 	return &out, err
 }
 
-// CreateToken issues a join token valid for ttl.
-func (n *Node) CreateToken(ctx context.Context, ttl time.Duration) (*TokenInfo, error) {
+// CreateToken issues a join token valid for ttl that admits nodes up to role (api, worker or
+// master; empty means worker, the least privilege that still adds compute).
+func (n *Node) CreateToken(ctx context.Context, ttl time.Duration, role string) (*TokenInfo, error) {
 	if ttl <= 0 || ttl > 366*24*time.Hour {
 		return nil, errorf(http.StatusBadRequest, "ttl %s out of range (0, 8784h]", ttl)
 	}
+	if role == "" {
+		role = config.RoleWorker
+	}
+	if _, err := pki.ParseTokenRole(role); err != nil {
+		return nil, errorf(http.StatusBadRequest, "%v", err)
+	}
 	var out TokenInfo
-	err := n.do(ctx, "token.issue", map[string]string{"ttl": ttl.String()}, &out)
+	err := n.do(ctx, "token.issue", map[string]string{"ttl": ttl.String(), "role": role}, &out)
 	return &out, err
 }
 
@@ -318,8 +328,9 @@ func (n *Node) dispatch(ctx context.Context, req rpcRequest) (any, error) {
 		return nil, errorf(http.StatusServiceUnavailable, "node %s is not a master", n.opt.Name)
 	}
 	var ids struct {
-		ID  string `json:"id"`
-		TTL string `json:"ttl"`
+		ID   string `json:"id"`
+		TTL  string `json:"ttl"`
+		Role string `json:"role"`
 	}
 	var ir InstanceRequest
 	switch req.Method {
@@ -355,12 +366,28 @@ func (n *Node) dispatch(ctx context.Context, req rpcRequest) (any, error) {
 		if err != nil || ttl <= 0 {
 			return nil, errorf(http.StatusBadRequest, "ttl %q is not a positive duration", ids.TTL)
 		}
-		s, tok, err := creds.CA.IssueToken(ttl)
+		if ids.Role == "" {
+			ids.Role = config.RoleWorker
+		}
+		role, err := pki.ParseTokenRole(ids.Role)
+		if err != nil {
+			return nil, errorf(http.StatusBadRequest, "%v", err)
+		}
+		if caller, remote := ctx.Value(rpcCallerKey{}).(rpcCaller); remote {
+			// A member asking over RPC gets no more than it was admitted with; otherwise a
+			// worker token could join an API node that then mints master tokens.
+			if most, ok := pki.MaxTokenRole(caller.roles); !ok || role > most {
+				n.log.Warn("join token refused", "caller", caller.id, "caller_roles", caller.roles, "role", role.String())
+				return nil, errorf(http.StatusForbidden, "node %s (roles %s) may not issue a %s token; ask a master's API for it",
+					caller.id, strings.Join(caller.roles, ","), role)
+			}
+		}
+		s, tok, err := creds.CA.IssueToken(ttl, role)
 		if err != nil {
 			return nil, err
 		}
-		n.log.Info("join token issued", "token_id", tok.IDHex(), "expires", tok.Expires)
-		return TokenInfo{Token: s, Expires: tok.Expires, ClusterID: creds.CA.Fingerprint()}, nil
+		n.log.Info("join token issued", "token_id", tok.IDHex(), "role", role.String(), "expires", tok.Expires)
+		return TokenInfo{Token: s, Expires: tok.Expires, ClusterID: creds.CA.Fingerprint(), Role: role.String()}, nil
 	case "instances.create":
 		return n.onLeader(ctx, req, func() (any, error) { return n.leaderCreate(ir) })
 	case "instances.delete":

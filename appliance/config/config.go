@@ -66,7 +66,13 @@ type Cluster struct {
 	Join      []string `koanf:"join"`
 	Token     string   `koanf:"token" secret:"true"`
 	TokenFile string   `koanf:"token_file"`
+	// Discovery finds members on the local network: "none", or "mdns" (announce this node,
+	// and with a token but no join address, find the token's cluster by multicast DNS).
+	Discovery string `koanf:"discovery"`
 }
+
+// Discovery methods accepted by cluster.discovery.
+var Discoveries = []string{"none", "mdns"}
 
 // Models lists the model directories; the first writable one receives pulls.
 type Models struct {
@@ -124,6 +130,7 @@ func Defaults() map[string]any {
 		"cluster.join":         []string{},
 		"cluster.token":        "",
 		"cluster.token_file":   "",
+		"cluster.discovery":    "none",
 		"models.dirs":          []string{},
 		"accelerator":          "auto",
 		"data_dir":             "",

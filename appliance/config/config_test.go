@@ -34,7 +34,7 @@ func TestDefaults(t *testing.T) {
 	if c.API.Addr != "127.0.0.1:52415" || c.Gossip.Addr != ":52416" || c.Transport.Addr != ":52417" || c.Raft.Addr != ":52418" {
 		t.Errorf("default addresses: %+v", c)
 	}
-	if c.Accelerator != "auto" || len(c.Roles) != 3 || c.API.ShutdownTimeout != 30*time.Second {
+	if c.Accelerator != "auto" || len(c.Roles) != 3 || c.API.ShutdownTimeout != 30*time.Second || c.Cluster.Discovery != "none" {
 		t.Errorf("defaults: %+v", c)
 	}
 	home := strings.TrimPrefix(env[0], "HOME=")
@@ -85,6 +85,7 @@ func TestErrorsNameKeyAndSource(t *testing.T) {
 		{name: "env unknown key", env: []string{"EXO_GOSIP__ADDR=:1"}, wantParts: []string{"gosip.addr", "env EXO_GOSIP__ADDR", "unknown key"}},
 		{name: "flag port out of range", flags: []string{"--api-addr", "127.0.0.1:70000"}, wantParts: []string{"api.addr", "flag --api-addr", "out of range"}},
 		{name: "bad accelerator", env: []string{"EXO_ACCELERATOR=tpu"}, wantParts: []string{"accelerator", "tpu", "one of"}},
+		{name: "bad discovery", env: []string{"EXO_CLUSTER__DISCOVERY=bonjour"}, wantParts: []string{"cluster.discovery", "bonjour", "none, mdns", "EXO_CLUSTER__DISCOVERY"}},
 		{name: "bad role", flags: []string{"--roles", "master,cook"}, wantParts: []string{"roles", "cook", "unknown role"}},
 		{name: "queue out of range", env: []string{"EXO_API__MAX_QUEUE=0"}, wantParts: []string{"api.max_queue", "env EXO_API__MAX_QUEUE", "between"}},
 		{name: "bad duration", env: []string{"EXO_API__SHUTDOWN_TIMEOUT=soon"}, wantParts: []string{"api.shutdown_timeout", "duration"}},

@@ -74,6 +74,9 @@ func (l *Loaded) validate() error {
 			return bad("cluster.join", j, "%v", err)
 		}
 	}
+	if !slices.Contains(Discoveries, c.Cluster.Discovery) {
+		return bad("cluster.discovery", c.Cluster.Discovery, "must be one of %s", strings.Join(Discoveries, ", "))
+	}
 	if !slices.Contains(Accelerators, c.Accelerator) {
 		return bad("accelerator", c.Accelerator, "must be one of %s", strings.Join(Accelerators, ", "))
 	}

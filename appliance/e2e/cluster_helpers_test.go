@@ -128,10 +128,11 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 	return time.Since(start)
 }
 
-// clusterToken asks a node for a join token through the CLI, as an operator would.
-func clusterToken(t *testing.T, n *clusterNode) string {
+// clusterToken asks a node for a join token admitting role (api, worker, master) through the
+// CLI, as an operator would.
+func clusterToken(t *testing.T, n *clusterNode, role string) string {
 	t.Helper()
-	code, out := runExo(t, cleanEnv(t), "cluster", "token", "--api-addr", n.addr, "--ttl", "10m")
+	code, out := runExo(t, cleanEnv(t), "cluster", "token", "--api-addr", n.addr, "--ttl", "10m", "--role", role)
 	if code != 0 {
 		t.Fatalf("exo cluster token: exit %d\n%s", code, out)
 	}

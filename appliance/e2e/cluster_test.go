@@ -81,7 +81,7 @@ func TestClusterThreeNodes(t *testing.T) {
 	common := []string{"--models-dir", models, "--node-memory", "40MiB"}
 
 	m1 := startClusterNode(t, "m1", true, common...)
-	token := clusterToken(t, m1)
+	token := clusterToken(t, m1, "worker")
 	t0 := time.Now()
 	join := append([]string{"--roles", "worker,api", "--join", m1.gossip, "--token", token}, common...)
 	w2 := startClusterNode(t, "w2", true, join...)
@@ -108,14 +108,24 @@ func TestClusterThreeNodes(t *testing.T) {
 	refused("no-token")
 	refused("bad-token", "--token", token[:len(token)-8]+"AAAAAAAA")
 	other := startClusterNode(t, "other", true)
-	if out := refused("other-cluster", "--token", clusterToken(t, other)); !strings.Contains(out, "not the token's") {
+	if out := refused("other-cluster", "--token", clusterToken(t, other, "master")); !strings.Contains(out, "not the token's") {
 		t.Fatalf("another cluster's token: the joiner should notice the CA mismatch:\n%s", out)
+	}
+	// The workers' token does not make a master (which would receive the CA key): --roles
+	// adds master to worker,api here.
+	if out := refused("worker-as-master", "--roles", "master", "--token", token); !strings.Contains(out, "a worker token does not admit the master role") {
+		t.Fatalf("master join with a worker token: the joiner should be told why:\n%s", out)
 	}
 	waitUntil(t, 5*time.Second, "refusals logged on the cluster side", func() bool {
 		log := m1.output.String()
-		return strings.Count(log, `"msg":"join refused"`) >= 3 && strings.Contains(log, `"reason":"no token"`) &&
-			strings.Contains(log, `"reason":"invalid token"`) && strings.Contains(log, "TLS handshake failed")
+		return strings.Count(log, `"msg":"join refused"`) >= 4 && strings.Contains(log, `"reason":"no token"`) &&
+			strings.Contains(log, `"reason":"invalid token"`) && strings.Contains(log, "TLS handshake failed") &&
+			strings.Contains(log, `"reason":"a worker token does not admit the master role","token_id"`) && strings.Contains(log, `"name":"worker-as-master"`)
 	})
+	// Nor does a worker-role member hand out a master token in its place.
+	if code, out := runExo(t, cleanEnv(t), "cluster", "token", "--api-addr", w2.addr, "--role", "master"); code == 0 || !strings.Contains(out, "may not issue a master token") {
+		t.Fatalf("master token through a worker's API: exit %d\n%s", code, out)
+	}
 	if st := m1.statuses(t); len(st) != 3 {
 		t.Fatalf("a refused node became a member: %v", st)
 	}
@@ -217,13 +227,13 @@ func TestClusterFiveNodesLeaderFailover(t *testing.T) {
 	writeModel(t, filepath.Join(models, "tiny.gguf"), 8, 1, 65536)
 	common := []string{"--models-dir", models, "--node-memory", "40MiB"}
 	m1 := startClusterNode(t, "m1", true, common...)
-	token := clusterToken(t, m1)
-	join := append([]string{"--join", m1.gossip, "--token", token}, common...)
+	masterJoin := append([]string{"--join", m1.gossip, "--token", clusterToken(t, m1, "master")}, common...)
+	workerJoin := append([]string{"--roles", "worker,api", "--join", m1.gossip, "--token", clusterToken(t, m1, "worker")}, common...)
 	t0 := time.Now()
-	m2 := startClusterNode(t, "m2", true, join...)
-	m3 := startClusterNode(t, "m3", true, join...)
-	w4 := startClusterNode(t, "w4", true, append([]string{"--roles", "worker,api"}, join...)...)
-	w5 := startClusterNode(t, "w5", true, append([]string{"--roles", "worker,api"}, join...)...)
+	m2 := startClusterNode(t, "m2", true, masterJoin...)
+	m3 := startClusterNode(t, "m3", true, masterJoin...)
+	w4 := startClusterNode(t, "w4", true, workerJoin...)
+	w5 := startClusterNode(t, "w5", true, workerJoin...)
 	nodes := []*clusterNode{m1, m2, m3, w4, w5}
 	want := map[string]string{"m1": "alive", "m2": "alive", "m3": "alive", "w4": "alive", "w5": "alive"}
 	allSee(t, nodes, want, 30*time.Second)

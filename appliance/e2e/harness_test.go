@@ -129,7 +129,7 @@ func serve(t testing.TB, env []string, scheme string, args ...string) *proc {
 	}
 	// A master binds gossip and raft ports; the defaults would collide with any other exo on
 	// this machine.
-	for _, f := range []string{"--gossip-addr", "--raft-addr"} {
+	for _, f := range []string{"--gossip-addr", "--raft-addr", "--transport-addr"} {
 		if !hasFlag(args, f) {
 			args = append(args, f, freePort(t))
 		}

@@ -177,6 +177,27 @@ func (m *Membership) JoinLoop(ctx context.Context, addrs []string) {
 	}
 }
 
+// Join contacts addrs once and returns how many answered.
+func (m *Membership) Join(addrs []string) (int, error) {
+	n, err := m.serf.Join(addrs, true)
+	if n > 0 {
+		m.joined.Store(true)
+	}
+	return n, err
+}
+
+// AliveOthers counts the members other than this node that gossip sees alive.
+func (m *Membership) AliveOthers() int {
+	self := m.serf.LocalMember().Name
+	count := 0
+	for _, sm := range m.serf.Members() {
+		if sm.Name != self && sm.Status == serf.StatusAlive {
+			count++
+		}
+	}
+	return count
+}
+
 // Members lists every known member with its status; memberlist's suspect state is shown
 // because serf folds it into alive.
 func (m *Membership) Members() []Member {

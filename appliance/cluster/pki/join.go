@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -114,6 +115,13 @@ func (s *JoinServer) Serve(raw net.Conn) {
 		refuse(reason, "token_id", tok.IDHex(), "err", err)
 		return
 	}
+	if denied := tok.Role.Denied(req.Roles); len(denied) > 0 {
+		// Checked before a redirect too, so that a joiner learns at once that its token is
+		// too weak, and no master address is revealed for a join that cannot succeed.
+		refuse(fmt.Sprintf("a %s token does not admit the %s role", tok.Role, strings.Join(denied, ",")),
+			"token_id", tok.IDHex(), "token_role", tok.Role.String(), "roles", req.Roles)
+		return
+	}
 	if !creds.CanSign() {
 		masters := s.Masters()
 		if len(masters) == 0 {
@@ -140,14 +148,15 @@ func (s *JoinServer) Serve(raw net.Conn) {
 	}
 	resp := joinResponse{CA: EncodeCert(creds.CA.Cert), Cert: EncodeCert(cert), GossipKey: creds.GossipKey}
 	if slices.Contains(req.Roles, "master") {
-		// Every master can admit nodes and take over as leader, so each holds the CA key.
+		// Every master can admit nodes and take over as leader, so each holds the CA key. The
+		// role check above means only a master token gets here.
 		if resp.CAKey, err = EncodeKey(creds.CA.Key); err != nil {
 			refuse("encoding failed", "err", err)
 			return
 		}
 		resp.Secret = creds.Secret
 	}
-	s.Log.Info("join accepted", "remote", remote, "node_id", req.NodeID, "name", req.Name, "roles", req.Roles, "token_id", tok.IDHex())
+	s.Log.Info("join accepted", "remote", remote, "node_id", req.NodeID, "name", req.Name, "roles", req.Roles, "token_id", tok.IDHex(), "token_role", tok.Role.String())
 	s.reply(conn, resp)
 	if s.Admitted != nil {
 		s.Admitted(req.NodeID, req.Name, req.Roles)
@@ -172,6 +181,9 @@ type JoinRequest struct {
 type RefusedError struct {
 	Addr   string
 	Reason string
+	// WrongCluster says the member at Addr is not of the token's cluster (its CA differs), so
+	// nothing was sent; another address may still be the right one.
+	WrongCluster bool
 }
 
 func (e *RefusedError) Error() string {
@@ -213,7 +225,7 @@ func Join(ctx context.Context, addr string, req JoinRequest) (*Credentials, erro
 	if err != nil {
 		var pin *pinError
 		if errors.As(err, &pin) {
-			return nil, &RefusedError{Addr: addr, Reason: pin.Error()}
+			return nil, &RefusedError{Addr: addr, Reason: pin.Error(), WrongCluster: true}
 		}
 		return nil, fmt.Errorf("join via %s: %w", addr, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"net"
@@ -63,7 +64,7 @@ func TestCASignsAndVerifiesNodes(t *testing.T) {
 func TestTokens(t *testing.T) {
 	creds, _ := Bootstrap("c1", nodeA, nil, newKey(t))
 	other, _ := Bootstrap("c2", nodeB, nil, newKey(t))
-	s, tok, err := creds.CA.IssueToken(time.Hour)
+	s, tok, err := creds.CA.IssueToken(time.Hour, TokenWorker)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +72,7 @@ func TestTokens(t *testing.T) {
 		t.Fatalf("token %q is not a plain string", s)
 	}
 	parsed, err := ParseToken(s)
-	if err != nil || parsed.Fingerprint() != creds.CA.Fingerprint() || !parsed.Expires.Equal(tok.Expires) {
+	if err != nil || parsed.Fingerprint() != creds.CA.Fingerprint() || !parsed.Expires.Equal(tok.Expires) || parsed.Role != TokenWorker {
 		t.Fatalf("round trip: %+v %v", parsed, err)
 	}
 	now := time.Now()
@@ -90,8 +91,17 @@ func TestTokens(t *testing.T) {
 	if err := forged.Verify(creds.CA, now); !errors.Is(err, ErrTokenSignature) {
 		t.Fatalf("forged expiry: %v", err)
 	}
+	// Raising the role breaks the signature too: the role is signed.
+	raised := *parsed
+	raised.Role = TokenMaster
+	if err := raised.Verify(creds.CA, now); !errors.Is(err, ErrTokenSignature) {
+		t.Fatalf("forged role: %v", err)
+	}
+	if reparsed, err := ParseToken(raised.String()); err != nil || reparsed.Role != TokenMaster || reparsed.Verify(creds.CA, now) == nil {
+		t.Fatalf("re-encoded forged role: %+v %v", reparsed, err)
+	}
 	// A token signed by another CA but claiming this one's fingerprint.
-	_, otherTok, _ := other.CA.IssueToken(time.Hour)
+	_, otherTok, _ := other.CA.IssueToken(time.Hour, TokenWorker)
 	otherTok.CAFingerprint = parsed.CAFingerprint
 	if err := otherTok.Verify(creds.CA, now); !errors.Is(err, ErrTokenSignature) {
 		t.Fatalf("foreign signature: %v", err)
@@ -101,8 +111,58 @@ func TestTokens(t *testing.T) {
 			t.Errorf("ParseToken(%q) accepted", bad)
 		}
 	}
-	if _, _, err := (&CA{Cert: creds.CA.Cert}).IssueToken(time.Hour); err == nil {
+	if _, _, err := (&CA{Cert: creds.CA.Cert}).IssueToken(time.Hour, TokenWorker); err == nil {
 		t.Fatal("token issued without CA key")
+	}
+	if _, _, err := creds.CA.IssueToken(time.Hour, 0); err == nil {
+		t.Fatal("token issued without a role")
+	}
+	// A token in the format before roles (v1: no role byte, role-less signature) is refused
+	// with a hint, not misread.
+	v1 := *tok
+	body := v1.body()
+	old := TokenPrefix + base64.RawURLEncoding.EncodeToString(append(body[:48:48], v1.Sig...))
+	if _, err := ParseToken(old); err == nil || !strings.Contains(err.Error(), "older exo") {
+		t.Fatalf("v1 token: %v", err)
+	}
+}
+
+func TestTokenRoles(t *testing.T) {
+	for _, c := range []struct {
+		token  TokenRole
+		roles  []string
+		denied string
+	}{
+		{TokenWorker, []string{"worker"}, ""},
+		{TokenWorker, []string{"worker", "api"}, ""},
+		{TokenWorker, []string{"master", "worker", "api"}, "master"},
+		{TokenWorker, []string{"master"}, "master"},
+		{TokenAPI, []string{"api"}, ""},
+		{TokenAPI, []string{"worker", "api"}, "worker"},
+		{TokenAPI, []string{"master", "worker"}, "master,worker"},
+		{TokenMaster, []string{"master", "worker", "api"}, ""},
+		{TokenMaster, []string{"root"}, "root"},
+		{TokenMaster, nil, ""},
+	} {
+		if got := strings.Join(c.token.Denied(c.roles), ","); got != c.denied {
+			t.Errorf("%s token, roles %v: denied %q, want %q", c.token, c.roles, got, c.denied)
+		}
+	}
+	for name, want := range map[string]TokenRole{"api": TokenAPI, "worker": TokenWorker, "master": TokenMaster} {
+		if r, err := ParseTokenRole(name); err != nil || r != want || r.String() != name {
+			t.Errorf("ParseTokenRole(%q) = %v, %v", name, r, err)
+		}
+	}
+	if _, err := ParseTokenRole("admin"); err == nil {
+		t.Error("unknown token role accepted")
+	}
+	for roles, want := range map[string]TokenRole{"master,worker,api": TokenMaster, "api,worker": TokenWorker, "api": TokenAPI} {
+		if r, ok := MaxTokenRole(strings.Split(roles, ",")); !ok || r != want {
+			t.Errorf("MaxTokenRole(%s) = %v %v, want %v", roles, r, ok, want)
+		}
+	}
+	if _, ok := MaxTokenRole(nil); ok {
+		t.Error("a node without roles may issue tokens")
 	}
 }
 
@@ -172,12 +232,14 @@ func TestJoinExchange(t *testing.T) {
 	logs := &logBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	addr := serveJoin(t, &JoinServer{Creds: func() *Credentials { return master }, Masters: func() []string { return nil }, Log: log})
-	token, _, _ := master.CA.IssueToken(time.Minute)
+	token, _, _ := master.CA.IssueToken(time.Minute, TokenMaster)
+	workerToken, _, _ := master.CA.IssueToken(time.Minute, TokenWorker)
+	apiToken, _, _ := master.CA.IssueToken(time.Minute, TokenAPI)
 	ctx := context.Background()
 
 	// A worker gets a certificate and the gossip key, but neither the CA key nor the secret.
 	wkey := newKey(t)
-	wc, err := Join(ctx, addr, JoinRequest{Token: token, NodeID: nodeB, Name: "w", Roles: []string{"worker"}, Key: wkey})
+	wc, err := Join(ctx, addr, JoinRequest{Token: workerToken, NodeID: nodeB, Name: "w", Roles: []string{"worker", "api"}, Key: wkey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,6 +256,20 @@ func TestJoinExchange(t *testing.T) {
 	}
 
 	var refused *RefusedError
+	// A token admits its role and those below it, never more: a worker token cannot make a
+	// master (which would receive the CA key), an API token not even a worker.
+	for _, c := range []struct {
+		token string
+		roles []string
+	}{{workerToken, []string{"master"}}, {workerToken, []string{"master", "worker", "api"}}, {apiToken, []string{"worker", "api"}}} {
+		mc, err := Join(ctx, addr, JoinRequest{Token: c.token, NodeID: "22222222222222222222222222222222", Name: "escalate", Roles: c.roles, Key: newKey(t)})
+		if !errors.As(err, &refused) || refused.WrongCluster || !strings.Contains(err.Error(), "token does not admit") || mc != nil {
+			t.Fatalf("roles %v with a weaker token: %v", c.roles, err)
+		}
+	}
+	if ac, err := Join(ctx, addr, JoinRequest{Token: apiToken, NodeID: "33333333333333333333333333333333", Name: "a", Roles: []string{"api"}, Key: newKey(t)}); err != nil || ac.CanSign() {
+		t.Fatalf("api join with an api token: %v", err)
+	}
 	// No token: refused, and the refusal is logged with the reason.
 	if _, err := Join(ctx, addr, JoinRequest{NodeID: nodeB, Name: "nt", Key: wkey}); !errors.As(err, &refused) {
 		t.Fatalf("join without token: %v", err)
@@ -205,15 +281,16 @@ func TestJoinExchange(t *testing.T) {
 	}
 	// Another cluster's token: the joiner notices the CA mismatch and sends nothing.
 	other, _ := Bootstrap("c2", nodeB, nil, newKey(t))
-	otherTok, _, _ := other.CA.IssueToken(time.Minute)
+	otherTok, _, _ := other.CA.IssueToken(time.Minute, TokenMaster)
 	_, err = Join(ctx, addr, JoinRequest{Token: otherTok, NodeID: nodeB, Name: "ot", Key: wkey})
-	if !errors.As(err, &refused) || !strings.Contains(err.Error(), "not the token's") {
+	if !errors.As(err, &refused) || !refused.WrongCluster || !strings.Contains(err.Error(), "not the token's") {
 		t.Fatalf("join with another cluster's token: %v", err)
 	}
 	waitFor(t, func() bool {
 		s := logs.String()
 		return strings.Contains(s, "reason=\"no token\"") && strings.Contains(s, "reason=\"invalid token\"") &&
-			strings.Contains(s, "TLS handshake failed") && strings.Count(s, "join accepted") == 2
+			strings.Contains(s, "TLS handshake failed") && strings.Count(s, "join accepted") == 3 &&
+			strings.Count(s, "token does not admit") == 3 && strings.Contains(s, "token_role=worker")
 	}, logs)
 	if strings.Contains(logs.String(), token[10:]) {
 		t.Fatal("token signature written to the log")
@@ -225,11 +302,17 @@ func TestJoinRedirectsFromNonSigners(t *testing.T) {
 	worker := &Credentials{CA: &CA{Cert: master.CA.Cert}, NodeCert: master.NodeCert, NodeKey: master.NodeKey, GossipKey: master.GossipKey}
 	log := slog.New(slog.NewTextHandler(&logBuffer{}, nil))
 	addr := serveJoin(t, &JoinServer{Creds: func() *Credentials { return worker }, Masters: func() []string { return []string{"10.0.0.1:52416"} }, Log: log})
-	token, _, _ := master.CA.IssueToken(time.Minute)
-	_, err := Join(context.Background(), addr, JoinRequest{Token: token, NodeID: nodeB, Key: newKey(t)})
+	token, _, _ := master.CA.IssueToken(time.Minute, TokenWorker)
+	_, err := Join(context.Background(), addr, JoinRequest{Token: token, NodeID: nodeB, Roles: []string{"worker"}, Key: newKey(t)})
 	var redirect *RedirectError
 	if !errors.As(err, &redirect) || len(redirect.Masters) != 1 {
 		t.Fatalf("non-signer answered %v", err)
+	}
+	// So is a token too weak for the requested roles.
+	_, err = Join(context.Background(), addr, JoinRequest{Token: token, NodeID: nodeB, Roles: []string{"master"}, Key: newKey(t)})
+	var weak *RefusedError
+	if !errors.As(err, &weak) || strings.Contains(err.Error(), "10.0.0.1") {
+		t.Fatalf("master join with a worker token at a non-signer: %v", err)
 	}
 	// A bad token is refused before any master address is revealed.
 	_, err = Join(context.Background(), addr, JoinRequest{NodeID: nodeB, Key: newKey(t)})

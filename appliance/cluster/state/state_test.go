@@ -117,9 +117,11 @@ func TestReplicatedThroughRaft(t *testing.T) {
 	newPeer := func(id string) *peer {
 		conf := raft.DefaultConfig()
 		conf.LocalID = raft.ServerID(id)
-		conf.HeartbeatTimeout = 50 * time.Millisecond
-		conf.ElectionTimeout = 50 * time.Millisecond
-		conf.LeaderLeaseTimeout = 50 * time.Millisecond
+		// Short enough to elect quickly, long enough that a loaded CI machine (two cores,
+		// the race detector) does not miss heartbeats and move leadership mid-test.
+		conf.HeartbeatTimeout = 300 * time.Millisecond
+		conf.ElectionTimeout = 300 * time.Millisecond
+		conf.LeaderLeaseTimeout = 150 * time.Millisecond
 		conf.CommitTimeout = 5 * time.Millisecond
 		conf.SnapshotThreshold = 4
 		conf.TrailingLogs = 2
