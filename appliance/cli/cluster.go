@@ -257,8 +257,12 @@ func newClusterTokenCmd() *cobra.Command {
 		func(cmd *cobra.Command, c *apiClient, _ []string, asJSON bool) error {
 			ttl, _ := cmd.Flags().GetDuration("ttl")
 			role, _ := cmd.Flags().GetString("role")
-			if _, err := pki.ParseTokenRole(role); err != nil {
+			tr, err := pki.ParseTokenRole(role)
+			if err != nil {
 				return usageError{fmt.Errorf("--role: %w", err)}
+			}
+			if dir, _ := cmd.Flags().GetString("from-data-dir"); dir != "" {
+				return offlineToken(cmd, dir, ttl, tr)
 			}
 			var tok cluster.TokenInfo
 			raw, err := c.do(cmd.Context(), http.MethodPost, "/api/v1/cluster/token", map[string]string{"ttl": ttl.String(), "role": role}, &tok)
@@ -279,9 +283,40 @@ func newClusterTokenCmd() *cobra.Command {
 			return nil
 		})
 	cmd.Flags().Duration("ttl", time.Hour, "how long the token admits nodes")
+	cmd.Flags().String("from-data-dir", "", "issue the token from the cluster CA in this master's data directory instead of asking a running node")
+	cmd.Flags().String("out", "", "with --from-data-dir: write the token to this file (mode 0600) instead of stdout")
 	cmd.Flags().String("role", "worker", "most privileged role the token admits: worker (joins as worker and/or api; the default, "+
 		"least privilege for adding compute), api (api only), or master (any role; only master joins receive the cluster CA key and secret)")
 	return cmd
+}
+
+// offlineToken mints a token with the CA of a master's data directory: the NixOS module's
+// token unit uses it so that worker and API units on a master's host can join it at boot.
+func offlineToken(cmd *cobra.Command, dataDir string, ttl time.Duration, role pki.TokenRole) error {
+	ca, err := pki.LoadSigningCA(filepath.Join(dataDir, "cluster"))
+	if err != nil {
+		return err
+	}
+	if ttl <= 0 || ttl > 366*24*time.Hour {
+		return usageError{fmt.Errorf("--ttl %s out of range (0, 8784h]", ttl)}
+	}
+	token, _, err := ca.IssueToken(ttl, role)
+	if err != nil {
+		return err
+	}
+	out, _ := cmd.Flags().GetString("out")
+	if out == "" {
+		fmt.Fprintln(cmd.OutOrStdout(), token)
+		return nil
+	}
+	tmp := out + ".tmp"
+	if err := os.WriteFile(tmp, []byte(token+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write token: %w", err)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return fmt.Errorf("write token: %w", err)
+	}
+	return nil
 }
 
 func short(id string) string {

@@ -169,3 +169,29 @@ func Bootstrap(name, nodeID string, roles []string, nodeKey *ecdsa.PrivateKey) (
 	}
 	return &Credentials{CA: ca, NodeCert: cert, NodeKey: nodeKey, GossipKey: gk, Secret: secret}, nil
 }
+
+// LoadSigningCA reads the cluster CA certificate and key kept in a master's credentials
+// directory, for issuing join tokens without a running node (e.g. a boot-time unit that hands
+// the other roles on the same host their token).
+func LoadSigningCA(dir string) (*CA, error) {
+	certPEM, err := os.ReadFile(filepath.Join(dir, caCertFile))
+	if err != nil {
+		return nil, fmt.Errorf("read cluster CA: %w (is %s a master's credentials directory?)", err, dir)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(dir, caKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("read cluster CA key: %w (only a master's data directory holds it)", err)
+	}
+	cert, err := DecodeCert(certPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, caCertFile), err)
+	}
+	key, err := DecodeKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, caKeyFile), err)
+	}
+	if !publicKeysEqual(cert.PublicKey, &key.PublicKey) {
+		return nil, fmt.Errorf("%s does not belong to %s", caKeyFile, caCertFile)
+	}
+	return &CA{Cert: cert, Key: key}, nil
+}
