@@ -11,6 +11,7 @@ import (
 
 	"github.com/exo-nix/exo/appliance/cluster"
 	"github.com/exo-nix/exo/appliance/cluster/state"
+	"github.com/exo-nix/exo/appliance/pipeline"
 )
 
 // Cluster is the control plane as the API uses it (implemented by *cluster.Node).
@@ -79,7 +80,11 @@ func (s *Server) clusterStatus(c fiber.Ctx) error {
 	if err != nil {
 		return clusterError(c, err)
 	}
-	return c.JSON(info)
+	doc := clusterDoc{ClusterInfo: info, Transport: []pipeline.Link{}}
+	if s.opt.Pipelines != nil {
+		doc.Transport = s.opt.Pipelines.Links()
+	}
+	return c.JSON(doc)
 }
 
 func (s *Server) clusterToken(c fiber.Ctx) error {
@@ -130,10 +135,7 @@ func (s *Server) listInstances(c fiber.Ctx) error {
 	if err != nil {
 		return clusterError(c, err)
 	}
-	if list == nil {
-		list = []state.Instance{}
-	}
-	return c.JSON(fiber.Map{"instances": list})
+	return c.JSON(fiber.Map{"instances": s.withLive(c, list)})
 }
 
 func (s *Server) createInstance(c fiber.Ctx) error {

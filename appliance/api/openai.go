@@ -56,19 +56,32 @@ func (s *Server) noServing(c fiber.Ctx) error {
 }
 
 func (s *Server) listModels(c fiber.Ctx) error {
-	if s.opt.Serving == nil {
+	if s.opt.Serving == nil && s.opt.Pipelines == nil {
 		return s.noServing(c)
 	}
-	models, problems := s.opt.Serving.Catalog().List()
-	for _, p := range problems {
-		s.opt.Logger.Warn("model directory entry skipped", "err", p)
-	}
-	data := make([]modelObject, 0, len(models))
-	for _, m := range models {
-		if m.Stage != nil {
-			continue // a layer range held for a pipeline, not a model a client can ask for
+	data := []modelObject{}
+	seen := map[string]bool{}
+	if s.opt.Serving != nil {
+		models, problems := s.opt.Serving.Catalog().List()
+		for _, p := range problems {
+			s.opt.Logger.Warn("model directory entry skipped", "err", p)
 		}
-		data = append(data, toModelObject(m))
+		for _, m := range models {
+			if m.Stage != nil {
+				continue // a layer range held for a pipeline, not a model a client can ask for
+			}
+			data = append(data, toModelObject(m))
+			seen[m.ID] = true
+		}
+	}
+	if s.opt.Pipelines != nil {
+		// Models this node holds no file of but whose instance runs across the cluster.
+		for _, id := range s.opt.Pipelines.Models() {
+			if !seen[id] {
+				seen[id] = true
+				data = append(data, modelObject{ID: id, Object: "model", OwnedBy: "exo"})
+			}
+		}
 	}
 	return c.JSON(fiber.Map{"object": "list", "data": data})
 }
@@ -95,6 +108,9 @@ func (s *Server) openAIError(c fiber.Ctx, err error) error {
 	case errors.Is(err, serving.ErrQueueFull):
 		c.Set(fiber.HeaderRetryAfter, "1")
 		return c.Status(fiber.StatusTooManyRequests).JSON(fiber.Map{"error": apiError{Message: err.Error(), Type: "rate_limit_error", Code: strPtr("queue_full")}})
+	case errors.Is(err, serving.ErrUnavailable):
+		c.Set(fiber.HeaderRetryAfter, "5")
+		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": apiError{Message: err.Error(), Type: "server_error", Code: strPtr("instance_unavailable")}})
 	case errors.Is(err, serving.ErrNoMemory):
 		return c.Status(fiber.StatusServiceUnavailable).JSON(fiber.Map{"error": apiError{Message: err.Error(), Type: "server_error", Code: strPtr("insufficient_memory")}})
 	case errors.Is(err, serving.ErrLoadFailed):
@@ -119,7 +135,7 @@ type job struct {
 	id          string
 	created     int64
 	model       string
-	lease       *serving.Lease
+	gen         serving.Generator
 	req         model.GenerateRequest
 	stream      bool
 	usage       bool
@@ -244,8 +260,8 @@ func (s *Server) chatCompletions(c fiber.Ctx) error {
 		params.TopLogprobs = *req.TopLogprobs
 	}
 	params.Logprobs = req.Logprobs
-	return s.run(c, &req.samplingFields, params, stop, maxTokens, func(m *model.Model) ([]int32, error) {
-		tmpl := m.Template
+	return s.run(c, &req.samplingFields, params, stop, maxTokens, func(g serving.Generator) ([]int32, error) {
+		tmpl := g.Template()
 		if tmpl == nil {
 			tmpl = chat.Fallback()
 		}
@@ -253,7 +269,7 @@ func (s *Server) chatCompletions(c fiber.Ctx) error {
 		if err != nil {
 			return nil, badParam("messages", "the model's chat template rejected the messages: %v", err)
 		}
-		return m.Tokenizer.Encode(text, true, true), nil
+		return g.Tokenizer().Encode(text, true, true), nil
 	}, true)
 }
 
@@ -282,16 +298,17 @@ func (s *Server) completions(c fiber.Ctx) error {
 	if req.MaxTokens == nil && req.MaxCompletionTokens == nil {
 		maxTokens = 16 // the OpenAI default for completions
 	}
-	return s.run(c, &req.samplingFields, params, stop, maxTokens, func(m *model.Model) ([]int32, error) {
+	return s.run(c, &req.samplingFields, params, stop, maxTokens, func(g serving.Generator) ([]int32, error) {
+		tok := g.Tokenizer()
 		if ids != nil {
 			for _, id := range ids {
-				if id < 0 || int(id) >= m.Tokenizer.VocabSize() {
-					return nil, badParam("prompt", "token id %d is outside the vocabulary (0..%d)", id, m.Tokenizer.VocabSize()-1)
+				if id < 0 || int(id) >= tok.VocabSize() {
+					return nil, badParam("prompt", "token id %d is outside the vocabulary (0..%d)", id, tok.VocabSize()-1)
 				}
 			}
 			return ids, nil
 		}
-		return m.Tokenizer.Encode(text, true, true), nil
+		return tok.Encode(text, true, true), nil
 	}, false)
 }
 
@@ -324,25 +341,24 @@ func completionPrompt(raw json.RawMessage) (string, []int32, error) {
 
 // run admits the request, builds its prompt and answers it, streaming or not.
 func (s *Server) run(c fiber.Ctx, f *samplingFields, params sampler.Params, stop []string, maxTokens int,
-	prompt func(*model.Model) ([]int32, error), isChat bool) error {
-	if s.opt.Serving == nil {
+	prompt func(serving.Generator) ([]int32, error), isChat bool) error {
+	if s.opt.Serving == nil && s.opt.Pipelines == nil {
 		return s.noServing(c)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	admitted := time.Now()
-	lease, err := s.opt.Serving.Acquire(ctx, f.Model)
+	gen, err := s.acquire(ctx, f.Model)
 	if err != nil {
 		cancel()
 		return s.openAIError(c, err)
 	}
-	release := func() { lease.Release(); cancel() }
-	m := lease.Model
-	ids, err := prompt(m)
+	release := func() { gen.Release(); cancel() }
+	ids, err := prompt(gen)
 	if err != nil {
 		release()
 		return s.openAIError(c, err)
 	}
-	ctxLen := m.Config.ContextLength
+	ctxLen := gen.ContextLength()
 	if len(ids) >= ctxLen {
 		release()
 		return s.openAIError(c, badParam("messages", "the prompt has %d tokens, which does not fit the model's context length of %d", len(ids), ctxLen))
@@ -358,7 +374,7 @@ func (s *Server) run(c fiber.Ctx, f *samplingFields, params sampler.Params, stop
 		return s.openAIError(c, badParam(param, "prompt (%d tokens) + %s (%d) = %d exceeds the model's context length of %d",
 			len(ids), param, maxTokens, len(ids)+maxTokens, ctxLen))
 	}
-	j := &job{chat: isChat, created: time.Now().Unix(), model: f.Model, lease: lease, stream: f.Stream,
+	j := &job{chat: isChat, created: time.Now().Unix(), model: f.Model, gen: gen, stream: f.Stream,
 		usage: f.StreamOptions != nil && f.StreamOptions.IncludeUsage, logprobs: params.Logprobs,
 		topLogprobs: params.TopLogprobs, admitted: admitted,
 		req: model.GenerateRequest{Prompt: ids, MaxTokens: maxTokens, Sampler: params, Stop: stop, CtxLen: len(ids) + maxTokens}}
@@ -388,6 +404,21 @@ func (s *Server) run(c fiber.Ctx, f *samplingFields, params sampler.Params, stop
 	})
 }
 
+// acquire admits a request: to the pipeline of a model instance placed across nodes when there
+// is one, else to the model loaded on this node.
+func (s *Server) acquire(ctx context.Context, id string) (serving.Generator, error) {
+	if s.opt.Pipelines != nil {
+		g, err := s.opt.Pipelines.Acquire(ctx, id)
+		if err != nil || g != nil {
+			return g, err
+		}
+	}
+	if s.opt.Serving == nil {
+		return nil, fmt.Errorf("%w: no instance of %q is placed in the cluster and this node serves no models itself (it runs without the worker role)", store.ErrNotFound, id)
+	}
+	return s.opt.Serving.Acquire(ctx, id)
+}
+
 // generate runs the engine and records metrics. onText, when set, receives text as it comes.
 func (s *Server) generate(ctx context.Context, j *job, onText func(string) error, onToken func(sampler.Result) error) (*model.Generation, error) {
 	met := s.opt.ServingMetrics
@@ -406,7 +437,7 @@ func (s *Server) generate(ctx context.Context, j *job, onText func(string) error
 		return nil
 	}
 	req.OnToken = onToken
-	g, err := j.lease.Model.Generate(ctx, req)
+	g, err := j.gen.Generate(ctx, req)
 	if met != nil {
 		if err != nil {
 			met.Cancelled.WithLabelValues(j.model).Inc()
@@ -461,7 +492,7 @@ type tokenLogprob struct {
 }
 
 func (s *Server) piece(j *job, id int32) (string, []int) {
-	b := j.lease.Model.Tokenizer.Piece(id)
+	b := j.gen.Tokenizer().Piece(id)
 	ints := make([]int, len(b))
 	for i, c := range b {
 		ints[i] = int(c)

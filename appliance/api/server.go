@@ -50,8 +50,12 @@ type Options struct {
 	Dashboard fs.FS
 	Logger    *slog.Logger
 	Registry  *prometheus.Registry
-	// Serving runs the OpenAI endpoints; nil when this node has no worker role.
-	Serving        *serving.Manager
+	// Serving runs the OpenAI endpoints on models loaded here; nil when this node has no
+	// worker role.
+	Serving *serving.Manager
+	// Pipelines runs requests for models whose instance is placed across nodes; nil when the
+	// node is not in a cluster.
+	Pipelines      Pipelines
 	ServingMetrics *serving.Metrics
 	// Cluster serves the cluster endpoints (/api/v1/cluster, nodes, instances, placement); nil
 	// leaves them out.

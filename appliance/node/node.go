@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -23,6 +24,8 @@ import (
 	"github.com/exo-nix/exo/appliance/cluster"
 	"github.com/exo-nix/exo/appliance/config"
 	"github.com/exo-nix/exo/appliance/datadir"
+	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/pipeline"
 	"github.com/exo-nix/exo/appliance/serving"
 	"github.com/exo-nix/exo/appliance/store"
 	"github.com/exo-nix/exo/appliance/tlscert"
@@ -59,6 +62,9 @@ type Node struct {
 	registry       *prometheus.Registry
 	serving        *serving.Manager
 	servingMetrics *serving.Metrics
+	// pipeline is distributed inference: the tensor transport, the stage host (workers) and
+	// the driver the API routes placed instances through; nil on a master-only node.
+	pipeline *pipeline.Service
 
 	stopOnce sync.Once
 }
@@ -110,9 +116,25 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		dir.Close()
 		return nil, err
 	}
-	n.store = store.New(store.Options{
+	worker, apiRole := slices.Contains(cfg.Roles, config.RoleWorker), slices.Contains(cfg.Roles, config.RoleAPI)
+	sopt := store.Options{
 		Dirs: cfg.Models.Dirs, Hub: store.HubFromEnv(os.Getenv), Metrics: storeMetrics, Logger: log, Publish: publish,
-	})
+	}
+	if worker || apiRole {
+		// Models come from peers first, over the tensor transport's mutual TLS.
+		sopt.Peers = func() []string { return n.pipeline.PeerAddrs() }
+		sopt.PeerClient = store.NewPeerClientDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return n.pipeline.DialModels(ctx, addr)
+		})
+	}
+	n.store = store.New(sopt)
+	if worker || apiRole {
+		n.pipeline = pipeline.New(pipeline.Options{
+			NodeName: cfg.Node.Name, Worker: worker, Listen: cfg.Transport.Addr,
+			Engine: model.Options{}, Cluster: n.cluster, Store: n.store,
+			Registerer: n.registry, Logger: log,
+		})
+	}
 	if slices.Contains(cfg.Roles, config.RoleWorker) {
 		n.servingMetrics = serving.NewMetrics(n.registry)
 		n.serving = serving.New(serving.Options{
@@ -133,7 +155,7 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		case config.RoleMaster:
 			n.roles = append(n.roles, &clusterRole{name: config.RoleMaster, ready: n.cluster.MasterReady})
 		case config.RoleWorker:
-			n.roles = append(n.roles, &clusterRole{name: config.RoleWorker, ready: n.cluster.WorkerReady})
+			n.roles = append(n.roles, &clusterRole{name: config.RoleWorker, ready: n.workerReady})
 		case config.RoleAPI:
 			r, err := n.newAPIRole(assets)
 			if err != nil {
@@ -158,6 +180,12 @@ func (n *Node) Run(ctx context.Context) error {
 	if err := n.cluster.Start(ctx, n.report); err != nil {
 		n.stop()
 		return fmt.Errorf("start cluster membership: %w", err)
+	}
+	if n.pipeline != nil {
+		if err := n.pipeline.Start(ctx, n.report); err != nil {
+			n.stop()
+			return fmt.Errorf("start tensor transport: %w", err)
+		}
 	}
 	for _, r := range n.roles {
 		if err := r.Start(ctx, n.report); err != nil {
@@ -205,6 +233,11 @@ func (n *Node) stop() error {
 				err = errors.Join(err, e)
 			}
 		}
+		if n.pipeline != nil {
+			if e := n.pipeline.Stop(ctx); e != nil {
+				n.log.Warn("tensor transport did not stop cleanly", "err", e)
+			}
+		}
 		if n.serving != nil {
 			n.serving.Close()
 		}
@@ -216,6 +249,22 @@ func (n *Node) stop() error {
 		n.log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
 	})
 	return err
+}
+
+// workerReady: the worker is in the cluster and its tensor transport listens.
+func (n *Node) workerReady() (bool, string) {
+	ok, detail := n.cluster.WorkerReady()
+	if !ok || n.pipeline == nil {
+		return ok, detail
+	}
+	pok, pdetail := n.pipeline.Ready()
+	if !pok {
+		if n.cluster.Credentials() == nil {
+			return true, detail // stand-alone: no cluster, nothing to listen for
+		}
+		return false, pdetail
+	}
+	return true, detail + "; " + pdetail
 }
 
 // Readiness reports every role.
@@ -275,6 +324,9 @@ func (n *Node) newAPIRole(assets Assets) (*apiRole, error) {
 		}
 		opt.TLS = r.cert.ServerConfig()
 		n.log.Info("TLS enabled", "fingerprint_sha256", r.cert.Fingerprint(), "self_signed", n.cfg.API.TLSCert == "")
+	}
+	if n.pipeline != nil {
+		opt.Pipelines = n.pipeline
 	}
 	srv, err := api.New(opt)
 	if err != nil {

@@ -16,7 +16,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exo-nix/exo/appliance/engine/chat"
 	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/tokenizer"
 	"github.com/exo-nix/exo/appliance/store"
 )
 
@@ -26,6 +28,9 @@ var (
 	ErrNoMemory   = errors.New("not enough memory")
 	ErrNotFound   = store.ErrNotFound
 	ErrLoadFailed = errors.New("model failed to load")
+	// ErrUnavailable: the model's instance cannot serve right now (a node of its pipeline is
+	// gone, its stages are not reachable).
+	ErrUnavailable = errors.New("model instance unavailable")
 )
 
 // Options configure a Manager.
@@ -108,6 +113,21 @@ func New(opt Options) *Manager {
 // Catalog is the model catalog the manager loads from.
 func (m *Manager) Catalog() *store.Catalog { return m.opt.Catalog }
 
+// Generator is one admitted request's hold on a model that can generate: a model loaded on
+// this node (*Lease) or a pipeline whose stages run on other nodes. The API answers both the
+// same way. Release it when done.
+type Generator interface {
+	Tokenizer() *tokenizer.Tokenizer
+	// Template is the model's chat template, nil when it has none.
+	Template() *chat.Template
+	// ContextLength is the longest sequence (prompt and completion) a request may use.
+	ContextLength() int
+	Generate(ctx context.Context, req model.GenerateRequest) (*model.Generation, error)
+	Release()
+}
+
+var _ Generator = (*Lease)(nil)
+
 // Lease is one admitted request's hold on a loaded model. Release it when done.
 type Lease struct {
 	Model *model.Model
@@ -115,6 +135,20 @@ type Lease struct {
 	m     *Manager
 	e     *entry
 	once  sync.Once
+}
+
+// Tokenizer is the model's tokenizer.
+func (l *Lease) Tokenizer() *tokenizer.Tokenizer { return l.Model.Tokenizer }
+
+// Template is the model's chat template (nil when the file has none).
+func (l *Lease) Template() *chat.Template { return l.Model.Template }
+
+// ContextLength is the model's training context.
+func (l *Lease) ContextLength() int { return l.Model.Config.ContextLength }
+
+// Generate runs the request on the loaded model.
+func (l *Lease) Generate(ctx context.Context, req model.GenerateRequest) (*model.Generation, error) {
+	return l.Model.Generate(ctx, req)
 }
 
 // Release frees the slot.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -152,6 +153,21 @@ func NewPeerClient(tlsConf *tls.Config) *PeerClient {
 	tr.ResponseHeaderTimeout = 60 * time.Second
 	tr.MaxIdleConnsPerHost = 16
 	tr.Proxy = nil // peers are on the cluster's own network
+	return &PeerClient{client: &http.Client{Transport: tr}}
+}
+
+// NewPeerClientDialer returns a client whose connections come from dial, which must return a
+// connection that is already mutually authenticated with the cluster's certificates (a stream
+// of the cluster's tensor transport): requests go over it as they would over TLS.
+func NewPeerClientDialer(dial func(ctx context.Context, addr string) (net.Conn, error)) *PeerClient {
+	tr := &http.Transport{
+		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return dial(ctx, addr)
+		},
+		ResponseHeaderTimeout: 60 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+	}
 	return &PeerClient{client: &http.Client{Transport: tr}}
 }
 

@@ -159,6 +159,22 @@ func ConfigFromGGUF(f *gguf.File) (Config, error) {
 
 	emb, ok := f.Tensor("token_embd.weight")
 	if !ok {
+		// A stage file of middle layers (gguf extract, a stage-only fetch) holds neither the
+		// embeddings nor the output: the vocabulary size comes from the tokenizer, and whether
+		// the output is tied does not matter to layers that compute neither.
+		// The last stage of an untied model has the output projection, which gives it.
+		if first, _, _, err := f.LayerRange(); err == nil && first > 0 {
+			if out, hasOut := f.Tensor("output.weight"); hasOut && len(out.Dims) == 2 {
+				c.NVocab = int(out.Dims[1])
+				return c, nil
+			}
+			tokens, ok := f.Strings("tokenizer.ggml.tokens")
+			if !ok || len(tokens) == 0 {
+				return c, fmt.Errorf("%s: stage file without token_embd.weight needs tokenizer.ggml.tokens for the vocabulary size", f.Path)
+			}
+			c.NVocab = len(tokens)
+			return c, nil
+		}
 		return c, fmt.Errorf("%s: missing tensor token_embd.weight", f.Path)
 	}
 	out, ok := f.Tensor("output.weight")

@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/exo-nix/exo/netstack/nettest"
+)
+
+// prompts the pipelines must complete exactly like one node does.
+var pipelinePrompts = []struct {
+	prompt string
+	chat   bool
+}{
+	{"Once upon a time", false},
+	{"Tell me a story.", true},
+}
+
+// checkSameTokens compares greedy completions through api with `exo generate` on one node.
+func checkSameTokens(t *testing.T, api *pnode, model, file string, stages int) {
+	t.Helper()
+	for _, p := range pipelinePrompts {
+		want := exoGenerate(t, file, p.prompt, 40, p.chat)
+		got, n := api.completion(t, model, p.prompt, 40, p.chat)
+		if got != want.Text || n != len(want.Tokens) {
+			t.Errorf("%s over %d stages (chat=%v, asked %s):\npipeline     %q (%d tokens)\nexo generate %q (%d tokens)",
+				model, stages, p.chat, api.name, got, n, want.Text, len(want.Tokens))
+		}
+	}
+}
+
+// TestPipelineSameTokensAsOneNode: 2- and 3-stage pipelines of the F32 and Q8_0 fixtures
+// across three exo processes produce exactly the tokens of single-node `exo generate`, through
+// /v1/completions and /v1/chat/completions, asked on the master and on a worker that holds
+// only a stage file (fetched from its peer).
+func TestPipelineSameTokensAsOneNode(t *testing.T) {
+	fx := filepath.Join(fixtures(t), "stories260K")
+	nodes := joinAll(t, pnodeSpec{name: "n1", models: []string{fx}}, pnodeSpec{name: "n2"}, pnodeSpec{name: "n3"})
+	n1, n3 := nodes[0], nodes[2]
+	f32, q8 := filepath.Join(fx, "stories260K-F32.gguf"), filepath.Join(fx, "stories260K-Q8_0.gguf")
+
+	for round, sizes := range [][2]int{{3, 2}, {2, 3}} {
+		a := placeInstance(t, n1, map[string]any{"model": "stories260K-F32", "min_nodes": sizes[0]})
+		b := placeInstance(t, n1, map[string]any{"model": "stories260K-Q8_0", "min_nodes": sizes[1]})
+		if len(a.Stages) != sizes[0] || len(b.Stages) != sizes[1] {
+			t.Fatalf("placement: %v and %v, want %d and %d stages", stageNames(a.instanceDoc), stageNames(b.instanceDoc), sizes[0], sizes[1])
+		}
+		t.Logf("round %d: F32 on %v, Q8_0 on %v", round, a.Stages, b.Stages)
+		for _, api := range []*pnode{n1, n3} {
+			checkSameTokens(t, api, "stories260K-F32", f32, sizes[0])
+			checkSameTokens(t, api, "stories260K-Q8_0", q8, sizes[1])
+		}
+		deleteInstance(t, n1, a.ID)
+		deleteInstance(t, n1, b.ID)
+	}
+	// n2 and n3 never held the models: they fetched only their stages from n1.
+	for _, n := range nodes[1:] {
+		entries, _ := os.ReadDir(n.models)
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".gguf") && !strings.Contains(e.Name(), ".layers-") {
+				t.Errorf("%s holds the whole model %s", n.name, e.Name())
+			}
+		}
+	}
+}
+
+// TestPipelineMiddleStageKilled: the node of the middle stage dies (SIGKILL) during a streamed
+// completion; the client gets an error event naming the stage within seconds instead of a
+// hang, and the surviving stages free the request's KV cache.
+func TestPipelineMiddleStageKilled(t *testing.T) {
+	model := filepath.Join(fixtures(t), "synthetic", "llama-spm32k-e256")
+	// The master only plans; the three workers run the stages.
+	nodes := joinAll(t, pnodeSpec{name: "m1", roles: "master,api", models: []string{model}},
+		pnodeSpec{name: "w1", models: []string{model}}, pnodeSpec{name: "w2", models: []string{model}}, pnodeSpec{name: "w3", models: []string{model}})
+	m1 := nodes[0]
+	in := placeInstance(t, m1, map[string]any{"model": "llama-spm32k-e256-Q8_0", "min_nodes": 3, "nodes": []string{"w1", "w2", "w3"}})
+	if len(in.Stages) != 3 {
+		t.Fatalf("placement %v, want 3 stages", stageNames(in.instanceDoc))
+	}
+	// m1 runs no worker: it lists and serves the model through the pipeline alone.
+	if code, raw := m1.get("/v1/models", nil); code != http.StatusOK || !strings.Contains(string(raw), `"id":"llama-spm32k-e256-Q8_0"`) {
+		t.Fatalf("/v1/models on an API-only node: %d %s", code, raw)
+	}
+	var middle *pnode
+	for _, n := range nodes {
+		if n.name == in.Stages[1].NodeName {
+			middle = n
+		}
+	}
+	var (
+		chunks  int
+		errText string
+		killed  time.Time
+	)
+	done := make(chan error, 1)
+	go func() {
+		done <- m1.stream(t, map[string]any{"model": "llama-spm32k-e256-Q8_0", "prompt": "Once upon a time", "max_tokens": 1900,
+			"temperature": 0, "stream": true}, func(ev map[string]any) {
+			if e, ok := ev["error"].(map[string]any); ok {
+				errText, _ = e["message"].(string)
+				return
+			}
+			if chunks++; chunks == 20 {
+				killed = time.Now()
+				_ = middle.cmd.Process.Signal(syscall.SIGKILL)
+			}
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the stream hangs after the middle stage was killed")
+	}
+	if killed.IsZero() {
+		t.Fatalf("the completion ended after %d chunks, before the kill", chunks)
+	}
+	took := time.Since(killed)
+	if errText == "" || !strings.Contains(errText, middle.name) {
+		t.Fatalf("want an error event naming %s, got %q after %d chunks", middle.name, errText, chunks)
+	}
+	t.Logf("MEASURE middle stage (%s) killed after 20 chunks: error event %s later: %s", middle.name, took.Round(time.Millisecond), errText)
+	if took > 15*time.Second {
+		t.Errorf("the error took %s", took)
+	}
+	waitFor(t, 20*time.Second, "the surviving stages free the request's KV cache", func() bool {
+		live, ok := m1.instance(t, in.ID)
+		if !ok || len(live.Live) != 3 {
+			return false
+		}
+		return live.Live[0].State == "ready" && live.Live[0].Active == 0 && live.Live[2].State == "ready" && live.Live[2].Active == 0
+	})
+}
+
+// TestPipelineHubOnceStagesFromPeers (the model store's cluster acceptance): one pull from the
+// hub, then an instance across three nodes; the hub serves each byte once, the other nodes
+// fetch only their layers from the peer, and the instance generates the same tokens as one
+// node.
+func TestPipelineHubOnceStagesFromPeers(t *testing.T) {
+	hub, data, env := pullEnv(t)
+	env = env[2:] // pnode adds PATH and HOME itself
+	nodes := joinAll(t, pnodeSpec{name: "n1", env: env}, pnodeSpec{name: "n2", env: env}, pnodeSpec{name: "n3", env: env})
+	n1 := nodes[0]
+	if code, raw := n1.do(http.MethodPost, "/api/v1/models", map[string]string{"source": pullRepo + ":" + pullFile}); code != http.StatusAccepted {
+		t.Fatalf("pull: %d %s", code, raw)
+	}
+	waitFor(t, 30*time.Second, "the pull", func() bool {
+		var doc struct {
+			Model *struct{ Path string } `json:"model"`
+		}
+		n1.get("/api/v1/models/stories260K-Q8_0", &doc)
+		return doc.Model != nil
+	})
+	in := placeInstance(t, n1, map[string]any{"model": "stories260K-Q8_0", "min_nodes": 3})
+	if got := hub.Served(); got != int64(len(data)) {
+		t.Errorf("the hub served %d bytes for a %d-byte model", got, len(data))
+	}
+	for _, s := range in.Live {
+		t.Logf("MEASURE stage %s %v runs from %s (%d bytes of the %d-byte model)", s.Name, s.Layers, filepath.Base(s.File), s.FileBytes, len(data))
+		if s.Name != "n1" && (!strings.Contains(s.File, ".layers-") || s.FileBytes >= int64(len(data))) {
+			t.Errorf("stage %s %v runs from %s (%d bytes): want a stage-only file", s.Name, s.Layers, s.File, s.FileBytes)
+		}
+	}
+	ref := filepath.Join(fixtures(t), "stories260K", pullFile)
+	checkSameTokens(t, nodes[2], "stories260K-Q8_0", ref, 3)
+	if got := hub.Served(); got != int64(len(data)) {
+		t.Errorf("after generating, the hub served %d bytes for a %d-byte model", got, len(data))
+	}
+}
+
+// TestPipelineOverTCPWhenUDPIsDropped: two nodes in their own network namespaces, the second
+// dropping every UDP packet (nftables): the pipeline still runs, over TCP, and /api/v1/cluster
+// says so on both nodes.
+func TestPipelineOverTCPWhenUDPIsDropped(t *testing.T) {
+	fx := filepath.Join(fixtures(t), "stories260K")
+	nw := nettest.New(t)
+	h1, h2 := nw.Host("a"), nw.Host("b")
+	l := nw.Link(h1, h2)
+	h2.DropUDP()
+	nodes := joinAll(t, pnodeSpec{name: "a", host: h1, ip: l.AAddr.String(), models: []string{fx}},
+		pnodeSpec{name: "b", host: h2, ip: l.BAddr.String()})
+	a, b := nodes[0], nodes[1]
+	placeInstance(t, a, map[string]any{"model": "stories260K-F32", "min_nodes": 2})
+	checkSameTokens(t, a, "stories260K-F32", filepath.Join(fx, "stories260K-F32.gguf"), 2)
+	checkSameTokens(t, b, "stories260K-F32", filepath.Join(fx, "stories260K-F32.gguf"), 2)
+	waitFor(t, 20*time.Second, "both nodes report the link as tcp", func() bool {
+		return a.transports(t)["b"] == "tcp" && b.transports(t)["a"] == "tcp"
+	})
+	_, raw := a.get("/api/v1/cluster", nil)
+	t.Logf("MEASURE UDP dropped: a's /api/v1/cluster: %s", raw)
+}

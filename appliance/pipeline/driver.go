@@ -1,0 +1,483 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/cluster/state"
+	"github.com/exo-nix/exo/appliance/engine/chat"
+	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/sampler"
+	"github.com/exo-nix/exo/appliance/engine/tokenizer"
+	"github.com/exo-nix/exo/appliance/serving"
+	"github.com/exo-nix/exo/netstack/transport"
+	"github.com/exo-nix/exo/netstack/wire"
+)
+
+// DriverConfig configures the driver side (the API node).
+type DriverConfig struct {
+	NodeID string
+	Net    *Net
+	// Placement returns the placed instances and the transport address of every node.
+	Placement func() ([]state.Instance, map[string]string)
+	// LocalFile returns a file on this node holding the model's header (the whole model or a
+	// stage of it); the driver asks the first stage's host otherwise.
+	LocalFile func(model string) (string, bool)
+	// DType encodes activations between stages (default F32: exactly what one node computes).
+	DType wire.DType
+	// PromptChunk is how many prompt tokens go in one frame, so that stages work on a long
+	// prompt's chunks at the same time (default 256).
+	PromptChunk int
+	// MaxInFlight bounds the requests of one instance this driver runs at once, and so the KV
+	// caches they hold on every stage; more wait for a slot (default 64).
+	MaxInFlight int
+	Logger      *slog.Logger
+}
+
+// Driver runs requests through the pipelines of placed instances.
+type Driver struct {
+	cfg DriverConfig
+	log *slog.Logger
+
+	mu    sync.Mutex
+	metas map[string]*meta         // by model id
+	slots map[string]chan struct{} // by instance id
+}
+
+// meta is what the driver needs of a model: its tokenizer, chat template and context length.
+type meta struct {
+	tok     *tokenizer.Tokenizer
+	tmpl    *chat.Template
+	context int
+}
+
+// NewDriver returns a driver.
+func NewDriver(cfg DriverConfig) *Driver {
+	if cfg.DType == 0 {
+		cfg.DType = wire.F32
+	}
+	if cfg.PromptChunk <= 0 {
+		cfg.PromptChunk = 256
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Driver{cfg: cfg, log: cfg.Logger, metas: map[string]*meta{}, slots: map[string]chan struct{}{}}
+}
+
+// route finds the instance of model to drive: placed, with an address for every stage. A
+// model whose only instance is one stage on this node is served by the node itself.
+func (d *Driver) route(model string) (*state.Instance, []StageRef, error) {
+	instances, addrs := d.cfg.Placement()
+	var degraded *state.Instance
+	for i := range instances {
+		in := &instances[i]
+		if in.Model != model || len(in.Stages) == 0 {
+			continue
+		}
+		if in.Status != state.StatusPlaced {
+			degraded = in
+			continue
+		}
+		if len(in.Stages) == 1 && in.Stages[0].Node == d.cfg.NodeID {
+			return nil, nil, nil
+		}
+		refs := make([]StageRef, len(in.Stages))
+		ok := true
+		for j, st := range in.Stages {
+			refs[j] = StageRef{Node: st.Node, Name: st.NodeName, Addr: addrs[st.Node], Layers: st.Layers}
+			ok = ok && refs[j].Addr != ""
+		}
+		if !ok {
+			degraded = in
+			continue
+		}
+		return in, refs, nil
+	}
+	if degraded != nil {
+		return nil, nil, fmt.Errorf("%w: instance %s of %s is %s: %s", serving.ErrUnavailable, degraded.ID, model, degraded.Status, degraded.Reason)
+	}
+	return nil, nil, nil
+}
+
+// Acquire returns a generator for model when an instance of it is placed across nodes (or on
+// another node), and (nil, nil) when there is none.
+func (d *Driver) Acquire(ctx context.Context, model string) (serving.Generator, error) {
+	in, refs, err := d.route(model)
+	if in == nil || err != nil {
+		return nil, err
+	}
+	m, err := d.meta(ctx, model, refs[0].Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: model %s: %v", serving.ErrUnavailable, model, err)
+	}
+	ctxLen := m.context
+	if in.Context > 0 && in.Context < ctxLen {
+		ctxLen = in.Context // the placement reserved KV cache memory for this much
+	}
+	d.mu.Lock()
+	slots := d.slots[in.ID]
+	if slots == nil {
+		slots = make(chan struct{}, d.cfg.MaxInFlight)
+		d.slots[in.ID] = slots
+	}
+	d.mu.Unlock()
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return &generator{d: d, inst: *in, stages: refs, meta: m, ctxLen: ctxLen, slots: slots}, nil
+}
+
+// meta loads the model's tokenizer and template once: from a local file, or from the header
+// the first stage's host sends.
+func (d *Driver) meta(ctx context.Context, model, addr string) (*meta, error) {
+	d.mu.Lock()
+	m := d.metas[model]
+	d.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	var f *gguf.File
+	if path, ok := d.cfg.LocalFile(model); ok {
+		var err error
+		if f, err = gguf.Open(path); err != nil {
+			return nil, err
+		}
+		defer f.Close()
+	} else {
+		var err error
+		if f, err = d.fetchHeader(ctx, model, addr); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := modelConfig(f)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := tokenizer.FromGGUF(f)
+	if err != nil {
+		return nil, fmt.Errorf("tokenizer of %s: %w", model, err)
+	}
+	m = &meta{tok: tok, context: cfg}
+	m.tmpl, _ = chat.FromGGUF(f)
+	d.mu.Lock()
+	d.metas[model] = m
+	d.mu.Unlock()
+	return m, nil
+}
+
+// modelConfig reads the context length from a header (a stage file describes the whole model).
+func modelConfig(f *gguf.File) (int, error) {
+	cfg, err := model.ConfigFromGGUF(f)
+	if err != nil {
+		return 0, err
+	}
+	return cfg.ContextLength, nil
+}
+
+func (d *Driver) fetchHeader(ctx context.Context, model, addr string) (*gguf.File, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	s, err := d.cfg.Net.OpenStream(ctx, addr, transport.ServiceData)
+	if err != nil {
+		return nil, err
+	}
+	stop := context.AfterFunc(ctx, func() { s.Cancel("timed out") })
+	defer stop()
+	if err := writeJSON(s, 0, openMsg{Op: opHeader, Model: model}); err != nil {
+		return nil, err
+	}
+	var hm headerMsg
+	if err := readJSON(s, &hm); err != nil {
+		return nil, fmt.Errorf("header of %s from %s: %s", model, addr, reason(err))
+	}
+	var h wire.Header
+	p, err := s.ReadFrame(&h, nil)
+	if err != nil {
+		return nil, fmt.Errorf("header of %s from %s: %s", model, addr, reason(err))
+	}
+	f, err := gguf.ParseHeader(p, hm.Size)
+	if err != nil {
+		return nil, fmt.Errorf("header of %s from %s: %w", model, addr, err)
+	}
+	f.Path = addr + ":" + hm.File
+	return f, nil
+}
+
+// generator is one request's hold on a pipeline; it implements serving.Generator.
+type generator struct {
+	d      *Driver
+	inst   state.Instance
+	stages []StageRef
+	meta   *meta
+	ctxLen int
+	slots  chan struct{}
+	once   sync.Once
+}
+
+func (g *generator) Tokenizer() *tokenizer.Tokenizer { return g.meta.tok }
+func (g *generator) Template() *chat.Template        { return g.meta.tmpl }
+func (g *generator) ContextLength() int              { return g.ctxLen }
+func (g *generator) Release()                        { g.once.Do(func() { <-g.slots }) }
+
+// Error is a failed pipeline request.
+type Error struct {
+	Instance, Model string
+	Reason          string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("pipeline of %s (instance %s) failed: %s", e.Model, e.Instance, e.Reason)
+}
+
+func newRequestID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return binary.LittleEndian.Uint64(b[:]) | 1 // never 0
+}
+
+// Generate runs one completion through the pipeline: the prompt goes to the first stage, each
+// sampled token comes back from the last and, unless it ends the completion, goes to the first
+// stage again. Stop sequences, end-of-generation tokens and the token limit are applied here,
+// exactly as model.Generate does on one node.
+func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*model.Generation, error) {
+	if len(req.Prompt) == 0 {
+		return nil, errors.New("pipeline: empty prompt")
+	}
+	if err := req.Sampler.Validate(); err != nil {
+		return nil, err
+	}
+	ctxLen := req.CtxLen
+	if ctxLen <= 0 {
+		ctxLen = g.ctxLen
+		if req.MaxTokens > 0 {
+			ctxLen = min(ctxLen, len(req.Prompt)+req.MaxTokens)
+		}
+	}
+	if len(req.Prompt) >= ctxLen {
+		return nil, fmt.Errorf("pipeline: prompt of %d tokens does not fit the context of %d", len(req.Prompt), ctxLen)
+	}
+	d := g.d
+	id := newRequestID()
+	fail := func(why string) error { return &Error{Instance: g.inst.ID, Model: g.inst.Model, Reason: why} }
+	first, last := g.stages[0], g.stages[len(g.stages)-1]
+
+	// The return stream first, so it waits at the last stage when the activations arrive.
+	ret, err := d.cfg.Net.OpenStream(ctx, last.Addr, transport.ServiceData)
+	if err != nil {
+		return nil, fail(fmt.Sprintf("last stage (%s) is unreachable: %v", last, err))
+	}
+	params := req.Sampler
+	if err := writeJSON(ret, id, openMsg{Op: opReturn, Instance: g.inst.ID, Model: g.inst.Model, Request: id, Sampler: &params}); err != nil {
+		ret.Cancel("open failed")
+		return nil, fail(fmt.Sprintf("last stage (%s): %v", last, reason(err)))
+	}
+	ph := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Request: id, Shape: []uint32{uint32(len(req.Prompt))}}
+	if err := ret.WriteFrame(&ph, wire.I32Bytes(req.Prompt)); err != nil {
+		ret.Cancel("open failed")
+		return nil, fail(fmt.Sprintf("last stage (%s): %v", last, reason(err)))
+	}
+	fwd, err := d.cfg.Net.OpenStream(ctx, first.Addr, transport.ServiceData)
+	if err != nil {
+		ret.Cancel("the first stage is unreachable")
+		return nil, fail(fmt.Sprintf("first stage (%s) is unreachable: %v", first, err))
+	}
+	open := openMsg{Op: opForward, Instance: g.inst.ID, Model: g.inst.Model, Request: id, Stage: 0, Stages: g.stages,
+		CtxLen: ctxLen, Prompt: len(req.Prompt), DType: d.cfg.DType.String()}
+
+	// Whatever ends the request (the client leaving, an error, a stage failing) cancels both
+	// streams; every stage frees its cache when its streams end.
+	var (
+		failMu  sync.Mutex
+		failWhy string
+	)
+	abort := func(why string) {
+		failMu.Lock()
+		if failWhy == "" {
+			failWhy = why
+		}
+		failMu.Unlock()
+		fwd.Cancel(why)
+		ret.Cancel(why)
+	}
+	stopCtx := context.AfterFunc(ctx, func() { abort("the client went away") })
+	defer stopCtx()
+	clean := false
+	defer func() {
+		if clean {
+			_ = fwd.CloseWrite()
+			_ = ret.CloseWrite()
+		} else {
+			abort("request ended")
+		}
+	}()
+	// The forward stream carries nothing back but its end; a cancellation names the stage
+	// that failed.
+	go func() {
+		var h wire.Header
+		for {
+			if _, err := fwd.ReadFrame(&h, nil); err != nil {
+				var ce *transport.CancelledError
+				switch {
+				case errors.Is(err, io.EOF):
+				case errors.As(err, &ce):
+					abort(ce.Reason)
+				default:
+					abort(fmt.Sprintf("stage 1/%d (%s) lost: %v", len(g.stages), first, err))
+				}
+				return
+			}
+		}
+	}()
+	why := func(err error) error {
+		failMu.Lock()
+		w := failWhy
+		failMu.Unlock()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if w == "" || w == "request ended" {
+			w = reason(err)
+		}
+		return fail(w)
+	}
+
+	if err := writeJSON(fwd, id, &open); err != nil {
+		return nil, why(err)
+	}
+	t0 := time.Now()
+	chunk := d.cfg.PromptChunk
+	for pos := 0; pos < len(req.Prompt); pos += chunk {
+		end := min(pos+chunk, len(req.Prompt))
+		h := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: g.inst.ID, Request: id, Positions: positions(pos, end-pos), Shape: []uint32{uint32(end - pos)}}
+		if err := fwd.WriteFrame(&h, wire.I32Bytes(req.Prompt[pos:end])); err != nil {
+			return nil, why(err)
+		}
+	}
+
+	dec := tokenizer.NewStreamDecoder(g.meta.tok)
+	stop := sampler.NewStopMatcher(req.Stop)
+	gen := &model.Generation{PromptTokens: append([]int32(nil), req.Prompt...), FinishReason: model.FinishLength}
+	var text strings.Builder
+	emit := func(s string) error {
+		if s == "" {
+			return nil
+		}
+		text.WriteString(s)
+		if req.OnText != nil {
+			return req.OnText(s)
+		}
+		return nil
+	}
+	var (
+		h   wire.Header
+		buf []byte
+		t1  time.Time
+	)
+	seqLen := len(req.Prompt)
+	for step := uint32(1); ; step++ {
+		res, err := readToken(ret, &h, &buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = errors.New("the last stage ended the request early")
+			}
+			return nil, why(fmt.Errorf("stage %d/%d (%s) lost: %w", len(g.stages), len(g.stages), last, err))
+		}
+		if step == 1 {
+			t1 = time.Now()
+			gen.Timings.Prompt = t1.Sub(t0)
+		}
+		tok := res.Token
+		if tok < 0 || int(tok) >= g.meta.tok.VocabSize() {
+			return nil, fail(fmt.Sprintf("the last stage sampled token %d, outside the vocabulary of %d", tok, g.meta.tok.VocabSize()))
+		}
+		if !req.IgnoreEOS && g.meta.tok.IsEOG(tok) {
+			gen.FinishReason = model.FinishStop
+			break
+		}
+		gen.Tokens = append(gen.Tokens, tok)
+		if req.Sampler.Logprobs {
+			gen.Logprobs = append(gen.Logprobs, res)
+		}
+		if req.OnToken != nil {
+			if err := req.OnToken(res); err != nil {
+				return nil, err
+			}
+		}
+		piece, stopped := stop.Push(dec.Add(tok))
+		if err := emit(piece); err != nil {
+			return nil, err
+		}
+		if stopped {
+			gen.FinishReason = model.FinishStop
+			break
+		}
+		if (req.MaxTokens > 0 && len(gen.Tokens) >= req.MaxTokens) || seqLen >= ctxLen {
+			break
+		}
+		h := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: g.inst.ID, Request: id, Step: step,
+			Positions: []int32{int32(seqLen)}, Shape: []uint32{1}}
+		if err := fwd.WriteFrame(&h, wire.I32Bytes([]int32{tok})); err != nil {
+			return nil, why(err)
+		}
+		seqLen++
+	}
+	if !stop.Stopped() {
+		rest, stopped := stop.Push(dec.Flush())
+		if stopped {
+			gen.FinishReason = model.FinishStop
+		} else {
+			rest += stop.Flush()
+		}
+		if err := emit(rest); err != nil {
+			return nil, err
+		}
+	}
+	clean = true
+	gen.Text = text.String()
+	gen.Timings.Gen = time.Since(t1)
+	if s := gen.Timings.Gen.Seconds(); s > 0 {
+		gen.Timings.TokensPerSecond = float64(len(gen.Tokens)) / s
+	}
+	return gen, nil
+}
+
+// readToken reads the next sampled token (and its log-probabilities when they were asked for).
+func readToken(s transport.FrameStream, h *wire.Header, buf *[]byte) (sampler.Result, error) {
+	var res sampler.Result
+	for {
+		p, err := s.ReadFrame(h, *buf)
+		if err != nil {
+			return res, err
+		}
+		*buf = p
+		switch {
+		case h.Kind == wire.KindControl:
+			var lp logprobMsg
+			if err := json.Unmarshal(p, &lp); err != nil {
+				return res, fmt.Errorf("pipeline: malformed logprobs: %w", err)
+			}
+			res.Logprob, res.Top = lp.Logprob, lp.Top
+		case h.Kind == wire.KindTokens && h.DType == wire.I32 && len(p) == 4:
+			res.Token = int32(binary.LittleEndian.Uint32(p))
+			return res, nil
+		default:
+			return res, fmt.Errorf("pipeline: unexpected %s frame on the return stream", h.Kind)
+		}
+	}
+}

@@ -1,0 +1,754 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/cluster/state"
+	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/sampler"
+	"github.com/exo-nix/exo/appliance/store"
+	"github.com/exo-nix/exo/netstack/transport"
+	"github.com/exo-nix/exo/netstack/wire"
+)
+
+// Resolver finds the file that holds layers [first, last) of a model on this node, fetching it
+// (a stage-only file, peers first) when the node holds neither the model nor that stage.
+type Resolver func(ctx context.Context, model string, first, last int, progress func(store.Progress)) (string, error)
+
+// HostConfig configures a stage host.
+type HostConfig struct {
+	NodeID, NodeName string
+	Net              *Net
+	// Engine options of the stages (compute, KV cache type, threads).
+	Engine  model.Options
+	Resolve Resolver
+	// LoadWait bounds how long a request waits for its stage to be fetched and loaded
+	// (default 5 minutes).
+	LoadWait time.Duration
+	// RetryFailed is how long a stage that failed to load stays failed before the next sync
+	// tries again (default 30s).
+	RetryFailed time.Duration
+	Logger      *slog.Logger
+}
+
+// Host runs the pipeline stages placed on this node.
+type Host struct {
+	cfg HostConfig
+	log *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	slots   map[string]*slot // by instance id
+	synced  chan struct{}    // closed and replaced after every Sync
+	returns map[uint64]*rendezvous
+	active  int // live sequences (KV caches) over all stages
+}
+
+// Stage states, in StageStatus.State.
+const (
+	StageFetching    = "fetching"
+	StageLoading     = "loading"
+	StageReady       = "ready"
+	StageFailed      = "failed"
+	StageUnreachable = "unreachable"
+)
+
+// StageStatus is one stage as its host reports it.
+type StageStatus struct {
+	Instance string `json:"instance"`
+	Model    string `json:"model"`
+	Node     string `json:"node"`
+	Name     string `json:"name,omitempty"`
+	Layers   [2]int `json:"layers"`
+	State    string `json:"state"`
+	Error    string `json:"error,omitempty"`
+	// File is the file the stage runs from and FileBytes its size: a stage-only file holds
+	// just the stage's layers.
+	File      string `json:"file,omitempty"`
+	FileBytes int64  `json:"file_bytes,omitempty"`
+	// Fetch is the progress of the stage's download while State is fetching.
+	Fetch *store.Progress `json:"fetch,omitempty"`
+	// Active is the number of requests whose KV cache the stage holds.
+	Active int `json:"active"`
+}
+
+type slot struct {
+	inst   state.Instance
+	index  int
+	layers [2]int
+	ready  chan struct{}
+	cancel context.CancelFunc
+
+	// Guarded by Host.mu.
+	status   StageStatus
+	err      error
+	failedAt time.Time
+	file     *gguf.File
+	stage    *model.Stage
+	refs     int
+	retired  bool
+}
+
+// NewHost returns a host; set it as the Net's handler with cfg.Net.Handle(h.Handle).
+func NewHost(cfg HostConfig) *Host {
+	if cfg.LoadWait <= 0 {
+		cfg.LoadWait = 5 * time.Minute
+	}
+	if cfg.RetryFailed <= 0 {
+		cfg.RetryFailed = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	h := &Host{cfg: cfg, log: cfg.Logger, slots: map[string]*slot{}, synced: make(chan struct{}), returns: map[uint64]*rendezvous{}}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	return h
+}
+
+// Sync brings the hosted stages in line with the placed instances: stages placed here are
+// fetched and loaded, stages no longer placed here are unloaded once their requests end.
+func (h *Host) Sync(instances []state.Instance) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.ctx.Err() != nil {
+		return
+	}
+	want := map[string]bool{}
+	for _, in := range instances {
+		for i, st := range in.Stages {
+			if st.Node != h.cfg.NodeID {
+				continue
+			}
+			want[in.ID] = true
+			cur := h.slots[in.ID]
+			if cur != nil && cur.layers == st.Layers && cur.inst.Model == in.Model && cur.index == i && len(cur.inst.Stages) == len(in.Stages) {
+				if cur.err == nil || time.Since(cur.failedAt) < h.cfg.RetryFailed {
+					cur.inst = in
+					continue
+				}
+			}
+			if cur != nil {
+				h.retire(cur)
+			}
+			h.startLoad(in, i)
+			break // placement never puts two stages of one instance on a node
+		}
+	}
+	for id, sl := range h.slots {
+		if !want[id] {
+			delete(h.slots, id)
+			h.retire(sl)
+		}
+	}
+	close(h.synced)
+	h.synced = make(chan struct{})
+}
+
+// retire unloads a slot once no request uses it (h.mu held).
+func (h *Host) retire(sl *slot) {
+	sl.retired = true
+	sl.cancel()
+	if sl.refs == 0 {
+		h.unload(sl)
+	}
+}
+
+func (h *Host) unload(sl *slot) {
+	if sl.file != nil {
+		h.log.Info("pipeline stage unloaded", "instance", sl.inst.ID, "model", sl.inst.Model, "layers", sl.layers)
+		_ = sl.file.Close()
+		sl.file, sl.stage = nil, nil
+	}
+}
+
+func (h *Host) startLoad(in state.Instance, index int) {
+	ctx, cancel := context.WithCancel(h.ctx)
+	st := in.Stages[index]
+	sl := &slot{inst: in, index: index, layers: st.Layers, ready: make(chan struct{}), cancel: cancel,
+		status: StageStatus{Instance: in.ID, Model: in.Model, Node: h.cfg.NodeID, Name: h.cfg.NodeName, Layers: st.Layers, State: StageFetching}}
+	h.slots[in.ID] = sl
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.load(ctx, sl)
+	}()
+}
+
+func (h *Host) load(ctx context.Context, sl *slot) {
+	defer close(sl.ready)
+	start := time.Now()
+	first, last := sl.layers[0], sl.layers[1]
+	path, err := h.cfg.Resolve(ctx, sl.inst.Model, first, last, func(p store.Progress) {
+		h.mu.Lock()
+		sl.status.Fetch = &p
+		h.mu.Unlock()
+	})
+	var f *gguf.File
+	var stage *model.Stage
+	if err == nil {
+		h.mu.Lock()
+		sl.status.State, sl.status.Fetch = StageLoading, nil
+		h.mu.Unlock()
+		f, err = gguf.Open(path)
+		if err == nil {
+			if stage, err = model.LoadStage(f, first, last, h.cfg.Engine); err != nil {
+				f.Close()
+				f = nil
+			}
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err != nil {
+		sl.err = fmt.Errorf("stage [%d,%d) of %s on %s: %w", first, last, sl.inst.Model, h.cfg.NodeName, err)
+		sl.failedAt = time.Now()
+		sl.status.State, sl.status.Error = StageFailed, sl.err.Error()
+		if ctx.Err() == nil {
+			h.log.Error("pipeline stage failed to load", "instance", sl.inst.ID, "model", sl.inst.Model, "layers", sl.layers, "err", err)
+		}
+		return
+	}
+	sl.file, sl.stage = f, stage
+	sl.status.State, sl.status.File = StageReady, path
+	if st, err := os.Stat(path); err == nil {
+		sl.status.FileBytes = st.Size()
+	}
+	if sl.retired {
+		h.unload(sl)
+		return
+	}
+	h.log.Info("pipeline stage loaded", "instance", sl.inst.ID, "model", sl.inst.Model, "layers", sl.layers,
+		"stage", fmt.Sprintf("%d/%d", sl.index+1, len(sl.inst.Stages)), "file", path, "weights_bytes", stage.WeightBytes(),
+		"took", time.Since(start).Round(time.Millisecond))
+}
+
+// Status reports the stages this node hosts.
+func (h *Host) Status() []StageStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]StageStatus, 0, len(h.slots))
+	for _, sl := range h.slots {
+		st := sl.status
+		st.Active = sl.refs
+		out = append(out, st)
+	}
+	return out
+}
+
+// Active is the number of live request sequences (KV caches) on this node's stages.
+func (h *Host) Active() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.active
+}
+
+// Close cancels loads and waits for them; requests in flight fail as their streams close.
+func (h *Host) Close() {
+	h.mu.Lock()
+	h.cancel()
+	for id, sl := range h.slots {
+		delete(h.slots, id)
+		h.retire(sl)
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// slotWait is how long a request for an instance this node does not know yet waits for the
+// next sync: the driver may have seen a new placement a moment before this node did.
+const slotWait = 10 * time.Second
+
+// acquire finds the ready stage of a request, waiting for a sync and for the load.
+func (h *Host) acquire(ctx context.Context, o *openMsg) (*slot, error) {
+	deadline := time.Now().Add(slotWait)
+	var sl *slot
+	for {
+		h.mu.Lock()
+		sl = h.slots[o.Instance]
+		synced := h.synced
+		h.mu.Unlock()
+		if sl != nil || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-synced:
+		case <-time.After(time.Until(deadline)):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if sl == nil {
+		return nil, fmt.Errorf("node %s runs no stage of instance %s (%s)", h.cfg.NodeName, o.Instance, o.Model)
+	}
+	want := o.Stages[o.Stage].Layers
+	if sl.layers != want || sl.index != o.Stage {
+		return nil, fmt.Errorf("node %s runs stage %d [%d,%d) of instance %s, the request expects stage %d [%d,%d): the placement changed",
+			h.cfg.NodeName, sl.index+1, sl.layers[0], sl.layers[1], o.Instance, o.Stage+1, want[0], want[1])
+	}
+	t := time.NewTimer(h.cfg.LoadWait)
+	defer t.Stop()
+	select {
+	case <-sl.ready:
+	case <-t.C:
+		return nil, fmt.Errorf("node %s: stage [%d,%d) of %s is not loaded after %s", h.cfg.NodeName, want[0], want[1], o.Model, h.cfg.LoadWait)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if sl.err != nil {
+		return nil, sl.err
+	}
+	if sl.retired || sl.stage == nil {
+		return nil, fmt.Errorf("node %s: stage [%d,%d) of instance %s was unloaded: the placement changed", h.cfg.NodeName, want[0], want[1], o.Instance)
+	}
+	sl.refs++
+	h.active++
+	return sl, nil
+}
+
+func (h *Host) release(sl *slot) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sl.refs--
+	h.active--
+	if sl.retired && sl.refs == 0 {
+		h.unload(sl)
+	}
+}
+
+// openTimeout bounds the wait for a stream's open message.
+const openTimeout = 10 * time.Second
+
+// Handle serves one data stream from a peer (set with Net.Handle).
+func (h *Host) Handle(_ transport.Conn, s transport.FrameStream) {
+	var o openMsg
+	if ds, ok := s.(interface{ SetReadDeadline(time.Time) error }); ok {
+		_ = ds.SetReadDeadline(time.Now().Add(openTimeout))
+		err := readJSON(s, &o)
+		_ = ds.SetReadDeadline(time.Time{})
+		if err != nil {
+			s.Cancel("pipeline: " + err.Error())
+			return
+		}
+	} else if err := readJSON(s, &o); err != nil {
+		s.Cancel("pipeline: " + err.Error())
+		return
+	}
+	switch o.Op {
+	case opForward:
+		h.forward(s, &o)
+	case opReturn:
+		h.attachReturn(s, &o)
+	case opHeader:
+		h.serveHeader(s, &o)
+	case opStatus:
+		if err := writeJSON(s, 0, h.Status()); err == nil {
+			_ = s.CloseWrite()
+		}
+	default:
+		s.Cancel(fmt.Sprintf("pipeline: unknown op %q", o.Op))
+	}
+}
+
+// returnSide is the driver's return stream, handed from its handler to the last stage's.
+type returnSide struct {
+	s       transport.FrameStream
+	sampler sampler.Params
+	prompt  []int32
+}
+
+type rendezvous struct {
+	ch chan returnSide
+}
+
+// returnWait bounds how long the two streams of a request wait for each other at the last
+// stage.
+const returnWait = 10 * time.Second
+
+func (h *Host) rendezvous(req uint64) *rendezvous {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.returns[req]
+	if r == nil {
+		r = &rendezvous{ch: make(chan returnSide, 1)}
+		h.returns[req] = r
+		time.AfterFunc(returnWait+time.Second, func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if h.returns[req] != r {
+				return
+			}
+			delete(h.returns, req)
+			select {
+			case rs := <-r.ch:
+				rs.s.Cancel("pipeline: the request's activations never reached the last stage")
+			default:
+			}
+		})
+	}
+	return r
+}
+
+func (h *Host) attachReturn(s transport.FrameStream, o *openMsg) {
+	if o.Sampler == nil || o.Request == 0 {
+		s.Cancel("pipeline: return stream without request or sampling parameters")
+		return
+	}
+	var hd wire.Header
+	p, err := s.ReadFrame(&hd, nil)
+	if err != nil || hd.Kind != wire.KindTokens || hd.DType != wire.I32 {
+		s.Cancel("pipeline: return stream must send the prompt tokens first")
+		return
+	}
+	prompt, err := wire.DecodeI32(p, nil)
+	if err != nil {
+		s.Cancel("pipeline: " + err.Error())
+		return
+	}
+	select {
+	case h.rendezvous(o.Request).ch <- returnSide{s: s, sampler: *o.Sampler, prompt: prompt}:
+	default:
+		s.Cancel(fmt.Sprintf("pipeline: a second return stream for request %d", o.Request))
+	}
+}
+
+// stageName describes this stage in errors.
+func stageName(o *openMsg) string {
+	return fmt.Sprintf("stage %d/%d (%s)", o.Stage+1, len(o.Stages), o.Stages[o.Stage])
+}
+
+// reason turns a stream error into the cause to pass on: a peer's cancellation already names
+// where it started.
+func reason(err error) string {
+	var ce *transport.CancelledError
+	if errors.As(err, &ce) {
+		return ce.Reason
+	}
+	return err.Error()
+}
+
+// request is one request's state at one stage.
+type request struct {
+	o          *openMsg
+	up         transport.FrameStream // from the previous stage or the driver
+	down       transport.FrameStream // to the next stage; nil on the last
+	ret        transport.FrameStream // to the driver; last stage only
+	failOnce   sync.Once
+	finished   chan struct{}
+	finishOnce sync.Once
+}
+
+// fail cancels the request's streams in both directions with why.
+func (r *request) fail(why string) {
+	r.failOnce.Do(func() {
+		r.finish()
+		r.up.Cancel(why)
+		if r.down != nil {
+			r.down.Cancel(why)
+		}
+		if r.ret != nil {
+			r.ret.Cancel(why)
+		}
+	})
+}
+
+func (r *request) finish() { r.finishOnce.Do(func() { close(r.finished) }) }
+
+func (r *request) done() bool {
+	select {
+	case <-r.finished:
+		return true
+	default:
+		return false
+	}
+}
+
+// watch reads a stream that is not expected to carry frames (the next stage's return
+// direction, the driver's return stream) and fails the request when it breaks.
+func (r *request) watch(s transport.FrameStream, what func(error) string) {
+	var hd wire.Header
+	for {
+		_, err := s.ReadFrame(&hd, nil)
+		if err == nil {
+			continue
+		}
+		if errors.Is(err, io.EOF) || r.done() {
+			return
+		}
+		r.fail(what(err))
+		return
+	}
+}
+
+func (h *Host) forward(up transport.FrameStream, o *openMsg) {
+	if o.Stage < 0 || o.Stage >= len(o.Stages) || o.Request == 0 {
+		up.Cancel("pipeline: malformed open message")
+		return
+	}
+	dt, err := wire.ParseDType(o.DType)
+	if err != nil || (dt != wire.F32 && dt != wire.F16 && dt != wire.Q8_0) {
+		up.Cancel(fmt.Sprintf("pipeline: activation dtype %q is not supported (F32, F16, Q8_0 are)", o.DType))
+		return
+	}
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	me := stageName(o)
+	sl, err := h.acquire(ctx, o)
+	if err != nil {
+		up.Cancel(me + ": " + err.Error())
+		return
+	}
+	defer h.release(sl)
+	st := sl.stage
+	if o.CtxLen <= 0 || o.CtxLen > st.Config.ContextLength {
+		up.Cancel(fmt.Sprintf("%s: context of %d tokens is outside the model's 1..%d", me, o.CtxLen, st.Config.ContextLength))
+		return
+	}
+	if dt == wire.Q8_0 && st.Config.NEmbd%wire.Q8Block != 0 {
+		up.Cancel(fmt.Sprintf("%s: Q8_0 activations need n_embd %d to be a multiple of %d", me, st.Config.NEmbd, wire.Q8Block))
+		return
+	}
+	r := &request{o: o, up: up, finished: make(chan struct{})}
+	last := o.Stage == len(o.Stages)-1
+	var smp *sampler.Sampler
+	if last {
+		rv := h.rendezvous(o.Request)
+		select {
+		case rs := <-rv.ch:
+			h.mu.Lock()
+			delete(h.returns, o.Request)
+			h.mu.Unlock()
+			r.ret = rs.s
+			if smp, err = sampler.New(rs.sampler); err != nil {
+				r.fail(me + ": " + err.Error())
+				return
+			}
+			smp.AcceptPrompt(rs.prompt)
+		case <-time.After(returnWait):
+			up.Cancel(me + ": the driver's return stream did not arrive")
+			return
+		}
+		go r.watch(r.ret, func(err error) string { return "the driver gave up on the request: " + reason(err) })
+	} else {
+		next := o.Stages[o.Stage+1]
+		octx, ocancel := context.WithTimeout(ctx, dialTimeout)
+		down, err := h.cfg.Net.OpenStream(octx, next.Addr, transport.ServiceData)
+		if err == nil {
+			nxt := *o
+			nxt.Stage++
+			if err = writeJSON(down, o.Request, &nxt); err != nil {
+				down.Cancel("pipeline: open failed")
+			}
+		}
+		ocancel()
+		if err != nil {
+			up.Cancel(fmt.Sprintf("stage %d/%d (%s) is unreachable from %s: %v", o.Stage+2, len(o.Stages), next, h.cfg.NodeName, err))
+			return
+		}
+		r.down = down
+		go r.watch(down, func(err error) string {
+			var ce *transport.CancelledError
+			if errors.As(err, &ce) {
+				return ce.Reason
+			}
+			return fmt.Sprintf("stage %d/%d (%s) lost: %v", o.Stage+2, len(o.Stages), next, err)
+		})
+	}
+	h.run(r, st, sl.inst.ID, dt, smp)
+}
+
+// run is the request's loop at one stage: read a frame, run the layers, pass the result on.
+func (h *Host) run(r *request, st *model.Stage, inst string, dt wire.DType, smp *sampler.Sampler) {
+	o := r.o
+	me := stageName(o)
+	seq := st.NewSequence(o.CtxLen)
+	nEmbd := st.Config.NEmbd
+	var (
+		hd      wire.Header
+		buf     []byte
+		hidden  []float32
+		encoded []byte
+		tokens  []int32
+	)
+	for {
+		p, err := r.up.ReadFrame(&hd, buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				// The driver is done: pass the end on, which frees the next stage's cache.
+				r.finish()
+				if r.down != nil {
+					_ = r.down.CloseWrite()
+				}
+				if r.ret != nil {
+					_ = r.ret.CloseWrite()
+				}
+				// Nothing was written upstream: ending it lets the previous stage's watcher
+				// (or the driver's) return, and the stream close on both sides.
+				_ = r.up.CloseWrite()
+				return
+			}
+			if o.Stage == 0 {
+				r.fail("the driver gave up on the request: " + reason(err))
+			} else {
+				var ce *transport.CancelledError
+				if errors.As(err, &ce) {
+					r.fail(ce.Reason)
+				} else {
+					r.fail(fmt.Sprintf("stage %d/%d (%s) lost: %v", o.Stage, len(o.Stages), o.Stages[o.Stage-1], err))
+				}
+			}
+			return
+		}
+		buf = p
+		var in model.Batch
+		var n int
+		switch {
+		case st.IsFirst() && hd.Kind == wire.KindTokens && hd.DType == wire.I32:
+			if tokens, err = wire.DecodeI32(p, tokens[:0]); err != nil {
+				r.fail(me + ": " + err.Error())
+				return
+			}
+			n = len(tokens)
+			in.Tokens = tokens
+		case !st.IsFirst() && hd.Kind == wire.KindActivations && len(hd.Shape) == 2 && int(hd.Shape[1]) == nEmbd && hd.DType == dt:
+			n = int(hd.Shape[0])
+			if dt == wire.F32 {
+				var ok bool
+				if hidden, ok = wire.F32View(p); !ok {
+					hidden, err = wire.Decode(dt, p, hidden[:0])
+				}
+			} else {
+				hidden, err = wire.Decode(dt, p, hidden[:0])
+			}
+			if err != nil {
+				r.fail(me + ": " + err.Error())
+				return
+			}
+			in.Hidden = hidden
+		default:
+			r.fail(fmt.Sprintf("%s: unexpected %s frame (dtype %s, shape %v)", me, hd.Kind, hd.DType, hd.Shape))
+			return
+		}
+		pos, err := contiguous(&hd, n)
+		if err == nil && pos != seq.Len() {
+			err = fmt.Errorf("frame starts at position %d but the sequence holds %d", pos, seq.Len())
+		}
+		if err != nil {
+			r.fail(me + ": " + err.Error())
+			return
+		}
+		in.Pos = pos
+		out, err := st.Forward(seq, in)
+		if err != nil {
+			r.fail(me + ": " + err.Error())
+			return
+		}
+		if r.down != nil {
+			payload := wire.F32Bytes(out.Hidden)
+			if dt != wire.F32 {
+				if encoded, err = wire.Encode(dt, out.Hidden, encoded[:0]); err != nil {
+					r.fail(me + ": " + err.Error())
+					return
+				}
+				payload = encoded
+			}
+			oh := wire.Header{Kind: wire.KindActivations, DType: dt, Instance: inst, Request: o.Request, Step: hd.Step,
+				Positions: hd.Positions, Shape: []uint32{uint32(n), uint32(nEmbd)}}
+			if err := r.down.WriteFrame(&oh, payload); err != nil {
+				if !r.done() {
+					r.fail(fmt.Sprintf("stage %d/%d (%s) lost: %v", o.Stage+2, len(o.Stages), o.Stages[o.Stage+1], reason(err)))
+				}
+				return
+			}
+			continue
+		}
+		if pos+n < o.Prompt {
+			continue // a prompt chunk before the last: nothing to sample yet
+		}
+		res, err := smp.Sample(out.Logits)
+		if err != nil {
+			r.fail(me + ": " + err.Error())
+			return
+		}
+		if smp.Params().Logprobs {
+			if err := writeJSON(r.ret, o.Request, logprobMsg{Logprob: res.Logprob, Top: res.Top}); err != nil {
+				r.fail("the driver's return stream broke: " + reason(err))
+				return
+			}
+		}
+		th := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: inst, Request: o.Request, Step: hd.Step,
+			Positions: []int32{int32(pos + n)}, Shape: []uint32{1}}
+		if err := r.ret.WriteFrame(&th, wire.I32Bytes([]int32{res.Token})); err != nil {
+			r.fail("the driver's return stream broke: " + reason(err))
+			return
+		}
+	}
+}
+
+// serveHeader sends the GGUF header of a model this node holds (a full file or a stage file:
+// both carry the tokenizer, the chat template and the hyperparameters).
+func (h *Host) serveHeader(s transport.FrameStream, o *openMsg) {
+	var sl *slot
+	h.mu.Lock()
+	for _, c := range h.slots {
+		if c.inst.Model == o.Model {
+			sl = c
+			break
+		}
+	}
+	h.mu.Unlock()
+	path := ""
+	if sl != nil {
+		select {
+		case <-sl.ready:
+		case <-time.After(h.cfg.LoadWait):
+		}
+		h.mu.Lock()
+		path = sl.status.File
+		h.mu.Unlock()
+	}
+	if path == "" {
+		s.Cancel(fmt.Sprintf("pipeline: node %s holds no file of model %s", h.cfg.NodeName, o.Model))
+		return
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		s.Cancel("pipeline: " + err.Error())
+		return
+	}
+	defer f.Close()
+	st, err := os.Stat(path)
+	if err != nil {
+		s.Cancel("pipeline: " + err.Error())
+		return
+	}
+	hdr := make([]byte, f.DataOffset)
+	fh, err := os.Open(path)
+	if err == nil {
+		_, err = io.ReadFull(fh, hdr)
+		fh.Close()
+	}
+	if err != nil {
+		s.Cancel("pipeline: read header of " + path + ": " + err.Error())
+		return
+	}
+	if err := writeJSON(s, 0, headerMsg{File: path, Size: st.Size()}); err != nil {
+		return
+	}
+	bh := wire.Header{Kind: wire.KindControl, DType: wire.Bytes, Shape: []uint32{uint32(len(hdr))}}
+	if err := s.WriteFrame(&bh, hdr); err == nil {
+		_ = s.CloseWrite()
+	}
+}
