@@ -40,6 +40,8 @@ var configFlags = []struct {
 	{"api-addr", "api.addr", "HTTP API and dashboard listen address (default 127.0.0.1:52415)", "string"},
 	{"gossip-addr", "gossip.addr", "gossip (serf) listen address, tcp+udp (default :52416)", "string"},
 	{"transport-addr", "transport.addr", "tensor transport listen address (default :52417)", "string"},
+	{"transport-mode", "transport.mode", "tensor transport: auto (QUIC, TCP when UDP is blocked), quic or tcp", "string"},
+	{"transport-dtype", "transport.dtype", "activation encoding between stages: f32 (exact), f16 or q8_0 (for slow links)", "string"},
 	{"raft-addr", "raft.addr", "raft listen address, masters only (default :52418)", "string"},
 	{"join", "cluster.join", "gossip addresses of cluster members to join, comma separated", "list"},
 	{"token", "cluster.token", "cluster join token (prefer --token-file or EXO_JOIN_TOKEN: flags are visible in ps)", "string"},

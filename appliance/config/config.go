@@ -15,7 +15,7 @@ type Config struct {
 	Node        Node      `koanf:"node"`
 	API         API       `koanf:"api"`
 	Gossip      Listen    `koanf:"gossip"`
-	Transport   Listen    `koanf:"transport"`
+	Transport   Transport `koanf:"transport"`
 	Raft        Listen    `koanf:"raft"`
 	Cluster     Cluster   `koanf:"cluster"`
 	Models      Models    `koanf:"models"`
@@ -59,6 +59,16 @@ type API struct {
 // Listen is a host:port a plane listens on.
 type Listen struct {
 	Addr string `koanf:"addr"`
+}
+
+// Transport configures the tensor transport between pipeline stages.
+type Transport struct {
+	Addr string `koanf:"addr"`
+	// Mode is auto (QUIC, falling back to TCP when UDP does not get through), quic or tcp.
+	Mode string `koanf:"mode"`
+	// DType encodes activations on the wire: f32 (exactly what one node computes), or f16 and
+	// q8_0 for slow links.
+	DType string `koanf:"dtype"`
 }
 
 // Cluster says how the node joins a cluster.
@@ -126,6 +136,8 @@ func Defaults() map[string]any {
 		"models.idle_unload":   "15m",
 		"gossip.addr":          ":52416",
 		"transport.addr":       ":52417",
+		"transport.mode":       "auto",
+		"transport.dtype":      "f32",
 		"raft.addr":            ":52418",
 		"cluster.join":         []string{},
 		"cluster.token":        "",

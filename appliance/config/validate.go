@@ -77,6 +77,12 @@ func (l *Loaded) validate() error {
 	if !slices.Contains(Discoveries, c.Cluster.Discovery) {
 		return bad("cluster.discovery", c.Cluster.Discovery, "must be one of %s", strings.Join(Discoveries, ", "))
 	}
+	if !slices.Contains([]string{"auto", "quic", "tcp"}, c.Transport.Mode) {
+		return bad("transport.mode", c.Transport.Mode, "must be auto, quic or tcp")
+	}
+	if !slices.Contains([]string{"f32", "f16", "q8_0"}, c.Transport.DType) {
+		return bad("transport.dtype", c.Transport.DType, "must be f32, f16 or q8_0")
+	}
 	if !slices.Contains(Accelerators, c.Accelerator) {
 		return bad("accelerator", c.Accelerator, "must be one of %s", strings.Join(Accelerators, ", "))
 	}

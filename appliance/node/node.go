@@ -29,6 +29,8 @@ import (
 	"github.com/exo-nix/exo/appliance/serving"
 	"github.com/exo-nix/exo/appliance/store"
 	"github.com/exo-nix/exo/appliance/tlscert"
+	"github.com/exo-nix/exo/netstack/transport"
+	"github.com/exo-nix/exo/netstack/wire"
 )
 
 // Role is a component with the node's common lifecycle.
@@ -131,6 +133,7 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 	if worker || apiRole {
 		n.pipeline = pipeline.New(pipeline.Options{
 			NodeName: cfg.Node.Name, Worker: worker, Listen: cfg.Transport.Addr,
+			Mode: transport.Mode(cfg.Transport.Mode), DType: wireDType(cfg.Transport.DType),
 			Engine: model.Options{}, Cluster: n.cluster, Store: n.store,
 			Registerer: n.registry, Logger: log,
 		})
@@ -352,4 +355,15 @@ func readKeyFile(path string) ([]string, error) {
 		return nil, fmt.Errorf("api.key_file %s holds no keys", path)
 	}
 	return keys, nil
+}
+
+// wireDType maps transport.dtype (validated by config) to the wire encoding.
+func wireDType(name string) wire.DType {
+	switch name {
+	case "f16":
+		return wire.F16
+	case "q8_0":
+		return wire.Q8_0
+	}
+	return wire.F32
 }
