@@ -65,6 +65,21 @@ describe('readers of cluster JSON', () => {
     expect(c.facts).toContainEqual(['raft', 'Leader (term 4)']);
   });
 
+  it('turns the answering node\'s transport peers into links', () => {
+    const c = toCluster({
+      self: { id: 'n1', name: 'alpha' },
+      transport: [
+        { node: 'n2', name: 'beta', transport: 'tcp', probe: { rtt_ns: 183000, bandwidth_bytes_per_second: 125e6 } },
+        { node: 'n3', transport: 'quic' },
+        { name: 'no-id' },
+      ],
+    });
+    expect(c.links).toEqual([
+      { from: 'n1', to: 'n2', latencyMs: 0.183, bandwidthBps: 1e9, transport: 'tcp' },
+      { from: 'n1', to: 'n3', latencyMs: undefined, bandwidthBps: undefined, transport: 'quic' },
+    ]);
+  });
+
   it('reads instances with layer ranges and the placement preview', () => {
     const [inst] = toInstances({
       instances: [

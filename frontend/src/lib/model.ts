@@ -285,9 +285,31 @@ export interface ClusterInfo {
   facts: [string, string][];
 }
 
+/** A peer of the answering node as /api/v1/cluster reports it: transport in use and probe figures. */
+function transportLink(self: string, v: unknown): Link | null {
+  const l = obj(v);
+  const to = str(l?.node);
+  if (!l || !to) return null;
+  const probe = obj(l.probe);
+  const rttNs = num(probe?.rtt_ns);
+  const bytesPerS = num(probe?.bandwidth_bytes_per_second);
+  return {
+    from: self,
+    to,
+    latencyMs: rttNs !== undefined && rttNs > 0 ? rttNs / 1e6 : undefined,
+    bandwidthBps: bytesPerS !== undefined && bytesPerS > 0 ? bytesPerS * 8 : undefined,
+    transport: str(l.transport),
+  };
+}
+
 export function toCluster(body: unknown): ClusterInfo {
   const c = obj(body) ?? {};
-  const links = arr(c.links ?? c.probes ?? c.paths).flatMap((l) => link(l) ?? []);
+  const self = obj(c.self);
+  const selfId = str(self?.id);
+  const links = [
+    ...arr(c.links ?? c.probes ?? c.paths).flatMap((l) => link(l) ?? []),
+    ...(selfId ? arr(c.transport).flatMap((l) => transportLink(selfId, l) ?? []) : []),
+  ];
   const facts: [string, string][] = [];
   for (const [k, v] of Object.entries(c)) {
     if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') facts.push([k, String(v)]);
