@@ -1,5 +1,6 @@
 # NixOS module: services.exo runs the master, worker and API roles of an exo node as hardened
-# systemd units (exo-master, exo-worker, exo-api, grouped by exo.target).
+# systemd units (exo-master, exo-worker, exo-api, grouped by exo.target); next to a master, the
+# oneshot exo-join-token mints the token the other units join it with.
 #
 # The units themselves (arguments, sandbox, lifecycle, firewall ports, K3s objects) come from the
 # pure helpers in ./lib, which the checks on non-NixOS machines evaluate too; this file maps options
@@ -202,8 +203,19 @@ in
       '';
     };
 
-    # Units next to a local master join it as well, so they need the token too.
-    joinTokenFile = secretFileOption "cluster join token" "cluster.token_file";
+    joinTokenFile =
+      secretFileOption "cluster join token" "cluster.token_file"
+      // {
+        description = ''
+          File holding the cluster join token, passed to the units with systemd's
+          `LoadCredential=` (config key `cluster.token_file`): systemd reads it as root and hands
+          the unit a private copy, so it need not be readable by the `exo` user and never enters
+          the Nix store. A master gets it only when it has something to join
+          ({option}`services.exo.join`). Units next to a master on this host join that master;
+          when this option is null, the oneshot unit `exo-join-token` mints their token at boot
+          from the cluster CA in the master's state directory.
+        '';
+      };
 
     apiKeyFile = secretFileOption "API keys (one bearer key per line)" "api.key_file";
 
@@ -377,7 +389,7 @@ in
         systemd.targets.exo = {
           description = "exo inference cluster node (all enabled roles)";
           wantedBy = [ "multi-user.target" ];
-          wants = map (r: "${exoLib.unitName r}.service") plan.roles;
+          wants = map (n: "${n}.service") plan.unitNames;
         };
 
         systemd.services = lib.mapAttrs (
@@ -390,12 +402,15 @@ in
             documentation = unit.Documentation;
             wantedBy = u.sections.Install.WantedBy;
             partOf = unit.PartOf;
-            wants = unit.Wants;
+            wants = unit.Wants or [ ];
+            requires = unit.Requires or [ ];
             after = unit.After;
+            before = unit.Before or [ ];
             bindsTo = unit.BindsTo or [ ];
             startLimitIntervalSec = unit.StartLimitIntervalSec;
             serviceConfig = u.sections.Service;
           }
+          // lib.optionalAttrs (unit ? StartLimitBurst) { startLimitBurst = unit.StartLimitBurst; }
         ) plan.units;
 
         systemd.tmpfiles.settings."10-exo" = lib.listToAttrs (

@@ -1,6 +1,8 @@
-# A three-node cluster: `head` runs master, worker and API; `w1` and `w2` run workers and join it
-# with a join token; `client` reaches the API over the network with an API key. The cluster forms,
-# one instance is placed across all three workers, and the client gets a completion.
+# A three-node cluster: `head` runs master, worker and API (no joinTokenFile: its worker and API
+# units join its master with the token exo-join-token mints at boot); `w1` and `w2` run workers and
+# join it with a token minted from head's master state directory; `client` reaches the API over the
+# network with an API key. The cluster forms, one instance is placed across all three workers, and
+# the client gets a completion.
 {
   lib,
   exoMachine,
@@ -49,9 +51,17 @@ in
     head.wait_for_unit("exo.target")
     head.wait_until_succeeds("curl -sf http://127.0.0.1:52415/readyz")
 
-    with subtest("workers join with a token issued by the master"):
+    with subtest("head's own units joined its master with the minted token"):
+        head.succeed("systemctl show -p Result --value exo-join-token | grep -qx success")
+        head.wait_until_succeeds(
+            f"curl -sf http://127.0.0.1:52415/api/v1/nodes {auth} | jq -e '[.nodes[] | select(.status == \"alive\")] | length == 3'",
+            timeout=120,
+        )
+
+    with subtest("workers join with a token minted from the master's CA"):
+        # Only a master issues worker tokens (head's API unit is not one); root reads its state.
         token = head.succeed(
-            "exo cluster token --api-addr 127.0.0.1:52415 --api-key-file /run/exo-secrets/api-keys --ttl 10m"
+            "exo cluster token --from-data-dir /var/lib/exo/master --role worker --ttl 10m"
         ).strip().splitlines()[0]
         assert token, "empty join token"
         for w in [w1, w2]:

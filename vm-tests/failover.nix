@@ -27,7 +27,11 @@
     ${pyHelpers}
 
     head.wait_until_succeeds("curl -sf http://127.0.0.1:52415/readyz")
-    token = head.succeed("exo cluster token --api-addr 127.0.0.1:52415 --ttl 10m").strip().splitlines()[0]
+    # head's worker and API units join its master with the token exo-join-token minted; w1 gets one
+    # from the master's CA too (only a master issues worker tokens, and head's API is not one).
+    token = head.succeed(
+        "exo cluster token --from-data-dir /var/lib/exo/master --role worker --ttl 10m"
+    ).strip().splitlines()[0]
     w1.succeed(f"install -m 0600 /dev/stdin /run/exo-secrets/join-token <<< '{token}'")
     w1.succeed("systemctl restart exo-worker.service")
     w1.wait_for_unit("exo-worker.service")
@@ -45,6 +49,7 @@
         head.succeed("curl -sf http://127.0.0.1:52415/healthz")
 
     with subtest("kill -9 restarts the unit with growing delays"):
+        # Each restart loads the minted token again: it outlives the token unit (RuntimeDirectoryPreserve).
         unit = "exo-api.service"
         delays = []
         for _ in range(3):

@@ -1,5 +1,6 @@
-# One machine with every role: the three units reach READY under the sandbox, /readyz answers, the
-# journal carries each unit's identifier, and a model answers a completion.
+# One machine with every role and no joinTokenFile: the three units reach READY under the sandbox,
+# the worker and API units join the master with the token exo-join-token mints at boot, /readyz
+# answers, the journal carries each unit's identifier, and a model answers a completion.
 {
   exoMachine,
   pyHelpers,
@@ -24,6 +25,16 @@
             machine.wait_for_unit(f"{unit}.service")
             props = machine.succeed(f"systemctl show -p Type,User,NRestarts {unit}")
             assert "Type=notify" in props and "User=exo" in props, props
+
+    with subtest("exo-join-token mints the co-located units' token; they join the master"):
+        props = machine.succeed("systemctl show -p Type,Result,SubState,User exo-join-token")
+        for want in ["Type=oneshot", "Result=success", "SubState=exited", "User=exo"]:
+            assert want in props, props
+        assert machine.succeed("stat -c '%a %U' /run/exo-join-token/join-token").strip() == "600 exo"
+        machine.wait_until_succeeds(
+            "curl -sf http://127.0.0.1:52415/api/v1/nodes | jq -e '[.nodes[] | select(.status == \"alive\")] | length == 3'",
+            timeout=120,
+        )
 
     with subtest("/readyz reports every role of the API node ready"):
         machine.wait_until_succeeds("curl -sf http://127.0.0.1:52415/readyz")

@@ -194,6 +194,33 @@ let
     else
       base;
 
+  # Units on a master's host join that master. Without an operator-provided token
+  # (services.exo.joinTokenFile) the oneshot unit exo-join-token mints one at boot from the cluster
+  # CA in the master's data directory (`exo cluster token --from-data-dir`) into a runtime
+  # directory, and the units next to the master load it as their join-token credential.
+  colocatedRoles =
+    opts: if opts.roles.master or false then b.filter (r: r != "master") (enabledRoles opts) else [ ];
+
+  mintsToken = opts: colocatedRoles opts != [ ] && (opts.joinTokenFile or null) == null;
+
+  tokenUnitName = "exo-join-token";
+  tokenRuntimeDirectory = "exo-join-token";
+  # Relative to the runtime directory root (/run for system units, %t).
+  tokenRuntimePath = "${tokenRuntimeDirectory}/join-token";
+  # The least privilege that covers every unit next to the master: a worker token also admits the
+  # API role, an API token only that.
+  tokenRole = opts: if b.elem "worker" (colocatedRoles opts) then "worker" else "api";
+  # A unit keeps the certificate it was admitted with in its data directory, so the token only
+  # matters for a first join. It is minted once per start of the token unit (once per boot, as a
+  # rule); a year (exo issues at most 8784h) keeps it valid for a unit that first joins long after.
+  # It grants the exo user nothing new: that user can read the CA key it is minted from.
+  tokenTTL = "8760h";
+
+  # A master given a token and no address to join (nor mDNS discovery to find one) has nothing to
+  # join with it, and exo refuses to start it; such a master creates the cluster instead.
+  masterJoins =
+    opts: (opts.join or [ ]) != [ ] || b.elem "cluster.discovery" (opts.settingsKeys or [ ]);
+
   # Secrets reach the units through systemd credentials: the file is copied by systemd (as root)
   # into a private directory only the unit can read, so the secret never enters the Nix store and
   # need not be readable by the exo user. `id` is the name inside $CREDENTIALS_DIRECTORY.
@@ -202,8 +229,22 @@ let
     let
       tls = (opts.api or { }).tls or { };
       entry = id: path: if path == null then [ ] else [ { inherit id path; } ];
+      joinToken =
+        if role == "master" && !(masterJoins opts) then
+          [ ]
+        else if mintsToken opts && role != "master" then
+          # `runtime` names the file relative to the runtime root, for tests that stand in for /run.
+          [
+            {
+              id = "join-token";
+              path = "/run/${tokenRuntimePath}";
+              runtime = tokenRuntimePath;
+            }
+          ]
+        else
+          entry "join-token" (opts.joinTokenFile or null);
     in
-    entry "join-token" (opts.joinTokenFile or null)
+    joinToken
     ++ (
       if role == "api" then
         entry "api-keys" (opts.apiKeyFile or null)
@@ -218,8 +259,11 @@ let
     );
 
   # A credential argument is kept structured until rendering: systemd expands it to the unit's
-  # credentials directory (%d), a test substitutes its own directory.
+  # credentials directory (%d), a test substitutes its own directory. Paths under the state and
+  # runtime roots are kept the same way (%S, %t).
   credentialArg = id: { credential = id; };
+  stateArg = path: { state = path; };
+  runtimeArg = path: { runtime = path; };
 
   # The ExecStart argument list. Only flags the role uses are passed, so `ps` shows what matters.
   argv =
@@ -292,6 +336,10 @@ let
     arg:
     if b.isAttrs arg && arg ? credential then
       ''"%d/${arg.credential}"''
+    else if b.isAttrs arg && arg ? state then
+      ''"%S/${arg.state}"''
+    else if b.isAttrs arg && arg ? runtime then
+      ''"%t/${arg.runtime}"''
     else
       b.replaceStrings
         [
@@ -470,13 +518,18 @@ let
       netns = opts.networkNamespace or null;
       afterMaster =
         if (opts.roles.master or false) && role != "master" then [ "${unitName "master"}.service" ] else [ ];
+      # Wants, not Requires: should the token unit fail, the unit still starts, fails to load the
+      # credential and restarts with backoff, each start pulling the token unit in again, so the
+      # host recovers by itself once the master has its CA. Nor does the unit follow the master's
+      # restarts (the token unit does, through Requires=).
+      token = if mintsToken opts && role != "master" then [ "${tokenUnitName}.service" ] else [ ];
       netnsUnits = if netns == null then [ ] else [ "exo-netns.service" ];
     in
     {
       Description = "exo ${role} role";
       Documentation = [ "https://github.com/exo-nix/exo" ];
-      Wants = [ "network-online.target" ];
-      After = [ "network-online.target" ] ++ afterMaster ++ netnsUnits;
+      Wants = [ "network-online.target" ] ++ token;
+      After = [ "network-online.target" ] ++ afterMaster ++ token ++ netnsUnits;
       PartOf = [ "exo.target" ];
       # The backoff already spaces restarts out to a minute; a start limit would leave a cluster
       # member down for good after a long network outage.
@@ -522,12 +575,16 @@ let
       )
     );
 
+  # Every unit of the plan: the roles' and, where one is minted, the join token's.
+  unitNames =
+    opts: map unitName (enabledRoles opts) ++ (if mintsToken opts then [ tokenUnitName ] else [ ]);
+
   targetText =
     opts:
     toUnitText {
       Unit = {
         Description = "exo inference cluster node (all enabled roles)";
-        Wants = map (r: "${unitName r}.service") (enabledRoles opts);
+        Wants = map (n: "${n}.service") (unitNames opts);
       };
       Install.WantedBy = [ "multi-user.target" ];
     };
@@ -548,6 +605,83 @@ let
       execStart = sections.Service.ExecStart;
       credentials = credentials opts role;
       listeners = listeners opts role;
+      text = toUnitText sections;
+    };
+
+  # The oneshot that mints the join token of the units next to the master (see colocatedRoles).
+  tokenArgv = opts: [
+    opts.exe
+    "cluster"
+    "token"
+    "--from-data-dir"
+    (stateArg (b.head (stateDirectories "master")))
+    "--role"
+    (tokenRole opts)
+    "--ttl"
+    tokenTTL
+    "--out"
+    (runtimeArg tokenRuntimePath)
+  ];
+
+  tokenUnit =
+    opts:
+    let
+      master = "${unitName "master"}.service";
+      masterState = "/var/lib/${b.head (stateDirectories "master")}";
+      argv = tokenArgv opts;
+      sections = {
+        Unit = {
+          Description = "exo join token for the units next to this host's master";
+          Documentation = [ "https://github.com/exo-nix/exo" ];
+          # The CA exists once the master is READY (Type=notify). Requires= starts the master with
+          # this unit; the master's own restarts (Restart=) leave the minted token in place.
+          Requires = [ master ];
+          After = [ master ];
+          Before = map (r: "${unitName r}.service") (colocatedRoles opts);
+          PartOf = [ "exo.target" ];
+          # Retries for about a minute (RestartSec=5s), then fails with exo's reason (no CA in the
+          # master's data directory) as the last line of its journal.
+          StartLimitIntervalSec = 120;
+          StartLimitBurst = 12;
+        };
+        # The sandbox of the role units (without devices whatever the accelerator), and less: no
+        # network, and of /var/lib/exo only the master's state directory, read-only.
+        Service = hardening "cpu" // {
+          Type = "oneshot";
+          # Active after the exit, so that the colocated units started later do not re-run it.
+          RemainAfterExit = true;
+          ExecStart = execLine argv;
+          User = opts.user or "exo";
+          Group = opts.group or "exo";
+          # The colocated units load the token through LoadCredential= at every start, automatic
+          # restarts included, so the file outlives this unit's stop.
+          RuntimeDirectory = [ tokenRuntimeDirectory ];
+          RuntimeDirectoryMode = "0700";
+          RuntimeDirectoryPreserve = "yes";
+          TemporaryFileSystem = [ "/var/lib/exo:ro" ];
+          # "-": a missing directory is reported by exo ("read cluster CA ..."), not as a
+          # namespace setup failure.
+          BindReadOnlyPaths = [ "-${masterState}" ];
+          PrivateNetwork = true;
+          IPAddressDeny = "any";
+          RestrictAddressFamilies = [ "AF_UNIX" ];
+          Restart = "on-failure";
+          RestartSec = "5s";
+          # A usage error would fail the same way again.
+          RestartPreventExitStatus = 2;
+          TimeoutStartSec = "1min";
+          SyslogIdentifier = tokenUnitName;
+        };
+        Install = installConfig;
+      };
+    in
+    {
+      inherit sections argv;
+      role = null;
+      name = tokenUnitName;
+      execStart = sections.Service.ExecStart;
+      credentials = [ ];
+      listeners = [ ];
       text = toUnitText sections;
     };
 
@@ -694,12 +828,11 @@ let
   warnings =
     opts:
     let
-      enabled = enabledRoles opts;
-      colocated = b.filter (r: r != "master") enabled;
+      colocated = colocatedRoles opts;
     in
-    if b.elem "master" enabled && colocated != [ ] && (opts.joinTokenFile or null) == null then
+    if colocated != [ ] && (opts.joinTokenFile or null) != null && !(masterJoins opts) then
       [
-        "services.exo: the units ${b.concatStringsSep " and " (map unitName colocated)} join the master on this host; joining takes a token, and without services.exo.joinTokenFile they are refused and keep restarting"
+        "services.exo: the master on this host creates the cluster (no services.exo.join), yet ${b.concatStringsSep " and " (map unitName colocated)} join it with services.exo.joinTokenFile, which must then be a token of this very cluster; leave joinTokenFile unset and ${tokenUnitName}.service mints one at boot"
       ]
     else
       [ ];
@@ -711,12 +844,15 @@ let
     in
     {
       roles = enabled;
-      units = b.listToAttrs (
-        map (r: {
-          name = unitName r;
-          value = unit opts r;
-        }) enabled
-      );
+      units =
+        b.listToAttrs (
+          map (r: {
+            name = unitName r;
+            value = unit opts r;
+          }) enabled
+        )
+        // (if mintsToken opts then { ${tokenUnitName} = tokenUnit opts; } else { });
+      unitNames = unitNames opts;
       target = targetText opts;
       firewall = firewall opts;
       problems = problems opts;
@@ -737,6 +873,16 @@ in
     firewall
     nodeName
     credentials
+    colocatedRoles
+    mintsToken
+    masterJoins
+    tokenUnitName
+    tokenRuntimePath
+    tokenRole
+    tokenTTL
+    tokenArgv
+    tokenUnit
+    unitNames
     argv
     escapeExecArg
     execLine

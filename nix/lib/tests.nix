@@ -26,21 +26,21 @@ let
       };
     }
   );
-  withSecrets = l.plan (
-    base
-    // {
-      joinTokenFile = "/run/secrets/token";
-      apiKeyFile = "/run/secrets/keys";
-      api = {
-        host = "0.0.0.0";
-        tls = {
-          enable = true;
-          certFile = "/etc/exo/cert.pem";
-          keyFile = "/run/secrets/key.pem";
-        };
+  withSecretsOpts = base // {
+    joinTokenFile = "/run/secrets/token";
+    apiKeyFile = "/run/secrets/keys";
+    api = {
+      host = "0.0.0.0";
+      tls = {
+        enable = true;
+        certFile = "/etc/exo/cert.pem";
+        keyFile = "/run/secrets/key.pem";
       };
-    }
-  );
+    };
+  };
+  withSecrets = l.plan withSecretsOpts;
+  planWith = roles: l.plan (base // { roles = b.listToAttrs (map (r: { name = r; value = true; }) roles); });
+  tokenUnit = planAll.units.exo-join-token;
   svc = p: name: p.units.${name}.sections.Service;
   argvOf = p: name: p.units.${name}.argv;
   hasFlag = f: args: b.elem f args;
@@ -174,8 +174,9 @@ let
         ++ [ (flagValue "--node-name" (argvOf planWorker "exo-worker")) ];
     };
     credentialsByRole = {
+      # The master creates the cluster here (no join list): a token would make exo refuse it.
       expected = {
-        master = [ "join-token:/run/secrets/token" ];
+        master = [ ];
         worker = [ "join-token:/run/secrets/token" ];
         api = [
           "join-token:/run/secrets/token"
@@ -184,7 +185,19 @@ let
           "tls-key:/run/secrets/key.pem"
         ];
       };
-      actual = b.mapAttrs (r: _: (svc withSecrets "exo-${r}").LoadCredential) allRoles;
+      actual = b.mapAttrs (r: _: (svc withSecrets "exo-${r}").LoadCredential or [ ]) allRoles;
+    };
+    masterGetsTokenOnlyToJoin = {
+      expected = [
+        [ "join-token:/run/secrets/token" ]
+        [ "join-token:/run/secrets/token" ]
+        [ ]
+      ];
+      actual = map (o: (svc (l.plan (withSecretsOpts // o)) "exo-master").LoadCredential or [ ]) [
+        { join = [ "10.0.0.9:52416" ]; }
+        { settingsKeys = [ "cluster.discovery" ]; }
+        { }
+      ];
     };
     credentialArgsPointAtCredentialsDir = {
       expected = [
@@ -203,11 +216,13 @@ let
         ];
     };
     execArgEscaping = {
-      expected = ''"/a b/%%p/$$HOME" "say \"hi\"" "%d/x"'';
+      expected = ''"/a b/%%p/$$HOME" "say \"hi\"" "%d/x" "%S/exo/master" "%t/r/f"'';
       actual = l.execLine [
         "/a b/%p/$HOME"
         ''say "hi"''
         { credential = "x"; }
+        { state = "exo/master"; }
+        { runtime = "r/f"; }
       ];
     };
     cpuSandbox = {
@@ -354,17 +369,170 @@ let
         (hasProblem "accelerator must be" (l.plan (base // { accelerator = "tpu"; })))
       ];
     };
-    colocatedUnitsWithoutTokenWarned = {
+    # Co-located units no longer need an operator token; one given to them while the local master
+    # creates the cluster is warned about (it can only be a token of that new cluster).
+    warnings = {
       expected = [
-        1
         0
+        0
+        1
         0
       ];
       actual = map (p: b.length p.warnings) [
         planAll
         planWorker
         withSecrets
+        (l.plan (withSecretsOpts // { join = [ "10.0.0.9:52416" ]; }))
       ];
+    };
+    tokenUnitOnlyNextToMaster = {
+      expected = [
+        true
+        true
+        true
+        false
+        false
+        false
+      ];
+      actual = map (p: p.units ? exo-join-token && b.elem "exo-join-token" p.unitNames) [
+        planAll
+        (planWith [ "master" "worker" ])
+        (planWith [ "master" "api" ])
+        (planWith [ "master" ])
+        (planWith [ "worker" "api" ])
+        withSecrets
+      ];
+    };
+    tokenUnitArguments = {
+      expected = {
+        all = [
+          exe
+          "cluster"
+          "token"
+          "--from-data-dir"
+          { state = "exo/master"; }
+          "--role"
+          "worker"
+          "--ttl"
+          "8760h"
+          "--out"
+          { runtime = "exo-join-token/join-token"; }
+        ];
+        apiOnlyRole = "api";
+        execStart = ''"${exe}" "cluster" "token" "--from-data-dir" "%S/exo/master" "--role" "worker" "--ttl" "8760h" "--out" "%t/exo-join-token/join-token"'';
+      };
+      actual = {
+        all = tokenUnit.argv;
+        apiOnlyRole = flagValue "--role" (planWith [ "master" "api" ]).units.exo-join-token.argv;
+        execStart = tokenUnit.execStart;
+      };
+    };
+    tokenUnitOrdering = {
+      expected = {
+        requires = [ "exo-master.service" ];
+        after = [ "exo-master.service" ];
+        before = [
+          "exo-worker.service"
+          "exo-api.service"
+        ];
+        partOf = [ "exo.target" ];
+        wantedBy = [ "exo.target" ];
+        # The co-located units wait for it and pull it in.
+        colocated = [
+          true
+          true
+        ];
+        masterIndependent = false;
+        targetWants = true;
+      };
+      actual =
+        let
+          u = tokenUnit.sections;
+          pulls =
+            n:
+            let
+              s = planAll.units.${n}.sections.Unit;
+            in
+            b.elem "exo-join-token.service" s.After && b.elem "exo-join-token.service" s.Wants;
+        in
+        {
+          requires = u.Unit.Requires;
+          after = u.Unit.After;
+          before = u.Unit.Before;
+          partOf = u.Unit.PartOf;
+          wantedBy = u.Install.WantedBy;
+          colocated = map pulls [
+            "exo-worker"
+            "exo-api"
+          ];
+          masterIndependent = pulls "exo-master";
+          targetWants = contains "Wants=exo-join-token.service\n" planAll.target;
+        };
+    };
+    tokenCredentialWiring = {
+      expected = {
+        worker = [ "join-token:/run/exo-join-token/join-token" ];
+        api = [ "join-token:/run/exo-join-token/join-token" ];
+        master = null;
+        tokenFlag = [
+          true
+          true
+          false
+        ];
+        # Where the oneshot writes is where the credential is loaded from.
+        sameFile = true;
+      };
+      actual = {
+        worker = (svc planAll "exo-worker").LoadCredential;
+        api = (svc planAll "exo-api").LoadCredential;
+        master = (svc planAll "exo-master").LoadCredential or null;
+        tokenFlag = map (n: contains ''"--token-file" "%d/join-token"'' planAll.units.${n}.execStart) [
+          "exo-worker"
+          "exo-api"
+          "exo-master"
+        ];
+        sameFile =
+          (b.head planAll.units.exo-worker.credentials).path == "/run/${(b.elemAt tokenUnit.argv 10).runtime}";
+      };
+    };
+    tokenUnitSandbox = {
+      expected = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        User = "exo";
+        RuntimeDirectory = [ "exo-join-token" ];
+        RuntimeDirectoryMode = "0700";
+        RuntimeDirectoryPreserve = "yes";
+        BindReadOnlyPaths = [ "-/var/lib/exo/master" ];
+        TemporaryFileSystem = [ "/var/lib/exo:ro" ];
+        PrivateNetwork = true;
+        PrivateDevices = true;
+        ProtectSystem = "strict";
+        Restart = "on-failure";
+        # Nothing writable beyond its runtime directory, whatever the accelerator.
+        stateDirectory = null;
+        gpuDevices = null;
+      };
+      actual =
+        b.intersectAttrs {
+          Type = 0;
+          RemainAfterExit = 0;
+          User = 0;
+          RuntimeDirectory = 0;
+          RuntimeDirectoryMode = 0;
+          RuntimeDirectoryPreserve = 0;
+          BindReadOnlyPaths = 0;
+          TemporaryFileSystem = 0;
+          PrivateNetwork = 0;
+          PrivateDevices = 0;
+          ProtectSystem = 0;
+          Restart = 0;
+        } tokenUnit.sections.Service
+        // {
+          stateDirectory = tokenUnit.sections.Service.StateDirectory or null;
+          gpuDevices =
+            (l.plan (base // { accelerator = "cuda"; })).units.exo-join-token.sections.Service.DeviceAllow or null;
+        };
     };
     networkNamespace = {
       expected = {

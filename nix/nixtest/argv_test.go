@@ -98,9 +98,9 @@ func selfSignedPEM(t *testing.T, dir string) (certPath, keyPath string) {
 	return certPath, keyPath
 }
 
-// Option sets whose units run on their own are started; those with a master and other roles on
-// one host are parsed only: the local units join that master with a join token, and a master
-// without the API role cannot issue one yet (see the module's notes on co-located roles).
+// Option sets whose units run on their own are started, and so is a host with every role whose
+// co-located units join its master with the token exo-join-token mints. The other multi-role sets
+// are parsed only: their operator token is a placeholder, or they use the default ports.
 var optionCases = []optionCase{
 	{
 		name:  "master alone, config file, two model directories",
@@ -155,6 +155,22 @@ var optionCases = []optionCase{
 			o["join"] = []string{seed.gossip}
 			o["joinTokenFile"] = writeFile(t, filepath.Join(dir, "secrets", "token"), seed.token+"\n", 0o600)
 			return o
+		},
+	},
+	{
+		name:  "all roles on one host, join token minted by exo-join-token",
+		start: true,
+		opts: func(t *testing.T, dir string) map[string]any {
+			o := loopback(t, "master", "worker", "api")
+			o["modelsDirs"] = []string{filepath.Join(dir, "models")}
+			return o
+		},
+	},
+	{
+		name:  "master and API on one host, an API-only token minted",
+		start: true,
+		opts: func(t *testing.T, dir string) map[string]any {
+			return loopback(t, "master", "api")
 		},
 	},
 	{
@@ -270,46 +286,123 @@ func seedCluster(t *testing.T) seed {
 	}
 }
 
-// host is what systemd prepares for one unit: its state directory (exported as
-// $STATE_DIRECTORY, several entries separated by colons) and its credentials directory (%d) with
-// a private copy of each LoadCredential= file.
+// host is what systemd prepares for one unit under dir, which stands in for the machine's
+// roots (/var/lib, /run): its state directories (exported as $STATE_DIRECTORY, several entries
+// separated by colons), its runtime directories ($RUNTIME_DIRECTORY), and its credentials
+// directory (%d) with a private copy of each LoadCredential= file.
 type host struct {
-	stateDirs []string
-	credDir   string
+	roots
+	stateDirs   []string
+	runtimeDirs []string
 }
 
 func prepareHost(t *testing.T, dir string, u Unit) host {
 	t.Helper()
-	var h host
-	for _, sd := range u.Sections["Service"]["StateDirectory"].([]any) {
-		p := filepath.Join(dir, "var-lib", sd.(string))
-		if err := os.MkdirAll(p, 0o750); err != nil {
-			t.Fatal(err)
+	h := host{roots: roots{
+		state:   filepath.Join(dir, "var-lib"),
+		runtime: filepath.Join(dir, "run"),
+		cred:    filepath.Join(dir, "credentials", u.Name+".service"),
+	}}
+	mkdirs := func(root, key string, mode os.FileMode) []string {
+		var out []string
+		for _, d := range strs(u.Sections["Service"][key]) {
+			p := filepath.Join(root, d)
+			if err := os.MkdirAll(p, mode); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, p)
 		}
-		h.stateDirs = append(h.stateDirs, p)
+		return out
 	}
-	h.credDir = filepath.Join(dir, "credentials", u.Name+".service")
-	if err := os.MkdirAll(h.credDir, 0o700); err != nil {
+	h.stateDirs = mkdirs(h.state, "StateDirectory", 0o750)
+	h.runtimeDirs = mkdirs(h.runtime, "RuntimeDirectory", 0o700)
+	if err := os.MkdirAll(h.cred, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range u.Credentials {
-		data, err := os.ReadFile(c.Path)
-		if err != nil {
-			t.Fatalf("%s: LoadCredential=%s:%s: %v", u.Name, c.ID, c.Path, err)
+		src := c.Path
+		if c.Runtime != "" {
+			src = filepath.Join(h.runtime, c.Runtime)
 		}
-		writeFile(t, filepath.Join(h.credDir, c.ID), string(data), 0o400)
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatalf("%s: LoadCredential=%s:%s (here %s): %v", u.Name, c.ID, c.Path, src, err)
+		}
+		writeFile(t, filepath.Join(h.cred, c.ID), string(data), 0o400)
 	}
 	return h
 }
 
 func (h host) env(t *testing.T, extra ...string) []string {
-	return baseEnv(t, append([]string{"STATE_DIRECTORY=" + strings.Join(h.stateDirs, ":"), "CREDENTIALS_DIRECTORY=" + h.credDir}, extra...)...)
+	var env []string
+	if len(h.stateDirs) > 0 {
+		env = append(env, "STATE_DIRECTORY="+strings.Join(h.stateDirs, ":"))
+	}
+	if len(h.runtimeDirs) > 0 {
+		env = append(env, "RUNTIME_DIRECTORY="+strings.Join(h.runtimeDirs, ":"))
+	}
+	env = append(env, "CREDENTIALS_DIRECTORY="+h.cred)
+	return baseEnv(t, append(env, extra...)...)
 }
 
-func resolveArgs(args []Arg, credDir string) []string {
+func resolveArgs(args []Arg, r roots) []string {
 	out := make([]string, len(args))
 	for i, a := range args {
-		out[i] = a.Resolve(credDir)
+		out[i] = a.Resolve(r)
+	}
+	return out
+}
+
+// startOrder lists the plan's units in the order systemd starts them: each after the units its
+// After= names and those that name it in their Before=.
+func startOrder(t *testing.T, p Plan) []string {
+	t.Helper()
+	before := map[string][]string{}
+	for _, name := range p.UnitNames {
+		u, ok := p.Units[name]
+		if !ok {
+			t.Fatalf("unitNames lists %s, which the plan's units lack", name)
+		}
+		for _, a := range strs(u.Sections["Unit"]["After"]) {
+			before[name] = append(before[name], strings.TrimSuffix(a, ".service"))
+		}
+		for _, b := range strs(u.Sections["Unit"]["Before"]) {
+			later := strings.TrimSuffix(b, ".service")
+			before[later] = append(before[later], name)
+		}
+	}
+	var order []string
+	state := map[string]int{} // 1: being visited, 2: placed
+	var visit func(string)
+	visit = func(name string) {
+		switch state[name] {
+		case 1:
+			t.Fatalf("ordering cycle through %s", name)
+		case 2:
+			return
+		}
+		state[name] = 1
+		for _, dep := range before[name] {
+			if _, ok := p.Units[dep]; ok {
+				visit(dep)
+			}
+		}
+		state[name] = 2
+		order = append(order, name)
+	}
+	for _, name := range p.UnitNames {
+		visit(name)
+	}
+	return order
+}
+
+// tokenOutputs are the files a oneshot's arguments name under the runtime root.
+func tokenOutputs(u Unit, r roots) []string {
+	var out []string
+	for _, a := range u.Argv {
+		if a.Runtime != "" {
+			out = append(out, a.Resolve(r))
+		}
 	}
 	return out
 }
@@ -350,12 +443,26 @@ func TestArgvAcceptedByBinary(t *testing.T) {
 			if len(p.Problems) > 0 {
 				t.Fatalf("plan reports problems for a valid option set: %v", p.Problems)
 			}
-			if len(p.Units) != len(p.Roles) || len(p.Units) == 0 {
-				t.Fatalf("plan has %d units for roles %v", len(p.Units), p.Roles)
+			if len(p.Units) != len(p.UnitNames) || len(p.Roles) == 0 {
+				t.Fatalf("plan has units %v for roles %v", p.UnitNames, p.Roles)
 			}
-			for _, u := range p.Units {
+			for _, role := range p.Roles {
+				if _, ok := p.Units["exo-"+role]; !ok {
+					t.Fatalf("plan lacks the unit of role %s: %v", role, p.UnitNames)
+				}
+			}
+			for _, name := range startOrder(t, p) {
+				u := p.Units[name]
 				h := prepareHost(t, dir, u)
-				argv := resolveArgs(u.Argv, h.credDir)
+				argv := resolveArgs(u.Argv, h.roots)
+				if u.Role == "" {
+					checkTokenUnitWithoutCA(t, u, h, argv)
+					// The units after it load the token; config show does not judge it.
+					for _, out := range tokenOutputs(u, h.roots) {
+						writeFile(t, out, "exo1.not-checked-by-config-show\n", 0o600)
+					}
+					continue
+				}
 				if argv[0] != opts["exe"] || argv[1] != u.Role {
 					t.Fatalf("%s: argv starts %q, want the exe and the role %s", u.Name, argv[:2], u.Role)
 				}
@@ -413,19 +520,25 @@ func checkEffective(t *testing.T, u Unit, opts map[string]any, argv []string, h 
 	hasCred := func(id string) bool {
 		return slices.ContainsFunc(u.Credentials, func(c Credential) bool { return c.ID == id })
 	}
-	if opts["joinTokenFile"] != nil {
-		expect("cluster.token_file", get(cfg, "cluster.token_file"), filepath.Join(h.credDir, "join-token"))
+	if hasCred("join-token") {
+		expect("cluster.token_file", get(cfg, "cluster.token_file"), filepath.Join(h.cred, "join-token"))
+	} else if tf, _ := get(cfg, "cluster.token_file").(string); tf != "" {
+		t.Errorf("%s: cluster.token_file %s without a join-token credential", u.Name, tf)
+	}
+	// Units next to a master join it, always with a token: the operator's, or the minted one.
+	if opts["roles"].(map[string]bool)["master"] && u.Role != "master" && !hasCred("join-token") {
+		t.Errorf("%s: joins the master on its own host without a join-token credential", u.Name)
 	}
 	if u.Role == "api" {
 		if opts["apiKeyFile"] != nil {
-			expect("api.key_file", get(cfg, "api.key_file"), filepath.Join(h.credDir, "api-keys"))
+			expect("api.key_file", get(cfg, "api.key_file"), filepath.Join(h.cred, "api-keys"))
 		}
 		api, _ := opts["api"].(map[string]any)
 		tlsOpt, _ := api["tls"].(map[string]any)
 		expect("api.tls", get(cfg, "api.tls"), tlsOpt["enable"] == true)
 		if tlsOpt["certFile"] != nil {
-			expect("api.tls_cert", get(cfg, "api.tls_cert"), filepath.Join(h.credDir, "tls-cert"))
-			expect("api.tls_key", get(cfg, "api.tls_key"), filepath.Join(h.credDir, "tls-key"))
+			expect("api.tls_cert", get(cfg, "api.tls_cert"), filepath.Join(h.cred, "tls-cert"))
+			expect("api.tls_key", get(cfg, "api.tls_key"), filepath.Join(h.cred, "tls-key"))
 		}
 	} else if hasCred("api-keys") || hasCred("tls-key") {
 		t.Errorf("%s: API secrets handed to a unit without the API role: %v", u.Name, u.Credentials)
@@ -433,6 +546,26 @@ func checkEffective(t *testing.T, u Unit, opts map[string]any, argv []string, h 
 	if opts["configFile"] != nil {
 		expect("log.level", get(cfg, "log.level"), "debug")
 		expect("engine.threads", get(cfg, "engine.threads"), 2)
+	}
+}
+
+// checkTokenUnitWithoutCA runs the token oneshot before its master ever ran: exo's flag parser
+// takes the arguments, and the run fails the way Restart=on-failure retries (not status 2, which
+// RestartPreventExitStatus= leaves alone), naming the CA file it lacks.
+func checkTokenUnitWithoutCA(t *testing.T, u Unit, h host, argv []string) {
+	t.Helper()
+	if len(argv) < 3 || argv[1] != "cluster" || argv[2] != "token" {
+		t.Fatalf("%s: argv %q is not `exo cluster token`", u.Name, argv)
+	}
+	code, out := run(t, h.env(t), exo(t), argv[1:]...)
+	want := filepath.Join(h.state, "exo", "master", "cluster", "ca.crt")
+	if code == 0 || code == 2 || !strings.Contains(out, want) {
+		t.Fatalf("%s without a CA: exit %d (want a failure other than 2, naming %s)\n%s", u.Name, code, want, out)
+	}
+	for _, f := range tokenOutputs(u, h.roots) {
+		if _, err := os.Stat(f); err == nil {
+			t.Fatalf("%s wrote %s without a CA", u.Name, f)
+		}
 	}
 }
 
@@ -445,26 +578,36 @@ func optStrings(v any) []string {
 // gives back exactly the argument list (credentials as %d/<id>).
 func TestExecStartRoundTrip(t *testing.T) {
 	opts := map[string]any{
-		"exe":           "/nix/store/x-exo/bin/exo",
-		"roles":         rolesMap("master", "worker", "api"),
-		"nodeName":      `odd "name" with %n and $HOME`,
-		"modelsDirs":    []string{"/srv/models with space", `/srv/back\slash`},
-		"joinTokenFile": "/run/secrets/token",
-		"apiKeyFile":    "/run/secrets/keys",
-		"api":           map[string]any{"host": "0.0.0.0"},
+		"exe":        "/nix/store/x-exo/bin/exo",
+		"roles":      rolesMap("master", "worker", "api"),
+		"nodeName":   `odd "name" with %n and $HOME`,
+		"modelsDirs": []string{"/srv/models with space", `/srv/back\slash`},
+		"apiKeyFile": "/run/secrets/keys",
+		"api":        map[string]any{"host": "0.0.0.0"},
 	}
-	p := evalPlan(t, opts)
-	for _, u := range p.Units {
-		words, err := splitExecStart(u.ExecStart)
-		if err != nil {
-			t.Fatalf("%s: %v in %s", u.Name, err, u.ExecStart)
+	// Without an operator token the plan holds the token oneshot too; with one, it does not.
+	for _, token := range []any{nil, "/run/secrets/token"} {
+		opts["joinTokenFile"] = token
+		p := evalPlan(t, opts)
+		want := 3
+		if token == nil {
+			want = 4
 		}
-		want := resolveArgs(u.Argv, "%d")
-		if !slices.Equal(words, want) {
-			t.Errorf("%s: ExecStart splits into\n%q\nwant\n%q", u.Name, words, want)
+		if len(p.Units) != want {
+			t.Fatalf("joinTokenFile %v: %d units, want %d: %v", token, len(p.Units), want, p.UnitNames)
 		}
-		if !strings.Contains(u.Text, "\nExecStart="+u.ExecStart+"\n") {
-			t.Errorf("%s: unit text lacks the ExecStart line", u.Name)
+		for _, u := range p.Units {
+			words, err := splitExecStart(u.ExecStart)
+			if err != nil {
+				t.Fatalf("%s: %v in %s", u.Name, err, u.ExecStart)
+			}
+			want := resolveArgs(u.Argv, roots{state: "%S", runtime: "%t", cred: "%d"})
+			if !slices.Equal(words, want) {
+				t.Errorf("%s: ExecStart splits into\n%q\nwant\n%q", u.Name, words, want)
+			}
+			if !strings.Contains(u.Text, "\nExecStart="+u.ExecStart+"\n") {
+				t.Errorf("%s: unit text lacks the ExecStart line", u.Name)
+			}
 		}
 	}
 }
@@ -496,9 +639,11 @@ func splitExecStart(line string) ([]string, error) {
 			return nil, fmt.Errorf("word %s: %w", rest[:end+1], err)
 		}
 		word = strings.ReplaceAll(word, "$$", "$")
-		// %% is a literal percent; a lone %d stays a specifier for systemd to expand.
+		// %% is a literal percent; a leading %d, %S or %t stays a specifier for systemd to expand
+		// (credentials directory, state root, runtime root).
 		word = strings.ReplaceAll(word, "%%", "\x00")
-		if strings.Contains(word, "%") && !strings.HasPrefix(word, "%d/") {
+		spec := strings.HasPrefix(word, "%d/") || strings.HasPrefix(word, "%S/") || strings.HasPrefix(word, "%t/")
+		if strings.Contains(word, "%") && (!spec || strings.Contains(word[1:], "%")) {
 			return nil, fmt.Errorf("word %q holds an unescaped specifier", word)
 		}
 		words = append(words, strings.ReplaceAll(word, "\x00", "%"))
@@ -508,8 +653,11 @@ func splitExecStart(line string) ([]string, error) {
 }
 
 // TestUnitsStartUnderSystemdProtocol starts the units of the loopback option sets the way systemd
-// would (state and credentials directories, notify socket, watchdog): each reaches READY=1, the API
-// answers /readyz, and SIGTERM ends each with status 0 after STOPPING=1.
+// would (state, runtime and credentials directories, notify socket, watchdog), one after the other
+// in their After=/Before= order: each notify unit reaches READY=1 before the next starts, a oneshot
+// (exo-join-token) runs to completion and its file becomes the next units' credential. The API
+// answers /readyz, units that join a cluster are listed in it as alive, and SIGTERM ends each with
+// status 0 after STOPPING=1.
 func TestUnitsStartUnderSystemdProtocol(t *testing.T) {
 	for _, tc := range optionCases {
 		if !tc.start {
@@ -528,12 +676,15 @@ func TestUnitsStartUnderSystemdProtocol(t *testing.T) {
 				done chan error
 			}
 			var procs []*running
-			// Start in the order the units are ordered (master first), as systemd does.
-			for _, role := range p.Roles {
-				u := p.Units["exo-"+role]
+			for _, name := range startOrder(t, p) {
+				u := p.Units[name]
 				h := prepareHost(t, dir, u)
+				argv := resolveArgs(u.Argv, h.roots)
+				if u.Sections["Service"]["Type"] == "oneshot" {
+					runOneshot(t, u, h, argv)
+					continue
+				}
 				sock, msgs := notifySocket(t)
-				argv := resolveArgs(u.Argv, h.credDir)
 				r := &running{unit: u, out: &syncBuffer{}, msgs: msgs, done: make(chan error, 1)}
 				r.cmd = exec.Command(argv[0], argv[1:]...)
 				r.cmd.Env = h.env(t, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=2000000", "WATCHDOG_PID=")
@@ -549,8 +700,7 @@ func TestUnitsStartUnderSystemdProtocol(t *testing.T) {
 					}
 				})
 				procs = append(procs, r)
-			}
-			for _, r := range procs {
+				// Type=notify: units ordered after this one start once it is READY.
 				waitNotify(t, r.unit.Name, r.msgs, r.done, "READY=1", 30*time.Second)
 			}
 			for _, r := range procs {
@@ -564,6 +714,14 @@ func TestUnitsStartUnderSystemdProtocol(t *testing.T) {
 					if ok {
 						waitMember(t, api, opts["nodeName"].(string))
 					}
+				}
+			}
+			// Every unit of a host with a master and the API is admitted to the master's cluster,
+			// the co-located ones with the token they were handed as a credential.
+			if slices.Contains(p.Roles, "master") && slices.Contains(p.Roles, "api") && len(p.Roles) > 1 {
+				api := fmt.Sprintf("127.0.0.1:%d", opts["api"].(map[string]any)["port"])
+				for _, role := range p.Roles {
+					waitMember(t, api, opts["nodeName"].(string)+"-"+role)
 				}
 			}
 			for i := len(procs) - 1; i >= 0; i-- {
@@ -580,6 +738,40 @@ func TestUnitsStartUnderSystemdProtocol(t *testing.T) {
 				waitNotify(t, r.unit.Name, r.msgs, nil, "STOPPING=1", 5*time.Second)
 			}
 		})
+	}
+}
+
+// runOneshot runs a Type=oneshot unit's command to completion, as systemd does before starting
+// the units ordered after it, and checks the files it writes under its runtime directory: present,
+// private to the service user (0600), and holding a join token.
+func runOneshot(t *testing.T, u Unit, h host, argv []string) {
+	t.Helper()
+	code, out := run(t, h.env(t), argv[0], argv[1:]...)
+	if code != 0 {
+		t.Fatalf("%s: %q: exit %d\n%s", u.Name, argv, code, out)
+	}
+	outputs := tokenOutputs(u, h.roots)
+	if len(outputs) == 0 {
+		t.Fatalf("%s writes nothing under its runtime directory: %q", u.Name, argv)
+	}
+	for _, f := range outputs {
+		if !slices.ContainsFunc(h.runtimeDirs, func(d string) bool { return strings.HasPrefix(f, d+string(filepath.Separator)) }) {
+			t.Errorf("%s writes %s outside its RuntimeDirectory %v", u.Name, f, h.runtimeDirs)
+		}
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatalf("%s: %v", u.Name, err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %s has mode %v, want 0600", u.Name, f, st.Mode().Perm())
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(string(data), "exo1.") {
+			t.Errorf("%s: %s does not hold a join token: %.40q", u.Name, f, data)
+		}
 	}
 }
 

@@ -90,19 +90,23 @@ func repoRoot(t *testing.T) string {
 
 // Plan mirrors what nix/lib's `plan` returns.
 type Plan struct {
-	Roles    []string        `json:"roles"`
-	Units    map[string]Unit `json:"units"`
-	Target   string          `json:"target"`
-	Firewall struct {
+	Roles []string `json:"roles"`
+	// UnitNames lists every unit: the roles' and, next to a master, exo-join-token.
+	UnitNames []string        `json:"unitNames"`
+	Units     map[string]Unit `json:"units"`
+	Target    string          `json:"target"`
+	Firewall  struct {
 		TCP []int `json:"tcp"`
 		UDP []int `json:"udp"`
 	} `json:"firewall"`
 	Problems []string `json:"problems"`
+	Warnings []string `json:"warnings"`
 }
 
 // Unit is one systemd unit of a plan.
 type Unit struct {
-	Name        string                    `json:"name"`
+	Name string `json:"name"`
+	// Role is empty for the join token oneshot.
 	Role        string                    `json:"role"`
 	Argv        []Arg                     `json:"argv"`
 	ExecStart   string                    `json:"execStart"`
@@ -112,10 +116,13 @@ type Unit struct {
 	Sections    map[string]map[string]any `json:"sections"`
 }
 
-// Arg is an ExecStart argument: a literal, or a file in the unit's credentials directory.
+// Arg is an ExecStart argument: a literal, a file in the unit's credentials directory (%d), or a
+// path under the state (%S) or runtime (%t) root.
 type Arg struct {
 	Literal    string
 	Credential string
+	State      string
+	Runtime    string
 }
 
 func (a *Arg) UnmarshalJSON(b []byte) error {
@@ -124,30 +131,50 @@ func (a *Arg) UnmarshalJSON(b []byte) error {
 	}
 	var c struct {
 		Credential string `json:"credential"`
+		State      string `json:"state"`
+		Runtime    string `json:"runtime"`
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
 		return fmt.Errorf("argument %s: %w", b, err)
 	}
-	if c.Credential == "" {
-		return fmt.Errorf("argument %s is neither a string nor a credential", b)
+	set := 0
+	for _, v := range []string{c.Credential, c.State, c.Runtime} {
+		if v != "" {
+			set++
+		}
 	}
-	a.Credential = c.Credential
+	if set != 1 {
+		return fmt.Errorf("argument %s is not a string, a credential, a state path or a runtime path", b)
+	}
+	a.Credential, a.State, a.Runtime = c.Credential, c.State, c.Runtime
 	return nil
 }
 
-// Resolve turns the argument into what the process receives, given the credentials directory
-// systemd would create.
-func (a Arg) Resolve(credDir string) string {
-	if a.Credential != "" {
-		return filepath.Join(credDir, a.Credential)
+// roots are the directories systemd expands in a unit's arguments: %S (/var/lib for system
+// units), %t (/run) and %d (the unit's credentials directory). A test stands in its own.
+type roots struct {
+	state, runtime, cred string
+}
+
+// Resolve turns the argument into what the process receives.
+func (a Arg) Resolve(r roots) string {
+	switch {
+	case a.Credential != "":
+		return filepath.Join(r.cred, a.Credential)
+	case a.State != "":
+		return filepath.Join(r.state, a.State)
+	case a.Runtime != "":
+		return filepath.Join(r.runtime, a.Runtime)
 	}
 	return a.Literal
 }
 
-// Credential is a LoadCredential= entry.
+// Credential is a LoadCredential= entry. Runtime is set for a file another unit of the plan writes
+// (the minted join token): its path relative to the runtime root.
 type Credential struct {
-	ID   string `json:"id"`
-	Path string `json:"path"`
+	ID      string `json:"id"`
+	Path    string `json:"path"`
+	Runtime string `json:"runtime"`
 }
 
 // Listener is one address a unit listens on.

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,19 +61,23 @@ func unexpectedWarnings(stderr string) []string {
 }
 
 // TestUnitSecurityScore renders the units for every accelerator variant with the real binary as
-// ExecStart and scores each with `systemd-analyze security --offline=true`.
+// ExecStart and scores each with `systemd-analyze security --offline=true`: the three roles and,
+// as no operator token is given, the exo-join-token oneshot that mints theirs.
 func TestUnitSecurityScore(t *testing.T) {
 	requireTool(t, "systemd-analyze", "systemd")
 	for acc, limit := range exposureLimit {
 		t.Run(acc, func(t *testing.T) {
 			dir := t.TempDir()
 			p := evalPlan(t, map[string]any{
-				"exe":           exo(t),
-				"roles":         rolesMap("master", "worker", "api"),
-				"accelerator":   acc,
-				"joinTokenFile": "/run/secrets/exo-token",
+				"exe":         exo(t),
+				"roles":       rolesMap("master", "worker", "api"),
+				"accelerator": acc,
 			})
-			for _, unit := range writeUnits(t, dir, p) {
+			units := writeUnits(t, dir, p)
+			if !slices.Contains(units, "exo-join-token.service") {
+				t.Fatalf("no exo-join-token unit to score among %v", units)
+			}
+			for _, unit := range units {
 				stdout, stderr, err := systemdAnalyze(t, dir, "security", "--offline=true", "--no-pager", "./"+unit)
 				if err != nil {
 					t.Fatalf("systemd-analyze security %s: %v\n%s%s", unit, err, stdout, stderr)
@@ -109,25 +114,33 @@ func openItems(table string) string {
 }
 
 // TestUnitFilesVerify runs `systemd-analyze verify` over the rendered units and target: every key
-// is known (beyond the newer ones above), every value parses, the ExecStart binary exists.
+// is known (beyond the newer ones above), every value parses, the ExecStart binary exists. The
+// CUDA variant takes the join token from an operator's file, the others have exo-join-token mint it.
 func TestUnitFilesVerify(t *testing.T) {
 	requireTool(t, "systemd-analyze", "systemd")
 	for _, acc := range []string{"cpu", "cuda", "rocm", "opencl"} {
 		t.Run(acc, func(t *testing.T) {
 			dir := t.TempDir()
 			opts := map[string]any{
-				"exe":           exo(t),
-				"roles":         rolesMap("master", "worker", "api"),
-				"accelerator":   acc,
-				"joinTokenFile": "/run/secrets/exo-token",
-				"apiKeyFile":    "/run/secrets/exo-keys",
-				"api":           map[string]any{"host": "0.0.0.0", "tls": map[string]any{"enable": true}},
-				"modelsDirs":    []string{"/srv/models"},
+				"exe":         exo(t),
+				"roles":       rolesMap("master", "worker", "api"),
+				"accelerator": acc,
+				"apiKeyFile":  "/run/secrets/exo-keys",
+				"api":         map[string]any{"host": "0.0.0.0", "tls": map[string]any{"enable": true}},
+				"modelsDirs":  []string{"/srv/models"},
+			}
+			if acc == "cuda" {
+				opts["joinTokenFile"] = "/run/secrets/exo-token"
+				opts["join"] = []string{"10.0.0.9:52416"}
 			}
 			if acc == "rocm" {
 				opts["networkNamespace"] = "exo"
 			}
-			units := writeUnits(t, dir, evalPlan(t, opts))
+			p := evalPlan(t, opts)
+			if _, minted := p.Units["exo-join-token"]; minted == (acc == "cuda") {
+				t.Fatalf("exo-join-token in the plan: %v, want it exactly without an operator token", minted)
+			}
+			units := writeUnits(t, dir, p)
 			if acc == "rocm" {
 				// BindsTo= names the namespace unit; give verify one to find.
 				writeFile(t, filepath.Join(dir, "exo-netns.service"), "[Service]\nType=oneshot\nExecStart=/bin/true\n", 0o644)
@@ -152,15 +165,20 @@ func prefixed(units []string) []string {
 	return out
 }
 
-// Guard against a silently empty table: the plan for the score test must hold three units.
+// Guard against a silently empty table: the plan for the score test must hold the three role units
+// (Type=notify) and the token oneshot.
 func TestSecurityPlanShape(t *testing.T) {
 	p := evalPlan(t, map[string]any{"exe": "/bin/true", "roles": rolesMap("master", "worker", "api")})
-	if len(p.Units) != 3 {
-		t.Fatalf("plan has %d units, want 3: %v", len(p.Units), p.Roles)
+	if len(p.Units) != 4 {
+		t.Fatalf("plan has %d units, want 4: %v", len(p.Units), p.UnitNames)
 	}
 	for name, u := range p.Units {
-		if !strings.Contains(u.Text, "Type=notify\n") || !strings.Contains(u.Text, fmt.Sprintf("SyslogIdentifier=%s\n", name)) {
-			t.Errorf("%s: unit text lacks Type=notify or its SyslogIdentifier:\n%s", name, u.Text)
+		typ := "notify"
+		if name == "exo-join-token" {
+			typ = "oneshot"
+		}
+		if !strings.Contains(u.Text, "Type="+typ+"\n") || !strings.Contains(u.Text, fmt.Sprintf("SyslogIdentifier=%s\n", name)) {
+			t.Errorf("%s: unit text lacks Type=%s or its SyslogIdentifier:\n%s", name, typ, u.Text)
 		}
 	}
 }

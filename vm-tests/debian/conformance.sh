@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # systemd conformance of the exo units on a real systemd, without NixOS or KVM: a Debian guest
 # (debootstrap from the Debian mirror) boots under QEMU software emulation with the freshly built
-# binary and the unit files rendered from nix/lib (the helpers the NixOS module uses), then
-# guest-check.sh checks READY under the sandbox, /readyz, the journal identifiers, the sandbox from
+# binary and the unit files rendered from nix/lib (the helpers the NixOS module uses) for one host
+# with every role, then guest-check.sh checks READY under the sandbox, the join token minted for the
+# co-located units and their admission, /readyz, the journal identifiers, the sandbox from
 # inside the services' namespaces, kill -9 restarts with growing delays, the exposure scores, and a
 # clean stop.
 #
@@ -73,31 +74,25 @@ else
   go build -o "$root/usr/local/bin/exo" . || fail "go build failed"
 fi
 step "render units from nix/lib"
-# The master's unit and the worker's and API's are rendered as for two hosts: units next to a local
-# master join it with a join token, and a master without the API role cannot issue one yet, so
-# here the worker and the API run stand-alone (on their own gossip ports). What is checked is how
-# systemd runs the units, which is the same either way.
-render() {
-  nix-instantiate --store dummy:// --eval --strict --json -E "
-    let l = import $repo/nix/lib;
-    in l.plan ({ exe = \"/usr/local/bin/exo\"; nodeName = \"conformance\"; accelerator = \"cpu\"; } // $1)" ||
-    fail "nix/lib plan does not evaluate"
-}
-render '{ roles = { master = true; }; }' >"$work/plan-master.json"
-render '{ roles = { worker = true; api = true; }; gossipPorts = { worker = 52426; api = 52436; }; }' >"$work/plan-others.json"
+# One host with every role, as the NixOS module deploys it: the worker and API units join the
+# master next to them with the token the exo-join-token oneshot mints from the master's CA.
+nix-instantiate --store dummy:// --eval --strict --json -E "
+  let l = import $repo/nix/lib;
+  in l.plan {
+    exe = \"/usr/local/bin/exo\"; nodeName = \"conformance\"; accelerator = \"cpu\";
+    roles = { master = true; worker = true; api = true; };
+  }" >"$work/plan.json" || fail "nix/lib plan does not evaluate"
 unitdir="$root/etc/systemd/system"
 mkdir -p "$unitdir"
-python3 - "$unitdir" "$work/plan-master.json" "$work/plan-others.json" <<'EOF_PY'
+python3 - "$unitdir" "$work/plan.json" <<'EOF_PY'
 import json, sys
-unitdir, names = sys.argv[1], []
-for path in sys.argv[2:]:
-    for name, unit in json.load(open(path))["units"].items():
-        open(f"{unitdir}/{name}.service", "w").write(unit["text"])
-        names.append(name)
-wants = "".join(f"Wants={n}.service\n" for n in sorted(names))
-open(f"{unitdir}/exo.target", "w").write(f"[Unit]\nDescription=exo inference cluster node\n{wants}")
+unitdir, path = sys.argv[1], sys.argv[2]
+plan = json.load(open(path))
+for name in plan["unitNames"]:
+    open(f"{unitdir}/{name}.service", "w").write(plan["units"][name]["text"])
+open(f"{unitdir}/exo.target", "w").write(plan["target"])
 EOF_PY
-ls "$unitdir"/exo-master.service "$unitdir"/exo-worker.service "$unitdir"/exo-api.service >/dev/null ||
+ls "$unitdir"/exo-master.service "$unitdir"/exo-worker.service "$unitdir"/exo-api.service "$unitdir"/exo-join-token.service >/dev/null ||
   fail "units missing from the plan"
 
 # 3. Guest setup: the exo system user, the check as a boot unit that powers the guest off.

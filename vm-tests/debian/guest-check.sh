@@ -45,6 +45,48 @@ for u in "${units[@]}"; do
   fi
 done
 
+# 1b. The join token oneshot ran between the master's READY and the co-located units' start, left
+# a token only the exo user can read, and those units were admitted with it.
+mono() { systemctl show -p "$2" --value "$1"; }
+tok=exo-join-token
+if [ "$(mono $tok ActiveState)/$(mono $tok SubState)/$(mono $tok Result)" = active/exited/success ]; then
+  ok "$tok ran to completion (Type=oneshot, RemainAfterExit)"
+else
+  bad "$tok: $(mono $tok ActiveState)/$(mono $tok SubState)/$(mono $tok Result)"
+  dump "$tok"
+fi
+ready=$(mono exo-master ActiveEnterTimestampMonotonic)
+minted_start=$(mono $tok ExecMainStartTimestampMonotonic)
+minted=$(mono $tok ActiveEnterTimestampMonotonic)
+order_ok=1
+# No restarts: a unit started before the token existed would have failed to load its credential.
+for u in exo-worker exo-api; do
+  first=$(mono "$u" ExecMainStartTimestampMonotonic)
+  if ! [ "$ready" -gt 0 ] || ! [ "$minted_start" -ge "$ready" ] || ! [ "$first" -ge "$minted" ] || [ "$(restarts "$u")" != 0 ]; then
+    order_ok=0
+    bad "order: master READY $ready, $tok started $minted_start and done $minted, $u started $first ($(restarts "$u") restarts)"
+  fi
+done
+[ "$order_ok" = 1 ] && ok "order: exo-master READY, then $tok, then exo-worker and exo-api"
+f=/run/exo-join-token/join-token
+if [ "$(stat -c '%a %U' "$f" 2>/dev/null)" = "600 exo" ] && grep -q '^exo1\.' "$f"; then
+  ok "$f: a join token, mode 600, owned by exo"
+else
+  bad "$f: $(stat -c '%a %U' "$f" 2>&1)"
+fi
+alive() {
+  curl -sf http://127.0.0.1:52415/api/v1/nodes | tr -d ' \n' |
+    grep -q "\"name\":\"conformance-$1\",\"roles\":\[[^]]*\],\"status\":\"alive\""
+}
+for role in master worker api; do
+  if timeout=120 wait_for alive "$role"; then
+    ok "conformance-$role is an alive member of the master's cluster"
+  else
+    bad "conformance-$role not alive in /api/v1/nodes: $(curl -sf http://127.0.0.1:52415/api/v1/nodes | cut -c1-400)"
+    dump "exo-$role"
+  fi
+done
+
 # 2. The API answers.
 if timeout=60 wait_for curl -sf http://127.0.0.1:52415/readyz; then
   ok "/readyz: $(curl -sf http://127.0.0.1:52415/readyz | tr -d '\n' | cut -c1-200)"
@@ -103,7 +145,7 @@ for u in "${units[@]}"; do
 done
 
 # 5. The exposure score of the live units.
-for u in "${units[@]}"; do
+for u in "${units[@]}" exo-join-token; do
   score=$(systemd-analyze security --no-pager "$u.service" 2>/dev/null | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
   if [ -n "$score" ] && awk -v s="$score" 'BEGIN { exit !(s <= 2.0) }'; then
     ok "$u exposure $score <= 2.0"
@@ -138,10 +180,17 @@ else
   bad "restart delays not growing from 1s: '${delays}' (${back} restarts)"
 fi
 
-# 7. A configuration error (exit status 2) is not retried.
+# 7. A configuration error (exit status 2) is not retried. The worker next to the master does not
+# follow the master's restarts (it only wants the token unit, which is ordered after the master).
+worker_pid=$(main_pid exo-worker)
 systemctl set-environment EXO_LOG__LEVEL=loud
 systemctl restart exo-master.service >/dev/null 2>&1
 sleep 5
+if [ "$(main_pid exo-worker)" = "$worker_pid" ] && systemctl is-active --quiet exo-worker; then
+  ok "exo-worker keeps running while exo-master restarts"
+else
+  bad "exo-worker was restarted or stopped with exo-master (pid $worker_pid -> $(main_pid exo-worker))"
+fi
 state=$(systemctl show -p ActiveState --value exo-master)
 status=$(systemctl show -p ExecMainStatus --value exo-master)
 n=$(restarts exo-master)
@@ -153,6 +202,16 @@ fi
 systemctl unset-environment EXO_LOG__LEVEL
 systemctl reset-failed exo-master.service
 systemctl start exo-master.service
+# The token outlives the token unit's stop (RuntimeDirectoryPreserve=yes), so the co-located units
+# can still load their credential on a restart; starting the worker anew mints it again.
+if [ -s /run/exo-join-token/join-token ] && systemctl restart exo-worker.service &&
+  timeout=120 wait_for systemctl is-active --quiet exo-worker && [ "$(mono $tok ActiveState)" = active ]; then
+  ok "exo-worker restarts with its credential after the master's restart; $tok active again"
+else
+  bad "exo-worker after the master's restart: $(systemctl is-active exo-worker), $tok $(mono $tok ActiveState)"
+  dump exo-worker
+  dump "$tok"
+fi
 
 # 8. SIGTERM drains and exits cleanly (STOPPING=1, exit 0).
 systemctl stop exo.target
@@ -165,6 +224,41 @@ for u in "${units[@]}"; do
     bad "$u stop: result=$result status=$status"
   fi
 done
+
+# 9. The token unit's sandbox and retries, probed through drop-ins that replace only its command:
+# of /var/lib/exo it sees the master's state directory alone, read-only; and pointed at a
+# directory without a CA, exo fails, the unit retries (Restart=on-failure) and then fails for
+# good, the missing file named in its journal.
+dropin=/run/systemd/system/exo-join-token.service.d
+mkdir -p "$dropin"
+cat >"$dropin/probe.conf" <<'EOF_DROPIN'
+[Service]
+ExecStart=
+ExecStart=/bin/sh -c 'p=/run/exo-join-token/probe; ls -A /var/lib/exo >$p; touch /var/lib/exo/master/probe 2>/dev/null && echo WROTE >>$p; true'
+EOF_DROPIN
+systemctl daemon-reload
+systemctl start exo-join-token.service
+seen=$(tr '\n' ' ' </run/exo-join-token/probe 2>/dev/null)
+if [ "$seen" = "master " ]; then
+  ok "$tok sees only /var/lib/exo/master, read-only"
+else
+  bad "$tok sees '$seen' in /var/lib/exo (want only master, not writable)"
+fi
+systemctl stop exo-join-token.service exo-master.service
+sed -i 's|^ExecStart=/bin/sh.*|ExecStart=/usr/local/bin/exo cluster token --from-data-dir /var/lib/exo/nowhere --out %t/exo-join-token/join-token|' "$dropin/probe.conf"
+systemctl daemon-reload
+systemctl start --no-block exo-join-token.service
+if timeout=150 wait_for bash -c "[ \$(systemctl show -p ActiveState --value $tok) = failed ]" &&
+  [ "$(restarts $tok)" -ge 3 ] &&
+  journalctl -u $tok -o cat --no-pager | grep -q 'read cluster CA: open /var/lib/exo/nowhere/cluster/ca.crt'; then
+  ok "without a CA $tok retried $(restarts $tok) times, then failed ($(mono $tok Result)), naming the missing ca.crt"
+else
+  bad "$tok without a CA: $(mono $tok ActiveState)/$(mono $tok Result) after $(restarts $tok) restarts"
+  dump "$tok"
+fi
+rm -rf "$dropin"
+systemctl daemon-reload
+systemctl stop exo.target
 
 if [ "$fails" -eq 0 ]; then
   echo "EXO-CONFORMANCE: PASS"
