@@ -134,7 +134,7 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		n.pipeline = pipeline.New(pipeline.Options{
 			NodeName: cfg.Node.Name, Worker: worker, Listen: cfg.Transport.Addr,
 			Mode: transport.Mode(cfg.Transport.Mode), DType: wireDType(cfg.Transport.DType),
-			Engine: model.Options{}, Cluster: n.cluster, Store: n.store,
+			Engine: model.Options{Threads: cfg.Engine.Threads}, Cluster: n.cluster, Store: n.store,
 			Registerer: n.registry, Logger: log,
 		})
 	}

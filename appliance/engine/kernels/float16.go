@@ -1,9 +1,12 @@
-// Package kernels holds the pure-Go reference kernels of the inference engine: conversion between
+// Package kernels holds the compute kernels of the inference engine: conversion between
 // the GGUF tensor types and float32, llama.cpp's reference quantizers, the quantized dot products
 // that llama.cpp's CPU backend computes, and the fp32 operations a llama-family forward pass needs.
 //
-// Everything here favours being an exact, readable mirror of ggml over speed; optimized kernels
-// elsewhere are tested against these.
+// The reference functions (Dot, MatVec, DotF32, SiLU, ...) favour being an exact, readable mirror
+// of ggml over speed. The fast path beside them — VecDot, MatMul on a Pool, the F16 and SiLU
+// helpers (simd.go, matmul.go, pool.go) — runs Go assembly chosen at run time (AVX2/FMA/F16C and
+// AVX-512 VNNI on amd64, NEON with the dot-product extension on arm64; build tag purego turns it
+// off), and tests compare every kernel with its pure-Go twin.
 //
 // Floating-point note: Go may fuse x*y+z into one FMA instruction on some targets (arm64 always,
 // amd64 with GOAMD64=v3). ggml's quantizers are compiled without FMA, so wherever a rounding step

@@ -2,7 +2,7 @@ package model
 
 import (
 	"fmt"
-	"math"
+	"sync"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
@@ -27,6 +27,9 @@ type Options struct {
 	// KVType is the KV cache type: F32 (the zero value; fp32 attention like the goldens'
 	// f32ref) or F16 (attention computed like llama.cpp's default F16 cache + flash attention).
 	KVType ggml.Type
+	// Threads is the number of cores the stage's matrix products and attention use; 0 means
+	// kernels.DefaultThreads() (the physical cores). Stages with the same count share one pool.
+	Threads int
 }
 
 func (o *Options) normalize() error {
@@ -39,6 +42,9 @@ func (o *Options) normalize() error {
 	}
 	if o.KVType != ggml.F32 && o.KVType != ggml.F16 {
 		return fmt.Errorf("model: KV cache type %s is not supported (F32, F16 are)", o.KVType)
+	}
+	if o.Threads < 0 {
+		return fmt.Errorf("model: threads = %d is negative", o.Threads)
 	}
 	return nil
 }
@@ -69,6 +75,10 @@ type Stage struct {
 
 	weightBytes int64
 	tensors     []string
+
+	pool   *kernels.Pool
+	wsMu   sync.Mutex
+	wsFree []*workspace // idle workspaces of ForwardBatch calls
 }
 
 // LoadStage prepares layers [first, last) of f. It references only the tensors of that range
@@ -157,6 +167,7 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 			float32(r.LowFreqFactor), float32(r.HighFreqFactor), r.OrigContext)
 	}
 	s.weightBytes, s.tensors = l.bytes, l.names
+	s.pool = kernels.SharedPool(opts.Threads)
 	return s, nil
 }
 
@@ -185,7 +196,8 @@ type Seq struct {
 	kF32, vF32 [][]float32 // per layer, ctxLen × (NHeadKV·HeadDim)
 	kF16, vF16 [][]uint16
 
-	sc scratch
+	// Results of ForwardBatch, reused from call to call.
+	hidOut, logOut []float32
 }
 
 // NewSequence allocates a KV cache of ctxLen positions for the stage's layers. ctxLen <= 0 means
@@ -206,7 +218,6 @@ func (s *Stage) NewSequence(ctxLen int) *Seq {
 			q.vF32 = append(q.vF32, make([]float32, ctxLen*vd))
 		}
 	}
-	q.sc = newScratch(c, ctxLen)
 	return q
 }
 
@@ -243,248 +254,51 @@ type Out struct {
 
 // Forward runs the batch through the stage's layers, appending its keys and values to seq's
 // cache. Positions must continue the sequence: Pos <= seq.Len() (a smaller Pos overwrites the
-// tail, as after Truncate).
+// tail, as after Truncate). The whole batch goes through each layer together (one pass over the
+// weights for all its tokens); every token's result equals its token-by-token evaluation.
 func (s *Stage) Forward(seq *Seq, in Batch) (Out, error) {
+	var outs [1]Out
+	if err := s.ForwardBatch([]SeqBatch{{Seq: seq, Batch: in}}, outs[:]); err != nil {
+		return Out{}, err
+	}
+	// Forward's results belong to the caller; ForwardBatch's stay with the sequence.
+	return Out{Hidden: append([]float32(nil), outs[0].Hidden...), Logits: append([]float32(nil), outs[0].Logits...)}, nil
+}
+
+// check validates one sequence's batch and returns its number of positions.
+func (s *Stage) check(seq *Seq, in Batch) (int, error) {
 	c := s.Config
 	if seq == nil || seq.stage != s {
-		return Out{}, fmt.Errorf("model: sequence does not belong to this stage")
+		return 0, fmt.Errorf("model: sequence does not belong to this stage")
 	}
 	var n int
 	if s.IsFirst() {
 		if in.Hidden != nil {
-			return Out{}, fmt.Errorf("model: first stage takes tokens, got hidden states")
+			return 0, fmt.Errorf("model: first stage takes tokens, got hidden states")
 		}
 		n = len(in.Tokens)
 		for i, t := range in.Tokens {
 			if t < 0 || int(t) >= c.NVocab {
-				return Out{}, fmt.Errorf("model: token %d at batch index %d is outside the vocabulary of %d", t, i, c.NVocab)
+				return 0, fmt.Errorf("model: token %d at batch index %d is outside the vocabulary of %d", t, i, c.NVocab)
 			}
 		}
 	} else {
 		if in.Tokens != nil {
-			return Out{}, fmt.Errorf("model: stage [%d,%d) takes hidden states, got tokens", s.First, s.Last)
+			return 0, fmt.Errorf("model: stage [%d,%d) takes hidden states, got tokens", s.First, s.Last)
 		}
 		if len(in.Hidden)%c.NEmbd != 0 {
-			return Out{}, fmt.Errorf("model: hidden state length %d is not a multiple of n_embd %d", len(in.Hidden), c.NEmbd)
+			return 0, fmt.Errorf("model: hidden state length %d is not a multiple of n_embd %d", len(in.Hidden), c.NEmbd)
 		}
 		n = len(in.Hidden) / c.NEmbd
 	}
 	if n == 0 {
-		return Out{}, fmt.Errorf("model: empty batch")
+		return 0, fmt.Errorf("model: empty batch")
 	}
 	if in.Pos < 0 || in.Pos > seq.n {
-		return Out{}, fmt.Errorf("model: batch starts at position %d but the sequence holds %d positions", in.Pos, seq.n)
+		return 0, fmt.Errorf("model: batch starts at position %d but the sequence holds %d positions", in.Pos, seq.n)
 	}
 	if in.Pos+n > seq.ctxLen {
-		return Out{}, fmt.Errorf("model: context full: positions %d..%d exceed the context length %d", in.Pos, in.Pos+n-1, seq.ctxLen)
+		return 0, fmt.Errorf("model: context full: positions %d..%d exceed the context length %d", in.Pos, in.Pos+n-1, seq.ctxLen)
 	}
-
-	var out Out
-	if !s.IsLast() {
-		out.Hidden = make([]float32, n*c.NEmbd)
-	} else if in.AllLogits {
-		out.Logits = make([]float32, n*c.NVocab)
-	} else {
-		out.Logits = make([]float32, c.NVocab)
-	}
-	x := seq.sc.x
-	// Tokens go through one at a time: the result per position equals a batched evaluation up
-	// to fp32 summation order, and batching is a separate optimisation.
-	for i := 0; i < n; i++ {
-		pos := in.Pos + i
-		if s.IsFirst() {
-			s.embd.rowF32(int(in.Tokens[i]), x)
-		} else {
-			copy(x, in.Hidden[i*c.NEmbd:(i+1)*c.NEmbd])
-		}
-		s.rope.Cache(pos, seq.sc.rope)
-		for li := range s.layers {
-			s.layer(seq, li, pos, x)
-		}
-		seq.n = pos + 1
-		switch {
-		case !s.IsLast():
-			copy(out.Hidden[i*c.NEmbd:], x)
-		case in.AllLogits:
-			s.logits(seq, x, out.Logits[i*c.NVocab:(i+1)*c.NVocab])
-		case i == n-1:
-			s.logits(seq, x, out.Logits)
-		}
-	}
-	return out, nil
-}
-
-// layer runs transformer block li on the hidden state x (updated in place) at position pos.
-func (s *Stage) layer(seq *Seq, li, pos int, x []float32) {
-	c, ly, sc := s.Config, &s.layers[li], &seq.sc
-	comp := s.opts.Compute
-
-	kernels.RMSNorm(sc.h, x, ly.attnNorm, c.RMSEps)
-	ly.wq.mulVec(comp, sc.h, sc.q)
-	ly.wk.mulVec(comp, sc.h, sc.k)
-	ly.wv.mulVec(comp, sc.h, sc.v)
-	if ly.bq != nil {
-		kernels.Add(sc.q, sc.q, ly.bq)
-		kernels.Add(sc.k, sc.k, ly.bk)
-		kernels.Add(sc.v, sc.v, ly.bv)
-	}
-	if ly.qNorm != nil {
-		for h := 0; h < c.NHead; h++ {
-			qh := sc.q[h*c.HeadDimK : (h+1)*c.HeadDimK]
-			kernels.RMSNorm(qh, qh, ly.qNorm, c.RMSEps)
-		}
-		for h := 0; h < c.NHeadKV; h++ {
-			kh := sc.k[h*c.HeadDimK : (h+1)*c.HeadDimK]
-			kernels.RMSNorm(kh, kh, ly.kNorm, c.RMSEps)
-		}
-	}
-	s.rope.Apply(sc.q, c.HeadDimK, sc.rope)
-	s.rope.Apply(sc.k, c.HeadDimK, sc.rope)
-	seq.store(li, pos, sc.k, sc.v)
-	s.attention(seq, li, pos, sc.q, sc.att)
-	ly.wo.mulVec(comp, sc.att, sc.h)
-	kernels.Add(x, x, sc.h)
-
-	kernels.RMSNorm(sc.h, x, ly.ffnNorm, c.RMSEps)
-	ly.gate.mulVec(comp, sc.h, sc.gate)
-	ly.up.mulVec(comp, sc.h, sc.up)
-	kernels.SiLU(sc.gate, sc.gate)
-	kernels.Mul(sc.gate, sc.gate, sc.up)
-	ly.down.mulVec(comp, sc.gate, sc.h)
-	kernels.Add(x, x, sc.h)
-}
-
-// attention computes causal grouped-query attention of q over positions [0,pos] into out.
-func (s *Stage) attention(seq *Seq, li, pos int, q, out []float32) {
-	if seq.kF16 != nil {
-		s.attentionF16(seq, li, pos, q, out)
-		return
-	}
-	c, sc := s.Config, &seq.sc
-	group := c.NHead / c.NHeadKV
-	scale := float32(1 / math.Sqrt(float64(c.HeadDimK)))
-	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
-	scores := sc.scores[:pos+1]
-	for h := 0; h < c.NHead; h++ {
-		kvh := h / group
-		qh := q[h*c.HeadDimK : (h+1)*c.HeadDimK]
-		for t := 0; t <= pos; t++ {
-			scores[t] = kernels.DotF32(qh, seq.key(li, t*kd+kvh*c.HeadDimK, c.HeadDimK, sc.kvRow)) * scale
-		}
-		kernels.Softmax(scores)
-		oh := out[h*c.HeadDimV : (h+1)*c.HeadDimV]
-		clear(oh)
-		for t := 0; t <= pos; t++ {
-			axpy(oh, scores[t], seq.value(li, t*vd+kvh*c.HeadDimV, c.HeadDimV, sc.kvRow))
-		}
-	}
-}
-
-// attentionF16 is attention over the F16 cache computed the way llama.cpp's CPU flash
-// attention does (its default configuration): the query is rounded to F16, scores are F16 dot
-// products, and the softmax is computed online with the value sum accumulated in F16.
-func (s *Stage) attentionF16(seq *Seq, li, pos int, q, out []float32) {
-	c, sc := s.Config, &seq.sc
-	group := c.NHead / c.NHeadKV
-	scale := float32(1 / math.Sqrt(float64(c.HeadDimK)))
-	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
-	qr := sc.kvRow[:c.HeadDimK]
-	acc := sc.acc16
-	for h := 0; h < c.NHead; h++ {
-		kvh := h / group
-		for d, v := range q[h*c.HeadDimK : (h+1)*c.HeadDimK] {
-			qr[d] = kernels.F16ToF32(kernels.F32ToF16(v))
-		}
-		clear(acc)
-		m, sum := float32(math.Inf(-1)), float32(0)
-		for t := 0; t <= pos; t++ {
-			k := seq.kF16[li][t*kd+kvh*c.HeadDimK : t*kd+(kvh+1)*c.HeadDimK]
-			var dot float64
-			for d, kv := range k {
-				dot += float64(kernels.F16ToF32(kv) * qr[d]) // exact product of two halves
-			}
-			sc := float32(dot) * scale
-			ms, vs := float32(1), float32(1)
-			if sc > m {
-				ms = float32(math.Exp(float64(m - sc)))
-				m = sc
-				for d := range acc {
-					acc[d] = kernels.F32ToF16(kernels.F16ToF32(acc[d]) * ms)
-				}
-			} else {
-				vs = float32(math.Exp(float64(sc - m)))
-			}
-			v := seq.vF16[li][t*vd+kvh*c.HeadDimV : t*vd+(kvh+1)*c.HeadDimV]
-			for d := range acc {
-				acc[d] = kernels.F32ToF16(float32(math.FMA(float64(kernels.F16ToF32(v[d])), float64(vs), float64(kernels.F16ToF32(acc[d])))))
-			}
-			sum = sum*ms + vs
-		}
-		inv := 1 / sum
-		oh := out[h*c.HeadDimV : (h+1)*c.HeadDimV]
-		for d := range oh {
-			oh[d] = kernels.F16ToF32(acc[d]) * inv
-		}
-	}
-}
-
-// logits applies the final norm and the classifier.
-func (s *Stage) logits(seq *Seq, x, out []float32) {
-	kernels.RMSNorm(seq.sc.h, x, s.outNorm, s.Config.RMSEps)
-	s.output.mulVec(s.opts.Compute, seq.sc.h, out)
-}
-
-// store writes the key and value of position pos of layer li.
-func (q *Seq) store(li, pos int, k, v []float32) {
-	if q.kF16 != nil {
-		f32ToF16(q.kF16[li][pos*len(k):(pos+1)*len(k)], k)
-		f32ToF16(q.vF16[li][pos*len(v):(pos+1)*len(v)], v)
-		return
-	}
-	copy(q.kF32[li][pos*len(k):], k)
-	copy(q.vF32[li][pos*len(v):], v)
-}
-
-// key returns n cached key values of layer li from offset off, widening F16 into buf.
-func (q *Seq) key(li, off, n int, buf []float32) []float32 {
-	if q.kF16 != nil {
-		f16ToF32(buf[:n], q.kF16[li][off:off+n])
-		return buf[:n]
-	}
-	return q.kF32[li][off : off+n]
-}
-
-func (q *Seq) value(li, off, n int, buf []float32) []float32 {
-	if q.vF16 != nil {
-		f16ToF32(buf[:n], q.vF16[li][off:off+n])
-		return buf[:n]
-	}
-	return q.vF32[li][off : off+n]
-}
-
-// scratch holds the per-token intermediate vectors of one sequence.
-type scratch struct {
-	x, h         []float32
-	q, k, v, att []float32
-	gate, up     []float32
-	scores       []float32
-	rope, kvRow  []float32
-	acc16        []uint16
-}
-
-func newScratch(c Config, ctxLen int) scratch {
-	return scratch{
-		x:      make([]float32, c.NEmbd),
-		h:      make([]float32, c.NEmbd),
-		q:      make([]float32, c.NHead*c.HeadDimK),
-		k:      make([]float32, c.NHeadKV*c.HeadDimK),
-		v:      make([]float32, c.NHeadKV*c.HeadDimV),
-		att:    make([]float32, c.NHead*c.HeadDimV),
-		gate:   make([]float32, c.NFF),
-		up:     make([]float32, c.NFF),
-		scores: make([]float32, ctxLen),
-		rope:   make([]float32, c.RopeDims),
-		kvRow:  make([]float32, max(c.HeadDimK, c.HeadDimV)),
-		acc16:  make([]uint16, c.HeadDimV),
-	}
+	return n, nil
 }

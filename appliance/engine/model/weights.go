@@ -20,15 +20,6 @@ type matrix struct {
 // row returns the bytes of row r.
 func (m *matrix) row(r int) []byte { return m.data[r*m.rowBytes : (r+1)*m.rowBytes] }
 
-// mulVec computes out = m·x with the stage's compute mode.
-func (m *matrix) mulVec(c Compute, x, out []float32) {
-	if c == ComputeF32 {
-		kernels.MatVecF32(m.typ, m.data, m.rows, m.cols, x, out)
-		return
-	}
-	kernels.MatVec(m.typ, m.data, m.rows, m.cols, x, out)
-}
-
 // rowF32 dequantizes row r into dst: the embedding lookup, exact in every compute mode like
 // ggml_get_rows.
 func (m *matrix) rowF32(r int, dst []float32) {

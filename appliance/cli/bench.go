@@ -1,0 +1,202 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/engine/kernels"
+	"github.com/exo-nix/exo/appliance/engine/model"
+)
+
+func init() { addCommand(newBenchCmd) }
+
+// benchJSON is the --json output of `exo bench --model`.
+type benchJSON struct {
+	Model         string  `json:"model"`
+	Type          string  `json:"type"`
+	ModelBytes    int64   `json:"model_bytes"`
+	Threads       int     `json:"threads"`
+	Batch         int     `json:"batch"`
+	KVType        string  `json:"kv_type"`
+	SIMD          string  `json:"simd"`
+	PromptTokens  int     `json:"n_prompt"`
+	GenTokens     int     `json:"n_gen"`
+	Repetitions   int     `json:"repetitions"`
+	PPTokensPerS  float64 `json:"pp_tokens_per_s"`
+	PPStd         float64 `json:"pp_std"`
+	TGTokensPerS  float64 `json:"tg_tokens_per_s"`
+	TGStd         float64 `json:"tg_std"`
+	WeightsGBPerS float64 `json:"weights_gb_per_s"`
+	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
+}
+
+// membwJSON is the --json output of `exo bench --membw`.
+type membwJSON struct {
+	Threads   int     `json:"threads"`
+	SizeBytes int64   `json:"size_bytes"`
+	GBPerS    float64 `json:"gb_per_s"`
+}
+
+func newBenchCmd() *cobra.Command {
+	var (
+		modelPath, kvType string
+		cpuProfile        string
+		threads, pp, tg   int
+		batch, reps       int
+		sizeMB            int
+		membw, jsonOut    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "bench (--model FILE [-p 128] [-n 64] [--batch B] | --membw) [--threads N] [--json]",
+		Short: "Measure prompt and generation speed of a model, or this machine's memory bandwidth",
+		Long: `Bench measures a GGUF model like llama-bench: -p tokens of prompt processed as one batch
+(pp, tokens/s) and -n tokens generated one step at a time from an empty context (tg, tokens/s),
+each repeated -r times with random tokens and no sampling. --batch B decodes B sequences at
+once (continuous batching); tg is then their aggregate rate. weights_gb_per_s is the model's
+weight bytes read per generated step times the step rate: the figure to hold against --membw.
+
+--membw measures the memory read bandwidth of this machine with the same number of threads:
+the physical limit of decoding, which reads every weight once per step.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if threads < 0 {
+				return usageError{fmt.Errorf("bench: --threads %d is negative", threads)}
+			}
+			if threads == 0 {
+				threads = kernels.DefaultThreads()
+			}
+			out := cmd.OutOrStdout()
+			if membw {
+				if modelPath != "" {
+					return usageError{errors.New("bench: give --model or --membw, not both")}
+				}
+				if sizeMB < 1 {
+					return usageError{fmt.Errorf("bench: --size-mb %d must be positive", sizeMB)}
+				}
+				bw, err := kernels.MemoryBandwidth(int64(sizeMB)<<20, threads, max(reps, 3))
+				if err != nil {
+					return err
+				}
+				if jsonOut {
+					return json.NewEncoder(out).Encode(membwJSON{Threads: threads, SizeBytes: int64(sizeMB) << 20, GBPerS: bw / 1e9})
+				}
+				fmt.Fprintf(out, "memory read bandwidth: %.2f GB/s (%d threads, %d MiB buffer)\n", bw/1e9, threads, sizeMB)
+				return nil
+			}
+			if modelPath == "" {
+				return usageError{errors.New("bench: --model or --membw is required")}
+			}
+			if pp < 0 || tg < 0 || pp+tg == 0 || batch < 1 || reps < 1 {
+				return usageError{fmt.Errorf("bench: -p %d -n %d --batch %d -r %d: need -p, -n >= 0 (not both 0), --batch and -r >= 1", pp, tg, batch, reps)}
+			}
+			opts := model.Options{Threads: threads}
+			switch strings.ToLower(kvType) {
+			case "f16":
+				opts.KVType = ggml.F16
+			case "f32":
+				opts.KVType = ggml.F32
+			default:
+				return usageError{fmt.Errorf("bench: --kv-type %q is not supported (f16, f32 are)", kvType)}
+			}
+			f, err := gguf.Open(modelPath)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			cfg, err := model.ConfigFromGGUF(f)
+			if err != nil {
+				return err
+			}
+			st, err := model.LoadStage(f, 0, cfg.NLayer, opts)
+			if err != nil {
+				return err
+			}
+			if cpuProfile != "" {
+				pf, err := os.Create(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return fmt.Errorf("bench: cpu profile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
+			res, err := model.Bench(st, model.BenchConfig{PromptTokens: pp, GenTokens: tg, Batch: batch, Repetitions: reps})
+			if err != nil {
+				return err
+			}
+			r := benchJSON{
+				Model: filepath.Base(modelPath), Type: weightType(f), ModelBytes: st.WeightBytes(),
+				Threads: threads, Batch: batch, KVType: opts.KVType.String(), SIMD: kernels.SIMD(),
+				PromptTokens: pp, GenTokens: tg, Repetitions: reps,
+				PPTokensPerS: res.PromptPerS, PPStd: res.PromptStd, TGTokensPerS: res.GenPerS, TGStd: res.GenStd,
+				// One decode step reads every weight once, whatever the batch.
+				WeightsGBPerS: float64(st.WeightBytes()) * res.GenPerS / float64(batch) / 1e9,
+				PeakRSSBytes:  peakRSS(),
+			}
+			if jsonOut {
+				return json.NewEncoder(out).Encode(r)
+			}
+			fmt.Fprintf(out, "model %s (%s, %.2f GiB of weights), %d threads, KV %s, SIMD %s\n", r.Model, r.Type, float64(r.ModelBytes)/(1<<30), threads, r.KVType, r.SIMD)
+			if pp > 0 {
+				fmt.Fprintf(out, "pp%d: %8.2f ± %.2f tokens/s\n", pp, r.PPTokensPerS, r.PPStd)
+			}
+			if tg > 0 {
+				fmt.Fprintf(out, "tg%d: %8.2f ± %.2f tokens/s (batch %d), weights %.2f GB/s\n", tg, r.TGTokensPerS, r.TGStd, batch, r.WeightsGBPerS)
+			}
+			fmt.Fprintf(out, "peak RSS %.1f MiB\n", float64(r.PeakRSSBytes)/(1<<20))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&modelPath, "model", "", "GGUF model file")
+	fl.IntVarP(&threads, "threads", "t", 0, "worker threads (default: physical cores)")
+	fl.IntVarP(&pp, "n-prompt", "p", 128, "prompt tokens processed as one batch (0 to skip)")
+	fl.IntVarP(&tg, "n-gen", "n", 64, "tokens generated one step at a time (0 to skip)")
+	fl.IntVar(&batch, "batch", 1, "sequences generating at once")
+	fl.IntVarP(&reps, "repetitions", "r", 5, "repetitions of each test")
+	fl.StringVar(&kvType, "kv-type", "f16", "KV cache type: f16 or f32")
+	fl.BoolVar(&membw, "membw", false, "measure memory read bandwidth instead of a model")
+	fl.IntVar(&sizeMB, "size-mb", 1024, "buffer size of --membw in MiB")
+	fl.BoolVar(&jsonOut, "json", false, "print one JSON object")
+	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the measured runs to FILE")
+	return cmd
+}
+
+// weightType names the most common type of the layers' 2-D tensors, by bytes (embeddings and
+// the classifier often keep another type).
+func weightType(f *gguf.File) string {
+	by := map[ggml.Type]int64{}
+	for _, t := range f.Tensors {
+		if len(t.Dims) == 2 && strings.HasPrefix(t.Name, "blk.") {
+			by[t.Type] += t.Size
+		}
+	}
+	best, bytes := "", int64(-1)
+	for t, b := range by {
+		if b > bytes || b == bytes && t.String() < best {
+			best, bytes = t.String(), b
+		}
+	}
+	return best
+}
+
+// peakRSS is the process's peak resident set (mapped weights that were read included).
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024 // kilobytes on Linux
+}

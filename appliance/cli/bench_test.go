@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func runBench(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(append([]string{"bench"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// `exo bench --model` reports llama-bench's figures as JSON, with the fields the issue names.
+func TestBenchCommandJSON(t *testing.T) {
+	modelPath := generateFixture(t, "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q8_0.gguf")
+	code, out, errs := runBench(t, "--model", modelPath, "-p", "16", "-n", "8", "-r", "2", "--batch", "2", "-t", "2", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var r map[string]any
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	for _, k := range []string{"pp_tokens_per_s", "tg_tokens_per_s", "weights_gb_per_s", "model_bytes", "peak_rss_bytes"} {
+		if v, ok := r[k].(float64); !ok || v <= 0 {
+			t.Errorf("%s = %v, want a positive number", k, r[k])
+		}
+	}
+	if r["threads"] != float64(2) || r["batch"] != float64(2) || r["type"] != "Q8_0" {
+		t.Errorf("threads %v batch %v type %v", r["threads"], r["batch"], r["type"])
+	}
+}
+
+func TestBenchCommandMembwAndErrors(t *testing.T) {
+	code, out, errs := runBench(t, "--membw", "--size-mb", "8", "-t", "1", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var r struct {
+		GBPerS float64 `json:"gb_per_s"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.GBPerS <= 0 {
+		t.Fatalf("membw: %v %q", err, out)
+	}
+	for _, args := range [][]string{{}, {"--model", "x.gguf", "--membw"}, {"--model", "x.gguf", "-p", "0", "-n", "0"}, {"--membw", "-t", "-1"}} {
+		if code, _, errs := runBench(t, args...); code == 0 || !strings.Contains(errs, "bench") {
+			t.Errorf("bench %v: exit %d, stderr %q", args, code, errs)
+		}
+	}
+}

@@ -1,0 +1,402 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// The fast path. Dot, MatVec and the float helpers above are the reference: they follow ggml's
+// generic C code operation for operation, and tests hold them to llama.cpp's bits. The functions
+// here compute the same integer sums with SIMD instructions chosen at run time (simd_amd64.go,
+// simd_arm64.go) and accumulate the float block results in vector lanes, as llama.cpp's own
+// AVX2 and NEON kernels do; they agree with the reference exactly wherever the float steps are
+// exact, and otherwise to float32 rounding of the sum (see simd_test.go).
+
+// vecDotFn is a SIMD dot of one weight row with converted activations of n elements.
+type vecDotFn func(row, act []byte, n int) float32
+
+// fastDots holds the SIMD dots by weight type; a nil entry falls back to the reference Dot.
+var fastDots [ggml.BF16 + 1]vecDotFn
+
+// variant is one SIMD dot kernel; variants lists every one this CPU can run (also those that
+// dispatch passed over for a faster one), so tests check them all against the reference.
+type variant struct {
+	name  string
+	t     ggml.Type
+	dot   vecDotFn
+	exact bool // equals the reference Dot bit for bit
+}
+
+var variants []variant
+
+// use installs kernel f for type t and records it as a variant.
+func use(name string, t ggml.Type, f vecDotFn) {
+	fastDots[t] = f
+	variants = append(variants, variant{name: name, t: t, dot: f})
+}
+
+// useExact is use for a kernel that reproduces the reference Dot bit for bit.
+func useExact(name string, t ggml.Type, f vecDotFn) {
+	use(name, t, f)
+	variants[len(variants)-1].exact = true
+}
+
+// vecDot4Fn is a four-column SIMD dot: out[c] = row · act[c*stride:] for c < 4, bit-identical
+// to four vecDotFn calls.
+type vecDot4Fn func(row, act []byte, stride int, n int, out *[4]float32)
+
+// fastDots4 holds the four-column kernels by weight type (nil: none).
+var fastDots4 [ggml.BF16 + 1]vecDot4Fn
+
+type variant4 struct {
+	name string
+	t    ggml.Type
+	dot  vecDot4Fn
+}
+
+var variants4 []variant4
+
+func use4(name string, t ggml.Type, f vecDot4Fn) {
+	fastDots4[t] = f
+	variants4 = append(variants4, variant4{name, t, f})
+}
+
+// rowTabFn is an exact row dot of a type with Q8_0 activations that takes the activation row's
+// tables (actTables): equal to the reference Dot bit for bit. MatMul computes the tables once
+// per activation row; VecDot builds them per call.
+type rowTabFn func(row, act []byte, yd []float32, ys []int32, n int) float32
+
+var fastRowTab [ggml.BF16 + 1]rowTabFn
+
+// useRowTab installs an exact row kernel, as the VecDot of t too.
+func useRowTab(name string, t ggml.Type, f rowTabFn) {
+	fastRowTab[t] = f
+	useExact(name, t, func(row, act []byte, n int) float32 {
+		// Tables on the stack for rows up to 8192 elements; VecDot is not the hot path (MatMul
+		// keeps tables per activation row).
+		nb := n / 32
+		var ydb [256]float32
+		var ysb [256]int32
+		yd, ys := ydb[:], ysb[:]
+		if nb > len(ydb) {
+			yd, ys = make([]float32, nb), make([]int32, nb)
+		}
+		if len(act) < 34*nb {
+			panic(fmt.Sprintf("kernels: %s dot of %d elements with activations of %d bytes", t, n, len(act)))
+		}
+		actTables(act, nb, yd[:nb], ys[:nb])
+		return f(row, act, yd, ys, n)
+	})
+}
+
+// tailQ8_0 and tailQ4_0 continue a reference dot (dotQ8_0, dotQ4_0) from sumf over blocks
+// [b0, nb).
+func tailQ8_0(sumf float32, row, act []byte, b0, nb int) float32 {
+	for ib := b0; ib < nb; ib++ {
+		x, y := row[ib*34:(ib+1)*34], act[ib*34:(ib+1)*34]
+		sumi := 0
+		for j := 0; j < qk; j++ {
+			sumi += int(int8(x[2+j])) * int(int8(y[2+j]))
+		}
+		sumf += float32(float32(sumi) * float32(getF16(x, 0)*getF16(y, 0)))
+	}
+	return sumf
+}
+
+func tailQ4_0(sumf float32, row, act []byte, b0, nb int) float32 {
+	for ib := b0; ib < nb; ib++ {
+		x, y := row[ib*18:(ib+1)*18], act[ib*34:(ib+1)*34]
+		sumi := 0
+		for j := 0; j < qk/2; j++ {
+			v0 := int(x[2+j]&0x0f) - 8
+			v1 := int(x[2+j]>>4) - 8
+			sumi += v0*int(int8(y[2+j])) + v1*int(int8(y[2+j+qk/2]))
+		}
+		sumf += float32(float32(float32(sumi)*getF16(x, 0)) * getF16(y, 0))
+	}
+	return sumf
+}
+
+// unpacked8 is the prompt-batch form of the exact Q8_0/Q4_0 dots: unpack converts eight rows
+// (n elements each) into 256 bytes of quants and 8 float32 scales per block, and dot multiplies
+// the unpacked rows with one activation row, each result equal to the reference Dot, while it
+// prefetches pf (memory it will need next; may be empty).
+type unpacked8 struct {
+	unpack func(w []byte, xstride, n int, dst []byte, sc []float32)
+	dot    func(u []byte, sc []float32, act []byte, yd []float32, ys []int32, n int, out []float32, pf []byte)
+}
+
+var fastUnpacked8 [ggml.BF16 + 1]*unpacked8
+
+type variantU8 struct {
+	name string
+	t    ggml.Type
+	k    unpacked8
+}
+
+var variantsU8 []variantU8
+
+func useU8(name string, t ggml.Type, k unpacked8) {
+	fastUnpacked8[t] = &k
+	variantsU8 = append(variantsU8, variantU8{name, t, k})
+}
+
+// actTables writes, for each 32-element block of a Q8_0 activation row, its scale as float32
+// (yd) and the sum of its quants (ys), which the exact Q8_0/Q4_0 kernels use.
+func actTables(act []byte, nb int, yd []float32, ys []int32) {
+	for b := 0; b < nb; b++ {
+		blk := act[34*b : 34*b+34]
+		yd[b] = getF16(blk, 0)
+		var s int32
+		for _, q := range blk[2:] {
+			s += int32(int8(q))
+		}
+		ys[b] = s
+	}
+}
+
+// simdName names the instruction sets the dispatch chose ("" for none).
+var simdName string
+
+// VecDot is Dot computed by the fastest kernel this CPU has for t (the reference Dot where
+// there is none).
+func VecDot(t ggml.Type, row, act []byte, n int) float32 {
+	if int(t) < len(fastDots) {
+		if f := fastDots[t]; f != nil {
+			return f(row, act, n)
+		}
+	}
+	return Dot(t, row, act, n)
+}
+
+// Accelerated reports whether VecDot has a SIMD kernel for weights of type t on this CPU.
+func Accelerated(t ggml.Type) bool { return int(t) < len(fastDots) && fastDots[t] != nil }
+
+// SIMD names the instruction sets the kernels use on this CPU, or "generic".
+func SIMD() string {
+	if simdName == "" {
+		return "generic"
+	}
+	return simdName
+}
+
+// blockGeom is the block geometry of a weight type and its activation type, as constants: the
+// checks run once per row, where a lookup in ggml's type table would cost more than a short dot.
+type blockGeom struct {
+	t             ggml.Type
+	elems, wb, ab int // elements per block, weight and activation bytes per block
+}
+
+var (
+	geomQ8_0 = blockGeom{ggml.Q8_0, 32, 34, 34}
+	geomQ4_0 = blockGeom{ggml.Q4_0, 32, 18, 34}
+	geomQ4K  = blockGeom{ggml.Q4_K, 256, 144, 292}
+	geomQ6K  = blockGeom{ggml.Q6_K, 256, 210, 292}
+	geomF16  = blockGeom{ggml.F16, 1, 2, 2}
+	geomF32  = blockGeom{ggml.F32, 1, 4, 4}
+)
+
+// blocks4 is blocks for a four-column kernel.
+func (g *blockGeom) blocks4(row, act []byte, stride int, n int) int {
+	nb := n / g.elems
+	if n%g.elems != 0 || len(row) < nb*g.wb || stride < nb*g.ab || len(act) < 3*stride+nb*g.ab {
+		panic(fmt.Sprintf("kernels: %s four-column dot of %d elements with a row of %d and activations of %d bytes (stride %d)",
+			g.t, n, len(row), len(act), stride))
+	}
+	return nb
+}
+
+// blocks checks that row and act hold n elements and returns the number of blocks; the
+// assembly kernels trust it.
+func (g *blockGeom) blocks(row, act []byte, n int) int {
+	nb := n / g.elems
+	if n%g.elems != 0 || len(row) < nb*g.wb || len(act) < nb*g.ab {
+		panic(fmt.Sprintf("kernels: %s dot of %d elements with a row of %d and activations of %d bytes", g.t, n, len(row), len(act)))
+	}
+	return nb
+}
+
+// The float vector helpers of attention and the KV cache. Each has a scalar twin here that is
+// also the fallback; the SIMD versions are installed by the architecture's init.
+var (
+	dotF16Impl   = dotF16Go
+	madF16Impl   = madF16Go
+	scaleF16Impl = scaleF16Go
+	toF16Impl    = toF16Go
+	fromF16Impl  = fromF16Go
+	dotF32Impl   = dotF32Go
+	siluImpl     = siluGo
+)
+
+// SiLUFast sets out[i] = x[i] / (1 + exp(-x[i])) with a float32 exp (a degree-6 polynomial after
+// range reduction, within 2 ulp of the true exp): the native-compute SiLU, vectorised where the
+// CPU allows. SiLU is the reference with a correctly rounded exp. out may be x.
+func SiLUFast(out, x []float32) {
+	sameLen("SiLUFast", len(x), len(out))
+	siluImpl(out, x)
+}
+
+// The exp of siluGo: exp(t) = 2^n · e^r with n = round(t·log2 e), r = t - n·ln2 (ln2 in two
+// parts so that n·ln2high is exact), e^r by its Taylor polynomial of degree 6; t is clamped to
+// [-87, 88] so that 2^n stays a normal float32, and beyond 88 exp(t) is taken as +Inf (so
+// SiLU of a large negative x is -0, not a tiny clamped value). Every product is rounded on its own (the
+// float32() conversions forbid fused multiply-adds), as in the AVX2 kernel.
+const (
+	siluLog2e = float32(1.44269504)
+	siluLn2Hi = float32(0.693359375)
+	siluLn2Lo = float32(-2.12194440e-4)
+)
+
+func siluGo(out, x []float32) {
+	for i, v := range x {
+		t := min(max(-v, -87), 88)
+		n := float32(math.RoundToEven(float64(float32(t * siluLog2e))))
+		r := t - float32(n*siluLn2Hi)
+		r = r - float32(n*siluLn2Lo)
+		p := float32(1.0 / 720)
+		p = float32(p*r) + float32(1.0/120)
+		p = float32(p*r) + float32(1.0/24)
+		p = float32(p*r) + float32(1.0/6)
+		p = float32(p*r) + 0.5
+		p = float32(p*r) + 1
+		p = float32(p*r) + 1
+		e := float32(p * math.Float32frombits(uint32(int32(n)+127)<<23))
+		if -v > 88 {
+			e = float32(math.Inf(1))
+		}
+		out[i] = v / (1 + e)
+	}
+}
+
+// DotF16 returns a·b for two F16 vectors of equal length, with float32 products and sums
+// (ggml_vec_dot_f16's arithmetic, lanes aside).
+func DotF16(a, b []uint16) float32 {
+	sameLen("DotF16", len(a), len(b))
+	return dotF16Impl(a, b)
+}
+
+// MadF16 sets acc[i] = f16(v[i]*s + acc[i]) with one float32 rounding before the half
+// rounding (ggml_vec_mad_f16 with F16C).
+func MadF16(acc, v []uint16, s float32) {
+	sameLen("MadF16", len(acc), len(v))
+	madF16Impl(acc, v, s)
+}
+
+// ScaleF16 sets acc[i] = f16(acc[i]*s).
+func ScaleF16(acc []uint16, s float32) { scaleF16Impl(acc, s) }
+
+// ToF16 rounds src to halves (round to nearest even, as F32ToF16).
+func ToF16(dst []uint16, src []float32) {
+	sameLen("ToF16", len(dst), len(src))
+	toF16Impl(dst, src)
+}
+
+// FromF16 widens halves to float32.
+func FromF16(dst []float32, src []uint16) {
+	sameLen("FromF16", len(dst), len(src))
+	fromF16Impl(dst, src)
+}
+
+// DotF32Fast returns a·b with float32 products and sums in lanes (DotF32 is the float64
+// reference).
+func DotF32Fast(a, b []float32) float32 {
+	sameLen("DotF32Fast", len(a), len(b))
+	return dotF32Impl(a, b)
+}
+
+// dotF16Go and dotF32Go are ggml_vec_dot_f16/f32 as ggml's AVX2 build computes them: four
+// vectors of eight float32 lanes over steps of 32 elements (an F16 product is exact in float32,
+// so adding it equals the FMA), reduced in ggml's order, then the leftover elements (in float64
+// for F16, float32 for F32). The SIMD kernels compute the same, so the two agree bit for bit.
+func dotF16Go(a, b []uint16) float32 {
+	var acc [4][8]float32
+	np := len(a) &^ 31
+	for i := 0; i < np; i += 32 {
+		for j := range acc {
+			for l := range acc[j] {
+				k := i + 8*j + l
+				acc[j][l] += F16ToF32(a[k]) * F16ToF32(b[k])
+			}
+		}
+	}
+	var s float32
+	if np > 0 {
+		s = reduce4(&acc)
+	}
+	return dotF16Tail(a, b, np, s)
+}
+
+func dotF16Tail(a, b []uint16, np int, s float32) float32 {
+	sum := float64(s)
+	for i := np; i < len(a); i++ {
+		sum += float64(F16ToF32(a[i]) * F16ToF32(b[i]))
+	}
+	return float32(sum)
+}
+
+func dotF32Go(a, b []float32) float32 {
+	var acc [4][8]float32
+	np := len(a) &^ 31
+	for i := 0; i < np; i += 32 {
+		for j := range acc {
+			for l := range acc[j] {
+				k := i + 8*j + l
+				acc[j][l] = fma32(a[k], b[k], acc[j][l])
+			}
+		}
+	}
+	var s float32
+	if np > 0 {
+		s = reduce4(&acc)
+	}
+	return dotF32Tail(a, b, np, s)
+}
+
+func dotF32Tail(a, b []float32, np int, s float32) float32 {
+	for i := np; i < len(a); i++ {
+		s += float32(a[i] * b[i])
+	}
+	return s
+}
+
+// reduce4 is GGML_F32x8_REDUCE.
+func reduce4(acc *[4][8]float32) float32 {
+	var x [8]float32
+	for l := range x {
+		x[l] = (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l])
+	}
+	t := [4]float32{x[0] + x[4], x[1] + x[5], x[2] + x[6], x[3] + x[7]}
+	return (t[0] + t[1]) + (t[2] + t[3])
+}
+
+// fma32 is a float32 fused multiply-add: the float64 result of math.FMA is rounded once more to
+// float32, which differs from a single rounding only when that float64 lands exactly halfway
+// between two float32 values (never for the F16 operands it is used with here, whose exact
+// products and sums fit in float64's mantissa unless the exponents are far apart).
+func fma32(a, b, c float32) float32 { return float32(math.FMA(float64(a), float64(b), float64(c))) }
+
+func madF16Go(acc, v []uint16, s float32) {
+	for i := range acc {
+		acc[i] = F32ToF16(fma32(F16ToF32(v[i]), s, F16ToF32(acc[i])))
+	}
+}
+
+func scaleF16Go(acc []uint16, s float32) {
+	for i := range acc {
+		acc[i] = F32ToF16(F16ToF32(acc[i]) * s)
+	}
+}
+
+func toF16Go(dst []uint16, src []float32) {
+	for i, v := range src {
+		dst[i] = F32ToF16(v)
+	}
+}
+
+func fromF16Go(dst []float32, src []uint16) {
+	for i, v := range src {
+		dst[i] = F16ToF32(v)
+	}
+}

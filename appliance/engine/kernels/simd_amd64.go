@@ -1,0 +1,261 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// The AVX2 kernels of simd_amd64.s. Each takes pointers to the first block of the weight row and
+// of the activations and a count of blocks (or elements for the float kernels) that the Go
+// wrappers below have checked against the slices.
+
+//go:noescape
+func dotQ4KAVX2(x, y *byte, nb int) float32
+
+//go:noescape
+func dotQ6KAVX2(x, y *byte, nb int) float32
+
+// The four-column kernels: out[c] = row · (y + c*ystride) for c < 4, each bit-identical to the
+// one-column kernel.
+
+//go:noescape
+func dotQ4Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+
+//go:noescape
+func dotQ6Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+
+// The exact row dots of Q8_0 and Q4_0 (eight blocks per iteration, ggml's arithmetic), with
+// yd and ys the activation row's block scales and quant sums (actTables); nb is a positive
+// multiple of 8.
+
+//go:noescape
+func dotQ8_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
+
+//go:noescape
+func dotQ8_0B8VNNI(x, y *byte, yd *float32, ys *int32, nb int) float32
+
+//go:noescape
+func dotQ4_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
+
+// dotF16AVX2 and dotF32AVX2 take a positive multiple of 32 elements.
+//
+//go:noescape
+func dotF16AVX2(x, y *uint16, n int) float32
+
+//go:noescape
+func dotF32AVX2(x, y *float32, n int) float32
+
+// Prompt-batch forms of the eight-row kernels: unpack eight rows once, then dot each activation
+// row with the unpacked copy (bit-identical to the eight-row kernels).
+
+//go:noescape
+func unpackQ4_0R8(x *byte, xstride int, nb int, dst *byte, sc *float32)
+
+//go:noescape
+func unpackQ8_0R8(x *byte, xstride int, nb int, dst *byte, sc *float32)
+
+//go:noescape
+func dotQ4_0U8(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)
+
+//go:noescape
+func dotQ8_0U8VNNI(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)
+
+//go:noescape
+func dotF32LanesAVX2(x, y *float32, n int, lanes *[4]float64)
+
+//go:noescape
+func siluAVX2(dst, src *float32, n int)
+
+//go:noescape
+func madF16AVX2(acc, v *uint16, s float32, n int)
+
+//go:noescape
+func scaleF16AVX2(acc *uint16, s float32, n int)
+
+//go:noescape
+func toF16AVX2(dst *uint16, src *float32, n int)
+
+//go:noescape
+func fromF16AVX2(dst *float32, src *uint16, n int)
+
+func init() {
+	// x/sys/cpu reports AVX2 and FMA only where the OS saves the YMM registers.
+	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA || !cpu.X86.HasF16C {
+		return
+	}
+	simdName = "avx2 fma f16c"
+	useRowTab("avx2", ggml.Q8_0, geomQ8_0.b8(dotQ8_0B8, tailQ8_0))
+	useRowTab("avx2", ggml.Q4_0, geomQ4_0.b8(dotQ4_0B8, tailQ4_0))
+	use("avx2", ggml.Q4_K, vecDotQ4K)
+	use("avx2", ggml.Q6_K, vecDotQ6K)
+	use4("avx2", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4AVX2))
+	use4("avx2", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX2))
+	useU8("avx2", ggml.Q4_0, geomQ4_0.u8(unpackQ4_0R8, dotQ4_0U8))
+	use("avx2", ggml.F16, vecDotF16)
+	useExact("avx2", ggml.F32, vecDotF32)
+	// VPDPBUSD (AVX-512 VNNI on 256-bit registers) multiplies and sums four byte pairs in one
+	// instruction.
+	if cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512F {
+		simdName += " avx512vnni"
+		useRowTab("vnni", ggml.Q8_0, geomQ8_0.b8(dotQ8_0B8VNNI, tailQ8_0))
+		useU8("vnni", ggml.Q8_0, geomQ8_0.u8(unpackQ8_0R8, dotQ8_0U8VNNI))
+	}
+	dotF16Impl = func(a, b []uint16) float32 {
+		np := len(a) &^ 31
+		var s float32
+		if np > 0 {
+			s = dotF16AVX2(&a[0], &b[0], np)
+		}
+		return dotF16Tail(a, b, np, s)
+	}
+	dotF32Impl = func(a, b []float32) float32 {
+		np := len(a) &^ 31
+		var s float32
+		if np > 0 {
+			s = dotF32AVX2(&a[0], &b[0], np)
+		}
+		return dotF32Tail(a, b, np, s)
+	}
+	madF16Impl = func(acc, v []uint16, s float32) {
+		n := len(acc) &^ 7
+		if n > 0 {
+			madF16AVX2(&acc[0], &v[0], s, n)
+		}
+		madF16Go(acc[n:], v[n:], s)
+	}
+	scaleF16Impl = func(acc []uint16, s float32) {
+		n := len(acc) &^ 7
+		if n > 0 {
+			scaleF16AVX2(&acc[0], s, n)
+		}
+		scaleF16Go(acc[n:], s)
+	}
+	toF16Impl = func(dst []uint16, src []float32) {
+		n := len(src) &^ 7
+		if n > 0 {
+			toF16AVX2(&dst[0], &src[0], n)
+		}
+		toF16Go(dst[n:], src[n:])
+	}
+	siluImpl = func(dst, src []float32) {
+		n := len(src) &^ 7
+		if n > 0 {
+			siluAVX2(&dst[0], &src[0], n)
+		}
+		siluGo(dst[n:], src[n:])
+	}
+	fromF16Impl = func(dst []float32, src []uint16) {
+		n := len(src) &^ 7
+		if n > 0 {
+			fromF16AVX2(&dst[0], &src[0], n)
+		}
+		fromF16Go(dst[n:], src[n:])
+	}
+}
+
+func vecDotQ4K(row, act []byte, n int) float32 {
+	nb := geomQ4K.blocks(row, act, n)
+	if nb == 0 {
+		return 0
+	}
+	return dotQ4KAVX2(&row[0], &act[0], nb)
+}
+
+func vecDotQ6K(row, act []byte, n int) float32 {
+	nb := geomQ6K.blocks(row, act, n)
+	if nb == 0 {
+		return 0
+	}
+	return dotQ6KAVX2(&row[0], &act[0], nb)
+}
+
+func vecDotF16(row, act []byte, n int) float32 {
+	geomF16.blocks(row, act, n)
+	if n == 0 {
+		return 0
+	}
+	a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
+	b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
+	return dotF16Impl(a, b)
+}
+
+// vecDotF32 is the reference F32 dot (dotF32Act) with the products and float64 sums in vector
+// registers: native compute of F32 weights is exact to the reference, which lands closer to
+// llama.cpp's batched F32 products than float32 lanes do.
+func vecDotF32(row, act []byte, n int) float32 {
+	geomF32.blocks(row, act, n)
+	if n == 0 {
+		return 0
+	}
+	a := unsafe.Slice((*float32)(unsafe.Pointer(&row[0])), n)
+	b := unsafe.Slice((*float32)(unsafe.Pointer(&act[0])), n)
+	var lanes [4]float64
+	n4 := n &^ 3
+	if n4 > 0 {
+		dotF32LanesAVX2(&a[0], &b[0], n4, &lanes)
+	}
+	for i := n4; i < n; i++ {
+		lanes[0] += float64(a[i] * b[i])
+	}
+	return float32((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
+}
+
+// x4 wraps a four-column kernel with the checks it relies on.
+func (g *blockGeom) x4(k func(x, y *byte, ystride int, nb int, out *float32)) vecDot4Fn {
+	return func(row, act []byte, stride int, n int, out *[4]float32) {
+		nb := g.blocks4(row, act, stride, n)
+		if nb == 0 {
+			*out = [4]float32{}
+			return
+		}
+		k(&row[0], &act[0], stride, nb, &out[0])
+	}
+}
+
+// b8 wraps an exact eight-block row kernel: whole groups of eight blocks in assembly, the
+// remaining blocks continued in Go with the same arithmetic.
+func (g *blockGeom) b8(k func(x, y *byte, yd *float32, ys *int32, nb int) float32, tail func(sumf float32, row, act []byte, b0, nb int) float32) rowTabFn {
+	return func(row, act []byte, yd []float32, ys []int32, n int) float32 {
+		nb := g.blocks(row, act, n)
+		if len(yd) < nb || len(ys) < nb {
+			panic(fmt.Sprintf("kernels: %s row dot of %d blocks with tables of %d and %d", g.t, nb, len(yd), len(ys)))
+		}
+		var sumf float32
+		n8 := nb &^ 7
+		if n8 > 0 {
+			sumf = k(&row[0], &act[0], &yd[0], &ys[0], n8)
+		}
+		return tail(sumf, row, act, n8, nb)
+	}
+}
+
+// u8 wraps an unpack kernel and its dot with the checks they rely on.
+func (g *blockGeom) u8(unpack func(x *byte, xstride int, nb int, dst *byte, sc *float32),
+	dot func(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)) unpacked8 {
+	return unpacked8{
+		unpack: func(w []byte, xstride, n int, dst []byte, sc []float32) {
+			nb := n / g.elems
+			if n%g.elems != 0 || nb == 0 || xstride < nb*g.wb || len(w) < 7*xstride+nb*g.wb || len(dst) < 256*nb || len(sc) < 8*nb {
+				panic(fmt.Sprintf("kernels: %s unpack of %d elements: weights %d (stride %d), buffers %d and %d", g.t, n, len(w), xstride, len(dst), len(sc)))
+			}
+			unpack(&w[0], xstride, nb, &dst[0], &sc[0])
+		},
+		dot: func(u []byte, sc []float32, act []byte, yd []float32, ys []int32, n int, out []float32, pf []byte) {
+			nb := n / g.elems
+			if n%g.elems != 0 || nb == 0 || len(u) < 256*nb || len(sc) < 8*nb || len(act) < nb*g.ab || len(yd) < nb || len(ys) < nb || len(out) < 8 {
+				panic(fmt.Sprintf("kernels: %s unpacked dot of %d elements: buffers %d, %d, activations %d, tables %d, %d, output %d", g.t, n, len(u), len(sc), len(act), len(yd), len(ys), len(out)))
+			}
+			var pfp *byte
+			if len(pf) > 0 {
+				pfp = &pf[0]
+			}
+			dot(&u[0], &sc[0], &act[0], &yd[0], &ys[0], nb, &out[0], pfp, len(pf))
+		},
+	}
+}

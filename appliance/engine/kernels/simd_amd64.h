@@ -1,0 +1,420 @@
+// Macros of the AVX2 kernels in simd_amd64.s.
+
+// Horizontal sum of the eight lanes of yr into the low lane of xr (the same register), using
+// xt; every kernel sums its lanes in this one order.
+#define HSUM(yr, xr, xt) \
+	VEXTRACTF128 $1, yr, xt; \
+	VADDPS       xt, xr, xr; \
+	VPERMILPS    $0x4e, xr, xt; \
+	VADDPS       xt, xr, xr; \
+	VPERMILPS    $0xb1, xr, xt; \
+	VADDSS       xt, xr, xr
+
+#define HSUM_Y0 HSUM(Y0, X0, X1)
+
+// The eight scales of R8 (bytes) as words in both halves of Y12, so that one VPSHUFB with a
+// constant mask (scaleShuf: word k to all eight words of a half) broadcasts any of them.
+#define Q4K_SCALES_Y12 \
+	MOVQ        R8, X12; \
+	VPMOVZXBW   X12, X12; \
+	VINSERTI128 $1, X12, Y12, Y12
+
+// 64 elements j: nibbles at 16+32j (low: elements 64j.., high: 64j+32..), quants at 4+64j,
+// scales 2j and 2j+1 from Y12. Adds into Y7 (int32 lanes).
+#define Q4K_CHUNK(j) \
+	VMOVDQU      16+32*j(SI), Y1; \
+	VPSRLW       $4, Y1, Y2; \
+	VPAND        Y14, Y1, Y1; \
+	VPAND        Y14, Y2, Y2; \
+	VPMADDUBSW   4+64*j(DI), Y1, Y1; \
+	VPMADDUBSW   36+64*j(DI), Y2, Y2; \
+	VPSHUFB      scaleShuf<>+64*j(SB), Y12, Y10; \
+	VPSHUFB      scaleShuf<>+64*j+32(SB), Y12, Y11; \
+	VPMADDWD     Y10, Y1, Y1; \
+	VPMADDWD     Y11, Y2, Y2; \
+	VPADDD       Y1, Y7, Y7; \
+	VPADDD       Y2, Y7, Y7
+
+// One 32-element group held in reg (unsigned 6-bit), quants at yoff, its two scales the words
+// at soff and soff+2 of the frame: Y7 += madd(maddubs(q, y), scales).
+#define Q6K_GROUP(reg, yoff, soff) \
+	VPMADDUBSW   yoff(DI), reg, reg; \
+	VPBROADCASTW soff(SP), X11; \
+	VPBROADCASTW soff+2(SP), X12; \
+	VINSERTI128  $1, X12, Y11, Y11; \
+	VPMADDWD     Y11, reg, reg; \
+	VPADDD       reg, Y7, Y7
+
+// 128 elements n: ql at 64n, qh at 128+32n, quants at 4+128n, scales 8n..8n+7.
+#define Q6K_HALF(n) \
+	VMOVDQU   64*n(SI), Y8; \
+	VMOVDQU   32+64*n(SI), Y9; \
+	VMOVDQU   128+32*n(SI), Y10; \
+	VPAND     Y14, Y8, Y1; \
+	VPAND     Y13, Y10, Y2; \
+	VPSLLW    $4, Y2, Y2; \
+	VPOR      Y2, Y1, Y1; \
+	VPAND     Y14, Y9, Y2; \
+	VPSRLW    $2, Y10, Y6; \
+	VPAND     Y13, Y6, Y6; \
+	VPSLLW    $4, Y6, Y6; \
+	VPOR      Y6, Y2, Y2; \
+	VPSRLW    $4, Y8, Y8; \
+	VPAND     Y14, Y8, Y8; \
+	VPSRLW    $4, Y10, Y6; \
+	VPAND     Y13, Y6, Y6; \
+	VPSLLW    $4, Y6, Y6; \
+	VPOR      Y6, Y8, Y8; \
+	VPSRLW    $4, Y9, Y9; \
+	VPAND     Y14, Y9, Y9; \
+	VPSRLW    $6, Y10, Y6; \
+	VPAND     Y13, Y6, Y6; \
+	VPSLLW    $4, Y6, Y6; \
+	VPOR      Y6, Y9, Y9; \
+	Q6K_GROUP(Y1, 4+128*n, 16*n); \
+	Q6K_GROUP(Y2, 36+128*n, 16*n+4); \
+	Q6K_GROUP(Y8, 68+128*n, 16*n+8); \
+	Q6K_GROUP(Y9, 100+128*n, 16*n+12)
+
+// Arguments: x, y *byte, ystride int, nb int, out *float32 (four results).
+#define X4_PROLOGUE \
+	MOVQ   x+0(FP), SI; \
+	MOVQ   y+8(FP), DI; \
+	MOVQ   ystride+16(FP), DX; \
+	MOVQ   nb+24(FP), CX; \
+	LEAQ   (DI)(DX*2), R14; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3
+
+#define X4_STORE \
+	MOVQ  out+32(FP), R8; \
+	HSUM(Y0, X0, X9); \
+	MOVSS X0, 0(R8); \
+	HSUM(Y1, X1, X9); \
+	MOVSS X1, 4(R8); \
+	HSUM(Y2, X2, X9); \
+	MOVSS X2, 8(R8); \
+	HSUM(Y3, X3, X9); \
+	MOVSS X3, 12(R8); \
+	VZEROUPPER
+
+#define Q4K4_COL(base, j, sumi) \
+	VPMADDUBSW 4+64*j base, Y8, Y10; \
+	VPMADDWD   64*j(SP), Y10, Y10; \
+	VPADDD     Y10, sumi, sumi; \
+	VPMADDUBSW 36+64*j base, Y9, Y11; \
+	VPMADDWD   64*j+32(SP), Y11, Y11; \
+	VPADDD     Y11, sumi, sumi
+
+#define Q4K4_CHUNK(j) \
+	VMOVDQU 16+32*j(SI), Y8; \
+	VPSRLW  $4, Y8, Y9; \
+	VPAND   Y14, Y8, Y8; \
+	VPAND   Y14, Y9, Y9; \
+	Q4K4_COL((DI), j, Y4); \
+	Q4K4_COL((DI)(DX*1), j, Y5); \
+	Q4K4_COL((R14), j, Y6); \
+	Q4K4_COL((R14)(DX*1), j, Y7)
+
+// Column totals: acc += d*sumi, then acc -= dmin*(mins·bsums), as in dotQ4KAVX2.
+#define Q4K4_FINISH(base, sumi, acc) \
+	VBROADCASTSS 0 base, X12; \
+	VMULPS       X12, X13, X12; \
+	VBROADCASTSS X12, Y11; \
+	VCVTDQ2PS    sumi, sumi; \
+	VFMADD231PS  sumi, Y11, acc; \
+	VMOVSHDUP    X12, X12; \
+	VBROADCASTSS X12, Y12; \
+	VPMADDWD     260 base, Y15, Y10; \
+	VPMULLD      256(SP), Y10, Y10; \
+	VCVTDQ2PS    Y10, Y10; \
+	VFNMADD231PS Y10, Y12, acc
+
+#define Q4K4_SCALE(k) \
+	VPSHUFB scaleShuf<>+32*k(SB), Y12, Y10; \
+	VMOVDQU Y10, 32*k(SP)
+
+#define Q6K4_GVEC(g) \
+	VPBROADCASTW 256+4*g(SP), X12; \
+	VPBROADCASTW 258+4*g(SP), X15; \
+	VINSERTI128  $1, X15, Y12, Y12; \
+	VMOVDQU      Y12, 32*g(SP)
+
+#define Q6K4_COL(base, n, sumi) \
+	VPMADDUBSW 4+128*n base, Y8, Y12; \
+	VPMADDWD   128*n(SP), Y12, Y12; \
+	VPADDD     Y12, sumi, sumi; \
+	VPMADDUBSW 36+128*n base, Y9, Y12; \
+	VPMADDWD   128*n+32(SP), Y12, Y12; \
+	VPADDD     Y12, sumi, sumi; \
+	VPMADDUBSW 68+128*n base, Y10, Y12; \
+	VPMADDWD   128*n+64(SP), Y12, Y12; \
+	VPADDD     Y12, sumi, sumi; \
+	VPMADDUBSW 100+128*n base, Y11, Y12; \
+	VPMADDWD   128*n+96(SP), Y12, Y12; \
+	VPADDD     Y12, sumi, sumi
+
+#define Q6K4_HALF(n) \
+	VMOVDQU 64*n(SI), Y8; \
+	VMOVDQU 32+64*n(SI), Y9; \
+	VMOVDQU 128+32*n(SI), Y15; \
+	VPSRLW  $4, Y8, Y10; \
+	VPAND   Y14, Y10, Y10; \
+	VPSRLW  $4, Y9, Y11; \
+	VPAND   Y14, Y11, Y11; \
+	VPAND   Y14, Y8, Y8; \
+	VPAND   Y14, Y9, Y9; \
+	VPAND   Y13, Y15, Y12; \
+	VPSLLW  $4, Y12, Y12; \
+	VPOR    Y12, Y8, Y8; \
+	VPSRLW  $2, Y15, Y12; \
+	VPAND   Y13, Y12, Y12; \
+	VPSLLW  $4, Y12, Y12; \
+	VPOR    Y12, Y9, Y9; \
+	VPSRLW  $4, Y15, Y12; \
+	VPAND   Y13, Y12, Y12; \
+	VPSLLW  $4, Y12, Y12; \
+	VPOR    Y12, Y10, Y10; \
+	VPSRLW  $6, Y15, Y12; \
+	VPAND   Y13, Y12, Y12; \
+	VPSLLW  $4, Y12, Y12; \
+	VPOR    Y12, Y11, Y11; \
+	Q6K4_COL((DI), n, Y4); \
+	Q6K4_COL((DI)(DX*1), n, Y5); \
+	Q6K4_COL((R14), n, Y6); \
+	Q6K4_COL((R14)(DX*1), n, Y7)
+
+// Column total: sumi -= 32*(scales·bsums); acc += (x.d*y.d)*sumi, as in dotQ6KAVX2.
+#define Q6K4_FINISH(base, sumi, acc) \
+	VMOVDQU      256(SP), Y12; \
+	VPMADDWD     260 base, Y12, Y12; \
+	VPSLLD       $5, Y12, Y12; \
+	VPSUBD       Y12, sumi, sumi; \
+	VCVTDQ2PS    sumi, sumi; \
+	VBROADCASTSS 0 base, Y12; \
+	VMULPS       288(SP), Y12, Y12; \
+	VFMADD231PS  sumi, Y12, acc
+
+// Reduce the eight rows' int32 lane vectors Y1..Y8 to one vector of row sums in Y1 (lane i =
+// row i); clobbers Y2, Y3.
+#define R8_REDUCE \
+	VPHADDD    Y2, Y1, Y1; \
+	VPHADDD    Y4, Y3, Y3; \
+	VPHADDD    Y6, Y5, Y5; \
+	VPHADDD    Y8, Y7, Y7; \
+	VPHADDD    Y3, Y1, Y1; \
+	VPHADDD    Y7, Y5, Y5; \
+	VPERM2I128 $0x20, Y5, Y1, Y2; \
+	VPERM2I128 $0x31, Y5, Y1, Y3; \
+	VPADDD     Y3, Y2, Y1
+
+// GGML_F32x8_REDUCE of the accumulators Y0, Y5, Y6, Y7 (ggml's sum[0..3]) into X0: sum[0] +=
+// sum[2], sum[1] += sum[3], sum[0] += sum[1], then the halves, then two horizontal adds.
+#define GGML_REDUCE4 \
+	VADDPS       Y6, Y0, Y0; \
+	VADDPS       Y7, Y5, Y5; \
+	VADDPS       Y5, Y0, Y0; \
+	VEXTRACTF128 $1, Y0, X1; \
+	VADDPS       X1, X0, X0; \
+	VHADDPS      X0, X0, X0; \
+	VHADDPS      X0, X0, X0
+
+// Prompt-batch variants of the eight-row kernels: the eight rows are first unpacked once per
+// group (unpack*R8: per block, eight rows of 32 unsigned bytes, then their eight scales as
+// float32), and every activation row then runs against the unpacked copy, which stays in the
+// level-1 cache. The arithmetic is that of the eight-row kernels, so results are identical.
+
+// Arguments of the unpacked kernels: w *byte (unpacked quants), sc *float32 (scales), y *byte,
+// yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int. The kernels compute from
+// cache; meanwhile they prefetch pfn bytes from pf, a share of the next eight weight rows, so
+// that memory streams while they compute instead of only while rows are unpacked.
+#define U8_PROLOGUE \
+	MOVQ   w+0(FP), SI; \
+	MOVQ   sc+8(FP), R13; \
+	MOVQ   y+16(FP), DI; \
+	MOVQ   yd+24(FP), R10; \
+	MOVQ   ys+32(FP), R11; \
+	MOVQ   nb+40(FP), CX; \
+	MOVQ   pf+56(FP), R12; \
+	MOVQ   pfn+64(FP), R14; \
+	VXORPS Y0, Y0, Y0
+
+#define U8_PREFETCH(label) \
+	CMPQ       R14, $0; \
+	JLE        label; \
+	PREFETCHT0 (R12); \
+	ADDQ       $64, R12; \
+	SUBQ       $64, R14; \
+label:
+
+#define U8_ROW_AVX2(i, dst) \
+	VMOVDQU    32*i(SI), Y10; \
+	VPMADDUBSW Y9, Y10, dst; \
+	VPMADDWD   Y12, dst, dst
+
+#define U8_ROW_VNNI(i, dst) \
+	VMOVDQU  32*i(SI), Y10; \
+	VPXOR    dst, dst, dst; \
+	VPDPBUSD Y9, Y10, dst
+
+#define U8_ROWS(rowmacro) \
+	rowmacro(0, Y1); \
+	rowmacro(1, Y2); \
+	rowmacro(2, Y3); \
+	rowmacro(3, Y4); \
+	rowmacro(4, Y5); \
+	rowmacro(5, Y6); \
+	rowmacro(6, Y7); \
+	rowmacro(7, Y8)
+
+#define U8_ADVANCE \
+	ADDQ $256, SI; \
+	ADDQ $32, R13; \
+	ADDQ $34, DI; \
+	ADDQ $4, R10; \
+	ADDQ $4, R11
+
+// B8: arguments and registers. SI = x, DI = y, R10 = yd, R11 = ys, CX = blocks left; X0 holds
+// the running sum (lane 0 of Y0).
+#define B8_PROLOGUE \
+	MOVQ   x+0(FP), SI; \
+	MOVQ   y+8(FP), DI; \
+	MOVQ   yd+16(FP), R10; \
+	MOVQ   ys+24(FP), R11; \
+	MOVQ   nb+32(FP), CX; \
+	VXORPS Y0, Y0, Y0
+
+// Block k of the eight: dst = int32 sums of four products each.
+#define B8_Q8_0_VNNI(k, dst) \
+	VMOVDQU  2+34*k(SI), Y10; \
+	VPXOR    Y15, Y10, Y10; \
+	VPXOR    dst, dst, dst; \
+	VPDPBUSD 2+34*k(DI), Y10, dst
+
+#define B8_Q8_0(k, dst) \
+	VMOVDQU    2+34*k(SI), Y10; \
+	VMOVDQU    2+34*k(DI), Y14; \
+	VPSIGNB    Y10, Y14, Y14; \
+	VPABSB     Y10, Y10; \
+	VPMADDUBSW Y14, Y10, dst; \
+	VPMADDWD   Y12, dst, dst
+
+// Q4_0 nibbles are used unsigned; the offset of 8 comes off through the activation sums.
+#define B8_Q4_0(k, dst) \
+	VMOVDQU     2+18*k(SI), X10; \
+	VPSRLW      $4, X10, X14; \
+	VINSERTI128 $1, X14, Y10, Y10; \
+	VPAND       Y13, Y10, Y10; \
+	VPMADDUBSW  2+34*k(DI), Y10, dst; \
+	VPMADDWD    Y12, dst, dst
+
+#define B8_BLOCKS(blk) \
+	blk(0, Y1); \
+	blk(1, Y2); \
+	blk(2, Y3); \
+	blk(3, Y4); \
+	blk(4, Y5); \
+	blk(5, Y6); \
+	blk(6, Y7); \
+	blk(7, Y8)
+
+// Y1 -= (the eight blocks' activation quant sums) << shift.
+#define B8_CORRECT(shift) \
+	VMOVDQU (R11), Y2; \
+	VPSLLD  $shift, Y2, Y2; \
+	VPSUBD  Y2, Y1, Y1
+
+// The eight blocks' fp16 scales (blocks xb bytes apart) widened into Y11.
+#define B8_XSCALES(xb) \
+	VPINSRW   $0, (SI), X11, X11; \
+	VPINSRW   $1, xb(SI), X11, X11; \
+	VPINSRW   $2, 2*xb(SI), X11, X11; \
+	VPINSRW   $3, 3*xb(SI), X11, X11; \
+	VPINSRW   $4, 4*xb(SI), X11, X11; \
+	VPINSRW   $5, 5*xb(SI), X11, X11; \
+	VPINSRW   $6, 6*xb(SI), X11, X11; \
+	VPINSRW   $7, 7*xb(SI), X11, X11; \
+	VCVTPH2PS X11, Y11
+
+// ggml: t = sumi*(dx*dy) for Q8_0, t = (sumi*dx)*dy for Q4_0, each product rounded.
+#define B8_Q8_0_FLOAT \
+	VMULPS    (R10), Y11, Y2; \
+	VCVTDQ2PS Y1, Y1; \
+	VMULPS    Y2, Y1, Y1
+
+#define B8_Q4_0_FLOAT \
+	VCVTDQ2PS Y1, Y1; \
+	VMULPS    Y11, Y1, Y1; \
+	VMULPS    (R10), Y1, Y1
+
+// X0 += t0; X0 += t1; ... X0 += t7, in order (ggml's sumf += ... per block).
+#define B8_SEQSUM \
+	VADDSS       X1, X0, X0; \
+	VMOVSHDUP    X1, X2; \
+	VADDSS       X2, X0, X0; \
+	VMOVHLPS     X1, X1, X2; \
+	VADDSS       X2, X0, X0; \
+	VMOVSHDUP    X2, X2; \
+	VADDSS       X2, X0, X0; \
+	VEXTRACTF128 $1, Y1, X1; \
+	VADDSS       X1, X0, X0; \
+	VMOVSHDUP    X1, X2; \
+	VADDSS       X2, X0, X0; \
+	VMOVHLPS     X1, X1, X2; \
+	VADDSS       X2, X0, X0; \
+	VMOVSHDUP    X2, X2; \
+	VADDSS       X2, X0, X0
+
+#define B8_ADVANCE(xbytes) \
+	ADDQ $xbytes, SI; \
+	ADDQ $272, DI; \
+	ADDQ $32, R10; \
+	ADDQ $32, R11
+
+// Unpack: SI = row, DX = xstride, CX = blocks, DI = dst (advances 32 per row), R10 = halves
+// (advance 2 per row), BX = rows left.
+#define UNPACK_PROLOGUE \
+	MOVQ x+0(FP), SI; \
+	MOVQ xstride+8(FP), DX; \
+	MOVQ nb+16(FP), CX; \
+	MOVQ dst+24(FP), DI; \
+	MOVQ sc+32(FP), R10; \
+	MOVQ $8, BX
+
+#define UNPACK_NEXT_ROW(label) \
+	ADDQ DX, SI; \
+	ADDQ $32, DI; \
+	ADDQ $2, R10; \
+	DECQ BX; \
+	JNZ  label
+
+// Widen the eight halves of each block to float32 in place, last block first.
+#define UNPACK_WIDEN \
+	MOVQ      sc+32(FP), R10; \
+	MOVQ      CX, AX; \
+	DECQ      AX; \
+	SHLQ      $4, AX; \
+	LEAQ      (R10)(AX*1), R8; \
+	LEAQ      (R10)(AX*2), R9; \
+widen_loop: \
+	VCVTPH2PS (R8), Y10; \
+	VMOVUPS   Y10, (R9); \
+	SUBQ      $16, R8; \
+	SUBQ      $32, R9; \
+	DECQ      CX; \
+	JNZ       widen_loop; \
+	VZEROUPPER
+
+// U8: Y1 -= (the block's activation quant sum at (R11)) << shift, for all eight rows.
+#define R8_CORRECT(shift) \
+	VPBROADCASTD (R11), Y2; \
+	VPSLLD       $shift, Y2, Y2; \
+	VPSUBD       Y2, Y1, Y1
+
+// U8: the eight results (one per row) to out.
+#define R8_STORE \
+	MOVQ    out+48(FP), AX; \
+	VMOVUPS Y0, (AX); \
+	VZEROUPPER

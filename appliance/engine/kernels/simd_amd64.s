@@ -1,0 +1,803 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+#include "simd_amd64.h"
+
+// AVX2 + FMA + F16C kernels (and AVX-512 VNNI variants). The K-quant dots compute each block's
+// integer sum exactly, convert it to float32 and add scale*sum into eight float lanes with FMA;
+// the lanes are summed at the end. The Q8_0/Q4_0 dots reproduce ggml's generic C code exactly
+// (block sums in order, scalar float steps); see dotQ8_0B8VNNI.
+//
+// Signed-by-signed byte products use the identity x*y = |x| * (y*sign(x)) so that VPMADDUBSW
+// (unsigned by signed) applies, or x*y = (x+128)*y - 128*y with VPDPBUSD.
+
+// Q4_K super-block (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of
+// nibbles) against Q8_K (292 bytes: float32 d, 256 quants, 16 int16 sums of 16 quants).
+
+// func dotQ4KAVX2(x, y *byte, nb int) float32
+TEXT ·dotQ4KAVX2(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         y+8(FP), DI
+	MOVQ         nb+16(FP), CX
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	VPCMPEQW     Y15, Y15, Y15
+	VPSRLW       $15, Y15, Y15
+
+q4k_loop:
+	// d = fp16(x.d) * y.d, dmin = fp16(x.dmin) * y.d
+	MOVL         (SI), AX
+	VMOVD        AX, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS (DI), X1
+	VMULPS       X1, X2, X2
+	VBROADCASTSS X2, Y3
+	VMOVSHDUP    X2, X4
+	VBROADCASTSS X4, Y4
+
+	// Unpack the eight 6-bit scales into R8 and the eight mins into R12 (bytes).
+	MOVL  4(SI), R8
+	MOVL  8(SI), R9
+	MOVL  12(SI), R10
+	MOVL  R10, R11
+	SHRL  $4, R11
+	ANDL  $0x0f0f0f0f, R11
+	MOVL  R9, R12
+	SHRL  $6, R12
+	ANDL  $0x03030303, R12
+	SHLL  $4, R12
+	ORL   R12, R11                      // mins 4..7
+	MOVL  R9, R12
+	ANDL  $0x3f3f3f3f, R12              // mins 0..3
+	ANDL  $0x0f0f0f0f, R10
+	MOVL  R8, R13
+	SHRL  $6, R13
+	ANDL  $0x03030303, R13
+	SHLL  $4, R13
+	ORL   R13, R10                      // scales 4..7
+	ANDL  $0x3f3f3f3f, R8               // scales 0..3
+	SHLQ  $32, R10
+	ORQ   R10, R8
+	SHLQ  $32, R11
+	ORQ   R11, R12
+
+	// mins: sum over 16-element groups of bsum * min[group/2]
+	MOVQ      R12, X5
+	VPMOVZXBD X5, Y5
+	VMOVDQU   260(DI), Y6
+	VPMADDWD  Y15, Y6, Y6
+	VPMULLD   Y5, Y6, Y6
+	VCVTDQ2PS Y6, Y6
+
+	Q4K_SCALES_Y12
+	VPXOR Y7, Y7, Y7
+	Q4K_CHUNK(0)
+	Q4K_CHUNK(1)
+	Q4K_CHUNK(2)
+	Q4K_CHUNK(3)
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y3, Y0
+	VFNMADD231PS Y6, Y4, Y0
+
+	ADDQ $144, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  q4k_loop
+
+	HSUM_Y0
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
+// Q6_K super-block (210 bytes: ql[128] low nibbles, qh[64] high 2 bits, 16 int8 scales, fp16 d)
+// against Q8_K. The 6-bit values q are used unsigned and the offset of 32 is removed through
+// the Q8_K group sums: sum sc*(q-32)*y = sum sc*q*y - 32 * sum sc*bsum.
+
+// func dotQ6KAVX2(x, y *byte, nb int) float32
+TEXT ·dotQ6KAVX2(SB), NOSPLIT, $32-28
+	MOVQ         x+0(FP), SI
+	MOVQ         y+8(FP), DI
+	MOVQ         nb+16(FP), CX
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL         $0x03030303, AX
+	VMOVD        AX, X13
+	VPBROADCASTD X13, Y13
+
+q6k_loop:
+	MOVWLZX      208(SI), AX
+	VMOVD        AX, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (DI), X3, X3
+	VBROADCASTSS X3, Y3
+
+	VPMOVSXBW 192(SI), Y4               // 16 scales as words
+	VMOVDQU   Y4, 0(SP)
+	VPMADDWD  260(DI), Y4, Y5           // sum sc*bsum in 8 lanes
+	VPSLLD    $5, Y5, Y5
+
+	VPXOR Y7, Y7, Y7
+	Q6K_HALF(0)
+	Q6K_HALF(1)
+	VPSUBD      Y5, Y7, Y7
+	VCVTDQ2PS   Y7, Y7
+	VFMADD231PS Y7, Y3, Y0
+
+	ADDQ $210, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  q6k_loop
+
+	HSUM_Y0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// The float dots mirror ggml_vec_dot_f16/f32 on AVX2: four accumulators over steps of 32
+// elements, reduced as ggml reduces them; the caller adds the leftovers (n % 32).
+
+// func dotF16AVX2(x, y *uint16, n int) float32
+TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), SI
+	MOVQ   y+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+f16_loop32:
+	VCVTPH2PS   (SI), Y1
+	VCVTPH2PS   (DI), Y2
+	VFMADD231PS Y2, Y1, Y0
+	VCVTPH2PS   16(SI), Y1
+	VCVTPH2PS   16(DI), Y2
+	VFMADD231PS Y2, Y1, Y5
+	VCVTPH2PS   32(SI), Y1
+	VCVTPH2PS   32(DI), Y2
+	VFMADD231PS Y2, Y1, Y6
+	VCVTPH2PS   48(SI), Y1
+	VCVTPH2PS   48(DI), Y2
+	VFMADD231PS Y2, Y1, Y7
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $32, CX
+	JNZ         f16_loop32
+	GGML_REDUCE4
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
+// func dotF32AVX2(x, y *float32, n int) float32
+TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), SI
+	MOVQ   y+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+f32_loop32:
+	VMOVUPS     (SI), Y1
+	VFMADD231PS (DI), Y1, Y0
+	VMOVUPS     32(SI), Y1
+	VFMADD231PS 32(DI), Y1, Y5
+	VMOVUPS     64(SI), Y1
+	VFMADD231PS 64(DI), Y1, Y6
+	VMOVUPS     96(SI), Y1
+	VFMADD231PS 96(DI), Y1, Y7
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JNZ         f32_loop32
+	GGML_REDUCE4
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
+// func madF16AVX2(acc, v *uint16, s float32, n int)
+TEXT ·madF16AVX2(SB), NOSPLIT, $0-32
+	MOVQ         acc+0(FP), SI
+	MOVQ         v+8(FP), DI
+	VBROADCASTSS s+16(FP), Y3
+	MOVQ         n+24(FP), CX
+
+mad_loop:
+	VCVTPH2PS   (DI), Y1
+	VCVTPH2PS   (SI), Y2
+	VFMADD231PS Y3, Y1, Y2
+	VCVTPS2PH   $0, Y2, (SI)
+	ADDQ        $16, SI
+	ADDQ        $16, DI
+	SUBQ        $8, CX
+	JNZ         mad_loop
+	VZEROUPPER
+	RET
+
+// func scaleF16AVX2(acc *uint16, s float32, n int)
+TEXT ·scaleF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ         acc+0(FP), SI
+	VBROADCASTSS s+8(FP), Y3
+	MOVQ         n+16(FP), CX
+
+scale_loop:
+	VCVTPH2PS (SI), Y2
+	VMULPS    Y3, Y2, Y2
+	VCVTPS2PH $0, Y2, (SI)
+	ADDQ      $16, SI
+	SUBQ      $8, CX
+	JNZ       scale_loop
+	VZEROUPPER
+	RET
+
+// func toF16AVX2(dst *uint16, src *float32, n int)
+TEXT ·toF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+tof16_loop:
+	VMOVUPS   (SI), Y1
+	VCVTPS2PH $0, Y1, (DI)
+	ADDQ      $32, SI
+	ADDQ      $16, DI
+	SUBQ      $8, CX
+	JNZ       tof16_loop
+	VZEROUPPER
+	RET
+
+// func fromF16AVX2(dst *float32, src *uint16, n int)
+TEXT ·fromF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+
+fromf16_loop:
+	VCVTPH2PS (SI), Y1
+	VMOVUPS   Y1, (DI)
+	ADDQ      $16, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JNZ       fromf16_loop
+	VZEROUPPER
+	RET
+
+// Four-column kernels: one weight row against four activation rows (ystride bytes apart), for
+// batched products. The weight block is loaded and unpacked once for the four columns. Each
+// column's arithmetic is exactly that of the one-column kernel above (same products, same
+// accumulation order, same final sum), so a batched product equals its single dots bit for bit.
+
+// Q4_K, four columns. Frame: 8 scale vectors (words, 32 bytes each) at 0..255, the 8 mins as
+// int32 at 256. Y0-Y3 accumulate the columns, Y4-Y7 their integer sums, Y13 = [x.d, x.dmin].
+
+// func dotQ4Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+TEXT ·dotQ4Kx4AVX2(SB), NOSPLIT, $288-40
+	X4_PROLOGUE
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	VPCMPEQW     Y15, Y15, Y15
+	VPSRLW       $15, Y15, Y15
+
+q4kx4_loop:
+	MOVL      (SI), AX
+	VMOVD     AX, X13
+	VCVTPH2PS X13, X13
+
+	MOVL  4(SI), R8
+	MOVL  8(SI), R9
+	MOVL  12(SI), R10
+	MOVL  R10, R11
+	SHRL  $4, R11
+	ANDL  $0x0f0f0f0f, R11
+	MOVL  R9, R12
+	SHRL  $6, R12
+	ANDL  $0x03030303, R12
+	SHLL  $4, R12
+	ORL   R12, R11
+	MOVL  R9, R12
+	ANDL  $0x3f3f3f3f, R12
+	ANDL  $0x0f0f0f0f, R10
+	MOVL  R8, R13
+	SHRL  $6, R13
+	ANDL  $0x03030303, R13
+	SHLL  $4, R13
+	ORL   R13, R10
+	ANDL  $0x3f3f3f3f, R8
+	SHLQ  $32, R10
+	ORQ   R10, R8
+	SHLQ  $32, R11
+	ORQ   R11, R12
+
+	MOVQ      R12, X10
+	VPMOVZXBD X10, Y10
+	VMOVDQU   Y10, 256(SP)
+	Q4K_SCALES_Y12
+	Q4K4_SCALE(0)
+	Q4K4_SCALE(1)
+	Q4K4_SCALE(2)
+	Q4K4_SCALE(3)
+	Q4K4_SCALE(4)
+	Q4K4_SCALE(5)
+	Q4K4_SCALE(6)
+	Q4K4_SCALE(7)
+
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+	Q4K4_CHUNK(0)
+	Q4K4_CHUNK(1)
+	Q4K4_CHUNK(2)
+	Q4K4_CHUNK(3)
+	Q4K4_FINISH((DI), Y4, Y0)
+	Q4K4_FINISH((DI)(DX*1), Y5, Y1)
+	Q4K4_FINISH((R14), Y6, Y2)
+	Q4K4_FINISH((R14)(DX*1), Y7, Y3)
+
+	ADDQ $144, SI
+	ADDQ $292, DI
+	ADDQ $292, R14
+	DECQ CX
+	JNZ  q4kx4_loop
+	X4_STORE
+	RET
+
+// Q6_K, four columns. Frame: 8 group scale vectors at 0..255 (words: the group's two scales,
+// eight times each), the 16 scales as words at 256, x.d broadcast at 288.
+
+// func dotQ6Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+TEXT ·dotQ6Kx4AVX2(SB), NOSPLIT, $320-40
+	X4_PROLOGUE
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL         $0x03030303, AX
+	VMOVD        AX, X13
+	VPBROADCASTD X13, Y13
+
+q6kx4_loop:
+	MOVWLZX      208(SI), AX
+	VMOVD        AX, X12
+	VCVTPH2PS    X12, X12
+	VBROADCASTSS X12, Y12
+	VMOVDQU      Y12, 288(SP)
+	VPMOVSXBW    192(SI), Y12
+	VMOVDQU      Y12, 256(SP)
+	Q6K4_GVEC(0)
+	Q6K4_GVEC(1)
+	Q6K4_GVEC(2)
+	Q6K4_GVEC(3)
+	Q6K4_GVEC(4)
+	Q6K4_GVEC(5)
+	Q6K4_GVEC(6)
+	Q6K4_GVEC(7)
+
+	VPXOR Y4, Y4, Y4
+	VPXOR Y5, Y5, Y5
+	VPXOR Y6, Y6, Y6
+	VPXOR Y7, Y7, Y7
+	Q6K4_HALF(0)
+	Q6K4_HALF(1)
+	Q6K4_FINISH((DI), Y4, Y0)
+	Q6K4_FINISH((DI)(DX*1), Y5, Y1)
+	Q6K4_FINISH((R14), Y6, Y2)
+	Q6K4_FINISH((R14)(DX*1), Y7, Y3)
+
+	ADDQ $210, SI
+	ADDQ $292, DI
+	ADDQ $292, R14
+	DECQ CX
+	JNZ  q6kx4_loop
+	X4_STORE
+	RET
+
+// func dotF32LanesAVX2(x, y *float32, n int, lanes *[4]float64)
+// The reference fp32 dot (dotF32Act): float32 products summed in float64 over four lanes
+// (element index mod 4), in element order; n is a positive multiple of 4 and the lanes are
+// returned for the caller to finish, so the result equals the reference bit for bit.
+TEXT ·dotF32LanesAVX2(SB), NOSPLIT, $0-32
+	MOVQ   x+0(FP), SI
+	MOVQ   y+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPD Y0, Y0, Y0
+
+f32l_loop8:
+	CMPQ      CX, $8
+	JLT       f32l_tail
+	VMOVUPS   (SI), Y1
+	VMULPS    (DI), Y1, Y1
+	VCVTPS2PD X1, Y2
+	VADDPD    Y2, Y0, Y0
+	VEXTRACTF128 $1, Y1, X1
+	VCVTPS2PD X1, Y2
+	VADDPD    Y2, Y0, Y0
+	ADDQ      $32, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JMP       f32l_loop8
+
+f32l_tail:
+	TESTQ     CX, CX
+	JZ        f32l_done
+	VMOVUPS   (SI), X1
+	VMULPS    (DI), X1, X1
+	VCVTPS2PD X1, Y2
+	VADDPD    Y2, Y0, Y0
+
+f32l_done:
+	MOVQ    lanes+24(FP), AX
+	VMOVUPD Y0, (AX)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0U8(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)
+TEXT ·dotQ4_0U8(SB), NOSPLIT, $0-72
+	U8_PROLOGUE
+	VPCMPEQW Y12, Y12, Y12
+	VPSRLW   $15, Y12, Y12
+
+q40u8_loop:
+	U8_PREFETCH(q40u8_nopf)
+	VMOVDQU 2(DI), Y9
+	U8_ROWS(U8_ROW_AVX2)
+	R8_REDUCE
+	R8_CORRECT(3)
+	VCVTDQ2PS    Y1, Y1
+	VMULPS       (R13), Y1, Y1
+	VBROADCASTSS (R10), Y2
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	U8_ADVANCE
+	DECQ CX
+	JNZ  q40u8_loop
+	R8_STORE
+	RET
+
+// func dotQ8_0U8VNNI(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)
+TEXT ·dotQ8_0U8VNNI(SB), NOSPLIT, $0-72
+	U8_PROLOGUE
+
+q80u8_loop:
+	U8_PREFETCH(q80u8_nopf)
+	VMOVDQU 2(DI), Y9
+	U8_ROWS(U8_ROW_VNNI)
+	R8_REDUCE
+	R8_CORRECT(7)
+	VCVTDQ2PS    Y1, Y1
+	VBROADCASTSS (R10), Y2
+	VMULPS       (R13), Y2, Y2
+	VMULPS       Y2, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	U8_ADVANCE
+	DECQ CX
+	JNZ  q80u8_loop
+	R8_STORE
+	RET
+
+// SiLU constants: the exp argument range, log2(e), ln2 split in a high part exact in products
+// with small integers and the rest, and the Taylor coefficients 1/k! of exp on [-ln2/2, ln2/2].
+DATA siluK<>+0(SB)/4, $0xc2ae0000  // -87
+DATA siluK<>+4(SB)/4, $0x42b00000  // 88
+DATA siluK<>+8(SB)/4, $0x3fb8aa3b  // log2(e)
+DATA siluK<>+12(SB)/4, $0x3f318000 // ln2 high (0.693359375)
+DATA siluK<>+16(SB)/4, $0xb95e8083 // ln2 low (-2.12194440e-4)
+DATA siluK<>+20(SB)/4, $0x3ab60b61 // 1/720
+DATA siluK<>+24(SB)/4, $0x3c088889 // 1/120
+DATA siluK<>+28(SB)/4, $0x3d2aaaab // 1/24
+DATA siluK<>+32(SB)/4, $0x3e2aaaab // 1/6
+DATA siluK<>+36(SB)/4, $0x3f000000 // 1/2
+DATA siluK<>+40(SB)/4, $0x3f800000 // 1
+DATA siluK<>+44(SB)/4, $0x80000000 // sign bit
+DATA siluK<>+48(SB)/4, $127
+GLOBL siluK<>(SB), RODATA|NOPTR, $52
+
+// func siluAVX2(dst, src *float32, n int)
+// dst = x / (1 + exp(-x)) for a positive multiple of 8 elements, with the arithmetic of
+// siluGo (no fused operations, so the two agree bit for bit).
+TEXT ·siluAVX2(SB), NOSPLIT, $0-24
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS siluK<>+0(SB), Y6
+	VBROADCASTSS siluK<>+4(SB), Y7
+	VBROADCASTSS siluK<>+8(SB), Y8
+	VBROADCASTSS siluK<>+12(SB), Y9
+	VBROADCASTSS siluK<>+16(SB), Y10
+	VBROADCASTSS siluK<>+40(SB), Y11
+	VBROADCASTSS siluK<>+44(SB), Y12
+	VPBROADCASTD siluK<>+48(SB), Y13
+
+silu_loop:
+	VMOVUPS   (SI), Y0
+	VXORPS    Y12, Y0, Y14
+	VMAXPS    Y6, Y14, Y1
+	VMINPS    Y7, Y1, Y1
+	VMULPS    Y8, Y1, Y2
+	VROUNDPS  $0, Y2, Y2
+	VMULPS    Y9, Y2, Y3
+	VSUBPS    Y3, Y1, Y3
+	VMULPS    Y10, Y2, Y4
+	VSUBPS    Y4, Y3, Y3
+	VBROADCASTSS siluK<>+20(SB), Y4
+	VMULPS    Y3, Y4, Y4
+	VADDPS    siluK24<>(SB), Y4, Y4
+	VMULPS    Y3, Y4, Y4
+	VADDPS    siluK28<>(SB), Y4, Y4
+	VMULPS    Y3, Y4, Y4
+	VADDPS    siluK32<>(SB), Y4, Y4
+	VMULPS    Y3, Y4, Y4
+	VADDPS    siluK36<>(SB), Y4, Y4
+	VMULPS    Y3, Y4, Y4
+	VADDPS    Y11, Y4, Y4
+	VMULPS    Y3, Y4, Y4
+	VADDPS    Y11, Y4, Y4
+	VCVTPS2DQ Y2, Y5
+	VPADDD    Y13, Y5, Y5
+	VPSLLD    $23, Y5, Y5
+	VMULPS    Y5, Y4, Y4
+	VCMPPS    $0x1e, Y7, Y14, Y15
+	VBLENDVPS Y15, siluInf<>(SB), Y4, Y4
+	VADDPS    Y11, Y4, Y4
+	VDIVPS    Y4, Y0, Y0
+	VMOVUPS   Y0, (DI)
+	ADDQ      $32, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JNZ       silu_loop
+	VZEROUPPER
+	RET
+
+// Broadcast copies of the middle coefficients, for memory operands of VADDPS.
+DATA siluK24<>+0(SB)/4, $0x3c088889
+DATA siluK24<>+4(SB)/4, $0x3c088889
+DATA siluK24<>+8(SB)/4, $0x3c088889
+DATA siluK24<>+12(SB)/4, $0x3c088889
+DATA siluK24<>+16(SB)/4, $0x3c088889
+DATA siluK24<>+20(SB)/4, $0x3c088889
+DATA siluK24<>+24(SB)/4, $0x3c088889
+DATA siluK24<>+28(SB)/4, $0x3c088889
+GLOBL siluK24<>(SB), RODATA|NOPTR, $32
+DATA siluK28<>+0(SB)/4, $0x3d2aaaab
+DATA siluK28<>+4(SB)/4, $0x3d2aaaab
+DATA siluK28<>+8(SB)/4, $0x3d2aaaab
+DATA siluK28<>+12(SB)/4, $0x3d2aaaab
+DATA siluK28<>+16(SB)/4, $0x3d2aaaab
+DATA siluK28<>+20(SB)/4, $0x3d2aaaab
+DATA siluK28<>+24(SB)/4, $0x3d2aaaab
+DATA siluK28<>+28(SB)/4, $0x3d2aaaab
+GLOBL siluK28<>(SB), RODATA|NOPTR, $32
+DATA siluK32<>+0(SB)/4, $0x3e2aaaab
+DATA siluK32<>+4(SB)/4, $0x3e2aaaab
+DATA siluK32<>+8(SB)/4, $0x3e2aaaab
+DATA siluK32<>+12(SB)/4, $0x3e2aaaab
+DATA siluK32<>+16(SB)/4, $0x3e2aaaab
+DATA siluK32<>+20(SB)/4, $0x3e2aaaab
+DATA siluK32<>+24(SB)/4, $0x3e2aaaab
+DATA siluK32<>+28(SB)/4, $0x3e2aaaab
+GLOBL siluK32<>(SB), RODATA|NOPTR, $32
+DATA siluK36<>+0(SB)/4, $0x3f000000
+DATA siluK36<>+4(SB)/4, $0x3f000000
+DATA siluK36<>+8(SB)/4, $0x3f000000
+DATA siluK36<>+12(SB)/4, $0x3f000000
+DATA siluK36<>+16(SB)/4, $0x3f000000
+DATA siluK36<>+20(SB)/4, $0x3f000000
+DATA siluK36<>+24(SB)/4, $0x3f000000
+DATA siluK36<>+28(SB)/4, $0x3f000000
+GLOBL siluK36<>(SB), RODATA|NOPTR, $32
+DATA siluInf<>+0(SB)/4, $0x7f800000
+DATA siluInf<>+4(SB)/4, $0x7f800000
+DATA siluInf<>+8(SB)/4, $0x7f800000
+DATA siluInf<>+12(SB)/4, $0x7f800000
+DATA siluInf<>+16(SB)/4, $0x7f800000
+DATA siluInf<>+20(SB)/4, $0x7f800000
+DATA siluInf<>+24(SB)/4, $0x7f800000
+DATA siluInf<>+28(SB)/4, $0x7f800000
+GLOBL siluInf<>(SB), RODATA|NOPTR, $32
+
+// VPSHUFB masks: mask k copies word k of each 128-bit half to all eight words of the half.
+DATA scaleShuf<>+0(SB)/4, $0x01000100
+DATA scaleShuf<>+4(SB)/4, $0x01000100
+DATA scaleShuf<>+8(SB)/4, $0x01000100
+DATA scaleShuf<>+12(SB)/4, $0x01000100
+DATA scaleShuf<>+16(SB)/4, $0x01000100
+DATA scaleShuf<>+20(SB)/4, $0x01000100
+DATA scaleShuf<>+24(SB)/4, $0x01000100
+DATA scaleShuf<>+28(SB)/4, $0x01000100
+DATA scaleShuf<>+32(SB)/4, $0x03020302
+DATA scaleShuf<>+36(SB)/4, $0x03020302
+DATA scaleShuf<>+40(SB)/4, $0x03020302
+DATA scaleShuf<>+44(SB)/4, $0x03020302
+DATA scaleShuf<>+48(SB)/4, $0x03020302
+DATA scaleShuf<>+52(SB)/4, $0x03020302
+DATA scaleShuf<>+56(SB)/4, $0x03020302
+DATA scaleShuf<>+60(SB)/4, $0x03020302
+DATA scaleShuf<>+64(SB)/4, $0x05040504
+DATA scaleShuf<>+68(SB)/4, $0x05040504
+DATA scaleShuf<>+72(SB)/4, $0x05040504
+DATA scaleShuf<>+76(SB)/4, $0x05040504
+DATA scaleShuf<>+80(SB)/4, $0x05040504
+DATA scaleShuf<>+84(SB)/4, $0x05040504
+DATA scaleShuf<>+88(SB)/4, $0x05040504
+DATA scaleShuf<>+92(SB)/4, $0x05040504
+DATA scaleShuf<>+96(SB)/4, $0x07060706
+DATA scaleShuf<>+100(SB)/4, $0x07060706
+DATA scaleShuf<>+104(SB)/4, $0x07060706
+DATA scaleShuf<>+108(SB)/4, $0x07060706
+DATA scaleShuf<>+112(SB)/4, $0x07060706
+DATA scaleShuf<>+116(SB)/4, $0x07060706
+DATA scaleShuf<>+120(SB)/4, $0x07060706
+DATA scaleShuf<>+124(SB)/4, $0x07060706
+DATA scaleShuf<>+128(SB)/4, $0x09080908
+DATA scaleShuf<>+132(SB)/4, $0x09080908
+DATA scaleShuf<>+136(SB)/4, $0x09080908
+DATA scaleShuf<>+140(SB)/4, $0x09080908
+DATA scaleShuf<>+144(SB)/4, $0x09080908
+DATA scaleShuf<>+148(SB)/4, $0x09080908
+DATA scaleShuf<>+152(SB)/4, $0x09080908
+DATA scaleShuf<>+156(SB)/4, $0x09080908
+DATA scaleShuf<>+160(SB)/4, $0x0b0a0b0a
+DATA scaleShuf<>+164(SB)/4, $0x0b0a0b0a
+DATA scaleShuf<>+168(SB)/4, $0x0b0a0b0a
+DATA scaleShuf<>+172(SB)/4, $0x0b0a0b0a
+DATA scaleShuf<>+176(SB)/4, $0x0b0a0b0a
+DATA scaleShuf<>+180(SB)/4, $0x0b0a0b0a
+DATA scaleShuf<>+184(SB)/4, $0x0b0a0b0a
+DATA scaleShuf<>+188(SB)/4, $0x0b0a0b0a
+DATA scaleShuf<>+192(SB)/4, $0x0d0c0d0c
+DATA scaleShuf<>+196(SB)/4, $0x0d0c0d0c
+DATA scaleShuf<>+200(SB)/4, $0x0d0c0d0c
+DATA scaleShuf<>+204(SB)/4, $0x0d0c0d0c
+DATA scaleShuf<>+208(SB)/4, $0x0d0c0d0c
+DATA scaleShuf<>+212(SB)/4, $0x0d0c0d0c
+DATA scaleShuf<>+216(SB)/4, $0x0d0c0d0c
+DATA scaleShuf<>+220(SB)/4, $0x0d0c0d0c
+DATA scaleShuf<>+224(SB)/4, $0x0f0e0f0e
+DATA scaleShuf<>+228(SB)/4, $0x0f0e0f0e
+DATA scaleShuf<>+232(SB)/4, $0x0f0e0f0e
+DATA scaleShuf<>+236(SB)/4, $0x0f0e0f0e
+DATA scaleShuf<>+240(SB)/4, $0x0f0e0f0e
+DATA scaleShuf<>+244(SB)/4, $0x0f0e0f0e
+DATA scaleShuf<>+248(SB)/4, $0x0f0e0f0e
+DATA scaleShuf<>+252(SB)/4, $0x0f0e0f0e
+GLOBL scaleShuf<>(SB), RODATA|NOPTR, $256
+
+// The exact Q8_0/Q4_0 row dots: eight consecutive blocks of one row per iteration (the row is
+// read as one sequential stream, which the hardware prefetchers follow at full speed). The
+// eight block sums are reduced into one vector (lane k = block k), scaled in one step with the
+// row's and the activation's block scales, and added to the running float32 sum one lane at a
+// time in block order: ggml's generic arithmetic, bit for bit. Arguments: x, y *byte, yd
+// *float32 (activation scales per block), ys *int32 (activation quant sums per block), nb int
+// (a positive multiple of 8); result: the sum.
+
+// func dotQ8_0B8VNNI(x, y *byte, yd *float32, ys *int32, nb int) float32
+TEXT ·dotQ8_0B8VNNI(SB), NOSPLIT, $0-44
+	B8_PROLOGUE
+	MOVL         $0x80808080, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+
+q80b8v_loop:
+	B8_BLOCKS(B8_Q8_0_VNNI)
+	R8_REDUCE
+	B8_CORRECT(7)
+	B8_XSCALES(34)
+	B8_Q8_0_FLOAT
+	B8_SEQSUM
+	B8_ADVANCE(272)
+	SUBQ $8, CX
+	JNZ  q80b8v_loop
+	VZEROUPPER
+	MOVSS X0, ret+40(FP)
+	RET
+
+// func dotQ8_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
+TEXT ·dotQ8_0B8(SB), NOSPLIT, $0-44
+	B8_PROLOGUE
+	VPCMPEQW Y12, Y12, Y12
+	VPSRLW   $15, Y12, Y12
+
+q80b8_loop:
+	B8_BLOCKS(B8_Q8_0)
+	R8_REDUCE
+	B8_XSCALES(34)
+	B8_Q8_0_FLOAT
+	B8_SEQSUM
+	B8_ADVANCE(272)
+	SUBQ $8, CX
+	JNZ  q80b8_loop
+	VZEROUPPER
+	MOVSS X0, ret+40(FP)
+	RET
+
+// func dotQ4_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
+TEXT ·dotQ4_0B8(SB), NOSPLIT, $0-44
+	B8_PROLOGUE
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X13
+	VPBROADCASTD X13, Y13
+	VPCMPEQW     Y12, Y12, Y12
+	VPSRLW       $15, Y12, Y12
+
+q40b8_loop:
+	B8_BLOCKS(B8_Q4_0)
+	R8_REDUCE
+	B8_CORRECT(3)
+	B8_XSCALES(18)
+	B8_Q4_0_FLOAT
+	B8_SEQSUM
+	B8_ADVANCE(144)
+	SUBQ $8, CX
+	JNZ  q40b8_loop
+	VZEROUPPER
+	MOVSS X0, ret+40(FP)
+	RET
+
+// Unpacking for the prompt-batch kernels, one row after the other (sequential streams): row i's
+// block b goes to dst + 256b + 32i, its scale (fp16) to the halves at sc + 16b + 2i; at the end
+// the halves are widened in place to float32 (sc + 32b + 4i), from the last block down so that
+// no half is overwritten before it is read.
+
+// func unpackQ4_0R8(x *byte, xstride int, nb int, dst *byte, sc *float32)
+TEXT ·unpackQ4_0R8(SB), NOSPLIT, $0-40
+	UNPACK_PROLOGUE
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X13
+	VPBROADCASTD X13, Y13
+
+uq40_row:
+	MOVQ SI, R8
+	MOVQ DI, R9
+	MOVQ R10, R11
+	MOVQ CX, R12
+
+uq40_block:
+	VMOVDQU     2(R8), X10
+	VPSRLW      $4, X10, X14
+	VINSERTI128 $1, X14, Y10, Y10
+	VPAND       Y13, Y10, Y10
+	VMOVDQU     Y10, (R9)
+	MOVWLZX     (R8), AX
+	MOVW        AX, (R11)
+	ADDQ        $18, R8
+	ADDQ        $256, R9
+	ADDQ        $16, R11
+	DECQ        R12
+	JNZ         uq40_block
+	UNPACK_NEXT_ROW(uq40_row)
+	UNPACK_WIDEN
+	RET
+
+// func unpackQ8_0R8(x *byte, xstride int, nb int, dst *byte, sc *float32)
+// Quants are stored as x+128 (unsigned), for VPDPBUSD.
+TEXT ·unpackQ8_0R8(SB), NOSPLIT, $0-40
+	UNPACK_PROLOGUE
+	MOVL         $0x80808080, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+
+uq80_row:
+	MOVQ SI, R8
+	MOVQ DI, R9
+	MOVQ R10, R11
+	MOVQ CX, R12
+
+uq80_block:
+	VMOVDQU 2(R8), Y10
+	VPXOR   Y15, Y10, Y10
+	VMOVDQU Y10, (R9)
+	MOVWLZX (R8), AX
+	MOVW    AX, (R11)
+	ADDQ    $34, R8
+	ADDQ    $256, R9
+	ADDQ    $16, R11
+	DECQ    R12
+	JNZ     uq80_block
+	UNPACK_NEXT_ROW(uq80_row)
+	UNPACK_WIDEN
+	RET

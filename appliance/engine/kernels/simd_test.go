@@ -1,0 +1,705 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// The SIMD kernels against their pure-Go twins (the reference Dot and the scalar float helpers).
+//
+// Integer paths are compared exactly: blocks are built with power-of-two scales and quants small
+// enough that every float step of both the reference and the SIMD kernel is exact, so any
+// difference can only come from the integer arithmetic (unpacking, products, block sums, scales
+// and mins). Float paths, and real-valued blocks where the float sums round, are compared with a
+// stated tolerance: |VecDot - Dot| <= 4e-6 · sum|w·x|, a few float32 roundings of the sum.
+
+// simdTypes are the weight types with a SIMD kernel on this machine (none under purego).
+func simdTypes() []ggml.Type {
+	var ts []ggml.Type
+	for _, t := range ggml.All() {
+		if Accelerated(t) {
+			ts = append(ts, t)
+		}
+	}
+	return ts
+}
+
+func TestSIMDReport(t *testing.T) {
+	t.Logf("SIMD: %s; accelerated weight types: %v; %d kernel variants", SIMD(), simdTypes(), len(variants))
+}
+
+// pow2Half returns the F16 bits of 2^e.
+func pow2Half(e int) uint16 { return F32ToF16(float32(math.Ldexp(1, e))) }
+
+// randI8 returns a byte holding a signed value in [-lim, lim].
+func randI8(r *rand.Rand, lim int) byte { return byte(int8(r.IntN(2*lim+1) - lim)) }
+
+// exactBlocks builds nb blocks of weights of type t and matching activations whose dot product
+// every kernel computes without rounding. actLim bounds the activation quants.
+func exactBlocks(r *rand.Rand, t ggml.Type, nb int, e int) (row, act []byte) {
+	row = make([]byte, nb*t.TypeSize())
+	at := VecDotType(t)
+	act = make([]byte, nb*at.TypeSize())
+	for i := range row {
+		row[i] = byte(r.Uint32())
+	}
+	switch at {
+	case ggml.Q8_0:
+		for b := 0; b < nb; b++ {
+			y := act[b*34:]
+			binary.LittleEndian.PutUint16(y, pow2Half(e))
+			for j := 0; j < 32; j++ {
+				y[2+j] = randI8(r, 15)
+			}
+		}
+	case ggml.Q8_K:
+		for b := 0; b < nb; b++ {
+			y := act[b*292:]
+			binary.LittleEndian.PutUint32(y, math.Float32bits(float32(math.Ldexp(1, e))))
+			for j := 0; j < 256; j++ {
+				y[4+j] = randI8(r, 15)
+			}
+			fillBsums(y)
+		}
+	}
+	bs := t.TypeSize()
+	for b := 0; b < nb; b++ {
+		x := row[b*bs:]
+		switch t {
+		case ggml.Q8_0:
+			binary.LittleEndian.PutUint16(x, pow2Half(-e))
+			for j := 0; j < 32; j++ {
+				x[2+j] = randI8(r, 127)
+			}
+		case ggml.Q4_0:
+			binary.LittleEndian.PutUint16(x, pow2Half(1-e))
+		case ggml.Q4_K:
+			binary.LittleEndian.PutUint16(x, pow2Half(-e))
+			binary.LittleEndian.PutUint16(x[2:], pow2Half(-1-e))
+		case ggml.Q6_K:
+			for j := 0; j < 16; j++ {
+				x[192+j] = randI8(r, 31)
+			}
+			binary.LittleEndian.PutUint16(x[208:], pow2Half(-e))
+		}
+	}
+	return row, act
+}
+
+// fillBsums writes the 16 group sums of a Q8_K block.
+func fillBsums(y []byte) {
+	for j := 0; j < 16; j++ {
+		s := 0
+		for i := 0; i < 16; i++ {
+			s += int(int8(y[4+16*j+i]))
+		}
+		binary.LittleEndian.PutUint16(y[260+2*j:], uint16(int16(s)))
+	}
+}
+
+func TestVecDotExactOnExactBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, v := range variants {
+		ty := v.t
+		if ty == ggml.F16 || ty == ggml.F32 {
+			continue
+		}
+		for _, nb := range []int{1, 2, 3, 4, 7, 8, 11, 16} {
+			for trial := 0; trial < 40; trial++ {
+				row, act := exactBlocks(r, ty, nb, trial%5-2)
+				n := nb * ty.BlockSize()
+				want := Dot(ty, row, act, n)
+				if got := v.dot(row, act, n); got != want {
+					t.Fatalf("%s/%s %d blocks trial %d: SIMD %v, reference %v", ty, v.name, nb, trial, got, want)
+				}
+			}
+		}
+	}
+}
+
+// simdTol is the float tolerance of a SIMD dot relative to sum|w·x|.
+const simdTol = 4e-6
+
+func checkClose(t *testing.T, what string, got, want float32, scale float64) {
+	t.Helper()
+	if d := math.Abs(float64(got) - float64(want)); d > simdTol*scale+1e-30 || math.IsNaN(float64(got)) {
+		t.Fatalf("%s: SIMD %v, reference %v (diff %g, scale %g)", what, got, want, d, scale)
+	}
+}
+
+// absScale is sum|w·x| over the dequantized operands.
+func absScale(t *testing.T, ty ggml.Type, row, act []byte, n int) float64 {
+	t.Helper()
+	wd, ad := make([]float32, n), make([]float32, n)
+	if err := Dequantize(ty, row, wd); err != nil {
+		t.Fatal(err)
+	}
+	if err := Dequantize(VecDotType(ty), act, ad); err != nil {
+		t.Fatal(err)
+	}
+	return absDot64(wd, ad)
+}
+
+func TestVecDotMatchesReferenceOnRealBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, v := range variants {
+		ty := v.t
+		for _, n := range []int{256, 512, 320, 2048, 8192} {
+			for trial := 0; trial < 6; trial++ {
+				if n%ty.BlockSize() != 0 {
+					continue
+				}
+				w := randVec(r, n, 0.5)
+				x := randVec(r, n, 2)
+				if trial == 1 {
+					clear(x[:256])
+					for i := 256; i < min(512, n); i++ {
+						x[i] *= 1000
+					}
+				}
+				row, err := Quantize(ty, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				act := QuantizeActivations(ty, x, nil)
+				if got, want := v.dot(row, act, n), Dot(ty, row, act, n); v.exact && got != want {
+					t.Fatalf("%s/%s n=%d trial %d: %v, reference %v (the kernel should be exact)", ty, v.name, n, trial, got, want)
+				}
+				checkClose(t, fmt.Sprintf("%s/%s n=%d trial %d", ty, v.name, n, trial), v.dot(row, act, n), Dot(ty, row, act, n), absScale(t, ty, row, act, n))
+			}
+		}
+	}
+}
+
+// Edge-case blocks: extreme quants, scales and mins, all zero, and arbitrary bytes.
+func TestVecDotEdgeBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(6, 6))
+	for _, v := range variants {
+		ty := v.t
+		if ty == ggml.F16 || ty == ggml.F32 {
+			continue
+		}
+		const nb = 11 // a group of eight and a tail for the eight-block kernels
+		n := nb * ty.BlockSize()
+		for c := 0; c < 6; c++ {
+			row, act := exactBlocks(r, ty, nb, 0)
+			switch c {
+			case 0: // all zero
+				clear(row)
+				clear(act)
+			case 1, 2: // every weight byte 0xff or 0x00 (largest/smallest nibbles; Q8_0 -1/0)
+				v := byte(0xff * (c & 1))
+				for i := range row {
+					row[i] = v
+				}
+				fixHalves(ty, row, nb)
+			case 3: // arbitrary weight bytes: random scales (finite F16), quants, Q6_K scales
+				for i := range row {
+					row[i] = byte(r.Uint32())
+				}
+				fixHalves(ty, row, nb)
+			}
+			if c >= 4 { // activations at +-127 (the largest a quantizer writes)
+				sign := byte(127)
+				if c == 5 {
+					sign = 0x81 // -127
+				}
+				fillActQuants(ty, act, sign)
+			}
+			if ty == ggml.Q8_0 {
+				for b := 0; b < nb; b++ { // -128 is not a value a quantizer writes
+					for j := 0; j < 32; j++ {
+						if row[b*34+2+j] == 0x80 {
+							row[b*34+2+j] = 0x81
+						}
+					}
+				}
+			}
+			checkClose(t, fmt.Sprintf("%s/%s case %d", ty, v.name, c), v.dot(row, act, n), Dot(ty, row, act, n), absScale(t, ty, row, act, n))
+		}
+	}
+}
+
+// fixHalves replaces the F16 scales of random blocks with finite values of moderate size.
+func fixHalves(ty ggml.Type, row []byte, nb int) {
+	bs := ty.TypeSize()
+	for b := 0; b < nb; b++ {
+		x := row[b*bs:]
+		switch ty {
+		case ggml.Q8_0, ggml.Q4_0:
+			binary.LittleEndian.PutUint16(x, F32ToF16(0.01))
+		case ggml.Q4_K:
+			binary.LittleEndian.PutUint16(x, F32ToF16(0.02))
+			binary.LittleEndian.PutUint16(x[2:], F32ToF16(-0.03))
+		case ggml.Q6_K:
+			binary.LittleEndian.PutUint16(x[208:], F32ToF16(0.004))
+		}
+	}
+}
+
+func fillActQuants(ty ggml.Type, act []byte, v byte) {
+	switch VecDotType(ty) {
+	case ggml.Q8_0:
+		for b := 0; b < len(act)/34; b++ {
+			for j := 0; j < 32; j++ {
+				act[b*34+2+j] = v
+			}
+		}
+	case ggml.Q8_K:
+		for b := 0; b < len(act)/292; b++ {
+			for j := 0; j < 256; j++ {
+				act[b*292+4+j] = v
+			}
+			fillBsums(act[b*292:])
+		}
+	}
+}
+
+func TestVecDotRejectsShortInputs(t *testing.T) {
+	for _, v := range variants {
+		ty := v.t
+		n := 2 * ty.BlockSize()
+		row := make([]byte, 2*ty.TypeSize()-1)
+		act := make([]byte, 2*VecDotType(ty).TypeSize())
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s/%s: short row accepted", ty, v.name)
+				}
+			}()
+			v.dot(row, act, n)
+		}()
+	}
+}
+
+func TestFloatHelpersMatchTwins(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, n := range []int{0, 1, 7, 8, 9, 31, 32, 33, 64, 100, 1000, 1024} {
+		a, b := randVec(r, n, 1), randVec(r, n, 1)
+		ha, hb := make([]uint16, n), make([]uint16, n)
+		toF16Go(ha, a)
+		toF16Go(hb, b)
+
+		got := make([]uint16, n)
+		ToF16(got, a)
+		for i := range got {
+			if got[i] != ha[i] {
+				t.Fatalf("ToF16 n=%d [%d]: %#x, F32ToF16 %#x", n, i, got[i], ha[i])
+			}
+		}
+		wide := make([]float32, n)
+		FromF16(wide, ha)
+		for i := range wide {
+			if wide[i] != F16ToF32(ha[i]) {
+				t.Fatalf("FromF16 n=%d [%d]: %v, want %v", n, i, wide[i], F16ToF32(ha[i]))
+			}
+		}
+
+		var scale float64
+		for i := range ha {
+			scale += math.Abs(float64(F16ToF32(ha[i]) * F16ToF32(hb[i])))
+		}
+		if got, want := DotF16(ha, hb), dotF16Go(ha, hb); got != want {
+			t.Fatalf("DotF16 n=%d: %v, twin %v", n, got, want)
+		}
+		checkClose(t, fmt.Sprintf("DotF16 n=%d", n), DotF16(ha, hb), float32(dot64(wideF16(ha), wideF16(hb))), scale)
+		checkClose(t, fmt.Sprintf("DotF32Fast n=%d", n), DotF32Fast(a, b), DotF32(a, b), absDot64(a, b))
+
+		s := float32(r.NormFloat64())
+		acc1, acc2 := append([]uint16(nil), ha...), append([]uint16(nil), ha...)
+		MadF16(acc1, hb, s)
+		madF16Go(acc2, hb, s)
+		ScaleF16(acc1, 0.75)
+		scaleF16Go(acc2, 0.75)
+		for i := range acc1 {
+			if acc1[i] != acc2[i] {
+				t.Fatalf("MadF16/ScaleF16 n=%d [%d]: %#x, twin %#x", n, i, acc1[i], acc2[i])
+			}
+		}
+	}
+	// Conversion edge cases: ties, subnormals, overflow, infinities, signed zero.
+	special := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 65504, 65520, 1e6, -1e6, 6e-8, 3e-8, 1e-10,
+		float32(math.Inf(1)), float32(math.Inf(-1)), 1 + 1.0/2048, 1 + 3.0/2048, 2049, 2051}
+	for len(special)%8 != 0 {
+		special = append(special, 0.1)
+	}
+	got := make([]uint16, len(special))
+	ToF16(got, special)
+	for i, v := range special {
+		if got[i] != F32ToF16(v) {
+			t.Errorf("ToF16(%v) = %#x, F32ToF16 %#x", v, got[i], F32ToF16(v))
+		}
+	}
+}
+
+func wideF16(h []uint16) []float32 {
+	w := make([]float32, len(h))
+	fromF16Go(w, h)
+	return w
+}
+
+func TestPoolCoversEveryItemOnce(t *testing.T) {
+	for _, threads := range []int{1, 2, 3, 8} {
+		p := NewPool(threads)
+		for _, n := range []int{1, 2, 7, 100, 1001} {
+			for _, chunk := range []int{0, 1, 3, 64} {
+				c := &countRanger{hits: make([]atomic.Int32, n), workers: threads}
+				p.For(n, chunk, c)
+				for i := range c.hits {
+					if h := c.hits[i].Load(); h != 1 {
+						t.Fatalf("threads %d n %d chunk %d: item %d done %d times", threads, n, chunk, i, h)
+					}
+				}
+				if c.badWorker.Load() {
+					t.Fatalf("threads %d: worker index out of range", threads)
+				}
+			}
+		}
+		p.Close()
+	}
+}
+
+type countRanger struct {
+	hits      []atomic.Int32
+	workers   int
+	badWorker atomic.Bool
+}
+
+func (c *countRanger) Range(w, lo, hi int) {
+	if w < 0 || w >= c.workers {
+		c.badWorker.Store(true)
+	}
+	for i := lo; i < hi; i++ {
+		c.hits[i].Add(1)
+	}
+}
+
+// Several goroutines sharing one pool all get complete results (the ones that find it busy run
+// their work alone).
+func TestPoolConcurrentCallers(t *testing.T) {
+	p := NewPool(2)
+	defer p.Close()
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < 50; k++ {
+				c := &countRanger{hits: make([]atomic.Int32, 257), workers: 2}
+				p.For(257, 5, c)
+				for i := range c.hits {
+					if c.hits[i].Load() != 1 {
+						t.Errorf("item %d done %d times", i, c.hits[i].Load())
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestPhysicalCores(t *testing.T) {
+	if n := PhysicalCores(); n < 1 {
+		t.Fatalf("PhysicalCores() = %d", n)
+	}
+	if n := DefaultThreads(); n < 1 {
+		t.Fatalf("DefaultThreads() = %d", n)
+	}
+	if n := physicalCores(t.TempDir()); n < 1 {
+		t.Fatalf("fallback without sysfs: %d", n)
+	}
+}
+
+// MatMul gives every output as the single VecDot (or DotDequant) of its row and activation
+// row, for any batch size, thread count and mix of ops.
+func TestMatMulMatchesRowDots(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, threads := range []int{1, 2, 3} {
+		p := NewPool(threads)
+		var mm MatMul
+		for _, ty := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.Q5_K} {
+			for _, shape := range [][3]int{{3, 256, 1}, {130, 512, 1}, {70, 256, 5}} {
+				rows, cols, nb := shape[0], shape[1], shape[2]
+				w := randMatrix(t, r, ty, rows, cols)
+				w2 := randMatrix(t, r, ggml.Q8_0, rows+3, cols)
+				x := randVec(r, nb*cols, 1)
+				at := VecDotType(ty)
+				ab, _ := at.RowSize(int64(cols))
+				act := make([]byte, 0, nb*int(ab))
+				act2 := make([]byte, 0, nb*(cols/32*34))
+				for j := 0; j < nb; j++ {
+					act = append(act, QuantizeActivations(ty, x[j*cols:(j+1)*cols], nil)...)
+					act2 = append(act2, QuantizeActivations(ggml.Q8_0, x[j*cols:(j+1)*cols], nil)...)
+				}
+				out := make([]float32, nb*(rows+1))
+				out2 := make([]float32, nb*(rows+3))
+				outF := make([]float32, nb*rows)
+				mm.Ops = append(mm.Ops[:0],
+					MatMulOp{Type: ty, W: w, Rows: rows, Cols: cols, N: nb, Act: act, ActStride: int(ab), Out: out, OutStride: rows + 1},
+					MatMulOp{Type: ggml.Q8_0, W: w2, Rows: rows + 3, Cols: cols, N: nb, Act: act2, ActStride: cols / 32 * 34, Out: out2, OutStride: rows + 3},
+					MatMulOp{Type: ty, W: w, Rows: rows, Cols: cols, N: nb, X: x, XStride: cols, Out: outF, OutStride: rows},
+				)
+				mm.Run(p)
+				rb, _ := ty.RowSize(int64(cols))
+				scratch := make([]float32, cols)
+				for j := 0; j < nb; j++ {
+					for i := 0; i < rows; i++ {
+						row := w[int64(i)*rb : int64(i+1)*rb]
+						if want := rowKernel(ty)(row, act[j*int(ab):], cols); out[j*(rows+1)+i] != want {
+							t.Fatalf("threads %d %s %v: out[%d][%d] %v, VecDot %v", threads, ty, shape, j, i, out[j*(rows+1)+i], want)
+						}
+						if want := DotDequant(ty, row, x[j*cols:(j+1)*cols], scratch); outF[j*rows+i] != want {
+							t.Fatalf("threads %d %s %v: f32 out[%d][%d] %v, DotDequant %v", threads, ty, shape, j, i, outF[j*rows+i], want)
+						}
+					}
+					for i := 0; i < rows+3; i++ {
+						if want := rowKernel(ggml.Q8_0)(w2[i*cols/32*34:], act2[j*cols/32*34:], cols); out2[j*(rows+3)+i] != want {
+							t.Fatalf("second op out[%d][%d] %v, want %v", j, i, out2[j*(rows+3)+i], want)
+						}
+					}
+				}
+			}
+		}
+		p.Close()
+	}
+}
+
+func TestMatMulRejectsBadShapes(t *testing.T) {
+	p := NewPool(1)
+	defer p.Close()
+	w := make([]byte, 34*4)
+	act := make([]byte, 34)
+	for name, op := range map[string]MatMulOp{
+		"short weights": {Type: ggml.Q8_0, W: w, Rows: 5, Cols: 32, N: 1, Act: act, ActStride: 34, Out: make([]float32, 5), OutStride: 5},
+		"short output":  {Type: ggml.Q8_0, W: w, Rows: 4, Cols: 32, N: 1, Act: act, ActStride: 34, Out: make([]float32, 3), OutStride: 4},
+		"short acts":    {Type: ggml.Q8_0, W: w, Rows: 4, Cols: 32, N: 2, Act: act, ActStride: 34, Out: make([]float32, 8), OutStride: 4},
+		"no input":      {Type: ggml.Q8_0, W: w, Rows: 4, Cols: 32, N: 1, Out: make([]float32, 4), OutStride: 4},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", name)
+				}
+			}()
+			(&MatMul{Ops: []MatMulOp{op}}).Run(p)
+		}()
+	}
+}
+
+func TestMatMulSteadyStateAllocatesNothing(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	p := NewPool(2)
+	defer p.Close()
+	const rows, cols = 512, 512
+	w := randMatrix(t, r, ggml.Q4_K, rows, cols)
+	act := QuantizeActivations(ggml.Q4_K, randVec(r, cols, 1), nil)
+	out := make([]float32, rows)
+	mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q4_K, W: w, Rows: rows, Cols: cols, N: 1, Act: act, ActStride: len(act), Out: out, OutStride: rows}}}
+	mm.Run(p)
+	if a := testing.AllocsPerRun(20, func() { mm.Run(p) }); a > 0 {
+		t.Errorf("MatMul.Run: %.1f allocations per call", a)
+	}
+}
+
+// Benchmarks of each kernel on one row of Llama-3.2-1B's FFN width (2048) and of its
+// down projection's input (8192), SIMD against the reference.
+func BenchmarkVecDot(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, ty := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K} {
+		for _, n := range []int{2048, 8192} {
+			row, err := Quantize(ty, randVec(r, n, 0.5))
+			if err != nil {
+				b.Fatal(err)
+			}
+			act := QuantizeActivations(ty, randVec(r, n, 1), nil)
+			b.Run(fmt.Sprintf("%s/%d/simd", ty, n), func(b *testing.B) {
+				b.SetBytes(int64(len(row)))
+				for b.Loop() {
+					VecDot(ty, row, act, n)
+				}
+			})
+			b.Run(fmt.Sprintf("%s/%d/go", ty, n), func(b *testing.B) {
+				b.SetBytes(int64(len(row)))
+				for b.Loop() {
+					Dot(ty, row, act, n)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkMatMul is Llama-3.2-1B's FFN up projection (8192×2048): one decode token (N=1,
+// weight bandwidth) and a prompt batch (N=64).
+func BenchmarkMatMul(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 3))
+	const rows, cols = 8192, 2048
+	p := SharedPool(0)
+	for _, ty := range []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.F16} {
+		w, err := Quantize(ty, randVec(r, rows*cols, 0.3))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, nb := range []int{1, 64} {
+			ab, _ := VecDotType(ty).RowSize(cols)
+			var act []byte
+			for j := 0; j < nb; j++ {
+				act = append(act, QuantizeActivations(ty, randVec(r, cols, 1), nil)...)
+			}
+			out := make([]float32, nb*rows)
+			mm := &MatMul{Ops: []MatMulOp{{Type: ty, W: w, Rows: rows, Cols: cols, N: nb, Act: act, ActStride: int(ab), Out: out, OutStride: rows}}}
+			b.Run(fmt.Sprintf("%s/N=%d/threads=%d", ty, nb, p.Threads()), func(b *testing.B) {
+				b.SetBytes(int64(len(w)))
+				b.ReportAllocs()
+				for b.Loop() {
+					mm.Run(p)
+				}
+				b.ReportMetric(float64(nb)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+			})
+		}
+	}
+}
+
+// The four-column kernels equal their one-column twins bit for bit (so a batched product does
+// not depend on the batch), and so the reference within the float tolerance.
+func TestVecDot4MatchesSingleColumn(t *testing.T) {
+	r := rand.New(rand.NewPCG(10, 10))
+	if runtime.GOARCH == "amd64" && len(variants) > 0 && len(variants4) == 0 {
+		t.Fatal("AVX2 dots without four-column kernels")
+	}
+	for _, v4 := range variants4 {
+		var single vecDotFn
+		for _, v := range variants {
+			if v.t == v4.t && v.name == v4.name {
+				single = v.dot
+			}
+		}
+		if single == nil {
+			t.Fatalf("%s/%s: no one-column twin", v4.t, v4.name)
+		}
+		at := VecDotType(v4.t)
+		for _, n := range []int{256, 512, 2048} {
+			for trial := 0; trial < 4; trial++ {
+				row, err := Quantize(v4.t, randVec(r, n, 0.5))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ab, _ := at.RowSize(int64(n))
+				stride := int(ab) + 8*trial // rows need not be packed
+				act := make([]byte, 3*stride+int(ab))
+				for c := 0; c < 4; c++ {
+					x := randVec(r, n, 1+float64(c))
+					if trial == 1 && c == 2 {
+						clear(x)
+					}
+					QuantizeActivations(v4.t, x, act[c*stride:c*stride+int(ab):c*stride+int(ab)])
+				}
+				var out [4]float32
+				v4.dot(row, act, stride, n, &out)
+				for c := 0; c < 4; c++ {
+					a := act[c*stride : c*stride+int(ab)]
+					if want := single(row, a, n); out[c] != want {
+						t.Fatalf("%s/%s n=%d trial %d column %d: four-column %v, one-column %v", v4.t, v4.name, n, trial, c, out[c], want)
+					}
+					checkClose(t, fmt.Sprintf("%s/%s column %d", v4.t, v4.name, c), out[c], Dot(v4.t, row, a, n), absScale(t, v4.t, row, a, n))
+				}
+			}
+		}
+	}
+}
+
+// The unpacked (prompt-batch) forms equal the eight-row kernels, and so the reference Dot.
+func TestUnpacked8MatchesReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	if runtime.GOARCH == "amd64" && len(variants) > 0 && len(variantsU8) == 0 && Accelerated(ggml.Q4_0) {
+		t.Fatal("AVX2 dots without unpacked eight-row kernels")
+	}
+	for _, v := range variantsU8 {
+		for _, n := range []int{32, 2048} {
+			rb, _ := v.t.RowSize(int64(n))
+			stride := int(rb) + 6
+			w := make([]byte, 7*stride+int(rb))
+			for i := 0; i < 8; i++ {
+				row, err := Quantize(v.t, randVec(r, n, float64(i+1)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(w[i*stride:], row)
+			}
+			nb := n / 32
+			buf, sc := make([]byte, 256*nb), make([]float32, 8*nb)
+			v.k.unpack(w, stride, n, buf, sc)
+			for trial := 0; trial < 3; trial++ {
+				act := QuantizeActivations(v.t, randVec(r, n, float64(1+trial)), nil)
+				yd, ys := make([]float32, nb), make([]int32, nb)
+				actTables(act, nb, yd, ys)
+				out := make([]float32, 8)
+				v.k.dot(buf, sc, act, yd, ys, n, out, w[:min(len(w), 64*trial)])
+				for i := 0; i < 8; i++ {
+					if want := Dot(v.t, w[i*stride:i*stride+int(rb)], act, n); out[i] != want {
+						t.Fatalf("%s/%s n=%d trial %d row %d: unpacked %v, reference %v", v.t, v.name, n, trial, i, out[i], want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// SiLUFast's kernel equals its Go twin bit for bit and the reference SiLU within 4e-7 relative
+// (the polynomial exp), on ordinary, tiny, huge and infinite inputs.
+func TestSiLUFast(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 13))
+	x := randVec(r, 4099, 4)
+	x = append(x, 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 20, -20, 87, -87, 88.5, -88.5, 100, -100, 1e30, -1e30,
+		float32(math.Inf(1)), float32(math.Inf(-1)))
+	got, twin, ref := make([]float32, len(x)), make([]float32, len(x)), make([]float32, len(x))
+	SiLUFast(got, x)
+	siluGo(twin, x)
+	SiLU(ref, x)
+	for i := range x {
+		if math.Float32bits(got[i]) != math.Float32bits(twin[i]) {
+			t.Fatalf("x=%v: SiLUFast %v, twin %v", x[i], got[i], twin[i])
+		}
+		d := math.Abs(float64(got[i]) - float64(ref[i]))
+		if got[i] == ref[i] {
+			continue
+		}
+		if !(d <= 4e-7*math.Abs(float64(ref[i]))+1e-36) && !(math.IsNaN(float64(got[i])) && math.IsNaN(float64(ref[i]))) {
+			t.Errorf("x=%v: SiLUFast %v, reference %v", x[i], got[i], ref[i])
+		}
+	}
+}
+
+// BenchmarkRowKernels compares, per weight row of 2048 elements held in cache, the exact
+// Q8_0/Q4_0 row kernels (eight-block groups).
+func BenchmarkRowKernels(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 5))
+	const n = 2048
+	for _, ty := range []ggml.Type{ggml.Q8_0, ggml.Q4_0} {
+		rb, _ := ty.RowSize(n)
+		w, err := Quantize(ty, randVec(r, 2*n, 0.5))
+		if err != nil {
+			b.Fatal(err)
+		}
+		act := QuantizeActivations(ty, randVec(r, n, 1), nil)
+		yd, ys := make([]float32, n/32), make([]int32, n/32)
+		actTables(act, n/32, yd, ys)
+		if f := fastRowTab[ty]; f != nil {
+			b.Run(ty.String()+"/row", func(b *testing.B) {
+				b.SetBytes(2 * rb)
+				for b.Loop() {
+					f(w[:rb], act, yd, ys, n)
+					f(w[rb:], act, yd, ys, n)
+				}
+			})
+		}
+	}
+}

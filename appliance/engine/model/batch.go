@@ -1,0 +1,455 @@
+package model
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/engine/kernels"
+)
+
+// SeqBatch is one sequence's part of a ForwardBatch call: positions Batch.Pos.. of Seq.
+type SeqBatch struct {
+	Seq *Seq
+	Batch
+}
+
+// maxStepTokens bounds the tokens evaluated together in one pass. Longer batches are cut into
+// passes of this size: the work buffers stay a few tens of MB, and a pass over the weights
+// already serves enough tokens that the weights are read from cache, not memory.
+const maxStepTokens = 256
+
+// ForwardBatch evaluates several sequences in one pass over the weights: all their positions go
+// through each layer together (continuous batching of decode steps, batched prompt evaluation,
+// or both at once), each with its own KV cache and positions. outs[i] receives item i's result
+// as Forward would return it, but its slices belong to item i's sequence and stay valid until
+// that sequence's next Forward or ForwardBatch; no allocation happens once the sequences and the
+// stage have served a batch of the same size.
+//
+// Every item is validated before anything runs; a sequence may appear only once. Each token's
+// result is bit-identical to evaluating it alone: batching changes the order of work, not the
+// arithmetic.
+func (s *Stage) ForwardBatch(items []SeqBatch, outs []Out) error {
+	if len(outs) < len(items) {
+		return fmt.Errorf("model: %d outputs for %d batches", len(outs), len(items))
+	}
+	if len(items) == 0 {
+		return fmt.Errorf("model: empty batch")
+	}
+	ws := s.getWorkspace()
+	defer s.putWorkspace(ws)
+	ws.n = ws.n[:0]
+	for i := range items {
+		n, err := s.check(items[i].Seq, items[i].Batch)
+		if err != nil {
+			if len(items) > 1 {
+				return fmt.Errorf("batch item %d: %w", i, err)
+			}
+			return err
+		}
+		for j := 0; j < i; j++ {
+			if items[j].Seq == items[i].Seq {
+				return fmt.Errorf("model: batch items %d and %d use the same sequence", j, i)
+			}
+		}
+		ws.n = append(ws.n, n)
+	}
+	c := s.Config
+	for i := range items {
+		it, n := &items[i], ws.n[i]
+		switch {
+		case !s.IsLast():
+			it.Seq.hidOut = grow(it.Seq.hidOut, n*c.NEmbd)
+			outs[i] = Out{Hidden: it.Seq.hidOut}
+		case it.AllLogits:
+			it.Seq.logOut = grow(it.Seq.logOut, n*c.NVocab)
+			outs[i] = Out{Logits: it.Seq.logOut}
+		default:
+			it.Seq.logOut = grow(it.Seq.logOut, c.NVocab)
+			outs[i] = Out{Logits: it.Seq.logOut}
+		}
+	}
+	// Passes of at most maxStepTokens: every item contributes its next positions in order.
+	ws.done = grow(ws.done, len(items))
+	clear(ws.done)
+	for {
+		ws.toks = ws.toks[:0]
+		budget := maxStepTokens
+		for i := range items {
+			k := min(ws.n[i]-ws.done[i], budget)
+			for j := 0; j < k; j++ {
+				ws.toks = append(ws.toks, tokRef{item: i, idx: ws.done[i] + j, pos: items[i].Pos + ws.done[i] + j})
+			}
+			budget -= k
+		}
+		if len(ws.toks) == 0 {
+			return nil
+		}
+		s.pass(ws, items, outs)
+		for _, tk := range ws.toks {
+			ws.done[tk.item] = tk.idx + 1
+		}
+	}
+}
+
+func grow[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	return b[:n]
+}
+
+// tokRef is one position of a pass: batch item, index within the item's batch, position.
+type tokRef struct{ item, idx, pos int }
+
+// workspace holds the activations of one pass; a Stage keeps idle ones for reuse.
+type workspace struct {
+	n, done []int
+	toks    []tokRef
+
+	x, h, q, k, v, att, gate, up []float32 // tokens × width
+	rope                         []float32 // tokens × RopeDims
+	acts                         [ggml.BF16 + 1][]byte
+	actOK                        [ggml.BF16 + 1]bool // acts[t] holds the current group's input
+
+	mm    kernels.MatMul
+	quant quantJob
+	attn  attnJob
+	seqs  []*Seq
+	logit []float32 // logit rows of one output chunk
+	outR  []int     // token of each logit row
+}
+
+func (s *Stage) getWorkspace() *workspace {
+	s.wsMu.Lock()
+	defer s.wsMu.Unlock()
+	if n := len(s.wsFree); n > 0 {
+		ws := s.wsFree[n-1]
+		s.wsFree = s.wsFree[:n-1]
+		return ws
+	}
+	return &workspace{}
+}
+
+func (s *Stage) putWorkspace(ws *workspace) {
+	ws.seqs = ws.seqs[:0]
+	s.wsMu.Lock()
+	s.wsFree = append(s.wsFree, ws)
+	s.wsMu.Unlock()
+}
+
+// size makes every buffer fit nt tokens.
+func (ws *workspace) size(c Config, nt int) {
+	ws.x = grow(ws.x, nt*c.NEmbd)
+	ws.h = grow(ws.h, nt*c.NEmbd)
+	ws.q = grow(ws.q, nt*c.NHead*c.HeadDimK)
+	ws.k = grow(ws.k, nt*c.NHeadKV*c.HeadDimK)
+	ws.v = grow(ws.v, nt*c.NHeadKV*c.HeadDimV)
+	ws.att = grow(ws.att, nt*c.NHead*c.HeadDimV)
+	ws.gate = grow(ws.gate, nt*c.NFF)
+	ws.up = grow(ws.up, nt*c.NFF)
+	ws.rope = grow(ws.rope, nt*c.RopeDims)
+}
+
+// logitRows is how many logit rows one output product computes at once: enough to share a
+// pass over the classifier among a decode batch, few enough that AllLogits over a long prompt
+// needs no vocabulary-sized buffer per token.
+const logitRows = 16
+
+// pass runs the tokens in ws.toks through the stage.
+func (s *Stage) pass(ws *workspace, items []SeqBatch, outs []Out) {
+	c := s.Config
+	nt := len(ws.toks)
+	ws.size(c, nt)
+	ws.seqs = ws.seqs[:0]
+	for i := range items {
+		ws.seqs = append(ws.seqs, items[i].Seq)
+	}
+	for t, tk := range ws.toks {
+		x := ws.x[t*c.NEmbd : (t+1)*c.NEmbd]
+		in := &items[tk.item].Batch
+		if s.IsFirst() {
+			s.embd.rowF32(int(in.Tokens[tk.idx]), x)
+		} else {
+			copy(x, in.Hidden[tk.idx*c.NEmbd:(tk.idx+1)*c.NEmbd])
+		}
+		s.rope.Cache(tk.pos, ws.rope[t*c.RopeDims:(t+1)*c.RopeDims])
+	}
+	for li := range s.layers {
+		s.layerBatch(ws, li)
+	}
+	// Tokens are in position order per item, so each sequence ends at its last one (a batch that
+	// starts before the end rewrites the tail, as after Truncate).
+	for _, tk := range ws.toks {
+		items[tk.item].Seq.n = tk.pos + 1
+	}
+	if !s.IsLast() {
+		for t, tk := range ws.toks {
+			copy(outs[tk.item].Hidden[tk.idx*c.NEmbd:], ws.x[t*c.NEmbd:(t+1)*c.NEmbd])
+		}
+		return
+	}
+	// Logits for the tokens that need them, logitRows at a time.
+	ws.outR = ws.outR[:0]
+	for t, tk := range ws.toks {
+		if items[tk.item].AllLogits || tk.idx == ws.n[tk.item]-1 {
+			ws.outR = append(ws.outR, t)
+		}
+	}
+	for lo := 0; lo < len(ws.outR); lo += logitRows {
+		rows := ws.outR[lo:min(lo+logitRows, len(ws.outR))]
+		nr := len(rows)
+		h := ws.h[:nr*c.NEmbd]
+		for r, t := range rows {
+			kernels.RMSNorm(h[r*c.NEmbd:(r+1)*c.NEmbd], ws.x[t*c.NEmbd:(t+1)*c.NEmbd], s.outNorm, c.RMSEps)
+		}
+		ws.logit = grow(ws.logit, nr*c.NVocab)
+		ws.begin()
+		s.addProduct(ws, s.output, h, nr, ws.logit)
+		ws.mm.Run(s.pool)
+		for r, t := range rows {
+			tk := ws.toks[t]
+			dst := outs[tk.item].Logits
+			if items[tk.item].AllLogits {
+				dst = dst[tk.idx*c.NVocab:]
+			}
+			copy(dst[:c.NVocab], ws.logit[r*c.NVocab:(r+1)*c.NVocab])
+		}
+	}
+}
+
+// begin starts a group of products over one input.
+func (ws *workspace) begin() {
+	ws.mm.Ops = ws.mm.Ops[:0]
+	ws.actOK = [ggml.BF16 + 1]bool{}
+}
+
+// addProduct queues out = m · x for nt rows of x (m.cols wide) in ws.mm. In native compute the
+// rows are converted to m's activation type once per group (ws.actOK), so products of a group
+// that share a type (q, k, v; gate, up) share the conversion. All products of a group take the
+// same x.
+func (s *Stage) addProduct(ws *workspace, m *matrix, x []float32, nt int, out []float32) {
+	op := kernels.MatMulOp{Type: m.typ, W: m.data, Rows: m.rows, Cols: m.cols, N: nt, Out: out, OutStride: m.rows}
+	if s.opts.Compute == ComputeF32 {
+		op.X, op.XStride = x, m.cols
+	} else {
+		at := kernels.VecDotType(m.typ)
+		stride := rowSize(at, m.cols)
+		if !ws.actOK[at] {
+			ws.acts[at] = grow(ws.acts[at], nt*stride)
+			ws.quant = quantJob{t: m.typ, x: x, cols: m.cols, dst: ws.acts[at], stride: stride}
+			s.pool.For(nt, 1, &ws.quant)
+			ws.actOK[at] = true
+		}
+		op.Act, op.ActStride = ws.acts[at], stride
+	}
+	ws.mm.Ops = append(ws.mm.Ops, op)
+}
+
+func rowSize(t ggml.Type, n int) int {
+	rb, err := t.RowSize(int64(n))
+	if err != nil {
+		panic(fmt.Sprintf("model: %v", err)) // shapes were validated at load
+	}
+	return int(rb)
+}
+
+// quantJob converts rows of activations in parallel.
+type quantJob struct {
+	t      ggml.Type
+	x      []float32
+	cols   int
+	dst    []byte
+	stride int
+}
+
+func (j *quantJob) Range(_, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		kernels.QuantizeActivations(j.t, j.x[r*j.cols:(r+1)*j.cols], j.dst[r*j.stride:(r+1)*j.stride:(r+1)*j.stride])
+	}
+}
+
+// layerBatch runs transformer block li over every token of the pass.
+func (s *Stage) layerBatch(ws *workspace, li int) {
+	c, ly := s.Config, &s.layers[li]
+	nt := len(ws.toks)
+	E := c.NEmbd
+	qd, kd, vd := c.NHead*c.HeadDimK, c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
+	x, h := ws.x[:nt*E], ws.h[:nt*E]
+
+	for t := 0; t < nt; t++ {
+		kernels.RMSNorm(h[t*E:(t+1)*E], x[t*E:(t+1)*E], ly.attnNorm, c.RMSEps)
+	}
+	ws.begin()
+	s.addProduct(ws, ly.wq, h, nt, ws.q)
+	s.addProduct(ws, ly.wk, h, nt, ws.k)
+	s.addProduct(ws, ly.wv, h, nt, ws.v)
+	ws.mm.Run(s.pool)
+	for t := 0; t < nt; t++ {
+		q, k, v := ws.q[t*qd:(t+1)*qd], ws.k[t*kd:(t+1)*kd], ws.v[t*vd:(t+1)*vd]
+		if ly.bq != nil {
+			kernels.Add(q, q, ly.bq)
+			kernels.Add(k, k, ly.bk)
+			kernels.Add(v, v, ly.bv)
+		}
+		if ly.qNorm != nil {
+			for hh := 0; hh < c.NHead; hh++ {
+				qh := q[hh*c.HeadDimK : (hh+1)*c.HeadDimK]
+				kernels.RMSNorm(qh, qh, ly.qNorm, c.RMSEps)
+			}
+			for hh := 0; hh < c.NHeadKV; hh++ {
+				kh := k[hh*c.HeadDimK : (hh+1)*c.HeadDimK]
+				kernels.RMSNorm(kh, kh, ly.kNorm, c.RMSEps)
+			}
+		}
+		rc := ws.rope[t*c.RopeDims : (t+1)*c.RopeDims]
+		s.rope.Apply(q, c.HeadDimK, rc)
+		s.rope.Apply(k, c.HeadDimK, rc)
+		tk := ws.toks[t]
+		ws.seqs[tk.item].store(li, tk.pos, k, v)
+	}
+	ws.attn.prepare(s, ws, li)
+	s.pool.For(nt*c.NHead, 0, &ws.attn)
+
+	ws.begin()
+	s.addProduct(ws, ly.wo, ws.att[:nt*c.NHead*c.HeadDimV], nt, h)
+	ws.mm.Run(s.pool)
+	kernels.Add(x, x, h)
+
+	for t := 0; t < nt; t++ {
+		kernels.RMSNorm(h[t*E:(t+1)*E], x[t*E:(t+1)*E], ly.ffnNorm, c.RMSEps)
+	}
+	ws.begin()
+	gate, up := ws.gate[:nt*c.NFF], ws.up[:nt*c.NFF]
+	s.addProduct(ws, ly.gate, h, nt, gate)
+	s.addProduct(ws, ly.up, h, nt, up)
+	ws.mm.Run(s.pool)
+	if s.opts.Compute == ComputeF32 {
+		kernels.SiLU(gate, gate)
+	} else {
+		// ggml's own SiLU uses a vectorised float32 exp, not a correctly rounded one.
+		kernels.SiLUFast(gate, gate)
+	}
+	kernels.Mul(gate, gate, up)
+	ws.begin()
+	s.addProduct(ws, ly.down, gate, nt, h)
+	ws.mm.Run(s.pool)
+	kernels.Add(x, x, h)
+}
+
+// store writes the key and value of position pos of layer li.
+func (q *Seq) store(li, pos int, k, v []float32) {
+	if q.kF16 != nil {
+		kernels.ToF16(q.kF16[li][pos*len(k):(pos+1)*len(k)], k)
+		kernels.ToF16(q.vF16[li][pos*len(v):(pos+1)*len(v)], v)
+		return
+	}
+	copy(q.kF32[li][pos*len(k):], k)
+	copy(q.vF32[li][pos*len(v):], v)
+}
+
+// attnJob computes causal grouped-query attention for (token, head) units of one layer.
+type attnJob struct {
+	s     *Stage
+	ws    *workspace
+	li    int
+	scale float32
+	work  []attnScratch // per pool worker
+}
+
+type attnScratch struct {
+	scores []float32
+	q16    []uint16
+	acc16  []uint16
+}
+
+func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
+	c := s.Config
+	j.s, j.ws, j.li = s, ws, li
+	j.scale = float32(1 / math.Sqrt(float64(c.HeadDimK)))
+	// Scores are sized for the longest context of the pass's sequences, not its positions, so a
+	// decoding sequence does not grow them step by step.
+	maxPos := 0
+	for _, q := range ws.seqs {
+		maxPos = max(maxPos, q.ctxLen)
+	}
+	for len(j.work) < s.pool.Threads() {
+		j.work = append(j.work, attnScratch{})
+	}
+	for w := range j.work {
+		sc := &j.work[w]
+		sc.scores = grow(sc.scores, maxPos)
+		sc.q16 = grow(sc.q16, c.HeadDimK)
+		sc.acc16 = grow(sc.acc16, c.HeadDimV)
+	}
+}
+
+func (j *attnJob) Range(worker, lo, hi int) {
+	c := j.s.Config
+	ws := j.ws
+	for u := lo; u < hi; u++ {
+		t, h := u/c.NHead, u%c.NHead
+		tk := ws.toks[t]
+		seq := ws.seqs[tk.item]
+		q := ws.q[t*c.NHead*c.HeadDimK+h*c.HeadDimK : t*c.NHead*c.HeadDimK+(h+1)*c.HeadDimK]
+		out := ws.att[t*c.NHead*c.HeadDimV+h*c.HeadDimV : t*c.NHead*c.HeadDimV+(h+1)*c.HeadDimV]
+		if seq.kF16 != nil {
+			j.headF16(&j.work[worker], seq, h, tk.pos, q, out)
+		} else {
+			j.headF32(&j.work[worker], seq, h, tk.pos, q, out)
+		}
+	}
+}
+
+// headF32 is attention over the F32 cache with ggml's fp32 arithmetic (the goldens' f32ref):
+// scores, a softmax summed in float64, and the weighted sum of values.
+func (j *attnJob) headF32(sc *attnScratch, seq *Seq, h, pos int, q, out []float32) {
+	c, li := j.s.Config, j.li
+	kvh := h / (c.NHead / c.NHeadKV)
+	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
+	scores := sc.scores[:pos+1]
+	keys, vals := seq.kF32[li], seq.vF32[li]
+	for t := 0; t <= pos; t++ {
+		o := t*kd + kvh*c.HeadDimK
+		scores[t] = kernels.DotF32(q, keys[o:o+c.HeadDimK]) * j.scale
+	}
+	kernels.Softmax(scores)
+	clear(out)
+	for t := 0; t <= pos; t++ {
+		o := t*vd + kvh*c.HeadDimV
+		axpy(out, scores[t], vals[o:o+c.HeadDimV])
+	}
+}
+
+// headF16 is attention over the F16 cache computed the way llama.cpp's CPU flash attention
+// does (its default configuration): the query is rounded to F16, scores are F16 dot products
+// with float32 sums, and the softmax is computed online with the value sum accumulated in F16.
+func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float32) {
+	c, li := j.s.Config, j.li
+	kvh := h / (c.NHead / c.NHeadKV)
+	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
+	keys, vals := seq.kF16[li], seq.vF16[li]
+	q16, acc := sc.q16, sc.acc16
+	kernels.ToF16(q16, q)
+	clear(acc)
+	m, sum := float32(math.Inf(-1)), float32(0)
+	for t := 0; t <= pos; t++ {
+		ko := t*kd + kvh*c.HeadDimK
+		s := kernels.DotF16(q16, keys[ko:ko+c.HeadDimK]) * j.scale
+		ms, vs := float32(1), float32(1)
+		if s > m {
+			ms = float32(math.Exp(float64(m - s)))
+			m = s
+			kernels.ScaleF16(acc, ms)
+		} else {
+			vs = float32(math.Exp(float64(s - m)))
+		}
+		vo := t*vd + kvh*c.HeadDimV
+		kernels.MadF16(acc, vals[vo:vo+c.HeadDimV], vs)
+		sum = sum*ms + vs
+	}
+	inv := 1 / sum
+	for d := range out {
+		out[d] = kernels.F16ToF32(acc[d]) * inv
+	}
+}

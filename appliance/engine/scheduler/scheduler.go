@@ -1,0 +1,425 @@
+// Package scheduler runs many generation requests on one model stage with continuous batching:
+// every step is one ForwardBatch over all live sequences, new requests join the running batch
+// at the next step (their prompts fed in chunks alongside the others' decode tokens, so a long
+// prompt never stalls the sequences already generating), and finished or cancelled sequences
+// leave it at once.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/sampler"
+)
+
+// Finish reasons, as in the OpenAI API (and model.FinishStop/FinishLength).
+const (
+	FinishStop   = model.FinishStop   // end-of-generation token, or OnToken returned ErrStop
+	FinishLength = model.FinishLength // MaxTokens or the context length reached
+)
+
+// ErrStop, returned by OnToken, ends the sequence normally with FinishStop (a stop sequence
+// matched by the caller, for instance). The token it was called with counts as generated.
+var ErrStop = errors.New("scheduler: stop")
+
+// ErrClosed is returned for requests submitted to, or still running in, a closed Scheduler.
+var ErrClosed = errors.New("scheduler: closed")
+
+// Request is one generation.
+type Request struct {
+	Prompt    []int32
+	Sampler   sampler.Params
+	MaxTokens int  // <= 0: until end of generation or a full context
+	IgnoreEOS bool // keep generating past end-of-generation tokens
+	// CtxLen is the KV cache size; 0 means prompt + MaxTokens, capped by the model's context.
+	CtxLen int
+	// OnToken receives each generated token in order, on the scheduler's goroutine (so it
+	// must return quickly; the stopping end-of-generation token is not passed). An error ends
+	// the sequence: ErrStop as a normal stop, anything else as that error.
+	OnToken func(tok int32, res sampler.Result) error
+}
+
+// Result is the outcome of a request.
+type Result struct {
+	PromptTokens int
+	Tokens       int    // generated tokens passed to OnToken
+	FinishReason string // FinishStop or FinishLength when Err is nil
+	Queued       time.Duration
+	Prompt       time.Duration // admission to the first generated token's logits
+	Gen          time.Duration // from there to the end
+}
+
+// Config configures a Scheduler.
+type Config struct {
+	// Stage must hold the whole model (first and last layers).
+	Stage *model.Stage
+	// IsEOG tells end-of-generation tokens (tokenizer.IsEOG); nil means none.
+	IsEOG func(int32) bool
+	// MaxSeqs bounds the sequences in the running batch (default 8); more requests wait.
+	MaxSeqs int
+	// StepTokens bounds the tokens of one step (default 256): decode tokens first, then
+	// prompt chunks of the sequences still being admitted.
+	StepTokens int
+	// Queue bounds the requests waiting for admission (default 64); Submit fails beyond it.
+	Queue int
+}
+
+// Scheduler owns the running batch. Its methods are safe for concurrent use.
+type Scheduler struct {
+	cfg    Config
+	submit chan *Handle
+	quit   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+
+	mu    sync.Mutex
+	stats Stats
+	idle  []*model.Seq // sequences of finished requests, reused for their KV cache
+}
+
+// Stats are counters of a Scheduler's work.
+type Stats struct {
+	Active, Waiting int   // sequences in the running batch, requests queued
+	Steps           int64 // ForwardBatch calls
+	StepTokens      int64 // positions evaluated
+	MaxActive       int   // most sequences in one step
+	Completed       int64
+}
+
+// New starts a scheduler's loop.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.Stage == nil || !cfg.Stage.IsFirst() || !cfg.Stage.IsLast() {
+		return nil, fmt.Errorf("scheduler: needs a stage holding the whole model")
+	}
+	if cfg.MaxSeqs <= 0 {
+		cfg.MaxSeqs = 8
+	}
+	if cfg.StepTokens <= 0 {
+		cfg.StepTokens = 256
+	}
+	if cfg.StepTokens < cfg.MaxSeqs {
+		return nil, fmt.Errorf("scheduler: %d step tokens cannot serve %d sequences", cfg.StepTokens, cfg.MaxSeqs)
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 64
+	}
+	if cfg.IsEOG == nil {
+		cfg.IsEOG = func(int32) bool { return false }
+	}
+	s := &Scheduler{cfg: cfg, submit: make(chan *Handle, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{})}
+	go s.loop()
+	return s, nil
+}
+
+// Handle follows a submitted request.
+type Handle struct {
+	ctx  context.Context
+	req  Request
+	smp  *sampler.Sampler
+	ctxN int
+
+	submitted time.Time
+	done      chan struct{}
+	res       Result
+	err       error
+
+	// Loop state.
+	seq      *model.Seq
+	fed      int   // prompt positions evaluated
+	next     int32 // token to feed at the next decode step
+	admitted time.Time
+	firstAt  time.Time
+}
+
+// Done is closed when the request has finished.
+func (h *Handle) Done() <-chan struct{} { return h.done }
+
+// Wait blocks until the request finishes and returns its result.
+func (h *Handle) Wait() (Result, error) {
+	<-h.done
+	return h.res, h.err
+}
+
+// Submit queues req; ctx cancels it (the sequence leaves the batch at the next step and Wait
+// returns ctx's error). It fails at once on an invalid request or a full queue.
+func (s *Scheduler) Submit(ctx context.Context, req Request) (*Handle, error) {
+	c := s.cfg.Stage.Config
+	if len(req.Prompt) == 0 {
+		return nil, errors.New("scheduler: empty prompt")
+	}
+	for i, t := range req.Prompt {
+		if t < 0 || int(t) >= c.NVocab {
+			return nil, fmt.Errorf("scheduler: prompt token %d at index %d is outside the vocabulary of %d", t, i, c.NVocab)
+		}
+	}
+	smp, err := sampler.New(req.Sampler)
+	if err != nil {
+		return nil, err
+	}
+	n := req.CtxLen
+	if n <= 0 {
+		n = c.ContextLength
+		if req.MaxTokens > 0 {
+			n = min(n, len(req.Prompt)+req.MaxTokens)
+		}
+	}
+	if len(req.Prompt) >= n {
+		return nil, fmt.Errorf("scheduler: prompt of %d tokens does not fit the context of %d", len(req.Prompt), n)
+	}
+	smp.AcceptPrompt(req.Prompt)
+	h := &Handle{ctx: ctx, req: req, smp: smp, ctxN: n, submitted: time.Now(), done: make(chan struct{})}
+	h.res.PromptTokens = len(req.Prompt)
+	select {
+	case <-s.quit:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case s.submit <- h:
+		s.mu.Lock()
+		s.stats.Waiting++
+		s.mu.Unlock()
+		return h, nil
+	default:
+		return nil, fmt.Errorf("scheduler: queue of %d requests is full", s.cfg.Queue)
+	}
+}
+
+// Generate is Submit followed by Wait.
+func (s *Scheduler) Generate(ctx context.Context, req Request) (Result, error) {
+	h, err := s.Submit(ctx, req)
+	if err != nil {
+		return Result{}, err
+	}
+	return h.Wait()
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Close stops the loop; requests still queued or running finish with ErrClosed.
+func (s *Scheduler) Close() {
+	s.once.Do(func() { close(s.quit) })
+	<-s.done
+}
+
+func (s *Scheduler) loop() {
+	defer close(s.done)
+	var (
+		active []*Handle
+		items  []model.SeqBatch
+		outs   []model.Out
+		owner  []*Handle
+		toks   []int32 // decode tokens of a step, one per sequence
+	)
+	finish := func(h *Handle, err error) {
+		h.err = err
+		if !h.firstAt.IsZero() {
+			h.res.Gen = time.Since(h.firstAt)
+		}
+		if h.seq != nil {
+			s.release(h.seq)
+			h.seq = nil
+		}
+		close(h.done)
+		s.mu.Lock()
+		s.stats.Completed++
+		s.mu.Unlock()
+	}
+	for {
+		// Admit waiting requests while there is room; block only when nothing runs.
+		for len(active) < s.cfg.MaxSeqs {
+			var h *Handle
+			if len(active) == 0 {
+				select {
+				case h = <-s.submit:
+				case <-s.quit:
+				}
+			} else {
+				select {
+				case h = <-s.submit:
+				case <-s.quit:
+				default:
+				}
+			}
+			if h == nil {
+				break
+			}
+			s.mu.Lock()
+			s.stats.Waiting--
+			s.mu.Unlock()
+			if err := h.ctx.Err(); err != nil {
+				finish(h, err)
+				continue
+			}
+			h.admitted = time.Now()
+			h.res.Queued = h.admitted.Sub(h.submitted)
+			h.seq = s.acquire(h.ctxN)
+			active = append(active, h)
+		}
+		select {
+		case <-s.quit:
+			for _, h := range active {
+				finish(h, ErrClosed)
+			}
+			for {
+				select {
+				case h := <-s.submit:
+					finish(h, ErrClosed)
+				default:
+					return
+				}
+			}
+		default:
+		}
+
+		// Cancelled sequences leave before the step.
+		live := active[:0]
+		for _, h := range active {
+			if err := h.ctx.Err(); err != nil {
+				finish(h, err)
+				continue
+			}
+			live = append(live, h)
+		}
+		active = live
+		if len(active) == 0 {
+			continue
+		}
+
+		// Build the step: a decode token for every generating sequence, then prompt chunks
+		// in admission order within the remaining budget.
+		items, owner, toks = items[:0], owner[:0], toks[:0]
+		budget := s.cfg.StepTokens
+		for _, h := range active {
+			if h.fed == len(h.req.Prompt) {
+				toks = append(toks, h.next)
+			}
+		}
+		ti := 0
+		for _, h := range active {
+			if h.fed == len(h.req.Prompt) {
+				items = append(items, model.SeqBatch{Seq: h.seq, Batch: model.Batch{Pos: h.seq.Len(), Tokens: toks[ti : ti+1]}})
+				owner = append(owner, h)
+				ti++
+				budget--
+			}
+		}
+		for _, h := range active {
+			if h.fed < len(h.req.Prompt) && budget > 0 {
+				k := min(len(h.req.Prompt)-h.fed, budget)
+				items = append(items, model.SeqBatch{Seq: h.seq, Batch: model.Batch{Pos: h.fed, Tokens: h.req.Prompt[h.fed : h.fed+k]}})
+				owner = append(owner, h)
+				budget -= k
+			}
+		}
+		for len(outs) < len(items) {
+			outs = append(outs, model.Out{})
+		}
+		err := s.cfg.Stage.ForwardBatch(items, outs)
+		s.mu.Lock()
+		s.stats.Steps++
+		s.stats.StepTokens += int64(s.cfg.StepTokens - budget)
+		s.stats.MaxActive = max(s.stats.MaxActive, len(active))
+		s.stats.Active = len(active)
+		s.mu.Unlock()
+		if err != nil {
+			// Inputs were validated on submission; a failure here fails the whole step.
+			for _, h := range active {
+				finish(h, fmt.Errorf("scheduler: step: %w", err))
+			}
+			active = active[:0]
+			continue
+		}
+
+		// Sample where a sequence reached its next token.
+		for i, h := range owner {
+			if h.fed < len(h.req.Prompt) {
+				h.fed += len(items[i].Tokens)
+				if h.fed < len(h.req.Prompt) {
+					continue // more prompt to feed
+				}
+				h.firstAt = time.Now()
+				h.res.Prompt = h.firstAt.Sub(h.admitted)
+			}
+			if done, err := s.sample(h, outs[i].Logits); done {
+				h.err = err
+			}
+		}
+		live = active[:0]
+		for _, h := range active {
+			if h.err != nil || h.res.FinishReason != "" {
+				err := h.err
+				if errors.Is(err, ErrStop) {
+					err, h.res.FinishReason = nil, FinishStop
+				}
+				finish(h, err)
+				continue
+			}
+			live = append(live, h)
+		}
+		active = live
+		s.mu.Lock()
+		s.stats.Active = len(active)
+		s.mu.Unlock()
+	}
+}
+
+// sample picks h's next token and decides whether h is done (setting FinishReason or
+// returning the callback's error).
+func (s *Scheduler) sample(h *Handle, logits []float32) (bool, error) {
+	res, err := h.smp.Sample(logits)
+	if err != nil {
+		return true, err
+	}
+	tok := res.Token
+	if !h.req.IgnoreEOS && s.cfg.IsEOG(tok) {
+		h.res.FinishReason = FinishStop
+		return true, nil
+	}
+	h.res.Tokens++
+	if h.req.OnToken != nil {
+		if err := h.req.OnToken(tok, res); err != nil {
+			return true, err
+		}
+	}
+	if (h.req.MaxTokens > 0 && h.res.Tokens >= h.req.MaxTokens) || h.seq.Len() >= h.ctxN {
+		h.res.FinishReason = FinishLength
+		return true, nil
+	}
+	h.next = tok
+	return false, nil
+}
+
+// acquire returns a sequence with room for n positions, reusing an idle one when it fits.
+func (s *Scheduler) acquire(n int) *model.Seq {
+	s.mu.Lock()
+	for i, q := range s.idle {
+		if q.Cap() >= n {
+			s.idle = append(s.idle[:i], s.idle[i+1:]...)
+			s.mu.Unlock()
+			_ = q.Truncate(0)
+			return q
+		}
+	}
+	s.mu.Unlock()
+	return s.cfg.Stage.NewSequence(n)
+}
+
+// release keeps up to MaxSeqs idle sequences; KV caches are the largest allocations of a
+// request, and a busy server would otherwise make a new one per request.
+func (s *Scheduler) release(q *model.Seq) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.idle) < s.cfg.MaxSeqs {
+		s.idle = append(s.idle, q)
+	}
+}

@@ -1,0 +1,370 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/sampler"
+)
+
+// fixturesDir resolves the fixture pack: EXO_FIXTURES, else ../shared/fixtures next to the
+// directory holding go.mod.
+func fixturesDir(t testing.TB) string {
+	t.Helper()
+	if dir := os.Getenv("EXO_FIXTURES"); dir != "" {
+		return dir
+	}
+	d, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return filepath.Join(d, "..", "shared", "fixtures")
+		}
+		if filepath.Dir(d) == d {
+			return ""
+		}
+		d = filepath.Dir(d)
+	}
+}
+
+func openModel(t testing.TB, rel string) *model.Model {
+	t.Helper()
+	p := filepath.Join(fixturesDir(t), rel)
+	if _, err := os.Stat(p); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("fixture missing: %v", err)
+		}
+		t.Skipf("fixture missing: %v", err)
+	}
+	m, err := model.Open(p, model.Options{KVType: ggml.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+const stories = "stories260K/stories260K-Q8_0.gguf"
+
+// solo generates with the model alone (model.Generate), the reference each scheduled request
+// must reproduce exactly.
+func solo(t *testing.T, m *model.Model, prompt []int32, params sampler.Params, n int) []int32 {
+	t.Helper()
+	g, err := m.Generate(context.Background(), model.GenerateRequest{Prompt: prompt, MaxTokens: n, Sampler: params, IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.Tokens
+}
+
+func newScheduler(t *testing.T, m *model.Model, cfg Config) *Scheduler {
+	t.Helper()
+	cfg.Stage = m.Stage
+	if cfg.IsEOG == nil {
+		cfg.IsEOG = m.Tokenizer.IsEOG
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+var texts = []string{
+	"Once upon a time",
+	"Lily liked to play with her ball in the park",
+	"The dog",
+	"One day, a little bird flew over the big tree and saw a cat who was very hungry",
+	"Tom and Sue",
+	"There was a girl",
+	"The sun was hot",
+	"A boy named Max had a red car",
+}
+
+// Eight requests running together, with prompts of different lengths, greedy and seeded
+// sampling, each produce exactly the tokens they produce alone, and were batched.
+func TestConcurrentRequestsMatchSolo(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 8, StepTokens: 24})
+	const n = 20
+	var wg sync.WaitGroup
+	got := make([][]int32, len(texts))
+	want := make([][]int32, len(texts))
+	params := make([]sampler.Params, len(texts))
+	for i, text := range texts {
+		params[i] = sampler.Params{Temperature: 0}
+		if i%2 == 1 {
+			params[i] = sampler.Params{Temperature: 0.9, TopK: 40, TopP: 0.95, Seed: uint64(i)}
+		}
+		want[i] = solo(t, m, m.Tokenizer.Encode(text, true, false), params[i], n)
+	}
+	for i, text := range texts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := s.Generate(context.Background(), Request{
+				Prompt: m.Tokenizer.Encode(text, true, false), Sampler: params[i], MaxTokens: n, IgnoreEOS: true,
+				OnToken: func(tok int32, _ sampler.Result) error { got[i] = append(got[i], tok); return nil },
+			})
+			if err != nil {
+				t.Errorf("request %d: %v", i, err)
+				return
+			}
+			if res.FinishReason != FinishLength || res.Tokens != n {
+				t.Errorf("request %d: finish %q after %d tokens, want length after %d", i, res.FinishReason, res.Tokens, n)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range texts {
+		if !equal(got[i], want[i]) {
+			t.Errorf("request %d: scheduled %v, alone %v", i, got[i], want[i])
+		}
+	}
+	st := s.Stats()
+	if st.MaxActive < 2 {
+		t.Errorf("at most %d sequences ran together; requests were not batched", st.MaxActive)
+	}
+	t.Logf("stats: %+v", st)
+}
+
+func equal(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Cancelling a request removes it at the next step: no token after the cancellation, Wait
+// returns the context's error, its sequence is released, and the others are unaffected.
+func TestCancellationFreesWithinOneStep(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var after int
+	cancelled := false
+	prompt := m.Tokenizer.Encode(texts[0], true, false)
+	other := m.Tokenizer.Encode(texts[1], true, false)
+	want := solo(t, m, other, sampler.Params{}, 30)
+	var got []int32
+	h2, err := s.Submit(context.Background(), Request{Prompt: other, MaxTokens: 30, IgnoreEOS: true,
+		OnToken: func(tok int32, _ sampler.Result) error { got = append(got, tok); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, err := s.Submit(ctx, Request{Prompt: prompt, MaxTokens: 1000, IgnoreEOS: true, CtxLen: 256,
+		OnToken: func(int32, sampler.Result) error {
+			if cancelled {
+				after++
+			}
+			if !cancelled {
+				cancel() // the callback runs on the scheduler's goroutine, between two steps
+				cancelled = true
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := h1.Wait()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled request: %v, want context.Canceled", err)
+	}
+	if after != 0 || res.Tokens != 1 {
+		t.Errorf("cancelled request got %d tokens after cancellation (%d in all)", after, res.Tokens)
+	}
+	if _, err := h2.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if !equal(got, want) {
+		t.Errorf("the other request: %v, alone %v", got, want)
+	}
+	// A request whose context is done before admission never runs.
+	done, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	if _, err := s.Generate(done, Request{Prompt: prompt, MaxTokens: 5}); !errors.Is(err, context.Canceled) {
+		t.Errorf("request cancelled before admission: %v", err)
+	}
+}
+
+// A prompt longer than a step is fed in chunks while another sequence keeps decoding: the
+// decoder gets a token at every step of the other's prefill, and both match their solo runs.
+func TestChunkedPrefillDoesNotStall(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 2, StepTokens: 4})
+	long := m.Tokenizer.Encode(texts[3]+" "+texts[1]+" "+texts[7], true, false)
+	short := m.Tokenizer.Encode(texts[2], true, false)
+	wantLong := solo(t, m, long, sampler.Params{}, 5)
+	wantShort := solo(t, m, short, sampler.Params{}, 40)
+
+	var mu sync.Mutex
+	var gotShort, gotLong []int32
+	var stepsAtLongFirst int64 = -1
+	started := make(chan struct{})
+	h1, err := s.Submit(context.Background(), Request{Prompt: short, MaxTokens: 40, IgnoreEOS: true,
+		OnToken: func(tok int32, _ sampler.Result) error {
+			mu.Lock()
+			defer mu.Unlock()
+			gotShort = append(gotShort, tok)
+			if len(gotShort) == 2 {
+				close(started)
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	before := s.Stats().Steps
+	shortBefore := func() int { mu.Lock(); defer mu.Unlock(); return len(gotShort) }()
+	h2, err := s.Submit(context.Background(), Request{Prompt: long, MaxTokens: 5, IgnoreEOS: true,
+		OnToken: func(tok int32, _ sampler.Result) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if gotLong == nil {
+				stepsAtLongFirst = int64(len(gotShort) - shortBefore)
+			}
+			gotLong = append(gotLong, tok)
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h1.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// The long prompt needs ceil(len/3) steps with 3 of 4 step tokens free; the short request
+	// received a token in each of them.
+	if min := int64(len(long)/3) - 1; stepsAtLongFirst < min {
+		t.Errorf("short request got %d tokens during a %d-token prefill, want >= %d (steps before: %d)", stepsAtLongFirst, len(long), min, before)
+	}
+	if !equal(gotLong, wantLong) || !equal(gotShort, wantShort) {
+		t.Errorf("chunked prefill changed results: long %v want %v; short %v want %v", gotLong, wantLong, gotShort, wantShort)
+	}
+}
+
+func TestStopsAndErrors(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 2})
+	prompt := m.Tokenizer.Encode(texts[0], true, false)
+
+	// ErrStop from the callback: a normal stop.
+	res, err := s.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 50, IgnoreEOS: true,
+		OnToken: func(int32, sampler.Result) error { return ErrStop }})
+	if err != nil || res.FinishReason != FinishStop || res.Tokens != 1 {
+		t.Errorf("ErrStop: %+v, %v", res, err)
+	}
+	// Any other error ends the request with it.
+	boom := errors.New("client went away")
+	if _, err := s.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 50,
+		OnToken: func(int32, sampler.Result) error { return boom }}); !errors.Is(err, boom) {
+		t.Errorf("callback error: %v", err)
+	}
+	// End of generation: the EOG token is not passed on.
+	eog := solo(t, m, prompt, sampler.Params{}, 3)[2]
+	s2 := newScheduler(t, m, Config{IsEOG: func(id int32) bool { return id == eog }})
+	var toks []int32
+	res, err = s2.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 50,
+		OnToken: func(tok int32, _ sampler.Result) error { toks = append(toks, tok); return nil }})
+	if err != nil || res.FinishReason != FinishStop || len(toks) != 2 {
+		t.Errorf("end of generation: %+v, %v, tokens %v", res, err, toks)
+	}
+	// Context full.
+	res, err = s.Generate(context.Background(), Request{Prompt: prompt, CtxLen: len(prompt) + 3, IgnoreEOS: true})
+	if err != nil || res.FinishReason != FinishLength || res.Tokens != 4 {
+		t.Errorf("full context: %+v, %v", res, err)
+	}
+	// Invalid requests fail on submission.
+	for _, req := range []Request{{}, {Prompt: []int32{-1}}, {Prompt: prompt, CtxLen: len(prompt)}, {Prompt: prompt, Sampler: sampler.Params{TopP: 2}}} {
+		if _, err := s.Submit(context.Background(), req); err == nil {
+			t.Errorf("request %+v accepted", req)
+		}
+	}
+}
+
+func TestQueueAndClose(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 1, Queue: 1})
+	block := make(chan struct{})
+	prompt := m.Tokenizer.Encode(texts[0], true, false)
+	h1, err := s.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 100, IgnoreEOS: true, CtxLen: 256,
+		OnToken: func(int32, sampler.Result) error { <-block; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait until the first request runs, then fill the queue.
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Stats().Steps == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	h2, err := s.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Submit(context.Background(), Request{Prompt: prompt, MaxTokens: 5}); err == nil || !strings.Contains(err.Error(), "full") {
+		t.Errorf("third request with a queue of 1: %v", err)
+	}
+	close(block)
+	go s.Close()
+	if _, err := h1.Wait(); err != nil && !errors.Is(err, ErrClosed) {
+		t.Errorf("running request at Close: %v", err)
+	}
+	if _, err := h2.Wait(); err != nil && !errors.Is(err, ErrClosed) {
+		t.Errorf("queued request at Close: %v", err)
+	}
+	s.Close()
+	if _, err := s.Submit(context.Background(), Request{Prompt: prompt}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Submit after Close: %v", err)
+	}
+}
+
+// BenchmarkAggregate measures generation with 1 and 8 concurrent sequences on the e256 fixture
+// (tokens/s over all sequences).
+func BenchmarkAggregate(b *testing.B) {
+	m := openModel(b, "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf")
+	for _, n := range []int{1, 8} {
+		b.Run(map[int]string{1: "seqs=1", 8: "seqs=8"}[n], func(b *testing.B) {
+			s, err := New(Config{Stage: m.Stage, MaxSeqs: n})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			prompt := m.Tokenizer.Encode("Once upon a time", true, false)
+			const gen = 32
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for i := 0; i < n; i++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						if _, err := s.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: gen, IgnoreEOS: true, CtxLen: 64}); err != nil {
+							b.Error(err)
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(n*gen)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
