@@ -15,7 +15,7 @@ RUN_FLAGS ?=
 # The bundled demo model (stories260K, MIT) is always served by `make run`.
 DEMO_MODELS := appliance/store/testdata/stories260K
 
-.PHONY: all build run test test-go test-frontend test-browser test-nix test-conformance lint-go frontend clean
+.PHONY: all build run test test-arm64 test-go test-frontend test-browser test-nix test-conformance lint-go frontend clean
 
 all: build
 
@@ -32,7 +32,7 @@ build: frontend
 run: build
 	./$(BIN) serve --models-dir $(DEMO_MODELS) $(RUN_FLAGS)
 
-test: test-frontend lint-go test-nix test-go test-browser test-conformance
+test: test-frontend lint-go test-nix test-go test-arm64 test-browser test-conformance
 
 test-frontend: frontend/node_modules/.installed
 	cd frontend && $(NPM) run check && $(NPM) run lint && $(NPM) test && $(NPM) run build
@@ -53,6 +53,12 @@ $(OPENAI_NODE)/node_modules/.installed: $(OPENAI_NODE)/package.json $(OPENAI_NOD
 # The dashboard is embedded, so the frontend is built before the Go tests (test-frontend does it).
 test-go: $(OPENAI_NODE)/node_modules/.installed
 	$(GO) test -race -timeout 45m ./...
+
+# The assembly kernels' other halves: arm64 NEON under user-mode QEMU, and the pure-Go twins alone.
+test-arm64:
+	GOARCH=arm64 $(GO) vet ./appliance/engine/kernels/
+	GOARCH=arm64 $(GO) test -exec qemu-aarch64-static -short ./appliance/engine/kernels/ ./appliance/engine/model/ ./appliance/engine/scheduler/
+	$(GO) test -tags purego -short ./appliance/engine/kernels/ ./appliance/engine/model/
 
 # Nix files parse, the pure helpers' tests pass, flake.lock and go.mod's go line agree, vendorHash
 # is current (Nix here can evaluate but not build; nix flake check needs Nix with KVM).
