@@ -39,7 +39,7 @@ let
 
     # Recomputed by nix/check.sh (`nix/check.sh vendor-hash`), which fails with the new value when
     # go.mod or go.sum change.
-    vendorHash = "sha256-HvzP2tua90NRfzQBPKyFasKnWRx7OtictrLc0AjMctk=";
+    vendorHash = "sha256-YVRqetaheLtY4pb0HmJr+GfD+Xso1xJ6h6naYWsRRsg=";
 
     # go-nvml binds NVML through cgo (it still dlopens the library at run time).
     env.CGO_ENABLED = 1;
