@@ -7,64 +7,17 @@ import (
 	"bytes"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
 	"github.com/exo-nix/exo/appliance/engine/kernels"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
-
-// fixtures returns the shared fixture directory: $EXO_FIXTURES, or ../shared/fixtures next to the
-// repository root (the directory holding go.mod). Missing fixtures skip the test, except on CI.
-func fixtures(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("EXO_FIXTURES")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "fixtures")
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	if dir == "" {
-		missingFixtures(t, "no go.mod above the test directory and EXO_FIXTURES unset")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
-		missingFixtures(t, "fixtures not found at "+dir+": "+err.Error())
-	}
-	return dir
-}
-
-func missingFixtures(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(why)
-	}
-	t.Skip(why)
-}
-
-func fixture(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join(fixtures(t), rel)
-	if _, err := os.Stat(p); err != nil {
-		missingFixtures(t, err.Error())
-	}
-	return p
-}
 
 func openGGUF(t *testing.T, rel string) *gguf.File {
 	t.Helper()
-	f, err := gguf.Open(fixture(t, rel))
+	f, err := gguf.Open(testfixtures.Path(t, rel))
 	if err != nil {
 		t.Fatal(err)
 	}

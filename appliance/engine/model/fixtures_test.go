@@ -4,65 +4,17 @@ import (
 	"encoding/json"
 	"math"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
-
-// fixturesDir resolves the shared fixture pack: $EXO_FIXTURES, else ../shared/fixtures next to
-// the repository root (the directory holding go.mod). Without fixtures the test is skipped,
-// except under CI=true where missing fixtures are a failure.
-func fixturesDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("EXO_FIXTURES")
-	if dir == "" {
-		wd, err := os.Getwd()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for d := wd; ; d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				dir = filepath.Join(d, "..", "shared", "fixtures")
-				break
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	if dir == "" {
-		missingFixtures(t, "no go.mod above the test directory and EXO_FIXTURES unset")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
-		missingFixtures(t, "fixture pack not found at "+dir)
-	}
-	return dir
-}
-
-func missingFixtures(t testing.TB, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("fixtures required under CI: %s", why)
-	}
-	t.Skipf("fixtures unavailable: %s", why)
-}
-
-// fixturePath returns a file of the pack, failing like fixturesDir when it is absent.
-func fixturePath(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join(fixturesDir(t), rel)
-	if _, err := os.Stat(p); err != nil {
-		missingFixtures(t, err.Error())
-	}
-	return p
-}
 
 func openFixture(t testing.TB, rel string) *gguf.File {
 	t.Helper()
-	f, err := gguf.Open(fixturePath(t, rel))
+	f, err := gguf.Open(testfixtures.Path(t, rel))
 	if err != nil {
 		t.Fatalf("open %s: %v", rel, err)
 	}
@@ -104,7 +56,7 @@ var goldenCache sync.Map
 
 func loadGolden(t testing.TB, rel string) *golden {
 	t.Helper()
-	p := fixturePath(t, rel)
+	p := testfixtures.Path(t, rel)
 	if g, ok := goldenCache.Load(p); ok {
 		return g.(*golden)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/gguf"
 	"github.com/exo-nix/exo/appliance/engine/sampler"
 	"github.com/exo-nix/exo/appliance/engine/tokenizer"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 var tokenizers sync.Map // fixture path → *tokenizer.Tokenizer
@@ -54,7 +55,7 @@ func equalIDs(a, b []int32) bool {
 
 func openModel(t *testing.T, rel string, opts Options) *Model {
 	t.Helper()
-	m, err := Open(fixturePath(t, rel), opts)
+	m, err := Open(testfixtures.Path(t, rel), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestGenerateStoriesGreedyText(t *testing.T) {
 		}
 	}
 	// The llama2.c reference text starts with the prompt and the golden continuation.
-	b, err := os.ReadFile(fixturePath(t, "stories260K/llama2c_reference.json"))
+	b, err := os.ReadFile(testfixtures.Path(t, "stories260K/llama2c_reference.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func TestGenerateSeededSampling(t *testing.T) {
 // llama.cpp's ids (jinja engine, generation prompt added).
 func TestChatPrompt(t *testing.T) {
 	for _, name := range []string{"qwen2-e32", "qwen3-e32", "llama-bpe128k-e32"} {
-		b, err := os.ReadFile(fixturePath(t, "synthetic/"+name+"/golden/"+name+"-chat.json"))
+		b, err := os.ReadFile(testfixtures.Path(t, "synthetic/"+name+"/golden/"+name+"-chat.json"))
 		if err != nil {
 			t.Fatal(err)
 		}

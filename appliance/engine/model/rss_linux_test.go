@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 // mappedRSS sums the resident bytes of every mapping of path in this process (/proc/self/smaps).
@@ -56,7 +58,7 @@ func mappedRSS(t *testing.T, path string) int64 {
 // of neighbouring pages), and a stage of half the layers keeps well under the whole model.
 func TestStageResidentWeights(t *testing.T) {
 	const rel = "synthetic/llama-spm32k-e256/llama-spm32k-e256-F16.gguf"
-	path := fixturePath(t, rel)
+	path := testfixtures.Path(t, rel)
 	st, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)

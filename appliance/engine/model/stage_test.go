@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
 // The hyperparameters read from every shipped file equal the generator's record (model.json)
@@ -23,7 +24,7 @@ func TestConfigFromFixtures(t *testing.T) {
 		"stories260K/stories260K-Q8_0.gguf": {512, 64, 5, 8, 4, 8, 172, 512, 10000, 1e-5, RopeNorm},
 	}
 	for _, m := range []string{"llama-spm32k-e256", "llama-bpe128k-e32", "qwen2-e32", "qwen3-e32"} {
-		b, err := os.ReadFile(fixturePath(t, filepath.Join("synthetic", m, "model.json")))
+		b, err := os.ReadFile(testfixtures.Path(t, filepath.Join("synthetic", m, "model.json")))
 		if err != nil {
 			t.Fatal(err)
 		}
