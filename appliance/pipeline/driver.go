@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -370,20 +369,7 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		}
 	}
 
-	dec := tokenizer.NewStreamDecoder(g.meta.tok)
-	stop := sampler.NewStopMatcher(req.Stop)
-	gen := &model.Generation{PromptTokens: append([]int32(nil), req.Prompt...), FinishReason: model.FinishLength}
-	var text strings.Builder
-	emit := func(s string) error {
-		if s == "" {
-			return nil
-		}
-		text.WriteString(s)
-		if req.OnText != nil {
-			return req.OnText(s)
-		}
-		return nil
-	}
+	col := model.NewCollector(g.meta.tok, &req)
 	var (
 		h   wire.Header
 		buf []byte
@@ -400,34 +386,17 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		}
 		if step == 1 {
 			t1 = time.Now()
-			gen.Timings.Prompt = t1.Sub(t0)
+			col.Generation().Timings.Prompt = t1.Sub(t0)
 		}
 		tok := res.Token
 		if tok < 0 || int(tok) >= g.meta.tok.VocabSize() {
 			return nil, fail(fmt.Sprintf("the last stage sampled token %d, outside the vocabulary of %d", tok, g.meta.tok.VocabSize()))
 		}
-		if !req.IgnoreEOS && g.meta.tok.IsEOG(tok) {
-			gen.FinishReason = model.FinishStop
-			break
-		}
-		gen.Tokens = append(gen.Tokens, tok)
-		if req.Sampler.Logprobs {
-			gen.Logprobs = append(gen.Logprobs, res)
-		}
-		if req.OnToken != nil {
-			if err := req.OnToken(res); err != nil {
-				return nil, err
-			}
-		}
-		piece, stopped := stop.Push(dec.Add(tok))
-		if err := emit(piece); err != nil {
+		done, err := col.Accept(res)
+		if err != nil {
 			return nil, err
 		}
-		if stopped {
-			gen.FinishReason = model.FinishStop
-			break
-		}
-		if (req.MaxTokens > 0 && len(gen.Tokens) >= req.MaxTokens) || seqLen >= ctxLen {
+		if done || seqLen >= ctxLen {
 			break
 		}
 		h := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: g.inst.ID, Request: id, Step: step,
@@ -437,24 +406,8 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		}
 		seqLen++
 	}
-	if !stop.Stopped() {
-		rest, stopped := stop.Push(dec.Flush())
-		if stopped {
-			gen.FinishReason = model.FinishStop
-		} else {
-			rest += stop.Flush()
-		}
-		if err := emit(rest); err != nil {
-			return nil, err
-		}
-	}
 	clean = true
-	gen.Text = text.String()
-	gen.Timings.Gen = time.Since(t1)
-	if s := gen.Timings.Gen.Seconds(); s > 0 {
-		gen.Timings.TokensPerSecond = float64(len(gen.Tokens)) / s
-	}
-	return gen, nil
+	return col.Finish(t1)
 }
 
 // readToken reads the next sampled token (and its log-probabilities when they were asked for).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/exo-nix/exo/appliance/engine/chat"
@@ -136,20 +135,7 @@ func (m *Model) Generate(ctx context.Context, req GenerateRequest) (*Generation,
 	}
 	seq := m.Stage.NewSequence(ctxLen)
 	smp.AcceptPrompt(req.Prompt)
-	dec := tokenizer.NewStreamDecoder(m.Tokenizer)
-	stop := sampler.NewStopMatcher(req.Stop)
-	g := &Generation{PromptTokens: append([]int32(nil), req.Prompt...), FinishReason: FinishLength}
-	var text strings.Builder
-	emit := func(s string) error {
-		if s == "" {
-			return nil
-		}
-		text.WriteString(s)
-		if req.OnText != nil {
-			return req.OnText(s)
-		}
-		return nil
-	}
+	col := NewCollector(m.Tokenizer, &req)
 
 	t0 := time.Now()
 	out, err := m.Stage.Forward(seq, Batch{Pos: 0, Tokens: req.Prompt})
@@ -157,7 +143,7 @@ func (m *Model) Generate(ctx context.Context, req GenerateRequest) (*Generation,
 		return nil, err
 	}
 	t1 := time.Now()
-	g.Timings.Prompt = t1.Sub(t0)
+	col.Generation().Timings.Prompt = t1.Sub(t0)
 	logits := out.Logits
 	for {
 		if err := ctx.Err(); err != nil {
@@ -167,53 +153,18 @@ func (m *Model) Generate(ctx context.Context, req GenerateRequest) (*Generation,
 		if err != nil {
 			return nil, err
 		}
-		tok := res.Token
-		if !req.IgnoreEOS && m.Tokenizer.IsEOG(tok) {
-			g.FinishReason = FinishStop
-			break
-		}
-		g.Tokens = append(g.Tokens, tok)
-		if req.Sampler.Logprobs {
-			g.Logprobs = append(g.Logprobs, res)
-		}
-		if req.OnToken != nil {
-			if err := req.OnToken(res); err != nil {
-				return nil, err
-			}
-		}
-		piece, stopped := stop.Push(dec.Add(tok))
-		if err := emit(piece); err != nil {
+		done, err := col.Accept(res)
+		if err != nil {
 			return nil, err
 		}
-		if stopped {
-			g.FinishReason = FinishStop
+		if done || seq.Len() >= ctxLen {
 			break
 		}
-		if (req.MaxTokens > 0 && len(g.Tokens) >= req.MaxTokens) || seq.Len() >= ctxLen {
-			break
-		}
-		out, err = m.Stage.Forward(seq, Batch{Pos: seq.Len(), Tokens: []int32{tok}})
+		out, err = m.Stage.Forward(seq, Batch{Pos: seq.Len(), Tokens: []int32{res.Token}})
 		if err != nil {
 			return nil, err
 		}
 		logits = out.Logits
 	}
-	if !stop.Stopped() {
-		// Text held back by the decoder (partial UTF-8) or the stop matcher is final now.
-		rest, stopped := stop.Push(dec.Flush())
-		if stopped {
-			g.FinishReason = FinishStop
-		} else {
-			rest += stop.Flush()
-		}
-		if err := emit(rest); err != nil {
-			return nil, err
-		}
-	}
-	g.Text = text.String()
-	g.Timings.Gen = time.Since(t1)
-	if s := g.Timings.Gen.Seconds(); s > 0 {
-		g.Timings.TokensPerSecond = float64(len(g.Tokens)) / s
-	}
-	return g, nil
+	return col.Finish(t1)
 }
