@@ -68,26 +68,9 @@ func startInNamespace(t *testing.T, h *nettest.Host, name string, args ...string
 	t.Helper()
 	args = append([]string{"netns", "exec", h.NS, exoBin, "serve", "--node-name", name, "--log-format", "json",
 		"--data-dir", filepath.Join(t.TempDir(), name)}, args...)
-	p := &proc{output: &syncBuffer{}, done: make(chan struct{}), addr: "127.0.0.1:52415"}
 	// ip netns exec replaces itself with exo, so the PID is exo's.
-	p.cmd = exec.Command("ip", args...)
-	p.cmd.Env = cleanEnv(t)
-	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", name, p.output.String())
-		}
-	})
+	p := startCmd(t, name, exec.Command("ip", args...), cleanEnv(t))
+	p.addr = "127.0.0.1:52415"
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
 		err := h.Do(func() error {

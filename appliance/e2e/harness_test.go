@@ -96,8 +96,13 @@ func cleanEnv(t testing.TB, extra ...string) []string {
 // start runs exo with args and env; it does not wait for readiness.
 func start(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{output: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(exoBin, args...)
+	return startCmd(t, strings.Join(args, " "), exec.Command(exoBin, args...), env)
+}
+
+// startCmd runs a command that runs exo (under ip netns exec, taskset, ...).
+func startCmd(t testing.TB, name string, cmd *exec.Cmd, env []string) *proc {
+	t.Helper()
+	p := &proc{output: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	if err := p.cmd.Start(); err != nil {
@@ -112,7 +117,7 @@ func start(t testing.TB, env []string, args ...string) *proc {
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("exo %s output:\n%s", strings.Join(args, " "), p.output.String())
+			t.Logf("exo %s output:\n%s", name, p.output.String())
 		}
 	})
 	return p

@@ -119,30 +119,6 @@ func startIn(t testing.TB, h *nettest.Host, env []string, args ...string) *proc 
 	return startCmd(t, h.Name, exec.Command("ip", append([]string{"netns", "exec", h.NS, exoBin}, args...)...), env)
 }
 
-// startCmd runs a command that runs exo (under ip netns exec, taskset, ...).
-func startCmd(t testing.TB, name string, cmd *exec.Cmd, env []string) *proc {
-	t.Helper()
-	p := &proc{output: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.err = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("exo %s output:\n%s", name, p.output.String())
-		}
-	})
-	return p
-}
-
 func (n *pnode) do(method, path string, body any) (int, []byte) {
 	var rd io.Reader
 	if body != nil {
