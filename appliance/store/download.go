@@ -405,6 +405,26 @@ func saveLoop(p *partialFile, every time.Duration) (stop func()) {
 	return func() { close(quit); <-done }
 }
 
+// settle ends the parallel copy into p, whose outcome is err: it stops the periodic saves and
+// saves the record once more. On failure it closes p, which stays for a resume; on success it
+// syncs the file for verification.
+func (p *partialFile) settle(err error, stopSaving func(), tr *tracker) error {
+	stopSaving()
+	if serr := p.save(); serr != nil && err == nil {
+		err = serr
+	}
+	if err != nil {
+		p.close()
+		return err
+	}
+	tr.update(func(pr *Progress) { pr.State = StateVerifying })
+	if err := p.f.Sync(); err != nil {
+		p.close()
+		return fmt.Errorf("sync %s: %w", p.path, err)
+	}
+	return nil
+}
+
 // fetchFile downloads a whole file from sources into final, resuming a partial download of the
 // same content, and verifies it against rem.SHA256. It returns the file's manifest.
 func (s *Store) fetchFile(ctx context.Context, sources []Source, rem Remote, final string, tr *tracker) (*Manifest, error) {
@@ -466,19 +486,8 @@ func (s *Store) fetchFile(ctx context.Context, sources []Source, rem Remote, fin
 			return n > 0, err
 		})
 	})
-	stopSaving()
-	if serr := p.save(); serr != nil && err == nil {
-		err = serr
-	}
-	if err != nil {
-		p.close()
+	if err := p.settle(err, stopSaving, tr); err != nil {
 		return nil, err
-	}
-
-	tr.update(func(pr *Progress) { pr.State = StateVerifying })
-	if err := p.f.Sync(); err != nil {
-		p.close()
-		return nil, fmt.Errorf("sync %s: %w", p.path, err)
 	}
 	m, merr := ComputeManifest(p.path)
 	got := ""

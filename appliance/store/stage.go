@@ -290,19 +290,8 @@ func (s *Store) fetchStage(ctx context.Context, sources []Source, rem Remote, fi
 			return true, nil
 		})
 	})
-	stopSaving()
-	if serr := p.save(); serr != nil && err == nil {
-		err = serr
-	}
-	if err != nil {
-		p.close()
+	if err := p.settle(err, stopSaving, tr); err != nil {
 		return nil, err
-	}
-
-	tr.update(func(pr *Progress) { pr.State = StateVerifying })
-	if err := p.f.Sync(); err != nil {
-		p.close()
-		return nil, fmt.Errorf("sync %s: %w", p.path, err)
 	}
 	m, err := ComputeManifest(p.path)
 	if err != nil {
