@@ -74,9 +74,19 @@ describe('single node', { concurrency: false }, () => {
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'light');
     await page.getByTestId('theme').click();
     assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'dark');
-    const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
-    assert.equal(bg, 'rgb(15, 17, 21)');
+    const bodyBg = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.equal(await bodyBg(), 'rgb(15, 17, 21)');
     await screenshot(page, 'single-models-360-dark');
+    // The system's preference holds until a choice is made, and a choice beats it.
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.getByTestId('theme').click(); // dark → system
+    assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), undefined);
+    assert.equal(await bodyBg(), 'rgb(15, 17, 21)');
+    await page.getByTestId('theme').click(); // system → light
+    assert.equal(await bodyBg(), 'rgb(246, 247, 249)');
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.getByTestId('theme').click(); // light → dark
+    assert.equal(await bodyBg(), 'rgb(15, 17, 21)');
     await page.close();
     assertClean(assert, seen);
   });
