@@ -100,14 +100,11 @@ the physical limit of decoding, which reads every weight once per step.`,
 				return usageError{fmt.Errorf("bench: -p %d -n %d --batch %d -r %d: need -p, -n >= 0 (not both 0), --batch and -r >= 1", pp, tg, batch, reps)}
 			}
 			opts := model.Options{Threads: threads}
-			switch strings.ToLower(kvType) {
-			case "f16":
-				opts.KVType = ggml.F16
-			case "f32":
-				opts.KVType = ggml.F32
-			default:
-				return usageError{fmt.Errorf("bench: --kv-type %q is not supported (f16, f32 are)", kvType)}
+			kv, err := model.ParseKVType(kvType)
+			if err != nil {
+				return usageError{fmt.Errorf("bench: --kv-type: %w", err)}
 			}
+			opts.KVType = kv
 			f, err := gguf.Open(modelPath)
 			if err != nil {
 				return err
@@ -166,7 +163,7 @@ the physical limit of decoding, which reads every weight once per step.`,
 	fl.IntVarP(&tg, "n-gen", "n", 64, "tokens generated one step at a time (0 to skip)")
 	fl.IntVar(&batch, "batch", 1, "sequences generating at once")
 	fl.IntVarP(&reps, "repetitions", "r", 5, "repetitions of each test")
-	fl.StringVar(&kvType, "kv-type", "f16", "KV cache type: f16 or f32")
+	fl.StringVar(&kvType, "kv-type", "f16", "KV cache type: f16, f32 or q8_0")
 	fl.BoolVar(&membw, "membw", false, "measure memory read bandwidth instead of a model")
 	fl.IntVar(&sizeMB, "size-mb", 1024, "buffer size of --membw in MiB")
 	fl.BoolVar(&jsonOut, "json", false, "print one JSON object")

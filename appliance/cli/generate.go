@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/exo-nix/exo/appliance/engine/chat"
-	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/model"
 	"github.com/exo-nix/exo/appliance/engine/sampler"
 )
@@ -67,14 +65,11 @@ backend); --compute f32 dequantizes weights and computes in fp32.`,
 			if opts.Compute != model.ComputeNative && opts.Compute != model.ComputeF32 {
 				return usageError{fmt.Errorf("generate: --compute %q is not supported (native, f32 are)", compute)}
 			}
-			switch strings.ToLower(kvType) {
-			case "f32":
-				opts.KVType = ggml.F32
-			case "f16":
-				opts.KVType = ggml.F16
-			default:
-				return usageError{fmt.Errorf("generate: --kv-type %q is not supported (f32, f16 are)", kvType)}
+			kv, err := model.ParseKVType(kvType)
+			if err != nil {
+				return usageError{fmt.Errorf("generate: --kv-type: %w", err)}
 			}
+			opts.KVType = kv
 			params := sampler.Params{Temperature: temp, TopK: topK, TopP: topP, MinP: minP}
 			if seed >= 0 {
 				params.Seed = uint64(seed)
@@ -151,7 +146,7 @@ backend); --compute f32 dequantizes weights and computes in fp32.`,
 	f.StringArrayVar(&stops, "stop", nil, "stop sequence (repeatable); it is not printed")
 	f.BoolVar(&ignoreEOS, "ignore-eos", false, "keep generating past end-of-generation tokens")
 	f.StringVar(&compute, "compute", string(model.ComputeNative), "arithmetic: native (llama.cpp-like) or f32")
-	f.StringVar(&kvType, "kv-type", "f32", "KV cache type: f32 or f16 (f16 mirrors llama.cpp's default F16 cache + flash attention)")
+	f.StringVar(&kvType, "kv-type", "f16", "KV cache type: f16 (llama.cpp's default F16 cache + flash attention), f32 (fp32 attention) or q8_0 (half of f16's memory)")
 	f.IntVar(&ctxLen, "ctx-size", 0, "KV cache positions (0: prompt + n, capped by the model's context length)")
 	f.BoolVar(&jsonOut, "json", false, "print one JSON object with tokens, text, finish reason and timings")
 	return cmd

@@ -61,7 +61,8 @@ func TestGenerateCommandJSON(t *testing.T) {
 	p := g.Prompts[0]
 
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"generate", "--model", modelPath, "--prompt", p.Text, "--temp", "0", "-n", "16", "--json"}, &stdout, &stderr)
+	// The golden's f32ref is fp32 attention: the F32 cache, not the default F16 one.
+	code := run([]string{"generate", "--model", modelPath, "--prompt", p.Text, "--temp", "0", "-n", "16", "--json", "--kv-type", "f32"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -91,7 +92,7 @@ func TestGenerateCommandJSON(t *testing.T) {
 
 	// Streaming mode prints the same text; a stop sequence cuts it.
 	stdout.Reset()
-	code = run([]string{"generate", "--model", modelPath, "--prompt", p.Text, "--temp", "0", "-n", "16", "--stop", "Lily"}, &stdout, &stderr)
+	code = run([]string{"generate", "--model", modelPath, "--prompt", p.Text, "--temp", "0", "-n", "16", "--stop", "Lily", "--kv-type", "f32"}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
@@ -133,6 +134,7 @@ func TestGenerateCommandUsageErrors(t *testing.T) {
 		{"generate", "--model", "m.gguf", "--prompt", "x", "--compute", "gpu"},
 		{"generate", "--model", "m.gguf", "--prompt", "x", "--top-p", "2"},
 		{"generate", "--model", "m.gguf", "--prompt", "x", "--kv-type", "q8"},
+		{"generate", "--model", "m.gguf", "--prompt", "x", "--kv-type", "q4_0"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(args, &stdout, &stderr); code != exitConfig {

@@ -58,6 +58,7 @@ var configFlags = []struct {
 	{"log-format", "log.format", "log format: auto (journal when under systemd, else text), text, json", "string"},
 	{"log-level", "log.level", "log level: debug, info, warn, error", "string"},
 	{"threads", "engine.threads", "compute threads (0: one per core)", "string"},
+	{"kv-type", "engine.kv_type", "KV cache type of loaded models: f16 (default), f32 or q8_0 (half of f16's memory)", "string"},
 }
 
 func addConfigFlags(fs *pflag.FlagSet, withRoles bool) {

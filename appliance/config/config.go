@@ -101,7 +101,13 @@ type Log struct {
 type EngineCfg struct {
 	// Threads is the number of compute threads; 0 picks the number of cores.
 	Threads int `koanf:"threads"`
+	// KVType is the KV cache type of the models this node runs: f16 (llama.cpp's default),
+	// f32, or q8_0 (about half of f16's memory, slightly less exact).
+	KVType string `koanf:"kv_type"`
 }
+
+// KVTypes are the values engine.kv_type accepts.
+var KVTypes = []string{"f16", "f32", "q8_0"}
 
 // Roles a node can run.
 const (
@@ -150,5 +156,6 @@ func Defaults() map[string]any {
 		"log.format":           "auto",
 		"log.level":            "info",
 		"engine.threads":       0,
+		"engine.kv_type":       "f16",
 	}
 }

@@ -88,6 +88,7 @@ func TestErrorsNameKeyAndSource(t *testing.T) {
 		{name: "bad discovery", env: []string{"EXO_CLUSTER__DISCOVERY=bonjour"}, wantParts: []string{"cluster.discovery", "bonjour", "none, mdns", "EXO_CLUSTER__DISCOVERY"}},
 		{name: "bad role", flags: []string{"--roles", "master,cook"}, wantParts: []string{"roles", "cook", "unknown role"}},
 		{name: "queue out of range", env: []string{"EXO_API__MAX_QUEUE=0"}, wantParts: []string{"api.max_queue", "env EXO_API__MAX_QUEUE", "between"}},
+		{name: "bad kv type", env: []string{"EXO_ENGINE__KV_TYPE=q4_0"}, wantParts: []string{"engine.kv_type", "env EXO_ENGINE__KV_TYPE", "q4_0", "f16, f32, q8_0"}},
 		{name: "bad duration", env: []string{"EXO_API__SHUTDOWN_TIMEOUT=soon"}, wantParts: []string{"api.shutdown_timeout", "duration"}},
 	}
 	for _, tc := range cases {

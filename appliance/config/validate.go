@@ -117,6 +117,9 @@ func (l *Loaded) validate() error {
 	if c.Engine.Threads < 0 || c.Engine.Threads > 4096 {
 		return bad("engine.threads", c.Engine.Threads, "must be between 0 (auto) and 4096")
 	}
+	if !slices.Contains(KVTypes, c.Engine.KVType) {
+		return bad("engine.kv_type", c.Engine.KVType, "must be one of %s", strings.Join(KVTypes, ", "))
+	}
 	if c.Cluster.Token != "" && c.Cluster.TokenFile != "" {
 		return bad("cluster.token_file", c.Cluster.TokenFile, "give cluster.token or cluster.token_file, not both")
 	}

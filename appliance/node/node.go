@@ -79,6 +79,12 @@ type Assets struct {
 // New prepares a node: it takes the data directory lock and builds the enabled roles, but
 // starts nothing.
 func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*Node, error) {
+	kvType, err := model.ParseKVType(cfg.Engine.KVType)
+	if err != nil {
+		return nil, fmt.Errorf("engine.kv_type: %w", err)
+	}
+	// Local serving and pipeline stages compute alike, so a pipeline answers like one node.
+	engine := model.Options{Threads: cfg.Engine.Threads, KVType: kvType}
 	dir, err := datadir.Open(cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -134,7 +140,7 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		n.pipeline = pipeline.New(pipeline.Options{
 			NodeName: cfg.Node.Name, Worker: worker, Listen: cfg.Transport.Addr,
 			Mode: transport.Mode(cfg.Transport.Mode), DType: wireDType(cfg.Transport.DType),
-			Engine: model.Options{Threads: cfg.Engine.Threads}, Cluster: n.cluster, Store: n.store,
+			Engine: engine, Cluster: n.cluster, Store: n.store,
 			Registerer: n.registry, Logger: log,
 		})
 	}
@@ -142,8 +148,8 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 		n.servingMetrics = serving.NewMetrics(n.registry)
 		n.serving = serving.New(serving.Options{
 			Catalog:    n.store.Catalog(),
-			Slots:      cfg.Engine.Threads,
 			MaxQueue:   cfg.API.MaxQueue,
+			Engine:     engine,
 			IdleUnload: cfg.Models.IdleUnload,
 			Logger:     log,
 			Metrics:    n.servingMetrics,

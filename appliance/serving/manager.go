@@ -1,6 +1,8 @@
 // Package serving keeps models loaded on this node and admits generation requests to them:
 // a model loads on its first request, requests beyond the model's parallel slots wait in a
-// bounded queue, and a model nobody used for a while is unloaded.
+// bounded queue, and a model nobody used for a while is unloaded. The requests holding a
+// model's slots decode together: one scheduler per loaded model runs them as one continuous
+// batch (every step is one pass over the weights for all of them).
 package serving
 
 import (
@@ -10,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/exo-nix/exo/appliance/engine/chat"
 	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/scheduler"
 	"github.com/exo-nix/exo/appliance/engine/tokenizer"
 	"github.com/exo-nix/exo/appliance/store"
 )
@@ -36,7 +38,8 @@ var (
 // Options configure a Manager.
 type Options struct {
 	Catalog *store.Catalog
-	// Slots is how many generations of one model run at once (default: number of CPUs).
+	// Slots is how many generations of one model run at once, decoding in one batch
+	// (default DefaultSlots).
 	Slots int
 	// MaxQueue is how many requests may wait for a slot per model.
 	MaxQueue int
@@ -51,6 +54,11 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *Metrics
 }
+
+// DefaultSlots is the default batch size. A CPU reads the weights once per step whatever the
+// batch, so up to here more sequences cost little more per step; beyond it steps turn
+// compute-bound and every stream slows down.
+const DefaultSlots = 16
 
 // State of a model on this node.
 type State struct {
@@ -76,6 +84,7 @@ type entry struct {
 	id       string
 	ready    chan struct{} // closed when loading ends
 	model    *model.Model
+	sched    *scheduler.Scheduler // runs the leases' generations as one batch
 	err      error
 	slots    chan struct{}
 	waiting  int
@@ -86,7 +95,7 @@ type entry struct {
 // New starts a manager (and its idle reaper when IdleUnload > 0).
 func New(opt Options) *Manager {
 	if opt.Slots <= 0 {
-		opt.Slots = runtime.NumCPU()
+		opt.Slots = DefaultSlots
 	}
 	if opt.MaxQueue <= 0 {
 		opt.MaxQueue = 256
@@ -146,9 +155,11 @@ func (l *Lease) Template() *chat.Template { return l.Model.Template }
 // ContextLength is the model's training context.
 func (l *Lease) ContextLength() int { return l.Model.Config.ContextLength }
 
-// Generate runs the request on the loaded model.
+// Generate runs the request in the model's batch. Its callbacks run on the caller's goroutine,
+// never on the batch's, so a slow consumer delays only itself; an error from a callback or the
+// end of ctx takes the sequence out of the batch at the next step.
 func (l *Lease) Generate(ctx context.Context, req model.GenerateRequest) (*model.Generation, error) {
-	return l.Model.Generate(ctx, req)
+	return generate(ctx, l.e.sched, l.Model.Tokenizer, req)
 }
 
 // Release frees the slot.
@@ -236,6 +247,16 @@ func (m *Manager) load(e *entry, info store.Model) {
 		e.err = fmt.Errorf("%w to load %s: it needs %d bytes, %d bytes are available", ErrNoMemory, e.id, info.Size, avail)
 	} else {
 		mdl, err := model.Open(info.Path, m.opt.Engine)
+		if err == nil {
+			// Leases hold the slots, so at most Slots requests are ever submitted at once.
+			e.sched, err = scheduler.New(scheduler.Config{
+				Stage: mdl.Stage, IsEOG: mdl.Tokenizer.IsEOG,
+				MaxSeqs: m.opt.Slots, StepTokens: max(256, m.opt.Slots), Queue: m.opt.Slots,
+			})
+			if err != nil {
+				_ = mdl.Close()
+			}
+		}
 		if err != nil {
 			e.err = fmt.Errorf("%w: %s: %v", ErrLoadFailed, e.id, err)
 		} else {
@@ -299,6 +320,7 @@ func (m *Manager) unloadIdle(cutoff time.Time) {
 	m.mu.Unlock()
 	for _, e := range victims {
 		if e.model != nil {
+			e.sched.Close()
 			_ = e.model.Close()
 			m.opt.Metrics.loaded.WithLabelValues(e.id).Set(0)
 			m.opt.Logger.Info("model unloaded after idle time", "model", e.id)

@@ -12,7 +12,7 @@ import (
 	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
-func storiesDir(t *testing.T) string { return testfixtures.Path(t, "stories260K") }
+func storiesDir(t testing.TB) string { return testfixtures.Path(t, "stories260K") }
 
 type events struct {
 	mu  sync.Mutex

@@ -109,6 +109,7 @@ type workspace struct {
 
 	x, h, q, k, v, att, gate, up []float32 // tokens × width
 	rope                         []float32 // tokens × RopeDims
+	kvPad                        []float32 // one head padded to whole blocks (Q8_0 cache)
 	acts                         [ggml.BF16 + 1][]byte
 	actOK                        [ggml.BF16 + 1]bool // acts[t] holds the current group's input
 
@@ -149,6 +150,7 @@ func (ws *workspace) size(c Config, nt int) {
 	ws.gate = grow(ws.gate, nt*c.NFF)
 	ws.up = grow(ws.up, nt*c.NFF)
 	ws.rope = grow(ws.rope, nt*c.RopeDims)
+	ws.kvPad = grow(ws.kvPad, max(c.HeadDimK, c.HeadDimV)+q8Elems)
 }
 
 // logitRows is how many logit rows one output product computes at once: enough to share a
@@ -306,7 +308,7 @@ func (s *Stage) layerBatch(ws *workspace, li int) {
 		s.rope.Apply(q, c.HeadDimK, rc)
 		s.rope.Apply(k, c.HeadDimK, rc)
 		tk := ws.toks[t]
-		ws.seqs[tk.item].store(li, tk.pos, k, v)
+		ws.seqs[tk.item].store(li, tk.pos, k, v, ws.kvPad)
 	}
 	ws.attn.prepare(s, ws, li)
 	s.pool.For(nt*c.NHead, 0, &ws.attn)
@@ -337,8 +339,15 @@ func (s *Stage) layerBatch(ws *workspace, li int) {
 	kernels.Add(x, x, h)
 }
 
-// store writes the key and value of position pos of layer li.
-func (q *Seq) store(li, pos int, k, v []float32) {
+// store writes the key and value of position pos of layer li; pad is scratch for the Q8_0
+// cache.
+func (q *Seq) store(li, pos int, k, v, pad []float32) {
+	if q.kQ8 != nil {
+		kl, vl := q.stage.kvK, q.stage.kvV
+		kl.store(q.kQ8[li][pos*kl.rowBytes:(pos+1)*kl.rowBytes], k, pad)
+		vl.store(q.vQ8[li][pos*vl.rowBytes:(pos+1)*vl.rowBytes], v, pad)
+		return
+	}
 	if q.kF16 != nil {
 		kernels.ToF16(q.kF16[li][pos*len(k):(pos+1)*len(k)], k)
 		kernels.ToF16(q.vF16[li][pos*len(v):(pos+1)*len(v)], v)
@@ -361,6 +370,12 @@ type attnScratch struct {
 	scores []float32
 	q16    []uint16
 	acc16  []uint16
+	// Q8_0 cache: the padded query head, its Q8_0 blocks and their scales, the float32 value
+	// sum.
+	pad   []float32
+	q8    []byte
+	qd    []float32
+	acc32 []float32
 }
 
 func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
@@ -381,6 +396,12 @@ func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
 		sc.scores = grow(sc.scores, maxPos)
 		sc.q16 = grow(sc.q16, c.HeadDimK)
 		sc.acc16 = grow(sc.acc16, c.HeadDimV)
+		if s.opts.KVType == ggml.Q8_0 {
+			sc.pad = grow(sc.pad, s.kvK.padded())
+			sc.q8 = grow(sc.q8, s.kvK.headBytes)
+			sc.qd = grow(sc.qd, s.kvK.blocks)
+			sc.acc32 = grow(sc.acc32, c.HeadDimV)
+		}
 	}
 }
 
@@ -393,9 +414,12 @@ func (j *attnJob) Range(worker, lo, hi int) {
 		seq := ws.seqs[tk.item]
 		q := ws.q[t*c.NHead*c.HeadDimK+h*c.HeadDimK : t*c.NHead*c.HeadDimK+(h+1)*c.HeadDimK]
 		out := ws.att[t*c.NHead*c.HeadDimV+h*c.HeadDimV : t*c.NHead*c.HeadDimV+(h+1)*c.HeadDimV]
-		if seq.kF16 != nil {
+		switch {
+		case seq.kQ8 != nil:
+			j.headQ8(&j.work[worker], seq, h, tk.pos, q, out)
+		case seq.kF16 != nil:
 			j.headF16(&j.work[worker], seq, h, tk.pos, q, out)
-		} else {
+		default:
 			j.headF32(&j.work[worker], seq, h, tk.pos, q, out)
 		}
 	}

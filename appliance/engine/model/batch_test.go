@@ -20,8 +20,8 @@ var batchFiles = []string{
 }
 
 // Several sequences evaluated together — prompts of different lengths in one call, then decode
-// steps of all of them in one call — give exactly the logits of evaluating each alone, for both
-// KV cache types. This is what lets a scheduler batch requests without changing any of them.
+// steps of all of them in one call — give exactly the logits of evaluating each alone, for every
+// KV cache type. This is what lets a scheduler batch requests without changing any of them.
 func TestForwardBatchMatchesForward(t *testing.T) {
 	prompts := [][]int32{{1, 5, 9, 3, 17, 2, 11}, {1, 7}, {1, 4, 4, 8, 12, 20, 3, 9, 14, 2, 6}}
 	steps := 6
@@ -29,7 +29,7 @@ func TestForwardBatchMatchesForward(t *testing.T) {
 		steps = 3
 	}
 	for _, file := range batchFiles {
-		for _, kv := range []ggml.Type{ggml.F32, ggml.F16} {
+		for _, kv := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0} {
 			t.Run(fmt.Sprintf("%s/%s", name(file), kv), func(t *testing.T) {
 				f := openFixture(t, file)
 				st, err := LoadStage(f, 0, mustConfig(t, f).NLayer, Options{KVType: kv})

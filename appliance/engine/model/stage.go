@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
@@ -25,7 +26,8 @@ const (
 type Options struct {
 	Compute Compute // "" means ComputeNative
 	// KVType is the KV cache type: F32 (the zero value; fp32 attention like the goldens'
-	// f32ref) or F16 (attention computed like llama.cpp's default F16 cache + flash attention).
+	// f32ref), F16 (attention computed like llama.cpp's default F16 cache + flash attention) or
+	// Q8_0 (keys and values as Q8_0 blocks, about half the memory of F16; see kvQ8).
 	KVType ggml.Type
 	// Threads is the number of cores the stage's matrix products and attention use; 0 means
 	// kernels.DefaultThreads() (the physical cores). Stages with the same count share one pool.
@@ -40,8 +42,10 @@ func (o *Options) normalize() error {
 	default:
 		return fmt.Errorf("model: compute %q is not supported (native, f32 are)", o.Compute)
 	}
-	if o.KVType != ggml.F32 && o.KVType != ggml.F16 {
-		return fmt.Errorf("model: KV cache type %s is not supported (F32, F16 are)", o.KVType)
+	switch o.KVType {
+	case ggml.F32, ggml.F16, ggml.Q8_0:
+	default:
+		return fmt.Errorf("model: KV cache type %s is not supported (F32, F16, Q8_0 are)", o.KVType)
 	}
 	if o.Threads < 0 {
 		return fmt.Errorf("model: threads = %d is negative", o.Threads)
@@ -72,6 +76,8 @@ type Stage struct {
 	output  *matrix   // last stage (token_embd when tied)
 
 	rope kernels.Rope
+	// kvK and kvV lay out a position's keys and values in a Q8_0 cache.
+	kvK, kvV kvQ8
 
 	weightBytes int64
 	tensors     []string
@@ -166,6 +172,7 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 		s.rope.Factors = kernels.Llama3RopeFactors(c.RopeDims, c.RopeBase, float32(r.Factor),
 			float32(r.LowFreqFactor), float32(r.HighFreqFactor), r.OrigContext)
 	}
+	s.kvK, s.kvV = newKVQ8(c.NHeadKV, c.HeadDimK), newKVQ8(c.NHeadKV, c.HeadDimV)
 	s.weightBytes, s.tensors = l.bytes, l.names
 	s.pool = kernels.SharedPool(opts.Threads)
 	return s, nil
@@ -195,6 +202,7 @@ type Seq struct {
 
 	kF32, vF32 [][]float32 // per layer, ctxLen × (NHeadKV·HeadDim)
 	kF16, vF16 [][]uint16
+	kQ8, vQ8   [][]byte // per layer, ctxLen rows of kvQ8 layout
 
 	// Results of ForwardBatch, reused from call to call.
 	hidOut, logOut []float32
@@ -210,10 +218,14 @@ func (s *Stage) NewSequence(ctxLen int) *Seq {
 	q := &Seq{stage: s, ctxLen: ctxLen}
 	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
 	for range s.layers {
-		if s.opts.KVType == ggml.F16 {
+		switch s.opts.KVType {
+		case ggml.F16:
 			q.kF16 = append(q.kF16, make([]uint16, ctxLen*kd))
 			q.vF16 = append(q.vF16, make([]uint16, ctxLen*vd))
-		} else {
+		case ggml.Q8_0:
+			q.kQ8 = append(q.kQ8, make([]byte, ctxLen*s.kvK.rowBytes))
+			q.vQ8 = append(q.vQ8, make([]byte, ctxLen*s.kvV.rowBytes))
+		default:
 			q.kF32 = append(q.kF32, make([]float32, ctxLen*kd))
 			q.vF32 = append(q.vF32, make([]float32, ctxLen*vd))
 		}
@@ -301,4 +313,15 @@ func (s *Stage) check(seq *Seq, in Batch) (int, error) {
 		return 0, fmt.Errorf("model: context full: positions %d..%d exceed the context length %d", in.Pos, in.Pos+n-1, seq.ctxLen)
 	}
 	return n, nil
+}
+
+// KVTypes names the KV cache types, as configuration and flags spell them.
+var KVTypes = map[string]ggml.Type{"f16": ggml.F16, "f32": ggml.F32, "q8_0": ggml.Q8_0}
+
+// ParseKVType reads a KV cache type name (f16, f32, q8_0; any case).
+func ParseKVType(s string) (ggml.Type, error) {
+	if t, ok := KVTypes[strings.ToLower(s)]; ok {
+		return t, nil
+	}
+	return 0, fmt.Errorf("KV cache type %q is not supported (f16, f32, q8_0 are)", s)
 }

@@ -240,7 +240,7 @@ func TestF16KVCacheMatchesDefaultMode(t *testing.T) {
 
 func TestOptionsValidated(t *testing.T) {
 	f := openFixture(t, "stories260K/stories260K-F32.gguf")
-	for _, o := range []Options{{Compute: "gpu"}, {KVType: ggml.Q8_0}} {
+	for _, o := range []Options{{Compute: "gpu"}, {KVType: ggml.Q4_0}} {
 		if _, err := LoadStage(f, 0, 5, o); err == nil {
 			t.Errorf("LoadStage accepted options %+v", o)
 		}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/exo-nix/exo/appliance/engine/kernels"
 	"github.com/exo-nix/exo/appliance/engine/model"
 	"github.com/exo-nix/exo/appliance/engine/sampler"
 )
@@ -37,9 +38,10 @@ type Request struct {
 	IgnoreEOS bool // keep generating past end-of-generation tokens
 	// CtxLen is the KV cache size; 0 means prompt + MaxTokens, capped by the model's context.
 	CtxLen int
-	// OnToken receives each generated token in order, on the scheduler's goroutine (so it
-	// must return quickly; the stopping end-of-generation token is not passed). An error ends
-	// the sequence: ErrStop as a normal stop, anything else as that error.
+	// OnToken receives each generated token in order, on a goroutine of the scheduler's (so
+	// it must return quickly and never block; calls for different requests may run at the same
+	// time; the stopping end-of-generation token is not passed). An error ends the sequence:
+	// ErrStop as a normal stop, anything else as that error.
 	OnToken func(tok int32, res sampler.Result) error
 }
 
@@ -76,12 +78,16 @@ type Scheduler struct {
 	done   chan struct{}
 	once   sync.Once
 
+	pool     *kernels.Pool // the stage's
+	sampling sampleJob
+
 	mu    sync.Mutex
 	stats Stats
 	idle  []*model.Seq // sequences of finished requests, reused for their KV cache
 }
 
-// Stats are counters of a Scheduler's work.
+// Stats are counters of a Scheduler's work. A request's sequence has left Active and entered
+// Completed by the time its Handle is done.
 type Stats struct {
 	Active, Waiting int   // sequences in the running batch, requests queued
 	Steps           int64 // ForwardBatch calls
@@ -110,7 +116,9 @@ func New(cfg Config) (*Scheduler, error) {
 	if cfg.IsEOG == nil {
 		cfg.IsEOG = func(int32) bool { return false }
 	}
-	s := &Scheduler{cfg: cfg, submit: make(chan *Handle, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{})}
+	s := &Scheduler{cfg: cfg, submit: make(chan *Handle, cfg.Queue), quit: make(chan struct{}), done: make(chan struct{}),
+		pool: kernels.SharedPool(cfg.Stage.Options().Threads)}
+	s.sampling.s = s
 	go s.loop()
 	return s, nil
 }
@@ -129,8 +137,9 @@ type Handle struct {
 
 	// Loop state.
 	seq      *model.Seq
-	fed      int   // prompt positions evaluated
-	next     int32 // token to feed at the next decode step
+	fed      int       // prompt positions evaluated
+	next     int32     // token to feed at the next decode step
+	logits   []float32 // to sample from, during a step
 	admitted time.Time
 	firstAt  time.Time
 }
@@ -225,14 +234,18 @@ func (s *Scheduler) loop() {
 		if !h.firstAt.IsZero() {
 			h.res.Gen = time.Since(h.firstAt)
 		}
-		if h.seq != nil {
+		admitted := h.seq != nil
+		if admitted {
 			s.release(h.seq)
 			h.seq = nil
 		}
-		close(h.done)
 		s.mu.Lock()
+		if admitted {
+			s.stats.Active--
+		}
 		s.stats.Completed++
 		s.mu.Unlock()
+		close(h.done)
 	}
 	for {
 		// Admit waiting requests while there is room; block only when nothing runs.
@@ -264,6 +277,10 @@ func (s *Scheduler) loop() {
 			h.res.Queued = h.admitted.Sub(h.submitted)
 			h.seq = s.acquire(h.ctxN)
 			active = append(active, h)
+			s.mu.Lock()
+			s.stats.Active++
+			s.stats.MaxActive = max(s.stats.MaxActive, s.stats.Active)
+			s.mu.Unlock()
 		}
 		select {
 		case <-s.quit:
@@ -273,6 +290,9 @@ func (s *Scheduler) loop() {
 			for {
 				select {
 				case h := <-s.submit:
+					s.mu.Lock()
+					s.stats.Waiting--
+					s.mu.Unlock()
 					finish(h, ErrClosed)
 				default:
 					return
@@ -324,12 +344,10 @@ func (s *Scheduler) loop() {
 		for len(outs) < len(items) {
 			outs = append(outs, model.Out{})
 		}
-		err := s.cfg.Stage.ForwardBatch(items, outs)
+		err := s.forward(items, outs, s.cfg.StepTokens-budget)
 		s.mu.Lock()
 		s.stats.Steps++
 		s.stats.StepTokens += int64(s.cfg.StepTokens - budget)
-		s.stats.MaxActive = max(s.stats.MaxActive, len(active))
-		s.stats.Active = len(active)
 		s.mu.Unlock()
 		if err != nil {
 			// Inputs were validated on submission; a failure here fails the whole step.
@@ -341,6 +359,7 @@ func (s *Scheduler) loop() {
 		}
 
 		// Sample where a sequence reached its next token.
+		s.sampling.hs = s.sampling.hs[:0]
 		for i, h := range owner {
 			if h.fed < len(h.req.Prompt) {
 				h.fed += len(items[i].Tokens)
@@ -350,10 +369,12 @@ func (s *Scheduler) loop() {
 				h.firstAt = time.Now()
 				h.res.Prompt = h.firstAt.Sub(h.admitted)
 			}
-			if done, err := s.sample(h, outs[i].Logits); done {
-				h.err = err
-			}
+			h.logits = outs[i].Logits
+			s.sampling.hs = append(s.sampling.hs, h)
 		}
+		// Each sequence has its own sampler and callback, so they run on the stage's pool;
+		// on one goroutine they would leave the other cores idle between steps.
+		s.pool.For(len(s.sampling.hs), 1, &s.sampling)
 		live = active[:0]
 		for _, h := range active {
 			if h.err != nil || h.res.FinishReason != "" {
@@ -367,9 +388,60 @@ func (s *Scheduler) loop() {
 			live = append(live, h)
 		}
 		active = live
-		s.mu.Lock()
-		s.stats.Active = len(active)
-		s.mu.Unlock()
+	}
+}
+
+// cacheResident bounds the weights of a model whose batch a step splits across cores. Below it
+// the weights stay in the CPU caches, so a shared pass saves no memory traffic, while each
+// product is too small to spread over the pool's workers without their hand-offs costing more
+// than the arithmetic: independent sub-batches on separate cores go faster. Every token's
+// result is the same either way.
+const cacheResident = 32 << 20
+
+// forward runs one step of tokens positions. A step of a large model is one ForwardBatch;
+// a cache-resident model's step is cut into one part per core, of about equal tokens.
+func (s *Scheduler) forward(items []model.SeqBatch, outs []model.Out, tokens int) error {
+	parts := min(s.pool.Threads(), len(items))
+	if parts < 2 || s.cfg.Stage.WeightBytes() > cacheResident {
+		return s.cfg.Stage.ForwardBatch(items, outs[:len(items)])
+	}
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	lo, done := 0, 0
+	for p := 0; p < parts; p++ {
+		hi := lo
+		for goal := tokens * (p + 1) / parts; hi < len(items) && (done < goal || hi == lo); hi++ {
+			done += len(items[hi].Tokens)
+		}
+		if p == parts-1 {
+			hi = len(items)
+		}
+		if hi == lo {
+			break
+		}
+		wg.Add(1)
+		go func(p, lo, hi int) {
+			defer wg.Done()
+			errs[p] = s.cfg.Stage.ForwardBatch(items[lo:hi], outs[lo:hi])
+		}(p, lo, hi)
+		lo = hi
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// sampleJob samples the sequences of one step.
+type sampleJob struct {
+	s  *Scheduler
+	hs []*Handle
+}
+
+func (j *sampleJob) Range(_, lo, hi int) {
+	for _, h := range j.hs[lo:hi] {
+		if done, err := j.s.sample(h, h.logits); done {
+			h.err = err
+		}
+		h.logits = nil
 	}
 }
 

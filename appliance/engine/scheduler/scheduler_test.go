@@ -368,3 +368,46 @@ func BenchmarkAggregate(b *testing.B) {
 		})
 	}
 }
+
+// A small model's steps are split into one ForwardBatch per core; with one thread they are
+// whole. Either way, and with uneven parts (three threads), every request matches its solo run.
+func TestSplitStepsMatchSolo(t *testing.T) {
+	ref := openModel(t, stories)
+	const n = 12
+	var prompts [][]int32
+	var want [][]int32
+	for _, text := range texts[:6] {
+		p := ref.Tokenizer.Encode(text, true, false)
+		prompts = append(prompts, p)
+		want = append(want, solo(t, ref, p, sampler.Params{}, n))
+	}
+	for _, threads := range []int{1, 3} {
+		m, err := model.FromFile(ref.File, model.Options{KVType: ggml.F16, Threads: threads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := newScheduler(t, m, Config{MaxSeqs: 6, StepTokens: 16})
+		if got := s.pool.Threads(); got != threads {
+			t.Fatalf("scheduler pool has %d threads, want %d", got, threads)
+		}
+		got := make([][]int32, len(prompts))
+		var wg sync.WaitGroup
+		for i, p := range prompts {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, err := s.Generate(context.Background(), Request{Prompt: p, MaxTokens: n, IgnoreEOS: true,
+					OnToken: func(tok int32, _ sampler.Result) error { got[i] = append(got[i], tok); return nil }})
+				if err != nil {
+					t.Errorf("%d threads, request %d: %v", threads, i, err)
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range prompts {
+			if !equal(got[i], want[i]) {
+				t.Errorf("%d threads, request %d: scheduled %v, alone %v", threads, i, got[i], want[i])
+			}
+		}
+	}
+}
