@@ -63,6 +63,9 @@ type Options struct {
 	// OnChange is told when membership ("members") or the replicated state ("instances")
 	// changed, so that dashboards can re-read them; it must not block.
 	OnChange func(kind string)
+	// Links, when set, returns what the tensor transport measured of the paths to peers (by
+	// node id); the figures go to the placement leader in gossip tags.
+	Links func() map[string]LinkFigure
 }
 
 // OptionsFromConfig maps the node configuration onto Options.
@@ -538,6 +541,9 @@ func (n *Node) initialTags() (map[string]string, error) {
 			return nil, fmt.Errorf("transport.addr %s: %w", n.opt.TransportAddr, err)
 		}
 		tags[tagTransport] = a
+		if paths := localTransportPaths(n.opt.TransportAddr, a); paths != "" {
+			tags[tagTransportPaths] = paths
+		}
 	}
 	if n.master {
 		a, err := membership.AdvertiseAddr(n.opt.RaftAddr)
@@ -547,7 +553,9 @@ func (n *Node) initialTags() (map[string]string, error) {
 		tags[tagRaft] = a
 	}
 	for k, v := range n.dynamicTags() {
-		tags[k] = v
+		if v != "" {
+			tags[k] = v
+		}
 	}
 	return tags, nil
 }
@@ -584,6 +592,9 @@ func (n *Node) dynamicTags() map[string]string {
 		}
 		tags[tagModels] = strings.Join(list, ",")
 	}
+	if n.opt.Links != nil {
+		tags[tagLinks] = encodeLinks(n.opt.Links())
+	}
 	return tags
 }
 
@@ -595,7 +606,15 @@ func (n *Node) refreshTags() {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
-			if err := n.members.SetTags(n.dynamicTags()); err != nil {
+			tags := n.dynamicTags()
+			err := n.members.SetTags(tags)
+			if err != nil && tags[tagLinks] != "" {
+				// The link figures are the first to give way when the tags outgrow serf's
+				// limit: placement then falls back to gossip's coordinates.
+				tags[tagLinks] = ""
+				err = n.members.SetTags(tags)
+			}
+			if err != nil {
 				n.log.Warn("cannot update gossip tags", "err", err)
 			}
 		}

@@ -60,6 +60,8 @@ type NodeInfo struct {
 	// SpeedGBs is the measured weight streaming speed; 0 until measured.
 	SpeedGBs float64  `json:"speed_gbs"`
 	Models   []string `json:"models,omitempty"`
+	// TransportPaths are further addresses of the transport (multipath), host:port.
+	TransportPaths []string `json:"transport_paths,omitempty"`
 }
 
 // RaftInfo is the local raft view of a master.
@@ -121,6 +123,8 @@ type PlacementPreview struct {
 	Baseline         *placement.Plan `json:"baseline,omitempty"`
 	BaselineFits     bool            `json:"baseline_fits"`
 	ModelWeightBytes uint64          `json:"model_weight_bytes"`
+	// Links are the figures the plan's hops were predicted from.
+	Links []LinkView `json:"links"`
 }
 
 // TokenInfo is a freshly issued join token.
@@ -217,7 +221,7 @@ func (n *Node) nodeInfos() []NodeInfo {
 		speed, _ := strconv.ParseFloat(t[tagSpeed], 64)
 		ni := NodeInfo{
 			ID: m.ID, Name: t[tagName], Roles: splitList(t[tagRoles]), Status: m.Status, Self: m.ID == n.id.ID,
-			Addr: m.Addr, API: t[tagAPI], Transport: t[tagTransport], Raft: t[tagRaft],
+			Addr: m.Addr, API: t[tagAPI], Transport: t[tagTransport], TransportPaths: pathAddrs(t[tagTransportPaths], t[tagTransport]), Raft: t[tagRaft],
 			Memory: MemoryInfo{Total: u(tagMemTotal), Available: u(tagMemAvail), Offered: u(tagMemOffer), Reserved: reserved[m.ID]},
 			CPUs:   cpus, Accelerators: t[tagAccel], SpeedGBs: speed, Models: splitList(t[tagModels]),
 		}
@@ -466,25 +470,20 @@ func (n *Node) plannerNodes(model, exclude string) []placement.Node {
 	return out
 }
 
-// links estimates one-way latency between workers from gossip's network coordinates.
+// links are the workers' links as the nodes' transports measured them (their tagLinks), with
+// gossip's network coordinates where no probe did.
 func (n *Node) links(nodes []placement.Node) placement.Links {
-	ls := placement.Links{}
-	for _, a := range nodes {
-		for _, b := range nodes {
-			if a.ID == b.ID {
-				continue
-			}
-			rtt, ok := n.members.Distance(a.ID, b.ID)
-			if !ok {
-				continue
-			}
-			if ls[a.ID] == nil {
-				ls[a.ID] = map[string]placement.Link{}
-			}
-			ls[a.ID][b.ID] = placement.Link{Latency: rtt / 2, Bandwidth: placement.DefaultLink.Bandwidth}
+	ids := make([]string, len(nodes))
+	for i, nd := range nodes {
+		ids[i] = nd.ID
+	}
+	probes := map[string]map[string]placement.Probe{}
+	for _, m := range n.members.Members() {
+		if tag := m.Tags[tagLinks]; tag != "" && slices.Contains(ids, m.ID) {
+			probes[m.ID] = decodeLinks(tag, ids)
 		}
 	}
-	return ls
+	return placement.BuildLinks(ids, probes, n.members.Distance)
 }
 
 func (n *Node) plan(req InstanceRequest, exclude string) (*placement.Plan, placement.Model, []placement.Node, placement.Links, error) {
@@ -508,7 +507,8 @@ func (n *Node) preview(req InstanceRequest) (*PlacementPreview, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &PlacementPreview{Model: req.Model, Context: p.Context, MinNodes: req.MinNodes, Plan: p, ModelWeightBytes: info.WeightBytes()}
+	out := &PlacementPreview{Model: req.Model, Context: p.Context, MinNodes: req.MinNodes, Plan: p, ModelWeightBytes: info.WeightBytes(),
+		Links: linkViews(nodes, links)}
 	if b, err := placement.Baseline(nodes, links, placement.Request{Model: info, Context: req.Context, MinNodes: req.MinNodes, Nodes: req.Nodes, StageOverhead: stageOverhead}); err == nil {
 		out.Baseline = b
 		out.BaselineFits = true

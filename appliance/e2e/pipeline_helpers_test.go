@@ -36,6 +36,9 @@ type pnodeSpec struct {
 	// host runs the node in a network namespace, listening on ip; nil means loopback.
 	host *nettest.Host
 	ip   string
+	// anyTransport makes the tensor transport listen on every address of the namespace (and
+	// advertise them all, for multipath) instead of on ip only.
+	anyTransport bool
 	// models are extra model directories after the node's own writable one.
 	models []string
 	args   []string
@@ -59,6 +62,9 @@ func startPNode(t testing.TB, spec pnodeSpec) *pnode {
 	}
 	api := port("52415")
 	n.gossip, n.transport = port("52416"), port("52417")
+	if spec.host != nil && spec.anyTransport {
+		n.transport = ":52417"
+	}
 	args := []string{"serve", "--node-name", spec.name, "--api-addr", api, "--gossip-addr", n.gossip, "--raft-addr", port("52418"),
 		"--transport-addr", n.transport, "--data-dir", n.data, "--log-format", "json", "--models-dir", n.models}
 	if spec.host != nil {
@@ -322,6 +328,36 @@ func (n *pnode) stream(t testing.TB, body map[string]any, onEvent func(ev map[st
 		onEvent(ev)
 	}
 	return sc.Err()
+}
+
+// linkDoc is one peer of /api/v1/cluster's transport list.
+type linkDoc struct {
+	Name      string `json:"name"`
+	Addr      string `json:"addr"`
+	Transport string `json:"transport"`
+	Paths     []struct {
+		ID     string `json:"id"`
+		Local  string `json:"local"`
+		Remote string `json:"remote"`
+		Probe  *struct {
+			RTT       int64   `json:"rtt_ns"`
+			Bandwidth float64 `json:"bandwidth_bytes_per_second"`
+		} `json:"probe"`
+		SentBytes uint64 `json:"sent_bytes"`
+	} `json:"paths"`
+}
+
+// links reads /api/v1/cluster's per-peer transport links by peer name.
+func (n *pnode) links(t testing.TB) map[string]linkDoc {
+	var doc struct {
+		Transport []linkDoc `json:"transport"`
+	}
+	n.get("/api/v1/cluster", &doc)
+	out := map[string]linkDoc{}
+	for _, l := range doc.Transport {
+		out[l.Name] = l
+	}
+	return out
 }
 
 // transports reads /api/v1/cluster's per-peer transport: peer name → quic or tcp.

@@ -196,3 +196,101 @@ func TestPipelineOverTCPWhenUDPIsDropped(t *testing.T) {
 	_, raw := a.get("/api/v1/cluster", nil)
 	t.Logf("MEASURE UDP dropped: a's /api/v1/cluster: %s", raw)
 }
+
+// TestPipelineMultipathPrompt: two nodes in network namespaces joined by two veth links, each
+// rate-limited with tc tbf (24 and 12 Mbit/s). The transport listens on both addresses and
+// advertises them; each node opens a connection per path, and the prompt's activations between
+// the stages are striped over both (per-path byte counters in /api/v1/cluster and /metrics),
+// while the tokens stay exactly those of one node.
+func TestPipelineMultipathPrompt(t *testing.T) {
+	dir := filepath.Join(fixtures(t), "synthetic", "llama-spm32k-e256")
+	const model = "llama-spm32k-e256-Q8_0"
+	nw := nettest.New(t)
+	h1, h2 := nw.Host("a"), nw.Host("b")
+	l1, l2 := nw.Link(h1, h2), nw.Link(h1, h2)
+	for _, h := range []*nettest.Host{h1, h2} {
+		l1.Limit(h, 24_000_000)
+		l2.Limit(h, 12_000_000)
+	}
+	nodes := joinAll(t, pnodeSpec{name: "a", host: h1, ip: l1.AAddr.String(), models: []string{dir}, anyTransport: true},
+		pnodeSpec{name: "b", host: h2, ip: l1.BAddr.String(), models: []string{dir}, anyTransport: true})
+	byName := map[string]*pnode{"a": nodes[0], "b": nodes[1]}
+	waitFor(t, 60*time.Second, "both nodes measure two paths to each other", func() bool {
+		for self, peer := range map[string]string{"a": "b", "b": "a"} {
+			l := byName[self].links(t)[peer]
+			if len(l.Paths) != 2 {
+				return false
+			}
+			for _, p := range l.Paths {
+				if p.Probe == nil || p.Probe.Bandwidth <= 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	in := placeInstance(t, nodes[0], map[string]any{"model": model, "min_nodes": 2})
+	sender, receiver := byName[in.Stages[0].NodeName], in.Stages[1].NodeName
+	before := sender.links(t)[receiver]
+
+	// About 600 prompt tokens: chunks of 256 tokens × 256 floats are 256 KiB frames, large
+	// enough to stripe.
+	prompt := strings.Repeat("The little dog ran to the park and played with a red ball. ", 45)
+	want := exoGenerate(t, filepath.Join(dir, model+".gguf"), prompt, 16, false)
+	got, n := nodes[0].completion(t, model, prompt, 16, false)
+	if got != want.Text || n != len(want.Tokens) {
+		t.Fatalf("over two paths:\npipeline     %q (%d tokens)\nexo generate %q (%d tokens)", got, n, want.Text, len(want.Tokens))
+	}
+	after := sender.links(t)[receiver]
+	var total uint64
+	sent := map[string]uint64{}
+	for i, p := range after.Paths {
+		d := p.SentBytes - before.Paths[i].SentBytes
+		sent[p.Local+">"+p.Remote] = d
+		total += d
+		t.Logf("MEASURE path %s>%s: probe %.1f Mbit/s, rtt %s; the prompt put %d bytes on it", p.Local, p.Remote,
+			p.Probe.Bandwidth*8/1e6, time.Duration(p.Probe.RTT), d)
+	}
+	// The prompt's hidden states: one F32 row of 256 values per token.
+	if min := uint64(500 * 256 * 4); total < min {
+		t.Fatalf("the bundles carried %d bytes, less than the prompt's activations (%d): %v", total, min, sent)
+	}
+	for k, d := range sent {
+		if d < total/6 {
+			t.Errorf("path %s carried %d of %d bytes: the prompt was not striped over both paths", k, d, total)
+		}
+	}
+	code, raw := sender.get("/metrics", nil)
+	if code != 200 || !strings.Contains(string(raw), "exo_netstack_path_sent_bytes_total") {
+		t.Errorf("/metrics (%d) has no per-path byte counter", code)
+	}
+
+	// Placement predicts hops from the probes (both paths together), which the nodes publish
+	// in gossip every 10 s.
+	var preview struct {
+		Links []struct {
+			From, To  string
+			LatencyMs float64 `json:"latency_ms"`
+			Bandwidth float64 `json:"bandwidth_bytes_per_second"`
+			Source    string
+		} `json:"links"`
+	}
+	waitFor(t, 30*time.Second, "/api/v1/placement shows the measured links", func() bool {
+		if code, _ := nodes[0].get("/api/v1/placement?model="+model+"&min_nodes=2", &preview); code != 200 || len(preview.Links) != 2 {
+			return false
+		}
+		for _, l := range preview.Links {
+			if l.Source != "probe" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, l := range preview.Links {
+		t.Logf("MEASURE placement link %s→%s: %.2f ms, %.1f Mbit/s (%s)", l.From, l.To, l.LatencyMs, l.Bandwidth*8/1e6, l.Source)
+		// Two tbf-limited paths of 24 and 12 Mbit/s: more than the faster alone, less than both.
+		if mbit := l.Bandwidth * 8 / 1e6; mbit < 26 || mbit > 37 {
+			t.Errorf("link %s→%s: %.1f Mbit/s, want the two paths' sum (about 36)", l.From, l.To, mbit)
+		}
+	}
+}

@@ -110,6 +110,13 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 			n.api.srv.Events().Publish(api.Event{Type: strings.TrimSuffix(kind, "s") + ".changed"})
 		}
 	}
+	// Placement weighs links by what the tensor transport measured (pipeline below).
+	copt.Links = func() map[string]cluster.LinkFigure {
+		if n.pipeline == nil {
+			return nil
+		}
+		return n.pipeline.LinkFigures()
+	}
 	if n.cluster, err = cluster.New(copt); err != nil {
 		dir.Close()
 		return nil, err

@@ -12,24 +12,51 @@
 // The first frame of a stream is an open message (JSON in a control frame) naming the request,
 // the instance, the whole pipeline and, on the return stream, the sampling parameters. Then
 // the driver sends the prompt (in chunks, so stages overlap on long prompts) and, after each
-// sampled token comes back, that token: decode goes round the ring. Each stage keeps the
+// sampled token comes back, that token: decode goes round the ring. The driver sends a token on
+// before decoding it and streaming it to the client, which then overlap the stages' next step
+// (a stop sequence, the one end not known beforehand, wastes that step). Each stage keeps the
 // request's KV cache (a model.Seq) for as long as its incoming stream is open; the driver's
 // CloseWrite cascades down the chain and every stage frees its cache. Activations travel as
 // F32 by default, which makes a split model compute exactly what one node computes; F16 and
 // Q8_0 halve or quarter the bytes for slow links.
 //
+// A stream between two roles of one node (the API node driving a stage it hosts) is an
+// in-process pipe (transport.Pipe): the same frames and failure semantics, without encryption,
+// loopback packets or the transport's goroutine hand-offs.
+//
+// Continuous batching: every stage hands the requests' pending steps (decode tokens, prompt
+// chunks) to its batcher, which runs whatever is waiting in one model.Stage.ForwardBatch (each
+// sequence with its own KV cache and positions), so the weights stream from memory once per
+// round for all of them. A round starts when the previous one ends, or at once on an idle
+// stage, where a lone request runs its step on its own goroutine; with other requests live, a
+// round that has room waits a moment (at most 1 ms, 1/20 of a round) for their steps, which
+// come back from the ring one by one, so that they run together rather than as singles. A round takes
+// at most ceil(live requests / stages) steps, so that the requests form one group per stage and
+// the stages work on different groups at the same time (while stage 1 works on group A, stage 0
+// works on group B); a prompt chunk shares a round with other requests' steps 16 tokens at a
+// time (chunked prefill), so a new prompt slows the streams already decoding instead of
+// stalling them. ForwardBatch is exact per token: batching never changes a result.
+//
 // A failure anywhere cancels the request's streams with a reason that names the stage, node and
 // cause; the cancellation propagates both ways, so the client gets an error within the
 // transport's failure detection (at once on TCP, the idle timeout at worst) and every other
-// stage frees its cache.
+// stage frees its cache. A node whose own transport is shutting down says so, rather than
+// blaming the peers whose connections it is closing.
 //
-// Requests are independent: every stage runs one goroutine per request, so several requests
-// are in flight at every stage at once (while stage 1 works on request A, stage 0 works on B).
+// Multipath: nodes advertise every address their transport listens on (gossip tag, see
+// cluster.NodeInfo.TransportPaths). A peer two or more of whose addresses sit on subnets of
+// different local addresses is reached over one connection per path, each bound to its local
+// address and probed on its own. The activations stream between two stages on such peers is a
+// multipath bundle: frames from 256 KiB (prompt chunks) are striped over the paths in
+// proportion to their measured bandwidth, smaller ones (decode steps) go whole on the
+// lowest-latency path. Per-path byte counts are in /api/v1/cluster (transport[].paths) and
+// /metrics (exo_netstack_path_sent_bytes_total).
 //
 // F16 and Q8_0 change greedy outputs only where a near-tie flips (TestPipelineWireEncodings,
 // two hops): on stories260K every one of 64 tokens stays equal to F32's with either encoding;
 // on the random-weight llama-spm32k-e256 the first 35 (F16) and 50 (Q8_0) of 64 do.
 //
 // The same transport carries peer sharing of model files (the store's PeerHandler, as HTTP on
-// streams of its own service) and the probes that measure each peer's RTT and bandwidth.
+// streams of its own service) and the probes that measure each path's RTT and bandwidth; a
+// node's figures per peer go to placement through gossip (Service.LinkFigures).
 package pipeline

@@ -277,7 +277,7 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 	first, last := g.stages[0], g.stages[len(g.stages)-1]
 
 	// The return stream first, so it waits at the last stage when the activations arrive.
-	ret, err := d.cfg.Net.OpenStream(ctx, last.Addr, transport.ServiceData)
+	ret, err := d.cfg.Net.OpenData(ctx, last.Node, last.Addr, false)
 	if err != nil {
 		return nil, fail(fmt.Sprintf("last stage (%s) is unreachable: %v", last, err))
 	}
@@ -291,7 +291,7 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		ret.Cancel("open failed")
 		return nil, fail(fmt.Sprintf("last stage (%s): %v", last, reason(err)))
 	}
-	fwd, err := d.cfg.Net.OpenStream(ctx, first.Addr, transport.ServiceData)
+	fwd, err := d.cfg.Net.OpenData(ctx, first.Node, first.Addr, false)
 	if err != nil {
 		ret.Cancel("the first stage is unreachable")
 		return nil, fail(fmt.Sprintf("first stage (%s) is unreachable: %v", first, err))
@@ -321,6 +321,7 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		if clean {
 			_ = fwd.CloseWrite()
 			_ = ret.CloseWrite()
+			go drainTokens(ret)
 		} else {
 			abort("request ended")
 		}
@@ -392,22 +393,49 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		if tok < 0 || int(tok) >= g.meta.tok.VocabSize() {
 			return nil, fail(fmt.Sprintf("the last stage sampled token %d, outside the vocabulary of %d", tok, g.meta.tok.VocabSize()))
 		}
+		// The token goes round the ring before it is decoded and streamed to the client, so
+		// that those overlap the stages' next step. What ends a completion is known before,
+		// but for a stop sequence: then the step already sent is wasted, its result dropped.
+		ends := seqLen >= ctxLen || (!req.IgnoreEOS && g.meta.tok.IsEOG(tok)) || (req.MaxTokens > 0 && col.Tokens()+1 >= req.MaxTokens)
+		if !ends {
+			h := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: g.inst.ID, Request: id, Step: step,
+				Positions: []int32{int32(seqLen)}, Shape: []uint32{1}}
+			if err := fwd.WriteFrame(&h, wire.I32Bytes([]int32{tok})); err != nil {
+				return nil, why(err)
+			}
+			seqLen++
+		}
 		done, err := col.Accept(res)
 		if err != nil {
 			return nil, err
 		}
-		if done || seqLen >= ctxLen {
+		if done || ends {
 			break
 		}
-		h := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: g.inst.ID, Request: id, Step: step,
-			Positions: []int32{int32(seqLen)}, Shape: []uint32{1}}
-		if err := fwd.WriteFrame(&h, wire.I32Bytes([]int32{tok})); err != nil {
-			return nil, why(err)
-		}
-		seqLen++
 	}
 	clean = true
 	return col.Finish(t1)
+}
+
+// drainTokens reads what the last stage still sends after a completion ended (the result of a
+// step sent before a stop sequence, then the end of the stream) and drops it, so that the
+// stream is released on both sides.
+func drainTokens(s transport.FrameStream) {
+	if ds, ok := s.(interface{ SetReadDeadline(time.Time) error }); ok {
+		_ = ds.SetReadDeadline(time.Now().Add(drainTimeout))
+	}
+	var h wire.Header
+	var buf []byte
+	for {
+		p, err := s.ReadFrame(&h, buf)
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.Cancel("request ended")
+			}
+			return
+		}
+		buf = p
+	}
 }
 
 // readToken reads the next sampled token (and its log-probabilities when they were asked for).

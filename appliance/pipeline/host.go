@@ -36,7 +36,10 @@ type HostConfig struct {
 	// RetryFailed is how long a stage that failed to load stays failed before the next sync
 	// tries again (default 30s).
 	RetryFailed time.Duration
-	Logger      *slog.Logger
+	// PrefillShare is the most prompt tokens of one request a batch takes while other
+	// requests' steps wait in it (default 16; see batcher).
+	PrefillShare int
+	Logger       *slog.Logger
 }
 
 // Host runs the pipeline stages placed on this node.
@@ -81,6 +84,8 @@ type StageStatus struct {
 	Fetch *store.Progress `json:"fetch,omitempty"`
 	// Active is the number of requests whose KV cache the stage holds.
 	Active int `json:"active"`
+	// Batching counts the stage's batched forward passes once it is loaded.
+	Batching *BatchStats `json:"batching,omitempty"`
 }
 
 type slot struct {
@@ -96,6 +101,7 @@ type slot struct {
 	failedAt time.Time
 	file     *gguf.File
 	stage    *model.Stage
+	batch    *batcher
 	refs     int
 	retired  bool
 }
@@ -220,6 +226,7 @@ func (h *Host) load(ctx context.Context, sl *slot) {
 		return
 	}
 	sl.file, sl.stage = f, stage
+	sl.batch = newBatcher(stage, len(sl.inst.Stages), h.cfg.PrefillShare)
 	sl.status.State, sl.status.File = StageReady, path
 	if st, err := os.Stat(path); err == nil {
 		sl.status.FileBytes = st.Size()
@@ -241,6 +248,10 @@ func (h *Host) Status() []StageStatus {
 	for _, sl := range h.slots {
 		st := sl.status
 		st.Active = sl.refs
+		if sl.batch != nil {
+			bs := sl.batch.stats()
+			st.Batching = &bs
+		}
 		out = append(out, st)
 	}
 	return out
@@ -442,6 +453,8 @@ func reason(err error) string {
 // request is one request's state at one stage.
 type request struct {
 	o          *openMsg
+	me         string                // this stage, for errors
+	closing    func() bool           // whether this node's transport is shutting down
 	up         transport.FrameStream // from the previous stage or the driver
 	down       transport.FrameStream // to the next stage; nil on the last
 	ret        transport.FrameStream // to the driver; last stage only
@@ -450,8 +463,13 @@ type request struct {
 	finishOnce sync.Once
 }
 
-// fail cancels the request's streams in both directions with why.
+// fail cancels the request's streams in both directions with why. When this node's own
+// transport is closing, its connections fail first and look like lost peers; the reason then
+// names this stage instead.
 func (r *request) fail(why string) {
+	if r.closing != nil && r.closing() {
+		why = r.me + ": its node is shutting down"
+	}
 	r.failOnce.Do(func() {
 		r.finish()
 		r.up.Cancel(why)
@@ -520,7 +538,7 @@ func (h *Host) forward(up transport.FrameStream, o *openMsg) {
 		up.Cancel(fmt.Sprintf("%s: Q8_0 activations need n_embd %d to be a multiple of %d", me, st.Config.NEmbd, wire.Q8Block))
 		return
 	}
-	r := &request{o: o, up: up, finished: make(chan struct{})}
+	r := &request{o: o, me: me, closing: h.cfg.Net.closing, up: up, finished: make(chan struct{})}
 	last := o.Stage == len(o.Stages)-1
 	var smp *sampler.Sampler
 	if last {
@@ -544,7 +562,7 @@ func (h *Host) forward(up transport.FrameStream, o *openMsg) {
 	} else {
 		next := o.Stages[o.Stage+1]
 		octx, ocancel := context.WithTimeout(ctx, dialTimeout)
-		down, err := h.cfg.Net.OpenStream(octx, next.Addr, transport.ServiceData)
+		down, err := h.cfg.Net.OpenData(octx, next.Node, next.Addr, true)
 		if err == nil {
 			nxt := *o
 			nxt.Stage++
@@ -566,14 +584,16 @@ func (h *Host) forward(up transport.FrameStream, o *openMsg) {
 			return fmt.Sprintf("stage %d/%d (%s) lost: %v", o.Stage+2, len(o.Stages), next, err)
 		})
 	}
-	h.run(r, st, sl.inst.ID, dt, smp)
+	h.run(r, st, sl.batch, sl.inst.ID, dt, smp)
 }
 
 // run is the request's loop at one stage: read a frame, run the layers, pass the result on.
-func (h *Host) run(r *request, st *model.Stage, inst string, dt wire.DType, smp *sampler.Sampler) {
+func (h *Host) run(r *request, st *model.Stage, bt *batcher, inst string, dt wire.DType, smp *sampler.Sampler) {
 	o := r.o
 	me := stageName(o)
 	seq := st.NewSequence(o.CtxLen)
+	stp := bt.open(seq)
+	defer bt.close(stp)
 	nEmbd := st.Config.NEmbd
 	var (
 		hd      wire.Header
@@ -650,7 +670,7 @@ func (h *Host) run(r *request, st *model.Stage, inst string, dt wire.DType, smp 
 			return
 		}
 		in.Pos = pos
-		out, err := st.Forward(seq, in)
+		out, err := bt.forward(stp, in)
 		if err != nil {
 			r.fail(me + ": " + err.Error())
 			return

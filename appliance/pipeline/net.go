@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"slices"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -20,6 +20,8 @@ import (
 
 // NetConfig configures a node's tensor network.
 type NetConfig struct {
+	// NodeID is this node's cluster id: a data stream to it stays in the process (OpenData).
+	NodeID string
 	// Listen is transport.addr; empty makes a node that only dials (no worker role).
 	Listen string
 	// ServerTLS and ClientTLS carry the cluster's certificates (pki.ServerTLS / ClientTLS).
@@ -38,6 +40,7 @@ type NetConfig struct {
 // host, model sharing, probes, multipath stripes) and keeps one connection per peer address for
 // everything this node opens.
 type Net struct {
+	self   string
 	ep     *transport.Endpoint
 	acc    *multipath.Acceptor
 	prober *probe.Prober
@@ -48,20 +51,21 @@ type Net struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	handler func(transport.Conn, transport.FrameStream)
-	conns   map[string]*dial
-	peers   map[string]peerPath // by address: the probed path to that peer
+	mu       sync.Mutex
+	handler  func(transport.Conn, transport.FrameStream)
+	locals   map[transport.Stream]struct{} // handler ends of in-process streams
+	conns    map[string]*dial              // by connKey
+	peers    map[string]*peerState         // by node id
+	prefixes []netip.Prefix                // this node's usable addresses
+	probing  map[string]bool               // path ids whose first measurement runs
+	sent     map[string]uint64             // payload bytes of bundles, by path id
+	sentVec  *prometheus.CounterVec
 }
 
 type dial struct {
 	done chan struct{}
 	conn transport.Conn
 	err  error
-}
-
-type peerPath struct {
-	id, node, name string
 }
 
 // dialTimeout bounds one connection attempt (QUIC, then TCP after a fallback).
@@ -74,7 +78,8 @@ func NewNet(cfg NetConfig) (*Net, error) {
 	}
 	tc := cfg.Transport
 	tc.ServerTLS, tc.ClientTLS, tc.Mode, tc.Logger = cfg.ServerTLS, cfg.ClientTLS, cfg.Mode, cfg.Logger
-	n := &Net{acc: multipath.NewAcceptor(), log: cfg.Logger, conns: map[string]*dial{}, peers: map[string]peerPath{}}
+	n := &Net{self: cfg.NodeID, acc: multipath.NewAcceptor(), log: cfg.Logger, conns: map[string]*dial{}, peers: map[string]*peerState{},
+		probing: map[string]bool{}, sent: map[string]uint64{}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	var err error
 	if cfg.Listen != "" {
@@ -96,6 +101,11 @@ func NewNet(cfg NetConfig) (*Net, error) {
 		n.ep.Close()
 		return nil, err
 	}
+	if n.sentVec, err = sentCounter(cfg.Registerer); err != nil {
+		n.prober.Close()
+		n.ep.Close()
+		return nil, err
+	}
 	n.models = newStreamListener(n.ep.Addr())
 	if cfg.Listen != "" {
 		n.wg.Add(1)
@@ -103,6 +113,9 @@ func NewNet(cfg NetConfig) (*Net, error) {
 	}
 	return n, nil
 }
+
+// closing reports whether Close has begun.
+func (n *Net) closing() bool { return n.ctx.Err() != nil }
 
 // Addr is the address the endpoint listens on (or dials from).
 func (n *Net) Addr() net.Addr { return n.ep.Addr() }
@@ -171,13 +184,28 @@ func (n *Net) dispatch(c transport.Conn, s transport.FrameStream) {
 // Conn returns the connection to the endpoint at addr, dialling it on first use and again
 // after it was lost. Concurrent callers share one dial.
 func (n *Net) Conn(ctx context.Context, addr string) (transport.Conn, error) {
+	return n.connFrom(ctx, netip.Addr{}, addr)
+}
+
+// connKey names a connection in Net.conns: the address alone for the kernel's choice of local
+// address, local>addr for one bound to a local address (a path of a multipath peer).
+func connKey(local netip.Addr, addr string) string {
+	if !local.IsValid() {
+		return addr
+	}
+	return local.String() + ">" + addr
+}
+
+// connFrom is Conn from a given local address (invalid: any).
+func (n *Net) connFrom(ctx context.Context, local netip.Addr, addr string) (transport.Conn, error) {
+	key := connKey(local, addr)
 	for {
 		n.mu.Lock()
 		if n.ctx.Err() != nil {
 			n.mu.Unlock()
 			return nil, transport.ErrClosed
 		}
-		d := n.conns[addr]
+		d := n.conns[key]
 		if d != nil {
 			select {
 			case <-d.done:
@@ -185,23 +213,23 @@ func (n *Net) Conn(ctx context.Context, addr string) (transport.Conn, error) {
 					n.mu.Unlock()
 					return d.conn, nil
 				}
-				delete(n.conns, addr)
+				delete(n.conns, key)
 				d = nil
 			default:
 			}
 		}
 		if d == nil {
 			d = &dial{done: make(chan struct{})}
-			n.conns[addr] = d
-			go n.dial(addr, d)
+			n.conns[key] = d
+			go n.dial(local, addr, d)
 		}
 		n.mu.Unlock()
 		select {
 		case <-d.done:
 			if d.err != nil {
 				n.mu.Lock()
-				if n.conns[addr] == d {
-					delete(n.conns, addr)
+				if n.conns[key] == d {
+					delete(n.conns, key)
 				}
 				n.mu.Unlock()
 				return nil, d.err
@@ -216,16 +244,20 @@ func (n *Net) Conn(ctx context.Context, addr string) (transport.Conn, error) {
 	}
 }
 
-func (n *Net) dial(addr string, d *dial) {
+func (n *Net) dial(local netip.Addr, addr string, d *dial) {
 	defer close(d.done)
 	ctx, cancel := context.WithTimeout(n.ctx, dialTimeout)
 	defer cancel()
-	d.conn, d.err = n.ep.Dial(ctx, addr)
+	d.conn, d.err = n.ep.DialFrom(ctx, local, addr)
 	if d.err != nil {
-		d.err = fmt.Errorf("connect to %s: %w", addr, d.err)
+		if local.IsValid() {
+			d.err = fmt.Errorf("connect to %s from %s: %w", addr, local, d.err)
+		} else {
+			d.err = fmt.Errorf("connect to %s: %w", addr, d.err)
+		}
 		return
 	}
-	n.log.Debug("tensor connection up", "peer", addr, "transport", d.conn.Transport())
+	n.log.Debug("tensor connection up", "peer", addr, "local", local, "transport", d.conn.Transport())
 }
 
 // OpenStream opens a stream of svc to the peer at addr.
@@ -248,111 +280,56 @@ func (n *Net) OpenStream(ctx context.Context, addr string, svc transport.Service
 	return s, nil
 }
 
-// Probe starts measuring the path to a peer (once per address; the prober drops it when the
-// connection ends, and a later call measures the new one).
-func (n *Net) Probe(ctx context.Context, node, name, addr string) {
-	id := name + " via " + addr
-	n.mu.Lock()
-	p, ok := n.peers[addr]
-	n.mu.Unlock()
-	if ok {
-		if _, live := n.prober.Estimate(p.id); live {
-			return
-		}
-	}
-	c, err := n.Conn(ctx, addr)
-	if err != nil {
-		n.log.Debug("probe: peer unreachable", "peer", name, "addr", addr, "err", err)
-		return
-	}
-	n.mu.Lock()
-	n.peers[addr] = peerPath{id: id, node: node, name: name}
-	n.mu.Unlock()
-	if _, err := n.prober.Add(ctx, probe.Path{ID: id, Peer: name, Conn: c}); err != nil {
-		n.log.Debug("probe: first measurement failed", "peer", name, "addr", addr, "err", err)
-	}
-}
-
-// Forget stops probing peers whose addresses are not in keep.
-func (n *Net) Forget(keep []string) {
-	n.mu.Lock()
-	var drop []string
-	for addr, p := range n.peers {
-		if !slices.Contains(keep, addr) {
-			drop = append(drop, p.id)
-			delete(n.peers, addr)
-		}
-	}
-	n.mu.Unlock()
-	for _, id := range drop {
-		n.prober.Remove(id)
-	}
-}
-
-// Link is this node's tensor connection to one peer.
-type Link struct {
-	Node string `json:"node"`
-	Name string `json:"name"`
-	Addr string `json:"addr"`
-	// Transport is what carries the connection now: quic, or tcp when UDP did not get through.
-	Transport transport.Kind `json:"transport"`
-	// Probe is the last measurement of the path (RTT, bandwidth), when there was one.
-	Probe *probe.Estimate `json:"probe,omitempty"`
-}
-
-// Links lists the peers this node probes, with their transport and estimates.
-func (n *Net) Links() []Link {
-	n.mu.Lock()
-	type entry struct {
-		addr string
-		p    peerPath
-		conn transport.Conn
-	}
-	var list []entry
-	for addr, p := range n.peers {
-		e := entry{addr: addr, p: p}
-		if d := n.conns[addr]; d != nil {
-			select {
-			case <-d.done:
-				if d.err == nil && d.conn.Err() == nil {
-					e.conn = d.conn
-				}
-			default:
+// OpenData opens a data stream to the stage host of node at addr. A stream to this node itself
+// (the API node driving its own stage) is an in-process pipe handed straight to the local
+// handler: no encryption, no loopback packets. A bulk stream (activations) to a peer reachable
+// over several paths is a multipath bundle: large frames are striped over the paths by their
+// measured bandwidth, small ones go on the lowest-latency path.
+func (n *Net) OpenData(ctx context.Context, node, addr string, bulk bool) (transport.FrameStream, error) {
+	if node == "" || node != n.self {
+		if bulk {
+			if s := n.openBundle(ctx, node); s != nil {
+				return s, nil
 			}
 		}
-		list = append(list, e)
+		return n.OpenStream(ctx, addr, transport.ServiceData)
 	}
+	mine, theirs := transport.Pipe(transport.ServiceData, 0)
+	n.mu.Lock()
+	h := n.handler
+	if h == nil || n.ctx.Err() != nil {
+		n.mu.Unlock()
+		return n.OpenStream(ctx, addr, transport.ServiceData)
+	}
+	if n.locals == nil {
+		n.locals = map[transport.Stream]struct{}{}
+	}
+	n.locals[theirs] = struct{}{}
+	n.wg.Add(1)
 	n.mu.Unlock()
-	out := make([]Link, 0, len(list))
-	for _, e := range list {
-		l := Link{Node: e.p.node, Name: e.p.name, Addr: e.addr}
-		if e.conn != nil {
-			l.Transport = e.conn.Transport()
-		}
-		if est, ok := n.prober.Estimate(e.p.id); ok {
-			l.Probe = &est
-			l.Transport = est.Transport
-		}
-		out = append(out, l)
-	}
-	slices.SortFunc(out, func(a, b Link) int {
-		if a.Name != b.Name {
-			if a.Name < b.Name {
-				return -1
-			}
-			return 1
-		}
-		if a.Addr < b.Addr {
-			return -1
-		}
-		return 0
-	})
-	return out
+	go func() {
+		defer n.wg.Done()
+		h(nil, theirs)
+		n.mu.Lock()
+		delete(n.locals, theirs)
+		n.mu.Unlock()
+	}()
+	return mine, nil
 }
 
 // Close stops accepting, ends the probes and closes every connection.
 func (n *Net) Close() error {
+	n.mu.Lock()
 	n.cancel()
+	locals := make([]transport.Stream, 0, len(n.locals))
+	for s := range n.locals {
+		locals = append(locals, s)
+	}
+	n.mu.Unlock()
+	// In-process streams have no connection to lose: end them as a closed connection would.
+	for _, s := range locals {
+		s.Cancel("the node's tensor transport closed")
+	}
 	n.prober.Close()
 	n.models.Close()
 	err := n.ep.Close()

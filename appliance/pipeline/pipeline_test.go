@@ -70,13 +70,21 @@ func newTestCluster(t *testing.T, path string, layers [][2]int, dt wire.DType) *
 
 func (c *testCluster) newNet(name, listen string) *Net {
 	c.t.Helper()
-	n, err := NewNet(NetConfig{Listen: listen, ServerTLS: c.ca.ServerTLS(c.t, name), ClientTLS: c.ca.ClientTLS(c.t, name)})
+	n, err := NewNet(NetConfig{NodeID: name, Listen: listen, ServerTLS: c.ca.ServerTLS(c.t, name), ClientTLS: c.ca.ClientTLS(c.t, name)})
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { n.Close() })
 	c.nets[name] = n
 	return n
+}
+
+// driveFrom moves the driver onto a stage's node, as an API node that also hosts a stage: its
+// streams to that stage stay in the process.
+func (c *testCluster) driveFrom(name string) {
+	d := c.driver.cfg
+	d.NodeID, d.Net = name, c.nets[name]
+	c.driver = NewDriver(d)
 }
 
 func (c *testCluster) generate(ctx context.Context, req model.GenerateRequest) (*model.Generation, error) {
@@ -128,6 +136,12 @@ func TestPipelineMatchesSingleNode(t *testing.T) {
 		for _, split := range [][][2]int{{{0, 3}, {3, 5}}, {{0, 1}, {1, 4}, {4, 5}}} {
 			t.Run(fmt.Sprintf("%s/%d-stages", file, len(split)), func(t *testing.T) {
 				c := newTestCluster(t, path, split, wire.F32)
+				// The driver shares a node with the last stage (two stages) or the first (three).
+				if len(split) == 2 {
+					c.driveFrom("node1")
+				} else {
+					c.driveFrom("node0")
+				}
 				m, err := model.Open(path, model.Options{})
 				if err != nil {
 					t.Fatal(err)
@@ -170,6 +184,13 @@ func TestPipelineMatchesSingleNode(t *testing.T) {
 				}
 				wg.Wait()
 				c.idleEventually(5 * time.Second)
+				for name, h := range c.hosts {
+					for _, st := range h.Status() {
+						if st.Batching != nil {
+							t.Logf("MEASURE %s stage %v: %+v", name, st.Layers, *st.Batching)
+						}
+					}
+				}
 			})
 		}
 	}

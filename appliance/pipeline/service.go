@@ -71,7 +71,6 @@ type Service struct {
 	instances []state.Instance
 	addrs     map[string]string // node id → transport address, live nodes only
 	names     map[string]string // node id → name
-	probing   map[string]bool
 }
 
 // New prepares the service; Start brings it up once the node has cluster credentials.
@@ -82,7 +81,7 @@ func New(opt Options) *Service {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
-	s := &Service{opt: opt, log: opt.Logger.With("component", "pipeline"), addrs: map[string]string{}, names: map[string]string{}, probing: map[string]bool{}}
+	s := &Service{opt: opt, log: opt.Logger.With("component", "pipeline"), addrs: map[string]string{}, names: map[string]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -119,6 +118,7 @@ func (s *Service) Start(_ context.Context, report func(error)) error {
 func (s *Service) up(creds *pki.Credentials) error {
 	cert := creds.TLS()
 	cfg := NetConfig{
+		NodeID:    s.opt.Cluster.ID(),
 		ServerTLS: pki.ServerTLS(creds.CA, cert), ClientTLS: pki.ClientTLS(creds.CA, cert, transport.ALPN),
 		Mode: s.opt.Mode, Registerer: s.opt.Registerer, Logger: s.log,
 		// A stage whose node dies fails its requests when the connection times out: 5 s of
@@ -177,7 +177,7 @@ func (s *Service) sync() {
 	self := s.opt.Cluster.ID()
 	if nodes, err := s.opt.Cluster.Nodes(ctx); err == nil {
 		addrs, names := map[string]string{}, map[string]string{}
-		var peers []string
+		var peers []Peer
 		for _, n := range nodes {
 			names[n.ID] = n.Name
 			if n.Transport == "" || (n.Status != membership.StatusAlive && n.Status != membership.StatusSuspect) {
@@ -185,31 +185,14 @@ func (s *Service) sync() {
 			}
 			addrs[n.ID] = n.Transport
 			if n.ID != self {
-				peers = append(peers, n.Transport)
+				peers = append(peers, Peer{Node: n.ID, Name: n.Name, Addrs: append([]string{n.Transport}, n.TransportPaths...)})
 			}
 		}
 		s.mu.Lock()
 		s.addrs, s.names = addrs, names
 		nt := s.net
-		var start [][3]string
-		for id, a := range addrs {
-			if id != self && !s.probing[a] {
-				s.probing[a] = true
-				start = append(start, [3]string{id, names[id], a})
-			}
-		}
 		s.mu.Unlock()
-		nt.Forget(peers)
-		for _, p := range start {
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				nt.Probe(s.ctx, p[0], p[1], p[2])
-				s.mu.Lock()
-				delete(s.probing, p[2])
-				s.mu.Unlock()
-			}()
-		}
+		nt.SetPeers(s.ctx, peers)
 	}
 	list, err := s.opt.Cluster.Instances(ctx)
 	if err != nil {
@@ -366,6 +349,20 @@ func (s *Service) Links() []Link {
 		return []Link{}
 	}
 	return n.Links()
+}
+
+// LinkFigures are this node's measurements of its links to peers, by node id: the probe's RTT
+// and the bandwidth of all the link's paths together. Placement reads them (through gossip).
+func (s *Service) LinkFigures() map[string]cluster.LinkFigure {
+	out := map[string]cluster.LinkFigure{}
+	for _, l := range s.Links() {
+		f := cluster.LinkFigure{Bandwidth: l.Bandwidth()}
+		if l.Probe != nil {
+			f.RTT = l.Probe.RTT
+		}
+		out[l.Node] = f
+	}
+	return out
 }
 
 // Host is the stage host (nil before Start completed or without the worker role).

@@ -9,6 +9,12 @@
 // it minimises the slowest stage (so that a full pipeline under continuous batching is
 // balanced), then prefers nodes that already hold the model, then fewer nodes.
 //
+// Links come from what the nodes' transports measured (BuildLinks: per-path probes of RTT and
+// bandwidth, the paths of a multipath peer summed), with gossip's network coordinates for a
+// latency no probe measured and DefaultLink for the rest. Candidate node sets are ranked by
+// speed, memory and model holdings, and in a small cluster every set of a given size is tried
+// too, so that two fast nodes joined by a slow link lose to a pair joined by a fast one.
+//
 // Memory is checked per node for the stage's weights plus its KV cache for the requested
 // context, which exo's memory-proportional split leaves out.
 package placement
@@ -58,6 +64,69 @@ func (n Node) speed() float64 {
 type Link struct {
 	Latency   time.Duration
 	Bandwidth float64 // bytes per second
+	// Source says where the figures come from: "probe" (the nodes' transport measured them),
+	// "gossip" (latency from gossip's network coordinates, bandwidth assumed) or empty.
+	Source string
+}
+
+// Link sources.
+const (
+	SourceProbe  = "probe"
+	SourceGossip = "gossip"
+)
+
+// Probe is what a node's transport measured of its path to a peer; zero fields were not
+// measured.
+type Probe struct {
+	RTT       time.Duration
+	Bandwidth float64 // bytes per second from the node to the peer
+}
+
+// BuildLinks assembles the planner's links between nodes: for each ordered pair (a, b), what a
+// measured towards b (probes[a][b]), else what b measured towards a (a link's two directions
+// are usually alike), with gossip's round-trip estimate (coords) standing in for a latency no
+// probe measured and DefaultLink's bandwidth for one not measured. Pairs known to neither are
+// left out (DefaultLink).
+func BuildLinks(nodes []string, probes map[string]map[string]Probe, coords func(a, b string) (time.Duration, bool)) Links {
+	ls := Links{}
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a == b {
+				continue
+			}
+			p, ok := probes[a][b]
+			if !ok || (p.RTT <= 0 && p.Bandwidth <= 0) {
+				p, ok = probes[b][a]
+				ok = ok && (p.RTT > 0 || p.Bandwidth > 0)
+			}
+			l := Link{Bandwidth: DefaultLink.Bandwidth}
+			switch {
+			case ok:
+				l.Source = SourceProbe
+				if p.Bandwidth > 0 {
+					l.Bandwidth = p.Bandwidth
+				}
+				l.Latency = p.RTT / 2
+				if p.RTT <= 0 {
+					l.Latency = DefaultLink.Latency
+					if rtt, known := coords(a, b); known {
+						l.Latency = rtt / 2
+					}
+				}
+			default:
+				rtt, known := coords(a, b)
+				if !known {
+					continue
+				}
+				l.Latency, l.Source = rtt/2, SourceGossip
+			}
+			if ls[a] == nil {
+				ls[a] = map[string]Link{}
+			}
+			ls[a][b] = l
+		}
+	}
+	return ls
 }
 
 // Links holds measured links by source then destination node ID; missing pairs get
@@ -371,11 +440,20 @@ func candidateOrders(cands []Node, req Request, minNodes, maxK int, links Links)
 		},
 	}
 	var out [][]Node
+	byID := slices.Clone(cands)
+	slices.SortFunc(byID, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 	for k := minNodes; k <= maxK; k++ {
 		for _, key := range keys {
 			sorted := slices.Clone(cands)
 			slices.SortStableFunc(sorted, key)
 			out = append(out, rotations(arrange(sorted[:k], links, req.Model.HiddenBytes))...)
+		}
+		// The keys rank nodes one by one and cannot see that two good nodes are joined by a
+		// bad link: in a small cluster every set of k nodes is tried.
+		if binomial(len(byID), k) <= maxSubsets {
+			subsets(byID, k, func(sub []Node) {
+				out = append(out, rotations(arrange(sub, links, req.Model.HiddenBytes))...)
+			})
 		}
 	}
 	if b, err := Baseline(cands, links, req); err == nil {
@@ -387,6 +465,41 @@ func candidateOrders(cands []Node, req Request, minNodes, maxK int, links Links)
 		out = append(out, rotations(arrange(order, links, req.Model.HiddenBytes))...)
 	}
 	return out
+}
+
+// maxSubsets bounds the node sets of one size the planner tries exhaustively.
+const maxSubsets = 70
+
+func binomial(n, k int) int {
+	if k < 0 || k > n {
+		return 0
+	}
+	r := 1
+	for i := 1; i <= k; i++ {
+		r = r * (n - k + i) / i
+		if r > 1<<20 {
+			return r
+		}
+	}
+	return r
+}
+
+// subsets calls visit with every k-element subset of ns, in order.
+func subsets(ns []Node, k int, visit func([]Node)) {
+	cur := make([]Node, 0, k)
+	var rec func(start int)
+	rec = func(start int) {
+		if len(cur) == k {
+			visit(slices.Clone(cur))
+			return
+		}
+		for i := start; i <= len(ns)-(k-len(cur)); i++ {
+			cur = append(cur, ns[i])
+			rec(i + 1)
+			cur = cur[:len(cur)-1]
+		}
+	}
+	rec(0)
 }
 
 func boolCmp(a, b bool) int {

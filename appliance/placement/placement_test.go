@@ -3,6 +3,7 @@ package placement
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -278,5 +279,103 @@ func TestProportionalLargestRemainder(t *testing.T) {
 	}
 	if got := proportional(16, []Node{{Memory: 3000}, {Memory: 1000}}); got[0] != 12 || got[1] != 4 {
 		t.Fatalf("16 over 3:1: %v", got)
+	}
+}
+
+func TestBuildLinks(t *testing.T) {
+	coords := func(a, b string) (time.Duration, bool) {
+		if a == "d" || b == "d" {
+			return 0, false // no coordinate yet
+		}
+		return 2 * time.Millisecond, true
+	}
+	probes := map[string]map[string]Probe{
+		"a": {"b": {RTT: 400 * time.Microsecond, Bandwidth: 1e9}, "c": {RTT: 10 * time.Millisecond}},
+		"c": {"b": {Bandwidth: 5e6}}, // bandwidth measured, its RTT not yet
+		"d": {"a": {}},               // nothing measured
+	}
+	ls := BuildLinks([]string{"a", "b", "c", "d"}, probes, coords)
+	for _, tc := range []struct {
+		from, to string
+		want     Link
+		absent   bool
+	}{
+		{from: "a", to: "b", want: Link{Latency: 200 * time.Microsecond, Bandwidth: 1e9, Source: SourceProbe}},
+		// b measured nothing towards a: a's measurement stands for both directions.
+		{from: "b", to: "a", want: Link{Latency: 200 * time.Microsecond, Bandwidth: 1e9, Source: SourceProbe}},
+		// RTT measured, bandwidth not: the default bandwidth.
+		{from: "a", to: "c", want: Link{Latency: 5 * time.Millisecond, Bandwidth: DefaultLink.Bandwidth, Source: SourceProbe}},
+		// Bandwidth measured, RTT not: gossip's estimate for the latency.
+		{from: "c", to: "b", want: Link{Latency: time.Millisecond, Bandwidth: 5e6, Source: SourceProbe}},
+		{from: "b", to: "c", want: Link{Latency: time.Millisecond, Bandwidth: 5e6, Source: SourceProbe}},
+		// Neither measured: gossip's coordinates, the default bandwidth.
+		{from: "c", to: "a", want: Link{Latency: 5 * time.Millisecond, Bandwidth: DefaultLink.Bandwidth, Source: SourceProbe}},
+		// Nothing at all about d: left to DefaultLink.
+		{from: "d", to: "a", absent: true},
+		{from: "b", to: "d", absent: true},
+	} {
+		got, ok := ls[tc.from][tc.to]
+		if tc.absent {
+			if ok {
+				t.Errorf("%s→%s: %+v, want no link (DefaultLink)", tc.from, tc.to, got)
+			}
+			if ls.get(tc.from, tc.to) != DefaultLink {
+				t.Errorf("%s→%s is not DefaultLink", tc.from, tc.to)
+			}
+			continue
+		}
+		if !ok || got != tc.want {
+			t.Errorf("%s→%s: %+v (present %v), want %+v", tc.from, tc.to, got, ok, tc.want)
+		}
+	}
+	if got := BuildLinks([]string{"a", "b"}, nil, coords)["a"]["b"]; got != (Link{Latency: time.Millisecond, Bandwidth: DefaultLink.Bandwidth, Source: SourceGossip}) {
+		t.Errorf("coordinates only: %+v", got)
+	}
+}
+
+// TestPlanUsesProbes: three equal nodes, two needed. By gossip's coordinates alone every pair
+// is alike and the first two win; once the probes show that a and b are joined by a slow link,
+// the plan leaves that pair out, and its prediction counts the measured hop.
+func TestPlanUsesProbes(t *testing.T) {
+	nodes := []Node{node("a", 400, 20), node("b", 400, 20), node("c", 400, 20)}
+	ids := []string{"a", "b", "c"}
+	coords := func(a, b string) (time.Duration, bool) { return time.Millisecond, true }
+	m := model(16, 10, 20, 0, 0)
+	m.HiddenBytes = 2 << 20 // a prompt chunk's activations: the link's bandwidth matters
+	req := Request{Model: m, MinNodes: 2}
+	p, err := Place(nodes, BuildLinks(ids, nil, coords), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.Nodes(), ","); got != "a,b" {
+		t.Fatalf("coordinates only: nodes %s, want a,b", got)
+	}
+	slow := Probe{RTT: 20 * time.Millisecond, Bandwidth: 10e6}
+	fast := Probe{RTT: 200 * time.Microsecond, Bandwidth: 1e9}
+	probes := map[string]map[string]Probe{
+		"a": {"b": slow, "c": fast},
+		"b": {"a": slow, "c": fast},
+		"c": {"a": fast, "b": fast},
+	}
+	p2, err := Place(nodes, BuildLinks(ids, probes, coords), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(p2.Nodes(), "a") && slices.Contains(p2.Nodes(), "b") {
+		t.Fatalf("with probes: nodes %v still use the slow a↔b link", p2.Nodes())
+	}
+	// The hop is predicted from the measurement: latency plus hidden state over bandwidth.
+	hop := p2.Stages[0].LinkMs
+	want := 1000 * (fast.RTT.Seconds()/2 + float64(m.HiddenBytes)/fast.Bandwidth)
+	if math.Abs(hop-want) > 1e-9 {
+		t.Fatalf("first hop predicted %.4f ms, want %.4f ms from the probe", hop, want)
+	}
+	// And forcing the slow pair predicts its cost.
+	p3, err := Place(nodes, BuildLinks(ids, probes, coords), Request{Model: m, MinNodes: 2, Nodes: []string{"a", "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p3.TokenMs <= p2.TokenMs+20 {
+		t.Fatalf("the slow pair predicts %.2f ms per token, the fast one %.2f", p3.TokenMs, p2.TokenMs)
 	}
 }

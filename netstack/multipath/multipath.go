@@ -49,6 +49,9 @@ type Config struct {
 	// MinPart: a path's share smaller than this goes to the fastest path instead, because the
 	// extra stream costs more than it saves (default 64 KiB).
 	MinPart int
+	// Sent, when set, is told the payload bytes each frame put on each path (sender side), for
+	// per-path counters.
+	Sent func(pathID string, bytes int)
 }
 
 func (c Config) withDefaults() Config {
@@ -260,7 +263,7 @@ func (s *Stream) WriteFrame(h *wire.Header, payload []byte) error {
 	defer s.wmu.Unlock()
 	h.Parts = nil
 	if s.recv != nil || len(s.subs) == 1 || len(payload) < s.cfg.StripeThreshold {
-		return s.subs[0].WriteFrame(h, payload)
+		return s.whole(h, payload)
 	}
 	// A secondary path that died since the bundle opened gets nothing; the frame still goes.
 	weights := slices.Clone(s.weights)
@@ -273,7 +276,7 @@ func (s *Stream) WriteFrame(h *wire.Header, payload []byte) error {
 	}
 	parts := split(len(payload), weights, s.cfg.MinPart)
 	if parts[0] == uint64(len(payload)) {
-		return s.subs[0].WriteFrame(h, payload)
+		return s.whole(h, payload)
 	}
 	for i, n := range parts {
 		if n > 0 {
@@ -306,6 +309,24 @@ func (s *Stream) WriteFrame(h *wire.Header, payload []byte) error {
 	if err := errors.Join(errs...); err != nil {
 		s.cancelAll("multipath: striped write failed")
 		return err
+	}
+	if s.cfg.Sent != nil {
+		for i, n := range parts {
+			if n > 0 {
+				s.cfg.Sent(s.paths[i].ID, int(n))
+			}
+		}
+	}
+	return nil
+}
+
+// whole sends a frame unstriped on the primary.
+func (s *Stream) whole(h *wire.Header, payload []byte) error {
+	if err := s.subs[0].WriteFrame(h, payload); err != nil {
+		return err
+	}
+	if s.cfg.Sent != nil && s.recv == nil {
+		s.cfg.Sent(s.paths[0].ID, len(payload))
 	}
 	return nil
 }

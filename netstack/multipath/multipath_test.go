@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
@@ -151,7 +152,13 @@ func TestStripedRoundTripOnLoopback(t *testing.T) {
 		"path1": {RTT: 100 * time.Microsecond, Bandwidth: 300e6}, // lowest latency: primary
 		"path2": {RTT: 200 * time.Microsecond, Bandwidth: 200e6},
 	}
-	mc := s.dial(t, Config{Estimator: est})
+	var sentMu sync.Mutex
+	sent := map[string]int{}
+	mc := s.dial(t, Config{Estimator: est, Sent: func(id string, n int) {
+		sentMu.Lock()
+		sent[id] += n
+		sentMu.Unlock()
+	}})
 	for _, p := range mc.Paths() {
 		if got := p.Conn.LocalAddr().(interface{ AddrPort() netip.AddrPort }).AddrPort().Addr(); got != s.links[p.ID[4]-'0'].AAddr {
 			t.Fatalf("path %s is bound to %v", p.ID, got)
@@ -165,7 +172,9 @@ func TestStripedRoundTripOnLoopback(t *testing.T) {
 		t.Fatalf("primary is %s, want path1 (lowest RTT)", st.PrimaryPath())
 	}
 	rng := rand.NewChaCha8([32]byte{5})
+	total := 0
 	for _, size := range []int{4096, 100 << 10, 1 << 20, 6<<20 + 12} {
+		total += size
 		payload := make([]byte, size)
 		_, _ = rng.Read(payload)
 		h := wire.Header{Kind: wire.KindControl, DType: wire.Bytes, Shape: []uint32{uint32(size)}, Request: uint64(size)}
@@ -193,6 +202,16 @@ func TestStripedRoundTripOnLoopback(t *testing.T) {
 	}
 	if _, err := st.ReadFrame(&wire.Header{}, nil); err != io.EOF {
 		t.Fatalf("end of bundle: %v", err)
+	}
+	// The per-path counts add up to the payloads, in proportion to bandwidth for the striped
+	// ones (the unstriped went whole on the primary).
+	sentMu.Lock()
+	defer sentMu.Unlock()
+	if sent["path0"]+sent["path1"]+sent["path2"] != total {
+		t.Fatalf("per-path bytes %v add up to %d, sent %d", sent, sent["path0"]+sent["path1"]+sent["path2"], total)
+	}
+	if !(sent["path1"] > sent["path2"] && sent["path2"] > sent["path0"] && sent["path0"] > 0) {
+		t.Fatalf("per-path bytes %v do not follow the paths' bandwidths", sent)
 	}
 }
 

@@ -485,13 +485,34 @@ func TestFallbackWhenUDPDropped(t *testing.T) {
 // BenchmarkHopLatency measures one hop of a 4 KB activation (1×1024 F32, a decode step of a
 // 1024-wide model) on loopback: a frame goes out and comes back, a hop is half of that.
 func BenchmarkHopLatency(b *testing.B) {
-	for _, mode := range modes {
+	for _, mode := range append(slices.Clone(modes), "pipe") {
 		b.Run(string(mode), func(b *testing.B) {
-			p := connect(b, mode, nil)
-			echo(b, p.sconn)
-			s, err := p.cconn.OpenStream(context.Background(), ServiceData)
-			if err != nil {
-				b.Fatal(err)
+			var s Stream
+			if mode == "pipe" {
+				// An in-process stream, as a node uses between two roles of itself.
+				var peer Stream
+				s, peer = Pipe(ServiceData, 0)
+				go func() {
+					var h wire.Header
+					var buf []byte
+					for {
+						p, err := peer.ReadFrame(&h, buf)
+						if err != nil {
+							return
+						}
+						buf = p
+						if peer.WriteFrame(&h, p) != nil {
+							return
+						}
+					}
+				}()
+			} else {
+				p := connect(b, mode, nil)
+				echo(b, p.sconn)
+				var err error
+				if s, err = p.cconn.OpenStream(context.Background(), ServiceData); err != nil {
+					b.Fatal(err)
+				}
 			}
 			x := wire.F32Bytes(randomF32(1024, 1))
 			h := wire.Header{Kind: wire.KindActivations, DType: wire.F32, Instance: "bench", Shape: []uint32{1, 1024}, Positions: []int32{0}}

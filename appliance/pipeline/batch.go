@@ -1,0 +1,299 @@
+package pipeline
+
+import (
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/engine/model"
+)
+
+// batcher is continuous batching at one stage: the requests' goroutines hand their next step
+// (a decode token or a prompt chunk, each on its own sequence) to the stage's batcher, and
+// whatever steps are waiting run together in one model.Stage.ForwardBatch, so the stage's weights
+// stream from memory once per round for all of them. A round starts as soon as the previous one
+// ends (or at once when none runs), with what is queued by then; the only wait is the short
+// gather below, and only while other requests are live.
+//
+// There is no batcher goroutine. The first step that finds the stage idle runs the round itself
+// (flat combining), so a lone request pays no hand-off between goroutines; when it finishes
+// while others are queued, it hands the lead to the oldest of them and returns to send its own
+// result.
+//
+// A round takes at most ceil(live requests / pipeline stages) steps, oldest first, so that the
+// requests fall into as many groups as the pipeline has stages and every stage works on one
+// group while the others work on theirs. Where a bigger batch costs nothing more (weights
+// streamed from memory dominate), fewer and bigger groups would do as well, but no better:
+// the groups wait for each other at the stages instead. Where it costs more (compute), the
+// groups overlap instead of queueing.
+//
+// Groups hold together: the steps of requests that shared a round come back to the stage at
+// about the same time (their tokens went round the ring together), but one by one, tens of
+// microseconds apart. So a round with room left while live requests are not queued waits for
+// more, up to 1/20 of a round's time and never more than maxGather, rather than run the group
+// as singles, each paying a pass over the weights (on the 2-core benchmark machine this halved
+// the rounds of four streams and raised their rate by half). A lone request never waits.
+//
+// A prompt chunk that would hold up decode steps is cut: while other steps wait, a step longer
+// than prefillShare tokens joins each round with prefillShare of its tokens (chunked prefill),
+// so a new request's prompt slows the streams already decoding instead of stalling them for a
+// whole chunk. Alone, a chunk runs whole. ForwardBatch is exact per token, so neither batching
+// nor cutting changes any result.
+type batcher struct {
+	st *model.Stage
+	// prefillShare is the most tokens of one step a shared round takes.
+	prefillShare int
+	// stages is the number of stages of the pipeline.
+	stages int
+	// live counts the requests that hold a sequence at the stage.
+	live atomic.Int64
+
+	mu      sync.Mutex
+	queue   []*step
+	running bool
+	arrived chan struct{} // closed and replaced when a step is queued
+
+	// roundTime is a moving average of the rounds' duration (the lead's).
+	roundTime time.Duration
+	// gatherMax bounds a round's wait for more steps (maxGather; tests change it).
+	gatherMax time.Duration
+
+	// Guarded by the lead (one round at a time).
+	items []model.SeqBatch
+	outs  []model.Out
+	taken []int
+
+	rounds, steps atomic.Uint64
+	maxBatch      atomic.Int64
+}
+
+// defaultPrefillShare: a 16-token slice of prompt costs a decoding stream about as much as a
+// few extra decode steps, and keeps a long prompt's own progress at a useful rate.
+const defaultPrefillShare = 16
+
+func newBatcher(st *model.Stage, stages, prefillShare int) *batcher {
+	if prefillShare <= 0 {
+		prefillShare = defaultPrefillShare
+	}
+	return &batcher{st: st, stages: max(stages, 1), prefillShare: prefillShare, arrived: make(chan struct{}), gatherMax: maxGather}
+}
+
+// maxGather bounds how long a round waits for more steps.
+const maxGather = time.Millisecond
+
+// limit is the most steps one round takes.
+func (b *batcher) limit() int {
+	return max(1, int((b.live.Load()+int64(b.stages)-1)/int64(b.stages)))
+}
+
+// step is one request's pending work at the stage. A request reuses its step from frame to
+// frame; the batcher owns it between forward's call and return.
+type step struct {
+	seq *model.Seq
+	in  model.Batch
+	n   int // tokens of in
+
+	done int // tokens evaluated so far (a cut step runs over several rounds)
+	// acc gathers a cut step's hidden states (non-last stages).
+	acc []float32
+	out model.Out
+	err error
+	// wake carries the batcher's word to a waiting step: true when it is done, false when it
+	// leads the next round.
+	wake chan bool
+}
+
+// open registers a request's sequence at the stage; close it when the request ends.
+func (b *batcher) open(seq *model.Seq) *step {
+	b.live.Add(1)
+	return &step{seq: seq, wake: make(chan bool, 1)}
+}
+
+func (b *batcher) close(*step) { b.live.Add(-1) }
+
+// gather waits a moment for more steps while the next round has room for them (see batcher).
+func (b *batcher) gather() {
+	wait := min(b.gatherMax, b.roundTime/20)
+	if wait <= 0 {
+		return
+	}
+	deadline := time.Now().Add(wait)
+	var timer *time.Timer
+	for {
+		b.mu.Lock()
+		missing := b.incomplete()
+		ch := b.arrived
+		b.mu.Unlock()
+		left := time.Until(deadline)
+		if !missing || left <= 0 {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(left)
+			defer timer.Stop()
+		}
+		select {
+		case <-ch:
+		case <-timer.C:
+			return
+		}
+	}
+}
+
+// incomplete reports whether the next round has room for steps of live requests that are not
+// queued (b.mu held).
+func (b *batcher) incomplete() bool {
+	n := len(b.queue)
+	return n < b.limit() && int64(n) < b.live.Load()
+}
+
+// forward evaluates in (never AllLogits: only the last position's logits come back) on the
+// step's sequence, batched with the other requests' steps. The result aliases buffers of the
+// step and its sequence, valid until the step's next forward.
+func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
+	s.in, s.done, s.err, s.out = in, 0, nil, model.Out{}
+	if s.n = len(in.Tokens); s.n == 0 {
+		s.n = len(in.Hidden) / b.st.Config.NEmbd
+	}
+	if s.n == 0 {
+		return model.Out{}, fmt.Errorf("pipeline: empty step")
+	}
+	b.mu.Lock()
+	b.queue = append(b.queue, s)
+	close(b.arrived)
+	b.arrived = make(chan struct{})
+	lead := !b.running
+	b.running = true
+	b.mu.Unlock()
+	if !lead {
+		if done := <-s.wake; done {
+			return s.out, s.err
+		}
+		// The previous lead woke the requests its round finished before handing over; let
+		// them send their results on before this round takes the core.
+		runtime.Gosched()
+	}
+	for {
+		b.gather()
+		b.mu.Lock()
+		batch := b.queue
+		b.queue = nil
+		if n := b.limit(); len(batch) > n {
+			batch, b.queue = batch[:n:n], slices.Clone(batch[n:])
+		}
+		b.mu.Unlock()
+		left := b.round(batch)
+		for _, o := range batch {
+			if o != s && o.done == o.n {
+				o.wake <- true
+			}
+		}
+		b.mu.Lock()
+		b.queue = append(left, b.queue...)
+		if len(b.queue) == 0 {
+			b.running = false
+			b.mu.Unlock()
+			return s.out, s.err
+		}
+		if s.done == s.n {
+			next := b.queue[0]
+			b.mu.Unlock()
+			next.wake <- false
+			return s.out, s.err
+		}
+		b.mu.Unlock()
+		// Our own step was cut: keep leading, after the finished requests had their turn.
+		runtime.Gosched()
+	}
+}
+
+// round runs one ForwardBatch over the queued steps and returns those not finished yet.
+func (b *batcher) round(batch []*step) []*step {
+	c := b.st.Config
+	shared := len(batch) > 1
+	b.items, b.taken = b.items[:0], b.taken[:0]
+	for _, s := range batch {
+		k := s.n - s.done
+		if shared && k > b.prefillShare {
+			k = b.prefillShare
+		}
+		it := model.SeqBatch{Seq: s.seq, Batch: model.Batch{Pos: s.in.Pos + s.done}}
+		if s.in.Tokens != nil {
+			it.Tokens = s.in.Tokens[s.done : s.done+k]
+		} else {
+			it.Hidden = s.in.Hidden[s.done*c.NEmbd : (s.done+k)*c.NEmbd]
+		}
+		b.items = append(b.items, it)
+		b.taken = append(b.taken, k)
+	}
+	if cap(b.outs) < len(batch) {
+		b.outs = make([]model.Out, len(batch))
+	}
+	outs := b.outs[:len(batch)]
+	b.rounds.Add(1)
+	b.steps.Add(uint64(len(batch)))
+	if int64(len(batch)) > b.maxBatch.Load() {
+		b.maxBatch.Store(int64(len(batch))) // only the lead writes it
+	}
+	t0 := time.Now()
+	err := b.st.ForwardBatch(b.items, outs)
+	b.roundTime += (time.Since(t0) - b.roundTime) / 4
+	if err != nil {
+		if !shared {
+			batch[0].err, batch[0].done = err, batch[0].n
+			return nil
+		}
+		// One step's bad input must not fail the others: run each alone to find it.
+		for i := range batch {
+			if e := b.st.ForwardBatch(b.items[i:i+1], outs[i:i+1]); e != nil {
+				batch[i].err = e
+				b.taken[i] = batch[i].n - batch[i].done
+			}
+		}
+	}
+	var left []*step
+	for i, s := range batch {
+		k := b.taken[i]
+		if s.err == nil {
+			b.collect(s, outs[i], k)
+		}
+		s.done += k
+		if s.done < s.n {
+			left = append(left, s)
+		}
+	}
+	return left
+}
+
+// collect keeps a round's result for the step: the logits of its last position (the last
+// stage), or its hidden states, gathered over the rounds of a cut step.
+func (b *batcher) collect(s *step, out model.Out, k int) {
+	if out.Logits != nil || (s.done == 0 && k == s.n) {
+		s.out = out
+		return
+	}
+	e := b.st.Config.NEmbd
+	if cap(s.acc) < s.n*e {
+		s.acc = make([]float32, s.n*e)
+	}
+	s.acc = s.acc[:s.n*e]
+	copy(s.acc[s.done*e:], out.Hidden[:k*e])
+	s.out = model.Out{Hidden: s.acc}
+}
+
+// BatchStats are a stage's batching figures.
+type BatchStats struct {
+	// Rounds is the number of ForwardBatch calls, Steps the request steps they evaluated: their
+	// ratio is the mean batch.
+	Rounds uint64 `json:"rounds"`
+	Steps  uint64 `json:"steps"`
+	// MaxBatch is the most steps one round evaluated.
+	MaxBatch int `json:"max_batch"`
+}
+
+func (b *batcher) stats() BatchStats {
+	return BatchStats{Rounds: b.rounds.Load(), Steps: b.steps.Load(), MaxBatch: int(b.maxBatch.Load())}
+}
