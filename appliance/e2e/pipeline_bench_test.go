@@ -65,6 +65,35 @@ func aggregate(b *testing.B, api *pnode, model string, n, max int) float64 {
 	return float64(total) / time.Since(start).Seconds()
 }
 
+// pipelineBenchModel returns the benchmark model (EXO_PIPELINE_BENCH_MODEL), a models directory
+// holding only it, and its id; it skips the benchmark without the model or taskset.
+func pipelineBenchModel(b *testing.B) (src, dir, id string) {
+	b.Helper()
+	src = os.Getenv("EXO_PIPELINE_BENCH_MODEL")
+	if src == "" {
+		b.Skip("set EXO_PIPELINE_BENCH_MODEL to a GGUF model")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		b.Skip("taskset not found (util-linux)")
+	}
+	dir = b.TempDir()
+	id = strings.TrimSuffix(filepath.Base(src), ".gguf")
+	if err := os.Link(src, filepath.Join(dir, id+".gguf")); err != nil {
+		b.Fatal(err)
+	}
+	return src, dir, id
+}
+
+// startPinnedPair starts two nodes of one core each (cores 0 and 1) as one cluster and places
+// model id across both.
+func startPinnedPair(b *testing.B, dir, id string) ([]*pnode, liveInstance) {
+	b.Helper()
+	one := []string{"GOMAXPROCS=1"}
+	nodes := joinAll(b, pnodeSpec{name: "p1", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "0"}},
+		pnodeSpec{name: "p2", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "1"}})
+	return nodes, placeInstance(b, nodes[0], map[string]any{"model": id, "min_nodes": 2})
+}
+
 // BenchmarkPipelineVsOneNode compares a 2-node pipeline, each node one core, with one node on
 // one core, through the OpenAI API: single-stream decode and 4 concurrent streams. It needs a
 // model (EXO_PIPELINE_BENCH_MODEL, e.g. `exo gguf synth --preset llama-3.2-1b --type q4_0
@@ -77,13 +106,7 @@ func aggregate(b *testing.B, api *pnode, model string, n, max int) float64 {
 // (default 3); the ratios reported are the medians of the rounds' ratios, so that a burst of
 // other load on the machine spoils one round, not the result.
 func BenchmarkPipelineVsOneNode(b *testing.B) {
-	src := os.Getenv("EXO_PIPELINE_BENCH_MODEL")
-	if src == "" {
-		b.Skip("set EXO_PIPELINE_BENCH_MODEL to a GGUF model")
-	}
-	if _, err := exec.LookPath("taskset"); err != nil {
-		b.Skip("taskset not found (util-linux)")
-	}
+	_, dir, id := pipelineBenchModel(b)
 	rounds := 3
 	if v := os.Getenv("EXO_PIPELINE_BENCH_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -92,19 +115,12 @@ func BenchmarkPipelineVsOneNode(b *testing.B) {
 		}
 		rounds = n
 	}
-	dir := b.TempDir()
-	id := strings.TrimSuffix(filepath.Base(src), ".gguf")
-	if err := os.Link(src, filepath.Join(dir, id+".gguf")); err != nil {
-		b.Fatal(err)
-	}
 	const max = 48
 	one := []string{"GOMAXPROCS=1"}
 	for i := 0; i < b.N; i++ {
 		solo := startPNode(b, pnodeSpec{name: "solo", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "0"}})
 		solo2 := startPNode(b, pnodeSpec{name: "solo2", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "1"}})
-		nodes := joinAll(b, pnodeSpec{name: "p1", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "0"}},
-			pnodeSpec{name: "p2", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "1"}})
-		in := placeInstance(b, nodes[0], map[string]any{"model": id, "min_nodes": 2})
+		nodes, in := startPinnedPair(b, dir, id)
 		pipe := nodes[0]
 		for _, n := range []*pnode{solo, solo2, pipe} {
 			streamRate(b, n, id, 4) // load the model
