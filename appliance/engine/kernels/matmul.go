@@ -18,6 +18,11 @@ type MatMulOp struct {
 	Rows, Cols int
 	N          int
 
+	// Packed, when set, holds the weights instead of W (which may then be nil): Pack's copy
+	// of the same Rows × Cols matrix. Products with it are computed by the packed kernels,
+	// with their own arithmetic (see Packed), the same for every batch size.
+	Packed *Packed
+
 	Act       []byte
 	ActStride int
 	X         []float32
@@ -31,8 +36,10 @@ type MatMulOp struct {
 // the pool's workers take in turn, and every unit serves all N activation rows while its
 // weights are in cache, so a batch of N tokens costs one read of the weights instead of N.
 // Results do not depend on N, the threads or the split: each output is one fixed dot of a
-// weight row with an activation row (VecDot; the reference Dot for Q8_0 and Q4_0, whose SIMD
-// kernels reproduce it; DotDequant on the X path).
+// weight row with an activation row (VecDot; the reference Dot for Q8_0, whose SIMD kernels
+// reproduce it; Packed.Dot for packed weights; DotDequant on the X path). Decode products (one
+// to three activation rows) walk the matrix as four streams in step where a kernel can (see
+// Run): per row the arithmetic is the same.
 //
 // A MatMul holds the bookkeeping of one call and is reused across calls to avoid allocating; it
 // is used by one goroutine at a time.
@@ -40,14 +47,18 @@ type MatMul struct {
 	Ops []MatMulOp
 
 	units   []int // cumulative unit count per op
-	per     []int // rows per unit, per op
+	per     []int // rows per unit, per op (per quarter where striped)
+	quarter []int // per op: rows per quarter of a striped op, or 0
 	rowB    []int
-	scratch [][]float32   // per worker: a dequantized row for the X path
-	yd      [][]float32   // per op: activation tables of the eight-row kernels (N × blocks)
-	ys      [][]int32     // per op: activation quant sums of the eight-row kernels
-	quad    []*[4]float32 // per worker: results of a four-column kernel (on the heap once)
-	unp     [][]byte      // per worker: eight unpacked weight rows (prompt batches)
-	unpSc   [][]float32   // per worker: their block scales
+	scratch [][]float32 // per worker: a dequantized row for the X path
+	yd      [][]float32 // per op: activation tables of the eight-row kernels (N × blocks)
+	ys      [][]int32   // per op: activation quant sums of the eight-row kernels
+	prep    [][]byte    // per op: prepared activations (N rows of prepSz[op] bytes)
+	prepSz  []int
+	quad    []*[4]float32             // per worker: results of a four-column kernel (on the heap once)
+	panel   []*[4 * panelRows]float32 // per worker: results of a packed panel cut short
+	unp     [][]byte                  // per worker: eight unpacked weight rows (prompt batches)
+	unpSc   [][]float32               // per worker: their block scales
 }
 
 // unitBytes is the weight bytes one unit covers: small enough that a unit's rows stay in the
@@ -57,7 +68,7 @@ const unitBytes = 32 << 10
 
 // Run computes every op on p.
 func (m *MatMul) Run(p *Pool) {
-	m.units, m.per, m.rowB = m.units[:0], m.per[:0], m.rowB[:0]
+	m.units, m.per, m.rowB, m.quarter = m.units[:0], m.per[:0], m.rowB[:0], m.quarter[:0]
 	total := 0
 	for i := range m.Ops {
 		op := &m.Ops[i]
@@ -70,28 +81,76 @@ func (m *MatMul) Run(p *Pool) {
 		}
 		// Keep enough units that every worker gets several, for balance on a busy machine.
 		per = max(1, min(per, op.Rows/(8*p.Threads())))
-		if fastUnpacked8[op.Type] != nil && op.Act != nil && op.N >= unpackMinN {
+		if op.Packed != nil {
+			// Whole panels of the packed layout.
+			per = (per + panelRows - 1) &^ (panelRows - 1)
+		} else if fastUnpacked8[op.Type] != nil && op.Act != nil && op.N >= unpackMinN {
 			// Whole groups of eight rows for the unpacked kernels.
 			per = (per + 7) &^ 7
 		}
-		total += (op.Rows + per - 1) / per
+		q := 0
+		if op.Act != nil && op.N < 4 && op.Rows >= stripeMin && op.hasRows4() {
+			// Decode: each unit takes the same stretch of the matrix's four quarters, which the
+			// kernels walk as four streams in step, and consecutive units continue the streams.
+			g := 1
+			if op.Packed != nil {
+				g = panelRows
+			}
+			// A stretch per stream of about 4·unitBytes (short stretches cost a restart of the
+			// streams each), but at least four units for each worker.
+			q = ((op.Rows+3)/4 + g - 1) / g * g
+			per = max(1, 4*unitBytes/rb, per/4)
+			per = min(per, q/(4*p.Threads()))
+			per = (max(1, per) + g - 1) / g * g
+			total += (q + per - 1) / per
+		} else {
+			total += (op.Rows + per - 1) / per
+		}
 		m.units = append(m.units, total)
 		m.per = append(m.per, per)
 		m.rowB = append(m.rowB, rb)
+		m.quarter = append(m.quarter, q)
 	}
 	for len(m.scratch) < p.Threads() {
 		m.scratch = append(m.scratch, nil)
 		m.quad = append(m.quad, new([4]float32))
+		m.panel = append(m.panel, new([4 * panelRows]float32))
 		m.unp = append(m.unp, nil)
 		m.unpSc = append(m.unpSc, nil)
 	}
 	for len(m.ys) < len(m.Ops) {
 		m.yd = append(m.yd, nil)
 		m.ys = append(m.ys, nil)
+		m.prep = append(m.prep, nil)
+		m.prepSz = append(m.prepSz, 0)
 	}
 	for i := range m.Ops {
 		op := &m.Ops[i]
-		if op.Act == nil || (fastRowTab[op.Type] == nil && fastUnpacked8[op.Type] == nil) {
+		if op.Act == nil {
+			continue
+		}
+		if pk := op.Packed; pk != nil {
+			sz := pk.actBytes()
+			m.prep[i] = alignedBytes(m.prep[i], op.N*sz)
+			m.prepSz[i] = sz
+			for j := 0; j < op.N; j++ {
+				pk.prep(op.Act[j*op.ActStride:], m.prep[i][j*sz:(j+1)*sz])
+			}
+			continue
+		}
+		if k := fastPrepared[op.Type]; k != nil {
+			// Each activation row is rearranged once for the kernels, here, instead of by every
+			// weight row.
+			nb := op.Cols / op.Type.BlockSize()
+			sz := k.size(nb)
+			m.prep[i] = alignedBytes(m.prep[i], op.N*sz)
+			m.prepSz[i] = sz
+			for j := 0; j < op.N; j++ {
+				k.prep(op.Act[j*op.ActStride:], nb, m.prep[i][j*sz:(j+1)*sz])
+			}
+			continue
+		}
+		if fastRowTab[op.Type] == nil && fastUnpacked8[op.Type] == nil {
 			continue
 		}
 		// Per activation row and block, the scale as float32 and the sum of the quants: each is
@@ -121,16 +180,78 @@ func (m *MatMul) Range(worker, lo, hi int) {
 			start = m.units[oi-1]
 		}
 		op := &m.Ops[oi]
-		r0 := (u - start) * m.per[oi]
-		r1 := min(r0+m.per[oi], op.Rows)
-		if op.X != nil {
-			m.rangeF32(worker, op, m.rowB[oi], r0, r1)
-		} else {
-			if u := fastUnpacked8[op.Type]; u != nil && op.N >= unpackMinN && r1-r0 >= 8 {
-				m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi])
-			} else {
-				op.rangeQuant(m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi], m.quad[worker])
+		if q := m.quarter[oi]; q > 0 {
+			c := m.per[oi]
+			r0 := (u - start) * c
+			if r0+c <= q && 3*q+r0+c <= op.Rows {
+				m.rangeRows4(oi, op, r0, c, q)
+				continue
 			}
+			// A stretch cut short by the end of a quarter or of the matrix.
+			for k := 0; k < 4; k++ {
+				if a, b := k*q+r0, min(k*q+r0+c, (k+1)*q, op.Rows); a < b {
+					m.rangeOne(worker, oi, op, a, b)
+				}
+			}
+			continue
+		}
+		r0 := (u - start) * m.per[oi]
+		m.rangeOne(worker, oi, op, r0, min(r0+m.per[oi], op.Rows))
+	}
+}
+
+// stripeMin is the matrix height from which decode products are striped (see Run).
+const stripeMin = 64
+
+// hasRows4 reports whether op's single-column products have a four-stream kernel
+// (rangeRows4), consulted in rangeOne's order.
+func (op *MatMulOp) hasRows4() bool {
+	switch {
+	case op.Packed != nil:
+		k := op.Packed.kernels()
+		return k != nil && k.dot4s != nil
+	case fastPrepared[op.Type] != nil:
+		return fastPrepared[op.Type].rows4 != nil
+	default:
+		return fastRows4[op.Type] != nil
+	}
+}
+
+// rangeRows4 computes rows k·q + [r0, r0+c) for k < 4 of a striped op, every activation row
+// in turn, with the four-stream kernels.
+func (m *MatMul) rangeRows4(oi int, op *MatMulOp, r0, c, q int) {
+	n := op.Cols
+	end := 3*q + r0 + c
+	for j := 0; j < op.N; j++ {
+		out := op.Out[j*op.OutStride+r0 : j*op.OutStride+end]
+		switch {
+		case op.Packed != nil:
+			pk, sz := op.Packed, m.prepSz[oi]
+			pk.kernels().dot4s(pk.data[r0/panelRows*pk.stride:], pk.stride, c/panelRows, q/panelRows, pk.nb, m.prep[oi][j*sz:(j+1)*sz], out)
+		case fastPrepared[op.Type] != nil:
+			rb, sz := m.rowB[oi], m.prepSz[oi]
+			fastPrepared[op.Type].rows4(op.W[r0*rb:end*rb], rb, c, q, m.prep[oi][j*sz:(j+1)*sz], n, out)
+		default:
+			rb := m.rowB[oi]
+			fastRows4[op.Type](op.W[r0*rb:end*rb], rb, c, q, op.Act[j*op.ActStride:], n, out)
+		}
+	}
+}
+
+// rangeOne computes rows [r0, r1) of op for every activation row.
+func (m *MatMul) rangeOne(worker, oi int, op *MatMulOp, r0, r1 int) {
+	switch {
+	case op.X != nil:
+		m.rangeF32(worker, op, m.rowB[oi], r0, r1)
+	case op.Packed != nil:
+		op.rangePacked(r0, r1, m.prep[oi], m.prepSz[oi], m.panel[worker])
+	case fastPrepared[op.Type] != nil:
+		op.rangePrepared(fastPrepared[op.Type], m.rowB[oi], r0, r1, m.prep[oi], m.prepSz[oi], m.quad[worker])
+	default:
+		if u := fastUnpacked8[op.Type]; u != nil && op.N >= unpackMinN && r1-r0 >= 8 {
+			m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi])
+		} else {
+			op.rangeQuant(m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi], m.quad[worker])
 		}
 	}
 }
@@ -169,6 +290,10 @@ func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]f
 		for ; j < op.N; j++ {
 			act := op.Act[j*op.ActStride:]
 			out := op.Out[j*op.OutStride:]
+			if fr := fastRows[t]; fr != nil {
+				fr(op.W[r0*rb:r1*rb], rb, r1-r0, act, n, out[r0:r1])
+				continue
+			}
 			for r := r0; r < r1; r++ {
 				out[r] = f(op.W[r*rb:(r+1)*rb], act, n)
 			}
@@ -180,6 +305,87 @@ func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]f
 		out := op.Out[j*op.OutStride:]
 		for r := r0; r < r1; r++ {
 			out[r] = Dot(t, op.W[r*rb:(r+1)*rb], act, n)
+		}
+	}
+}
+
+// rangePacked is rangeQuant for packed weights: rows [r0, r1) start on a panel; a panel cut
+// short by the end of the matrix goes through scr.
+func (op *MatMulOp) rangePacked(r0, r1 int, prep []byte, sz int, scr *[4 * panelRows]float32) {
+	pk := op.Packed
+	p0 := r0 / panelRows
+	full := (r1 - r0) / panelRows // whole panels
+	tail := r1 - r0 - full*panelRows
+	w := pk.data[p0*pk.stride:]
+	var dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
+	dot := pk.dotGo
+	if k := pk.kernels(); k != nil {
+		dot4, dot = k.dot4, k.dot
+	}
+	j := 0
+	if dot4 != nil {
+		for ; j+4 <= op.N; j += 4 {
+			p := prep[j*sz : (j+4)*sz]
+			out := op.Out[j*op.OutStride+r0:]
+			if full > 0 {
+				dot4(w, pk.stride, full, pk.nb, p, sz, out, op.OutStride)
+			}
+			if tail > 0 {
+				dot4(w[full*pk.stride:], pk.stride, 1, pk.nb, p, sz, scr[:], panelRows)
+				for c := 0; c < 4; c++ {
+					copy(op.Out[(j+c)*op.OutStride+r0+full*panelRows:(j+c)*op.OutStride+r1], scr[c*panelRows:])
+				}
+			}
+		}
+	}
+	for ; j < op.N; j++ {
+		p := prep[j*sz : (j+1)*sz]
+		out := op.Out[j*op.OutStride+r0:]
+		if full > 0 {
+			dot(w, pk.stride, full, pk.nb, p, out)
+		}
+		if tail > 0 {
+			dot(w[full*pk.stride:], pk.stride, 1, pk.nb, p, scr[:panelRows])
+			copy(out[full*panelRows:r1-r0], scr[:])
+		}
+	}
+}
+
+// dotGo is packedKernelSet.dot with the Go twin (CPUs without the kernels).
+func (pk *Packed) dotGo(w []byte, stride, panels, nb int, y []byte, out []float32) {
+	for p := 0; p < panels; p++ {
+		pk.twin(w[p*stride:], y, (*[panelRows]float32)(out[p*panelRows:]))
+	}
+}
+
+// rangePrepared is rangeQuant for the types whose kernels take prepared activations (sz bytes
+// per activation row in prep).
+func (op *MatMulOp) rangePrepared(k *preparedKernel, rb, r0, r1 int, prep []byte, sz int, o *[4]float32) {
+	n := op.Cols
+	j := 0
+	if k.dot4 != nil {
+		// Four activation rows per pass over the weight rows: each weight block is loaded and
+		// unpacked once for four products.
+		for ; j+4 <= op.N; j += 4 {
+			p := prep[j*sz : (j+4)*sz]
+			for r := r0; r < r1; r++ {
+				k.dot4(op.W[r*rb:(r+1)*rb], p, sz, n, o)
+				op.Out[j*op.OutStride+r] = o[0]
+				op.Out[(j+1)*op.OutStride+r] = o[1]
+				op.Out[(j+2)*op.OutStride+r] = o[2]
+				op.Out[(j+3)*op.OutStride+r] = o[3]
+			}
+		}
+	}
+	for ; j < op.N; j++ {
+		p := prep[j*sz : (j+1)*sz]
+		out := op.Out[j*op.OutStride:]
+		if k.rows != nil {
+			k.rows(op.W[r0*rb:r1*rb], rb, r1-r0, p, n, out[r0:r1])
+			continue
+		}
+		for r := r0; r < r1; r++ {
+			out[r] = k.dot(op.W[r*rb:(r+1)*rb], p, n)
 		}
 	}
 }
@@ -220,7 +426,7 @@ func (m *MatMul) rangeUnpacked(worker int, u *unpacked8, op *MatMulOp, rb, r0, r
 }
 
 // rowKernel returns the function each output of a native MatMul of type t equals exactly: the
-// reference Dot where the exact Q8_0/Q4_0 kernels serve t, else VecDot.
+// reference Dot where the exact Q8_0 kernels serve t, else VecDot.
 func rowKernel(t ggml.Type) func(row, act []byte, n int) float32 {
 	if fastRowTab[t] != nil {
 		return func(row, act []byte, n int) float32 { return Dot(t, row, act, n) }
@@ -236,7 +442,13 @@ func (m *MatMul) rangeF32(worker int, op *MatMulOp, rb, r0, r1 int) {
 	}
 	row := m.scratch[worker][:op.Cols]
 	for r := r0; r < r1; r++ {
-		if err := Dequantize(op.Type, op.W[r*rb:(r+1)*rb], row); err != nil {
+		var err error
+		if op.Packed != nil {
+			err = op.Packed.DequantizeRow(r, row)
+		} else {
+			err = Dequantize(op.Type, op.W[r*rb:(r+1)*rb], row)
+		}
+		if err != nil {
 			panic(fmt.Sprintf("kernels: matmul: %v", err))
 		}
 		for j := 0; j < op.N; j++ {
@@ -261,7 +473,11 @@ func (op *MatMulOp) check() int {
 	bad := func(format string, args ...any) {
 		panic(fmt.Sprintf("kernels: matmul %s %dx%d by %d: ", op.Type, op.Rows, op.Cols, op.N) + fmt.Sprintf(format, args...))
 	}
-	if int64(len(op.W)) < rb*int64(op.Rows) {
+	if pk := op.Packed; pk != nil {
+		if pk.t != op.Type || pk.rows != op.Rows || pk.cols != op.Cols {
+			bad("packed weights are %s %dx%d", pk.t, pk.rows, pk.cols)
+		}
+	} else if int64(len(op.W)) < rb*int64(op.Rows) {
 		bad("%d weight bytes, need %d", len(op.W), rb*int64(op.Rows))
 	}
 	if op.N < 1 {

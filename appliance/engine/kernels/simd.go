@@ -63,6 +63,31 @@ func use4(name string, t ggml.Type, f vecDot4Fn) {
 	variants4 = append(variants4, variant4{name, t, f})
 }
 
+// rowsFn is a vecDotFn for rows weight rows stride bytes apart (results to out[:rows]) in one
+// call, each result bit-identical to the vecDotFn's: MatMul's decode path, where per-row call
+// overhead is a fair part of a short row's time.
+type rowsFn func(w []byte, stride, rows int, act []byte, n int, out []float32)
+
+// rows4Fn is a rowsFn for four runs of count rows, dist rows apart (rows k·dist+i for k < 4,
+// i < count, results at out[k·dist+i]), walked as four memory streams in step: a core keeps
+// more reads in flight that way, and decoding is bound by them.
+type rows4Fn func(w []byte, stride, count, dist int, act []byte, n int, out []float32)
+
+var (
+	fastRows  [ggml.BF16 + 1]rowsFn
+	fastRows4 [ggml.BF16 + 1]rows4Fn
+)
+
+func useRows(t ggml.Type, f rowsFn, f4 rows4Fn) { fastRows[t], fastRows4[t] = f, f4 }
+
+// checkRows4 panics unless w (rows stride bytes apart) and out hold the rows of a rows4Fn.
+func checkRows4(t ggml.Type, w []byte, stride, count, dist, rowBytes int, out []float32) {
+	if count <= 0 || dist < count || stride < rowBytes || len(w) < (3*dist+count-1)*stride+rowBytes || len(out) < 3*dist+count {
+		panic(fmt.Sprintf("kernels: %s dot of four runs of %d rows %d apart (stride %d) from %d bytes into %d results",
+			t, count, dist, stride, len(w), len(out)))
+	}
+}
+
 // rowTabFn is an exact row dot of a type with Q8_0 activations that takes the activation row's
 // tables (actTables): equal to the reference Dot bit for bit. MatMul computes the tables once
 // per activation row; VecDot builds them per call.
@@ -91,8 +116,7 @@ func useRowTab(name string, t ggml.Type, f rowTabFn) {
 	})
 }
 
-// tailQ8_0 and tailQ4_0 continue a reference dot (dotQ8_0, dotQ4_0) from sumf over blocks
-// [b0, nb).
+// tailQ8_0 continues a reference dot (dotQ8_0) from sumf over blocks [b0, nb).
 func tailQ8_0(sumf float32, row, act []byte, b0, nb int) float32 {
 	for ib := b0; ib < nb; ib++ {
 		x, y := row[ib*34:(ib+1)*34], act[ib*34:(ib+1)*34]
@@ -105,21 +129,7 @@ func tailQ8_0(sumf float32, row, act []byte, b0, nb int) float32 {
 	return sumf
 }
 
-func tailQ4_0(sumf float32, row, act []byte, b0, nb int) float32 {
-	for ib := b0; ib < nb; ib++ {
-		x, y := row[ib*18:(ib+1)*18], act[ib*34:(ib+1)*34]
-		sumi := 0
-		for j := 0; j < qk/2; j++ {
-			v0 := int(x[2+j]&0x0f) - 8
-			v1 := int(x[2+j]>>4) - 8
-			sumi += v0*int(int8(y[2+j])) + v1*int(int8(y[2+j+qk/2]))
-		}
-		sumf += float32(float32(float32(sumi)*getF16(x, 0)) * getF16(y, 0))
-	}
-	return sumf
-}
-
-// unpacked8 is the prompt-batch form of the exact Q8_0/Q4_0 dots: unpack converts eight rows
+// unpacked8 is the prompt-batch form of the exact Q8_0 dots: unpack converts eight rows
 // (n elements each) into 256 bytes of quants and 8 float32 scales per block, and dot multiplies
 // the unpacked rows with one activation row, each result equal to the reference Dot, while it
 // prefetches pf (memory it will need next; may be empty).
@@ -144,7 +154,7 @@ func useU8(name string, t ggml.Type, k unpacked8) {
 }
 
 // actTables writes, for each 32-element block of a Q8_0 activation row, its scale as float32
-// (yd) and the sum of its quants (ys), which the exact Q8_0/Q4_0 kernels use.
+// (yd) and the sum of its quants (ys), which the exact Q8_0 kernels use.
 func actTables(act []byte, nb int, yd []float32, ys []int32) {
 	for b := 0; b < nb; b++ {
 		blk := act[34*b : 34*b+34]
@@ -191,7 +201,6 @@ type blockGeom struct {
 
 var (
 	geomQ8_0 = blockGeom{ggml.Q8_0, 32, 34, 34}
-	geomQ4_0 = blockGeom{ggml.Q4_0, 32, 18, 34}
 	geomQ4K  = blockGeom{ggml.Q4_K, 256, 144, 292}
 	geomQ6K  = blockGeom{ggml.Q6_K, 256, 210, 292}
 	geomF16  = blockGeom{ggml.F16, 1, 2, 2}

@@ -21,6 +21,22 @@ func dotQ4KAVX2(x, y *byte, nb int) float32
 //go:noescape
 func dotQ6KAVX2(x, y *byte, nb int) float32
 
+// dotQ4KRowsAVX2 is dotQ4KAVX2 for rows weight rows xstride bytes apart, results to out.
+//
+//go:noescape
+func dotQ4KRowsAVX2(x *byte, xstride int, rows int, y *byte, nb int, out *float32)
+
+// dotQ4KRows4AVX2 is dotQ4KRowsAVX2 for four runs of count rows dist rows apart, walked as
+// four streams in step.
+//
+//go:noescape
+func dotQ4KRows4AVX2(x *byte, xstride int, count int, dist int, y *byte, nb int, out *float32)
+
+// The four-column Q4_K dot on 512-bit registers (q4k_amd64.s), bit-identical to the AVX2 ones.
+//
+//go:noescape
+func dotQ4Kx4VNNI(x, y *byte, ystride int, nb int, out *float32)
+
 // The four-column kernels: out[c] = row · (y + c*ystride) for c < 4, each bit-identical to the
 // one-column kernel.
 
@@ -30,9 +46,8 @@ func dotQ4Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
 //go:noescape
 func dotQ6Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
 
-// The exact row dots of Q8_0 and Q4_0 (eight blocks per iteration, ggml's arithmetic), with
-// yd and ys the activation row's block scales and quant sums (actTables); nb is a positive
-// multiple of 8.
+// The exact row dots of Q8_0 (eight blocks per iteration, ggml's arithmetic), with yd and ys the
+// activation row's block scales and quant sums (actTables); nb is a positive multiple of 8.
 
 //go:noescape
 func dotQ8_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
@@ -40,8 +55,23 @@ func dotQ8_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
 //go:noescape
 func dotQ8_0B8VNNI(x, y *byte, yd *float32, ys *int32, nb int) float32
 
+// The Q4_0 dots over prepared activations (q4lanes_amd64.s, dotQ4_0Lanes's arithmetic): ng
+// groups of eight blocks, the last from xtail when it is not nil.
+
 //go:noescape
-func dotQ4_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
+func dotQ4_0AVX2(x, y *byte, ng int, xtail *byte) float32
+
+//go:noescape
+func dotQ4_0VNNI(x, y *byte, ng int, xtail *byte) float32
+
+//go:noescape
+func dotQ4_0RowsVNNI(x *byte, xstride int, rows int, y *byte, ng int, out *float32)
+
+//go:noescape
+func dotQ4_0Rows4VNNI(x *byte, xstride int, count int, dist int, y *byte, ng int, out *float32)
+
+//go:noescape
+func dotQ4_0x4VNNI(x, y *byte, ng int, xtail *byte, ystride int, out *float32)
 
 // dotF16AVX2 and dotF32AVX2 take a positive multiple of 32 elements.
 //
@@ -55,13 +85,7 @@ func dotF32AVX2(x, y *float32, n int) float32
 // row with the unpacked copy (bit-identical to the eight-row kernels).
 
 //go:noescape
-func unpackQ4_0R8(x *byte, xstride int, nb int, dst *byte, sc *float32)
-
-//go:noescape
 func unpackQ8_0R8(x *byte, xstride int, nb int, dst *byte, sc *float32)
-
-//go:noescape
-func dotQ4_0U8(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)
 
 //go:noescape
 func dotQ8_0U8VNNI(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)
@@ -91,12 +115,31 @@ func init() {
 	}
 	simdName = "avx2 fma f16c"
 	useRowTab("avx2", ggml.Q8_0, geomQ8_0.b8(dotQ8_0B8, tailQ8_0))
-	useRowTab("avx2", ggml.Q4_0, geomQ4_0.b8(dotQ4_0B8, tailQ4_0))
+	usePrepared(q4_0Kernel(q4AVX2))
 	use("avx2", ggml.Q4_K, vecDotQ4K)
+	useRows(ggml.Q4_K, func(w []byte, stride, rows int, act []byte, n int, out []float32) {
+		nb := geomQ4K.blocks(w, act, n)
+		if rows <= 0 || nb == 0 {
+			clear(out[:max(rows, 0)])
+			return
+		}
+		if stride < 144*nb || len(w) < (rows-1)*stride+144*nb || len(out) < rows {
+			panic(fmt.Sprintf("kernels: Q4_K dot of %d rows of %d elements, %d bytes apart, from %d bytes into %d results",
+				rows, n, stride, len(w), len(out)))
+		}
+		dotQ4KRowsAVX2(&w[0], stride, rows, &act[0], nb, &out[0])
+	}, func(w []byte, stride, count, dist int, act []byte, n int, out []float32) {
+		nb := geomQ4K.blocks(w, act, n)
+		checkRows4(ggml.Q4_K, w, stride, count, dist, 144*nb, out)
+		if nb == 0 {
+			clear(out[:3*dist+count])
+			return
+		}
+		dotQ4KRows4AVX2(&w[0], stride, count, dist, &act[0], nb, &out[0])
+	})
 	use("avx2", ggml.Q6_K, vecDotQ6K)
 	use4("avx2", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4AVX2))
 	use4("avx2", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX2))
-	useU8("avx2", ggml.Q4_0, geomQ4_0.u8(unpackQ4_0R8, dotQ4_0U8))
 	use("avx2", ggml.F16, vecDotF16)
 	useExact("avx2", ggml.F32, vecDotF32)
 	// VPDPBUSD (AVX-512 VNNI on 256-bit registers) multiplies and sums four byte pairs in one
@@ -105,6 +148,14 @@ func init() {
 		simdName += " avx512vnni"
 		useRowTab("vnni", ggml.Q8_0, geomQ8_0.b8(dotQ8_0B8VNNI, tailQ8_0))
 		useU8("vnni", ggml.Q8_0, geomQ8_0.u8(unpackQ8_0R8, dotQ8_0U8VNNI))
+		// The Q4_0 kernels sort a group's bytes with byte permutations of 128 bytes (VPERMT2B,
+		// AVX-512 VBMI) on 512-bit registers.
+		if cpu.X86.HasAVX512VBMI && cpu.X86.HasAVX512BW {
+			usePrepared(q4_0Kernel(q4VNNI))
+		}
+		if cpu.X86.HasAVX512BW {
+			use4("vnni", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4VNNI))
+		}
 	}
 	dotF16Impl = func(a, b []uint16) float32 {
 		np := len(a) &^ 31
@@ -233,6 +284,96 @@ func (g *blockGeom) b8(k func(x, y *byte, yd *float32, ys *int32, nb int) float3
 		}
 		return tail(sumf, row, act, n8, nb)
 	}
+}
+
+// The Q4_0 kernels by instruction set, for q4_0Kernel's wrappers (which call them directly, so
+// that the padded copy of a row's last group stays on the stack).
+const (
+	q4AVX2 = iota
+	q4VNNI
+)
+
+// q4_0Kernel wraps the Q4_0 kernels of one instruction set with the checks they rely on; a
+// row that ends inside a group of eight blocks passes its last group as a zero-padded copy.
+func q4_0Kernel(set int) *preparedKernel {
+	check := func(row, prep []byte, stride, cols, n int) int {
+		nb := n / 32
+		if n%32 != 0 || len(row) < 18*nb || stride < q4PrepBytes(nb) || len(prep) < (cols-1)*stride+q4PrepBytes(nb) {
+			panic(fmt.Sprintf("kernels: Q4_0 dot of %d elements with a row of %d and prepared activations of %d bytes (%d columns, stride %d)",
+				n, len(row), len(prep), cols, stride))
+		}
+		return nb
+	}
+	pk := &preparedKernel{t: ggml.Q4_0, prep: prepQ4_0Act, size: q4PrepBytes}
+	pk.dot = func(row, prep []byte, n int) float32 {
+		nb := check(row, prep, q4PrepBytes(n/32), 1, n)
+		if nb == 0 {
+			return 0
+		}
+		ng := (nb + 7) / 8
+		if nb%8 != 0 {
+			var tail [144]byte
+			copy(tail[:], row[(ng-1)*144:18*nb])
+			if set == q4VNNI {
+				return dotQ4_0VNNI(&row[0], &prep[0], ng, &tail[0])
+			}
+			return dotQ4_0AVX2(&row[0], &prep[0], ng, &tail[0])
+		}
+		if set == q4VNNI {
+			return dotQ4_0VNNI(&row[0], &prep[0], ng, nil)
+		}
+		return dotQ4_0AVX2(&row[0], &prep[0], ng, nil)
+	}
+	switch set {
+	case q4AVX2:
+		pk.name = "avx2"
+	case q4VNNI:
+		pk.name = "vnni"
+		pk.rows = func(w []byte, stride, rows int, prep []byte, n int, out []float32) {
+			nb := check(w, prep, q4PrepBytes(n/32), 1, n)
+			if rows <= 0 {
+				return
+			}
+			if stride < 18*nb || len(w) < (rows-1)*stride+18*nb || len(out) < rows {
+				panic(fmt.Sprintf("kernels: Q4_0 dot of %d rows of %d elements, %d bytes apart, from %d bytes into %d results",
+					rows, n, stride, len(w), len(out)))
+			}
+			if nb%8 != 0 || nb == 0 {
+				for r := 0; r < rows; r++ {
+					out[r] = pk.dot(w[r*stride:], prep, n)
+				}
+				return
+			}
+			dotQ4_0RowsVNNI(&w[0], stride, rows, &prep[0], nb/8, &out[0])
+		}
+		pk.rows4 = func(w []byte, stride, count, dist int, prep []byte, n int, out []float32) {
+			nb := check(w, prep, q4PrepBytes(n/32), 1, n)
+			checkRows4(ggml.Q4_0, w, stride, count, dist, 18*nb, out)
+			if nb%8 != 0 || nb == 0 {
+				for k := 0; k < 4; k++ {
+					pk.rows(w[k*dist*stride:], stride, count, prep, n, out[k*dist:])
+				}
+				return
+			}
+			dotQ4_0Rows4VNNI(&w[0], stride, count, dist, &prep[0], nb/8, &out[0])
+		}
+		pk.dot4 = func(row, prep []byte, stride int, n int, out *[4]float32) {
+			nb := check(row, prep, stride, 4, n)
+			if nb == 0 {
+				*out = [4]float32{}
+				return
+			}
+			ng := (nb + 7) / 8
+			if nb%8 != 0 {
+				var tail [144]byte
+				copy(tail[:], row[(ng-1)*144:18*nb])
+				dotQ4_0x4VNNI(&row[0], &prep[0], ng, &tail[0], stride, &out[0])
+				return
+			}
+			dotQ4_0x4VNNI(&row[0], &prep[0], ng, nil, stride, &out[0])
+		}
+	}
+	return pk
 }
 
 // u8 wraps an unpack kernel and its dot with the checks they rely on.

@@ -19,6 +19,58 @@
 	VPMOVZXBW   X12, X12; \
 	VINSERTI128 $1, X12, Y12, Y12
 
+// One Q4_K super-block at SI against Q8_K at DI: acc += d·sums - dmin·(mins·group sums).
+// Unpacks the eight 6-bit scales (R8) and mins (R12) with scalar code on the integer pipes,
+// which are otherwise idle, rather than with vector shuffles.
+#define Q4K_SUPERBLOCK(acc) \
+	MOVL         (SI), AX ; \
+	VMOVD        AX, X2 ; \
+	VCVTPH2PS    X2, X2 ; \
+	VBROADCASTSS (DI), X1 ; \
+	VMULPS       X1, X2, X2 ; \
+	VBROADCASTSS X2, Y3 ; \
+	VMOVSHDUP    X2, X4 ; \
+	VBROADCASTSS X4, Y4 ; \
+	MOVL  4(SI), R8 ; \
+	MOVL  8(SI), R9 ; \
+	MOVL  12(SI), R10 ; \
+	MOVL  R10, R11 ; \
+	SHRL  $4, R11 ; \
+	ANDL  $0x0f0f0f0f, R11 ; \
+	MOVL  R9, R12 ; \
+	SHRL  $6, R12 ; \
+	ANDL  $0x03030303, R12 ; \
+	SHLL  $4, R12 ; \
+	ORL   R12, R11 ; \
+	MOVL  R9, R12 ; \
+	ANDL  $0x3f3f3f3f, R12 ; \
+	ANDL  $0x0f0f0f0f, R10 ; \
+	MOVL  R8, R13 ; \
+	SHRL  $6, R13 ; \
+	ANDL  $0x03030303, R13 ; \
+	SHLL  $4, R13 ; \
+	ORL   R13, R10 ; \
+	ANDL  $0x3f3f3f3f, R8 ; \
+	SHLQ  $32, R10 ; \
+	ORQ   R10, R8 ; \
+	SHLQ  $32, R11 ; \
+	ORQ   R11, R12 ; \
+	MOVQ      R12, X5 ; \
+	VPMOVZXBD X5, Y5 ; \
+	VMOVDQU   260(DI), Y6 ; \
+	VPMADDWD  Y15, Y6, Y6 ; \
+	VPMULLD   Y5, Y6, Y6 ; \
+	VCVTDQ2PS Y6, Y6 ; \
+	Q4K_SCALES_Y12 ; \
+	VPXOR Y7, Y7, Y7 ; \
+	Q4K_CHUNK(0) ; \
+	Q4K_CHUNK(1) ; \
+	Q4K_CHUNK(2) ; \
+	Q4K_CHUNK(3) ; \
+	VCVTDQ2PS    Y7, Y7 ; \
+	VFMADD231PS  Y7, Y3, acc ; \
+	VFNMADD231PS Y6, Y4, acc
+
 // 64 elements j: nibbles at 16+32j (low: elements 64j.., high: 64j+32..), quants at 4+64j,
 // scales 2j and 2j+1 from Y12. Adds into Y7 (int32 lanes).
 #define Q4K_CHUNK(j) \
@@ -249,11 +301,6 @@
 	SUBQ       $64, R14; \
 label:
 
-#define U8_ROW_AVX2(i, dst) \
-	VMOVDQU    32*i(SI), Y10; \
-	VPMADDUBSW Y9, Y10, dst; \
-	VPMADDWD   Y12, dst, dst
-
 #define U8_ROW_VNNI(i, dst) \
 	VMOVDQU  32*i(SI), Y10; \
 	VPXOR    dst, dst, dst; \
@@ -301,15 +348,6 @@ label:
 	VPMADDUBSW Y14, Y10, dst; \
 	VPMADDWD   Y12, dst, dst
 
-// Q4_0 nibbles are used unsigned; the offset of 8 comes off through the activation sums.
-#define B8_Q4_0(k, dst) \
-	VMOVDQU     2+18*k(SI), X10; \
-	VPSRLW      $4, X10, X14; \
-	VINSERTI128 $1, X14, Y10, Y10; \
-	VPAND       Y13, Y10, Y10; \
-	VPMADDUBSW  2+34*k(DI), Y10, dst; \
-	VPMADDWD    Y12, dst, dst
-
 #define B8_BLOCKS(blk) \
 	blk(0, Y1); \
 	blk(1, Y2); \
@@ -338,16 +376,11 @@ label:
 	VPINSRW   $7, 7*xb(SI), X11, X11; \
 	VCVTPH2PS X11, Y11
 
-// ggml: t = sumi*(dx*dy) for Q8_0, t = (sumi*dx)*dy for Q4_0, each product rounded.
+// ggml: t = sumi*(dx*dy) for Q8_0, each product rounded.
 #define B8_Q8_0_FLOAT \
 	VMULPS    (R10), Y11, Y2; \
 	VCVTDQ2PS Y1, Y1; \
 	VMULPS    Y2, Y1, Y1
-
-#define B8_Q4_0_FLOAT \
-	VCVTDQ2PS Y1, Y1; \
-	VMULPS    Y11, Y1, Y1; \
-	VMULPS    (R10), Y1, Y1
 
 // X0 += t0; X0 += t1; ... X0 += t7, in order (ggml's sumf += ... per block).
 #define B8_SEQSUM \

@@ -5,8 +5,9 @@
 
 // AVX2 + FMA + F16C kernels (and AVX-512 VNNI variants). The K-quant dots compute each block's
 // integer sum exactly, convert it to float32 and add scale*sum into eight float lanes with FMA;
-// the lanes are summed at the end. The Q8_0/Q4_0 dots reproduce ggml's generic C code exactly
-// (block sums in order, scalar float steps); see dotQ8_0B8VNNI.
+// the lanes are summed at the end; so do the Q4_0 dots (q4lanes_amd64.s), per 32-element block.
+// The Q8_0 dots reproduce ggml's generic C code exactly (block sums in order, scalar float
+// steps); see dotQ8_0B8VNNI.
 //
 // Signed-by-signed byte products use the identity x*y = |x| * (y*sign(x)) so that VPMADDUBSW
 // (unsigned by signed) applies, or x*y = (x+128)*y - 128*y with VPDPBUSD.
@@ -27,60 +28,7 @@ TEXT ·dotQ4KAVX2(SB), NOSPLIT, $0-28
 	VPSRLW       $15, Y15, Y15
 
 q4k_loop:
-	// d = fp16(x.d) * y.d, dmin = fp16(x.dmin) * y.d
-	MOVL         (SI), AX
-	VMOVD        AX, X2
-	VCVTPH2PS    X2, X2
-	VBROADCASTSS (DI), X1
-	VMULPS       X1, X2, X2
-	VBROADCASTSS X2, Y3
-	VMOVSHDUP    X2, X4
-	VBROADCASTSS X4, Y4
-
-	// Unpack the eight 6-bit scales into R8 and the eight mins into R12 (bytes).
-	MOVL  4(SI), R8
-	MOVL  8(SI), R9
-	MOVL  12(SI), R10
-	MOVL  R10, R11
-	SHRL  $4, R11
-	ANDL  $0x0f0f0f0f, R11
-	MOVL  R9, R12
-	SHRL  $6, R12
-	ANDL  $0x03030303, R12
-	SHLL  $4, R12
-	ORL   R12, R11                      // mins 4..7
-	MOVL  R9, R12
-	ANDL  $0x3f3f3f3f, R12              // mins 0..3
-	ANDL  $0x0f0f0f0f, R10
-	MOVL  R8, R13
-	SHRL  $6, R13
-	ANDL  $0x03030303, R13
-	SHLL  $4, R13
-	ORL   R13, R10                      // scales 4..7
-	ANDL  $0x3f3f3f3f, R8               // scales 0..3
-	SHLQ  $32, R10
-	ORQ   R10, R8
-	SHLQ  $32, R11
-	ORQ   R11, R12
-
-	// mins: sum over 16-element groups of bsum * min[group/2]
-	MOVQ      R12, X5
-	VPMOVZXBD X5, Y5
-	VMOVDQU   260(DI), Y6
-	VPMADDWD  Y15, Y6, Y6
-	VPMULLD   Y5, Y6, Y6
-	VCVTDQ2PS Y6, Y6
-
-	Q4K_SCALES_Y12
-	VPXOR Y7, Y7, Y7
-	Q4K_CHUNK(0)
-	Q4K_CHUNK(1)
-	Q4K_CHUNK(2)
-	Q4K_CHUNK(3)
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y3, Y0
-	VFNMADD231PS Y6, Y4, Y0
-
+	Q4K_SUPERBLOCK(Y0)
 	ADDQ $144, SI
 	ADDQ $292, DI
 	DECQ CX
@@ -89,6 +37,111 @@ q4k_loop:
 	HSUM_Y0
 	VZEROUPPER
 	MOVSS  X0, ret+24(FP)
+	RET
+
+// func dotQ4KRowsAVX2(x *byte, xstride int, rows int, y *byte, nb int, out *float32)
+// dotQ4KAVX2 for rows weight rows xstride bytes apart against one activation row, one call for
+// the lot.
+TEXT ·dotQ4KRowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ         x+0(FP), R14
+	MOVQ         rows+16(FP), DX
+	MOVQ         out+40(FP), BX
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	VPCMPEQW     Y15, Y15, Y15
+	VPSRLW       $15, Y15, Y15
+
+q4kr_row:
+	MOVQ   R14, SI
+	MOVQ   y+24(FP), DI
+	MOVQ   nb+32(FP), CX
+	VXORPS Y0, Y0, Y0
+
+q4kr_loop:
+	Q4K_SUPERBLOCK(Y0)
+	ADDQ $144, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  q4kr_loop
+
+	HSUM_Y0
+	MOVSS X0, (BX)
+	ADDQ  $4, BX
+	ADDQ  xstride+8(FP), R14
+	DECQ  DX
+	JNZ   q4kr_row
+	VZEROUPPER
+	RET
+
+// func dotQ4KRows4AVX2(x *byte, xstride int, count int, dist int, y *byte, nb int, out *float32)
+// dotQ4KRowsAVX2 for four runs of count rows, dist rows apart (results at out[k·dist + i]),
+// walked as four streams in step, which keeps more memory reads in flight than one stream;
+// each row's arithmetic is dotQ4KAVX2's. Frame: the four row pointers, the rows left, the
+// stream distance in bytes of results.
+TEXT ·dotQ4KRows4AVX2(SB), NOSPLIT, $48-56
+	MOVQ         count+16(FP), CX
+	MOVQ         CX, 32(SP)
+	MOVQ         dist+24(FP), CX
+	SHLQ         $2, CX
+	MOVQ         CX, 40(SP)
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	VPCMPEQW     Y15, Y15, Y15
+	VPSRLW       $15, Y15, Y15
+	MOVQ         x+0(FP), R14
+
+q4kr4_row:
+	MOVQ   dist+24(FP), AX
+	IMULQ  xstride+8(FP), AX
+	MOVQ   R14, 0(SP)
+	LEAQ   (R14)(AX*1), BX
+	MOVQ   BX, 8(SP)
+	ADDQ   AX, BX
+	MOVQ   BX, 16(SP)
+	ADDQ   AX, BX
+	MOVQ   BX, 24(SP)
+	MOVQ   y+32(FP), DI
+	MOVQ   nb+40(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y13, Y13, Y13
+
+q4kr4_loop:
+	MOVQ 0(SP), SI
+	Q4K_SUPERBLOCK(Y0)
+	MOVQ 8(SP), SI
+	Q4K_SUPERBLOCK(Y8)
+	MOVQ 16(SP), SI
+	Q4K_SUPERBLOCK(Y9)
+	MOVQ 24(SP), SI
+	Q4K_SUPERBLOCK(Y13)
+	ADDQ $144, 0(SP)
+	ADDQ $144, 8(SP)
+	ADDQ $144, 16(SP)
+	ADDQ $144, 24(SP)
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  q4kr4_loop
+
+	MOVQ  out+48(FP), BX
+	MOVQ  40(SP), DX
+	HSUM_Y0
+	MOVSS X0, (BX)
+	HSUM(Y8, X8, X1)
+	MOVSS X8, (BX)(DX*1)
+	HSUM(Y9, X9, X1)
+	MOVSS X9, (BX)(DX*2)
+	LEAQ  (BX)(DX*2), AX
+	HSUM(Y13, X13, X1)
+	MOVSS X13, (AX)(DX*1)
+	ADDQ  $4, out+48(FP)
+	ADDQ  xstride+8(FP), R14
+	DECQ  32(SP)
+	JNZ   q4kr4_row
+	VZEROUPPER
 	RET
 
 // Q6_K super-block (210 bytes: ql[128] low nibbles, qh[64] high 2 bits, 16 int8 scales, fp16 d)
@@ -436,29 +489,6 @@ f32l_done:
 	VZEROUPPER
 	RET
 
-// func dotQ4_0U8(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)
-TEXT ·dotQ4_0U8(SB), NOSPLIT, $0-72
-	U8_PROLOGUE
-	VPCMPEQW Y12, Y12, Y12
-	VPSRLW   $15, Y12, Y12
-
-q40u8_loop:
-	U8_PREFETCH(q40u8_nopf)
-	VMOVDQU 2(DI), Y9
-	U8_ROWS(U8_ROW_AVX2)
-	R8_REDUCE
-	R8_CORRECT(3)
-	VCVTDQ2PS    Y1, Y1
-	VMULPS       (R13), Y1, Y1
-	VBROADCASTSS (R10), Y2
-	VMULPS       Y2, Y1, Y1
-	VADDPS       Y1, Y0, Y0
-	U8_ADVANCE
-	DECQ CX
-	JNZ  q40u8_loop
-	R8_STORE
-	RET
-
 // func dotQ8_0U8VNNI(w *byte, sc *float32, y *byte, yd *float32, ys *int32, nb int, out *float32, pf *byte, pfn int)
 TEXT ·dotQ8_0U8VNNI(SB), NOSPLIT, $0-72
 	U8_PROLOGUE
@@ -667,7 +697,7 @@ DATA scaleShuf<>+248(SB)/4, $0x0f0e0f0e
 DATA scaleShuf<>+252(SB)/4, $0x0f0e0f0e
 GLOBL scaleShuf<>(SB), RODATA|NOPTR, $256
 
-// The exact Q8_0/Q4_0 row dots: eight consecutive blocks of one row per iteration (the row is
+// The exact Q8_0 row dots: eight consecutive blocks of one row per iteration (the row is
 // read as one sequential stream, which the hardware prefetchers follow at full speed). The
 // eight block sums are reduced into one vector (lane k = block k), scaled in one step with the
 // row's and the activation's block scales, and added to the running float32 sum one lane at a
@@ -715,63 +745,10 @@ q80b8_loop:
 	MOVSS X0, ret+40(FP)
 	RET
 
-// func dotQ4_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
-TEXT ·dotQ4_0B8(SB), NOSPLIT, $0-44
-	B8_PROLOGUE
-	MOVL         $0x0f0f0f0f, AX
-	VMOVD        AX, X13
-	VPBROADCASTD X13, Y13
-	VPCMPEQW     Y12, Y12, Y12
-	VPSRLW       $15, Y12, Y12
-
-q40b8_loop:
-	B8_BLOCKS(B8_Q4_0)
-	R8_REDUCE
-	B8_CORRECT(3)
-	B8_XSCALES(18)
-	B8_Q4_0_FLOAT
-	B8_SEQSUM
-	B8_ADVANCE(144)
-	SUBQ $8, CX
-	JNZ  q40b8_loop
-	VZEROUPPER
-	MOVSS X0, ret+40(FP)
-	RET
-
 // Unpacking for the prompt-batch kernels, one row after the other (sequential streams): row i's
 // block b goes to dst + 256b + 32i, its scale (fp16) to the halves at sc + 16b + 2i; at the end
 // the halves are widened in place to float32 (sc + 32b + 4i), from the last block down so that
 // no half is overwritten before it is read.
-
-// func unpackQ4_0R8(x *byte, xstride int, nb int, dst *byte, sc *float32)
-TEXT ·unpackQ4_0R8(SB), NOSPLIT, $0-40
-	UNPACK_PROLOGUE
-	MOVL         $0x0f0f0f0f, AX
-	VMOVD        AX, X13
-	VPBROADCASTD X13, Y13
-
-uq40_row:
-	MOVQ SI, R8
-	MOVQ DI, R9
-	MOVQ R10, R11
-	MOVQ CX, R12
-
-uq40_block:
-	VMOVDQU     2(R8), X10
-	VPSRLW      $4, X10, X14
-	VINSERTI128 $1, X14, Y10, Y10
-	VPAND       Y13, Y10, Y10
-	VMOVDQU     Y10, (R9)
-	MOVWLZX     (R8), AX
-	MOVW        AX, (R11)
-	ADDQ        $18, R8
-	ADDQ        $256, R9
-	ADDQ        $16, R11
-	DECQ        R12
-	JNZ         uq40_block
-	UNPACK_NEXT_ROW(uq40_row)
-	UNPACK_WIDEN
-	RET
 
 // func unpackQ8_0R8(x *byte, xstride int, nb int, dst *byte, sc *float32)
 // Quants are stored as x+128 (unsigned), for VPDPBUSD.

@@ -18,6 +18,8 @@ func dotQ8_0SDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ4_0SDOT(x, y *byte, nb int) float32
 
+var geomQ4_0 = blockGeom{ggml.Q4_0, 32, 18, 34}
+
 func init() {
 	if !cpu.ARM64.HasASIMD || !cpu.ARM64.HasASIMDDP {
 		return

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -427,7 +428,7 @@ func TestMatMulMatchesRowDots(t *testing.T) {
 		p := NewPool(threads)
 		var mm MatMul
 		for _, ty := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.Q5_K} {
-			for _, shape := range [][3]int{{3, 256, 1}, {130, 512, 1}, {70, 256, 5}} {
+			for _, shape := range [][3]int{{3, 256, 1}, {130, 512, 1}, {70, 256, 5}, {300, 256, 1}, {260, 256, 3}} {
 				rows, cols, nb := shape[0], shape[1], shape[2]
 				w := randMatrix(t, r, ty, rows, cols)
 				w2 := randMatrix(t, r, ggml.Q8_0, rows+3, cols)
@@ -538,7 +539,8 @@ func BenchmarkVecDot(b *testing.B) {
 }
 
 // BenchmarkMatMul is Llama-3.2-1B's FFN up projection (8192×2048): one decode token (N=1,
-// weight bandwidth) and a prompt batch (N=64).
+// weight bandwidth) and a prompt batch (N=64), on the file's layout and, for the types Pack
+// handles on this CPU, packed.
 func BenchmarkMatMul(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 3))
 	const rows, cols = 8192, 2048
@@ -548,42 +550,52 @@ func BenchmarkMatMul(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, nb := range []int{1, 64} {
+		packed := Pack(ty, w, rows, cols)
+		for _, nb := range []int{1, 8, 64} {
 			ab, _ := VecDotType(ty).RowSize(cols)
 			var act []byte
 			for j := 0; j < nb; j++ {
 				act = append(act, QuantizeActivations(ty, randVec(r, cols, 1), nil)...)
 			}
 			out := make([]float32, nb*rows)
-			mm := &MatMul{Ops: []MatMulOp{{Type: ty, W: w, Rows: rows, Cols: cols, N: nb, Act: act, ActStride: int(ab), Out: out, OutStride: rows}}}
-			b.Run(fmt.Sprintf("%s/N=%d/threads=%d", ty, nb, p.Threads()), func(b *testing.B) {
-				b.SetBytes(int64(len(w)))
-				b.ReportAllocs()
-				for b.Loop() {
-					mm.Run(p)
+			for _, layout := range []string{"file", "packed"} {
+				op := MatMulOp{Type: ty, W: w, Rows: rows, Cols: cols, N: nb, Act: act, ActStride: int(ab), Out: out, OutStride: rows}
+				if layout == "packed" {
+					if packed == nil {
+						continue
+					}
+					op.W, op.Packed = nil, packed
 				}
-				b.ReportMetric(float64(nb)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
-			})
+				mm := &MatMul{Ops: []MatMulOp{op}}
+				b.Run(fmt.Sprintf("%s/%s/N=%d/threads=%d", ty, layout, nb, p.Threads()), func(b *testing.B) {
+					b.SetBytes(int64(len(w)))
+					b.ReportAllocs()
+					for b.Loop() {
+						mm.Run(p)
+					}
+					b.ReportMetric(float64(nb)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+				})
+			}
 		}
 	}
 }
 
-// The four-column kernels equal their one-column twins bit for bit (so a batched product does
-// not depend on the batch), and so the reference within the float tolerance.
+// The four-column kernels equal the one-column kernels of their type bit for bit (so a batched
+// product does not depend on the batch), and so the reference within the float tolerance.
 func TestVecDot4MatchesSingleColumn(t *testing.T) {
 	r := rand.New(rand.NewPCG(10, 10))
 	if runtime.GOARCH == "amd64" && len(variants) > 0 && len(variants4) == 0 {
 		t.Fatal("AVX2 dots without four-column kernels")
 	}
 	for _, v4 := range variants4 {
-		var single vecDotFn
+		var singles []variant
 		for _, v := range variants {
-			if v.t == v4.t && v.name == v4.name {
-				single = v.dot
+			if v.t == v4.t {
+				singles = append(singles, v)
 			}
 		}
-		if single == nil {
-			t.Fatalf("%s/%s: no one-column twin", v4.t, v4.name)
+		if len(singles) == 0 {
+			t.Fatalf("%s/%s: no one-column kernel", v4.t, v4.name)
 		}
 		at := VecDotType(v4.t)
 		for _, n := range []int{256, 512, 2048} {
@@ -606,8 +618,10 @@ func TestVecDot4MatchesSingleColumn(t *testing.T) {
 				v4.dot(row, act, stride, n, &out)
 				for c := 0; c < 4; c++ {
 					a := act[c*stride : c*stride+int(ab)]
-					if want := single(row, a, n); out[c] != want {
-						t.Fatalf("%s/%s n=%d trial %d column %d: four-column %v, one-column %v", v4.t, v4.name, n, trial, c, out[c], want)
+					for _, v := range singles {
+						if want := v.dot(row, a, n); out[c] != want {
+							t.Fatalf("%s/%s n=%d trial %d column %d: four-column %v, one-column (%s) %v", v4.t, v4.name, n, trial, c, out[c], v.name, want)
+						}
 					}
 					checkClose(t, fmt.Sprintf("%s/%s column %d", v4.t, v4.name, c), out[c], Dot(v4.t, row, a, n), absScale(t, v4.t, row, a, n))
 				}
@@ -619,8 +633,8 @@ func TestVecDot4MatchesSingleColumn(t *testing.T) {
 // The unpacked (prompt-batch) forms equal the eight-row kernels, and so the reference Dot.
 func TestUnpacked8MatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(12, 12))
-	if runtime.GOARCH == "amd64" && len(variants) > 0 && len(variantsU8) == 0 && Accelerated(ggml.Q4_0) {
-		t.Fatal("AVX2 dots without unpacked eight-row kernels")
+	if strings.Contains(SIMD(), "avx512vnni") && len(variantsU8) == 0 {
+		t.Fatal("VNNI dots without unpacked eight-row kernels")
 	}
 	for _, v := range variantsU8 {
 		for _, n := range []int{32, 2048} {
@@ -700,6 +714,61 @@ func BenchmarkRowKernels(b *testing.B) {
 					f(w[rb:], act, yd, ys, n)
 				}
 			})
+		}
+	}
+}
+
+// The many-row kernels (fastRows: one call for a run of rows; fastRows4: four runs in step)
+// equal the one-row kernels bit for bit, for runs of any length and rows not packed.
+func TestRowsKernelsMatchSingle(t *testing.T) {
+	r := rand.New(rand.NewPCG(14, 14))
+	for _, ty := range ggml.All() {
+		fr := fastRows[ty]
+		if fr == nil {
+			continue
+		}
+		for _, n := range []int{256, 2048} {
+			rb, _ := ty.RowSize(int64(n))
+			for _, rows := range []int{1, 3, 4, 7, 9, 17} {
+				stride := int(rb) + 16
+				w := make([]byte, rows*stride)
+				for i := 0; i < rows; i++ {
+					row, err := Quantize(ty, randVec(r, n, 0.5))
+					if err != nil {
+						t.Fatal(err)
+					}
+					copy(w[i*stride:], row)
+				}
+				act := QuantizeActivations(ty, randVec(r, n, 1), nil)
+				out := make([]float32, rows+1)
+				out[rows] = 42
+				fr(w, stride, rows, act, n, out[:rows])
+				for i := 0; i < rows; i++ {
+					if want := VecDot(ty, w[i*stride:i*stride+int(rb)], act, n); math.Float32bits(out[i]) != math.Float32bits(want) {
+						t.Fatalf("%s n=%d, %d rows: row %d %v, one-row kernel %v", ty, n, rows, i, out[i], want)
+					}
+				}
+				if out[rows] != 42 {
+					t.Fatalf("%s n=%d, %d rows: wrote past the results", ty, n, rows)
+				}
+				// Four runs of count rows, dist apart: rows k·dist + i.
+				if f4 := fastRows4[ty]; f4 != nil && rows >= 4 {
+					count, dist := rows/4, rows/4+(rows%4)/3
+					out4 := make([]float32, rows+1)
+					out4[3*dist+count] = 42
+					f4(w, stride, count, dist, act, n, out4)
+					for k := 0; k < 4; k++ {
+						for i := 0; i < count; i++ {
+							if got := out4[k*dist+i]; math.Float32bits(got) != math.Float32bits(out[k*dist+i]) {
+								t.Fatalf("%s n=%d four runs of %d (%d apart): row %d %v, one-row kernel %v", ty, n, count, dist, k*dist+i, got, out[k*dist+i])
+							}
+						}
+					}
+					if out4[3*dist+count] != 42 {
+						t.Fatalf("%s n=%d four runs: wrote past the results", ty, n)
+					}
+				}
+			}
 		}
 	}
 }

@@ -82,7 +82,9 @@ func dotQ8_0(k, q []byte, qd []float32, nb int) float32 {
 			s3 += int32(int8(xs[j+3])) * int32(int8(y[j+3]))
 		}
 		d := kernels.F16ToF32(binary.LittleEndian.Uint16(x)) * qd[b]
-		sum += float32(s0+s1+s2+s3) * d
+		// The conversion rounds the product before the add, as ggml's C does: without it
+		// arm64's compiler fuses them into one FMA and the last bit differs.
+		sum += float32(float32(s0+s1+s2+s3) * d)
 	}
 	return sum
 }

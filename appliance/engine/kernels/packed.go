@@ -1,0 +1,250 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// Packed weights: a Q4_0 or Q4_K matrix rearranged once, at load time, so that the kernels work
+// on 16 rows at a time with one row per 32-bit lane. A block's products then need no horizontal
+// sums and no per-row scale gathering: for each 4-byte group of its 16 quant bytes, one
+// 64-byte load holds that group of all 16 rows, and one VPDPBUSD with the matching four
+// activation quants (broadcast) advances all 16 rows' sums. Decoding runs about twice as fast
+// per weight byte as on the file's layout, prompt batches and concurrent sequences (several
+// activation rows per pass) nearly three times.
+//
+// Q4_0 layout, per panel of 16 rows (the last padded with zero rows): the quants of block 0, 1,
+// ... (256 bytes each: for each group q < 4 of four quant bytes, row r's bytes 4q..4q+3 at
+// 64q+4r), then the fp16 scales of block 0, 1, ... (32 bytes each, row r at 2r). Panels start
+// on 64-byte boundaries.
+//
+// Every output of a packed Q4_0 product has one arithmetic, whatever the batch (dotPackedQ4_0
+// is its Go twin): per block b, the exact integer dot s = Σ (q-8)·y of its 32 quants, then
+// acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. Q4_K has
+// its own layout and arithmetic (packedq4k.go).
+
+var le = binary.LittleEndian
+
+const (
+	panelRows = 16
+	// packedAct is the prepared activation block of packed products: the 32 quants, the scale
+	// as float32, and -8 times the sum of the quants (the nibble offset, exact in int32).
+	packedAct = 40
+)
+
+// Packed is a weight matrix in the packed layout (see Pack).
+type Packed struct {
+	t          ggml.Type
+	rows, cols int
+	nb         int // blocks per row
+	stride     int // bytes per panel
+	data       []byte
+}
+
+// packedKernels are this CPU's kernels for packed weights; nil where there are none, and then
+// Pack declines.
+type packedKernelSet struct {
+	name string
+	// dot: out[16p+i] = row 16p+i · the prepared activation row y, for panels p < panels.
+	dot func(w []byte, stride, panels, nb int, y []byte, out []float32)
+	// dot4: the same for four prepared activation rows ystride bytes apart, column c's results
+	// at out[c*ostride:].
+	dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
+	// dot4s: dot for four runs of count panels, dist panels apart (results of panel k·dist+p at
+	// out[16(k·dist+p):]), walked as four memory streams in step.
+	dot4s func(w []byte, stride, count, dist, nb int, y []byte, out []float32)
+}
+
+var packedQ4_0, packedQ4K *packedKernelSet
+
+// Pack rearranges a rows×cols matrix w of type t into the packed layout, for MatMulOp.Packed.
+// It returns nil where packing does not pay or is not possible: for types other than Q4_0 and
+// Q4_K, and on CPUs without the packed kernels (AVX-512 with VNNI and BW). The result does not
+// reference w, so the caller may release w's memory (for a memory-mapped file, drop its pages)
+// once every reader uses the packed copy: Packed.DequantizeRow replaces row lookups in w.
+func Pack(t ggml.Type, w []byte, rows, cols int) *Packed {
+	if rows <= 0 || cols <= 0 || cols%t.BlockSize() != 0 {
+		return nil
+	}
+	switch {
+	case t == ggml.Q4_0 && packedQ4_0 != nil:
+		return packQ4_0(w, rows, cols)
+	case t == ggml.Q4_K && packedQ4K != nil:
+		return packQ4K(w, rows, cols)
+	}
+	return nil
+}
+
+// kernels returns the packed kernels of p's type on this CPU (nil: none, use the twin).
+func (p *Packed) kernels() *packedKernelSet {
+	if p.t == ggml.Q4_K {
+		return packedQ4K
+	}
+	return packedQ4_0
+}
+
+// actBytes is the size of one prepared activation row for p (prepPacked).
+func (p *Packed) actBytes() int {
+	if p.t == ggml.Q4_K {
+		return packedActK * p.nb
+	}
+	return packedAct * p.nb
+}
+
+// prep writes the prepared form of an activation row for p's kernels to dst (actBytes).
+func (p *Packed) prep(act, dst []byte) {
+	if p.t == ggml.Q4_K {
+		prepPackedActK(act, p.nb, dst)
+		return
+	}
+	prepPackedAct(act, p.nb, dst)
+}
+
+// twin is the Go twin of p's kernels for one panel.
+func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
+	if p.t == ggml.Q4_K {
+		dotPackedQ4K(panel, p.nb, prep, out)
+		return
+	}
+	dotPackedQ4_0(panel, p.nb, prep, out)
+}
+
+// packQ4_0 is Pack without the checks of kernel availability (tests use it everywhere).
+func packQ4_0(w []byte, rows, cols int) *Packed {
+	nb := cols / 32
+	if len(w) < rows*nb*18 {
+		panic(fmt.Sprintf("kernels: pack Q4_0 %dx%d from %d bytes", rows, cols, len(w)))
+	}
+	stride := (288*nb + 63) &^ 63
+	panels := (rows + panelRows - 1) / panelRows
+	p := &Packed{t: ggml.Q4_0, rows: rows, cols: cols, nb: nb, stride: stride, data: alignedBytes(nil, panels*stride)}
+	for r := 0; r < rows; r++ {
+		panel := p.data[r/panelRows*stride:]
+		i := r % panelRows
+		row := w[r*nb*18:]
+		for b := 0; b < nb; b++ {
+			x := row[b*18 : b*18+18]
+			le.PutUint16(panel[256*nb+32*b+2*i:], le.Uint16(x))
+			for q := 0; q < 4; q++ {
+				le.PutUint32(panel[256*b+64*q+4*i:], le.Uint32(x[2+4*q:]))
+			}
+		}
+	}
+	return p
+}
+
+// Type, Rows and Cols describe the matrix; Size is the bytes the packed copy holds.
+func (p *Packed) Type() ggml.Type { return p.t }
+func (p *Packed) Rows() int       { return p.rows }
+func (p *Packed) Cols() int       { return p.cols }
+func (p *Packed) Size() int       { return len(p.data) }
+
+// RowBytes writes row r in the file's layout (the bytes Pack read) to dst, which must hold a
+// row, and returns the row.
+func (p *Packed) RowBytes(r int, dst []byte) []byte {
+	rb := p.rowBytes()
+	if r < 0 || r >= p.rows || len(dst) < rb {
+		panic(fmt.Sprintf("kernels: row %d of a packed %dx%d matrix into %d bytes", r, p.rows, p.cols, len(dst)))
+	}
+	panel := p.data[r/panelRows*p.stride:]
+	i := r % panelRows
+	if p.t == ggml.Q4_K {
+		for b := 0; b < p.nb; b++ {
+			unpackBlockQ4K(panel[b*packedBlockK:], i, dst[b*144:b*144+144])
+		}
+		return dst[:rb]
+	}
+	for b := 0; b < p.nb; b++ {
+		x := dst[b*18 : b*18+18]
+		copy(x[:2], panel[256*p.nb+32*b+2*i:])
+		for q := 0; q < 4; q++ {
+			copy(x[2+4*q:6+4*q], panel[256*b+64*q+4*i:])
+		}
+	}
+	return dst[:rb]
+}
+
+// rowBytes is the size of a row in the file's layout.
+func (p *Packed) rowBytes() int {
+	if p.t == ggml.Q4_K {
+		return 144 * p.nb
+	}
+	return 18 * p.nb
+}
+
+// DequantizeRow converts row r to float32 exactly as Dequantize converts the original row
+// (the embedding lookup of a packed matrix).
+func (p *Packed) DequantizeRow(r int, dst []float32) error {
+	if len(dst) != p.cols {
+		return fmt.Errorf("dequantize row %d of a packed %s %dx%d matrix into %d values", r, p.t, p.rows, p.cols, len(dst))
+	}
+	var buf [18 * 256]byte
+	row := buf[:]
+	if p.rowBytes() > len(buf) {
+		row = make([]byte, p.rowBytes())
+	}
+	return Dequantize(p.t, p.RowBytes(r, row), dst)
+}
+
+// Dot returns row r · act for activations converted by QuantizeActivations(p.Type(), ...): the
+// value MatMul computes for that row and activation row (prepared here per call; MatMul
+// prepares each activation row once).
+func (p *Packed) Dot(r int, act []byte) float32 {
+	prep := make([]byte, p.actBytes())
+	p.prep(act, prep)
+	var out [panelRows]float32
+	p.panelDots(r/panelRows, prep, &out)
+	return out[r%panelRows]
+}
+
+// panelDots computes the 16 results of panel pi with the kernel (the twin where there is none).
+func (p *Packed) panelDots(pi int, prep []byte, out *[panelRows]float32) {
+	if k := p.kernels(); k != nil {
+		k.dot(p.data[pi*p.stride:(pi+1)*p.stride], p.stride, 1, p.nb, prep, out[:])
+		return
+	}
+	p.twin(p.data[pi*p.stride:], prep, out)
+}
+
+// prepPackedAct writes the prepared form of nb Q8_0 activation blocks (packedAct bytes each)
+// to dst.
+func prepPackedAct(act []byte, nb int, dst []byte) {
+	if len(act) < 34*nb || len(dst) < packedAct*nb {
+		panic(fmt.Sprintf("kernels: packed activations of %d blocks from %d bytes into %d", nb, len(act), len(dst)))
+	}
+	for b := 0; b < nb; b++ {
+		y, d := act[34*b:34*b+34], dst[packedAct*b:packedAct*(b+1)]
+		copy(d[:32], y[2:])
+		var s int32
+		for _, v := range y[2:] {
+			s += int32(int8(v))
+		}
+		binary.LittleEndian.PutUint32(d[32:], math.Float32bits(getF16(y, 0)))
+		binary.LittleEndian.PutUint32(d[36:], uint32(-8*s))
+	}
+}
+
+// dotPackedQ4_0 is the packed kernels' arithmetic in Go, for one panel (nb blocks) and one
+// prepared activation row.
+func dotPackedQ4_0(panel []byte, nb int, prep []byte, out *[panelRows]float32) {
+	for i := range out {
+		var acc float32
+		for b := 0; b < nb; b++ {
+			y := prep[packedAct*b : packedAct*(b+1)]
+			s := int32(binary.LittleEndian.Uint32(y[36:]))
+			for q := 0; q < 4; q++ {
+				for k := 0; k < 4; k++ {
+					v := panel[256*b+64*q+4*i+k]
+					s += int32(v&0x0f)*int32(int8(y[4*q+k])) + int32(v>>4)*int32(int8(y[16+4*q+k]))
+				}
+			}
+			dx := F16ToF32(binary.LittleEndian.Uint16(panel[256*nb+32*b+2*i:]))
+			d := float32(dx * math.Float32frombits(binary.LittleEndian.Uint32(y[32:])))
+			acc = fma32x(float32(s), d, acc)
+		}
+		out[i] = acc
+	}
+}

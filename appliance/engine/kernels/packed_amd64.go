@@ -1,0 +1,74 @@
+//go:build amd64 && !purego
+
+package kernels
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/cpu"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// The packed Q4_0 and Q4_K kernels of packed_amd64.s and packedq4k_amd64.s.
+
+//go:noescape
+func dotPackedQ4_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ4_0Rows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ4KRows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ4Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ4_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+func init() {
+	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL || !cpu.X86.HasAVX512VNNI {
+		return
+	}
+	packedQ4_0 = packedSet(ggml.Q4_0, 288, packedAct, dotPackedQ4_0VNNI, dotPackedQ4_0Rows4VNNI, dotPackedQ4_0x4VNNI)
+	packedQ4K = packedSet(ggml.Q4_K, packedBlockK, packedActK, dotPackedQ4KVNNI, dotPackedQ4KRows4VNNI, dotPackedQ4Kx4VNNI)
+}
+
+// packedSet wraps the packed kernels of type t (blockBytes per panel and block, actBytes per
+// prepared activation block) with the checks they rely on.
+func packedSet(t ggml.Type, blockBytes, actBytes int,
+	dot func(w *byte, stride int, panels int, nb int, y *byte, out *float32),
+	rows4 func(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32),
+	dot4 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) *packedKernelSet {
+	check := func(w []byte, stride, panels, nb int, y []byte, ystride, cols int, out []float32, ostride int) {
+		if panels <= 0 || nb <= 0 || stride < blockBytes*nb || len(w) < (panels-1)*stride+blockBytes*nb ||
+			ystride < actBytes*nb || len(y) < (cols-1)*ystride+actBytes*nb ||
+			ostride < panelRows*panels || len(out) < (cols-1)*ostride+panelRows*panels {
+			panic(fmt.Sprintf("kernels: packed %s dot of %d panels of %d blocks (stride %d) from %d bytes, %d activation rows in %d bytes (stride %d), %d results (stride %d)",
+				t, panels, nb, stride, len(w), cols, len(y), ystride, len(out), ostride))
+		}
+	}
+	return &packedKernelSet{
+		name: "vnni",
+		dot: func(w []byte, stride, panels, nb int, y []byte, out []float32) {
+			check(w, stride, panels, nb, y, actBytes*nb, 1, out, panelRows*panels)
+			dot(&w[0], stride, panels, nb, &y[0], &out[0])
+		},
+		dot4s: func(w []byte, stride, count, dist, nb int, y []byte, out []float32) {
+			if count <= 0 || dist < count || nb <= 0 || stride < blockBytes*nb || len(w) < (3*dist+count-1)*stride+blockBytes*nb ||
+				len(y) < actBytes*nb || len(out) < panelRows*(3*dist+count) {
+				panic(fmt.Sprintf("kernels: packed %s dot of four runs of %d panels %d apart (%d blocks, stride %d) from %d bytes, activations of %d bytes, %d results",
+					t, count, dist, nb, stride, len(w), len(y), len(out)))
+			}
+			rows4(&w[0], stride, count, dist, nb, &y[0], &out[0])
+		},
+		dot4: func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int) {
+			check(w, stride, panels, nb, y, ystride, 4, out, ostride)
+			dot4(&w[0], stride, panels, nb, &y[0], ystride, &out[0], 4*ostride)
+		},
+	}
+}

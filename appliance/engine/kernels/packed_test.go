@@ -1,0 +1,259 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// packedTypes are the types Pack handles.
+var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q4_K}
+
+// q4Matrix returns a rows×cols Q4_0 or Q4_K matrix of real values, some rows zero and some
+// with arbitrary quant bytes (and for Q4_K arbitrary scale and min bytes; fp16 scales kept
+// finite).
+func q4Matrix(t *testing.T, r *rand.Rand, ty ggml.Type, rows, cols int) []byte {
+	t.Helper()
+	w, err := Quantize(ty, randVec(r, rows*cols, 0.5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := ty.RowSize(int64(cols))
+	bs := ty.TypeSize()
+	first := 2 // the first byte after the fp16 scales
+	if ty == ggml.Q4_K {
+		first = 4
+	}
+	for i := 0; i < rows; i++ {
+		row := w[i*int(rb) : (i+1)*int(rb)]
+		switch i % 7 {
+		case 3:
+			clear(row)
+		case 5:
+			for b := 0; b < len(row)/bs; b++ {
+				for j := first; j < bs; j++ {
+					row[b*bs+j] = byte(r.Uint32())
+				}
+			}
+		}
+	}
+	return w
+}
+
+// q4_0Matrix is q4Matrix for Q4_0.
+func q4_0Matrix(t *testing.T, r *rand.Rand, rows, cols int) []byte {
+	return q4Matrix(t, r, ggml.Q4_0, rows, cols)
+}
+
+// packAny is Pack without the check of the kernels (for the twins everywhere).
+func packAny(ty ggml.Type, w []byte, rows, cols int) *Packed {
+	if ty == ggml.Q4_K {
+		return packQ4K(w, rows, cols)
+	}
+	return packQ4_0(w, rows, cols)
+}
+
+// Packing keeps every row: RowBytes gives back the original bytes and DequantizeRow its values.
+func TestPackRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 31))
+	for _, sh := range []struct {
+		ty         ggml.Type
+		rows, cols int
+	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}} {
+		rows, cols, ty := sh.rows, sh.cols, sh.ty
+		shape := fmt.Sprintf("%s %dx%d", ty, rows, cols)
+		w := q4Matrix(t, r, ty, rows, cols)
+		p := packAny(ty, w, rows, cols)
+		rb64, _ := ty.RowSize(int64(cols))
+		rb := int(rb64)
+		got, want := make([]float32, cols), make([]float32, cols)
+		for i := 0; i < rows; i++ {
+			row := w[i*rb : (i+1)*rb]
+			if b := p.RowBytes(i, make([]byte, rb)); string(b) != string(row) {
+				t.Fatalf("%v row %d: bytes differ", shape, i)
+			}
+			if err := p.DequantizeRow(i, got); err != nil {
+				t.Fatal(err)
+			}
+			if err := Dequantize(ty, row, want); err != nil {
+				t.Fatal(err)
+			}
+			for k := range got {
+				if math.Float32bits(got[k]) != math.Float32bits(want[k]) {
+					t.Fatalf("%v row %d element %d: %v, want %v", shape, i, k, got[k], want[k])
+				}
+			}
+		}
+		if err := p.DequantizeRow(0, make([]float32, cols+1)); err == nil {
+			t.Errorf("%v: wrong length accepted", shape)
+		}
+	}
+	if Pack(ggml.Q8_0, make([]byte, 34), 1, 32) != nil || Pack(ggml.Q4_0, make([]byte, 18), 1, 48) != nil || Pack(ggml.Q4_K, make([]byte, 144), 1, 128) != nil {
+		t.Error("Pack accepted a type or shape without packed kernels")
+	}
+	if strings.Contains(SIMD(), "avx512vnni") && (Pack(ggml.Q4_0, make([]byte, 18), 1, 32) == nil || Pack(ggml.Q4_K, make([]byte, 144), 1, 256) == nil) {
+		t.Error("no packed kernels on a CPU with AVX-512 VNNI")
+	}
+}
+
+// The packed kernels equal their Go twin bit for bit, one column, four columns and four streams,
+// and the reference Dot within the float tolerance; the Q4_0 twin is exact where the float
+// steps are.
+func TestPackedKernelsMatchTwin(t *testing.T) {
+	r := rand.New(rand.NewPCG(32, 32))
+	for _, ty := range packedTypes {
+		bsz := ty.BlockSize()
+		for _, nb := range []int{1, 2, 7} {
+			n := bsz * nb
+			rows := 4 * panelRows
+			w := q4Matrix(t, r, ty, rows, n)
+			p := packAny(ty, w, rows, n)
+			rb64, _ := ty.RowSize(int64(n))
+			rb := int(rb64)
+			k := p.kernels()
+			if nb == 1 {
+				t.Logf("%s: kernels %v", ty, k != nil)
+			}
+			for trial := 0; trial < 3; trial++ {
+				acts := make([][]byte, 4)
+				sz := p.actBytes()
+				prep := make([]byte, 4*sz)
+				for c := range acts {
+					x := randVec(r, n, 1+float64(c))
+					if trial == 1 {
+						for i := range x {
+							x[i] = float32(math.Abs(float64(x[i])))
+						}
+					}
+					acts[c] = QuantizeActivations(ty, x, nil)
+					p.prep(acts[c], prep[c*sz:(c+1)*sz])
+				}
+				twins := make([]float32, 4*rows)
+				for c := 0; c < 4; c++ {
+					for pi := 0; pi < rows/panelRows; pi++ {
+						var twin [panelRows]float32
+						p.twin(p.data[pi*p.stride:], prep[c*sz:], &twin)
+						copy(twins[c*rows+pi*panelRows:], twin[:])
+						for i := 0; i < panelRows; i += 5 {
+							ri := pi*panelRows + i
+							row := w[ri*rb : (ri+1)*rb]
+							checkClose(t, fmt.Sprintf("%s nb %d trial %d column %d row %d", ty, nb, trial, c, ri),
+								twin[i], Dot(ty, row, acts[c], n), absScale(t, ty, row, acts[c], n))
+						}
+					}
+				}
+				if got := p.Dot(rows-1, acts[2]); math.Float32bits(got) != math.Float32bits(twins[2*rows+rows-1]) {
+					t.Fatalf("%s nb %d: Packed.Dot %v, twin %v", ty, nb, got, twins[2*rows+rows-1])
+				}
+				if k == nil {
+					continue
+				}
+				same := func(what string, c, ri int, got float32) {
+					t.Helper()
+					if want := twins[c*rows+ri]; math.Float32bits(got) != math.Float32bits(want) {
+						t.Fatalf("%s nb %d trial %d %s: column %d row %d %v, twin %v", ty, nb, trial, what, c, ri, got, want)
+					}
+				}
+				for c := 0; c < 4; c++ {
+					out := make([]float32, rows)
+					k.dot(p.data, p.stride, rows/panelRows, nb, prep[c*sz:(c+1)*sz], out)
+					for ri, o := range out {
+						same("one column", c, ri, o)
+					}
+					// Four streams: runs of one panel, one panel apart (the whole matrix).
+					out4s := make([]float32, rows)
+					k.dot4s(p.data, p.stride, 1, 1, nb, prep[c*sz:(c+1)*sz], out4s)
+					for ri, o := range out4s {
+						same("four streams", c, ri, o)
+					}
+				}
+				ostride := rows + 3
+				out4 := make([]float32, 4*ostride)
+				k.dot4(p.data, p.stride, rows/panelRows, nb, prep, sz, out4, ostride)
+				for c := 0; c < 4; c++ {
+					for ri := 0; ri < rows; ri++ {
+						same("four columns", c, ri, out4[c*ostride+ri])
+					}
+				}
+			}
+		}
+	}
+	// Exact operands: power-of-two scales and small quants make every float step of Q4_0 exact,
+	// so the twin equals the reference exactly.
+	for _, nb := range []int{1, 5} {
+		for trial := 0; trial < 10; trial++ {
+			row, act := exactBlocks(r, ggml.Q4_0, nb, trial%5-2)
+			p := packQ4_0(row, 1, 32*nb)
+			if got, want := p.Dot(0, act), Dot(ggml.Q4_0, row, act, 32*nb); got != want {
+				t.Fatalf("exact blocks nb %d trial %d: packed %v, reference %v", nb, trial, got, want)
+			}
+		}
+	}
+}
+
+// MatMul over packed weights gives every output as Packed.Dot of its row and activation row,
+// for any batch, thread count and number of rows (panels cut short included; decode products
+// walked in four streams, see Run), and the fp32 path dequantizes the packed rows exactly.
+func TestMatMulPacked(t *testing.T) {
+	r := rand.New(rand.NewPCG(33, 33))
+	for _, threads := range []int{1, 2, 3} {
+		p := NewPool(threads)
+		var mm MatMul
+		for _, sh := range []struct {
+			ty            ggml.Type
+			rows, cols, n int
+		}{{ggml.Q4_0, 16, 64, 1}, {ggml.Q4_0, 37, 256, 1}, {ggml.Q4_0, 150, 512, 6}, {ggml.Q4_0, 70, 96, 9}, {ggml.Q4_0, 300, 256, 1},
+			{ggml.Q4_0, 300, 512, 2}, {ggml.Q4_K, 37, 256, 5}, {ggml.Q4_K, 300, 256, 1}, {ggml.Q4_K, 130, 512, 9}} {
+			ty, rows, cols, n := sh.ty, sh.rows, sh.cols, sh.n
+			shape := fmt.Sprintf("%s %dx%d N=%d", ty, rows, cols, n)
+			w := q4Matrix(t, r, ty, rows, cols)
+			pk := packAny(ty, w, rows, cols)
+			x := randVec(r, n*cols, 1)
+			ab64, _ := VecDotType(ty).RowSize(int64(cols))
+			ab := int(ab64)
+			wb64, _ := ty.RowSize(int64(cols))
+			wb := int(wb64)
+			act := make([]byte, 0, n*ab)
+			for j := 0; j < n; j++ {
+				act = append(act, QuantizeActivations(ty, x[j*cols:(j+1)*cols], nil)...)
+			}
+			out := make([]float32, n*(rows+2))
+			outF := make([]float32, n*rows)
+			mm.Ops = append(mm.Ops[:0],
+				MatMulOp{Type: ty, Packed: pk, Rows: rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: out, OutStride: rows + 2},
+				MatMulOp{Type: ty, Packed: pk, Rows: rows, Cols: cols, N: n, X: x, XStride: cols, Out: outF, OutStride: rows},
+			)
+			mm.Run(p)
+			scratch := make([]float32, cols)
+			for j := 0; j < n; j++ {
+				for i := 0; i < rows; i++ {
+					if want := pk.Dot(i, act[j*ab:]); math.Float32bits(out[j*(rows+2)+i]) != math.Float32bits(want) {
+						t.Fatalf("threads %d %v: out[%d][%d] %v, Packed.Dot %v", threads, shape, j, i, out[j*(rows+2)+i], want)
+					}
+					row := w[i*wb : (i+1)*wb]
+					if want := DotDequant(ty, row, x[j*cols:(j+1)*cols], scratch); outF[j*rows+i] != want {
+						t.Fatalf("threads %d %v: f32 out[%d][%d] %v, DotDequant %v", threads, shape, j, i, outF[j*rows+i], want)
+					}
+				}
+			}
+		}
+		p.Close()
+	}
+	if runtime.GOARCH == "amd64" && packedQ4_0 != nil {
+		// Packed products allocate nothing in the steady state either.
+		w := q4_0Matrix(t, r, 256, 512)
+		act := QuantizeActivations(ggml.Q4_0, randVec(r, 512, 1), nil)
+		pool := NewPool(2)
+		defer pool.Close()
+		mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q4_0, Packed: packQ4_0(w, 256, 512), Rows: 256, Cols: 512, N: 1, Act: act, ActStride: len(act), Out: make([]float32, 256), OutStride: 256}}}
+		mm.Run(pool)
+		if a := testing.AllocsPerRun(20, func() { mm.Run(pool) }); a > 0 {
+			t.Errorf("packed MatMul.Run: %.1f allocations per call", a)
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// Packed Q4_K (see Packed). Per panel of 16 rows, each super-block (256 elements of every row)
+// takes packedBlockK bytes: its quants (2048 bytes: for each group g < 32 of four quant bytes,
+// row r's bytes 4g..4g+3 at 64g+4r; group g holds elements 4(g mod 8).. of sub-blocks 2(g/8)
+// (low nibbles) and 2(g/8)+1 (high nibbles)), then the 6-bit scales and mins unpacked to bytes
+// (scale s of row r at 2048+16s+r; mins of sub-blocks 2k, 2k+1 at 2176+32k+2r, +1), then the
+// fp16 d and dmin (2304+2r, 2336+2r). Unpacking the scales once here saves the kernels more
+// than the 4 bytes a row a super-block more they read.
+//
+// Arithmetic (dotPackedQ4K is its Go twin), per row and super-block: the exact integer sums
+// sumi = Σ_s sc_s·Σ q·y and msum = Σ_s m_s·(bsum_2s + bsum_2s+1) over the sub-blocks s, then
+// acc = fma(float32(sumi), d·yd, acc) and acc = fma(-float32(msum), dmin·yd, acc), both
+// products of scales rounded to float32 first.
+
+const (
+	packedBlockK = 2368
+	// packedActK is the prepared activation super-block of packed Q4_K products: the 256
+	// quants, the scale as float32, the sums of the eight sub-blocks' quants as int16 (from
+	// the sixteen group sums), padding to a cache line's multiple.
+	packedActK = 288
+)
+
+// packQ4K is Pack for Q4_K.
+func packQ4K(w []byte, rows, cols int) *Packed {
+	nb := cols / 256
+	if len(w) < rows*nb*144 {
+		panic(fmt.Sprintf("kernels: pack Q4_K %dx%d from %d bytes", rows, cols, len(w)))
+	}
+	stride := packedBlockK * nb
+	panels := (rows + panelRows - 1) / panelRows
+	p := &Packed{t: ggml.Q4_K, rows: rows, cols: cols, nb: nb, stride: stride, data: alignedBytes(nil, panels*stride)}
+	for r := 0; r < rows; r++ {
+		panel := p.data[r/panelRows*stride:]
+		i := r % panelRows
+		row := w[r*nb*144:]
+		for b := 0; b < nb; b++ {
+			x := row[b*144 : b*144+144]
+			blk := panel[b*packedBlockK:]
+			for g := 0; g < 32; g++ {
+				le.PutUint32(blk[64*g+4*i:], le.Uint32(x[16+4*g:]))
+			}
+			for s := 0; s < 8; s++ {
+				sc, m := getScaleMinK4(s, x[4:16])
+				blk[2048+16*s+i] = sc
+				blk[2176+32*(s/2)+2*i+s%2] = m
+			}
+			copy(blk[2304+2*i:], x[0:2])
+			copy(blk[2336+2*i:], x[2:4])
+		}
+	}
+	return p
+}
+
+// unpackBlockQ4K writes row i of a packed super-block back in the file's layout (144 bytes),
+// with the scales and mins packed again to 6 bits the way the quantizer does.
+func unpackBlockQ4K(blk []byte, i int, x []byte) {
+	copy(x[0:2], blk[2304+2*i:])
+	copy(x[2:4], blk[2336+2*i:])
+	var ls, lm [8]uint8
+	for s := 0; s < 8; s++ {
+		ls[s] = blk[2048+16*s+i]
+		lm[s] = blk[2176+32*(s/2)+2*i+s%2]
+	}
+	clear(x[4:16])
+	packScalesK4(x[4:16], &ls, &lm)
+	for g := 0; g < 32; g++ {
+		copy(x[16+4*g:20+4*g], blk[64*g+4*i:])
+	}
+}
+
+// prepPackedActK writes the prepared form of nb Q8_K activation super-blocks (packedActK
+// bytes each) to dst.
+func prepPackedActK(act []byte, nb int, dst []byte) {
+	if len(act) < 292*nb || len(dst) < packedActK*nb {
+		panic(fmt.Sprintf("kernels: packed Q4_K activations of %d super-blocks from %d bytes into %d", nb, len(act), len(dst)))
+	}
+	for b := 0; b < nb; b++ {
+		y, d := act[292*b:292*b+292], dst[packedActK*b:packedActK*(b+1)]
+		copy(d[:256], y[4:260])
+		copy(d[256:260], y[0:4])
+		for s := 0; s < 8; s++ {
+			binary.LittleEndian.PutUint16(d[260+2*s:], uint16(int16(q8kBsum(y, 2*s)+q8kBsum(y, 2*s+1))))
+		}
+		clear(d[276:])
+	}
+}
+
+// dotPackedQ4K is the packed Q4_K kernels' arithmetic in Go, for one panel (nb super-blocks)
+// and one prepared activation row.
+func dotPackedQ4K(panel []byte, nb int, prep []byte, out *[panelRows]float32) {
+	for i := range out {
+		var acc float32
+		for b := 0; b < nb; b++ {
+			blk, y := panel[b*packedBlockK:], prep[packedActK*b:packedActK*(b+1)]
+			var sumi, msum int32
+			for s := 0; s < 8; s++ {
+				var dot int32
+				for e := 0; e < 32; e++ {
+					g := 8*(s/2) + e/4
+					v := blk[64*g+4*i+e%4]
+					q := v & 0x0f
+					if s%2 == 1 {
+						q = v >> 4
+					}
+					dot += int32(q) * int32(int8(y[32*s+e]))
+				}
+				sumi += int32(blk[2048+16*s+i]) * dot
+				msum += int32(blk[2176+32*(s/2)+2*i+s%2]) * int32(int16(binary.LittleEndian.Uint16(y[260+2*s:])))
+			}
+			yd := math.Float32frombits(binary.LittleEndian.Uint32(y[256:]))
+			d := float32(F16ToF32(binary.LittleEndian.Uint16(blk[2304+2*i:])) * yd)
+			dmin := float32(F16ToF32(binary.LittleEndian.Uint16(blk[2336+2*i:])) * yd)
+			acc = fma32x(float32(sumi), d, acc)
+			acc = fma32x(-float32(msum), dmin, acc)
+		}
+		out[i] = acc
+	}
+}

@@ -1,0 +1,222 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// q4_0Operands returns nb blocks of Q4_0 weights (real values; for some trials with zero
+// blocks, activations of one sign over a wide range, or arbitrary quant bytes) and matching
+// Q8_0 activations.
+func q4_0Operands(t *testing.T, r *rand.Rand, nb int, trial int) (row, act []byte) {
+	t.Helper()
+	n := 32 * nb
+	w := randVec(r, n, 0.5)
+	x := randVec(r, n, 2)
+	switch trial % 4 {
+	case 1: // one sign, a large range: the offset correction is at its largest
+		for i := range x {
+			x[i] = float32(math.Abs(float64(x[i]))) * float32(1+i%7*100)
+		}
+	case 2: // zero blocks among the weights and the activations
+		clear(w[:min(n, 64)])
+		clear(x[min(n, 32):min(n, 96)])
+	}
+	row, err := Quantize(ggml.Q4_0, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trial%4 == 3 { // arbitrary nibbles, scales kept finite
+		for b := 0; b < nb; b++ {
+			for j := 2; j < 18; j++ {
+				row[b*18+j] = byte(r.Uint32())
+			}
+		}
+	}
+	return row, QuantizeActivations(ggml.Q4_0, x, nil)
+}
+
+// Every Q4_0 kernel equals its Go twin bit for bit for any block count (whole groups of eight
+// and a padded last group), its four-column form equals it column by column, and both are
+// within the float tolerance of the reference Dot.
+func TestPreparedKernelsMatchTwin(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 21))
+	if runtime.GOARCH == "amd64" && Accelerated(ggml.Q4_0) && len(variantsPrepared) == 0 {
+		t.Fatal("AVX2 without the prepared Q4_0 kernels")
+	}
+	t.Logf("%d prepared kernels", len(variantsPrepared))
+	for _, k := range variantsPrepared {
+		for _, nb := range []int{1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 23, 64, 256} {
+			n := 32 * nb
+			for trial := 0; trial < 8; trial++ {
+				row, act := q4_0Operands(t, r, nb, trial)
+				prep := alignedBytes(nil, k.size(nb))
+				k.prep(act, nb, prep)
+				got, want := k.dot(row, prep, n), dotQ4_0Lanes(row, prep, nb)
+				if math.Float32bits(got) != math.Float32bits(want) {
+					t.Fatalf("%s/%s %d blocks trial %d: kernel %v, twin %v", k.t, k.name, nb, trial, got, want)
+				}
+				checkClose(t, fmt.Sprintf("%s/%s %d blocks trial %d", k.t, k.name, nb, trial), got, Dot(k.t, row, act, n), absScale(t, k.t, row, act, n))
+				if k.rows != nil {
+					// Several rows some bytes apart (whole groups of four and some more, for
+					// the kernels that walk four rows at once), this one among them.
+					nr := 3 + 6*(trial%2)
+					stride := 18*nb + 2*trial
+					w := make([]byte, nr*stride)
+					for i := range w {
+						w[i] = byte(r.Uint32()) & 0x3f // finite fp16 scales wherever they fall
+					}
+					copy(w[nr/2*stride:], row)
+					out := make([]float32, nr)
+					k.rows(w, stride, nr, prep, n, out)
+					for i, o := range out {
+						if want := k.dot(w[i*stride:], prep, n); math.Float32bits(o) != math.Float32bits(want) {
+							t.Fatalf("%s/%s %d blocks trial %d: rows kernel row %d of %d %v, one row %v", k.t, k.name, nb, trial, i, nr, o, want)
+						}
+					}
+					if k.rows4 != nil && nr >= 4 {
+						// Four runs of two rows, dist apart.
+						count, dist := 2, nr/4
+						out4 := make([]float32, 3*dist+count)
+						k.rows4(w, stride, count, dist, prep, n, out4)
+						for kk := 0; kk < 4; kk++ {
+							for i := 0; i < count; i++ {
+								if o := out4[kk*dist+i]; math.Float32bits(o) != math.Float32bits(out[kk*dist+i]) {
+									t.Fatalf("%s/%s %d blocks: four runs, row %d %v, one row %v", k.t, k.name, nb, kk*dist+i, o, out[kk*dist+i])
+								}
+							}
+						}
+					}
+				}
+				if k.dot4 == nil {
+					continue
+				}
+				// Four prepared rows, some padding between them, the given one in column trial%4.
+				stride := k.size(nb) + 64*(trial%2)
+				prep4 := alignedBytes(nil, 3*stride+k.size(nb))
+				acts := make([][]byte, 4)
+				for c := range acts {
+					_, acts[c] = q4_0Operands(t, r, nb, trial+c)
+					if c == trial%4 {
+						acts[c] = act
+					}
+					k.prep(acts[c], nb, prep4[c*stride:])
+				}
+				var out [4]float32
+				k.dot4(row, prep4, stride, n, &out)
+				for c := range out {
+					if w := k.dot(row, prep4[c*stride:], n); math.Float32bits(out[c]) != math.Float32bits(w) {
+						t.Fatalf("%s/%s %d blocks trial %d column %d: four-column %v, one-column %v", k.t, k.name, nb, trial, c, out[c], w)
+					}
+				}
+			}
+		}
+	}
+}
+
+// The twin itself: an exact dot (power-of-two scales, small quants) comes out exact, and a row
+// that ends inside a group equals the same row padded with zero blocks.
+func TestQ4_0LanesTwin(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 23))
+	for _, nb := range []int{1, 7, 8, 13} {
+		for trial := 0; trial < 20; trial++ {
+			row, act := exactBlocks(r, ggml.Q4_0, nb, trial%5-2)
+			prep := make([]byte, q4PrepBytes(nb))
+			prepQ4_0Act(act, nb, prep)
+			if got, want := dotQ4_0Lanes(row, prep, nb), Dot(ggml.Q4_0, row, act, 32*nb); got != want {
+				t.Fatalf("%d blocks trial %d: twin %v, reference %v", nb, trial, got, want)
+			}
+			nbp := (nb + 7) &^ 7
+			rowP := append(append([]byte(nil), row...), make([]byte, 18*(nbp-nb))...)
+			actP := append(append([]byte(nil), act...), make([]byte, 34*(nbp-nb))...)
+			prepP := make([]byte, q4PrepBytes(nbp))
+			prepQ4_0Act(actP, nbp, prepP)
+			if a, b := dotQ4_0Lanes(row, prep, nb), dotQ4_0Lanes(rowP, prepP, nbp); math.Float32bits(a) != math.Float32bits(b) {
+				t.Fatalf("%d blocks trial %d: %v, padded %v", nb, trial, a, b)
+			}
+		}
+	}
+}
+
+// fma32x rounds a·b+c once, ties included: checked against exact big.Float arithmetic on
+// random operands and on sums built to land halfway between two float32 values.
+func TestFMA32x(t *testing.T) {
+	r := rand.New(rand.NewPCG(22, 22))
+	exact := func(a, b, c float32) float32 {
+		p := new(big.Float).SetPrec(200).Mul(big.NewFloat(float64(a)), big.NewFloat(float64(b)))
+		p.Add(p, big.NewFloat(float64(c)))
+		f, _ := p.Float32()
+		return f
+	}
+	for i := 0; i < 20000; i++ {
+		a := float32(r.NormFloat64() * math.Exp2(float64(r.IntN(40)-20)))
+		b := float32(r.NormFloat64())
+		var c float32
+		switch i % 3 {
+		case 0:
+			c = float32(r.NormFloat64() * math.Exp2(float64(r.IntN(60)-30)))
+		case 1:
+			// c = -(a·b rounded) plus half an ulp: a·b + c is a tiny remainder near a tie.
+			pr := a * b
+			c = -pr
+		case 2:
+			// (1 + i·2^-23)(2 - i·2^-22) = 2 - i²·2^-45: added to c = ±(2^25 + 4m) (float32 spacing 4
+			// there) the float64 sum rounds to a float32 halfway point, c ± 2, which the true value
+			// misses by i²·2^-45; rounding that sum again would go to even instead.
+			i := 1 + r.IntN(300)
+			a = 1 + float32(i)*0x1p-23
+			b = 2 - float32(i)*0x1p-22
+			c = float32(1<<25) + 4*float32(r.IntN(1<<20))
+			if i%2 == 0 {
+				c = -c - 4
+			}
+		}
+		if got, want := fma32x(a, b, c), exact(a, b, c); math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("fma32x(%g, %g, %g) = %g, exact %g", a, b, c, got, want)
+		}
+	}
+}
+
+// BenchmarkPreparedKernels runs each Q4_0 kernel on two weight rows held in cache (the kernel's
+// own speed; decoding streams the rows from memory), one column and four.
+func BenchmarkPreparedKernels(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 5))
+	for _, k := range variantsPrepared {
+		for _, n := range []int{2048, 8192} {
+			rb, _ := k.t.RowSize(int64(n))
+			w, err := Quantize(k.t, randVec(r, 2*n, 0.5))
+			if err != nil {
+				b.Fatal(err)
+			}
+			size := k.size(n / 32)
+			prep := alignedBytes(nil, 4*size)
+			for c := 0; c < 4; c++ {
+				k.prep(QuantizeActivations(k.t, randVec(r, n, 1), nil), n/32, prep[c*size:])
+			}
+			b.Run(fmt.Sprintf("%s/%s/%d", k.t, k.name, n), func(b *testing.B) {
+				b.SetBytes(2 * rb)
+				for b.Loop() {
+					k.dot(w[:rb], prep, n)
+					k.dot(w[rb:], prep, n)
+				}
+			})
+			if k.dot4 != nil {
+				b.Run(fmt.Sprintf("%s/%s/%d/x4", k.t, k.name, n), func(b *testing.B) {
+					var out [4]float32
+					b.SetBytes(2 * rb)
+					for b.Loop() {
+						k.dot4(w[:rb], prep, size, n, &out)
+						k.dot4(w[rb:], prep, size, n, &out)
+					}
+					b.ReportMetric(float64(8*n/32)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gblockcols/s")
+				})
+			}
+		}
+	}
+}
