@@ -231,7 +231,7 @@ func (ws *workspace) begin() {
 // that share a type (q, k, v; gate, up) share the conversion. All products of a group take the
 // same x.
 func (s *Stage) addProduct(ws *workspace, m *matrix, x []float32, nt int, out []float32) {
-	op := kernels.MatMulOp{Type: m.typ, W: m.data, Rows: m.rows, Cols: m.cols, N: nt, Out: out, OutStride: m.rows}
+	op := kernels.MatMulOp{Type: m.typ, W: m.data, Packed: m.packed, Rows: m.rows, Cols: m.cols, N: nt, Out: out, OutStride: m.rows}
 	if s.opts.Compute == ComputeF32 {
 		op.X, op.XStride = x, m.cols
 	} else {

@@ -87,9 +87,15 @@ type Stage struct {
 	wsFree []*workspace // idle workspaces of ForwardBatch calls
 }
 
+// packWeights lets native compute copy Q4 weights into the packed layout where the CPU has its
+// kernels (kernels.Pack); tests turn it off to compare with the file's own layout.
+var packWeights = true
+
 // LoadStage prepares layers [first, last) of f. It references only the tensors of that range
 // (plus token_embd on the first stage and output_norm/output on the last), in place in the
-// memory map; only 1-D norm and bias vectors are converted to float32 on the heap.
+// memory map; only 1-D norm and bias vectors are converted to float32 on the heap, and, in
+// native compute on CPUs with the packed kernels, Q4_0/Q4_K matrices are copied into the
+// packed layout (their mapped pages are dropped, so they are resident once).
 func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 	if err := opts.normalize(); err != nil {
 		return nil, err
@@ -102,7 +108,7 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 		return nil, fmt.Errorf("%s: layer range [%d,%d) is not within the model's %d layers", f.Path, first, last, cfg.NLayer)
 	}
 	s := &Stage{Config: cfg, First: first, Last: last, opts: opts}
-	l := &loader{f: f}
+	l := &loader{f: f, pack: packWeights && opts.Compute == ComputeNative}
 	c := cfg
 	if first == 0 {
 		if s.embd, err = l.matrix("token_embd.weight", c.NEmbd, c.NVocab); err != nil {

@@ -2,6 +2,10 @@ package model
 
 import (
 	"fmt"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
@@ -14,7 +18,10 @@ type matrix struct {
 	typ        ggml.Type
 	rows, cols int
 	rowBytes   int
-	data       []byte // slice of the memory map
+	data       []byte // slice of the memory map; nil when packed holds the weights
+	// packed is the interleaved copy of Q4 weights that the packed kernels read (kernels.Pack),
+	// made at load where the CPU has them.
+	packed *kernels.Packed
 }
 
 // row returns the bytes of row r.
@@ -23,6 +30,12 @@ func (m *matrix) row(r int) []byte { return m.data[r*m.rowBytes : (r+1)*m.rowByt
 // rowF32 dequantizes row r into dst: the embedding lookup, exact in every compute mode like
 // ggml_get_rows.
 func (m *matrix) rowF32(r int, dst []float32) {
+	if m.packed != nil {
+		if err := m.packed.DequantizeRow(r, dst); err != nil {
+			panic(fmt.Sprintf("model: dequantize %s row %d: %v", m.name, r, err))
+		}
+		return
+	}
 	if err := kernels.Dequantize(m.typ, m.row(r), dst); err != nil {
 		// Shapes and types were validated at load; a failure here is a bug.
 		panic(fmt.Sprintf("model: dequantize %s row %d: %v", m.name, r, err))
@@ -31,6 +44,7 @@ func (m *matrix) rowF32(r int, dst []float32) {
 
 // loader looks tensors up and checks their shapes, recording what the stage references.
 type loader struct {
+	pack  bool // copy Q4 weights into the packed layout
 	f     *gguf.File
 	bytes int64 // total bytes of the tensors referenced
 	names []string
@@ -74,7 +88,34 @@ func (l *loader) matrix(name string, cols, rows int) (*matrix, error) {
 	}
 	l.bytes += int64(len(data))
 	l.names = append(l.names, name)
-	return &matrix{name: name, typ: t.Type, rows: rows, cols: cols, rowBytes: int(rb), data: data}, nil
+	m := &matrix{name: name, typ: t.Type, rows: rows, cols: cols, rowBytes: int(rb), data: data}
+	if l.pack {
+		if m.packed = kernels.Pack(m.typ, data, rows, cols); m.packed != nil {
+			// The copy replaces the mapped bytes: give their pages back so that the weights
+			// are resident once, not twice.
+			dropPages(data)
+			m.data = nil
+		}
+	}
+	return m, nil
+}
+
+// dropPages tells the kernel that the whole pages inside b (a slice of a read-only file
+// mapping) are not needed; they are read from the file again if touched.
+func dropPages(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	ps := os.Getpagesize()
+	off := (ps - int(uintptr(unsafe.Pointer(&b[0])))%ps) % ps
+	if off >= len(b) {
+		return
+	}
+	n := (len(b) - off) &^ (ps - 1)
+	if n == 0 {
+		return
+	}
+	_ = unix.Madvise(b[off:off+n], unix.MADV_DONTNEED)
 }
 
 // vector converts the 1-D tensor name of n values to float32; norm weights and biases are tiny,
