@@ -40,19 +40,27 @@ func streamStory(ctx context.Context, client openai.Client, seed int64, maxToken
 	return r
 }
 
+// soloStories streams n stories one at a time (seeds seed0, seed0+1, …) and returns their
+// texts: what each client must get under load too.
+func soloStories(t *testing.T, client openai.Client, seed0 int64, n int, maxTokens int64) []string {
+	t.Helper()
+	texts := make([]string, n)
+	for i := range texts {
+		r := streamStory(context.Background(), client, seed0+int64(i), maxTokens)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		texts[i] = r.text
+	}
+	return texts
+}
+
 // TestConcurrentStreams: 64 clients at once each get exactly what they get alone.
 func TestConcurrentStreams(t *testing.T) {
 	_, client := storiesNode(t, nil)
 	ctx := context.Background()
 	const clients = 64
-	alone := make([]string, clients)
-	for i := range alone {
-		r := streamStory(ctx, client, int64(i), 24)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		alone[i] = r.text
-	}
+	alone := soloStories(t, client, 0, clients, 24)
 	results := make([]streamResult, clients)
 	var wg sync.WaitGroup
 	for i := range results {

@@ -19,14 +19,7 @@ func TestStalledClientDoesNotStallOthers(t *testing.T) {
 	p, client := storiesNode(t, nil)
 	ctx := context.Background()
 	const clients = 8
-	alone := make([]string, clients)
-	for i := range alone {
-		r := streamStory(ctx, client, int64(100+i), 32)
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		alone[i] = r.text
-	}
+	alone := soloStories(t, client, 100, clients, 32)
 
 	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
 		var serr error
