@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Ranger is a piece of data-parallel work: Range(worker, lo, hi) processes the items [lo, hi).
@@ -22,6 +23,11 @@ type Ranger interface {
 // as worker 0. Items are handed out in chunks from a shared counter, so a core that is slowed
 // down by another process simply takes fewer chunks.
 //
+// A decode step calls For a hundred times or more with a few microseconds of serial work in
+// between, so an idle worker spins for a short while (spinFor) watching for the next job before
+// it parks on its channel: waking a parked goroutine costs tens of microseconds, which summed
+// over a token is several percent of it.
+//
 // One For runs at a time; a second caller that finds the pool busy does its work alone on its
 // own goroutine instead of waiting (a process with several independent callers then uses their
 // goroutines in parallel rather than queueing them).
@@ -29,16 +35,29 @@ type Pool struct {
 	threads int
 	busy    sync.Mutex
 	wake    []chan struct{}
-	done    chan struct{}
+	parked  []atomic.Bool
 
-	// The job in progress; written by For before the workers are woken.
-	body    Ranger
-	n       int
-	chunk   int
-	next    atomic.Int64
-	pending atomic.Int32
-	closed  bool
+	// state publishes the job: the job's generation in the high 32 bits, jobClosed once For
+	// stops admitting workers, and the number of workers that joined in the low bits. A worker
+	// joins by a compare-and-swap on it, so after For sets jobClosed no one else reads the job
+	// fields below, and once left equals the joined count no one still does.
+	state atomic.Uint64
+	left  atomic.Int32
+
+	// The job in progress; written by For only while no worker has joined it.
+	body   Ranger
+	n      int
+	chunk  int
+	next   atomic.Int64
+	closed atomic.Bool
 }
+
+const (
+	jobClosed  = 1 << 31
+	joinedMask = jobClosed - 1
+	// spinFor is how long an idle worker watches for the next job before parking.
+	spinFor = 50 * time.Microsecond
+)
 
 // NewPool starts a pool of threads workers (threads-1 goroutines plus the caller of For);
 // threads <= 0 means DefaultThreads().
@@ -46,7 +65,8 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = DefaultThreads()
 	}
-	p := &Pool{threads: threads, done: make(chan struct{}, 1)}
+	p := &Pool{threads: threads, parked: make([]atomic.Bool, threads)}
+	p.state.Store(jobClosed) // generation 0, admitting no one
 	for w := 1; w < threads; w++ {
 		ch := make(chan struct{}, 1)
 		p.wake = append(p.wake, ch)
@@ -63,20 +83,68 @@ func (p *Pool) Threads() int { return p.threads }
 func (p *Pool) Close() {
 	p.busy.Lock()
 	defer p.busy.Unlock()
-	if p.closed {
+	if p.closed.Swap(true) {
 		return
 	}
-	p.closed = true
 	for _, ch := range p.wake {
 		close(ch)
 	}
 }
 
 func (p *Pool) worker(w int, wake chan struct{}) {
-	for range wake {
-		p.drain(w)
-		if p.pending.Add(-1) == 0 {
-			p.done <- struct{}{}
+	seen := uint64(0) // the last generation this worker looked at
+	for {
+		if p.join(&seen) {
+			p.drain(w)
+			p.left.Add(1)
+			continue
+		}
+		if p.spin(seen) {
+			continue
+		}
+		// Park. Announce it first and look once more, so that For either sees the flag and
+		// wakes this worker or published its job before that second look. A wake-up that
+		// finds no job (the worker took it while spinning) just goes round again.
+		p.parked[w].Store(true)
+		if p.state.Load()>>32 != seen {
+			p.parked[w].Store(false)
+			continue
+		}
+		if _, ok := <-wake; !ok {
+			return
+		}
+	}
+}
+
+// join admits the worker to a job newer than *seen, if For still admits workers to it.
+func (p *Pool) join(seen *uint64) bool {
+	for {
+		s := p.state.Load()
+		if s>>32 == *seen {
+			return false
+		}
+		if s&jobClosed != 0 {
+			*seen = s >> 32
+			return false
+		}
+		if p.state.CompareAndSwap(s, s+1) {
+			*seen = s >> 32
+			return true
+		}
+	}
+}
+
+// spin watches for a generation after seen for up to spinFor and reports whether one came.
+func (p *Pool) spin(seen uint64) bool {
+	deadline := time.Now().Add(spinFor)
+	for {
+		for range 64 {
+			if p.state.Load()>>32 != seen {
+				return true
+			}
+		}
+		if p.closed.Load() || time.Now().After(deadline) {
+			return false
 		}
 	}
 }
@@ -106,21 +174,31 @@ func (p *Pool) For(n, chunk int, body Ranger) {
 		}
 		return
 	}
-	if p.closed {
+	if p.closed.Load() {
 		p.busy.Unlock()
 		panic("kernels: For on a closed Pool")
 	}
-	// Wake only as many workers as there are chunks beyond the caller's first.
-	helpers := min(len(p.wake), (n+chunk-1)/chunk-1)
 	p.body, p.n, p.chunk = body, n, chunk
 	p.next.Store(0)
-	p.pending.Store(int32(helpers))
-	for _, ch := range p.wake[:helpers] {
-		ch <- struct{}{}
+	p.left.Store(0)
+	gen := p.state.Load()>>32 + 1
+	p.state.Store(gen << 32) // publishes the fields above to whoever joins
+	// Wake parked workers, only as many as there are chunks beyond the caller's first.
+	want := (n+chunk-1)/chunk - 1
+	for w := 1; w < p.threads && want > 0; w++ {
+		if p.parked[w].Swap(false) {
+			select {
+			case p.wake[w-1] <- struct{}{}:
+			default: // a wake-up is already pending
+			}
+			want--
+		}
 	}
 	p.drain(0)
-	if helpers > 0 {
-		<-p.done
+	joined := int32(p.state.Or(jobClosed) & joinedMask)
+	for p.left.Load() != joined {
+		// The joined workers are finishing their last chunks.
+		runtime.Gosched()
 	}
 	p.body = nil
 	p.busy.Unlock()

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
@@ -406,6 +407,81 @@ func TestPoolConcurrentCallers(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// No worker touches a job after For has returned: For may reuse the pool for the next job at
+// once, and a worker that joined late must have finished, and one that did not must stay out.
+func TestPoolNoWorkAfterReturn(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	jobs := make([]*lateRanger, 3000)
+	for i := range jobs {
+		jobs[i] = &lateRanger{}
+		p.For(1+i%5, 1, jobs[i])
+		jobs[i].returned.Store(true)
+	}
+	for i, j := range jobs {
+		if j.late.Load() {
+			t.Fatalf("job %d: Range ran after For returned", i)
+		}
+		if got, want := j.items.Load(), int32(1+i%5); got != want {
+			t.Fatalf("job %d: %d items done, want %d", i, got, want)
+		}
+	}
+}
+
+type lateRanger struct {
+	returned, late atomic.Bool
+	items          atomic.Int32
+}
+
+func (l *lateRanger) Range(_, lo, hi int) {
+	if l.returned.Load() {
+		l.late.Store(true)
+	}
+	l.items.Add(int32(hi - lo))
+}
+
+// An idle pool parks its workers after spinning briefly, so a node with nothing to do burns no
+// CPU.
+func TestPoolParksWhenIdle(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	p.For(100, 1, &countRanger{hits: make([]atomic.Int32, 100), workers: 3})
+	deadline := time.Now().Add(5 * time.Second)
+	for w := 1; w < 3; w++ {
+		for !p.parked[w].Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d still not parked 5 s after the last job", w)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// Parked workers are woken for the next job and take part in it.
+	c := &workerSet{}
+	for k := 0; k < 50 && c.count() < 3; k++ {
+		p.For(64, 1, c)
+	}
+	if c.count() < 2 {
+		t.Errorf("after parking, jobs ran on %d workers only", c.count())
+	}
+}
+
+type workerSet struct{ seen [3]atomic.Bool }
+
+func (c *workerSet) Range(w, _, _ int) {
+	c.seen[w].Store(true)
+	time.Sleep(50 * time.Microsecond)
+}
+
+func (c *workerSet) count() int {
+	n := 0
+	for i := range c.seen {
+		if c.seen[i].Load() {
+			n++
+		}
+	}
+	return n
 }
 
 func TestPhysicalCores(t *testing.T) {
