@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -54,6 +55,21 @@ func TestPipelineSameTokensAsOneNode(t *testing.T) {
 		for _, api := range []*pnode{n1, n3} {
 			checkSameTokens(t, api, "stories260K-F32", f32, sizes[0])
 			checkSameTokens(t, api, "stories260K-Q8_0", q8, sizes[1])
+		}
+		// Every stage's node counts the instance's batched steps in /metrics, and the first
+		// stage's node the tokens that came round the ring.
+		stepNodes, ringNodes := 0, 0
+		for _, n := range nodes {
+			_, raw := n.get("/metrics", nil)
+			if stageMetric(string(raw), "exo_pipeline_stage_steps_total", a.ID) > 0 {
+				stepNodes++
+			}
+			if stageMetric(string(raw), "exo_pipeline_stage_ring_tokens_total", a.ID) > 0 {
+				ringNodes++
+			}
+		}
+		if stepNodes != sizes[0] || ringNodes != 1 {
+			t.Errorf("/metrics: %d nodes counted steps of %s (want %d), %d counted ring tokens (want 1)", stepNodes, a.ID, sizes[0], ringNodes)
 		}
 		deleteInstance(t, n1, a.ID)
 		deleteInstance(t, n1, b.ID)
@@ -293,4 +309,19 @@ func TestPipelineMultipathPrompt(t *testing.T) {
 			t.Errorf("link %s→%s: %.1f Mbit/s, want the two paths' sum (about 36)", l.From, l.To, mbit)
 		}
 	}
+}
+
+// stageMetric is the value of a pipeline stage metric of instance in a /metrics page (0 when
+// absent).
+func stageMetric(page, name, instance string) float64 {
+	for _, line := range strings.Split(page, "\n") {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, `instance="`+instance+`"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			return v
+		}
+	}
+	return 0
 }

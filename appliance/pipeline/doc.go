@@ -3,22 +3,28 @@
 //
 // Per request, the driver opens one forward stream to the first stage and one return stream to
 // the last, on the cluster's tensor transport (netstack: QUIC, or TCP+TLS after a fallback;
-// mutual TLS with the cluster certificates). Every stage opens the forward stream to the next:
+// mutual TLS with the cluster certificates). Every stage opens the forward stream to the next,
+// and the last stage opens a loop stream back to the first:
 //
-//	driver ──tokens──▶ stage 0 ──activations──▶ stage 1 ──▶ … ──▶ stage n-1
-//	   ▲                                                              │
-//	   └──────────────────────── sampled token ───────────────────────┘
+//	driver ──prompt──▶ stage 0 ──activations──▶ stage 1 ──▶ … ──▶ stage n-1
+//	   ▲                  ▲                                           │ │
+//	   │                  └──────────── sampled token (loop) ─────────┘ │
+//	   └──────────────────────── sampled token (return) ────────────────┘
 //
-// The first frame of a stream is an open message (JSON in a control frame) naming the request,
-// the instance, the whole pipeline and, on the return stream, the sampling parameters. Then
-// the driver sends the prompt (in chunks, so stages overlap on long prompts) and, after each
-// sampled token comes back, that token: decode goes round the ring. The driver sends a token on
-// before decoding it and streaming it to the client, which then overlap the stages' next step
-// (a stop sequence, the one end not known beforehand, wastes that step). Each stage keeps the
-// request's KV cache (a model.Seq) for as long as its incoming stream is open; the driver's
-// CloseWrite cascades down the chain and every stage frees its cache. Activations travel as
-// F32 by default, which makes a split model compute exactly what one node computes; F16 and
-// Q8_0 halve or quarter the bytes for slow links.
+// The first frame of a stream is an open message (JSON in a control frame, with the protocol
+// version: nodes of different versions refuse each other by name) naming the request, the
+// instance, the whole pipeline and, on the return stream, the sampling parameters and what
+// ends the completion (end-of-generation ids, the token limit). The driver sends the prompt
+// (in chunks, so stages overlap on long prompts); then decode goes round the ring without it:
+// the last stage samples, sends the token straight to the first stage unless it ends the
+// completion, and then to the driver, which decodes it and streams it to the client while the
+// stages run the next step. A stop sequence is the one end only the driver sees: the step the
+// ring already started is wasted, and the driver ending its streams stops the ring. Each stage
+// keeps the request's KV cache (a model.Seq) for as long as its incoming stream is open; the
+// driver's CloseWrite cascades down the chain, the last stage closes the loop, and every
+// stage frees its cache. A pipeline of one stage feeds its sampled token to itself. Activations
+// travel as F32 by default, which makes a split model compute exactly what one node computes;
+// F16 and Q8_0 halve or quarter the bytes for slow links.
 //
 // A stream between two roles of one node (the API node driving a stage it hosts) is an
 // in-process pipe (transport.Pipe): the same frames and failure semantics, without encryption,
@@ -36,6 +42,8 @@
 // works on group B); a prompt chunk shares a round with other requests' steps 16 tokens at a
 // time (chunked prefill), so a new prompt slows the streams already decoding instead of
 // stalling them. ForwardBatch is exact per token: batching never changes a result.
+// Each hosted stage's batching figures, live requests and ring tokens are in its StageStatus
+// (/api/v1/instances) and on /metrics (exo_pipeline_stage_*).
 //
 // A failure anywhere cancels the request's streams with a reason that names the stage, node and
 // cause; the cancellation propagates both ways, so the client gets an error within the

@@ -198,7 +198,7 @@ func (d *Driver) fetchHeader(ctx context.Context, model, addr string) (*gguf.Fil
 	}
 	stop := context.AfterFunc(ctx, func() { s.Cancel("timed out") })
 	defer stop()
-	if err := writeJSON(s, 0, openMsg{Op: opHeader, Model: model}); err != nil {
+	if err := writeJSON(s, 0, openMsg{Op: opHeader, Proto: protoVersion, Model: model}); err != nil {
 		return nil, err
 	}
 	var hm headerMsg
@@ -250,10 +250,10 @@ func newRequestID() uint64 {
 	return binary.LittleEndian.Uint64(b[:]) | 1 // never 0
 }
 
-// Generate runs one completion through the pipeline: the prompt goes to the first stage, each
-// sampled token comes back from the last and, unless it ends the completion, goes to the first
-// stage again. Stop sequences, end-of-generation tokens and the token limit are applied here,
-// exactly as model.Generate does on one node.
+// Generate runs one completion through the pipeline: the prompt goes to the first stage, and
+// each sampled token comes back from the last, which also sends it straight to the first stage
+// unless it ends the completion. Stop sequences, end-of-generation tokens and the token limit
+// are applied here, exactly as model.Generate does on one node.
 func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*model.Generation, error) {
 	if len(req.Prompt) == 0 {
 		return nil, errors.New("pipeline: empty prompt")
@@ -282,7 +282,11 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		return nil, fail(fmt.Sprintf("last stage (%s) is unreachable: %v", last, err))
 	}
 	params := req.Sampler
-	if err := writeJSON(ret, id, openMsg{Op: opReturn, Instance: g.inst.ID, Model: g.inst.Model, Request: id, Sampler: &params}); err != nil {
+	rmsg := openMsg{Op: opReturn, Proto: protoVersion, Instance: g.inst.ID, Model: g.inst.Model, Request: id, Sampler: &params, MaxTokens: max(0, req.MaxTokens)}
+	if !req.IgnoreEOS {
+		rmsg.EndTokens = g.meta.tok.EOG()
+	}
+	if err := writeJSON(ret, id, &rmsg); err != nil {
 		ret.Cancel("open failed")
 		return nil, fail(fmt.Sprintf("last stage (%s): %v", last, reason(err)))
 	}
@@ -296,7 +300,7 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		ret.Cancel("the first stage is unreachable")
 		return nil, fail(fmt.Sprintf("first stage (%s) is unreachable: %v", first, err))
 	}
-	open := openMsg{Op: opForward, Instance: g.inst.ID, Model: g.inst.Model, Request: id, Stage: 0, Stages: g.stages,
+	open := openMsg{Op: opForward, Proto: protoVersion, Instance: g.inst.ID, Model: g.inst.Model, Request: id, Stage: 0, Stages: g.stages,
 		CtxLen: ctxLen, Prompt: len(req.Prompt), DType: d.cfg.DType.String()}
 
 	// Whatever ends the request (the client leaving, an error, a stage failing) cancels both
@@ -393,18 +397,11 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 		if tok < 0 || int(tok) >= g.meta.tok.VocabSize() {
 			return nil, fail(fmt.Sprintf("the last stage sampled token %d, outside the vocabulary of %d", tok, g.meta.tok.VocabSize()))
 		}
-		// The token goes round the ring before it is decoded and streamed to the client, so
-		// that those overlap the stages' next step. What ends a completion is known before,
-		// but for a stop sequence: then the step already sent is wasted, its result dropped.
+		// The last stage has sent the token round the ring already, unless it ends the
+		// completion by the same rules as here. A stop sequence is the one end it cannot see:
+		// then the step it started is wasted, and ending the request stops the ring.
 		ends := seqLen >= ctxLen || (!req.IgnoreEOS && g.meta.tok.IsEOG(tok)) || (req.MaxTokens > 0 && col.Tokens()+1 >= req.MaxTokens)
-		if !ends {
-			h := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: g.inst.ID, Request: id, Step: step,
-				Positions: []int32{int32(seqLen)}, Shape: []uint32{1}}
-			if err := fwd.WriteFrame(&h, wire.I32Bytes([]int32{tok})); err != nil {
-				return nil, why(err)
-			}
-			seqLen++
-		}
+		seqLen++
 		done, err := col.Accept(res)
 		if err != nil {
 			return nil, err

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/exo-nix/exo/appliance/cluster/state"
@@ -52,10 +53,10 @@ type Host struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	slots   map[string]*slot // by instance id
-	synced  chan struct{}    // closed and replaced after every Sync
-	returns map[uint64]*rendezvous
-	active  int // live sequences (KV caches) over all stages
+	slots   map[string]*slot      // by instance id
+	synced  chan struct{}         // closed and replaced after every Sync
+	returns map[rvKey]*rendezvous // streams waiting for their request at this node
+	active  int                   // live sequences (KV caches) over all stages
 }
 
 // Stage states, in StageStatus.State.
@@ -86,6 +87,9 @@ type StageStatus struct {
 	Active int `json:"active"`
 	// Batching counts the stage's batched forward passes once it is loaded.
 	Batching *BatchStats `json:"batching,omitempty"`
+	// RingTokens counts the decode tokens a first stage received round the ring (from the
+	// last stage, or from itself as the only stage) rather than from the driver.
+	RingTokens uint64 `json:"ring_tokens,omitempty"`
 }
 
 type slot struct {
@@ -104,6 +108,8 @@ type slot struct {
 	batch    *batcher
 	refs     int
 	retired  bool
+
+	ring atomic.Uint64 // StageStatus.RingTokens
 }
 
 // NewHost returns a host; set it as the Net's handler with cfg.Net.Handle(h.Handle).
@@ -117,7 +123,7 @@ func NewHost(cfg HostConfig) *Host {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, slots: map[string]*slot{}, synced: make(chan struct{}), returns: map[uint64]*rendezvous{}}
+	h := &Host{cfg: cfg, log: cfg.Logger, slots: map[string]*slot{}, synced: make(chan struct{}), returns: map[rvKey]*rendezvous{}}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	return h
 }
@@ -252,6 +258,7 @@ func (h *Host) Status() []StageStatus {
 			bs := sl.batch.stats()
 			st.Batching = &bs
 		}
+		st.RingTokens = sl.ring.Load()
 		out = append(out, st)
 	}
 	return out
@@ -357,11 +364,17 @@ func (h *Host) Handle(_ transport.Conn, s transport.FrameStream) {
 		s.Cancel("pipeline: " + err.Error())
 		return
 	}
+	if o.Proto != protoVersion {
+		s.Cancel(fmt.Sprintf("pipeline: node %s speaks pipeline protocol %d, the peer %d: run the same exo version on every node", h.cfg.NodeName, protoVersion, o.Proto))
+		return
+	}
 	switch o.Op {
 	case opForward:
 		h.forward(s, &o)
 	case opReturn:
 		h.attachReturn(s, &o)
+	case opLoop:
+		h.attachLoop(s, &o)
 	case opHeader:
 		h.serveHeader(s, &o)
 	case opStatus:
@@ -373,43 +386,68 @@ func (h *Host) Handle(_ transport.Conn, s transport.FrameStream) {
 	}
 }
 
-// returnSide is the driver's return stream, handed from its handler to the last stage's.
-type returnSide struct {
-	s       transport.FrameStream
-	sampler sampler.Params
-	prompt  []int32
+// sideStream is a stream that joins a request at a stage other than through its input: the
+// driver's return stream at the last stage, the last stage's loop stream at the first. Its
+// handler hands it to the request's own through a rendezvous.
+type sideStream struct {
+	s    transport.FrameStream
+	open *openMsg
+	// The return stream's prompt, which the sampler's repetition penalties start from.
+	prompt []int32
+}
+
+type rvKey struct {
+	req uint64
+	op  string
 }
 
 type rendezvous struct {
-	ch chan returnSide
+	ch chan sideStream
 }
 
-// returnWait bounds how long the two streams of a request wait for each other at the last
-// stage.
+// returnWait bounds how long the streams of a request wait for each other at a stage.
 const returnWait = 10 * time.Second
 
-func (h *Host) rendezvous(req uint64) *rendezvous {
+func (h *Host) rendezvous(req uint64, op string) *rendezvous {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	r := h.returns[req]
+	k := rvKey{req, op}
+	r := h.returns[k]
 	if r == nil {
-		r = &rendezvous{ch: make(chan returnSide, 1)}
-		h.returns[req] = r
+		r = &rendezvous{ch: make(chan sideStream, 1)}
+		h.returns[k] = r
 		time.AfterFunc(returnWait+time.Second, func() {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			if h.returns[req] != r {
+			if h.returns[k] != r {
 				return
 			}
-			delete(h.returns, req)
+			delete(h.returns, k)
 			select {
 			case rs := <-r.ch:
-				rs.s.Cancel("pipeline: the request's activations never reached the last stage")
+				rs.s.Cancel(fmt.Sprintf("pipeline: request %d never reached this node's stage", req))
 			default:
 			}
 		})
 	}
 	return r
+}
+
+// claim waits up to returnWait for the side stream op of request req, or until stop closes.
+func (h *Host) claim(req uint64, op string, stop <-chan struct{}) (sideStream, bool) {
+	rv := h.rendezvous(req, op)
+	t := time.NewTimer(returnWait)
+	defer t.Stop()
+	select {
+	case rs := <-rv.ch:
+		h.mu.Lock()
+		delete(h.returns, rvKey{req, op})
+		h.mu.Unlock()
+		return rs, true
+	case <-t.C:
+	case <-stop:
+	}
+	return sideStream{}, false
 }
 
 func (h *Host) attachReturn(s transport.FrameStream, o *openMsg) {
@@ -428,10 +466,22 @@ func (h *Host) attachReturn(s transport.FrameStream, o *openMsg) {
 		s.Cancel("pipeline: " + err.Error())
 		return
 	}
+	h.attach(sideStream{s: s, open: o, prompt: prompt})
+}
+
+func (h *Host) attachLoop(s transport.FrameStream, o *openMsg) {
+	if o.Request == 0 {
+		s.Cancel("pipeline: loop stream without a request")
+		return
+	}
+	h.attach(sideStream{s: s, open: o})
+}
+
+func (h *Host) attach(ss sideStream) {
 	select {
-	case h.rendezvous(o.Request).ch <- returnSide{s: s, sampler: *o.Sampler, prompt: prompt}:
+	case h.rendezvous(ss.open.Request, ss.open.Op).ch <- ss:
 	default:
-		s.Cancel(fmt.Sprintf("pipeline: a second return stream for request %d", o.Request))
+		ss.s.Cancel(fmt.Sprintf("pipeline: a second %s stream for request %d", ss.open.Op, ss.open.Request))
 	}
 }
 
@@ -452,13 +502,21 @@ func reason(err error) string {
 
 // request is one request's state at one stage.
 type request struct {
-	o          *openMsg
-	me         string                // this stage, for errors
-	closing    func() bool           // whether this node's transport is shutting down
-	up         transport.FrameStream // from the previous stage or the driver
-	down       transport.FrameStream // to the next stage; nil on the last
-	ret        transport.FrameStream // to the driver; last stage only
-	failOnce   sync.Once
+	o        *openMsg
+	me       string                // this stage, for errors
+	closing  func() bool           // whether this node's transport is shutting down
+	up       transport.FrameStream // from the previous stage or the driver
+	down     transport.FrameStream // to the next stage; nil on the last
+	ret      transport.FrameStream // to the driver; last stage only
+	failOnce sync.Once
+
+	// Last stage: when a sampled token ends the completion (see openMsg.EndTokens).
+	endTokens map[int32]bool
+	maxTokens int
+	ring      *atomic.Uint64 // the stage's count of tokens received round the ring
+
+	mu         sync.Mutex
+	loop       transport.FrameStream // the ring's token stream: last stage to first; nil for one stage
 	finished   chan struct{}
 	finishOnce sync.Once
 }
@@ -479,7 +537,36 @@ func (r *request) fail(why string) {
 		if r.ret != nil {
 			r.ret.Cancel(why)
 		}
+		if l := r.loopStream(); l != nil {
+			l.Cancel(why)
+		}
 	})
+}
+
+func (r *request) loopStream() transport.FrameStream {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.loop
+}
+
+// setLoop attaches the loop stream, unless the request has ended already (then the stream is
+// cancelled).
+func (r *request) setLoop(s transport.FrameStream) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done() {
+		s.Cancel("request ended")
+		return false
+	}
+	r.loop = s
+	return true
+}
+
+// ends reports whether token, sampled when the sequence holds seqLen positions and after
+// sampled earlier tokens, ends the completion: by the rules the driver applies, but for stop
+// sequences, which only the driver sees.
+func (r *request) ends(token int32, seqLen, sampled int) bool {
+	return seqLen >= r.o.CtxLen || r.endTokens[token] || (r.maxTokens > 0 && sampled+1 >= r.maxTokens)
 }
 
 func (r *request) finish() { r.finishOnce.Do(func() { close(r.finished) }) }
@@ -538,27 +625,58 @@ func (h *Host) forward(up transport.FrameStream, o *openMsg) {
 		up.Cancel(fmt.Sprintf("%s: Q8_0 activations need n_embd %d to be a multiple of %d", me, st.Config.NEmbd, wire.Q8Block))
 		return
 	}
-	r := &request{o: o, me: me, closing: h.cfg.Net.closing, up: up, finished: make(chan struct{})}
+	r := &request{o: o, me: me, closing: h.cfg.Net.closing, up: up, finished: make(chan struct{}), ring: &sl.ring}
 	last := o.Stage == len(o.Stages)-1
 	var smp *sampler.Sampler
 	if last {
-		rv := h.rendezvous(o.Request)
-		select {
-		case rs := <-rv.ch:
-			h.mu.Lock()
-			delete(h.returns, o.Request)
-			h.mu.Unlock()
-			r.ret = rs.s
-			if smp, err = sampler.New(rs.sampler); err != nil {
-				r.fail(me + ": " + err.Error())
-				return
-			}
-			smp.AcceptPrompt(rs.prompt)
-		case <-time.After(returnWait):
+		rs, ok := h.claim(o.Request, opReturn, nil)
+		if !ok {
 			up.Cancel(me + ": the driver's return stream did not arrive")
 			return
 		}
+		r.ret = rs.s
+		if rs.open.Sampler == nil {
+			r.fail(me + ": the return stream carries no sampling parameters")
+			return
+		}
+		if smp, err = sampler.New(*rs.open.Sampler); err != nil {
+			r.fail(me + ": " + err.Error())
+			return
+		}
+		smp.AcceptPrompt(rs.prompt)
+		r.maxTokens = rs.open.MaxTokens
+		r.endTokens = make(map[int32]bool, len(rs.open.EndTokens))
+		for _, t := range rs.open.EndTokens {
+			r.endTokens[t] = true
+		}
 		go r.watch(r.ret, func(err error) string { return "the driver gave up on the request: " + reason(err) })
+		if o.Stage > 0 {
+			// The ring's last hop: each token that continues the completion goes straight
+			// back to the first stage.
+			first := o.Stages[0]
+			octx, ocancel := context.WithTimeout(ctx, dialTimeout)
+			loop, err := h.cfg.Net.OpenData(octx, first.Node, first.Addr, false)
+			if err == nil {
+				if err = writeJSON(loop, o.Request, &openMsg{Op: opLoop, Proto: protoVersion, Instance: o.Instance, Model: o.Model, Request: o.Request}); err != nil {
+					loop.Cancel("pipeline: open failed")
+				}
+			}
+			ocancel()
+			if err != nil {
+				r.fail(fmt.Sprintf("stage 1/%d (%s) is unreachable from %s: %v", len(o.Stages), first, h.cfg.NodeName, err))
+				return
+			}
+			if !r.setLoop(loop) {
+				return
+			}
+			go r.watch(loop, func(err error) string {
+				var ce *transport.CancelledError
+				if errors.As(err, &ce) {
+					return ce.Reason
+				}
+				return fmt.Sprintf("stage 1/%d (%s) lost: %v", len(o.Stages), first, err)
+			})
+		}
 	} else {
 		next := o.Stages[o.Stage+1]
 		octx, ocancel := context.WithTimeout(ctx, dialTimeout)
@@ -584,11 +702,11 @@ func (h *Host) forward(up transport.FrameStream, o *openMsg) {
 			return fmt.Sprintf("stage %d/%d (%s) lost: %v", o.Stage+2, len(o.Stages), next, err)
 		})
 	}
-	h.run(r, st, sl.batch, sl.inst.ID, dt, smp)
+	h.run(r, newStageInput(h, r), st, sl.batch, sl.inst.ID, dt, smp)
 }
 
 // run is the request's loop at one stage: read a frame, run the layers, pass the result on.
-func (h *Host) run(r *request, st *model.Stage, bt *batcher, inst string, dt wire.DType, smp *sampler.Sampler) {
+func (h *Host) run(r *request, src *stageInput, st *model.Stage, bt *batcher, inst string, dt wire.DType, smp *sampler.Sampler) {
 	o := r.o
 	me := stageName(o)
 	seq := st.NewSequence(o.CtxLen)
@@ -597,14 +715,17 @@ func (h *Host) run(r *request, st *model.Stage, bt *batcher, inst string, dt wir
 	nEmbd := st.Config.NEmbd
 	var (
 		hd      wire.Header
-		buf     []byte
 		hidden  []float32
 		encoded []byte
 		tokens  []int32
+		sampled int
 	)
 	for {
-		p, err := r.up.ReadFrame(&hd, buf)
+		p, fromRing, err := src.next(&hd)
 		if err != nil {
+			if errors.Is(err, errEnded) {
+				return
+			}
 			if errors.Is(err, io.EOF) {
 				// The driver is done: pass the end on, which frees the next stage's cache.
 				r.finish()
@@ -614,12 +735,22 @@ func (h *Host) run(r *request, st *model.Stage, bt *batcher, inst string, dt wir
 				if r.ret != nil {
 					_ = r.ret.CloseWrite()
 				}
+				if l := r.loopStream(); l != nil {
+					_ = l.CloseWrite()
+				}
 				// Nothing was written upstream: ending it lets the previous stage's watcher
 				// (or the driver's) return, and the stream close on both sides.
 				_ = r.up.CloseWrite()
 				return
 			}
-			if o.Stage == 0 {
+			if o.Stage == 0 && fromRing {
+				var ce *transport.CancelledError
+				if errors.As(err, &ce) {
+					r.fail(ce.Reason)
+				} else {
+					r.fail(fmt.Sprintf("stage %d/%d (%s) lost: %v", len(o.Stages), len(o.Stages), o.Stages[len(o.Stages)-1], err))
+				}
+			} else if o.Stage == 0 {
 				r.fail("the driver gave up on the request: " + reason(err))
 			} else {
 				var ce *transport.CancelledError
@@ -631,7 +762,13 @@ func (h *Host) run(r *request, st *model.Stage, bt *batcher, inst string, dt wir
 			}
 			return
 		}
-		buf = p
+		if fromRing {
+			if len(hd.Positions) > 0 && int(hd.Positions[0]) < o.Prompt {
+				r.fail(fmt.Sprintf("%s: a token came round the ring at position %d, inside the prompt of %d", me, hd.Positions[0], o.Prompt))
+				return
+			}
+			r.ring.Add(1)
+		}
 		var in model.Batch
 		var n int
 		switch {
@@ -708,9 +845,27 @@ func (h *Host) run(r *request, st *model.Stage, bt *batcher, inst string, dt wir
 				return
 			}
 		}
+		// The token goes round the ring first, then to the driver: the next step then overlaps
+		// the driver's decoding and streaming of this one.
+		tok := []int32{res.Token}
+		if !r.ends(res.Token, pos+n, sampled) {
+			if loop := r.loopStream(); loop != nil {
+				lh := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: inst, Request: o.Request, Step: hd.Step + 1,
+					Positions: []int32{int32(pos + n)}, Shape: []uint32{1}}
+				if err := loop.WriteFrame(&lh, wire.I32Bytes(tok)); err != nil {
+					if !r.done() {
+						r.fail(fmt.Sprintf("stage 1/%d (%s) lost: %v", len(o.Stages), o.Stages[0], reason(err)))
+					}
+					return
+				}
+			} else {
+				src.feedSelf(inst, o.Request, hd.Step+1, res.Token, pos+n)
+			}
+		}
+		sampled++
 		th := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: inst, Request: o.Request, Step: hd.Step,
 			Positions: []int32{int32(pos + n)}, Shape: []uint32{1}}
-		if err := r.ret.WriteFrame(&th, wire.I32Bytes([]int32{res.Token})); err != nil {
+		if err := r.ret.WriteFrame(&th, wire.I32Bytes(tok)); err != nil {
 			r.fail("the driver's return stream broke: " + reason(err))
 			return
 		}

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,14 +135,22 @@ func singleNode(t *testing.T, path string, req model.GenerateRequest) *model.Gen
 func TestPipelineMatchesSingleNode(t *testing.T) {
 	for _, file := range []string{"stories260K-F32.gguf", "stories260K-Q8_0.gguf"} {
 		path := storiesPath(t, file)
-		for _, split := range [][][2]int{{{0, 3}, {3, 5}}, {{0, 1}, {1, 4}, {4, 5}}} {
-			t.Run(fmt.Sprintf("%s/%d-stages", file, len(split)), func(t *testing.T) {
+		for _, tc := range []struct {
+			split [][2]int
+			// The node the driver shares (the last stage's, the first's, the only one's), or
+			// "" for an API node outside the pipeline.
+			driver string
+		}{
+			{[][2]int{{0, 3}, {3, 5}}, "node1"},
+			{[][2]int{{0, 1}, {1, 4}, {4, 5}}, "node0"},
+			{[][2]int{{0, 2}, {2, 4}, {4, 5}}, ""},
+			{[][2]int{{0, 5}}, ""},
+		} {
+			split := tc.split
+			t.Run(fmt.Sprintf("%s/%d-stages-driver-%s", file, len(split), cmp.Or(tc.driver, "apart")), func(t *testing.T) {
 				c := newTestCluster(t, path, split, wire.F32)
-				// The driver shares a node with the last stage (two stages) or the first (three).
-				if len(split) == 2 {
-					c.driveFrom("node1")
-				} else {
-					c.driveFrom("node0")
+				if tc.driver != "" {
+					c.driveFrom(tc.driver)
 				}
 				m, err := model.Open(path, model.Options{})
 				if err != nil {
@@ -148,7 +158,10 @@ func TestPipelineMatchesSingleNode(t *testing.T) {
 				}
 				defer m.Close()
 				prompts := []string{"Once upon a time", "Lily and Tom went to the park. They saw a big dog", "The sun"}
-				var wg sync.WaitGroup
+				var (
+					wg   sync.WaitGroup
+					ring atomic.Uint64 // decode tokens that went round the ring
+				)
 				for i, p := range prompts {
 					req := model.GenerateRequest{Prompt: m.Tokenizer.Encode(p, true, false), MaxTokens: 40,
 						Sampler: sampler.Params{Logprobs: i == 0, TopLogprobs: 2}}
@@ -170,6 +183,13 @@ func TestPipelineMatchesSingleNode(t *testing.T) {
 						if !slices.Equal(got.Tokens, want.Tokens) || got.Text != want.Text || got.FinishReason != want.FinishReason {
 							t.Errorf("prompt %q:\npipeline %v %q (%s)\none node %v %q (%s)", p, got.Tokens, got.Text, got.FinishReason, want.Tokens, want.Text, want.FinishReason)
 						}
+						// Every sampled token but the last went on round the ring; an
+						// end-of-generation token is sampled but not in Tokens.
+						n := len(got.Tokens) - 1
+						if got.FinishReason == model.FinishStop {
+							n++
+						}
+						ring.Add(uint64(n))
 						if streamed.String() != got.Text {
 							t.Errorf("streamed %q, result %q", streamed.String(), got.Text)
 						}
@@ -184,6 +204,11 @@ func TestPipelineMatchesSingleNode(t *testing.T) {
 				}
 				wg.Wait()
 				c.idleEventually(5 * time.Second)
+				// The first stage took every decode token from the ring (the last stage, or
+				// itself as the only stage), none from the driver.
+				if st := c.hosts["node0"].Status(); len(st) != 1 || st[0].RingTokens != ring.Load() {
+					t.Errorf("first stage received %+v tokens round the ring, want %d", st, ring.Load())
+				}
 				for name, h := range c.hosts {
 					for _, st := range h.Status() {
 						if st.Batching != nil {
@@ -329,6 +354,27 @@ func TestPipelineRefusesUnknownInstance(t *testing.T) {
 	_, err = c.generate(context.Background(), model.GenerateRequest{Prompt: m.Tokenizer.Encode("Hi", true, false), MaxTokens: 4})
 	if err == nil || !strings.Contains(err.Error(), "placement changed") {
 		t.Fatalf("want a placement mismatch, got %v", err)
+	}
+}
+
+// A node of another pipeline protocol version is refused with an error that says so, rather
+// than misread.
+func TestPipelineRefusesOtherProtocolVersion(t *testing.T) {
+	path := storiesPath(t, "stories260K-F32.gguf")
+	c := newTestCluster(t, path, [][2]int{{0, 5}}, wire.F32)
+	for _, op := range []string{opForward, opStatus} {
+		s, err := c.nets["driver"].OpenData(context.Background(), "node0", c.addrs["node0"], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeJSON(s, 1, openMsg{Op: op, Proto: protoVersion - 1, Request: 1}); err != nil {
+			t.Fatal(err)
+		}
+		var h wire.Header
+		_, err = s.ReadFrame(&h, nil)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("speaks pipeline protocol %d, the peer %d", protoVersion, protoVersion-1)) {
+			t.Errorf("%s of an older protocol: got %v, want a refusal naming both versions", op, err)
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ const (
 const (
 	opForward = "forward" // a stage's input: tokens (first stage) or activations
 	opReturn  = "return"  // the driver's stream to the last stage, which writes sampled tokens
+	opLoop    = "loop"    // the last stage's stream to the first: each token the completion goes on with
 	opHeader  = "header"  // asks for a model's GGUF header (tokenizer, template, config)
 	opStatus  = "status"  // asks for the state of the stages this node hosts
 )
@@ -39,9 +40,15 @@ func (s StageRef) String() string {
 	return fmt.Sprintf("%s [%d,%d)", name, s.Layers[0], s.Layers[1])
 }
 
+// protoVersion is the pipeline protocol this build speaks; an open message of another version
+// is refused, so that nodes running different exo versions fail a request with a clear error
+// instead of misreading each other (version 2: the last stage sends tokens round the ring).
+const protoVersion = 2
+
 // openMsg is the first frame of a data stream.
 type openMsg struct {
 	Op       string     `json:"op"`
+	Proto    int        `json:"proto"`
 	Instance string     `json:"instance,omitempty"`
 	Model    string     `json:"model,omitempty"`
 	Request  uint64     `json:"request,omitempty"`
@@ -54,6 +61,11 @@ type openMsg struct {
 	// DType is the encoding of activations between stages.
 	DType   string          `json:"dtype,omitempty"`
 	Sampler *sampler.Params `json:"sampler,omitempty"`
+	// EndTokens and MaxTokens (return stream) tell the last stage when a sampled token ends
+	// the completion, so that it sends on round the ring only the tokens that continue it:
+	// the end-of-generation ids (none when they are ignored) and the token limit (0: none).
+	EndTokens []int32 `json:"end_tokens,omitempty"`
+	MaxTokens int     `json:"max_tokens,omitempty"`
 }
 
 // headerMsg answers opHeader; the header bytes follow in a Bytes frame.

@@ -138,6 +138,12 @@ func (s *Service) up(creds *pki.Credentials) error {
 	if s.opt.Worker {
 		h = NewHost(HostConfig{NodeID: self, NodeName: s.opt.NodeName, Net: n, Engine: s.opt.Engine, Resolve: s.resolve, Logger: s.log})
 		n.Handle(h.Handle)
+		if s.opt.Registerer != nil {
+			if err := s.opt.Registerer.Register(newStageCollector(h)); err != nil {
+				n.Close()
+				return fmt.Errorf("pipeline: register stage metrics: %w", err)
+			}
+		}
 		if s.opt.Store != nil {
 			n.ServeModels(s.opt.Store.PeerHandler())
 		}
@@ -428,7 +434,7 @@ func queryStatus(ctx context.Context, n *Net, addr string) ([]StageStatus, error
 	}
 	stop := context.AfterFunc(ctx, func() { st.Cancel("timed out") })
 	defer stop()
-	if err := writeJSON(st, 0, openMsg{Op: opStatus}); err != nil {
+	if err := writeJSON(st, 0, openMsg{Op: opStatus, Proto: protoVersion}); err != nil {
 		return nil, err
 	}
 	var list []StageStatus
