@@ -5,7 +5,6 @@
 package sampler
 
 import (
-	"cmp"
 	"container/heap"
 	"fmt"
 	"math"
@@ -206,26 +205,7 @@ func (s *Sampler) applyPenalties(logits []float32) {
 // draw runs top-k, top-p, min-p and temperature (llama.cpp's order: the truncations look at the
 // untempered distribution) and draws from what remains.
 func (s *Sampler) draw(logits []float32) int32 {
-	c := s.topK(logits)
-	softmax(c, 1)
-	if p := s.p.TopP; p > 0 && p < 1 {
-		var cum float64
-		for i := range c {
-			cum += c[i].p
-			if cum >= float64(p) {
-				c = c[:i+1]
-				break
-			}
-		}
-	}
-	if mp := s.p.MinP; mp > 0 && len(c) > 1 {
-		limit := c[0].p * float64(mp)
-		keep := 1
-		for keep < len(c) && c[keep].p >= limit {
-			keep++
-		}
-		c = c[:keep]
-	}
+	c := s.truncate(logits)
 	softmax(c, s.p.Temperature)
 	u := s.rng.Float64()
 	var cum float64
@@ -238,39 +218,127 @@ func (s *Sampler) draw(logits []float32) int32 {
 	return c[len(c)-1].id // rounding left u just above the total
 }
 
-// topK returns the candidates sorted by logit descending (lower id first on ties), keeping only
-// the K best when top-k is on; a heap avoids sorting a 150k vocabulary for a small K.
-func (s *Sampler) topK(logits []float32) []candidate {
-	k := s.p.TopK
-	if k <= 0 || k > len(logits) {
-		k = len(logits)
-	}
+// truncate returns the candidates that top-k, top-p and min-p keep. As far as a truncation
+// looks, they are sorted by logit descending (lower id first on ties); the rest, all below
+// those, stay unsorted. Sorting a 128k vocabulary for every token costs milliseconds, and
+// with no truncation (the API's default) nothing needs sorting: the order only decides which
+// token a given random number picks, not the distribution.
+func (s *Sampler) truncate(logits []float32) []candidate {
 	c := s.cand[:0]
-	if k == len(logits) {
+	defer func() { s.cand = c[:0] }()
+	p, mp, k := s.p.TopP, s.p.MinP, s.p.TopK
+	if k > 0 && k <= 256 && k < len(logits) {
+		c = topKHeap(c, logits, k)
+	} else {
 		for i, l := range logits {
 			c = append(c, candidate{id: int32(i), logit: l})
 		}
-	} else {
-		h := candHeap(c)
-		for i, l := range logits {
-			x := candidate{id: int32(i), logit: l}
-			if len(h) < k {
-				heap.Push(&h, x)
-			} else if better(x, h[0]) {
-				h[0] = x
-				heap.Fix(&h, 0)
+	}
+	o := orderer{c: c}
+	if k > 0 && k < len(c) {
+		o.upTo(k)
+		c = c[:k]
+		o.c = c
+	}
+	if (p <= 0 || p >= 1) && mp <= 0 {
+		return c
+	}
+	softmax(c, 1)
+	if p > 0 && p < 1 {
+		var cum float64
+		for i := 0; i < len(c); i++ {
+			o.upTo(i + 1)
+			if cum += c[i].p; cum >= float64(p) {
+				c = c[:i+1]
+				break
 			}
 		}
-		c = []candidate(h)
+		o.c = c
 	}
-	slices.SortFunc(c, func(a, b candidate) int {
-		if a.logit != b.logit {
-			return cmp.Compare(b.logit, a.logit)
+	if mp > 0 && len(c) > 1 {
+		o.upTo(1)
+		limit := c[0].p * float64(mp)
+		keep := 1
+		for ; keep < len(c); keep++ {
+			if o.upTo(keep + 1); c[keep].p < limit {
+				break
+			}
 		}
-		return cmp.Compare(a.id, b.id)
-	})
-	s.cand = c
+		c = c[:keep]
+	}
 	return c
+}
+
+// orderer sorts a candidate list lazily, best first, in tiers of logits ever further below the
+// best: a truncation that stops early sorts only the first tier.
+type orderer struct {
+	c      []candidate
+	sorted int // c[:sorted] is sorted and better than all the rest
+	tier   int
+	top    float32
+}
+
+// tierSpans are how far below the best logit each tier reaches: a token 8 below has e^-8 of
+// the best one's probability.
+var tierSpans = [...]float32{8, 16, 32}
+
+// upTo sorts until the first n candidates are in place.
+func (o *orderer) upTo(n int) {
+	if o.sorted >= n || o.sorted >= len(o.c) {
+		return
+	}
+	if o.sorted == 0 && o.tier == 0 {
+		o.top = o.c[0].logit
+		for _, x := range o.c {
+			o.top = max(o.top, x.logit)
+		}
+	}
+	for o.sorted < n && o.sorted < len(o.c) {
+		rest := o.c[o.sorted:]
+		end := len(rest)
+		if o.tier < len(tierSpans) {
+			// Move this tier's candidates to the front of the unsorted rest.
+			floor := o.top - tierSpans[o.tier]
+			end = 0
+			for i := range rest {
+				if rest[i].logit >= floor {
+					rest[i], rest[end] = rest[end], rest[i]
+					end++
+				}
+			}
+			o.tier++
+		}
+		sortBest(rest[:end])
+		o.sorted += end
+	}
+}
+
+// topKHeap returns the k best of logits, sorted, using a heap of k.
+func topKHeap(c []candidate, logits []float32, k int) []candidate {
+	h := candHeap(c)
+	for i, l := range logits {
+		x := candidate{id: int32(i), logit: l}
+		if len(h) < k {
+			heap.Push(&h, x)
+		} else if better(x, h[0]) {
+			h[0] = x
+			heap.Fix(&h, 0)
+		}
+	}
+	sortBest(h)
+	return h
+}
+
+func sortBest(c []candidate) {
+	slices.SortFunc(c, func(a, b candidate) int {
+		switch {
+		case a.logit > b.logit:
+			return -1
+		case a.logit < b.logit:
+			return 1
+		}
+		return int(a.id - b.id)
+	})
 }
 
 func better(a, b candidate) bool {
@@ -294,12 +362,16 @@ func (h *candHeap) Pop() any {
 	return x
 }
 
-// softmax sets c[i].p from the logits divided by temp; c is sorted so c[0] holds the maximum.
+// softmax sets c[i].p from the logits divided by temp.
 func softmax(c []candidate, temp float32) {
 	if len(c) == 0 {
 		return
 	}
-	m := float64(c[0].logit)
+	top := c[0].logit
+	for _, x := range c {
+		top = max(top, x.logit)
+	}
+	m := float64(top)
 	var sum float64
 	for i := range c {
 		e := math.Exp((float64(c[i].logit) - m) / float64(temp))

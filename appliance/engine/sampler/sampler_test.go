@@ -1,6 +1,7 @@
 package sampler
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -354,5 +355,94 @@ func TestStopMatcherChunkingInvariant(t *testing.T) {
 		if out.String() != want || gotStop != wantStop {
 			t.Fatalf("%q: got %q stop=%v, want %q stop=%v", text, out.String(), gotStop, want, wantStop)
 		}
+	}
+}
+
+// referenceTruncate is truncate by the definition: the whole vocabulary sorted, then top-k,
+// top-p and min-p in turn.
+func referenceTruncate(logits []float32, p Params) []candidate {
+	c := make([]candidate, len(logits))
+	for i, l := range logits {
+		c[i] = candidate{id: int32(i), logit: l}
+	}
+	sortBest(c)
+	if p.TopK > 0 && p.TopK < len(c) {
+		c = c[:p.TopK]
+	}
+	softmax(c, 1)
+	if p.TopP > 0 && p.TopP < 1 {
+		var cum float64
+		for i := range c {
+			if cum += c[i].p; cum >= float64(p.TopP) {
+				c = c[:i+1]
+				break
+			}
+		}
+	}
+	if p.MinP > 0 {
+		keep := 1
+		for keep < len(c) && c[keep].p >= c[0].p*float64(p.MinP) {
+			keep++
+		}
+		c = c[:keep]
+	}
+	return c
+}
+
+// truncate keeps exactly the candidates that sorting the whole vocabulary would keep, with the
+// same probabilities, though it sorts only what a truncation looks at: on flat and on peaked
+// distributions, and with truncations that reach far into the unsorted tail.
+func TestTruncateMatchesFullSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for _, spread := range []float64{0.05, 1, 3, 8} {
+		for _, p := range []Params{
+			{}, {TopK: 5}, {TopK: 300}, {TopK: 5000}, {TopP: 0.5}, {TopP: 0.95}, {TopP: 0.99999},
+			{MinP: 0.05}, {MinP: 1e-12}, {TopK: 400, TopP: 0.9, MinP: 0.01}, {TopP: 0.9999, MinP: 1e-10},
+		} {
+			logits := make([]float32, 20000)
+			for i := range logits {
+				logits[i] = float32(r.NormFloat64() * spread)
+			}
+			p.Temperature = 1
+			s := mustNew(t, p)
+			got := s.truncate(logits)
+			want := referenceTruncate(logits, p)
+			if len(got) != len(want) {
+				t.Fatalf("spread %v %+v: kept %d candidates, full sort keeps %d", spread, p, len(got), len(want))
+			}
+			wantP := map[int32]float64{}
+			for _, c := range want {
+				wantP[c.id] = c.p
+			}
+			for i, c := range got {
+				wp, ok := wantP[c.id]
+				if !ok {
+					t.Fatalf("spread %v %+v: kept token %d, which the full sort drops", spread, p, c.id)
+				}
+				if (p.TopP > 0 || p.MinP > 0) && math.Abs(c.p-wp) > 1e-12 {
+					t.Fatalf("spread %v %+v: token %d p %v, full sort %v", spread, p, c.id, c.p, wp)
+				}
+				if truncating := p.TopK > 0 || p.TopP > 0 || p.MinP > 0; truncating && i > 0 && c.logit > got[0].logit {
+					t.Fatalf("spread %v %+v: candidate %d beats the first", spread, p, i)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkSample is one token of Llama 3's vocabulary with the API's default parameters
+// (temperature 1, no truncation) and with top-p.
+func BenchmarkSample(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	logits := randomLogits(r, 128256)
+	for _, p := range []Params{{Temperature: 1}, {Temperature: 0.8, TopP: 0.95}, {Temperature: 0.8, TopK: 40}} {
+		b.Run(fmt.Sprintf("k%d-p%g", p.TopK, p.TopP), func(b *testing.B) {
+			s, _ := New(p)
+			for b.Loop() {
+				if _, err := s.Sample(logits); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
