@@ -30,6 +30,7 @@ type benchJSON struct {
 	KVType        string  `json:"kv_type"`
 	SIMD          string  `json:"simd"`
 	PromptTokens  int     `json:"n_prompt"`
+	Depth         int     `json:"n_depth"`
 	GenTokens     int     `json:"n_gen"`
 	Repetitions   int     `json:"repetitions"`
 	PPTokensPerS  float64 `json:"pp_tokens_per_s"`
@@ -53,16 +54,19 @@ func newBenchCmd() *cobra.Command {
 		cpuProfile        string
 		threads, pp, tg   int
 		batch, reps       int
+		depth             int
 		sizeMB            int
 		membw, jsonOut    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bench (--model FILE [-p 128] [-n 64] [--batch B] | --membw) [--threads N] [--json]",
+		Use:   "bench (--model FILE [-p 128] [-n 64] [-d 0] [--batch B] | --membw) [--threads N] [--json]",
 		Short: "Measure prompt and generation speed of a model, or this machine's memory bandwidth",
 		Long: `Bench measures a GGUF model like llama-bench: -p tokens of prompt processed as one batch
 (pp, tokens/s) and -n tokens generated one step at a time from an empty context (tg, tokens/s),
 each repeated -r times with random tokens and no sampling. --batch B decodes B sequences at
-once (continuous batching); tg is then their aggregate rate. weights_gb_per_s is the model's
+once (continuous batching); tg is then their aggregate rate. -d fills the context with that
+many tokens first, unmeasured, so that pp and tg run against a KV cache of that length (llama-
+bench's -d). weights_gb_per_s is the model's
 weight bytes read per generated step times the step rate: the figure to hold against --membw.
 
 --membw measures the memory read bandwidth of this machine with the same number of threads:
@@ -96,8 +100,8 @@ the physical limit of decoding, which reads every weight once per step.`,
 			if modelPath == "" {
 				return usageError{errors.New("bench: --model or --membw is required")}
 			}
-			if pp < 0 || tg < 0 || pp+tg == 0 || batch < 1 || reps < 1 {
-				return usageError{fmt.Errorf("bench: -p %d -n %d --batch %d -r %d: need -p, -n >= 0 (not both 0), --batch and -r >= 1", pp, tg, batch, reps)}
+			if pp < 0 || tg < 0 || pp+tg == 0 || batch < 1 || reps < 1 || depth < 0 {
+				return usageError{fmt.Errorf("bench: -p %d -n %d -d %d --batch %d -r %d: need -p, -n, -d >= 0 (-p, -n not both 0), --batch and -r >= 1", pp, tg, depth, batch, reps)}
 			}
 			opts := model.Options{Threads: threads}
 			kv, err := model.ParseKVType(kvType)
@@ -129,14 +133,14 @@ the physical limit of decoding, which reads every weight once per step.`,
 				}
 				defer pprof.StopCPUProfile()
 			}
-			res, err := model.Bench(st, model.BenchConfig{PromptTokens: pp, GenTokens: tg, Batch: batch, Repetitions: reps})
+			res, err := model.Bench(st, model.BenchConfig{PromptTokens: pp, GenTokens: tg, Depth: depth, Batch: batch, Repetitions: reps})
 			if err != nil {
 				return err
 			}
 			r := benchJSON{
 				Model: filepath.Base(modelPath), Type: weightType(f), ModelBytes: st.WeightBytes(),
 				Threads: threads, Batch: batch, KVType: opts.KVType.String(), SIMD: kernels.SIMD(),
-				PromptTokens: pp, GenTokens: tg, Repetitions: reps,
+				PromptTokens: pp, GenTokens: tg, Depth: depth, Repetitions: reps,
 				PPTokensPerS: res.PromptPerS, PPStd: res.PromptStd, TGTokensPerS: res.GenPerS, TGStd: res.GenStd,
 				// One decode step reads every weight once, whatever the batch.
 				WeightsGBPerS: float64(st.WeightBytes()) * res.GenPerS / float64(batch) / 1e9,
@@ -146,11 +150,15 @@ the physical limit of decoding, which reads every weight once per step.`,
 				return json.NewEncoder(out).Encode(r)
 			}
 			fmt.Fprintf(out, "model %s (%s, %.2f GiB of weights), %d threads, KV %s, SIMD %s\n", r.Model, r.Type, float64(r.ModelBytes)/(1<<30), threads, r.KVType, r.SIMD)
+			at := ""
+			if depth > 0 {
+				at = fmt.Sprintf(" @ d%d", depth)
+			}
 			if pp > 0 {
-				fmt.Fprintf(out, "pp%d: %8.2f ± %.2f tokens/s\n", pp, r.PPTokensPerS, r.PPStd)
+				fmt.Fprintf(out, "pp%d%s: %8.2f ± %.2f tokens/s\n", pp, at, r.PPTokensPerS, r.PPStd)
 			}
 			if tg > 0 {
-				fmt.Fprintf(out, "tg%d: %8.2f ± %.2f tokens/s (batch %d), weights %.2f GB/s\n", tg, r.TGTokensPerS, r.TGStd, batch, r.WeightsGBPerS)
+				fmt.Fprintf(out, "tg%d%s: %8.2f ± %.2f tokens/s (batch %d), weights %.2f GB/s\n", tg, at, r.TGTokensPerS, r.TGStd, batch, r.WeightsGBPerS)
 			}
 			fmt.Fprintf(out, "peak RSS %.1f MiB\n", float64(r.PeakRSSBytes)/(1<<20))
 			return nil
@@ -161,6 +169,7 @@ the physical limit of decoding, which reads every weight once per step.`,
 	fl.IntVarP(&threads, "threads", "t", 0, "worker threads (default: physical cores)")
 	fl.IntVarP(&pp, "n-prompt", "p", 128, "prompt tokens processed as one batch (0 to skip)")
 	fl.IntVarP(&tg, "n-gen", "n", 64, "tokens generated one step at a time (0 to skip)")
+	fl.IntVarP(&depth, "n-depth", "d", 0, "tokens of context filled before each test, unmeasured")
 	fl.IntVar(&batch, "batch", 1, "sequences generating at once")
 	fl.IntVarP(&reps, "repetitions", "r", 5, "repetitions of each test")
 	fl.StringVar(&kvType, "kv-type", "f16", "KV cache type: f16, f32 or q8_0")

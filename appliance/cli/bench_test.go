@@ -17,7 +17,7 @@ func runBench(t *testing.T, args ...string) (int, string, string) {
 // `exo bench --model` reports llama-bench's figures as JSON, with the fields the issue names.
 func TestBenchCommandJSON(t *testing.T) {
 	modelPath := generateFixture(t, "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q8_0.gguf")
-	code, out, errs := runBench(t, "--model", modelPath, "-p", "16", "-n", "8", "-r", "2", "--batch", "2", "-t", "2", "--kv-type", "q8_0", "--json")
+	code, out, errs := runBench(t, "--model", modelPath, "-p", "16", "-n", "8", "-d", "40", "-r", "2", "--batch", "2", "-t", "2", "--kv-type", "q8_0", "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -30,8 +30,13 @@ func TestBenchCommandJSON(t *testing.T) {
 			t.Errorf("%s = %v, want a positive number", k, r[k])
 		}
 	}
-	if r["threads"] != float64(2) || r["batch"] != float64(2) || r["type"] != "Q8_0" || r["kv_type"] != "Q8_0" {
-		t.Errorf("threads %v batch %v type %v kv_type %v", r["threads"], r["batch"], r["type"], r["kv_type"])
+	if r["threads"] != float64(2) || r["batch"] != float64(2) || r["type"] != "Q8_0" || r["kv_type"] != "Q8_0" || r["n_depth"] != float64(40) {
+		t.Errorf("threads %v batch %v type %v kv_type %v n_depth %v", r["threads"], r["batch"], r["type"], r["kv_type"], r["n_depth"])
+	}
+	// A depth beyond the model's context is refused, naming both.
+	code, _, errs = runBench(t, "--model", modelPath, "-p", "16", "-n", "8", "-d", "1000000", "-r", "1")
+	if code == 0 || !strings.Contains(errs, "context of 1000016 tokens") {
+		t.Errorf("-d 1000000: exit %d, stderr %q", code, errs)
 	}
 }
 
@@ -46,7 +51,7 @@ func TestBenchCommandMembwAndErrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.GBPerS <= 0 {
 		t.Fatalf("membw: %v %q", err, out)
 	}
-	for _, args := range [][]string{{}, {"--model", "x.gguf", "--membw"}, {"--model", "x.gguf", "-p", "0", "-n", "0"}, {"--membw", "-t", "-1"}, {"--model", "x.gguf", "--kv-type", "q4_0"}} {
+	for _, args := range [][]string{{}, {"--model", "x.gguf", "--membw"}, {"--model", "x.gguf", "-p", "0", "-n", "0"}, {"--membw", "-t", "-1"}, {"--model", "x.gguf", "--kv-type", "q4_0"}, {"--model", "x.gguf", "-d", "-1"}} {
 		if code, _, errs := runBench(t, args...); code == 0 || !strings.Contains(errs, "bench") {
 			t.Errorf("bench %v: exit %d, stderr %q", args, code, errs)
 		}

@@ -9,10 +9,13 @@ import (
 
 // BenchConfig describes a llama-bench-style measurement: prompt processing of PromptTokens
 // tokens in one batch, and generation of GenTokens tokens one step at a time, by Batch
-// sequences at once (continuous batching), each repeated Repetitions times.
+// sequences at once (continuous batching), each repeated Repetitions times. Depth tokens fill
+// every sequence's context first, unmeasured (llama-bench's -d): attention then reads a KV
+// cache of that length.
 type BenchConfig struct {
 	PromptTokens int // 0 skips prompt processing
 	GenTokens    int // 0 skips generation
+	Depth        int // context filled before each measured pass (0: an empty context)
 	Batch        int // sequences decoding together (>= 1)
 	Repetitions  int // >= 1; the reported figure is the mean rate
 	Seed         uint64
@@ -28,18 +31,37 @@ type BenchResult struct {
 
 // Bench runs cfg on a stage that holds the whole model (first and last). Tokens are drawn at
 // random from the vocabulary like llama-bench's; nothing is sampled, so the figures are the
-// forward passes alone. Generation starts from an empty context, as llama-bench's tg does.
+// forward passes alone. Generation starts from a context of Depth tokens, as llama-bench's tg
+// does (empty by default).
 func Bench(st *Stage, cfg BenchConfig) (BenchResult, error) {
 	var res BenchResult
 	if !st.IsFirst() || !st.IsLast() {
 		return res, fmt.Errorf("model: bench needs a stage over all layers, have [%d,%d)", st.First, st.Last)
 	}
-	if cfg.Batch < 1 || cfg.Repetitions < 1 || cfg.PromptTokens < 0 || cfg.GenTokens < 0 {
+	if cfg.Batch < 1 || cfg.Repetitions < 1 || cfg.PromptTokens < 0 || cfg.GenTokens < 0 || cfg.Depth < 0 {
 		return res, fmt.Errorf("model: bench config %+v is out of range", cfg)
 	}
 	r := rand.New(rand.NewPCG(cfg.Seed, 0x62656e6368))
 	tok := func() int32 { return int32(r.IntN(st.Config.NVocab)) }
-	ctx := max(cfg.PromptTokens, cfg.GenTokens, 1)
+	ctx := cfg.Depth + max(cfg.PromptTokens, cfg.GenTokens, 1)
+	if ctx > st.Config.ContextLength {
+		return res, fmt.Errorf("model: bench needs a context of %d tokens, the model's is %d", ctx, st.Config.ContextLength)
+	}
+	// fill gives seq the Depth tokens of context once; each measured pass truncates back to
+	// them, which keeps their cache entries.
+	fill := func(seq *Seq) error {
+		const chunk = 256
+		for pos := 0; pos < cfg.Depth; pos += chunk {
+			toks := make([]int32, min(chunk, cfg.Depth-pos))
+			for i := range toks {
+				toks[i] = tok()
+			}
+			if err := st.ForwardBatch([]SeqBatch{{Seq: seq, Batch: Batch{Pos: pos, Tokens: toks}}}, make([]Out, 1)); err != nil {
+				return fmt.Errorf("model: bench fill of depth %d: %w", cfg.Depth, err)
+			}
+		}
+		return nil
+	}
 
 	// Warm-up: one short pass maps the weights in and sizes the buffers, as llama-bench's
 	// warm-up run does.
@@ -51,16 +73,19 @@ func Bench(st *Stage, cfg BenchConfig) (BenchResult, error) {
 	if cfg.PromptTokens > 0 {
 		prompt := make([]int32, cfg.PromptTokens)
 		seq := st.NewSequence(ctx)
+		if err := fill(seq); err != nil {
+			return res, err
+		}
 		outs := make([]Out, 1)
 		for rep := 0; rep < cfg.Repetitions; rep++ {
 			for i := range prompt {
 				prompt[i] = tok()
 			}
-			if err := seq.Truncate(0); err != nil {
+			if err := seq.Truncate(cfg.Depth); err != nil {
 				return res, err
 			}
 			t0 := time.Now()
-			if err := st.ForwardBatch([]SeqBatch{{Seq: seq, Batch: Batch{Tokens: prompt}}}, outs); err != nil {
+			if err := st.ForwardBatch([]SeqBatch{{Seq: seq, Batch: Batch{Pos: cfg.Depth, Tokens: prompt}}}, outs); err != nil {
 				return res, err
 			}
 			res.PromptTimes = append(res.PromptTimes, time.Since(t0))
@@ -72,13 +97,16 @@ func Bench(st *Stage, cfg BenchConfig) (BenchResult, error) {
 		seqs := make([]*Seq, cfg.Batch)
 		for i := range seqs {
 			seqs[i] = st.NewSequence(ctx)
+			if err := fill(seqs[i]); err != nil {
+				return res, err
+			}
 		}
 		items := make([]SeqBatch, cfg.Batch)
 		toks := make([]int32, cfg.Batch)
 		outs := make([]Out, cfg.Batch)
 		for rep := 0; rep < cfg.Repetitions; rep++ {
 			for _, q := range seqs {
-				if err := q.Truncate(0); err != nil {
+				if err := q.Truncate(cfg.Depth); err != nil {
 					return res, err
 				}
 			}
@@ -86,7 +114,7 @@ func Bench(st *Stage, cfg BenchConfig) (BenchResult, error) {
 			for step := 0; step < cfg.GenTokens; step++ {
 				for i, q := range seqs {
 					toks[i] = tok()
-					items[i] = SeqBatch{Seq: q, Batch: Batch{Pos: step, Tokens: toks[i : i+1]}}
+					items[i] = SeqBatch{Seq: q, Batch: Batch{Pos: cfg.Depth + step, Tokens: toks[i : i+1]}}
 				}
 				if err := st.ForwardBatch(items, outs); err != nil {
 					return res, err
