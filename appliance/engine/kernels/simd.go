@@ -237,6 +237,7 @@ var (
 	fromF16Impl  = fromF16Go
 	dotF32Impl   = dotF32Go
 	siluImpl     = siluGo
+	expImpl      = expGo
 )
 
 // SiLUFast sets out[i] = x[i] / (1 + exp(-x[i])) with a float32 exp (a degree-6 polynomial after
@@ -247,7 +248,14 @@ func SiLUFast(out, x []float32) {
 	siluImpl(out, x)
 }
 
-// The exp of siluGo: exp(t) = 2^n · e^r with n = round(t·log2 e), r = t - n·ln2 (ln2 in two
+// ExpFast sets out[i] = exp(x[i]) with SiLUFast's float32 exp (within 2 ulp): attention's
+// softmax weights. An x below -87 gives exp(-87), one above 88 +Inf. out may be x.
+func ExpFast(out, x []float32) {
+	sameLen("ExpFast", len(x), len(out))
+	expImpl(out, x)
+}
+
+// The exp of siluGo and expGo: exp(t) = 2^n · e^r with n = round(t·log2 e), r = t - n·ln2 (ln2 in two
 // parts so that n·ln2high is exact), e^r by its Taylor polynomial of degree 6; t is clamped to
 // [-87, 88] so that 2^n stays a normal float32, and beyond 88 exp(t) is taken as +Inf (so
 // SiLU of a large negative x is -0, not a tiny clamped value). Every product is rounded on its own (the
@@ -260,23 +268,37 @@ const (
 
 func siluGo(out, x []float32) {
 	for i, v := range x {
-		t := min(max(-v, -87), 88)
-		n := float32(math.RoundToEven(float64(float32(t * siluLog2e))))
-		r := t - float32(n*siluLn2Hi)
-		r = r - float32(n*siluLn2Lo)
-		p := float32(1.0 / 720)
-		p = float32(p*r) + float32(1.0/120)
-		p = float32(p*r) + float32(1.0/24)
-		p = float32(p*r) + float32(1.0/6)
-		p = float32(p*r) + 0.5
-		p = float32(p*r) + 1
-		p = float32(p*r) + 1
-		e := float32(p * math.Float32frombits(uint32(int32(n)+127)<<23))
+		e := expPoly(min(max(-v, -87), 88))
 		if -v > 88 {
 			e = float32(math.Inf(1))
 		}
 		out[i] = v / (1 + e)
 	}
+}
+
+func expGo(out, x []float32) {
+	for i, v := range x {
+		e := expPoly(min(max(v, -87), 88))
+		if v > 88 {
+			e = float32(math.Inf(1))
+		}
+		out[i] = e
+	}
+}
+
+// expPoly is exp(t) for t in [-87, 88] by range reduction and the degree-6 polynomial.
+func expPoly(t float32) float32 {
+	n := float32(math.RoundToEven(float64(float32(t * siluLog2e))))
+	r := t - float32(n*siluLn2Hi)
+	r = r - float32(n*siluLn2Lo)
+	p := float32(1.0 / 720)
+	p = float32(p*r) + float32(1.0/120)
+	p = float32(p*r) + float32(1.0/24)
+	p = float32(p*r) + float32(1.0/6)
+	p = float32(p*r) + 0.5
+	p = float32(p*r) + 1
+	p = float32(p*r) + 1
+	return float32(p * math.Float32frombits(uint32(int32(n)+127)<<23))
 }
 
 // DotF16 returns a·b for two F16 vectors of equal length, with float32 products and sums

@@ -97,6 +97,9 @@ func dotF32LanesAVX2(x, y *float32, n int, lanes *[4]float64)
 func siluAVX2(dst, src *float32, n int)
 
 //go:noescape
+func expAVX2(dst, src *float32, n int)
+
+//go:noescape
 func madF16AVX2(acc, v *uint16, s float32, n int)
 
 //go:noescape
@@ -200,6 +203,13 @@ func init() {
 			siluAVX2(&dst[0], &src[0], n)
 		}
 		siluGo(dst[n:], src[n:])
+	}
+	expImpl = func(dst, src []float32) {
+		n := len(src) &^ 7
+		if n > 0 {
+			expAVX2(&dst[0], &src[0], n)
+		}
+		expGo(dst[n:], src[n:])
 	}
 	fromF16Impl = func(dst []float32, src []uint16) {
 		n := len(src) &^ 7

@@ -527,6 +527,67 @@ DATA siluK<>+44(SB)/4, $0x80000000 // sign bit
 DATA siluK<>+48(SB)/4, $127
 GLOBL siluK<>(SB), RODATA|NOPTR, $52
 
+// EXPF sets Y4 = exp(Y1) for Y1 in [-87, 88] with expPoly's arithmetic (no fused operations,
+// so kernel and twin agree bit for bit), using Y2, Y3, Y5 and the constants of EXPF_CONSTS.
+#define EXPF \
+	VMULPS    Y8, Y1, Y2; \
+	VROUNDPS  $0, Y2, Y2; \
+	VMULPS    Y9, Y2, Y3; \
+	VSUBPS    Y3, Y1, Y3; \
+	VMULPS    Y10, Y2, Y4; \
+	VSUBPS    Y4, Y3, Y3; \
+	VBROADCASTSS siluK<>+20(SB), Y4; \
+	VMULPS    Y3, Y4, Y4; \
+	VADDPS    siluK24<>(SB), Y4, Y4; \
+	VMULPS    Y3, Y4, Y4; \
+	VADDPS    siluK28<>(SB), Y4, Y4; \
+	VMULPS    Y3, Y4, Y4; \
+	VADDPS    siluK32<>(SB), Y4, Y4; \
+	VMULPS    Y3, Y4, Y4; \
+	VADDPS    siluK36<>(SB), Y4, Y4; \
+	VMULPS    Y3, Y4, Y4; \
+	VADDPS    Y11, Y4, Y4; \
+	VMULPS    Y3, Y4, Y4; \
+	VADDPS    Y11, Y4, Y4; \
+	VCVTPS2DQ Y2, Y5; \
+	VPADDD    Y13, Y5, Y5; \
+	VPSLLD    $23, Y5, Y5; \
+	VMULPS    Y5, Y4, Y4
+
+// EXPF_CONSTS loads the argument range (Y6, Y7), log2(e) (Y8), ln2 high and low (Y9, Y10),
+// 1 (Y11) and the exponent bias (Y13).
+#define EXPF_CONSTS \
+	VBROADCASTSS siluK<>+0(SB), Y6; \
+	VBROADCASTSS siluK<>+4(SB), Y7; \
+	VBROADCASTSS siluK<>+8(SB), Y8; \
+	VBROADCASTSS siluK<>+12(SB), Y9; \
+	VBROADCASTSS siluK<>+16(SB), Y10; \
+	VBROADCASTSS siluK<>+40(SB), Y11; \
+	VPBROADCASTD siluK<>+48(SB), Y13
+
+// func expAVX2(dst, src *float32, n int)
+// dst = exp(src) for a positive multiple of 8 elements, with the arithmetic of expGo.
+TEXT ·expAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	EXPF_CONSTS
+
+exp_loop:
+	VMOVUPS   (SI), Y0
+	VMAXPS    Y6, Y0, Y1
+	VMINPS    Y7, Y1, Y1
+	EXPF
+	VCMPPS    $0x1e, Y7, Y0, Y15
+	VBLENDVPS Y15, siluInf<>(SB), Y4, Y4
+	VMOVUPS   Y4, (DI)
+	ADDQ      $32, SI
+	ADDQ      $32, DI
+	SUBQ      $8, CX
+	JNZ       exp_loop
+	VZEROUPPER
+	RET
+
 // func siluAVX2(dst, src *float32, n int)
 // dst = x / (1 + exp(-x)) for a positive multiple of 8 elements, with the arithmetic of
 // siluGo (no fused operations, so the two agree bit for bit).
@@ -534,43 +595,15 @@ TEXT ·siluAVX2(SB), NOSPLIT, $0-24
 	MOVQ         dst+0(FP), DI
 	MOVQ         src+8(FP), SI
 	MOVQ         n+16(FP), CX
-	VBROADCASTSS siluK<>+0(SB), Y6
-	VBROADCASTSS siluK<>+4(SB), Y7
-	VBROADCASTSS siluK<>+8(SB), Y8
-	VBROADCASTSS siluK<>+12(SB), Y9
-	VBROADCASTSS siluK<>+16(SB), Y10
-	VBROADCASTSS siluK<>+40(SB), Y11
+	EXPF_CONSTS
 	VBROADCASTSS siluK<>+44(SB), Y12
-	VPBROADCASTD siluK<>+48(SB), Y13
 
 silu_loop:
 	VMOVUPS   (SI), Y0
 	VXORPS    Y12, Y0, Y14
 	VMAXPS    Y6, Y14, Y1
 	VMINPS    Y7, Y1, Y1
-	VMULPS    Y8, Y1, Y2
-	VROUNDPS  $0, Y2, Y2
-	VMULPS    Y9, Y2, Y3
-	VSUBPS    Y3, Y1, Y3
-	VMULPS    Y10, Y2, Y4
-	VSUBPS    Y4, Y3, Y3
-	VBROADCASTSS siluK<>+20(SB), Y4
-	VMULPS    Y3, Y4, Y4
-	VADDPS    siluK24<>(SB), Y4, Y4
-	VMULPS    Y3, Y4, Y4
-	VADDPS    siluK28<>(SB), Y4, Y4
-	VMULPS    Y3, Y4, Y4
-	VADDPS    siluK32<>(SB), Y4, Y4
-	VMULPS    Y3, Y4, Y4
-	VADDPS    siluK36<>(SB), Y4, Y4
-	VMULPS    Y3, Y4, Y4
-	VADDPS    Y11, Y4, Y4
-	VMULPS    Y3, Y4, Y4
-	VADDPS    Y11, Y4, Y4
-	VCVTPS2DQ Y2, Y5
-	VPADDD    Y13, Y5, Y5
-	VPSLLD    $23, Y5, Y5
-	VMULPS    Y5, Y4, Y4
+	EXPF
 	VCMPPS    $0x1e, Y7, Y14, Y15
 	VBLENDVPS Y15, siluInf<>(SB), Y4, Y4
 	VADDPS    Y11, Y4, Y4

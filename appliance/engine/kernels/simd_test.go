@@ -768,6 +768,37 @@ func TestSiLUFast(t *testing.T) {
 	}
 }
 
+// ExpFast's kernel equals its Go twin bit for bit, and the correctly rounded exp within 4e-7
+// relative (2 ulp) over its range, with exp(-87) below it and +Inf above 88.
+func TestExpFast(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 17))
+	x := randVec(r, 4099, 20)
+	x = append(x, 0, float32(math.Copysign(0, -1)), 1e-30, -1e-30, 87, -87, 88, 88.5, -88.5, -100, 100, -1e30,
+		float32(math.Inf(1)), float32(math.Inf(-1)))
+	got, twin := make([]float32, len(x)), make([]float32, len(x))
+	ExpFast(got, x)
+	expGo(twin, x)
+	for i, v := range x {
+		if math.Float32bits(got[i]) != math.Float32bits(twin[i]) {
+			t.Fatalf("x=%v: ExpFast %v, twin %v", v, got[i], twin[i])
+		}
+		want := math.Exp(float64(min(max(v, -87), 88)))
+		if v > 88 {
+			want = math.Inf(1)
+		}
+		if d := math.Abs(float64(got[i]) - want); !(d <= 4e-7*want) && !(math.IsInf(want, 1) && math.IsInf(float64(got[i]), 1)) {
+			t.Errorf("x=%v: ExpFast %v, exp %v", v, got[i], want)
+		}
+	}
+	// In place, as attention calls it.
+	ExpFast(x, x)
+	for i := range x {
+		if math.Float32bits(x[i]) != math.Float32bits(got[i]) {
+			t.Fatalf("in place: element %d is %v, want %v", i, x[i], got[i])
+		}
+	}
+}
+
 // BenchmarkRowKernels compares, per weight row of 2048 elements held in cache, the exact
 // Q8_0/Q4_0 row kernels (eight-block groups).
 func BenchmarkRowKernels(b *testing.B) {

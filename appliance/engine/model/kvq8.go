@@ -123,20 +123,23 @@ func (j *attnJob) headQ8(sc *attnScratch, seq *Seq, h, pos int, q, out []float32
 	acc := sc.acc32[:c.HeadDimV]
 	clear(acc)
 	m, sum := float32(math.Inf(-1)), float32(0)
-	for t := 0; t <= pos; t++ {
-		ko := t*kl.rowBytes + kvh*kl.headBytes
-		s := dotQ8_0(keys[ko:ko+kl.headBytes], q8, qd, kl.blocks) * j.scale
-		ms, vs := float32(1), float32(1)
-		if s > m {
-			ms = float32(math.Exp(float64(m - s)))
-			m = s
-			kernels.Scale(acc, ms)
-		} else {
-			vs = float32(math.Exp(float64(s - m)))
+	for t0 := 0; t0 <= pos; t0 += attnBlock {
+		s, e := sc.scores[:min(attnBlock, pos+1-t0)], sc.expw
+		for i := range s {
+			ko := (t0+i)*kl.rowBytes + kvh*kl.headBytes
+			s[i] = dotQ8_0(keys[ko:ko+kl.headBytes], q8, qd, kl.blocks) * j.scale
 		}
-		vo := t*vl.rowBytes + kvh*vl.headBytes
-		madQ8_0(acc, vals[vo:vo+vl.headBytes], vs)
-		sum = sum*ms + vs
+		softmaxFactors(s, e, m)
+		for i, v := range s {
+			ms, vs := float32(1), e[i]
+			if v > m {
+				ms, vs, m = e[i], 1, v
+				kernels.Scale(acc, ms)
+			}
+			vo := (t0+i)*vl.rowBytes + kvh*vl.headBytes
+			madQ8_0(acc, vals[vo:vo+vl.headBytes], vs)
+			sum = sum*ms + vs
+		}
 	}
 	inv := 1 / sum
 	for d := range out {

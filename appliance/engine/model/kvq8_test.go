@@ -42,7 +42,7 @@ func newAttnCase(t testing.TB, kv ggml.Type, nHead, nKV, dim, n int, seed uint64
 	seq.n = n
 	c := &attnCase{seq: seq, job: &attnJob{s: s, li: 0, scale: float32(1 / math.Sqrt(float64(dim)))}}
 	c.sc = attnScratch{
-		scores: make([]float32, n), q16: make([]uint16, dim), acc16: make([]uint16, dim),
+		scores: make([]float32, n), expw: make([]float32, attnBlock), q16: make([]uint16, dim), acc16: make([]uint16, dim),
 		pad: make([]float32, s.kvK.padded()), q8: make([]byte, s.kvK.headBytes), qd: make([]float32, s.kvK.blocks),
 		acc32: make([]float32, dim),
 	}
@@ -170,6 +170,40 @@ func TestQ8AttentionNearF32(t *testing.T) {
 		if worst[1] < worst[0] {
 			t.Errorf("head dim %d: Q8_0 (%.3g) is closer to F32 than F16 (%.3g): the Q8_0 path is not quantizing", dim, worst[1], worst[0])
 		}
+	}
+}
+
+// Attention scores positions a block (attnBlock) at a time; across block boundaries, with the
+// running maximum rising in later blocks, the F16 and Q8_0 caches still agree with the F32
+// cache (exact scores, a two-pass softmax in float64) within their rounding: the bounds of
+// TestQ8AttentionNearF32.
+func TestAttentionAcrossBlocks(t *testing.T) {
+	const dim, n = 64, 3*attnBlock + 11
+	cases := map[ggml.Type]*attnCase{}
+	for _, kv := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0} {
+		cases[kv] = newAttnCase(t, kv, 4, 2, dim, n, 5)
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	q := make([]float32, dim)
+	var worst [2]float64
+	for h := 0; h < 4; h++ {
+		for _, pos := range []int{attnBlock - 1, attnBlock, attnBlock + 1, 2*attnBlock + 5, n - 1} {
+			for i := range q {
+				q[i] = 3 * float32(r.NormFloat64())
+			}
+			ref := cases[ggml.F32].head(h, pos, q)
+			for j, kv := range []ggml.Type{ggml.F16, ggml.Q8_0} {
+				got := cases[kv].head(h, pos, q)
+				for i := range got {
+					worst[j] = math.Max(worst[j], math.Abs(float64(got[i]-ref[i])))
+				}
+			}
+		}
+	}
+	t.Logf("%d positions: max |Δ| vs F32 cache: F16 %.3g, Q8_0 %.3g", n, worst[0], worst[1])
+	// Values are N(0, s²) with s ≤ 2: their range is about ±8.
+	if worst[0] > 0.005*8 || worst[1] > 0.03*8 {
+		t.Errorf("attention over %d positions: F16 %.3g, Q8_0 %.3g from the F32 cache's", n, worst[0], worst[1])
 	}
 }
 
