@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +19,7 @@ import (
 	"github.com/exo-nix/exo/appliance/config"
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/syncbuf"
 )
 
 // writeModel writes a llama-shaped GGUF of zeros: layers blocks of layerKiB each.
@@ -140,30 +140,13 @@ func freeAddr(t *testing.T) string {
 type testNode struct {
 	*Node
 	opt  Options
-	logs *lockedBuffer
+	logs *syncbuf.Buffer
 	errs chan error
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func newTestNode(t *testing.T, name string, roles []string, dataDir, models string, join []string, token string) *testNode {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	opt := Options{
 		Name: name, Roles: roles, DataDir: dataDir, GossipAddr: freeAddr(t), RaftAddr: freeAddr(t), APIAddr: freeAddr(t),
 		TransportAddr: freeAddr(t), Join: join, Token: token, ModelDirs: []string{models}, Memory: 64 << 20,
@@ -181,7 +164,7 @@ func startTestNode(t *testing.T, opt Options) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn := &testNode{Node: n, opt: opt, logs: &lockedBuffer{}, errs: make(chan error, 4)}
+	tn := &testNode{Node: n, opt: opt, logs: &syncbuf.Buffer{}, errs: make(chan error, 4)}
 	if err := n.Start(context.Background(), func(err error) { tn.errs <- err }); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -12,11 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/exo-nix/exo/appliance/syncbuf"
 	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
@@ -60,28 +59,10 @@ func freePort(t testing.TB) string {
 	return l.Addr().String()
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type proc struct {
 	cmd    *exec.Cmd
 	addr   string
-	output *syncBuffer
+	output *syncbuf.Buffer
 	done   chan struct{}
 	err    error
 }
@@ -102,7 +83,7 @@ func start(t testing.TB, env []string, args ...string) *proc {
 // startCmd runs a command that runs exo (under ip netns exec, taskset, ...).
 func startCmd(t testing.TB, name string, cmd *exec.Cmd, env []string) *proc {
 	t.Helper()
-	p := &proc{output: &syncBuffer{}, done: make(chan struct{}), cmd: cmd}
+	p := &proc{output: &syncbuf.Buffer{}, done: make(chan struct{}), cmd: cmd}
 	p.cmd.Env = env
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	if err := p.cmd.Start(); err != nil {

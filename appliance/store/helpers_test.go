@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -26,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/exo-nix/exo/appliance/store/hubtest"
+	"github.com/exo-nix/exo/appliance/syncbuf"
 )
 
 func newHub(t *testing.T) *hubtest.Server {
@@ -45,28 +45,10 @@ func fixtureBytes(t *testing.T, rel string) []byte {
 	return data
 }
 
-// syncLog collects a store's log lines.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 type testStore struct {
 	*Store
 	reg    *prometheus.Registry
-	log    *syncLog
+	log    *syncbuf.Buffer
 	mu     sync.Mutex
 	events []Progress
 }
@@ -74,7 +56,7 @@ type testStore struct {
 // newStore makes a store over dirs that trusts hub, with small chunks and quick retries.
 func newStore(t *testing.T, hub *hubtest.Server, dirs []string, edit func(*Options)) *testStore {
 	t.Helper()
-	ts := &testStore{reg: prometheus.NewRegistry(), log: &syncLog{}}
+	ts := &testStore{reg: prometheus.NewRegistry(), log: &syncbuf.Buffer{}}
 	m, err := NewMetrics(ts.reg)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/appliance/syncbuf"
 )
 
 // option sets in the shape the NixOS module hands to nix/lib's plan.
@@ -246,7 +248,7 @@ func seedCluster(t *testing.T) seed {
 		"--raft-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--transport-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		"--data-dir", filepath.Join(t.TempDir(), "seed"), "--accelerator", "cpu")
 	cmd.Env = env
-	out := &syncBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -671,7 +673,7 @@ func TestUnitsStartUnderSystemdProtocol(t *testing.T) {
 			type running struct {
 				unit Unit
 				cmd  *exec.Cmd
-				out  *syncBuffer
+				out  *syncbuf.Buffer
 				msgs <-chan string
 				done chan error
 			}
@@ -685,7 +687,7 @@ func TestUnitsStartUnderSystemdProtocol(t *testing.T) {
 					continue
 				}
 				sock, msgs := notifySocket(t)
-				r := &running{unit: u, out: &syncBuffer{}, msgs: msgs, done: make(chan error, 1)}
+				r := &running{unit: u, out: &syncbuf.Buffer{}, msgs: msgs, done: make(chan error, 1)}
 				r.cmd = exec.Command(argv[0], argv[1:]...)
 				r.cmd.Env = h.env(t, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=2000000", "WATCHDOG_PID=")
 				r.cmd.Stdout, r.cmd.Stderr = r.out, r.out

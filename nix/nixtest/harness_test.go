@@ -242,24 +242,6 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
-// syncBuffer collects a process's output while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // run executes a short command and returns its exit status and combined output.
 func run(t *testing.T, env []string, name string, args ...string) (int, string) {
 	t.Helper()

@@ -1,34 +1,17 @@
 package membership
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/appliance/syncbuf"
 )
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func key(t *testing.T) []byte {
 	k := make([]byte, 32)
@@ -38,7 +21,7 @@ func key(t *testing.T) []byte {
 	return k
 }
 
-func startMember(t *testing.T, id string, k []byte, logs *logBuffer, join func(net.Conn)) *Membership {
+func startMember(t *testing.T, id string, k []byte, logs *syncbuf.Buffer, join func(net.Conn)) *Membership {
 	t.Helper()
 	m, err := Start(Config{
 		NodeID: id, Bind: "127.0.0.1:0", Advertise: net.IPv4(127, 0, 0, 1), Key: k,
@@ -75,7 +58,7 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 
 func TestMembershipJoinTagsFailureAndLeave(t *testing.T) {
 	k := key(t)
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	a := startMember(t, "a", k, logs, nil)
 	b := startMember(t, "b", k, logs, nil)
 	c := startMember(t, "c", k, logs, nil)
@@ -111,9 +94,9 @@ func TestMembershipJoinTagsFailureAndLeave(t *testing.T) {
 }
 
 func TestMembershipRefusesOtherKeys(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	a := startMember(t, "a", key(t), logs, nil)
-	strangerLogs := &logBuffer{}
+	strangerLogs := &syncbuf.Buffer{}
 	s := startMember(t, "stranger", key(t), strangerLogs, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -128,7 +111,7 @@ func TestMembershipRefusesOtherKeys(t *testing.T) {
 
 func TestTransportRoutesTLSToJoinHandler(t *testing.T) {
 	got := make(chan string, 1)
-	m := startMember(t, "a", key(t), &logBuffer{}, func(c net.Conn) {
+	m := startMember(t, "a", key(t), &syncbuf.Buffer{}, func(c net.Conn) {
 		defer c.Close()
 		buf := make([]byte, 1)
 		_, _ = c.Read(buf)

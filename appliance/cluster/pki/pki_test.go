@@ -12,9 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/appliance/syncbuf"
 )
 
 func newKey(t *testing.T) *ecdsa.PrivateKey {
@@ -189,24 +190,6 @@ func TestCredentialsRoundTrip(t *testing.T) {
 	}
 }
 
-// logBuffer collects log lines from concurrent goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // serveJoin runs a JoinServer on a loopback listener.
 func serveJoin(t *testing.T, s *JoinServer) string {
 	t.Helper()
@@ -229,7 +212,7 @@ func serveJoin(t *testing.T, s *JoinServer) string {
 
 func TestJoinExchange(t *testing.T) {
 	master, _ := Bootstrap("c1", nodeA, []string{"master"}, newKey(t))
-	logs := &logBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	addr := serveJoin(t, &JoinServer{Creds: func() *Credentials { return master }, Masters: func() []string { return nil }, Log: log})
 	token, _, _ := master.CA.IssueToken(time.Minute, TokenMaster)
@@ -300,7 +283,7 @@ func TestJoinExchange(t *testing.T) {
 func TestJoinRedirectsFromNonSigners(t *testing.T) {
 	master, _ := Bootstrap("c1", nodeA, []string{"master"}, newKey(t))
 	worker := &Credentials{CA: &CA{Cert: master.CA.Cert}, NodeCert: master.NodeCert, NodeKey: master.NodeKey, GossipKey: master.GossipKey}
-	log := slog.New(slog.NewTextHandler(&logBuffer{}, nil))
+	log := slog.New(slog.NewTextHandler(&syncbuf.Buffer{}, nil))
 	addr := serveJoin(t, &JoinServer{Creds: func() *Credentials { return worker }, Masters: func() []string { return []string{"10.0.0.1:52416"} }, Log: log})
 	token, _, _ := master.CA.IssueToken(time.Minute, TokenWorker)
 	_, err := Join(context.Background(), addr, JoinRequest{Token: token, NodeID: nodeB, Roles: []string{"worker"}, Key: newKey(t)})
@@ -365,7 +348,7 @@ func checkMutualTLS(t *testing.T, server, client *Credentials) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool, logs *logBuffer) {
+func waitFor(t *testing.T, cond func() bool, logs *syncbuf.Buffer) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
