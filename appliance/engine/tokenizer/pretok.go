@@ -182,99 +182,29 @@ func matchThreeDigits(t text, pos, end int) int {
 // following llama.cpp's hand-written version of it (unicode_regex_split_custom_gpt2), which is
 // what llama.cpp actually runs for this exact expression.
 func splitGPT2(t text, segs []int) []int {
-	out := make([]int, 0, len(segs)*2)
-	start := 0
-	for _, n := range segs {
-		ini, end := start, start+n
-		start = end
-		cpt := func(i int) uint32 {
-			if i >= ini && i < end {
-				return t.cp[i]
+	return eachPiece(t, segs, func(p *piece) {
+		for pos := p.ini; pos < p.end; {
+			if n := p.contraction(pos, false); n > 0 {
+				pos = p.emit(pos + n)
+				continue
 			}
-			return outOfRange
-		}
-		flags := func(i int) cptFlags {
-			if i >= ini && i < end {
-				return t.fl[i]
-			}
-			return 0
-		}
-		prev := ini
-		emit := func(e int) int {
-			l := e - prev
-			if l > 0 {
-				out = append(out, l)
-			}
-			prev = e
-			return l
-		}
-		for pos := ini; pos < end; {
-			c, f := cpt(pos), flags(pos)
-			if c == '\'' && pos+1 < end {
-				c1 := cpt(pos + 1)
-				if c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd' {
-					pos += emit(pos + 2)
-					continue
-				}
-				if pos+2 < end {
-					c2 := cpt(pos + 2)
-					if (c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l') {
-						pos += emit(pos + 3)
-						continue
-					}
-				}
-			}
-			f2 := f
+			c := p.cpt(pos)
+			f2, skipSpace := p.flags(pos), 0
 			if c == ' ' {
-				f2 = flags(pos + 1)
+				f2, skipSpace = p.flags(pos+1), 1
 			}
-			skipSpace := 0
-			if c == ' ' {
-				skipSpace = 1
+			switch {
+			case f2.isLetter():
+				pos = p.emit(p.run(pos+skipSpace, cptFlags.isLetter))
+			case f2.isNumber():
+				pos = p.emit(p.run(pos+skipSpace, cptFlags.isNumber))
+			case isOther(f2):
+				pos = p.emit(p.run(pos+skipSpace, isOther))
+			default:
+				pos = p.emit(p.whitespace(pos, p.run(pos, cptFlags.isWhitespace)-pos))
 			}
-			if f2.isLetter() {
-				pos += skipSpace
-				for flags(pos).isLetter() {
-					pos++
-				}
-				emit(pos)
-				continue
-			}
-			if f2.isNumber() {
-				pos += skipSpace
-				for flags(pos).isNumber() {
-					pos++
-				}
-				emit(pos)
-				continue
-			}
-			if isOther(f2) {
-				pos += skipSpace
-				for isOther(flags(pos)) {
-					pos++
-				}
-				emit(pos)
-				continue
-			}
-			nws := 0
-			for flags(pos + nws).isWhitespace() {
-				nws++
-			}
-			if nws > 1 && cpt(pos+nws) != outOfRange {
-				pos += nws - 1
-				emit(pos)
-				continue
-			}
-			if nws > 0 {
-				pos += nws
-				emit(pos)
-				continue
-			}
-			pos++
-			emit(pos)
 		}
-	}
-	return out
+	})
 }
 
 // outOfRange marks a position outside the piece being split.
@@ -283,6 +213,95 @@ const outOfRange = 0xFFFFFFFF
 // isOther is [^\s\p{L}\p{N}] for a position inside the piece.
 func isOther(f cptFlags) bool {
 	return f != 0 && f&(flagWhitespace|flagLetter|flagNumber) == 0
+}
+
+// piece is one segment [ini, end) of t that a split step cuts further: positions outside it
+// read as outOfRange and no flags, as the hand-written splitters of llama.cpp see them.
+type piece struct {
+	t        text
+	ini, end int
+	prev     int    // where the next emitted piece starts
+	out      *[]int // the lengths of the pieces cut so far
+}
+
+// eachPiece runs split over every segment of segs and returns the lengths of what they cut.
+func eachPiece(t text, segs []int, split func(p *piece)) []int {
+	out := make([]int, 0, len(segs)*2)
+	start := 0
+	for _, n := range segs {
+		split(&piece{t: t, ini: start, end: start + n, prev: start, out: &out})
+		start += n
+	}
+	return out
+}
+
+func (p *piece) cpt(i int) uint32 {
+	if i >= p.ini && i < p.end {
+		return p.t.cp[i]
+	}
+	return outOfRange
+}
+
+func (p *piece) flags(i int) cptFlags {
+	if i >= p.ini && i < p.end {
+		return p.t.fl[i]
+	}
+	return 0
+}
+
+// emit cuts a piece ending at e (none if it would be empty) and returns e.
+func (p *piece) emit(e int) int {
+	if e > p.prev {
+		*p.out = append(*p.out, e-p.prev)
+	}
+	p.prev = e
+	return e
+}
+
+// run returns the end of the run of positions from pos whose flags satisfy is.
+func (p *piece) run(pos int, is func(cptFlags) bool) int {
+	for is(p.flags(pos)) {
+		pos++
+	}
+	return pos
+}
+
+// contraction is the length of 's|'t|'re|'ve|'m|'ll|'d at pos (0: none there), case-insensitive
+// when fold is set.
+func (p *piece) contraction(pos int, fold bool) int {
+	if p.cpt(pos) != '\'' || pos+1 >= p.end {
+		return 0
+	}
+	lower := func(c uint32) uint32 {
+		if fold {
+			return toLower(c)
+		}
+		return c
+	}
+	c1 := lower(p.cpt(pos + 1))
+	if c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd' {
+		return 2
+	}
+	if pos+2 < p.end {
+		c2 := lower(p.cpt(pos + 2))
+		if (c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l') {
+			return 3
+		}
+	}
+	return 0
+}
+
+// whitespace is where the piece at pos ends when it starts with nws whitespace code points:
+// \s+(?!\S) leaves the last of several to the next piece when something follows, \s+ takes
+// them all, and anything else is one code point of its own.
+func (p *piece) whitespace(pos, nws int) int {
+	switch {
+	case nws > 1 && p.cpt(pos+nws) != outOfRange:
+		return pos + nws - 1
+	case nws > 0:
+		return pos + nws
+	}
+	return pos + 1
 }
 
 // splitLlama3 returns the Llama 3 expression (maxDigits 3) or the Qwen2 one (maxDigits 1):
@@ -294,120 +313,61 @@ func isOther(f cptFlags) bool {
 // with single digits, so both share this code.
 func splitLlama3(maxDigits int) splitStep {
 	return func(t text, segs []int) []int {
-		out := make([]int, 0, len(segs)*2)
-		start := 0
-		for _, n := range segs {
-			ini, end := start, start+n
-			start = end
-			cpt := func(i int) uint32 {
-				if i >= ini && i < end {
-					return t.cp[i]
+		return eachPiece(t, segs, func(p *piece) {
+			for pos := p.ini; pos < p.end; {
+				if n := p.contraction(pos, true); n > 0 {
+					pos = p.emit(pos + n)
+					continue
 				}
-				return outOfRange
-			}
-			flags := func(i int) cptFlags {
-				if i >= ini && i < end {
-					return t.fl[i]
-				}
-				return 0
-			}
-			prev := ini
-			emit := func(e int) int {
-				l := e - prev
-				if l > 0 {
-					out = append(out, l)
-				}
-				prev = e
-				return l
-			}
-			for pos := ini; pos < end; {
-				c, f := cpt(pos), flags(pos)
-				if c == '\'' && pos+1 < end {
-					c1 := toLower(cpt(pos + 1))
-					if c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd' {
-						pos += emit(pos + 2)
-						continue
-					}
-					if pos+2 < end {
-						c2 := toLower(cpt(pos + 2))
-						if (c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l') {
-							pos += emit(pos + 3)
-							continue
-						}
-					}
-				}
+				c, f := p.cpt(pos), p.flags(pos)
 				// [^\r\n\p{L}\p{N}]?\p{L}+
-				if !(c == '\r' || c == '\n' || f.isNumber()) {
-					if f.isLetter() || flags(pos+1).isLetter() {
-						pos++
-						for flags(pos).isLetter() {
-							pos++
-						}
-						emit(pos)
-						continue
-					}
+				if !(c == '\r' || c == '\n' || f.isNumber()) && (f.isLetter() || p.flags(pos+1).isLetter()) {
+					pos = p.emit(p.run(pos+1, cptFlags.isLetter))
+					continue
 				}
 				// \p{N}{1,maxDigits}
 				if f.isNumber() {
 					first := pos
-					for flags(pos).isNumber() {
+					for p.flags(pos).isNumber() {
 						pos++
 						if pos-first >= maxDigits {
-							emit(pos)
-							first = pos
+							first = p.emit(pos)
 						}
 					}
-					emit(pos)
+					p.emit(pos)
 					continue
 				}
 				//  ?[^\s\p{L}\p{N}]+[\r\n]*
 				f2 := f
 				if c == ' ' {
-					f2 = flags(pos + 1)
+					f2 = p.flags(pos + 1)
 				}
 				if f2&(flagWhitespace|flagLetter|flagNumber) == 0 && f != 0 {
 					if c == ' ' {
 						pos++
 					}
-					for isOther(flags(pos)) {
+					pos = p.run(pos, isOther)
+					for c2 := p.cpt(pos); c2 == '\r' || c2 == '\n'; c2 = p.cpt(pos) {
 						pos++
 					}
-					for c2 := cpt(pos); c2 == '\r' || c2 == '\n'; c2 = cpt(pos) {
-						pos++
-					}
-					emit(pos)
+					p.emit(pos)
 					continue
 				}
 				nws, lastCRLF := 0, 0
-				for flags(pos + nws).isWhitespace() {
-					if c2 := cpt(pos + nws); c2 == '\r' || c2 == '\n' {
+				for p.flags(pos + nws).isWhitespace() {
+					if c2 := p.cpt(pos + nws); c2 == '\r' || c2 == '\n' {
 						lastCRLF = pos + nws + 1
 					}
 					nws++
 				}
 				// \s*[\r\n]+
 				if lastCRLF > 0 {
-					pos = lastCRLF
-					emit(pos)
+					pos = p.emit(lastCRLF)
 					continue
 				}
-				// \s+(?!\S)
-				if nws > 1 && cpt(pos+nws) != outOfRange {
-					pos += nws - 1
-					emit(pos)
-					continue
-				}
-				// \s+
-				if nws > 0 {
-					pos += nws
-					emit(pos)
-					continue
-				}
-				pos++
-				emit(pos)
+				pos = p.emit(p.whitespace(pos, nws))
 			}
-		}
-		return out
+		})
 	}
 }
 
