@@ -100,6 +100,12 @@ func siluAVX2(dst, src *float32, n int)
 func expAVX2(dst, src *float32, n int)
 
 //go:noescape
+func dotF16RowsAVX2(q, k *uint16, kstride, n, dim int, scale float32, out *float32)
+
+//go:noescape
+func madF16RowsAVX2(acc, v *uint16, vstride, n, dim int, ms, vs *float32)
+
+//go:noescape
 func madF16AVX2(acc, v *uint16, s float32, n int)
 
 //go:noescape
@@ -203,6 +209,20 @@ func init() {
 			siluAVX2(&dst[0], &src[0], n)
 		}
 		siluGo(dst[n:], src[n:])
+	}
+	dotF16RowsImpl = func(out []float32, q, rows []uint16, stride int, scale float32) {
+		if len(out) == 0 || len(q) == 0 || len(q)%32 != 0 {
+			dotF16RowsGo(out, q, rows, stride, scale)
+			return
+		}
+		dotF16RowsAVX2(&q[0], &rows[0], 2*stride, len(out), len(q), scale, &out[0])
+	}
+	madF16RowsImpl = func(acc, rows []uint16, stride int, ms, vs []float32) {
+		if len(vs) == 0 || len(acc) == 0 || len(acc)%8 != 0 {
+			madF16RowsGo(acc, rows, stride, ms, vs)
+			return
+		}
+		madF16RowsAVX2(&acc[0], &rows[0], 2*stride, len(vs), len(acc), &ms[0], &vs[0])
 	}
 	expImpl = func(dst, src []float32) {
 		n := len(src) &^ 7

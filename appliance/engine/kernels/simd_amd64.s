@@ -272,6 +272,111 @@ mad_loop:
 	VZEROUPPER
 	RET
 
+// func dotF16RowsAVX2(q, k *uint16, kstride, n, dim int, scale float32, out *float32)
+// out[i] = dotF16AVX2(q, k + i·kstride bytes, dim)·scale for i < n, dim a positive multiple
+// of 32: the loop of dotF16AVX2 over each row.
+TEXT ·dotF16RowsAVX2(SB), NOSPLIT, $0-56
+	MOVQ   q+0(FP), R8
+	MOVQ   k+8(FP), DI
+	MOVQ   kstride+16(FP), R9
+	MOVQ   n+24(FP), R10
+	MOVQ   dim+32(FP), R11
+	VMOVSS scale+40(FP), X8
+	MOVQ   out+48(FP), R12
+
+f16rows_row:
+	MOVQ   R8, SI
+	MOVQ   DI, BX
+	MOVQ   R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+f16rows_loop32:
+	VCVTPH2PS   (SI), Y1
+	VCVTPH2PS   (BX), Y2
+	VFMADD231PS Y2, Y1, Y0
+	VCVTPH2PS   16(SI), Y1
+	VCVTPH2PS   16(BX), Y2
+	VFMADD231PS Y2, Y1, Y5
+	VCVTPH2PS   32(SI), Y1
+	VCVTPH2PS   32(BX), Y2
+	VFMADD231PS Y2, Y1, Y6
+	VCVTPH2PS   48(SI), Y1
+	VCVTPH2PS   48(BX), Y2
+	VFMADD231PS Y2, Y1, Y7
+	ADDQ        $64, SI
+	ADDQ        $64, BX
+	SUBQ        $32, CX
+	JNZ         f16rows_loop32
+	GGML_REDUCE4
+	VMULSS      X8, X0, X0
+	VMOVSS      X0, (R12)
+	ADDQ        $4, R12
+	ADDQ        R9, DI
+	DECQ        R10
+	JNZ         f16rows_row
+	VZEROUPPER
+	RET
+
+// func madF16RowsAVX2(acc, v *uint16, vstride, n, dim int, ms, vs *float32)
+// For each of n rows: acc = f16(acc·ms[i]) unless ms[i] is 1, then acc = f16(v_i·vs[i] + acc)
+// (the loops of scaleF16AVX2 and madF16AVX2), dim a positive multiple of 8.
+TEXT ·madF16RowsAVX2(SB), NOSPLIT, $0-56
+	MOVQ         acc+0(FP), R8
+	MOVQ         v+8(FP), DI
+	MOVQ         vstride+16(FP), R9
+	MOVQ         n+24(FP), R10
+	MOVQ         dim+32(FP), R11
+	MOVQ         ms+40(FP), R12
+	MOVQ         vs+48(FP), R13
+	MOVL         $0x3f800000, AX
+	MOVL         AX, X5
+
+madrows_row:
+	VMOVSS  (R12), X4
+	VUCOMISS X5, X4
+	JNE     madrows_scale
+	JP      madrows_scale
+
+madrows_mad:
+	VBROADCASTSS (R13), Y3
+	MOVQ         R8, SI
+	MOVQ         DI, BX
+	MOVQ         R11, CX
+
+madrows_loop:
+	VCVTPH2PS   (BX), Y1
+	VCVTPH2PS   (SI), Y2
+	VFMADD231PS Y3, Y1, Y2
+	VCVTPS2PH   $0, Y2, (SI)
+	ADDQ        $16, SI
+	ADDQ        $16, BX
+	SUBQ        $8, CX
+	JNZ         madrows_loop
+	ADDQ        $4, R12
+	ADDQ        $4, R13
+	ADDQ        R9, DI
+	DECQ        R10
+	JNZ         madrows_row
+	VZEROUPPER
+	RET
+
+madrows_scale:
+	VBROADCASTSS X4, Y4
+	MOVQ         R8, SI
+	MOVQ         R11, CX
+
+madrows_scale_loop:
+	VCVTPH2PS (SI), Y2
+	VMULPS    Y4, Y2, Y2
+	VCVTPS2PH $0, Y2, (SI)
+	ADDQ      $16, SI
+	SUBQ      $8, CX
+	JNZ       madrows_scale_loop
+	JMP       madrows_mad
+
 // func scaleF16AVX2(acc *uint16, s float32, n int)
 TEXT ·scaleF16AVX2(SB), NOSPLIT, $0-24
 	MOVQ         acc+0(FP), SI

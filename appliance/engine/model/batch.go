@@ -367,10 +367,11 @@ type attnJob struct {
 }
 
 type attnScratch struct {
-	scores []float32
-	expw   []float32 // a block's softmax factors (softmaxFactors)
-	q16    []uint16
-	acc16  []uint16
+	scores  []float32
+	expw    []float32 // a block's softmax factors (softmaxFactors), then its weights
+	rescale []float32 // a block's rescaling factors of the value sum
+	q16     []uint16
+	acc16   []uint16
 	// Q8_0 cache: the padded query head, its Q8_0 blocks and their scales, the float32 value
 	// sum.
 	pad   []float32
@@ -396,6 +397,7 @@ func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
 		sc := &j.work[w]
 		sc.scores = grow(sc.scores, maxPos)
 		sc.expw = grow(sc.expw, attnBlock)
+		sc.rescale = grow(sc.rescale, attnBlock)
 		sc.q16 = grow(sc.q16, c.HeadDimK)
 		sc.acc16 = grow(sc.acc16, c.HeadDimV)
 		if s.opts.KVType == ggml.Q8_0 {
@@ -483,22 +485,21 @@ func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float3
 	clear(acc)
 	m, sum := float32(math.Inf(-1)), float32(0)
 	for t0 := 0; t0 <= pos; t0 += attnBlock {
-		s, e := sc.scores[:min(attnBlock, pos+1-t0)], sc.expw
-		for i := range s {
-			ko := (t0+i)*kd + kvh*c.HeadDimK
-			s[i] = kernels.DotF16(q16, keys[ko:ko+c.HeadDimK]) * j.scale
-		}
+		n := min(attnBlock, pos+1-t0)
+		s, e, ms := sc.scores[:n], sc.expw[:n], sc.rescale[:n]
+		ko := t0*kd + kvh*c.HeadDimK
+		kernels.DotF16Rows(s, q16, keys[ko:], kd, j.scale)
 		softmaxFactors(s, e, m)
+		// e becomes each position's weight, ms the rescaling of what came before it.
 		for i, v := range s {
-			ms, vs := float32(1), e[i]
+			ms[i] = 1
 			if v > m {
-				ms, vs, m = e[i], 1, v
-				kernels.ScaleF16(acc, ms)
+				ms[i], e[i], m = e[i], 1, v
 			}
-			vo := (t0+i)*vd + kvh*c.HeadDimV
-			kernels.MadF16(acc, vals[vo:vo+c.HeadDimV], vs)
-			sum = sum*ms + vs
+			sum = sum*ms[i] + e[i]
 		}
+		vo := t0*vd + kvh*c.HeadDimV
+		kernels.MadF16Rows(acc, vals[vo:], vd, ms, e)
 	}
 	inv := 1 / sum
 	for d := range out {

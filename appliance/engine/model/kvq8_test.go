@@ -42,7 +42,7 @@ func newAttnCase(t testing.TB, kv ggml.Type, nHead, nKV, dim, n int, seed uint64
 	seq.n = n
 	c := &attnCase{seq: seq, job: &attnJob{s: s, li: 0, scale: float32(1 / math.Sqrt(float64(dim)))}}
 	c.sc = attnScratch{
-		scores: make([]float32, n), expw: make([]float32, attnBlock), q16: make([]uint16, dim), acc16: make([]uint16, dim),
+		scores: make([]float32, n), expw: make([]float32, attnBlock), rescale: make([]float32, attnBlock), q16: make([]uint16, dim), acc16: make([]uint16, dim),
 		pad: make([]float32, s.kvK.padded()), q8: make([]byte, s.kvK.headBytes), qd: make([]float32, s.kvK.blocks),
 		acc32: make([]float32, dim),
 	}
