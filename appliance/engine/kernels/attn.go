@@ -1,6 +1,9 @@
 package kernels
 
-import "fmt"
+import (
+	"encoding/binary"
+	"fmt"
+)
 
 // The block forms of attention's F16 products: one call scores a query against many cached
 // keys, or adds many cached values into the running sum, instead of one call per position.
@@ -9,8 +12,10 @@ import "fmt"
 // is gone.
 
 var (
-	dotF16RowsImpl = dotF16RowsGo
-	madF16RowsImpl = madF16RowsGo
+	dotF16RowsImpl  = dotF16RowsGo
+	madF16RowsImpl  = madF16RowsGo
+	dotQ8_0RowsImpl = dotQ8_0RowsGo
+	madQ8_0RowsImpl = madQ8_0RowsGo
 )
 
 // DotF16Rows sets out[i] = DotF16(q, rows[i*stride : i*stride+len(q)]) * scale for every i <
@@ -49,5 +54,78 @@ func madF16RowsGo(acc, rows []uint16, stride int, ms, vs []float32) {
 			scaleF16Impl(acc, ms[i])
 		}
 		madF16Impl(acc, rows[i*stride:i*stride+len(acc)], vs[i])
+	}
+}
+
+// The Q8_0 KV cache's block forms: keys and values of one head are whole Q8_0 blocks (34 bytes:
+// an F16 scale, 32 int8), rows stride bytes apart.
+
+// DotQ8_0Rows sets out[i] = k_i·q · scale for every i < len(out), k_i being the len(q)/34 Q8_0
+// blocks at rows[i*stride:] and q the query's blocks. Each block's integer dot is scaled by
+// dk·dq and summed in float32 in block order: kernels.Dot's Q8_0 arithmetic (llama.cpp's scalar
+// vec_dot_q8_0_q8_0).
+func DotQ8_0Rows(out []float32, q, rows []byte, stride int, scale float32) {
+	if len(q)%q8Block != 0 {
+		panic(fmt.Sprintf("kernels: DotQ8_0Rows query of %d bytes, not whole blocks", len(q)))
+	}
+	checkRows("DotQ8_0Rows", len(out), len(q), len(rows), stride)
+	dotQ8_0RowsImpl(out, q, rows, stride, scale)
+}
+
+// MadQ8_0Rows runs, for every i < len(vs), acc *= ms[i] (Scale) where ms[i] != 1 and then
+// acc[j] += v_j·vs[i] for the first len(acc) values v of the Q8_0 blocks at rows[i*stride:],
+// each dequantized to float32 (d·q rounded) before it is scaled and added, as llama.cpp's flash
+// attention does for a quantized V.
+func MadQ8_0Rows(acc []float32, rows []byte, stride int, ms, vs []float32) {
+	width := (len(acc) + 31) / 32 * q8Block
+	checkRows("MadQ8_0Rows", len(vs), width, len(rows), stride)
+	if len(ms) != len(vs) {
+		panic(fmt.Sprintf("kernels: MadQ8_0Rows with %d rescale factors for %d rows", len(ms), len(vs)))
+	}
+	madQ8_0RowsImpl(acc, rows, stride, ms, vs)
+}
+
+// q8Block is the size of a Q8_0 block in bytes.
+const q8Block = 34
+
+func dotQ8_0RowsGo(out []float32, q, rows []byte, stride int, scale float32) {
+	for i := range out {
+		out[i] = dotQ8_0Row(rows[i*stride:], q) * scale
+	}
+}
+
+func dotQ8_0Row(k, q []byte) float32 {
+	var sum float32
+	for b := 0; b < len(q)/q8Block; b++ {
+		x := k[b*q8Block : (b+1)*q8Block : (b+1)*q8Block]
+		y := q[b*q8Block : (b+1)*q8Block : (b+1)*q8Block]
+		xs, ys := x[2:], y[2:]
+		var s int32
+		for j := range xs {
+			s += int32(int8(xs[j])) * int32(int8(ys[j]))
+		}
+		d := F16ToF32(binary.LittleEndian.Uint16(x)) * F16ToF32(binary.LittleEndian.Uint16(y))
+		// The conversion rounds the product before the add, as ggml's C does: without it
+		// arm64's compiler fuses them into one FMA and the last bit differs.
+		sum += float32(float32(s) * d)
+	}
+	return sum
+}
+
+func madQ8_0RowsGo(acc []float32, rows []byte, stride int, ms, vs []float32) {
+	for i, s := range vs {
+		if ms[i] != 1 {
+			Scale(acc, ms[i])
+		}
+		b := rows[i*stride:]
+		for blk := 0; blk*32 < len(acc); blk++ {
+			x := b[blk*q8Block : (blk+1)*q8Block]
+			d := F16ToF32(binary.LittleEndian.Uint16(x))
+			a := acc[blk*32 : min(len(acc), (blk+1)*32)]
+			for j := range a {
+				v := d * float32(int8(x[2+j]))
+				a[j] += float32(v * s)
+			}
+		}
 	}
 }

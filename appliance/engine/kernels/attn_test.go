@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
 // The block forms equal one DotF16 (times the scale) per row, and one ScaleF16 (where the
@@ -61,8 +63,10 @@ func TestF16RowsMatchPerRowCalls(t *testing.T) {
 func TestF16RowsRejectShortInput(t *testing.T) {
 	for name, f := range map[string]func(){
 		"dot": func() { DotF16Rows(make([]float32, 3), make([]uint16, 32), make([]uint16, 2*40+31), 40, 1) },
-		"mad": func() { MadF16Rows(make([]uint16, 32), make([]uint16, 100), 40, make([]float32, 3), make([]float32, 3)) },
-		"ms":  func() { MadF16Rows(make([]uint16, 8), make([]uint16, 100), 8, make([]float32, 2), make([]float32, 3)) },
+		"mad": func() {
+			MadF16Rows(make([]uint16, 32), make([]uint16, 100), 40, make([]float32, 3), make([]float32, 3))
+		},
+		"ms": func() { MadF16Rows(make([]uint16, 8), make([]uint16, 100), 8, make([]float32, 2), make([]float32, 3)) },
 	} {
 		func() {
 			defer func() {
@@ -72,5 +76,84 @@ func TestF16RowsRejectShortInput(t *testing.T) {
 			}()
 			f()
 		}()
+	}
+}
+
+// q8Rows quantizes n rows of nb blocks, stride bytes apart, with random scales; the first row
+// holds ±127 everywhere and one quant of -128, the extremes of the integer dot.
+func q8Rows(r *rand.Rand, n, nb, stride int) []byte {
+	rows := make([]byte, (n-1)*stride+nb*q8Block)
+	x := make([]float32, nb*32)
+	for i := 0; i < n; i++ {
+		for j := range x {
+			x[j] = float32(r.NormFloat64()) * float32(1+i%4)
+			if i == 0 {
+				x[j] = float32(1 - 2*(j%2))
+			}
+		}
+		QuantizeActivations(ggml.Q8_0, x, rows[i*stride:i*stride:i*stride+nb*q8Block])
+		if i == 0 {
+			rows[2] = 0x80
+		}
+	}
+	return rows
+}
+
+// The Q8_0 block forms equal their Go twins bit for bit, the dots equal kernels.Dot's Q8_0
+// reference, and the value sums are dequantize-then-axpy value by value, for head widths of
+// whole blocks (the kernels) and a padded one (the twin).
+func TestQ8_0RowsMatchReference(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 23))
+	for _, nb := range []int{1, 2, 4} {
+		for _, n := range []int{1, 9, 64} {
+			stride := 3*nb*q8Block + 6
+			rows := q8Rows(r, n, nb, stride)
+			q := q8Rows(r, 2, nb, nb*q8Block)[nb*q8Block:]
+
+			got, twin := make([]float32, n), make([]float32, n)
+			DotQ8_0Rows(got, q, rows, stride, 0.25)
+			dotQ8_0RowsGo(twin, q, rows, stride, 0.25)
+			for i := range got {
+				ref := Dot(ggml.Q8_0, rows[i*stride:i*stride+nb*q8Block], q, nb*32) * 0.25
+				if got[i] != twin[i] || got[i] != ref {
+					t.Fatalf("%d blocks, row %d: DotQ8_0Rows %v, twin %v, kernels.Dot %v", nb, i, got[i], twin[i], ref)
+				}
+			}
+
+			for _, width := range []int{nb * 32, nb*32 - 8} {
+				ms, vs := make([]float32, n), make([]float32, n)
+				for i := range ms {
+					ms[i], vs[i] = 1, float32(r.Float64())
+					if i%7 == 3 {
+						ms[i] = float32(r.Float64())
+					}
+				}
+				acc, want, twinAcc := make([]float32, width), make([]float32, width), make([]float32, width)
+				for i := range acc {
+					acc[i] = float32(i)
+				}
+				copy(want, acc)
+				copy(twinAcc, acc)
+				MadQ8_0Rows(acc, rows, stride, ms, vs)
+				madQ8_0RowsGo(twinAcc, rows, stride, ms, vs)
+				deq := make([]float32, nb*32)
+				for i := range vs {
+					if err := Dequantize(ggml.Q8_0, rows[i*stride:i*stride+nb*q8Block], deq); err != nil {
+						t.Fatal(err)
+					}
+					for j := range want {
+						if ms[i] != 1 {
+							want[j] *= ms[i]
+						}
+						want[j] += float32(deq[j] * vs[i])
+					}
+				}
+				for j := range acc {
+					if acc[j] != twinAcc[j] || acc[j] != want[j] {
+						t.Fatalf("%d blocks, width %d: acc[%d] %v, twin %v, dequantize-then-axpy %v", nb, width, j, acc[j], twinAcc[j], want[j])
+					}
+				}
+			}
+		}
 	}
 }

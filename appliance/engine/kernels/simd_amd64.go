@@ -106,6 +106,12 @@ func dotF16RowsAVX2(q, k *uint16, kstride, n, dim int, scale float32, out *float
 func madF16RowsAVX2(acc, v *uint16, vstride, n, dim int, ms, vs *float32)
 
 //go:noescape
+func dotQ8_0RowsAVX2(q, k *byte, kstride, n, nb int, scale float32, out *float32)
+
+//go:noescape
+func madQ8_0RowsAVX2(acc *float32, v *byte, vstride, n, nb int, ms, vs *float32)
+
+//go:noescape
 func madF16AVX2(acc, v *uint16, s float32, n int)
 
 //go:noescape
@@ -223,6 +229,19 @@ func init() {
 			return
 		}
 		madF16RowsAVX2(&acc[0], &rows[0], 2*stride, len(vs), len(acc), &ms[0], &vs[0])
+	}
+	dotQ8_0RowsImpl = func(out []float32, q, rows []byte, stride int, scale float32) {
+		if len(out) == 0 || len(q) == 0 {
+			return
+		}
+		dotQ8_0RowsAVX2(&q[0], &rows[0], stride, len(out), len(q)/q8Block, scale, &out[0])
+	}
+	madQ8_0RowsImpl = func(acc []float32, rows []byte, stride int, ms, vs []float32) {
+		if len(vs) == 0 || len(acc) == 0 || len(acc)%32 != 0 {
+			madQ8_0RowsGo(acc, rows, stride, ms, vs)
+			return
+		}
+		madQ8_0RowsAVX2(&acc[0], &rows[0], stride, len(vs), len(acc)/32, &ms[0], &vs[0])
 	}
 	expImpl = func(dst, src []float32) {
 		n := len(src) &^ 7

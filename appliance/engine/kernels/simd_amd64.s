@@ -377,6 +377,140 @@ madrows_scale_loop:
 	JNZ       madrows_scale_loop
 	JMP       madrows_mad
 
+// Q8MAD_8 adds eight values of a Q8_0 block at BX (quants from byte qoff) to the float32
+// sums at SI+aoff: acc += (d·q)·s with d in Y6 and s in Y3, each product rounded on its own.
+#define Q8MAD_8(qoff, aoff) \
+	VPMOVSXBD qoff(BX), Y1; \
+	VCVTDQ2PS Y1, Y1; \
+	VMULPS    Y6, Y1, Y1; \
+	VMULPS    Y3, Y1, Y1; \
+	VADDPS    aoff(SI), Y1, Y1; \
+	VMOVUPS   Y1, aoff(SI)
+
+// func dotQ8_0RowsAVX2(q, k *byte, kstride, n, nb int, scale float32, out *float32)
+// out[i] = the nb-block Q8_0 dot of q with the row at k + i·kstride, times scale, with
+// dotQ8_0Row's arithmetic: exact integer block dots (|k| times q·sign(k), as unsigned times
+// signed bytes; the pair sums stay below 2^15), each scaled by dk·dq and added in block order.
+TEXT ·dotQ8_0RowsAVX2(SB), NOSPLIT, $0-56
+	MOVQ         q+0(FP), R8
+	MOVQ         k+8(FP), DI
+	MOVQ         kstride+16(FP), R9
+	MOVQ         n+24(FP), R10
+	MOVQ         nb+32(FP), R11
+	VMOVSS       scale+40(FP), X8
+	MOVQ         out+48(FP), R12
+	MOVL         $0x00010001, AX
+	MOVL         AX, X9
+	VPBROADCASTD X9, Y9
+
+q8rows_row:
+	MOVQ   R8, SI
+	MOVQ   DI, BX
+	MOVQ   R11, CX
+	VXORPS X0, X0, X0
+
+q8rows_block:
+	VMOVDQU      2(BX), Y1
+	VMOVDQU      2(SI), Y2
+	VPSIGNB      Y1, Y1, Y3
+	VPSIGNB      Y1, Y2, Y4
+	VPMADDUBSW   Y4, Y3, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VEXTRACTI128 $1, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VCVTDQ2PS    X5, X5
+	MOVWLZX      (BX), AX
+	MOVL         AX, X6
+	VCVTPH2PS    X6, X6
+	MOVWLZX      (SI), AX
+	MOVL         AX, X7
+	VCVTPH2PS    X7, X7
+	VMULSS       X7, X6, X6
+	VMULSS       X6, X5, X5
+	VADDSS       X5, X0, X0
+	ADDQ         $34, BX
+	ADDQ         $34, SI
+	DECQ         CX
+	JNZ          q8rows_block
+	VMULSS       X8, X0, X0
+	VMOVSS       X0, (R12)
+	ADDQ         $4, R12
+	ADDQ         R9, DI
+	DECQ         R10
+	JNZ          q8rows_row
+	VZEROUPPER
+	RET
+
+// func madQ8_0RowsAVX2(acc *float32, v *byte, vstride, n, nb int, ms, vs *float32)
+// For each of n rows: acc *= ms[i] unless ms[i] is 1, then acc += (d·q)·vs[i] over the row's
+// nb whole Q8_0 blocks (madQ8_0RowsGo's arithmetic: no fused operations).
+TEXT ·madQ8_0RowsAVX2(SB), NOSPLIT, $0-56
+	MOVQ acc+0(FP), R8
+	MOVQ v+8(FP), DI
+	MOVQ vstride+16(FP), R9
+	MOVQ n+24(FP), R10
+	MOVQ nb+32(FP), R11
+	MOVQ ms+40(FP), R12
+	MOVQ vs+48(FP), R13
+	MOVL $0x3f800000, AX
+	MOVL AX, X5
+
+q8mad_row:
+	VMOVSS   (R12), X4
+	VUCOMISS X5, X4
+	JNE      q8mad_scale
+	JP       q8mad_scale
+
+q8mad_mad:
+	VBROADCASTSS (R13), Y3
+	MOVQ         R8, SI
+	MOVQ         DI, BX
+	MOVQ         R11, CX
+
+q8mad_block:
+	MOVWLZX      (BX), AX
+	MOVL         AX, X6
+	VCVTPH2PS    X6, X6
+	VBROADCASTSS X6, Y6
+	Q8MAD_8(2, 0)
+	Q8MAD_8(10, 32)
+	Q8MAD_8(18, 64)
+	Q8MAD_8(26, 96)
+	ADDQ         $34, BX
+	ADDQ         $128, SI
+	DECQ         CX
+	JNZ          q8mad_block
+	ADDQ         $4, R12
+	ADDQ         $4, R13
+	ADDQ         R9, DI
+	DECQ         R10
+	JNZ          q8mad_row
+	VZEROUPPER
+	RET
+
+q8mad_scale:
+	VBROADCASTSS X4, Y4
+	MOVQ         R8, SI
+	MOVQ         R11, CX
+
+q8mad_scale_block:
+	VMULPS  (SI), Y4, Y1
+	VMOVUPS Y1, (SI)
+	VMULPS  32(SI), Y4, Y1
+	VMOVUPS Y1, 32(SI)
+	VMULPS  64(SI), Y4, Y1
+	VMOVUPS Y1, 64(SI)
+	VMULPS  96(SI), Y4, Y1
+	VMOVUPS Y1, 96(SI)
+	ADDQ    $128, SI
+	DECQ    CX
+	JNZ     q8mad_scale_block
+	JMP     q8mad_mad
+
 // func scaleF16AVX2(acc *uint16, s float32, n int)
 TEXT ·scaleF16AVX2(SB), NOSPLIT, $0-24
 	MOVQ         acc+0(FP), SI

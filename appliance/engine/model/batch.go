@@ -372,11 +372,9 @@ type attnScratch struct {
 	rescale []float32 // a block's rescaling factors of the value sum
 	q16     []uint16
 	acc16   []uint16
-	// Q8_0 cache: the padded query head, its Q8_0 blocks and their scales, the float32 value
-	// sum.
+	// Q8_0 cache: the padded query head, its Q8_0 blocks, the float32 value sum.
 	pad   []float32
 	q8    []byte
-	qd    []float32
 	acc32 []float32
 }
 
@@ -403,7 +401,6 @@ func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
 		if s.opts.KVType == ggml.Q8_0 {
 			sc.pad = grow(sc.pad, s.kvK.padded())
 			sc.q8 = grow(sc.q8, s.kvK.headBytes)
-			sc.qd = grow(sc.qd, s.kvK.blocks)
 			sc.acc32 = grow(sc.acc32, c.HeadDimV)
 		}
 	}
@@ -475,6 +472,22 @@ func softmaxFactors(s, e []float32, m float32) {
 	kernels.ExpFast(e, e)
 }
 
+// onlineWeights turns a block of scores s into the online softmax's steps, with m and sum the
+// running maximum and weight sum before the block: w[i] becomes position i's weight and ms[i]
+// the factor that rescales what was summed before it (1 unless s[i] raised the maximum). It
+// returns the maximum and sum after the block.
+func onlineWeights(s, w, ms []float32, m, sum float32) (float32, float32) {
+	softmaxFactors(s, w, m)
+	for i, v := range s {
+		ms[i] = 1
+		if v > m {
+			ms[i], w[i], m = w[i], 1, v
+		}
+		sum = sum*ms[i] + w[i]
+	}
+	return m, sum
+}
+
 func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float32) {
 	c, li := j.s.Config, j.li
 	kvh := h / (c.NHead / c.NHeadKV)
@@ -489,15 +502,7 @@ func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float3
 		s, e, ms := sc.scores[:n], sc.expw[:n], sc.rescale[:n]
 		ko := t0*kd + kvh*c.HeadDimK
 		kernels.DotF16Rows(s, q16, keys[ko:], kd, j.scale)
-		softmaxFactors(s, e, m)
-		// e becomes each position's weight, ms the rescaling of what came before it.
-		for i, v := range s {
-			ms[i] = 1
-			if v > m {
-				ms[i], e[i], m = e[i], 1, v
-			}
-			sum = sum*ms[i] + e[i]
-		}
+		m, sum = onlineWeights(s, e, ms, m, sum)
 		vo := t0*vd + kvh*c.HeadDimV
 		kernels.MadF16Rows(acc, vals[vo:], vd, ms, e)
 	}

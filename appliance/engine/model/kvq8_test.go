@@ -43,7 +43,7 @@ func newAttnCase(t testing.TB, kv ggml.Type, nHead, nKV, dim, n int, seed uint64
 	c := &attnCase{seq: seq, job: &attnJob{s: s, li: 0, scale: float32(1 / math.Sqrt(float64(dim)))}}
 	c.sc = attnScratch{
 		scores: make([]float32, n), expw: make([]float32, attnBlock), rescale: make([]float32, attnBlock), q16: make([]uint16, dim), acc16: make([]uint16, dim),
-		pad: make([]float32, s.kvK.padded()), q8: make([]byte, s.kvK.headBytes), qd: make([]float32, s.kvK.blocks),
+		pad: make([]float32, s.kvK.padded()), q8: make([]byte, s.kvK.headBytes),
 		acc32: make([]float32, dim),
 	}
 	return c
@@ -242,65 +242,6 @@ func TestQ8StoreRoundTrip(t *testing.T) {
 						t.Fatalf("dim %d head %d value %d: %v stored as %v (block max %v)", dim, h, i, x[h*dim+i], got, amax)
 					}
 				}
-			}
-		}
-	}
-}
-
-// dotQ8_0 is kernels.Dot's Q8_0 reference, bit for bit, on random and extreme blocks.
-func TestDotQ8_0MatchesKernels(t *testing.T) {
-	r := rand.New(rand.NewPCG(11, 11))
-	for _, nb := range []int{1, 2, 3, 4, 9} {
-		for trial := 0; trial < 20; trial++ {
-			k, q := make([]float32, nb*32), make([]float32, nb*32)
-			for i := range k {
-				k[i], q[i] = float32(r.NormFloat64())*float32(1+trial), float32(r.NormFloat64())
-			}
-			if trial == 0 {
-				for i := range k {
-					k[i], q[i] = 1e4, -1e4 // every value at ±127
-				}
-			}
-			kb := kernels.QuantizeActivations(ggml.Q8_0, k, nil)
-			qb := kernels.QuantizeActivations(ggml.Q8_0, q, nil)
-			qd := make([]float32, nb)
-			for b := range qd {
-				qd[b] = kernels.F16ToF32(uint16(qb[b*34]) | uint16(qb[b*34+1])<<8)
-			}
-			got, want := dotQ8_0(kb, qb, qd, nb), kernels.Dot(ggml.Q8_0, kb, qb, nb*32)
-			if got != want {
-				t.Fatalf("%d blocks, trial %d: %v, kernels.Dot %v", nb, trial, got, want)
-			}
-		}
-	}
-}
-
-// madQ8_0 is dequantize-then-axpy, value by value, including a partial last block.
-func TestMadQ8_0(t *testing.T) {
-	r := rand.New(rand.NewPCG(9, 9))
-	for _, n := range []int{8, 32, 40, 64} {
-		nb := (n + 31) / 32
-		x := make([]float32, nb*32)
-		for i := range x {
-			x[i] = float32(r.NormFloat64())
-		}
-		b, err := kernels.Quantize(ggml.Q8_0, x)
-		if err != nil {
-			t.Fatal(err)
-		}
-		deq := make([]float32, len(x))
-		if err := kernels.Dequantize(ggml.Q8_0, b, deq); err != nil {
-			t.Fatal(err)
-		}
-		acc, want := make([]float32, n), make([]float32, n)
-		for i := range acc {
-			acc[i] = float32(i)
-			want[i] = float32(i) + deq[i]*0.375
-		}
-		madQ8_0(acc, b, 0.375)
-		for i := range acc {
-			if acc[i] != want[i] {
-				t.Fatalf("n %d: acc[%d] = %v, want %v", n, i, acc[i], want[i])
 			}
 		}
 	}
