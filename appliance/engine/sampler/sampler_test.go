@@ -369,7 +369,7 @@ func referenceTruncate(logits []float32, p Params) []candidate {
 	if p.TopK > 0 && p.TopK < len(c) {
 		c = c[:p.TopK]
 	}
-	softmax(c, 1)
+	softmax(c, 1, nil)
 	if p.TopP > 0 && p.TopP < 1 {
 		var cum float64
 		for i := range c {
