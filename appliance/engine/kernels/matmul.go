@@ -56,7 +56,7 @@ type MatMul struct {
 	prep    [][]byte    // per op: prepared activations (N rows of prepSz[op] bytes)
 	prepSz  []int
 	quad    []*[4]float32             // per worker: results of a four-column kernel (on the heap once)
-	panel   []*[4 * panelRows]float32 // per worker: results of a packed panel cut short
+	panel   []*[8 * panelRows]float32 // per worker: results of a packed panel cut short
 	unp     [][]byte                  // per worker: eight unpacked weight rows (prompt batches)
 	unpSc   [][]float32               // per worker: their block scales
 }
@@ -114,7 +114,7 @@ func (m *MatMul) Run(p *Pool) {
 	for len(m.scratch) < p.Threads() {
 		m.scratch = append(m.scratch, nil)
 		m.quad = append(m.quad, new([4]float32))
-		m.panel = append(m.panel, new([4 * panelRows]float32))
+		m.panel = append(m.panel, new([8 * panelRows]float32))
 		m.unp = append(m.unp, nil)
 		m.unpSc = append(m.unpSc, nil)
 	}
@@ -311,28 +311,37 @@ func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]f
 
 // rangePacked is rangeQuant for packed weights: rows [r0, r1) start on a panel; a panel cut
 // short by the end of the matrix goes through scr.
-func (op *MatMulOp) rangePacked(r0, r1 int, prep []byte, sz int, scr *[4 * panelRows]float32) {
+func (op *MatMulOp) rangePacked(r0, r1 int, prep []byte, sz int, scr *[8 * panelRows]float32) {
 	pk := op.Packed
 	p0 := r0 / panelRows
 	full := (r1 - r0) / panelRows // whole panels
 	tail := r1 - r0 - full*panelRows
 	w := pk.data[p0*pk.stride:]
-	var dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
+	var dot4, dot8 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
 	dot := pk.dotGo
 	if k := pk.kernels(); k != nil {
-		dot4, dot = k.dot4, k.dot
+		dot4, dot8, dot = k.dot4, k.dot8, k.dot
 	}
 	j := 0
-	if dot4 != nil {
-		for ; j+4 <= op.N; j += 4 {
-			p := prep[j*sz : (j+4)*sz]
+	// Eight, then four activation rows a pass over the weights where there are kernels for
+	// them: each panel is loaded and unpacked once for all of them, and the fewer the passes,
+	// the fewer of them wait on memory rather than compute.
+	for _, g := range [...]struct {
+		n int
+		f func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
+	}{{8, dot8}, {4, dot4}} {
+		if g.f == nil {
+			continue
+		}
+		for ; j+g.n <= op.N; j += g.n {
+			p := prep[j*sz : (j+g.n)*sz]
 			out := op.Out[j*op.OutStride+r0:]
 			if full > 0 {
-				dot4(w, pk.stride, full, pk.nb, p, sz, out, op.OutStride)
+				g.f(w, pk.stride, full, pk.nb, p, sz, out, op.OutStride)
 			}
 			if tail > 0 {
-				dot4(w[full*pk.stride:], pk.stride, 1, pk.nb, p, sz, scr[:], panelRows)
-				for c := 0; c < 4; c++ {
+				g.f(w[full*pk.stride:], pk.stride, 1, pk.nb, p, sz, scr[:], panelRows)
+				for c := 0; c < g.n; c++ {
 					copy(op.Out[(j+c)*op.OutStride+r0+full*panelRows:(j+c)*op.OutStride+r1], scr[c*panelRows:])
 				}
 			}

@@ -23,8 +23,8 @@ import (
 //
 // Every output of a packed Q4_0 product has one arithmetic, whatever the batch (dotPackedQ4_0
 // is its Go twin): per block b, the exact integer dot s = Σ (q-8)·y of its 32 quants, then
-// acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. Q4_K has
-// its own layout and arithmetic (packedq4k.go).
+// acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. Q4_K and
+// Q8_0 have their own layouts and arithmetic (packedq4k.go, packedq8.go).
 
 var le = binary.LittleEndian
 
@@ -53,16 +53,18 @@ type packedKernelSet struct {
 	// dot4: the same for four prepared activation rows ystride bytes apart, column c's results
 	// at out[c*ostride:].
 	dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
+	// dot8: dot4 for eight activation rows (nil where four columns a pass serve as well).
+	dot8 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
 	// dot4s: dot for four runs of count panels, dist panels apart (results of panel k·dist+p at
 	// out[16(k·dist+p):]), walked as four memory streams in step.
 	dot4s func(w []byte, stride, count, dist, nb int, y []byte, out []float32)
 }
 
-var packedQ4_0, packedQ4K *packedKernelSet
+var packedQ4_0, packedQ4K, packedQ8_0 *packedKernelSet
 
 // Pack rearranges a rows×cols matrix w of type t into the packed layout, for MatMulOp.Packed.
-// It returns nil where packing does not pay or is not possible: for types other than Q4_0 and
-// Q4_K, and on CPUs without the packed kernels (AVX-512 with VNNI and BW). The result does not
+// It returns nil where packing does not pay or is not possible: for types other than Q4_0,
+// Q4_K and Q8_0, and on CPUs without the packed kernels (AVX-512 with VNNI and BW). The result does not
 // reference w, so the caller may release w's memory (for a memory-mapped file, drop its pages)
 // once every reader uses the packed copy: Packed.DequantizeRow replaces row lookups in w.
 func Pack(t ggml.Type, w []byte, rows, cols int) *Packed {
@@ -74,6 +76,8 @@ func Pack(t ggml.Type, w []byte, rows, cols int) *Packed {
 		return packQ4_0(w, rows, cols)
 	case t == ggml.Q4_K && packedQ4K != nil:
 		return packQ4K(w, rows, cols)
+	case t == ggml.Q8_0 && packedQ8_0 != nil:
+		return packQ8_0(w, rows, cols)
 	}
 	return nil
 }
@@ -82,6 +86,9 @@ func Pack(t ggml.Type, w []byte, rows, cols int) *Packed {
 func (p *Packed) kernels() *packedKernelSet {
 	if p.t == ggml.Q4_K {
 		return packedQ4K
+	}
+	if p.t == ggml.Q8_0 {
+		return packedQ8_0
 	}
 	return packedQ4_0
 }
@@ -100,6 +107,10 @@ func (p *Packed) prep(act, dst []byte) {
 		prepPackedActK(act, p.nb, dst)
 		return
 	}
+	if p.t == ggml.Q8_0 {
+		prepPackedAct8(act, p.nb, dst)
+		return
+	}
 	prepPackedAct(act, p.nb, dst)
 }
 
@@ -107,6 +118,10 @@ func (p *Packed) prep(act, dst []byte) {
 func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
 	if p.t == ggml.Q4_K {
 		dotPackedQ4K(panel, p.nb, prep, out)
+		return
+	}
+	if p.t == ggml.Q8_0 {
+		dotPackedQ8_0(panel, p.nb, prep, out)
 		return
 	}
 	dotPackedQ4_0(panel, p.nb, prep, out)
@@ -157,6 +172,10 @@ func (p *Packed) RowBytes(r int, dst []byte) []byte {
 		}
 		return dst[:rb]
 	}
+	if p.t == ggml.Q8_0 {
+		unpackRowQ8_0(panel, p.nb, i, dst)
+		return dst[:rb]
+	}
 	for b := 0; b < p.nb; b++ {
 		x := dst[b*18 : b*18+18]
 		copy(x[:2], panel[256*p.nb+32*b+2*i:])
@@ -171,6 +190,9 @@ func (p *Packed) RowBytes(r int, dst []byte) []byte {
 func (p *Packed) rowBytes() int {
 	if p.t == ggml.Q4_K {
 		return 144 * p.nb
+	}
+	if p.t == ggml.Q8_0 {
+		return 34 * p.nb
 	}
 	return 18 * p.nb
 }
@@ -210,8 +232,13 @@ func (p *Packed) panelDots(pi int, prep []byte, out *[panelRows]float32) {
 }
 
 // prepPackedAct writes the prepared form of nb Q8_0 activation blocks (packedAct bytes each)
-// to dst.
-func prepPackedAct(act []byte, nb int, dst []byte) {
+// for packed Q4_0 weights to dst: their quants meet nibbles stored with an offset of 8.
+func prepPackedAct(act []byte, nb int, dst []byte) { prepPackedActBias(act, nb, dst, 8) }
+
+// prepPackedActBias writes the prepared form of nb Q8_0 activation blocks to dst, for weights
+// stored with an offset of bias: the 32 quants, the scale as float32, and -bias times the sum
+// of the quants (exact in int32), which the kernels start each block's integer sum from.
+func prepPackedActBias(act []byte, nb int, dst []byte, bias int32) {
 	if len(act) < 34*nb || len(dst) < packedAct*nb {
 		panic(fmt.Sprintf("kernels: packed activations of %d blocks from %d bytes into %d", nb, len(act), len(dst)))
 	}
@@ -223,7 +250,7 @@ func prepPackedAct(act []byte, nb int, dst []byte) {
 			s += int32(int8(v))
 		}
 		binary.LittleEndian.PutUint32(d[32:], math.Float32bits(getF16(y, 0)))
-		binary.LittleEndian.PutUint32(d[36:], uint32(-8*s))
+		binary.LittleEndian.PutUint32(d[36:], uint32(-bias*s))
 	}
 }
 

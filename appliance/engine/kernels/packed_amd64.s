@@ -1,6 +1,7 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "simd_amd64.h"
 
 // Kernels for packed Q4_0 weights (packed.go): 16 rows per 512-bit register, one row per
 // 32-bit lane, against prepared activations (40 bytes a block: 32 quants, the scale as
@@ -12,12 +13,6 @@
 //
 // Arguments: w *byte (the first panel), stride int (bytes per panel), panels int, nb int
 // (blocks per row), y *byte (prepared activations), ... .
-
-// Group q of block's quants at SI: lo = low nibbles, hi = high nibbles times 16.
-#define P16_NIBBLES(q, lo, hi) \
-	VMOVDQU64 64*q(SI), Z1; \
-	VPANDD    Z30, Z1, lo; \
-	VPANDD    Z31, Z1, hi
 
 // One column: acc += float(exact dot) · (dx in Z4 times yd), the block's activations at base,
 // the nibbles in Z8-Z15.
@@ -38,19 +33,28 @@
 	VCVTDQ2PS     Z21, Z21; \
 	VFMADD231PS   Z20, Z21, acc
 
-// The block at SI (quants) and R11 (scales): Z4 = dx, Z8-Z15 = the nibbles of groups 0-3.
-#define P16_BLOCK \
-	VCVTPH2PS (R11), Z4; \
-	P16_NIBBLES(0, Z8, Z9); \
-	P16_NIBBLES(1, Z10, Z11); \
-	P16_NIBBLES(2, Z12, Z13); \
-	P16_NIBBLES(3, Z14, Z15)
+// The block whose quants are at ptr and scales at sc: Z4 = dx, Z8-Z15 = the nibbles of groups
+// 0-3 (Z1 scratch).
+#define P16_UNPACK(ptr, sc) \
+	VCVTPH2PS sc, Z4; \
+	PACKED_SPLIT(0, ptr, Z1, Z8, Z9); \
+	PACKED_SPLIT(64, ptr, Z1, Z10, Z11); \
+	PACKED_SPLIT(128, ptr, Z1, Z12, Z13); \
+	PACKED_SPLIT(192, ptr, Z1, Z14, Z15)
 
-#define P16_CONSTS \
-	MOVL         $0x0f0f0f0f, AX; \
-	VPBROADCASTD AX, Z30; \
-	MOVL         $0xf0f0f0f0, AX; \
-	VPBROADCASTD AX, Z31
+// The block at SI (quants) and R11 (scales).
+#define P16_BLOCK P16_UNPACK(SI, (R11))
+
+// The prefetches of the many-column kernels, eight blocks ahead: the block's four lines of
+// quants, and the line of scales at the same distance (the scales of two blocks share a line,
+// so every line is fetched twice: simpler than alternating, and cheap).
+#define PF16_DIST 2048
+#define P16_PREFETCH \
+	PREFETCHT0 PF16_DIST(SI); \
+	PREFETCHT0 PF16_DIST+64(SI); \
+	PREFETCHT0 PF16_DIST+128(SI); \
+	PREFETCHT0 PF16_DIST+192(SI); \
+	PREFETCHT0 PF16_DIST/8(R11)
 
 // Panel start in R9: SI = its quants, R11 = its scales (after nb·256 bytes), CX = nb.
 #define P16_PANEL \
@@ -65,7 +69,7 @@ TEXT ·dotPackedQ4_0VNNI(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), R9
 	MOVQ panels+16(FP), R10
 	MOVQ out+40(FP), R8
-	P16_CONSTS
+	PACKED_NIBBLE_MASKS
 
 p16_panel:
 	P16_PANEL
@@ -82,10 +86,7 @@ p16_block:
 	JNZ  p16_block
 
 	VMOVUPS Z0, (R8)
-	ADDQ    $64, R8
-	ADDQ    stride+8(FP), R9
-	DECQ    R10
-	JNZ     p16_panel
+	PACKED_NEXT_PANEL(p16_panel)
 	VZEROUPPER
 	RET
 
@@ -93,23 +94,16 @@ p16_block:
 // Four prepared activation rows ystride bytes apart; column c's results at out + c·ostride
 // bytes. Each column's arithmetic is that of dotPackedQ4_0VNNI.
 TEXT ·dotPackedQ4_0x4VNNI(SB), NOSPLIT, $0-64
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+48(FP), R8
-	MOVQ ystride+40(FP), DX
-	MOVQ ostride+56(FP), BX
-	P16_CONSTS
+	PACKED_COLS_ARGS
 
 p16x4_panel:
 	P16_PANEL
 	MOVQ   y+32(FP), DI
 	LEAQ   (DI)(DX*2), R14
-	VPXORD Z0, Z0, Z0
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
+	ZERO_Z4(Z0, Z5, Z6, Z7)
 
 p16x4_block:
+	P16_PREFETCH
 	P16_BLOCK
 	P16_COL((DI), Z0)
 	P16_COL((DI)(DX*1), Z5)
@@ -122,34 +116,51 @@ p16x4_block:
 	DECQ CX
 	JNZ  p16x4_block
 
-	LEAQ    (R8)(BX*2), R12
-	VMOVUPS Z0, (R8)
-	VMOVUPS Z5, (R8)(BX*1)
-	VMOVUPS Z6, (R12)
-	VMOVUPS Z7, (R12)(BX*1)
-	ADDQ    $64, R8
-	ADDQ    stride+8(FP), R9
-	DECQ    R10
-	JNZ     p16x4_panel
+	PACKED_STORE4(Z0, Z5, Z6, Z7)
+	PACKED_NEXT_PANEL(p16x4_panel)
+	VZEROUPPER
+	RET
+
+// func dotPackedQ4_0x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// dotPackedQ4_0x4VNNI for eight prepared activation rows: at (DI), (DI)(DX*1), (DI)(DX*2),
+// (R13), (R13)(DX*1), (R13)(DX*2), (R14), (R14)(DX*1) (R13 = DI + 3·DX, R14 = DI + 6·DX).
+TEXT ·dotPackedQ4_0x8VNNI(SB), NOSPLIT, $0-64
+	PACKED_COLS_ARGS
+
+p16x8_panel:
+	P16_PANEL
+	PACKED_COLS8_ROWS(R13, R14)
+	ZERO_Z4(Z0, Z5, Z6, Z7)
+	ZERO_Z4(Z16, Z17, Z18, Z19)
+
+p16x8_block:
+	P16_PREFETCH
+	P16_BLOCK
+	P16_COL((DI), Z0)
+	P16_COL((DI)(DX*1), Z5)
+	P16_COL((DI)(DX*2), Z6)
+	P16_COL((R13), Z7)
+	P16_COL((R13)(DX*1), Z16)
+	P16_COL((R13)(DX*2), Z17)
+	P16_COL((R14), Z18)
+	P16_COL((R14)(DX*1), Z19)
+	ADDQ $256, SI
+	ADDQ $32, R11
+	ADDQ $40, DI
+	ADDQ $40, R13
+	ADDQ $40, R14
+	DECQ CX
+	JNZ  p16x8_block
+
+	PACKED_STORE8(Z0, Z5, Z6, Z7, Z16, Z17, Z18, Z19)
+	PACKED_NEXT_PANEL(p16x8_panel)
 	VZEROUPPER
 	RET
 
 // One block of the panel stream whose quants are at ptr (its scales DX bytes on): acc += its
 // column.
 #define P16_STREAM(ptr, acc) \
-	VCVTPH2PS (ptr)(DX*1), Z4; \
-	VMOVDQU64 (ptr), Z1; \
-	VPANDD    Z30, Z1, Z8; \
-	VPANDD    Z31, Z1, Z9; \
-	VMOVDQU64 64(ptr), Z1; \
-	VPANDD    Z30, Z1, Z10; \
-	VPANDD    Z31, Z1, Z11; \
-	VMOVDQU64 128(ptr), Z1; \
-	VPANDD    Z30, Z1, Z12; \
-	VPANDD    Z31, Z1, Z13; \
-	VMOVDQU64 192(ptr), Z1; \
-	VPANDD    Z30, Z1, Z14; \
-	VPANDD    Z31, Z1, Z15; \
+	P16_UNPACK(ptr, (ptr)(DX*1)); \
 	P16_COL((DI), acc)
 
 // func dotPackedQ4_0Rows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
@@ -165,7 +176,7 @@ TEXT ·dotPackedQ4_0Rows4VNNI(SB), NOSPLIT, $0-56
 	SHLQ  $6, BX
 	IMULQ stride+8(FP), R13
 	MOVQ  out+48(FP), R8
-	P16_CONSTS
+	PACKED_NIBBLE_MASKS
 
 p16r4_panel:
 	MOVQ   R9, SI
@@ -176,10 +187,7 @@ p16r4_panel:
 	MOVQ   CX, DX
 	SHLQ   $8, DX
 	MOVQ   y+40(FP), DI
-	VPXORD Z0, Z0, Z0
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
+	ZERO_Z4(Z0, Z5, Z6, Z7)
 
 p16r4_block:
 	P16_STREAM(SI, Z0)

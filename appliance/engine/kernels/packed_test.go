@@ -93,7 +93,7 @@ func TestPackRoundTrip(t *testing.T) {
 			t.Errorf("%v: wrong length accepted", shape)
 		}
 	}
-	if Pack(ggml.Q8_0, make([]byte, 34), 1, 32) != nil || Pack(ggml.Q4_0, make([]byte, 18), 1, 48) != nil || Pack(ggml.Q4_K, make([]byte, 144), 1, 128) != nil {
+	if Pack(ggml.Q5_0, make([]byte, 22), 1, 32) != nil || Pack(ggml.Q4_0, make([]byte, 18), 1, 48) != nil || Pack(ggml.Q4_K, make([]byte, 144), 1, 128) != nil {
 		t.Error("Pack accepted a type or shape without packed kernels")
 	}
 	if strings.Contains(SIMD(), "avx512vnni") && (Pack(ggml.Q4_0, make([]byte, 18), 1, 32) == nil || Pack(ggml.Q4_K, make([]byte, 144), 1, 256) == nil) {
@@ -101,9 +101,9 @@ func TestPackRoundTrip(t *testing.T) {
 	}
 }
 
-// The packed kernels equal their Go twin bit for bit, one column, four columns and four streams,
-// and the reference Dot within the float tolerance; the Q4_0 twin is exact where the float
-// steps are.
+// The packed kernels equal their Go twin bit for bit, one, four and eight columns and four
+// streams (where there is a four-stream kernel), and the reference Dot within the float
+// tolerance; the Q4_0 twin is exact where the float steps are.
 func TestPackedKernelsMatchTwin(t *testing.T) {
 	r := rand.New(rand.NewPCG(32, 32))
 	for _, ty := range packedTypes {
@@ -120,9 +120,10 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 				t.Logf("%s: kernels %v", ty, k != nil)
 			}
 			for trial := 0; trial < 3; trial++ {
-				acts := make([][]byte, 4)
+				const cols = 8
+				acts := make([][]byte, cols)
 				sz := p.actBytes()
-				prep := make([]byte, 4*sz)
+				prep := make([]byte, cols*sz)
 				for c := range acts {
 					x := randVec(r, n, 1+float64(c))
 					if trial == 1 {
@@ -133,8 +134,8 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 					acts[c] = QuantizeActivations(ty, x, nil)
 					p.prep(acts[c], prep[c*sz:(c+1)*sz])
 				}
-				twins := make([]float32, 4*rows)
-				for c := 0; c < 4; c++ {
+				twins := make([]float32, cols*rows)
+				for c := 0; c < cols; c++ {
 					for pi := 0; pi < rows/panelRows; pi++ {
 						var twin [panelRows]float32
 						p.twin(p.data[pi*p.stride:], prep[c*sz:], &twin)
@@ -159,11 +160,14 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 						t.Fatalf("%s nb %d trial %d %s: column %d row %d %v, twin %v", ty, nb, trial, what, c, ri, got, want)
 					}
 				}
-				for c := 0; c < 4; c++ {
+				for c := 0; c < cols; c++ {
 					out := make([]float32, rows)
 					k.dot(p.data, p.stride, rows/panelRows, nb, prep[c*sz:(c+1)*sz], out)
 					for ri, o := range out {
 						same("one column", c, ri, o)
+					}
+					if k.dot4s == nil {
+						continue
 					}
 					// Four streams: runs of one panel, one panel apart (the whole matrix).
 					out4s := make([]float32, rows)
@@ -173,11 +177,29 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 					}
 				}
 				ostride := rows + 3
-				out4 := make([]float32, 4*ostride)
-				k.dot4(p.data, p.stride, rows/panelRows, nb, prep, sz, out4, ostride)
-				for c := 0; c < 4; c++ {
+				out4 := make([]float32, cols*ostride)
+				for c0 := 0; c0 < cols; c0 += 4 {
+					k.dot4(p.data, p.stride, rows/panelRows, nb, prep[c0*sz:], sz, out4[c0*ostride:], ostride)
+				}
+				for c := 0; c < cols; c++ {
 					for ri := 0; ri < rows; ri++ {
 						same("four columns", c, ri, out4[c*ostride+ri])
+					}
+				}
+				if k.dot8 == nil {
+					continue
+				}
+				// Eight columns, with room between the activation rows and the result rows.
+				ystride := sz + 64
+				y8 := make([]byte, cols*ystride)
+				for c := 0; c < cols; c++ {
+					copy(y8[c*ystride:], prep[c*sz:(c+1)*sz])
+				}
+				out8 := make([]float32, cols*ostride)
+				k.dot8(p.data, p.stride, rows/panelRows, nb, y8, ystride, out8, ostride)
+				for c := 0; c < cols; c++ {
+					for ri := 0; ri < rows; ri++ {
+						same("eight columns", c, ri, out8[c*ostride+ri])
 					}
 				}
 			}
@@ -197,18 +219,26 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 }
 
 // MatMul over packed weights gives every output as Packed.Dot of its row and activation row,
-// for any batch, thread count and number of rows (panels cut short included; decode products
-// walked in four streams, see Run), and the fp32 path dequantizes the packed rows exactly.
+// for any batch (served by the one-, four- and eight-column kernels in turn), thread count and
+// number of rows (panels cut short included), and the fp32 path dequantizes the packed rows
+// exactly.
 func TestMatMulPacked(t *testing.T) {
 	r := rand.New(rand.NewPCG(33, 33))
 	for _, threads := range []int{1, 2, 3} {
 		p := NewPool(threads)
 		var mm MatMul
-		for _, sh := range []struct {
+		type shape struct {
 			ty            ggml.Type
 			rows, cols, n int
-		}{{ggml.Q4_0, 16, 64, 1}, {ggml.Q4_0, 37, 256, 1}, {ggml.Q4_0, 150, 512, 6}, {ggml.Q4_0, 70, 96, 9}, {ggml.Q4_0, 300, 256, 1},
-			{ggml.Q4_0, 300, 512, 2}, {ggml.Q4_K, 37, 256, 5}, {ggml.Q4_K, 300, 256, 1}, {ggml.Q4_K, 130, 512, 9}} {
+		}
+		shapes := []shape{{ggml.Q4_0, 16, 64, 1}, {ggml.Q4_0, 37, 256, 1}, {ggml.Q4_0, 150, 512, 6}, {ggml.Q4_0, 70, 96, 9}, {ggml.Q4_0, 300, 256, 1},
+			{ggml.Q4_0, 300, 512, 2}, {ggml.Q4_K, 37, 256, 5}, {ggml.Q4_K, 300, 256, 1}, {ggml.Q4_K, 130, 512, 9}, {ggml.Q4_K, 70, 256, 13}}
+		// Every batch up to eight (the one-, four- and eight-column kernels and their mixes),
+		// with a panel cut short.
+		for n := 1; n <= 8; n++ {
+			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q4_K, 45, 256, n})
+		}
+		for _, sh := range shapes {
 			ty, rows, cols, n := sh.ty, sh.rows, sh.cols, sh.n
 			shape := fmt.Sprintf("%s %dx%d N=%d", ty, rows, cols, n)
 			w := q4Matrix(t, r, ty, rows, cols)
@@ -254,6 +284,94 @@ func TestMatMulPacked(t *testing.T) {
 		mm.Run(pool)
 		if a := testing.AllocsPerRun(20, func() { mm.Run(pool) }); a > 0 {
 			t.Errorf("packed MatMul.Run: %.1f allocations per call", a)
+		}
+	}
+}
+
+// benchPacked returns a packed rows×cols matrix of type ty for benchmarks, at least size
+// bytes of it (copies of one quantized block of rows, so that a matrix larger than the caches
+// is made quickly), with eight prepared activation rows; it skips where there are no kernels.
+func benchPacked(b *testing.B, r *rand.Rand, ty ggml.Type, rows, cols, size int) (*Packed, []byte) {
+	if Pack(ty, make([]byte, ty.TypeSize()), 1, ty.BlockSize()) == nil {
+		b.Skipf("no packed %s kernels on this CPU", ty)
+	}
+	w, err := Quantize(ty, randVec(r, rows*cols, 0.3))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := Pack(ty, w, rows, cols)
+	copies := max(1, size/len(p.data))
+	big := &Packed{t: p.t, rows: rows * copies, cols: cols, nb: p.nb, stride: p.stride, data: alignedBytes(nil, copies*len(p.data))}
+	for c := 0; c < copies; c++ {
+		copy(big.data[c*len(p.data):], p.data)
+	}
+	sz := big.actBytes()
+	prep := make([]byte, 8*sz)
+	for c := 0; c < 8; c++ {
+		big.prep(QuantizeActivations(ty, randVec(r, cols, 1), nil), prep[c*sz:(c+1)*sz])
+	}
+	return big, prep
+}
+
+// BenchmarkPackedKernels times the packed kernels of one, four and eight columns (and four
+// streams where there is that kernel, in runs of a quarter of the matrix), per panel
+// and block (Q4_0) or super-block (Q4_K) and column: on a matrix that stays in the level-2
+// cache (compute), one in the level-3 cache and one that streams from memory (256 MiB, as
+// decoding does).
+func BenchmarkPackedKernels(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 7))
+	const cols = 2048
+	for _, ty := range packedTypes {
+		for _, size := range []int{256 << 10, 8 << 20, 256 << 20} {
+			p, prep := benchPacked(b, r, ty, 64, cols, size)
+			k, sz := p.kernels(), p.actBytes()
+			panels := p.rows / panelRows
+			out := make([]float32, 8*p.rows)
+			units := float64(panels * p.nb)
+			run := func(name string, n int, f func()) {
+				b.Run(fmt.Sprintf("%s/%dKiB/%s", ty, size>>10, name), func(b *testing.B) {
+					b.SetBytes(int64(len(p.data)))
+					for b.Loop() {
+						f()
+					}
+					b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/units/float64(n), "ns/unit·col")
+				})
+			}
+			run("dot", 1, func() { k.dot(p.data, p.stride, panels, p.nb, prep[:sz], out) })
+			if k.dot4s != nil {
+				run("dot4s", 1, func() { k.dot4s(p.data, p.stride, panels/4, panels/4, p.nb, prep[:sz], out) })
+			}
+			run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
+			run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
+		}
+	}
+}
+
+// BenchmarkPackedMatMulStream is MatMul over 192 MiB of packed weights (beyond the caches) for
+// batches of 1, 4 and 8 activation rows: how the cost of a batch grows where the weights
+// stream from memory (the decode of several sequences at once).
+func BenchmarkPackedMatMulStream(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 9))
+	pool := SharedPool(0)
+	const cols = 2048
+	for _, ty := range packedTypes {
+		p, _ := benchPacked(b, r, ty, 1024, cols, 192<<20)
+		ab64, _ := VecDotType(ty).RowSize(cols)
+		ab := int(ab64)
+		var act []byte
+		for j := 0; j < 8; j++ {
+			act = append(act, QuantizeActivations(ty, randVec(r, cols, 1), nil)...)
+		}
+		out := make([]float32, 8*p.rows)
+		for _, n := range []int{1, 4, 8} {
+			mm := &MatMul{Ops: []MatMulOp{{Type: ty, Packed: p, Rows: p.rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: out, OutStride: p.rows}}}
+			b.Run(fmt.Sprintf("%s/N=%d/threads=%d", ty, n, pool.Threads()), func(b *testing.B) {
+				b.SetBytes(int64(len(p.data)))
+				for b.Loop() {
+					mm.Run(pool)
+				}
+				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "cols/s")
+			})
 		}
 	}
 }

@@ -1,264 +1,89 @@
 //go:build amd64 && !purego
 
 #include "textflag.h"
+#include "simd_amd64.h"
 
 // Kernels for packed Q4_K weights (packedq4k.go): 16 rows per 512-bit register, one row per
 // 32-bit lane, against prepared activations (288 bytes a super-block: the 256 quants, the scale
 // as float32, the eight sub-block sums as int16). Per group of four quant bytes, the low
 // nibbles (in place) and the high nibbles (in place: 16 times their value) meet the broadcast
 // activation quants of their sub-blocks in VPDPBUSD; each sub-block's sums are scaled by its
-// 16 rows' scales (VPMULLD), the high ones shifted down exactly at the end; the mins term is
-// four VPDPWSSD of the rows' mins with the sub-block sums. Then one FMA by d·yd and one by
-// -dmin·yd: dotPackedQ4K's arithmetic.
+// 16 rows' scales (VPMULLD), the high ones shifted down exactly; the mins term is four
+// VPDPWSSD of the rows' mins with the sub-block sums. Then one FMA by d·yd and one by
+// -dmin·yd: dotPackedQ4K's arithmetic. The integer sums are exact, so the order in which a
+// kernel adds them does not change the result.
+//
+// Chunk j of a super-block is sub-blocks 2j (low nibbles) and 2j+1 (high nibbles): quant
+// groups 8j..8j+7 at 512j, scales at 2048+32j (low) and 2064+32j (high), activations at 64j
+// (low) and 64j+32 (high).
 //
 // Registers: Z30 = 0x0f bytes, Z31 = 0xf0 bytes.
 
-#define P4K_CONSTS \
-	MOVL         $0x0f0f0f0f, AX; \
-	VPBROADCASTD AX, Z30; \
-	MOVL         $0xf0f0f0f0, AX; \
-	VPBROADCASTD AX, Z31
+// The mins term of the super-block at SI for the column at base: into mins (zeroed here),
+// with Z28 scratch.
+#define P4K_MINS(base, mins) \
+	VPXORD          mins, mins, mins; \
+	VPMOVZXBW       2176(SI), Z28; \
+	VPDPWSSD.BCST   260 base, Z28, mins; \
+	VPMOVZXBW       2208(SI), Z28; \
+	VPDPWSSD.BCST   264 base, Z28, mins; \
+	VPMOVZXBW       2240(SI), Z28; \
+	VPDPWSSD.BCST   268 base, Z28, mins; \
+	VPMOVZXBW       2272(SI), Z28; \
+	VPDPWSSD.BCST   272 base, Z28, mins
 
-// One super-block at ptr against the activations at DI: acc += its column (Z10-Z15, Z20-Z22
-// and Z1-Z3 are scratch).
-#define P4K_SUPERBLOCK(ptr, acc) \
-	VPXORD Z20, Z20, Z20 ; \
-	VPXORD Z21, Z21, Z21 ; \
-	VPXORD Z10, Z10, Z10 ; \
-	VPXORD Z11, Z11, Z11 ; \
-	VPXORD Z12, Z12, Z12 ; \
-	VPXORD Z13, Z13, Z13 ; \
-	VMOVDQU64 0(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 0(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 32(DI), Z3, Z12 ; \
-	VMOVDQU64 64(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 4(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 36(DI), Z3, Z13 ; \
-	VMOVDQU64 128(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 8(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 40(DI), Z3, Z12 ; \
-	VMOVDQU64 192(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 12(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 44(DI), Z3, Z13 ; \
-	VMOVDQU64 256(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 16(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 48(DI), Z3, Z12 ; \
-	VMOVDQU64 320(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 20(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 52(DI), Z3, Z13 ; \
-	VMOVDQU64 384(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 24(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 56(DI), Z3, Z12 ; \
-	VMOVDQU64 448(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 28(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 60(DI), Z3, Z13 ; \
-	VPADDD Z11, Z10, Z10 ; \
-	VPADDD Z13, Z12, Z12 ; \
-	VPMOVZXBD 2048(ptr), Z14 ; \
-	VPMOVZXBD 2064(ptr), Z15 ; \
-	VPMULLD Z14, Z10, Z10 ; \
-	VPADDD Z10, Z20, Z20 ; \
-	VPMULLD Z15, Z12, Z12 ; \
-	VPADDD Z12, Z21, Z21 ; \
-	VPXORD Z10, Z10, Z10 ; \
-	VPXORD Z11, Z11, Z11 ; \
-	VPXORD Z12, Z12, Z12 ; \
-	VPXORD Z13, Z13, Z13 ; \
-	VMOVDQU64 512(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 64(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 96(DI), Z3, Z12 ; \
-	VMOVDQU64 576(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 68(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 100(DI), Z3, Z13 ; \
-	VMOVDQU64 640(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 72(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 104(DI), Z3, Z12 ; \
-	VMOVDQU64 704(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 76(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 108(DI), Z3, Z13 ; \
-	VMOVDQU64 768(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 80(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 112(DI), Z3, Z12 ; \
-	VMOVDQU64 832(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 84(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 116(DI), Z3, Z13 ; \
-	VMOVDQU64 896(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 88(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 120(DI), Z3, Z12 ; \
-	VMOVDQU64 960(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 92(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 124(DI), Z3, Z13 ; \
-	VPADDD Z11, Z10, Z10 ; \
-	VPADDD Z13, Z12, Z12 ; \
-	VPMOVZXBD 2080(ptr), Z14 ; \
-	VPMOVZXBD 2096(ptr), Z15 ; \
-	VPMULLD Z14, Z10, Z10 ; \
-	VPADDD Z10, Z20, Z20 ; \
-	VPMULLD Z15, Z12, Z12 ; \
-	VPADDD Z12, Z21, Z21 ; \
-	VPXORD Z10, Z10, Z10 ; \
-	VPXORD Z11, Z11, Z11 ; \
-	VPXORD Z12, Z12, Z12 ; \
-	VPXORD Z13, Z13, Z13 ; \
-	VMOVDQU64 1024(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 128(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 160(DI), Z3, Z12 ; \
-	VMOVDQU64 1088(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 132(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 164(DI), Z3, Z13 ; \
-	VMOVDQU64 1152(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 136(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 168(DI), Z3, Z12 ; \
-	VMOVDQU64 1216(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 140(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 172(DI), Z3, Z13 ; \
-	VMOVDQU64 1280(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 144(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 176(DI), Z3, Z12 ; \
-	VMOVDQU64 1344(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 148(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 180(DI), Z3, Z13 ; \
-	VMOVDQU64 1408(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 152(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 184(DI), Z3, Z12 ; \
-	VMOVDQU64 1472(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 156(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 188(DI), Z3, Z13 ; \
-	VPADDD Z11, Z10, Z10 ; \
-	VPADDD Z13, Z12, Z12 ; \
-	VPMOVZXBD 2112(ptr), Z14 ; \
-	VPMOVZXBD 2128(ptr), Z15 ; \
-	VPMULLD Z14, Z10, Z10 ; \
-	VPADDD Z10, Z20, Z20 ; \
-	VPMULLD Z15, Z12, Z12 ; \
-	VPADDD Z12, Z21, Z21 ; \
-	VPXORD Z10, Z10, Z10 ; \
-	VPXORD Z11, Z11, Z11 ; \
-	VPXORD Z12, Z12, Z12 ; \
-	VPXORD Z13, Z13, Z13 ; \
-	VMOVDQU64 1536(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 192(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 224(DI), Z3, Z12 ; \
-	VMOVDQU64 1600(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 196(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 228(DI), Z3, Z13 ; \
-	VMOVDQU64 1664(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 200(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 232(DI), Z3, Z12 ; \
-	VMOVDQU64 1728(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 204(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 236(DI), Z3, Z13 ; \
-	VMOVDQU64 1792(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 208(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 240(DI), Z3, Z12 ; \
-	VMOVDQU64 1856(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 212(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 244(DI), Z3, Z13 ; \
-	VMOVDQU64 1920(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 216(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 248(DI), Z3, Z12 ; \
-	VMOVDQU64 1984(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 220(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 252(DI), Z3, Z13 ; \
-	VPADDD Z11, Z10, Z10 ; \
-	VPADDD Z13, Z12, Z12 ; \
-	VPMOVZXBD 2144(ptr), Z14 ; \
-	VPMOVZXBD 2160(ptr), Z15 ; \
-	VPMULLD Z14, Z10, Z10 ; \
-	VPADDD Z10, Z20, Z20 ; \
-	VPMULLD Z15, Z12, Z12 ; \
-	VPADDD Z12, Z21, Z21 ; \
-	VPSRAD $4, Z21, Z21 ; \
-	VPADDD Z21, Z20, Z20 ; \
-	VPXORD Z22, Z22, Z22 ; \
-	VPMOVZXBW 2176(ptr), Z14 ; \
-	VPDPWSSD.BCST 260(DI), Z14, Z22 ; \
-	VPMOVZXBW 2208(ptr), Z14 ; \
-	VPDPWSSD.BCST 264(DI), Z14, Z22 ; \
-	VPMOVZXBW 2240(ptr), Z14 ; \
-	VPDPWSSD.BCST 268(DI), Z14, Z22 ; \
-	VPMOVZXBW 2272(ptr), Z14 ; \
-	VPDPWSSD.BCST 272(DI), Z14, Z22 ; \
-	VCVTPH2PS 2304(ptr), Z14 ; \
-	VMULPS.BCST 256(DI), Z14, Z14 ; \
-	VCVTPH2PS 2336(ptr), Z15 ; \
-	VMULPS.BCST 256(DI), Z15, Z15 ; \
-	VCVTDQ2PS Z20, Z20 ; \
-	VFMADD231PS Z14, Z20, acc ; \
-	VCVTDQ2PS Z22, Z22 ; \
-	VFNMADD231PS Z15, Z22, acc
+// The super-block total of the column at base: acc += float(sumi)·(d·yd) - float(mins)·(dmin·yd),
+// with Z28, Z29 scratch (sumi and mins are converted in place).
+#define P4K_FMAS(base, sumi, mins, acc) \
+	VCVTPH2PS    2304(SI), Z28; \
+	VMULPS.BCST  256 base, Z28, Z28; \
+	VCVTPH2PS    2336(SI), Z29; \
+	VMULPS.BCST  256 base, Z29, Z29; \
+	VCVTDQ2PS    sumi, sumi; \
+	VFMADD231PS  Z28, sumi, acc; \
+	VCVTDQ2PS    mins, mins; \
+	VFNMADD231PS Z29, mins, acc
 
+// One column: group g of chunk j at SI against the activations at DI, into the running sums
+// alo (low nibbles) and ahi (high nibbles, times 16). Z1-Z3 are scratch.
+#define P4K1_GROUP(j, g, alo, ahi) \
+	PACKED_SPLIT(512*j+64*g, SI, Z1, Z2, Z3); \
+	VPDPBUSD.BCST 64*j+4*g(DI), Z2, alo; \
+	VPDPBUSD.BCST 64*j+32+4*g(DI), Z3, ahi
+
+// One column: chunk j, its scaled sums added to Z20 (low) and Z21 (high, times 16); Z10-Z15
+// are scratch (two sums each for the low and high nibbles, to halve the dependency chains).
+#define P4K1_CHUNK(j) \
+	ZERO_Z4(Z10, Z11, Z12, Z13); \
+	P4K1_GROUP(j, 0, Z10, Z12); \
+	P4K1_GROUP(j, 1, Z11, Z13); \
+	P4K1_GROUP(j, 2, Z10, Z12); \
+	P4K1_GROUP(j, 3, Z11, Z13); \
+	P4K1_GROUP(j, 4, Z10, Z12); \
+	P4K1_GROUP(j, 5, Z11, Z13); \
+	P4K1_GROUP(j, 6, Z10, Z12); \
+	P4K1_GROUP(j, 7, Z11, Z13); \
+	VPADDD     Z11, Z10, Z10; \
+	VPADDD     Z13, Z12, Z12; \
+	VPMOVZXBD  2048+32*j(SI), Z14; \
+	VPMOVZXBD  2064+32*j(SI), Z15; \
+	VPMULLD    Z14, Z10, Z10; \
+	VPADDD     Z10, Z20, Z20; \
+	VPMULLD    Z15, Z12, Z12; \
+	VPADDD     Z12, Z21, Z21
+
+// Eight columns (dotPackedQ4Kx8VNNI, whose frame vet must see): column c's super-block total into its float sum in the frame (Z25 holds it meanwhile).
+#define P4K8_FINISH(c, base, sumi) \
+	VMOVUPS c*64(SP), Z25; \
+	P4KN_FINISH(base, sumi, Z25); \
+	VMOVUPS Z25, c*64(SP)
 
 // func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KVNNI(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), R9
 	MOVQ panels+16(FP), R10
 	MOVQ out+40(FP), R8
-	P4K_CONSTS
+	PACKED_NIBBLE_MASKS
 
 p4k_panel:
 	MOVQ   R9, SI
@@ -267,647 +92,187 @@ p4k_panel:
 	VPXORD Z0, Z0, Z0
 
 p4k_block:
-	P4K_SUPERBLOCK(SI, Z0)
-	ADDQ $2368, SI
-	ADDQ $288, DI
-	DECQ CX
-	JNZ  p4k_block
+	VPXORD     Z20, Z20, Z20
+	VPXORD     Z21, Z21, Z21
+	P4K1_CHUNK(0)
+	P4K1_CHUNK(1)
+	P4K1_CHUNK(2)
+	P4K1_CHUNK(3)
+	VPSRAD     $4, Z21, Z21
+	VPADDD     Z21, Z20, Z20
+	P4K_MINS((DI), Z22)
+	P4K_FMAS((DI), Z20, Z22, Z0)
+	ADDQ       $2368, SI
+	ADDQ       $288, DI
+	DECQ       CX
+	JNZ        p4k_block
 
 	VMOVUPS Z0, (R8)
-	ADDQ    $64, R8
-	ADDQ    stride+8(FP), R9
-	DECQ    R10
-	JNZ     p4k_panel
+	PACKED_NEXT_PANEL(p4k_panel)
 	VZEROUPPER
 	RET
 
-// Chunk j (sub-blocks 2j, 2j+1) of the super-block at ptr: its scaled sums added to sumlo
-// (low nibbles) and sumhi (high nibbles, times 16). Z1-Z3, Z10-Z15 are scratch.
+// How far ahead the many-column kernels prefetch: each chunk fetches its eight lines of
+// quants and one of the five lines of scales (the fifth, at 2304, is reached by the next
+// super-block's first chunk, as PF4K_DIST is a multiple of the super-block size less 64).
+#define PF4K_DIST 2*2368-64
 
-#define P4K_CHUNK0(ptr, sumlo, sumhi) \
-	VPXORD Z10, Z10, Z10 ; \
-	VPXORD Z11, Z11, Z11 ; \
-	VPXORD Z12, Z12, Z12 ; \
-	VPXORD Z13, Z13, Z13 ; \
-	VMOVDQU64 0(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 0(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 32(DI), Z3, Z12 ; \
-	VMOVDQU64 64(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 4(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 36(DI), Z3, Z13 ; \
-	VMOVDQU64 128(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 8(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 40(DI), Z3, Z12 ; \
-	VMOVDQU64 192(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 12(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 44(DI), Z3, Z13 ; \
-	VMOVDQU64 256(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 16(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 48(DI), Z3, Z12 ; \
-	VMOVDQU64 320(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 20(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 52(DI), Z3, Z13 ; \
-	VMOVDQU64 384(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 24(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 56(DI), Z3, Z12 ; \
-	VMOVDQU64 448(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 28(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 60(DI), Z3, Z13 ; \
-	VPADDD Z11, Z10, Z10 ; \
-	VPADDD Z13, Z12, Z12 ; \
-	VPMOVZXBD 2048(ptr), Z14 ; \
-	VPMOVZXBD 2064(ptr), Z15 ; \
-	VPMULLD Z14, Z10, Z10 ; \
-	VPADDD Z10, sumlo, sumlo ; \
-	VPMULLD Z15, Z12, Z12 ; \
-	VPADDD Z12, sumhi, sumhi
+// Many columns: the quants of chunk j of the super-block at SI, low nibbles of groups
+// 8j..8j+7 in Z8-Z15, high nibbles (times 16) in Z16-Z23; the chunk's two scale vectors in
+// Z26, Z27.
+#define P4KN_CHUNK(j) \
+	PACKED_PREFETCH8(PF4K_DIST+512*j, SI); \
+	PREFETCHT0 PF4K_DIST+2048+64*j(SI); \
+	PACKED_SPLIT(512*j, SI, Z28, Z8, Z16); \
+	PACKED_SPLIT(512*j+64, SI, Z28, Z9, Z17); \
+	PACKED_SPLIT(512*j+128, SI, Z28, Z10, Z18); \
+	PACKED_SPLIT(512*j+192, SI, Z28, Z11, Z19); \
+	PACKED_SPLIT(512*j+256, SI, Z28, Z12, Z20); \
+	PACKED_SPLIT(512*j+320, SI, Z28, Z13, Z21); \
+	PACKED_SPLIT(512*j+384, SI, Z28, Z14, Z22); \
+	PACKED_SPLIT(512*j+448, SI, Z28, Z15, Z23); \
+	VPMOVZXBD 2048+32*j(SI), Z26; \
+	VPMOVZXBD 2064+32*j(SI), Z27
 
-#define P4K_CHUNK1(ptr, sumlo, sumhi) \
-	VPXORD Z10, Z10, Z10 ; \
-	VPXORD Z11, Z11, Z11 ; \
-	VPXORD Z12, Z12, Z12 ; \
-	VPXORD Z13, Z13, Z13 ; \
-	VMOVDQU64 512(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 64(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 96(DI), Z3, Z12 ; \
-	VMOVDQU64 576(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 68(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 100(DI), Z3, Z13 ; \
-	VMOVDQU64 640(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 72(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 104(DI), Z3, Z12 ; \
-	VMOVDQU64 704(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 76(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 108(DI), Z3, Z13 ; \
-	VMOVDQU64 768(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 80(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 112(DI), Z3, Z12 ; \
-	VMOVDQU64 832(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 84(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 116(DI), Z3, Z13 ; \
-	VMOVDQU64 896(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 88(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 120(DI), Z3, Z12 ; \
-	VMOVDQU64 960(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 92(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 124(DI), Z3, Z13 ; \
-	VPADDD Z11, Z10, Z10 ; \
-	VPADDD Z13, Z12, Z12 ; \
-	VPMOVZXBD 2080(ptr), Z14 ; \
-	VPMOVZXBD 2096(ptr), Z15 ; \
-	VPMULLD Z14, Z10, Z10 ; \
-	VPADDD Z10, sumlo, sumlo ; \
-	VPMULLD Z15, Z12, Z12 ; \
-	VPADDD Z12, sumhi, sumhi
+// Many columns: chunk j's products for the column with activations at base, its scaled sums
+// added to sumi; Z24, Z25 are scratch.
+#define P4KN_COL(j, base, sumi) \
+	VPXORD        Z24, Z24, Z24; \
+	VPXORD        Z25, Z25, Z25; \
+	VPDPBUSD.BCST 64*j base, Z8, Z24; \
+	VPDPBUSD.BCST 64*j+32 base, Z16, Z25; \
+	VPDPBUSD.BCST 64*j+4 base, Z9, Z24; \
+	VPDPBUSD.BCST 64*j+36 base, Z17, Z25; \
+	VPDPBUSD.BCST 64*j+8 base, Z10, Z24; \
+	VPDPBUSD.BCST 64*j+40 base, Z18, Z25; \
+	VPDPBUSD.BCST 64*j+12 base, Z11, Z24; \
+	VPDPBUSD.BCST 64*j+44 base, Z19, Z25; \
+	VPDPBUSD.BCST 64*j+16 base, Z12, Z24; \
+	VPDPBUSD.BCST 64*j+48 base, Z20, Z25; \
+	VPDPBUSD.BCST 64*j+20 base, Z13, Z24; \
+	VPDPBUSD.BCST 64*j+52 base, Z21, Z25; \
+	VPDPBUSD.BCST 64*j+24 base, Z14, Z24; \
+	VPDPBUSD.BCST 64*j+56 base, Z22, Z25; \
+	VPDPBUSD.BCST 64*j+28 base, Z15, Z24; \
+	VPDPBUSD.BCST 64*j+60 base, Z23, Z25; \
+	VPSRAD        $4, Z25, Z25; \
+	VPMULLD       Z26, Z24, Z24; \
+	VPADDD        Z24, sumi, sumi; \
+	VPMULLD       Z27, Z25, Z25; \
+	VPADDD        Z25, sumi, sumi
 
-#define P4K_CHUNK2(ptr, sumlo, sumhi) \
-	VPXORD Z10, Z10, Z10 ; \
-	VPXORD Z11, Z11, Z11 ; \
-	VPXORD Z12, Z12, Z12 ; \
-	VPXORD Z13, Z13, Z13 ; \
-	VMOVDQU64 1024(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 128(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 160(DI), Z3, Z12 ; \
-	VMOVDQU64 1088(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 132(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 164(DI), Z3, Z13 ; \
-	VMOVDQU64 1152(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 136(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 168(DI), Z3, Z12 ; \
-	VMOVDQU64 1216(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 140(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 172(DI), Z3, Z13 ; \
-	VMOVDQU64 1280(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 144(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 176(DI), Z3, Z12 ; \
-	VMOVDQU64 1344(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 148(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 180(DI), Z3, Z13 ; \
-	VMOVDQU64 1408(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 152(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 184(DI), Z3, Z12 ; \
-	VMOVDQU64 1472(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 156(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 188(DI), Z3, Z13 ; \
-	VPADDD Z11, Z10, Z10 ; \
-	VPADDD Z13, Z12, Z12 ; \
-	VPMOVZXBD 2112(ptr), Z14 ; \
-	VPMOVZXBD 2128(ptr), Z15 ; \
-	VPMULLD Z14, Z10, Z10 ; \
-	VPADDD Z10, sumlo, sumlo ; \
-	VPMULLD Z15, Z12, Z12 ; \
-	VPADDD Z12, sumhi, sumhi
+// Four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)), integer sums Z4-Z7.
+#define P4K4_CHUNK(j) \
+	P4KN_CHUNK(j); \
+	P4KN_COL(j, (DI), Z4); \
+	P4KN_COL(j, (DI)(DX*1), Z5); \
+	P4KN_COL(j, (R14), Z6); \
+	P4KN_COL(j, (R14)(DX*1), Z7)
 
-#define P4K_CHUNK3(ptr, sumlo, sumhi) \
-	VPXORD Z10, Z10, Z10 ; \
-	VPXORD Z11, Z11, Z11 ; \
-	VPXORD Z12, Z12, Z12 ; \
-	VPXORD Z13, Z13, Z13 ; \
-	VMOVDQU64 1536(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 192(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 224(DI), Z3, Z12 ; \
-	VMOVDQU64 1600(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 196(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 228(DI), Z3, Z13 ; \
-	VMOVDQU64 1664(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 200(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 232(DI), Z3, Z12 ; \
-	VMOVDQU64 1728(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 204(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 236(DI), Z3, Z13 ; \
-	VMOVDQU64 1792(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 208(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 240(DI), Z3, Z12 ; \
-	VMOVDQU64 1856(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 212(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 244(DI), Z3, Z13 ; \
-	VMOVDQU64 1920(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 216(DI), Z2, Z10 ; \
-	VPDPBUSD.BCST 248(DI), Z3, Z12 ; \
-	VMOVDQU64 1984(ptr), Z1 ; \
-	VPANDD Z30, Z1, Z2 ; \
-	VPANDD Z31, Z1, Z3 ; \
-	VPDPBUSD.BCST 220(DI), Z2, Z11 ; \
-	VPDPBUSD.BCST 252(DI), Z3, Z13 ; \
-	VPADDD Z11, Z10, Z10 ; \
-	VPADDD Z13, Z12, Z12 ; \
-	VPMOVZXBD 2144(ptr), Z14 ; \
-	VPMOVZXBD 2160(ptr), Z15 ; \
-	VPMULLD Z14, Z10, Z10 ; \
-	VPADDD Z10, sumlo, sumlo ; \
-	VPMULLD Z15, Z12, Z12 ; \
-	VPADDD Z12, sumhi, sumhi
-
-// The super-block total of the stream at ptr into acc (sumlo, sumhi cleared for the next).
-#define P4K_STREAM_END(ptr, sumlo, sumhi, acc) \
-	VPSRAD $4, sumhi, sumhi ; \
-	VPADDD sumhi, sumlo, sumlo ; \
-	VPXORD Z22, Z22, Z22 ; \
-	VPMOVZXBW 2176(ptr), Z14 ; \
-	VPDPWSSD.BCST 260(DI), Z14, Z22 ; \
-	VPMOVZXBW 2208(ptr), Z14 ; \
-	VPDPWSSD.BCST 264(DI), Z14, Z22 ; \
-	VPMOVZXBW 2240(ptr), Z14 ; \
-	VPDPWSSD.BCST 268(DI), Z14, Z22 ; \
-	VPMOVZXBW 2272(ptr), Z14 ; \
-	VPDPWSSD.BCST 272(DI), Z14, Z22 ; \
-	VCVTPH2PS 2304(ptr), Z14 ; \
-	VMULPS.BCST 256(DI), Z14, Z14 ; \
-	VCVTPH2PS 2336(ptr), Z15 ; \
-	VMULPS.BCST 256(DI), Z15, Z15 ; \
-	VCVTDQ2PS sumlo, sumlo ; \
-	VFMADD231PS Z14, sumlo, acc ; \
-	VCVTDQ2PS Z22, Z22 ; \
-	VFNMADD231PS Z15, Z22, acc ; \
-	VPXORD sumlo, sumlo, sumlo ; \
-	VPXORD sumhi, sumhi, sumhi
-
-// func dotPackedQ4KRows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
-// dotPackedQ4KVNNI for four runs of count panels dist panels apart, walked as four memory
-// streams in step (as dotPackedQ4_0Rows4VNNI). The streams take turns chunk by chunk (a
-// quarter super-block) rather than super-block by super-block, so that the reads of all four
-// are in flight within the reach of out-of-order execution.
-TEXT ·dotPackedQ4KRows4VNNI(SB), NOSPLIT, $0-56
-	MOVQ  w+0(FP), R9
-	MOVQ  count+16(FP), R10
-	MOVQ  dist+24(FP), R13
-	MOVQ  R13, BX
-	SHLQ  $6, BX
-	IMULQ stride+8(FP), R13
-	MOVQ  out+48(FP), R8
-	P4K_CONSTS
-
-p4kr4_panel:
-	MOVQ   R9, SI
-	LEAQ   (SI)(R13*1), R11
-	LEAQ   (R11)(R13*1), R12
-	LEAQ   (R12)(R13*1), R14
-	MOVQ   nb+32(FP), CX
-	MOVQ   y+40(FP), DI
-	VPXORD Z0, Z0, Z0
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z23, Z23, Z23
-	VPXORD Z24, Z24, Z24
-
-p4kr4_block:
-	P4K_CHUNK0(SI, Z16, Z20)
-	P4K_CHUNK0(R11, Z17, Z21)
-	P4K_CHUNK0(R12, Z18, Z23)
-	P4K_CHUNK0(R14, Z19, Z24)
-	P4K_CHUNK1(SI, Z16, Z20)
-	P4K_CHUNK1(R11, Z17, Z21)
-	P4K_CHUNK1(R12, Z18, Z23)
-	P4K_CHUNK1(R14, Z19, Z24)
-	P4K_CHUNK2(SI, Z16, Z20)
-	P4K_CHUNK2(R11, Z17, Z21)
-	P4K_CHUNK2(R12, Z18, Z23)
-	P4K_CHUNK2(R14, Z19, Z24)
-	P4K_CHUNK3(SI, Z16, Z20)
-	P4K_CHUNK3(R11, Z17, Z21)
-	P4K_CHUNK3(R12, Z18, Z23)
-	P4K_CHUNK3(R14, Z19, Z24)
-	P4K_STREAM_END(SI, Z16, Z20, Z0)
-	P4K_STREAM_END(R11, Z17, Z21, Z5)
-	P4K_STREAM_END(R12, Z18, Z23, Z6)
-	P4K_STREAM_END(R14, Z19, Z24, Z7)
-	ADDQ $2368, SI
-	ADDQ $2368, R11
-	ADDQ $2368, R12
-	ADDQ $2368, R14
-	ADDQ $288, DI
-	DECQ CX
-	JNZ  p4kr4_block
-
-	LEAQ    (R8)(BX*2), AX
-	VMOVUPS Z0, (R8)
-	VMOVUPS Z5, (R8)(BX*1)
-	VMOVUPS Z6, (AX)
-	VMOVUPS Z7, (AX)(BX*1)
-	ADDQ    $64, R8
-	ADDQ    stride+8(FP), R9
-	DECQ    R10
-	JNZ     p4kr4_panel
-	VZEROUPPER
-	RET
-
-// The quants of chunk j of the super-block at SI: low nibbles of groups 8j..8j+7 in Z8-Z15,
-// high nibbles (times 16) in Z16-Z23; the chunk's two scale vectors in Z26, Z27.
-
-#define P4K4_CHUNK0 \
-	VMOVDQU64 0(SI), Z28 ; \
-	VPANDD Z30, Z28, Z8 ; \
-	VPANDD Z31, Z28, Z16 ; \
-	VMOVDQU64 64(SI), Z28 ; \
-	VPANDD Z30, Z28, Z9 ; \
-	VPANDD Z31, Z28, Z17 ; \
-	VMOVDQU64 128(SI), Z28 ; \
-	VPANDD Z30, Z28, Z10 ; \
-	VPANDD Z31, Z28, Z18 ; \
-	VMOVDQU64 192(SI), Z28 ; \
-	VPANDD Z30, Z28, Z11 ; \
-	VPANDD Z31, Z28, Z19 ; \
-	VMOVDQU64 256(SI), Z28 ; \
-	VPANDD Z30, Z28, Z12 ; \
-	VPANDD Z31, Z28, Z20 ; \
-	VMOVDQU64 320(SI), Z28 ; \
-	VPANDD Z30, Z28, Z13 ; \
-	VPANDD Z31, Z28, Z21 ; \
-	VMOVDQU64 384(SI), Z28 ; \
-	VPANDD Z30, Z28, Z14 ; \
-	VPANDD Z31, Z28, Z22 ; \
-	VMOVDQU64 448(SI), Z28 ; \
-	VPANDD Z30, Z28, Z15 ; \
-	VPANDD Z31, Z28, Z23 ; \
-	VPMOVZXBD 2048(SI), Z26 ; \
-	VPMOVZXBD 2064(SI), Z27
-
-#define P4K4_CHUNK1 \
-	VMOVDQU64 512(SI), Z28 ; \
-	VPANDD Z30, Z28, Z8 ; \
-	VPANDD Z31, Z28, Z16 ; \
-	VMOVDQU64 576(SI), Z28 ; \
-	VPANDD Z30, Z28, Z9 ; \
-	VPANDD Z31, Z28, Z17 ; \
-	VMOVDQU64 640(SI), Z28 ; \
-	VPANDD Z30, Z28, Z10 ; \
-	VPANDD Z31, Z28, Z18 ; \
-	VMOVDQU64 704(SI), Z28 ; \
-	VPANDD Z30, Z28, Z11 ; \
-	VPANDD Z31, Z28, Z19 ; \
-	VMOVDQU64 768(SI), Z28 ; \
-	VPANDD Z30, Z28, Z12 ; \
-	VPANDD Z31, Z28, Z20 ; \
-	VMOVDQU64 832(SI), Z28 ; \
-	VPANDD Z30, Z28, Z13 ; \
-	VPANDD Z31, Z28, Z21 ; \
-	VMOVDQU64 896(SI), Z28 ; \
-	VPANDD Z30, Z28, Z14 ; \
-	VPANDD Z31, Z28, Z22 ; \
-	VMOVDQU64 960(SI), Z28 ; \
-	VPANDD Z30, Z28, Z15 ; \
-	VPANDD Z31, Z28, Z23 ; \
-	VPMOVZXBD 2080(SI), Z26 ; \
-	VPMOVZXBD 2096(SI), Z27
-
-#define P4K4_CHUNK2 \
-	VMOVDQU64 1024(SI), Z28 ; \
-	VPANDD Z30, Z28, Z8 ; \
-	VPANDD Z31, Z28, Z16 ; \
-	VMOVDQU64 1088(SI), Z28 ; \
-	VPANDD Z30, Z28, Z9 ; \
-	VPANDD Z31, Z28, Z17 ; \
-	VMOVDQU64 1152(SI), Z28 ; \
-	VPANDD Z30, Z28, Z10 ; \
-	VPANDD Z31, Z28, Z18 ; \
-	VMOVDQU64 1216(SI), Z28 ; \
-	VPANDD Z30, Z28, Z11 ; \
-	VPANDD Z31, Z28, Z19 ; \
-	VMOVDQU64 1280(SI), Z28 ; \
-	VPANDD Z30, Z28, Z12 ; \
-	VPANDD Z31, Z28, Z20 ; \
-	VMOVDQU64 1344(SI), Z28 ; \
-	VPANDD Z30, Z28, Z13 ; \
-	VPANDD Z31, Z28, Z21 ; \
-	VMOVDQU64 1408(SI), Z28 ; \
-	VPANDD Z30, Z28, Z14 ; \
-	VPANDD Z31, Z28, Z22 ; \
-	VMOVDQU64 1472(SI), Z28 ; \
-	VPANDD Z30, Z28, Z15 ; \
-	VPANDD Z31, Z28, Z23 ; \
-	VPMOVZXBD 2112(SI), Z26 ; \
-	VPMOVZXBD 2128(SI), Z27
-
-#define P4K4_CHUNK3 \
-	VMOVDQU64 1536(SI), Z28 ; \
-	VPANDD Z30, Z28, Z8 ; \
-	VPANDD Z31, Z28, Z16 ; \
-	VMOVDQU64 1600(SI), Z28 ; \
-	VPANDD Z30, Z28, Z9 ; \
-	VPANDD Z31, Z28, Z17 ; \
-	VMOVDQU64 1664(SI), Z28 ; \
-	VPANDD Z30, Z28, Z10 ; \
-	VPANDD Z31, Z28, Z18 ; \
-	VMOVDQU64 1728(SI), Z28 ; \
-	VPANDD Z30, Z28, Z11 ; \
-	VPANDD Z31, Z28, Z19 ; \
-	VMOVDQU64 1792(SI), Z28 ; \
-	VPANDD Z30, Z28, Z12 ; \
-	VPANDD Z31, Z28, Z20 ; \
-	VMOVDQU64 1856(SI), Z28 ; \
-	VPANDD Z30, Z28, Z13 ; \
-	VPANDD Z31, Z28, Z21 ; \
-	VMOVDQU64 1920(SI), Z28 ; \
-	VPANDD Z30, Z28, Z14 ; \
-	VPANDD Z31, Z28, Z22 ; \
-	VMOVDQU64 1984(SI), Z28 ; \
-	VPANDD Z30, Z28, Z15 ; \
-	VPANDD Z31, Z28, Z23 ; \
-	VPMOVZXBD 2144(SI), Z26 ; \
-	VPMOVZXBD 2160(SI), Z27
-
-
-// Column with activations at base, integer sums in sumi: chunk j's products.
-
-#define P4K4_COL0(base, sumi) \
-	VPXORD Z24, Z24, Z24 ; \
-	VPXORD Z25, Z25, Z25 ; \
-	VPDPBUSD.BCST 0 base, Z8, Z24 ; \
-	VPDPBUSD.BCST 32 base, Z16, Z25 ; \
-	VPDPBUSD.BCST 4 base, Z9, Z24 ; \
-	VPDPBUSD.BCST 36 base, Z17, Z25 ; \
-	VPDPBUSD.BCST 8 base, Z10, Z24 ; \
-	VPDPBUSD.BCST 40 base, Z18, Z25 ; \
-	VPDPBUSD.BCST 12 base, Z11, Z24 ; \
-	VPDPBUSD.BCST 44 base, Z19, Z25 ; \
-	VPDPBUSD.BCST 16 base, Z12, Z24 ; \
-	VPDPBUSD.BCST 48 base, Z20, Z25 ; \
-	VPDPBUSD.BCST 20 base, Z13, Z24 ; \
-	VPDPBUSD.BCST 52 base, Z21, Z25 ; \
-	VPDPBUSD.BCST 24 base, Z14, Z24 ; \
-	VPDPBUSD.BCST 56 base, Z22, Z25 ; \
-	VPDPBUSD.BCST 28 base, Z15, Z24 ; \
-	VPDPBUSD.BCST 60 base, Z23, Z25 ; \
-	VPSRAD $4, Z25, Z25 ; \
-	VPMULLD Z26, Z24, Z24 ; \
-	VPADDD Z24, sumi, sumi ; \
-	VPMULLD Z27, Z25, Z25 ; \
-	VPADDD Z25, sumi, sumi
-
-#define P4K4_COL1(base, sumi) \
-	VPXORD Z24, Z24, Z24 ; \
-	VPXORD Z25, Z25, Z25 ; \
-	VPDPBUSD.BCST 64 base, Z8, Z24 ; \
-	VPDPBUSD.BCST 96 base, Z16, Z25 ; \
-	VPDPBUSD.BCST 68 base, Z9, Z24 ; \
-	VPDPBUSD.BCST 100 base, Z17, Z25 ; \
-	VPDPBUSD.BCST 72 base, Z10, Z24 ; \
-	VPDPBUSD.BCST 104 base, Z18, Z25 ; \
-	VPDPBUSD.BCST 76 base, Z11, Z24 ; \
-	VPDPBUSD.BCST 108 base, Z19, Z25 ; \
-	VPDPBUSD.BCST 80 base, Z12, Z24 ; \
-	VPDPBUSD.BCST 112 base, Z20, Z25 ; \
-	VPDPBUSD.BCST 84 base, Z13, Z24 ; \
-	VPDPBUSD.BCST 116 base, Z21, Z25 ; \
-	VPDPBUSD.BCST 88 base, Z14, Z24 ; \
-	VPDPBUSD.BCST 120 base, Z22, Z25 ; \
-	VPDPBUSD.BCST 92 base, Z15, Z24 ; \
-	VPDPBUSD.BCST 124 base, Z23, Z25 ; \
-	VPSRAD $4, Z25, Z25 ; \
-	VPMULLD Z26, Z24, Z24 ; \
-	VPADDD Z24, sumi, sumi ; \
-	VPMULLD Z27, Z25, Z25 ; \
-	VPADDD Z25, sumi, sumi
-
-#define P4K4_COL2(base, sumi) \
-	VPXORD Z24, Z24, Z24 ; \
-	VPXORD Z25, Z25, Z25 ; \
-	VPDPBUSD.BCST 128 base, Z8, Z24 ; \
-	VPDPBUSD.BCST 160 base, Z16, Z25 ; \
-	VPDPBUSD.BCST 132 base, Z9, Z24 ; \
-	VPDPBUSD.BCST 164 base, Z17, Z25 ; \
-	VPDPBUSD.BCST 136 base, Z10, Z24 ; \
-	VPDPBUSD.BCST 168 base, Z18, Z25 ; \
-	VPDPBUSD.BCST 140 base, Z11, Z24 ; \
-	VPDPBUSD.BCST 172 base, Z19, Z25 ; \
-	VPDPBUSD.BCST 144 base, Z12, Z24 ; \
-	VPDPBUSD.BCST 176 base, Z20, Z25 ; \
-	VPDPBUSD.BCST 148 base, Z13, Z24 ; \
-	VPDPBUSD.BCST 180 base, Z21, Z25 ; \
-	VPDPBUSD.BCST 152 base, Z14, Z24 ; \
-	VPDPBUSD.BCST 184 base, Z22, Z25 ; \
-	VPDPBUSD.BCST 156 base, Z15, Z24 ; \
-	VPDPBUSD.BCST 188 base, Z23, Z25 ; \
-	VPSRAD $4, Z25, Z25 ; \
-	VPMULLD Z26, Z24, Z24 ; \
-	VPADDD Z24, sumi, sumi ; \
-	VPMULLD Z27, Z25, Z25 ; \
-	VPADDD Z25, sumi, sumi
-
-#define P4K4_COL3(base, sumi) \
-	VPXORD Z24, Z24, Z24 ; \
-	VPXORD Z25, Z25, Z25 ; \
-	VPDPBUSD.BCST 192 base, Z8, Z24 ; \
-	VPDPBUSD.BCST 224 base, Z16, Z25 ; \
-	VPDPBUSD.BCST 196 base, Z9, Z24 ; \
-	VPDPBUSD.BCST 228 base, Z17, Z25 ; \
-	VPDPBUSD.BCST 200 base, Z10, Z24 ; \
-	VPDPBUSD.BCST 232 base, Z18, Z25 ; \
-	VPDPBUSD.BCST 204 base, Z11, Z24 ; \
-	VPDPBUSD.BCST 236 base, Z19, Z25 ; \
-	VPDPBUSD.BCST 208 base, Z12, Z24 ; \
-	VPDPBUSD.BCST 240 base, Z20, Z25 ; \
-	VPDPBUSD.BCST 212 base, Z13, Z24 ; \
-	VPDPBUSD.BCST 244 base, Z21, Z25 ; \
-	VPDPBUSD.BCST 216 base, Z14, Z24 ; \
-	VPDPBUSD.BCST 248 base, Z22, Z25 ; \
-	VPDPBUSD.BCST 220 base, Z15, Z24 ; \
-	VPDPBUSD.BCST 252 base, Z23, Z25 ; \
-	VPSRAD $4, Z25, Z25 ; \
-	VPMULLD Z26, Z24, Z24 ; \
-	VPADDD Z24, sumi, sumi ; \
-	VPMULLD Z27, Z25, Z25 ; \
-	VPADDD Z25, sumi, sumi
-
-
-// The column's super-block total into acc: mins term, scales, the two FMAs.
-#define P4K4_FINISH(base, sumi, acc) \
-	VPXORD Z24, Z24, Z24 ; \
-	VPMOVZXBW 2176(SI), Z28 ; \
-	VPDPWSSD.BCST 260 base, Z28, Z24 ; \
-	VPMOVZXBW 2208(SI), Z28 ; \
-	VPDPWSSD.BCST 264 base, Z28, Z24 ; \
-	VPMOVZXBW 2240(SI), Z28 ; \
-	VPDPWSSD.BCST 268 base, Z28, Z24 ; \
-	VPMOVZXBW 2272(SI), Z28 ; \
-	VPDPWSSD.BCST 272 base, Z28, Z24 ; \
-	VCVTPH2PS 2304(SI), Z28 ; \
-	VMULPS.BCST 256 base, Z28, Z28 ; \
-	VCVTPH2PS 2336(SI), Z29 ; \
-	VMULPS.BCST 256 base, Z29, Z29 ; \
-	VCVTDQ2PS sumi, sumi ; \
-	VFMADD231PS Z28, sumi, acc ; \
-	VCVTDQ2PS Z24, Z24 ; \
-	VFNMADD231PS Z29, Z24, acc
-
+// The column's super-block total into acc (Z24 and Z28, Z29 scratch).
+#define P4KN_FINISH(base, sumi, acc) \
+	P4K_MINS(base, Z24); \
+	P4K_FMAS(base, sumi, Z24, acc)
 
 // func dotPackedQ4Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // Four prepared activation rows ystride bytes apart, column c's results at out + c·ostride
-// bytes; each column's integer sums are those of dotPackedQ4KVNNI (the high nibbles' sums are
-// shifted down per chunk instead of once: exact either way), so the results are identical.
+// bytes; each column's arithmetic is that of dotPackedQ4KVNNI, so the results are identical.
 TEXT ·dotPackedQ4Kx4VNNI(SB), NOSPLIT, $0-64
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+48(FP), R8
-	MOVQ ystride+40(FP), DX
-	MOVQ ostride+56(FP), BX
-	P4K_CONSTS
+	PACKED_COLS_ARGS
 
 p4kx4_panel:
 	MOVQ   R9, SI
 	MOVQ   nb+24(FP), CX
 	MOVQ   y+32(FP), DI
 	LEAQ   (DI)(DX*2), R14
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
+	ZERO_Z4(Z0, Z1, Z2, Z3)
 
 p4kx4_block:
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	P4K4_CHUNK0
-	P4K4_COL0((DI), Z4)
-	P4K4_COL0((DI)(DX*1), Z5)
-	P4K4_COL0((R14), Z6)
-	P4K4_COL0((R14)(DX*1), Z7)
+	ZERO_Z4(Z4, Z5, Z6, Z7)
+	P4K4_CHUNK(0)
+	P4K4_CHUNK(1)
+	P4K4_CHUNK(2)
+	P4K4_CHUNK(3)
+	P4KN_FINISH((DI), Z4, Z0)
+	P4KN_FINISH((DI)(DX*1), Z5, Z1)
+	P4KN_FINISH((R14), Z6, Z2)
+	P4KN_FINISH((R14)(DX*1), Z7, Z3)
+	ADDQ   $2368, SI
+	ADDQ   $288, DI
+	ADDQ   $288, R14
+	DECQ   CX
+	JNZ    p4kx4_block
 
-	P4K4_CHUNK1
-	P4K4_COL1((DI), Z4)
-	P4K4_COL1((DI)(DX*1), Z5)
-	P4K4_COL1((R14), Z6)
-	P4K4_COL1((R14)(DX*1), Z7)
+	PACKED_STORE4(Z0, Z1, Z2, Z3)
+	PACKED_NEXT_PANEL(p4kx4_panel)
+	VZEROUPPER
+	RET
 
-	P4K4_CHUNK2
-	P4K4_COL2((DI), Z4)
-	P4K4_COL2((DI)(DX*1), Z5)
-	P4K4_COL2((R14), Z6)
-	P4K4_COL2((R14)(DX*1), Z7)
+// Eight columns: activations at (DI), (DI)(DX*1), (DI)(DX*2), (R11), (R11)(DX*1),
+// (R11)(DX*2), (R13), (R13)(DX*1) (R11 = DI + 3·DX, R13 = DI + 6·DX); integer sums Z0-Z7.
+// The float sums do not fit the registers beside them: they live in the frame (64 bytes a
+// column), read and written once a super-block.
+#define P4K8_CHUNK(j) \
+	P4KN_CHUNK(j); \
+	P4KN_COL(j, (DI), Z0); \
+	P4KN_COL(j, (DI)(DX*1), Z1); \
+	P4KN_COL(j, (DI)(DX*2), Z2); \
+	P4KN_COL(j, (R11), Z3); \
+	P4KN_COL(j, (R11)(DX*1), Z4); \
+	P4KN_COL(j, (R11)(DX*2), Z5); \
+	P4KN_COL(j, (R13), Z6); \
+	P4KN_COL(j, (R13)(DX*1), Z7)
 
-	P4K4_CHUNK3
-	P4K4_COL3((DI), Z4)
-	P4K4_COL3((DI)(DX*1), Z5)
-	P4K4_COL3((R14), Z6)
-	P4K4_COL3((R14)(DX*1), Z7)
-	P4K4_FINISH((DI), Z4, Z0)
-	P4K4_FINISH((DI)(DX*1), Z5, Z1)
-	P4K4_FINISH((R14), Z6, Z2)
-	P4K4_FINISH((R14)(DX*1), Z7, Z3)
-	ADDQ $2368, SI
-	ADDQ $288, DI
-	ADDQ $288, R14
-	DECQ CX
-	JNZ  p4kx4_block
+// func dotPackedQ4Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// dotPackedQ4Kx4VNNI for eight prepared activation rows.
+TEXT ·dotPackedQ4Kx8VNNI(SB), NOSPLIT, $512-64
+	PACKED_COLS_ARGS
 
-	LEAQ    (R8)(BX*2), R12
-	VMOVUPS Z0, (R8)
-	VMOVUPS Z1, (R8)(BX*1)
-	VMOVUPS Z2, (R12)
-	VMOVUPS Z3, (R12)(BX*1)
-	ADDQ    $64, R8
-	ADDQ    stride+8(FP), R9
-	DECQ    R10
-	JNZ     p4kx4_panel
+p4kx8_panel:
+	MOVQ    R9, SI
+	MOVQ    nb+24(FP), CX
+	PACKED_COLS8_ROWS(R11, R13)
+	VPXORD  Z0, Z0, Z0
+	VMOVUPS Z0, 0(SP)
+	VMOVUPS Z0, 64(SP)
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z0, 192(SP)
+	VMOVUPS Z0, 256(SP)
+	VMOVUPS Z0, 320(SP)
+	VMOVUPS Z0, 384(SP)
+	VMOVUPS Z0, 448(SP)
+
+p4kx8_block:
+	ZERO_Z4(Z0, Z1, Z2, Z3)
+	ZERO_Z4(Z4, Z5, Z6, Z7)
+	P4K8_CHUNK(0)
+	P4K8_CHUNK(1)
+	P4K8_CHUNK(2)
+	P4K8_CHUNK(3)
+	P4K8_FINISH(0, (DI), Z0)
+	P4K8_FINISH(1, (DI)(DX*1), Z1)
+	P4K8_FINISH(2, (DI)(DX*2), Z2)
+	P4K8_FINISH(3, (R11), Z3)
+	P4K8_FINISH(4, (R11)(DX*1), Z4)
+	P4K8_FINISH(5, (R11)(DX*2), Z5)
+	P4K8_FINISH(6, (R13), Z6)
+	P4K8_FINISH(7, (R13)(DX*1), Z7)
+	ADDQ   $2368, SI
+	ADDQ   $288, DI
+	ADDQ   $288, R11
+	ADDQ   $288, R13
+	DECQ   CX
+	JNZ    p4kx8_block
+
+	VMOVUPS 0(SP), Z0
+	VMOVUPS 64(SP), Z1
+	VMOVUPS 128(SP), Z2
+	VMOVUPS 192(SP), Z3
+	VMOVUPS 256(SP), Z4
+	VMOVUPS 320(SP), Z5
+	VMOVUPS 384(SP), Z6
+	VMOVUPS 448(SP), Z7
+	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+	PACKED_NEXT_PANEL(p4kx8_panel)
 	VZEROUPPER
 	RET

@@ -1,0 +1,17 @@
+//go:build amd64 && !purego
+
+package kernels
+
+// The packed Q8_0 kernels of packedq8_amd64.s (installed by packed_amd64.go's init).
+
+//go:noescape
+func dotPackedQ8_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ8_0Rows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ8_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ8_0x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
