@@ -203,7 +203,7 @@ func (p *Packed) DequantizeRow(r int, dst []float32) error {
 	if len(dst) != p.cols {
 		return fmt.Errorf("dequantize row %d of a packed %s %dx%d matrix into %d values", r, p.t, p.rows, p.cols, len(dst))
 	}
-	var buf [18 * 256]byte
+	var buf [34 * 256]byte // a row of up to 8192 columns of any packed type, off the heap
 	row := buf[:]
 	if p.rowBytes() > len(buf) {
 		row = make([]byte, p.rowBytes())

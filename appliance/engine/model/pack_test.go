@@ -8,18 +8,21 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/kernels"
 )
 
-// Native compute of Q4 models uses the packed layout where the CPU has its kernels, and the
-// packed layout computes what the file's own layout computes, to float rounding: close logits,
-// and on the trained model the same greedy tokens. (The random-weight model is checked on its
+// Native compute of Q4_0, Q4_K and Q8_0 models uses the packed layout where the CPU has its
+// kernels, and the packed layout computes what the file's own layout computes: to float
+// rounding for Q4 (close logits, and on the trained model the same greedy tokens), exactly
+// for Q8_0, whose packed products keep the reference Dot's arithmetic. (The random-weight model is checked on its
 // prompt only: there a last-bit difference that moves one activation across a Q8_0 rounding
 // boundary a few steps later changes logits by a few percent, with either layout as likely.)
 func TestPackedWeightsMatchFileLayout(t *testing.T) {
 	for _, tc := range []struct {
 		file  string
 		steps int
+		exact bool
 	}{
-		{"stories260K/stories260K-Q4_0.gguf", 24},
-		{"synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf", 0},
+		{"stories260K/stories260K-Q4_0.gguf", 24, false},
+		{"synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf", 0, false},
+		{"stories260K/stories260K-Q8_0.gguf", 24, true},
 	} {
 		file := tc.file
 		t.Run(name(file), func(t *testing.T) {
@@ -36,7 +39,7 @@ func TestPackedWeightsMatchFileLayout(t *testing.T) {
 			}
 			packed, plain := load(true), load(false)
 			q := packed.layers[0].down
-			if q.typ == ggml.Q4_0 || q.typ == ggml.Q4_K {
+			if q.typ == ggml.Q4_0 || q.typ == ggml.Q4_K || q.typ == ggml.Q8_0 {
 				want := kernels.Pack(q.typ, plain.layers[0].down.data, q.rows, q.cols) != nil
 				if (q.packed != nil) != want {
 					t.Fatalf("%s: packed=%v, but this CPU's kernels.Pack gives a copy: %v", q.name, q.packed != nil, want)
@@ -63,6 +66,9 @@ func TestPackedWeightsMatchFileLayout(t *testing.T) {
 				for i := range a.Logits {
 					worst = math.Max(worst, math.Abs(float64(a.Logits[i]-b.Logits[i])))
 					scale = math.Max(scale, math.Abs(float64(b.Logits[i])))
+				}
+				if tc.exact && worst != 0 {
+					t.Fatalf("step %d: packed Q8_0 logits differ from the file layout's by %g", step, worst)
 				}
 				if worst > 1e-3*math.Max(scale, 1) {
 					t.Fatalf("step %d: packed logits differ by %g (largest logit %g)", step, worst, scale)

@@ -87,14 +87,14 @@ type Stage struct {
 	wsFree []*workspace // idle workspaces of ForwardBatch calls
 }
 
-// packWeights lets native compute copy Q4 weights into the packed layout where the CPU has its
+// packWeights lets native compute copy Q4_0, Q4_K and Q8_0 weights into the packed layout where the CPU has its
 // kernels (kernels.Pack); tests turn it off to compare with the file's own layout.
 var packWeights = true
 
 // LoadStage prepares layers [first, last) of f. It references only the tensors of that range
 // (plus token_embd on the first stage and output_norm/output on the last), in place in the
 // memory map; only 1-D norm and bias vectors are converted to float32 on the heap, and, in
-// native compute on CPUs with the packed kernels, Q4_0/Q4_K matrices are copied into the
+// native compute on CPUs with the packed kernels, Q4_0/Q4_K/Q8_0 matrices are copied into the
 // packed layout (their mapped pages are dropped, so they are resident once).
 func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 	if err := opts.normalize(); err != nil {

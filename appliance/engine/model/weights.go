@@ -19,7 +19,7 @@ type matrix struct {
 	rows, cols int
 	rowBytes   int
 	data       []byte // slice of the memory map; nil when packed holds the weights
-	// packed is the interleaved copy of Q4 weights that the packed kernels read (kernels.Pack),
+	// packed is the interleaved copy of the weights that the packed kernels read (kernels.Pack),
 	// made at load where the CPU has them.
 	packed *kernels.Packed
 }
@@ -44,7 +44,7 @@ func (m *matrix) rowF32(r int, dst []float32) {
 
 // loader looks tensors up and checks their shapes, recording what the stage references.
 type loader struct {
-	pack  bool // copy Q4 weights into the packed layout
+	pack  bool // copy the weights into the packed layout where kernels.Pack takes their type
 	f     *gguf.File
 	bytes int64 // total bytes of the tensors referenced
 	names []string
