@@ -539,3 +539,31 @@ widen_loop: \
 	PREFETCHT0 off+320(ptr); \
 	PREFETCHT0 off+384(ptr); \
 	PREFETCHT0 off+448(ptr)
+
+// The value-sum block kernels (madF16RowsAVX2, madQ8_0RowsAVX2): MADROWS_ARGS loads R8 = acc,
+// DI = the first row, R9 = the row stride, R10 = rows, R11 = the width argument, R12 = ms,
+// R13 = vs and 1.0 into X5; MADROWS_RESCALE jumps to label unless the row's ms is exactly 1;
+// MADROWS_NEXT moves to the next row and back to label while rows remain.
+#define MADROWS_ARGS(width) \
+	MOVQ acc+0(FP), R8; \
+	MOVQ v+8(FP), DI; \
+	MOVQ vstride+16(FP), R9; \
+	MOVQ n+24(FP), R10; \
+	MOVQ width+32(FP), R11; \
+	MOVQ ms+40(FP), R12; \
+	MOVQ vs+48(FP), R13; \
+	MOVL $0x3f800000, AX; \
+	MOVL AX, X5
+
+#define MADROWS_RESCALE(label) \
+	VMOVSS   (R12), X4; \
+	VUCOMISS X5, X4; \
+	JNE      label; \
+	JP       label
+
+#define MADROWS_NEXT(label) \
+	ADDQ $4, R12; \
+	ADDQ $4, R13; \
+	ADDQ R9, DI; \
+	DECQ R10; \
+	JNZ  label

@@ -324,21 +324,10 @@ f16rows_loop32:
 // For each of n rows: acc = f16(acc·ms[i]) unless ms[i] is 1, then acc = f16(v_i·vs[i] + acc)
 // (the loops of scaleF16AVX2 and madF16AVX2), dim a positive multiple of 8.
 TEXT ·madF16RowsAVX2(SB), NOSPLIT, $0-56
-	MOVQ         acc+0(FP), R8
-	MOVQ         v+8(FP), DI
-	MOVQ         vstride+16(FP), R9
-	MOVQ         n+24(FP), R10
-	MOVQ         dim+32(FP), R11
-	MOVQ         ms+40(FP), R12
-	MOVQ         vs+48(FP), R13
-	MOVL         $0x3f800000, AX
-	MOVL         AX, X5
+	MADROWS_ARGS(dim)
 
 madrows_row:
-	VMOVSS  (R12), X4
-	VUCOMISS X5, X4
-	JNE     madrows_scale
-	JP      madrows_scale
+	MADROWS_RESCALE(madrows_scale)
 
 madrows_mad:
 	VBROADCASTSS (R13), Y3
@@ -355,11 +344,7 @@ madrows_loop:
 	ADDQ        $16, BX
 	SUBQ        $8, CX
 	JNZ         madrows_loop
-	ADDQ        $4, R12
-	ADDQ        $4, R13
-	ADDQ        R9, DI
-	DECQ        R10
-	JNZ         madrows_row
+	MADROWS_NEXT(madrows_row)
 	VZEROUPPER
 	RET
 
@@ -449,21 +434,10 @@ q8rows_block:
 // For each of n rows: acc *= ms[i] unless ms[i] is 1, then acc += (d·q)·vs[i] over the row's
 // nb whole Q8_0 blocks (madQ8_0RowsGo's arithmetic: no fused operations).
 TEXT ·madQ8_0RowsAVX2(SB), NOSPLIT, $0-56
-	MOVQ acc+0(FP), R8
-	MOVQ v+8(FP), DI
-	MOVQ vstride+16(FP), R9
-	MOVQ n+24(FP), R10
-	MOVQ nb+32(FP), R11
-	MOVQ ms+40(FP), R12
-	MOVQ vs+48(FP), R13
-	MOVL $0x3f800000, AX
-	MOVL AX, X5
+	MADROWS_ARGS(nb)
 
 q8mad_row:
-	VMOVSS   (R12), X4
-	VUCOMISS X5, X4
-	JNE      q8mad_scale
-	JP       q8mad_scale
+	MADROWS_RESCALE(q8mad_scale)
 
 q8mad_mad:
 	VBROADCASTSS (R13), Y3
@@ -484,11 +458,7 @@ q8mad_block:
 	ADDQ         $128, SI
 	DECQ         CX
 	JNZ          q8mad_block
-	ADDQ         $4, R12
-	ADDQ         $4, R13
-	ADDQ         R9, DI
-	DECQ         R10
-	JNZ          q8mad_row
+	MADROWS_NEXT(q8mad_row)
 	VZEROUPPER
 	RET
 

@@ -437,23 +437,7 @@ func logprobs(logits []float32, tok int32, n int) (float32, []TokenLogprob) {
 	if n <= 0 {
 		return lp, nil
 	}
-	n = min(n, len(logits))
-	h := make(candHeap, 0, n)
-	for i, l := range logits {
-		x := candidate{id: int32(i), logit: l}
-		if len(h) < n {
-			heap.Push(&h, x)
-		} else if better(x, h[0]) {
-			h[0] = x
-			heap.Fix(&h, 0)
-		}
-	}
-	slices.SortFunc(h, func(a, b candidate) int {
-		if better(a, b) {
-			return -1
-		}
-		return 1
-	})
+	h := topKHeap(make([]candidate, 0, min(n, len(logits))), logits, min(n, len(logits)))
 	top := make([]TokenLogprob, len(h))
 	for i, x := range h {
 		top[i] = TokenLogprob{Token: x.id, Logprob: float32(float64(x.logit) - lse)}
