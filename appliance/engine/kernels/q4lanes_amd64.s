@@ -84,6 +84,31 @@
 	JZ    2(PC); \
 	MOVQ  R12, SI
 
+// The software pipeline's steps (dotQ4_0VNNI, dotQ4_0RowsVNNI): Q40V_KEEP sets the loaded
+// group aside (Z16-Z18) so that the next one can load; Q40V_GROUP computes the kept group
+// against the activations at DI (scale, correction sum, the two halves' products) and moves DI
+// to the next group; Q40V_FINISH adds the halves' lanes and leaves the result in X0.
+#define Q40V_KEEP \
+	VMOVDQA64 Z8, Z16; \
+	VMOVDQA64 Z9, Z17; \
+	VMOVAPS   Y11, Y18
+
+#define Q40V_GROUP \
+	VMULPS      256(DI), Y18, Y18; \
+	VCVTDQ2PS   288(DI), Y12; \
+	VFMADD231PS Y12, Y18, Y4; \
+	VPERMPS     Z18, Z30, Z12; \
+	VPERMPS     Z18, Z31, Z13; \
+	Q40V_HALF(Z16, 0, Z12, Z0); \
+	Q40V_HALF(Z17, 128, Z13, Z1); \
+	ADDQ        $320, DI
+
+#define Q40V_FINISH \
+	VADDPS        Z1, Z0, Z0; \
+	VEXTRACTF64X4 $1, Z0, Y1; \
+	VADDPS        Y1, Y0, Y0; \
+	Q40_END
+
 // func dotQ4_0VNNI(x, y *byte, ng int, xtail *byte) float32
 //
 // Software-pipelined: the loads and byte permutations of the next group are issued before the
@@ -101,9 +126,7 @@ TEXT ·dotQ4_0VNNI(SB), NOSPLIT, $0-36
 	Q40V_LOAD
 
 q40v_loop:
-	VMOVDQA64 Z8, Z16
-	VMOVDQA64 Z9, Z17
-	VMOVAPS   Y11, Y18
+	Q40V_KEEP
 	DECQ      CX
 	JZ        q40v_compute
 	ADDQ      $144, SI
@@ -111,22 +134,11 @@ q40v_loop:
 	Q40V_LOAD
 
 q40v_compute:
-	VMULPS      256(DI), Y18, Y18
-	VCVTDQ2PS   288(DI), Y12
-	VFMADD231PS Y12, Y18, Y4
-	VPERMPS     Z18, Z30, Z12
-	VPERMPS     Z18, Z31, Z13
-	Q40V_HALF(Z16, 0, Z12, Z0)
-	Q40V_HALF(Z17, 128, Z13, Z1)
-	ADDQ        $320, DI
+	Q40V_GROUP
 	TESTQ       CX, CX
 	JNZ         q40v_loop
 
-	// The two halves lane by lane, then the upper eight lanes onto the lower.
-	VADDPS        Z1, Z0, Z0
-	VEXTRACTF64X4 $1, Z0, Y1
-	VADDPS        Y1, Y0, Y0
-	Q40_END
+	Q40V_FINISH
 	VZEROUPPER
 	MOVSS         X0, ret+32(FP)
 	RET
@@ -153,30 +165,18 @@ q40r_row:
 	Q40V_LOAD
 
 q40r_loop:
-	VMOVDQA64 Z8, Z16
-	VMOVDQA64 Z9, Z17
-	VMOVAPS   Y11, Y18
+	Q40V_KEEP
 	DECQ      CX
 	JZ        q40r_compute
 	ADDQ      $144, SI
 	Q40V_LOAD
 
 q40r_compute:
-	VMULPS      256(DI), Y18, Y18
-	VCVTDQ2PS   288(DI), Y12
-	VFMADD231PS Y12, Y18, Y4
-	VPERMPS     Z18, Z30, Z12
-	VPERMPS     Z18, Z31, Z13
-	Q40V_HALF(Z16, 0, Z12, Z0)
-	Q40V_HALF(Z17, 128, Z13, Z1)
-	ADDQ        $320, DI
+	Q40V_GROUP
 	TESTQ       CX, CX
 	JNZ         q40r_loop
 
-	VADDPS        Z1, Z0, Z0
-	VEXTRACTF64X4 $1, Z0, Y1
-	VADDPS        Y1, Y0, Y0
-	Q40_END
+	Q40V_FINISH
 	MOVSS         X0, (R8)
 	ADDQ          $4, R8
 	ADDQ          xstride+8(FP), R9
