@@ -204,8 +204,8 @@ q40r_compute:
 	Q40V_HALF(Z8, 0, Z12, a0); \
 	Q40V_HALF(Z9, 128, Z13, a1)
 
-// A stream's result, as at q40v_done, to (dst).
-#define Q40R4_STORE(a0, a1, c, dst) \
+// A stream's or column's result, as at q40v_done, to (dst).
+#define Q40_STORE(a0, a1, c, dst) \
 	VADDPS        a1, a0, Z8; \
 	VEXTRACTF64X4 $1, Z8, Y9; \
 	VADDPS        Y9, Y8, Y8; \
@@ -258,10 +258,10 @@ q40r4_group:
 	JNZ  q40r4_group
 
 	LEAQ (R8)(DX*2), AX
-	Q40R4_STORE(Z0, Z1, Y2, (R8))
-	Q40R4_STORE(Z3, Z4, Y5, (R8)(DX*1))
-	Q40R4_STORE(Z6, Z7, Y16, (AX))
-	Q40R4_STORE(Z17, Z18, Y19, (AX)(DX*1))
+	Q40_STORE(Z0, Z1, Y2, (R8))
+	Q40_STORE(Z3, Z4, Y5, (R8)(DX*1))
+	Q40_STORE(Z6, Z7, Y16, (AX))
+	Q40_STORE(Z17, Z18, Y19, (AX)(DX*1))
 	ADDQ $4, R8
 	ADDQ xstride+8(FP), R9
 	DECQ R10
@@ -287,18 +287,6 @@ q40r4_group:
 	VPDPBUSD    192 base, Z13, Z24; \
 	VCVTDQ2PS   Z24, Z24; \
 	VFMADD231PS Z22, Z24, a1
-
-// A column's result, as at q40v_done, to off(R8).
-#define Q40X4_STORE(a0, a1, c, off) \
-	VADDPS        a1, a0, Z8; \
-	VEXTRACTF64X4 $1, Z8, Y9; \
-	VADDPS        Y9, Y8, Y8; \
-	HSUM(Y8, X8, X10); \
-	VMOVAPS       c, Y9; \
-	HSUM(Y9, X9, X10); \
-	VMULSS        q40Eight<>(SB), X9, X9; \
-	VSUBSS        X9, X8, X8; \
-	MOVSS         X8, off(R8)
 
 // func dotQ4_0x4VNNI(x, y *byte, ng int, xtail *byte, ystride int, out *float32)
 TEXT ·dotQ4_0x4VNNI(SB), NOSPLIT, $0-48
@@ -339,10 +327,10 @@ q40x4_last:
 
 q40x4_done:
 	MOVQ out+40(FP), R8
-	Q40X4_STORE(Z0, Z1, Y16, 0)
-	Q40X4_STORE(Z2, Z3, Y17, 4)
-	Q40X4_STORE(Z4, Z5, Y18, 8)
-	Q40X4_STORE(Z6, Z7, Y19, 12)
+	Q40_STORE(Z0, Z1, Y16, (R8))
+	Q40_STORE(Z2, Z3, Y17, 4(R8))
+	Q40_STORE(Z4, Z5, Y18, 8(R8))
+	Q40_STORE(Z6, Z7, Y19, 12(R8))
 	VZEROUPPER
 	RET
 
