@@ -61,16 +61,7 @@ func TestConcurrentStreams(t *testing.T) {
 	ctx := context.Background()
 	const clients = 64
 	alone := soloStories(t, client, 0, clients, 24)
-	results := make([]streamResult, clients)
-	var wg sync.WaitGroup
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = streamStory(ctx, client, int64(i), 24)
-		}()
-	}
-	wg.Wait()
+	results := streamStories(ctx, client, clients, 0, 24, 0)
 	distinct := map[string]bool{}
 	for i, r := range results {
 		if r.err != nil {
@@ -96,13 +87,7 @@ func BenchmarkConcurrentStreams(b *testing.B) {
 	b.ResetTimer()
 	start := time.Now()
 	for n := 0; n < b.N; n++ {
-		results := make([]streamResult, clients)
-		var wg sync.WaitGroup
-		for i := range results {
-			wg.Add(1)
-			go func() { defer wg.Done(); results[i] = streamStory(ctx, client, int64(i), tokens) }()
-		}
-		wg.Wait()
+		results := streamStories(ctx, client, clients, 0, tokens, 0)
 		for _, r := range results {
 			if r.err != nil {
 				b.Fatal(r.err)
@@ -115,4 +100,26 @@ func BenchmarkConcurrentStreams(b *testing.B) {
 	b.ReportMetric(float64(b.N*clients*tokens)/elapsed.Seconds(), "tokens/s")
 	b.ReportMetric(float64(ttfts[len(ttfts)/2].Milliseconds()), "ttft-p50-ms")
 	b.ReportMetric(float64(ttfts[len(ttfts)*99/100].Milliseconds()), "ttft-p99-ms")
+}
+
+// streamStories runs n streamStory clients at once, client i with seed seed0+i, each under ctx
+// with timeout (0: none), and returns their results by client.
+func streamStories(ctx context.Context, client openai.Client, n int, seed0, maxTokens int64, timeout time.Duration) []streamResult {
+	results := make([]streamResult, n)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx := ctx
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				cctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			results[i] = streamStory(cctx, client, seed0+int64(i), maxTokens)
+		}()
+	}
+	wg.Wait()
+	return results
 }

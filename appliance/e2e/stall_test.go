@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,18 +55,7 @@ func TestStalledClientDoesNotStallOthers(t *testing.T) {
 	}
 	waitMetric(`exo_generations_active{model="stories260K-F32"} 1`)
 
-	results := make([]streamResult, clients)
-	var wg sync.WaitGroup
-	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			defer cancel()
-			results[i] = streamStory(cctx, client, int64(100+i), 32)
-		}()
-	}
-	wg.Wait()
+	results := streamStories(ctx, client, clients, 100, 32, 30*time.Second)
 	for i, r := range results {
 		if r.err != nil {
 			t.Fatalf("client %d beside a stalled client: %v", i, r.err)
