@@ -37,6 +37,15 @@ import (
 // as singles, each paying a pass over the weights (on the 2-core benchmark machine this halved
 // the rounds of four streams and raised their rate by half). A lone request never waits.
 //
+// The steps a round finished leave it together, but each request's goroutine still has to
+// pass its result on (sample, write the frame), and the transport's goroutines have to put it
+// on the wire. On a busy core that is the same core the next round wants, so a lead that
+// started the next round at once kept the rest of its group's results in the process until
+// the round ended or the runtime preempted it, and the group reached the next stage split
+// (on the 2-core benchmark machine a third of the rounds of four streams ran as singles).
+// So a new round waits, briefly, until the steps that left the last round have been sent
+// (settle).
+//
 // A prompt chunk that would hold up decode steps is cut: while other steps wait, a step longer
 // than prefillShare tokens joins each round with prefillShare of its tokens (chunked prefill),
 // so a new request's prompt slows the streams already decoding instead of stalling them for a
@@ -54,12 +63,16 @@ type batcher struct {
 	mu      sync.Mutex
 	queue   []*step
 	running bool
-	arrived chan struct{} // closed and replaced when a step is queued
+	// changed is closed and replaced when a step is queued or a leaving step is sent.
+	changed chan struct{}
+	// leaving counts the steps finished by a round whose results were not sent on yet.
+	leaving int
 
 	// roundTime is a moving average of the rounds' duration (the lead's).
 	roundTime time.Duration
-	// gatherMax bounds a round's wait for more steps (maxGather; tests change it).
-	gatherMax time.Duration
+	// gatherMax bounds a round's wait for more steps (maxGather), settleMax its wait for the
+	// last round's results to be sent (maxSettle); tests change them.
+	gatherMax, settleMax time.Duration
 
 	// Guarded by the lead (one round at a time).
 	items []model.SeqBatch
@@ -78,7 +91,7 @@ func newBatcher(st *model.Stage, stages, prefillShare int) *batcher {
 	if prefillShare <= 0 {
 		prefillShare = defaultPrefillShare
 	}
-	return &batcher{st: st, stages: max(stages, 1), prefillShare: prefillShare, arrived: make(chan struct{}), gatherMax: maxGather}
+	return &batcher{st: st, stages: max(stages, 1), prefillShare: prefillShare, changed: make(chan struct{}), gatherMax: maxGather, settleMax: maxSettle}
 }
 
 // maxGather bounds how long a round waits for more steps.
@@ -101,6 +114,8 @@ type step struct {
 	acc []float32
 	out model.Out
 	err error
+	// leaving: the step was finished by a round and its result is not sent on yet (b.mu).
+	leaving bool
 	// wake carries the batcher's word to a waiting step: true when it is done, false when it
 	// leads the next round.
 	wake chan bool
@@ -112,23 +127,54 @@ func (b *batcher) open(seq *model.Seq) *step {
 	return &step{seq: seq, wake: make(chan bool, 1)}
 }
 
-func (b *batcher) close(*step) { b.live.Add(-1) }
+func (b *batcher) close(s *step) {
+	b.sent(s)
+	b.live.Add(-1)
+}
 
-// gather waits a moment for more steps while the next round has room for them (see batcher).
-func (b *batcher) gather() {
-	wait := min(b.gatherMax, b.roundTime/20)
-	if wait <= 0 {
+// sent tells the batcher that the step's last result has been passed on (or dropped): the
+// request's goroutine calls it before it waits for its next input.
+func (b *batcher) sent(s *step) {
+	b.mu.Lock()
+	if s.leaving {
+		s.leaving = false
+		b.leaving--
+		b.signal()
+	}
+	b.mu.Unlock()
+}
+
+// signal wakes the waits of gather and settle (b.mu held).
+func (b *batcher) signal() {
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// maxSettle bounds how long a round waits for the last round's results to be sent: a
+// goroutine held up by the next stage's flow control must not hold this stage up.
+const maxSettle = 5 * time.Millisecond
+
+// settle waits until the steps the last round finished have been sent on, at most 1/8 of a
+// round's time, then yields so that the transport's goroutines can write them out.
+func (b *batcher) settle() {
+	b.waitFor(min(b.settleMax, b.roundTime/8), func() bool { return b.leaving > 0 })
+	runtime.Gosched()
+}
+
+// waitFor waits up to d while cond (called with b.mu held) holds.
+func (b *batcher) waitFor(d time.Duration, cond func() bool) {
+	if d <= 0 {
 		return
 	}
-	deadline := time.Now().Add(wait)
+	deadline := time.Now().Add(d)
 	var timer *time.Timer
 	for {
 		b.mu.Lock()
-		missing := b.incomplete()
-		ch := b.arrived
+		wait := cond()
+		ch := b.changed
 		b.mu.Unlock()
 		left := time.Until(deadline)
-		if !missing || left <= 0 {
+		if !wait || left <= 0 {
 			return
 		}
 		if timer == nil {
@@ -141,6 +187,11 @@ func (b *batcher) gather() {
 			return
 		}
 	}
+}
+
+// gather waits a moment for more steps while the next round has room for them (see batcher).
+func (b *batcher) gather() {
+	b.waitFor(min(b.gatherMax, b.roundTime/20), b.incomplete)
 }
 
 // incomplete reports whether the next round has room for steps of live requests that are not
@@ -162,9 +213,12 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 		return model.Out{}, fmt.Errorf("pipeline: empty step")
 	}
 	b.mu.Lock()
+	if s.leaving { // its goroutine did not say sent
+		s.leaving = false
+		b.leaving--
+	}
 	b.queue = append(b.queue, s)
-	close(b.arrived)
-	b.arrived = make(chan struct{})
+	b.signal()
 	lead := !b.running
 	b.running = true
 	b.mu.Unlock()
@@ -174,7 +228,7 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 		}
 		// The previous lead woke the requests its round finished before handing over; let
 		// them send their results on before this round takes the core.
-		runtime.Gosched()
+		b.settle()
 	}
 	for {
 		b.gather()
@@ -186,6 +240,14 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 		}
 		b.mu.Unlock()
 		left := b.round(batch)
+		b.mu.Lock()
+		for _, o := range batch {
+			if o.done == o.n {
+				o.leaving = true
+				b.leaving++
+			}
+		}
+		b.mu.Unlock()
 		for _, o := range batch {
 			if o != s && o.done == o.n {
 				o.wake <- true
@@ -206,7 +268,7 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 		}
 		b.mu.Unlock()
 		// Our own step was cut: keep leading, after the finished requests had their turn.
-		runtime.Gosched()
+		b.settle()
 	}
 }
 

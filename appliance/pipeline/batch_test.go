@@ -319,3 +319,95 @@ func TestBatcherGathers(t *testing.T) {
 		t.Fatalf("the round started after %s without waiting for the live request", took)
 	}
 }
+
+// TestBatcherSettles: a round does not start while a step the last round finished has not been
+// sent on by its request's goroutine, and waits no longer than the bound for one that never is.
+func TestBatcherSettles(t *testing.T) {
+	path := storiesPath(t, "stories260K-F32.gguf")
+	st := loadStage(t, path, 0, 5)
+	b := newBatcher(st, 2, 0) // two live requests over two stages: one step a round
+	b.roundTime, b.settleMax = time.Hour, time.Minute
+	s1, s2 := b.open(st.NewSequence(16)), b.open(st.NewSequence(16))
+	defer b.close(s2)
+	b.mu.Lock()
+	b.running = true // a round is under way: both steps queue behind it
+	b.mu.Unlock()
+	errs := make(chan error, 2)
+	for i, s := range []*step{s1, s2} {
+		go func() {
+			_, err := b.forward(s, model.Batch{Tokens: []int32{int32(i + 1)}})
+			errs <- err
+		}()
+		waitQueued(t, b, i+1)
+	}
+	s1.wake <- false // the round ends and hands the lead to s1
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	// s1 ran alone and handed the lead to s2, whose round waits for s1's result to be sent.
+	time.Sleep(100 * time.Millisecond)
+	if r := b.stats().Rounds; r != 1 {
+		t.Fatalf("%d rounds ran before the first round's step was sent on, want 1", r)
+	}
+	b.sent(s1)
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the round did not start once the step was sent")
+	}
+	if r := b.stats().Rounds; r != 2 {
+		t.Fatalf("%d rounds, want 2", r)
+	}
+	// s1's goroutine never says sent this time: the next round waits for the bound, no more.
+	b.close(s1)
+	s3 := b.open(st.NewSequence(16))
+	defer b.close(s3)
+	b.settleMax = 20 * time.Millisecond
+	b.mu.Lock()
+	b.running = true
+	b.mu.Unlock()
+	for i, s := range []*step{s2, s3} {
+		go func() {
+			_, err := b.forward(s, model.Batch{Pos: 1 - i, Tokens: []int32{int32(i + 3)}})
+			errs <- err
+		}()
+		waitQueued(t, b, i+1)
+	}
+	s2.wake <- false
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	select {
+	case err := <-errs:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the round waited past the bound for a step that was never sent")
+	}
+	if took := time.Since(start); took < 15*time.Millisecond {
+		t.Fatalf("the round started %s after the step left, without waiting for it to be sent", took)
+	}
+}
+
+// waitQueued waits until n steps are queued at b.
+func waitQueued(t *testing.T, b *batcher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b.mu.Lock()
+		k := len(b.queue)
+		b.mu.Unlock()
+		if k == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d steps queued", k, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

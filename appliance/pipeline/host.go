@@ -721,6 +721,7 @@ func (h *Host) run(r *request, src *stageInput, st *model.Stage, bt *batcher, in
 		sampled int
 	)
 	for {
+		bt.sent(stp)
 		p, fromRing, err := src.next(&hd)
 		if err != nil {
 			if errors.Is(err, errEnded) {
