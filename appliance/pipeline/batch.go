@@ -226,11 +226,12 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 		if done := <-s.wake; done {
 			return s.out, s.err
 		}
-		// The previous lead woke the requests its round finished before handing over; let
-		// them send their results on before this round takes the core.
-		b.settle()
 	}
 	for {
+		// The requests the last round finished (woken by its lead, which may have handed
+		// over to this step or left the stage idle) send their results on before this round
+		// takes the core.
+		b.settle()
 		b.gather()
 		b.mu.Lock()
 		batch := b.queue
@@ -267,8 +268,7 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 			return s.out, s.err
 		}
 		b.mu.Unlock()
-		// Our own step was cut: keep leading, after the finished requests had their turn.
-		b.settle()
+		// Our own step was cut: keep leading.
 	}
 }
 

@@ -411,3 +411,38 @@ func waitQueued(t *testing.T, b *batcher, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestBatcherSettlesWhenIdle: a step that finds the stage idle still waits for the results of
+// the last round to be sent before it runs its own.
+func TestBatcherSettlesWhenIdle(t *testing.T) {
+	path := storiesPath(t, "stories260K-F32.gguf")
+	st := loadStage(t, path, 0, 5)
+	b := newBatcher(st, 2, 0)
+	b.roundTime, b.settleMax = time.Hour, time.Minute
+	s1, s2 := b.open(st.NewSequence(16)), b.open(st.NewSequence(16))
+	defer b.close(s1)
+	defer b.close(s2)
+	if _, err := b.forward(s1, model.Batch{Tokens: []int32{1}}); err != nil {
+		t.Fatal(err)
+	}
+	// s1's round is over and the stage idle, but s1's goroutine has not sent its result yet.
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.forward(s2, model.Batch{Tokens: []int32{2}})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("the round ran before the last round's result was sent (err %v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	b.sent(s1)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the round did not start once the result was sent")
+	}
+}
