@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
@@ -67,19 +68,81 @@ var packedQ4_0, packedQ4K, packedQ8_0 *packedKernelSet
 // Q4_K and Q8_0, and on CPUs without the packed kernels (AVX-512 with VNNI and BW). The result does not
 // reference w, so the caller may release w's memory (for a memory-mapped file, drop its pages)
 // once every reader uses the packed copy: Packed.DequantizeRow replaces row lookups in w.
-func Pack(t ggml.Type, w []byte, rows, cols int) *Packed {
-	if rows <= 0 || cols <= 0 || cols%t.BlockSize() != 0 {
+func Pack(t ggml.Type, w []byte, rows, cols int) *Packed { return PackInto(t, w, rows, cols, nil) }
+
+// PackedSize is the number of bytes of Pack's copy of a rows×cols matrix of type t: 0 where
+// Pack returns nil.
+func PackedSize(t ggml.Type, rows, cols int) int {
+	if !packable(t, rows, cols) {
+		return 0
+	}
+	nb := cols / t.BlockSize()
+	return (rows + panelRows - 1) / panelRows * packedStride(t, nb)
+}
+
+// PackInto is Pack with the copy in dst (at least PackedSize bytes, 64-byte aligned; nil: a
+// buffer of its own), so that a model's matrices can share one buffer, huge pages and all
+// (see WeightBytes).
+func PackInto(t ggml.Type, w []byte, rows, cols int, dst []byte) *Packed {
+	if !packable(t, rows, cols) {
 		return nil
 	}
-	switch {
-	case t == ggml.Q4_0 && packedQ4_0 != nil:
-		return packQ4_0(w, rows, cols)
-	case t == ggml.Q4_K && packedQ4K != nil:
-		return packQ4K(w, rows, cols)
-	case t == ggml.Q8_0 && packedQ8_0 != nil:
-		return packQ8_0(w, rows, cols)
+	switch t {
+	case ggml.Q4_0:
+		return packQ4_0(w, rows, cols, dst)
+	case ggml.Q4_K:
+		return packQ4K(w, rows, cols, dst)
+	default:
+		return packQ8_0(w, rows, cols, dst)
 	}
-	return nil
+}
+
+// packable reports whether Pack packs a rows×cols matrix of type t on this CPU.
+func packable(t ggml.Type, rows, cols int) bool {
+	if rows <= 0 || cols <= 0 || cols%t.BlockSize() != 0 {
+		return false
+	}
+	switch t {
+	case ggml.Q4_0:
+		return packedQ4_0 != nil
+	case ggml.Q4_K:
+		return packedQ4K != nil
+	case ggml.Q8_0:
+		return packedQ8_0 != nil
+	}
+	return false
+}
+
+// packedStride is the bytes of one panel of t's packed layout, nb blocks a row: a multiple of
+// 64, so that panels stay cache-line aligned.
+func packedStride(t ggml.Type, nb int) int {
+	switch t {
+	case ggml.Q4_0:
+		return (288*nb + 63) &^ 63
+	case ggml.Q4_K:
+		return packedBlockK * nb
+	default:
+		return (packedBlock8*nb + 63) &^ 63
+	}
+}
+
+// newPacked is the empty packed form of a rows×cols matrix of type t, its panels in dst (nil:
+// a buffer of its own).
+func newPacked(t ggml.Type, rows, cols int, dst []byte) *Packed {
+	nb := cols / t.BlockSize()
+	stride := packedStride(t, nb)
+	n := (rows + panelRows - 1) / panelRows * stride
+	switch {
+	case dst == nil:
+		dst = WeightBytes(n)
+	case len(dst) < n || uintptr(unsafe.Pointer(&dst[0]))%64 != 0:
+		panic(fmt.Sprintf("kernels: packed %s %dx%d into %d bytes at %p, want %d, 64-byte aligned", t, rows, cols, len(dst), dst, n))
+	default:
+		// The padding (rows of a last partial panel, a panel's tail) is not written below:
+		// zero it, as in a buffer of its own.
+		clear(dst[:n])
+	}
+	return &Packed{t: t, rows: rows, cols: cols, nb: nb, stride: stride, data: dst[:n:n]}
 }
 
 // kernels returns the packed kernels of p's type on this CPU (nil: none, use the twin).
@@ -127,15 +190,14 @@ func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
 	dotPackedQ4_0(panel, p.nb, prep, out)
 }
 
-// packQ4_0 is Pack without the checks of kernel availability (tests use it everywhere).
-func packQ4_0(w []byte, rows, cols int) *Packed {
+// packQ4_0 is PackInto without the checks of kernel availability (tests use it everywhere).
+func packQ4_0(w []byte, rows, cols int, dst []byte) *Packed {
 	nb := cols / 32
 	if len(w) < rows*nb*18 {
 		panic(fmt.Sprintf("kernels: pack Q4_0 %dx%d from %d bytes", rows, cols, len(w)))
 	}
-	stride := (288*nb + 63) &^ 63
-	panels := (rows + panelRows - 1) / panelRows
-	p := &Packed{t: ggml.Q4_0, rows: rows, cols: cols, nb: nb, stride: stride, data: alignedBytes(nil, panels*stride)}
+	p := newPacked(ggml.Q4_0, rows, cols, dst)
+	stride := p.stride
 	for r := 0; r < rows; r++ {
 		panel := p.data[r/panelRows*stride:]
 		i := r % panelRows

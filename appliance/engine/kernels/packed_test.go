@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -53,9 +54,9 @@ func q4_0Matrix(t *testing.T, r *rand.Rand, rows, cols int) []byte {
 // packAny is Pack without the check of the kernels (for the twins everywhere).
 func packAny(ty ggml.Type, w []byte, rows, cols int) *Packed {
 	if ty == ggml.Q4_K {
-		return packQ4K(w, rows, cols)
+		return packQ4K(w, rows, cols, nil)
 	}
-	return packQ4_0(w, rows, cols)
+	return packQ4_0(w, rows, cols, nil)
 }
 
 // Packing keeps every row: RowBytes gives back the original bytes and DequantizeRow its values.
@@ -210,7 +211,7 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 	for _, nb := range []int{1, 5} {
 		for trial := 0; trial < 10; trial++ {
 			row, act := exactBlocks(r, ggml.Q4_0, nb, trial%5-2)
-			p := packQ4_0(row, 1, 32*nb)
+			p := packQ4_0(row, 1, 32*nb, nil)
 			if got, want := p.Dot(0, act), Dot(ggml.Q4_0, row, act, 32*nb); got != want {
 				t.Fatalf("exact blocks nb %d trial %d: packed %v, reference %v", nb, trial, got, want)
 			}
@@ -280,7 +281,7 @@ func TestMatMulPacked(t *testing.T) {
 		act := QuantizeActivations(ggml.Q4_0, randVec(r, 512, 1), nil)
 		pool := NewPool(2)
 		defer pool.Close()
-		mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q4_0, Packed: packQ4_0(w, 256, 512), Rows: 256, Cols: 512, N: 1, Act: act, ActStride: len(act), Out: make([]float32, 256), OutStride: 256}}}
+		mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q4_0, Packed: packQ4_0(w, 256, 512, nil), Rows: 256, Cols: 512, N: 1, Act: act, ActStride: len(act), Out: make([]float32, 256), OutStride: 256}}}
 		mm.Run(pool)
 		if a := testing.AllocsPerRun(20, func() { mm.Run(pool) }); a > 0 {
 			t.Errorf("packed MatMul.Run: %.1f allocations per call", a)
@@ -372,6 +373,53 @@ func BenchmarkPackedMatMulStream(b *testing.B) {
 				}
 				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "cols/s")
 			})
+		}
+	}
+}
+
+// TestPackInto: PackedSize is 0 exactly where Pack declines; PackInto writes the same packed
+// matrix into a slice of a shared buffer (as the model loader packs a stage) as Pack into its
+// own, and refuses a buffer too small or not 64-byte aligned.
+func TestPackInto(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, c := range []struct {
+		ty         ggml.Type
+		rows, cols int
+	}{{ggml.Q4_0, 40, 96}, {ggml.Q4_K, 33, 512}, {ggml.Q8_0, 17, 64}, {ggml.Q5_0, 16, 32}, {ggml.Q4_0, 16, 48}} {
+		w, err := Quantize(c.ty, randVec(r, c.rows*c.cols, 0.5))
+		if err != nil && c.cols%c.ty.BlockSize() == 0 {
+			t.Fatal(err)
+		}
+		p, n := Pack(c.ty, w, c.rows, c.cols), PackedSize(c.ty, c.rows, c.cols)
+		if (p == nil) != (n == 0) {
+			t.Fatalf("%s %dx%d: Pack gave %v, PackedSize %d", c.ty, c.rows, c.cols, p != nil, n)
+		}
+		if p == nil {
+			continue
+		}
+		if len(p.data) != n {
+			t.Fatalf("%s %dx%d: %d packed bytes, PackedSize %d", c.ty, c.rows, c.cols, len(p.data), n)
+		}
+		buf := WeightBytes(64 + n + 64)
+		for i := range buf {
+			buf[i] = 0xa5 // PackInto must write every byte it keeps, and none outside
+		}
+		q := PackInto(c.ty, w, c.rows, c.cols, buf[64:64+n])
+		if !bytes.Equal(q.data, p.data) || q.stride != p.stride || q.nb != p.nb {
+			t.Errorf("%s %dx%d: PackInto differs from Pack", c.ty, c.rows, c.cols)
+		}
+		if buf[63] != 0xa5 || buf[64+n] != 0xa5 {
+			t.Errorf("%s %dx%d: PackInto wrote outside its slice", c.ty, c.rows, c.cols)
+		}
+		for _, bad := range [][]byte{buf[64 : 64+n-1], buf[32 : 32+n]} {
+			func() {
+				defer func() {
+					if recover() == nil {
+						t.Errorf("%s %dx%d: PackInto took %d bytes at offset %d", c.ty, c.rows, c.cols, len(bad), cap(buf)-cap(bad))
+					}
+				}()
+				PackInto(c.ty, w, c.rows, c.cols, bad)
+			}()
 		}
 	}
 }

@@ -29,15 +29,14 @@ const (
 	packedActK = 288
 )
 
-// packQ4K is Pack for Q4_K.
-func packQ4K(w []byte, rows, cols int) *Packed {
+// packQ4K is PackInto for Q4_K, without the check of kernel availability.
+func packQ4K(w []byte, rows, cols int, dst []byte) *Packed {
 	nb := cols / 256
 	if len(w) < rows*nb*144 {
 		panic(fmt.Sprintf("kernels: pack Q4_K %dx%d from %d bytes", rows, cols, len(w)))
 	}
-	stride := packedBlockK * nb
-	panels := (rows + panelRows - 1) / panelRows
-	p := &Packed{t: ggml.Q4_K, rows: rows, cols: cols, nb: nb, stride: stride, data: alignedBytes(nil, panels*stride)}
+	p := newPacked(ggml.Q4_K, rows, cols, dst)
+	stride := p.stride
 	for r := 0; r < rows; r++ {
 		panel := p.data[r/panelRows*stride:]
 		i := r % panelRows

@@ -29,16 +29,15 @@ import (
 
 const packedBlock8 = 544 // bytes of one block of a panel: 512 of quants, 32 of scales
 
-// packQ8_0 is Pack for Q8_0, without the check of kernel availability (tests use it
+// packQ8_0 is PackInto for Q8_0, without the check of kernel availability (tests use it
 // everywhere).
-func packQ8_0(w []byte, rows, cols int) *Packed {
+func packQ8_0(w []byte, rows, cols int, dst []byte) *Packed {
 	nb := cols / 32
 	if len(w) < rows*nb*34 {
 		panic(fmt.Sprintf("kernels: pack Q8_0 %dx%d from %d bytes", rows, cols, len(w)))
 	}
-	stride := (packedBlock8*nb + 63) &^ 63
-	panels := (rows + panelRows - 1) / panelRows
-	p := &Packed{t: ggml.Q8_0, rows: rows, cols: cols, nb: nb, stride: stride, data: alignedBytes(nil, panels*stride)}
+	p := newPacked(ggml.Q8_0, rows, cols, dst)
+	stride := p.stride
 	for r := 0; r < rows; r++ {
 		panel := p.data[r/panelRows*stride:]
 		i := r % panelRows

@@ -178,6 +178,7 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 		s.rope.Factors = kernels.Llama3RopeFactors(c.RopeDims, c.RopeBase, float32(r.Factor),
 			float32(r.LowFreqFactor), float32(r.HighFreqFactor), r.OrigContext)
 	}
+	l.packAll()
 	s.kvK, s.kvV = newKVQ8(c.NHeadKV, c.HeadDimK), newKVQ8(c.NHeadKV, c.HeadDimV)
 	s.weightBytes, s.tensors = l.bytes, l.names
 	s.pool = kernels.SharedPool(opts.Threads)

@@ -44,10 +44,12 @@ func (m *matrix) rowF32(r int, dst []float32) {
 
 // loader looks tensors up and checks their shapes, recording what the stage references.
 type loader struct {
-	pack  bool // copy the weights into the packed layout where kernels.Pack takes their type
-	f     *gguf.File
-	bytes int64 // total bytes of the tensors referenced
-	names []string
+	pack bool // copy the weights into the packed layout where kernels.Pack takes their type
+	// toPack are the matrices to pack (packAll) once all are known.
+	toPack []*matrix
+	f      *gguf.File
+	bytes  int64 // total bytes of the tensors referenced
+	names  []string
 }
 
 func (l *loader) info(name string) (*gguf.TensorInfo, error) {
@@ -89,15 +91,33 @@ func (l *loader) matrix(name string, cols, rows int) (*matrix, error) {
 	l.bytes += int64(len(data))
 	l.names = append(l.names, name)
 	m := &matrix{name: name, typ: t.Type, rows: rows, cols: cols, rowBytes: int(rb), data: data}
-	if l.pack {
-		if m.packed = kernels.Pack(m.typ, data, rows, cols); m.packed != nil {
-			// The copy replaces the mapped bytes: give their pages back so that the weights
-			// are resident once, not twice.
-			dropPages(data)
-			m.data = nil
-		}
+	if l.pack && kernels.PackedSize(m.typ, rows, cols) > 0 {
+		l.toPack = append(l.toPack, m)
 	}
 	return m, nil
+}
+
+// packAll packs the matrices that take it into one buffer (kernels.WeightBytes): huge pages
+// then cover the stage's weights whole, not just the inside of each matrix's own buffer.
+func (l *loader) packAll() {
+	total := 0
+	for _, m := range l.toPack {
+		total += (kernels.PackedSize(m.typ, m.rows, m.cols) + 63) &^ 63
+	}
+	if total == 0 {
+		return
+	}
+	buf := kernels.WeightBytes(total)
+	for _, m := range l.toPack {
+		n := kernels.PackedSize(m.typ, m.rows, m.cols)
+		m.packed = kernels.PackInto(m.typ, m.data, m.rows, m.cols, buf[:n])
+		buf = buf[(n+63)&^63:]
+		// The copy replaces the mapped bytes: give their pages back so that the weights are
+		// resident once, not twice.
+		dropPages(m.data)
+		m.data = nil
+	}
+	l.toPack = nil
 }
 
 // dropPages tells the kernel that the whole pages inside b (a slice of a read-only file
