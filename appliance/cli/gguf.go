@@ -280,18 +280,27 @@ func newGGUFSynthCmd() *cobra.Command {
 		Short: "Create a random-weight model of a real architecture (for tests and benchmarks)",
 		Long: "Writes a GGUF with random weights (N(0, (g/sqrt(fan_in))²), norms 1+0.1·N(0,1)), deterministic\n" +
 			"for a seed. --type applies to 2-D weights whose rows hold its blocks (K-quants fall back to\n" +
-			"Q5_0/Q5_1/Q8_0/Q4_0 like llama.cpp, then F16); 1-D tensors are F32. --vocab-from copies every\n" +
+			"Q5_0/Q5_1/Q8_0/Q4_0 like llama.cpp, then F16); 1-D tensors are F32. q4_k_m and q5_k_m are\n" +
+			"llama-quantize's _M mixes (Q6_K for the output matrix and for attn_v and ffn_down of the first\n" +
+			"and last eighth of the layers and every third between). --vocab-from copies every\n" +
 			"tokenizer.* key (and so the vocabulary size) from another GGUF; otherwise a placeholder\n" +
 			"SentencePiece vocabulary is written.\n\n" +
 			"--dims keys: embd, layers, heads, ffn, vocab (required); kv_heads, head_dim, ctx, rope_theta,\n" +
 			"eps, tied=true|false.\n\nPresets:\n" + strings.Join(names, "\n"),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			medium := false
+			switch strings.ToLower(typ) {
+			case "q4_k_m", "q5_k_m":
+				medium, typ = true, typ[:4]
+			case "q4_k_s", "q5_k_s":
+				typ = typ[:4] // what a uniform K-quant file is called
+			}
 			t, err := ggml.Parse(typ)
 			if err != nil {
 				return usageError{fmt.Errorf("--type: %w", err)}
 			}
-			opts := gguf.SynthOptions{Arch: arch, Preset: preset, Type: t, Seed: seed, VocabFrom: vocabFrom, Out: out, Name: name}
+			opts := gguf.SynthOptions{Arch: arch, Preset: preset, Type: t, Medium: medium, Seed: seed, VocabFrom: vocabFrom, Out: out, Name: name}
 			switch {
 			case preset != "" && dims != "":
 				return usageError{fmt.Errorf("give --preset or --dims, not both")}
@@ -327,7 +336,7 @@ func newGGUFSynthCmd() *cobra.Command {
 	fl.StringVar(&arch, "arch", "", "llama, qwen2 or qwen3 (implied by --preset)")
 	fl.StringVar(&preset, "preset", "", "published model dimensions (see below)")
 	fl.StringVar(&dims, "dims", "", "explicit dimensions, e.g. embd=256,layers=4,heads=8,kv_heads=4,ffn=768,vocab=32000")
-	fl.StringVar(&typ, "type", "f16", "tensor type of 2-D weights (f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, ...)")
+	fl.StringVar(&typ, "type", "f16", "tensor type of 2-D weights (f32, f16, bf16, q8_0, q4_0, q4_k, q4_k_m, q6_k, ...)")
 	fl.Uint64Var(&seed, "seed", 0, "random seed")
 	fl.StringVar(&vocabFrom, "vocab-from", "", "GGUF whose tokenizer to copy")
 	fl.StringVar(&out, "out", "", "output file")

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
 )
 
@@ -96,9 +97,31 @@ func TestGGUFCommands(t *testing.T) {
 		{"gguf", "synth", "--preset", "qwen3-0.6b", "--dims", "embd=1", "--out", stage},
 		{"gguf", "synth", "--dims", "embd=64", "--out", stage},
 		{"gguf", "synth", "--preset", "qwen3-0.6b", "--type", "q9", "--out", stage},
+		{"gguf", "synth", "--preset", "qwen3-0.6b", "--type", "q8_0_m", "--out", stage},
 	} {
 		if code, _, errs := runGGUFCLI(t, bad...); code != 2 || errs == "" {
 			t.Errorf("%v: exit %d (%q), want usage error 2", bad, code, errs)
+		}
+	}
+	// llama-quantize's _M mix: Q6_K for the tied embedding and attn_v/ffn_down of layers 2 and 3
+	// (of four), file type 15.
+	mixed := filepath.Join(dir, "km.gguf")
+	if code, _, errs := runGGUFCLI(t, "gguf", "synth", "--arch", "llama", "--dims", "embd=256,layers=4,heads=4,ffn=512,vocab=400,tied=true",
+		"--type", "Q4_K_M", "--seed", "5", "--out", mixed); code != 0 {
+		t.Fatalf("synth q4_k_m: exit %d: %s", code, errs)
+	}
+	km, err := gguf.Open(mixed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer km.Close()
+	if ft, _ := km.Uint("general.file_type"); ft != 15 {
+		t.Errorf("q4_k_m file type %d, want 15", ft)
+	}
+	for name, want := range map[string]ggml.Type{"token_embd.weight": ggml.Q6_K, "blk.2.attn_v.weight": ggml.Q6_K, "blk.3.ffn_down.weight": ggml.Q6_K,
+		"blk.1.ffn_down.weight": ggml.Q4_K, "blk.0.attn_v.weight": ggml.Q4_K, "blk.3.ffn_up.weight": ggml.Q4_K} {
+		if ti, ok := km.Tensor(name); !ok || ti.Type != want {
+			t.Errorf("q4_k_m %s: %v, want %s", name, ti, want)
 		}
 	}
 	if code, _, errs := runGGUFCLI(t, "gguf", "info", filepath.Join(dir, "missing.gguf")); code != 1 || !strings.Contains(errs, "missing.gguf") {

@@ -17,10 +17,14 @@ import (
 
 // SynthOptions describe a random-weight model. Exactly one of Preset and Dims is set.
 type SynthOptions struct {
-	Arch      string    // llama, qwen2 or qwen3; may be empty with a Preset
-	Preset    string    // name from Presets()
-	Dims      *Hparams  // explicit dimensions instead of a preset
-	Type      ggml.Type // type of the 2-D weights (1-D tensors are always F32); zero value is F32
+	Arch   string    // llama, qwen2 or qwen3; may be empty with a Preset
+	Preset string    // name from Presets()
+	Dims   *Hparams  // explicit dimensions instead of a preset
+	Type   ggml.Type // type of the 2-D weights (1-D tensors are always F32); zero value is F32
+	// Medium gives Q4_K and Q5_K files llama-quantize's _M mix (LLAMA_FTYPE_MOSTLY_Q4_K_M,
+	// Q5_K_M) instead of Type throughout: Q6_K for the output matrix (the token embedding where
+	// it is tied) and for attn_v and ffn_down of the layers useMoreBits picks.
+	Medium    bool
 	Seed      uint64
 	VocabFrom string // copy every tokenizer.* key from this GGUF; empty: placeholder vocabulary
 	Out       string // output path
@@ -128,6 +132,9 @@ func planSynth(opts SynthOptions) (*synthPlan, error) {
 	if err := checkWeightType(opts.Type); err != nil {
 		return nil, fmt.Errorf("synth: %w", err)
 	}
+	if opts.Medium && opts.Type != ggml.Q4_K && opts.Type != ggml.Q5_K {
+		return nil, fmt.Errorf("synth: the _M mix exists for Q4_K and Q5_K, not %s", opts.Type)
+	}
 
 	var vocab []KV
 	if opts.VocabFrom != "" {
@@ -176,7 +183,11 @@ func planSynth(opts SynthOptions) (*synthPlan, error) {
 	add(arch+".attention.layer_norm_rms_epsilon", F32(float32(h.RMSEps)))
 	add(arch+".rope.freq_base", F32(float32(h.RopeTheta)))
 	add(arch+".vocab_size", U32(uint32(h.Vocab)))
-	add("general.file_type", U32(fileType(opts.Type)))
+	ftype := fileType(opts.Type)
+	if opts.Medium {
+		ftype++ // MOSTLY_Q4_K_M = MOSTLY_Q4_K_S+1, MOSTLY_Q5_K_M = MOSTLY_Q5_K_S+1
+	}
+	add("general.file_type", U32(ftype))
 	if opts.Type != ggml.F32 && opts.Type != ggml.F16 && opts.Type != ggml.BF16 {
 		add("general.quantization_version", U32(2))
 	}
@@ -187,14 +198,21 @@ func planSynth(opts SynthOptions) (*synthPlan, error) {
 		gain = gainQwen
 	}
 	e, q, kv, f := uint64(h.Embd), uint64(h.Heads*h.HeadDim), uint64(h.KVHeads*h.HeadDim), uint64(h.FFN)
-	weight := func(name string, in, out uint64, std float64) {
-		p.tensors = append(p.tensors, synthTensor{name: name, dims: []uint64{in, out}, typ: storageType(opts.Type, in), std: std})
+	// layer is the block of the weight, -1 outside the blocks.
+	weight := func(name string, layer int, in, out uint64, std float64) {
+		t := opts.Type
+		if opts.Medium {
+			t = mediumType(t, name, layer, h, arch)
+		}
+		p.tensors = append(p.tensors, synthTensor{name: name, dims: []uint64{in, out}, typ: storageType(t, in), std: std})
 	}
-	linear := func(name string, in, out uint64) { weight(name, in, out, gain/math.Sqrt(float64(in))) }
+	linear := func(name string, layer int, in, out uint64) {
+		weight(name, layer, in, out, gain/math.Sqrt(float64(in)))
+	}
 	vec := func(name string, n uint64, kind synthKind, std float64) {
 		p.tensors = append(p.tensors, synthTensor{name: name, dims: []uint64{n}, typ: ggml.F32, kind: kind, std: std})
 	}
-	weight("token_embd.weight", e, uint64(h.Vocab), embdStdScale/math.Sqrt(float64(h.Embd)))
+	weight("token_embd.weight", -1, e, uint64(h.Vocab), embdStdScale/math.Sqrt(float64(h.Embd)))
 	if h.Rope != nil {
 		p.tensors = append(p.tensors, synthTensor{name: "rope_freqs.weight", dims: []uint64{uint64(h.HeadDim / 2)},
 			typ: ggml.F32, kind: kindFixed, vals: llama3RopeFactors(h.HeadDim, h.RopeTheta, *h.Rope)})
@@ -202,9 +220,9 @@ func planSynth(opts SynthOptions) (*synthPlan, error) {
 	for b := 0; b < h.Layers; b++ {
 		pre := fmt.Sprintf("blk.%d.", b)
 		vec(pre+"attn_norm.weight", e, kindNorm, normJitter)
-		linear(pre+"attn_q.weight", e, q)
-		linear(pre+"attn_k.weight", e, kv)
-		linear(pre+"attn_v.weight", e, kv)
+		linear(pre+"attn_q.weight", b, e, q)
+		linear(pre+"attn_k.weight", b, e, kv)
+		linear(pre+"attn_v.weight", b, e, kv)
 		if arch == "qwen2" {
 			vec(pre+"attn_q.bias", q, kindNormal, biasStd)
 			vec(pre+"attn_k.bias", kv, kindNormal, biasStd)
@@ -214,17 +232,46 @@ func planSynth(opts SynthOptions) (*synthPlan, error) {
 			vec(pre+"attn_q_norm.weight", uint64(h.HeadDim), kindNorm, normJitter)
 			vec(pre+"attn_k_norm.weight", uint64(h.HeadDim), kindNorm, normJitter)
 		}
-		linear(pre+"attn_output.weight", q, e)
+		linear(pre+"attn_output.weight", b, q, e)
 		vec(pre+"ffn_norm.weight", e, kindNorm, normJitter)
-		linear(pre+"ffn_gate.weight", e, f)
-		linear(pre+"ffn_up.weight", e, f)
-		linear(pre+"ffn_down.weight", f, e)
+		linear(pre+"ffn_gate.weight", b, e, f)
+		linear(pre+"ffn_up.weight", b, e, f)
+		linear(pre+"ffn_down.weight", b, f, e)
 	}
 	vec("output_norm.weight", e, kindNorm, normJitter)
 	if !h.Tied {
-		linear("output.weight", e, uint64(h.Vocab))
+		linear("output.weight", -1, e, uint64(h.Vocab))
 	}
 	return p, nil
+}
+
+// mediumType is the type llama-quantize gives the weight name (of block layer, -1 outside the
+// blocks) in its Q4_K_M or Q5_K_M mix of base (llama_tensor_get_type in llama-quant.cpp, for
+// the dense models synth makes): more bits where quantization error costs the most.
+func mediumType(base ggml.Type, name string, layer int, h Hparams, arch string) ggml.Type {
+	switch {
+	case name == "output.weight" || (h.Tied && name == "token_embd.weight"):
+		return ggml.Q6_K // storageType turns it into Q8_0 where rows do not hold 256-blocks
+	case strings.HasSuffix(name, ".attn_v.weight"):
+		if useMoreBits(layer, h.Layers) {
+			return ggml.Q6_K
+		}
+		if arch == "llama" && h.Layers == 80 && base == ggml.Q4_K {
+			// llama.cpp's 70B rule: eight query heads share each attn_v, which is small, so it
+			// gets more bits.
+			return ggml.Q5_K
+		}
+	case strings.HasSuffix(name, ".ffn_down.weight"):
+		if useMoreBits(layer, h.Layers) {
+			return ggml.Q6_K
+		}
+	}
+	return base
+}
+
+// useMoreBits picks the first and last eighth of n layers and every third one between them.
+func useMoreBits(layer, n int) bool {
+	return layer < n/8 || layer >= 7*n/8 || (layer-n/8)%3 == 2
 }
 
 // checkWeightType refuses types that llama.cpp never stores weights in (Q8_1 and Q8_K exist only

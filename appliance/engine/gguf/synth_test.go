@@ -2,6 +2,7 @@ package gguf
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -362,5 +363,74 @@ func TestParseDims(t *testing.T) {
 		if _, err := ParseDims("llama", spec); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want %q", spec, err, want)
 		}
+	}
+}
+
+// TestSynthMediumMix: the _M mix gives every tensor the type llama-quantize gave it in the
+// Q4_K_M fixture (4 layers, tied embeddings), and the Llama-3.2-1B preset its 8 layers of Q6_K
+// attn_v and ffn_down.
+func TestSynthMediumMix(t *testing.T) {
+	fx := openT(t, testfixtures.Path(t, "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf"))
+	h, err := ParseDims("llama", "embd=256,layers=4,heads=8,kv_heads=4,ffn=768,vocab=32000,tied=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := planSynth(SynthOptions{Arch: "llama", Dims: &h, Type: ggml.Q4_K, Medium: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.tensors) != len(fx.Tensors) {
+		t.Fatalf("plan of %d tensors, the fixture holds %d", len(plan.tensors), len(fx.Tensors))
+	}
+	q6 := 0
+	for _, st := range plan.tensors {
+		want, ok := fx.Tensor(st.name)
+		if !ok {
+			t.Fatalf("the fixture has no %s", st.name)
+		}
+		if st.typ != want.Type {
+			t.Errorf("%s: %s, llama-quantize made %s", st.name, st.typ, want.Type)
+		}
+		if st.typ == ggml.Q6_K {
+			q6++
+		}
+	}
+	if q6 != 5 { // token_embd, attn_v and ffn_down of layers 2 and 3
+		t.Errorf("%d Q6_K tensors, want 5", q6)
+	}
+
+	plan, err = planSynth(SynthOptions{Preset: "llama-3.2-1b", Type: ggml.Q4_K, Medium: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]ggml.Type{}
+	for _, st := range plan.tensors {
+		types[st.name] = st.typ
+	}
+	more := map[int]bool{0: true, 1: true, 4: true, 7: true, 10: true, 13: true, 14: true, 15: true}
+	for b := 0; b < 16; b++ {
+		want := ggml.Q4_K
+		if more[b] {
+			want = ggml.Q6_K
+		}
+		for _, n := range []string{"attn_v", "ffn_down"} {
+			if got := types[fmt.Sprintf("blk.%d.%s.weight", b, n)]; got != want {
+				t.Errorf("layer %d %s: %s, want %s", b, n, got, want)
+			}
+		}
+		if got := types[fmt.Sprintf("blk.%d.ffn_up.weight", b)]; got != ggml.Q4_K {
+			t.Errorf("layer %d ffn_up: %s, want Q4_K", b, got)
+		}
+	}
+	if types["token_embd.weight"] != ggml.Q6_K {
+		t.Errorf("token_embd %s, want Q6_K (tied)", types["token_embd.weight"])
+	}
+	for _, kv := range plan.kvs {
+		if kv.Key == "general.file_type" && kv.Value.V != uint32(15) {
+			t.Errorf("file_type %v, want 15 (MOSTLY_Q4_K_M)", kv.Value.V)
+		}
+	}
+	if _, err := planSynth(SynthOptions{Preset: "llama-3.2-1b", Type: ggml.Q8_0, Medium: true}); err == nil || !strings.Contains(err.Error(), "_M mix") {
+		t.Errorf("the _M mix of Q8_0: %v", err)
 	}
 }
