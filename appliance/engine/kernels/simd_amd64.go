@@ -46,6 +46,9 @@ func dotQ4Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
 //go:noescape
 func dotQ6Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
 
+//go:noescape
+func dotQ6KAVX512(x, y *byte, nb int) float32
+
 // The exact row dots of Q8_0 (eight blocks per iteration, ggml's arithmetic), with yd and ys the
 // activation row's block scales and quant sums (actTables); nb is a positive multiple of 8.
 
@@ -172,6 +175,11 @@ func init() {
 			use4("vnni", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4VNNI))
 		}
 	}
+	// Q6_K decodes compute-bound on AVX2 (an unpacked layout, one row at a time); 512-bit
+	// registers halve its instructions. Registered after AVX2's, it replaces it.
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
+		use("avx512bw", ggml.Q6_K, vecDotQ6K512)
+	}
 	dotF16Impl = func(a, b []uint16) float32 {
 		np := len(a) &^ 31
 		var s float32
@@ -273,6 +281,15 @@ func vecDotQ6K(row, act []byte, n int) float32 {
 		return 0
 	}
 	return dotQ6KAVX2(&row[0], &act[0], nb)
+}
+
+// vecDotQ6K512 is vecDotQ6K on 512-bit registers, bit-identical to it.
+func vecDotQ6K512(row, act []byte, n int) float32 {
+	nb := geomQ6K.blocks(row, act, n)
+	if nb == 0 {
+		return 0
+	}
+	return dotQ6KAVX512(&row[0], &act[0], nb)
 }
 
 func vecDotF16(row, act []byte, n int) float32 {
