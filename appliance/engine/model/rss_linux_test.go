@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -55,7 +56,9 @@ func mappedRSS(t *testing.T, path string) int64 {
 
 // A stage touches only its own tensors: the resident part of the file mapping after a forward
 // pass stays within the stage's tensors plus the metadata header (and the kernel's fault-around
-// of neighbouring pages), and a stage of half the layers keeps well under the whole model.
+// of neighbouring pages), and a stage of half the layers keeps well under the whole model. Where
+// the weights move out of the mapping (native compute), they are resident once: the mapping
+// keeps only what lookups touch and the heap grows by the moved weights.
 func TestStageResidentWeights(t *testing.T) {
 	const rel = "synthetic/llama-spm32k-e256/llama-spm32k-e256-F16.gguf"
 	path := testfixtures.Path(t, rel)
@@ -69,6 +72,8 @@ func TestStageResidentWeights(t *testing.T) {
 
 	ranges := [][2]int{{0, 2}, {1, 3}, {2, 4}, {0, 4}}
 	rss := map[[2]int]int64{}
+	packWeights = false // the weights stay in the mapping
+	defer func() { packWeights = true }()
 	for _, r := range ranges {
 		f := openFixture(t, rel)
 		before := mappedRSS(t, path)
@@ -106,6 +111,39 @@ func TestStageResidentWeights(t *testing.T) {
 	}
 	if rss[[2]int{0, 2}] > rss[[2]int{0, 4}]/2 || rss[[2]int{1, 3}] > rss[[2]int{0, 4}]/4 {
 		t.Errorf("half-model stages are not much smaller than the whole: %v", rss)
+	}
+
+	packWeights = true
+	for _, r := range [][2]int{{0, 2}, {2, 4}} {
+		f := openFixture(t, rel)
+		runtime.GC()
+		var m0, m1 runtime.MemStats
+		runtime.ReadMemStats(&m0)
+		s, err := LoadStage(f, r[0], r[1], Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.ReadMemStats(&m1)
+		if _, err := s.Forward(s.NewSequence(len(prompt)), Batch{Tokens: prompt}); err != nil && s.IsFirst() {
+			t.Fatal(err)
+		}
+		after := mappedRSS(t, path)
+		moved := s.WeightBytes()
+		lookups := int64(0)
+		if s.IsFirst() && !s.IsLast() { // the embedding table stays mapped
+			moved -= int64(s.Config.NEmbd * s.Config.NVocab * 2)
+			lookups = embeddingLookupBytes(prompt, s.Config.NEmbd*2)
+		}
+		grew := int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
+		t.Logf("stage [%d,%d) moved out of the mapping: heap +%.2f MB for %.2f MB of weights; file mapping RSS %.2f MB", r[0], r[1], float64(grew)/1e6, float64(moved)/1e6, float64(after)/1e6)
+		if after > f.DataOffset+lookups+slack {
+			t.Errorf("stage [%d,%d): %d bytes of the file mapping resident, more than header %d + lookups %d + slack", r[0], r[1], after, f.DataOffset, lookups)
+		}
+		if grew < moved || grew > moved+slack {
+			t.Errorf("stage [%d,%d): the heap grew by %d bytes for %d bytes of moved weights", r[0], r[1], grew, moved)
+		}
+		runtime.KeepAlive(s)
+		f.Close()
 	}
 }
 

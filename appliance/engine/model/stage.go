@@ -87,8 +87,9 @@ type Stage struct {
 	wsFree []*workspace // idle workspaces of ForwardBatch calls
 }
 
-// packWeights lets native compute copy Q4_0, Q4_K and Q8_0 weights into the packed layout where the CPU has its
-// kernels (kernels.Pack); tests turn it off to compare with the file's own layout.
+// packWeights lets native compute move the weights out of the file mapping (loader.placeAll):
+// Q4_0, Q4_K and Q8_0 into the packed layout where the CPU has its kernels (kernels.Pack), the
+// others as they are. Tests turn it off to compare with the file's own layout and mapping.
 var packWeights = true
 
 // LoadStage prepares layers [first, last) of f. It references only the tensors of that range
@@ -178,7 +179,11 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 		s.rope.Factors = kernels.Llama3RopeFactors(c.RopeDims, c.RopeBase, float32(r.Factor),
 			float32(r.LowFreqFactor), float32(r.HighFreqFactor), r.OrigContext)
 	}
-	l.packAll()
+	lookup := s.embd
+	if s.output == s.embd {
+		lookup = nil
+	}
+	l.placeAll(lookup)
 	s.kvK, s.kvV = newKVQ8(c.NHeadKV, c.HeadDimK), newKVQ8(c.NHeadKV, c.HeadDimV)
 	s.weightBytes, s.tensors = l.bytes, l.names
 	s.pool = kernels.SharedPool(opts.Threads)

@@ -45,8 +45,8 @@ func (m *matrix) rowF32(r int, dst []float32) {
 // loader looks tensors up and checks their shapes, recording what the stage references.
 type loader struct {
 	pack bool // copy the weights into the packed layout where kernels.Pack takes their type
-	// toPack are the matrices to pack (packAll) once all are known.
-	toPack []*matrix
+	// loaded are the matrices read so far, to pack or copy (placeAll) once all are known.
+	loaded []*matrix
 	f      *gguf.File
 	bytes  int64 // total bytes of the tensors referenced
 	names  []string
@@ -91,33 +91,53 @@ func (l *loader) matrix(name string, cols, rows int) (*matrix, error) {
 	l.bytes += int64(len(data))
 	l.names = append(l.names, name)
 	m := &matrix{name: name, typ: t.Type, rows: rows, cols: cols, rowBytes: int(rb), data: data}
-	if l.pack && kernels.PackedSize(m.typ, rows, cols) > 0 {
-		l.toPack = append(l.toPack, m)
-	}
+	l.loaded = append(l.loaded, m)
 	return m, nil
 }
 
-// packAll packs the matrices that take it into one buffer (kernels.WeightBytes): huge pages
-// then cover the stage's weights whole, not just the inside of each matrix's own buffer.
-func (l *loader) packAll() {
+// placeAll moves the stage's weights out of the file mapping into one buffer
+// (kernels.WeightBytes), where huge pages cover them whole: the types with packed kernels in
+// their packed layout, the others as they are (decode streams those too, and on the file's
+// 4 KiB pages it pays a TLB miss every 4 KiB). lookup, a matrix only read a row at a time
+// (the token embedding of a stage that does not also produce logits with it), stays mapped
+// unless it packs, so that only the rows used are resident. Nothing moves where l.pack is off.
+func (l *loader) placeAll(lookup *matrix) {
+	if !l.pack {
+		return
+	}
+	size := func(m *matrix) int {
+		if n := kernels.PackedSize(m.typ, m.rows, m.cols); n > 0 || m == lookup {
+			return n
+		}
+		return len(m.data)
+	}
 	total := 0
-	for _, m := range l.toPack {
-		total += (kernels.PackedSize(m.typ, m.rows, m.cols) + 63) &^ 63
+	for _, m := range l.loaded {
+		total += (size(m) + 63) &^ 63
 	}
 	if total == 0 {
 		return
 	}
 	buf := kernels.WeightBytes(total)
-	for _, m := range l.toPack {
-		n := kernels.PackedSize(m.typ, m.rows, m.cols)
-		m.packed = kernels.PackInto(m.typ, m.data, m.rows, m.cols, buf[:n])
+	for _, m := range l.loaded {
+		n := size(m)
+		if n == 0 {
+			continue
+		}
+		if kernels.PackedSize(m.typ, m.rows, m.cols) > 0 {
+			m.packed = kernels.PackInto(m.typ, m.data, m.rows, m.cols, buf[:n])
+			dropPages(m.data)
+			m.data = nil
+		} else {
+			copy(buf[:n], m.data)
+			dropPages(m.data)
+			m.data = buf[:n:n]
+		}
+		// The copy replaced the mapped bytes, whose pages went back (dropPages): the weights
+		// are resident once, not twice.
 		buf = buf[(n+63)&^63:]
-		// The copy replaces the mapped bytes: give their pages back so that the weights are
-		// resident once, not twice.
-		dropPages(m.data)
-		m.data = nil
 	}
-	l.toPack = nil
+	l.loaded = nil
 }
 
 // dropPages tells the kernel that the whole pages inside b (a slice of a read-only file
