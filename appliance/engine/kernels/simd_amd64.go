@@ -49,6 +49,9 @@ func dotQ6Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
 //go:noescape
 func dotQ6KAVX512(x, y *byte, nb int) float32
 
+//go:noescape
+func dotQ6Kx4AVX512(x, y *byte, ystride int, nb int, out *float32)
+
 // The exact row dots of Q8_0 (eight blocks per iteration, ggml's arithmetic), with yd and ys the
 // activation row's block scales and quant sums (actTables); nb is a positive multiple of 8.
 
@@ -176,9 +179,10 @@ func init() {
 		}
 	}
 	// Q6_K decodes compute-bound on AVX2 (an unpacked layout, one row at a time); 512-bit
-	// registers halve its instructions. Registered after AVX2's, it replaces it.
+	// registers halve its instructions. Registered after AVX2's, they replace them.
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		use("avx512bw", ggml.Q6_K, vecDotQ6K512)
+		use4("avx512bw", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX512))
 	}
 	dotF16Impl = func(a, b []uint16) float32 {
 		np := len(a) &^ 31
