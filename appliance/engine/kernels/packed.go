@@ -9,8 +9,8 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
-// Packed weights: a Q4_0 or Q4_K matrix rearranged once, at load time, so that the kernels work
-// on 16 rows at a time with one row per 32-bit lane. A block's products then need no horizontal
+// Packed weights: a Q4_0, Q4_K, Q6_K or Q8_0 matrix rearranged once, at load time, so that the
+// kernels work on 16 rows at a time with one row per 32-bit lane. A block's products then need no horizontal
 // sums and no per-row scale gathering: for each 4-byte group of its 16 quant bytes, one
 // 64-byte load holds that group of all 16 rows, and one VPDPBUSD with the matching four
 // activation quants (broadcast) advances all 16 rows' sums. Decoding runs about twice as fast
@@ -24,8 +24,8 @@ import (
 //
 // Every output of a packed Q4_0 product has one arithmetic, whatever the batch (dotPackedQ4_0
 // is its Go twin): per block b, the exact integer dot s = Σ (q-8)·y of its 32 quants, then
-// acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. Q4_K and
-// Q8_0 have their own layouts and arithmetic (packedq4k.go, packedq8.go).
+// acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. Q4_K, Q6_K
+// and Q8_0 have their own layouts and arithmetic (packedq4k.go, packedq6k.go, packedq8.go).
 
 var le = binary.LittleEndian
 
@@ -61,11 +61,11 @@ type packedKernelSet struct {
 	dot4s func(w []byte, stride, count, dist, nb int, y []byte, out []float32)
 }
 
-var packedQ4_0, packedQ4K, packedQ8_0 *packedKernelSet
+var packedQ4_0, packedQ4K, packedQ8_0, packedQ6K *packedKernelSet
 
 // Pack rearranges a rows×cols matrix w of type t into the packed layout, for MatMulOp.Packed.
 // It returns nil where packing does not pay or is not possible: for types other than Q4_0,
-// Q4_K and Q8_0, and on CPUs without the packed kernels (AVX-512 with VNNI and BW). The result does not
+// Q4_K, Q6_K and Q8_0, and on CPUs without the packed kernels (AVX-512 with VNNI and BW). The result does not
 // reference w, so the caller may release w's memory (for a memory-mapped file, drop its pages)
 // once every reader uses the packed copy: Packed.DequantizeRow replaces row lookups in w.
 func Pack(t ggml.Type, w []byte, rows, cols int) *Packed { return PackInto(t, w, rows, cols, nil) }
@@ -92,6 +92,8 @@ func PackInto(t ggml.Type, w []byte, rows, cols int, dst []byte) *Packed {
 		return packQ4_0(w, rows, cols, dst)
 	case ggml.Q4_K:
 		return packQ4K(w, rows, cols, dst)
+	case ggml.Q6_K:
+		return packQ6K(w, rows, cols, dst)
 	default:
 		return packQ8_0(w, rows, cols, dst)
 	}
@@ -109,6 +111,8 @@ func packable(t ggml.Type, rows, cols int) bool {
 		return packedQ4K != nil
 	case ggml.Q8_0:
 		return packedQ8_0 != nil
+	case ggml.Q6_K:
+		return packedQ6K != nil
 	}
 	return false
 }
@@ -121,6 +125,8 @@ func packedStride(t ggml.Type, nb int) int {
 		return (288*nb + 63) &^ 63
 	case ggml.Q4_K:
 		return packedBlockK * nb
+	case ggml.Q6_K:
+		return packedBlock6 * nb
 	default:
 		return (packedBlock8*nb + 63) &^ 63
 	}
@@ -153,6 +159,9 @@ func (p *Packed) kernels() *packedKernelSet {
 	if p.t == ggml.Q8_0 {
 		return packedQ8_0
 	}
+	if p.t == ggml.Q6_K {
+		return packedQ6K
+	}
 	return packedQ4_0
 }
 
@@ -160,6 +169,9 @@ func (p *Packed) kernels() *packedKernelSet {
 func (p *Packed) actBytes() int {
 	if p.t == ggml.Q4_K {
 		return packedActK * p.nb
+	}
+	if p.t == ggml.Q6_K {
+		return packedAct6 * p.nb
 	}
 	return packedAct * p.nb
 }
@@ -174,6 +186,10 @@ func (p *Packed) prep(act, dst []byte) {
 		prepPackedAct8(act, p.nb, dst)
 		return
 	}
+	if p.t == ggml.Q6_K {
+		prepPackedAct6(act, p.nb, dst)
+		return
+	}
 	prepPackedAct(act, p.nb, dst)
 }
 
@@ -185,6 +201,10 @@ func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
 	}
 	if p.t == ggml.Q8_0 {
 		dotPackedQ8_0(panel, p.nb, prep, out)
+		return
+	}
+	if p.t == ggml.Q6_K {
+		dotPackedQ6K(panel, p.nb, prep, out)
 		return
 	}
 	dotPackedQ4_0(panel, p.nb, prep, out)
@@ -238,6 +258,12 @@ func (p *Packed) RowBytes(r int, dst []byte) []byte {
 		unpackRowQ8_0(panel, p.nb, i, dst)
 		return dst[:rb]
 	}
+	if p.t == ggml.Q6_K {
+		for b := 0; b < p.nb; b++ {
+			unpackBlockQ6K(panel[b*packedBlock6:], i, dst[b*210:b*210+210])
+		}
+		return dst[:rb]
+	}
 	for b := 0; b < p.nb; b++ {
 		x := dst[b*18 : b*18+18]
 		copy(x[:2], panel[256*p.nb+32*b+2*i:])
@@ -255,6 +281,9 @@ func (p *Packed) rowBytes() int {
 	}
 	if p.t == ggml.Q8_0 {
 		return 34 * p.nb
+	}
+	if p.t == ggml.Q6_K {
+		return 210 * p.nb
 	}
 	return 18 * p.nb
 }

@@ -31,6 +31,12 @@ func dotPackedQ4_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystri
 func dotPackedQ4_0x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ6KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ6Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ4Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 func init() {
@@ -44,6 +50,9 @@ func init() {
 	// serve better than one panel at a time.
 	packedQ4K = packedSet(ggml.Q4_K, packedBlockK, packedActK, dotPackedQ4KVNNI, nil, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
 	packedQ8_0 = packedSet(ggml.Q8_0, packedBlock8, packedAct, dotPackedQ8_0VNNI, dotPackedQ8_0Rows4VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
+	// Q6_K: one and four columns; eight run as two passes of four (the sums of eight columns
+	// do not fit the registers beside the four quant vectors).
+	packedQ6K = packedSet(ggml.Q6_K, packedBlock6, packedAct6, dotPackedQ6KVNNI, nil, dotPackedQ6Kx4VNNI, nil)
 }
 
 // packedSet wraps the packed kernels of type t (blockBytes per panel and block, actBytes per
@@ -85,6 +94,9 @@ func packedSet(t ggml.Type, blockBytes, actBytes int,
 	}
 	if rows4 == nil {
 		k.dot4s = nil
+	}
+	if dot8 == nil {
+		k.dot8 = nil
 	}
 	return k
 }

@@ -13,7 +13,7 @@ import (
 )
 
 // packedTypes are the types Pack handles.
-var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q4_K}
+var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q4_K, ggml.Q6_K}
 
 // q4Matrix returns a rows×cols Q4_0 or Q4_K matrix of real values, some rows zero and some
 // with arbitrary quant bytes (and for Q4_K arbitrary scale and min bytes; fp16 scales kept
@@ -26,9 +26,12 @@ func q4Matrix(t *testing.T, r *rand.Rand, ty ggml.Type, rows, cols int) []byte {
 	}
 	rb, _ := ty.RowSize(int64(cols))
 	bs := ty.TypeSize()
-	first := 2 // the first byte after the fp16 scales
-	if ty == ggml.Q4_K {
+	first, last := 2, ty.TypeSize() // the arbitrary bytes: all but the fp16 scales
+	switch ty {
+	case ggml.Q4_K:
 		first = 4
+	case ggml.Q6_K:
+		first, last = 0, 208
 	}
 	for i := 0; i < rows; i++ {
 		row := w[i*int(rb) : (i+1)*int(rb)]
@@ -37,7 +40,7 @@ func q4Matrix(t *testing.T, r *rand.Rand, ty ggml.Type, rows, cols int) []byte {
 			clear(row)
 		case 5:
 			for b := 0; b < len(row)/bs; b++ {
-				for j := first; j < bs; j++ {
+				for j := first; j < last; j++ {
 					row[b*bs+j] = byte(r.Uint32())
 				}
 			}
@@ -53,8 +56,11 @@ func q4_0Matrix(t *testing.T, r *rand.Rand, rows, cols int) []byte {
 
 // packAny is Pack without the check of the kernels (for the twins everywhere).
 func packAny(ty ggml.Type, w []byte, rows, cols int) *Packed {
-	if ty == ggml.Q4_K {
+	switch ty {
+	case ggml.Q4_K:
 		return packQ4K(w, rows, cols, nil)
+	case ggml.Q6_K:
+		return packQ6K(w, rows, cols, nil)
 	}
 	return packQ4_0(w, rows, cols, nil)
 }
@@ -343,7 +349,9 @@ func BenchmarkPackedKernels(b *testing.B) {
 				run("dot4s", 1, func() { k.dot4s(p.data, p.stride, panels/4, panels/4, p.nb, prep[:sz], out) })
 			}
 			run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
-			run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
+			if k.dot8 != nil {
+				run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
+			}
 		}
 	}
 }

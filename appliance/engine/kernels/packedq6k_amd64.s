@@ -1,0 +1,281 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+#include "simd_amd64.h"
+
+// Kernels for packed Q6_K weights (packedq6k.go): 16 rows per 512-bit register, one row per
+// 32-bit lane, against prepared activations (384 bytes a super-block: the 256 quants, the scale
+// as float32, the sixteen int32 offset terms c_j). Per pair of ql groups A and B (and their
+// reordered high bits), four vectors of 6-bit quants are assembled: A's and B's low-nibble
+// elements as q (nibble | pair in bits 4-5), their high-nibble elements as 4·q (nibble in bits
+// 2-5 | pair in bits 6-7), each by one VPTERNLOGD; each meets its four broadcast activation
+// quants in VPDPBUSD. Per quad of pairs the four sub-block sums are offset by c_j, scaled by
+// the 16 rows' scales (VPMULLD), the 4·q ones shifted down exactly, and added; then one FMA by
+// d·yd: dotPackedQ6K's arithmetic. The integer sums are exact, so the order does not matter.
+//
+// Registers: Z28-Z31 the masks 0x0f, 0x30, 0x3c, 0xc0 (bytes); Z1 = ql group A, Z2 = group B,
+// Z3 = their high bits, Z4 = those shifted for B, Z5 = the assembled quants, Z6, Z8 scratch.
+
+#define P6_MASKS \
+	MOVL         $0x0f0f0f0f, AX; \
+	VPBROADCASTD AX, Z28; \
+	MOVL         $0x30303030, AX; \
+	VPBROADCASTD AX, Z29; \
+	MOVL         $0x3c3c3c3c, AX; \
+	VPBROADCASTD AX, Z30; \
+	MOVL         $0xc0c0c0c0, AX; \
+	VPBROADCASTD AX, Z31
+
+// A pair of ql groups of the super-block at SI and their high bits, at pb.
+#define P6_LOAD(pb) \
+	VMOVDQU64 pb(SI), Z1; \
+	VMOVDQU64 pb+64(SI), Z2; \
+	VMOVDQU64 pb+128(SI), Z3
+
+// Z5 = A's low-nibble quants (q), A's high-nibble quants (4·q), B's low (q; Z4 = the pairs
+// shifted for B), B's high (4·q).
+#define P6_ALO \
+	VPANDD     Z29, Z3, Z5; \
+	VPTERNLOGD $0xF8, Z28, Z1, Z5
+
+#define P6_AHI \
+	VPSRLW     $2, Z1, Z6; \
+	VPANDD     Z31, Z3, Z5; \
+	VPTERNLOGD $0xF8, Z30, Z6, Z5
+
+#define P6_BLO \
+	VPSLLW     $4, Z3, Z4; \
+	VPANDD     Z29, Z4, Z5; \
+	VPTERNLOGD $0xF8, Z28, Z2, Z5
+
+#define P6_BHI \
+	VPSRLW     $2, Z2, Z6; \
+	VPANDD     Z31, Z4, Z5; \
+	VPTERNLOGD $0xF8, Z30, Z6, Z5
+
+// Sub-block j's sum acc (of the column at base): offset, scaled by Z8 (the rows' scales j),
+// added to tot; the 4·q sums (P6_SCH) shifted down by 2 first.
+#define P6_SC(j, base, acc, tot) \
+	VPSUBD.BCST 260+4*j base, acc, acc; \
+	VPMULLD     Z8, acc, acc; \
+	VPADDD      acc, tot, tot
+
+#define P6_SCH(j, base, acc, tot) \
+	VPSUBD.BCST 260+4*j base, acc, acc; \
+	VPMULLD     Z8, acc, acc; \
+	VPSRAD      $2, acc, acc; \
+	VPADDD      acc, tot, tot
+
+// The super-block total tot of the column at base into its float sum acc: acc += float(tot) ·
+// (d·yd), with Z8 = the rows' d (VCVTPH2PS'd) and Z6 scratch.
+#define P6_FMA(base, tot, acc) \
+	VCVTDQ2PS   tot, tot; \
+	VMULPS.BCST 256 base, Z8, Z6; \
+	VFMADD231PS Z6, tot, acc
+
+// One column: a pair's four sub-block sums into Z10 (A low), Z11 (B low), Z12 (A high),
+// Z13 (B high).
+#define P6_PAIR1(n, gp, pb) \
+	P6_LOAD(pb); \
+	P6_ALO; \
+	VPDPBUSD.BCST 128*n+4*gp(DI), Z5, Z10; \
+	P6_AHI; \
+	VPDPBUSD.BCST 128*n+64+4*gp(DI), Z5, Z12; \
+	P6_BLO; \
+	VPDPBUSD.BCST 128*n+32+4*gp(DI), Z5, Z11; \
+	P6_BHI; \
+	VPDPBUSD.BCST 128*n+96+4*gp(DI), Z5, Z13
+
+// One column: a quad's sub-blocks (A low jal, B low jbl, A high jah, B high jbh; their scales
+// at sb) into Z14.
+#define P6_END1(sb, jal, jbl, jah, jbh) \
+	VPMOVSXBD sb(SI), Z8; \
+	P6_SC(jal, (DI), Z10, Z14); \
+	VPMOVSXBD sb+16(SI), Z8; \
+	P6_SC(jbl, (DI), Z11, Z14); \
+	VPMOVSXBD sb+32(SI), Z8; \
+	P6_SCH(jah, (DI), Z12, Z14); \
+	VPMOVSXBD sb+48(SI), Z8; \
+	P6_SCH(jbh, (DI), Z13, Z14)
+
+// Four columns, activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1): the sub-block sums of
+// column c in Z9+5c.. (A low, B low, A high, B high; column 3: Z24-Z27), its super-block total
+// in Z13, Z18, Z23, Z7; the float sums in the frame (64 bytes a column).
+#define P6_DP4(off, a0, a1, a2, a3) \
+	VPDPBUSD.BCST off(DI), Z5, a0; \
+	VPDPBUSD.BCST off(DI)(DX*1), Z5, a1; \
+	VPDPBUSD.BCST off(R14), Z5, a2; \
+	VPDPBUSD.BCST off(R14)(DX*1), Z5, a3
+
+#define P6_PAIR4(n, gp, pb) \
+	P6_LOAD(pb); \
+	P6_ALO; \
+	P6_DP4(128*n+4*gp, Z9, Z14, Z19, Z24); \
+	P6_AHI; \
+	P6_DP4(128*n+64+4*gp, Z11, Z16, Z21, Z26); \
+	P6_BLO; \
+	P6_DP4(128*n+32+4*gp, Z10, Z15, Z20, Z25); \
+	P6_BHI; \
+	P6_DP4(128*n+96+4*gp, Z12, Z17, Z22, Z27)
+
+#define P6_END4(sb, jal, jbl, jah, jbh) \
+	VPMOVSXBD sb(SI), Z8; \
+	P6_SC(jal, (DI), Z9, Z13); \
+	P6_SC(jal, (DI)(DX*1), Z14, Z18); \
+	P6_SC(jal, (R14), Z19, Z23); \
+	P6_SC(jal, (R14)(DX*1), Z24, Z7); \
+	VPMOVSXBD sb+16(SI), Z8; \
+	P6_SC(jbl, (DI), Z10, Z13); \
+	P6_SC(jbl, (DI)(DX*1), Z15, Z18); \
+	P6_SC(jbl, (R14), Z20, Z23); \
+	P6_SC(jbl, (R14)(DX*1), Z25, Z7); \
+	VPMOVSXBD sb+32(SI), Z8; \
+	P6_SCH(jah, (DI), Z11, Z13); \
+	P6_SCH(jah, (DI)(DX*1), Z16, Z18); \
+	P6_SCH(jah, (R14), Z21, Z23); \
+	P6_SCH(jah, (R14)(DX*1), Z26, Z7); \
+	VPMOVSXBD sb+48(SI), Z8; \
+	P6_SCH(jbh, (DI), Z12, Z13); \
+	P6_SCH(jbh, (DI)(DX*1), Z17, Z18); \
+	P6_SCH(jbh, (R14), Z22, Z23); \
+	P6_SCH(jbh, (R14)(DX*1), Z27, Z7)
+
+// Column c's super-block total into its float sum in dotPackedQ6Kx4VNNI's frame (Z0 holds it
+// meanwhile). These macros come before the first TEXT: vet reads the file as written and would
+// check the frame offsets against the function above them.
+#define P6_FMA4(c, base, tot) \
+	VMOVUPS c*64(SP), Z0; \
+	P6_FMA(base, tot, Z0); \
+	VMOVUPS Z0, c*64(SP)
+
+// func dotPackedQ6KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ6KVNNI(SB), NOSPLIT, $0-48
+	MOVQ w+0(FP), R9
+	MOVQ panels+16(FP), R10
+	MOVQ out+40(FP), R8
+	P6_MASKS
+
+p6_panel:
+	MOVQ   R9, SI
+	MOVQ   nb+24(FP), CX
+	MOVQ   y+32(FP), DI
+	VPXORD Z0, Z0, Z0
+
+p6_block:
+	VPXORD Z14, Z14, Z14
+	ZERO_Z4(Z10, Z11, Z12, Z13)
+	P6_PAIR1(0, 0, 0)
+	P6_PAIR1(0, 1, 192)
+	P6_PAIR1(0, 2, 384)
+	P6_PAIR1(0, 3, 576)
+	P6_END1(768, 0, 2, 4, 6)
+	ZERO_Z4(Z10, Z11, Z12, Z13)
+	P6_PAIR1(0, 4, 832)
+	P6_PAIR1(0, 5, 1024)
+	P6_PAIR1(0, 6, 1216)
+	P6_PAIR1(0, 7, 1408)
+	P6_END1(1600, 1, 3, 5, 7)
+	ZERO_Z4(Z10, Z11, Z12, Z13)
+	P6_PAIR1(1, 0, 1664)
+	P6_PAIR1(1, 1, 1856)
+	P6_PAIR1(1, 2, 2048)
+	P6_PAIR1(1, 3, 2240)
+	P6_END1(2432, 8, 10, 12, 14)
+	ZERO_Z4(Z10, Z11, Z12, Z13)
+	P6_PAIR1(1, 4, 2496)
+	P6_PAIR1(1, 5, 2688)
+	P6_PAIR1(1, 6, 2880)
+	P6_PAIR1(1, 7, 3072)
+	P6_END1(3264, 9, 11, 13, 15)
+	VCVTPH2PS 3328(SI), Z8
+	P6_FMA((DI), Z14, Z0)
+	ADDQ      $3392, SI
+	ADDQ      $384, DI
+	DECQ      CX
+	JNZ       p6_block
+
+	VMOVUPS Z0, (R8)
+	PACKED_NEXT_PANEL(p6_panel)
+	VZEROUPPER
+	RET
+
+// func dotPackedQ6Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
+	MOVQ w+0(FP), R9
+	MOVQ panels+16(FP), R10
+	MOVQ out+48(FP), R8
+	MOVQ ystride+40(FP), DX
+	MOVQ ostride+56(FP), BX
+	P6_MASKS
+
+p6x4_panel:
+	MOVQ    R9, SI
+	MOVQ    nb+24(FP), CX
+	MOVQ    y+32(FP), DI
+	LEAQ    (DI)(DX*2), R14
+	VPXORD  Z0, Z0, Z0
+	VMOVUPS Z0, 0(SP)
+	VMOVUPS Z0, 64(SP)
+	VMOVUPS Z0, 128(SP)
+	VMOVUPS Z0, 192(SP)
+
+p6x4_block:
+	VPXORD Z13, Z13, Z13
+	VPXORD Z18, Z18, Z18
+	VPXORD Z23, Z23, Z23
+	VPXORD Z7, Z7, Z7
+	ZERO_Z4(Z9, Z10, Z11, Z12)
+	ZERO_Z4(Z14, Z15, Z16, Z17)
+	ZERO_Z4(Z19, Z20, Z21, Z22)
+	ZERO_Z4(Z24, Z25, Z26, Z27)
+	P6_PAIR4(0, 0, 0)
+	P6_PAIR4(0, 1, 192)
+	P6_PAIR4(0, 2, 384)
+	P6_PAIR4(0, 3, 576)
+	P6_END4(768, 0, 2, 4, 6)
+	ZERO_Z4(Z9, Z10, Z11, Z12)
+	ZERO_Z4(Z14, Z15, Z16, Z17)
+	ZERO_Z4(Z19, Z20, Z21, Z22)
+	ZERO_Z4(Z24, Z25, Z26, Z27)
+	P6_PAIR4(0, 4, 832)
+	P6_PAIR4(0, 5, 1024)
+	P6_PAIR4(0, 6, 1216)
+	P6_PAIR4(0, 7, 1408)
+	P6_END4(1600, 1, 3, 5, 7)
+	ZERO_Z4(Z9, Z10, Z11, Z12)
+	ZERO_Z4(Z14, Z15, Z16, Z17)
+	ZERO_Z4(Z19, Z20, Z21, Z22)
+	ZERO_Z4(Z24, Z25, Z26, Z27)
+	P6_PAIR4(1, 0, 1664)
+	P6_PAIR4(1, 1, 1856)
+	P6_PAIR4(1, 2, 2048)
+	P6_PAIR4(1, 3, 2240)
+	P6_END4(2432, 8, 10, 12, 14)
+	ZERO_Z4(Z9, Z10, Z11, Z12)
+	ZERO_Z4(Z14, Z15, Z16, Z17)
+	ZERO_Z4(Z19, Z20, Z21, Z22)
+	ZERO_Z4(Z24, Z25, Z26, Z27)
+	P6_PAIR4(1, 4, 2496)
+	P6_PAIR4(1, 5, 2688)
+	P6_PAIR4(1, 6, 2880)
+	P6_PAIR4(1, 7, 3072)
+	P6_END4(3264, 9, 11, 13, 15)
+	VCVTPH2PS 3328(SI), Z8
+	P6_FMA4(0, (DI), Z13)
+	P6_FMA4(1, (DI)(DX*1), Z18)
+	P6_FMA4(2, (R14), Z23)
+	P6_FMA4(3, (R14)(DX*1), Z7)
+	ADDQ      $3392, SI
+	ADDQ      $384, DI
+	ADDQ      $384, R14
+	DECQ      CX
+	JNZ       p6x4_block
+
+	VMOVUPS 0(SP), Z1
+	VMOVUPS 64(SP), Z2
+	VMOVUPS 128(SP), Z3
+	VMOVUPS 192(SP), Z4
+	PACKED_STORE4(Z1, Z2, Z3, Z4)
+	PACKED_NEXT_PANEL(p6x4_panel)
+	VZEROUPPER
+	RET
