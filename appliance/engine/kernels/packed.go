@@ -212,25 +212,30 @@ func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
 
 // packQ4_0 is PackInto without the checks of kernel availability (tests use it everywhere).
 func packQ4_0(w []byte, rows, cols int, dst []byte) *Packed {
-	nb := cols / 32
-	if len(w) < rows*nb*18 {
-		panic(fmt.Sprintf("kernels: pack Q4_0 %dx%d from %d bytes", rows, cols, len(w)))
-	}
 	p := newPacked(ggml.Q4_0, rows, cols, dst)
-	stride := p.stride
-	for r := 0; r < rows; r++ {
-		panel := p.data[r/panelRows*stride:]
-		i := r % panelRows
-		row := w[r*nb*18:]
-		for b := 0; b < nb; b++ {
-			x := row[b*18 : b*18+18]
-			le.PutUint16(panel[256*nb+32*b+2*i:], le.Uint16(x))
-			for q := 0; q < 4; q++ {
-				le.PutUint32(panel[256*b+64*q+4*i:], le.Uint32(x[2+4*q:]))
-			}
+	p.fill(w, 18, func(panel []byte, i, b int, x []byte) {
+		le.PutUint16(panel[256*p.nb+32*b+2*i:], le.Uint16(x))
+		for q := 0; q < 4; q++ {
+			le.PutUint32(panel[256*b+64*q+4*i:], le.Uint32(x[2+4*q:]))
+		}
+	})
+	return p
+}
+
+// fill calls put for every block of w (a rows×cols matrix of p's type in the file's layout,
+// blockBytes a block) with the panel of its row, the row's place i in it, the block's index b in
+// the row and its bytes x; it panics where w is short.
+func (p *Packed) fill(w []byte, blockBytes int, put func(panel []byte, i, b int, x []byte)) {
+	if len(w) < p.rows*p.nb*blockBytes {
+		panic(fmt.Sprintf("kernels: pack %s %dx%d from %d bytes", p.t, p.rows, p.cols, len(w)))
+	}
+	for r := 0; r < p.rows; r++ {
+		panel := p.data[r/panelRows*p.stride:]
+		row := w[r*p.nb*blockBytes:]
+		for b := 0; b < p.nb; b++ {
+			put(panel, r%panelRows, b, row[b*blockBytes:(b+1)*blockBytes])
 		}
 	}
-	return p
 }
 
 // Type, Rows and Cols describe the matrix; Size is the bytes the packed copy holds.

@@ -31,31 +31,20 @@ const (
 
 // packQ4K is PackInto for Q4_K, without the check of kernel availability.
 func packQ4K(w []byte, rows, cols int, dst []byte) *Packed {
-	nb := cols / 256
-	if len(w) < rows*nb*144 {
-		panic(fmt.Sprintf("kernels: pack Q4_K %dx%d from %d bytes", rows, cols, len(w)))
-	}
 	p := newPacked(ggml.Q4_K, rows, cols, dst)
-	stride := p.stride
-	for r := 0; r < rows; r++ {
-		panel := p.data[r/panelRows*stride:]
-		i := r % panelRows
-		row := w[r*nb*144:]
-		for b := 0; b < nb; b++ {
-			x := row[b*144 : b*144+144]
-			blk := panel[b*packedBlockK:]
-			for g := 0; g < 32; g++ {
-				le.PutUint32(blk[64*g+4*i:], le.Uint32(x[16+4*g:]))
-			}
-			for s := 0; s < 8; s++ {
-				sc, m := getScaleMinK4(s, x[4:16])
-				blk[2048+16*s+i] = sc
-				blk[2176+32*(s/2)+2*i+s%2] = m
-			}
-			copy(blk[2304+2*i:], x[0:2])
-			copy(blk[2336+2*i:], x[2:4])
+	p.fill(w, 144, func(panel []byte, i, b int, x []byte) {
+		blk := panel[b*packedBlockK:]
+		for g := 0; g < 32; g++ {
+			le.PutUint32(blk[64*g+4*i:], le.Uint32(x[16+4*g:]))
 		}
-	}
+		for s := 0; s < 8; s++ {
+			sc, m := getScaleMinK4(s, x[4:16])
+			blk[2048+16*s+i] = sc
+			blk[2176+32*(s/2)+2*i+s%2] = m
+		}
+		copy(blk[2304+2*i:], x[0:2])
+		copy(blk[2336+2*i:], x[2:4])
+	})
 	return p
 }
 
@@ -79,17 +68,26 @@ func unpackBlockQ4K(blk []byte, i int, x []byte) {
 // prepPackedActK writes the prepared form of nb Q8_K activation super-blocks (packedActK
 // bytes each) to dst.
 func prepPackedActK(act []byte, nb int, dst []byte) {
-	if len(act) < 292*nb || len(dst) < packedActK*nb {
-		panic(fmt.Sprintf("kernels: packed Q4_K activations of %d super-blocks from %d bytes into %d", nb, len(act), len(dst)))
-	}
-	for b := 0; b < nb; b++ {
-		y, d := act[292*b:292*b+292], dst[packedActK*b:packedActK*(b+1)]
-		copy(d[:256], y[4:260])
-		copy(d[256:260], y[0:4])
+	prepQ8K(ggml.Q4_K, act, nb, dst, packedActK, func(y, d []byte) {
 		for s := 0; s < 8; s++ {
 			binary.LittleEndian.PutUint16(d[260+2*s:], uint16(int16(q8kBsum(y, 2*s)+q8kBsum(y, 2*s+1))))
 		}
 		clear(d[276:])
+	})
+}
+
+// prepQ8K writes the prepared form of nb Q8_K activation super-blocks for packed t weights,
+// size bytes each, to dst: the 256 quants, the scale as float32, then what rest writes from
+// byte 260 on (the type's sums), given the super-block y and its prepared form d.
+func prepQ8K(t ggml.Type, act []byte, nb int, dst []byte, size int, rest func(y, d []byte)) {
+	if len(act) < 292*nb || len(dst) < size*nb {
+		panic(fmt.Sprintf("kernels: packed %s activations of %d super-blocks from %d bytes into %d", t, nb, len(act), len(dst)))
+	}
+	for b := 0; b < nb; b++ {
+		y, d := act[292*b:292*b+292], dst[size*b:size*(b+1)]
+		copy(d[:256], y[4:260])
+		copy(d[256:260], y[0:4])
+		rest(y, d)
 	}
 }
 

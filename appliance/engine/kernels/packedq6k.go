@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
@@ -79,32 +78,22 @@ func q6kRestoreHigh(x byte) byte {
 
 // packQ6K is PackInto for Q6_K, without the check of kernel availability.
 func packQ6K(w []byte, rows, cols int, dst []byte) *Packed {
-	nb := cols / 256
-	if len(w) < rows*nb*210 {
-		panic(fmt.Sprintf("kernels: pack Q6_K %dx%d from %d bytes", rows, cols, len(w)))
-	}
 	p := newPacked(ggml.Q6_K, rows, cols, dst)
-	for r := 0; r < rows; r++ {
-		panel := p.data[r/panelRows*p.stride:]
-		i := r % panelRows
-		row := w[r*nb*210:]
-		for b := 0; b < nb; b++ {
-			x := row[b*210 : b*210+210]
-			blk := panel[b*packedBlock6:]
-			for g := 0; g < 32; g++ {
-				copy(blk[q6kQLOff(g)+4*i:q6kQLOff(g)+4*i+4], x[4*g:4*g+4])
-			}
-			for h := 0; h < 16; h++ {
-				for e := 0; e < 4; e++ {
-					blk[q6kQHOff(h)+4*i+e] = q6kReorderHigh(x[128+4*h+e])
-				}
-			}
-			for j := 0; j < 16; j++ {
-				blk[q6kScOff(j)+i] = x[192+j]
-			}
-			copy(blk[3328+2*i:3328+2*i+2], x[208:210])
+	p.fill(w, 210, func(panel []byte, i, b int, x []byte) {
+		blk := panel[b*packedBlock6:]
+		for g := 0; g < 32; g++ {
+			copy(blk[q6kQLOff(g)+4*i:q6kQLOff(g)+4*i+4], x[4*g:4*g+4])
 		}
-	}
+		for h := 0; h < 16; h++ {
+			for e := 0; e < 4; e++ {
+				blk[q6kQHOff(h)+4*i+e] = q6kReorderHigh(x[128+4*h+e])
+			}
+		}
+		for j := 0; j < 16; j++ {
+			blk[q6kScOff(j)+i] = x[192+j]
+		}
+		copy(blk[3328+2*i:3328+2*i+2], x[208:210])
+	})
 	return p
 }
 
@@ -127,13 +116,7 @@ func unpackBlockQ6K(blk []byte, i int, x []byte) {
 // prepPackedAct6 writes the prepared form of nb Q8_K activation super-blocks (packedAct6 bytes
 // each) to dst.
 func prepPackedAct6(act []byte, nb int, dst []byte) {
-	if len(act) < 292*nb || len(dst) < packedAct6*nb {
-		panic(fmt.Sprintf("kernels: packed Q6_K activations of %d super-blocks from %d bytes into %d", nb, len(act), len(dst)))
-	}
-	for b := 0; b < nb; b++ {
-		y, d := act[292*b:292*b+292], dst[packedAct6*b:packedAct6*(b+1)]
-		copy(d[:256], y[4:260])
-		copy(d[256:260], y[0:4])
+	prepQ8K(ggml.Q6_K, act, nb, dst, packedAct6, func(y, d []byte) {
 		for j := 0; j < 16; j++ {
 			c := 32 * q8kBsum(y, j)
 			if q6kSubHigh(j) {
@@ -142,7 +125,7 @@ func prepPackedAct6(act []byte, nb int, dst []byte) {
 			binary.LittleEndian.PutUint32(d[260+4*j:], uint32(int32(c)))
 		}
 		clear(d[324:])
-	}
+	})
 }
 
 // dotPackedQ6K is the packed Q6_K kernels' arithmetic in Go, for one panel (nb super-blocks)

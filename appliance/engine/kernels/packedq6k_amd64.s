@@ -148,6 +148,28 @@
 	P6_FMA(base, tot, Z0); \
 	VMOVUPS Z0, c*64(SP)
 
+// One column: the quad of pairs g0..g3 of half n (at b0..b3; scales at sb, sub-blocks jal,
+// jbl, jah, jbh) into Z14.
+#define P6_QUAD1(n, g0, g1, g2, g3, b0, b1, b2, b3, sb, jal, jbl, jah, jbh) \
+	ZERO_Z4(Z10, Z11, Z12, Z13); \
+	P6_PAIR1(n, g0, b0); \
+	P6_PAIR1(n, g1, b1); \
+	P6_PAIR1(n, g2, b2); \
+	P6_PAIR1(n, g3, b3); \
+	P6_END1(sb, jal, jbl, jah, jbh)
+
+// P6_QUAD1 for four columns.
+#define P6_QUAD4(n, g0, g1, g2, g3, b0, b1, b2, b3, sb, jal, jbl, jah, jbh) \
+	ZERO_Z4(Z9, Z10, Z11, Z12); \
+	ZERO_Z4(Z14, Z15, Z16, Z17); \
+	ZERO_Z4(Z19, Z20, Z21, Z22); \
+	ZERO_Z4(Z24, Z25, Z26, Z27); \
+	P6_PAIR4(n, g0, b0); \
+	P6_PAIR4(n, g1, b1); \
+	P6_PAIR4(n, g2, b2); \
+	P6_PAIR4(n, g3, b3); \
+	P6_END4(sb, jal, jbl, jah, jbh)
+
 // func dotPackedQ6KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ6KVNNI(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), R9
@@ -163,30 +185,10 @@ p6_panel:
 
 p6_block:
 	VPXORD Z14, Z14, Z14
-	ZERO_Z4(Z10, Z11, Z12, Z13)
-	P6_PAIR1(0, 0, 0)
-	P6_PAIR1(0, 1, 192)
-	P6_PAIR1(0, 2, 384)
-	P6_PAIR1(0, 3, 576)
-	P6_END1(768, 0, 2, 4, 6)
-	ZERO_Z4(Z10, Z11, Z12, Z13)
-	P6_PAIR1(0, 4, 832)
-	P6_PAIR1(0, 5, 1024)
-	P6_PAIR1(0, 6, 1216)
-	P6_PAIR1(0, 7, 1408)
-	P6_END1(1600, 1, 3, 5, 7)
-	ZERO_Z4(Z10, Z11, Z12, Z13)
-	P6_PAIR1(1, 0, 1664)
-	P6_PAIR1(1, 1, 1856)
-	P6_PAIR1(1, 2, 2048)
-	P6_PAIR1(1, 3, 2240)
-	P6_END1(2432, 8, 10, 12, 14)
-	ZERO_Z4(Z10, Z11, Z12, Z13)
-	P6_PAIR1(1, 4, 2496)
-	P6_PAIR1(1, 5, 2688)
-	P6_PAIR1(1, 6, 2880)
-	P6_PAIR1(1, 7, 3072)
-	P6_END1(3264, 9, 11, 13, 15)
+	P6_QUAD1(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6)
+	P6_QUAD1(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7)
+	P6_QUAD1(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
+	P6_QUAD1(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
 	VCVTPH2PS 3328(SI), Z8
 	P6_FMA((DI), Z14, Z0)
 	ADDQ      $3392, SI
@@ -224,42 +226,10 @@ p6x4_block:
 	VPXORD Z18, Z18, Z18
 	VPXORD Z23, Z23, Z23
 	VPXORD Z7, Z7, Z7
-	ZERO_Z4(Z9, Z10, Z11, Z12)
-	ZERO_Z4(Z14, Z15, Z16, Z17)
-	ZERO_Z4(Z19, Z20, Z21, Z22)
-	ZERO_Z4(Z24, Z25, Z26, Z27)
-	P6_PAIR4(0, 0, 0)
-	P6_PAIR4(0, 1, 192)
-	P6_PAIR4(0, 2, 384)
-	P6_PAIR4(0, 3, 576)
-	P6_END4(768, 0, 2, 4, 6)
-	ZERO_Z4(Z9, Z10, Z11, Z12)
-	ZERO_Z4(Z14, Z15, Z16, Z17)
-	ZERO_Z4(Z19, Z20, Z21, Z22)
-	ZERO_Z4(Z24, Z25, Z26, Z27)
-	P6_PAIR4(0, 4, 832)
-	P6_PAIR4(0, 5, 1024)
-	P6_PAIR4(0, 6, 1216)
-	P6_PAIR4(0, 7, 1408)
-	P6_END4(1600, 1, 3, 5, 7)
-	ZERO_Z4(Z9, Z10, Z11, Z12)
-	ZERO_Z4(Z14, Z15, Z16, Z17)
-	ZERO_Z4(Z19, Z20, Z21, Z22)
-	ZERO_Z4(Z24, Z25, Z26, Z27)
-	P6_PAIR4(1, 0, 1664)
-	P6_PAIR4(1, 1, 1856)
-	P6_PAIR4(1, 2, 2048)
-	P6_PAIR4(1, 3, 2240)
-	P6_END4(2432, 8, 10, 12, 14)
-	ZERO_Z4(Z9, Z10, Z11, Z12)
-	ZERO_Z4(Z14, Z15, Z16, Z17)
-	ZERO_Z4(Z19, Z20, Z21, Z22)
-	ZERO_Z4(Z24, Z25, Z26, Z27)
-	P6_PAIR4(1, 4, 2496)
-	P6_PAIR4(1, 5, 2688)
-	P6_PAIR4(1, 6, 2880)
-	P6_PAIR4(1, 7, 3072)
-	P6_END4(3264, 9, 11, 13, 15)
+	P6_QUAD4(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6)
+	P6_QUAD4(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7)
+	P6_QUAD4(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
+	P6_QUAD4(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
 	VCVTPH2PS 3328(SI), Z8
 	P6_FMA4(0, (DI), Z13)
 	P6_FMA4(1, (DI)(DX*1), Z18)

@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
@@ -32,24 +31,13 @@ const packedBlock8 = 544 // bytes of one block of a panel: 512 of quants, 32 of 
 // packQ8_0 is PackInto for Q8_0, without the check of kernel availability (tests use it
 // everywhere).
 func packQ8_0(w []byte, rows, cols int, dst []byte) *Packed {
-	nb := cols / 32
-	if len(w) < rows*nb*34 {
-		panic(fmt.Sprintf("kernels: pack Q8_0 %dx%d from %d bytes", rows, cols, len(w)))
-	}
 	p := newPacked(ggml.Q8_0, rows, cols, dst)
-	stride := p.stride
-	for r := 0; r < rows; r++ {
-		panel := p.data[r/panelRows*stride:]
-		i := r % panelRows
-		row := w[r*nb*34:]
-		for b := 0; b < nb; b++ {
-			x := row[b*34 : b*34+34]
-			copy(panel[512*nb+32*b+2*i:], x[:2])
-			for q := 0; q < 8; q++ {
-				le.PutUint32(panel[512*b+64*q+4*i:], le.Uint32(x[2+4*q:])^0x80808080)
-			}
+	p.fill(w, 34, func(panel []byte, i, b int, x []byte) {
+		copy(panel[512*p.nb+32*b+2*i:], x[:2])
+		for q := 0; q < 8; q++ {
+			le.PutUint32(panel[512*b+64*q+4*i:], le.Uint32(x[2+4*q:])^0x80808080)
 		}
-	}
+	})
 	return p
 }
 
