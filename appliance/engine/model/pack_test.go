@@ -8,7 +8,7 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/kernels"
 )
 
-// Native compute of Q4_0, Q4_K and Q8_0 models uses the packed layout where the CPU has its
+// Native compute of Q4_0, Q4_K, Q6_K and Q8_0 models uses the packed layout where the CPU has its
 // kernels, and the packed layout computes what the file's own layout computes: to float
 // rounding for Q4 (close logits, and on the trained model the same greedy tokens), exactly
 // for Q8_0, whose packed products keep the reference Dot's arithmetic. (The random-weight model is checked on its
@@ -39,7 +39,7 @@ func TestPackedWeightsMatchFileLayout(t *testing.T) {
 			}
 			packed, plain := load(true), load(false)
 			q := packed.layers[0].down
-			if q.typ == ggml.Q4_0 || q.typ == ggml.Q4_K || q.typ == ggml.Q8_0 {
+			if q.typ == ggml.Q4_0 || q.typ == ggml.Q4_K || q.typ == ggml.Q6_K || q.typ == ggml.Q8_0 {
 				want := kernels.Pack(q.typ, plain.layers[0].down.data, q.rows, q.cols) != nil
 				if (q.packed != nil) != want {
 					t.Fatalf("%s: packed=%v, but this CPU's kernels.Pack gives a copy: %v", q.name, q.packed != nil, want)
@@ -99,4 +99,31 @@ func argmax(v []float32) int32 {
 		}
 	}
 	return int32(best)
+}
+
+// A stage that only looks token embeddings up (the first of several) leaves the table in the
+// file mapping, whatever its type: only the rows used become resident. A stage that also
+// computes logits with the tied table moves it (packed where the CPU has the kernels).
+func TestLookupEmbeddingStaysMapped(t *testing.T) {
+	const file = "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf" // tied Q6_K table
+	f := openFixture(t, file)
+	n := mustConfig(t, f).NLayer
+	first, err := LoadStage(f, 0, n-1, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := first.embd; e.packed != nil || e.data == nil {
+		t.Errorf("first stage: the lookup-only table %s was moved (packed %v, mapped %v)", e.name, e.packed != nil, e.data != nil)
+	}
+	whole, err := LoadStage(f, 0, n, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := whole.embd
+	if whole.output != e {
+		t.Fatal("the fixture's output is not its tied embedding")
+	}
+	if kernels.PackedSize(e.typ, e.rows, e.cols) > 0 && (e.packed == nil || e.data != nil) {
+		t.Errorf("whole model: the tied table %s computes logits but was not packed", e.name)
+	}
 }

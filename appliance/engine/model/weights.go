@@ -99,14 +99,17 @@ func (l *loader) matrix(name string, cols, rows int) (*matrix, error) {
 // (kernels.WeightBytes), where huge pages cover them whole: the types with packed kernels in
 // their packed layout, the others as they are (decode streams those too, and on the file's
 // 4 KiB pages it pays a TLB miss every 4 KiB). lookup, a matrix only read a row at a time
-// (the token embedding of a stage that does not also produce logits with it), stays mapped
-// unless it packs, so that only the rows used are resident. Nothing moves where l.pack is off.
+// (the token embedding of a stage that does not also produce logits with it), stays mapped, so
+// that only the rows used are resident. Nothing moves where l.pack is off.
 func (l *loader) placeAll(lookup *matrix) {
 	if !l.pack {
 		return
 	}
 	size := func(m *matrix) int {
-		if n := kernels.PackedSize(m.typ, m.rows, m.cols); n > 0 || m == lookup {
+		if m == lookup {
+			return 0
+		}
+		if n := kernels.PackedSize(m.typ, m.rows, m.cols); n > 0 {
 			return n
 		}
 		return len(m.data)
