@@ -129,6 +129,12 @@ func toF16AVX2(dst *uint16, src *float32, n int)
 //go:noescape
 func fromF16AVX2(dst *float32, src *uint16, n int)
 
+//go:noescape
+func dotF16RowsQ32AVX2(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
+
+// maxQ32Dim is the longest query dotF16RowsImpl converts to float32 once, on the stack.
+const maxQ32Dim = 256
+
 func init() {
 	// x/sys/cpu reports AVX2 and FMA only where the OS saves the YMM registers.
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA || !cpu.X86.HasF16C {
@@ -231,6 +237,12 @@ func init() {
 	dotF16RowsImpl = func(out []float32, q, rows []uint16, stride int, scale float32) {
 		if len(out) == 0 || len(q) == 0 || len(q)%32 != 0 {
 			dotF16RowsGo(out, q, rows, stride, scale)
+			return
+		}
+		if len(q) <= maxQ32Dim && len(out) > 1 {
+			var q32 [maxQ32Dim]float32
+			fromF16AVX2(&q32[0], &q[0], len(q))
+			dotF16RowsQ32AVX2(&q32[0], &rows[0], 2*stride, len(out), len(q), scale, &out[0])
 			return
 		}
 		dotF16RowsAVX2(&q[0], &rows[0], 2*stride, len(out), len(q), scale, &out[0])

@@ -320,6 +320,51 @@ f16rows_loop32:
 	VZEROUPPER
 	RET
 
+// func dotF16RowsQ32AVX2(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
+// dotF16RowsAVX2 with the query already converted to float32 (the same values VCVTPH2PS gives):
+// each row converts only its keys, half the conversions, and every product and sum is the
+// same, so the results are the same bits.
+TEXT ·dotF16RowsQ32AVX2(SB), NOSPLIT, $0-56
+	MOVQ   q+0(FP), R8
+	MOVQ   k+8(FP), DI
+	MOVQ   kstride+16(FP), R9
+	MOVQ   n+24(FP), R10
+	MOVQ   dim+32(FP), R11
+	VMOVSS scale+40(FP), X8
+	MOVQ   out+48(FP), R12
+
+f16q32_row:
+	MOVQ   R8, SI
+	MOVQ   DI, BX
+	MOVQ   R11, CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+f16q32_loop32:
+	VCVTPH2PS   (BX), Y2
+	VFMADD231PS (SI), Y2, Y0
+	VCVTPH2PS   16(BX), Y2
+	VFMADD231PS 32(SI), Y2, Y5
+	VCVTPH2PS   32(BX), Y2
+	VFMADD231PS 64(SI), Y2, Y6
+	VCVTPH2PS   48(BX), Y2
+	VFMADD231PS 96(SI), Y2, Y7
+	ADDQ        $128, SI
+	ADDQ        $64, BX
+	SUBQ        $32, CX
+	JNZ         f16q32_loop32
+	GGML_REDUCE4
+	VMULSS      X8, X0, X0
+	VMOVSS      X0, (R12)
+	ADDQ        $4, R12
+	ADDQ        R9, DI
+	DECQ        R10
+	JNZ         f16q32_row
+	VZEROUPPER
+	RET
+
 // func madF16RowsAVX2(acc, v *uint16, vstride, n, dim int, ms, vs *float32)
 // For each of n rows: acc = f16(acc·ms[i]) unless ms[i] is 1, then acc = f16(v_i·vs[i] + acc)
 // (the loops of scaleF16AVX2 and madF16AVX2), dim a positive multiple of 8.
