@@ -130,6 +130,9 @@ func toF16AVX2(dst *uint16, src *float32, n int)
 func fromF16AVX2(dst *float32, src *uint16, n int)
 
 //go:noescape
+func madF16Rows64AVX2(acc, v *uint16, vstride, n, chunks int, ms, vs *float32)
+
+//go:noescape
 func dotF16RowsQ32AVX2(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
 
 // maxQ32Dim is the longest query dotF16RowsImpl converts to float32 once, on the stack.
@@ -250,6 +253,10 @@ func init() {
 	madF16RowsImpl = func(acc, rows []uint16, stride int, ms, vs []float32) {
 		if len(vs) == 0 || len(acc) == 0 || len(acc)%8 != 0 {
 			madF16RowsGo(acc, rows, stride, ms, vs)
+			return
+		}
+		if len(acc)%64 == 0 && len(vs) > 1 {
+			madF16Rows64AVX2(&acc[0], &rows[0], 2*stride, len(vs), len(acc)/64, &ms[0], &vs[0])
 			return
 		}
 		madF16RowsAVX2(&acc[0], &rows[0], 2*stride, len(vs), len(acc), &ms[0], &vs[0])

@@ -407,6 +407,121 @@ madrows_scale_loop:
 	JNZ       madrows_scale_loop
 	JMP       madrows_mad
 
+// func madF16Rows64AVX2(acc, v *uint16, vstride, n, chunks int, ms, vs *float32)
+// madF16RowsAVX2 for widths of chunks·64: each 64-wide slice of acc stays in eight registers
+// over all n rows, as float32 values that are exactly its F16 halves (every update is rounded
+// through VCVTPS2PH and back), and goes to memory once. The arithmetic of each element is that
+// of madF16RowsAVX2, so are the bits; half the instructions, and no store-to-load chain.
+TEXT ·madF16Rows64AVX2(SB), NOSPLIT, $0-56
+	MOVQ acc+0(FP), R8
+	MOVQ v+8(FP), DI
+	MOVQ vstride+16(FP), R9
+	MOVQ chunks+32(FP), R11
+	MOVL $0x3f800000, AX
+	MOVL AX, X5
+
+mad64_chunk:
+	VCVTPH2PS 0(R8), Y8
+	VCVTPH2PS 16(R8), Y9
+	VCVTPH2PS 32(R8), Y10
+	VCVTPH2PS 48(R8), Y11
+	VCVTPH2PS 64(R8), Y12
+	VCVTPH2PS 80(R8), Y13
+	VCVTPH2PS 96(R8), Y14
+	VCVTPH2PS 112(R8), Y15
+	MOVQ DI, BX
+	MOVQ ms+40(FP), SI
+	MOVQ vs+48(FP), DX
+	MOVQ n+24(FP), CX
+
+mad64_row:
+	VMOVSS   (SI), X4
+	VUCOMISS X5, X4
+	JNE      mad64_scale
+	JP       mad64_scale
+
+mad64_mad:
+	VBROADCASTSS (DX), Y3
+	VCVTPH2PS   0(BX), Y1
+	VFMADD231PS Y3, Y1, Y8
+	VCVTPS2PH   $0, Y8, X2
+	VCVTPH2PS   X2, Y8
+	VCVTPH2PS   16(BX), Y1
+	VFMADD231PS Y3, Y1, Y9
+	VCVTPS2PH   $0, Y9, X2
+	VCVTPH2PS   X2, Y9
+	VCVTPH2PS   32(BX), Y1
+	VFMADD231PS Y3, Y1, Y10
+	VCVTPS2PH   $0, Y10, X2
+	VCVTPH2PS   X2, Y10
+	VCVTPH2PS   48(BX), Y1
+	VFMADD231PS Y3, Y1, Y11
+	VCVTPS2PH   $0, Y11, X2
+	VCVTPH2PS   X2, Y11
+	VCVTPH2PS   64(BX), Y1
+	VFMADD231PS Y3, Y1, Y12
+	VCVTPS2PH   $0, Y12, X2
+	VCVTPH2PS   X2, Y12
+	VCVTPH2PS   80(BX), Y1
+	VFMADD231PS Y3, Y1, Y13
+	VCVTPS2PH   $0, Y13, X2
+	VCVTPH2PS   X2, Y13
+	VCVTPH2PS   96(BX), Y1
+	VFMADD231PS Y3, Y1, Y14
+	VCVTPS2PH   $0, Y14, X2
+	VCVTPH2PS   X2, Y14
+	VCVTPH2PS   112(BX), Y1
+	VFMADD231PS Y3, Y1, Y15
+	VCVTPS2PH   $0, Y15, X2
+	VCVTPH2PS   X2, Y15
+	ADDQ R9, BX
+	ADDQ $4, SI
+	ADDQ $4, DX
+	DECQ CX
+	JNZ  mad64_row
+	VCVTPS2PH $0, Y8, 0(R8)
+	VCVTPS2PH $0, Y9, 16(R8)
+	VCVTPS2PH $0, Y10, 32(R8)
+	VCVTPS2PH $0, Y11, 48(R8)
+	VCVTPS2PH $0, Y12, 64(R8)
+	VCVTPS2PH $0, Y13, 80(R8)
+	VCVTPS2PH $0, Y14, 96(R8)
+	VCVTPS2PH $0, Y15, 112(R8)
+	ADDQ $128, R8
+	ADDQ $128, DI
+	DECQ R11
+	JNZ  mad64_chunk
+	VZEROUPPER
+	RET
+
+mad64_scale:
+	VBROADCASTSS X4, Y4
+	VMULPS    Y4, Y8, Y8
+	VCVTPS2PH $0, Y8, X2
+	VCVTPH2PS X2, Y8
+	VMULPS    Y4, Y9, Y9
+	VCVTPS2PH $0, Y9, X2
+	VCVTPH2PS X2, Y9
+	VMULPS    Y4, Y10, Y10
+	VCVTPS2PH $0, Y10, X2
+	VCVTPH2PS X2, Y10
+	VMULPS    Y4, Y11, Y11
+	VCVTPS2PH $0, Y11, X2
+	VCVTPH2PS X2, Y11
+	VMULPS    Y4, Y12, Y12
+	VCVTPS2PH $0, Y12, X2
+	VCVTPH2PS X2, Y12
+	VMULPS    Y4, Y13, Y13
+	VCVTPS2PH $0, Y13, X2
+	VCVTPH2PS X2, Y13
+	VMULPS    Y4, Y14, Y14
+	VCVTPS2PH $0, Y14, X2
+	VCVTPH2PS X2, Y14
+	VMULPS    Y4, Y15, Y15
+	VCVTPS2PH $0, Y15, X2
+	VCVTPH2PS X2, Y15
+	JMP mad64_mad
+
 // Q8MAD_8 adds eight values of a Q8_0 block at BX (quants from byte qoff) to the float32
 // sums at SI+aoff: acc += (d·q)·s with d in Y6 and s in Y3, each product rounded on its own.
 #define Q8MAD_8(qoff, aoff) \
