@@ -106,9 +106,6 @@ func siluAVX2(dst, src *float32, n int)
 func expAVX2(dst, src *float32, n int)
 
 //go:noescape
-func dotF16RowsAVX2(q, k *uint16, kstride, n, dim int, scale float32, out *float32)
-
-//go:noescape
 func madF16RowsAVX2(acc, v *uint16, vstride, n, dim int, ms, vs *float32)
 
 //go:noescape
@@ -135,8 +132,9 @@ func madF16Rows64AVX2(acc, v *uint16, vstride, n, chunks int, ms, vs *float32)
 //go:noescape
 func dotF16RowsQ32AVX2(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
 
-// maxQ32Dim is the longest query dotF16RowsImpl converts to float32 once, on the stack.
-const maxQ32Dim = 256
+// maxQ32Dim is the longest query dotF16RowsImpl converts to float32 once, on the stack (longer
+// ones, wider than any head in use, take the Go twin).
+const maxQ32Dim = 512
 
 func init() {
 	// x/sys/cpu reports AVX2 and FMA only where the OS saves the YMM registers.
@@ -238,17 +236,13 @@ func init() {
 		siluGo(dst[n:], src[n:])
 	}
 	dotF16RowsImpl = func(out []float32, q, rows []uint16, stride int, scale float32) {
-		if len(out) == 0 || len(q) == 0 || len(q)%32 != 0 {
+		if len(out) == 0 || len(q) == 0 || len(q)%32 != 0 || len(q) > maxQ32Dim {
 			dotF16RowsGo(out, q, rows, stride, scale)
 			return
 		}
-		if len(q) <= maxQ32Dim && len(out) > 1 {
-			var q32 [maxQ32Dim]float32
-			fromF16AVX2(&q32[0], &q[0], len(q))
-			dotF16RowsQ32AVX2(&q32[0], &rows[0], 2*stride, len(out), len(q), scale, &out[0])
-			return
-		}
-		dotF16RowsAVX2(&q[0], &rows[0], 2*stride, len(out), len(q), scale, &out[0])
+		var q32 [maxQ32Dim]float32
+		fromF16AVX2(&q32[0], &q[0], len(q))
+		dotF16RowsQ32AVX2(&q32[0], &rows[0], 2*stride, len(out), len(q), scale, &out[0])
 	}
 	madF16RowsImpl = func(acc, rows []uint16, stride int, ms, vs []float32) {
 		if len(vs) == 0 || len(acc) == 0 || len(acc)%8 != 0 {

@@ -272,58 +272,11 @@ mad_loop:
 	VZEROUPPER
 	RET
 
-// func dotF16RowsAVX2(q, k *uint16, kstride, n, dim int, scale float32, out *float32)
-// out[i] = dotF16AVX2(q, k + i·kstride bytes, dim)·scale for i < n, dim a positive multiple
-// of 32: the loop of dotF16AVX2 over each row.
-TEXT ·dotF16RowsAVX2(SB), NOSPLIT, $0-56
-	MOVQ   q+0(FP), R8
-	MOVQ   k+8(FP), DI
-	MOVQ   kstride+16(FP), R9
-	MOVQ   n+24(FP), R10
-	MOVQ   dim+32(FP), R11
-	VMOVSS scale+40(FP), X8
-	MOVQ   out+48(FP), R12
-
-f16rows_row:
-	MOVQ   R8, SI
-	MOVQ   DI, BX
-	MOVQ   R11, CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-
-f16rows_loop32:
-	VCVTPH2PS   (SI), Y1
-	VCVTPH2PS   (BX), Y2
-	VFMADD231PS Y2, Y1, Y0
-	VCVTPH2PS   16(SI), Y1
-	VCVTPH2PS   16(BX), Y2
-	VFMADD231PS Y2, Y1, Y5
-	VCVTPH2PS   32(SI), Y1
-	VCVTPH2PS   32(BX), Y2
-	VFMADD231PS Y2, Y1, Y6
-	VCVTPH2PS   48(SI), Y1
-	VCVTPH2PS   48(BX), Y2
-	VFMADD231PS Y2, Y1, Y7
-	ADDQ        $64, SI
-	ADDQ        $64, BX
-	SUBQ        $32, CX
-	JNZ         f16rows_loop32
-	GGML_REDUCE4
-	VMULSS      X8, X0, X0
-	VMOVSS      X0, (R12)
-	ADDQ        $4, R12
-	ADDQ        R9, DI
-	DECQ        R10
-	JNZ         f16rows_row
-	VZEROUPPER
-	RET
-
 // func dotF16RowsQ32AVX2(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
-// dotF16RowsAVX2 with the query already converted to float32 (the same values VCVTPH2PS gives):
-// each row converts only its keys, half the conversions, and every product and sum is the
-// same, so the results are the same bits.
+// For each of n key rows kstride bytes apart: out[i] = scale · (q · k_i), q already converted
+// to float32 (the values VCVTPH2PS gives its halves), k_i converted here, summed like dotF16AVX2
+// (four accumulators over 32-element steps, GGML_REDUCE4): the bits of one DotF16 a row. dim
+// is a positive multiple of 32.
 TEXT ·dotF16RowsQ32AVX2(SB), NOSPLIT, $0-56
 	MOVQ   q+0(FP), R8
 	MOVQ   k+8(FP), DI
