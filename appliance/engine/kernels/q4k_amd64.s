@@ -115,11 +115,7 @@ q4kx4v_loop:
 	Q4KV_FINISH((R14), Y2)
 	Q4KV_SUMS((R14)(DX*1))
 	Q4KV_FINISH((R14)(DX*1), Y3)
-	ADDQ $144, SI
-	ADDQ $292, DI
-	ADDQ $292, R14
-	DECQ CX
-	JNZ  q4kx4v_loop
+	X4_NEXT(144, q4kx4v_loop)
 	X4_STORE
 	RET
 

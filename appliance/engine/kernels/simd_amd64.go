@@ -132,9 +132,10 @@ func madF16Rows64AVX2(acc, v *uint16, vstride, n, chunks int, ms, vs *float32)
 //go:noescape
 func dotF16RowsQ32AVX2(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
 
-// maxQ32Dim is the longest query dotF16RowsImpl converts to float32 once, on the stack (longer
-// ones, wider than any head in use, take the Go twin).
-const maxQ32Dim = 512
+// maxQ32Dim is the longest query dotF16RowsImpl converts to float32 once, on the stack (the
+// widest heads in use; longer ones take the Go twin). The array is cleared on every call, so it
+// stays no larger than that.
+const maxQ32Dim = 256
 
 func init() {
 	// x/sys/cpu reports AVX2 and FMA only where the OS saves the YMM registers.

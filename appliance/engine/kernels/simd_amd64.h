@@ -140,6 +140,15 @@
 	VXORPS Y2, Y2, Y2; \
 	VXORPS Y3, Y3, Y3
 
+// Four-column K-quant kernels: on to the next weight block (xbytes on) and the next Q8_K
+// activation block of each column, back to label while blocks remain (CX).
+#define X4_NEXT(xbytes, label) \
+	ADDQ $xbytes, SI; \
+	ADDQ $292, DI; \
+	ADDQ $292, R14; \
+	DECQ CX; \
+	JNZ  label
+
 #define X4_STORE \
 	MOVQ  out+32(FP), R8; \
 	HSUM(Y0, X0, X9); \

@@ -715,11 +715,7 @@ q4kx4_loop:
 	Q4K4_FINISH((R14), Y6, Y2)
 	Q4K4_FINISH((R14)(DX*1), Y7, Y3)
 
-	ADDQ $144, SI
-	ADDQ $292, DI
-	ADDQ $292, R14
-	DECQ CX
-	JNZ  q4kx4_loop
+	X4_NEXT(144, q4kx4_loop)
 	X4_STORE
 	RET
 
@@ -764,11 +760,7 @@ q6kx4_loop:
 	Q6K4_FINISH((R14), Y6, Y2)
 	Q6K4_FINISH((R14)(DX*1), Y7, Y3)
 
-	ADDQ $210, SI
-	ADDQ $292, DI
-	ADDQ $292, R14
-	DECQ CX
-	JNZ  q6kx4_loop
+	X4_NEXT(210, q6kx4_loop)
 	X4_STORE
 	RET
 
