@@ -136,12 +136,20 @@ func (b *batcher) close(s *step) {
 // request's goroutine calls it before it waits for its next input.
 func (b *batcher) sent(s *step) {
 	b.mu.Lock()
-	if s.leaving {
-		s.leaving = false
-		b.leaving--
+	if b.unleave(s) {
 		b.signal()
 	}
 	b.mu.Unlock()
+}
+
+// unleave clears the step's leaving mark, reporting whether it was set (b.mu held).
+func (b *batcher) unleave(s *step) bool {
+	if !s.leaving {
+		return false
+	}
+	s.leaving = false
+	b.leaving--
+	return true
 }
 
 // signal wakes the waits of gather and settle (b.mu held).
@@ -213,10 +221,7 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 		return model.Out{}, fmt.Errorf("pipeline: empty step")
 	}
 	b.mu.Lock()
-	if s.leaving { // its goroutine did not say sent
-		s.leaving = false
-		b.leaving--
-	}
+	b.unleave(s) // where its goroutine did not say sent
 	b.queue = append(b.queue, s)
 	b.signal()
 	lead := !b.running
