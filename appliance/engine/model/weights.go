@@ -127,17 +127,17 @@ func (l *loader) placeAll(lookup *matrix) {
 		if n == 0 {
 			continue
 		}
+		mapped := m.data
 		if kernels.PackedSize(m.typ, m.rows, m.cols) > 0 {
-			m.packed = kernels.PackInto(m.typ, m.data, m.rows, m.cols, buf[:n])
-			dropPages(m.data)
+			m.packed = kernels.PackInto(m.typ, mapped, m.rows, m.cols, buf[:n])
 			m.data = nil
 		} else {
-			copy(buf[:n], m.data)
-			dropPages(m.data)
+			copy(buf[:n], mapped)
 			m.data = buf[:n:n]
 		}
-		// The copy replaced the mapped bytes, whose pages went back (dropPages): the weights
-		// are resident once, not twice.
+		// The copy replaces the mapped bytes: give their pages back so that the weights are
+		// resident once, not twice.
+		dropPages(mapped)
 		buf = buf[(n+63)&^63:]
 	}
 	l.loaded = nil
