@@ -27,12 +27,20 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	exoBin = filepath.Join(dir, "exo")
-	build := exec.Command("go", "build", "-o", exoBin, "github.com/exo-nix/exo")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build exo:", err)
-		os.Exit(1)
+	// EXO_E2E_BIN tests a binary built elsewhere (a package, or a machine with no Go toolchain).
+	if exoBin = os.Getenv("EXO_E2E_BIN"); exoBin != "" {
+		if _, err := exec.LookPath(exoBin); err != nil {
+			fmt.Fprintln(os.Stderr, "EXO_E2E_BIN:", err)
+			os.Exit(1)
+		}
+	} else {
+		exoBin = filepath.Join(dir, "exo")
+		build := exec.Command("go", "build", "-o", exoBin, "github.com/exo-nix/exo")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build exo:", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

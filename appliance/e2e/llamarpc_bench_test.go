@@ -97,16 +97,18 @@ func BenchmarkPipelineVsLlamaRPC(b *testing.B) {
 	}
 	src, dir, id := pipelineBenchModel(b)
 	const max = 48
+	cores := benchCores(b)
+	both := cores[0] + "," + cores[1]
 	for i := 0; i < b.N; i++ {
 		// llama.cpp first, so that its RPC servers are gone before exo's nodes start. Each server
 		// may use both cores: pinned to one core, its network thread waits behind the compute
 		// thread's busy polling and decode drops about 8x, which would not be a fair comparison.
-		rpc1, stop1 := startRPCServer(b, bin, "0,1")
-		rpc2, stop2 := startRPCServer(b, bin, "0,1")
+		rpc1, stop1 := startRPCServer(b, bin, both)
+		rpc2, stop2 := startRPCServer(b, bin, both)
 		llama := llamaBenchRate(b, bin, src, max, nil, "--rpc", rpc1+","+rpc2, "-ngl", "99")
 		stop1()
 		stop2()
-		llamaLocal := llamaBenchRate(b, bin, src, max, []string{"taskset", "-c", "0"})
+		llamaLocal := llamaBenchRate(b, bin, src, max, []string{"taskset", "-c", cores[0]})
 
 		nodes, in := startPinnedPair(b, dir, id)
 		streamRate(b, nodes[0], id, 4) // load the stages

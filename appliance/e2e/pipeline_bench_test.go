@@ -84,13 +84,36 @@ func pipelineBenchModel(b *testing.B) (src, dir, id string) {
 	return src, dir, id
 }
 
-// startPinnedPair starts two nodes of one core each (cores 0 and 1) as one cluster and places
+// benchCores returns the two cores the benchmarks pin their one-core nodes to:
+// EXO_PIPELINE_BENCH_CPUS ("A,B"), else 0 and 1. On a machine with SMT, cores 0 and 1 can be
+// two threads of one physical core, which would halve what two nodes can do; name two cores
+// that share nothing there.
+func benchCores(b *testing.B) [2]string {
+	b.Helper()
+	v := os.Getenv("EXO_PIPELINE_BENCH_CPUS")
+	if v == "" {
+		return [2]string{"0", "1"}
+	}
+	a, c, ok := strings.Cut(v, ",")
+	for _, s := range []string{a, c} {
+		if n, err := strconv.Atoi(s); !ok || err != nil || n < 0 {
+			b.Fatalf("EXO_PIPELINE_BENCH_CPUS=%q: want two core numbers, e.g. 0,8", v)
+		}
+	}
+	if a == c {
+		b.Fatalf("EXO_PIPELINE_BENCH_CPUS=%q: the two cores must differ", v)
+	}
+	return [2]string{a, c}
+}
+
+// startPinnedPair starts two nodes of one core each (the benchCores) as one cluster and places
 // model id across both.
 func startPinnedPair(b *testing.B, dir, id string) ([]*pnode, liveInstance) {
 	b.Helper()
 	one := []string{"GOMAXPROCS=1"}
-	nodes := joinAll(b, pnodeSpec{name: "p1", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "0"}},
-		pnodeSpec{name: "p2", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "1"}})
+	cores := benchCores(b)
+	nodes := joinAll(b, pnodeSpec{name: "p1", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", cores[0]}},
+		pnodeSpec{name: "p2", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", cores[1]}})
 	return nodes, placeInstance(b, nodes[0], map[string]any{"model": id, "min_nodes": 2})
 }
 
@@ -117,9 +140,10 @@ func BenchmarkPipelineVsOneNode(b *testing.B) {
 	}
 	const max = 48
 	one := []string{"GOMAXPROCS=1"}
+	cores := benchCores(b)
 	for i := 0; i < b.N; i++ {
-		solo := startPNode(b, pnodeSpec{name: "solo", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "0"}})
-		solo2 := startPNode(b, pnodeSpec{name: "solo2", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", "1"}})
+		solo := startPNode(b, pnodeSpec{name: "solo", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", cores[0]}})
+		solo2 := startPNode(b, pnodeSpec{name: "solo2", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", cores[1]}})
 		nodes, in := startPinnedPair(b, dir, id)
 		pipe := nodes[0]
 		for _, n := range []*pnode{solo, solo2, pipe} {
