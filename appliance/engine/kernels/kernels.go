@@ -193,8 +193,10 @@ func QuantizeActivations(t ggml.Type, x []float32, buf []byte) []byte {
 }
 
 // quantizeQ8_0Act is the SIMD flavour of quantize_row_q8_0 used for activations on the CPUs
-// llama.cpp is normally run on.
-func quantizeQ8_0Act(x []float32, y []byte) {
+// llama.cpp is normally run on (vectorised where the CPU allows).
+func quantizeQ8_0Act(x []float32, y []byte) { quantQ8_0Impl(x, y) }
+
+func quantizeQ8_0ActGo(x []float32, y []byte) {
 	for i := 0; i < len(x)/qk; i++ {
 		xb, yb := x[i*qk:(i+1)*qk], y[i*34:(i+1)*34]
 		var amax float32

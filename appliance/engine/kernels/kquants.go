@@ -687,7 +687,9 @@ func dequantizeQ6K(b []byte, y []float32) {
 
 // Q8_K: d (float32) | qs[256] | bsums[16] (int16) (292 bytes). Only used for activations; bsums
 // hold the sums of each 16 quants so that the K-quant dots can apply the weights' mins cheaply.
-func quantizeQ8K(x []float32, y []byte) {
+func quantizeQ8K(x []float32, y []byte) { quantQ8KImpl(x, y) }
+
+func quantizeQ8KGo(x []float32, y []byte) {
 	for i := 0; i < len(x)/qkK; i++ {
 		xb, yb := x[i*qkK:(i+1)*qkK], y[i*292:(i+1)*292]
 		maxv, amax := absMaxSigned(xb)

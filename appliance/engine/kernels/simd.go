@@ -238,6 +238,9 @@ var (
 	dotF32Impl   = dotF32Go
 	siluImpl     = siluGo
 	expImpl      = expGo
+	// Activation quantization: each matrix product's input, once per token and column.
+	quantQ8_0Impl = quantizeQ8_0ActGo
+	quantQ8KImpl  = quantizeQ8KGo
 )
 
 // SiLUFast sets out[i] = x[i] / (1 + exp(-x[i])) with a float32 exp (a degree-6 polynomial after

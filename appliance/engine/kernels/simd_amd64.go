@@ -132,6 +132,15 @@ func madF16Rows64AVX2(acc, v *uint16, vstride, n, chunks int, ms, vs *float32)
 //go:noescape
 func dotF16RowsQ32AVX2(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
 
+// The activation quantizers (quant_amd64.s), bit-identical to quantizeQ8_0ActGo and
+// quantizeQ8KGo: nb > 0 blocks of 32 (Q8_0) or super-blocks of 256 (Q8_K).
+
+//go:noescape
+func quantizeQ8_0AVX2(x *float32, y *byte, nb int)
+
+//go:noescape
+func quantizeQ8KAVX2(x *float32, y *byte, nb int)
+
 // maxQ32Dim is the longest query dotF16RowsImpl converts to float32 once, on the stack (the
 // widest heads in use; longer ones take the Go twin). The array is cleared on every call, so it
 // stays no larger than that.
@@ -191,6 +200,18 @@ func init() {
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		use("avx512bw", ggml.Q6_K, vecDotQ6K512)
 		use4("avx512bw", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX512))
+	}
+	quantQ8_0Impl = func(x []float32, y []byte) {
+		if nb := len(x) / 32; nb > 0 {
+			_ = y[nb*34-1]
+			quantizeQ8_0AVX2(&x[0], &y[0], nb)
+		}
+	}
+	quantQ8KImpl = func(x []float32, y []byte) {
+		if nb := len(x) / 256; nb > 0 {
+			_ = y[nb*292-1]
+			quantizeQ8KAVX2(&x[0], &y[0], nb)
+		}
 	}
 	dotF16Impl = func(a, b []uint16) float32 {
 		np := len(a) &^ 31

@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math"
@@ -877,5 +878,97 @@ func TestRowsKernelsMatchSingle(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// actQuantCases builds super-blocks of 256 values that probe the activation quantizers: random
+// blocks from tiny (float16-subnormal scales) to huge, zeros, negative zeros, one lone value,
+// ties (x·127/amax exactly k+0.5, rounded to even), and the largest magnitude with both signs in
+// either order (the first one sets Q8_K's sign).
+func actQuantCases(r *rand.Rand) []float32 {
+	var x []float32
+	for _, s := range []float64{1e-7, 1e-4, 0.02, 1, 30, 1e4, 1e30} {
+		x = append(x, randVec(r, 256, s)...)
+	}
+	x = append(x, make([]float32, 256)...)
+	negz := make([]float32, 256)
+	for i := range negz {
+		negz[i] = float32(math.Copysign(0, -1))
+	}
+	x = append(x, negz...)
+	lone := make([]float32, 256)
+	lone[77] = -3.25
+	x = append(x, lone...)
+	ties := make([]float32, 256)
+	for i := range ties {
+		ties[i] = float32(i%254-127) + 0.5
+	}
+	for b := 0; b < 256; b += 32 {
+		ties[b+31] = 127 // every 32-block's amax is 127, so the multiplier is exactly 1
+	}
+	ties[5] = -127 // and Q8_K's maxv is -127, so iscale is 1
+	x = append(x, ties...)
+	for _, first := range []float32{-1, 1} {
+		b := randVec(r, 256, 1)
+		for j := 0; j < 256; j += 32 {
+			b[j+3], b[j+20] = 5*first, -5*first
+		}
+		x = append(x, b...)
+	}
+	return x
+}
+
+// The activation quantizers of the CPU equal their Go twins byte for byte, and write nothing
+// past the whole blocks of x.
+func TestActivationQuantizersMatchTwin(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 5))
+	x := actQuantCases(r)
+	for _, c := range []struct {
+		name       string
+		block, out int
+		impl, twin func([]float32, []byte)
+	}{
+		{"Q8_0", 32, 34, quantizeQ8_0Act, quantizeQ8_0ActGo},
+		{"Q8_K", 256, 292, quantizeQ8K, quantizeQ8KGo},
+	} {
+		for _, n := range []int{len(x), c.block, len(x) - 256 + c.block + 7} {
+			nb := n / c.block
+			got, want := make([]byte, nb*c.out+16), make([]byte, nb*c.out+16)
+			for i := range got {
+				got[i], want[i] = 0xa5, 0xa5
+			}
+			c.impl(x[:n], got)
+			c.twin(x[:n], want)
+			for b := 0; b < nb; b++ {
+				g, w := got[b*c.out:(b+1)*c.out], want[b*c.out:(b+1)*c.out]
+				if !bytes.Equal(g, w) {
+					t.Fatalf("%s, %d values: block %d (values %v...) differs from the Go twin:\n got %x\nwant %x",
+						c.name, n, b, x[b*c.block:b*c.block+4], g, w)
+				}
+			}
+			for i := nb * c.out; i < len(got); i++ {
+				if got[i] != 0xa5 {
+					t.Fatalf("%s, %d values: byte %d past the %d blocks written", c.name, n, i, nb)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkQuantizeActivations times the activation quantizers against their Go twins on a
+// row of 8192 (a feed-forward down projection's input).
+func BenchmarkQuantizeActivations(b *testing.B) {
+	x := randVec(rand.New(rand.NewPCG(5, 23)), 8192, 1)
+	y := make([]byte, 8192/256*292)
+	for _, c := range []struct {
+		name string
+		f    func([]float32, []byte)
+	}{{"Q8_0", quantizeQ8_0Act}, {"Q8_0/go", quantizeQ8_0ActGo}, {"Q8_K", quantizeQ8K}, {"Q8_K/go", quantizeQ8KGo}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.SetBytes(4 * int64(len(x)))
+			for b.Loop() {
+				c.f(x, y)
+			}
+		})
 	}
 }
