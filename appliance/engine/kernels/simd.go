@@ -203,6 +203,9 @@ var (
 	geomQ8_0 = blockGeom{ggml.Q8_0, 32, 34, 34}
 	geomQ4K  = blockGeom{ggml.Q4_K, 256, 144, 292}
 	geomQ6K  = blockGeom{ggml.Q6_K, 256, 210, 292}
+	geomQ5K  = blockGeom{ggml.Q5_K, 256, 176, 292}
+	geomQ3K  = blockGeom{ggml.Q3_K, 256, 110, 292}
+	geomQ2K  = blockGeom{ggml.Q2_K, 256, 84, 292}
 	geomF16  = blockGeom{ggml.F16, 1, 2, 2}
 	geomF32  = blockGeom{ggml.F32, 1, 4, 4}
 )

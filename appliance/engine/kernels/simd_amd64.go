@@ -21,6 +21,9 @@ func dotQ4KAVX2(x, y *byte, nb int) float32
 //go:noescape
 func dotQ6KAVX2(x, y *byte, nb int) float32
 
+//go:noescape
+func dotQ5KAVX2(x, y *byte, nb int) float32
+
 // dotQ4KRowsAVX2 is dotQ4KAVX2 for rows weight rows xstride bytes apart, results to out.
 //
 //go:noescape
@@ -176,6 +179,7 @@ func init() {
 		dotQ4KRows4AVX2(&w[0], stride, count, dist, &act[0], nb, &out[0])
 	})
 	use("avx2", ggml.Q6_K, vecDotQ6K)
+	use("avx2", ggml.Q5_K, vecDotQ5K)
 	use4("avx2", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4AVX2))
 	use4("avx2", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
@@ -312,6 +316,14 @@ func vecDotQ4K(row, act []byte, n int) float32 {
 		return 0
 	}
 	return dotQ4KAVX2(&row[0], &act[0], nb)
+}
+
+func vecDotQ5K(row, act []byte, n int) float32 {
+	nb := geomQ5K.blocks(row, act, n)
+	if nb == 0 {
+		return 0
+	}
+	return dotQ5KAVX2(&row[0], &act[0], nb)
 }
 
 func vecDotQ6K(row, act []byte, n int) float32 {

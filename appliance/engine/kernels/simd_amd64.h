@@ -23,6 +23,45 @@
 // Unpacks the eight 6-bit scales (R8) and mins (R12) with scalar code on the integer pipes,
 // which are otherwise idle, rather than with vector shuffles.
 #define Q4K_SUPERBLOCK(acc) \
+	Q4K_HEAD ; \
+	VPXOR Y7, Y7, Y7 ; \
+	Q4K_CHUNK(0) ; \
+	Q4K_CHUNK(1) ; \
+	Q4K_CHUNK(2) ; \
+	Q4K_CHUNK(3) ; \
+	Q4K_TAIL(acc)
+
+// One Q5_K super-block at SI (d, dmin and scales as Q4_K's, then 32 bytes of high bits and
+// the nibbles at 48) against Q8_K at DI: Q4K_SUPERBLOCK with each nibble's fifth bit (bit 2j
+// of its qh byte for the low nibbles of chunk j, 2j+1 for the high) put back as 16. Y13 holds
+// the high bits, shifted down two bits a chunk; Y8 is 0x10 in every byte.
+#define Q5K_SUPERBLOCK(acc) \
+	Q4K_HEAD ; \
+	VMOVDQU 16(SI), Y13 ; \
+	VPXOR   Y7, Y7, Y7 ; \
+	Q5K_CHUNK(0) ; \
+	Q5K_CHUNK(1) ; \
+	Q5K_CHUNK(2) ; \
+	Q5K_CHUNK(3) ; \
+	Q4K_TAIL(acc)
+
+#define Q5K_CHUNK(j) \
+	VMOVDQU 48+32*j(SI), Y1; \
+	VPSRLW  $4, Y1, Y2; \
+	VPAND   Y14, Y1, Y1; \
+	VPAND   Y14, Y2, Y2; \
+	VPSLLW  $4, Y13, Y9; \
+	VPAND   Y8, Y9, Y9; \
+	VPOR    Y9, Y1, Y1; \
+	VPSLLW  $3, Y13, Y9; \
+	VPAND   Y8, Y9, Y9; \
+	VPOR    Y9, Y2, Y2; \
+	VPSRLW  $2, Y13, Y13; \
+	Q4K_DOT(j)
+
+// A Q4_K or Q5_K super-block's scales and mins: Y3 = d·yd, Y4 = dmin·yd, Y6 = the eight
+// products of mins and group sums (float), Y12 the scales (Q4K_SCALES_Y12).
+#define Q4K_HEAD \
 	MOVL         (SI), AX ; \
 	VMOVD        AX, X2 ; \
 	VCVTPH2PS    X2, X2 ; \
@@ -61,12 +100,10 @@
 	VPMADDWD  Y15, Y6, Y6 ; \
 	VPMULLD   Y5, Y6, Y6 ; \
 	VCVTDQ2PS Y6, Y6 ; \
-	Q4K_SCALES_Y12 ; \
-	VPXOR Y7, Y7, Y7 ; \
-	Q4K_CHUNK(0) ; \
-	Q4K_CHUNK(1) ; \
-	Q4K_CHUNK(2) ; \
-	Q4K_CHUNK(3) ; \
+	Q4K_SCALES_Y12
+
+// acc += d·(the integer sums in Y7) - dmin·(the mins' products in Y6).
+#define Q4K_TAIL(acc) \
 	VCVTDQ2PS    Y7, Y7 ; \
 	VFMADD231PS  Y7, Y3, acc ; \
 	VFNMADD231PS Y6, Y4, acc
@@ -78,6 +115,11 @@
 	VPSRLW       $4, Y1, Y2; \
 	VPAND        Y14, Y1, Y1; \
 	VPAND        Y14, Y2, Y2; \
+	Q4K_DOT(j)
+
+// Chunk j's unsigned quants (low elements in Y1, high in Y2) against its activations, scaled
+// by scales 2j and 2j+1, into Y7.
+#define Q4K_DOT(j) \
 	VPMADDUBSW   4+64*j(DI), Y1, Y1; \
 	VPMADDUBSW   36+64*j(DI), Y2, Y2; \
 	VPSHUFB      scaleShuf<>+64*j(SB), Y12, Y10; \

@@ -39,6 +39,34 @@ q4k_loop:
 	MOVSS  X0, ret+24(FP)
 	RET
 
+// func dotQ5KAVX2(x, y *byte, nb int) float32
+// Q5_K super-blocks (176 bytes) against Q8_K: dotQ4KAVX2 with the fifth bits (Q5K_SUPERBLOCK).
+TEXT ·dotQ5KAVX2(SB), NOSPLIT, $0-28
+	MOVQ         x+0(FP), SI
+	MOVQ         y+8(FP), DI
+	MOVQ         nb+16(FP), CX
+	VXORPS       Y0, Y0, Y0
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X14
+	VPBROADCASTD X14, Y14
+	MOVL         $0x10101010, AX
+	VMOVD        AX, X8
+	VPBROADCASTD X8, Y8
+	VPCMPEQW     Y15, Y15, Y15
+	VPSRLW       $15, Y15, Y15
+
+q5k_loop:
+	Q5K_SUPERBLOCK(Y0)
+	ADDQ $176, SI
+	ADDQ $292, DI
+	DECQ CX
+	JNZ  q5k_loop
+
+	HSUM_Y0
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
 // func dotQ4KRowsAVX2(x *byte, xstride int, rows int, y *byte, nb int, out *float32)
 // dotQ4KAVX2 for rows weight rows xstride bytes apart against one activation row, one call for
 // the lot.

@@ -84,7 +84,7 @@ func exactBlocks(r *rand.Rand, t ggml.Type, nb int, e int) (row, act []byte) {
 			}
 		case ggml.Q4_0:
 			binary.LittleEndian.PutUint16(x, pow2Half(1-e))
-		case ggml.Q4_K:
+		case ggml.Q4_K, ggml.Q5_K:
 			binary.LittleEndian.PutUint16(x, pow2Half(-e))
 			binary.LittleEndian.PutUint16(x[2:], pow2Half(-1-e))
 		case ggml.Q6_K:
@@ -92,6 +92,11 @@ func exactBlocks(r *rand.Rand, t ggml.Type, nb int, e int) (row, act []byte) {
 				x[192+j] = randI8(r, 31)
 			}
 			binary.LittleEndian.PutUint16(x[208:], pow2Half(-e))
+		case ggml.Q3_K:
+			binary.LittleEndian.PutUint16(x[108:], pow2Half(-e))
+		case ggml.Q2_K:
+			binary.LittleEndian.PutUint16(x[80:], pow2Half(-e))
+			binary.LittleEndian.PutUint16(x[82:], pow2Half(-1-e))
 		}
 	}
 	return row, act
@@ -239,9 +244,14 @@ func fixHalves(ty ggml.Type, row []byte, nb int) {
 		switch ty {
 		case ggml.Q8_0, ggml.Q4_0:
 			binary.LittleEndian.PutUint16(x, F32ToF16(0.01))
-		case ggml.Q4_K:
+		case ggml.Q4_K, ggml.Q5_K:
 			binary.LittleEndian.PutUint16(x, F32ToF16(0.02))
 			binary.LittleEndian.PutUint16(x[2:], F32ToF16(-0.03))
+		case ggml.Q3_K:
+			binary.LittleEndian.PutUint16(x[108:], F32ToF16(0.005))
+		case ggml.Q2_K:
+			binary.LittleEndian.PutUint16(x[80:], F32ToF16(0.02))
+			binary.LittleEndian.PutUint16(x[82:], F32ToF16(-0.03))
 		case ggml.Q6_K:
 			binary.LittleEndian.PutUint16(x[208:], F32ToF16(0.004))
 		}
@@ -592,7 +602,10 @@ func TestMatMulSteadyStateAllocatesNothing(t *testing.T) {
 // down projection's input (8192), SIMD against the reference.
 func BenchmarkVecDot(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, ty := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K} {
+	for _, ty := range ggml.All() {
+		if !Accelerated(ty) {
+			continue
+		}
 		for _, n := range []int{2048, 8192} {
 			row, err := Quantize(ty, randVec(r, n, 0.5))
 			if err != nil {
