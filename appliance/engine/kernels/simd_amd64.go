@@ -24,6 +24,14 @@ func dotQ6KAVX2(x, y *byte, nb int) float32
 //go:noescape
 func dotQ5KAVX2(x, y *byte, nb int) float32
 
+// The Q2_K and Q3_K dots (q23k_amd64.s).
+
+//go:noescape
+func dotQ2KAVX2(x, y *byte, nb int) float32
+
+//go:noescape
+func dotQ3KAVX2(x, y *byte, nb int) float32
+
 // dotQ4KRowsAVX2 is dotQ4KAVX2 for rows weight rows xstride bytes apart, results to out.
 //
 //go:noescape
@@ -180,6 +188,8 @@ func init() {
 	})
 	use("avx2", ggml.Q6_K, vecDotQ6K)
 	use("avx2", ggml.Q5_K, vecDotQ5K)
+	use("avx2", ggml.Q3_K, kDot(&geomQ3K, dotQ3KAVX2))
+	use("avx2", ggml.Q2_K, kDot(&geomQ2K, dotQ2KAVX2))
 	use4("avx2", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4AVX2))
 	use4("avx2", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
@@ -316,6 +326,17 @@ func vecDotQ4K(row, act []byte, n int) float32 {
 		return 0
 	}
 	return dotQ4KAVX2(&row[0], &act[0], nb)
+}
+
+// kDot wraps a K-quant super-block kernel as a vecDotFn.
+func kDot(g *blockGeom, f func(x, y *byte, nb int) float32) vecDotFn {
+	return func(row, act []byte, n int) float32 {
+		nb := g.blocks(row, act, n)
+		if nb == 0 {
+			return 0
+		}
+		return f(&row[0], &act[0], nb)
+	}
 }
 
 func vecDotQ5K(row, act []byte, n int) float32 {
