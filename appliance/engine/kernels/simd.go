@@ -201,6 +201,9 @@ type blockGeom struct {
 
 var (
 	geomQ8_0 = blockGeom{ggml.Q8_0, 32, 34, 34}
+	geomQ4_1 = blockGeom{ggml.Q4_1, 32, 20, 36}
+	geomQ5_0 = blockGeom{ggml.Q5_0, 32, 22, 34}
+	geomQ5_1 = blockGeom{ggml.Q5_1, 32, 24, 36}
 	geomQ4K  = blockGeom{ggml.Q4_K, 256, 144, 292}
 	geomQ6K  = blockGeom{ggml.Q6_K, 256, 210, 292}
 	geomQ5K  = blockGeom{ggml.Q5_K, 256, 176, 292}

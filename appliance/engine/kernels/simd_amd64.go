@@ -32,6 +32,17 @@ func dotQ2KAVX2(x, y *byte, nb int) float32
 //go:noescape
 func dotQ3KAVX2(x, y *byte, nb int) float32
 
+// The Q4_1, Q5_0 and Q5_1 dots (legacy_amd64.s).
+
+//go:noescape
+func dotQ4_1AVX2(x, y *byte, nb int) float32
+
+//go:noescape
+func dotQ5_0AVX2(x, y *byte, nb int) float32
+
+//go:noescape
+func dotQ5_1AVX2(x, y *byte, nb int) float32
+
 // dotQ4KRowsAVX2 is dotQ4KAVX2 for rows weight rows xstride bytes apart, results to out.
 //
 //go:noescape
@@ -190,6 +201,9 @@ func init() {
 	use("avx2", ggml.Q5_K, vecDotQ5K)
 	use("avx2", ggml.Q3_K, kDot(&geomQ3K, dotQ3KAVX2))
 	use("avx2", ggml.Q2_K, kDot(&geomQ2K, dotQ2KAVX2))
+	use("avx2", ggml.Q4_1, kDot(&geomQ4_1, dotQ4_1AVX2))
+	use("avx2", ggml.Q5_0, kDot(&geomQ5_0, dotQ5_0AVX2))
+	use("avx2", ggml.Q5_1, kDot(&geomQ5_1, dotQ5_1AVX2))
 	use4("avx2", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4AVX2))
 	use4("avx2", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
@@ -328,7 +342,7 @@ func vecDotQ4K(row, act []byte, n int) float32 {
 	return dotQ4KAVX2(&row[0], &act[0], nb)
 }
 
-// kDot wraps a K-quant super-block kernel as a vecDotFn.
+// kDot wraps a block kernel (a K-quant's, or a legacy type's) as a vecDotFn.
 func kDot(g *blockGeom, f func(x, y *byte, nb int) float32) vecDotFn {
 	return func(row, act []byte, n int) float32 {
 		nb := g.blocks(row, act, n)

@@ -63,6 +63,17 @@ func exactBlocks(r *rand.Rand, t ggml.Type, nb int, e int) (row, act []byte) {
 				y[2+j] = randI8(r, 15)
 			}
 		}
+	case ggml.Q8_1:
+		for b := 0; b < nb; b++ {
+			y := act[b*36:]
+			sum := 0
+			for j := 0; j < 32; j++ {
+				y[4+j] = randI8(r, 15)
+				sum += int(int8(y[4+j]))
+			}
+			binary.LittleEndian.PutUint16(y, pow2Half(e))
+			binary.LittleEndian.PutUint16(y[2:], F32ToF16(float32(math.Ldexp(float64(sum), e))))
+		}
 	case ggml.Q8_K:
 		for b := 0; b < nb; b++ {
 			y := act[b*292:]
@@ -84,6 +95,11 @@ func exactBlocks(r *rand.Rand, t ggml.Type, nb int, e int) (row, act []byte) {
 			}
 		case ggml.Q4_0:
 			binary.LittleEndian.PutUint16(x, pow2Half(1-e))
+		case ggml.Q5_0:
+			binary.LittleEndian.PutUint16(x, pow2Half(-e))
+		case ggml.Q4_1, ggml.Q5_1:
+			binary.LittleEndian.PutUint16(x, pow2Half(-e))
+			binary.LittleEndian.PutUint16(x[2:], pow2Half(-2-e))
 		case ggml.Q4_K, ggml.Q5_K:
 			binary.LittleEndian.PutUint16(x, pow2Half(-e))
 			binary.LittleEndian.PutUint16(x[2:], pow2Half(-1-e))
@@ -242,8 +258,11 @@ func fixHalves(ty ggml.Type, row []byte, nb int) {
 	for b := 0; b < nb; b++ {
 		x := row[b*bs:]
 		switch ty {
-		case ggml.Q8_0, ggml.Q4_0:
+		case ggml.Q8_0, ggml.Q4_0, ggml.Q5_0:
 			binary.LittleEndian.PutUint16(x, F32ToF16(0.01))
+		case ggml.Q4_1, ggml.Q5_1:
+			binary.LittleEndian.PutUint16(x, F32ToF16(0.01))
+			binary.LittleEndian.PutUint16(x[2:], F32ToF16(-0.07))
 		case ggml.Q4_K, ggml.Q5_K:
 			binary.LittleEndian.PutUint16(x, F32ToF16(0.02))
 			binary.LittleEndian.PutUint16(x[2:], F32ToF16(-0.03))
@@ -265,6 +284,13 @@ func fillActQuants(ty ggml.Type, act []byte, v byte) {
 			for j := 0; j < 32; j++ {
 				act[b*34+2+j] = v
 			}
+		}
+	case ggml.Q8_1:
+		for b := 0; b < len(act)/36; b++ {
+			for j := 0; j < 32; j++ {
+				act[b*36+4+j] = v
+			}
+			binary.LittleEndian.PutUint16(act[b*36+2:], F32ToF16(getF16(act[b*36:], 0)*32*float32(int8(v))))
 		}
 	case ggml.Q8_K:
 		for b := 0; b < len(act)/292; b++ {

@@ -1,0 +1,156 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+#include "simd_amd64.h"
+
+// Q4_1, Q5_0 and Q5_1 blocks (32 weights) on AVX2, one block a step: the nibbles in element
+// order in Y1 (low nibbles of the 16 bytes are elements 0-15, high ones 16-31), the fifth bits
+// (bit e of qh for element e) expanded to bytes, the exact integer dot of the block in eight
+// int32 lanes, converted and added with one FMA by dx·dy into eight float lanes, summed at the
+// end; Q4_1 and Q5_1 add m·s (the activation block's d·Σq) per block in a scalar sum.
+
+// Byte e of the broadcast qh word picks byte e/8 (within each 128-bit lane: 0, 1 low; 2, 3 high).
+DATA legacyBitShuf<>+0(SB)/8, $0x0000000000000000
+DATA legacyBitShuf<>+8(SB)/8, $0x0101010101010101
+DATA legacyBitShuf<>+16(SB)/8, $0x0202020202020202
+DATA legacyBitShuf<>+24(SB)/8, $0x0303030303030303
+GLOBL legacyBitShuf<>(SB), RODATA|NOPTR, $32
+
+// Byte e: every bit but e mod 8, so that the byte is all ones exactly where that bit is set.
+DATA legacyBitMask<>+0(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA legacyBitMask<>+8(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA legacyBitMask<>+16(SB)/8, $0x7fbfdfeff7fbfdfe
+DATA legacyBitMask<>+24(SB)/8, $0x7fbfdfeff7fbfdfe
+GLOBL legacyBitMask<>(SB), RODATA|NOPTR, $32
+
+// Constants: Y15 = 0x0f bytes, Y14 = 1 in every word, Y13 = legacyBitShuf, Y12 =
+// legacyBitMask, Y11 = all ones, Y10 = hi (0x10 or 0xf0 bytes).
+#define LEGACY_SETUP(hi) \
+	MOVQ         x+0(FP), SI; \
+	MOVQ         y+8(FP), DI; \
+	MOVQ         nb+16(FP), CX; \
+	VXORPS       Y0, Y0, Y0; \
+	VXORPS       X9, X9, X9; \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X15; \
+	VPBROADCASTD X15, Y15; \
+	VPCMPEQW     Y11, Y11, Y11; \
+	VPSRLW       $15, Y11, Y14; \
+	VMOVDQU      legacyBitShuf<>(SB), Y13; \
+	VMOVDQU      legacyBitMask<>(SB), Y12; \
+	MOVL         $hi, AX; \
+	VMOVD        AX, X10; \
+	VPBROADCASTD X10, Y10
+
+// Y1 = the 32 nibbles of the 16 bytes at off(SI), in element order.
+#define NIB32(off) \
+	VMOVDQU     off(SI), X1; \
+	VPSRLW      $4, X1, X2; \
+	VPAND       X15, X1, X1; \
+	VPAND       X15, X2, X2; \
+	VINSERTI128 $1, X2, Y1, Y1
+
+// Y6 = 0xff in byte e where bit e of the 32 bits at off(SI) is set, else 0.
+#define BITS32(off) \
+	MOVL         off(SI), AX; \
+	VMOVD        AX, X6; \
+	VPBROADCASTD X6, Y6; \
+	VPSHUFB      Y13, Y6, Y6; \
+	VPOR         Y12, Y6, Y6; \
+	VPCMPEQB     Y11, Y6, Y6
+
+// Unsigned quants in Y1 against the activation quants at yq(DI): Y1 = their dot as float
+// lanes.
+#define UDOT(yq) \
+	VPMADDUBSW yq(DI), Y1, Y1; \
+	VPMADDWD   Y14, Y1, Y1; \
+	VCVTDQ2PS  Y1, Y1
+
+// Q4_1/Q5_1 block end: Y0 += dx·dy·Y1, X9 += mx·s (both pairs of F16 at (SI) and (DI)).
+#define DM_FINISH \
+	VMOVD        (SI), X2; \
+	VCVTPH2PS    X2, X2; \
+	VMOVD        (DI), X3; \
+	VCVTPH2PS    X3, X3; \
+	VMULPS       X3, X2, X2; \
+	VBROADCASTSS X2, Y4; \
+	VFMADD231PS  Y1, Y4, Y0; \
+	VMOVSHDUP    X2, X5; \
+	VADDSS       X5, X9, X9
+
+#define LEGACY_END(bx, by) \
+	ADDQ  $bx, SI; \
+	ADDQ  $by, DI; \
+	DECQ  CX
+
+// X0 = the float lanes' sum plus the scalar sum.
+#define LEGACY_SUM \
+	HSUM_Y0; \
+	VADDSS X9, X0, X0; \
+	VZEROUPPER
+
+// func dotQ4_1AVX2(x, y *byte, nb int) float32
+// Q4_1 (20 bytes: d, m, 16 bytes of nibbles) against Q8_1 (36 bytes: d, s, 32 quants).
+TEXT ·dotQ4_1AVX2(SB), NOSPLIT, $0-28
+	LEGACY_SETUP(0)
+
+q41_loop:
+	NIB32(4)
+	UDOT(4)
+	DM_FINISH
+	LEGACY_END(20, 36)
+	JNZ q41_loop
+	LEGACY_SUM
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func dotQ5_1AVX2(x, y *byte, nb int) float32
+// Q5_1 (24 bytes: d, m, qh, 16 bytes of nibbles) against Q8_1: the quant is nibble | 16·bit.
+TEXT ·dotQ5_1AVX2(SB), NOSPLIT, $0-28
+	LEGACY_SETUP(0x10101010)
+
+q51_loop:
+	NIB32(8)
+	BITS32(4)
+	VPAND Y10, Y6, Y6
+	VPOR  Y6, Y1, Y1
+	UDOT(4)
+	DM_FINISH
+	LEGACY_END(24, 36)
+	JNZ q51_loop
+	LEGACY_SUM
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func dotQ5_0AVX2(x, y *byte, nb int) float32
+// Q5_0 (22 bytes: d, qh, 16 bytes of nibbles) against Q8_0: the quant is (nibble | 16·bit) - 16,
+// as a signed byte nibble | 0xf0 where the bit is clear; signed by signed through
+// |x|·(y·sign x) in VPMADDUBSW.
+TEXT ·dotQ5_0AVX2(SB), NOSPLIT, $0-28
+	LEGACY_SETUP(0xf0f0f0f0)
+
+q50_loop:
+	NIB32(6)
+	BITS32(2)
+	VPANDN       Y10, Y6, Y6
+	VPOR         Y6, Y1, Y1
+	VPSIGNB      Y1, Y1, Y2
+	VMOVDQU      2(DI), Y3
+	VPSIGNB      Y1, Y3, Y3
+	VPMADDUBSW   Y3, Y2, Y2
+	VPMADDWD     Y14, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	MOVWLZX      (SI), AX
+	VMOVD        AX, X4
+	VCVTPH2PS    X4, X4
+	MOVWLZX      (DI), AX
+	VMOVD        AX, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       X5, X4, X4
+	VBROADCASTSS X4, Y4
+	VFMADD231PS  Y2, Y4, Y0
+	LEGACY_END(22, 34)
+	JNZ q50_loop
+	LEGACY_SUM
+	MOVSS X0, ret+24(FP)
+	RET
