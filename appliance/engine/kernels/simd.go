@@ -210,6 +210,7 @@ var (
 	geomQ3K  = blockGeom{ggml.Q3_K, 256, 110, 292}
 	geomQ2K  = blockGeom{ggml.Q2_K, 256, 84, 292}
 	geomF16  = blockGeom{ggml.F16, 1, 2, 2}
+	geomBF16 = blockGeom{ggml.BF16, 1, 2, 2}
 	geomF32  = blockGeom{ggml.F32, 1, 4, 4}
 )
 

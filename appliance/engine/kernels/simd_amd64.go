@@ -109,6 +109,9 @@ func dotF16AVX2(x, y *uint16, n int) float32
 //go:noescape
 func dotF32AVX2(x, y *float32, n int) float32
 
+//go:noescape
+func dotBF16AVX2(x, y *uint16, n int) float32
+
 // Prompt-batch forms of the eight-row kernels: unpack eight rows once, then dot each activation
 // row with the unpacked copy (bit-identical to the eight-row kernels).
 
@@ -207,6 +210,7 @@ func init() {
 	use4("avx2", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4AVX2))
 	use4("avx2", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
+	use("avx2", ggml.BF16, vecDotBF16)
 	useExact("avx2", ggml.F32, vecDotF32)
 	// VPDPBUSD (AVX-512 VNNI on 256-bit registers) multiplies and sums four byte pairs in one
 	// instruction.
@@ -386,6 +390,25 @@ func vecDotF16(row, act []byte, n int) float32 {
 	a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
 	b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
 	return dotF16Impl(a, b)
+}
+
+func vecDotBF16(row, act []byte, n int) float32 {
+	geomBF16.blocks(row, act, n)
+	if n == 0 {
+		return 0
+	}
+	a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
+	b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
+	np := n &^ 31
+	var s float32
+	if np > 0 {
+		s = dotBF16AVX2(&a[0], &b[0], np)
+	}
+	sum := float64(s)
+	for i := np; i < n; i++ {
+		sum += float64(BF16ToF32(a[i]) * BF16ToF32(b[i]))
+	}
+	return float32(sum)
 }
 
 // vecDotF32 is the reference F32 dot (dotF32Act) with the products and float64 sums in vector

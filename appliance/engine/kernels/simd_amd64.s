@@ -253,6 +253,47 @@ f16_loop32:
 	MOVSS  X0, ret+24(FP)
 	RET
 
+// func dotBF16AVX2(x, y *uint16, n int) float32
+// dotF16AVX2 for BF16: each value widened to float32 by a 16-bit shift (exact).
+TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), SI
+	MOVQ   y+8(FP), DI
+	MOVQ   n+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+bf16_loop32:
+	VPMOVZXWD   (SI), Y1
+	VPMOVZXWD   (DI), Y2
+	VPSLLD      $16, Y1, Y1
+	VPSLLD      $16, Y2, Y2
+	VFMADD231PS Y2, Y1, Y0
+	VPMOVZXWD   16(SI), Y1
+	VPMOVZXWD   16(DI), Y2
+	VPSLLD      $16, Y1, Y1
+	VPSLLD      $16, Y2, Y2
+	VFMADD231PS Y2, Y1, Y5
+	VPMOVZXWD   32(SI), Y1
+	VPMOVZXWD   32(DI), Y2
+	VPSLLD      $16, Y1, Y1
+	VPSLLD      $16, Y2, Y2
+	VFMADD231PS Y2, Y1, Y6
+	VPMOVZXWD   48(SI), Y1
+	VPMOVZXWD   48(DI), Y2
+	VPSLLD      $16, Y1, Y1
+	VPSLLD      $16, Y2, Y2
+	VFMADD231PS Y2, Y1, Y7
+	ADDQ        $64, SI
+	ADDQ        $64, DI
+	SUBQ        $32, CX
+	JNZ         bf16_loop32
+	GGML_REDUCE4
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
 // func dotF32AVX2(x, y *float32, n int) float32
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28
 	MOVQ   x+0(FP), SI
