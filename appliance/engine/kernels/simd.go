@@ -441,3 +441,14 @@ func fromF16Go(dst []float32, src []uint16) {
 		dst[i] = F16ToF32(v)
 	}
 }
+
+// kDot wraps a block kernel (a K-quant's, or a legacy type's) as a vecDotFn.
+func kDot(g *blockGeom, f func(x, y *byte, nb int) float32) vecDotFn {
+	return func(row, act []byte, n int) float32 {
+		nb := g.blocks(row, act, n)
+		if nb == 0 {
+			return 0
+		}
+		return f(&row[0], &act[0], nb)
+	}
+}

@@ -346,17 +346,6 @@ func vecDotQ4K(row, act []byte, n int) float32 {
 	return dotQ4KAVX2(&row[0], &act[0], nb)
 }
 
-// kDot wraps a block kernel (a K-quant's, or a legacy type's) as a vecDotFn.
-func kDot(g *blockGeom, f func(x, y *byte, nb int) float32) vecDotFn {
-	return func(row, act []byte, n int) float32 {
-		nb := g.blocks(row, act, n)
-		if nb == 0 {
-			return 0
-		}
-		return f(&row[0], &act[0], nb)
-	}
-}
-
 func vecDotQ5K(row, act []byte, n int) float32 {
 	nb := geomQ5K.blocks(row, act, n)
 	if nb == 0 {

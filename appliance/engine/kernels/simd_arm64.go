@@ -18,6 +18,14 @@ func dotQ8_0SDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ4_0SDOT(x, y *byte, nb int) float32
 
+// The K-quant dots (kquants_arm64.s), within the float tolerance of the Go twins.
+
+//go:noescape
+func dotQ4KSDOT(x, y *byte, nb int) float32
+
+//go:noescape
+func dotQ6KSDOT(x, y *byte, nb int) float32
+
 var geomQ4_0 = blockGeom{ggml.Q4_0, 32, 18, 34}
 
 func init() {
@@ -32,6 +40,8 @@ func init() {
 		}
 		return dotQ8_0SDOT(&row[0], &act[0], nb)
 	})
+	use("sdot", ggml.Q4_K, kDot(&geomQ4K, dotQ4KSDOT))
+	use("sdot", ggml.Q6_K, kDot(&geomQ6K, dotQ6KSDOT))
 	useExact("sdot", ggml.Q4_0, func(row, act []byte, n int) float32 {
 		nb := geomQ4_0.blocks(row, act, n)
 		if nb == 0 {

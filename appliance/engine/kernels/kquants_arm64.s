@@ -1,0 +1,211 @@
+//go:build arm64 && !purego
+
+#include "textflag.h"
+
+// K-quant super-blocks against Q8_K with SDOT (see simd_arm64.s). Each 16- or 32-element
+// sub-block's integer dot is an SDOT into a cleared register and an across-lanes add; the
+// scalar code scales it and sums the super-block exactly in 32 bits, then adds d·yd·sum (and
+// for Q4_K subtracts dmin·yd·(mins·group sums)) to a float32 total. The Go twins sum in eight
+// float lanes instead, so these agree with them within the float tolerance, and exactly where
+// every float step is exact.
+
+#define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
+
+// acc (a W register) += the dot of the 32 quants in Vq1, Vq2 with the 32 activations in Vy1,
+// Vy2, times the scale in Rs (V10 scratch).
+#define DOT32(y1, y2, q1, q2, rs, acc) \
+	VEOR   V10.B16, V10.B16, V10.B16; \
+	SDOT(y1, q1, 10); \
+	SDOT(y2, q2, 10); \
+	VADDV  V10.S4, V10; \
+	VMOV   V10.S[0], R5; \
+	MADDW  rs, acc, R5, acc
+
+// The same for the 16 quants in Vq against Vy.
+#define DOT16(y, q, rs, acc) \
+	VEOR   V10.B16, V10.B16, V10.B16; \
+	SDOT(y, q, 10); \
+	VADDV  V10.S4, V10; \
+	VMOV   V10.S[0], R5; \
+	MADDW  rs, acc, R5, acc
+
+// Q4_K chunk c (64 elements: 32 bytes of nibbles at 16+32c, low nibbles first; activations at
+// 4+64c): R15 += scale(2c)·low dot + scale(2c+1)·high dot, the scales bytes of R3.
+#define Q4K_CHUNK(c) \
+	ADD    $(16+32*c), R0, R5; \
+	VLD1   (R5), [V0.B16, V1.B16]; \
+	ADD    $(4+64*c), R1, R6; \
+	VLD1   (R6), [V2.B16, V3.B16, V4.B16, V5.B16]; \
+	VUSHR  $4, V0.B16, V6.B16; \
+	VUSHR  $4, V1.B16, V7.B16; \
+	VAND   V8.B16, V0.B16, V0.B16; \
+	VAND   V8.B16, V1.B16, V1.B16; \
+	UBFX   $(16*c), R3, $8, R6; \
+	DOT32(2, 3, 0, 1, R6, R15); \
+	UBFX   $(16*c+8), R3, $8, R6; \
+	DOT32(4, 5, 6, 7, R6, R15)
+
+// R14 += min j · (group sums 2j and 2j+1), the mins bytes of R4.
+#define Q4K_MIN(j) \
+	MOVH   (260+4*j)(R1), R5; \
+	MOVH   (262+4*j)(R1), R6; \
+	ADDW   R6, R5, R5; \
+	UBFX   $(8*j), R4, $8, R6; \
+	MADDW  R6, R14, R5, R14
+
+// func dotQ4KSDOT(x, y *byte, nb int) float32
+// Q4_K (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles). The
+// scales and mins are unpacked as the AVX2 kernel does: R3 = the eight scales, R4 = the mins.
+TEXT ·dotQ4KSDOT(SB), NOSPLIT, $0-28
+	MOVD  x+0(FP), R0
+	MOVD  y+8(FP), R1
+	MOVD  nb+16(FP), R2
+	FMOVS $(0.0), F20
+	VMOVI $15, V8.B16
+
+q4k_loop:
+	MOVWU 4(R0), R8
+	MOVWU 8(R0), R9
+	MOVWU 12(R0), R10
+	LSRW  $4, R10, R11
+	ANDW  $0x0f0f0f0f, R11
+	LSRW  $6, R9, R12
+	ANDW  $0x03030303, R12
+	ORRW  R12<<4, R11, R11
+	ANDW  $0x3f3f3f3f, R9, R12
+	ANDW  $0x0f0f0f0f, R10
+	LSRW  $6, R8, R13
+	ANDW  $0x03030303, R13
+	ORRW  R13<<4, R10, R10
+	ANDW  $0x3f3f3f3f, R8
+	ORR   R10<<32, R8, R3
+	ORR   R11<<32, R12, R4
+	MOVW  ZR, R14
+	MOVW  ZR, R15
+	Q4K_MIN(0)
+	Q4K_MIN(1)
+	Q4K_MIN(2)
+	Q4K_MIN(3)
+	Q4K_MIN(4)
+	Q4K_MIN(5)
+	Q4K_MIN(6)
+	Q4K_MIN(7)
+	Q4K_CHUNK(0)
+	Q4K_CHUNK(1)
+	Q4K_CHUNK(2)
+	Q4K_CHUNK(3)
+	FMOVS   (R1), F21
+	MOVHU   (R0), R5
+	FMOVS   R5, F22
+	FCVTHS  F22, F22
+	MOVHU   2(R0), R6
+	FMOVS   R6, F23
+	FCVTHS  F23, F23
+	FMULS   F21, F22, F22
+	FMULS   F21, F23, F23
+	SCVTFWS R15, F24
+	SCVTFWS R14, F25
+	FMADDS  F22, F20, F24, F20
+	FMSUBS  F23, F20, F25, F20
+	ADD     $144, R0
+	ADD     $292, R1
+	SUBS    $1, R2
+	BNE     q4k_loop
+	FMOVS   F20, ret+24(FP)
+	RET
+
+// Q6_K half n (128 elements): ql0 = V0, V1 (ql bytes 0-31 of the half), ql1 = V2, V3 (32-63),
+// qh = V4, V5. Group g's quants (elements 32g + l) go to V6 (l < 16) and V7 with their two high
+// bits at 4-5 (V11 scratch; V8 = 0x0f, V9 = 0x30 bytes).
+#define Q6_G1 \
+	VAND  V8.B16, V0.B16, V6.B16; \
+	VAND  V8.B16, V1.B16, V7.B16; \
+	VSHL  $4, V4.B16, V11.B16; \
+	VAND  V9.B16, V11.B16, V11.B16; \
+	VORR  V11.B16, V6.B16, V6.B16; \
+	VSHL  $4, V5.B16, V11.B16; \
+	VAND  V9.B16, V11.B16, V11.B16; \
+	VORR  V11.B16, V7.B16, V7.B16
+
+#define Q6_G2 \
+	VAND  V8.B16, V2.B16, V6.B16; \
+	VAND  V8.B16, V3.B16, V7.B16; \
+	VSHL  $2, V4.B16, V11.B16; \
+	VAND  V9.B16, V11.B16, V11.B16; \
+	VORR  V11.B16, V6.B16, V6.B16; \
+	VSHL  $2, V5.B16, V11.B16; \
+	VAND  V9.B16, V11.B16, V11.B16; \
+	VORR  V11.B16, V7.B16, V7.B16
+
+#define Q6_G3 \
+	VUSHR $4, V0.B16, V6.B16; \
+	VUSHR $4, V1.B16, V7.B16; \
+	VAND  V9.B16, V4.B16, V11.B16; \
+	VORR  V11.B16, V6.B16, V6.B16; \
+	VAND  V9.B16, V5.B16, V11.B16; \
+	VORR  V11.B16, V7.B16, V7.B16
+
+#define Q6_G4 \
+	VUSHR $4, V2.B16, V6.B16; \
+	VUSHR $4, V3.B16, V7.B16; \
+	VUSHR $2, V4.B16, V11.B16; \
+	VAND  V9.B16, V11.B16, V11.B16; \
+	VORR  V11.B16, V6.B16, V6.B16; \
+	VUSHR $2, V5.B16, V11.B16; \
+	VAND  V9.B16, V11.B16, V11.B16; \
+	VORR  V11.B16, V7.B16, V7.B16
+
+// Group g of half n, assembled in V6, V7: minus 32 (V12), against its activations at
+// 4+128n+32g, times scales 8n+2g and 8n+2g+1 (signed bytes at 192), into R15.
+#define Q6_DOT(n, g) \
+	VSUB  V12.B16, V6.B16, V6.B16; \
+	VSUB  V12.B16, V7.B16, V7.B16; \
+	ADD   $(4+128*n+32*g), R1, R6; \
+	VLD1  (R6), [V13.B16, V14.B16]; \
+	MOVB  (192+8*n+2*g)(R0), R7; \
+	DOT16(13, 6, R7, R15); \
+	MOVB  (193+8*n+2*g)(R0), R7; \
+	DOT16(14, 7, R7, R15)
+
+#define Q6_HALF(n) \
+	ADD   $(64*n), R0, R5; \
+	VLD1  (R5), [V0.B16, V1.B16, V2.B16, V3.B16]; \
+	ADD   $(128+32*n), R0, R5; \
+	VLD1  (R5), [V4.B16, V5.B16]; \
+	Q6_G1; \
+	Q6_DOT(n, 0); \
+	Q6_G2; \
+	Q6_DOT(n, 1); \
+	Q6_G3; \
+	Q6_DOT(n, 2); \
+	Q6_G4; \
+	Q6_DOT(n, 3)
+
+// func dotQ6KSDOT(x, y *byte, nb int) float32
+// Q6_K (210 bytes: 128 bytes of low nibbles, 64 of high bit pairs, 16 signed scales, d).
+TEXT ·dotQ6KSDOT(SB), NOSPLIT, $0-28
+	MOVD  x+0(FP), R0
+	MOVD  y+8(FP), R1
+	MOVD  nb+16(FP), R2
+	FMOVS $(0.0), F20
+	VMOVI $15, V8.B16
+	VMOVI $48, V9.B16
+	VMOVI $32, V12.B16
+
+q6k_loop:
+	MOVW    ZR, R15
+	Q6_HALF(0)
+	Q6_HALF(1)
+	FMOVS   (R1), F21
+	MOVHU   208(R0), R5
+	FMOVS   R5, F22
+	FCVTHS  F22, F22
+	FMULS   F21, F22, F22
+	SCVTFWS R15, F24
+	FMADDS  F22, F20, F24, F20
+	ADD     $210, R0
+	ADD     $292, R1
+	SUBS    $1, R2
+	BNE     q6k_loop
+	FMOVS   F20, ret+24(FP)
+	RET
