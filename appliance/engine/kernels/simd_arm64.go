@@ -26,6 +26,35 @@ func dotQ4KSDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ6KSDOT(x, y *byte, nb int) float32
 
+// The float dots (floats_arm64.s): n > 0 elements, a multiple of 4, into the reference's four
+// float64 sums.
+
+//go:noescape
+func dotF32NEON(x, y *byte, n int, s *[4]float64)
+
+//go:noescape
+func dotF16NEON(x, y *byte, n int, s *[4]float64)
+
+//go:noescape
+func dotBF16NEON(x, y *byte, n int, s *[4]float64)
+
+// floatDot wraps a float kernel as a vecDotFn equal to the reference: the kernel's four sums,
+// the elements past the last multiple of 4 added to the first, then (s0+s1)+(s2+s3).
+func floatDot(g *blockGeom, f func(x, y *byte, n int, s *[4]float64), at func([]byte, int) float32) vecDotFn {
+	return func(row, act []byte, n int) float32 {
+		g.blocks(row, act, n)
+		var s [4]float64
+		np := n &^ 3
+		if np > 0 {
+			f(&row[0], &act[0], np, &s)
+		}
+		for i := np; i < n; i++ {
+			s[0] += float64(at(row, i) * at(act, i))
+		}
+		return float32((s[0] + s[1]) + (s[2] + s[3]))
+	}
+}
+
 var geomQ4_0 = blockGeom{ggml.Q4_0, 32, 18, 34}
 
 func init() {
@@ -41,6 +70,9 @@ func init() {
 		return dotQ8_0SDOT(&row[0], &act[0], nb)
 	})
 	use("sdot", ggml.Q4_K, kDot(&geomQ4K, dotQ4KSDOT))
+	useExact("neon", ggml.F32, floatDot(&geomF32, dotF32NEON, f32At))
+	useExact("neon", ggml.F16, floatDot(&geomF16, dotF16NEON, f16At))
+	useExact("neon", ggml.BF16, floatDot(&geomBF16, dotBF16NEON, bf16At))
 	use("sdot", ggml.Q6_K, kDot(&geomQ6K, dotQ6KSDOT))
 	useExact("sdot", ggml.Q4_0, func(row, act []byte, n int) float32 {
 		nb := geomQ4_0.blocks(row, act, n)
