@@ -53,9 +53,54 @@
 	UBFX   $(8*j), R4, $8, R6; \
 	MADDW  R6, R14, R5, R14
 
+// A Q4_K or Q5_K super-block's scales and mins (12 bytes at 4), unpacked as the AVX2 kernel
+// does: R3 = the eight scales, R4 = the eight mins (bytes); R14 = mins · group sums, R15 = 0.
+#define K4_HEAD \
+	MOVWU 4(R0), R8; \
+	MOVWU 8(R0), R9; \
+	MOVWU 12(R0), R10; \
+	LSRW  $4, R10, R11; \
+	ANDW  $0x0f0f0f0f, R11; \
+	LSRW  $6, R9, R12; \
+	ANDW  $0x03030303, R12; \
+	ORRW  R12<<4, R11, R11; \
+	ANDW  $0x3f3f3f3f, R9, R12; \
+	ANDW  $0x0f0f0f0f, R10; \
+	LSRW  $6, R8, R13; \
+	ANDW  $0x03030303, R13; \
+	ORRW  R13<<4, R10, R10; \
+	ANDW  $0x3f3f3f3f, R8; \
+	ORR   R10<<32, R8, R3; \
+	ORR   R11<<32, R12, R4; \
+	MOVW  ZR, R14; \
+	MOVW  ZR, R15; \
+	Q4K_MIN(0); \
+	Q4K_MIN(1); \
+	Q4K_MIN(2); \
+	Q4K_MIN(3); \
+	Q4K_MIN(4); \
+	Q4K_MIN(5); \
+	Q4K_MIN(6); \
+	Q4K_MIN(7)
+
+// F20 += d·yd·R15 - dmin·yd·R14 (d, dmin the two halves at 0).
+#define K4_TAIL \
+	FMOVS   (R1), F21; \
+	MOVHU   (R0), R5; \
+	FMOVS   R5, F22; \
+	FCVTHS  F22, F22; \
+	MOVHU   2(R0), R6; \
+	FMOVS   R6, F23; \
+	FCVTHS  F23, F23; \
+	FMULS   F21, F22, F22; \
+	FMULS   F21, F23, F23; \
+	SCVTFWS R15, F24; \
+	SCVTFWS R14, F25; \
+	FMADDS  F22, F20, F24, F20; \
+	FMSUBS  F23, F20, F25, F20
+
 // func dotQ4KSDOT(x, y *byte, nb int) float32
-// Q4_K (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles). The
-// scales and mins are unpacked as the AVX2 kernel does: R3 = the eight scales, R4 = the mins.
+// Q4_K (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles).
 TEXT ·dotQ4KSDOT(SB), NOSPLIT, $0-28
 	MOVD  x+0(FP), R0
 	MOVD  y+8(FP), R1
@@ -64,54 +109,72 @@ TEXT ·dotQ4KSDOT(SB), NOSPLIT, $0-28
 	VMOVI $15, V8.B16
 
 q4k_loop:
-	MOVWU 4(R0), R8
-	MOVWU 8(R0), R9
-	MOVWU 12(R0), R10
-	LSRW  $4, R10, R11
-	ANDW  $0x0f0f0f0f, R11
-	LSRW  $6, R9, R12
-	ANDW  $0x03030303, R12
-	ORRW  R12<<4, R11, R11
-	ANDW  $0x3f3f3f3f, R9, R12
-	ANDW  $0x0f0f0f0f, R10
-	LSRW  $6, R8, R13
-	ANDW  $0x03030303, R13
-	ORRW  R13<<4, R10, R10
-	ANDW  $0x3f3f3f3f, R8
-	ORR   R10<<32, R8, R3
-	ORR   R11<<32, R12, R4
-	MOVW  ZR, R14
-	MOVW  ZR, R15
-	Q4K_MIN(0)
-	Q4K_MIN(1)
-	Q4K_MIN(2)
-	Q4K_MIN(3)
-	Q4K_MIN(4)
-	Q4K_MIN(5)
-	Q4K_MIN(6)
-	Q4K_MIN(7)
+	K4_HEAD
 	Q4K_CHUNK(0)
 	Q4K_CHUNK(1)
 	Q4K_CHUNK(2)
 	Q4K_CHUNK(3)
-	FMOVS   (R1), F21
-	MOVHU   (R0), R5
-	FMOVS   R5, F22
-	FCVTHS  F22, F22
-	MOVHU   2(R0), R6
-	FMOVS   R6, F23
-	FCVTHS  F23, F23
-	FMULS   F21, F22, F22
-	FMULS   F21, F23, F23
-	SCVTFWS R15, F24
-	SCVTFWS R14, F25
-	FMADDS  F22, F20, F24, F20
-	FMSUBS  F23, F20, F25, F20
-	ADD     $144, R0
-	ADD     $292, R1
-	SUBS    $1, R2
-	BNE     q4k_loop
-	FMOVS   F20, ret+24(FP)
+	K4_TAIL
+	ADD   $144, R0
+	ADD   $292, R1
+	SUBS  $1, R2
+	BNE   q4k_loop
+	FMOVS F20, ret+24(FP)
+	RET
+
+// Q5_K chunk c: Q4K_CHUNK with the nibbles at 48+32c and each one's fifth bit (bit 2c of its
+// qh byte for the low nibbles, 2c+1 for the high) as 16: V12, V13 hold the 32 qh bytes shifted
+// down two bits a chunk; V9 = 0x10 bytes, V11 scratch.
+#define Q5K_CHUNK(c) \
+	ADD    $(48+32*c), R0, R5; \
+	VLD1   (R5), [V0.B16, V1.B16]; \
+	ADD    $(4+64*c), R1, R6; \
+	VLD1   (R6), [V2.B16, V3.B16, V4.B16, V5.B16]; \
+	VUSHR  $4, V0.B16, V6.B16; \
+	VUSHR  $4, V1.B16, V7.B16; \
+	VAND   V8.B16, V0.B16, V0.B16; \
+	VAND   V8.B16, V1.B16, V1.B16; \
+	Q5K_BIT(4, V12, V0); \
+	Q5K_BIT(4, V13, V1); \
+	Q5K_BIT(3, V12, V6); \
+	Q5K_BIT(3, V13, V7); \
+	VUSHR  $2, V12.B16, V12.B16; \
+	VUSHR  $2, V13.B16, V13.B16; \
+	UBFX   $(16*c), R3, $8, R6; \
+	DOT32(2, 3, 0, 1, R6, R15); \
+	UBFX   $(16*c+8), R3, $8, R6; \
+	DOT32(4, 5, 6, 7, R6, R15)
+
+// Vq |= (Vh << s) & 0x10.
+#define Q5K_BIT(s, h, q) \
+	VSHL   $s, h.B16, V11.B16; \
+	VAND   V9.B16, V11.B16, V11.B16; \
+	VORR   V11.B16, q.B16, q.B16
+
+// func dotQ5KSDOT(x, y *byte, nb int) float32
+// Q5_K (176 bytes: d, dmin, scales and mins as Q4_K's, 32 bytes of fifth bits, the nibbles).
+TEXT ·dotQ5KSDOT(SB), NOSPLIT, $0-28
+	MOVD  x+0(FP), R0
+	MOVD  y+8(FP), R1
+	MOVD  nb+16(FP), R2
+	FMOVS $(0.0), F20
+	VMOVI $15, V8.B16
+	VMOVI $16, V9.B16
+
+q5k_loop:
+	K4_HEAD
+	ADD   $16, R0, R5
+	VLD1  (R5), [V12.B16, V13.B16]
+	Q5K_CHUNK(0)
+	Q5K_CHUNK(1)
+	Q5K_CHUNK(2)
+	Q5K_CHUNK(3)
+	K4_TAIL
+	ADD   $176, R0
+	ADD   $292, R1
+	SUBS  $1, R2
+	BNE   q5k_loop
+	FMOVS F20, ret+24(FP)
 	RET
 
 // Q6_K half n (128 elements): ql0 = V0, V1 (ql bytes 0-31 of the half), ql1 = V2, V3 (32-63),
