@@ -84,12 +84,15 @@
 	Q4K_MIN(7)
 
 // F20 += d·yd·R15 - dmin·yd·R14 (d, dmin the two halves at 0).
-#define K4_TAIL \
+#define K4_TAIL K_TAIL(0)
+
+// The same with d and dmin at off and off+2.
+#define K_TAIL(off) \
 	FMOVS   (R1), F21; \
-	MOVHU   (R0), R5; \
+	MOVHU   off(R0), R5; \
 	FMOVS   R5, F22; \
 	FCVTHS  F22, F22; \
-	MOVHU   2(R0), R6; \
+	MOVHU   off+2(R0), R6; \
 	FMOVS   R6, F23; \
 	FCVTHS  F23, F23; \
 	FMULS   F21, F22, F22; \
@@ -270,5 +273,179 @@ q6k_loop:
 	ADD     $292, R1
 	SUBS    $1, R2
 	BNE     q6k_loop
+	FMOVS   F20, ret+24(FP)
+	RET
+
+// Q2_K and Q3_K: in half k the 32 quant bytes (V0: l < 16, V1) hold four 2-bit fields; field s
+// of byte l is element 128k + 32s + l, so V6 and V7 (field s of V0 and V1) are sub-blocks
+// 8k+2s and 8k+2s+1, against the activations at 4+128k+32s (V2, V3).
+#define K2_FIELD(s) \
+	VUSHR  $(2*s), V0.B16, V6.B16; \
+	VUSHR  $(2*s), V1.B16, V7.B16; \
+	VAND   V8.B16, V6.B16, V6.B16; \
+	VAND   V8.B16, V7.B16, V7.B16
+
+// Field 0 needs no shift (USHR takes 1 and up).
+#define K2_FIELD0 \
+	VAND   V8.B16, V0.B16, V6.B16; \
+	VAND   V8.B16, V1.B16, V7.B16
+
+#define K2_Y(k, s) \
+	ADD    $(4+128*k+32*s), R1, R6; \
+	VLD1   (R6), [V2.B16, V3.B16]
+
+// Q2_K sub-block j's scale (low nibble of byte j) into R7, then R15 += it · the dot of Vq, Vy.
+#define Q2K_DOT(j, y, q) \
+	MOVBU  j(R0), R7; \
+	ANDW   $15, R7; \
+	DOT16(y, q, R7, R15)
+
+#define Q2K_STEP(k, s) \
+	K2_Y(k, s); \
+	Q2K_DOT(8*k+2*s, 2, 6); \
+	Q2K_DOT(8*k+2*s+1, 3, 7)
+
+#define Q2K_HALF(k) \
+	ADD    $(16+32*k), R0, R5; \
+	VLD1   (R5), [V0.B16, V1.B16]; \
+	K2_FIELD0; \
+	Q2K_STEP(k, 0); \
+	K2_FIELD(1); \
+	Q2K_STEP(k, 1); \
+	K2_FIELD(2); \
+	Q2K_STEP(k, 2); \
+	K2_FIELD(3); \
+	Q2K_STEP(k, 3)
+
+// R14 += min j (high nibble of byte j) · group sum j.
+#define Q2K_MIN(j) \
+	MOVH   (260+2*j)(R1), R5; \
+	MOVBU  j(R0), R6; \
+	LSRW   $4, R6; \
+	MADDW  R6, R14, R5, R14
+
+// func dotQ2KSDOT(x, y *byte, nb int) float32
+// Q2_K (84 bytes: 16 bytes of scales (low nibble) and mins (high), 64 of quants, d, dmin).
+TEXT ·dotQ2KSDOT(SB), NOSPLIT, $0-28
+	MOVD  x+0(FP), R0
+	MOVD  y+8(FP), R1
+	MOVD  nb+16(FP), R2
+	FMOVS $(0.0), F20
+	VMOVI $3, V8.B16
+
+q2k_loop:
+	MOVW  ZR, R14
+	MOVW  ZR, R15
+	Q2K_MIN(0)
+	Q2K_MIN(1)
+	Q2K_MIN(2)
+	Q2K_MIN(3)
+	Q2K_MIN(4)
+	Q2K_MIN(5)
+	Q2K_MIN(6)
+	Q2K_MIN(7)
+	Q2K_MIN(8)
+	Q2K_MIN(9)
+	Q2K_MIN(10)
+	Q2K_MIN(11)
+	Q2K_MIN(12)
+	Q2K_MIN(13)
+	Q2K_MIN(14)
+	Q2K_MIN(15)
+	Q2K_HALF(0)
+	Q2K_HALF(1)
+	K_TAIL(80)
+	ADD   $84, R0
+	ADD   $292, R1
+	SUBS  $1, R2
+	BNE   q2k_loop
+	FMOVS F20, ret+24(FP)
+	RET
+
+// Q3_K: the high-mask bit of element 128k+32s+l is bit 4k+s of hmask byte l (V12: l < 16,
+// V13), taken from bit 0 as the halves are shifted down one bit a step; the quant is
+// (field | bit·4) - 4 (V9 = 4 bytes), signed for SDOT.
+#define Q3K_BITS \
+	VSHL   $2, V12.B16, V11.B16; \
+	VAND   V9.B16, V11.B16, V11.B16; \
+	VORR   V11.B16, V6.B16, V6.B16; \
+	VSHL   $2, V13.B16, V11.B16; \
+	VAND   V9.B16, V11.B16, V11.B16; \
+	VORR   V11.B16, V7.B16, V7.B16; \
+	VUSHR  $1, V12.B16, V12.B16; \
+	VUSHR  $1, V13.B16, V13.B16; \
+	VSUB   V9.B16, V6.B16, V6.B16; \
+	VSUB   V9.B16, V7.B16, V7.B16
+
+// Sub-block j's scale (byte j of R3:R4 as the AVX2 kernel unpacks them, minus 32) into R7.
+#define Q3K_SCALE(j, r) \
+	UBFX   $(8*(j)), r, $8, R7; \
+	SUBW   $32, R7
+
+#define Q3K_STEP(k, s, r) \
+	Q3K_BITS; \
+	K2_Y(k, s); \
+	Q3K_SCALE(2*s, r); \
+	DOT16(2, 6, R7, R15); \
+	Q3K_SCALE(2*s+1, r); \
+	DOT16(3, 7, R7, R15)
+
+#define Q3K_HALF(k, r) \
+	ADD    $(32+32*k), R0, R5; \
+	VLD1   (R5), [V0.B16, V1.B16]; \
+	K2_FIELD0; \
+	Q3K_STEP(k, 0, r); \
+	K2_FIELD(1); \
+	Q3K_STEP(k, 1, r); \
+	K2_FIELD(2); \
+	Q3K_STEP(k, 2, r); \
+	K2_FIELD(3); \
+	Q3K_STEP(k, 3, r)
+
+// func dotQ3KSDOT(x, y *byte, nb int) float32
+// Q3_K (110 bytes: 32 bytes of high-mask bits, 64 of quants, 12 of 6-bit scales, d). R3 gets
+// scales 0-7 as bytes and R4 scales 8-15 (j < 8: low nibble of byte j, else high nibble of byte
+// j-8; bits 4-5 from bits 2·(j/4) of byte 8 + j%4).
+TEXT ·dotQ3KSDOT(SB), NOSPLIT, $0-28
+	MOVD  x+0(FP), R0
+	MOVD  y+8(FP), R1
+	MOVD  nb+16(FP), R2
+	FMOVS $(0.0), F20
+	VMOVI $3, V8.B16
+	VMOVI $4, V9.B16
+	MOVD  $0x0f0f0f0f0f0f0f0f, R11
+
+q3k_loop:
+	MOVD   96(R0), R8
+	MOVWU  104(R0), R9
+	AND    R11, R8, R3
+	LSR    $4, R8, R4
+	AND    R11, R4, R4
+	ANDW   $0x03030303, R9, R12
+	LSRW   $2, R9, R13
+	ANDW   $0x03030303, R13
+	ORR    R13<<32, R12, R12
+	ORR    R12<<4, R3, R3
+	LSRW   $4, R9, R12
+	ANDW   $0x03030303, R12
+	LSRW   $6, R9, R13
+	ANDW   $0x03030303, R13
+	ORR    R13<<32, R12, R12
+	ORR    R12<<4, R4, R4
+	MOVW   ZR, R15
+	VLD1   (R0), [V12.B16, V13.B16]
+	Q3K_HALF(0, R3)
+	Q3K_HALF(1, R4)
+	FMOVS   (R1), F21
+	MOVHU   108(R0), R5
+	FMOVS   R5, F22
+	FCVTHS  F22, F22
+	FMULS   F21, F22, F22
+	SCVTFWS R15, F24
+	FMADDS  F22, F20, F24, F20
+	ADD     $110, R0
+	ADD     $292, R1
+	SUBS    $1, R2
+	BNE     q3k_loop
 	FMOVS   F20, ret+24(FP)
 	RET

@@ -29,6 +29,12 @@ func dotQ6KSDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ5KSDOT(x, y *byte, nb int) float32
 
+//go:noescape
+func dotQ2KSDOT(x, y *byte, nb int) float32
+
+//go:noescape
+func dotQ3KSDOT(x, y *byte, nb int) float32
+
 // The float dots (floats_arm64.s): n > 0 elements, a multiple of 4, into the reference's four
 // float64 sums.
 
@@ -78,6 +84,8 @@ func init() {
 	useExact("neon", ggml.BF16, floatDot(&geomBF16, dotBF16NEON, bf16At))
 	use("sdot", ggml.Q6_K, kDot(&geomQ6K, dotQ6KSDOT))
 	use("sdot", ggml.Q5_K, kDot(&geomQ5K, dotQ5KSDOT))
+	use("sdot", ggml.Q2_K, kDot(&geomQ2K, dotQ2KSDOT))
+	use("sdot", ggml.Q3_K, kDot(&geomQ3K, dotQ3KSDOT))
 	useExact("sdot", ggml.Q4_0, func(row, act []byte, n int) float32 {
 		nb := geomQ4_0.blocks(row, act, n)
 		if nb == 0 {
