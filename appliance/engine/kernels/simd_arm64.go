@@ -32,6 +32,17 @@ func dotQ5KSDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ2KSDOT(x, y *byte, nb int) float32
 
+// The Q4_1, Q5_0 and Q5_1 dots (legacy_arm64.s), equal to the reference.
+
+//go:noescape
+func dotQ4_1SDOT(x, y *byte, nb int) float32
+
+//go:noescape
+func dotQ5_0SDOT(x, y *byte, nb int) float32
+
+//go:noescape
+func dotQ5_1SDOT(x, y *byte, nb int) float32
+
 //go:noescape
 func dotQ3KSDOT(x, y *byte, nb int) float32
 
@@ -86,6 +97,9 @@ func init() {
 	use("sdot", ggml.Q5_K, kDot(&geomQ5K, dotQ5KSDOT))
 	use("sdot", ggml.Q2_K, kDot(&geomQ2K, dotQ2KSDOT))
 	use("sdot", ggml.Q3_K, kDot(&geomQ3K, dotQ3KSDOT))
+	useExact("sdot", ggml.Q4_1, kDot(&geomQ4_1, dotQ4_1SDOT))
+	useExact("sdot", ggml.Q5_0, kDot(&geomQ5_0, dotQ5_0SDOT))
+	useExact("sdot", ggml.Q5_1, kDot(&geomQ5_1, dotQ5_1SDOT))
 	useExact("sdot", ggml.Q4_0, func(row, act []byte, n int) float32 {
 		nb := geomQ4_0.blocks(row, act, n)
 		if nb == 0 {

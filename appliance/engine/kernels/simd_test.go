@@ -35,6 +35,21 @@ func simdTypes() []ggml.Type {
 	return ts
 }
 
+// Where the CPU has the baseline SIMD (AVX2+FMA+F16C, or NEON with the dot product), every
+// weight type a model may hold has a kernel: none falls back to the generic Go dot, which is
+// one to two orders of magnitude slower.
+func TestEveryWeightTypeAccelerated(t *testing.T) {
+	if SIMD() == "generic" {
+		t.Skip("no SIMD kernels on this CPU or build (purego)")
+	}
+	for _, ty := range []ggml.Type{ggml.F32, ggml.F16, ggml.BF16, ggml.Q4_0, ggml.Q4_1, ggml.Q5_0, ggml.Q5_1, ggml.Q8_0,
+		ggml.Q2_K, ggml.Q3_K, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K} {
+		if !Accelerated(ty) {
+			t.Errorf("%s has no %s kernel", ty, SIMD())
+		}
+	}
+}
+
 func TestSIMDReport(t *testing.T) {
 	t.Logf("SIMD: %s; accelerated weight types: %v; %d kernel variants", SIMD(), simdTypes(), len(variants))
 }
