@@ -75,10 +75,32 @@ func floatDot(g *blockGeom, f func(x, y *byte, n int, s *[4]float64), at func([]
 	}
 }
 
+// The F16 helpers of attention and the KV cache (halfs_arm64.s), equal to their Go twins.
+
+//go:noescape
+func dotF16NEON32(a, b *uint16, n int) float32
+
+//go:noescape
+func madF16NEON(acc, v *uint16, s float32, n int)
+
+//go:noescape
+func scaleF16NEON(acc *uint16, s float32, n int)
+
+//go:noescape
+func toF16NEON(dst *uint16, src *float32, n int)
+
+//go:noescape
+func fromF16NEON(dst *float32, src *uint16, n int)
+
 var geomQ4_0 = blockGeom{ggml.Q4_0, 32, 18, 34}
 
 func init() {
-	if !cpu.ARM64.HasASIMD || !cpu.ARM64.HasASIMDDP {
+	if !cpu.ARM64.HasASIMD {
+		return
+	}
+	// FCVTL/FCVTN between half and single precision are base ASIMD (ARMv8.0).
+	useHalfHelpersNEON()
+	if !cpu.ARM64.HasASIMDDP {
 		return
 	}
 	simdName = "neon dotprod"
@@ -107,4 +129,43 @@ func init() {
 		}
 		return dotQ4_0SDOT(&row[0], &act[0], nb)
 	})
+}
+
+func useHalfHelpersNEON() {
+	dotF16Impl = func(a, b []uint16) float32 {
+		np := len(a) &^ 31
+		var s float32
+		if np > 0 {
+			s = dotF16NEON32(&a[0], &b[0], np)
+		}
+		return dotF16Tail(a, b, np, s)
+	}
+	madF16Impl = func(acc, v []uint16, s float32) {
+		n := len(acc) &^ 7
+		if n > 0 {
+			madF16NEON(&acc[0], &v[0], s, n)
+		}
+		madF16Go(acc[n:], v[n:], s)
+	}
+	scaleF16Impl = func(acc []uint16, s float32) {
+		n := len(acc) &^ 7
+		if n > 0 {
+			scaleF16NEON(&acc[0], s, n)
+		}
+		scaleF16Go(acc[n:], s)
+	}
+	toF16Impl = func(dst []uint16, src []float32) {
+		n := len(src) &^ 7
+		if n > 0 {
+			toF16NEON(&dst[0], &src[0], n)
+		}
+		toF16Go(dst[n:], src[n:])
+	}
+	fromF16Impl = func(dst []float32, src []uint16) {
+		n := len(src) &^ 7
+		if n > 0 {
+			fromF16NEON(&dst[0], &src[0], n)
+		}
+		fromF16Go(dst[n:], src[n:])
+	}
 }
