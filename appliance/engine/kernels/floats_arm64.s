@@ -24,6 +24,11 @@
 	FADD2D(3, 5, 5); \
 	FADD2D(4, 6, 6)
 
+// The four sums to *s.
+#define FLOAT_STORE \
+	MOVD s+24(FP), R3; \
+	VST1 [V5.D2, V6.D2], (R3)
+
 #define FLOAT_ARGS \
 	MOVD x+0(FP), R0; \
 	MOVD y+8(FP), R1; \
@@ -42,8 +47,7 @@ f32_loop:
 	ACC4
 	SUBS   $4, R2
 	BNE    f32_loop
-	MOVD   s+24(FP), R3
-	VST1   [V5.D2, V6.D2], (R3)
+	FLOAT_STORE
 	RET
 
 // func dotF16NEON(x, y *byte, n int, s *[4]float64)
@@ -58,8 +62,7 @@ f16_loop:
 	ACC4
 	SUBS   $4, R2
 	BNE    f16_loop
-	MOVD   s+24(FP), R3
-	VST1   [V5.D2, V6.D2], (R3)
+	FLOAT_STORE
 	RET
 
 // func dotBF16NEON(x, y *byte, n int, s *[4]float64)
@@ -74,6 +77,5 @@ bf16_loop:
 	ACC4
 	SUBS   $4, R2
 	BNE    bf16_loop
-	MOVD   s+24(FP), R3
-	VST1   [V5.D2, V6.D2], (R3)
+	FLOAT_STORE
 	RET

@@ -11,6 +11,13 @@
 
 #define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
 
+// Every kernel's arguments: R0 = x, R1 = y, R2 = nb; the float total F20 = 0.
+#define KQ_ARGS \
+	MOVD  x+0(FP), R0; \
+	MOVD  y+8(FP), R1; \
+	MOVD  nb+16(FP), R2; \
+	FMOVS $(0.0), F20
+
 // acc (a W register) += the dot of the 32 quants in Vq1, Vq2 with the 32 activations in Vy1,
 // Vy2, times the scale in Rs (V10 scratch).
 #define DOT32(y1, y2, q1, q2, rs, acc) \
@@ -32,14 +39,23 @@
 // Q4_K chunk c (64 elements: 32 bytes of nibbles at 16+32c, low nibbles first; activations at
 // 4+64c): R15 += scale(2c)·low dot + scale(2c+1)·high dot, the scales bytes of R3.
 #define Q4K_CHUNK(c) \
-	ADD    $(16+32*c), R0, R5; \
+	K4_NIBBLES(16+32*c, c); \
+	K4_DOTS(c)
+
+// Chunk c's 32 bytes of nibbles at off(R0): low nibbles in V0, V1, high in V6, V7; its 64
+// activations in V2-V5.
+#define K4_NIBBLES(off, c) \
+	ADD    $(off), R0, R5; \
 	VLD1   (R5), [V0.B16, V1.B16]; \
 	ADD    $(4+64*c), R1, R6; \
 	VLD1   (R6), [V2.B16, V3.B16, V4.B16, V5.B16]; \
 	VUSHR  $4, V0.B16, V6.B16; \
 	VUSHR  $4, V1.B16, V7.B16; \
 	VAND   V8.B16, V0.B16, V0.B16; \
-	VAND   V8.B16, V1.B16, V1.B16; \
+	VAND   V8.B16, V1.B16, V1.B16
+
+// R15 += scale(2c)·(V0, V1 against V2, V3) + scale(2c+1)·(V6, V7 against V4, V5).
+#define K4_DOTS(c) \
 	UBFX   $(16*c), R3, $8, R6; \
 	DOT32(2, 3, 0, 1, R6, R15); \
 	UBFX   $(16*c+8), R3, $8, R6; \
@@ -105,10 +121,7 @@
 // func dotQ4KSDOT(x, y *byte, nb int) float32
 // Q4_K (144 bytes: d, dmin, 12 bytes of 6-bit scales and mins, 128 bytes of nibbles).
 TEXT ·dotQ4KSDOT(SB), NOSPLIT, $0-28
-	MOVD  x+0(FP), R0
-	MOVD  y+8(FP), R1
-	MOVD  nb+16(FP), R2
-	FMOVS $(0.0), F20
+	KQ_ARGS
 	VMOVI $15, V8.B16
 
 q4k_loop:
@@ -129,24 +142,14 @@ q4k_loop:
 // qh byte for the low nibbles, 2c+1 for the high) as 16: V12, V13 hold the 32 qh bytes shifted
 // down two bits a chunk; V9 = 0x10 bytes, V11 scratch.
 #define Q5K_CHUNK(c) \
-	ADD    $(48+32*c), R0, R5; \
-	VLD1   (R5), [V0.B16, V1.B16]; \
-	ADD    $(4+64*c), R1, R6; \
-	VLD1   (R6), [V2.B16, V3.B16, V4.B16, V5.B16]; \
-	VUSHR  $4, V0.B16, V6.B16; \
-	VUSHR  $4, V1.B16, V7.B16; \
-	VAND   V8.B16, V0.B16, V0.B16; \
-	VAND   V8.B16, V1.B16, V1.B16; \
+	K4_NIBBLES(48+32*c, c); \
 	Q5K_BIT(4, V12, V0); \
 	Q5K_BIT(4, V13, V1); \
 	Q5K_BIT(3, V12, V6); \
 	Q5K_BIT(3, V13, V7); \
 	VUSHR  $2, V12.B16, V12.B16; \
 	VUSHR  $2, V13.B16, V13.B16; \
-	UBFX   $(16*c), R3, $8, R6; \
-	DOT32(2, 3, 0, 1, R6, R15); \
-	UBFX   $(16*c+8), R3, $8, R6; \
-	DOT32(4, 5, 6, 7, R6, R15)
+	K4_DOTS(c)
 
 // Vq |= (Vh << s) & 0x10.
 #define Q5K_BIT(s, h, q) \
@@ -157,10 +160,7 @@ q4k_loop:
 // func dotQ5KSDOT(x, y *byte, nb int) float32
 // Q5_K (176 bytes: d, dmin, scales and mins as Q4_K's, 32 bytes of fifth bits, the nibbles).
 TEXT ·dotQ5KSDOT(SB), NOSPLIT, $0-28
-	MOVD  x+0(FP), R0
-	MOVD  y+8(FP), R1
-	MOVD  nb+16(FP), R2
-	FMOVS $(0.0), F20
+	KQ_ARGS
 	VMOVI $15, V8.B16
 	VMOVI $16, V9.B16
 
@@ -250,10 +250,7 @@ q5k_loop:
 // func dotQ6KSDOT(x, y *byte, nb int) float32
 // Q6_K (210 bytes: 128 bytes of low nibbles, 64 of high bit pairs, 16 signed scales, d).
 TEXT ·dotQ6KSDOT(SB), NOSPLIT, $0-28
-	MOVD  x+0(FP), R0
-	MOVD  y+8(FP), R1
-	MOVD  nb+16(FP), R2
-	FMOVS $(0.0), F20
+	KQ_ARGS
 	VMOVI $15, V8.B16
 	VMOVI $48, V9.B16
 	VMOVI $32, V12.B16
@@ -327,10 +324,7 @@ q6k_loop:
 // func dotQ2KSDOT(x, y *byte, nb int) float32
 // Q2_K (84 bytes: 16 bytes of scales (low nibble) and mins (high), 64 of quants, d, dmin).
 TEXT ·dotQ2KSDOT(SB), NOSPLIT, $0-28
-	MOVD  x+0(FP), R0
-	MOVD  y+8(FP), R1
-	MOVD  nb+16(FP), R2
-	FMOVS $(0.0), F20
+	KQ_ARGS
 	VMOVI $3, V8.B16
 
 q2k_loop:
@@ -407,10 +401,7 @@ q2k_loop:
 // scales 0-7 as bytes and R4 scales 8-15 (j < 8: low nibble of byte j, else high nibble of byte
 // j-8; bits 4-5 from bits 2·(j/4) of byte 8 + j%4).
 TEXT ·dotQ3KSDOT(SB), NOSPLIT, $0-28
-	MOVD  x+0(FP), R0
-	MOVD  y+8(FP), R1
-	MOVD  nb+16(FP), R2
-	FMOVS $(0.0), F20
+	KQ_ARGS
 	VMOVI $3, V8.B16
 	VMOVI $4, V9.B16
 	MOVD  $0x0f0f0f0f0f0f0f0f, R11

@@ -19,6 +19,19 @@
 	VPMOVZXBW   X12, X12; \
 	VINSERTI128 $1, X12, Y12, Y12
 
+// The one-row Q4_K/Q5_K kernels' arguments (SI = x, DI = y, CX = nb), Y0 = 0, and the
+// constants: Y14 = 0x0f bytes, Y15 = 1 in every word.
+#define Q4K_ARGS \
+	MOVQ         x+0(FP), SI; \
+	MOVQ         y+8(FP), DI; \
+	MOVQ         nb+16(FP), CX; \
+	VXORPS       Y0, Y0, Y0; \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X14; \
+	VPBROADCASTD X14, Y14; \
+	VPCMPEQW     Y15, Y15, Y15; \
+	VPSRLW       $15, Y15, Y15
+
 // One Q4_K super-block at SI against Q8_K at DI: acc += d·sums - dmin·(mins·group sums).
 // Unpacks the eight 6-bit scales (R8) and mins (R12) with scalar code on the integer pipes,
 // which are otherwise idle, rather than with vector shuffles.

@@ -17,15 +17,7 @@
 
 // func dotQ4KAVX2(x, y *byte, nb int) float32
 TEXT ·dotQ4KAVX2(SB), NOSPLIT, $0-28
-	MOVQ         x+0(FP), SI
-	MOVQ         y+8(FP), DI
-	MOVQ         nb+16(FP), CX
-	VXORPS       Y0, Y0, Y0
-	MOVL         $0x0f0f0f0f, AX
-	VMOVD        AX, X14
-	VPBROADCASTD X14, Y14
-	VPCMPEQW     Y15, Y15, Y15
-	VPSRLW       $15, Y15, Y15
+	Q4K_ARGS
 
 q4k_loop:
 	Q4K_SUPERBLOCK(Y0)
@@ -42,18 +34,10 @@ q4k_loop:
 // func dotQ5KAVX2(x, y *byte, nb int) float32
 // Q5_K super-blocks (176 bytes) against Q8_K: dotQ4KAVX2 with the fifth bits (Q5K_SUPERBLOCK).
 TEXT ·dotQ5KAVX2(SB), NOSPLIT, $0-28
-	MOVQ         x+0(FP), SI
-	MOVQ         y+8(FP), DI
-	MOVQ         nb+16(FP), CX
-	VXORPS       Y0, Y0, Y0
-	MOVL         $0x0f0f0f0f, AX
-	VMOVD        AX, X14
-	VPBROADCASTD X14, Y14
+	Q4K_ARGS
 	MOVL         $0x10101010, AX
 	VMOVD        AX, X8
 	VPBROADCASTD X8, Y8
-	VPCMPEQW     Y15, Y15, Y15
-	VPSRLW       $15, Y15, Y15
 
 q5k_loop:
 	Q5K_SUPERBLOCK(Y0)
