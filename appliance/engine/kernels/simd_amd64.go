@@ -69,6 +69,9 @@ func dotQ4Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
 func dotQ6Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
 
 //go:noescape
+func dotQ5Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+
+//go:noescape
 func dotQ6KAVX512(x, y *byte, nb int) float32
 
 //go:noescape
@@ -209,6 +212,7 @@ func init() {
 	use("avx2", ggml.Q5_1, kDot(&geomQ5_1, dotQ5_1AVX2))
 	use4("avx2", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4AVX2))
 	use4("avx2", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX2))
+	use4("avx2", ggml.Q5_K, geomQ5K.x4(dotQ5Kx4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
 	use("avx2", ggml.BF16, vecDotBF16)
 	useExact("avx2", ggml.F32, vecDotF32)

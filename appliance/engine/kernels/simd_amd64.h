@@ -234,6 +234,78 @@
 	Q4K4_COL((R14), j, Y6); \
 	Q4K4_COL((R14)(DX*1), j, Y7)
 
+// A Q5_K chunk of the four-column kernel: Q4K4_CHUNK with the fifth bits of the high-bit
+// bytes in Y12 (shifted down two bits a chunk), as Q5K_CHUNK does; q5kBit is 0x10 bytes.
+#define Q5K4_CHUNK(j) \
+	VMOVDQU 48+32*j(SI), Y8; \
+	VPSRLW  $4, Y8, Y9; \
+	VPAND   Y14, Y8, Y8; \
+	VPAND   Y14, Y9, Y9; \
+	VPSLLW  $4, Y12, Y10; \
+	VPAND   q5kBit<>(SB), Y10, Y10; \
+	VPOR    Y10, Y8, Y8; \
+	VPSLLW  $3, Y12, Y10; \
+	VPAND   q5kBit<>(SB), Y10, Y10; \
+	VPOR    Y10, Y9, Y9; \
+	VPSRLW  $2, Y12, Y12; \
+	Q4K4_COL((DI), j, Y4); \
+	Q4K4_COL((DI)(DX*1), j, Y5); \
+	Q4K4_COL((R14), j, Y6); \
+	Q4K4_COL((R14)(DX*1), j, Y7)
+
+// A Q4_K/Q5_K super-block's head in the four-column kernels: X13 = (d, dmin), the eight
+// scales' word vectors at 0..255 of the frame and the mins (int32) at 256, Y4-Y7 = 0.
+#define Q4K4_HEAD \
+	MOVL      (SI), AX; \
+	VMOVD     AX, X13; \
+	VCVTPH2PS X13, X13; \
+	MOVL  4(SI), R8; \
+	MOVL  8(SI), R9; \
+	MOVL  12(SI), R10; \
+	MOVL  R10, R11; \
+	SHRL  $4, R11; \
+	ANDL  $0x0f0f0f0f, R11; \
+	MOVL  R9, R12; \
+	SHRL  $6, R12; \
+	ANDL  $0x03030303, R12; \
+	SHLL  $4, R12; \
+	ORL   R12, R11; \
+	MOVL  R9, R12; \
+	ANDL  $0x3f3f3f3f, R12; \
+	ANDL  $0x0f0f0f0f, R10; \
+	MOVL  R8, R13; \
+	SHRL  $6, R13; \
+	ANDL  $0x03030303, R13; \
+	SHLL  $4, R13; \
+	ORL   R13, R10; \
+	ANDL  $0x3f3f3f3f, R8; \
+	SHLQ  $32, R10; \
+	ORQ   R10, R8; \
+	SHLQ  $32, R11; \
+	ORQ   R11, R12; \
+	MOVQ      R12, X10; \
+	VPMOVZXBD X10, Y10; \
+	VMOVDQU   Y10, 256(SP); \
+	Q4K_SCALES_Y12; \
+	Q4K4_SCALE(0); \
+	Q4K4_SCALE(1); \
+	Q4K4_SCALE(2); \
+	Q4K4_SCALE(3); \
+	Q4K4_SCALE(4); \
+	Q4K4_SCALE(5); \
+	Q4K4_SCALE(6); \
+	Q4K4_SCALE(7); \
+	VPXOR Y4, Y4, Y4; \
+	VPXOR Y5, Y5, Y5; \
+	VPXOR Y6, Y6, Y6; \
+	VPXOR Y7, Y7, Y7
+
+#define Q4K4_FINISH4 \
+	Q4K4_FINISH((DI), Y4, Y0); \
+	Q4K4_FINISH((DI)(DX*1), Y5, Y1); \
+	Q4K4_FINISH((R14), Y6, Y2); \
+	Q4K4_FINISH((R14)(DX*1), Y7, Y3)
+
 // Column totals: acc += d*sumi, then acc -= dmin*(mins·bsums), as in dotQ4KAVX2.
 #define Q4K4_FINISH(base, sumi, acc) \
 	VBROADCASTSS 0 base, X12; \
