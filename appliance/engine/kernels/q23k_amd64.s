@@ -74,6 +74,38 @@ GLOBL q2kShuf<>(SB), RODATA|NOPTR, $128
 	VPERMQ $0x44, Y5, Y11; \
 	VPERMQ $0xee, Y5, Y12
 
+// The sixteen 6-bit scales of the Q3_K super-block at SI as words in Y5 (not yet minus 32),
+// unpacked with scalar code (R11 = 0x0f0f0f0f0f0f0f0f).
+#define Q3K_SCALES_Y5 \
+	MOVQ         96(SI), R8; \
+	MOVL         104(SI), R9; \
+	MOVQ         R8, R10; \
+	ANDQ         R11, R10; \
+	SHRQ         $4, R8; \
+	ANDQ         R11, R8; \
+	MOVL         R9, R12; \
+	ANDL         $0x03030303, R12; \
+	MOVL         R9, R13; \
+	SHRL         $2, R13; \
+	ANDL         $0x03030303, R13; \
+	SHLQ         $32, R13; \
+	ORQ          R13, R12; \
+	SHLQ         $4, R12; \
+	ORQ          R12, R10; \
+	MOVL         R9, R12; \
+	SHRL         $4, R12; \
+	ANDL         $0x03030303, R12; \
+	MOVL         R9, R13; \
+	SHRL         $6, R13; \
+	ANDL         $0x03030303, R13; \
+	SHLQ         $32, R13; \
+	ORQ          R13, R12; \
+	SHLQ         $4, R12; \
+	ORQ          R12, R8; \
+	MOVQ         R10, X5; \
+	VPINSRQ      $1, R8, X5, X5; \
+	VPMOVZXBW    X5, Y5
+
 // func dotQ2KAVX2(x, y *byte, nb int) float32
 // Q2_K (84 bytes: 16 bytes of scales (low nibble) and mins (high), 64 of quants, d, dmin).
 TEXT ·dotQ2KAVX2(SB), NOSPLIT, $0-28
@@ -149,34 +181,7 @@ q3k_loop:
 	VCVTPH2PS    X2, X2
 	VMULSS       (DI), X2, X2
 	VBROADCASTSS X2, Y3
-	MOVQ         96(SI), R8
-	MOVL         104(SI), R9
-	MOVQ         R8, R10
-	ANDQ         R11, R10
-	SHRQ         $4, R8
-	ANDQ         R11, R8
-	MOVL         R9, R12
-	ANDL         $0x03030303, R12
-	MOVL         R9, R13
-	SHRL         $2, R13
-	ANDL         $0x03030303, R13
-	SHLQ         $32, R13
-	ORQ          R13, R12
-	SHLQ         $4, R12
-	ORQ          R12, R10
-	MOVL         R9, R12
-	SHRL         $4, R12
-	ANDL         $0x03030303, R12
-	MOVL         R9, R13
-	SHRL         $6, R13
-	ANDL         $0x03030303, R13
-	SHLQ         $32, R13
-	ORQ          R13, R12
-	SHLQ         $4, R12
-	ORQ          R12, R8
-	MOVQ         R10, X5
-	VPINSRQ      $1, R8, X5, X5
-	VPMOVZXBW    X5, Y5
+	Q3K_SCALES_Y5
 	VPSUBW       Y15, Y5, Y5
 	VPMADDWD     260(DI), Y5, Y6
 	VPSLLD       $2, Y6, Y6
@@ -196,4 +201,163 @@ q3k_loop:
 	HSUM_Y0
 	VZEROUPPER
 	MOVSS X0, ret+24(FP)
+	RET
+
+// The four-column forms (prompt batches, several sequences): each field's quants (Y13) and
+// scale vector (sv) are made once and meet the four columns' activations (at (DI),
+// (DI)(DX*1), (R14), (R14)(DX*1)) into Y4-Y7 (Y0-Y3 hold the float sums); each column's
+// arithmetic is the one-column kernel's, so the results are the same bit for bit. Frame: the
+// sixteen mins (Q2_K) or scales (Q3_K) as words. The masks come from memory: the sixteen
+// registers are all taken.
+
+DATA k3Sub32<>+0(SB)/8, $0x0020002000200020
+DATA k3Sub32<>+8(SB)/8, $0x0020002000200020
+DATA k3Sub32<>+16(SB)/8, $0x0020002000200020
+DATA k3Sub32<>+24(SB)/8, $0x0020002000200020
+GLOBL k3Sub32<>(SB), RODATA|NOPTR, $32
+
+DATA k2Mask3<>+0(SB)/8, $0x0303030303030303
+DATA k2Mask3<>+8(SB)/8, $0x0303030303030303
+DATA k2Mask3<>+16(SB)/8, $0x0303030303030303
+DATA k2Mask3<>+24(SB)/8, $0x0303030303030303
+GLOBL k2Mask3<>(SB), RODATA|NOPTR, $32
+
+DATA k2Mask4<>+0(SB)/8, $0x0404040404040404
+DATA k2Mask4<>+8(SB)/8, $0x0404040404040404
+DATA k2Mask4<>+16(SB)/8, $0x0404040404040404
+DATA k2Mask4<>+24(SB)/8, $0x0404040404040404
+GLOBL k2Mask4<>(SB), RODATA|NOPTR, $32
+
+DATA k2Mask15<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA k2Mask15<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL k2Mask15<>(SB), RODATA|NOPTR, $16
+
+// Field s of half k in Y13 with its scale vector in sv (from sc): Y4-Y7 += the columns'
+// scaled sums (Y9 scratch).
+#define K2X4_DOT(k, s, sc, sv) \
+	VPSHUFB    q2kShuf<>+32*s(SB), sc, sv; \
+	K2X4_COL(4+128*k+32*s(DI), Y4, sv); \
+	K2X4_COL(4+128*k+32*s(DI)(DX*1), Y5, sv); \
+	K2X4_COL(4+128*k+32*s(R14), Y6, sv); \
+	K2X4_COL(4+128*k+32*s(R14)(DX*1), Y7, sv)
+
+#define K2X4_COL(yq, sumi, sv) \
+	VPMADDUBSW yq, Y13, Y9; \
+	VPMADDWD   sv, Y9, Y9; \
+	VPADDD     Y9, sumi, sumi
+
+// Field s of the quant bytes in Y8 into Y13.
+#define K2X4_FIELD(s) \
+	VPSRLW $(2*s), Y8, Y13; \
+	VPAND  k2Mask3<>(SB), Y13, Y13
+
+#define Q2KX4_STEP(k, s, sc) \
+	K2X4_FIELD(s); \
+	K2X4_DOT(k, s, sc, Y10)
+
+#define Q2KX4_HALF(k, sc) \
+	VMOVDQU 16+32*k(SI), Y8; \
+	Q2KX4_STEP(k, 0, sc); \
+	Q2KX4_STEP(k, 1, sc); \
+	Q2KX4_STEP(k, 2, sc); \
+	Q2KX4_STEP(k, 3, sc)
+
+// Q2_K column total (X15 = d, dmin): acc += d·yd·sumi, acc -= dmin·yd·(mins·group sums).
+#define Q2KX4_FINISH(base, sumi, acc) \
+	VBROADCASTSS 0 base, X9; \
+	VMULPS       X9, X15, X9; \
+	VBROADCASTSS X9, Y10; \
+	VCVTDQ2PS    sumi, sumi; \
+	VFMADD231PS  sumi, Y10, acc; \
+	VMOVSHDUP    X9, X9; \
+	VBROADCASTSS X9, Y10; \
+	VMOVDQU      0(SP), Y9; \
+	VPMADDWD     260 base, Y9, Y9; \
+	VCVTDQ2PS    Y9, Y9; \
+	VFNMADD231PS Y9, Y10, acc
+
+#define ZERO_Y4_7 \
+	VPXOR Y4, Y4, Y4; \
+	VPXOR Y5, Y5, Y5; \
+	VPXOR Y6, Y6, Y6; \
+	VPXOR Y7, Y7, Y7
+
+// func dotQ2Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+TEXT ·dotQ2Kx4AVX2(SB), NOSPLIT, $32-40
+	X4_PROLOGUE
+
+q2kx4_loop:
+	VMOVDQU   (SI), X5
+	VPSRLW    $4, X5, X6
+	VPAND     k2Mask15<>(SB), X6, X6
+	VPAND     k2Mask15<>(SB), X5, X5
+	VPMOVZXBW X6, Y6
+	VMOVDQU   Y6, 0(SP)
+	VPMOVZXBW X5, Y5
+	K2_SPLIT_SCALES
+	ZERO_Y4_7
+	Q2KX4_HALF(0, Y11)
+	Q2KX4_HALF(1, Y12)
+	MOVL      80(SI), AX
+	VMOVD     AX, X15
+	VCVTPH2PS X15, X15
+	Q2KX4_FINISH((DI), Y4, Y0)
+	Q2KX4_FINISH((DI)(DX*1), Y5, Y1)
+	Q2KX4_FINISH((R14), Y6, Y2)
+	Q2KX4_FINISH((R14)(DX*1), Y7, Y3)
+	X4_NEXT(84, q2kx4_loop)
+	X4_STORE
+	RET
+
+// Q3_K: the high-mask bit (Y10, shifted down one bit a step) merged as 4 (Y15 scratch).
+#define Q3KX4_STEP(k, s, sc) \
+	K2X4_FIELD(s); \
+	VPSLLW $2, Y10, Y15; \
+	VPAND  k2Mask4<>(SB), Y15, Y15; \
+	VPOR   Y15, Y13, Y13; \
+	VPSRLW $1, Y10, Y10; \
+	K2X4_DOT(k, s, sc, Y14)
+
+#define Q3KX4_HALF(k, sc) \
+	VMOVDQU 32+32*k(SI), Y8; \
+	Q3KX4_STEP(k, 0, sc); \
+	Q3KX4_STEP(k, 1, sc); \
+	Q3KX4_STEP(k, 2, sc); \
+	Q3KX4_STEP(k, 3, sc)
+
+// Q3_K column total (X15 = d): sumi -= 4·(scales·group sums); acc += d·yd·sumi.
+#define Q3KX4_FINISH(base, sumi, acc) \
+	VMOVDQU      0(SP), Y9; \
+	VPMADDWD     260 base, Y9, Y9; \
+	VPSLLD       $2, Y9, Y9; \
+	VPSUBD       Y9, sumi, sumi; \
+	VCVTDQ2PS    sumi, sumi; \
+	VMOVSS       0 base, X9; \
+	VMULSS       X9, X15, X9; \
+	VBROADCASTSS X9, Y9; \
+	VFMADD231PS  sumi, Y9, acc
+
+// func dotQ3Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+TEXT ·dotQ3Kx4AVX2(SB), NOSPLIT, $32-40
+	X4_PROLOGUE
+	MOVQ $0x0f0f0f0f0f0f0f0f, R11
+
+q3kx4_loop:
+	Q3K_SCALES_Y5
+	VPSUBW    k3Sub32<>(SB), Y5, Y5
+	VMOVDQU   Y5, 0(SP)
+	K2_SPLIT_SCALES
+	VMOVDQU   (SI), Y10
+	ZERO_Y4_7
+	Q3KX4_HALF(0, Y11)
+	Q3KX4_HALF(1, Y12)
+	MOVWLZX   108(SI), AX
+	VMOVD     AX, X15
+	VCVTPH2PS X15, X15
+	Q3KX4_FINISH((DI), Y4, Y0)
+	Q3KX4_FINISH((DI)(DX*1), Y5, Y1)
+	Q3KX4_FINISH((R14), Y6, Y2)
+	Q3KX4_FINISH((R14)(DX*1), Y7, Y3)
+	X4_NEXT(110, q3kx4_loop)
+	X4_STORE
 	RET

@@ -32,6 +32,12 @@ func dotQ2KAVX2(x, y *byte, nb int) float32
 //go:noescape
 func dotQ3KAVX2(x, y *byte, nb int) float32
 
+//go:noescape
+func dotQ2Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+
+//go:noescape
+func dotQ3Kx4AVX2(x, y *byte, ystride int, nb int, out *float32)
+
 // The Q4_1, Q5_0 and Q5_1 dots (legacy_amd64.s).
 
 //go:noescape
@@ -213,6 +219,8 @@ func init() {
 	use4("avx2", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4AVX2))
 	use4("avx2", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX2))
 	use4("avx2", ggml.Q5_K, geomQ5K.x4(dotQ5Kx4AVX2))
+	use4("avx2", ggml.Q2_K, geomQ2K.x4(dotQ2Kx4AVX2))
+	use4("avx2", ggml.Q3_K, geomQ3K.x4(dotQ3Kx4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
 	use("avx2", ggml.BF16, vecDotBF16)
 	useExact("avx2", ggml.F32, vecDotF32)
