@@ -154,3 +154,63 @@ q50_loop:
 	LEGACY_SUM
 	MOVSS X0, ret+24(FP)
 	RET
+
+// Q5_0, four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1); sums in Y0-Y3):
+// the block's signed quants (Y4) and their magnitudes (Y5) are made once; each column's
+// arithmetic is dotQ5_0AVX2's, so the results are the same bit for bit.
+#define Q50X4_COL(base, acc) \
+	VMOVDQU      2 base, Y6; \
+	VPSIGNB      Y4, Y6, Y6; \
+	VPMADDUBSW   Y6, Y5, Y6; \
+	VPMADDWD     Y14, Y6, Y6; \
+	VCVTDQ2PS    Y6, Y6; \
+	MOVWLZX      0 base, AX; \
+	VMOVD        AX, X7; \
+	VCVTPH2PS    X7, X7; \
+	VMULSS       X7, X8, X7; \
+	VBROADCASTSS X7, Y7; \
+	VFMADD231PS  Y6, Y7, acc
+
+// func dotQ5_0x4AVX2(x, y *byte, ystride int, nb int, out *float32)
+TEXT ·dotQ5_0x4AVX2(SB), NOSPLIT, $0-40
+	X4_PROLOGUE
+	MOVL         $0x0f0f0f0f, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPEQW     Y11, Y11, Y11
+	VPSRLW       $15, Y11, Y14
+	VMOVDQU      legacyBitShuf<>(SB), Y13
+	VMOVDQU      legacyBitMask<>(SB), Y12
+	MOVL         $0xf0f0f0f0, AX
+	VMOVD        AX, X10
+	VPBROADCASTD X10, Y10
+
+q50x4_loop:
+	VMOVDQU      6(SI), X4
+	VPSRLW       $4, X4, X9
+	VPAND        X15, X4, X4
+	VPAND        X15, X9, X9
+	VINSERTI128  $1, X9, Y4, Y4
+	MOVL         2(SI), AX
+	VMOVD        AX, X6
+	VPBROADCASTD X6, Y6
+	VPSHUFB      Y13, Y6, Y6
+	VPOR         Y12, Y6, Y6
+	VPCMPEQB     Y11, Y6, Y6
+	VPANDN       Y10, Y6, Y6
+	VPOR         Y6, Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	MOVWLZX      (SI), AX
+	VMOVD        AX, X8
+	VCVTPH2PS    X8, X8
+	Q50X4_COL((DI), Y0)
+	Q50X4_COL((DI)(DX*1), Y1)
+	Q50X4_COL((R14), Y2)
+	Q50X4_COL((R14)(DX*1), Y3)
+	ADDQ         $22, SI
+	ADDQ         $34, DI
+	ADDQ         $34, R14
+	DECQ         CX
+	JNZ          q50x4_loop
+	X4_STORE
+	RET

@@ -49,6 +49,9 @@ func dotQ5_0AVX2(x, y *byte, nb int) float32
 //go:noescape
 func dotQ5_1AVX2(x, y *byte, nb int) float32
 
+//go:noescape
+func dotQ5_0x4AVX2(x, y *byte, ystride int, nb int, out *float32)
+
 // dotQ4KRowsAVX2 is dotQ4KAVX2 for rows weight rows xstride bytes apart, results to out.
 //
 //go:noescape
@@ -221,6 +224,7 @@ func init() {
 	use4("avx2", ggml.Q5_K, geomQ5K.x4(dotQ5Kx4AVX2))
 	use4("avx2", ggml.Q2_K, geomQ2K.x4(dotQ2Kx4AVX2))
 	use4("avx2", ggml.Q3_K, geomQ3K.x4(dotQ3Kx4AVX2))
+	use4("avx2", ggml.Q5_0, geomQ5_0.x4(dotQ5_0x4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
 	use("avx2", ggml.BF16, vecDotBF16)
 	useExact("avx2", ggml.F32, vecDotF32)
