@@ -300,11 +300,25 @@
 	VPXOR Y6, Y6, Y6; \
 	VPXOR Y7, Y7, Y7
 
-#define Q4K4_FINISH4 \
-	Q4K4_FINISH((DI), Y4, Y0); \
-	Q4K4_FINISH((DI)(DX*1), Y5, Y1); \
-	Q4K4_FINISH((R14), Y6, Y2); \
-	Q4K4_FINISH((R14)(DX*1), Y7, Y3)
+#define Q4K4_FINISH4 FINISH4(Q4K4_FINISH)
+
+// The four-column kernels' column totals by the finish macro fin: integer sums Y4-Y7 into the
+// float sums Y0-Y3, activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1).
+#define FINISH4(fin) \
+	fin((DI), Y4, Y0); \
+	fin((DI)(DX*1), Y5, Y1); \
+	fin((R14), Y6, Y2); \
+	fin((R14)(DX*1), Y7, Y3)
+
+// The float dots' arguments (SI = x, DI = y, CX = n) and their four accumulators cleared.
+#define FLOAT4_ARGS \
+	MOVQ   x+0(FP), SI; \
+	MOVQ   y+8(FP), DI; \
+	MOVQ   n+16(FP), CX; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y5, Y5, Y5; \
+	VXORPS Y6, Y6, Y6; \
+	VXORPS Y7, Y7, Y7
 
 // Column totals: acc += d*sumi, then acc -= dmin*(mins·bsums), as in dotQ4KAVX2.
 #define Q4K4_FINISH(base, sumi, acc) \

@@ -213,13 +213,7 @@ q6k_loop:
 
 // func dotF16AVX2(x, y *uint16, n int) float32
 TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
-	MOVQ   x+0(FP), SI
-	MOVQ   y+8(FP), DI
-	MOVQ   n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	FLOAT4_ARGS
 
 f16_loop32:
 	VCVTPH2PS   (SI), Y1
@@ -246,13 +240,7 @@ f16_loop32:
 // func dotBF16AVX2(x, y *uint16, n int) float32
 // dotF16AVX2 for BF16: each value widened to float32 by a 16-bit shift (exact).
 TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
-	MOVQ   x+0(FP), SI
-	MOVQ   y+8(FP), DI
-	MOVQ   n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	FLOAT4_ARGS
 
 bf16_loop32:
 	VPMOVZXWD   (SI), Y1
@@ -286,13 +274,7 @@ bf16_loop32:
 
 // func dotF32AVX2(x, y *float32, n int) float32
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28
-	MOVQ   x+0(FP), SI
-	MOVQ   y+8(FP), DI
-	MOVQ   n+16(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
+	FLOAT4_ARGS
 
 f32_loop32:
 	VMOVUPS     (SI), Y1
