@@ -191,7 +191,7 @@ func init() {
 	simdName = "avx2 fma f16c"
 	useRowTab("avx2", ggml.Q8_0, geomQ8_0.b8(dotQ8_0B8, tailQ8_0))
 	usePrepared(q4_0Kernel(q4AVX2))
-	use("avx2", ggml.Q4_K, vecDotQ4K)
+	use("avx2", ggml.Q4_K, kDot(&geomQ4K, dotQ4KAVX2))
 	useRows(ggml.Q4_K, func(w []byte, stride, rows int, act []byte, n int, out []float32) {
 		nb := geomQ4K.blocks(w, act, n)
 		if rows <= 0 || nb == 0 {
@@ -213,7 +213,7 @@ func init() {
 		dotQ4KRows4AVX2(&w[0], stride, count, dist, &act[0], nb, &out[0])
 	})
 	use("avx2", ggml.Q6_K, vecDotQ6K)
-	use("avx2", ggml.Q5_K, vecDotQ5K)
+	use("avx2", ggml.Q5_K, kDot(&geomQ5K, dotQ5KAVX2))
 	use("avx2", ggml.Q3_K, kDot(&geomQ3K, dotQ3KAVX2))
 	use("avx2", ggml.Q2_K, kDot(&geomQ2K, dotQ2KAVX2))
 	use("avx2", ggml.Q4_1, kDot(&geomQ4_1, dotQ4_1AVX2))
@@ -354,38 +354,11 @@ func init() {
 	}
 }
 
-func vecDotQ4K(row, act []byte, n int) float32 {
-	nb := geomQ4K.blocks(row, act, n)
-	if nb == 0 {
-		return 0
-	}
-	return dotQ4KAVX2(&row[0], &act[0], nb)
-}
-
-func vecDotQ5K(row, act []byte, n int) float32 {
-	nb := geomQ5K.blocks(row, act, n)
-	if nb == 0 {
-		return 0
-	}
-	return dotQ5KAVX2(&row[0], &act[0], nb)
-}
-
-func vecDotQ6K(row, act []byte, n int) float32 {
-	nb := geomQ6K.blocks(row, act, n)
-	if nb == 0 {
-		return 0
-	}
-	return dotQ6KAVX2(&row[0], &act[0], nb)
-}
-
-// vecDotQ6K512 is vecDotQ6K on 512-bit registers, bit-identical to it.
-func vecDotQ6K512(row, act []byte, n int) float32 {
-	nb := geomQ6K.blocks(row, act, n)
-	if nb == 0 {
-		return 0
-	}
-	return dotQ6KAVX512(&row[0], &act[0], nb)
-}
+// vecDotQ6K and vecDotQ6K512 are the AVX2 and 512-bit Q6_K dots, bit-identical to each other.
+var (
+	vecDotQ6K    = kDot(&geomQ6K, dotQ6KAVX2)
+	vecDotQ6K512 = kDot(&geomQ6K, dotQ6KAVX512)
+)
 
 func vecDotF16(row, act []byte, n int) float32 {
 	geomF16.blocks(row, act, n)

@@ -32,6 +32,9 @@ func dotQ5KSDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ2KSDOT(x, y *byte, nb int) float32
 
+//go:noescape
+func dotQ3KSDOT(x, y *byte, nb int) float32
+
 // The Q4_1, Q5_0 and Q5_1 dots (legacy_arm64.s), equal to the reference.
 
 //go:noescape
@@ -42,9 +45,6 @@ func dotQ5_0SDOT(x, y *byte, nb int) float32
 
 //go:noescape
 func dotQ5_1SDOT(x, y *byte, nb int) float32
-
-//go:noescape
-func dotQ3KSDOT(x, y *byte, nb int) float32
 
 // The float dots (floats_arm64.s): n > 0 elements, a multiple of 4, into the reference's four
 // float64 sums.
