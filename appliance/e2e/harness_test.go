@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -56,15 +58,43 @@ func repoRoot(t testing.TB) string {
 	return root
 }
 
-// freePort returns a loopback address nobody listens on right now.
+// Ports freePort handed out in this process: never twice.
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// freePort returns a loopback address nobody listens on right now, for TCP and UDP both (the
+// gossip and tensor transports bind both). The port is drawn below the kernel's ephemeral
+// range (32768 and up), where other processes' port-0 binds do not land between this check
+// and the node's own bind, and it is never handed out twice in one test process: a port just
+// closed can come back from the kernel's next port-0 bind, and two of a node's addresses once
+// collided that way.
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		port := 20000 + rand.IntN(12000)
+		if portsGiven[port] {
+			continue
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr)
+		_ = l.Close()
+		if err != nil {
+			continue
+		}
+		_ = u.Close()
+		portsGiven[port] = true
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free loopback port (TCP and UDP) in 20000-31999 after 1000 tries")
+	return ""
 }
 
 type proc struct {
