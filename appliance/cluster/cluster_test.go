@@ -6,13 +6,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/netstack/nettest"
 
 	"github.com/exo-nix/exo/appliance/cluster/pki"
 	"github.com/exo-nix/exo/appliance/cluster/state"
@@ -127,16 +128,6 @@ func TestParseBytesAndMemInfo(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 type testNode struct {
 	*Node
 	opt  Options
@@ -148,8 +139,8 @@ func newTestNode(t *testing.T, name string, roles []string, dataDir, models stri
 	t.Helper()
 	logs := &syncbuf.Buffer{}
 	opt := Options{
-		Name: name, Roles: roles, DataDir: dataDir, GossipAddr: freeAddr(t), RaftAddr: freeAddr(t), APIAddr: freeAddr(t),
-		TransportAddr: freeAddr(t), Join: join, Token: token, ModelDirs: []string{models}, Memory: 64 << 20,
+		Name: name, Roles: roles, DataDir: dataDir, GossipAddr: nettest.FreePort(t), RaftAddr: nettest.FreePort(t), APIAddr: nettest.FreePort(t),
+		TransportAddr: nettest.FreePort(t), Join: join, Token: token, ModelDirs: []string{models}, Memory: 64 << 20,
 		Log:            slog.New(slog.NewTextHandler(io.MultiWriter(logs), &slog.HandlerOptions{Level: slog.LevelDebug})),
 		MachineIDPaths: []string{filepath.Join(dataDir, "no-machine-id")},
 	}

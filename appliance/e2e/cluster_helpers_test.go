@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/exo-nix/exo/netstack/nettest"
+
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
 )
@@ -27,14 +29,14 @@ type clusterNode struct {
 // returns once /readyz is 200.
 func startClusterNode(t *testing.T, name string, wait bool, args ...string) *clusterNode {
 	t.Helper()
-	n := &clusterNode{name: name, gossip: freePort(t), raft: freePort(t), data: filepath.Join(t.TempDir(), name)}
+	n := &clusterNode{name: name, gossip: nettest.FreePort(t), raft: nettest.FreePort(t), data: filepath.Join(t.TempDir(), name)}
 	args = append([]string{"--node-name", name, "--gossip-addr", n.gossip, "--raft-addr", n.raft,
-		"--transport-addr", freePort(t), "--data-dir", n.data}, args...)
+		"--transport-addr", nettest.FreePort(t), "--data-dir", n.data}, args...)
 	if wait {
 		n.proc = serve(t, cleanEnv(t), "http", args...)
 		return n
 	}
-	addr := freePort(t)
+	addr := nettest.FreePort(t)
 	n.proc = start(t, cleanEnv(t), append([]string{"serve", "--api-addr", addr, "--log-format", "json"}, args...)...)
 	n.addr = addr
 	return n

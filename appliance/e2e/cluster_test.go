@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/netstack/nettest"
 )
 
 func clusterPost(t *testing.T, url string, body any, out any) (int, string) {
@@ -97,7 +99,7 @@ func TestClusterThreeNodes(t *testing.T) {
 
 	// Refused joiners: no token, a tampered token, and another cluster's token.
 	refused := func(name string, extra ...string) string {
-		args := append([]string{"serve", "--roles", "worker,api", "--node-name", name, "--api-addr", freePort(t), "--gossip-addr", freePort(t),
+		args := append([]string{"serve", "--roles", "worker,api", "--node-name", name, "--api-addr", nettest.FreePort(t), "--gossip-addr", nettest.FreePort(t),
 			"--join", m1.gossip, "--data-dir", filepath.Join(t.TempDir(), name), "--log-format", "json"}, extra...)
 		code, out := runExo(t, cleanEnv(t), args...)
 		if code == 0 || !strings.Contains(out, "refused") {

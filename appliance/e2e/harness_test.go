@@ -4,18 +4,17 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/netstack/nettest"
 
 	"github.com/exo-nix/exo/appliance/syncbuf"
 	"github.com/exo-nix/exo/appliance/testfixtures"
@@ -56,45 +55,6 @@ func repoRoot(t testing.TB) string {
 		t.Fatal("go.mod not found above the test directory")
 	}
 	return root
-}
-
-// Ports freePort handed out in this process: never twice.
-var (
-	portsMu    sync.Mutex
-	portsGiven = map[int]bool{}
-)
-
-// freePort returns a loopback address nobody listens on right now, for TCP and UDP both (the
-// gossip and tensor transports bind both). The port is drawn below the kernel's ephemeral
-// range (32768 and up), where other processes' port-0 binds do not land between this check
-// and the node's own bind, and it is never handed out twice in one test process: a port just
-// closed can come back from the kernel's next port-0 bind, and two of a node's addresses once
-// collided that way.
-func freePort(t testing.TB) string {
-	t.Helper()
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for range 1000 {
-		port := 20000 + rand.IntN(12000)
-		if portsGiven[port] {
-			continue
-		}
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		u, err := net.ListenPacket("udp", addr)
-		_ = l.Close()
-		if err != nil {
-			continue
-		}
-		_ = u.Close()
-		portsGiven[port] = true
-		return addr
-	}
-	t.Fatal("no free loopback port (TCP and UDP) in 20000-31999 after 1000 tries")
-	return ""
 }
 
 type proc struct {
@@ -146,7 +106,7 @@ func startCmd(t testing.TB, name string, cmd *exec.Cmd, env []string) *proc {
 // answers 200.
 func serve(t testing.TB, env []string, scheme string, args ...string) *proc {
 	t.Helper()
-	addr := freePort(t)
+	addr := nettest.FreePort(t)
 	args = append([]string{"serve", "--api-addr", addr, "--log-format", "json"}, args...)
 	if !hasFlag(args, "--data-dir") {
 		args = append(args, "--data-dir", filepath.Join(t.TempDir(), "data"))
@@ -155,7 +115,7 @@ func serve(t testing.TB, env []string, scheme string, args ...string) *proc {
 	// this machine.
 	for _, f := range []string{"--gossip-addr", "--raft-addr", "--transport-addr"} {
 		if !hasFlag(args, f) {
-			args = append(args, f, freePort(t))
+			args = append(args, f, nettest.FreePort(t))
 		}
 	}
 	p := start(t, env, args...)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/netstack/nettest"
 )
 
 // llamaBenchRate runs llama-bench for a generation-only test and returns its mean tokens/s.
@@ -50,7 +52,7 @@ func llamaBenchRate(b *testing.B, bin, model string, gen int, prefix []string, e
 // waits until it accepts connections. stop ends it (also done at cleanup).
 func startRPCServer(b *testing.B, bin string, cores string) (addr string, stop func()) {
 	b.Helper()
-	addr = freePort(b)
+	addr = nettest.FreePort(b)
 	host, port, _ := net.SplitHostPort(addr)
 	name := "rpc-server"
 	if _, err := os.Stat(filepath.Join(bin, name)); err != nil {

@@ -56,7 +56,7 @@ func startPNode(t testing.TB, spec pnodeSpec) *pnode {
 	}
 	port := func(fixed string) string {
 		if spec.host == nil {
-			return freePort(t)
+			return nettest.FreePort(t)
 		}
 		return net.JoinHostPort(spec.ip, fixed)
 	}

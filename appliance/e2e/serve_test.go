@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/netstack/nettest"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -83,7 +85,7 @@ func grepLines(s, substr string) string {
 
 func TestSingleRoleCommands(t *testing.T) {
 	env := cleanEnv(t)
-	addr := freePort(t)
+	addr := nettest.FreePort(t)
 	p := start(t, env, "api", "--api-addr", addr, "--data-dir", filepath.Join(t.TempDir(), "d"))
 	p.addr = addr
 	waitReady(t, p, "http")
@@ -160,7 +162,7 @@ func TestSecondNodeOnSameDataDir(t *testing.T) {
 	env := cleanEnv(t)
 	data := filepath.Join(t.TempDir(), "shared")
 	first := serve(t, env, "http", "--data-dir", data)
-	code, out := runExo(t, env, "serve", "--api-addr", freePort(t), "--data-dir", data)
+	code, out := runExo(t, env, "serve", "--api-addr", nettest.FreePort(t), "--data-dir", data)
 	if code == 0 {
 		t.Fatalf("second node on the same data directory started:\n%s", out)
 	}
@@ -249,8 +251,8 @@ func TestUnloadableAcceleratorStopsStart(t *testing.T) {
 	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
 		t.Skip("this machine has an NVIDIA driver; the refusal needs a machine without CUDA")
 	}
-	code, out := runExo(t, cleanEnv(t), "serve", "--accelerator", "cuda", "--api-addr", freePort(t),
-		"--gossip-addr", freePort(t), "--raft-addr", freePort(t), "--data-dir", filepath.Join(t.TempDir(), "d"))
+	code, out := runExo(t, cleanEnv(t), "serve", "--accelerator", "cuda", "--api-addr", nettest.FreePort(t),
+		"--gossip-addr", nettest.FreePort(t), "--raft-addr", nettest.FreePort(t), "--data-dir", filepath.Join(t.TempDir(), "d"))
 	if code == 0 || !strings.Contains(out, "libcuda") || !strings.Contains(out, "accelerator") {
 		t.Fatalf("exit %d; a CUDA request without CUDA must stop the node naming the library:\n%s", code, out)
 	}

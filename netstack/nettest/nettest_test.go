@@ -148,3 +148,31 @@ func TestLoopbackVariant(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// FreePort never repeats a port in one process, stays below the ephemeral range, and what it
+// returns can be bound for TCP and UDP.
+func TestFreePort(t *testing.T) {
+	seen := map[string]bool{}
+	for range 200 {
+		addr := FreePort(t)
+		if seen[addr] {
+			t.Fatalf("%s handed out twice", addr)
+		}
+		seen[addr] = true
+		ap, err := netip.ParseAddrPort(addr)
+		if err != nil || !ap.Addr().IsLoopback() || ap.Port() < 20000 || ap.Port() >= 32000 {
+			t.Fatalf("FreePort gave %q (%v)", addr, err)
+		}
+	}
+	addr := FreePort(t)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Close()
+}

@@ -10,10 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/exo-nix/exo/netstack/nettest"
 )
 
 var (
@@ -222,24 +225,15 @@ func evalNix(t *testing.T, expr string, params any, out any) {
 	}
 }
 
-// freePort returns a loopback TCP port nobody listens on right now, also free for UDP.
+// freePort is nettest.FreePort's port number (the module's options take ports, not addresses).
 func freePort(t *testing.T) int {
 	t.Helper()
-	for range 20 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		l.Close()
-		if err == nil {
-			u.Close()
-			return port
-		}
+	_, p, _ := net.SplitHostPort(nettest.FreePort(t))
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no port free for both TCP and UDP")
-	return 0
+	return port
 }
 
 // run executes a short command and returns its exit status and combined output.
