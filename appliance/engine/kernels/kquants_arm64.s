@@ -183,25 +183,20 @@ q5k_loop:
 // Q6_K half n (128 elements): ql0 = V0, V1 (ql bytes 0-31 of the half), ql1 = V2, V3 (32-63),
 // qh = V4, V5. Group g's quants (elements 32g + l) go to V6 (l < 16) and V7 with their two high
 // bits at 4-5 (V11 scratch; V8 = 0x0f, V9 = 0x30 bytes).
-#define Q6_G1 \
-	VAND  V8.B16, V0.B16, V6.B16; \
-	VAND  V8.B16, V1.B16, V7.B16; \
-	VSHL  $4, V4.B16, V11.B16; \
+// Groups 1 and 2: the low nibbles of Va, Vb with the qh pair shifted left by sh to bits 4-5.
+#define Q6_LO(a, b, sh) \
+	VAND  V8.B16, a.B16, V6.B16; \
+	VAND  V8.B16, b.B16, V7.B16; \
+	VSHL  $sh, V4.B16, V11.B16; \
 	VAND  V9.B16, V11.B16, V11.B16; \
 	VORR  V11.B16, V6.B16, V6.B16; \
-	VSHL  $4, V5.B16, V11.B16; \
+	VSHL  $sh, V5.B16, V11.B16; \
 	VAND  V9.B16, V11.B16, V11.B16; \
 	VORR  V11.B16, V7.B16, V7.B16
 
-#define Q6_G2 \
-	VAND  V8.B16, V2.B16, V6.B16; \
-	VAND  V8.B16, V3.B16, V7.B16; \
-	VSHL  $2, V4.B16, V11.B16; \
-	VAND  V9.B16, V11.B16, V11.B16; \
-	VORR  V11.B16, V6.B16, V6.B16; \
-	VSHL  $2, V5.B16, V11.B16; \
-	VAND  V9.B16, V11.B16, V11.B16; \
-	VORR  V11.B16, V7.B16, V7.B16
+#define Q6_G1 Q6_LO(V0, V1, 4)
+
+#define Q6_G2 Q6_LO(V2, V3, 2)
 
 #define Q6_G3 \
 	VUSHR $4, V0.B16, V6.B16; \
@@ -297,22 +292,24 @@ q6k_loop:
 	ANDW   $15, R7; \
 	DOT16(y, q, R7, R15)
 
-#define Q2K_STEP(k, s) \
+// (r unused: Q3K_STEP takes its scales register there.)
+#define Q2K_STEP(k, s, r) \
 	K2_Y(k, s); \
 	Q2K_DOT(8*k+2*s, 2, 6); \
 	Q2K_DOT(8*k+2*s+1, 3, 7)
 
-#define Q2K_HALF(k) \
-	ADD    $(16+32*k), R0, R5; \
+// Half k of the quants (32 bytes at off+32k) into V0, V1, then each field and its step.
+#define K2_HALF(off, k, step, r) \
+	ADD    $(off+32*k), R0, R5; \
 	VLD1   (R5), [V0.B16, V1.B16]; \
 	K2_FIELD0; \
-	Q2K_STEP(k, 0); \
+	step(k, 0, r); \
 	K2_FIELD(1); \
-	Q2K_STEP(k, 1); \
+	step(k, 1, r); \
 	K2_FIELD(2); \
-	Q2K_STEP(k, 2); \
+	step(k, 2, r); \
 	K2_FIELD(3); \
-	Q2K_STEP(k, 3)
+	step(k, 3, r)
 
 // R14 += min j (high nibble of byte j) · group sum j.
 #define Q2K_MIN(j) \
@@ -346,8 +343,8 @@ q2k_loop:
 	Q2K_MIN(13)
 	Q2K_MIN(14)
 	Q2K_MIN(15)
-	Q2K_HALF(0)
-	Q2K_HALF(1)
+	K2_HALF(16, 0, Q2K_STEP, R3)
+	K2_HALF(16, 1, Q2K_STEP, R3)
 	K_TAIL(80)
 	ADD   $84, R0
 	ADD   $292, R1
@@ -384,17 +381,6 @@ q2k_loop:
 	Q3K_SCALE(2*s+1, r); \
 	DOT16(3, 7, R7, R15)
 
-#define Q3K_HALF(k, r) \
-	ADD    $(32+32*k), R0, R5; \
-	VLD1   (R5), [V0.B16, V1.B16]; \
-	K2_FIELD0; \
-	Q3K_STEP(k, 0, r); \
-	K2_FIELD(1); \
-	Q3K_STEP(k, 1, r); \
-	K2_FIELD(2); \
-	Q3K_STEP(k, 2, r); \
-	K2_FIELD(3); \
-	Q3K_STEP(k, 3, r)
 
 // func dotQ3KSDOT(x, y *byte, nb int) float32
 // Q3_K (110 bytes: 32 bytes of high-mask bits, 64 of quants, 12 of 6-bit scales, d). R3 gets
@@ -425,8 +411,8 @@ q3k_loop:
 	ORR    R12<<4, R4, R4
 	MOVW   ZR, R15
 	VLD1   (R0), [V12.B16, V13.B16]
-	Q3K_HALF(0, R3)
-	Q3K_HALF(1, R4)
+	K2_HALF(32, 0, Q3K_STEP, R3)
+	K2_HALF(32, 1, Q3K_STEP, R4)
 	FMOVS   (R1), F21
 	MOVHU   108(R0), R5
 	FMOVS   R5, F22

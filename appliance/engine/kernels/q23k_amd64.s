@@ -39,17 +39,19 @@ GLOBL q2kShuf<>(SB), RODATA|NOPTR, $128
 	VPMADDWD   Y2, Y1, Y1; \
 	VPADDD     Y1, Y7, Y7
 
+// Half k of the quants (32 bytes at off+32k) into Y8, then the four fields' steps.
+#define K2_HALF(off, k, step, sc) \
+	VMOVDQU off+32*k(SI), Y8; \
+	step(k, 0, sc); \
+	step(k, 1, sc); \
+	step(k, 2, sc); \
+	step(k, 3, sc)
+
 #define Q2K_STEP(k, s, sc) \
 	VPSRLW $(2*s), Y8, Y1; \
 	VPAND  Y14, Y1, Y1; \
 	K2_DOT(k, s, sc)
 
-#define Q2K_HALF(k, sc) \
-	VMOVDQU 16+32*k(SI), Y8; \
-	Q2K_STEP(k, 0, sc); \
-	Q2K_STEP(k, 1, sc); \
-	Q2K_STEP(k, 2, sc); \
-	Q2K_STEP(k, 3, sc)
 
 // Q3_K: the element's high-mask bit (bit 4k+s of hmask byte l; Y9 holds hmask shifted down one
 // bit a step) becomes bit 2 of the quant (Y13 = 0x04 bytes): the quant is u - 4 with u in 0..7.
@@ -62,12 +64,6 @@ GLOBL q2kShuf<>(SB), RODATA|NOPTR, $128
 	VPSRLW $1, Y9, Y9; \
 	K2_DOT(k, s, sc)
 
-#define Q3K_HALF(k, sc) \
-	VMOVDQU 32+32*k(SI), Y8; \
-	Q3K_STEP(k, 0, sc); \
-	Q3K_STEP(k, 1, sc); \
-	Q3K_STEP(k, 2, sc); \
-	Q3K_STEP(k, 3, sc)
 
 // The sixteen scales as words in Y5: Y11 = words 0-7 in both lanes, Y12 = words 8-15.
 #define K2_SPLIT_SCALES \
@@ -139,8 +135,8 @@ q2k_loop:
 	VPMOVZXBW    X5, Y5
 	K2_SPLIT_SCALES
 	VPXOR        Y7, Y7, Y7
-	Q2K_HALF(0, Y11)
-	Q2K_HALF(1, Y12)
+	K2_HALF(16, 0, Q2K_STEP, Y11)
+	K2_HALF(16, 1, Q2K_STEP, Y12)
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y3, Y0
 	VFNMADD231PS Y6, Y4, Y0
@@ -188,8 +184,8 @@ q3k_loop:
 	K2_SPLIT_SCALES
 	VMOVDQU      (SI), Y9
 	VPXOR        Y7, Y7, Y7
-	Q3K_HALF(0, Y11)
-	Q3K_HALF(1, Y12)
+	K2_HALF(32, 0, Q3K_STEP, Y11)
+	K2_HALF(32, 1, Q3K_STEP, Y12)
 	VPSUBD       Y6, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y3, Y0
@@ -255,12 +251,6 @@ GLOBL k2Mask15<>(SB), RODATA|NOPTR, $16
 	K2X4_FIELD(s); \
 	K2X4_DOT(k, s, sc, Y10)
 
-#define Q2KX4_HALF(k, sc) \
-	VMOVDQU 16+32*k(SI), Y8; \
-	Q2KX4_STEP(k, 0, sc); \
-	Q2KX4_STEP(k, 1, sc); \
-	Q2KX4_STEP(k, 2, sc); \
-	Q2KX4_STEP(k, 3, sc)
 
 // Q2_K column total (X15 = d, dmin): acc += d·yd·sumi, acc -= dmin·yd·(mins·group sums).
 #define Q2KX4_FINISH(base, sumi, acc) \
@@ -296,8 +286,8 @@ q2kx4_loop:
 	VPMOVZXBW X5, Y5
 	K2_SPLIT_SCALES
 	ZERO_Y4_7
-	Q2KX4_HALF(0, Y11)
-	Q2KX4_HALF(1, Y12)
+	K2_HALF(16, 0, Q2KX4_STEP, Y11)
+	K2_HALF(16, 1, Q2KX4_STEP, Y12)
 	MOVL      80(SI), AX
 	VMOVD     AX, X15
 	VCVTPH2PS X15, X15
@@ -315,12 +305,6 @@ q2kx4_loop:
 	VPSRLW $1, Y10, Y10; \
 	K2X4_DOT(k, s, sc, Y14)
 
-#define Q3KX4_HALF(k, sc) \
-	VMOVDQU 32+32*k(SI), Y8; \
-	Q3KX4_STEP(k, 0, sc); \
-	Q3KX4_STEP(k, 1, sc); \
-	Q3KX4_STEP(k, 2, sc); \
-	Q3KX4_STEP(k, 3, sc)
 
 // Q3_K column total (X15 = d): sumi -= 4·(scales·group sums); acc += d·yd·sumi.
 #define Q3KX4_FINISH(base, sumi, acc) \
@@ -346,8 +330,8 @@ q3kx4_loop:
 	K2_SPLIT_SCALES
 	VMOVDQU   (SI), Y10
 	ZERO_Y4_7
-	Q3KX4_HALF(0, Y11)
-	Q3KX4_HALF(1, Y12)
+	K2_HALF(32, 0, Q3KX4_STEP, Y11)
+	K2_HALF(32, 1, Q3KX4_STEP, Y12)
 	MOVWLZX   108(SI), AX
 	VMOVD     AX, X15
 	VCVTPH2PS X15, X15
