@@ -237,12 +237,14 @@ ExecStart=
 ExecStart=/bin/sh -c 'p=/run/exo-join-token/probe; ls -A /var/lib/exo >$p; touch /var/lib/exo/master/probe 2>/dev/null && echo WROTE >>$p; true'
 EOF_DROPIN
 systemctl daemon-reload
-systemctl start exo-join-token.service
+# restart, not start: a start of the oneshot while it is still active (RemainAfterExit) runs
+# nothing, and one CI run found no probe file that way.
+systemctl restart exo-join-token.service
 seen=$(tr '\n' ' ' </run/exo-join-token/probe 2>/dev/null)
 if [ "$seen" = "master " ]; then
   ok "$tok sees only /var/lib/exo/master, read-only"
 else
-  bad "$tok sees '$seen' in /var/lib/exo (want only master, not writable)"
+  bad "$tok sees '$seen' in /var/lib/exo (want only master, not writable); unit: $(systemctl show -p ActiveState -p Result -p ExecMainStatus "$tok" | tr '\n' ' ')"
 fi
 systemctl stop exo-join-token.service exo-master.service
 sed -i 's|^ExecStart=/bin/sh.*|ExecStart=/usr/local/bin/exo cluster token --from-data-dir /var/lib/exo/nowhere --out %t/exo-join-token/join-token|' "$dropin/probe.conf"
