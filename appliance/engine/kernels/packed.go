@@ -39,6 +39,7 @@ const (
 // Packed is a weight matrix in the packed layout (see Pack).
 type Packed struct {
 	t          ggml.Type
+	f          *packedFormat
 	rows, cols int
 	nb         int // blocks per row
 	stride     int // bytes per panel
@@ -61,13 +62,61 @@ type packedKernelSet struct {
 	dot4s func(w []byte, stride, count, dist, nb int, y []byte, out []float32)
 }
 
-var packedQ4_0, packedQ4K, packedQ8_0, packedQ6K *packedKernelSet
+// packedFormat is one weight type's packed layout: its sizes, how a file block goes in and
+// comes back out, how activations are prepared for it, its Go twin, and this CPU's kernels
+// (set by the architecture's init; nil: none, and Pack declines the type).
+type packedFormat struct {
+	t         ggml.Type
+	block     int // bytes of one block (super-block) of a panel
+	fileBlock int // bytes of one block of a row in the file
+	act       int // bytes of one prepared activation block
+	// put writes block b of the panel's row i (of nb blocks a row) from the file's bytes x.
+	put func(panel []byte, nb, i, b int, x []byte)
+	// unpack returns block b of the panel's row i in the file's layout (fileBlock bytes of
+	// it): by value, so that a caller's buffer does not escape through the indirect call.
+	unpack  func(panel []byte, nb, i, b int) fileBlockBytes
+	prep    func(act []byte, nb int, dst []byte)
+	twin    func(panel []byte, nb int, prep []byte, out *[panelRows]float32)
+	kernels *packedKernelSet
+}
+
+// fileBlockBytes holds a block of any packed type in the file's layout (Q6_K's is the largest).
+type fileBlockBytes [210]byte
+
+// packedFormats are the types that have a packed layout.
+var packedFormats = map[ggml.Type]*packedFormat{
+	ggml.Q4_0: {t: ggml.Q4_0, block: 288, fileBlock: 18, act: packedAct,
+		put: putQ4_0, unpack: unpackQ4_0, prep: prepPackedAct, twin: dotPackedQ4_0},
+	ggml.Q8_0: {t: ggml.Q8_0, block: packedBlock8, fileBlock: 34, act: packedAct,
+		put: putQ8_0, unpack: unpackQ8_0, prep: prepPackedAct8, twin: dotPackedQ8_0},
+	ggml.Q4_K: {t: ggml.Q4_K, block: packedBlockK, fileBlock: 144, act: packedActK,
+		put: superBlocks(packedBlockK, putBlockQ4K), unpack: superBlockUnpack(packedBlockK, unpackBlockQ4K),
+		prep: prepPackedActK, twin: dotPackedQ4K},
+	ggml.Q6_K: {t: ggml.Q6_K, block: packedBlock6, fileBlock: 210, act: packedAct6,
+		put: superBlocks(packedBlock6, putBlockQ6K), unpack: superBlockUnpack(packedBlock6, unpackBlockQ6K),
+		prep: prepPackedAct6, twin: dotPackedQ6K},
+}
+
+// superBlocks is the put of a layout that keeps each super-block of a panel in one run of
+// size bytes, given how one row's super-block goes into it.
+func superBlocks(size int, put func(blk []byte, i int, x []byte)) func(panel []byte, nb, i, b int, x []byte) {
+	return func(panel []byte, _, i, b int, x []byte) { put(panel[b*size:], i, x) }
+}
+
+// superBlockUnpack is the unpack of such a layout.
+func superBlockUnpack(size int, unpack func(blk []byte, i int, x []byte)) func(panel []byte, nb, i, b int) fileBlockBytes {
+	return func(panel []byte, _, i, b int) (x fileBlockBytes) {
+		unpack(panel[b*size:], i, x[:])
+		return x
+	}
+}
 
 // Pack rearranges a rows×cols matrix w of type t into the packed layout, for MatMulOp.Packed.
-// It returns nil where packing does not pay or is not possible: for types other than Q4_0,
-// Q4_K, Q6_K and Q8_0, and on CPUs without the packed kernels (AVX-512 with VNNI and BW). The result does not
-// reference w, so the caller may release w's memory (for a memory-mapped file, drop its pages)
-// once every reader uses the packed copy: Packed.DequantizeRow replaces row lookups in w.
+// It returns nil where packing does not pay or is not possible: for types without a packed
+// layout (packedFormats), and on CPUs without the packed kernels (AVX-512 with VNNI and BW).
+// The result does not reference w, so the caller may release w's memory (for a memory-mapped
+// file, drop its pages) once every reader uses the packed copy: Packed.DequantizeRow replaces
+// row lookups in w.
 func Pack(t ggml.Type, w []byte, rows, cols int) *Packed { return PackInto(t, w, rows, cols, nil) }
 
 // PackedSize is the number of bytes of Pack's copy of a rows×cols matrix of type t: 0 where
@@ -77,7 +126,7 @@ func PackedSize(t ggml.Type, rows, cols int) int {
 		return 0
 	}
 	nb := cols / t.BlockSize()
-	return (rows + panelRows - 1) / panelRows * packedStride(t, nb)
+	return (rows + panelRows - 1) / panelRows * packedFormats[t].stride(nb)
 }
 
 // PackInto is Pack with the copy in dst (at least PackedSize bytes, 64-byte aligned; nil: a
@@ -87,56 +136,28 @@ func PackInto(t ggml.Type, w []byte, rows, cols int, dst []byte) *Packed {
 	if !packable(t, rows, cols) {
 		return nil
 	}
-	switch t {
-	case ggml.Q4_0:
-		return packQ4_0(w, rows, cols, dst)
-	case ggml.Q4_K:
-		return packQ4K(w, rows, cols, dst)
-	case ggml.Q6_K:
-		return packQ6K(w, rows, cols, dst)
-	default:
-		return packQ8_0(w, rows, cols, dst)
-	}
+	return packAs(t, w, rows, cols, dst)
 }
 
 // packable reports whether Pack packs a rows×cols matrix of type t on this CPU.
 func packable(t ggml.Type, rows, cols int) bool {
-	if rows <= 0 || cols <= 0 || cols%t.BlockSize() != 0 {
+	if rows <= 0 || cols <= 0 || !t.Known() || cols%t.BlockSize() != 0 {
 		return false
 	}
-	switch t {
-	case ggml.Q4_0:
-		return packedQ4_0 != nil
-	case ggml.Q4_K:
-		return packedQ4K != nil
-	case ggml.Q8_0:
-		return packedQ8_0 != nil
-	case ggml.Q6_K:
-		return packedQ6K != nil
-	}
-	return false
+	f := packedFormats[t]
+	return f != nil && f.kernels != nil
 }
 
-// packedStride is the bytes of one panel of t's packed layout, nb blocks a row: a multiple of
-// 64, so that panels stay cache-line aligned.
-func packedStride(t ggml.Type, nb int) int {
-	switch t {
-	case ggml.Q4_0:
-		return (288*nb + 63) &^ 63
-	case ggml.Q4_K:
-		return packedBlockK * nb
-	case ggml.Q6_K:
-		return packedBlock6 * nb
-	default:
-		return (packedBlock8*nb + 63) &^ 63
-	}
-}
+// stride is the bytes of one panel of nb blocks a row: a multiple of 64, so that panels stay
+// cache-line aligned.
+func (f *packedFormat) stride(nb int) int { return (f.block*nb + 63) &^ 63 }
 
-// newPacked is the empty packed form of a rows×cols matrix of type t, its panels in dst (nil:
-// a buffer of its own).
-func newPacked(t ggml.Type, rows, cols int, dst []byte) *Packed {
+// packAs is PackInto without the check of kernel availability (the twins run everywhere);
+// t must have a packed layout.
+func packAs(t ggml.Type, w []byte, rows, cols int, dst []byte) *Packed {
+	f := packedFormats[t]
 	nb := cols / t.BlockSize()
-	stride := packedStride(t, nb)
+	stride := f.stride(nb)
 	n := (rows + panelRows - 1) / panelRows * stride
 	switch {
 	case dst == nil:
@@ -148,94 +169,50 @@ func newPacked(t ggml.Type, rows, cols int, dst []byte) *Packed {
 		// zero it, as in a buffer of its own.
 		clear(dst[:n])
 	}
-	return &Packed{t: t, rows: rows, cols: cols, nb: nb, stride: stride, data: dst[:n:n]}
-}
-
-// kernels returns the packed kernels of p's type on this CPU (nil: none, use the twin).
-func (p *Packed) kernels() *packedKernelSet {
-	if p.t == ggml.Q4_K {
-		return packedQ4K
+	p := &Packed{t: t, f: f, rows: rows, cols: cols, nb: nb, stride: stride, data: dst[:n:n]}
+	if len(w) < rows*nb*f.fileBlock {
+		panic(fmt.Sprintf("kernels: pack %s %dx%d from %d bytes", t, rows, cols, len(w)))
 	}
-	if p.t == ggml.Q8_0 {
-		return packedQ8_0
-	}
-	if p.t == ggml.Q6_K {
-		return packedQ6K
-	}
-	return packedQ4_0
-}
-
-// actBytes is the size of one prepared activation row for p (prepPacked).
-func (p *Packed) actBytes() int {
-	if p.t == ggml.Q4_K {
-		return packedActK * p.nb
-	}
-	if p.t == ggml.Q6_K {
-		return packedAct6 * p.nb
-	}
-	return packedAct * p.nb
-}
-
-// prep writes the prepared form of an activation row for p's kernels to dst (actBytes).
-func (p *Packed) prep(act, dst []byte) {
-	if p.t == ggml.Q4_K {
-		prepPackedActK(act, p.nb, dst)
-		return
-	}
-	if p.t == ggml.Q8_0 {
-		prepPackedAct8(act, p.nb, dst)
-		return
-	}
-	if p.t == ggml.Q6_K {
-		prepPackedAct6(act, p.nb, dst)
-		return
-	}
-	prepPackedAct(act, p.nb, dst)
-}
-
-// twin is the Go twin of p's kernels for one panel.
-func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
-	if p.t == ggml.Q4_K {
-		dotPackedQ4K(panel, p.nb, prep, out)
-		return
-	}
-	if p.t == ggml.Q8_0 {
-		dotPackedQ8_0(panel, p.nb, prep, out)
-		return
-	}
-	if p.t == ggml.Q6_K {
-		dotPackedQ6K(panel, p.nb, prep, out)
-		return
-	}
-	dotPackedQ4_0(panel, p.nb, prep, out)
-}
-
-// packQ4_0 is PackInto without the checks of kernel availability (tests use it everywhere).
-func packQ4_0(w []byte, rows, cols int, dst []byte) *Packed {
-	p := newPacked(ggml.Q4_0, rows, cols, dst)
-	p.fill(w, 18, func(panel []byte, i, b int, x []byte) {
-		le.PutUint16(panel[256*p.nb+32*b+2*i:], le.Uint16(x))
-		for q := 0; q < 4; q++ {
-			le.PutUint32(panel[256*b+64*q+4*i:], le.Uint32(x[2+4*q:]))
+	for r := 0; r < rows; r++ {
+		panel := p.data[r/panelRows*stride:]
+		row := w[r*nb*f.fileBlock:]
+		for b := 0; b < nb; b++ {
+			f.put(panel, nb, r%panelRows, b, row[b*f.fileBlock:(b+1)*f.fileBlock])
 		}
-	})
+	}
 	return p
 }
 
-// fill calls put for every block of w (a rows×cols matrix of p's type in the file's layout,
-// blockBytes a block) with the panel of its row, the row's place i in it, the block's index b in
-// the row and its bytes x; it panics where w is short.
-func (p *Packed) fill(w []byte, blockBytes int, put func(panel []byte, i, b int, x []byte)) {
-	if len(w) < p.rows*p.nb*blockBytes {
-		panic(fmt.Sprintf("kernels: pack %s %dx%d from %d bytes", p.t, p.rows, p.cols, len(w)))
+// kernels returns the packed kernels of p's type on this CPU (nil: none, use the twin).
+func (p *Packed) kernels() *packedKernelSet { return p.f.kernels }
+
+// actBytes is the size of one prepared activation row for p (prep).
+func (p *Packed) actBytes() int { return p.f.act * p.nb }
+
+// prep writes the prepared form of an activation row for p's kernels to dst (actBytes).
+func (p *Packed) prep(act, dst []byte) { p.f.prep(act, p.nb, dst) }
+
+// twin is the Go twin of p's kernels for one panel.
+func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
+	p.f.twin(panel, p.nb, prep, out)
+}
+
+// putQ4_0 writes a Q4_0 block into its panel: its quants among the panel's quants, its scale
+// after them.
+func putQ4_0(panel []byte, nb, i, b int, x []byte) {
+	le.PutUint16(panel[256*nb+32*b+2*i:], le.Uint16(x))
+	for q := 0; q < 4; q++ {
+		le.PutUint32(panel[256*b+64*q+4*i:], le.Uint32(x[2+4*q:]))
 	}
-	for r := 0; r < p.rows; r++ {
-		panel := p.data[r/panelRows*p.stride:]
-		row := w[r*p.nb*blockBytes:]
-		for b := 0; b < p.nb; b++ {
-			put(panel, r%panelRows, b, row[b*blockBytes:(b+1)*blockBytes])
-		}
+}
+
+// unpackQ4_0 returns block b of row i of a Q4_0 panel in the file's layout.
+func unpackQ4_0(panel []byte, nb, i, b int) (x fileBlockBytes) {
+	copy(x[:2], panel[256*nb+32*b+2*i:])
+	for q := 0; q < 4; q++ {
+		copy(x[2+4*q:6+4*q], panel[256*b+64*q+4*i:])
 	}
+	return x
 }
 
 // Type, Rows and Cols describe the matrix; Size is the bytes the packed copy holds.
@@ -251,47 +228,16 @@ func (p *Packed) RowBytes(r int, dst []byte) []byte {
 	if r < 0 || r >= p.rows || len(dst) < rb {
 		panic(fmt.Sprintf("kernels: row %d of a packed %dx%d matrix into %d bytes", r, p.rows, p.cols, len(dst)))
 	}
-	panel := p.data[r/panelRows*p.stride:]
-	i := r % panelRows
-	if p.t == ggml.Q4_K {
-		for b := 0; b < p.nb; b++ {
-			unpackBlockQ4K(panel[b*packedBlockK:], i, dst[b*144:b*144+144])
-		}
-		return dst[:rb]
-	}
-	if p.t == ggml.Q8_0 {
-		unpackRowQ8_0(panel, p.nb, i, dst)
-		return dst[:rb]
-	}
-	if p.t == ggml.Q6_K {
-		for b := 0; b < p.nb; b++ {
-			unpackBlockQ6K(panel[b*packedBlock6:], i, dst[b*210:b*210+210])
-		}
-		return dst[:rb]
-	}
+	panel, fb := p.data[r/panelRows*p.stride:], p.f.fileBlock
 	for b := 0; b < p.nb; b++ {
-		x := dst[b*18 : b*18+18]
-		copy(x[:2], panel[256*p.nb+32*b+2*i:])
-		for q := 0; q < 4; q++ {
-			copy(x[2+4*q:6+4*q], panel[256*b+64*q+4*i:])
-		}
+		x := p.f.unpack(panel, p.nb, r%panelRows, b)
+		copy(dst[b*fb:(b+1)*fb], x[:fb])
 	}
 	return dst[:rb]
 }
 
 // rowBytes is the size of a row in the file's layout.
-func (p *Packed) rowBytes() int {
-	if p.t == ggml.Q4_K {
-		return 144 * p.nb
-	}
-	if p.t == ggml.Q8_0 {
-		return 34 * p.nb
-	}
-	if p.t == ggml.Q6_K {
-		return 210 * p.nb
-	}
-	return 18 * p.nb
-}
+func (p *Packed) rowBytes() int { return p.f.fileBlock * p.nb }
 
 // DequantizeRow converts row r to float32 exactly as Dequantize converts the original row
 // (the embedding lookup of a packed matrix).

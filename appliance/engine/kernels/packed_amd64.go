@@ -43,24 +43,26 @@ func init() {
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL || !cpu.X86.HasAVX512VNNI {
 		return
 	}
-	packedQ4_0 = packedSet(ggml.Q4_0, 288, packedAct, dotPackedQ4_0VNNI, dotPackedQ4_0Rows4VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
+	packedSet(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0Rows4VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
 	// No four-stream kernel for Q4_K: a panel's super-blocks are one contiguous run of memory,
 	// which the hardware prefetcher streams faster alone than four runs in step (about 15% at
 	// one thread). Q4_0's panels are two runs (quants, then scales), which four streams in step
 	// serve better than one panel at a time.
-	packedQ4K = packedSet(ggml.Q4_K, packedBlockK, packedActK, dotPackedQ4KVNNI, nil, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
-	packedQ8_0 = packedSet(ggml.Q8_0, packedBlock8, packedAct, dotPackedQ8_0VNNI, dotPackedQ8_0Rows4VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
+	packedSet(ggml.Q4_K, dotPackedQ4KVNNI, nil, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
+	packedSet(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0Rows4VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
 	// Q6_K: one and four columns; eight run as two passes of four (the sums of eight columns
 	// do not fit the registers beside the four quant vectors).
-	packedQ6K = packedSet(ggml.Q6_K, packedBlock6, packedAct6, dotPackedQ6KVNNI, nil, dotPackedQ6Kx4VNNI, nil)
+	packedSet(ggml.Q6_K, dotPackedQ6KVNNI, nil, dotPackedQ6Kx4VNNI, nil)
 }
 
-// packedSet wraps the packed kernels of type t (blockBytes per panel and block, actBytes per
-// prepared activation block) with the checks they rely on; rows4 may be nil (no dot4s).
-func packedSet(t ggml.Type, blockBytes, actBytes int,
+// packedSet makes the packed kernels of type t its packedFormat's, wrapped with the checks
+// they rely on; rows4 may be nil (no dot4s), and dot8 (eight columns run as two passes of four).
+func packedSet(t ggml.Type,
 	dot func(w *byte, stride int, panels int, nb int, y *byte, out *float32),
 	rows4 func(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32),
-	dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) *packedKernelSet {
+	dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) {
+	f := packedFormats[t]
+	blockBytes, actBytes := f.block, f.act
 	check := func(w []byte, stride, panels, nb int, y []byte, ystride, cols int, out []float32, ostride int) {
 		if panels <= 0 || nb <= 0 || stride < blockBytes*nb || len(w) < (panels-1)*stride+blockBytes*nb ||
 			ystride < actBytes*nb || len(y) < (cols-1)*ystride+actBytes*nb ||
@@ -98,5 +100,5 @@ func packedSet(t ggml.Type, blockBytes, actBytes int,
 	if dot8 == nil {
 		k.dot8 = nil
 	}
-	return k
+	f.kernels = k
 }

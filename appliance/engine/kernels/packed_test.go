@@ -55,15 +55,7 @@ func q4_0Matrix(t *testing.T, r *rand.Rand, rows, cols int) []byte {
 }
 
 // packAny is Pack without the check of the kernels (for the twins everywhere).
-func packAny(ty ggml.Type, w []byte, rows, cols int) *Packed {
-	switch ty {
-	case ggml.Q4_K:
-		return packQ4K(w, rows, cols, nil)
-	case ggml.Q6_K:
-		return packQ6K(w, rows, cols, nil)
-	}
-	return packQ4_0(w, rows, cols, nil)
-}
+func packAny(ty ggml.Type, w []byte, rows, cols int) *Packed { return packAs(ty, w, rows, cols, nil) }
 
 // Packing keeps every row: RowBytes gives back the original bytes and DequantizeRow its values.
 func TestPackRoundTrip(t *testing.T) {
@@ -217,7 +209,7 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 	for _, nb := range []int{1, 5} {
 		for trial := 0; trial < 10; trial++ {
 			row, act := exactBlocks(r, ggml.Q4_0, nb, trial%5-2)
-			p := packQ4_0(row, 1, 32*nb, nil)
+			p := packAs(ggml.Q4_0, row, 1, 32*nb, nil)
 			if got, want := p.Dot(0, act), Dot(ggml.Q4_0, row, act, 32*nb); got != want {
 				t.Fatalf("exact blocks nb %d trial %d: packed %v, reference %v", nb, trial, got, want)
 			}
@@ -281,13 +273,13 @@ func TestMatMulPacked(t *testing.T) {
 		}
 		p.Close()
 	}
-	if runtime.GOARCH == "amd64" && packedQ4_0 != nil {
+	if runtime.GOARCH == "amd64" && packedFormats[ggml.Q4_0].kernels != nil {
 		// Packed products allocate nothing in the steady state either.
 		w := q4_0Matrix(t, r, 256, 512)
 		act := QuantizeActivations(ggml.Q4_0, randVec(r, 512, 1), nil)
 		pool := NewPool(2)
 		defer pool.Close()
-		mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q4_0, Packed: packQ4_0(w, 256, 512, nil), Rows: 256, Cols: 512, N: 1, Act: act, ActStride: len(act), Out: make([]float32, 256), OutStride: 256}}}
+		mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q4_0, Packed: packAs(ggml.Q4_0, w, 256, 512, nil), Rows: 256, Cols: 512, N: 1, Act: act, ActStride: len(act), Out: make([]float32, 256), OutStride: 256}}}
 		mm.Run(pool)
 		if a := testing.AllocsPerRun(20, func() { mm.Run(pool) }); a > 0 {
 			t.Errorf("packed MatMul.Run: %.1f allocations per call", a)

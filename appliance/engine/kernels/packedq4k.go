@@ -29,40 +29,47 @@ const (
 	packedActK = 288
 )
 
-// packQ4K is PackInto for Q4_K, without the check of kernel availability.
-func packQ4K(w []byte, rows, cols int, dst []byte) *Packed {
-	p := newPacked(ggml.Q4_K, rows, cols, dst)
-	p.fill(w, 144, func(panel []byte, i, b int, x []byte) {
-		blk := panel[b*packedBlockK:]
-		for g := 0; g < 32; g++ {
-			le.PutUint32(blk[64*g+4*i:], le.Uint32(x[16+4*g:]))
-		}
-		for s := 0; s < 8; s++ {
-			sc, m := getScaleMinK4(s, x[4:16])
-			blk[2048+16*s+i] = sc
-			blk[2176+32*(s/2)+2*i+s%2] = m
-		}
-		copy(blk[2304+2*i:], x[0:2])
-		copy(blk[2336+2*i:], x[2:4])
-	})
-	return p
+// putBlockQ4K writes a Q4_K super-block (the file's 144 bytes x) as row i of a packed one.
+func putBlockQ4K(blk []byte, i int, x []byte) {
+	for g := 0; g < 32; g++ {
+		le.PutUint32(blk[64*g+4*i:], le.Uint32(x[16+4*g:]))
+	}
+	putScalesK(blk[2048:], i, x)
 }
 
-// unpackBlockQ4K writes row i of a packed super-block back in the file's layout (144 bytes),
-// with the scales and mins packed again to 6 bits the way the quantizer does.
+// unpackBlockQ4K writes row i of a packed super-block back in the file's layout (144 bytes).
 func unpackBlockQ4K(blk []byte, i int, x []byte) {
-	copy(x[0:2], blk[2304+2*i:])
-	copy(x[2:4], blk[2336+2*i:])
-	var ls, lm [8]uint8
-	for s := 0; s < 8; s++ {
-		ls[s] = blk[2048+16*s+i]
-		lm[s] = blk[2176+32*(s/2)+2*i+s%2]
-	}
-	clear(x[4:16])
-	packScalesK4(x[4:16], &ls, &lm)
+	unpackScalesK(blk[2048:], i, x)
 	for g := 0; g < 32; g++ {
 		copy(x[16+4*g:20+4*g], blk[64*g+4*i:])
 	}
+}
+
+// putScalesK writes the scales, mins, d and dmin of a Q4_K or Q5_K super-block x (the file's
+// layout, which starts the same for both) as row i of the packed tail at t: scale s at 16s+i,
+// the mins of sub-blocks 2k, 2k+1 at 128+32k+2i, +1, then d at 256+2i and dmin at 288+2i.
+func putScalesK(t []byte, i int, x []byte) {
+	for s := 0; s < 8; s++ {
+		sc, m := getScaleMinK4(s, x[4:16])
+		t[16*s+i] = sc
+		t[128+32*(s/2)+2*i+s%2] = m
+	}
+	copy(t[256+2*i:], x[0:2])
+	copy(t[288+2*i:], x[2:4])
+}
+
+// unpackScalesK writes row i of the packed tail at t back to the first 16 bytes of the file's
+// layout, the scales and mins packed again to 6 bits the way the quantizer does.
+func unpackScalesK(t []byte, i int, x []byte) {
+	copy(x[0:2], t[256+2*i:])
+	copy(x[2:4], t[288+2*i:])
+	var ls, lm [8]uint8
+	for s := 0; s < 8; s++ {
+		ls[s] = t[16*s+i]
+		lm[s] = t[128+32*(s/2)+2*i+s%2]
+	}
+	clear(x[4:16])
+	packScalesK4(x[4:16], &ls, &lm)
 }
 
 // prepPackedActK writes the prepared form of nb Q8_K activation super-blocks (packedActK
@@ -94,28 +101,36 @@ func prepQ8K(t ggml.Type, act []byte, nb int, dst []byte, size int, rest func(y,
 // dotPackedQ4K is the packed Q4_K kernels' arithmetic in Go, for one panel (nb super-blocks)
 // and one prepared activation row.
 func dotPackedQ4K(panel []byte, nb int, prep []byte, out *[panelRows]float32) {
+	dotPackedKMins(panel, nb, prep, out, packedBlockK, 2048, func(blk []byte, i, s, e int) int32 {
+		v := blk[64*(8*(s/2)+e/4)+4*i+e%4]
+		if s%2 == 1 {
+			return int32(v >> 4)
+		}
+		return int32(v & 0x0f)
+	})
+}
+
+// dotPackedKMins is the arithmetic of the packed K-quants with scales and mins (Q4_K, Q5_K):
+// super-blocks of size bytes, their scales tail (putScalesK) at tail, and quant(blk, i, s, e)
+// the unsigned quant of element e of sub-block s of row i.
+func dotPackedKMins(panel []byte, nb int, prep []byte, out *[panelRows]float32, size, tail int, quant func(blk []byte, i, s, e int) int32) {
 	for i := range out {
 		var acc float32
 		for b := 0; b < nb; b++ {
-			blk, y := panel[b*packedBlockK:], prep[packedActK*b:packedActK*(b+1)]
+			blk, y := panel[b*size:], prep[packedActK*b:packedActK*(b+1)]
+			t := blk[tail:]
 			var sumi, msum int32
 			for s := 0; s < 8; s++ {
 				var dot int32
 				for e := 0; e < 32; e++ {
-					g := 8*(s/2) + e/4
-					v := blk[64*g+4*i+e%4]
-					q := v & 0x0f
-					if s%2 == 1 {
-						q = v >> 4
-					}
-					dot += int32(q) * int32(int8(y[32*s+e]))
+					dot += quant(blk, i, s, e) * int32(int8(y[32*s+e]))
 				}
-				sumi += int32(blk[2048+16*s+i]) * dot
-				msum += int32(blk[2176+32*(s/2)+2*i+s%2]) * int32(int16(binary.LittleEndian.Uint16(y[260+2*s:])))
+				sumi += int32(t[16*s+i]) * dot
+				msum += int32(t[128+32*(s/2)+2*i+s%2]) * int32(int16(binary.LittleEndian.Uint16(y[260+2*s:])))
 			}
 			yd := math.Float32frombits(binary.LittleEndian.Uint32(y[256:]))
-			d := float32(F16ToF32(binary.LittleEndian.Uint16(blk[2304+2*i:])) * yd)
-			dmin := float32(F16ToF32(binary.LittleEndian.Uint16(blk[2336+2*i:])) * yd)
+			d := float32(F16ToF32(binary.LittleEndian.Uint16(t[256+2*i:])) * yd)
+			dmin := float32(F16ToF32(binary.LittleEndian.Uint16(t[288+2*i:])) * yd)
 			acc = fma32x(float32(sumi), d, acc)
 			acc = fma32x(-float32(msum), dmin, acc)
 		}

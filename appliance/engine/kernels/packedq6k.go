@@ -76,25 +76,20 @@ func q6kRestoreHigh(x byte) byte {
 	return (x>>4)&3 | (x&3)<<2 | ((x>>6)&3)<<4 | ((x>>2)&3)<<6
 }
 
-// packQ6K is PackInto for Q6_K, without the check of kernel availability.
-func packQ6K(w []byte, rows, cols int, dst []byte) *Packed {
-	p := newPacked(ggml.Q6_K, rows, cols, dst)
-	p.fill(w, 210, func(panel []byte, i, b int, x []byte) {
-		blk := panel[b*packedBlock6:]
-		for g := 0; g < 32; g++ {
-			copy(blk[q6kQLOff(g)+4*i:q6kQLOff(g)+4*i+4], x[4*g:4*g+4])
+// putBlockQ6K writes a Q6_K super-block (the file's 210 bytes x) as row i of a packed one.
+func putBlockQ6K(blk []byte, i int, x []byte) {
+	for g := 0; g < 32; g++ {
+		copy(blk[q6kQLOff(g)+4*i:q6kQLOff(g)+4*i+4], x[4*g:4*g+4])
+	}
+	for h := 0; h < 16; h++ {
+		for e := 0; e < 4; e++ {
+			blk[q6kQHOff(h)+4*i+e] = q6kReorderHigh(x[128+4*h+e])
 		}
-		for h := 0; h < 16; h++ {
-			for e := 0; e < 4; e++ {
-				blk[q6kQHOff(h)+4*i+e] = q6kReorderHigh(x[128+4*h+e])
-			}
-		}
-		for j := 0; j < 16; j++ {
-			blk[q6kScOff(j)+i] = x[192+j]
-		}
-		copy(blk[3328+2*i:3328+2*i+2], x[208:210])
-	})
-	return p
+	}
+	for j := 0; j < 16; j++ {
+		blk[q6kScOff(j)+i] = x[192+j]
+	}
+	copy(blk[3328+2*i:3328+2*i+2], x[208:210])
 }
 
 // unpackBlockQ6K writes row i of a packed super-block back in the file's layout (210 bytes).

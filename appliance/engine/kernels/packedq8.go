@@ -3,8 +3,6 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
-
-	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
 // Packed Q8_0 (see Packed). VPDPBUSD multiplies unsigned bytes by signed ones, and both Q8_0
@@ -28,28 +26,22 @@ import (
 
 const packedBlock8 = 544 // bytes of one block of a panel: 512 of quants, 32 of scales
 
-// packQ8_0 is PackInto for Q8_0, without the check of kernel availability (tests use it
-// everywhere).
-func packQ8_0(w []byte, rows, cols int, dst []byte) *Packed {
-	p := newPacked(ggml.Q8_0, rows, cols, dst)
-	p.fill(w, 34, func(panel []byte, i, b int, x []byte) {
-		copy(panel[512*p.nb+32*b+2*i:], x[:2])
-		for q := 0; q < 8; q++ {
-			le.PutUint32(panel[512*b+64*q+4*i:], le.Uint32(x[2+4*q:])^0x80808080)
-		}
-	})
-	return p
+// putQ8_0 writes a Q8_0 block into its panel: its biased quants among the panel's quants, its
+// scale after them.
+func putQ8_0(panel []byte, nb, i, b int, x []byte) {
+	copy(panel[512*nb+32*b+2*i:], x[:2])
+	for q := 0; q < 8; q++ {
+		le.PutUint32(panel[512*b+64*q+4*i:], le.Uint32(x[2+4*q:])^0x80808080)
+	}
 }
 
-// unpackRowQ8_0 writes row i of panel (nb blocks) back in the file's layout.
-func unpackRowQ8_0(panel []byte, nb, i int, dst []byte) {
-	for b := 0; b < nb; b++ {
-		x := dst[b*34 : b*34+34]
-		copy(x[:2], panel[512*nb+32*b+2*i:])
-		for q := 0; q < 8; q++ {
-			le.PutUint32(x[2+4*q:], le.Uint32(panel[512*b+64*q+4*i:])^0x80808080)
-		}
+// unpackQ8_0 returns block b of row i of a Q8_0 panel (nb blocks a row) in the file's layout.
+func unpackQ8_0(panel []byte, nb, i, b int) (x fileBlockBytes) {
+	copy(x[:2], panel[512*nb+32*b+2*i:])
+	for q := 0; q < 8; q++ {
+		le.PutUint32(x[2+4*q:], le.Uint32(panel[512*b+64*q+4*i:])^0x80808080)
 	}
+	return x
 }
 
 // prepPackedAct8 writes the prepared form of nb Q8_0 activation blocks for packed Q8_0 weights

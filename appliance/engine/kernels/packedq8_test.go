@@ -66,7 +66,7 @@ func TestPackQ8_0RoundTrip(t *testing.T) {
 	for _, sh := range [][2]int{{1, 32}, {16, 64}, {17, 96}, {40, 256}, {33, 2048}} {
 		rows, cols := sh[0], sh[1]
 		w := q8Matrix(t, r, rows, cols)
-		p := packQ8_0(w, rows, cols, nil)
+		p := packAs(ggml.Q8_0, w, rows, cols, nil)
 		if p.stride%64 != 0 || p.stride < packedBlock8*p.nb {
 			t.Fatalf("%dx%d: panel stride %d", rows, cols, p.stride)
 		}
@@ -107,7 +107,7 @@ func TestPackedQ8_0MatchesReference(t *testing.T) {
 		n := 32 * nb
 		rows := 12 * panelRows
 		w := q8Matrix(t, r, rows, n)
-		p := packQ8_0(w, rows, n, nil)
+		p := packAs(ggml.Q8_0, w, rows, n, nil)
 		k := p.kernels()
 		for trial := 0; trial < 3; trial++ {
 			sz := p.actBytes()
@@ -204,7 +204,7 @@ func TestMatMulPackedQ8_0(t *testing.T) {
 			rows, cols, n := sh[0], sh[1], sh[2]
 			shape := fmt.Sprintf("threads %d Q8_0 %dx%d N=%d", threads, rows, cols, n)
 			w := q8Matrix(t, r, rows, cols)
-			pk := packQ8_0(w, rows, cols, nil)
+			pk := packAs(ggml.Q8_0, w, rows, cols, nil)
 			x := randVec(r, n*cols, 1)
 			ab := 34 * cols / 32
 			act := make([]byte, 0, n*ab)
@@ -239,7 +239,7 @@ func TestMatMulPackedQ8_0(t *testing.T) {
 		}
 		pool.Close()
 	}
-	if runtime.GOARCH == "amd64" && packedQ8_0 != nil {
+	if runtime.GOARCH == "amd64" && packedFormats[ggml.Q8_0].kernels != nil {
 		// Packed products allocate nothing in the steady state, decode and batch.
 		w := q8Matrix(t, r, 256, 512)
 		pool := NewPool(2)
@@ -249,7 +249,7 @@ func TestMatMulPackedQ8_0(t *testing.T) {
 			for j := 0; j < n; j++ {
 				act = append(act, q8Acts(r, 512, false)...)
 			}
-			mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q8_0, Packed: packQ8_0(w, 256, 512, nil), Rows: 256, Cols: 512, N: n, Act: act, ActStride: 544, Out: make([]float32, 256*n), OutStride: 256}}}
+			mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q8_0, Packed: packAs(ggml.Q8_0, w, 256, 512, nil), Rows: 256, Cols: 512, N: n, Act: act, ActStride: 544, Out: make([]float32, 256*n), OutStride: 256}}}
 			mm.Run(pool)
 			if a := testing.AllocsPerRun(20, func() { mm.Run(pool) }); a > 0 {
 				t.Errorf("packed Q8_0 MatMul.Run, N=%d: %.1f allocations per call", n, a)
