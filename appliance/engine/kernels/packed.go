@@ -9,9 +9,9 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
-// Packed weights: a Q4_0, Q4_K, Q6_K or Q8_0 matrix rearranged once, at load time, so that the
-// kernels work on 16 rows at a time with one row per 32-bit lane. A block's products then need no horizontal
-// sums and no per-row scale gathering: for each 4-byte group of its 16 quant bytes, one
+// Packed weights: a Q4_0, Q4_K, Q5_K, Q6_K or Q8_0 matrix rearranged once, at load time, so
+// that the kernels work on 16 rows at a time with one row per 32-bit lane. A block's products
+// then need no horizontal sums and no per-row scale gathering: for each 4-byte group of its 16 quant bytes, one
 // 64-byte load holds that group of all 16 rows, and one VPDPBUSD with the matching four
 // activation quants (broadcast) advances all 16 rows' sums. Decoding runs about twice as fast
 // per weight byte as on the file's layout, prompt batches and concurrent sequences (several
@@ -24,8 +24,9 @@ import (
 //
 // Every output of a packed Q4_0 product has one arithmetic, whatever the batch (dotPackedQ4_0
 // is its Go twin): per block b, the exact integer dot s = Σ (q-8)·y of its 32 quants, then
-// acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. Q4_K, Q6_K
-// and Q8_0 have their own layouts and arithmetic (packedq4k.go, packedq6k.go, packedq8.go).
+// acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. The other
+// types have their own layouts and arithmetic (packedq4k.go, packedq5k.go, packedq6k.go,
+// packedq8.go).
 
 var le = binary.LittleEndian
 
@@ -92,6 +93,9 @@ var packedFormats = map[ggml.Type]*packedFormat{
 	ggml.Q4_K: {t: ggml.Q4_K, block: packedBlockK, fileBlock: 144, act: packedActK,
 		put: superBlocks(packedBlockK, putBlockQ4K), unpack: superBlockUnpack(packedBlockK, unpackBlockQ4K),
 		prep: prepPackedActK, twin: dotPackedQ4K},
+	ggml.Q5_K: {t: ggml.Q5_K, block: packedBlock5, fileBlock: 176, act: packedActK,
+		put: superBlocks(packedBlock5, putBlockQ5K), unpack: superBlockUnpack(packedBlock5, unpackBlockQ5K),
+		prep: prepPackedActK, twin: dotPackedQ5K},
 	ggml.Q6_K: {t: ggml.Q6_K, block: packedBlock6, fileBlock: 210, act: packedAct6,
 		put: superBlocks(packedBlock6, putBlockQ6K), unpack: superBlockUnpack(packedBlock6, unpackBlockQ6K),
 		prep: prepPackedAct6, twin: dotPackedQ6K},

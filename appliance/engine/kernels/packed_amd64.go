@@ -10,7 +10,8 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
-// The packed Q4_0 and Q4_K kernels of packed_amd64.s and packedq4k_amd64.s.
+// The packed kernels of packed_amd64.s, packedq4k_amd64.s, packedq5k_amd64.s, packedq6k_amd64.s
+// and packedq8_amd64.s.
 
 //go:noescape
 func dotPackedQ4_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
@@ -37,6 +38,15 @@ func dotPackedQ6KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *flo
 func dotPackedQ6Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ5KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ5Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ5Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ4Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 func init() {
@@ -44,11 +54,12 @@ func init() {
 		return
 	}
 	packedSet(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0Rows4VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
-	// No four-stream kernel for Q4_K: a panel's super-blocks are one contiguous run of memory,
+	// No four-stream kernel for Q4_K (nor Q5_K): a panel's super-blocks are one contiguous run of memory,
 	// which the hardware prefetcher streams faster alone than four runs in step (about 15% at
 	// one thread). Q4_0's panels are two runs (quants, then scales), which four streams in step
 	// serve better than one panel at a time.
 	packedSet(ggml.Q4_K, dotPackedQ4KVNNI, nil, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
+	packedSet(ggml.Q5_K, dotPackedQ5KVNNI, nil, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
 	packedSet(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0Rows4VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
 	// Q6_K: one and four columns; eight run as two passes of four (the sums of eight columns
 	// do not fit the registers beside the four quant vectors).

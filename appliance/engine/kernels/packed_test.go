@@ -13,11 +13,11 @@ import (
 )
 
 // packedTypes are the types Pack handles.
-var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q4_K, ggml.Q6_K}
+var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K}
 
-// q4Matrix returns a rows×cols Q4_0 or Q4_K matrix of real values, some rows zero and some
-// with arbitrary quant bytes (and for Q4_K arbitrary scale and min bytes; fp16 scales kept
-// finite).
+// q4Matrix returns a rows×cols matrix of a packed type of real values, some rows zero and some
+// with arbitrary quant bytes (and for the K-quants arbitrary scale and min bytes; fp16 scales
+// kept finite).
 func q4Matrix(t *testing.T, r *rand.Rand, ty ggml.Type, rows, cols int) []byte {
 	t.Helper()
 	w, err := Quantize(ty, randVec(r, rows*cols, 0.5))
@@ -28,7 +28,7 @@ func q4Matrix(t *testing.T, r *rand.Rand, ty ggml.Type, rows, cols int) []byte {
 	bs := ty.TypeSize()
 	first, last := 2, ty.TypeSize() // the arbitrary bytes: all but the fp16 scales
 	switch ty {
-	case ggml.Q4_K:
+	case ggml.Q4_K, ggml.Q5_K:
 		first = 4
 	case ggml.Q6_K:
 		first, last = 0, 208
@@ -63,7 +63,7 @@ func TestPackRoundTrip(t *testing.T) {
 	for _, sh := range []struct {
 		ty         ggml.Type
 		rows, cols int
-	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}} {
+	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}, {ggml.Q5_K, 1, 256}, {ggml.Q5_K, 33, 768}} {
 		rows, cols, ty := sh.rows, sh.cols, sh.ty
 		shape := fmt.Sprintf("%s %dx%d", ty, rows, cols)
 		w := q4Matrix(t, r, ty, rows, cols)
@@ -231,11 +231,12 @@ func TestMatMulPacked(t *testing.T) {
 			rows, cols, n int
 		}
 		shapes := []shape{{ggml.Q4_0, 16, 64, 1}, {ggml.Q4_0, 37, 256, 1}, {ggml.Q4_0, 150, 512, 6}, {ggml.Q4_0, 70, 96, 9}, {ggml.Q4_0, 300, 256, 1},
-			{ggml.Q4_0, 300, 512, 2}, {ggml.Q4_K, 37, 256, 5}, {ggml.Q4_K, 300, 256, 1}, {ggml.Q4_K, 130, 512, 9}, {ggml.Q4_K, 70, 256, 13}}
+			{ggml.Q4_0, 300, 512, 2}, {ggml.Q4_K, 37, 256, 5}, {ggml.Q4_K, 300, 256, 1}, {ggml.Q4_K, 130, 512, 9}, {ggml.Q4_K, 70, 256, 13},
+			{ggml.Q5_K, 37, 256, 5}, {ggml.Q5_K, 300, 256, 1}, {ggml.Q5_K, 130, 512, 9}, {ggml.Q5_K, 70, 256, 13}}
 		// Every batch up to eight (the one-, four- and eight-column kernels and their mixes),
 		// with a panel cut short.
 		for n := 1; n <= 8; n++ {
-			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q4_K, 45, 256, n})
+			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q4_K, 45, 256, n}, shape{ggml.Q5_K, 45, 256, n})
 		}
 		for _, sh := range shapes {
 			ty, rows, cols, n := sh.ty, sh.rows, sh.cols, sh.n
@@ -300,7 +301,7 @@ func benchPacked(b *testing.B, r *rand.Rand, ty ggml.Type, rows, cols, size int)
 	}
 	p := Pack(ty, w, rows, cols)
 	copies := max(1, size/len(p.data))
-	big := &Packed{t: p.t, rows: rows * copies, cols: cols, nb: p.nb, stride: p.stride, data: alignedBytes(nil, copies*len(p.data))}
+	big := &Packed{t: p.t, f: p.f, rows: rows * copies, cols: cols, nb: p.nb, stride: p.stride, data: alignedBytes(nil, copies*len(p.data))}
 	for c := 0; c < copies; c++ {
 		copy(big.data[c*len(p.data):], p.data)
 	}

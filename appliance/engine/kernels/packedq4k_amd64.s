@@ -19,31 +19,6 @@
 //
 // Registers: Z30 = 0x0f bytes, Z31 = 0xf0 bytes.
 
-// The mins term of the super-block at SI for the column at base: into mins (zeroed here),
-// with Z28 scratch.
-#define P4K_MINS(base, mins) \
-	VPXORD          mins, mins, mins; \
-	VPMOVZXBW       2176(SI), Z28; \
-	VPDPWSSD.BCST   260 base, Z28, mins; \
-	VPMOVZXBW       2208(SI), Z28; \
-	VPDPWSSD.BCST   264 base, Z28, mins; \
-	VPMOVZXBW       2240(SI), Z28; \
-	VPDPWSSD.BCST   268 base, Z28, mins; \
-	VPMOVZXBW       2272(SI), Z28; \
-	VPDPWSSD.BCST   272 base, Z28, mins
-
-// The super-block total of the column at base: acc += float(sumi)·(d·yd) - float(mins)·(dmin·yd),
-// with Z28, Z29 scratch (sumi and mins are converted in place).
-#define P4K_FMAS(base, sumi, mins, acc) \
-	VCVTPH2PS    2304(SI), Z28; \
-	VMULPS.BCST  256 base, Z28, Z28; \
-	VCVTPH2PS    2336(SI), Z29; \
-	VMULPS.BCST  256 base, Z29, Z29; \
-	VCVTDQ2PS    sumi, sumi; \
-	VFMADD231PS  Z28, sumi, acc; \
-	VCVTDQ2PS    mins, mins; \
-	VFNMADD231PS Z29, mins, acc
-
 // One column: group g of chunk j at SI against the activations at DI, into the running sums
 // alo (low nibbles) and ahi (high nibbles, times 16). Z1-Z3 are scratch.
 #define P4K1_GROUP(j, g, alo, ahi) \
@@ -72,12 +47,6 @@
 	VPMULLD    Z15, Z12, Z12; \
 	VPADDD     Z12, Z21, Z21
 
-// Eight columns (dotPackedQ4Kx8VNNI, whose frame vet must see): column c's super-block total into its float sum in the frame (Z25 holds it meanwhile).
-#define P4K8_FINISH(c, base, sumi) \
-	VMOVUPS c*64(SP), Z25; \
-	P4KN_FINISH(base, sumi, Z25); \
-	VMOVUPS Z25, c*64(SP)
-
 // func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KVNNI(SB), NOSPLIT, $0-48
 	MOVQ w+0(FP), R9
@@ -100,8 +69,8 @@ p4k_block:
 	P4K1_CHUNK(3)
 	VPSRAD     $4, Z21, Z21
 	VPADDD     Z21, Z20, Z20
-	P4K_MINS((DI), Z22)
-	P4K_FMAS((DI), Z20, Z22, Z0)
+	PK_MINS(2048, (DI), Z22)
+	PK_FMAS(2048, (DI), Z20, Z22, Z0)
 	ADDQ       $2368, SI
 	ADDQ       $288, DI
 	DECQ       CX
@@ -135,31 +104,11 @@ p4k_block:
 	VPMOVZXBD 2064+32*j(SI), Z27
 
 // Many columns: chunk j's products for the column with activations at base, its scaled sums
-// added to sumi; Z24, Z25 are scratch.
+// added to sumi (the high nibbles' sum shifted down from 16 times its value first).
 #define P4KN_COL(j, base, sumi) \
-	VPXORD        Z24, Z24, Z24; \
-	VPXORD        Z25, Z25, Z25; \
-	VPDPBUSD.BCST 64*j base, Z8, Z24; \
-	VPDPBUSD.BCST 64*j+32 base, Z16, Z25; \
-	VPDPBUSD.BCST 64*j+4 base, Z9, Z24; \
-	VPDPBUSD.BCST 64*j+36 base, Z17, Z25; \
-	VPDPBUSD.BCST 64*j+8 base, Z10, Z24; \
-	VPDPBUSD.BCST 64*j+40 base, Z18, Z25; \
-	VPDPBUSD.BCST 64*j+12 base, Z11, Z24; \
-	VPDPBUSD.BCST 64*j+44 base, Z19, Z25; \
-	VPDPBUSD.BCST 64*j+16 base, Z12, Z24; \
-	VPDPBUSD.BCST 64*j+48 base, Z20, Z25; \
-	VPDPBUSD.BCST 64*j+20 base, Z13, Z24; \
-	VPDPBUSD.BCST 64*j+52 base, Z21, Z25; \
-	VPDPBUSD.BCST 64*j+24 base, Z14, Z24; \
-	VPDPBUSD.BCST 64*j+56 base, Z22, Z25; \
-	VPDPBUSD.BCST 64*j+28 base, Z15, Z24; \
-	VPDPBUSD.BCST 64*j+60 base, Z23, Z25; \
-	VPSRAD        $4, Z25, Z25; \
-	VPMULLD       Z26, Z24, Z24; \
-	VPADDD        Z24, sumi, sumi; \
-	VPMULLD       Z27, Z25, Z25; \
-	VPADDD        Z25, sumi, sumi
+	PKN_DOTS(j, base); \
+	VPSRAD $4, Z25, Z25; \
+	PKN_SCALE(sumi)
 
 // Four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)), integer sums Z4-Z7.
 #define P4K4_CHUNK(j) \
@@ -168,11 +117,6 @@ p4k_block:
 	P4KN_COL(j, (DI)(DX*1), Z5); \
 	P4KN_COL(j, (R14), Z6); \
 	P4KN_COL(j, (R14)(DX*1), Z7)
-
-// The column's super-block total into acc (Z24 and Z28, Z29 scratch).
-#define P4KN_FINISH(base, sumi, acc) \
-	P4K_MINS(base, Z24); \
-	P4K_FMAS(base, sumi, Z24, acc)
 
 // func dotPackedQ4Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // Four prepared activation rows ystride bytes apart, column c's results at out + c·ostride
@@ -193,10 +137,10 @@ p4kx4_block:
 	P4K4_CHUNK(1)
 	P4K4_CHUNK(2)
 	P4K4_CHUNK(3)
-	P4KN_FINISH((DI), Z4, Z0)
-	P4KN_FINISH((DI)(DX*1), Z5, Z1)
-	P4KN_FINISH((R14), Z6, Z2)
-	P4KN_FINISH((R14)(DX*1), Z7, Z3)
+	PKN_FINISH(2048, (DI), Z4, Z0)
+	PKN_FINISH(2048, (DI)(DX*1), Z5, Z1)
+	PKN_FINISH(2048, (R14), Z6, Z2)
+	PKN_FINISH(2048, (R14)(DX*1), Z7, Z3)
 	ADDQ   $2368, SI
 	ADDQ   $288, DI
 	ADDQ   $288, R14
@@ -232,15 +176,7 @@ p4kx8_panel:
 	MOVQ    R9, SI
 	MOVQ    nb+24(FP), CX
 	PACKED_COLS8_ROWS(R11, R13)
-	VPXORD  Z0, Z0, Z0
-	VMOVUPS Z0, 0(SP)
-	VMOVUPS Z0, 64(SP)
-	VMOVUPS Z0, 128(SP)
-	VMOVUPS Z0, 192(SP)
-	VMOVUPS Z0, 256(SP)
-	VMOVUPS Z0, 320(SP)
-	VMOVUPS Z0, 384(SP)
-	VMOVUPS Z0, 448(SP)
+	PK8_FRAME_ZERO
 
 p4kx8_block:
 	ZERO_Z4(Z0, Z1, Z2, Z3)
@@ -249,14 +185,7 @@ p4kx8_block:
 	P4K8_CHUNK(1)
 	P4K8_CHUNK(2)
 	P4K8_CHUNK(3)
-	P4K8_FINISH(0, (DI), Z0)
-	P4K8_FINISH(1, (DI)(DX*1), Z1)
-	P4K8_FINISH(2, (DI)(DX*2), Z2)
-	P4K8_FINISH(3, (R11), Z3)
-	P4K8_FINISH(4, (R11)(DX*1), Z4)
-	P4K8_FINISH(5, (R11)(DX*2), Z5)
-	P4K8_FINISH(6, (R13), Z6)
-	P4K8_FINISH(7, (R13)(DX*1), Z7)
+	PK8_FINISH_ALL(2048)
 	ADDQ   $2368, SI
 	ADDQ   $288, DI
 	ADDQ   $288, R11
@@ -264,14 +193,7 @@ p4kx8_block:
 	DECQ   CX
 	JNZ    p4kx8_block
 
-	VMOVUPS 0(SP), Z0
-	VMOVUPS 64(SP), Z1
-	VMOVUPS 128(SP), Z2
-	VMOVUPS 192(SP), Z3
-	VMOVUPS 256(SP), Z4
-	VMOVUPS 320(SP), Z5
-	VMOVUPS 384(SP), Z6
-	VMOVUPS 448(SP), Z7
+	PK8_FRAME_LOAD
 	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
 	PACKED_NEXT_PANEL(p4kx8_panel)
 	VZEROUPPER

@@ -680,15 +680,20 @@ widen_loop: \
 // serve several activation rows consume a panel slower than memory delivers it, and then the
 // hardware prefetcher falls behind (on the AMD EPYC (Zen 4) measured, eight columns streaming
 // from memory ran at half the speed their compute allows without these, Q4_0's at a fifth).
-#define PACKED_PREFETCH8(off, ptr) \
-	PREFETCHT0 off(ptr); \
-	PREFETCHT0 off+64(ptr); \
-	PREFETCHT0 off+128(ptr); \
-	PREFETCHT0 off+192(ptr); \
-	PREFETCHT0 off+256(ptr); \
-	PREFETCHT0 off+320(ptr); \
-	PREFETCHT0 off+384(ptr); \
-	PREFETCHT0 off+448(ptr)
+#define PACKED_PREFETCH8(off, ptr) PREFETCH8_WITH(PREFETCHT0, off, ptr)
+
+// PACKED_PREFETCH8 into the level-2 cache only.
+#define PACKED_PREFETCH8_L2(off, ptr) PREFETCH8_WITH(PREFETCHT1, off, ptr)
+
+#define PREFETCH8_WITH(pf, off, ptr) \
+	pf off(ptr); \
+	pf off+64(ptr); \
+	pf off+128(ptr); \
+	pf off+192(ptr); \
+	pf off+256(ptr); \
+	pf off+320(ptr); \
+	pf off+384(ptr); \
+	pf off+448(ptr)
 
 // The value-sum block kernels (madF16RowsAVX2, madQ8_0RowsAVX2): MADROWS_ARGS loads R8 = acc,
 // DI = the first row, R9 = the row stride, R10 = rows, R11 = the width argument, R12 = ms,
@@ -717,3 +722,106 @@ widen_loop: \
 	ADDQ R9, DI; \
 	DECQ R10; \
 	JNZ  label
+
+// Packed K-quants with scales and mins (Q4_K, Q5_K; packedq4k.go, packedq5k.go): their
+// super-blocks end in the same tail (putScalesK) at offset tail. PK_MINS: the mins term of the
+// super-block at SI for the column at base, into mins (zeroed here), with Z28 scratch.
+#define PK_MINS(tail, base, mins) \
+	VPXORD          mins, mins, mins; \
+	VPMOVZXBW       tail+128(SI), Z28; \
+	VPDPWSSD.BCST   260 base, Z28, mins; \
+	VPMOVZXBW       tail+160(SI), Z28; \
+	VPDPWSSD.BCST   264 base, Z28, mins; \
+	VPMOVZXBW       tail+192(SI), Z28; \
+	VPDPWSSD.BCST   268 base, Z28, mins; \
+	VPMOVZXBW       tail+224(SI), Z28; \
+	VPDPWSSD.BCST   272 base, Z28, mins
+
+// The super-block total of the column at base: acc += float(sumi)·(d·yd) - float(mins)·(dmin·yd),
+// with Z28, Z29 scratch (sumi and mins are converted in place).
+#define PK_FMAS(tail, base, sumi, mins, acc) \
+	VCVTPH2PS    tail+256(SI), Z28; \
+	VMULPS.BCST  256 base, Z28, Z28; \
+	VCVTPH2PS    tail+288(SI), Z29; \
+	VMULPS.BCST  256 base, Z29, Z29; \
+	VCVTDQ2PS    sumi, sumi; \
+	VFMADD231PS  Z28, sumi, acc; \
+	VCVTDQ2PS    mins, mins; \
+	VFNMADD231PS Z29, mins, acc
+
+// The column's super-block total into acc (Z24 and Z28, Z29 scratch).
+#define PKN_FINISH(tail, base, sumi, acc) \
+	PK_MINS(tail, base, Z24); \
+	PK_FMAS(tail, base, sumi, Z24, acc)
+
+// Many columns: chunk j's products for the column with activations at base, from the quants
+// of its low sub-block in Z8-Z15 and of its high one in Z16-Z23, into Z24 (low) and Z25
+// (high).
+#define PKN_DOTS(j, base) \
+	VPXORD        Z24, Z24, Z24; \
+	VPXORD        Z25, Z25, Z25; \
+	VPDPBUSD.BCST 64*j base, Z8, Z24; \
+	VPDPBUSD.BCST 64*j+32 base, Z16, Z25; \
+	VPDPBUSD.BCST 64*j+4 base, Z9, Z24; \
+	VPDPBUSD.BCST 64*j+36 base, Z17, Z25; \
+	VPDPBUSD.BCST 64*j+8 base, Z10, Z24; \
+	VPDPBUSD.BCST 64*j+40 base, Z18, Z25; \
+	VPDPBUSD.BCST 64*j+12 base, Z11, Z24; \
+	VPDPBUSD.BCST 64*j+44 base, Z19, Z25; \
+	VPDPBUSD.BCST 64*j+16 base, Z12, Z24; \
+	VPDPBUSD.BCST 64*j+48 base, Z20, Z25; \
+	VPDPBUSD.BCST 64*j+20 base, Z13, Z24; \
+	VPDPBUSD.BCST 64*j+52 base, Z21, Z25; \
+	VPDPBUSD.BCST 64*j+24 base, Z14, Z24; \
+	VPDPBUSD.BCST 64*j+56 base, Z22, Z25; \
+	VPDPBUSD.BCST 64*j+28 base, Z15, Z24; \
+	VPDPBUSD.BCST 64*j+60 base, Z23, Z25
+
+// The chunk's two sums (Z24, Z25) scaled by its sub-blocks' scales (Z26, Z27) and added to
+// sumi.
+#define PKN_SCALE(sumi) \
+	VPMULLD Z26, Z24, Z24; \
+	VPADDD  Z24, sumi, sumi; \
+	VPMULLD Z27, Z25, Z25; \
+	VPADDD  Z25, sumi, sumi
+
+// Eight columns: column c's super-block total into its float sum in the frame (c*64(SP); Z25
+// holds it meanwhile).
+#define PK8_FINISH(tail, c, base, sumi) \
+	VMOVUPS c*64(SP), Z25; \
+	PKN_FINISH(tail, base, sumi, Z25); \
+	VMOVUPS Z25, c*64(SP)
+
+// Eight columns: the float sums in the frame (64 bytes a column) zeroed, and loaded into Z0-Z7.
+#define PK8_FRAME_ZERO \
+	VPXORD  Z0, Z0, Z0; \
+	VMOVUPS Z0, 0(SP); \
+	VMOVUPS Z0, 64(SP); \
+	VMOVUPS Z0, 128(SP); \
+	VMOVUPS Z0, 192(SP); \
+	VMOVUPS Z0, 256(SP); \
+	VMOVUPS Z0, 320(SP); \
+	VMOVUPS Z0, 384(SP); \
+	VMOVUPS Z0, 448(SP)
+
+#define PK8_FRAME_LOAD \
+	VMOVUPS 0(SP), Z0; \
+	VMOVUPS 64(SP), Z1; \
+	VMOVUPS 128(SP), Z2; \
+	VMOVUPS 192(SP), Z3; \
+	VMOVUPS 256(SP), Z4; \
+	VMOVUPS 320(SP), Z5; \
+	VMOVUPS 384(SP), Z6; \
+	VMOVUPS 448(SP), Z7
+
+// Eight columns (activations at DI, DI+DX, DI+2DX, R11, R11+DX, R11+2DX, R13, R13+DX; integer
+// sums Z0-Z7): every column's super-block total into its float sum in the frame.
+#define PK8_FINISH_ALL(tail) \
+	PK8_FINISH(tail, 0, (DI), Z0); \
+	PK8_FINISH(tail, 1, (DI)(DX*1), Z1); \
+	PK8_FINISH(tail, 2, (DI)(DX*2), Z2); \
+	PK8_FINISH(tail, 3, (R11), Z3); \
+	PK8_FINISH(tail, 4, (R11)(DX*1), Z4); \
+	PK8_FINISH(tail, 5, (R11)(DX*2), Z5); \
+	PK8_FINISH(tail, 6, (R13), Z6); \
+	PK8_FINISH(tail, 7, (R13)(DX*1), Z7)

@@ -2,13 +2,15 @@ package model
 
 import (
 	"math"
+	"path/filepath"
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/engine/gguf"
 	"github.com/exo-nix/exo/appliance/engine/kernels"
 )
 
-// Native compute of Q4_0, Q4_K, Q6_K and Q8_0 models uses the packed layout where the CPU has its
+// Native compute of Q4_0, Q4_K, Q5_K, Q6_K and Q8_0 models uses the packed layout where the CPU has its
 // kernels, and the packed layout computes what the file's own layout computes: to float
 // rounding for Q4 (close logits, and on the trained model the same greedy tokens), exactly
 // for Q8_0, whose packed products keep the reference Dot's arithmetic. (The random-weight model is checked on its
@@ -23,10 +25,23 @@ func TestPackedWeightsMatchFileLayout(t *testing.T) {
 		{"stories260K/stories260K-Q4_0.gguf", 24, false},
 		{"synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf", 0, false},
 		{"stories260K/stories260K-Q8_0.gguf", 24, true},
+		{"", 8, false}, // a random-weight Q5_K_M model made here (there is no Q5_K fixture)
 	} {
 		file := tc.file
+		if file == "" {
+			file = synthQ5KM(t)
+		}
 		t.Run(name(file), func(t *testing.T) {
-			f := openFixture(t, file)
+			var f *gguf.File
+			if tc.file == "" {
+				var err error
+				if f, err = gguf.Open(file); err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+			} else {
+				f = openFixture(t, file)
+			}
 			load := func(pack bool) *Stage {
 				t.Helper()
 				packWeights = pack
@@ -39,7 +54,13 @@ func TestPackedWeightsMatchFileLayout(t *testing.T) {
 			}
 			packed, plain := load(true), load(false)
 			q := packed.layers[0].down
-			if q.typ == ggml.Q4_0 || q.typ == ggml.Q4_K || q.typ == ggml.Q6_K || q.typ == ggml.Q8_0 {
+			if tc.file == "" {
+				q = packed.layers[0].wq // down is Q6_K in the first layers of a _M mix
+				if q.typ != ggml.Q5_K {
+					t.Fatalf("%s is %s, want Q5_K", q.name, q.typ)
+				}
+			}
+			if q.typ == ggml.Q4_0 || q.typ == ggml.Q4_K || q.typ == ggml.Q5_K || q.typ == ggml.Q6_K || q.typ == ggml.Q8_0 {
 				want := kernels.Pack(q.typ, plain.layers[0].down.data, q.rows, q.cols) != nil
 				if (q.packed != nil) != want {
 					t.Fatalf("%s: packed=%v, but this CPU's kernels.Pack gives a copy: %v", q.name, q.packed != nil, want)
@@ -89,6 +110,18 @@ func TestPackedWeightsMatchFileLayout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// synthQ5KM writes a small Llama-shaped Q5_K_M model (Q5_K matrices, Q6_K where llama-quantize
+// puts them) to a temporary file.
+func synthQ5KM(t *testing.T) string {
+	h := gguf.Hparams{Vocab: 512, Embd: 256, Layers: 2, Heads: 8, KVHeads: 4, HeadDim: 32, FFN: 512,
+		Context: 256, RopeTheta: 10000, RMSEps: 1e-5, Tied: true}
+	path := filepath.Join(t.TempDir(), "q5_k_m.gguf")
+	if err := gguf.Synth(gguf.SynthOptions{Arch: "llama", Dims: &h, Type: ggml.Q5_K, Medium: true, Seed: 5, Out: path}); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func argmax(v []float32) int32 {

@@ -1,0 +1,230 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+#include "simd_amd64.h"
+
+// Kernels for packed Q5_K weights (packedq5k.go): packed Q4_K's kernels (packedq4k_amd64.s)
+// with each quant byte given its fifth bit before it meets the activations. Per group of four
+// quant bytes, the low nibbles (v & 0x0f) and the high ones (v >> 4; VPSRLW leaves the
+// neighbouring byte's bits above them, which the mask drops) each take bit 4 from the fifth-bit
+// vector of their group, shifted by a constant per chunk and masked to 0x10: one VPTERNLOGD
+// (a | b&c, imm 0xF8) joins the two. Both sub-blocks' sums are then plain (no shift), scaled,
+// and finished with packed Q4_K's mins term and FMAs on the tail at 2560.
+//
+// Registers: Z30 = 0x0f bytes, Z31 = 0x10 bytes.
+
+// The fifth bit of chunk j's low (bit 2j) or high (bit 2j+1) sub-block, from the group's bit
+// vector m to bit 4 of r, alone.
+#define B5_SHL4(m, r) VPSLLW $4, m, r; VPANDD Z31, r, r
+#define B5_SHL3(m, r) VPSLLW $3, m, r; VPANDD Z31, r, r
+#define B5_SHL2(m, r) VPSLLW $2, m, r; VPANDD Z31, r, r
+#define B5_SHL1(m, r) VPSLLW $1, m, r; VPANDD Z31, r, r
+#define B5_AS_IS(m, r) VPANDD m, Z31, r
+#define B5_SHR1(m, r) VPSRLW $1, m, r; VPANDD Z31, r, r
+#define B5_SHR2(m, r) VPSRLW $2, m, r; VPANDD Z31, r, r
+#define B5_SHR3(m, r) VPSRLW $3, m, r; VPANDD Z31, r, r
+
+#define P5K_MASKS \
+	MOVL         $0x0f0f0f0f, AX; \
+	VPBROADCASTD AX, Z30; \
+	MOVL         $0x10101010, AX; \
+	VPBROADCASTD AX, Z31
+
+// The 5-bit quants of group g' of chunk j (quants at 512j+64g', fifth bits at 2048+64g') into
+// lo and hi, lb and hb picking the chunk's bits; Z28 is scratch.
+#define P5K_SPLIT(j, g, lb, hb, lo, hi) \
+	VMOVDQU64  512*j+64*g(SI), Z28; \
+	lb(2048+64*g(SI), lo); \
+	VPTERNLOGD $0xF8, Z30, Z28, lo; \
+	VPSRLW     $4, Z28, Z28; \
+	hb(2048+64*g(SI), hi); \
+	VPTERNLOGD $0xF8, Z30, Z28, hi
+
+// One column: group g of chunk j against the activations at DI, into the running sums alo and
+// ahi; Z2, Z3 are scratch.
+#define P5K1_GROUP(j, g, lb, hb, alo, ahi) \
+	P5K_SPLIT(j, g, lb, hb, Z2, Z3); \
+	VPDPBUSD.BCST 64*j+4*g(DI), Z2, alo; \
+	VPDPBUSD.BCST 64*j+32+4*g(DI), Z3, ahi
+
+// How far ahead the kernels prefetch: the next super-block but one, from its predecessor's
+// last line (as packed Q4_K's PF4K_DIST). Each chunk fetches eight lines of quants and three
+// of the fifth bits and tail (P5K_PREFETCH), the super-block one more (P5K_PREFETCH_LAST),
+// into the level-2 cache: more arithmetic per byte than Q4_K's leaves fewer loads in flight
+// than one core's stream from memory needs. Streaming 256 MiB at one thread
+// (BenchmarkPackedKernels, ns per super-block and column, this 2-core Zen 4), no prefetch /
+// PREFETCHT0 / PREFETCHT1: one column 248 / 238 / 125, four 34 / 67 / 31.
+#define PF5K_DIST 2*2880-64
+
+#define P5K_PREFETCH(j) \
+	PACKED_PREFETCH8_L2(PF5K_DIST+512*j, SI); \
+	PREFETCHT1 PF5K_DIST+2048+192*j(SI); \
+	PREFETCHT1 PF5K_DIST+2112+192*j(SI); \
+	PREFETCHT1 PF5K_DIST+2176+192*j(SI)
+
+#define P5K_PREFETCH_LAST PREFETCHT1 PF5K_DIST+2048+768(SI)
+
+// One column: chunk j, its scaled sums added to Z20; Z10-Z15 are scratch (two sums each for
+// the low and high sub-block, to halve the dependency chains).
+#define P5K1_CHUNK(j, lb, hb) \
+	P5K_PREFETCH(j); \
+	ZERO_Z4(Z10, Z11, Z12, Z13); \
+	P5K1_GROUP(j, 0, lb, hb, Z10, Z12); \
+	P5K1_GROUP(j, 1, lb, hb, Z11, Z13); \
+	P5K1_GROUP(j, 2, lb, hb, Z10, Z12); \
+	P5K1_GROUP(j, 3, lb, hb, Z11, Z13); \
+	P5K1_GROUP(j, 4, lb, hb, Z10, Z12); \
+	P5K1_GROUP(j, 5, lb, hb, Z11, Z13); \
+	P5K1_GROUP(j, 6, lb, hb, Z10, Z12); \
+	P5K1_GROUP(j, 7, lb, hb, Z11, Z13); \
+	VPADDD     Z11, Z10, Z10; \
+	VPADDD     Z13, Z12, Z12; \
+	VPMOVZXBD  2560+32*j(SI), Z14; \
+	VPMOVZXBD  2576+32*j(SI), Z15; \
+	VPMULLD    Z14, Z10, Z10; \
+	VPADDD     Z10, Z20, Z20; \
+	VPMULLD    Z15, Z12, Z12; \
+	VPADDD     Z12, Z20, Z20
+
+// The four chunks of a super-block, each with its fifth bits.
+#define P5K_CHUNKS(chunk) \
+	chunk(0, B5_SHL4, B5_SHL3); \
+	chunk(1, B5_SHL2, B5_SHL1); \
+	chunk(2, B5_AS_IS, B5_SHR1); \
+	chunk(3, B5_SHR2, B5_SHR3)
+
+// func dotPackedQ5KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ5KVNNI(SB), NOSPLIT, $0-48
+	MOVQ w+0(FP), R9
+	MOVQ panels+16(FP), R10
+	MOVQ out+40(FP), R8
+	P5K_MASKS
+
+p5k_panel:
+	MOVQ   R9, SI
+	MOVQ   nb+24(FP), CX
+	MOVQ   y+32(FP), DI
+	VPXORD Z0, Z0, Z0
+
+p5k_block:
+	P5K_PREFETCH_LAST
+	VPXORD     Z20, Z20, Z20
+	P5K_CHUNKS(P5K1_CHUNK)
+	PK_MINS(2560, (DI), Z22)
+	PK_FMAS(2560, (DI), Z20, Z22, Z0)
+	ADDQ       $2880, SI
+	ADDQ       $288, DI
+	DECQ       CX
+	JNZ        p5k_block
+
+	VMOVUPS Z0, (R8)
+	PACKED_NEXT_PANEL(p5k_panel)
+	VZEROUPPER
+	RET
+
+// Many columns: the 5-bit quants of chunk j of the super-block at SI, the low sub-block's in
+// Z8-Z15, the high one's in Z16-Z23; the chunk's two scale vectors in Z26, Z27.
+#define P5KN_CHUNK(j, lb, hb) \
+	P5K_PREFETCH(j); \
+	P5K_SPLIT(j, 0, lb, hb, Z8, Z16); \
+	P5K_SPLIT(j, 1, lb, hb, Z9, Z17); \
+	P5K_SPLIT(j, 2, lb, hb, Z10, Z18); \
+	P5K_SPLIT(j, 3, lb, hb, Z11, Z19); \
+	P5K_SPLIT(j, 4, lb, hb, Z12, Z20); \
+	P5K_SPLIT(j, 5, lb, hb, Z13, Z21); \
+	P5K_SPLIT(j, 6, lb, hb, Z14, Z22); \
+	P5K_SPLIT(j, 7, lb, hb, Z15, Z23); \
+	VPMOVZXBD 2560+32*j(SI), Z26; \
+	VPMOVZXBD 2576+32*j(SI), Z27
+
+// Many columns: chunk j's products for the column with activations at base, its scaled sums
+// added to sumi.
+#define P5KN_COL(j, base, sumi) \
+	PKN_DOTS(j, base); \
+	PKN_SCALE(sumi)
+
+// Four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)), integer sums Z4-Z7.
+#define P5K4_CHUNK(j, lb, hb) \
+	P5KN_CHUNK(j, lb, hb); \
+	P5KN_COL(j, (DI), Z4); \
+	P5KN_COL(j, (DI)(DX*1), Z5); \
+	P5KN_COL(j, (R14), Z6); \
+	P5KN_COL(j, (R14)(DX*1), Z7)
+
+// func dotPackedQ5Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// Four prepared activation rows ystride bytes apart, column c's results at out + c·ostride
+// bytes; each column's arithmetic is that of dotPackedQ5KVNNI, so the results are identical.
+TEXT ·dotPackedQ5Kx4VNNI(SB), NOSPLIT, $0-64
+	PACKED_COLS_ARGS
+	P5K_MASKS
+
+p5kx4_panel:
+	MOVQ   R9, SI
+	MOVQ   nb+24(FP), CX
+	MOVQ   y+32(FP), DI
+	LEAQ   (DI)(DX*2), R14
+	ZERO_Z4(Z0, Z1, Z2, Z3)
+
+p5kx4_block:
+	P5K_PREFETCH_LAST
+	ZERO_Z4(Z4, Z5, Z6, Z7)
+	P5K_CHUNKS(P5K4_CHUNK)
+	PKN_FINISH(2560, (DI), Z4, Z0)
+	PKN_FINISH(2560, (DI)(DX*1), Z5, Z1)
+	PKN_FINISH(2560, (R14), Z6, Z2)
+	PKN_FINISH(2560, (R14)(DX*1), Z7, Z3)
+	ADDQ   $2880, SI
+	ADDQ   $288, DI
+	ADDQ   $288, R14
+	DECQ   CX
+	JNZ    p5kx4_block
+
+	PACKED_STORE4(Z0, Z1, Z2, Z3)
+	PACKED_NEXT_PANEL(p5kx4_panel)
+	VZEROUPPER
+	RET
+
+// Eight columns: activations at (DI), (DI)(DX*1), (DI)(DX*2), (R11), (R11)(DX*1),
+// (R11)(DX*2), (R13), (R13)(DX*1) (R11 = DI + 3·DX, R13 = DI + 6·DX); integer sums Z0-Z7,
+// float sums in the frame (as dotPackedQ4Kx8VNNI).
+#define P5K8_CHUNK(j, lb, hb) \
+	P5KN_CHUNK(j, lb, hb); \
+	P5KN_COL(j, (DI), Z0); \
+	P5KN_COL(j, (DI)(DX*1), Z1); \
+	P5KN_COL(j, (DI)(DX*2), Z2); \
+	P5KN_COL(j, (R11), Z3); \
+	P5KN_COL(j, (R11)(DX*1), Z4); \
+	P5KN_COL(j, (R11)(DX*2), Z5); \
+	P5KN_COL(j, (R13), Z6); \
+	P5KN_COL(j, (R13)(DX*1), Z7)
+
+// func dotPackedQ5Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// dotPackedQ5Kx4VNNI for eight prepared activation rows.
+TEXT ·dotPackedQ5Kx8VNNI(SB), NOSPLIT, $512-64
+	PACKED_COLS_ARGS
+	P5K_MASKS
+
+p5kx8_panel:
+	MOVQ    R9, SI
+	MOVQ    nb+24(FP), CX
+	PACKED_COLS8_ROWS(R11, R13)
+	PK8_FRAME_ZERO
+
+p5kx8_block:
+	P5K_PREFETCH_LAST
+	ZERO_Z4(Z0, Z1, Z2, Z3)
+	ZERO_Z4(Z4, Z5, Z6, Z7)
+	P5K_CHUNKS(P5K8_CHUNK)
+	PK8_FINISH_ALL(2560)
+	ADDQ   $2880, SI
+	ADDQ   $288, DI
+	ADDQ   $288, R11
+	ADDQ   $288, R13
+	DECQ   CX
+	JNZ    p5kx8_block
+
+	PK8_FRAME_LOAD
+	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+	PACKED_NEXT_PANEL(p5kx8_panel)
+	VZEROUPPER
+	RET
