@@ -3,7 +3,6 @@ package pipeline
 import (
 	"fmt"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,11 +59,18 @@ type batcher struct {
 	// live counts the requests that hold a sequence at the stage.
 	live atomic.Int64
 
-	mu      sync.Mutex
-	queue   []*step
+	mu    sync.Mutex
+	queue []*step
+	// spare is the array of the queue before last, which the next round takes the queue into
+	// (the two swap, so that queuing a step allocates nothing).
+	spare   []*step
 	running bool
-	// changed is closed and replaced when a step is queued or a leaving step is sent.
-	changed chan struct{}
+	// kick wakes the lead's waits (gather, settle) when a step is queued or a leaving step is
+	// sent: a token left there makes the next wait look at its condition once more. One
+	// buffered channel and one timer (the lead's, one round at a time) for the batcher's life,
+	// where a channel closed and made anew per signal allocated on every step.
+	kick  chan struct{}
+	timer *time.Timer
 	// leaving counts the steps finished by a round whose results were not sent on yet.
 	leaving int
 
@@ -91,7 +97,7 @@ func newBatcher(st *model.Stage, stages, prefillShare int) *batcher {
 	if prefillShare <= 0 {
 		prefillShare = defaultPrefillShare
 	}
-	return &batcher{st: st, stages: max(stages, 1), prefillShare: prefillShare, changed: make(chan struct{}), gatherMax: maxGather, settleMax: maxSettle}
+	return &batcher{st: st, stages: max(stages, 1), prefillShare: prefillShare, kick: make(chan struct{}, 1), gatherMax: maxGather, settleMax: maxSettle}
 }
 
 // maxGather bounds how long a round waits for more steps.
@@ -152,10 +158,12 @@ func (b *batcher) unleave(s *step) bool {
 	return true
 }
 
-// signal wakes the waits of gather and settle (b.mu held).
+// signal wakes the wait of gather or settle, if the lead is in one.
 func (b *batcher) signal() {
-	close(b.changed)
-	b.changed = make(chan struct{})
+	select {
+	case b.kick <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 }
 
 // maxSettle bounds how long a round waits for the last round's results to be sent: a
@@ -169,29 +177,29 @@ func (b *batcher) settle() {
 	runtime.Gosched()
 }
 
-// waitFor waits up to d while cond (called with b.mu held) holds.
+// waitFor waits up to d while cond (called with b.mu held) holds; the lead calls it.
 func (b *batcher) waitFor(d time.Duration, cond func() bool) {
 	if d <= 0 {
 		return
 	}
 	deadline := time.Now().Add(d)
-	var timer *time.Timer
 	for {
 		b.mu.Lock()
 		wait := cond()
-		ch := b.changed
 		b.mu.Unlock()
 		left := time.Until(deadline)
 		if !wait || left <= 0 {
 			return
 		}
-		if timer == nil {
-			timer = time.NewTimer(left)
-			defer timer.Stop()
+		if b.timer == nil {
+			b.timer = time.NewTimer(left)
+		} else {
+			b.timer.Reset(left) // stopped or fired: since Go 1.23 no stale tick survives Reset
 		}
 		select {
-		case <-ch:
-		case <-timer.C:
+		case <-b.kick:
+			b.timer.Stop()
+		case <-b.timer.C:
 			return
 		}
 	}
@@ -240,9 +248,10 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 		b.gather()
 		b.mu.Lock()
 		batch := b.queue
-		b.queue = nil
+		b.queue, b.spare = b.spare[:0], nil
 		if n := b.limit(); len(batch) > n {
-			batch, b.queue = batch[:n:n], slices.Clone(batch[n:])
+			b.queue = append(b.queue, batch[n:]...)
+			batch = batch[:n:n]
 		}
 		b.mu.Unlock()
 		left := b.round(batch)
@@ -260,7 +269,10 @@ func (b *batcher) forward(s *step, in model.Batch) (model.Out, error) {
 			}
 		}
 		b.mu.Lock()
-		b.queue = append(left, b.queue...)
+		if len(left) > 0 {
+			b.queue = append(left, b.queue...)
+		}
+		b.spare = batch[:0]
 		if len(b.queue) == 0 {
 			b.running = false
 			b.mu.Unlock()

@@ -446,3 +446,33 @@ func TestBatcherSettlesWhenIdle(t *testing.T) {
 		t.Fatal("the round did not start once the result was sent")
 	}
 }
+
+// A request decoding alone goes through the batcher without allocating: its step, the
+// batcher's wake-ups and the stage's buffers are all reused from step to step.
+func TestBatcherStepAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	path := storiesPath(t, "stories260K-F32.gguf")
+	st := loadStage(t, path, 0, 5)
+	b := newBatcher(st, 1, 0)
+	seq := st.NewSequence(64)
+	s := b.open(seq)
+	defer b.close(s)
+	tok := []int32{1}
+	step := func() {
+		if seq.Len() == seq.Cap() {
+			if err := seq.Truncate(0); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.forward(s, model.Batch{Pos: seq.Len(), Tokens: tok}); err != nil {
+			t.Fatal(err)
+		}
+		b.sent(s)
+	}
+	step()
+	if a := testing.AllocsPerRun(50, step); a > 0 {
+		t.Errorf("a decode step through the batcher: %.1f allocations", a)
+	}
+}
