@@ -113,10 +113,7 @@ p4k_block:
 // Four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)), integer sums Z4-Z7.
 #define P4K4_CHUNK(j) \
 	P4KN_CHUNK(j); \
-	P4KN_COL(j, (DI), Z4); \
-	P4KN_COL(j, (DI)(DX*1), Z5); \
-	P4KN_COL(j, (R14), Z6); \
-	P4KN_COL(j, (R14)(DX*1), Z7)
+	PKN_COLS4(P4KN_COL, j)
 
 // func dotPackedQ4Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // Four prepared activation rows ystride bytes apart, column c's results at out + c·ostride
@@ -158,14 +155,7 @@ p4kx4_block:
 // column), read and written once a super-block.
 #define P4K8_CHUNK(j) \
 	P4KN_CHUNK(j); \
-	P4KN_COL(j, (DI), Z0); \
-	P4KN_COL(j, (DI)(DX*1), Z1); \
-	P4KN_COL(j, (DI)(DX*2), Z2); \
-	P4KN_COL(j, (R11), Z3); \
-	P4KN_COL(j, (R11)(DX*1), Z4); \
-	P4KN_COL(j, (R11)(DX*2), Z5); \
-	P4KN_COL(j, (R13), Z6); \
-	P4KN_COL(j, (R13)(DX*1), Z7)
+	PKN_COLS8(P4KN_COL, j)
 
 // func dotPackedQ4Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // dotPackedQ4Kx4VNNI for eight prepared activation rows.

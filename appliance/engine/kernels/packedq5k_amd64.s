@@ -146,10 +146,7 @@ p5k_block:
 // Four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)), integer sums Z4-Z7.
 #define P5K4_CHUNK(j, lb, hb) \
 	P5KN_CHUNK(j, lb, hb); \
-	P5KN_COL(j, (DI), Z4); \
-	P5KN_COL(j, (DI)(DX*1), Z5); \
-	P5KN_COL(j, (R14), Z6); \
-	P5KN_COL(j, (R14)(DX*1), Z7)
+	PKN_COLS4(P5KN_COL, j)
 
 // func dotPackedQ5Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // Four prepared activation rows ystride bytes apart, column c's results at out + c·ostride
@@ -189,14 +186,7 @@ p5kx4_block:
 // float sums in the frame (as dotPackedQ4Kx8VNNI).
 #define P5K8_CHUNK(j, lb, hb) \
 	P5KN_CHUNK(j, lb, hb); \
-	P5KN_COL(j, (DI), Z0); \
-	P5KN_COL(j, (DI)(DX*1), Z1); \
-	P5KN_COL(j, (DI)(DX*2), Z2); \
-	P5KN_COL(j, (R11), Z3); \
-	P5KN_COL(j, (R11)(DX*1), Z4); \
-	P5KN_COL(j, (R11)(DX*2), Z5); \
-	P5KN_COL(j, (R13), Z6); \
-	P5KN_COL(j, (R13)(DX*1), Z7)
+	PKN_COLS8(P5KN_COL, j)
 
 // func dotPackedQ5Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // dotPackedQ5Kx4VNNI for eight prepared activation rows.

@@ -825,3 +825,22 @@ widen_loop: \
 	PK8_FINISH(tail, 5, (R11)(DX*2), Z5); \
 	PK8_FINISH(tail, 6, (R13), Z6); \
 	PK8_FINISH(tail, 7, (R13)(DX*1), Z7)
+
+// Packed kernels of four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)) and of
+// eight (as PK8_FINISH_ALL): col(j, base, sum) for every column, its integer sum in Z4-Z7 or
+// Z0-Z7.
+#define PKN_COLS4(col, j) \
+	col(j, (DI), Z4); \
+	col(j, (DI)(DX*1), Z5); \
+	col(j, (R14), Z6); \
+	col(j, (R14)(DX*1), Z7)
+
+#define PKN_COLS8(col, j) \
+	col(j, (DI), Z0); \
+	col(j, (DI)(DX*1), Z1); \
+	col(j, (DI)(DX*2), Z2); \
+	col(j, (R11), Z3); \
+	col(j, (R11)(DX*1), Z4); \
+	col(j, (R11)(DX*2), Z5); \
+	col(j, (R13), Z6); \
+	col(j, (R13)(DX*1), Z7)
