@@ -124,6 +124,9 @@ func dotF32AVX2(x, y *float32, n int) float32
 //go:noescape
 func dotBF16AVX2(x, y *uint16, n int) float32
 
+//go:noescape
+func dotBF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
+
 // Prompt-batch forms of the eight-row kernels: unpack eight rows once, then dot each activation
 // row with the unpacked copy (bit-identical to the eight-row kernels).
 
@@ -248,6 +251,9 @@ func init() {
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		use("avx512bw", ggml.Q6_K, vecDotQ6K512)
 		use4("avx512bw", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX512))
+		// BF16 prompts and batches: the weights widened once for four columns, whose sixteen
+		// accumulators fit beside them only in 512-bit registers.
+		use4("avx512bw", ggml.BF16, vecDotBF16x4)
 	}
 	quantQ8_0Impl = func(x []float32, y []byte) {
 		if nb := len(x) / 32; nb > 0 {
@@ -387,6 +393,23 @@ func vecDotBF16(row, act []byte, n int) float32 {
 		sum += float64(BF16ToF32(a[i]) * BF16ToF32(b[i]))
 	}
 	return float32(sum)
+}
+
+// vecDotBF16x4 is vecDotBF16 for four activation rows stride bytes apart, bit for bit.
+func vecDotBF16x4(row, act []byte, stride int, n int, out *[4]float32) {
+	geomBF16.blocks4(row, act, stride, n)
+	np := n &^ 31
+	var s [4]float32
+	if np > 0 {
+		dotBF16x4AVX512((*uint16)(unsafe.Pointer(&row[0])), (*uint16)(unsafe.Pointer(&act[0])), stride, np, &s[0])
+	}
+	for c := range out {
+		sum := float64(s[c])
+		for i := np; i < n; i++ {
+			sum += float64(BF16ToF32(le.Uint16(row[2*i:])) * BF16ToF32(le.Uint16(act[c*stride+2*i:])))
+		}
+		out[c] = float32(sum)
+	}
 }
 
 // vecDotF32 is the reference F32 dot (dotF32Act) with the products and float64 sums in vector
