@@ -122,11 +122,7 @@ TEXT ·dotPackedQ4Kx4VNNI(SB), NOSPLIT, $0-64
 	PACKED_COLS_ARGS
 
 p4kx4_panel:
-	MOVQ   R9, SI
-	MOVQ   nb+24(FP), CX
-	MOVQ   y+32(FP), DI
-	LEAQ   (DI)(DX*2), R14
-	ZERO_Z4(Z0, Z1, Z2, Z3)
+	PK4_PANEL
 
 p4kx4_block:
 	ZERO_Z4(Z4, Z5, Z6, Z7)
@@ -138,11 +134,7 @@ p4kx4_block:
 	PKN_FINISH(2048, (DI)(DX*1), Z5, Z1)
 	PKN_FINISH(2048, (R14), Z6, Z2)
 	PKN_FINISH(2048, (R14)(DX*1), Z7, Z3)
-	ADDQ   $2368, SI
-	ADDQ   $288, DI
-	ADDQ   $288, R14
-	DECQ   CX
-	JNZ    p4kx4_block
+	PK4_NEXT(2368, p4kx4_block)
 
 	PACKED_STORE4(Z0, Z1, Z2, Z3)
 	PACKED_NEXT_PANEL(p4kx4_panel)
@@ -176,12 +168,7 @@ p4kx8_block:
 	P4K8_CHUNK(2)
 	P4K8_CHUNK(3)
 	PK8_FINISH_ALL(2048)
-	ADDQ   $2368, SI
-	ADDQ   $288, DI
-	ADDQ   $288, R11
-	ADDQ   $288, R13
-	DECQ   CX
-	JNZ    p4kx8_block
+	PK8_NEXT(2368, p4kx8_block)
 
 	PK8_FRAME_LOAD
 	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)

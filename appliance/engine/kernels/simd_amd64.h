@@ -844,3 +844,29 @@ widen_loop: \
 	col(j, (R11)(DX*2), Z5); \
 	col(j, (R13), Z6); \
 	col(j, (R13)(DX*1), Z7)
+
+// Packed K-quant kernels of four columns: a panel's start (SI, CX = nb, DI and R14 = DI +
+// 2·DX the activation rows, float sums Z0-Z3 zeroed), and the step to the next super-block of
+// size bytes (back to label while CX lasts).
+#define PK4_PANEL \
+	MOVQ R9, SI; \
+	MOVQ nb+24(FP), CX; \
+	MOVQ y+32(FP), DI; \
+	LEAQ (DI)(DX*2), R14; \
+	ZERO_Z4(Z0, Z1, Z2, Z3)
+
+#define PK4_NEXT(size, label) \
+	ADDQ $size, SI; \
+	ADDQ $288, DI; \
+	ADDQ $288, R14; \
+	DECQ CX; \
+	JNZ  label
+
+// The same for eight columns (rows at DI, R11 = DI + 3·DX, R13 = DI + 6·DX).
+#define PK8_NEXT(size, label) \
+	ADDQ $size, SI; \
+	ADDQ $288, DI; \
+	ADDQ $288, R11; \
+	ADDQ $288, R13; \
+	DECQ CX; \
+	JNZ  label
