@@ -102,19 +102,24 @@ GLOBL q2kShuf<>(SB), RODATA|NOPTR, $128
 	VPINSRQ      $1, R8, X5, X5; \
 	VPMOVZXBW    X5, Y5
 
+// The one-column kernels' start: SI, DI, CX = x, y, nb; Y0 = 0; Y14 = 3 in every byte (the
+// 2-bit mask); Y13 = mask13 in every 32-bit lane.
+#define K23_PROLOGUE(mask13) \
+	MOVQ         x+0(FP), SI; \
+	MOVQ         y+8(FP), DI; \
+	MOVQ         nb+16(FP), CX; \
+	VXORPS       Y0, Y0, Y0; \
+	MOVL         $0x03030303, AX; \
+	VMOVD        AX, X14; \
+	VPBROADCASTD X14, Y14; \
+	MOVL         $mask13, AX; \
+	VMOVD        AX, X13; \
+	VPBROADCASTD X13, Y13
+
 // func dotQ2KAVX2(x, y *byte, nb int) float32
 // Q2_K (84 bytes: 16 bytes of scales (low nibble) and mins (high), 64 of quants, d, dmin).
 TEXT ·dotQ2KAVX2(SB), NOSPLIT, $0-28
-	MOVQ         x+0(FP), SI
-	MOVQ         y+8(FP), DI
-	MOVQ         nb+16(FP), CX
-	VXORPS       Y0, Y0, Y0
-	MOVL         $0x03030303, AX
-	VMOVD        AX, X14
-	VPBROADCASTD X14, Y14
-	MOVL         $0x0f0f0f0f, AX
-	VMOVD        AX, X13
-	VPBROADCASTD X13, Y13
+	K23_PROLOGUE(0x0f0f0f0f)
 
 q2k_loop:
 	MOVL         80(SI), AX
@@ -156,16 +161,7 @@ q2k_loop:
 // j-8; bits 4-5 from bits 2·(j/4) of byte 8 + j%4), minus 32. Σ (u-4)·y = Σ u·y - 4·Σy, the
 // Σy being Q8_K's group sums.
 TEXT ·dotQ3KAVX2(SB), NOSPLIT, $0-28
-	MOVQ         x+0(FP), SI
-	MOVQ         y+8(FP), DI
-	MOVQ         nb+16(FP), CX
-	VXORPS       Y0, Y0, Y0
-	MOVL         $0x03030303, AX
-	VMOVD        AX, X14
-	VPBROADCASTD X14, Y14
-	MOVL         $0x04040404, AX
-	VMOVD        AX, X13
-	VPBROADCASTD X13, Y13
+	K23_PROLOGUE(0x04040404)
 	MOVL         $0x00200020, AX
 	VMOVD        AX, X15
 	VPBROADCASTD X15, Y15
