@@ -214,3 +214,110 @@ q50x4_loop:
 	JNZ          q50x4_loop
 	X4_STORE
 	RET
+
+// 0x10 in every byte: the fifth bit of a Q5_1 quant, for the four-column kernel, which has no
+// register left to hold it.
+DATA legacyHi10<>+0(SB)/8, $0x1010101010101010
+DATA legacyHi10<>+8(SB)/8, $0x1010101010101010
+DATA legacyHi10<>+16(SB)/8, $0x1010101010101010
+DATA legacyHi10<>+24(SB)/8, $0x1010101010101010
+GLOBL legacyHi10<>(SB), RODATA|NOPTR, $32
+
+// Q4_1 and Q5_1, four columns (activations as in dotQ5_0x4AVX2; float sums in Y0-Y3, m·s sums
+// in X9-X12): the block's unsigned quants (Y4) and its (d, m) as floats (X8) are made once; each
+// column's arithmetic is DM_FINISH's, so the results are dotQ4_1AVX2's and dotQ5_1AVX2's bit for
+// bit. Constants: Y13 = all ones, Y14 = 1 in every word, Y15 = 0x0f bytes.
+#define DMX4_SETUP \
+	X4_PROLOGUE; \
+	VXORPS       X9, X9, X9; \
+	VXORPS       X10, X10, X10; \
+	VXORPS       X11, X11, X11; \
+	VXORPS       X12, X12, X12; \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X15; \
+	VPBROADCASTD X15, Y15; \
+	VPCMPEQW     Y13, Y13, Y13; \
+	VPSRLW       $15, Y13, Y14
+
+// Y4 = the 32 nibbles of the 16 bytes at off(SI), in element order; X8 = the block's d and m.
+#define DMX4_BLOCK(off) \
+	VMOVDQU     off(SI), X4; \
+	VPSRLW      $4, X4, X5; \
+	VPAND       X15, X4, X4; \
+	VPAND       X15, X5, X5; \
+	VINSERTI128 $1, X5, Y4, Y4; \
+	VMOVD       (SI), X8; \
+	VCVTPH2PS   X8, X8
+
+#define DMX4_COL(base, acc, macc) \
+	VPMADDUBSW   4 base, Y4, Y6; \
+	VPMADDWD     Y14, Y6, Y6; \
+	VCVTDQ2PS    Y6, Y6; \
+	VMOVD        0 base, X7; \
+	VCVTPH2PS    X7, X7; \
+	VMULPS       X7, X8, X7; \
+	VBROADCASTSS X7, Y5; \
+	VFMADD231PS  Y6, Y5, acc; \
+	VMOVSHDUP    X7, X5; \
+	VADDSS       X5, macc, macc
+
+#define DMX4_COLS \
+	DMX4_COL((DI), Y0, X9); \
+	DMX4_COL((DI)(DX*1), Y1, X10); \
+	DMX4_COL((R14), Y2, X11); \
+	DMX4_COL((R14)(DX*1), Y3, X12)
+
+#define DMX4_NEXT(xbytes, label) \
+	ADDQ $xbytes, SI; \
+	ADDQ $36, DI; \
+	ADDQ $36, R14; \
+	DECQ CX; \
+	JNZ  label
+
+// out[c] = column c's lanes summed, plus its m·s sum, as LEGACY_SUM adds them.
+#define DMX4_STORE \
+	MOVQ   out+32(FP), R8; \
+	HSUM(Y0, X0, X13); \
+	VADDSS X9, X0, X0; \
+	MOVSS  X0, 0(R8); \
+	HSUM(Y1, X1, X13); \
+	VADDSS X10, X1, X1; \
+	MOVSS  X1, 4(R8); \
+	HSUM(Y2, X2, X13); \
+	VADDSS X11, X2, X2; \
+	MOVSS  X2, 8(R8); \
+	HSUM(Y3, X3, X13); \
+	VADDSS X12, X3, X3; \
+	MOVSS  X3, 12(R8); \
+	VZEROUPPER
+
+// func dotQ4_1x4AVX2(x, y *byte, ystride int, nb int, out *float32)
+TEXT ·dotQ4_1x4AVX2(SB), NOSPLIT, $0-40
+	DMX4_SETUP
+
+q41x4_loop:
+	DMX4_BLOCK(4)
+	DMX4_COLS
+	DMX4_NEXT(20, q41x4_loop)
+	DMX4_STORE
+	RET
+
+// func dotQ5_1x4AVX2(x, y *byte, ystride int, nb int, out *float32)
+// The fifth bits as BITS32 makes them, with its constants read from memory.
+TEXT ·dotQ5_1x4AVX2(SB), NOSPLIT, $0-40
+	DMX4_SETUP
+
+q51x4_loop:
+	DMX4_BLOCK(8)
+	MOVL         4(SI), AX
+	VMOVD        AX, X6
+	VPBROADCASTD X6, Y6
+	VPSHUFB      legacyBitShuf<>(SB), Y6, Y6
+	VPOR         legacyBitMask<>(SB), Y6, Y6
+	VPCMPEQB     Y13, Y6, Y6
+	VPAND        legacyHi10<>(SB), Y6, Y6
+	VPOR         Y6, Y4, Y4
+	DMX4_COLS
+	DMX4_NEXT(24, q51x4_loop)
+	DMX4_STORE
+	RET

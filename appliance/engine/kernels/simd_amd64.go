@@ -49,6 +49,14 @@ func dotQ5_0AVX2(x, y *byte, nb int) float32
 //go:noescape
 func dotQ5_1AVX2(x, y *byte, nb int) float32
 
+// Their four-column forms, bit for bit the one-column dots of each column.
+
+//go:noescape
+func dotQ4_1x4AVX2(x, y *byte, ystride int, nb int, out *float32)
+
+//go:noescape
+func dotQ5_1x4AVX2(x, y *byte, ystride int, nb int, out *float32)
+
 //go:noescape
 func dotQ5_0x4AVX2(x, y *byte, ystride int, nb int, out *float32)
 
@@ -228,6 +236,8 @@ func init() {
 	use4("avx2", ggml.Q2_K, geomQ2K.x4(dotQ2Kx4AVX2))
 	use4("avx2", ggml.Q3_K, geomQ3K.x4(dotQ3Kx4AVX2))
 	use4("avx2", ggml.Q5_0, geomQ5_0.x4(dotQ5_0x4AVX2))
+	use4("avx2", ggml.Q4_1, geomQ4_1.x4(dotQ4_1x4AVX2))
+	use4("avx2", ggml.Q5_1, geomQ5_1.x4(dotQ5_1x4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
 	use("avx2", ggml.BF16, vecDotBF16)
 	useExact("avx2", ggml.F32, vecDotF32)
