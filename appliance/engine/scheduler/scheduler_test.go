@@ -217,14 +217,18 @@ func TestChunkedPrefillDoesNotStall(t *testing.T) {
 	var mu sync.Mutex
 	var gotShort, gotLong []int32
 	var stepsAtLongFirst int64 = -1
-	started := make(chan struct{})
+	started, submitted := make(chan struct{}), make(chan struct{})
 	h1, err := s.Submit(context.Background(), Request{Prompt: short, MaxTokens: 40, IgnoreEOS: true,
 		OnToken: func(tok int32, _ sampler.Result) error {
 			mu.Lock()
-			defer mu.Unlock()
 			gotShort = append(gotShort, tok)
-			if len(gotShort) == 2 {
+			n := len(gotShort)
+			mu.Unlock()
+			if n == 2 {
+				// Hold the decoder until the long request is queued: on a loaded machine the
+				// test goroutine can otherwise wake after the short request has nearly finished.
 				close(started)
+				<-submitted
 			}
 			return nil
 		}})
@@ -244,6 +248,7 @@ func TestChunkedPrefillDoesNotStall(t *testing.T) {
 			gotLong = append(gotLong, tok)
 			return nil
 		}})
+	close(submitted)
 	if err != nil {
 		t.Fatal(err)
 	}
