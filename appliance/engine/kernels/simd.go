@@ -50,17 +50,27 @@ type vecDot4Fn func(row, act []byte, stride int, n int, out *[4]float32)
 // fastDots4 holds the four-column kernels by weight type (nil: none).
 var fastDots4 [ggml.BF16 + 1]vecDot4Fn
 
+// variant4 is one four-column kernel and the one-column variant (an index into variants) it
+// equals bit for bit: the dispatched single-column dot of its type when it was installed.
 type variant4 struct {
 	name string
 	t    ggml.Type
 	dot  vecDot4Fn
+	one  int
 }
 
 var variants4 []variant4
 
+// use4 installs f, which must equal the one-column dot last installed for t on every column.
 func use4(name string, t ggml.Type, f vecDot4Fn) {
+	one := -1
+	for i, v := range variants {
+		if v.t == t {
+			one = i
+		}
+	}
 	fastDots4[t] = f
-	variants4 = append(variants4, variant4{name, t, f})
+	variants4 = append(variants4, variant4{name, t, f, one})
 }
 
 // rowsFn is a vecDotFn for rows weight rows stride bytes apart (results to out[:rows]) in one

@@ -135,6 +135,14 @@ func dotBF16AVX2(x, y *uint16, n int) float32
 //go:noescape
 func dotBF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
 
+// The BF16 dots on VDPBF16PS (bf16dp_amd64.s): n a positive multiple of 32.
+//
+//go:noescape
+func dotBF16DP(x, y *uint16, n int) float32
+
+//go:noescape
+func dotBF16DPx4(x, y *uint16, ystride int, n int, out *float32)
+
 // Prompt-batch forms of the eight-row kernels: unpack eight rows once, then dot each activation
 // row with the unpacked copy (bit-identical to the eight-row kernels).
 
@@ -239,7 +247,7 @@ func init() {
 	use4("avx2", ggml.Q4_1, geomQ4_1.x4(dotQ4_1x4AVX2))
 	use4("avx2", ggml.Q5_1, geomQ5_1.x4(dotQ5_1x4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
-	use("avx2", ggml.BF16, vecDotBF16)
+	use("avx2", ggml.BF16, bf16Dot(dotBF16AVX2))
 	useExact("avx2", ggml.F32, vecDotF32)
 	// VPDPBUSD (AVX-512 VNNI on 256-bit registers) multiplies and sums four byte pairs in one
 	// instruction.
@@ -263,7 +271,15 @@ func init() {
 		use4("avx512bw", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX512))
 		// BF16 prompts and batches: the weights widened once for four columns, whose sixteen
 		// accumulators fit beside them only in 512-bit registers.
-		use4("avx512bw", ggml.BF16, vecDotBF16x4)
+		use4("avx512bw", ggml.BF16, bf16Dot4(dotBF16x4AVX512))
+		// VDPBF16PS multiplies and adds BF16 pairs without widening them: a different rounding
+		// (one per pair of products, in float32), so its one- and four-column dots replace
+		// both of the above together.
+		if cpu.X86.HasAVX512BF16 {
+			simdName += " avx512bf16"
+			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
+			use4("avx512bf16", ggml.BF16, bf16Dot4(dotBF16DPx4))
+		}
 	}
 	quantQ8_0Impl = func(x []float32, y []byte) {
 		if nb := len(x) / 32; nb > 0 {
@@ -386,39 +402,47 @@ func vecDotF16(row, act []byte, n int) float32 {
 	return dotF16Impl(a, b)
 }
 
-func vecDotBF16(row, act []byte, n int) float32 {
-	geomBF16.blocks(row, act, n)
-	if n == 0 {
-		return 0
+// bf16Dot makes a BF16 dot of kernel k, which takes the whole 32-element steps; the last
+// elements are added in Go.
+func bf16Dot(k func(x, y *uint16, n int) float32) vecDotFn {
+	return func(row, act []byte, n int) float32 {
+		geomBF16.blocks(row, act, n)
+		if n == 0 {
+			return 0
+		}
+		a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
+		b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
+		np := n &^ 31
+		var s float32
+		if np > 0 {
+			s = k(&a[0], &b[0], np)
+		}
+		return bf16Tail(s, row, act, np, n)
 	}
-	a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
-	b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
-	np := n &^ 31
-	var s float32
-	if np > 0 {
-		s = dotBF16AVX2(&a[0], &b[0], np)
-	}
+}
+
+// bf16Tail adds elements [np, n) of row·act to the kernel's sum s, in float64.
+func bf16Tail(s float32, row, act []byte, np, n int) float32 {
 	sum := float64(s)
 	for i := np; i < n; i++ {
-		sum += float64(BF16ToF32(a[i]) * BF16ToF32(b[i]))
+		sum += float64(BF16ToF32(le.Uint16(row[2*i:])) * BF16ToF32(le.Uint16(act[2*i:])))
 	}
 	return float32(sum)
 }
 
-// vecDotBF16x4 is vecDotBF16 for four activation rows stride bytes apart, bit for bit.
-func vecDotBF16x4(row, act []byte, stride int, n int, out *[4]float32) {
-	geomBF16.blocks4(row, act, stride, n)
-	np := n &^ 31
-	var s [4]float32
-	if np > 0 {
-		dotBF16x4AVX512((*uint16)(unsafe.Pointer(&row[0])), (*uint16)(unsafe.Pointer(&act[0])), stride, np, &s[0])
-	}
-	for c := range out {
-		sum := float64(s[c])
-		for i := np; i < n; i++ {
-			sum += float64(BF16ToF32(le.Uint16(row[2*i:])) * BF16ToF32(le.Uint16(act[c*stride+2*i:])))
+// bf16Dot4 is bf16Dot for a four-column kernel k, bit for bit the one-column dot of the same
+// arithmetic on each column.
+func bf16Dot4(k func(x, y *uint16, ystride int, n int, out *float32)) vecDot4Fn {
+	return func(row, act []byte, stride int, n int, out *[4]float32) {
+		geomBF16.blocks4(row, act, stride, n)
+		np := n &^ 31
+		var s [4]float32
+		if np > 0 {
+			k((*uint16)(unsafe.Pointer(&row[0])), (*uint16)(unsafe.Pointer(&act[0])), stride, np, &s[0])
 		}
-		out[c] = float32(sum)
+		for c := range out {
+			out[c] = bf16Tail(s[c], row, act[c*stride:], np, n)
+		}
 	}
 }
 
