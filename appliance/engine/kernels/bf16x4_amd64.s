@@ -3,8 +3,9 @@
 #include "textflag.h"
 #include "simd_amd64.h"
 
-// The four-column BF16 kernel on 512-bit registers. dotBF16AVX2 keeps four accumulators of
-// eight lanes over 32-element steps (elements 0-7, 8-15, 16-23, 24-31 of each step); here each
+// The four-column BF16 and F16 kernels on 512-bit registers. dotBF16AVX2 and dotF16AVX2 keep
+// four accumulators of eight lanes over 32-element steps (elements 0-7, 8-15, 16-23, 24-31 of
+// each step); here each
 // column keeps two of sixteen lanes, the first holding that kernel's first and second
 // accumulators, the second its third and fourth, so every lane sees the same FMAs in the same
 // order. The reduction adds them in GGML_REDUCE4's order: (acc0+acc2) + (acc1+acc3), then the
@@ -15,13 +16,21 @@
 	VPMOVZXWD mem, z; \
 	VPSLLD    $16, z, z
 
-// One column of a 32-element step: activations at base, accumulators lo and hi, Z10 scratch;
-// the weights are in Z8 (elements 0-15) and Z9 (16-31).
-#define BF16X4_COL(base, lo, hi) \
-	BF16_WIDEN16(0 base, Z10); \
+// Sixteen F16 values at mem widened to float32 (exact) in z.
+#define F16_WIDEN16(mem, z) VCVTPH2PS mem, z
+
+// One column of a 32-element step: activations at base (widened by widen), accumulators lo
+// and hi, Z10 scratch; the weights are in Z8 (elements 0-15) and Z9 (16-31).
+#define HALFX4_COL(widen, base, lo, hi) \
+	widen(0 base, Z10); \
 	VFMADD231PS Z10, Z8, lo; \
-	BF16_WIDEN16(32 base, Z10); \
+	widen(32 base, Z10); \
 	VFMADD231PS Z10, Z9, hi
+
+// HALFX4_COL for activations already widened to float32.
+#define F32X4_COL(widen, base, lo, hi) \
+	VFMADD231PS 0 base, Z8, lo; \
+	VFMADD231PS 64 base, Z9, hi
 
 // The column's sum, reduced as GGML_REDUCE4 reduces dotBF16AVX2's, to off(R8).
 #define BF16X4_REDUCE(zlo, zhi, ylo, xlo, yt, xt, off) \
@@ -34,41 +43,50 @@
 	VHADDPS       xlo, xlo, xlo; \
 	VMOVSS        xlo, off(R8)
 
-// func dotBF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
-// Four activation rows ystride bytes apart against one weight row; n a positive multiple of
-// 32; out[c] is what dotBF16AVX2 returns for column c.
-TEXT ·dotBF16x4AVX512(SB), NOSPLIT, $0-40
-	MOVQ   x+0(FP), SI
-	MOVQ   y+8(FP), DI
-	MOVQ   ystride+16(FP), DX
-	MOVQ   n+24(FP), CX
-	MOVQ   out+32(FP), R8
-	LEAQ   (DI)(DX*2), R14
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-
-bf16x4_loop32:
-	BF16_WIDEN16((SI), Z8)
-	BF16_WIDEN16(32(SI), Z9)
-	BF16X4_COL((DI), Z0, Z1)
-	BF16X4_COL((DI)(DX*1), Z2, Z3)
-	BF16X4_COL((R14), Z4, Z5)
-	BF16X4_COL((R14)(DX*1), Z6, Z7)
-	ADDQ $64, SI
-	ADDQ $64, DI
-	ADDQ $64, R14
-	SUBQ $32, CX
-	JNZ  bf16x4_loop32
-
-	BF16X4_REDUCE(Z0, Z1, Y0, X0, Y8, X8, 0)
-	BF16X4_REDUCE(Z2, Z3, Y2, X2, Y8, X8, 4)
-	BF16X4_REDUCE(Z4, Z5, Y4, X4, Y8, X8, 8)
-	BF16X4_REDUCE(Z6, Z7, Y6, X6, Y8, X8, 12)
-	VZEROUPPER
+// The kernel body for 16-bit float weights that widen reads (func (x, y, ystride int, n int,
+// out *float32)): four activation rows ystride bytes apart (col: 16-bit floats widened the same
+// way, astep bytes a step, or float32) against one weight row; n a positive multiple of 32;
+// out[c] is what the AVX2 one-column kernel returns for column c.
+#define HALFX4_KERNEL(widen, col, astep, loop) \
+	MOVQ   x+0(FP), SI; \
+	MOVQ   y+8(FP), DI; \
+	MOVQ   ystride+16(FP), DX; \
+	MOVQ   n+24(FP), CX; \
+	MOVQ   out+32(FP), R8; \
+	LEAQ   (DI)(DX*2), R14; \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z1, Z1, Z1; \
+	VPXORD Z2, Z2, Z2; \
+	VPXORD Z3, Z3, Z3; \
+	VPXORD Z4, Z4, Z4; \
+	VPXORD Z5, Z5, Z5; \
+	VPXORD Z6, Z6, Z6; \
+	VPXORD Z7, Z7, Z7; \
+loop: \
+	widen((SI), Z8); \
+	widen(32(SI), Z9); \
+	col(widen, (DI), Z0, Z1); \
+	col(widen, (DI)(DX*1), Z2, Z3); \
+	col(widen, (R14), Z4, Z5); \
+	col(widen, (R14)(DX*1), Z6, Z7); \
+	ADDQ $64, SI; \
+	ADDQ $astep, DI; \
+	ADDQ $astep, R14; \
+	SUBQ $32, CX; \
+	JNZ  loop; \
+	BF16X4_REDUCE(Z0, Z1, Y0, X0, Y8, X8, 0); \
+	BF16X4_REDUCE(Z2, Z3, Y2, X2, Y8, X8, 4); \
+	BF16X4_REDUCE(Z4, Z5, Y4, X4, Y8, X8, 8); \
+	BF16X4_REDUCE(Z6, Z7, Y6, X6, Y8, X8, 12); \
+	VZEROUPPER; \
 	RET
+
+// func dotBF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
+TEXT ·dotBF16x4AVX512(SB), NOSPLIT, $0-40
+	HALFX4_KERNEL(BF16_WIDEN16, HALFX4_COL, 64, bf16x4_loop32)
+
+// func dotF16F32x4AVX512(x *uint16, y *float32, ystride int, n int, out *float32)
+// F16 weights against four rows of activations widened to float32: out[c] is what
+// dotF16F32AVX2 (and dotF16AVX2 on the unwidened row) returns for column c.
+TEXT ·dotF16F32x4AVX512(SB), NOSPLIT, $0-40
+	HALFX4_KERNEL(F16_WIDEN16, F32X4_COL, 128, f16f32x4_loop32)

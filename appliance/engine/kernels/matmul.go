@@ -138,7 +138,7 @@ func (m *MatMul) Run(p *Pool) {
 			}
 			continue
 		}
-		if k := fastPrepared[op.Type]; k != nil {
+		if k := op.prepared(); k != nil {
 			// Each activation row is rearranged once for the kernels, here, instead of by every
 			// weight row.
 			nb := op.Cols / op.Type.BlockSize()
@@ -200,6 +200,15 @@ func (m *MatMul) Range(worker, lo, hi int) {
 	}
 }
 
+// prepared returns the prepared kernels op uses, nil where it takes its activations as they
+// are.
+func (op *MatMulOp) prepared() *preparedKernel {
+	if k := fastPrepared[op.Type]; k != nil && op.N >= k.minN {
+		return k
+	}
+	return nil
+}
+
 // stripeMin is the matrix height from which decode products are striped (see Run).
 const stripeMin = 64
 
@@ -210,8 +219,8 @@ func (op *MatMulOp) hasRows4() bool {
 	case op.Packed != nil:
 		k := op.Packed.kernels()
 		return k != nil && k.dot4s != nil
-	case fastPrepared[op.Type] != nil:
-		return fastPrepared[op.Type].rows4 != nil
+	case op.prepared() != nil:
+		return op.prepared().rows4 != nil
 	default:
 		return fastRows4[op.Type] != nil
 	}
@@ -228,9 +237,9 @@ func (m *MatMul) rangeRows4(oi int, op *MatMulOp, r0, c, q int) {
 		case op.Packed != nil:
 			pk, sz := op.Packed, m.prepSz[oi]
 			pk.kernels().dot4s(pk.data[r0/panelRows*pk.stride:], pk.stride, c/panelRows, q/panelRows, pk.nb, m.prep[oi][j*sz:(j+1)*sz], out)
-		case fastPrepared[op.Type] != nil:
+		case op.prepared() != nil:
 			rb, sz := m.rowB[oi], m.prepSz[oi]
-			fastPrepared[op.Type].rows4(op.W[r0*rb:end*rb], rb, c, q, m.prep[oi][j*sz:(j+1)*sz], n, out)
+			op.prepared().rows4(op.W[r0*rb:end*rb], rb, c, q, m.prep[oi][j*sz:(j+1)*sz], n, out)
 		default:
 			rb := m.rowB[oi]
 			fastRows4[op.Type](op.W[r0*rb:end*rb], rb, c, q, op.Act[j*op.ActStride:], n, out)
@@ -245,8 +254,8 @@ func (m *MatMul) rangeOne(worker, oi int, op *MatMulOp, r0, r1 int) {
 		m.rangeF32(worker, op, m.rowB[oi], r0, r1)
 	case op.Packed != nil:
 		op.rangePacked(r0, r1, m.prep[oi], m.prepSz[oi], m.panel[worker])
-	case fastPrepared[op.Type] != nil:
-		op.rangePrepared(fastPrepared[op.Type], m.rowB[oi], r0, r1, m.prep[oi], m.prepSz[oi], m.quad[worker])
+	case op.prepared() != nil:
+		op.rangePrepared(op.prepared(), m.rowB[oi], r0, r1, m.prep[oi], m.prepSz[oi], m.quad[worker])
 	default:
 		if u := fastUnpacked8[op.Type]; u != nil && op.N >= unpackMinN && r1-r0 >= 8 {
 			m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi])

@@ -141,6 +141,9 @@ type preparedKernel struct {
 	rows  func(w []byte, stride, rows int, prep []byte, n int, out []float32)
 	rows4 func(w []byte, stride, count, dist int, prep []byte, n int, out []float32) // a rows4Fn
 	dot4  func(row, prep []byte, stride int, n int, out *[4]float32)
+	// minN is the fewest activation rows for which MatMul prepares them; with fewer it uses
+	// the type's plain kernels (which must give the same results).
+	minN int
 }
 
 var (
@@ -152,10 +155,14 @@ var (
 var prepPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // usePrepared installs k for its type, as the VecDot of the type too (preparing the
-// activations on every call: MatMul prepares each activation row once instead).
+// activations on every call: MatMul prepares each activation row once instead), unless k is
+// only for batches (minN).
 func usePrepared(k *preparedKernel) {
 	fastPrepared[k.t] = k
 	variantsPrepared = append(variantsPrepared, k)
+	if k.minN > 0 {
+		return // single rows keep the type's plain dot
+	}
 	use(k.name, k.t, func(row, act []byte, n int) float32 {
 		nb := n / k.t.BlockSize()
 		bp := prepPool.Get().(*[]byte)

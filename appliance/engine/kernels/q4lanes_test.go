@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"unsafe"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
@@ -42,9 +43,57 @@ func q4_0Operands(t *testing.T, r *rand.Rand, nb int, trial int) (row, act []byt
 	return row, QuantizeActivations(ggml.Q4_0, x, nil)
 }
 
-// Every Q4_0 kernel equals its Go twin bit for bit for any block count (whole groups of eight
-// and a padded last group), its four-column form equals it column by column, and both are
-// within the float tolerance of the reference Dot.
+// f16Operands returns n F16 weights and F16 activations (for some trials with a stretch of
+// zeros, or activations of one sign over a wide range).
+func f16Operands(t *testing.T, r *rand.Rand, n int, trial int) (row, act []byte) {
+	t.Helper()
+	w := randVec(r, n, 0.5)
+	x := randVec(r, n, 2)
+	switch trial % 4 {
+	case 1:
+		for i := range x {
+			x[i] = float32(math.Abs(float64(x[i]))) * float32(1+i%7*100)
+		}
+	case 2:
+		clear(w[:min(n, 40)])
+		clear(x[n/2:])
+	}
+	row, err := Quantize(ggml.F16, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return row, QuantizeActivations(ggml.F16, x, nil)
+}
+
+// preparedCase is how the prepared kernels of a weight type are tested: operands of n
+// elements, the Go twin that every kernel equals bit for bit, and the lengths to try.
+type preparedCase struct {
+	operands func(t *testing.T, r *rand.Rand, n, trial int) (row, act []byte)
+	twin     func(row, act, prep []byte, n int) float32
+	sizes    []int
+}
+
+var preparedCases = map[ggml.Type]preparedCase{
+	// Whole groups of eight blocks and a padded last group.
+	ggml.Q4_0: {
+		operands: func(t *testing.T, r *rand.Rand, n, trial int) ([]byte, []byte) {
+			return q4_0Operands(t, r, n/32, trial)
+		},
+		twin:  func(row, _, prep []byte, n int) float32 { return dotQ4_0Lanes(row, prep, n/32) },
+		sizes: []int{32, 64, 96, 160, 224, 256, 288, 480, 512, 544, 736, 2048, 8192},
+	},
+	// The kernels take whole steps of 32 elements; the rest is added in Go.
+	ggml.F16: {
+		operands: f16Operands,
+		twin: func(row, act, _ []byte, n int) float32 {
+			return dotF16Go(unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n), unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n))
+		},
+		sizes: []int{1, 7, 31, 32, 33, 64, 100, 128, 255, 256, 2048, 2093},
+	},
+}
+
+// Every prepared kernel equals its Go twin bit for bit for any length, its four-column form
+// equals it column by column, and both are within the float tolerance of the reference Dot.
 func TestPreparedKernelsMatchTwin(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 21))
 	if runtime.GOARCH == "amd64" && Accelerated(ggml.Q4_0) && len(variantsPrepared) == 0 {
@@ -52,22 +101,34 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 	}
 	t.Logf("%d prepared kernels", len(variantsPrepared))
 	for _, k := range variantsPrepared {
-		for _, nb := range []int{1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 23, 64, 256} {
-			n := 32 * nb
+		tc, ok := preparedCases[k.t]
+		if !ok {
+			t.Fatalf("%s/%s: no test case for prepared kernels of this type", k.t, k.name)
+		}
+		for _, n := range tc.sizes {
+			nb := n / k.t.BlockSize()
+			rb64, _ := k.t.RowSize(int64(n))
+			rb := int(rb64)
 			for trial := 0; trial < 8; trial++ {
-				row, act := q4_0Operands(t, r, nb, trial)
+				row, act := tc.operands(t, r, n, trial)
 				prep := alignedBytes(nil, k.size(nb))
 				k.prep(act, nb, prep)
-				got, want := k.dot(row, prep, n), dotQ4_0Lanes(row, prep, nb)
+				got, want := k.dot(row, prep, n), tc.twin(row, act, prep, n)
 				if math.Float32bits(got) != math.Float32bits(want) {
-					t.Fatalf("%s/%s %d blocks trial %d: kernel %v, twin %v", k.t, k.name, nb, trial, got, want)
+					t.Fatalf("%s/%s %d elements trial %d: kernel %v, twin %v", k.t, k.name, n, trial, got, want)
 				}
-				checkClose(t, fmt.Sprintf("%s/%s %d blocks trial %d", k.t, k.name, nb, trial), got, Dot(k.t, row, act, n), absScale(t, k.t, row, act, n))
+				checkClose(t, fmt.Sprintf("%s/%s %d elements trial %d", k.t, k.name, n, trial), got, Dot(k.t, row, act, n), absScale(t, k.t, row, act, n))
+				if k.minN > 0 {
+					// Below minN activation rows MatMul uses the plain dot, which must agree.
+					if plain := fastDots[k.t](row, act, n); math.Float32bits(plain) != math.Float32bits(got) {
+						t.Fatalf("%s/%s %d elements trial %d: kernel %v, the plain dot %v", k.t, k.name, n, trial, got, plain)
+					}
+				}
 				if k.rows != nil {
 					// Several rows some bytes apart (whole groups of four and some more, for
 					// the kernels that walk four rows at once), this one among them.
 					nr := 3 + 6*(trial%2)
-					stride := 18*nb + 2*trial
+					stride := rb + 2*trial
 					w := make([]byte, nr*stride)
 					for i := range w {
 						w[i] = byte(r.Uint32()) & 0x3f // finite fp16 scales wherever they fall
@@ -77,7 +138,7 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 					k.rows(w, stride, nr, prep, n, out)
 					for i, o := range out {
 						if want := k.dot(w[i*stride:], prep, n); math.Float32bits(o) != math.Float32bits(want) {
-							t.Fatalf("%s/%s %d blocks trial %d: rows kernel row %d of %d %v, one row %v", k.t, k.name, nb, trial, i, nr, o, want)
+							t.Fatalf("%s/%s %d elements trial %d: rows kernel row %d of %d %v, one row %v", k.t, k.name, n, trial, i, nr, o, want)
 						}
 					}
 					if k.rows4 != nil && nr >= 4 {
@@ -88,7 +149,7 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 						for kk := 0; kk < 4; kk++ {
 							for i := 0; i < count; i++ {
 								if o := out4[kk*dist+i]; math.Float32bits(o) != math.Float32bits(out[kk*dist+i]) {
-									t.Fatalf("%s/%s %d blocks: four runs, row %d %v, one row %v", k.t, k.name, nb, kk*dist+i, o, out[kk*dist+i])
+									t.Fatalf("%s/%s %d elements: four runs, row %d %v, one row %v", k.t, k.name, n, kk*dist+i, o, out[kk*dist+i])
 								}
 							}
 						}
@@ -102,7 +163,7 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 				prep4 := alignedBytes(nil, 3*stride+k.size(nb))
 				acts := make([][]byte, 4)
 				for c := range acts {
-					_, acts[c] = q4_0Operands(t, r, nb, trial+c)
+					_, acts[c] = tc.operands(t, r, n, trial+c)
 					if c == trial%4 {
 						acts[c] = act
 					}
@@ -112,7 +173,7 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 				k.dot4(row, prep4, stride, n, &out)
 				for c := range out {
 					if w := k.dot(row, prep4[c*stride:], n); math.Float32bits(out[c]) != math.Float32bits(w) {
-						t.Fatalf("%s/%s %d blocks trial %d column %d: four-column %v, one-column %v", k.t, k.name, nb, trial, c, out[c], w)
+						t.Fatalf("%s/%s %d elements trial %d column %d: four-column %v, one-column %v", k.t, k.name, n, trial, c, out[c], w)
 					}
 				}
 			}
@@ -194,10 +255,10 @@ func BenchmarkPreparedKernels(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			size := k.size(n / 32)
+			size := k.size(n / k.t.BlockSize())
 			prep := alignedBytes(nil, 4*size)
 			for c := 0; c < 4; c++ {
-				k.prep(QuantizeActivations(k.t, randVec(r, n, 1), nil), n/32, prep[c*size:])
+				k.prep(QuantizeActivations(k.t, randVec(r, n, 1), nil), n/k.t.BlockSize(), prep[c*size:])
 			}
 			b.Run(fmt.Sprintf("%s/%s/%d", k.t, k.name, n), func(b *testing.B) {
 				b.SetBytes(2 * rb)

@@ -135,6 +135,14 @@ func dotBF16AVX2(x, y *uint16, n int) float32
 //go:noescape
 func dotBF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
 
+// F16 weights against activations widened to float32 once per product (f16Kernel).
+//
+//go:noescape
+func dotF16F32AVX2(x *uint16, y *float32, n int) float32
+
+//go:noescape
+func dotF16F32x4AVX512(x *uint16, y *float32, ystride int, n int, out *float32)
+
 // The BF16 dots on VDPBF16PS (bf16dp_amd64.s): n a positive multiple of 32.
 //
 //go:noescape
@@ -247,6 +255,7 @@ func init() {
 	use4("avx2", ggml.Q4_1, geomQ4_1.x4(dotQ4_1x4AVX2))
 	use4("avx2", ggml.Q5_1, geomQ5_1.x4(dotQ5_1x4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
+	usePrepared(f16Kernel(false))
 	use("avx2", ggml.BF16, bf16Dot(dotBF16AVX2))
 	useExact("avx2", ggml.F32, vecDotF32)
 	// VPDPBUSD (AVX-512 VNNI on 256-bit registers) multiplies and sums four byte pairs in one
@@ -269,16 +278,18 @@ func init() {
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		use("avx512bw", ggml.Q6_K, vecDotQ6K512)
 		use4("avx512bw", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX512))
-		// BF16 prompts and batches: the weights widened once for four columns, whose sixteen
-		// accumulators fit beside them only in 512-bit registers.
-		use4("avx512bw", ggml.BF16, bf16Dot4(dotBF16x4AVX512))
+		// BF16 and F16 prompts and batches: the weights widened once for four columns, whose
+		// sixteen accumulators fit beside them only in 512-bit registers (F16 activations are
+		// widened once per product, before).
+		use4("avx512bw", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16x4AVX512))
+		usePrepared(f16Kernel(true))
 		// VDPBF16PS multiplies and adds BF16 pairs without widening them: a different rounding
 		// (one per pair of products, in float32), so its one- and four-column dots replace
 		// both of the above together.
 		if cpu.X86.HasAVX512BF16 {
 			simdName += " avx512bf16"
 			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
-			use4("avx512bf16", ggml.BF16, bf16Dot4(dotBF16DPx4))
+			use4("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16DPx4))
 		}
 	}
 	quantQ8_0Impl = func(x []float32, y []byte) {
@@ -402,6 +413,76 @@ func vecDotF16(row, act []byte, n int) float32 {
 	return dotF16Impl(a, b)
 }
 
+// f16Kernel is the prepared kernel set of F16 weights: MatMul widens each F16 activation row to
+// float32 once (exact), so that the inner loops convert only the weights. The results are
+// dotF16AVX2's (with its Go tail) bit for bit; four says whether there is the AVX-512
+// four-column kernel. Decode steps (fewer than four activation rows) keep the F16 activations:
+// the rows stream from memory there, and the widened row's twice the bytes in the level-1
+// cache made them slower (tg 4-5% at one thread, 2-layer F16 model).
+func f16Kernel(four bool) *preparedKernel {
+	check := func(row, prep []byte, stride, cols, n int) {
+		if len(row) < 2*n || stride < 4*n || len(prep) < (cols-1)*stride+4*n {
+			panic(fmt.Sprintf("kernels: F16 dot of %d elements with a row of %d bytes and prepared activations of %d (%d columns, stride %d)",
+				n, len(row), len(prep), cols, stride))
+		}
+	}
+	f32s := func(b []byte, n int) []float32 {
+		return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), n)
+	}
+	u16s := func(b []byte, n int) []uint16 { return unsafe.Slice((*uint16)(unsafe.Pointer(unsafe.SliceData(b))), n) }
+	tail := func(s float32, row []uint16, act []float32, np int) float32 {
+		sum := float64(s)
+		for i := np; i < len(row); i++ {
+			sum += float64(F16ToF32(row[i]) * act[i])
+		}
+		return float32(sum)
+	}
+	pk := &preparedKernel{name: "avx2", t: ggml.F16, minN: 4,
+		size: func(n int) int { return 4 * n },
+		prep: func(act []byte, n int, dst []byte) {
+			if len(act) < 2*n || len(dst) < 4*n {
+				panic(fmt.Sprintf("kernels: F16 activations of %d elements from %d bytes into %d", n, len(act), len(dst)))
+			}
+			if n > 0 {
+				FromF16(f32s(dst, n), u16s(act, n))
+			}
+		},
+	}
+	pk.dot = func(row, prep []byte, n int) float32 {
+		check(row, prep, 4*n, 1, n)
+		if n == 0 {
+			return 0
+		}
+		a, b := u16s(row, n), f32s(prep, n)
+		np := n &^ 31
+		var s float32
+		if np > 0 {
+			s = dotF16F32AVX2(&a[0], &b[0], np)
+		}
+		return tail(s, a, b, np)
+	}
+	if four {
+		pk.name = "avx512"
+		pk.dot4 = func(row, prep []byte, stride int, n int, out *[4]float32) {
+			check(row, prep, stride, 4, n)
+			if n == 0 {
+				*out = [4]float32{}
+				return
+			}
+			a := u16s(row, n)
+			np := n &^ 31
+			var s [4]float32
+			if np > 0 {
+				dotF16F32x4AVX512(&a[0], &f32s(prep, n)[0], stride, np, &s[0])
+			}
+			for c := range out {
+				out[c] = tail(s[c], a, f32s(prep[c*stride:], n), np)
+			}
+		}
+	}
+	return pk
+}
+
 // bf16Dot makes a BF16 dot of kernel k, which takes the whole 32-element steps; the last
 // elements are added in Go.
 func bf16Dot(k func(x, y *uint16, n int) float32) vecDotFn {
@@ -417,31 +498,32 @@ func bf16Dot(k func(x, y *uint16, n int) float32) vecDotFn {
 		if np > 0 {
 			s = k(&a[0], &b[0], np)
 		}
-		return bf16Tail(s, row, act, np, n)
+		return halfTail(s, row, act, np, n, BF16ToF32)
 	}
 }
 
-// bf16Tail adds elements [np, n) of row·act to the kernel's sum s, in float64.
-func bf16Tail(s float32, row, act []byte, np, n int) float32 {
+// halfTail adds elements [np, n) of row·act (16-bit floats that wide converts) to the kernel's
+// sum s, in float64.
+func halfTail(s float32, row, act []byte, np, n int, wide func(uint16) float32) float32 {
 	sum := float64(s)
 	for i := np; i < n; i++ {
-		sum += float64(BF16ToF32(le.Uint16(row[2*i:])) * BF16ToF32(le.Uint16(act[2*i:])))
+		sum += float64(wide(le.Uint16(row[2*i:])) * wide(le.Uint16(act[2*i:])))
 	}
 	return float32(sum)
 }
 
-// bf16Dot4 is bf16Dot for a four-column kernel k, bit for bit the one-column dot of the same
-// arithmetic on each column.
-func bf16Dot4(k func(x, y *uint16, ystride int, n int, out *float32)) vecDot4Fn {
+// halfDot4 makes the four-column dot of 16-bit float kernel k (geometry g, conversion wide),
+// bit for bit the one-column dot of the same arithmetic on each column.
+func halfDot4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystride int, n int, out *float32)) vecDot4Fn {
 	return func(row, act []byte, stride int, n int, out *[4]float32) {
-		geomBF16.blocks4(row, act, stride, n)
+		g.blocks4(row, act, stride, n)
 		np := n &^ 31
 		var s [4]float32
 		if np > 0 {
 			k((*uint16)(unsafe.Pointer(&row[0])), (*uint16)(unsafe.Pointer(&act[0])), stride, np, &s[0])
 		}
 		for c := range out {
-			out[c] = bf16Tail(s[c], row, act[c*stride:], np, n)
+			out[c] = halfTail(s[c], row, act[c*stride:], np, n, wide)
 		}
 	}
 }

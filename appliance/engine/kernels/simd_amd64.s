@@ -237,6 +237,30 @@ f16_loop32:
 	MOVSS  X0, ret+24(FP)
 	RET
 
+// func dotF16F32AVX2(x *uint16, y *float32, n int) float32
+// dotF16AVX2 against activations already widened to float32 (exactly, so the products and
+// sums are the same).
+TEXT ·dotF16F32AVX2(SB), NOSPLIT, $0-28
+	FLOAT4_ARGS
+
+f16f32_loop32:
+	VCVTPH2PS   (SI), Y1
+	VFMADD231PS (DI), Y1, Y0
+	VCVTPH2PS   16(SI), Y1
+	VFMADD231PS 32(DI), Y1, Y5
+	VCVTPH2PS   32(SI), Y1
+	VFMADD231PS 64(DI), Y1, Y6
+	VCVTPH2PS   48(SI), Y1
+	VFMADD231PS 96(DI), Y1, Y7
+	ADDQ        $64, SI
+	ADDQ        $128, DI
+	SUBQ        $32, CX
+	JNZ         f16f32_loop32
+	GGML_REDUCE4
+	VZEROUPPER
+	MOVSS  X0, ret+24(FP)
+	RET
+
 // func dotBF16AVX2(x, y *uint16, n int) float32
 // dotF16AVX2 for BF16: each value widened to float32 by a 16-bit shift (exact).
 TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
