@@ -90,3 +90,79 @@ TEXT ·dotBF16x4AVX512(SB), NOSPLIT, $0-40
 // dotF16F32AVX2 (and dotF16AVX2 on the unwidened row) returns for column c.
 TEXT ·dotF16F32x4AVX512(SB), NOSPLIT, $0-40
 	HALFX4_KERNEL(F16_WIDEN16, F32X4_COL, 128, f16f32x4_loop32)
+
+// One column of dotF16F32R2x4AVX512's step: the column's float32 activations at base (into
+// Z12, Z13) against the two rows' widened weights (Z8, Z9 and Z10, Z11), onto their
+// accumulators: the FMAs of F32X4_COL for each row.
+#define F32R2_COL(base, lo0, hi0, lo1, hi1) \
+	VMOVUPS     0 base, Z12; \
+	VMOVUPS     64 base, Z13; \
+	VFMADD231PS Z12, Z8, lo0; \
+	VFMADD231PS Z13, Z9, hi0; \
+	VFMADD231PS Z12, Z10, lo1; \
+	VFMADD231PS Z13, Z11, hi1
+
+// func dotF16F32R2x4AVX512(x *uint16, xstride int, y *float32, ystride int, n int, out *float32)
+// Two F16 weight rows xstride bytes apart against four activation rows ystride bytes apart,
+// widened to float32; n a positive multiple of 32. out[4r+c] is what dotF16F32x4AVX512 returns
+// for row r and column c: each activation load serves both rows.
+TEXT ·dotF16F32R2x4AVX512(SB), NOSPLIT, $0-48
+	MOVQ   x+0(FP), SI
+	MOVQ   xstride+8(FP), BX
+	MOVQ   y+16(FP), DI
+	MOVQ   ystride+24(FP), DX
+	MOVQ   n+32(FP), CX
+	MOVQ   out+40(FP), R8
+	LEAQ   (DI)(DX*2), R14
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+
+f16r2x4_loop32:
+	VCVTPH2PS (SI), Z8
+	VCVTPH2PS 32(SI), Z9
+	VCVTPH2PS (SI)(BX*1), Z10
+	VCVTPH2PS 32(SI)(BX*1), Z11
+	F32R2_COL((DI), Z0, Z1, Z16, Z17)
+	F32R2_COL((DI)(DX*1), Z2, Z3, Z18, Z19)
+	F32R2_COL((R14), Z4, Z5, Z20, Z21)
+	F32R2_COL((R14)(DX*1), Z6, Z7, Z22, Z23)
+	ADDQ      $64, SI
+	ADDQ      $128, DI
+	ADDQ      $128, R14
+	SUBQ      $32, CX
+	JNZ       f16r2x4_loop32
+
+	// The second row's sums move to Z8-Z15 (VEX forms reach only the low sixteen), once the
+	// first row's reduction is done with Z8 as scratch.
+	BF16X4_REDUCE(Z0, Z1, Y0, X0, Y8, X8, 0)
+	BF16X4_REDUCE(Z2, Z3, Y2, X2, Y8, X8, 4)
+	BF16X4_REDUCE(Z4, Z5, Y4, X4, Y8, X8, 8)
+	BF16X4_REDUCE(Z6, Z7, Y6, X6, Y8, X8, 12)
+	VMOVAPS Z16, Z8
+	VMOVAPS Z17, Z9
+	VMOVAPS Z18, Z10
+	VMOVAPS Z19, Z11
+	VMOVAPS Z20, Z12
+	VMOVAPS Z21, Z13
+	VMOVAPS Z22, Z14
+	VMOVAPS Z23, Z15
+	BF16X4_REDUCE(Z8, Z9, Y8, X8, Y0, X0, 16)
+	BF16X4_REDUCE(Z10, Z11, Y10, X10, Y0, X0, 20)
+	BF16X4_REDUCE(Z12, Z13, Y12, X12, Y0, X0, 24)
+	BF16X4_REDUCE(Z14, Z15, Y14, X14, Y0, X0, 28)
+	VZEROUPPER
+	RET

@@ -255,7 +255,7 @@ func (m *MatMul) rangeOne(worker, oi int, op *MatMulOp, r0, r1 int) {
 	case op.Packed != nil:
 		op.rangePacked(r0, r1, m.prep[oi], m.prepSz[oi], m.panel[worker])
 	case op.prepared() != nil:
-		op.rangePrepared(op.prepared(), m.rowB[oi], r0, r1, m.prep[oi], m.prepSz[oi], m.quad[worker])
+		op.rangePrepared(op.prepared(), m.rowB[oi], r0, r1, m.prep[oi], m.prepSz[oi], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
 	default:
 		if u := fastUnpacked8[op.Type]; u != nil && op.N >= unpackMinN && r1-r0 >= 8 {
 			m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi])
@@ -378,15 +378,26 @@ func (pk *Packed) dotGo(w []byte, stride, panels, nb int, y []byte, out []float3
 
 // rangePrepared is rangeQuant for the types whose kernels take prepared activations (sz bytes
 // per activation row in prep).
-func (op *MatMulOp) rangePrepared(k *preparedKernel, rb, r0, r1 int, prep []byte, sz int, o *[4]float32) {
+func (op *MatMulOp) rangePrepared(k *preparedKernel, rb, r0, r1 int, prep []byte, sz int, o *[4]float32, o8 *[8]float32) {
 	n := op.Cols
 	j := 0
 	if k.dot4 != nil {
 		// Four activation rows per pass over the weight rows: each weight block is loaded and
-		// unpacked once for four products.
+		// unpacked once for four products (and each activation load serves two weight rows,
+		// where there is dot2x4).
 		for ; j+4 <= op.N; j += 4 {
 			p := prep[j*sz : (j+4)*sz]
-			for r := r0; r < r1; r++ {
+			r := r0
+			if k.dot2x4 != nil {
+				for ; r+2 <= r1; r += 2 {
+					k.dot2x4(op.W[r*rb:(r+2)*rb], rb, p, sz, n, o8)
+					for c := range 4 {
+						op.Out[(j+c)*op.OutStride+r] = o8[c]
+						op.Out[(j+c)*op.OutStride+r+1] = o8[4+c]
+					}
+				}
+			}
+			for ; r < r1; r++ {
 				k.dot4(op.W[r*rb:(r+1)*rb], p, sz, n, o)
 				op.Out[j*op.OutStride+r] = o[0]
 				op.Out[(j+1)*op.OutStride+r] = o[1]

@@ -141,6 +141,9 @@ type preparedKernel struct {
 	rows  func(w []byte, stride, rows int, prep []byte, n int, out []float32)
 	rows4 func(w []byte, stride, count, dist int, prep []byte, n int, out []float32) // a rows4Fn
 	dot4  func(row, prep []byte, stride int, n int, out *[4]float32)
+	// dot2x4 is dot4 for two weight rows wstride bytes apart at once (out[4r+c]: row r,
+	// column c), bit for bit.
+	dot2x4 func(w []byte, wstride int, prep []byte, stride int, n int, out *[8]float32)
 	// minN is the fewest activation rows for which MatMul prepares them; with fewer it uses
 	// the type's plain kernels (which must give the same results).
 	minN int

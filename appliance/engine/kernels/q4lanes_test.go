@@ -176,6 +176,25 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 						t.Fatalf("%s/%s %d elements trial %d column %d: four-column %v, one-column %v", k.t, k.name, n, trial, c, out[c], w)
 					}
 				}
+				if k.dot2x4 == nil {
+					continue
+				}
+				// Two weight rows some bytes apart, the given one second in odd trials.
+				other, _ := tc.operands(t, r, n, trial+1)
+				wstride := rb + 2*trial
+				w2 := make([]byte, wstride+rb)
+				copy(w2[(trial%2)*wstride:], row)
+				copy(w2[(1-trial%2)*wstride:], other)
+				var out8 [8]float32
+				k.dot2x4(w2, wstride, prep4, stride, n, &out8)
+				for wr := range 2 {
+					k.dot4(w2[wr*wstride:], prep4, stride, n, &out)
+					for c := range out {
+						if math.Float32bits(out8[4*wr+c]) != math.Float32bits(out[c]) {
+							t.Fatalf("%s/%s %d elements trial %d row %d column %d: two-row %v, four-column %v", k.t, k.name, n, trial, wr, c, out8[4*wr+c], out[c])
+						}
+					}
+				}
 			}
 		}
 	}

@@ -143,6 +143,9 @@ func dotF16F32AVX2(x *uint16, y *float32, n int) float32
 //go:noescape
 func dotF16F32x4AVX512(x *uint16, y *float32, ystride int, n int, out *float32)
 
+//go:noescape
+func dotF16F32R2x4AVX512(x *uint16, xstride int, y *float32, ystride int, n int, out *float32)
+
 // The BF16 dots on VDPBF16PS (bf16dp_amd64.s): n a positive multiple of 32.
 //
 //go:noescape
@@ -477,6 +480,27 @@ func f16Kernel(four bool) *preparedKernel {
 			}
 			for c := range out {
 				out[c] = tail(s[c], a, f32s(prep[c*stride:], n), np)
+			}
+		}
+		pk.dot2x4 = func(w []byte, wstride int, prep []byte, stride int, n int, out *[8]float32) {
+			check(w, prep, stride, 4, n)
+			if wstride < 2*n || len(w) < wstride+2*n {
+				panic(fmt.Sprintf("kernels: F16 dot of two rows of %d elements, %d bytes apart, from %d bytes", n, wstride, len(w)))
+			}
+			if n == 0 {
+				*out = [8]float32{}
+				return
+			}
+			np := n &^ 31
+			var s [8]float32
+			if np > 0 {
+				dotF16F32R2x4AVX512(&u16s(w, n)[0], wstride, &f32s(prep, n)[0], stride, np, &s[0])
+			}
+			for r := range 2 {
+				a := u16s(w[r*wstride:], n)
+				for c := range 4 {
+					out[4*r+c] = tail(s[4*r+c], a, f32s(prep[c*stride:], n), np)
+				}
 			}
 		}
 	}
