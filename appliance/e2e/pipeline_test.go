@@ -56,20 +56,24 @@ func TestPipelineSameTokensAsOneNode(t *testing.T) {
 			checkSameTokens(t, api, "stories260K-F32", f32, sizes[0])
 			checkSameTokens(t, api, "stories260K-Q8_0", q8, sizes[1])
 		}
-		// Every stage's node counts the instance's batched steps in /metrics, and the first
-		// stage's node the tokens that came round the ring.
-		stepNodes, ringNodes := 0, 0
+		// Every stage's node counts the instance's batched steps, and the time its forward
+		// passes took, in /metrics; the first stage's node the tokens that came round the ring.
+		stepNodes, busyNodes, ringNodes := 0, 0, 0
 		for _, n := range nodes {
 			_, raw := n.get("/metrics", nil)
 			if stageMetric(string(raw), "exo_pipeline_stage_steps_total", a.ID) > 0 {
 				stepNodes++
 			}
+			if stageMetric(string(raw), "exo_pipeline_stage_busy_seconds_total", a.ID) > 0 {
+				busyNodes++
+			}
 			if stageMetric(string(raw), "exo_pipeline_stage_ring_tokens_total", a.ID) > 0 {
 				ringNodes++
 			}
 		}
-		if stepNodes != sizes[0] || ringNodes != 1 {
-			t.Errorf("/metrics: %d nodes counted steps of %s (want %d), %d counted ring tokens (want 1)", stepNodes, a.ID, sizes[0], ringNodes)
+		if stepNodes != sizes[0] || busyNodes != sizes[0] || ringNodes != 1 {
+			t.Errorf("/metrics: %d nodes counted steps of %s and %d their time (want %d each), %d counted ring tokens (want 1)",
+				stepNodes, a.ID, busyNodes, sizes[0], ringNodes)
 		}
 		deleteInstance(t, n1, a.ID)
 		deleteInstance(t, n1, b.ID)

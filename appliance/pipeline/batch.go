@@ -87,6 +87,7 @@ type batcher struct {
 
 	rounds, steps atomic.Uint64
 	maxBatch      atomic.Int64
+	busy          atomic.Int64 // nanoseconds in ForwardBatch
 }
 
 // defaultPrefillShare: a 16-token slice of prompt costs a decoding stream about as much as a
@@ -319,7 +320,9 @@ func (b *batcher) round(batch []*step) []*step {
 	}
 	t0 := time.Now()
 	err := b.st.ForwardBatch(b.items, outs)
-	b.roundTime += (time.Since(t0) - b.roundTime) / 4
+	d := time.Since(t0)
+	b.roundTime += (d - b.roundTime) / 4
+	b.busy.Add(int64(d))
 	if err != nil {
 		if !shared {
 			batch[0].err, batch[0].done = err, batch[0].n
@@ -371,8 +374,12 @@ type BatchStats struct {
 	Steps  uint64 `json:"steps"`
 	// MaxBatch is the most steps one round evaluated.
 	MaxBatch int `json:"max_batch"`
+	// BusySeconds is the time the rounds took: per round, the stage's own compute time, which
+	// a request's time per token less the stages' rounds leaves to the hops between them.
+	BusySeconds float64 `json:"busy_seconds"`
 }
 
 func (b *batcher) stats() BatchStats {
-	return BatchStats{Rounds: b.rounds.Load(), Steps: b.steps.Load(), MaxBatch: int(b.maxBatch.Load())}
+	return BatchStats{Rounds: b.rounds.Load(), Steps: b.steps.Load(), MaxBatch: int(b.maxBatch.Load()),
+		BusySeconds: time.Duration(b.busy.Load()).Seconds()}
 }

@@ -103,6 +103,7 @@ func TestBatcherBitIdentical(t *testing.T) {
 			want[i][k] = [2]model.Out{h, l}
 		}
 	}
+	began := time.Now()
 	b0, b1 := newBatcher(st0, 1, 16), newBatcher(st1, 1, 16)
 	s0, s1 := make([]*step, len(prompts)), make([]*step, len(prompts))
 	for i := range prompts {
@@ -137,6 +138,12 @@ func TestBatcherBitIdentical(t *testing.T) {
 	for name, b := range map[string]*batcher{"first": b0, "last": b1} {
 		if s := b.stats(); s.MaxBatch != 4 || s.Rounds != 3 || s.Steps != 9 {
 			t.Errorf("%s stage: %+v, want 3 rounds of 9 steps, at most 4 in one", name, s)
+		}
+	}
+	// The rounds' time: more than none, less than the test's.
+	for name, b := range map[string]*batcher{"first": b0, "last": b1} {
+		if s := b.stats(); s.BusySeconds <= 0 || s.BusySeconds > time.Since(began).Seconds() {
+			t.Errorf("%s stage: busy %v s of the test's %v", name, s.BusySeconds, time.Since(began))
 		}
 	}
 }

@@ -9,8 +9,8 @@ import (
 // stageCollector exports the hosted stages' figures to /metrics at scrape time, from the same
 // Status the cluster API shows, so the two never disagree.
 type stageCollector struct {
-	h                                     *Host
-	rounds, steps, maxBatch, active, ring *prometheus.Desc
+	h                                           *Host
+	rounds, steps, maxBatch, active, ring, busy *prometheus.Desc
 }
 
 func newStageCollector(h *Host) *stageCollector {
@@ -23,11 +23,12 @@ func newStageCollector(h *Host) *stageCollector {
 		maxBatch: d("exo_pipeline_stage_max_batch", "The most request steps one forward pass of the stage evaluated."),
 		active:   d("exo_pipeline_stage_active_requests", "Requests whose KV cache the stage holds."),
 		ring:     d("exo_pipeline_stage_ring_tokens_total", "Decode tokens a first stage received round the ring from the last stage."),
+		busy:     d("exo_pipeline_stage_busy_seconds_total", "Time the stage's forward passes took; over rounds, a pass's mean compute time."),
 	}
 }
 
 func (c *stageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rounds, c.steps, c.maxBatch, c.active, c.ring} {
+	for _, d := range []*prometheus.Desc{c.rounds, c.steps, c.maxBatch, c.active, c.ring, c.busy} {
 		ch <- d
 	}
 }
@@ -41,6 +42,7 @@ func (c *stageCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.rounds, prometheus.CounterValue, float64(b.Rounds), lv...)
 			ch <- prometheus.MustNewConstMetric(c.steps, prometheus.CounterValue, float64(b.Steps), lv...)
 			ch <- prometheus.MustNewConstMetric(c.maxBatch, prometheus.GaugeValue, float64(b.MaxBatch), lv...)
+			ch <- prometheus.MustNewConstMetric(c.busy, prometheus.CounterValue, b.BusySeconds, lv...)
 		}
 	}
 }
