@@ -6,10 +6,10 @@
 // BF16 dots on AVX-512 BF16: VDPBF16PS multiplies the sixteen pairs of BF16 values of two
 // 512-bit registers and adds each lane's two products into a float32 lane, the odd element's
 // first, each with one rounding (a fused add; inputs and outputs below the normal range are
-// zero). The rows go in chunks of 32 elements: in groups of four, chunk k of a group into
-// accumulator k; the chunks after the last group into accumulators 0, 1, 2. The accumulators
-// are summed (0+1) + (2+3), then the halves, quarters, pairs and lanes of the sum, as HSUM
-// does. bf16DPGo is the twin, bit for bit.
+// zero). The rows go in chunks of 32 elements, chunk k into accumulator k mod 2; the two are
+// summed, then the halves, quarters, pairs and lanes of the sum, as HSUM does. bf16DPGo is the
+// twin, bit for bit. Two accumulators per column let two weight rows and four columns keep
+// theirs in registers (dotBF16DPR2x4), where every load serves two or four products.
 
 // The Go assembler has no VDPBF16PS (EVEX.512.F3.0F38.W0 52 /r): zd += zs1·zs2 pairwise, the
 // registers by number (0-31), encoded here: P0 carries the inverted high bits of zd (R, R')
@@ -23,15 +23,24 @@
 	BYTE $0x52; \
 	BYTE $(0xC0 | ((zd)&7)<<3 | ((zs2)&7))
 
-// The sum of accumulators a0-a3 into the low lane of xa0 (ya0, xa0: a0's narrower names; ya1,
-// xa1: a1's, scratch once a1 is added).
-#define BF16DP_REDUCE(a0, a1, a2, a3, ya0, xa0, ya1, xa1) \
+// The sum of accumulators a0 and a1 into the low lane of xa0 (ya0, xa0: a0's narrower names;
+// ya1, xa1: a1's, scratch once a1 is added); stored at off(R8).
+#define BF16DP_REDUCE(a0, a1, ya0, xa0, ya1, xa1, off) \
 	VADDPS        a1, a0, a0; \
-	VADDPS        a3, a2, a2; \
-	VADDPS        a2, a0, a0; \
 	VEXTRACTF64X4 $1, a0, ya1; \
 	VADDPS        ya1, ya0, ya0; \
-	HSUM(ya0, xa0, xa1)
+	HSUM(ya0, xa0, xa1); \
+	VMOVSS        xa0, off(R8)
+
+// Arguments of the four-column kernels: the activation rows at DI, DI+DX, R14, R14+DX; CX the
+// chunks; R8 the results.
+#define BF16DP4_ARGS \
+	MOVQ   y+8(FP), DI; \
+	MOVQ   ystride+16(FP), DX; \
+	MOVQ   n+24(FP), CX; \
+	MOVQ   out+32(FP), R8; \
+	LEAQ   (DI)(DX*2), R14; \
+	SHRQ   $5, CX
 
 // func dotBF16DP(x, y *uint16, n int) float32
 // n a positive multiple of 32.
@@ -39,11 +48,10 @@ TEXT ·dotBF16DP(SB), NOSPLIT, $0-28
 	MOVQ   x+0(FP), SI
 	MOVQ   y+8(FP), DI
 	MOVQ   n+16(FP), CX
+	LEAQ   ret+24(FP), R8
 	SHRQ   $5, CX
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
 	MOVQ   CX, DX
 	SHRQ   $2, DX
 	JZ     bf16dp_rest
@@ -59,8 +67,8 @@ bf16dp_loop:
 	VMOVDQU64 192(DI), Z11
 	VDPBF16PS(0, 4, 8)
 	VDPBF16PS(1, 5, 9)
-	VDPBF16PS(2, 6, 10)
-	VDPBF16PS(3, 7, 11)
+	VDPBF16PS(0, 6, 10)
+	VDPBF16PS(1, 7, 11)
 	ADDQ      $256, SI
 	ADDQ      $256, DI
 	DECQ      DX
@@ -81,36 +89,96 @@ bf16dp_rest:
 	JZ        bf16dp_sum
 	VMOVDQU64 128(SI), Z6
 	VMOVDQU64 128(DI), Z10
-	VDPBF16PS(2, 6, 10)
+	VDPBF16PS(0, 6, 10)
 
 bf16dp_sum:
-	BF16DP_REDUCE(Z0, Z1, Z2, Z3, Y0, X0, Y1, X1)
+	BF16DP_REDUCE(Z0, Z1, Y0, X0, Y1, X1, 0)
 	VZEROUPPER
-	MOVSS  X0, ret+24(FP)
 	RET
 
-// One chunk k (byte offset off) of the four-column kernel: the weights into zw (number nw),
-// then each column's activations into za (number na) and onto that column's accumulator k
-// (column c keeps Z(4c)-Z(4c+3)).
-#define BF16DP4_CHUNK(k, off, zw, nw, za, na) \
+// One chunk (byte offset off, accumulator k of each column) of the four-column kernel: the
+// weights into zw (number nw), then each column's activations into Z20 and onto accumulator
+// Z(2c+k) of column c.
+#define BF16DP4_CHUNK(k, off, zw, nw) \
 	VMOVDQU64 off(SI), zw; \
-	VMOVDQU64 off(DI), za; \
-	VDPBF16PS(k, nw, na); \
-	VMOVDQU64 off(DI)(DX*1), za; \
-	VDPBF16PS(4+k, nw, na); \
-	VMOVDQU64 off(R14), za; \
-	VDPBF16PS(8+k, nw, na); \
-	VMOVDQU64 off(R14)(DX*1), za; \
-	VDPBF16PS(12+k, nw, na)
+	VMOVDQU64 off(DI), Z20; \
+	VDPBF16PS(k, nw, 20); \
+	VMOVDQU64 off(DI)(DX*1), Z20; \
+	VDPBF16PS(2+k, nw, 20); \
+	VMOVDQU64 off(R14), Z20; \
+	VDPBF16PS(4+k, nw, 20); \
+	VMOVDQU64 off(R14)(DX*1), Z20; \
+	VDPBF16PS(6+k, nw, 20)
 
 // func dotBF16DPx4(x, y *uint16, ystride int, n int, out *float32)
 // Four activation rows ystride bytes apart against one weight row; n a positive multiple of
 // 32; out[c] is what dotBF16DP returns for column c.
 TEXT ·dotBF16DPx4(SB), NOSPLIT, $0-40
 	MOVQ   x+0(FP), SI
-	MOVQ   y+8(FP), DI
-	MOVQ   ystride+16(FP), DX
-	MOVQ   n+24(FP), CX
+	BF16DP4_ARGS
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   CX, BX
+	SHRQ   $1, BX
+	JZ     bf16dp4_rest
+
+bf16dp4_loop:
+	BF16DP4_CHUNK(0, 0, Z16, 16)
+	BF16DP4_CHUNK(1, 64, Z17, 17)
+	ADDQ $128, SI
+	ADDQ $128, DI
+	ADDQ $128, R14
+	DECQ BX
+	JNZ  bf16dp4_loop
+
+bf16dp4_rest:
+	ANDQ $1, CX
+	JZ   bf16dp4_sum
+	BF16DP4_CHUNK(0, 0, Z16, 16)
+
+bf16dp4_sum:
+	BF16DP_REDUCE(Z0, Z1, Y0, X0, Y1, X1, 0)
+	BF16DP_REDUCE(Z2, Z3, Y2, X2, Y3, X3, 4)
+	BF16DP_REDUCE(Z4, Z5, Y4, X4, Y5, X5, 8)
+	BF16DP_REDUCE(Z6, Z7, Y6, X6, Y7, X7, 12)
+	VZEROUPPER
+	RET
+
+// One chunk (byte offset off, accumulator k) of the two-row kernel: both rows' weights (the
+// second BX bytes on) into zw0 and zw1, then each column's activations into Z20, onto
+// accumulator Z(2c+k) of the first row and Z(8+2c+k) of the second.
+#define BF16DPR2_CHUNK(k, off, zw0, nw0, zw1, nw1) \
+	VMOVDQU64 off(SI), zw0; \
+	VMOVDQU64 off(SI)(BX*1), zw1; \
+	VMOVDQU64 off(DI), Z20; \
+	VDPBF16PS(k, nw0, 20); \
+	VDPBF16PS(8+k, nw1, 20); \
+	VMOVDQU64 off(DI)(DX*1), Z20; \
+	VDPBF16PS(2+k, nw0, 20); \
+	VDPBF16PS(10+k, nw1, 20); \
+	VMOVDQU64 off(R14), Z20; \
+	VDPBF16PS(4+k, nw0, 20); \
+	VDPBF16PS(12+k, nw1, 20); \
+	VMOVDQU64 off(R14)(DX*1), Z20; \
+	VDPBF16PS(6+k, nw0, 20); \
+	VDPBF16PS(14+k, nw1, 20)
+
+// func dotBF16DPR2x4(x *uint16, xstride int, y *uint16, ystride int, n int, out *float32)
+// Two weight rows xstride bytes apart against four activation rows ystride bytes apart; n a
+// positive multiple of 32; out[4r+c] is what dotBF16DPx4 returns for row r and column c.
+TEXT ·dotBF16DPR2x4(SB), NOSPLIT, $0-48
+	MOVQ   x+0(FP), SI
+	MOVQ   xstride+8(FP), BX
+	MOVQ   y+16(FP), DI
+	MOVQ   ystride+24(FP), DX
+	MOVQ   n+32(FP), CX
+	MOVQ   out+40(FP), R8
 	LEAQ   (DI)(DX*2), R14
 	SHRQ   $5, CX
 	VPXORD Z0, Z0, Z0
@@ -129,41 +197,32 @@ TEXT ·dotBF16DPx4(SB), NOSPLIT, $0-40
 	VPXORD Z13, Z13, Z13
 	VPXORD Z14, Z14, Z14
 	VPXORD Z15, Z15, Z15
-	MOVQ   CX, BX
-	SHRQ   $2, BX
-	JZ     bf16dp4_rest
+	MOVQ   CX, AX
+	SHRQ   $1, AX
+	JZ     bf16dpr2_rest
 
-bf16dp4_loop:
-	BF16DP4_CHUNK(0, 0, Z16, 16, Z20, 20)
-	BF16DP4_CHUNK(1, 64, Z17, 17, Z21, 21)
-	BF16DP4_CHUNK(2, 128, Z18, 18, Z22, 22)
-	BF16DP4_CHUNK(3, 192, Z19, 19, Z23, 23)
-	ADDQ $256, SI
-	ADDQ $256, DI
-	ADDQ $256, R14
-	DECQ BX
-	JNZ  bf16dp4_loop
+bf16dpr2_loop:
+	BF16DPR2_CHUNK(0, 0, Z16, 16, Z17, 17)
+	BF16DPR2_CHUNK(1, 64, Z18, 18, Z19, 19)
+	ADDQ $128, SI
+	ADDQ $128, DI
+	ADDQ $128, R14
+	DECQ AX
+	JNZ  bf16dpr2_loop
 
-bf16dp4_rest:
-	ANDQ $3, CX
-	JZ   bf16dp4_sum
-	BF16DP4_CHUNK(0, 0, Z16, 16, Z20, 20)
-	DECQ CX
-	JZ   bf16dp4_sum
-	BF16DP4_CHUNK(1, 64, Z17, 17, Z21, 21)
-	DECQ CX
-	JZ   bf16dp4_sum
-	BF16DP4_CHUNK(2, 128, Z18, 18, Z22, 22)
+bf16dpr2_rest:
+	ANDQ $1, CX
+	JZ   bf16dpr2_sum
+	BF16DPR2_CHUNK(0, 0, Z16, 16, Z17, 17)
 
-bf16dp4_sum:
-	MOVQ   out+32(FP), R8
-	BF16DP_REDUCE(Z0, Z1, Z2, Z3, Y0, X0, Y1, X1)
-	VMOVSS X0, 0(R8)
-	BF16DP_REDUCE(Z4, Z5, Z6, Z7, Y4, X4, Y5, X5)
-	VMOVSS X4, 4(R8)
-	BF16DP_REDUCE(Z8, Z9, Z10, Z11, Y8, X8, Y9, X9)
-	VMOVSS X8, 8(R8)
-	BF16DP_REDUCE(Z12, Z13, Z14, Z15, Y12, X12, Y13, X13)
-	VMOVSS X12, 12(R8)
+bf16dpr2_sum:
+	BF16DP_REDUCE(Z0, Z1, Y0, X0, Y1, X1, 0)
+	BF16DP_REDUCE(Z2, Z3, Y2, X2, Y3, X3, 4)
+	BF16DP_REDUCE(Z4, Z5, Y4, X4, Y5, X5, 8)
+	BF16DP_REDUCE(Z6, Z7, Y6, X6, Y7, X7, 12)
+	BF16DP_REDUCE(Z8, Z9, Y8, X8, Y9, X9, 16)
+	BF16DP_REDUCE(Z10, Z11, Y10, X10, Y11, X11, 20)
+	BF16DP_REDUCE(Z12, Z13, Y12, X12, Y13, X13, 24)
+	BF16DP_REDUCE(Z14, Z15, Y14, X14, Y15, X15, 28)
 	VZEROUPPER
 	RET

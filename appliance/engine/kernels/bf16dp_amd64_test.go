@@ -13,14 +13,10 @@ import (
 // bf16DPGo is the twin of dotBF16DP (n a multiple of 32): VDPBF16PS lane by lane, with the
 // kernel's chunks, accumulators and reduction.
 func bf16DPGo(x, y []uint16) float32 {
-	var acc [4][16]float32
+	var acc [2][16]float32
 	nc := len(x) / 32
-	grouped := nc &^ 3
 	for c := 0; c < nc; c++ {
-		k := c & 3
-		if c >= grouped {
-			k = c - grouped
-		}
+		k := c & 1
 		for i := range 16 {
 			j := 32*c + 2*i
 			a := &acc[k][i]
@@ -30,7 +26,7 @@ func bf16DPGo(x, y []uint16) float32 {
 	}
 	var s [16]float32
 	for i := range s {
-		s[i] = (acc[0][i] + acc[1][i]) + (acc[2][i] + acc[3][i])
+		s[i] = acc[0][i] + acc[1][i]
 	}
 	var t [8]float32
 	for i := range t {

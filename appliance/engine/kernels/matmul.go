@@ -260,12 +260,12 @@ func (m *MatMul) rangeOne(worker, oi int, op *MatMulOp, r0, r1 int) {
 		if u := fastUnpacked8[op.Type]; u != nil && op.N >= unpackMinN && r1-r0 >= 8 {
 			m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi])
 		} else {
-			op.rangeQuant(m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi], m.quad[worker])
+			op.rangeQuant(m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
 		}
 	}
 }
 
-func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]float32) {
+func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]float32, o8 *[8]float32) {
 	t, n := op.Type, op.Cols
 	if f := fastRowTab[t]; f != nil {
 		nb := n / 32
@@ -285,9 +285,20 @@ func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]f
 		if f4 := fastDots4[t]; f4 != nil {
 			// Four activation rows per weight row: the weights are unpacked once for four
 			// products while the four rows stay in the level-1 cache.
+			f2 := fastDots2x4[t]
 			for ; j+4 <= op.N; j += 4 {
 				act := op.Act[j*op.ActStride:]
-				for r := r0; r < r1; r++ {
+				r := r0
+				if f2 != nil {
+					for ; r+2 <= r1; r += 2 {
+						f2(op.W[r*rb:(r+2)*rb], rb, act, op.ActStride, n, o8)
+						for c := range 4 {
+							op.Out[(j+c)*op.OutStride+r] = o8[c]
+							op.Out[(j+c)*op.OutStride+r+1] = o8[4+c]
+						}
+					}
+				}
+				for ; r < r1; r++ {
 					f4(op.W[r*rb:(r+1)*rb], act, op.ActStride, n, o)
 					op.Out[j*op.OutStride+r] = o[0]
 					op.Out[(j+1)*op.OutStride+r] = o[1]

@@ -57,6 +57,7 @@ type variant4 struct {
 	t    ggml.Type
 	dot  vecDot4Fn
 	one  int
+	two  vecDot2x4Fn // its two-row form, if any
 }
 
 var variants4 []variant4
@@ -69,8 +70,22 @@ func use4(name string, t ggml.Type, f vecDot4Fn) {
 			one = i
 		}
 	}
-	fastDots4[t] = f
-	variants4 = append(variants4, variant4{name, t, f, one})
+	fastDots4[t], fastDots2x4[t] = f, nil
+	variants4 = append(variants4, variant4{name: name, t: t, dot: f, one: one})
+}
+
+// vecDot2x4Fn is a vecDot4Fn for two weight rows wstride bytes apart at once (out[4r+c]: row
+// r, column c), bit for bit: each activation load serves both rows.
+type vecDot2x4Fn func(w []byte, wstride int, act []byte, stride int, n int, out *[8]float32)
+
+// fastDots2x4 holds the two-row forms of fastDots4 (nil: none).
+var fastDots2x4 [ggml.BF16 + 1]vecDot2x4Fn
+
+// use4x2 is use4 with the kernel's two-row form f2.
+func use4x2(name string, t ggml.Type, f vecDot4Fn, f2 vecDot2x4Fn) {
+	use4(name, t, f)
+	fastDots2x4[t] = f2
+	variants4[len(variants4)-1].two = f2
 }
 
 // rowsFn is a vecDotFn for rows weight rows stride bytes apart (results to out[:rows]) in one

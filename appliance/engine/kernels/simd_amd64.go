@@ -154,6 +154,9 @@ func dotBF16DP(x, y *uint16, n int) float32
 //go:noescape
 func dotBF16DPx4(x, y *uint16, ystride int, n int, out *float32)
 
+//go:noescape
+func dotBF16DPR2x4(x *uint16, xstride int, y *uint16, ystride int, n int, out *float32)
+
 // Prompt-batch forms of the eight-row kernels: unpack eight rows once, then dot each activation
 // row with the unpacked copy (bit-identical to the eight-row kernels).
 
@@ -292,7 +295,7 @@ func init() {
 		if cpu.X86.HasAVX512BF16 {
 			simdName += " avx512bf16"
 			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
-			use4("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16DPx4))
+			use4x2("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16DPx4), bf16DP2x4)
 		}
 	}
 	quantQ8_0Impl = func(x []float32, y []byte) {
@@ -505,6 +508,24 @@ func f16Kernel(four bool) *preparedKernel {
 		}
 	}
 	return pk
+}
+
+// bf16DP2x4 is the two-row form of the VDPBF16PS four-column dot.
+func bf16DP2x4(w []byte, wstride int, act []byte, stride int, n int, out *[8]float32) {
+	if wstride < 2*n || len(w) < wstride+2*n {
+		panic(fmt.Sprintf("kernels: BF16 dot of two rows of %d elements, %d bytes apart, from %d bytes", n, wstride, len(w)))
+	}
+	geomBF16.blocks4(w, act, stride, n)
+	np := n &^ 31
+	var s [8]float32
+	if np > 0 {
+		dotBF16DPR2x4((*uint16)(unsafe.Pointer(&w[0])), wstride, (*uint16)(unsafe.Pointer(&act[0])), stride, np, &s[0])
+	}
+	for r := range 2 {
+		for c := range 4 {
+			out[4*r+c] = halfTail(s[4*r+c], w[r*wstride:], act[c*stride:], np, n, BF16ToF32)
+		}
+	}
 }
 
 // bf16Dot makes a BF16 dot of kernel k, which takes the whole 32-element steps; the last

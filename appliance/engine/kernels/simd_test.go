@@ -761,6 +761,29 @@ func TestVecDot4MatchesSingleColumn(t *testing.T) {
 					}
 					checkClose(t, fmt.Sprintf("%s/%s column %d", v4.t, v4.name, c), out[c], Dot(v4.t, row, a, n), absScale(t, v4.t, row, a, n))
 				}
+				if v4.two == nil {
+					continue
+				}
+				// The two-row form: this row and another some bytes apart, in either order.
+				other, err := Quantize(v4.t, randVec(r, n, 0.5))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rb := len(row)
+				wstride := rb + 2*trial
+				w2 := make([]byte, wstride+rb)
+				copy(w2[(trial%2)*wstride:], row)
+				copy(w2[(1-trial%2)*wstride:], other)
+				var out8 [8]float32
+				v4.two(w2, wstride, act, stride, n, &out8)
+				for wr := range 2 {
+					v4.dot(w2[wr*wstride:wr*wstride+rb], act, stride, n, &out)
+					for c := range out {
+						if out8[4*wr+c] != out[c] {
+							t.Fatalf("%s/%s n=%d trial %d row %d column %d: two-row %v, four-column %v", v4.t, v4.name, n, trial, wr, c, out8[4*wr+c], out[c])
+						}
+					}
+				}
 			}
 		}
 	}
