@@ -181,20 +181,9 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 				}
 				// Two weight rows some bytes apart, the given one second in odd trials.
 				other, _ := tc.operands(t, r, n, trial+1)
-				wstride := rb + 2*trial
-				w2 := make([]byte, wstride+rb)
-				copy(w2[(trial%2)*wstride:], row)
-				copy(w2[(1-trial%2)*wstride:], other)
-				var out8 [8]float32
-				k.dot2x4(w2, wstride, prep4, stride, n, &out8)
-				for wr := range 2 {
-					k.dot4(w2[wr*wstride:], prep4, stride, n, &out)
-					for c := range out {
-						if math.Float32bits(out8[4*wr+c]) != math.Float32bits(out[c]) {
-							t.Fatalf("%s/%s %d elements trial %d row %d column %d: two-row %v, four-column %v", k.t, k.name, n, trial, wr, c, out8[4*wr+c], out[c])
-						}
-					}
-				}
+				checkTwoRows(t, fmt.Sprintf("%s/%s %d elements", k.t, k.name, n), row, other, trial,
+					func(w []byte, wstride int, o *[8]float32) { k.dot2x4(w, wstride, prep4, stride, n, o) },
+					func(w []byte, o *[4]float32) { k.dot4(w, prep4, stride, n, o) })
 			}
 		}
 	}

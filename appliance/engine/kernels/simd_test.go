@@ -769,21 +769,9 @@ func TestVecDot4MatchesSingleColumn(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				rb := len(row)
-				wstride := rb + 2*trial
-				w2 := make([]byte, wstride+rb)
-				copy(w2[(trial%2)*wstride:], row)
-				copy(w2[(1-trial%2)*wstride:], other)
-				var out8 [8]float32
-				v4.two(w2, wstride, act, stride, n, &out8)
-				for wr := range 2 {
-					v4.dot(w2[wr*wstride:wr*wstride+rb], act, stride, n, &out)
-					for c := range out {
-						if out8[4*wr+c] != out[c] {
-							t.Fatalf("%s/%s n=%d trial %d row %d column %d: two-row %v, four-column %v", v4.t, v4.name, n, trial, wr, c, out8[4*wr+c], out[c])
-						}
-					}
-				}
+				checkTwoRows(t, fmt.Sprintf("%s/%s n=%d", v4.t, v4.name, n), row, other, trial,
+					func(w []byte, wstride int, o *[8]float32) { v4.two(w, wstride, act, stride, n, o) },
+					func(w []byte, o *[4]float32) { v4.dot(w, act, stride, n, o) })
 			}
 		}
 	}
