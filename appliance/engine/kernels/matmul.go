@@ -284,7 +284,8 @@ func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]f
 		j := 0
 		if f4 := fastDots4[t]; f4 != nil {
 			// Four activation rows per weight row: the weights are unpacked once for four
-			// products while the four rows stay in the level-1 cache.
+			// products while the four rows stay in the level-1 cache (and each activation load
+			// serves two weight rows, where the kernel has a two-row form).
 			f2 := fastDots2x4[t]
 			for ; j+4 <= op.N; j += 4 {
 				act := op.Act[j*op.ActStride:]
