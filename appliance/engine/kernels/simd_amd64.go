@@ -261,7 +261,6 @@ func init() {
 	use4("avx2", ggml.Q4_1, geomQ4_1.x4(dotQ4_1x4AVX2))
 	use4("avx2", ggml.Q5_1, geomQ5_1.x4(dotQ5_1x4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
-	usePrepared(f16Kernel(false))
 	use("avx2", ggml.BF16, bf16Dot(dotBF16AVX2))
 	useExact("avx2", ggml.F32, vecDotF32)
 	// VPDPBUSD (AVX-512 VNNI on 256-bit registers) multiplies and sums four byte pairs in one
@@ -288,7 +287,7 @@ func init() {
 		// sixteen accumulators fit beside them only in 512-bit registers (F16 activations are
 		// widened once per product, before).
 		use4("avx512bw", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16x4AVX512))
-		usePrepared(f16Kernel(true))
+		usePrepared(f16Kernel())
 		// VDPBF16PS multiplies and adds BF16 pairs without widening them: a different rounding
 		// (one per pair of products, in float32), so its one- and four-column dots replace
 		// both of the above together.
@@ -419,13 +418,15 @@ func vecDotF16(row, act []byte, n int) float32 {
 	return dotF16Impl(a, b)
 }
 
-// f16Kernel is the prepared kernel set of F16 weights: MatMul widens each F16 activation row to
-// float32 once (exact), so that the inner loops convert only the weights. The results are
-// dotF16AVX2's (with its Go tail) bit for bit; four says whether there is the AVX-512
-// four-column kernel. Decode steps (fewer than four activation rows) keep the F16 activations:
-// the rows stream from memory there, and the widened row's twice the bytes in the level-1
-// cache made them slower (tg 4-5% at one thread, 2-layer F16 model).
-func f16Kernel(four bool) *preparedKernel {
+// f16Kernel is the prepared kernel set of F16 weights on AVX-512: MatMul widens each F16
+// activation row to float32 once (exact), so that the inner loops convert only the weights, of
+// two rows for four columns at a time. The results are dotF16AVX2's (with its Go tail) bit for
+// bit. Decode steps (fewer than four activation rows) keep the F16 activations: the rows stream
+// from memory there, and the widened row's twice the bytes in the level-1 cache made them
+// slower (tg 4-5% at one thread, 2-layer F16 model). Neither is there a prepared set on AVX2
+// alone: one column at a time against widened activations, prompts ran 20% slower than on the
+// F16 ones.
+func f16Kernel() *preparedKernel {
 	check := func(row, prep []byte, stride, cols, n int) {
 		if len(row) < 2*n || stride < 4*n || len(prep) < (cols-1)*stride+4*n {
 			panic(fmt.Sprintf("kernels: F16 dot of %d elements with a row of %d bytes and prepared activations of %d (%d columns, stride %d)",
@@ -443,7 +444,7 @@ func f16Kernel(four bool) *preparedKernel {
 		}
 		return float32(sum)
 	}
-	pk := &preparedKernel{name: "avx2", t: ggml.F16, minN: 4,
+	pk := &preparedKernel{name: "avx512", t: ggml.F16, minN: 4,
 		size: func(n int) int { return 4 * n },
 		prep: func(act []byte, n int, dst []byte) {
 			if len(act) < 2*n || len(dst) < 4*n {
@@ -467,43 +468,40 @@ func f16Kernel(four bool) *preparedKernel {
 		}
 		return tail(s, a, b, np)
 	}
-	if four {
-		pk.name = "avx512"
-		pk.dot4 = func(row, prep []byte, stride int, n int, out *[4]float32) {
-			check(row, prep, stride, 4, n)
-			if n == 0 {
-				*out = [4]float32{}
-				return
-			}
-			a := u16s(row, n)
-			np := n &^ 31
-			var s [4]float32
-			if np > 0 {
-				dotF16F32x4AVX512(&a[0], &f32s(prep, n)[0], stride, np, &s[0])
-			}
-			for c := range out {
-				out[c] = tail(s[c], a, f32s(prep[c*stride:], n), np)
-			}
+	pk.dot4 = func(row, prep []byte, stride int, n int, out *[4]float32) {
+		check(row, prep, stride, 4, n)
+		if n == 0 {
+			*out = [4]float32{}
+			return
 		}
-		pk.dot2x4 = func(w []byte, wstride int, prep []byte, stride int, n int, out *[8]float32) {
-			check(w, prep, stride, 4, n)
-			if wstride < 2*n || len(w) < wstride+2*n {
-				panic(fmt.Sprintf("kernels: F16 dot of two rows of %d elements, %d bytes apart, from %d bytes", n, wstride, len(w)))
-			}
-			if n == 0 {
-				*out = [8]float32{}
-				return
-			}
-			np := n &^ 31
-			var s [8]float32
-			if np > 0 {
-				dotF16F32R2x4AVX512(&u16s(w, n)[0], wstride, &f32s(prep, n)[0], stride, np, &s[0])
-			}
-			for r := range 2 {
-				a := u16s(w[r*wstride:], n)
-				for c := range 4 {
-					out[4*r+c] = tail(s[4*r+c], a, f32s(prep[c*stride:], n), np)
-				}
+		a := u16s(row, n)
+		np := n &^ 31
+		var s [4]float32
+		if np > 0 {
+			dotF16F32x4AVX512(&a[0], &f32s(prep, n)[0], stride, np, &s[0])
+		}
+		for c := range out {
+			out[c] = tail(s[c], a, f32s(prep[c*stride:], n), np)
+		}
+	}
+	pk.dot2x4 = func(w []byte, wstride int, prep []byte, stride int, n int, out *[8]float32) {
+		check(w, prep, stride, 4, n)
+		if wstride < 2*n || len(w) < wstride+2*n {
+			panic(fmt.Sprintf("kernels: F16 dot of two rows of %d elements, %d bytes apart, from %d bytes", n, wstride, len(w)))
+		}
+		if n == 0 {
+			*out = [8]float32{}
+			return
+		}
+		np := n &^ 31
+		var s [8]float32
+		if np > 0 {
+			dotF16F32R2x4AVX512(&u16s(w, n)[0], wstride, &f32s(prep, n)[0], stride, np, &s[0])
+		}
+		for r := range 2 {
+			a := u16s(w[r*wstride:], n)
+			for c := range 4 {
+				out[4*r+c] = tail(s[4*r+c], a, f32s(prep[c*stride:], n), np)
 			}
 		}
 	}
