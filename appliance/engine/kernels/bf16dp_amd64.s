@@ -177,13 +177,7 @@ bf16dp4_sum:
 // Two weight rows xstride bytes apart against four activation rows ystride bytes apart; n a
 // positive multiple of 32; out[4r+c] is what dotBF16DPx4 returns for row r and column c.
 TEXT ·dotBF16DPR2x4(SB), NOSPLIT, $0-48
-	MOVQ   x+0(FP), SI
-	MOVQ   xstride+8(FP), BX
-	MOVQ   y+16(FP), DI
-	MOVQ   ystride+24(FP), DX
-	MOVQ   n+32(FP), CX
-	MOVQ   out+40(FP), R8
-	LEAQ   (DI)(DX*2), R14
+	R2X4_ARGS
 	SHRQ   $5, CX
 	ZERO_Z4(Z0, Z1, Z2, Z3)
 	ZERO_Z4(Z4, Z5, Z6, Z7)

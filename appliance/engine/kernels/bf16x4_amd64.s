@@ -101,13 +101,7 @@ TEXT ·dotF16F32x4AVX512(SB), NOSPLIT, $0-40
 // widened to float32; n a positive multiple of 32. out[4r+c] is what dotF16F32x4AVX512 returns
 // for row r and column c: each activation load serves both rows.
 TEXT ·dotF16F32R2x4AVX512(SB), NOSPLIT, $0-48
-	MOVQ   x+0(FP), SI
-	MOVQ   xstride+8(FP), BX
-	MOVQ   y+16(FP), DI
-	MOVQ   ystride+24(FP), DX
-	MOVQ   n+32(FP), CX
-	MOVQ   out+40(FP), R8
-	LEAQ   (DI)(DX*2), R14
+	R2X4_ARGS
 	ZERO_Z4(Z0, Z1, Z2, Z3)
 	ZERO_Z4(Z4, Z5, Z6, Z7)
 	ZERO_Z4(Z16, Z17, Z18, Z19)

@@ -870,3 +870,15 @@ widen_loop: \
 	ADDQ $288, R13; \
 	DECQ CX; \
 	JNZ  label
+
+// Arguments of the two-row four-column kernels (x *uint16, xstride int, y, ystride int, n int,
+// out *float32): SI = x, BX = xstride, DI = y, DX = ystride, R14 = y + 2·ystride, CX = n,
+// R8 = out.
+#define R2X4_ARGS \
+	MOVQ x+0(FP), SI; \
+	MOVQ xstride+8(FP), BX; \
+	MOVQ y+16(FP), DI; \
+	MOVQ ystride+24(FP), DX; \
+	MOVQ n+32(FP), CX; \
+	MOVQ out+40(FP), R8; \
+	LEAQ (DI)(DX*2), R14
