@@ -321,3 +321,87 @@ q51x4_loop:
 	DMX4_NEXT(24, q51x4_loop)
 	DMX4_STORE
 	RET
+
+// Q5_0 on AVX-512 VNNI (256-bit registers) against prepared activations (prepQ5_0Act: per
+// block 32 quants, the eight four-quant lane sums times -16 as int32, the scale as float32; 72
+// bytes). VPDPBUSD multiplies the unsigned quants nibble | 16·bit with the activation quants,
+// onto the lane sums: each lane is then dotQ5_0AVX2's exact lane (its signed quants are these
+// minus 16), converted and added with one FMA by dx·dy as there, so the results are that
+// kernel's bit for bit. Constants: Y15 = 0x0f bytes, Y13 = legacyBitShuf, Y12 = legacyBitMask,
+// Y11 = all ones, Y10 = 0x10 bytes.
+#define Q50P_CONSTS \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X15; \
+	VPBROADCASTD X15, Y15; \
+	VPCMPEQW     Y11, Y11, Y11; \
+	VMOVDQU      legacyBitShuf<>(SB), Y13; \
+	VMOVDQU      legacyBitMask<>(SB), Y12; \
+	VMOVDQU      legacyHi10<>(SB), Y10
+
+// The block at SI: Y4 = its unsigned quants in element order, X8 = dx (X5, Y6 scratch).
+#define Q50P_BLOCK \
+	VMOVDQU      6(SI), X4; \
+	VPSRLW       $4, X4, X5; \
+	VPAND        X15, X4, X4; \
+	VPAND        X15, X5, X5; \
+	VINSERTI128  $1, X5, Y4, Y4; \
+	MOVL         2(SI), AX; \
+	VMOVD        AX, X6; \
+	VPBROADCASTD X6, Y6; \
+	VPSHUFB      Y13, Y6, Y6; \
+	VPOR         Y12, Y6, Y6; \
+	VPCMPEQB     Y11, Y6, Y6; \
+	VPAND        Y10, Y6, Y6; \
+	VPOR         Y6, Y4, Y4; \
+	MOVWLZX      (SI), AX; \
+	VMOVD        AX, X8; \
+	VCVTPH2PS    X8, X8
+
+// One column: the prepared block at base onto acc (Y7, Y9 scratch).
+#define Q50P_COL(base, acc) \
+	VMOVDQU      32 base, Y7; \
+	VPDPBUSD     0 base, Y4, Y7; \
+	VCVTDQ2PS    Y7, Y7; \
+	VMULSS       64 base, X8, X9; \
+	VBROADCASTSS X9, Y9; \
+	VFMADD231PS  Y7, Y9, acc
+
+// func dotQ5_0PrepVNNI(x, y *byte, nb int) float32
+TEXT ·dotQ5_0PrepVNNI(SB), NOSPLIT, $0-28
+	MOVQ   x+0(FP), SI
+	MOVQ   y+8(FP), DI
+	MOVQ   nb+16(FP), CX
+	VXORPS Y0, Y0, Y0
+	Q50P_CONSTS
+
+q50p_loop:
+	Q50P_BLOCK
+	Q50P_COL((DI), Y0)
+	ADDQ $22, SI
+	ADDQ $72, DI
+	DECQ CX
+	JNZ  q50p_loop
+	HSUM_Y0
+	VZEROUPPER
+	MOVSS X0, ret+24(FP)
+	RET
+
+// func dotQ5_0PrepX4VNNI(x, y *byte, ystride int, nb int, out *float32)
+// Four prepared activation rows ystride bytes apart.
+TEXT ·dotQ5_0PrepX4VNNI(SB), NOSPLIT, $0-40
+	X4_PROLOGUE
+	Q50P_CONSTS
+
+q50px4_loop:
+	Q50P_BLOCK
+	Q50P_COL((DI), Y0)
+	Q50P_COL((DI)(DX*1), Y1)
+	Q50P_COL((R14), Y2)
+	Q50P_COL((R14)(DX*1), Y3)
+	ADDQ $22, SI
+	ADDQ $72, DI
+	ADDQ $72, R14
+	DECQ CX
+	JNZ  q50px4_loop
+	X4_STORE
+	RET

@@ -43,6 +43,35 @@ func q4_0Operands(t *testing.T, r *rand.Rand, nb int, trial int) (row, act []byt
 	return row, QuantizeActivations(ggml.Q4_0, x, nil)
 }
 
+// q5_0Operands returns n Q5_0 weights and Q8_0 activations (for some trials with zero blocks,
+// activations of one sign over a wide range, or arbitrary quant and fifth-bit bytes).
+func q5_0Operands(t *testing.T, r *rand.Rand, n int, trial int) (row, act []byte) {
+	t.Helper()
+	w := randVec(r, n, 0.5)
+	x := randVec(r, n, 2)
+	switch trial % 4 {
+	case 1:
+		for i := range x {
+			x[i] = float32(math.Abs(float64(x[i]))) * float32(1+i%7*100)
+		}
+	case 2:
+		clear(w[:min(n, 64)])
+		clear(x[min(n, 32):min(n, 96)])
+	}
+	row, err := Quantize(ggml.Q5_0, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trial%4 == 3 {
+		for b := 0; b < n/32; b++ {
+			for j := 2; j < 22; j++ {
+				row[b*22+j] = byte(r.Uint32())
+			}
+		}
+	}
+	return row, QuantizeActivations(ggml.Q5_0, x, nil)
+}
+
 // f16Operands returns n F16 weights and F16 activations (for some trials with a stretch of
 // zeros, or activations of one sign over a wide range).
 func f16Operands(t *testing.T, r *rand.Rand, n int, trial int) (row, act []byte) {
@@ -81,6 +110,13 @@ var preparedCases = map[ggml.Type]preparedCase{
 		},
 		twin:  func(row, _, prep []byte, n int) float32 { return dotQ4_0Lanes(row, prep, n/32) },
 		sizes: []int{32, 64, 96, 160, 224, 256, 288, 480, 512, 544, 736, 2048, 8192},
+	},
+	// The twin is the plain dot of the type (dotQ5_0AVX2, itself within the float tolerance of
+	// the reference), which MatMul uses below minN rows.
+	ggml.Q5_0: {
+		operands: q5_0Operands,
+		twin:     func(row, act, _ []byte, n int) float32 { return fastDots[ggml.Q5_0](row, act, n) },
+		sizes:    []int{32, 64, 96, 160, 256, 896, 2048, 4864},
 	},
 	// The kernels take whole steps of 32 elements; the rest is added in Go.
 	ggml.F16: {
