@@ -327,7 +327,8 @@ q51x4_loop:
 // bytes). VPDPBUSD multiplies the unsigned quants nibble | 16·bit with the activation quants,
 // onto the lane sums: each lane is then dotQ5_0AVX2's exact lane (its signed quants are these
 // minus 16), converted and added with one FMA by dx·dy as there, so the results are that
-// kernel's bit for bit. Constants: Y15 = 0x0f bytes, Y13 = legacyBitShuf, Y12 = legacyBitMask,
+// kernel's bit for bit. Per block and column that is five instructions (the AVX2 kernel's
+// eleven). Constants: Y15 = 0x0f bytes, Y13 = legacyBitShuf, Y12 = legacyBitMask,
 // Y11 = all ones, Y10 = 0x10 bytes.
 #define Q50P_CONSTS \
 	MOVL         $0x0f0f0f0f, AX; \
@@ -338,7 +339,8 @@ q51x4_loop:
 	VMOVDQU      legacyBitMask<>(SB), Y12; \
 	VMOVDQU      legacyHi10<>(SB), Y10
 
-// The block at SI: Y4 = its unsigned quants in element order, X8 = dx (X5, Y6 scratch).
+// The block at SI: Y4 = its unsigned quants in element order, Y8 = dx in every lane (X5, Y6
+// scratch).
 #define Q50P_BLOCK \
 	VMOVDQU      6(SI), X4; \
 	VPSRLW       $4, X4, X5; \
@@ -355,15 +357,16 @@ q51x4_loop:
 	VPOR         Y6, Y4, Y4; \
 	MOVWLZX      (SI), AX; \
 	VMOVD        AX, X8; \
-	VCVTPH2PS    X8, X8
+	VCVTPH2PS    X8, X8; \
+	VBROADCASTSS X8, Y8
 
-// One column: the prepared block at base onto acc (Y7, Y9 scratch).
+// One column: the prepared block at base onto acc (Y7, Y9 scratch). dx·dy is made in every
+// lane at once (a broadcast operand), each lane the product VMULSS makes.
 #define Q50P_COL(base, acc) \
 	VMOVDQU      32 base, Y7; \
 	VPDPBUSD     0 base, Y4, Y7; \
 	VCVTDQ2PS    Y7, Y7; \
-	VMULSS       64 base, X8, X9; \
-	VBROADCASTSS X9, Y9; \
+	VMULPS.BCST  64 base, Y8, Y9; \
 	VFMADD231PS  Y7, Y9, acc
 
 // func dotQ5_0PrepVNNI(x, y *byte, nb int) float32

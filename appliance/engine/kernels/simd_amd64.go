@@ -542,7 +542,7 @@ func prepQ5_0Act(act []byte, nb int, dst []byte) {
 }
 
 // q5_0Kernel is the prepared kernel set of Q5_0 on AVX-512 VNNI, for prompts and batches
-// (minN): per block and column it is six instructions where dotQ5_0x4AVX2 takes eleven, and
+// (minN): per block and column it is five instructions where dotQ5_0x4AVX2 takes eleven, and
 // its results are dotQ5_0AVX2's bit for bit. Decode keeps the plain dot.
 func q5_0Kernel() *preparedKernel {
 	check := func(row, prep []byte, stride, cols, n int) int {
