@@ -12,86 +12,42 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
-// q4_0Operands returns nb blocks of Q4_0 weights (real values; for some trials with zero
-// blocks, activations of one sign over a wide range, or arbitrary quant bytes) and matching
-// Q8_0 activations.
+// trialOperands returns n weights of type ty (real values) and matching activations; for some
+// trials with zero blocks, activations of one sign over a wide range (where an offset
+// correction is at its largest), or arbitrary bytes at offsets quants[0] to quants[1] of every
+// block (its quants; the scales stay finite), where quants is not zero.
+func trialOperands(t *testing.T, r *rand.Rand, ty ggml.Type, n, trial int, quants [2]int) (row, act []byte) {
+	t.Helper()
+	w := randVec(r, n, 0.5)
+	x := randVec(r, n, 2)
+	switch trial % 4 {
+	case 1:
+		for i := range x {
+			x[i] = float32(math.Abs(float64(x[i]))) * float32(1+i%7*100)
+		}
+	case 2:
+		clear(w[:min(n, 64)])
+		clear(x[min(n, 32):min(n, 96)])
+	}
+	row, err := Quantize(ty, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if trial%4 == 3 && quants[1] > 0 {
+		bs := ty.TypeSize()
+		for b := 0; b < n/ty.BlockSize(); b++ {
+			for j := quants[0]; j < quants[1]; j++ {
+				row[b*bs+j] = byte(r.Uint32())
+			}
+		}
+	}
+	return row, QuantizeActivations(ty, x, nil)
+}
+
+// q4_0Operands is trialOperands for nb blocks of Q4_0 (arbitrary nibbles in trial 3).
 func q4_0Operands(t *testing.T, r *rand.Rand, nb int, trial int) (row, act []byte) {
 	t.Helper()
-	n := 32 * nb
-	w := randVec(r, n, 0.5)
-	x := randVec(r, n, 2)
-	switch trial % 4 {
-	case 1: // one sign, a large range: the offset correction is at its largest
-		for i := range x {
-			x[i] = float32(math.Abs(float64(x[i]))) * float32(1+i%7*100)
-		}
-	case 2: // zero blocks among the weights and the activations
-		clear(w[:min(n, 64)])
-		clear(x[min(n, 32):min(n, 96)])
-	}
-	row, err := Quantize(ggml.Q4_0, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if trial%4 == 3 { // arbitrary nibbles, scales kept finite
-		for b := 0; b < nb; b++ {
-			for j := 2; j < 18; j++ {
-				row[b*18+j] = byte(r.Uint32())
-			}
-		}
-	}
-	return row, QuantizeActivations(ggml.Q4_0, x, nil)
-}
-
-// q5_0Operands returns n Q5_0 weights and Q8_0 activations (for some trials with zero blocks,
-// activations of one sign over a wide range, or arbitrary quant and fifth-bit bytes).
-func q5_0Operands(t *testing.T, r *rand.Rand, n int, trial int) (row, act []byte) {
-	t.Helper()
-	w := randVec(r, n, 0.5)
-	x := randVec(r, n, 2)
-	switch trial % 4 {
-	case 1:
-		for i := range x {
-			x[i] = float32(math.Abs(float64(x[i]))) * float32(1+i%7*100)
-		}
-	case 2:
-		clear(w[:min(n, 64)])
-		clear(x[min(n, 32):min(n, 96)])
-	}
-	row, err := Quantize(ggml.Q5_0, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if trial%4 == 3 {
-		for b := 0; b < n/32; b++ {
-			for j := 2; j < 22; j++ {
-				row[b*22+j] = byte(r.Uint32())
-			}
-		}
-	}
-	return row, QuantizeActivations(ggml.Q5_0, x, nil)
-}
-
-// f16Operands returns n F16 weights and F16 activations (for some trials with a stretch of
-// zeros, or activations of one sign over a wide range).
-func f16Operands(t *testing.T, r *rand.Rand, n int, trial int) (row, act []byte) {
-	t.Helper()
-	w := randVec(r, n, 0.5)
-	x := randVec(r, n, 2)
-	switch trial % 4 {
-	case 1:
-		for i := range x {
-			x[i] = float32(math.Abs(float64(x[i]))) * float32(1+i%7*100)
-		}
-	case 2:
-		clear(w[:min(n, 40)])
-		clear(x[n/2:])
-	}
-	row, err := Quantize(ggml.F16, w)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return row, QuantizeActivations(ggml.F16, x, nil)
+	return trialOperands(t, r, ggml.Q4_0, 32*nb, trial, [2]int{2, 18})
 }
 
 // preparedCase is how the prepared kernels of a weight type are tested: operands of n
@@ -114,13 +70,17 @@ var preparedCases = map[ggml.Type]preparedCase{
 	// The twin is the plain dot of the type (dotQ5_0AVX2, itself within the float tolerance of
 	// the reference), which MatMul uses below minN rows.
 	ggml.Q5_0: {
-		operands: q5_0Operands,
-		twin:     func(row, act, _ []byte, n int) float32 { return fastDots[ggml.Q5_0](row, act, n) },
-		sizes:    []int{32, 64, 96, 160, 256, 896, 2048, 4864},
+		operands: func(t *testing.T, r *rand.Rand, n, trial int) ([]byte, []byte) {
+			return trialOperands(t, r, ggml.Q5_0, n, trial, [2]int{2, 22}) // fifth bits and nibbles
+		},
+		twin:  func(row, act, _ []byte, n int) float32 { return fastDots[ggml.Q5_0](row, act, n) },
+		sizes: []int{32, 64, 96, 160, 256, 896, 2048, 4864},
 	},
 	// The kernels take whole steps of 32 elements; the rest is added in Go.
 	ggml.F16: {
-		operands: f16Operands,
+		operands: func(t *testing.T, r *rand.Rand, n, trial int) ([]byte, []byte) {
+			return trialOperands(t, r, ggml.F16, n, trial, [2]int{})
+		},
 		twin: func(row, act, _ []byte, n int) float32 {
 			return dotF16Go(unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n), unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n))
 		},
