@@ -382,6 +382,11 @@ in
         };
         users.groups.exo = { };
 
+        # The roles' ports lie in the kernel's ephemeral range; keep outgoing sockets off them
+        # (see reservedPorts in ./lib). A default, so a host's own list wins; it should then
+        # include these ports.
+        boot.kernel.sysctl."net.ipv4.ip_local_reserved_ports" = lib.mkDefault plan.reservedPorts;
+
         environment.systemPackages = [ cfg.finalPackage ];
         # Operators' `exo config show` reads the same file as the units.
         environment.etc."exo/config.yaml".source = cfg.configFile;
@@ -434,15 +439,20 @@ in
         systemd.services.exo-netns = {
           description = "Network namespace ${cfg.networkNamespace} for exo";
           before = map (r: "${exoLib.unitName r}.service") plan.roles;
-          path = [ pkgs.iproute2 ];
+          path = [
+            pkgs.iproute2
+            pkgs.procps
+          ];
           serviceConfig = {
             Type = "oneshot";
             RemainAfterExit = true;
           };
           # An existing namespace is kept: interfaces another unit moved into it stay in place.
+          # The port reservation is per namespace, so the host's does not reach this one.
           script = ''
             [ -e /run/netns/${cfg.networkNamespace} ] || ip netns add ${cfg.networkNamespace}
             ip -n ${cfg.networkNamespace} link set lo up
+            ip netns exec ${cfg.networkNamespace} sysctl -q -w net.ipv4.ip_local_reserved_ports=${plan.reservedPorts}
           '';
           preStop = "ip netns delete ${cfg.networkNamespace}";
         };

@@ -21,6 +21,7 @@ import (
 	"github.com/exo-nix/exo/appliance/buildinfo"
 	"github.com/exo-nix/exo/appliance/serving"
 	"github.com/exo-nix/exo/appliance/store"
+	"github.com/exo-nix/exo/netstack/portbind"
 )
 
 // RoleStatus is one role's readiness as reported on /readyz.
@@ -121,7 +122,7 @@ func (s *Server) Events() *Broker { return s.events }
 // Listen binds the address. Separate from Serve so that callers learn about a busy port before
 // they report readiness.
 func (s *Server) Listen() (net.Addr, error) {
-	ln, err := net.Listen("tcp", s.opt.Addr)
+	ln, err := portbind.Bind(s.opt.Addr, func() (net.Listener, error) { return net.Listen("tcp", s.opt.Addr) })
 	if err != nil {
 		return nil, fmt.Errorf("listen on api.addr %s: %w", s.opt.Addr, err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/exo-nix/exo/appliance/cluster/membership"
 	"github.com/exo-nix/exo/appliance/cluster/pki"
 	"github.com/exo-nix/exo/appliance/config"
+	"github.com/exo-nix/exo/netstack/portbind"
 )
 
 // maxVoters caps the raft voters: 3 or 5 masters tolerate 1 or 2 failures; more voters only
@@ -63,7 +64,7 @@ func (n *Node) startRaft() (*raftNode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft.addr %s: %w", n.opt.RaftAddr, err)
 	}
-	ln, err := net.Listen("tcp", n.opt.RaftAddr)
+	ln, err := portbind.Bind(n.opt.RaftAddr, func() (net.Listener, error) { return net.Listen("tcp", n.opt.RaftAddr) })
 	if err != nil {
 		return nil, fmt.Errorf("listen on raft.addr %s: %w", n.opt.RaftAddr, err)
 	}

@@ -122,9 +122,17 @@ func (n *Network) Host(name string) *Host {
 		n.hosts = append(n.hosts, h)
 		n.mu.Unlock()
 		n.run("ip", "-n", h.NS, "link", "set", "lo", "up")
+		// As the NixOS module does on a host: exo's fixed ports (defaults 52415-52418, and
+		// the 525xx set tests give a second node) lie in the ephemeral range, where an
+		// outgoing socket (an mDNS query, a dial) of another node in the namespace could take
+		// one just before its owner binds it.
+		n.run("ip", "netns", "exec", h.NS, "sh", "-c", "echo "+ReservedPorts+" > /proc/sys/net/ipv4/ip_local_reserved_ports")
 	}
 	return h
 }
+
+// ReservedPorts are kept from the kernel's automatic port choice in every namespaced host.
+const ReservedPorts = "52400-52599"
 
 // Link joins a and b with a veth pair: a gets 198.18.k.1/24, b gets 198.18.k.2/24 (the RFC 2544
 // benchmarking range, which no real network routes). In the loopback variant the addresses are

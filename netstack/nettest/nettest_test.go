@@ -70,6 +70,10 @@ func TestNamespacesJoinedByVeth(t *testing.T) {
 		if err != nil || !strings.Contains(string(out), ab.AAddr.String()+"/24") {
 			t.Fatalf("address of a's end: %v %s", err, out)
 		}
+		out, err = c.Exec(context.Background(), "cat", "/proc/sys/net/ipv4/ip_local_reserved_ports")
+		if err != nil || strings.TrimSpace(string(out)) != ReservedPorts {
+			t.Fatalf("reserved ports in c's namespace: %v %q, want %s", err, out, ReservedPorts)
+		}
 		ab.Limit(a, 10e6)
 		out, _ = a.Exec(context.Background(), "tc", "qdisc", "show", "dev", ab.ADev)
 		if !strings.Contains(string(out), "tbf") || !strings.Contains(string(out), "10Mbit") {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/exo-nix/exo/netstack/portbind"
 	"github.com/exo-nix/exo/netstack/wire"
 	"github.com/quic-go/quic-go"
 )
@@ -168,28 +169,34 @@ func (e *Endpoint) listen(addr string) error {
 		return fmt.Errorf("transport: listen address %q: %w", addr, err)
 	}
 	// With port 0 the TCP port is picked first and UDP must get the same number; another
-	// program may hold that UDP port, so pick again a few times.
-	for attempt := 0; ; attempt++ {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("transport: listen on TCP %s: %w", addr, err)
-		}
-		p := ln.Addr().(*net.TCPAddr).Port
-		ua, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(p)))
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("transport: listen address %q: %w", addr, err)
-		}
-		uc, err := net.ListenUDP("udp", ua)
-		if err != nil {
-			ln.Close()
-			if port == "0" && errors.Is(err, syscall.EADDRINUSE) && attempt < 8 {
-				continue
+	// program may hold that UDP port, so pick again a few times. A fixed port is retried by
+	// portbind while a passing socket may hold it.
+	bind := func() (struct{}, error) {
+		for attempt := 0; ; attempt++ {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return struct{}{}, fmt.Errorf("transport: listen on TCP %s: %w", addr, err)
 			}
-			return fmt.Errorf("transport: listen on UDP %s: %w", ua, err)
+			p := ln.Addr().(*net.TCPAddr).Port
+			ua, err := net.ResolveUDPAddr("udp", net.JoinHostPort(host, strconv.Itoa(p)))
+			if err != nil {
+				ln.Close()
+				return struct{}{}, fmt.Errorf("transport: listen address %q: %w", addr, err)
+			}
+			uc, err := net.ListenUDP("udp", ua)
+			if err != nil {
+				ln.Close()
+				if port == "0" && errors.Is(err, syscall.EADDRINUSE) && attempt < 8 {
+					continue
+				}
+				return struct{}{}, fmt.Errorf("transport: listen on UDP %s: %w", ua, err)
+			}
+			e.tcpLn, e.udp = ln, uc
+			return struct{}{}, nil
 		}
-		e.tcpLn, e.udp = ln, uc
-		break
+	}
+	if _, err := portbind.Bind(addr, bind); err != nil {
+		return err
 	}
 	e.qtr = &quic.Transport{Conn: e.udp}
 	e.qln, err = e.qtr.Listen(e.serverTLS, e.quicConfig(e.cfg.HandshakeTimeout))

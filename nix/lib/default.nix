@@ -182,6 +182,17 @@ let
       udp = sortInts (unique (map (l: l.port) (b.filter (l: l.udp) open)));
     };
 
+  # The kernel hands out local ports of outgoing sockets from its ephemeral range (32768-60999 by
+  # default), which holds exo's default ports: an mDNS query or a dial could own one at the moment
+  # its unit binds it. Reserving every port the roles listen on (the loopback API too) keeps them
+  # out of that choice; written in the syntax of net.ipv4.ip_local_reserved_ports.
+  reservedPorts =
+    opts:
+    let
+      all = b.concatLists (map (listeners opts) (enabledRoles opts));
+    in
+    b.concatStringsSep "," (map toString (sortInts (unique (map (l: l.port) all))));
+
   nodeName =
     opts: role:
     let
@@ -855,6 +866,7 @@ let
       unitNames = unitNames opts;
       target = targetText opts;
       firewall = firewall opts;
+      reservedPorts = reservedPorts opts;
       problems = problems opts;
       warnings = warnings opts;
     };
@@ -871,6 +883,7 @@ in
     gossipPort
     listeners
     firewall
+    reservedPorts
     nodeName
     credentials
     colocatedRoles

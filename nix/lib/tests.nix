@@ -115,6 +115,15 @@ let
       };
       actual = planWorker.firewall;
     };
+    reservedPortsAllRoles = {
+      # Every listener, the loopback API included: its bind can collide as well.
+      expected = "52415,52416,52417,52418,52426,52436";
+      actual = planAll.reservedPorts;
+    };
+    reservedPortsWorkerOnly = {
+      expected = "52416,52417";
+      actual = planWorker.reservedPorts;
+    };
     firewallOpensPublicApi = {
       expected = true;
       actual = b.elem 52415 withSecrets.firewall.tcp && !(b.elem 52415 withSecrets.firewall.udp);

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/exo-nix/exo/netstack/portbind"
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 )
@@ -48,16 +49,28 @@ func NewTransport(addr string, advertise net.IP, join func(net.Conn), log *slog.
 	if err != nil {
 		return nil, fmt.Errorf("gossip.addr %s: %w", addr, err)
 	}
-	tcp, err := net.ListenTCP("tcp", tcpAddr)
-	if err != nil {
-		return nil, fmt.Errorf("listen on gossip.addr %s (tcp): %w", addr, err)
+	type sockets struct {
+		tcp *net.TCPListener
+		udp *net.UDPConn
 	}
+	s, err := portbind.Bind(addr, func() (sockets, error) {
+		tcp, err := net.ListenTCP("tcp", tcpAddr)
+		if err != nil {
+			return sockets{}, fmt.Errorf("listen on gossip.addr %s (tcp): %w", addr, err)
+		}
+		port := tcp.Addr().(*net.TCPAddr).Port
+		udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: tcpAddr.IP, Port: port})
+		if err != nil {
+			tcp.Close()
+			return sockets{}, fmt.Errorf("listen on gossip.addr %s (udp port %d): %w", addr, port, err)
+		}
+		return sockets{tcp, udp}, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	tcp, udp := s.tcp, s.udp
 	port := tcp.Addr().(*net.TCPAddr).Port
-	udp, err := net.ListenUDP("udp", &net.UDPAddr{IP: tcpAddr.IP, Port: port})
-	if err != nil {
-		tcp.Close()
-		return nil, fmt.Errorf("listen on gossip.addr %s (udp port %d): %w", addr, port, err)
-	}
 	// A large receive buffer rides out bursts of gossip while the process is busy.
 	_ = udp.SetReadBuffer(2 << 20)
 	t := &Transport{tcp: tcp, udp: udp, advertise: advertise, port: port, join: join, log: log,
