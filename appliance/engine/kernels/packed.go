@@ -9,7 +9,7 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
-// Packed weights: a Q4_0, Q4_K, Q5_K, Q6_K or Q8_0 matrix rearranged once, at load time, so
+// Packed weights: a Q4_0, Q5_0, Q4_K, Q5_K, Q6_K or Q8_0 matrix rearranged once, at load time, so
 // that the kernels work on 16 rows at a time with one row per 32-bit lane. A block's products
 // then need no horizontal sums and no per-row scale gathering: for each 4-byte group of its 16 quant bytes, one
 // 64-byte load holds that group of all 16 rows, and one VPDPBUSD with the matching four
@@ -25,8 +25,8 @@ import (
 // Every output of a packed Q4_0 product has one arithmetic, whatever the batch (dotPackedQ4_0
 // is its Go twin): per block b, the exact integer dot s = Σ (q-8)·y of its 32 quants, then
 // acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. The other
-// types have their own layouts and arithmetic (packedq4k.go, packedq5k.go, packedq6k.go,
-// packedq8.go).
+// types have their own layouts and arithmetic (packedq50.go, packedq4k.go, packedq5k.go,
+// packedq6k.go, packedq8.go).
 
 var le = binary.LittleEndian
 
@@ -88,6 +88,8 @@ type fileBlockBytes [210]byte
 var packedFormats = map[ggml.Type]*packedFormat{
 	ggml.Q4_0: {t: ggml.Q4_0, block: 288, fileBlock: 18, act: packedAct,
 		put: putQ4_0, unpack: unpackQ4_0, prep: prepPackedAct, twin: dotPackedQ4_0},
+	ggml.Q5_0: {t: ggml.Q5_0, block: q5Block + 32, fileBlock: 22, act: packedAct,
+		put: putQ5_0, unpack: unpackQ5_0, prep: prepPackedAct5, twin: dotPackedQ5_0},
 	ggml.Q8_0: {t: ggml.Q8_0, block: packedBlock8, fileBlock: 34, act: packedAct,
 		put: putQ8_0, unpack: unpackQ8_0, prep: prepPackedAct8, twin: dotPackedQ8_0},
 	ggml.Q4_K: {t: ggml.Q4_K, block: packedBlockK, fileBlock: 144, act: packedActK,

@@ -20,6 +20,18 @@ func dotPackedQ4_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *fl
 func dotPackedQ4_0Rows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
 
 //go:noescape
+func dotPackedQ5_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ5_0Rows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ5_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ5_0x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
@@ -54,6 +66,7 @@ func init() {
 		return
 	}
 	packedSet(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0Rows4VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
+	packedSet(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0Rows4VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
 	// No four-stream kernel for Q4_K (nor Q5_K): a panel's super-blocks are one contiguous run of memory,
 	// which the hardware prefetcher streams faster alone than four runs in step (about 15% at
 	// one thread). Q4_0's panels are two runs (quants, then scales), which four streams in step

@@ -10,7 +10,7 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/kernels"
 )
 
-// Native compute of Q4_0, Q4_K, Q5_K, Q6_K and Q8_0 models uses the packed layout where the CPU has its
+// Native compute of Q4_0, Q5_0, Q4_K, Q5_K, Q6_K and Q8_0 models uses the packed layout where the CPU has its
 // kernels, and the packed layout computes what the file's own layout computes: to float
 // rounding for Q4 (close logits, and on the trained model the same greedy tokens), exactly
 // for Q8_0, whose packed products keep the reference Dot's arithmetic. (The random-weight model is checked on its
@@ -19,17 +19,20 @@ import (
 func TestPackedWeightsMatchFileLayout(t *testing.T) {
 	for _, tc := range []struct {
 		file  string
+		synth ggml.Type // a random-weight model of this type made here, where file is ""
 		steps int
 		exact bool
 	}{
-		{"stories260K/stories260K-Q4_0.gguf", 24, false},
-		{"synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf", 0, false},
-		{"stories260K/stories260K-Q8_0.gguf", 24, true},
-		{"", 8, false}, // a random-weight Q5_K_M model made here (there is no Q5_K fixture)
+		{"stories260K/stories260K-Q4_0.gguf", 0, 24, false},
+		{"synthetic/llama-spm32k-e256/llama-spm32k-e256-Q4_K_M.gguf", 0, 0, false},
+		{"stories260K/stories260K-Q8_0.gguf", 0, 24, true},
+		// There are no Q5_K or Q5_0 fixtures.
+		{"", ggml.Q5_K, 8, false},
+		{"", ggml.Q5_0, 8, false},
 	} {
 		file := tc.file
 		if file == "" {
-			file = synthQ5KM(t)
+			file = synthModel(t, tc.synth)
 		}
 		t.Run(name(file), func(t *testing.T) {
 			var f *gguf.File
@@ -56,11 +59,12 @@ func TestPackedWeightsMatchFileLayout(t *testing.T) {
 			q := packed.layers[0].down
 			if tc.file == "" {
 				q = packed.layers[0].wq // down is Q6_K in the first layers of a _M mix
-				if q.typ != ggml.Q5_K {
-					t.Fatalf("%s is %s, want Q5_K", q.name, q.typ)
+				if q.typ != tc.synth {
+					t.Fatalf("%s is %s, want %s", q.name, q.typ, tc.synth)
 				}
 			}
-			if q.typ == ggml.Q4_0 || q.typ == ggml.Q4_K || q.typ == ggml.Q5_K || q.typ == ggml.Q6_K || q.typ == ggml.Q8_0 {
+			switch q.typ {
+			case ggml.Q4_0, ggml.Q5_0, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K, ggml.Q8_0:
 				want := kernels.Pack(q.typ, plain.layers[0].down.data, q.rows, q.cols) != nil
 				if (q.packed != nil) != want {
 					t.Fatalf("%s: packed=%v, but this CPU's kernels.Pack gives a copy: %v", q.name, q.packed != nil, want)
@@ -112,13 +116,13 @@ func TestPackedWeightsMatchFileLayout(t *testing.T) {
 	}
 }
 
-// synthQ5KM writes a small Llama-shaped Q5_K_M model (Q5_K matrices, Q6_K where llama-quantize
-// puts them) to a temporary file.
-func synthQ5KM(t *testing.T) string {
+// synthModel writes a small Llama-shaped model of type ty to a temporary file, as the _M mix
+// (Q6_K where llama-quantize puts it) for a K-quant.
+func synthModel(t *testing.T, ty ggml.Type) string {
 	h := gguf.Hparams{Vocab: 512, Embd: 256, Layers: 2, Heads: 8, KVHeads: 4, HeadDim: 32, FFN: 512,
 		Context: 256, RopeTheta: 10000, RMSEps: 1e-5, Tied: true}
-	path := filepath.Join(t.TempDir(), "q5_k_m.gguf")
-	if err := gguf.Synth(gguf.SynthOptions{Arch: "llama", Dims: &h, Type: ggml.Q5_K, Medium: true, Seed: 5, Out: path}); err != nil {
+	path := filepath.Join(t.TempDir(), ty.String()+".gguf")
+	if err := gguf.Synth(gguf.SynthOptions{Arch: "llama", Dims: &h, Type: ty, Medium: ty == ggml.Q5_K, Seed: 5, Out: path}); err != nil {
 		t.Fatal(err)
 	}
 	return path

@@ -88,14 +88,14 @@ type Stage struct {
 }
 
 // packWeights lets native compute move the weights out of the file mapping (loader.placeAll):
-// Q4_0, Q4_K, Q6_K and Q8_0 into the packed layout where the CPU has its kernels
+// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K and Q8_0 into the packed layout where the CPU has its kernels
 // (kernels.Pack), the others as they are. Tests turn it off to compare with the file's own layout and mapping.
 var packWeights = true
 
 // LoadStage prepares layers [first, last) of f. It references only the tensors of that range
 // (plus token_embd on the first stage and output_norm/output on the last), in place in the
 // memory map; only 1-D norm and bias vectors are converted to float32 on the heap, and, in
-// native compute on CPUs with the packed kernels, Q4_0/Q4_K/Q8_0 matrices are copied into the
+// native compute on CPUs with the packed kernels, matrices of the packed types are copied into the
 // packed layout (their mapped pages are dropped, so they are resident once).
 func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 	if err := opts.normalize(); err != nil {
