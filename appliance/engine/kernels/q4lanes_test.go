@@ -67,15 +67,6 @@ var preparedCases = map[ggml.Type]preparedCase{
 		twin:  func(row, _, prep []byte, n int) float32 { return dotQ4_0Lanes(row, prep, n/32) },
 		sizes: []int{32, 64, 96, 160, 224, 256, 288, 480, 512, 544, 736, 2048, 8192},
 	},
-	// The twin is the plain dot of the type (dotQ5_0AVX2, itself within the float tolerance of
-	// the reference), which MatMul uses below minN rows.
-	ggml.Q5_0: {
-		operands: func(t *testing.T, r *rand.Rand, n, trial int) ([]byte, []byte) {
-			return trialOperands(t, r, ggml.Q5_0, n, trial, [2]int{2, 22}) // fifth bits and nibbles
-		},
-		twin:  func(row, act, _ []byte, n int) float32 { return fastDots[ggml.Q5_0](row, act, n) },
-		sizes: []int{32, 64, 96, 160, 256, 896, 2048, 4864},
-	},
 	// The kernels take whole steps of 32 elements; the rest is added in Go.
 	ggml.F16: {
 		operands: func(t *testing.T, r *rand.Rand, n, trial int) ([]byte, []byte) {

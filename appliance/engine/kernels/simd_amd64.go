@@ -4,7 +4,6 @@ package kernels
 
 import (
 	"fmt"
-	"math"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -60,14 +59,6 @@ func dotQ5_1x4AVX2(x, y *byte, ystride int, nb int, out *float32)
 
 //go:noescape
 func dotQ5_0x4AVX2(x, y *byte, ystride int, nb int, out *float32)
-
-// Q5_0 against prepared activations (prepQ5_0Act) on AVX-512 VNNI, equal to dotQ5_0AVX2.
-//
-//go:noescape
-func dotQ5_0PrepVNNI(x, y *byte, nb int) float32
-
-//go:noescape
-func dotQ5_0PrepX4VNNI(x, y *byte, ystride int, nb int, out *float32)
 
 // dotQ4KRowsAVX2 is dotQ4KAVX2 for rows weight rows xstride bytes apart, results to out.
 //
@@ -286,7 +277,6 @@ func init() {
 		if cpu.X86.HasAVX512BW {
 			use4("vnni", ggml.Q4_K, geomQ4K.x4(dotQ4Kx4VNNI))
 		}
-		usePrepared(q5_0Kernel())
 	}
 	// Q6_K decodes compute-bound on AVX2 (an unpacked layout, one row at a time); 512-bit
 	// registers halve its instructions. Registered after AVX2's, they replace them.
@@ -514,61 +504,6 @@ func f16Kernel() *preparedKernel {
 				out[4*r+c] = tail(s[4*r+c], a, f32s(prep[c*stride:], n), np)
 			}
 		}
-	}
-	return pk
-}
-
-// q5Prep is the size of a prepared Q5_0 activation block: the 32 quants, for each four of them
-// -16 times their sum (int32), the scale as float32, 4 bytes of padding.
-const q5Prep = 72
-
-// prepQ5_0Act writes nb Q8_0 activation blocks in the form the Q5_0 VNNI kernels take. The lane
-// sums let VPDPBUSD multiply the weights' unsigned quants (nibble | 16·bit) and still give the
-// signed ones' exact dot, quant - 16 each.
-func prepQ5_0Act(act []byte, nb int, dst []byte) {
-	if len(act) < 34*nb || len(dst) < q5Prep*nb {
-		panic(fmt.Sprintf("kernels: Q5_0 activations of %d blocks from %d bytes into %d", nb, len(act), len(dst)))
-	}
-	for b := range nb {
-		a, d := act[34*b:34*b+34], dst[q5Prep*b:q5Prep*(b+1)]
-		copy(d[:32], a[2:])
-		for i := range 8 {
-			s := int32(int8(a[2+4*i])) + int32(int8(a[3+4*i])) + int32(int8(a[4+4*i])) + int32(int8(a[5+4*i]))
-			le.PutUint32(d[32+4*i:], uint32(-16*s))
-		}
-		le.PutUint32(d[64:], math.Float32bits(F16ToF32(le.Uint16(a))))
-		clear(d[68:])
-	}
-}
-
-// q5_0Kernel is the prepared kernel set of Q5_0 on AVX-512 VNNI, for prompts and batches
-// (minN): per block and column it is five instructions where dotQ5_0x4AVX2 takes eleven, and
-// its results are dotQ5_0AVX2's bit for bit. Decode keeps the plain dot.
-func q5_0Kernel() *preparedKernel {
-	check := func(row, prep []byte, stride, cols, n int) int {
-		nb := n / 32
-		if n%32 != 0 || len(row) < 22*nb || stride < q5Prep*nb || len(prep) < (cols-1)*stride+q5Prep*nb {
-			panic(fmt.Sprintf("kernels: Q5_0 dot of %d elements with a row of %d and prepared activations of %d bytes (%d columns, stride %d)",
-				n, len(row), len(prep), cols, stride))
-		}
-		return nb
-	}
-	pk := &preparedKernel{name: "vnni", t: ggml.Q5_0, minN: 4, prep: prepQ5_0Act,
-		size: func(nb int) int { return q5Prep * nb }}
-	pk.dot = func(row, prep []byte, n int) float32 {
-		nb := check(row, prep, q5Prep*(n/32), 1, n)
-		if nb == 0 {
-			return 0
-		}
-		return dotQ5_0PrepVNNI(&row[0], &prep[0], nb)
-	}
-	pk.dot4 = func(row, prep []byte, stride int, n int, out *[4]float32) {
-		nb := check(row, prep, stride, 4, n)
-		if nb == 0 {
-			*out = [4]float32{}
-			return
-		}
-		dotQ5_0PrepX4VNNI(&row[0], &prep[0], stride, nb, &out[0])
 	}
 	return pk
 }
