@@ -358,14 +358,7 @@ func quantizeQ3K(x []float32, y []byte) {
 			iscale := -32 / maxScale
 			for j := 0; j < qkK/16; j++ {
 				l := int8(nearestInt(iscale * scales[j]))
-				l = int8(clampInt(int(l), -32, 31) + 32)
-				if j < 8 {
-					sc[j] = uint8(l) & 0x0f
-				} else {
-					sc[j-8] |= (uint8(l) & 0x0f) << 4
-				}
-				l >>= 4
-				sc[j%4+8] |= uint8(l) << (2 * (j / 4))
+				q3SetScale(sc, j, clampInt(int(l), -32, 31))
 			}
 			putF16(yb, 108, 1/iscale)
 		} else {

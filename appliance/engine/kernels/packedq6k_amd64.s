@@ -53,25 +53,13 @@
 	VPANDD     Z31, Z4, Z5; \
 	VPTERNLOGD $0xF8, Z30, Z6, Z5
 
-// Sub-block j's sum acc (of the column at base): offset, scaled by Z8 (the rows' scales j),
-// added to tot; the 4·q sums (P6_SCH) shifted down by 2 first.
-#define P6_SC(j, base, acc, tot) \
-	VPSUBD.BCST 260+4*j base, acc, acc; \
-	VPMULLD     Z8, acc, acc; \
-	VPADDD      acc, tot, tot
-
+// The 4·q sums (summed as such) of sub-block j of the column at base: PACKED_SC, shifted down
+// by 2 after the scaling.
 #define P6_SCH(j, base, acc, tot) \
 	VPSUBD.BCST 260+4*j base, acc, acc; \
 	VPMULLD     Z8, acc, acc; \
 	VPSRAD      $2, acc, acc; \
 	VPADDD      acc, tot, tot
-
-// The super-block total tot of the column at base into its float sum acc: acc += float(tot) ·
-// (d·yd), with Z8 = the rows' d (VCVTPH2PS'd) and Z6 scratch.
-#define P6_FMA(base, tot, acc) \
-	VCVTDQ2PS   tot, tot; \
-	VMULPS.BCST 256 base, Z8, Z6; \
-	VFMADD231PS Z6, tot, acc
 
 // One column: a pair's four sub-block sums into Z10 (A low), Z11 (B low), Z12 (A high),
 // Z13 (B high).
@@ -90,9 +78,9 @@
 // at sb) into Z14.
 #define P6_END1(sb, jal, jbl, jah, jbh) \
 	VPMOVSXBD sb(SI), Z8; \
-	P6_SC(jal, (DI), Z10, Z14); \
+	PACKED_SC(jal, (DI), Z10, Z14); \
 	VPMOVSXBD sb+16(SI), Z8; \
-	P6_SC(jbl, (DI), Z11, Z14); \
+	PACKED_SC(jbl, (DI), Z11, Z14); \
 	VPMOVSXBD sb+32(SI), Z8; \
 	P6_SCH(jah, (DI), Z12, Z14); \
 	VPMOVSXBD sb+48(SI), Z8; \
@@ -120,15 +108,15 @@
 
 #define P6_END4(sb, jal, jbl, jah, jbh) \
 	VPMOVSXBD sb(SI), Z8; \
-	P6_SC(jal, (DI), Z9, Z13); \
-	P6_SC(jal, (DI)(DX*1), Z14, Z18); \
-	P6_SC(jal, (R14), Z19, Z23); \
-	P6_SC(jal, (R14)(DX*1), Z24, Z7); \
+	PACKED_SC(jal, (DI), Z9, Z13); \
+	PACKED_SC(jal, (DI)(DX*1), Z14, Z18); \
+	PACKED_SC(jal, (R14), Z19, Z23); \
+	PACKED_SC(jal, (R14)(DX*1), Z24, Z7); \
 	VPMOVSXBD sb+16(SI), Z8; \
-	P6_SC(jbl, (DI), Z10, Z13); \
-	P6_SC(jbl, (DI)(DX*1), Z15, Z18); \
-	P6_SC(jbl, (R14), Z20, Z23); \
-	P6_SC(jbl, (R14)(DX*1), Z25, Z7); \
+	PACKED_SC(jbl, (DI), Z10, Z13); \
+	PACKED_SC(jbl, (DI)(DX*1), Z15, Z18); \
+	PACKED_SC(jbl, (R14), Z20, Z23); \
+	PACKED_SC(jbl, (R14)(DX*1), Z25, Z7); \
 	VPMOVSXBD sb+32(SI), Z8; \
 	P6_SCH(jah, (DI), Z11, Z13); \
 	P6_SCH(jah, (DI)(DX*1), Z16, Z18); \
@@ -139,14 +127,6 @@
 	P6_SCH(jbh, (DI)(DX*1), Z17, Z18); \
 	P6_SCH(jbh, (R14), Z22, Z23); \
 	P6_SCH(jbh, (R14)(DX*1), Z27, Z7)
-
-// Column c's super-block total into its float sum in dotPackedQ6Kx4VNNI's frame (Z0 holds it
-// meanwhile). These macros come before the first TEXT: vet reads the file as written and would
-// check the frame offsets against the function above them.
-#define P6_FMA4(c, base, tot) \
-	VMOVUPS c*64(SP), Z0; \
-	P6_FMA(base, tot, Z0); \
-	VMOVUPS Z0, c*64(SP)
 
 // One column: the quad of pairs g0..g3 of half n (at b0..b3; scales at sb, sub-blocks jal,
 // jbl, jah, jbh) into Z14.
@@ -190,7 +170,7 @@ p6_block:
 	P6_QUAD1(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
 	P6_QUAD1(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
 	VCVTPH2PS 3328(SI), Z8
-	P6_FMA((DI), Z14, Z0)
+	PACKED_FMA((DI), Z14, Z0)
 	ADDQ      $3392, SI
 	ADDQ      $384, DI
 	DECQ      CX
@@ -215,11 +195,7 @@ p6x4_panel:
 	MOVQ    nb+24(FP), CX
 	MOVQ    y+32(FP), DI
 	LEAQ    (DI)(DX*2), R14
-	VPXORD  Z0, Z0, Z0
-	VMOVUPS Z0, 0(SP)
-	VMOVUPS Z0, 64(SP)
-	VMOVUPS Z0, 128(SP)
-	VMOVUPS Z0, 192(SP)
+	PACKED_FRAME4_ZERO
 
 p6x4_block:
 	VPXORD Z13, Z13, Z13
@@ -231,21 +207,17 @@ p6x4_block:
 	P6_QUAD4(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
 	P6_QUAD4(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
 	VCVTPH2PS 3328(SI), Z8
-	P6_FMA4(0, (DI), Z13)
-	P6_FMA4(1, (DI)(DX*1), Z18)
-	P6_FMA4(2, (R14), Z23)
-	P6_FMA4(3, (R14)(DX*1), Z7)
+	PACKED_FMA4(0, (DI), Z13)
+	PACKED_FMA4(1, (DI)(DX*1), Z18)
+	PACKED_FMA4(2, (R14), Z23)
+	PACKED_FMA4(3, (R14)(DX*1), Z7)
 	ADDQ      $3392, SI
 	ADDQ      $384, DI
 	ADDQ      $384, R14
 	DECQ      CX
 	JNZ       p6x4_block
 
-	VMOVUPS 0(SP), Z1
-	VMOVUPS 64(SP), Z2
-	VMOVUPS 128(SP), Z3
-	VMOVUPS 192(SP), Z4
-	PACKED_STORE4(Z1, Z2, Z3, Z4)
+	PACKED_FRAME4_STORE
 	PACKED_NEXT_PANEL(p6x4_panel)
 	VZEROUPPER
 	RET

@@ -882,3 +882,41 @@ widen_loop: \
 	MOVQ n+32(FP), CX; \
 	MOVQ out+40(FP), R8; \
 	LEAQ (DI)(DX*2), R14
+
+// Packed K-quants with 16 sub-blocks of 16 (Q3_K, Q6_K), against prepared activations whose
+// offset terms c_j (int32) are at 260+4j and scale (float32) at 256: sub-block j's sum acc of
+// the column at base, less c_j, times Z8 (the 16 rows' scales j), added to tot.
+#define PACKED_SC(j, base, acc, tot) \
+	VPSUBD.BCST 260+4*(j) base, acc, acc; \
+	VPMULLD     Z8, acc, acc; \
+	VPADDD      acc, tot, tot
+
+// The super-block total tot of the column at base into its float sum acc: acc += float(tot) ·
+// (d·yd), with Z8 = the rows' d (VCVTPH2PS'd) and Z6 scratch.
+#define PACKED_FMA(base, tot, acc) \
+	VCVTDQ2PS   tot, tot; \
+	VMULPS.BCST 256 base, Z8, Z6; \
+	VFMADD231PS Z6, tot, acc
+
+// PACKED_FMA for column c of a four-column kernel whose float sums are in its frame (64 bytes
+// a column; Z0 holds the sum meanwhile). In the header because vet would check the frame
+// offsets of a macro against the function above it in a file.
+#define PACKED_FMA4(c, base, tot) \
+	VMOVUPS c*64(SP), Z0; \
+	PACKED_FMA(base, tot, Z0); \
+	VMOVUPS Z0, c*64(SP)
+
+// The float sums of such a four-column kernel: zeroed (Z0 too), and stored as its results.
+#define PACKED_FRAME4_ZERO \
+	VPXORD  Z0, Z0, Z0; \
+	VMOVUPS Z0, 0(SP); \
+	VMOVUPS Z0, 64(SP); \
+	VMOVUPS Z0, 128(SP); \
+	VMOVUPS Z0, 192(SP)
+
+#define PACKED_FRAME4_STORE \
+	VMOVUPS 0(SP), Z1; \
+	VMOVUPS 64(SP), Z2; \
+	VMOVUPS 128(SP), Z3; \
+	VMOVUPS 192(SP), Z4; \
+	PACKED_STORE4(Z1, Z2, Z3, Z4)

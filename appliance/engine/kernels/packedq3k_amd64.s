@@ -1,0 +1,201 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+#include "simd_amd64.h"
+
+// Kernels for packed Q3_K weights (packedq3k.go): 16 rows per 512-bit register, one row per
+// 32-bit lane, against prepared activations (384 bytes a super-block: the 256 quants, the scale
+// as float32, the sixteen int32 offset terms 4·bsum_j). Each 64-byte vector of quant bytes of
+// half n gives four vectors of unsigned 3-bit quants: field j (bits 2j..2j+1) shifted down and
+// masked, with high bit 4n+j of the high-bit bytes brought to bit 2 and put in by one
+// VPTERNLOGD; each meets its four broadcast activation quants in VPDPBUSD. Per quad (half n,
+// g = 4h..4h+3: sub-blocks 8n+2j+h) the four sub-block sums are offset, scaled by the 16 rows'
+// scales (VPMULLD) and added; then one FMA by d·yd: dotPackedQ3K's arithmetic. The integer
+// sums are exact, so their order does not matter. Every 16-bit shift here moves the bits
+// wanted within their byte, and the masks drop what crosses from the other byte.
+//
+// Registers: Z31 = 0x03 and Z30 = 0x04 in every byte; Z1 = quant bytes, Z2 = high-bit bytes,
+// Z3 = those shifted, Z5 = the assembled quants, Z6 scratch, Z8 scales and d.
+
+// Panel start in R9: SI = its super-blocks, R11 = its rows' d (after nb·1792 bytes), CX = nb.
+#define Q3_PANEL \
+	MOVQ   R9, SI; \
+	MOVQ   nb+24(FP), CX; \
+	IMUL3Q $1792, CX, R11; \
+	ADDQ   R9, R11
+
+#define Q3_MASKS \
+	MOVL         $0x03030303, AX; \
+	VPBROADCASTD AX, Z31; \
+	MOVL         $0x04040404, AX; \
+	VPBROADCASTD AX, Z30
+
+#define NO_OP
+
+// Field 0 of Z1 into Z5, and field k/2 (k = 2, 4, 6).
+#define Q3_W0 VPANDD Z31, Z1, Z5
+#define Q3_WK(k) \
+	VPSRLW k, Z1, Z5; \
+	VPANDD Z31, Z5, Z5
+
+// The high bits shifted into Z3, left or right by k.
+#define Q3_HL(k) VPSLLW k, Z2, Z3
+#define Q3_HR(k) VPSRLW k, Z2, Z3
+
+// Z5 = the quants of one field: wop takes the field into Z5, hop shifts the high bits so that
+// hreg holds the field's at bit 2.
+#define Q3_FIELD(wop, hop, hreg) \
+	wop; \
+	hop; \
+	VPTERNLOGD $0xF8, Z30, hreg, Z5
+
+// The group whose quant bytes are at off(SI) and high-bit bytes at hoff(SI): its four fields,
+// each handed to its dot (d0..d3, given the activations' offset). h0..h3 and r2 are the half's
+// shifts of the high bits: bit 4n+j to bit 2.
+#define Q3_GROUP(off, hoff, yoff, h0, h1, h2, r2, h3, d0, d1, d2, d3) \
+	VMOVDQU64 off(SI), Z1; \
+	VMOVDQU64 hoff(SI), Z2; \
+	Q3_FIELD(Q3_W0, h0, Z3); \
+	d0(yoff); \
+	Q3_FIELD(Q3_WK($2), h1, Z3); \
+	d1(yoff+32); \
+	Q3_FIELD(Q3_WK($4), h2, r2); \
+	d2(yoff+64); \
+	Q3_FIELD(Q3_WK($6), h3, Z3); \
+	d3(yoff+96)
+
+// Group g = 4h+k of half 0 and of half 1 (offsets: q3kHOff, q3kWOff).
+#define Q3_G0(h, k, d0, d1, d2, d3) Q3_GROUP(896*h+128*k+64, 896*h+128*k, 16*h+4*k, Q3_HL($2), Q3_HL($1), NO_OP, Z2, Q3_HR($1), d0, d1, d2, d3)
+#define Q3_G1(h, k, d0, d1, d2, d3) Q3_GROUP(896*h+576+64*k, 896*h+128*k, 128+16*h+4*k, Q3_HR($2), Q3_HR($3), Q3_HR($4), Z3, Q3_HR($5), d0, d1, d2, d3)
+
+// The scales of sub-block 8n+2j+h (q3kScOff) into Z8.
+#define Q3_SCALES(n, j, h) VPMOVSXBD 896*h+512+320*n+16*j(SI), Z8
+
+// One column: field j's dot into Z10+j.
+#define Q3_D1_0(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z10
+#define Q3_D1_1(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z11
+#define Q3_D1_2(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z12
+#define Q3_D1_3(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z13
+
+// One column: the quad of half n (G: Q3_G0 or Q3_G1) and g = 4h..4h+3, sub-blocks 8n+2j+h, into
+// the super-block total Z14. The quads go h = 0, 1 and in each n = 0, 1: the layout's order.
+#define Q3_QUAD1(G, n, h) \
+	ZERO_Z4(Z10, Z11, Z12, Z13); \
+	G(h, 0, Q3_D1_0, Q3_D1_1, Q3_D1_2, Q3_D1_3); \
+	G(h, 1, Q3_D1_0, Q3_D1_1, Q3_D1_2, Q3_D1_3); \
+	G(h, 2, Q3_D1_0, Q3_D1_1, Q3_D1_2, Q3_D1_3); \
+	G(h, 3, Q3_D1_0, Q3_D1_1, Q3_D1_2, Q3_D1_3); \
+	Q3_SCALES(n, 0, h); \
+	PACKED_SC(8*n+h, (DI), Z10, Z14); \
+	Q3_SCALES(n, 1, h); \
+	PACKED_SC(8*n+2+h, (DI), Z11, Z14); \
+	Q3_SCALES(n, 2, h); \
+	PACKED_SC(8*n+4+h, (DI), Z12, Z14); \
+	Q3_SCALES(n, 3, h); \
+	PACKED_SC(8*n+6+h, (DI), Z13, Z14)
+
+// Four columns, activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1): field j's dots into
+// column c's Z9+5c+j; column c's super-block total in Z13, Z18, Z23, Z7 (as the Q6_K kernels).
+#define Q3_D4(yoff, a0, a1, a2, a3) \
+	VPDPBUSD.BCST yoff(DI), Z5, a0; \
+	VPDPBUSD.BCST yoff(DI)(DX*1), Z5, a1; \
+	VPDPBUSD.BCST yoff(R14), Z5, a2; \
+	VPDPBUSD.BCST yoff(R14)(DX*1), Z5, a3
+#define Q3_D4_0(yoff) Q3_D4(yoff, Z9, Z14, Z19, Z24)
+#define Q3_D4_1(yoff) Q3_D4(yoff, Z10, Z15, Z20, Z25)
+#define Q3_D4_2(yoff) Q3_D4(yoff, Z11, Z16, Z21, Z26)
+#define Q3_D4_3(yoff) Q3_D4(yoff, Z12, Z17, Z22, Z27)
+
+// Sub-block 8n+2j+h's sums (field j of the four columns) into the columns' totals.
+#define Q3_SC4(n, j, h, a0, a1, a2, a3) \
+	Q3_SCALES(n, j, h); \
+	PACKED_SC(8*n+2*j+h, (DI), a0, Z13); \
+	PACKED_SC(8*n+2*j+h, (DI)(DX*1), a1, Z18); \
+	PACKED_SC(8*n+2*j+h, (R14), a2, Z23); \
+	PACKED_SC(8*n+2*j+h, (R14)(DX*1), a3, Z7)
+
+#define Q3_QUAD4(G, n, h) \
+	ZERO_Z4(Z9, Z10, Z11, Z12); \
+	ZERO_Z4(Z14, Z15, Z16, Z17); \
+	ZERO_Z4(Z19, Z20, Z21, Z22); \
+	ZERO_Z4(Z24, Z25, Z26, Z27); \
+	G(h, 0, Q3_D4_0, Q3_D4_1, Q3_D4_2, Q3_D4_3); \
+	G(h, 1, Q3_D4_0, Q3_D4_1, Q3_D4_2, Q3_D4_3); \
+	G(h, 2, Q3_D4_0, Q3_D4_1, Q3_D4_2, Q3_D4_3); \
+	G(h, 3, Q3_D4_0, Q3_D4_1, Q3_D4_2, Q3_D4_3); \
+	Q3_SC4(n, 0, h, Z9, Z14, Z19, Z24); \
+	Q3_SC4(n, 1, h, Z10, Z15, Z20, Z25); \
+	Q3_SC4(n, 2, h, Z11, Z16, Z21, Z26); \
+	Q3_SC4(n, 3, h, Z12, Z17, Z22, Z27)
+
+// func dotPackedQ3KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ3KVNNI(SB), NOSPLIT, $0-48
+	MOVQ w+0(FP), R9
+	MOVQ panels+16(FP), R10
+	MOVQ out+40(FP), R8
+	Q3_MASKS
+
+q3_panel:
+	Q3_PANEL
+	MOVQ   y+32(FP), DI
+	VPXORD Z0, Z0, Z0
+
+q3_block:
+	VPXORD Z14, Z14, Z14
+	Q3_QUAD1(Q3_G0, 0, 0)
+	Q3_QUAD1(Q3_G1, 1, 0)
+	Q3_QUAD1(Q3_G0, 0, 1)
+	Q3_QUAD1(Q3_G1, 1, 1)
+	VCVTPH2PS (R11), Z8
+	PACKED_FMA((DI), Z14, Z0)
+	ADDQ      $1792, SI
+	ADDQ      $32, R11
+	ADDQ      $384, DI
+	DECQ      CX
+	JNZ       q3_block
+
+	VMOVUPS Z0, (R8)
+	PACKED_NEXT_PANEL(q3_panel)
+	VZEROUPPER
+	RET
+
+// func dotPackedQ3Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// Four prepared activation rows ystride bytes apart; column c's results at out + c·ostride
+// bytes, its float sums meanwhile in the frame. Each column's arithmetic is that of
+// dotPackedQ3KVNNI.
+TEXT ·dotPackedQ3Kx4VNNI(SB), NOSPLIT, $256-64
+	MOVQ w+0(FP), R9
+	MOVQ panels+16(FP), R10
+	MOVQ out+48(FP), R8
+	MOVQ ystride+40(FP), DX
+	MOVQ ostride+56(FP), BX
+	Q3_MASKS
+
+q3x4_panel:
+	Q3_PANEL
+	MOVQ    y+32(FP), DI
+	LEAQ    (DI)(DX*2), R14
+	PACKED_FRAME4_ZERO
+
+q3x4_block:
+	ZERO_Z4(Z13, Z18, Z23, Z7)
+	Q3_QUAD4(Q3_G0, 0, 0)
+	Q3_QUAD4(Q3_G1, 1, 0)
+	Q3_QUAD4(Q3_G0, 0, 1)
+	Q3_QUAD4(Q3_G1, 1, 1)
+	VCVTPH2PS (R11), Z8
+	PACKED_FMA4(0, (DI), Z13)
+	PACKED_FMA4(1, (DI)(DX*1), Z18)
+	PACKED_FMA4(2, (R14), Z23)
+	PACKED_FMA4(3, (R14)(DX*1), Z7)
+	ADDQ      $1792, SI
+	ADDQ      $32, R11
+	ADDQ      $384, DI
+	ADDQ      $384, R14
+	DECQ      CX
+	JNZ       q3x4_block
+
+	PACKED_FRAME4_STORE
+	PACKED_NEXT_PANEL(q3x4_panel)
+	VZEROUPPER
+	RET
