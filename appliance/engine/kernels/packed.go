@@ -92,7 +92,7 @@ var packedFormats = map[ggml.Type]*packedFormat{
 		put: putQ5_0, unpack: unpackQ5_0, prep: prepPackedAct5, twin: dotPackedQ5_0},
 	ggml.Q8_0: {t: ggml.Q8_0, block: packedBlock8, fileBlock: 34, act: packedAct,
 		put: putQ8_0, unpack: unpackQ8_0, prep: prepPackedAct8, twin: dotPackedQ8_0},
-	ggml.Q3_K: {t: ggml.Q3_K, block: q3kBlock + 32, fileBlock: 110, act: packedAct6,
+	ggml.Q3_K: {t: ggml.Q3_K, block: q3kBlock, fileBlock: 110, act: packedAct6,
 		put: putQ3K, unpack: unpackQ3K, prep: prepPackedAct3, twin: dotPackedQ3K},
 	ggml.Q4_K: {t: ggml.Q4_K, block: packedBlockK, fileBlock: 144, act: packedActK,
 		put: superBlocks(packedBlockK, putBlockQ4K), unpack: superBlockUnpack(packedBlockK, unpackBlockQ4K),

@@ -9,7 +9,7 @@ import (
 
 // Packed Q3_K (see Packed): the mainstay of the Q3_K_* files and part of Q2_K's, for models
 // cut down to fit machines that could not hold them otherwise. Per panel of 16 rows, each
-// super-block (256 elements of every row) takes 1792 bytes, 112 a row against the file's 110.
+// super-block holds 256 elements of every row.
 // Quant byte l of half n (qs[32n+l]) holds in bits 2j..2j+1 element 128n+32j+l, whose high
 // bit is bit 4n+j of high-bit byte l (hmask[l]); element e is in sub-block e/16. Per group
 // g < 8 of four bytes (l = 4g..4g+3), 64 bytes hold those bytes of all rows (row r's at 4r):
@@ -17,17 +17,17 @@ import (
 // their 6 bits to int8 (minus 32 applied), take 16 bytes a sub-block (row r's at r). For
 // h < 2 (g = 4h..4h+3), in the order the kernels read them, so that a panel streams as one run:
 // H(g) and W(0, g) for each g, the scales of sub-blocks 2j+h (j < 4), W(1, g) for each g, the
-// scales of sub-blocks 8+2j+h: 896 bytes (q3kHOff, q3kWOff, q3kScOff). The rows' fp16 d follow
-// all super-blocks, 32 bytes a super-block (row r's at 2r), so that super-blocks stay on cache
-// lines.
+// scales of sub-blocks 8+2j+h: 896 bytes (q3kHOff, q3kWOff, q3kScOff). Then the rows' fp16 d
+// (row r's at 1792+2r) and 32 bytes of zeros, which keep super-blocks on cache lines: 1856
+// bytes, 116 a row.
 //
 // Arithmetic (dotPackedQ3K is its Go twin), per row and super-block: the exact integer
 // sumi = Σ_s sc_s·(Σ_{e∈s} u_e·y_e - 4·bsum_s) over the 16 sub-blocks s of 16 elements, with u
 // the unsigned 3-bit quants (quant bits | high bit·4: the file's value plus 4), then
 // acc = fma(float32(sumi), d·yd, acc), d·yd rounded to float32 first.
 
-// q3kBlock is the size of a packed Q3_K super-block (without the d's).
-const q3kBlock = 1792
+// q3kBlock is the size of a packed Q3_K super-block.
+const q3kBlock = 1856
 
 // q3kHOff is the offset of H(g) in a packed Q3_K super-block.
 func q3kHOff(g int) int { return 896*(g/4) + 128*(g%4) }
@@ -66,7 +66,7 @@ func putQ3K(panel []byte, nb, i, b int, x []byte) {
 	for s := 0; s < 16; s++ {
 		blk[q3kScOff(s)+i] = byte(int8(q3Scale(x[96:108], s)))
 	}
-	copy(panel[q3kBlock*nb+32*b+2*i:], x[108:110])
+	copy(blk[1792+2*i:], x[108:110])
 }
 
 // unpackQ3K returns block b of row i of a Q3_K panel in the file's layout.
@@ -80,7 +80,7 @@ func unpackQ3K(panel []byte, nb, i, b int) (x fileBlockBytes) {
 	for s := 0; s < 16; s++ {
 		q3SetScale(x[96:108], s, int(int8(blk[q3kScOff(s)+i])))
 	}
-	copy(x[108:110], panel[q3kBlock*nb+32*b+2*i:])
+	copy(x[108:110], blk[1792+2*i:])
 	return x
 }
 

@@ -17,12 +17,10 @@
 // Registers: Z31 = 0x03 and Z30 = 0x04 in every byte; Z1 = quant bytes, Z2 = high-bit bytes,
 // Z3 = those shifted, Z5 = the assembled quants, Z6 scratch, Z8 scales and d.
 
-// Panel start in R9: SI = its super-blocks, R11 = its rows' d (after nb·1792 bytes), CX = nb.
+// Panel start in R9: SI = its super-blocks, CX = nb.
 #define Q3_PANEL \
-	MOVQ   R9, SI; \
-	MOVQ   nb+24(FP), CX; \
-	IMUL3Q $1792, CX, R11; \
-	ADDQ   R9, R11
+	MOVQ R9, SI; \
+	MOVQ nb+24(FP), CX
 
 #define Q3_MASKS \
 	MOVL         $0x03030303, AX; \
@@ -31,12 +29,6 @@
 	VPBROADCASTD AX, Z30
 
 #define NO_OP
-
-// Field 0 of Z1 into Z5, and field k/2 (k = 2, 4, 6).
-#define Q3_W0 VPANDD Z31, Z1, Z5
-#define Q3_WK(k) \
-	VPSRLW k, Z1, Z5; \
-	VPANDD Z31, Z5, Z5
 
 // The high bits shifted into Z3, left or right by k.
 #define Q3_HL(k) VPSLLW k, Z2, Z3
@@ -55,13 +47,13 @@
 #define Q3_GROUP(off, hoff, yoff, h0, h1, h2, r2, h3, d0, d1, d2, d3) \
 	VMOVDQU64 off(SI), Z1; \
 	VMOVDQU64 hoff(SI), Z2; \
-	Q3_FIELD(Q3_W0, h0, Z3); \
+	Q3_FIELD(PK16_W0, h0, Z3); \
 	d0(yoff); \
-	Q3_FIELD(Q3_WK($2), h1, Z3); \
+	Q3_FIELD(PK16_WK($2), h1, Z3); \
 	d1(yoff+32); \
-	Q3_FIELD(Q3_WK($4), h2, r2); \
+	Q3_FIELD(PK16_WK($4), h2, r2); \
 	d2(yoff+64); \
-	Q3_FIELD(Q3_WK($6), h3, Z3); \
+	Q3_FIELD(PK16_WK($6), h3, Z3); \
 	d3(yoff+96)
 
 // Group g = 4h+k of half 0 and of half 1 (offsets: q3kHOff, q3kWOff).
@@ -71,20 +63,14 @@
 // The scales of sub-block 8n+2j+h (q3kScOff) into Z8.
 #define Q3_SCALES(n, j, h) VPMOVSXBD 896*h+512+320*n+16*j(SI), Z8
 
-// One column: field j's dot into Z10+j.
-#define Q3_D1_0(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z10
-#define Q3_D1_1(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z11
-#define Q3_D1_2(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z12
-#define Q3_D1_3(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z13
-
 // One column: the quad of half n (G: Q3_G0 or Q3_G1) and g = 4h..4h+3, sub-blocks 8n+2j+h, into
 // the super-block total Z14. The quads go h = 0, 1 and in each n = 0, 1: the layout's order.
 #define Q3_QUAD1(G, n, h) \
 	ZERO_Z4(Z10, Z11, Z12, Z13); \
-	G(h, 0, Q3_D1_0, Q3_D1_1, Q3_D1_2, Q3_D1_3); \
-	G(h, 1, Q3_D1_0, Q3_D1_1, Q3_D1_2, Q3_D1_3); \
-	G(h, 2, Q3_D1_0, Q3_D1_1, Q3_D1_2, Q3_D1_3); \
-	G(h, 3, Q3_D1_0, Q3_D1_1, Q3_D1_2, Q3_D1_3); \
+	G(h, 0, PK16_D1_0, PK16_D1_1, PK16_D1_2, PK16_D1_3); \
+	G(h, 1, PK16_D1_0, PK16_D1_1, PK16_D1_2, PK16_D1_3); \
+	G(h, 2, PK16_D1_0, PK16_D1_1, PK16_D1_2, PK16_D1_3); \
+	G(h, 3, PK16_D1_0, PK16_D1_1, PK16_D1_2, PK16_D1_3); \
 	Q3_SCALES(n, 0, h); \
 	PACKED_SC(8*n+h, (DI), Z10, Z14); \
 	Q3_SCALES(n, 1, h); \
@@ -93,18 +79,6 @@
 	PACKED_SC(8*n+4+h, (DI), Z12, Z14); \
 	Q3_SCALES(n, 3, h); \
 	PACKED_SC(8*n+6+h, (DI), Z13, Z14)
-
-// Four columns, activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1): field j's dots into
-// column c's Z9+5c+j; column c's super-block total in Z13, Z18, Z23, Z7 (as the Q6_K kernels).
-#define Q3_D4(yoff, a0, a1, a2, a3) \
-	VPDPBUSD.BCST yoff(DI), Z5, a0; \
-	VPDPBUSD.BCST yoff(DI)(DX*1), Z5, a1; \
-	VPDPBUSD.BCST yoff(R14), Z5, a2; \
-	VPDPBUSD.BCST yoff(R14)(DX*1), Z5, a3
-#define Q3_D4_0(yoff) Q3_D4(yoff, Z9, Z14, Z19, Z24)
-#define Q3_D4_1(yoff) Q3_D4(yoff, Z10, Z15, Z20, Z25)
-#define Q3_D4_2(yoff) Q3_D4(yoff, Z11, Z16, Z21, Z26)
-#define Q3_D4_3(yoff) Q3_D4(yoff, Z12, Z17, Z22, Z27)
 
 // Sub-block 8n+2j+h's sums (field j of the four columns) into the columns' totals.
 #define Q3_SC4(n, j, h, a0, a1, a2, a3) \
@@ -119,10 +93,10 @@
 	ZERO_Z4(Z14, Z15, Z16, Z17); \
 	ZERO_Z4(Z19, Z20, Z21, Z22); \
 	ZERO_Z4(Z24, Z25, Z26, Z27); \
-	G(h, 0, Q3_D4_0, Q3_D4_1, Q3_D4_2, Q3_D4_3); \
-	G(h, 1, Q3_D4_0, Q3_D4_1, Q3_D4_2, Q3_D4_3); \
-	G(h, 2, Q3_D4_0, Q3_D4_1, Q3_D4_2, Q3_D4_3); \
-	G(h, 3, Q3_D4_0, Q3_D4_1, Q3_D4_2, Q3_D4_3); \
+	G(h, 0, PK16_D4_0, PK16_D4_1, PK16_D4_2, PK16_D4_3); \
+	G(h, 1, PK16_D4_0, PK16_D4_1, PK16_D4_2, PK16_D4_3); \
+	G(h, 2, PK16_D4_0, PK16_D4_1, PK16_D4_2, PK16_D4_3); \
+	G(h, 3, PK16_D4_0, PK16_D4_1, PK16_D4_2, PK16_D4_3); \
 	Q3_SC4(n, 0, h, Z9, Z14, Z19, Z24); \
 	Q3_SC4(n, 1, h, Z10, Z15, Z20, Z25); \
 	Q3_SC4(n, 2, h, Z11, Z16, Z21, Z26); \
@@ -146,10 +120,9 @@ q3_block:
 	Q3_QUAD1(Q3_G1, 1, 0)
 	Q3_QUAD1(Q3_G0, 0, 1)
 	Q3_QUAD1(Q3_G1, 1, 1)
-	VCVTPH2PS (R11), Z8
+	VCVTPH2PS 1792(SI), Z8
 	PACKED_FMA((DI), Z14, Z0)
-	ADDQ      $1792, SI
-	ADDQ      $32, R11
+	ADDQ      $1856, SI
 	ADDQ      $384, DI
 	DECQ      CX
 	JNZ       q3_block
@@ -183,13 +156,12 @@ q3x4_block:
 	Q3_QUAD4(Q3_G1, 1, 0)
 	Q3_QUAD4(Q3_G0, 0, 1)
 	Q3_QUAD4(Q3_G1, 1, 1)
-	VCVTPH2PS (R11), Z8
+	VCVTPH2PS 1792(SI), Z8
 	PACKED_FMA4(0, (DI), Z13)
 	PACKED_FMA4(1, (DI)(DX*1), Z18)
 	PACKED_FMA4(2, (R14), Z23)
 	PACKED_FMA4(3, (R14)(DX*1), Z7)
-	ADDQ      $1792, SI
-	ADDQ      $32, R11
+	ADDQ      $1856, SI
 	ADDQ      $384, DI
 	ADDQ      $384, R14
 	DECQ      CX

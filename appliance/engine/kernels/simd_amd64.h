@@ -920,3 +920,30 @@ widen_loop: \
 	VMOVUPS 128(SP), Z3; \
 	VMOVUPS 192(SP), Z4; \
 	PACKED_STORE4(Z1, Z2, Z3, Z4)
+
+// Packed Q2_K and Q3_K, one column: the dot of field j (quants in Z5) with the activations at
+// yoff(DI), into Z10+j.
+#define PK16_D1_0(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z10
+#define PK16_D1_1(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z11
+#define PK16_D1_2(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z12
+#define PK16_D1_3(yoff) VPDPBUSD.BCST yoff(DI), Z5, Z13
+
+// The same for four columns, activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1): field j's
+// dots into column c's Z9+5c+j (their super-block totals in Z13, Z18, Z23, Z7, as the Q6_K
+// kernels').
+#define PK16_D4(yoff, a0, a1, a2, a3) \
+	VPDPBUSD.BCST yoff(DI), Z5, a0; \
+	VPDPBUSD.BCST yoff(DI)(DX*1), Z5, a1; \
+	VPDPBUSD.BCST yoff(R14), Z5, a2; \
+	VPDPBUSD.BCST yoff(R14)(DX*1), Z5, a3
+#define PK16_D4_0(yoff) PK16_D4(yoff, Z9, Z14, Z19, Z24)
+#define PK16_D4_1(yoff) PK16_D4(yoff, Z10, Z15, Z20, Z25)
+#define PK16_D4_2(yoff) PK16_D4(yoff, Z11, Z16, Z21, Z26)
+#define PK16_D4_3(yoff) PK16_D4(yoff, Z12, Z17, Z22, Z27)
+
+// Packed Q2_K and Q3_K: field 0 of the quant bytes in Z1 (bits 0-1 of each byte) into Z5, and
+// field k/2 (k = 2, 4, 6); Z31 = 0x03 in every byte.
+#define PK16_W0 VPANDD Z31, Z1, Z5
+#define PK16_WK(k) \
+	VPSRLW k, Z1, Z5; \
+	VPANDD Z31, Z5, Z5
