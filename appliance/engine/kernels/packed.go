@@ -9,7 +9,7 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
-// Packed weights: a Q4_0, Q5_0, Q3_K, Q4_K, Q5_K, Q6_K or Q8_0 matrix rearranged once, at load time, so
+// Packed weights: a Q4_0, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or Q8_0 matrix rearranged once, at load time, so
 // that the kernels work on 16 rows at a time with one row per 32-bit lane. A block's products
 // then need no horizontal sums and no per-row scale gathering: for each 4-byte group of its 16 quant bytes, one
 // 64-byte load holds that group of all 16 rows, and one VPDPBUSD with the matching four
@@ -25,8 +25,8 @@ import (
 // Every output of a packed Q4_0 product has one arithmetic, whatever the batch (dotPackedQ4_0
 // is its Go twin): per block b, the exact integer dot s = Σ (q-8)·y of its 32 quants, then
 // acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. The other
-// types have their own layouts and arithmetic (packedq50.go, packedq3k.go, packedq4k.go,
-// packedq5k.go, packedq6k.go, packedq8.go).
+// types have their own layouts and arithmetic (packedq50.go, packedq2k.go, packedq3k.go,
+// packedq4k.go, packedq5k.go, packedq6k.go, packedq8.go).
 
 var le = binary.LittleEndian
 
@@ -92,6 +92,8 @@ var packedFormats = map[ggml.Type]*packedFormat{
 		put: putQ5_0, unpack: unpackQ5_0, prep: prepPackedAct5, twin: dotPackedQ5_0},
 	ggml.Q8_0: {t: ggml.Q8_0, block: packedBlock8, fileBlock: 34, act: packedAct,
 		put: putQ8_0, unpack: unpackQ8_0, prep: prepPackedAct8, twin: dotPackedQ8_0},
+	ggml.Q2_K: {t: ggml.Q2_K, block: q2kBlock, fileBlock: 84, act: packedAct2,
+		put: putQ2K, unpack: unpackQ2K, prep: prepPackedAct2, twin: dotPackedQ2K},
 	ggml.Q3_K: {t: ggml.Q3_K, block: q3kBlock, fileBlock: 110, act: packedAct6,
 		put: putQ3K, unpack: unpackQ3K, prep: prepPackedAct3, twin: dotPackedQ3K},
 	ggml.Q4_K: {t: ggml.Q4_K, block: packedBlockK, fileBlock: 144, act: packedActK,

@@ -10,7 +10,7 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
-// The packed kernels of packed_amd64.s, packedq3k_amd64.s, packedq4k_amd64.s, packedq5k_amd64.s, packedq6k_amd64.s
+// The packed kernels of packed_amd64.s, packedq2k_amd64.s, packedq3k_amd64.s, packedq4k_amd64.s, packedq5k_amd64.s, packedq6k_amd64.s
 // and packedq8_amd64.s.
 
 //go:noescape
@@ -30,6 +30,12 @@ func dotPackedQ5_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystri
 
 //go:noescape
 func dotPackedQ5_0x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ2KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ2Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
 func dotPackedQ3KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
@@ -80,7 +86,8 @@ func init() {
 	packedSet(ggml.Q4_K, dotPackedQ4KVNNI, nil, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
 	packedSet(ggml.Q5_K, dotPackedQ5KVNNI, nil, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
 	packedSet(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0Rows4VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
-	// Q3_K, as Q6_K: one and four columns, eight as two passes of four.
+	// Q2_K and Q3_K, as Q6_K: one and four columns, eight as two passes of four.
+	packedSet(ggml.Q2_K, dotPackedQ2KVNNI, nil, dotPackedQ2Kx4VNNI, nil)
 	packedSet(ggml.Q3_K, dotPackedQ3KVNNI, nil, dotPackedQ3Kx4VNNI, nil)
 	// Q6_K: one and four columns; eight run as two passes of four (the sums of eight columns
 	// do not fit the registers beside the four quant vectors).

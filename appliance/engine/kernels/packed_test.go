@@ -13,7 +13,7 @@ import (
 )
 
 // packedTypes are the types Pack handles.
-var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q5_0, ggml.Q3_K, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K}
+var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q5_0, ggml.Q2_K, ggml.Q3_K, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K}
 
 // q4Matrix returns a rows×cols matrix of a packed type of real values, some rows zero and some
 // with arbitrary quant bytes (and for the K-quants arbitrary scale and min bytes; fp16 scales
@@ -34,6 +34,8 @@ func q4Matrix(t *testing.T, r *rand.Rand, ty ggml.Type, rows, cols int) []byte {
 		first, last = 0, 208
 	case ggml.Q3_K:
 		first, last = 0, 108
+	case ggml.Q2_K:
+		first, last = 0, 80
 	}
 	for i := 0; i < rows; i++ {
 		row := w[i*int(rb) : (i+1)*int(rb)]
@@ -65,7 +67,7 @@ func TestPackRoundTrip(t *testing.T) {
 	for _, sh := range []struct {
 		ty         ggml.Type
 		rows, cols int
-	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q5_0, 1, 32}, {ggml.Q5_0, 17, 96}, {ggml.Q5_0, 40, 256}, {ggml.Q3_K, 1, 256}, {ggml.Q3_K, 19, 512}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}, {ggml.Q5_K, 1, 256}, {ggml.Q5_K, 33, 768}} {
+	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q5_0, 1, 32}, {ggml.Q5_0, 17, 96}, {ggml.Q5_0, 40, 256}, {ggml.Q3_K, 1, 256}, {ggml.Q3_K, 19, 512}, {ggml.Q2_K, 1, 256}, {ggml.Q2_K, 19, 512}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}, {ggml.Q5_K, 1, 256}, {ggml.Q5_K, 33, 768}} {
 		rows, cols, ty := sh.rows, sh.cols, sh.ty
 		shape := fmt.Sprintf("%s %dx%d", ty, rows, cols)
 		w := q4Matrix(t, r, ty, rows, cols)
@@ -233,12 +235,12 @@ func TestMatMulPacked(t *testing.T) {
 			rows, cols, n int
 		}
 		shapes := []shape{{ggml.Q4_0, 16, 64, 1}, {ggml.Q4_0, 37, 256, 1}, {ggml.Q4_0, 150, 512, 6}, {ggml.Q4_0, 70, 96, 9}, {ggml.Q4_0, 300, 256, 1},
-			{ggml.Q4_0, 300, 512, 2}, {ggml.Q5_0, 37, 256, 5}, {ggml.Q5_0, 300, 512, 1}, {ggml.Q5_0, 130, 96, 9}, {ggml.Q3_K, 37, 256, 5}, {ggml.Q3_K, 300, 512, 1}, {ggml.Q3_K, 70, 256, 13}, {ggml.Q4_K, 37, 256, 5}, {ggml.Q4_K, 300, 256, 1}, {ggml.Q4_K, 130, 512, 9}, {ggml.Q4_K, 70, 256, 13},
+			{ggml.Q4_0, 300, 512, 2}, {ggml.Q5_0, 37, 256, 5}, {ggml.Q5_0, 300, 512, 1}, {ggml.Q5_0, 130, 96, 9}, {ggml.Q3_K, 37, 256, 5}, {ggml.Q3_K, 300, 512, 1}, {ggml.Q3_K, 70, 256, 13}, {ggml.Q2_K, 37, 256, 5}, {ggml.Q2_K, 300, 512, 1}, {ggml.Q2_K, 70, 256, 13}, {ggml.Q4_K, 37, 256, 5}, {ggml.Q4_K, 300, 256, 1}, {ggml.Q4_K, 130, 512, 9}, {ggml.Q4_K, 70, 256, 13},
 			{ggml.Q5_K, 37, 256, 5}, {ggml.Q5_K, 300, 256, 1}, {ggml.Q5_K, 130, 512, 9}, {ggml.Q5_K, 70, 256, 13}}
 		// Every batch up to eight (the one-, four- and eight-column kernels and their mixes),
 		// with a panel cut short.
 		for n := 1; n <= 8; n++ {
-			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q5_0, 45, 64, n}, shape{ggml.Q3_K, 45, 256, n}, shape{ggml.Q4_K, 45, 256, n}, shape{ggml.Q5_K, 45, 256, n})
+			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q5_0, 45, 64, n}, shape{ggml.Q3_K, 45, 256, n}, shape{ggml.Q2_K, 45, 256, n}, shape{ggml.Q4_K, 45, 256, n}, shape{ggml.Q5_K, 45, 256, n})
 		}
 		for _, sh := range shapes {
 			ty, rows, cols, n := sh.ty, sh.rows, sh.cols, sh.n
