@@ -92,16 +92,11 @@ func (m *MatMul) Run(p *Pool) {
 		if op.Act != nil && op.N < 4 && op.Rows >= stripeMin && op.hasRows4() {
 			// Decode: each unit takes the same stretch of the matrix's four quarters, which the
 			// kernels walk as four streams in step, and consecutive units continue the streams.
-			g := 1
-			if op.Packed != nil {
-				g = panelRows
-			}
 			// A stretch per stream of about 4·unitBytes (short stretches cost a restart of the
 			// streams each), but at least four units for each worker.
-			q = ((op.Rows+3)/4 + g - 1) / g * g
+			q = (op.Rows + 3) / 4
 			per = max(1, 4*unitBytes/rb, per/4)
-			per = min(per, q/(4*p.Threads()))
-			per = (max(1, per) + g - 1) / g * g
+			per = max(1, min(per, q/(4*p.Threads())))
 			total += (q + per - 1) / per
 		} else {
 			total += (op.Rows + per - 1) / per
@@ -217,8 +212,7 @@ const stripeMin = 64
 func (op *MatMulOp) hasRows4() bool {
 	switch {
 	case op.Packed != nil:
-		k := op.Packed.kernels()
-		return k != nil && k.dot4s != nil
+		return false // one run of memory a panel, streamed best alone (packedSet)
 	case op.prepared() != nil:
 		return op.prepared().rows4 != nil
 	default:
@@ -234,9 +228,6 @@ func (m *MatMul) rangeRows4(oi int, op *MatMulOp, r0, c, q int) {
 	for j := 0; j < op.N; j++ {
 		out := op.Out[j*op.OutStride+r0 : j*op.OutStride+end]
 		switch {
-		case op.Packed != nil:
-			pk, sz := op.Packed, m.prepSz[oi]
-			pk.kernels().dot4s(pk.data[r0/panelRows*pk.stride:], pk.stride, c/panelRows, q/panelRows, pk.nb, m.prep[oi][j*sz:(j+1)*sz], out)
 		case op.prepared() != nil:
 			rb, sz := m.rowB[oi], m.prepSz[oi]
 			op.prepared().rows4(op.W[r0*rb:end*rb], rb, c, q, m.prep[oi][j*sz:(j+1)*sz], n, out)

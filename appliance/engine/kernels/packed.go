@@ -17,10 +17,10 @@ import (
 // per weight byte as on the file's layout, prompt batches and concurrent sequences (several
 // activation rows per pass) nearly three times.
 //
-// Q4_0 layout, per panel of 16 rows (the last padded with zero rows): the quants of block 0, 1,
-// ... (256 bytes each: for each group q < 4 of four quant bytes, row r's bytes 4q..4q+3 at
-// 64q+4r), then the fp16 scales of block 0, 1, ... (32 bytes each, row r at 2r). Panels start
-// on 64-byte boundaries.
+// Q4_0 layout, per panel of 16 rows (the last padded with zero rows), in groups of eight blocks
+// (legacyOffsets): the quants of each block of the group (256 bytes each: for each group q < 4
+// of four quant bytes, row r's bytes 4q..4q+3 at 64q+4r), then their fp16 scales (32 bytes
+// each, row r at 2r). Panels start on 64-byte boundaries.
 //
 // Every output of a packed Q4_0 product has one arithmetic, whatever the batch (dotPackedQ4_0
 // is its Go twin): per block b, the exact integer dot s = Σ (q-8)·y of its 32 quants, then
@@ -58,9 +58,6 @@ type packedKernelSet struct {
 	dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
 	// dot8: dot4 for eight activation rows (nil where four columns a pass serve as well).
 	dot8 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
-	// dot4s: dot for four runs of count panels, dist panels apart (results of panel k·dist+p at
-	// out[16(k·dist+p):]), walked as four memory streams in step.
-	dot4s func(w []byte, stride, count, dist, nb int, y []byte, out []float32)
 }
 
 // packedFormat is one weight type's packed layout: its sizes, how a file block goes in and
@@ -207,20 +204,33 @@ func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
 	p.f.twin(panel, p.nb, prep, out)
 }
 
-// putQ4_0 writes a Q4_0 block into its panel: its quants among the panel's quants, its scale
-// after them.
+// legacyOffsets returns where block b of a panel of nb blocks of a 32-element type (Q4_0,
+// Q5_0) lies: its quants (size bytes for the panel's 16 rows) and its 16 fp16 scales. The
+// blocks go in groups of eight, each group's quants then their scales, so that a panel is
+// one run of memory that the kernels read in order (two runs, all quants then all scales,
+// streamed slower: see the commit that grouped them).
+func legacyOffsets(size, nb, b int) (quants, scales int) {
+	g, k := b/8, b%8
+	base := (8*size + 256) * g
+	head := (32*min(8, nb-8*g) + 63) &^ 63
+	return base + head + size*k, base + 32*k
+}
+
+// putQ4_0 writes a Q4_0 block into its panel.
 func putQ4_0(panel []byte, nb, i, b int, x []byte) {
-	le.PutUint16(panel[256*nb+32*b+2*i:], le.Uint16(x))
+	qo, so := legacyOffsets(256, nb, b)
+	le.PutUint16(panel[so+2*i:], le.Uint16(x))
 	for q := 0; q < 4; q++ {
-		le.PutUint32(panel[256*b+64*q+4*i:], le.Uint32(x[2+4*q:]))
+		le.PutUint32(panel[qo+64*q+4*i:], le.Uint32(x[2+4*q:]))
 	}
 }
 
 // unpackQ4_0 returns block b of row i of a Q4_0 panel in the file's layout.
 func unpackQ4_0(panel []byte, nb, i, b int) (x fileBlockBytes) {
-	copy(x[:2], panel[256*nb+32*b+2*i:])
+	qo, so := legacyOffsets(256, nb, b)
+	copy(x[:2], panel[so+2*i:])
 	for q := 0; q < 4; q++ {
-		copy(x[2+4*q:6+4*q], panel[256*b+64*q+4*i:])
+		copy(x[2+4*q:6+4*q], panel[qo+64*q+4*i:])
 	}
 	return x
 }
@@ -314,13 +324,14 @@ func dotPackedQ4_0(panel []byte, nb int, prep []byte, out *[panelRows]float32) {
 		for b := 0; b < nb; b++ {
 			y := prep[packedAct*b : packedAct*(b+1)]
 			s := int32(binary.LittleEndian.Uint32(y[36:]))
+			qo, so := legacyOffsets(256, nb, b)
 			for q := 0; q < 4; q++ {
 				for k := 0; k < 4; k++ {
-					v := panel[256*b+64*q+4*i+k]
+					v := panel[qo+64*q+4*i+k]
 					s += int32(v&0x0f)*int32(int8(y[4*q+k])) + int32(v>>4)*int32(int8(y[16+4*q+k]))
 				}
 			}
-			dx := F16ToF32(binary.LittleEndian.Uint16(panel[256*nb+32*b+2*i:]))
+			dx := F16ToF32(binary.LittleEndian.Uint16(panel[so+2*i:]))
 			d := float32(dx * math.Float32frombits(binary.LittleEndian.Uint32(y[32:])))
 			acc = fma32x(float32(s), d, acc)
 		}

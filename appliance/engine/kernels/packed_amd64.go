@@ -17,13 +17,7 @@ import (
 func dotPackedQ4_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
-func dotPackedQ4_0Rows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
-
-//go:noescape
 func dotPackedQ5_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
-
-//go:noescape
-func dotPackedQ5_0Rows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
 
 //go:noescape
 func dotPackedQ5_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
@@ -77,28 +71,28 @@ func init() {
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL || !cpu.X86.HasAVX512VNNI {
 		return
 	}
-	packedSet(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0Rows4VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
-	packedSet(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0Rows4VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
-	// No four-stream kernel for Q4_K (nor Q5_K): a panel's super-blocks are one contiguous run of memory,
-	// which the hardware prefetcher streams faster alone than four runs in step (about 15% at
-	// one thread). Q4_0's panels are two runs (quants, then scales), which four streams in step
-	// serve better than one panel at a time.
-	packedSet(ggml.Q4_K, dotPackedQ4KVNNI, nil, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
-	packedSet(ggml.Q5_K, dotPackedQ5KVNNI, nil, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
-	packedSet(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0Rows4VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
+	// A panel of every type is one run of memory (the 32-element types' blocks in groups of
+	// eight, each group's scales first), which the hardware prefetcher streams well alone.
+	// Four panels in step were faster while Q4_0's and Q8_0's panels were two runs each (all
+	// quants, then all scales), but one grouped panel at a time reads faster still:
+	// BenchmarkPackedKernels/Q4_0/262144KiB, 15-20 GB/s four in step against 19-25.
+	packedSet(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
+	packedSet(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
+	packedSet(ggml.Q4_K, dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
+	packedSet(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
+	packedSet(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
 	// Q2_K and Q3_K, as Q6_K: one and four columns, eight as two passes of four.
-	packedSet(ggml.Q2_K, dotPackedQ2KVNNI, nil, dotPackedQ2Kx4VNNI, nil)
-	packedSet(ggml.Q3_K, dotPackedQ3KVNNI, nil, dotPackedQ3Kx4VNNI, nil)
+	packedSet(ggml.Q2_K, dotPackedQ2KVNNI, dotPackedQ2Kx4VNNI, nil)
+	packedSet(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, nil)
 	// Q6_K: one and four columns; eight run as two passes of four (the sums of eight columns
 	// do not fit the registers beside the four quant vectors).
-	packedSet(ggml.Q6_K, dotPackedQ6KVNNI, nil, dotPackedQ6Kx4VNNI, nil)
+	packedSet(ggml.Q6_K, dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, nil)
 }
 
 // packedSet makes the packed kernels of type t its packedFormat's, wrapped with the checks
-// they rely on; rows4 may be nil (no dot4s), and dot8 (eight columns run as two passes of four).
+// they rely on; dot8 may be nil (eight columns run as two passes of four).
 func packedSet(t ggml.Type,
 	dot func(w *byte, stride int, panels int, nb int, y *byte, out *float32),
-	rows4 func(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32),
 	dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) {
 	f := packedFormats[t]
 	blockBytes, actBytes := f.block, f.act
@@ -116,14 +110,6 @@ func packedSet(t ggml.Type,
 			check(w, stride, panels, nb, y, actBytes*nb, 1, out, panelRows*panels)
 			dot(&w[0], stride, panels, nb, &y[0], &out[0])
 		},
-		dot4s: func(w []byte, stride, count, dist, nb int, y []byte, out []float32) {
-			if count <= 0 || dist < count || nb <= 0 || stride < blockBytes*nb || len(w) < (3*dist+count-1)*stride+blockBytes*nb ||
-				len(y) < actBytes*nb || len(out) < panelRows*(3*dist+count) {
-				panic(fmt.Sprintf("kernels: packed %s dot of four runs of %d panels %d apart (%d blocks, stride %d) from %d bytes, activations of %d bytes, %d results",
-					t, count, dist, nb, stride, len(w), len(y), len(out)))
-			}
-			rows4(&w[0], stride, count, dist, nb, &y[0], &out[0])
-		},
 		dot4: func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int) {
 			check(w, stride, panels, nb, y, ystride, 4, out, ostride)
 			dot4(&w[0], stride, panels, nb, &y[0], ystride, &out[0], 4*ostride)
@@ -132,9 +118,6 @@ func packedSet(t ggml.Type,
 			check(w, stride, panels, nb, y, ystride, 8, out, ostride)
 			dot8(&w[0], stride, panels, nb, &y[0], ystride, &out[0], 4*ostride)
 		},
-	}
-	if rows4 == nil {
-		k.dot4s = nil
 	}
 	if dot8 == nil {
 		k.dot8 = nil

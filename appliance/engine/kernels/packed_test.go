@@ -67,7 +67,7 @@ func TestPackRoundTrip(t *testing.T) {
 	for _, sh := range []struct {
 		ty         ggml.Type
 		rows, cols int
-	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q5_0, 1, 32}, {ggml.Q5_0, 17, 96}, {ggml.Q5_0, 40, 256}, {ggml.Q3_K, 1, 256}, {ggml.Q3_K, 19, 512}, {ggml.Q2_K, 1, 256}, {ggml.Q2_K, 19, 512}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}, {ggml.Q5_K, 1, 256}, {ggml.Q5_K, 33, 768}} {
+	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q4_0, 17, 544}, {ggml.Q5_0, 1, 32}, {ggml.Q5_0, 17, 288}, {ggml.Q5_0, 17, 96}, {ggml.Q5_0, 40, 256}, {ggml.Q3_K, 1, 256}, {ggml.Q3_K, 19, 512}, {ggml.Q2_K, 1, 256}, {ggml.Q2_K, 19, 512}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}, {ggml.Q5_K, 1, 256}, {ggml.Q5_K, 33, 768}} {
 		rows, cols, ty := sh.rows, sh.cols, sh.ty
 		shape := fmt.Sprintf("%s %dx%d", ty, rows, cols)
 		w := q4Matrix(t, r, ty, rows, cols)
@@ -111,7 +111,12 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 	r := rand.New(rand.NewPCG(32, 32))
 	for _, ty := range packedTypes {
 		bsz := ty.BlockSize()
-		for _, nb := range []int{1, 2, 7} {
+		nbs := []int{1, 2, 7}
+		if bsz == 32 {
+			// Q4_0 and Q5_0 go in groups of eight blocks: whole ones, and a last one cut short.
+			nbs = append(nbs, 8, 9, 17)
+		}
+		for _, nb := range nbs {
 			n := bsz * nb
 			rows := 4 * panelRows
 			w := q4Matrix(t, r, ty, rows, n)
@@ -168,15 +173,6 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 					k.dot(p.data, p.stride, rows/panelRows, nb, prep[c*sz:(c+1)*sz], out)
 					for ri, o := range out {
 						same("one column", c, ri, o)
-					}
-					if k.dot4s == nil {
-						continue
-					}
-					// Four streams: runs of one panel, one panel apart (the whole matrix).
-					out4s := make([]float32, rows)
-					k.dot4s(p.data, p.stride, 1, 1, nb, prep[c*sz:(c+1)*sz], out4s)
-					for ri, o := range out4s {
-						same("four streams", c, ri, o)
 					}
 				}
 				ostride := rows + 3
@@ -342,9 +338,6 @@ func BenchmarkPackedKernels(b *testing.B) {
 				})
 			}
 			run("dot", 1, func() { k.dot(p.data, p.stride, panels, p.nb, prep[:sz], out) })
-			if k.dot4s != nil {
-				run("dot4s", 1, func() { k.dot4s(p.data, p.stride, panels/4, panels/4, p.nb, prep[:sz], out) })
-			}
 			run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
 			if k.dot8 != nil {
 				run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })

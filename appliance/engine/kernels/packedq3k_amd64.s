@@ -28,8 +28,6 @@
 	MOVL         $0x04040404, AX; \
 	VPBROADCASTD AX, Z30
 
-#define NO_OP
-
 // The high bits shifted into Z3, left or right by k.
 #define Q3_HL(k) VPSLLW k, Z2, Z3
 #define Q3_HR(k) VPSRLW k, Z2, Z3
@@ -57,7 +55,7 @@
 	d3(yoff+96)
 
 // Group g = 4h+k of half 0 and of half 1 (offsets: q3kHOff, q3kWOff).
-#define Q3_G0(h, k, d0, d1, d2, d3) Q3_GROUP(896*h+128*k+64, 896*h+128*k, 16*h+4*k, Q3_HL($2), Q3_HL($1), NO_OP, Z2, Q3_HR($1), d0, d1, d2, d3)
+#define Q3_G0(h, k, d0, d1, d2, d3) Q3_GROUP(896*h+128*k+64, 896*h+128*k, 16*h+4*k, Q3_HL($2), Q3_HL($1), EMPTY, Z2, Q3_HR($1), d0, d1, d2, d3)
 #define Q3_G1(h, k, d0, d1, d2, d3) Q3_GROUP(896*h+576+64*k, 896*h+128*k, 128+16*h+4*k, Q3_HR($2), Q3_HR($3), Q3_HR($4), Z3, Q3_HR($5), d0, d1, d2, d3)
 
 // The scales of sub-block 8n+2j+h (q3kScOff) into Z8.

@@ -9,7 +9,7 @@ import (
 // back to Q5_0 for rows that are not a multiple of 256). Per panel of 16 rows: for each block,
 // its quants as in packed Q4_0 (256 bytes: for group q < 4, row r's quant bytes 4q..4q+3 at
 // 64q+4r) and then the rows' fifth bits (64 bytes, row r's 32 at 256+4r), 320 bytes a block;
-// after all blocks, the fp16 scales (32 bytes a block, row r at 2r).
+// the fp16 scales (32 bytes a block, row r at 2r) after each group of eight blocks, as Q4_0's.
 //
 // The fifth bits are stored rearranged (spreadQ5Bits) so that the kernels find every one of
 // them with a shift common to all bytes: byte k of a row's word holds, in bit 2q, the fifth
@@ -51,19 +51,21 @@ func gatherQ5Bits(v uint32) uint32 {
 
 // putQ5_0 writes a Q5_0 block (scale, fifth bits, quants) into its panel.
 func putQ5_0(panel []byte, nb, i, b int, x []byte) {
-	le.PutUint16(panel[q5Block*nb+32*b+2*i:], le.Uint16(x))
+	qo, so := legacyOffsets(q5Block, nb, b)
+	le.PutUint16(panel[so+2*i:], le.Uint16(x))
 	for q := 0; q < 4; q++ {
-		le.PutUint32(panel[q5Block*b+64*q+4*i:], le.Uint32(x[6+4*q:]))
+		le.PutUint32(panel[qo+64*q+4*i:], le.Uint32(x[6+4*q:]))
 	}
-	le.PutUint32(panel[q5Block*b+q5Quants+4*i:], spreadQ5Bits(le.Uint32(x[2:])))
+	le.PutUint32(panel[qo+q5Quants+4*i:], spreadQ5Bits(le.Uint32(x[2:])))
 }
 
 // unpackQ5_0 returns block b of row i of a Q5_0 panel in the file's layout.
 func unpackQ5_0(panel []byte, nb, i, b int) (x fileBlockBytes) {
-	copy(x[:2], panel[q5Block*nb+32*b+2*i:])
-	le.PutUint32(x[2:], gatherQ5Bits(le.Uint32(panel[q5Block*b+q5Quants+4*i:])))
+	qo, so := legacyOffsets(q5Block, nb, b)
+	copy(x[:2], panel[so+2*i:])
+	le.PutUint32(x[2:], gatherQ5Bits(le.Uint32(panel[qo+q5Quants+4*i:])))
 	for q := 0; q < 4; q++ {
-		copy(x[6+4*q:10+4*q], panel[q5Block*b+64*q+4*i:])
+		copy(x[6+4*q:10+4*q], panel[qo+64*q+4*i:])
 	}
 	return x
 }
@@ -79,14 +81,15 @@ func dotPackedQ5_0(panel []byte, nb int, prep []byte, out *[panelRows]float32) {
 		for b := 0; b < nb; b++ {
 			y := prep[packedAct*b : packedAct*(b+1)]
 			s := int32(binary.LittleEndian.Uint32(y[36:]))
-			h := gatherQ5Bits(binary.LittleEndian.Uint32(panel[q5Block*b+q5Quants+4*i:]))
+			qo, so := legacyOffsets(q5Block, nb, b)
+			h := gatherQ5Bits(binary.LittleEndian.Uint32(panel[qo+q5Quants+4*i:]))
 			for j := 0; j < 16; j++ {
-				v := panel[q5Block*b+64*(j/4)+4*i+j%4]
+				v := panel[qo+64*(j/4)+4*i+j%4]
 				lo := int32(v&0x0f) | int32(h>>j&1)<<4
 				hi := int32(v>>4) | int32(h>>(16+j)&1)<<4
 				s += lo*int32(int8(y[j])) + hi*int32(int8(y[16+j]))
 			}
-			dx := F16ToF32(binary.LittleEndian.Uint16(panel[q5Block*nb+32*b+2*i:]))
+			dx := F16ToF32(binary.LittleEndian.Uint16(panel[so+2*i:]))
 			d := float32(dx * math.Float32frombits(binary.LittleEndian.Uint32(y[32:])))
 			acc = fma32x(float32(s), d, acc)
 		}

@@ -8,9 +8,6 @@ package kernels
 func dotPackedQ8_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
-func dotPackedQ8_0Rows4VNNI(w *byte, stride int, count int, dist int, nb int, y *byte, out *float32)
-
-//go:noescape
 func dotPackedQ8_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape

@@ -63,7 +63,7 @@ func q8Acts(r *rand.Rand, cols int, odd bool) []byte {
 // values; on CPUs with the kernels Pack takes Q8_0.
 func TestPackQ8_0RoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(41, 41))
-	for _, sh := range [][2]int{{1, 32}, {16, 64}, {17, 96}, {40, 256}, {33, 2048}} {
+	for _, sh := range [][2]int{{1, 32}, {16, 64}, {17, 96}, {40, 256}, {17, 544}, {33, 2048}} {
 		rows, cols := sh[0], sh[1]
 		w := q8Matrix(t, r, rows, cols)
 		p := packAs(ggml.Q8_0, w, rows, cols, nil)
@@ -103,7 +103,7 @@ func TestPackQ8_0RoundTrip(t *testing.T) {
 // equal the twin bit for bit.
 func TestPackedQ8_0MatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(42, 42))
-	for _, nb := range []int{1, 2, 7, 64} {
+	for _, nb := range []int{1, 2, 7, 9, 17, 64} {
 		n := 32 * nb
 		rows := 12 * panelRows
 		w := q8Matrix(t, r, rows, n)
@@ -149,27 +149,6 @@ func TestPackedQ8_0MatchesReference(t *testing.T) {
 				k.dot(p.data, p.stride, rows/panelRows, nb, prep[c*sz:(c+1)*sz], out)
 				for ri, o := range out {
 					same("one column", c, ri, o)
-				}
-				// Four streams: runs of three panels three apart (the whole matrix), and runs of
-				// two panels three apart, which leave the third panel of each run alone.
-				out4s := make([]float32, rows)
-				k.dot4s(p.data, p.stride, 3, 3, nb, prep[c*sz:(c+1)*sz], out4s)
-				for ri, o := range out4s {
-					same("four streams", c, ri, o)
-				}
-				gaps := make([]float32, rows)
-				for i := range gaps {
-					gaps[i] = -1
-				}
-				k.dot4s(p.data, p.stride, 2, 3, nb, prep[c*sz:(c+1)*sz], gaps)
-				for ri, o := range gaps {
-					if ri/panelRows%3 == 2 {
-						if o != -1 {
-							t.Fatalf("nb %d: four streams of two panels wrote row %d", nb, ri)
-						}
-						continue
-					}
-					same("four streams with gaps", c, ri, o)
 				}
 			}
 			ostride := rows + 3
@@ -325,7 +304,6 @@ func BenchmarkPackedQ8_0Kernels(b *testing.B) {
 			})
 		}
 		run("dot", 1, func() { k.dot(p.data, p.stride, panels, p.nb, prep[:sz], out) })
-		run("dot4s", 1, func() { k.dot4s(p.data, p.stride, panels/4, panels/4, p.nb, prep[:sz], out) })
 		run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, rows) })
 		run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, rows) })
 		// Two threads on halves of the matrix: the memory shared as in a batched decode step.

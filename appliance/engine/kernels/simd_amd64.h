@@ -947,3 +947,123 @@ widen_loop: \
 #define PK16_WK(k) \
 	VPSRLW k, Z1, Z5; \
 	VPANDD Z31, Z5, Z5
+
+// The packed kernels of the 32-element types (Q4_0, Q5_0, Q8_0) share their loops; a type
+// brings its constants (masks, beside the nibble masks), block unpacking (block), column
+// (col), block advance (next), and, for the many-column kernels, prefetches per block (pf)
+// and per group (pfg).
+// An empty argument of the macros below.
+#define EMPTY
+
+// Panels hold their blocks in groups of eight (legacyOffsets): each group's scales, then its
+// blocks' quants, so that a panel streams as one run in the order it is read. Panel start in
+// R9: SI = its first group, CX = nb.
+#define LEGACY_PANEL \
+	MOVQ R9, SI; \
+	MOVQ nb+24(FP), CX
+
+// A group of blocks at SI: AX = its blocks (eight, or the panel's last ones), R11 = its scales
+// (at SI), SI = its first block's quants (after the scales, rounded up to a cache line).
+#define LEGACY_GROUP \
+	MOVQ    $8, AX; \
+	CMPQ    CX, $8; \
+	CMOVQLT CX, AX; \
+	SUBQ    AX, CX; \
+	MOVQ    SI, R11; \
+	LEAQ    1(AX), R12; \
+	SHRQ    $1, R12; \
+	SHLQ    $6, R12; \
+	ADDQ    R12, SI
+
+// The block loop of a group: its start (the group's prefetches pfg, then per block the
+// prefetches pf and the block's unpacking), and its end (on to the next block, then the next
+// group while blocks remain; SI is past the group's blocks).
+#define LEGACY_BLOCKS_START(pfg, pf, block, glab, blab) \
+glab: \
+	LEGACY_GROUP; \
+	pfg; \
+blab: \
+	pf; \
+	block
+
+#define LEGACY_BLOCKS_END(glab, blab) \
+	DECQ  AX; \
+	JNZ   blab; \
+	TESTQ CX, CX; \
+	JNZ   glab
+
+// func dotPacked…VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+#define PACKED_DOT1(masks, block, col, next, plab, glab, blab) \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+40(FP), R8; \
+	PACKED_NIBBLE_MASKS; \
+	masks; \
+plab: \
+	LEGACY_PANEL; \
+	MOVQ   y+32(FP), DI; \
+	VPXORD Z0, Z0, Z0; \
+	LEGACY_BLOCKS_START(EMPTY, EMPTY, block, glab, blab); \
+	col((DI), Z0); \
+	next; \
+	ADDQ $40, DI; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	VMOVUPS Z0, (R8); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
+// func dotPacked…x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// Four prepared activation rows ystride bytes apart; column c's results at out + c·ostride
+// bytes. Each column's arithmetic is that of the one-column kernel.
+#define PACKED_DOT4(masks, pf, pfg, block, col, next, plab, glab, blab) \
+	PACKED_COLS_ARGS; \
+	masks; \
+plab: \
+	LEGACY_PANEL; \
+	MOVQ   y+32(FP), DI; \
+	LEAQ   (DI)(DX*2), R14; \
+	ZERO_Z4(Z0, Z5, Z6, Z7); \
+	LEGACY_BLOCKS_START(pfg, pf, block, glab, blab); \
+	col((DI), Z0); \
+	col((DI)(DX*1), Z5); \
+	col((R14), Z6); \
+	col((R14)(DX*1), Z7); \
+	next; \
+	ADDQ $40, DI; \
+	ADDQ $40, R14; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	PACKED_STORE4(Z0, Z5, Z6, Z7); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
+// func dotPacked…x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// PACKED_DOT4 for eight prepared activation rows: at (DI), (DI)(DX*1), (DI)(DX*2), (R13),
+// (R13)(DX*1), (R13)(DX*2), (R14), (R14)(DX*1) (R13 = DI + 3·DX, R14 = DI + 6·DX).
+#define PACKED_DOT8(masks, pf, pfg, block, col, next, plab, glab, blab) \
+	PACKED_COLS_ARGS; \
+	masks; \
+plab: \
+	LEGACY_PANEL; \
+	PACKED_COLS8_ROWS(R13, R14); \
+	ZERO_Z4(Z0, Z5, Z6, Z7); \
+	ZERO_Z4(Z16, Z17, Z18, Z19); \
+	LEGACY_BLOCKS_START(pfg, pf, block, glab, blab); \
+	col((DI), Z0); \
+	col((DI)(DX*1), Z5); \
+	col((DI)(DX*2), Z6); \
+	col((R13), Z7); \
+	col((R13)(DX*1), Z16); \
+	col((R13)(DX*2), Z17); \
+	col((R14), Z18); \
+	col((R14)(DX*1), Z19); \
+	next; \
+	ADDQ $40, DI; \
+	ADDQ $40, R13; \
+	ADDQ $40, R14; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	PACKED_STORE8(Z0, Z5, Z6, Z7, Z16, Z17, Z18, Z19); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
