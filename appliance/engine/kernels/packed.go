@@ -9,7 +9,7 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
 
-// Packed weights: a Q4_0, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or Q8_0 matrix rearranged once, at load time, so
+// Packed weights: a Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K or Q8_0 matrix rearranged once, at load time, so
 // that the kernels work on 16 rows at a time with one row per 32-bit lane. A block's products
 // then need no horizontal sums and no per-row scale gathering: for each 4-byte group of its 16 quant bytes, one
 // 64-byte load holds that group of all 16 rows, and one VPDPBUSD with the matching four
@@ -25,8 +25,8 @@ import (
 // Every output of a packed Q4_0 product has one arithmetic, whatever the batch (dotPackedQ4_0
 // is its Go twin): per block b, the exact integer dot s = Σ (q-8)·y of its 32 quants, then
 // acc = fma(float32(s), dx·yd, acc) in block order, dx·yd rounded to float32 first. The other
-// types have their own layouts and arithmetic (packedq50.go, packedq2k.go, packedq3k.go,
-// packedq4k.go, packedq5k.go, packedq6k.go, packedq8.go).
+// types have their own layouts and arithmetic (packedq50.go, packedq1.go, packedq2k.go,
+// packedq3k.go, packedq4k.go, packedq5k.go, packedq6k.go, packedq8.go).
 
 var le = binary.LittleEndian
 
@@ -87,6 +87,10 @@ var packedFormats = map[ggml.Type]*packedFormat{
 		put: putQ4_0, unpack: unpackQ4_0, prep: prepPackedAct, twin: dotPackedQ4_0},
 	ggml.Q5_0: {t: ggml.Q5_0, block: q5Block + 32, fileBlock: 22, act: packedAct,
 		put: putQ5_0, unpack: unpackQ5_0, prep: prepPackedAct5, twin: dotPackedQ5_0},
+	ggml.Q4_1: {t: ggml.Q4_1, block: 256 + 64, fileBlock: 20, act: packedAct,
+		put: putQ4_1, unpack: unpackQ4_1, prep: prepPackedAct1, twin: dotPackedQ4_1},
+	ggml.Q5_1: {t: ggml.Q5_1, block: q5Block + 64, fileBlock: 24, act: packedAct,
+		put: putQ5_1, unpack: unpackQ5_1, prep: prepPackedAct1, twin: dotPackedQ5_1},
 	ggml.Q8_0: {t: ggml.Q8_0, block: packedBlock8, fileBlock: 34, act: packedAct,
 		put: putQ8_0, unpack: unpackQ8_0, prep: prepPackedAct8, twin: dotPackedQ8_0},
 	ggml.Q2_K: {t: ggml.Q2_K, block: q2kBlock, fileBlock: 84, act: packedAct2,
@@ -209,11 +213,14 @@ func (p *Packed) twin(panel []byte, prep []byte, out *[panelRows]float32) {
 // blocks go in groups of eight, each group's quants then their scales, so that a panel is
 // one run of memory that the kernels read in order (two runs, all quants then all scales,
 // streamed slower: see the commit that grouped them).
-func legacyOffsets(size, nb, b int) (quants, scales int) {
-	g, k := b/8, b%8
-	base := (8*size + 256) * g
-	head := (32*min(8, nb-8*g) + 63) &^ 63
-	return base + head + size*k, base + 32*k
+func legacyOffsets(size, nb, b int) (quants, scales int) { return legacyOffsetsH(size, 32, 8, nb, b) }
+
+// legacyOffsetsH is legacyOffsets for groups of per blocks with hdr bytes of scales each.
+func legacyOffsetsH(size, hdr, per, nb, b int) (quants, scales int) {
+	g, k := b/per, b%per
+	base := per * (size + hdr) * g
+	head := (hdr*min(per, nb-per*g) + 63) &^ 63
+	return base + head + size*k, base + hdr*k
 }
 
 // putQ4_0 writes a Q4_0 block into its panel.

@@ -26,6 +26,24 @@ func dotPackedQ5_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystri
 func dotPackedQ5_0x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ4_1VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ4_1x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ4_1x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ5_1VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ5_1x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ5_1x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ2KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
@@ -78,6 +96,8 @@ func init() {
 	// BenchmarkPackedKernels/Q4_0/262144KiB, 15-20 GB/s four in step against 19-25.
 	packedSet(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
 	packedSet(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
+	packedSet(ggml.Q4_1, dotPackedQ4_1VNNI, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
+	packedSet(ggml.Q5_1, dotPackedQ5_1VNNI, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
 	packedSet(ggml.Q4_K, dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
 	packedSet(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
 	packedSet(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)

@@ -20,9 +20,18 @@
 
 // P16_COL with the high-element values hi times 2^sh in Z9, Z11, Z13, Z15 (Q4_0: the
 // nibbles in place, 16 times their value; Q5_0: 8 times).
-#define P16_COL_HI(base, acc, sh) \
+#define P16_COL_HI(base, acc, sh) P16_COL_GEN(base, acc, sh, P16_OFFSET, P16_NO_MIN)
+
+// The first sum starts at the quant offset term (Q4_0, Q5_0), or at zero (Q4_1, Q5_1, whose
+// offsets m, in Z2, meet the activations' sum term in one more FMA).
+#define P16_OFFSET(base) VPBROADCASTD 36 base, Z21
+#define P16_ZERO(base) VPXORD Z21, Z21, Z21
+#define P16_NO_MIN(base, acc)
+#define P16_MIN(base, acc) VFMADD231PS.BCST 36 base, Z2, acc
+
+#define P16_COL_GEN(base, acc, sh, init, min) \
 	VMULPS.BCST   32 base, Z4, Z20; \
-	VPBROADCASTD  36 base, Z21; \
+	init(base); \
 	VPXORD        Z22, Z22, Z22; \
 	VPDPBUSD.BCST 0 base, Z8, Z21; \
 	VPDPBUSD.BCST 16 base, Z9, Z22; \
@@ -35,7 +44,8 @@
 	VPSRAD        sh, Z22, Z22; \
 	VPADDD        Z22, Z21, Z21; \
 	VCVTDQ2PS     Z21, Z21; \
-	VFMADD231PS   Z20, Z21, acc
+	VFMADD231PS   Z20, Z21, acc; \
+	min(base, acc)
 
 // The block whose quants are at ptr and scales at sc: Z4 = dx, Z8-Z15 = the nibbles of groups
 // 0-3 (Z1 scratch).
@@ -134,20 +144,77 @@
 	ADDQ $32, R11
 
 
+// Packed Q4_1 and Q5_1 (packedq1.go): the blocks of Q4_0 and Q5_0, each after its line of
+// scales (the rows' d's, then their m's, which go to Z2), the first sum started at zero, and
+// acc += m·sy after each block's FMA.
+#define P41_COL(base, acc) P16_COL_GEN(base, acc, $4, P16_ZERO, P16_MIN)
+#define P51_COL(base, acc) P16_COL_GEN(base, acc, $3, P16_ZERO, P16_MIN)
+
+#define P41_BLOCK \
+	P16_UNPACK(SI, (R11)); \
+	VCVTPH2PS 32(R11), Z2
+
+#define P51_BLOCK \
+	P5_UNPACK(SI, (R11)); \
+	VCVTPH2PS 32(R11), Z2
+
+#define P41_NEXT_BLOCK \
+	ADDQ $256, SI; \
+	ADDQ $64, R11
+
+#define P51_NEXT_BLOCK \
+	ADDQ $320, SI; \
+	ADDQ $64, R11
+
+// Eight blocks ahead (2560 bytes for Q4_1, 3072 for Q5_1): the block's line of scales and its
+// lines of quants.
+#define P41_PREFETCH \
+	PREFETCHT0 2560-64(SI); \
+	PREFETCHT0 2560(SI); \
+	PREFETCHT0 2560+64(SI); \
+	PREFETCHT0 2560+128(SI); \
+	PREFETCHT0 2560+192(SI)
+
+#define P51_PREFETCH \
+	PREFETCHT0 3072-64(SI); \
+	PREFETCHT0 3072(SI); \
+	PREFETCHT0 3072+64(SI); \
+	PREFETCHT0 3072+128(SI); \
+	PREFETCHT0 3072+192(SI); \
+	PREFETCHT0 3072+256(SI)
+
 TEXT ·dotPackedQ4_0VNNI(SB), NOSPLIT, $0-48
-	PACKED_DOT1(EMPTY, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16_panel, p16_group, p16_block)
+	PACKED_DOT1(EMPTY, LEGACY_GROUP8, EMPTY, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16_panel, p16_group, p16_block)
 
 TEXT ·dotPackedQ4_0x4VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT4(EMPTY, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x4_panel, p16x4_group, p16x4_block)
+	PACKED_DOT4(EMPTY, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x4_panel, p16x4_group, p16x4_block)
 
 TEXT ·dotPackedQ4_0x8VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT8(EMPTY, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x8_panel, p16x8_group, p16x8_block)
+	PACKED_DOT8(EMPTY, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x8_panel, p16x8_group, p16x8_block)
 
 TEXT ·dotPackedQ5_0VNNI(SB), NOSPLIT, $0-48
-	PACKED_DOT1(P5_MASKS, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5_panel, p5_group, p5_block)
+	PACKED_DOT1(P5_MASKS, LEGACY_GROUP8, EMPTY, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5_panel, p5_group, p5_block)
 
 TEXT ·dotPackedQ5_0x4VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT4(P5_MASKS, P5_PREFETCH, P5_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x4_panel, p5x4_group, p5x4_block)
+	PACKED_DOT4(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x4_panel, p5x4_group, p5x4_block)
 
 TEXT ·dotPackedQ5_0x8VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT8(P5_MASKS, P5_PREFETCH, P5_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x8_panel, p5x8_group, p5x8_block)
+	PACKED_DOT8(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x8_panel, p5x8_group, p5x8_block)
+
+TEXT ·dotPackedQ4_1VNNI(SB), NOSPLIT, $0-48
+	PACKED_DOT1(EMPTY, LEGACY_GROUP1, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41_panel, p41_group, p41_block)
+
+TEXT ·dotPackedQ4_1x4VNNI(SB), NOSPLIT, $0-64
+	PACKED_DOT4(EMPTY, LEGACY_GROUP1, P41_PREFETCH, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41x4_panel, p41x4_group, p41x4_block)
+
+TEXT ·dotPackedQ4_1x8VNNI(SB), NOSPLIT, $0-64
+	PACKED_DOT8(EMPTY, LEGACY_GROUP1, P41_PREFETCH, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41x8_panel, p41x8_group, p41x8_block)
+
+TEXT ·dotPackedQ5_1VNNI(SB), NOSPLIT, $0-48
+	PACKED_DOT1(P5_MASKS, LEGACY_GROUP1, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51_panel, p51_group, p51_block)
+
+TEXT ·dotPackedQ5_1x4VNNI(SB), NOSPLIT, $0-64
+	PACKED_DOT4(P5_MASKS, LEGACY_GROUP1, P51_PREFETCH, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51x4_panel, p51x4_group, p51x4_block)
+
+TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
+	PACKED_DOT8(P5_MASKS, LEGACY_GROUP1, P51_PREFETCH, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51x8_panel, p51x8_group, p51x8_block)

@@ -13,7 +13,7 @@ import (
 )
 
 // packedTypes are the types Pack handles.
-var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q5_0, ggml.Q2_K, ggml.Q3_K, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K}
+var packedTypes = []ggml.Type{ggml.Q4_0, ggml.Q4_1, ggml.Q5_0, ggml.Q5_1, ggml.Q2_K, ggml.Q3_K, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K}
 
 // q4Matrix returns a rows×cols matrix of a packed type of real values, some rows zero and some
 // with arbitrary quant bytes (and for the K-quants arbitrary scale and min bytes; fp16 scales
@@ -28,7 +28,7 @@ func q4Matrix(t *testing.T, r *rand.Rand, ty ggml.Type, rows, cols int) []byte {
 	bs := ty.TypeSize()
 	first, last := 2, ty.TypeSize() // the arbitrary bytes: all but the fp16 scales
 	switch ty {
-	case ggml.Q4_K, ggml.Q5_K:
+	case ggml.Q4_K, ggml.Q5_K, ggml.Q4_1, ggml.Q5_1:
 		first = 4
 	case ggml.Q6_K:
 		first, last = 0, 208
@@ -67,7 +67,7 @@ func TestPackRoundTrip(t *testing.T) {
 	for _, sh := range []struct {
 		ty         ggml.Type
 		rows, cols int
-	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q4_0, 17, 544}, {ggml.Q5_0, 1, 32}, {ggml.Q5_0, 17, 288}, {ggml.Q5_0, 17, 96}, {ggml.Q5_0, 40, 256}, {ggml.Q3_K, 1, 256}, {ggml.Q3_K, 19, 512}, {ggml.Q2_K, 1, 256}, {ggml.Q2_K, 19, 512}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}, {ggml.Q5_K, 1, 256}, {ggml.Q5_K, 33, 768}} {
+	}{{ggml.Q4_0, 1, 32}, {ggml.Q4_0, 16, 64}, {ggml.Q4_0, 17, 96}, {ggml.Q4_0, 40, 256}, {ggml.Q4_0, 17, 544}, {ggml.Q5_0, 1, 32}, {ggml.Q5_0, 17, 288}, {ggml.Q4_1, 17, 544}, {ggml.Q5_1, 9, 288}, {ggml.Q5_0, 17, 96}, {ggml.Q5_0, 40, 256}, {ggml.Q3_K, 1, 256}, {ggml.Q3_K, 19, 512}, {ggml.Q2_K, 1, 256}, {ggml.Q2_K, 19, 512}, {ggml.Q4_K, 1, 256}, {ggml.Q4_K, 19, 512}, {ggml.Q5_K, 1, 256}, {ggml.Q5_K, 33, 768}} {
 		rows, cols, ty := sh.rows, sh.cols, sh.ty
 		shape := fmt.Sprintf("%s %dx%d", ty, rows, cols)
 		w := q4Matrix(t, r, ty, rows, cols)
@@ -96,7 +96,7 @@ func TestPackRoundTrip(t *testing.T) {
 			t.Errorf("%v: wrong length accepted", shape)
 		}
 	}
-	if Pack(ggml.Q5_1, make([]byte, 24), 1, 32) != nil || Pack(ggml.Q4_0, make([]byte, 18), 1, 48) != nil || Pack(ggml.Q4_K, make([]byte, 144), 1, 128) != nil {
+	if Pack(ggml.Q8_1, make([]byte, 36), 1, 32) != nil || Pack(ggml.Q4_0, make([]byte, 18), 1, 48) != nil || Pack(ggml.Q4_K, make([]byte, 144), 1, 128) != nil {
 		t.Error("Pack accepted a type or shape without packed kernels")
 	}
 	if strings.Contains(SIMD(), "avx512vnni") && (Pack(ggml.Q4_0, make([]byte, 18), 1, 32) == nil || Pack(ggml.Q5_0, make([]byte, 22), 1, 32) == nil || Pack(ggml.Q3_K, make([]byte, 110), 1, 256) == nil || Pack(ggml.Q4_K, make([]byte, 144), 1, 256) == nil) {
@@ -236,7 +236,7 @@ func TestMatMulPacked(t *testing.T) {
 		// Every batch up to eight (the one-, four- and eight-column kernels and their mixes),
 		// with a panel cut short.
 		for n := 1; n <= 8; n++ {
-			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q5_0, 45, 64, n}, shape{ggml.Q3_K, 45, 256, n}, shape{ggml.Q2_K, 45, 256, n}, shape{ggml.Q4_K, 45, 256, n}, shape{ggml.Q5_K, 45, 256, n})
+			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q5_0, 45, 64, n}, shape{ggml.Q4_1, 45, 288, n}, shape{ggml.Q5_1, 45, 64, n}, shape{ggml.Q3_K, 45, 256, n}, shape{ggml.Q2_K, 45, 256, n}, shape{ggml.Q4_K, 45, 256, n}, shape{ggml.Q5_K, 45, 256, n})
 		}
 		for _, sh := range shapes {
 			ty, rows, cols, n := sh.ty, sh.rows, sh.cols, sh.n

@@ -949,9 +949,9 @@ widen_loop: \
 	VPANDD Z31, Z5, Z5
 
 // The packed kernels of the 32-element types (Q4_0, Q5_0, Q8_0) share their loops; a type
-// brings its constants (masks, beside the nibble masks), block unpacking (block), column
-// (col), block advance (next), and, for the many-column kernels, prefetches per block (pf)
-// and per group (pfg).
+// brings its constants (masks, beside the nibble masks), its groups' shape (hdr),
+// block unpacking (block), column (col), block advance (next), and, for the many-column
+// kernels, prefetches per block (pf) and per group (pfg).
 // An empty argument of the macros below.
 #define EMPTY
 
@@ -962,9 +962,15 @@ widen_loop: \
 	MOVQ R9, SI; \
 	MOVQ nb+24(FP), CX
 
-// A group of blocks at SI: AX = its blocks (eight, or the panel's last ones), R11 = its scales
-// (at SI), SI = its first block's quants (after the scales, rounded up to a cache line).
-#define LEGACY_GROUP \
+// A group of blocks at SI: shape sets AX = its blocks, takes them off CX, sets R11 = its scales
+// (at SI) and R12 = their size; then SI = its first block's quants.
+#define LEGACY_GROUP(shape) \
+	shape; \
+	ADDQ R12, SI
+
+// Eight blocks (or the panel's last ones) with 32 bytes of scales each, rounded up to a cache
+// line (Q4_0, Q5_0, Q8_0).
+#define LEGACY_GROUP8 \
 	MOVQ    $8, AX; \
 	CMPQ    CX, $8; \
 	CMOVQLT CX, AX; \
@@ -972,15 +978,21 @@ widen_loop: \
 	MOVQ    SI, R11; \
 	LEAQ    1(AX), R12; \
 	SHRQ    $1, R12; \
-	SHLQ    $6, R12; \
-	ADDQ    R12, SI
+	SHLQ    $6, R12
+
+// One block with its 64 bytes of scales (Q4_1, Q5_1: d's and m's, a cache line).
+#define LEGACY_GROUP1 \
+	MOVQ $1, AX; \
+	DECQ CX; \
+	MOVQ SI, R11; \
+	MOVQ $64, R12
 
 // The block loop of a group: its start (the group's prefetches pfg, then per block the
 // prefetches pf and the block's unpacking), and its end (on to the next block, then the next
 // group while blocks remain; SI is past the group's blocks).
-#define LEGACY_BLOCKS_START(pfg, pf, block, glab, blab) \
+#define LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab) \
 glab: \
-	LEGACY_GROUP; \
+	LEGACY_GROUP(hdr); \
 	pfg; \
 blab: \
 	pf; \
@@ -993,7 +1005,7 @@ blab: \
 	JNZ   glab
 
 // func dotPacked…VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
-#define PACKED_DOT1(masks, block, col, next, plab, glab, blab) \
+#define PACKED_DOT1(masks, hdr, pfg, block, col, next, plab, glab, blab) \
 	MOVQ w+0(FP), R9; \
 	MOVQ panels+16(FP), R10; \
 	MOVQ out+40(FP), R8; \
@@ -1003,7 +1015,7 @@ plab: \
 	LEGACY_PANEL; \
 	MOVQ   y+32(FP), DI; \
 	VPXORD Z0, Z0, Z0; \
-	LEGACY_BLOCKS_START(EMPTY, EMPTY, block, glab, blab); \
+	LEGACY_BLOCKS_START(hdr, pfg, EMPTY, block, glab, blab); \
 	col((DI), Z0); \
 	next; \
 	ADDQ $40, DI; \
@@ -1016,7 +1028,7 @@ plab: \
 // func dotPacked…x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // Four prepared activation rows ystride bytes apart; column c's results at out + c·ostride
 // bytes. Each column's arithmetic is that of the one-column kernel.
-#define PACKED_DOT4(masks, pf, pfg, block, col, next, plab, glab, blab) \
+#define PACKED_DOT4(masks, hdr, pf, pfg, block, col, next, plab, glab, blab) \
 	PACKED_COLS_ARGS; \
 	masks; \
 plab: \
@@ -1024,7 +1036,7 @@ plab: \
 	MOVQ   y+32(FP), DI; \
 	LEAQ   (DI)(DX*2), R14; \
 	ZERO_Z4(Z0, Z5, Z6, Z7); \
-	LEGACY_BLOCKS_START(pfg, pf, block, glab, blab); \
+	LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab); \
 	col((DI), Z0); \
 	col((DI)(DX*1), Z5); \
 	col((R14), Z6); \
@@ -1041,7 +1053,7 @@ plab: \
 // func dotPacked…x8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // PACKED_DOT4 for eight prepared activation rows: at (DI), (DI)(DX*1), (DI)(DX*2), (R13),
 // (R13)(DX*1), (R13)(DX*2), (R14), (R14)(DX*1) (R13 = DI + 3·DX, R14 = DI + 6·DX).
-#define PACKED_DOT8(masks, pf, pfg, block, col, next, plab, glab, blab) \
+#define PACKED_DOT8(masks, hdr, pf, pfg, block, col, next, plab, glab, blab) \
 	PACKED_COLS_ARGS; \
 	masks; \
 plab: \
@@ -1049,7 +1061,7 @@ plab: \
 	PACKED_COLS8_ROWS(R13, R14); \
 	ZERO_Z4(Z0, Z5, Z6, Z7); \
 	ZERO_Z4(Z16, Z17, Z18, Z19); \
-	LEGACY_BLOCKS_START(pfg, pf, block, glab, blab); \
+	LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab); \
 	col((DI), Z0); \
 	col((DI)(DX*1), Z5); \
 	col((DI)(DX*2), Z6); \

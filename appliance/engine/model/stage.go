@@ -88,8 +88,8 @@ type Stage struct {
 }
 
 // packWeights lets native compute move the weights out of the file mapping (loader.placeAll):
-// Q4_0, Q5_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and Q8_0 into the packed layout where the CPU has its kernels
-// (kernels.Pack), the others as they are. Tests turn it off to compare with the file's own layout and mapping.
+// the quantized types into the packed layout where the CPU has their kernels (kernels.Pack),
+// the others as they are. Tests turn it off to compare with the file's own layout and mapping.
 var packWeights = true
 
 // LoadStage prepares layers [first, last) of f. It references only the tensors of that range
