@@ -17,11 +17,6 @@
 // field's quants, Z2 = a pair of scale bytes widened to words (then the mins), Z3, Z4 = the
 // pair's scales as dwords, Z6, Z8 scratch.
 
-// Panel start in R9: SI = its super-blocks, CX = nb.
-#define Q2_PANEL \
-	MOVQ R9, SI; \
-	MOVQ nb+24(FP), CX
-
 #define Q2_MASKS \
 	MOVL         $0x03030303, AX; \
 	VPBROADCASTD AX, Z31; \
@@ -124,80 +119,44 @@
 	Q2_FMAS(base, sumi, mins, Z0); \
 	VMOVUPS Z0, c*64(SP)
 
+// One column's super-block.
+#define Q2_SB1 \
+	VPXORD Z14, Z14, Z14; \
+	VPXORD Z15, Z15, Z15; \
+	Q2_QUARTER1(0, 0); \
+	Q2_QUARTER1(0, 1); \
+	Q2_QUARTER1(1, 0); \
+	Q2_QUARTER1(1, 1); \
+	Q2_FMAS((DI), Z14, Z15, Z0)
+
+// Four columns' super-block.
+#define Q2_SB4 \
+	ZERO_Z4(Z13, Z18, Z23, Z7); \
+	Q2_QUARTER4(0, 0); \
+	Q2_QUARTER4(0, 1); \
+	Q2_QUARTER4(1, 0); \
+	Q2_QUARTER4(1, 1); \
+	ZERO_Z4(Z9, Z14, Z19, Z24); \
+	Q2_MINS4(0, 0); \
+	Q2_MINS4(0, 1); \
+	Q2_MINS4(1, 0); \
+	Q2_MINS4(1, 1); \
+	Q2_MINS4(2, 0); \
+	Q2_MINS4(2, 1); \
+	Q2_MINS4(3, 0); \
+	Q2_MINS4(3, 1); \
+	Q2_FMAS4(0, (DI), Z13, Z9); \
+	Q2_FMAS4(1, (DI)(DX*1), Z18, Z14); \
+	Q2_FMAS4(2, (R14), Z23, Z19); \
+	Q2_FMAS4(3, (R14)(DX*1), Z7, Z24)
+
 // func dotPackedQ2KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ2KVNNI(SB), NOSPLIT, $0-48
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+40(FP), R8
-	Q2_MASKS
-
-q2_panel:
-	Q2_PANEL
-	MOVQ   y+32(FP), DI
-	VPXORD Z0, Z0, Z0
-
-q2_block:
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	Q2_QUARTER1(0, 0)
-	Q2_QUARTER1(0, 1)
-	Q2_QUARTER1(1, 0)
-	Q2_QUARTER1(1, 1)
-	Q2_FMAS((DI), Z14, Z15, Z0)
-	ADDQ $1344, SI
-	ADDQ $320, DI
-	DECQ CX
-	JNZ  q2_block
-
-	VMOVUPS Z0, (R8)
-	PACKED_NEXT_PANEL(q2_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB1(Q2_MASKS, Q2_SB1, $1344, $320, q2_panel, q2_block)
 
 // func dotPackedQ2Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // Four prepared activation rows ystride bytes apart; column c's results at out + c·ostride
 // bytes, its float sums meanwhile in the frame. Each column's arithmetic is that of
 // dotPackedQ2KVNNI.
 TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+48(FP), R8
-	MOVQ ystride+40(FP), DX
-	MOVQ ostride+56(FP), BX
-	Q2_MASKS
-
-q2x4_panel:
-	Q2_PANEL
-	MOVQ y+32(FP), DI
-	LEAQ (DI)(DX*2), R14
-	PACKED_FRAME4_ZERO
-
-q2x4_block:
-	ZERO_Z4(Z13, Z18, Z23, Z7)
-	Q2_QUARTER4(0, 0)
-	Q2_QUARTER4(0, 1)
-	Q2_QUARTER4(1, 0)
-	Q2_QUARTER4(1, 1)
-	ZERO_Z4(Z9, Z14, Z19, Z24)
-	Q2_MINS4(0, 0)
-	Q2_MINS4(0, 1)
-	Q2_MINS4(1, 0)
-	Q2_MINS4(1, 1)
-	Q2_MINS4(2, 0)
-	Q2_MINS4(2, 1)
-	Q2_MINS4(3, 0)
-	Q2_MINS4(3, 1)
-	Q2_FMAS4(0, (DI), Z13, Z9)
-	Q2_FMAS4(1, (DI)(DX*1), Z18, Z14)
-	Q2_FMAS4(2, (R14), Z23, Z19)
-	Q2_FMAS4(3, (R14)(DX*1), Z7, Z24)
-	ADDQ $1344, SI
-	ADDQ $320, DI
-	ADDQ $320, R14
-	DECQ CX
-	JNZ  q2x4_block
-
-	PACKED_FRAME4_STORE
-	PACKED_NEXT_PANEL(q2x4_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB4(Q2_MASKS, Q2_SB4, $1344, $320, q2x4_panel, q2x4_block)

@@ -17,11 +17,6 @@
 // Registers: Z31 = 0x03 and Z30 = 0x04 in every byte; Z1 = quant bytes, Z2 = high-bit bytes,
 // Z3 = those shifted, Z5 = the assembled quants, Z6 scratch, Z8 scales and d.
 
-// Panel start in R9: SI = its super-blocks, CX = nb.
-#define Q3_PANEL \
-	MOVQ R9, SI; \
-	MOVQ nb+24(FP), CX
-
 #define Q3_MASKS \
 	MOVL         $0x03030303, AX; \
 	VPBROADCASTD AX, Z31; \
@@ -100,72 +95,36 @@
 	Q3_SC4(n, 2, h, Z11, Z16, Z21, Z26); \
 	Q3_SC4(n, 3, h, Z12, Z17, Z22, Z27)
 
+// One column's super-block.
+#define Q3_SB1 \
+	VPXORD Z14, Z14, Z14; \
+	Q3_QUAD1(Q3_G0, 0, 0); \
+	Q3_QUAD1(Q3_G1, 1, 0); \
+	Q3_QUAD1(Q3_G0, 0, 1); \
+	Q3_QUAD1(Q3_G1, 1, 1); \
+	VCVTPH2PS 1792(SI), Z8; \
+	PACKED_FMA((DI), Z14, Z0)
+
+// Four columns' super-block.
+#define Q3_SB4 \
+	ZERO_Z4(Z13, Z18, Z23, Z7); \
+	Q3_QUAD4(Q3_G0, 0, 0); \
+	Q3_QUAD4(Q3_G1, 1, 0); \
+	Q3_QUAD4(Q3_G0, 0, 1); \
+	Q3_QUAD4(Q3_G1, 1, 1); \
+	VCVTPH2PS 1792(SI), Z8; \
+	PACKED_FMA4(0, (DI), Z13); \
+	PACKED_FMA4(1, (DI)(DX*1), Z18); \
+	PACKED_FMA4(2, (R14), Z23); \
+	PACKED_FMA4(3, (R14)(DX*1), Z7)
+
 // func dotPackedQ3KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ3KVNNI(SB), NOSPLIT, $0-48
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+40(FP), R8
-	Q3_MASKS
-
-q3_panel:
-	Q3_PANEL
-	MOVQ   y+32(FP), DI
-	VPXORD Z0, Z0, Z0
-
-q3_block:
-	VPXORD Z14, Z14, Z14
-	Q3_QUAD1(Q3_G0, 0, 0)
-	Q3_QUAD1(Q3_G1, 1, 0)
-	Q3_QUAD1(Q3_G0, 0, 1)
-	Q3_QUAD1(Q3_G1, 1, 1)
-	VCVTPH2PS 1792(SI), Z8
-	PACKED_FMA((DI), Z14, Z0)
-	ADDQ      $1856, SI
-	ADDQ      $384, DI
-	DECQ      CX
-	JNZ       q3_block
-
-	VMOVUPS Z0, (R8)
-	PACKED_NEXT_PANEL(q3_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB1(Q3_MASKS, Q3_SB1, $1856, $384, q3_panel, q3_block)
 
 // func dotPackedQ3Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // Four prepared activation rows ystride bytes apart; column c's results at out + c·ostride
 // bytes, its float sums meanwhile in the frame. Each column's arithmetic is that of
 // dotPackedQ3KVNNI.
 TEXT ·dotPackedQ3Kx4VNNI(SB), NOSPLIT, $256-64
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+48(FP), R8
-	MOVQ ystride+40(FP), DX
-	MOVQ ostride+56(FP), BX
-	Q3_MASKS
-
-q3x4_panel:
-	Q3_PANEL
-	MOVQ    y+32(FP), DI
-	LEAQ    (DI)(DX*2), R14
-	PACKED_FRAME4_ZERO
-
-q3x4_block:
-	ZERO_Z4(Z13, Z18, Z23, Z7)
-	Q3_QUAD4(Q3_G0, 0, 0)
-	Q3_QUAD4(Q3_G1, 1, 0)
-	Q3_QUAD4(Q3_G0, 0, 1)
-	Q3_QUAD4(Q3_G1, 1, 1)
-	VCVTPH2PS 1792(SI), Z8
-	PACKED_FMA4(0, (DI), Z13)
-	PACKED_FMA4(1, (DI)(DX*1), Z18)
-	PACKED_FMA4(2, (R14), Z23)
-	PACKED_FMA4(3, (R14)(DX*1), Z7)
-	ADDQ      $1856, SI
-	ADDQ      $384, DI
-	ADDQ      $384, R14
-	DECQ      CX
-	JNZ       q3x4_block
-
-	PACKED_FRAME4_STORE
-	PACKED_NEXT_PANEL(q3x4_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB4(Q3_MASKS, Q3_SB4, $1856, $384, q3x4_panel, q3x4_block)

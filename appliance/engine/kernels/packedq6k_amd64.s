@@ -150,74 +150,36 @@
 	P6_PAIR4(n, g3, b3); \
 	P6_END4(sb, jal, jbl, jah, jbh)
 
+// One column's super-block.
+#define P6_SB1 \
+	VPXORD Z14, Z14, Z14; \
+	P6_QUAD1(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6); \
+	P6_QUAD1(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7); \
+	P6_QUAD1(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14); \
+	P6_QUAD1(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15); \
+	VCVTPH2PS 3328(SI), Z8; \
+	PACKED_FMA((DI), Z14, Z0)
+
+// Four columns' super-block.
+#define P6_SB4 \
+	VPXORD Z13, Z13, Z13; \
+	VPXORD Z18, Z18, Z18; \
+	VPXORD Z23, Z23, Z23; \
+	VPXORD Z7, Z7, Z7; \
+	P6_QUAD4(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6); \
+	P6_QUAD4(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7); \
+	P6_QUAD4(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14); \
+	P6_QUAD4(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15); \
+	VCVTPH2PS 3328(SI), Z8; \
+	PACKED_FMA4(0, (DI), Z13); \
+	PACKED_FMA4(1, (DI)(DX*1), Z18); \
+	PACKED_FMA4(2, (R14), Z23); \
+	PACKED_FMA4(3, (R14)(DX*1), Z7)
+
 // func dotPackedQ6KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ6KVNNI(SB), NOSPLIT, $0-48
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+40(FP), R8
-	P6_MASKS
-
-p6_panel:
-	MOVQ   R9, SI
-	MOVQ   nb+24(FP), CX
-	MOVQ   y+32(FP), DI
-	VPXORD Z0, Z0, Z0
-
-p6_block:
-	VPXORD Z14, Z14, Z14
-	P6_QUAD1(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6)
-	P6_QUAD1(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7)
-	P6_QUAD1(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
-	P6_QUAD1(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
-	VCVTPH2PS 3328(SI), Z8
-	PACKED_FMA((DI), Z14, Z0)
-	ADDQ      $3392, SI
-	ADDQ      $384, DI
-	DECQ      CX
-	JNZ       p6_block
-
-	VMOVUPS Z0, (R8)
-	PACKED_NEXT_PANEL(p6_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB1(P6_MASKS, P6_SB1, $3392, $384, p6_panel, p6_block)
 
 // func dotPackedQ6Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+48(FP), R8
-	MOVQ ystride+40(FP), DX
-	MOVQ ostride+56(FP), BX
-	P6_MASKS
-
-p6x4_panel:
-	MOVQ    R9, SI
-	MOVQ    nb+24(FP), CX
-	MOVQ    y+32(FP), DI
-	LEAQ    (DI)(DX*2), R14
-	PACKED_FRAME4_ZERO
-
-p6x4_block:
-	VPXORD Z13, Z13, Z13
-	VPXORD Z18, Z18, Z18
-	VPXORD Z23, Z23, Z23
-	VPXORD Z7, Z7, Z7
-	P6_QUAD4(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6)
-	P6_QUAD4(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7)
-	P6_QUAD4(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
-	P6_QUAD4(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
-	VCVTPH2PS 3328(SI), Z8
-	PACKED_FMA4(0, (DI), Z13)
-	PACKED_FMA4(1, (DI)(DX*1), Z18)
-	PACKED_FMA4(2, (R14), Z23)
-	PACKED_FMA4(3, (R14)(DX*1), Z7)
-	ADDQ      $3392, SI
-	ADDQ      $384, DI
-	ADDQ      $384, R14
-	DECQ      CX
-	JNZ       p6x4_block
-
-	PACKED_FRAME4_STORE
-	PACKED_NEXT_PANEL(p6x4_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB4(P6_MASKS, P6_SB4, $3392, $384, p6x4_panel, p6x4_block)

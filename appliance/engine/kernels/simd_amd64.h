@@ -1079,3 +1079,54 @@ plab: \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
+
+// The loops of the packed super-block kernels (Q2_K, Q3_K, Q6_K), around a type's constants
+// (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
+// One column: body adds the super-block to Z0 (SI = the super-block, DI = its activations).
+#define PACKED_SB1(masks, body, bsize, asize, plab, blab) \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+40(FP), R8; \
+	masks; \
+plab: \
+	MOVQ   R9, SI; \
+	MOVQ   nb+24(FP), CX; \
+	MOVQ   y+32(FP), DI; \
+	VPXORD Z0, Z0, Z0; \
+blab: \
+	body; \
+	ADDQ bsize, SI; \
+	ADDQ asize, DI; \
+	DECQ CX; \
+	JNZ  blab; \
+	VMOVUPS Z0, (R8); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
+// Four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)): body adds the
+// super-block to the float sums in the frame (PACKED_FMA4).
+#define PACKED_SB4(masks, body, bsize, asize, plab, blab) \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+48(FP), R8; \
+	MOVQ ystride+40(FP), DX; \
+	MOVQ ostride+56(FP), BX; \
+	masks; \
+plab: \
+	MOVQ R9, SI; \
+	MOVQ nb+24(FP), CX; \
+	MOVQ y+32(FP), DI; \
+	LEAQ (DI)(DX*2), R14; \
+	PACKED_FRAME4_ZERO; \
+blab: \
+	body; \
+	ADDQ bsize, SI; \
+	ADDQ asize, DI; \
+	ADDQ asize, R14; \
+	DECQ CX; \
+	JNZ  blab; \
+	PACKED_FRAME4_STORE; \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
