@@ -320,6 +320,39 @@
 	VXORPS Y6, Y6, Y6; \
 	VXORPS Y7, Y7, Y7
 
+// The float dot kernels (func (x, y, n int) float32, n a positive multiple of 32): per step of
+// 32 elements, step(k, acc) adds chunk k (of eight) into acc, the four accumulators Y0, Y5, Y6,
+// Y7 in turn; then x and y advance by xstep and ystep bytes. GGML_REDUCE4 sums them.
+#define FLOAT4_KERNEL(step, xstep, ystep, loop) \
+	FLOAT4_ARGS; \
+loop: \
+	step(0, Y0); \
+	step(1, Y5); \
+	step(2, Y6); \
+	step(3, Y7); \
+	ADDQ xstep, SI; \
+	ADDQ ystep, DI; \
+	SUBQ $32, CX; \
+	JNZ  loop; \
+	GGML_REDUCE4; \
+	VZEROUPPER; \
+	MOVSS X0, ret+24(FP); \
+	RET
+
+// F16 against F16, F16 against float32 (activations widened once), float32 against float32.
+#define F16_STEP(k, acc) \
+	VCVTPH2PS   16*k(SI), Y1; \
+	VCVTPH2PS   16*k(DI), Y2; \
+	VFMADD231PS Y2, Y1, acc
+
+#define F16F32_STEP(k, acc) \
+	VCVTPH2PS   16*k(SI), Y1; \
+	VFMADD231PS 32*k(DI), Y1, acc
+
+#define F32_STEP(k, acc) \
+	VMOVUPS     32*k(SI), Y1; \
+	VFMADD231PS 32*k(DI), Y1, acc
+
 // Column totals: acc += d*sumi, then acc -= dmin*(mins·bsums), as in dotQ4KAVX2.
 #define Q4K4_FINISH(base, sumi, acc) \
 	VBROADCASTSS 0 base, X12; \

@@ -213,53 +213,13 @@ q6k_loop:
 
 // func dotF16AVX2(x, y *uint16, n int) float32
 TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
-	FLOAT4_ARGS
-
-f16_loop32:
-	VCVTPH2PS   (SI), Y1
-	VCVTPH2PS   (DI), Y2
-	VFMADD231PS Y2, Y1, Y0
-	VCVTPH2PS   16(SI), Y1
-	VCVTPH2PS   16(DI), Y2
-	VFMADD231PS Y2, Y1, Y5
-	VCVTPH2PS   32(SI), Y1
-	VCVTPH2PS   32(DI), Y2
-	VFMADD231PS Y2, Y1, Y6
-	VCVTPH2PS   48(SI), Y1
-	VCVTPH2PS   48(DI), Y2
-	VFMADD231PS Y2, Y1, Y7
-	ADDQ        $64, SI
-	ADDQ        $64, DI
-	SUBQ        $32, CX
-	JNZ         f16_loop32
-	GGML_REDUCE4
-	VZEROUPPER
-	MOVSS  X0, ret+24(FP)
-	RET
+	FLOAT4_KERNEL(F16_STEP, $64, $64, f16_loop32)
 
 // func dotF16F32AVX2(x *uint16, y *float32, n int) float32
 // dotF16AVX2 against activations already widened to float32 (exactly, so the products and
 // sums are the same).
 TEXT ·dotF16F32AVX2(SB), NOSPLIT, $0-28
-	FLOAT4_ARGS
-
-f16f32_loop32:
-	VCVTPH2PS   (SI), Y1
-	VFMADD231PS (DI), Y1, Y0
-	VCVTPH2PS   16(SI), Y1
-	VFMADD231PS 32(DI), Y1, Y5
-	VCVTPH2PS   32(SI), Y1
-	VFMADD231PS 64(DI), Y1, Y6
-	VCVTPH2PS   48(SI), Y1
-	VFMADD231PS 96(DI), Y1, Y7
-	ADDQ        $64, SI
-	ADDQ        $128, DI
-	SUBQ        $32, CX
-	JNZ         f16f32_loop32
-	GGML_REDUCE4
-	VZEROUPPER
-	MOVSS  X0, ret+24(FP)
-	RET
+	FLOAT4_KERNEL(F16F32_STEP, $64, $128, f16f32_loop32)
 
 // func dotBF16AVX2(x, y *uint16, n int) float32
 // dotF16AVX2 for BF16: each value widened to float32 by a 16-bit shift (exact).
@@ -298,25 +258,7 @@ bf16_loop32:
 
 // func dotF32AVX2(x, y *float32, n int) float32
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28
-	FLOAT4_ARGS
-
-f32_loop32:
-	VMOVUPS     (SI), Y1
-	VFMADD231PS (DI), Y1, Y0
-	VMOVUPS     32(SI), Y1
-	VFMADD231PS 32(DI), Y1, Y5
-	VMOVUPS     64(SI), Y1
-	VFMADD231PS 64(DI), Y1, Y6
-	VMOVUPS     96(SI), Y1
-	VFMADD231PS 96(DI), Y1, Y7
-	ADDQ        $128, SI
-	ADDQ        $128, DI
-	SUBQ        $32, CX
-	JNZ         f32_loop32
-	GGML_REDUCE4
-	VZEROUPPER
-	MOVSS  X0, ret+24(FP)
-	RET
+	FLOAT4_KERNEL(F32_STEP, $128, $128, f32_loop32)
 
 // func madF16AVX2(acc, v *uint16, s float32, n int)
 TEXT ·madF16AVX2(SB), NOSPLIT, $0-32
