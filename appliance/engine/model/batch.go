@@ -106,6 +106,7 @@ type tokRef struct{ item, idx, pos int }
 type workspace struct {
 	n, done []int
 	toks    []tokRef
+	all     []tokRef // the whole pass while toks holds the last layer's kept tokens
 
 	x, h, q, k, v, att, gate, up []float32 // tokens × width
 	rope                         []float32 // tokens × RopeDims
@@ -177,13 +178,13 @@ func (s *Stage) pass(ws *workspace, items []SeqBatch, outs []Out) {
 		}
 		s.rope.Cache(tk.pos, ws.rope[t*c.RopeDims:(t+1)*c.RopeDims])
 	}
-	for li := range s.layers {
-		s.layerBatch(ws, li)
-	}
 	// Tokens are in position order per item, so each sequence ends at its last one (a batch that
 	// starts before the end rewrites the tail, as after Truncate).
 	for _, tk := range ws.toks {
 		items[tk.item].Seq.n = tk.pos + 1
+	}
+	for li := range s.layers {
+		s.layerBatch(ws, items, li)
 	}
 	if !s.IsLast() {
 		for t, tk := range ws.toks {
@@ -194,7 +195,7 @@ func (s *Stage) pass(ws *workspace, items []SeqBatch, outs []Out) {
 	// Logits for the tokens that need them, logitRows at a time.
 	ws.outR = ws.outR[:0]
 	for t, tk := range ws.toks {
-		if items[tk.item].AllLogits || tk.idx == ws.n[tk.item]-1 {
+		if ws.needsLogits(items, tk) {
 			ws.outR = append(ws.outR, t)
 		}
 	}
@@ -218,6 +219,50 @@ func (s *Stage) pass(ws *workspace, items []SeqBatch, outs []Out) {
 			copy(dst[:c.NVocab], ws.logit[r*c.NVocab:(r+1)*c.NVocab])
 		}
 	}
+	if len(ws.all) > 0 {
+		// The last layer kept only the tokens that need logits (keepOutputTokens); the caller
+		// advances every item by the whole pass.
+		ws.toks, ws.all = ws.all, ws.toks[:0]
+	}
+}
+
+// needsLogits reports whether the last stage returns logits for token tk: every position of an
+// AllLogits item, else only an item's last.
+func (ws *workspace) needsLogits(items []SeqBatch, tk tokRef) bool {
+	return items[tk.item].AllLogits || tk.idx == ws.n[tk.item]-1
+}
+
+// keepOutputTokens drops from the pass the tokens whose last-layer output nobody reads: on the
+// last stage's last layer, once their keys and values are in the cache, only the tokens that
+// need logits go on through attention, the output projection and the feed-forward block. For a
+// prompt that is all but one of its tokens: a 128-token prompt spends one layer's worth of
+// products less (llama.cpp does the same with its output ids). Each kept token's rows move to
+// the front of x and q; ws.all keeps the whole pass for the caller. It returns the tokens left.
+func (ws *workspace) keepOutputTokens(c Config, items []SeqBatch) int {
+	nt := len(ws.toks)
+	kept := 0
+	for _, tk := range ws.toks {
+		if ws.needsLogits(items, tk) {
+			kept++
+		}
+	}
+	if kept == nt {
+		return nt
+	}
+	ws.all = append(ws.all[:0], ws.toks...)
+	E, qd := c.NEmbd, c.NHead*c.HeadDimK
+	ws.toks = ws.toks[:0]
+	for t, tk := range ws.all {
+		if !ws.needsLogits(items, tk) {
+			continue
+		}
+		if k := len(ws.toks); k != t {
+			copy(ws.x[k*E:(k+1)*E], ws.x[t*E:(t+1)*E])
+			copy(ws.q[k*qd:(k+1)*qd], ws.q[t*qd:(t+1)*qd])
+		}
+		ws.toks = append(ws.toks, tk)
+	}
+	return kept
 }
 
 // begin starts a group of products over one input.
@@ -272,7 +317,7 @@ func (j *quantJob) Range(_, lo, hi int) {
 }
 
 // layerBatch runs transformer block li over every token of the pass.
-func (s *Stage) layerBatch(ws *workspace, li int) {
+func (s *Stage) layerBatch(ws *workspace, items []SeqBatch, li int) {
 	c, ly := s.Config, &s.layers[li]
 	nt := len(ws.toks)
 	E := c.NEmbd
@@ -309,6 +354,12 @@ func (s *Stage) layerBatch(ws *workspace, li int) {
 		s.rope.Apply(k, c.HeadDimK, rc)
 		tk := ws.toks[t]
 		ws.seqs[tk.item].store(li, tk.pos, k, v, ws.kvPad)
+	}
+	if s.IsLast() && li == len(s.layers)-1 {
+		if nt = ws.keepOutputTokens(c, items); nt == 0 {
+			return // a pass of a prompt's first tokens: only their keys and values count
+		}
+		x, h = ws.x[:nt*E], ws.h[:nt*E]
 	}
 	ws.attn.prepare(s, ws, li)
 	s.pool.For(nt*c.NHead, 0, &ws.attn)

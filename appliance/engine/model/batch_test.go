@@ -236,3 +236,80 @@ func BenchmarkDecodeStep(b *testing.B) {
 		f.Close()
 	}
 }
+
+// The last layer evaluates only the tokens that need logits, yet every position's keys and
+// values reach the cache: a prompt fed without AllLogits (its other positions skip the last
+// layer's attention and feed-forward block) next to one with AllLogits and a decode step gives
+// each item the logits it gets alone, and decoding on from either prompt gives the same logits
+// as from a prompt evaluated in full.
+func TestLastLayerKeepsOnlyOutputTokens(t *testing.T) {
+	f := openFixture(t, "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q8_0.gguf")
+	st, err := LoadStage(f, 0, mustConfig(t, f).NLayer, Options{Threads: 2, KVType: ggml.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nv := st.Config.NVocab
+	tokens := func(n, seed int) []int32 {
+		p := make([]int32, n)
+		for i := range p {
+			p[i] = int32((i*37 + seed) % 1000)
+		}
+		return p
+	}
+	pa, pb, pc := tokens(40, 3), tokens(25, 11), tokens(9, 7)
+	full := func(p []int32) (*Seq, []float32) {
+		seq := st.NewSequence(64)
+		out, err := st.Forward(seq, Batch{Tokens: p, AllLogits: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return seq, out.Logits
+	}
+	refA, allA := full(pa)
+	_, allB := full(pb)
+	refC, _ := full(pc)
+	next, err := st.Forward(refC, Batch{Pos: len(pc), Tokens: []int32{5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantC := append([]float32(nil), next.Logits...)
+
+	sa, sb, sc := st.NewSequence(64), st.NewSequence(64), st.NewSequence(64)
+	if _, err := st.Forward(sc, Batch{Tokens: pc}); err != nil {
+		t.Fatal(err)
+	}
+	items := []SeqBatch{
+		{Seq: sa, Batch: Batch{Tokens: pa}},
+		{Seq: sb, Batch: Batch{Tokens: pb, AllLogits: true}},
+		{Seq: sc, Batch: Batch{Pos: len(pc), Tokens: []int32{5}}},
+	}
+	outs := make([]Out, len(items))
+	if err := st.ForwardBatch(items, outs); err != nil {
+		t.Fatal(err)
+	}
+	if !equalF32(outs[0].Logits, allA[(len(pa)-1)*nv:]) {
+		t.Error("prompt's last logits differ from its AllLogits run")
+	}
+	if !equalF32(outs[1].Logits, allB) {
+		t.Error("AllLogits item beside a prompt lost positions")
+	}
+	if !equalF32(outs[2].Logits, wantC) {
+		t.Error("decode step beside prompts differs from the step alone")
+	}
+	if sa.Len() != len(pa) || sb.Len() != len(pb) || sc.Len() != len(pc)+1 {
+		t.Fatalf("sequence lengths %d %d %d, want %d %d %d", sa.Len(), sb.Len(), sc.Len(), len(pa), len(pb), len(pc)+1)
+	}
+	for step, tok := range []int32{17, 300, 2} {
+		want, err := st.Forward(refA, Batch{Pos: refA.Len(), Tokens: []int32{tok}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := st.Forward(sa, Batch{Pos: sa.Len(), Tokens: []int32{tok}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equalF32(got.Logits, want.Logits) {
+			t.Fatalf("decode step %d after a prompt without AllLogits differs: the last layer's cache is incomplete", step)
+		}
+	}
+}
