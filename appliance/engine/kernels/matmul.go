@@ -61,10 +61,17 @@ type MatMul struct {
 	unpSc   [][]float32               // per worker: their block scales
 }
 
-// unitBytes is the weight bytes one unit covers: small enough that a unit's rows stay in the
-// level-1/2 cache while all N activation rows pass over them, large enough that the hardware
-// prefetcher sees long streams and the shared counter is touched rarely.
-const unitBytes = 32 << 10
+// unitBytes is the weight bytes one unit of a decode step covers (N < 32): each weight streams
+// from memory once, and bigger units mean fewer hand-offs and fewer cold starts of the
+// prefetching, while the shared counter is still touched rarely.
+const unitBytes = 128 << 10
+
+// promptUnitBytes is the weight bytes one unit of a prompt batch (N >= 32) covers. A unit's
+// rows are re-read from the level-2 cache for every group of activation rows, and a bigger unit
+// lets each group, once loaded, serve more weight rows. On a Zen 4 core 256 KB sped up pp128 by
+// 9-11% for BF16 and F16 weights and 2-3% for Q4_0, Q8_0 and Q4_K_M against the 32 KB before
+// (128 and 512 KB did alike).
+const promptUnitBytes = 256 << 10
 
 // Run computes every op on p.
 func (m *MatMul) Run(p *Pool) {
@@ -74,10 +81,8 @@ func (m *MatMul) Run(p *Pool) {
 		op := &m.Ops[i]
 		rb := op.check()
 		per := max(1, unitBytes/rb)
-		if op.N < 32 {
-			// Decode steps (one or a few sequences) stream each weight from memory once; bigger
-			// units mean fewer hand-offs and fewer cold starts of the prefetching.
-			per = max(1, 4*unitBytes/rb)
+		if op.N >= 32 {
+			per = max(1, promptUnitBytes/rb)
 		}
 		// Keep enough units that every worker gets several, for balance on a busy machine.
 		per = max(1, min(per, op.Rows/(8*p.Threads())))
@@ -92,10 +97,10 @@ func (m *MatMul) Run(p *Pool) {
 		if op.Act != nil && op.N < 4 && op.Rows >= stripeMin && op.hasRows4() {
 			// Decode: each unit takes the same stretch of the matrix's four quarters, which the
 			// kernels walk as four streams in step, and consecutive units continue the streams.
-			// A stretch per stream of about 4·unitBytes (short stretches cost a restart of the
+			// A stretch per stream of about unitBytes (short stretches cost a restart of the
 			// streams each), but at least four units for each worker.
 			q = (op.Rows + 3) / 4
-			per = max(1, 4*unitBytes/rb, per/4)
+			per = max(1, unitBytes/rb, per/4)
 			per = max(1, min(per, q/(4*p.Threads())))
 			total += (q + per - 1) / per
 		} else {
