@@ -530,11 +530,14 @@ func softmaxFactors(s, e []float32, m float32) {
 func onlineWeights(s, w, ms []float32, m, sum float32) (float32, float32) {
 	softmaxFactors(s, w, m)
 	for i, v := range s {
-		ms[i] = 1
 		if v > m {
 			ms[i], w[i], m = w[i], 1, v
+			sum = sum*ms[i] + w[i]
+			continue
 		}
-		sum = sum*ms[i] + w[i]
+		// sum·1 + w, without the multiply's latency in the chain of adds.
+		ms[i] = 1
+		sum += w[i]
 	}
 	return m, sum
 }
