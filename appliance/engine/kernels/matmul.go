@@ -55,10 +55,14 @@ type MatMul struct {
 	ys      [][]int32   // per op: activation quant sums of the eight-row kernels
 	prep    [][]byte    // per op: prepared activations (N rows of prepSz[op] bytes)
 	prepSz  []int
-	quad    []*[4]float32             // per worker: results of a four-column kernel (on the heap once)
-	panel   []*[8 * panelRows]float32 // per worker: results of a packed panel cut short
-	unp     [][]byte                  // per worker: eight unpacked weight rows (prompt batches)
-	unpSc   [][]float32               // per worker: their block scales
+	// from is, per op, the op whose prepared activations or tables it reads: itself, or an
+	// earlier op of the same type over the same activations (q, k and v; gate and up).
+	from  []int
+	pj    prepJob
+	quad  []*[4]float32             // per worker: results of a four-column kernel (on the heap once)
+	panel []*[8 * panelRows]float32 // per worker: results of a packed panel cut short
+	unp   [][]byte                  // per worker: eight unpacked weight rows (prompt batches)
+	unpSc [][]float32               // per worker: their block scales
 }
 
 // unitBytes is the weight bytes one unit of a decode step covers (N < 32): each weight streams
@@ -124,48 +128,101 @@ func (m *MatMul) Run(p *Pool) {
 		m.prep = append(m.prep, nil)
 		m.prepSz = append(m.prepSz, 0)
 	}
+	m.from = m.from[:0]
+	m.pj.m, m.pj.ops, m.pj.ends = m, m.pj.ops[:0], m.pj.ends[:0]
+	units := 0
 	for i := range m.Ops {
 		op := &m.Ops[i]
+		m.from = append(m.from, i)
 		if op.Act == nil {
 			continue
 		}
-		if pk := op.Packed; pk != nil {
+		if j := m.samePrep(i); j >= 0 {
+			m.from[i] = j
+			continue
+		}
+		switch pk, k := op.Packed, op.prepared(); {
+		case pk != nil:
 			sz := pk.actBytes()
 			m.prep[i] = alignedBytes(m.prep[i], op.N*sz)
 			m.prepSz[i] = sz
-			for j := 0; j < op.N; j++ {
-				pk.prep(op.Act[j*op.ActStride:], m.prep[i][j*sz:(j+1)*sz])
-			}
-			continue
-		}
-		if k := op.prepared(); k != nil {
-			// Each activation row is rearranged once for the kernels, here, instead of by every
+		case k != nil:
+			// Each activation row is rearranged once for the kernels instead of by every
 			// weight row.
-			nb := op.Cols / op.Type.BlockSize()
-			sz := k.size(nb)
+			sz := k.size(op.Cols / op.Type.BlockSize())
 			m.prep[i] = alignedBytes(m.prep[i], op.N*sz)
 			m.prepSz[i] = sz
-			for j := 0; j < op.N; j++ {
-				k.prep(op.Act[j*op.ActStride:], nb, m.prep[i][j*sz:(j+1)*sz])
+		case fastRowTab[op.Type] != nil || fastUnpacked8[op.Type] != nil:
+			// Per activation row and block, the scale as float32 and the sum of the quants:
+			// each is computed once instead of once per weight row.
+			nb := op.Cols / 32
+			m.yd[i] = growF32(m.yd[i], op.N*nb)
+			if cap(m.ys[i]) < op.N*nb {
+				m.ys[i] = make([]int32, op.N*nb)
 			}
+			m.ys[i] = m.ys[i][:op.N*nb]
+		default:
 			continue
 		}
-		if fastRowTab[op.Type] == nil && fastUnpacked8[op.Type] == nil {
-			continue
-		}
-		// Per activation row and block, the scale as float32 and the sum of the quants: each is
-		// computed once here instead of once per weight row.
-		nb := op.Cols / 32
-		m.yd[i] = growF32(m.yd[i], op.N*nb)
-		if cap(m.ys[i]) < op.N*nb {
-			m.ys[i] = make([]int32, op.N*nb)
-		}
-		m.ys[i] = m.ys[i][:op.N*nb]
-		for j := 0; j < op.N; j++ {
-			actTables(op.Act[j*op.ActStride:], nb, m.yd[i][j*nb:(j+1)*nb], m.ys[i][j*nb:(j+1)*nb])
-		}
+		units += op.N
+		m.pj.ops, m.pj.ends = append(m.pj.ops, i), append(m.pj.ends, units)
+	}
+	// A prompt's activation rows are prepared in parallel: done by one core, they cost a
+	// twentieth of a pass at one thread and became a third of it at sixteen.
+	if units >= 4*p.Threads() {
+		p.For(units, 0, &m.pj)
+	} else {
+		m.pj.Range(0, 0, units)
 	}
 	p.For(total, 1, m)
+}
+
+// samePrep returns an earlier op whose prepared activations op i can read (the same type,
+// width, rows and activations), or -1.
+func (m *MatMul) samePrep(i int) int {
+	op := &m.Ops[i]
+	for j := range i {
+		o := &m.Ops[j]
+		if m.from[j] == j && o.Act != nil && o.Type == op.Type && o.Cols == op.Cols && o.N == op.N &&
+			o.ActStride == op.ActStride && &o.Act[0] == &op.Act[0] && (o.Packed == nil) == (op.Packed == nil) {
+			return j
+		}
+	}
+	return -1
+}
+
+// prepJob prepares the activation rows of the ops that need it, one unit per op and row.
+type prepJob struct {
+	m    *MatMul
+	ops  []int // the ops
+	ends []int // cumulative rows
+}
+
+func (j *prepJob) Range(_, lo, hi int) {
+	m, k := j.m, 0
+	for u := lo; u < hi; u++ {
+		for u >= j.ends[k] {
+			k++
+		}
+		i := j.ops[k]
+		op := &m.Ops[i]
+		r := u
+		if k > 0 {
+			r -= j.ends[k-1]
+		}
+		act := op.Act[r*op.ActStride:]
+		switch pk, kern := op.Packed, op.prepared(); {
+		case pk != nil:
+			sz := m.prepSz[i]
+			pk.prep(act, m.prep[i][r*sz:(r+1)*sz])
+		case kern != nil:
+			sz := m.prepSz[i]
+			kern.prep(act, op.Cols/op.Type.BlockSize(), m.prep[i][r*sz:(r+1)*sz])
+		default:
+			nb := op.Cols / 32
+			actTables(act, nb, m.yd[i][r*nb:(r+1)*nb], m.ys[i][r*nb:(r+1)*nb])
+		}
+	}
 }
 
 // Range implements Ranger over units.
@@ -234,8 +291,9 @@ func (m *MatMul) rangeRows4(oi int, op *MatMulOp, r0, c, q int) {
 		out := op.Out[j*op.OutStride+r0 : j*op.OutStride+end]
 		switch {
 		case op.prepared() != nil:
-			rb, sz := m.rowB[oi], m.prepSz[oi]
-			op.prepared().rows4(op.W[r0*rb:end*rb], rb, c, q, m.prep[oi][j*sz:(j+1)*sz], n, out)
+			rb, f := m.rowB[oi], m.from[oi]
+			sz := m.prepSz[f]
+			op.prepared().rows4(op.W[r0*rb:end*rb], rb, c, q, m.prep[f][j*sz:(j+1)*sz], n, out)
 		default:
 			rb := m.rowB[oi]
 			fastRows4[op.Type](op.W[r0*rb:end*rb], rb, c, q, op.Act[j*op.ActStride:], n, out)
@@ -249,14 +307,14 @@ func (m *MatMul) rangeOne(worker, oi int, op *MatMulOp, r0, r1 int) {
 	case op.X != nil:
 		m.rangeF32(worker, op, m.rowB[oi], r0, r1)
 	case op.Packed != nil:
-		op.rangePacked(r0, r1, m.prep[oi], m.prepSz[oi], m.panel[worker])
+		op.rangePacked(r0, r1, m.prep[m.from[oi]], m.prepSz[m.from[oi]], m.panel[worker])
 	case op.prepared() != nil:
-		op.rangePrepared(op.prepared(), m.rowB[oi], r0, r1, m.prep[oi], m.prepSz[oi], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
+		op.rangePrepared(op.prepared(), m.rowB[oi], r0, r1, m.prep[m.from[oi]], m.prepSz[m.from[oi]], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
 	default:
 		if u := fastUnpacked8[op.Type]; u != nil && op.N >= unpackMinN && r1-r0 >= 8 {
-			m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi])
+			m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[m.from[oi]], m.ys[m.from[oi]])
 		} else {
-			op.rangeQuant(m.rowB[oi], r0, r1, m.yd[oi], m.ys[oi], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
+			op.rangeQuant(m.rowB[oi], r0, r1, m.yd[m.from[oi]], m.ys[m.from[oi]], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
 		}
 	}
 }

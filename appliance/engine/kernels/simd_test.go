@@ -557,26 +557,31 @@ func TestMatMulMatchesRowDots(t *testing.T) {
 		p := NewPool(threads)
 		var mm MatMul
 		for _, ty := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.Q5_K} {
-			for _, shape := range [][3]int{{3, 256, 1}, {130, 512, 1}, {70, 256, 5}, {300, 256, 1}, {260, 256, 3}} {
+			for _, shape := range [][3]int{{3, 256, 1}, {130, 512, 1}, {70, 256, 5}, {300, 256, 1}, {260, 256, 3}, {40, 256, 37}} {
 				rows, cols, nb := shape[0], shape[1], shape[2]
 				w := randMatrix(t, r, ty, rows, cols)
 				w2 := randMatrix(t, r, ggml.Q8_0, rows+3, cols)
+				// A fourth op over the first one's activations reads the activations it prepared.
+				w3 := randMatrix(t, r, ty, rows+5, cols)
 				x := randVec(r, nb*cols, 1)
+				x2 := randVec(r, nb*cols, 1) // the second op's own activations
 				at := VecDotType(ty)
 				ab, _ := at.RowSize(int64(cols))
 				act := make([]byte, 0, nb*int(ab))
 				act2 := make([]byte, 0, nb*(cols/32*34))
 				for j := 0; j < nb; j++ {
 					act = append(act, QuantizeActivations(ty, x[j*cols:(j+1)*cols], nil)...)
-					act2 = append(act2, QuantizeActivations(ggml.Q8_0, x[j*cols:(j+1)*cols], nil)...)
+					act2 = append(act2, QuantizeActivations(ggml.Q8_0, x2[j*cols:(j+1)*cols], nil)...)
 				}
 				out := make([]float32, nb*(rows+1))
 				out2 := make([]float32, nb*(rows+3))
 				outF := make([]float32, nb*rows)
+				out3 := make([]float32, nb*(rows+5))
 				mm.Ops = append(mm.Ops[:0],
 					MatMulOp{Type: ty, W: w, Rows: rows, Cols: cols, N: nb, Act: act, ActStride: int(ab), Out: out, OutStride: rows + 1},
 					MatMulOp{Type: ggml.Q8_0, W: w2, Rows: rows + 3, Cols: cols, N: nb, Act: act2, ActStride: cols / 32 * 34, Out: out2, OutStride: rows + 3},
 					MatMulOp{Type: ty, W: w, Rows: rows, Cols: cols, N: nb, X: x, XStride: cols, Out: outF, OutStride: rows},
+					MatMulOp{Type: ty, W: w3, Rows: rows + 5, Cols: cols, N: nb, Act: act, ActStride: int(ab), Out: out3, OutStride: rows + 5},
 				)
 				mm.Run(p)
 				rb, _ := ty.RowSize(int64(cols))
@@ -594,6 +599,12 @@ func TestMatMulMatchesRowDots(t *testing.T) {
 					for i := 0; i < rows+3; i++ {
 						if want := rowKernel(ggml.Q8_0)(w2[i*cols/32*34:], act2[j*cols/32*34:], cols); out2[j*(rows+3)+i] != want {
 							t.Fatalf("second op out[%d][%d] %v, want %v", j, i, out2[j*(rows+3)+i], want)
+						}
+					}
+					for i := 0; i < rows+5; i++ {
+						row := w3[int64(i)*rb : int64(i+1)*rb]
+						if want := rowKernel(ty)(row, act[j*int(ab):], cols); out3[j*(rows+5)+i] != want {
+							t.Fatalf("threads %d %s %v: fourth op out[%d][%d] %v, VecDot %v", threads, ty, shape, j, i, out3[j*(rows+5)+i], want)
 						}
 					}
 				}
