@@ -108,15 +108,16 @@ type workspace struct {
 	toks    []tokRef
 	all     []tokRef // the whole pass while toks holds the last layer's kept tokens
 
-	x, h, q, k, v, att, gate, up []float32 // tokens × width
-	rope                         []float32 // tokens × RopeDims
-	kvPad                        []float32 // one head padded to whole blocks (Q8_0 cache)
+	x, h, q, k, v, att, gate, up []float32   // tokens × width
+	rope                         []float32   // tokens × RopeDims
+	kvPad                        [][]float32 // per pool worker: one head padded to whole blocks (Q8_0 cache)
 	acts                         [ggml.BF16 + 1][]byte
 	actOK                        [ggml.BF16 + 1]bool // acts[t] holds the current group's input
 
 	mm    kernels.MatMul
 	quant quantJob
 	attn  attnJob
+	elem  elemJob
 	seqs  []*Seq
 	logit []float32 // logit rows of one output chunk
 	outR  []int     // token of each logit row
@@ -141,7 +142,7 @@ func (s *Stage) putWorkspace(ws *workspace) {
 }
 
 // size makes every buffer fit nt tokens.
-func (ws *workspace) size(c Config, nt int) {
+func (ws *workspace) size(c Config, nt, threads int) {
 	ws.x = grow(ws.x, nt*c.NEmbd)
 	ws.h = grow(ws.h, nt*c.NEmbd)
 	ws.q = grow(ws.q, nt*c.NHead*c.HeadDimK)
@@ -151,7 +152,10 @@ func (ws *workspace) size(c Config, nt int) {
 	ws.gate = grow(ws.gate, nt*c.NFF)
 	ws.up = grow(ws.up, nt*c.NFF)
 	ws.rope = grow(ws.rope, nt*c.RopeDims)
-	ws.kvPad = grow(ws.kvPad, max(c.HeadDimK, c.HeadDimV)+q8Elems)
+	ws.kvPad = grow(ws.kvPad, threads)
+	for w := range ws.kvPad {
+		ws.kvPad[w] = grow(ws.kvPad[w], max(c.HeadDimK, c.HeadDimV)+q8Elems)
+	}
 }
 
 // logitRows is how many logit rows one output product computes at once: enough to share a
@@ -163,7 +167,7 @@ const logitRows = 16
 func (s *Stage) pass(ws *workspace, items []SeqBatch, outs []Out) {
 	c := s.Config
 	nt := len(ws.toks)
-	ws.size(c, nt)
+	ws.size(c, nt, s.pool.Threads())
 	ws.seqs = ws.seqs[:0]
 	for i := range items {
 		ws.seqs = append(ws.seqs, items[i].Seq)
@@ -321,73 +325,146 @@ func (s *Stage) layerBatch(ws *workspace, items []SeqBatch, li int) {
 	c, ly := s.Config, &s.layers[li]
 	nt := len(ws.toks)
 	E := c.NEmbd
-	qd, kd, vd := c.NHead*c.HeadDimK, c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
-	x, h := ws.x[:nt*E], ws.h[:nt*E]
+	h := ws.h[:nt*E]
 
-	for t := 0; t < nt; t++ {
-		kernels.RMSNorm(h[t*E:(t+1)*E], x[t*E:(t+1)*E], ly.attnNorm, c.RMSEps)
-	}
+	s.elementwise(ws, li, elemAttnNorm, nt)
 	ws.begin()
 	s.addProduct(ws, ly.wq, h, nt, ws.q)
 	s.addProduct(ws, ly.wk, h, nt, ws.k)
 	s.addProduct(ws, ly.wv, h, nt, ws.v)
 	ws.mm.Run(s.pool)
-	for t := 0; t < nt; t++ {
-		q, k, v := ws.q[t*qd:(t+1)*qd], ws.k[t*kd:(t+1)*kd], ws.v[t*vd:(t+1)*vd]
-		if ly.bq != nil {
-			kernels.Add(q, q, ly.bq)
-			kernels.Add(k, k, ly.bk)
-			kernels.Add(v, v, ly.bv)
-		}
-		if ly.qNorm != nil {
-			for hh := 0; hh < c.NHead; hh++ {
-				qh := q[hh*c.HeadDimK : (hh+1)*c.HeadDimK]
-				kernels.RMSNorm(qh, qh, ly.qNorm, c.RMSEps)
-			}
-			for hh := 0; hh < c.NHeadKV; hh++ {
-				kh := k[hh*c.HeadDimK : (hh+1)*c.HeadDimK]
-				kernels.RMSNorm(kh, kh, ly.kNorm, c.RMSEps)
-			}
-		}
-		rc := ws.rope[t*c.RopeDims : (t+1)*c.RopeDims]
-		s.rope.Apply(q, c.HeadDimK, rc)
-		s.rope.Apply(k, c.HeadDimK, rc)
-		tk := ws.toks[t]
-		ws.seqs[tk.item].store(li, tk.pos, k, v, ws.kvPad)
-	}
+	s.elementwise(ws, li, elemQKV, nt)
 	if s.IsLast() && li == len(s.layers)-1 {
 		if nt = ws.keepOutputTokens(c, items); nt == 0 {
 			return // a pass of a prompt's first tokens: only their keys and values count
 		}
-		x, h = ws.x[:nt*E], ws.h[:nt*E]
 	}
 	ws.attn.prepare(s, ws, li)
 	s.pool.For(nt*c.NHead, 0, &ws.attn)
 
 	ws.begin()
-	s.addProduct(ws, ly.wo, ws.att[:nt*c.NHead*c.HeadDimV], nt, h)
+	s.addProduct(ws, ly.wo, ws.att[:nt*c.NHead*c.HeadDimV], nt, ws.h[:nt*E])
 	ws.mm.Run(s.pool)
-	kernels.Add(x, x, h)
+	s.elementwise(ws, li, elemAdd, nt)
 
-	for t := 0; t < nt; t++ {
-		kernels.RMSNorm(h[t*E:(t+1)*E], x[t*E:(t+1)*E], ly.ffnNorm, c.RMSEps)
-	}
+	s.elementwise(ws, li, elemFFNNorm, nt)
 	ws.begin()
 	gate, up := ws.gate[:nt*c.NFF], ws.up[:nt*c.NFF]
-	s.addProduct(ws, ly.gate, h, nt, gate)
-	s.addProduct(ws, ly.up, h, nt, up)
+	s.addProduct(ws, ly.gate, ws.h[:nt*E], nt, gate)
+	s.addProduct(ws, ly.up, ws.h[:nt*E], nt, up)
 	ws.mm.Run(s.pool)
-	if s.opts.Compute == ComputeF32 {
-		kernels.SiLU(gate, gate)
-	} else {
-		// ggml's own SiLU uses a vectorised float32 exp, not a correctly rounded one.
-		kernels.SiLUFast(gate, gate)
-	}
-	kernels.Mul(gate, gate, up)
+	s.elementwise(ws, li, elemGLU, nt)
 	ws.begin()
-	s.addProduct(ws, ly.down, gate, nt, h)
+	s.addProduct(ws, ly.down, gate, nt, ws.h[:nt*E])
 	ws.mm.Run(s.pool)
-	kernels.Add(x, x, h)
+	s.elementwise(ws, li, elemAdd, nt)
+}
+
+// The per-token and per-element steps of a block (elementwise): the norms before attention
+// and the feed-forward block; the queries' and keys' bias, norms and rotation and the cache
+// write; the residual add; the gated activation of the feed-forward block.
+const (
+	elemAttnNorm = iota
+	elemQKV
+	elemAdd
+	elemFFNNorm
+	elemGLU
+)
+
+// elemChunk is how many elements one unit of the residual add and the gated activation takes
+// (a multiple of every SIMD width, so each element is computed as in one call over all).
+const elemChunk = 4096
+
+// elemParallelMin is the pass size (tokens) from which elementwise steps run on the pool: done
+// by one core, they cost a few percent of a prompt pass at one thread and a fifth of it at
+// sixteen; a decode step's are too small to hand out.
+const elemParallelMin = 16
+
+// elemJob is one elementwise step of layer li over the pass's first nt tokens.
+type elemJob struct {
+	s      *Stage
+	ws     *workspace
+	li, op int
+	nt     int
+}
+
+// elementwise runs step op of layer li over the pass's first nt tokens, on the pool when the
+// pass is large. Each token's and element's arithmetic is the same however the work is split.
+func (s *Stage) elementwise(ws *workspace, li, op, nt int) {
+	ws.elem = elemJob{s: s, ws: ws, li: li, op: op, nt: nt}
+	units := nt
+	switch op {
+	case elemAdd:
+		units = (nt*s.Config.NEmbd + elemChunk - 1) / elemChunk
+	case elemGLU:
+		units = (nt*s.Config.NFF + elemChunk - 1) / elemChunk
+	}
+	if nt < elemParallelMin {
+		ws.elem.Range(0, 0, units)
+		return
+	}
+	s.pool.For(units, 1, &ws.elem)
+}
+
+func (j *elemJob) Range(worker, lo, hi int) {
+	s, ws := j.s, j.ws
+	c, ly := s.Config, &s.layers[j.li]
+	E := c.NEmbd
+	switch j.op {
+	case elemAttnNorm, elemFFNNorm:
+		w := ly.attnNorm
+		if j.op == elemFFNNorm {
+			w = ly.ffnNorm
+		}
+		for t := lo; t < hi; t++ {
+			kernels.RMSNorm(ws.h[t*E:(t+1)*E], ws.x[t*E:(t+1)*E], w, c.RMSEps)
+		}
+	case elemQKV:
+		for t := lo; t < hi; t++ {
+			s.qkvToken(ws, ly, j.li, t, ws.kvPad[worker])
+		}
+	case elemAdd:
+		a, b := lo*elemChunk, min(hi*elemChunk, j.nt*E)
+		kernels.Add(ws.x[a:b], ws.x[a:b], ws.h[a:b])
+	case elemGLU:
+		a, b := lo*elemChunk, min(hi*elemChunk, j.nt*c.NFF)
+		gate, up := ws.gate[a:b], ws.up[a:b]
+		if s.opts.Compute == ComputeF32 {
+			kernels.SiLU(gate, gate)
+		} else {
+			// ggml's own SiLU uses a vectorised float32 exp, not a correctly rounded one.
+			kernels.SiLUFast(gate, gate)
+		}
+		kernels.Mul(gate, gate, up)
+	}
+}
+
+// qkvToken finishes token t's query, key and value after their products (bias, norms,
+// rotation) and writes the key and value to its sequence's cache.
+func (s *Stage) qkvToken(ws *workspace, ly *layer, li, t int, pad []float32) {
+	c := s.Config
+	qd, kd, vd := c.NHead*c.HeadDimK, c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
+	q, k, v := ws.q[t*qd:(t+1)*qd], ws.k[t*kd:(t+1)*kd], ws.v[t*vd:(t+1)*vd]
+	if ly.bq != nil {
+		kernels.Add(q, q, ly.bq)
+		kernels.Add(k, k, ly.bk)
+		kernels.Add(v, v, ly.bv)
+	}
+	if ly.qNorm != nil {
+		for hh := 0; hh < c.NHead; hh++ {
+			qh := q[hh*c.HeadDimK : (hh+1)*c.HeadDimK]
+			kernels.RMSNorm(qh, qh, ly.qNorm, c.RMSEps)
+		}
+		for hh := 0; hh < c.NHeadKV; hh++ {
+			kh := k[hh*c.HeadDimK : (hh+1)*c.HeadDimK]
+			kernels.RMSNorm(kh, kh, ly.kNorm, c.RMSEps)
+		}
+	}
+	rc := ws.rope[t*c.RopeDims : (t+1)*c.RopeDims]
+	s.rope.Apply(q, c.HeadDimK, rc)
+	s.rope.Apply(k, c.HeadDimK, rc)
+	tk := ws.toks[t]
+	ws.seqs[tk.item].store(li, tk.pos, k, v, pad)
 }
 
 // store writes the key and value of position pos of layer li; pad is scratch for the Q8_0
