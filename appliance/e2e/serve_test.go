@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -255,6 +256,31 @@ func TestUnloadableAcceleratorStopsStart(t *testing.T) {
 		"--gossip-addr", nettest.FreePort(t), "--raft-addr", nettest.FreePort(t), "--data-dir", filepath.Join(t.TempDir(), "d"))
 	if code == 0 || !strings.Contains(out, "libcuda") || !strings.Contains(out, "accelerator") {
 		t.Fatalf("exit %d; a CUDA request without CUDA must stop the node naming the library:\n%s", code, out)
+	}
+}
+
+// A node whose CUDA loads (here the stand-in libcuda of the accel tests, with two devices)
+// selects the cuda backend, and says at start that its models still run on the CPU.
+func TestGPUBackendNodeSaysItComputesOnCPU(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("gcc is needed to build the stand-in libcuda: %v", err)
+		}
+		t.Skipf("gcc not found (%v); the stand-in libcuda cannot be built", err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(repoRoot(t), "appliance", "accel", "testdata", "fakelib", "runtimes.c")
+	if b, err := exec.Command(gcc, "-shared", "-fPIC", "-O1", "-DCUDA_OK", "-o", filepath.Join(dir, "libcuda.so.1"), src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, b)
+	}
+	p := serve(t, cleanEnv(t, "LD_LIBRARY_PATH="+dir), "http", "--accelerator", "cuda")
+	waitFor(t, 10*time.Second, "the start-up warning", func() bool {
+		return strings.Contains(p.output.String(), "the engine has no GPU kernels yet")
+	})
+	out := p.output.String()
+	if !strings.Contains(out, `"backend":"cuda"`) {
+		t.Fatalf("the node did not select cuda:\n%s", out)
 	}
 }
 

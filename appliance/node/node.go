@@ -98,6 +98,11 @@ func New(cfg config.Config, log *slog.Logger, assets Assets, notify Notifier) (*
 	n.detection = report
 	log.Info("hardware detected", "backend", backend, "cpus", report.CPU.LogicalCores,
 		"memory_bytes", report.Memory.TotalBytes, "accelerators", len(report.Accelerators), "warnings", len(report.Warnings))
+	if backend != accel.BackendCPU {
+		// Said once, plainly: the backend shows in the cluster view, and an operator with a
+		// GPU would otherwise take the speed they see for the GPU's.
+		log.Warn("the engine has no GPU kernels yet: models run on the CPU cores", "backend", backend)
+	}
 	copt, err := cluster.OptionsFromConfig(cfg, log)
 	if err != nil {
 		dir.Close()
