@@ -37,24 +37,38 @@ type Pool struct {
 	wake    []chan struct{}
 	parked  []atomic.Bool
 
+	// The words that workers write while a job runs each have a cache line pair of their own
+	// (Intel fetches lines in pairs): with all of them and the job's fields on one line, as
+	// before, every join, chunk and finish pulled that line away from the fifteen other cores
+	// of a sixteen-thread pool: on a 16-core Xeon a For of 32 small items took 8-9 µs against
+	// 4.5 µs with the lines apart (BenchmarkPoolFor).
+	_ [128]byte
+
 	// state publishes the job: the job's generation in the high 32 bits, jobClosed once For
-	// stops admitting workers, and the number of workers that joined in the low bits. A worker
-	// joins by a compare-and-swap on it, so after For sets jobClosed no one else reads the job
-	// fields below, and once left equals the joined count no one still does.
+	// stops admitting workers, the most workers the job admits (one fewer than its chunks) in
+	// capShift's bits, and the number of workers that tried to join in the low bits. A worker
+	// joins with one atomic add, which tells it whether it got in (job open and its place
+	// within the cap), so after For sets jobClosed no one else reads the job fields below, and
+	// once left equals the admitted count no one still does.
 	state atomic.Uint64
-	left  atomic.Int32
+	_     [120]byte
+	next  atomic.Int64 // the first item not yet handed out
+	_     [120]byte
+	left  atomic.Int32 // admitted workers that finished
+	_     [124]byte
 
 	// The job in progress; written by For only while no worker has joined it.
 	body   Ranger
 	n      int
 	chunk  int
-	next   atomic.Int64
 	closed atomic.Bool
 }
 
 const (
 	jobClosed  = 1 << 31
-	joinedMask = jobClosed - 1
+	capShift   = 16
+	joinedMask = 1<<capShift - 1
+	maxThreads = 1<<(31-capShift) - 1
 	// spinFor is how long an idle worker watches for the next job before parking.
 	spinFor = 50 * time.Microsecond
 )
@@ -65,6 +79,7 @@ func NewPool(threads int) *Pool {
 	if threads <= 0 {
 		threads = DefaultThreads()
 	}
+	threads = min(threads, maxThreads)
 	p := &Pool{threads: threads, parked: make([]atomic.Bool, threads)}
 	p.state.Store(jobClosed) // generation 0, admitting no one
 	for w := 1; w < threads; w++ {
@@ -116,22 +131,21 @@ func (p *Pool) worker(w int, wake chan struct{}) {
 	}
 }
 
-// join admits the worker to a job newer than *seen, if For still admits workers to it.
+// join admits the worker to a job newer than *seen, if For still admits workers to it. A worker
+// that looks while the job is open adds itself whether or not there is room; the add's result
+// says whether it got in, so joining costs one atomic operation however many workers race.
 func (p *Pool) join(seen *uint64) bool {
-	for {
-		s := p.state.Load()
-		if s>>32 == *seen {
-			return false
-		}
-		if s&jobClosed != 0 {
-			*seen = s >> 32
-			return false
-		}
-		if p.state.CompareAndSwap(s, s+1) {
-			*seen = s >> 32
-			return true
-		}
+	s := p.state.Load()
+	if s>>32 == *seen {
+		return false
 	}
+	if s&jobClosed != 0 {
+		*seen = s >> 32
+		return false
+	}
+	s = p.state.Add(1) - 1 // the state this worker's add applied to; maybe a later job's
+	*seen = s >> 32
+	return s&jobClosed == 0 && s&joinedMask < s>>capShift&maxThreads
 }
 
 // spin watches for a generation after seen for up to spinFor and reports whether one came.
@@ -150,12 +164,13 @@ func (p *Pool) spin(seen uint64) bool {
 }
 
 func (p *Pool) drain(w int) {
+	body, n, chunk := p.body, p.n, int64(p.chunk)
 	for {
-		lo := int(p.next.Add(int64(p.chunk))) - p.chunk
-		if lo >= p.n {
+		lo := int(p.next.Add(chunk) - chunk)
+		if lo >= n {
 			return
 		}
-		p.body.Range(w, lo, min(lo+p.chunk, p.n))
+		body.Range(w, lo, min(lo+int(chunk), n))
 	}
 }
 
@@ -181,12 +196,14 @@ func (p *Pool) For(n, chunk int, body Ranger) {
 	p.body, p.n, p.chunk = body, n, chunk
 	p.next.Store(0)
 	p.left.Store(0)
+	// Workers beyond the chunks after the caller's first would only find nothing left.
+	admit := min((n+chunk-1)/chunk-1, p.threads-1)
 	gen := p.state.Load()>>32 + 1
-	p.state.Store(gen << 32) // publishes the fields above to whoever joins
-	// Wake parked workers, only as many as there are chunks beyond the caller's first.
-	want := (n+chunk-1)/chunk - 1
+	p.state.Store(gen<<32 | uint64(admit)<<capShift) // publishes the fields above to whoever joins
+	// Wake parked workers, only as many as may join.
+	want := admit
 	for w := 1; w < p.threads && want > 0; w++ {
-		if p.parked[w].Swap(false) {
+		if p.parked[w].Load() && p.parked[w].Swap(false) {
 			select {
 			case p.wake[w-1] <- struct{}{}:
 			default: // a wake-up is already pending
@@ -195,10 +212,12 @@ func (p *Pool) For(n, chunk int, body Ranger) {
 		}
 	}
 	p.drain(0)
-	joined := int32(p.state.Or(jobClosed) & joinedMask)
-	for p.left.Load() != joined {
+	joined := min(int32(p.state.Or(jobClosed)&joinedMask), int32(admit))
+	for spins := 0; p.left.Load() != joined; spins++ {
 		// The joined workers are finishing their last chunks.
-		runtime.Gosched()
+		if spins >= 64 {
+			runtime.Gosched()
+		}
 	}
 	p.body = nil
 	p.busy.Unlock()

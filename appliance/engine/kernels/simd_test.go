@@ -402,7 +402,7 @@ func wideF16(h []uint16) []float32 {
 }
 
 func TestPoolCoversEveryItemOnce(t *testing.T) {
-	for _, threads := range []int{1, 2, 3, 8} {
+	for _, threads := range []int{1, 2, 3, 8, 16} {
 		p := NewPool(threads)
 		for _, n := range []int{1, 2, 7, 100, 1001} {
 			for _, chunk := range []int{0, 1, 3, 64} {
@@ -465,21 +465,25 @@ func TestPoolConcurrentCallers(t *testing.T) {
 // No worker touches a job after For has returned: For may reuse the pool for the next job at
 // once, and a worker that joined late must have finished, and one that did not must stay out.
 func TestPoolNoWorkAfterReturn(t *testing.T) {
-	p := NewPool(3)
-	defer p.Close()
-	jobs := make([]*lateRanger, 3000)
-	for i := range jobs {
-		jobs[i] = &lateRanger{}
-		p.For(1+i%5, 1, jobs[i])
-		jobs[i].returned.Store(true)
-	}
-	for i, j := range jobs {
-		if j.late.Load() {
-			t.Fatalf("job %d: Range ran after For returned", i)
+	// Jobs of fewer chunks than workers also check that workers the job has no room for stay
+	// out of it (they add themselves to its state all the same).
+	for _, threads := range []int{3, 8} {
+		p := NewPool(threads)
+		jobs := make([]*lateRanger, 3000)
+		for i := range jobs {
+			jobs[i] = &lateRanger{}
+			p.For(1+i%5, 1, jobs[i])
+			jobs[i].returned.Store(true)
 		}
-		if got, want := j.items.Load(), int32(1+i%5); got != want {
-			t.Fatalf("job %d: %d items done, want %d", i, got, want)
+		for i, j := range jobs {
+			if j.late.Load() {
+				t.Fatalf("threads %d job %d: Range ran after For returned", threads, i)
+			}
+			if got, want := j.items.Load(), int32(1+i%5); got != want {
+				t.Fatalf("threads %d job %d: %d items done, want %d", threads, i, got, want)
+			}
 		}
+		p.Close()
 	}
 }
 
@@ -489,6 +493,9 @@ type lateRanger struct {
 }
 
 func (l *lateRanger) Range(_, lo, hi int) {
+	// Long enough for the other workers to wake and try to join while the job is still open.
+	for start := time.Now(); time.Since(start) < 20*time.Microsecond; {
+	}
 	if l.returned.Load() {
 		l.late.Store(true)
 	}
