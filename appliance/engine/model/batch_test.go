@@ -82,7 +82,8 @@ func TestForwardBatchMatchesForward(t *testing.T) {
 	}
 }
 
-// Results depend neither on the thread count nor on a prompt longer than one pass.
+// Results depend neither on the thread count nor on a prompt longer than one pass, and decode
+// steps neither (from four threads their gated activation runs on the pool).
 func TestForwardBatchThreadsAndLongBatches(t *testing.T) {
 	f := openFixture(t, "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q8_0.gguf")
 	n := maxStepTokens + 37
@@ -90,18 +91,27 @@ func TestForwardBatchThreadsAndLongBatches(t *testing.T) {
 	for i := range prompt {
 		prompt[i] = int32((i*31 + 1) % 1000)
 	}
-	var ref []float32
-	for _, threads := range []int{1, 3} {
+	var ref, refSteps []float32
+	for _, threads := range []int{1, 3, 4} {
 		st, err := LoadStage(f, 0, mustConfig(t, f).NLayer, Options{Threads: threads, KVType: ggml.F16})
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, err := st.Forward(st.NewSequence(n), Batch{Tokens: prompt, AllLogits: true})
+		seq := st.NewSequence(n + 3)
+		out, err := st.Forward(seq, Batch{Tokens: prompt, AllLogits: true})
 		if err != nil {
 			t.Fatal(err)
 		}
+		var steps []float32
+		for i := range 3 {
+			o, err := st.Forward(seq, Batch{Pos: n + i, Tokens: []int32{int32(7 + 100*i)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			steps = append(steps, o.Logits...)
+		}
 		if ref == nil {
-			ref = out.Logits
+			ref, refSteps = out.Logits, steps
 			// The last position of the long batch equals a run that feeds the tail alone.
 			seq := st.NewSequence(n)
 			if _, err := st.Forward(seq, Batch{Tokens: prompt[:n-1]}); err != nil {
@@ -119,6 +129,9 @@ func TestForwardBatchThreadsAndLongBatches(t *testing.T) {
 		}
 		if !equalF32(out.Logits, ref) {
 			t.Fatalf("threads %d: logits differ from 1 thread", threads)
+		}
+		if !equalF32(steps, refSteps) {
+			t.Fatalf("threads %d: decode steps' logits differ from 1 thread", threads)
 		}
 	}
 }
