@@ -26,7 +26,10 @@ type Ranger interface {
 // A decode step calls For a hundred times or more with a few microseconds of serial work in
 // between, so an idle worker spins for a short while (spinFor) watching for the next job before
 // it parks on its channel: waking a parked goroutine costs tens of microseconds, which summed
-// over a token is several percent of it.
+// over a token is several percent of it. While a caller holds the pool (Hold) its workers do
+// not park at all: a gap inside a model's pass can outlast spinFor (the tail of an attention
+// job whose heads each take longer at a deep context), and workers woken one by one through
+// the Go scheduler then arrive after the caller has done most of the next jobs alone.
 //
 // One For runs at a time; a second caller that finds the pool busy does its work alone on its
 // own goroutine instead of waiting (a process with several independent callers then uses their
@@ -62,6 +65,7 @@ type Pool struct {
 	n      int
 	chunk  int
 	closed atomic.Bool
+	holds  atomic.Int32 // callers between Hold and Release
 }
 
 const (
@@ -148,7 +152,8 @@ func (p *Pool) join(seen *uint64) bool {
 	return s&jobClosed == 0 && s&joinedMask < s>>capShift&maxThreads
 }
 
-// spin watches for a generation after seen for up to spinFor and reports whether one came.
+// spin watches for a generation after seen, for up to spinFor after the pool was last held, and
+// reports whether one came.
 func (p *Pool) spin(seen uint64) bool {
 	deadline := time.Now().Add(spinFor)
 	for {
@@ -157,9 +162,25 @@ func (p *Pool) spin(seen uint64) bool {
 				return true
 			}
 		}
-		if p.closed.Load() || time.Now().After(deadline) {
+		now := time.Now()
+		if p.holds.Load() > 0 {
+			deadline = now.Add(spinFor)
+		}
+		if p.closed.Load() || now.After(deadline) {
 			return false
 		}
+	}
+}
+
+// Hold keeps the pool's workers from parking until the matching Release, for a burst of For
+// calls with gaps between them (a model's pass). Holds from several callers nest. Workers that
+// are parked already wake with the next For as usual.
+func (p *Pool) Hold() { p.holds.Add(1) }
+
+// Release ends a Hold; the workers park spinFor after the last release if no job comes.
+func (p *Pool) Release() {
+	if p.holds.Add(-1) < 0 {
+		panic("kernels: Pool.Release without Hold")
 	}
 }
 

@@ -527,6 +527,37 @@ func TestPoolParksWhenIdle(t *testing.T) {
 	}
 }
 
+// A held pool's workers keep watching for jobs however long the gap; after the release they
+// park as usual.
+func TestPoolHoldKeepsWorkersAwake(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	p.Hold()
+	p.For(100, 1, &countRanger{hits: make([]atomic.Int32, 100), workers: 3})
+	time.Sleep(100 * spinFor)
+	for w := 1; w < 3; w++ {
+		if p.parked[w].Load() {
+			t.Fatalf("worker %d parked while the pool was held", w)
+		}
+	}
+	p.Release()
+	deadline := time.Now().Add(5 * time.Second)
+	for w := 1; w < 3; w++ {
+		for !p.parked[w].Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d still not parked 5 s after the release", w)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Release without Hold did not panic")
+		}
+	}()
+	p.Release()
+}
+
 type workerSet struct{ seen [3]atomic.Bool }
 
 func (c *workerSet) Range(w, _, _ int) {

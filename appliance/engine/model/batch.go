@@ -165,6 +165,8 @@ const logitRows = 16
 
 // pass runs the tokens in ws.toks through the stage.
 func (s *Stage) pass(ws *workspace, items []SeqBatch, outs []Out) {
+	s.pool.Hold()
+	defer s.pool.Release()
 	c := s.Config
 	nt := len(ws.toks)
 	ws.size(c, nt, s.pool.Threads())
