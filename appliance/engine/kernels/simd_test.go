@@ -508,15 +508,7 @@ func TestPoolParksWhenIdle(t *testing.T) {
 	p := NewPool(3)
 	defer p.Close()
 	p.For(100, 1, &countRanger{hits: make([]atomic.Int32, 100), workers: 3})
-	deadline := time.Now().Add(5 * time.Second)
-	for w := 1; w < 3; w++ {
-		for !p.parked[w].Load() {
-			if time.Now().After(deadline) {
-				t.Fatalf("worker %d still not parked 5 s after the last job", w)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	waitParked(t, p, "the last job")
 	// Parked workers are woken for the next job and take part in it.
 	c := &workerSet{}
 	for k := 0; k < 50 && c.count() < 3; k++ {
@@ -541,21 +533,27 @@ func TestPoolHoldKeepsWorkersAwake(t *testing.T) {
 		}
 	}
 	p.Release()
-	deadline := time.Now().Add(5 * time.Second)
-	for w := 1; w < 3; w++ {
-		for !p.parked[w].Load() {
-			if time.Now().After(deadline) {
-				t.Fatalf("worker %d still not parked 5 s after the release", w)
-			}
-			time.Sleep(time.Millisecond)
-		}
-	}
+	waitParked(t, p, "the release")
 	defer func() {
 		if recover() == nil {
 			t.Error("Release without Hold did not panic")
 		}
 	}()
 	p.Release()
+}
+
+// waitParked fails the test unless all of p's workers park within 5 s of event.
+func waitParked(t *testing.T, p *Pool, event string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for w := 1; w < p.Threads(); w++ {
+		for !p.parked[w].Load() {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d still not parked 5 s after %s", w, event)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 type workerSet struct{ seen [3]atomic.Bool }
