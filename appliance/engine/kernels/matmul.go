@@ -304,18 +304,19 @@ func (m *MatMul) rangeRows4(oi int, op *MatMulOp, r0, c, q int) {
 
 // rangeOne computes rows [r0, r1) of op for every activation row.
 func (m *MatMul) rangeOne(worker, oi int, op *MatMulOp, r0, r1 int) {
+	f := m.from[oi] // the op whose prepared activations or tables this one reads
 	switch {
 	case op.X != nil:
 		m.rangeF32(worker, op, m.rowB[oi], r0, r1)
 	case op.Packed != nil:
-		op.rangePacked(r0, r1, m.prep[m.from[oi]], m.prepSz[m.from[oi]], m.panel[worker])
+		op.rangePacked(r0, r1, m.prep[f], m.prepSz[f], m.panel[worker])
 	case op.prepared() != nil:
-		op.rangePrepared(op.prepared(), m.rowB[oi], r0, r1, m.prep[m.from[oi]], m.prepSz[m.from[oi]], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
+		op.rangePrepared(op.prepared(), m.rowB[oi], r0, r1, m.prep[f], m.prepSz[f], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
 	default:
 		if u := fastUnpacked8[op.Type]; u != nil && op.N >= unpackMinN && r1-r0 >= 8 {
-			m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[m.from[oi]], m.ys[m.from[oi]])
+			m.rangeUnpacked(worker, u, op, m.rowB[oi], r0, r1, m.yd[f], m.ys[f])
 		} else {
-			op.rangeQuant(m.rowB[oi], r0, r1, m.yd[m.from[oi]], m.ys[m.from[oi]], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
+			op.rangeQuant(m.rowB[oi], r0, r1, m.yd[f], m.ys[f], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
 		}
 	}
 }
