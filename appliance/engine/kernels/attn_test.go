@@ -21,7 +21,7 @@ func TestF16RowsMatchPerRowCalls(t *testing.T) {
 		return x
 	}
 	for _, dim := range []int{8, 24, 32, 64, 128, 256, 320} {
-		for _, n := range []int{1, 7, 64} {
+		for _, n := range []int{1, 7, 8, 9, 23, 64} {
 			stride := 3*dim + 8
 			rows := half((n-1)*stride+dim, 1)
 			q := half(dim, 2)

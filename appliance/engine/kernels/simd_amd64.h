@@ -447,6 +447,35 @@ loop: \
 
 // GGML_F32x8_REDUCE of the accumulators Y0, Y5, Y6, Y7 (ggml's sum[0..3]) into X0: sum[0] +=
 // sum[2], sum[1] += sum[3], sum[0] += sum[1], then the halves, then two horizontal adds.
+// F16Q32_FOLD is one key row of dotF16RowsQ32AVX2's groups: q (R8, dim R11 floats) against
+// the F16 row at DI, in GGML_REDUCE4's four accumulators (Y0-Y3, for Y0, Y5, Y6, Y7) and its
+// first three adds, into dst; DI moves on to the next row (R9 bytes). Uses Y0-Y4, SI, BX, CX.
+#define F16Q32_FOLD(dst, loop) \
+	MOVQ        R8, SI; \
+	MOVQ        DI, BX; \
+	MOVQ        R11, CX; \
+	VXORPS      Y0, Y0, Y0; \
+	VXORPS      Y1, Y1, Y1; \
+	VXORPS      Y2, Y2, Y2; \
+	VXORPS      Y3, Y3, Y3; \
+loop: \
+	VCVTPH2PS   (BX), Y4; \
+	VFMADD231PS (SI), Y4, Y0; \
+	VCVTPH2PS   16(BX), Y4; \
+	VFMADD231PS 32(SI), Y4, Y1; \
+	VCVTPH2PS   32(BX), Y4; \
+	VFMADD231PS 64(SI), Y4, Y2; \
+	VCVTPH2PS   48(BX), Y4; \
+	VFMADD231PS 96(SI), Y4, Y3; \
+	ADDQ        $128, SI; \
+	ADDQ        $64, BX; \
+	SUBQ        $32, CX; \
+	JNZ         loop; \
+	VADDPS      Y2, Y0, Y0; \
+	VADDPS      Y3, Y1, Y1; \
+	VADDPS      Y1, Y0, dst; \
+	ADDQ        R9, DI
+
 #define GGML_REDUCE4 \
 	VADDPS       Y6, Y0, Y0; \
 	VADDPS       Y7, Y5, Y5; \

@@ -284,14 +284,59 @@ mad_loop:
 // to float32 (the values VCVTPH2PS gives its halves), k_i converted here, summed like dotF16AVX2
 // (four accumulators over 32-element steps, GGML_REDUCE4): the bits of one DotF16 a row. dim
 // is a positive multiple of 32.
+//
+// Rows go eight at a time: each row's four accumulators fold into one register (the first
+// three adds of GGML_REDUCE4), and the eight are then reduced together, halves and pairs in
+// GGML_REDUCE4's order, into one register of eight scores. A row's sum then no longer waits
+// for the serial horizontal adds of the row before it.
 TEXT ·dotF16RowsQ32AVX2(SB), NOSPLIT, $0-56
-	MOVQ   q+0(FP), R8
-	MOVQ   k+8(FP), DI
-	MOVQ   kstride+16(FP), R9
-	MOVQ   n+24(FP), R10
-	MOVQ   dim+32(FP), R11
-	VMOVSS scale+40(FP), X8
-	MOVQ   out+48(FP), R12
+	MOVQ         q+0(FP), R8
+	MOVQ         k+8(FP), DI
+	MOVQ         kstride+16(FP), R9
+	MOVQ         n+24(FP), R10
+	MOVQ         dim+32(FP), R11
+	VBROADCASTSS scale+40(FP), Y13
+	MOVQ         out+48(FP), R12
+
+f16q32_group:
+	CMPQ R10, $8
+	JLT  f16q32_tail
+	F16Q32_FOLD(Y5, f16q32_r0)
+	F16Q32_FOLD(Y6, f16q32_r1)
+	F16Q32_FOLD(Y7, f16q32_r2)
+	F16Q32_FOLD(Y8, f16q32_r3)
+	F16Q32_FOLD(Y9, f16q32_r4)
+	F16Q32_FOLD(Y10, f16q32_r5)
+	F16Q32_FOLD(Y11, f16q32_r6)
+	F16Q32_FOLD(Y12, f16q32_r7)
+
+	// Rows r and r+4 share a register: the low and high halves of each row added.
+	VPERM2F128 $0x20, Y9, Y5, Y0
+	VPERM2F128 $0x31, Y9, Y5, Y1
+	VADDPS     Y1, Y0, Y0
+	VPERM2F128 $0x20, Y10, Y6, Y1
+	VPERM2F128 $0x31, Y10, Y6, Y2
+	VADDPS     Y2, Y1, Y1
+	VPERM2F128 $0x20, Y11, Y7, Y2
+	VPERM2F128 $0x31, Y11, Y7, Y3
+	VADDPS     Y3, Y2, Y2
+	VPERM2F128 $0x20, Y12, Y8, Y3
+	VPERM2F128 $0x31, Y12, Y8, Y4
+	VADDPS     Y4, Y3, Y3
+
+	// Pairs, then pairs of pairs: rows 0-3 in the low half, 4-7 in the high.
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VMULPS  Y13, Y0, Y0
+	VMOVUPS Y0, (R12)
+	ADDQ    $32, R12
+	SUBQ    $8, R10
+	JMP     f16q32_group
+
+f16q32_tail:
+	TESTQ R10, R10
+	JZ    f16q32_done
 
 f16q32_row:
 	MOVQ   R8, SI
@@ -316,12 +361,14 @@ f16q32_loop32:
 	SUBQ        $32, CX
 	JNZ         f16q32_loop32
 	GGML_REDUCE4
-	VMULSS      X8, X0, X0
+	VMULSS      X13, X0, X0
 	VMOVSS      X0, (R12)
 	ADDQ        $4, R12
 	ADDQ        R9, DI
 	DECQ        R10
 	JNZ         f16q32_row
+
+f16q32_done:
 	VZEROUPPER
 	RET
 
