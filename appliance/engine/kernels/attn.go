@@ -12,8 +12,11 @@ import (
 // is gone.
 
 var (
-	dotF16RowsImpl  = dotF16RowsGo
-	madF16RowsImpl  = madF16RowsGo
+	dotF16RowsImpl = dotF16RowsGo
+	madF16RowsImpl = madF16RowsGo
+	// The four-query kernels, where the CPU has them (F16Group reports it).
+	dotF16Rows4Impl func(out []float32, qs, rows []uint16, stride int, scale float32) bool
+	madF16Rows4Impl func(accs, rows []uint16, stride int, ms, vs []float32) bool
 	dotQ8_0RowsImpl = dotQ8_0RowsGo
 	madQ8_0RowsImpl = madQ8_0RowsGo
 )
@@ -34,6 +37,51 @@ func MadF16Rows(acc, rows []uint16, stride int, ms, vs []float32) {
 		panic(fmt.Sprintf("kernels: MadF16Rows with %d rescale factors for %d rows", len(ms), len(vs)))
 	}
 	madF16RowsImpl(acc, rows, stride, ms, vs)
+}
+
+// F16Group is how many query heads DotF16RowsGroup and MadF16RowsGroup serve with one pass
+// over the keys and values on this CPU: 4 where it has the kernels for that, else 1 (a group
+// then costs what its queries cost one by one).
+func F16Group() int {
+	if dotF16Rows4Impl != nil {
+		return 4
+	}
+	return 1
+}
+
+// DotF16RowsGroup is DotF16Rows for the g query heads in qs (len(qs)/g halves each) against the
+// same rows: query j's scores go to out[j*n : (j+1)*n], n = len(out)/g. Where g is F16Group()
+// each key row is read and widened once for all of them; the results are DotF16Rows' bits.
+func DotF16RowsGroup(out []float32, g int, qs, rows []uint16, stride int, scale float32) {
+	if g <= 0 || len(out)%g != 0 || len(qs)%g != 0 {
+		panic(fmt.Sprintf("kernels: DotF16RowsGroup of %d queries into %d scores from %d halves", g, len(out), len(qs)))
+	}
+	n, dim := len(out)/g, len(qs)/g
+	checkRows("DotF16RowsGroup", n, dim, len(rows), stride)
+	if g == 4 && dotF16Rows4Impl != nil && dotF16Rows4Impl(out, qs, rows, stride, scale) {
+		return
+	}
+	for j := 0; j < g; j++ {
+		dotF16RowsImpl(out[j*n:(j+1)*n], qs[j*dim:(j+1)*dim], rows, stride, scale)
+	}
+}
+
+// MadF16RowsGroup is MadF16Rows for the g value sums in accs (len(accs)/g halves each) over the
+// same rows, sum j with the factors ms[j*n : (j+1)*n] and vs[j*n : (j+1)*n], n = len(vs)/g.
+// Where g is F16Group() each value row is read and widened once for all of them; the results
+// are MadF16Rows' bits.
+func MadF16RowsGroup(accs []uint16, g int, rows []uint16, stride int, ms, vs []float32) {
+	if g <= 0 || len(accs)%g != 0 || len(vs)%g != 0 || len(ms) != len(vs) {
+		panic(fmt.Sprintf("kernels: MadF16RowsGroup of %d sums of %d halves with %d and %d factors", g, len(accs), len(ms), len(vs)))
+	}
+	n, dim := len(vs)/g, len(accs)/g
+	checkRows("MadF16RowsGroup", n, dim, len(rows), stride)
+	if g == 4 && madF16Rows4Impl != nil && madF16Rows4Impl(accs, rows, stride, ms, vs) {
+		return
+	}
+	for j := 0; j < g; j++ {
+		madF16RowsImpl(accs[j*dim:(j+1)*dim], rows, stride, ms[j*n:(j+1)*n], vs[j*n:(j+1)*n])
+	}
 }
 
 func checkRows(what string, n, width, have, stride int) {

@@ -157,3 +157,93 @@ func TestQ8_0RowsMatchReference(t *testing.T) {
 		}
 	}
 }
+
+// The group forms equal DotF16Rows and MadF16Rows per query, bit for bit: for groups of the
+// size the CPU's kernels serve (F16Group) and others, at head widths the kernels take and ones
+// they leave to the per-query path, each query rescaling at rows of its own.
+func TestF16RowsGroupMatchPerQuery(t *testing.T) {
+	r := rand.New(rand.NewPCG(22, 22))
+	half := func(n int, scale float64) []uint16 {
+		x := make([]uint16, n)
+		for i := range x {
+			x[i] = F32ToF16(float32(r.NormFloat64() * scale))
+		}
+		return x
+	}
+	t.Logf("F16Group() = %d", F16Group())
+	for _, g := range []int{1, 3, 4} {
+		for _, dim := range []int{32, 64, 96, 128, 256, 320} {
+			for _, n := range []int{1, 7, 64} {
+				stride := 8*dim + 16
+				rows := half((n-1)*stride+dim, 1)
+				qs := half(g*dim, 2)
+				got, want := make([]float32, g*n), make([]float32, g*n)
+				DotF16RowsGroup(got, g, qs, rows, stride, 0.125)
+				for j := 0; j < g; j++ {
+					DotF16Rows(want[j*n:(j+1)*n], qs[j*dim:(j+1)*dim], rows, stride, 0.125)
+				}
+				if !slices.Equal(got, want) {
+					t.Fatalf("g %d dim %d n %d: DotF16RowsGroup %v, per query %v", g, dim, n, got, want)
+				}
+
+				ms, vs := make([]float32, g*n), make([]float32, g*n)
+				for i := range ms {
+					ms[i], vs[i] = 1, float32(r.Float64())
+					if r.IntN(4) == 0 {
+						ms[i], vs[i] = float32(r.Float64()), 1
+					}
+				}
+				accs := half(g*dim, 3)
+				ref := slices.Clone(accs)
+				MadF16RowsGroup(accs, g, rows, stride, ms, vs)
+				for j := 0; j < g; j++ {
+					MadF16Rows(ref[j*dim:(j+1)*dim], rows, stride, ms[j*n:(j+1)*n], vs[j*n:(j+1)*n])
+				}
+				if !slices.Equal(accs, ref) {
+					t.Fatalf("g %d dim %d n %d: MadF16RowsGroup differs from MadF16Rows per query", g, dim, n)
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkF16Rows is one attention block (64 cached positions, head width 64) for the four
+// query heads of a grouped-query group: DotF16Rows and MadF16Rows per query against the group
+// forms. ns/row·query is per position and query head.
+func BenchmarkF16Rows(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const g, dim, n, stride = 4, 64, 64, 512
+	rows := make([]uint16, n*stride)
+	for i := range rows {
+		rows[i] = F32ToF16(float32(r.NormFloat64()))
+	}
+	qs := make([]uint16, g*dim)
+	for i := range qs {
+		qs[i] = F32ToF16(float32(r.NormFloat64()))
+	}
+	out, accs := make([]float32, g*n), make([]uint16, g*dim)
+	ms, vs := make([]float32, g*n), make([]float32, g*n)
+	for i := range ms {
+		ms[i], vs[i] = 1, 0.01
+	}
+	run := func(name string, f func()) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				f()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(g*n), "ns/row·query")
+		})
+	}
+	run("dot/per-query", func() {
+		for j := 0; j < g; j++ {
+			DotF16Rows(out[j*n:(j+1)*n], qs[j*dim:(j+1)*dim], rows, stride, 0.125)
+		}
+	})
+	run("dot/group", func() { DotF16RowsGroup(out, g, qs, rows, stride, 0.125) })
+	run("mad/per-query", func() {
+		for j := 0; j < g; j++ {
+			MadF16Rows(accs[j*dim:(j+1)*dim], rows, stride, ms[j*n:(j+1)*n], vs[j*n:(j+1)*n])
+		}
+	})
+	run("mad/group", func() { MadF16RowsGroup(accs, g, rows, stride, ms, vs) })
+}

@@ -287,6 +287,36 @@ func init() {
 		// sixteen accumulators fit beside them only in 512-bit registers (F16 activations are
 		// widened once per product, before).
 		use4("avx512bw", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16x4AVX512))
+		// Attention's four-query products (one group of grouped-query attention): the four
+		// queries' accumulators fit only in 512-bit registers.
+		dotF16Rows4Impl = func(out []float32, qs, rows []uint16, stride int, scale float32) bool {
+			dim, n := len(qs)/4, len(out)/4
+			if n == 0 || dim == 0 || dim%32 != 0 || dim > maxQ32Dim {
+				return false
+			}
+			// The widened queries live on the stack, which Go clears on every call: no more
+			// of it than the head width needs (64 and 128 are the common ones).
+			switch {
+			case dim <= 64:
+				var q32 [4 * 64]float32
+				dotQ32x4(q32[:], qs, rows, stride, n, dim, scale, out)
+			case dim <= 128:
+				var q32 [4 * 128]float32
+				dotQ32x4(q32[:], qs, rows, stride, n, dim, scale, out)
+			default:
+				var q32 [4 * maxQ32Dim]float32
+				dotQ32x4(q32[:], qs, rows, stride, n, dim, scale, out)
+			}
+			return true
+		}
+		madF16Rows4Impl = func(accs, rows []uint16, stride int, ms, vs []float32) bool {
+			dim, n := len(accs)/4, len(vs)/4
+			if n == 0 || dim == 0 || dim%64 != 0 {
+				return false
+			}
+			madF16Rows64x4AVX512(&accs[0], 2*dim, &rows[0], 2*stride, n, dim/64, &ms[0], &vs[0], 4*n)
+			return true
+		}
 		usePrepared(f16Kernel())
 		// VDPBF16PS multiplies and adds BF16 pairs without widening them: a different rounding
 		// (one per pair of products, in float32), so its one- and four-column dots replace
@@ -734,4 +764,19 @@ func (g *blockGeom) u8(unpack func(x *byte, xstride int, nb int, dst *byte, sc *
 			dot(&u[0], &sc[0], &act[0], &yd[0], &ys[0], nb, &out[0], pfp, len(pf))
 		},
 	}
+}
+
+// The four-query attention kernels (attngroup_amd64.s), bit-identical per query to
+// dotF16RowsQ32AVX2 and madF16Rows64AVX2.
+
+//go:noescape
+func dotF16RowsQ32x4AVX512(q *float32, qstride int, k *uint16, kstride, n, dim int, scale float32, out *float32, ostride int)
+
+//go:noescape
+func madF16Rows64x4AVX512(acc *uint16, astride int, v *uint16, vstride, n, chunks int, ms, vs *float32, fstride int)
+
+// dotQ32x4 widens the four queries into q32 and runs dotF16RowsQ32x4AVX512.
+func dotQ32x4(q32 []float32, qs, rows []uint16, stride, n, dim int, scale float32, out []float32) {
+	fromF16AVX2(&q32[0], &qs[0], len(qs))
+	dotF16RowsQ32x4AVX512(&q32[0], 4*dim, &rows[0], 2*stride, n, dim, scale, &out[0], 4*n)
 }

@@ -342,7 +342,7 @@ func (s *Stage) layerBatch(ws *workspace, items []SeqBatch, li int) {
 		}
 	}
 	ws.attn.prepare(s, ws, li)
-	s.pool.For(nt*c.NHead, 0, &ws.attn)
+	s.pool.For(ws.attn.units(), 0, &ws.attn)
 
 	ws.begin()
 	s.addProduct(ws, ly.wo, ws.att[:nt*c.NHead*c.HeadDimV], nt, ws.h[:nt*E])
@@ -501,12 +501,15 @@ func (q *Seq) store(li, pos int, k, v, pad []float32) {
 	copy(q.vF32[li][pos*len(v):], v)
 }
 
-// attnJob computes causal grouped-query attention for (token, head) units of one layer.
+// attnJob computes causal grouped-query attention for (token, head) units of one layer, or for
+// (token, group of heads) units where the F16 cache's group kernels serve several query heads
+// that share a KV head with one pass over its keys and values (group > 1).
 type attnJob struct {
 	s     *Stage
 	ws    *workspace
 	li    int
 	scale float32
+	group int           // query heads a unit takes
 	work  []attnScratch // per pool worker
 }
 
@@ -514,8 +517,8 @@ type attnScratch struct {
 	scores  []float32
 	expw    []float32 // a block's softmax factors (softmaxFactors), then its weights
 	rescale []float32 // a block's rescaling factors of the value sum
-	q16     []uint16
-	acc16   []uint16
+	q16     []uint16  // a unit's query heads in F16
+	acc16   []uint16  // their value sums
 	// Q8_0 cache: the padded query head, its Q8_0 blocks, the float32 value sum.
 	pad   []float32
 	q8    []byte
@@ -532,16 +535,24 @@ func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
 	for _, q := range ws.seqs {
 		maxPos = max(maxPos, q.ctxLen)
 	}
+	// Groups of heads only where there are units enough to keep every thread busy (a decode
+	// step on many threads keeps one head a unit).
+	j.group = 1
+	if g := kernels.F16Group(); groupHeads && g > 1 && g <= maxHeadGroup && s.opts.KVType == ggml.F16 && (c.NHead/c.NHeadKV)%g == 0 &&
+		len(ws.toks)*c.NHead/g >= 2*s.pool.Threads() {
+		j.group = g
+	}
 	for len(j.work) < s.pool.Threads() {
 		j.work = append(j.work, attnScratch{})
 	}
 	for w := range j.work {
 		sc := &j.work[w]
 		sc.scores = grow(sc.scores, maxPos)
-		sc.expw = grow(sc.expw, attnBlock)
-		sc.rescale = grow(sc.rescale, attnBlock)
-		sc.q16 = grow(sc.q16, c.HeadDimK)
-		sc.acc16 = grow(sc.acc16, c.HeadDimV)
+		sc.scores = grow(sc.scores, max(maxPos, j.group*attnBlock))
+		sc.expw = grow(sc.expw, j.group*attnBlock)
+		sc.rescale = grow(sc.rescale, j.group*attnBlock)
+		sc.q16 = grow(sc.q16, j.group*c.HeadDimK)
+		sc.acc16 = grow(sc.acc16, j.group*c.HeadDimV)
 		if s.opts.KVType == ggml.Q8_0 {
 			sc.pad = grow(sc.pad, s.kvK.padded())
 			sc.q8 = grow(sc.q8, s.kvK.headBytes)
@@ -550,9 +561,22 @@ func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
 	}
 }
 
+// units is the number of units of the job's pass.
+func (j *attnJob) units() int { return len(j.ws.toks) * j.s.Config.NHead / j.group }
+
 func (j *attnJob) Range(worker, lo, hi int) {
 	c := j.s.Config
 	ws := j.ws
+	if g := j.group; g > 1 {
+		per := c.NHead / g
+		for u := lo; u < hi; u++ {
+			t, h := u/per, u%per*g
+			tk := ws.toks[t]
+			qo, oo := (t*c.NHead+h)*c.HeadDimK, (t*c.NHead+h)*c.HeadDimV
+			j.headsF16(&j.work[worker], ws.seqs[tk.item], h, g, tk.pos, ws.q[qo:qo+g*c.HeadDimK], ws.att[oo:oo+g*c.HeadDimV])
+		}
+		return
+	}
 	for u := lo; u < hi; u++ {
 		t, h := u/c.NHead, u%c.NHead
 		tk := ws.toks[t]
@@ -658,3 +682,43 @@ func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float3
 		out[d] = kernels.F16ToF32(acc[d]) * inv
 	}
 }
+
+// headsF16 is headF16 for the g query heads h0.. of one KV head at once (their queries in qs,
+// their outputs to outs, head after head): each block of keys and values is read once for all
+// of them (kernels.DotF16RowsGroup, MadF16RowsGroup), and each head's arithmetic is headF16's.
+func (j *attnJob) headsF16(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs []float32) {
+	c, li := j.s.Config, j.li
+	kvh := h0 / (c.NHead / c.NHeadKV)
+	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
+	keys, vals := seq.kF16[li], seq.vF16[li]
+	q16, acc := sc.q16[:g*c.HeadDimK], sc.acc16[:g*c.HeadDimV]
+	kernels.ToF16(q16, qs)
+	clear(acc)
+	var m, sum [maxHeadGroup]float32
+	for i := range m {
+		m[i] = float32(math.Inf(-1))
+	}
+	for t0 := 0; t0 <= pos; t0 += attnBlock {
+		n := min(attnBlock, pos+1-t0)
+		s, e, ms := sc.scores[:g*n], sc.expw[:g*n], sc.rescale[:g*n]
+		kernels.DotF16RowsGroup(s, g, q16, keys[t0*kd+kvh*c.HeadDimK:], kd, j.scale)
+		for i := 0; i < g; i++ {
+			m[i], sum[i] = onlineWeights(s[i*n:(i+1)*n], e[i*n:(i+1)*n], ms[i*n:(i+1)*n], m[i], sum[i])
+		}
+		kernels.MadF16RowsGroup(acc, g, vals[t0*vd+kvh*c.HeadDimV:], vd, ms, e)
+	}
+	for i := 0; i < g; i++ {
+		inv := 1 / sum[i]
+		out := outs[i*c.HeadDimV : (i+1)*c.HeadDimV]
+		for d := range out {
+			out[d] = kernels.F16ToF32(acc[i*c.HeadDimV+d]) * inv
+		}
+	}
+}
+
+// maxHeadGroup bounds the query heads headsF16 takes (kernels.F16Group).
+const maxHeadGroup = 4
+
+// groupHeads lets attention take a KV head's query heads together (tests turn it off to
+// compare with one head at a time).
+var groupHeads = true

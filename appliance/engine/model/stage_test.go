@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
+	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/engine/kernels"
 	"github.com/exo-nix/exo/appliance/testfixtures"
 )
 
@@ -249,6 +251,67 @@ func TestOptionsValidated(t *testing.T) {
 		_, err := LoadStage(f, r[0], r[1], Options{})
 		if err == nil || !strings.Contains(err.Error(), "layer range") {
 			t.Errorf("LoadStage(%d,%d): %v, want a layer range error", r[0], r[1], err)
+		}
+	}
+}
+
+// Attention over the F16 cache that takes a KV head's query heads together (where the CPU has
+// the group kernels) gives the logits of one head at a time, bit for bit: for a prompt and for
+// decode steps (grouped on one thread; on two, a step's 8 heads stay one a unit), on one and
+// two threads.
+func TestGroupedHeadsMatchOneAtATime(t *testing.T) {
+	h := gguf.Hparams{Vocab: 512, Embd: 512, Layers: 2, Heads: 8, KVHeads: 2, HeadDim: 64, FFN: 512,
+		Context: 512, RopeTheta: 10000, RMSEps: 1e-5, Tied: true}
+	path := filepath.Join(t.TempDir(), "gqa.gguf")
+	if err := gguf.Synth(gguf.SynthOptions{Arch: "llama", Dims: &h, Type: ggml.Q8_0, Seed: 9, Out: path}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	prompt := make([]int32, 150)
+	for i := range prompt {
+		prompt[i] = int32(i*37%255 + 1)
+	}
+	run := func(threads int, grouped bool) ([][]float32, int) {
+		defer func(g bool) { groupHeads = g }(groupHeads)
+		groupHeads = grouped
+		st, err := LoadStage(f, 0, 2, Options{KVType: ggml.F16, Threads: threads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := st.NewSequence(256)
+		var res [][]float32
+		pos, group := 0, 0
+		for i, toks := range [][]int32{prompt, {5}, {77}, {200}} {
+			out, err := st.Forward(seq, Batch{Pos: pos, Tokens: toks})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				group = st.wsFree[0].attn.group // the prompt pass's last layer
+			}
+			res = append(res, out.Logits)
+			pos += len(toks)
+		}
+		return res, group
+	}
+	for _, threads := range []int{1, 2} {
+		want, one := run(threads, false)
+		got, g := run(threads, true)
+		// (The pass's last layer runs only the token that needs logits: on two threads its
+		// four units of one head are too few to group.)
+		if one != 1 || (threads == 1 && g != kernels.F16Group()) {
+			t.Fatalf("threads %d: groups of %d heads ungrouped, %d grouped; want 1 and %d", threads, one, g, kernels.F16Group())
+		}
+		for i := range want {
+			for k := range want[i] {
+				if math.Float32bits(got[i][k]) != math.Float32bits(want[i][k]) {
+					t.Fatalf("threads %d, step %d: logit %d = %v grouped, %v one head at a time", threads, i, k, got[i][k], want[i][k])
+				}
+			}
 		}
 	}
 }
