@@ -13,13 +13,7 @@ import (
 // of 32 and 8) and ones they leave to the per-row path, with rows further apart than wide.
 func TestF16RowsMatchPerRowCalls(t *testing.T) {
 	r := rand.New(rand.NewPCG(21, 21))
-	half := func(n int, scale float64) []uint16 {
-		x := make([]uint16, n)
-		for i := range x {
-			x[i] = F32ToF16(float32(r.NormFloat64() * scale))
-		}
-		return x
-	}
+	half := func(n int, scale float64) []uint16 { return randHalves(r, n, scale) }
 	for _, dim := range []int{8, 24, 32, 64, 128, 256, 320} {
 		for _, n := range []int{1, 7, 8, 9, 23, 64} {
 			stride := 3*dim + 8
@@ -163,13 +157,7 @@ func TestQ8_0RowsMatchReference(t *testing.T) {
 // they leave to the per-query path, each query rescaling at rows of its own.
 func TestF16RowsGroupMatchPerQuery(t *testing.T) {
 	r := rand.New(rand.NewPCG(22, 22))
-	half := func(n int, scale float64) []uint16 {
-		x := make([]uint16, n)
-		for i := range x {
-			x[i] = F32ToF16(float32(r.NormFloat64() * scale))
-		}
-		return x
-	}
+	half := func(n int, scale float64) []uint16 { return randHalves(r, n, scale) }
 	t.Logf("F16Group() = %d", F16Group())
 	for _, g := range []int{1, 3, 4} {
 		for _, dim := range []int{32, 64, 96, 128, 256, 320} {
@@ -246,4 +234,13 @@ func BenchmarkF16Rows(b *testing.B) {
 		}
 	})
 	run("mad/group", func() { MadF16RowsGroup(accs, g, rows, stride, ms, vs) })
+}
+
+// randHalves returns n F16 values of N(0, scale²).
+func randHalves(r *rand.Rand, n int, scale float64) []uint16 {
+	x := make([]uint16, n)
+	for i := range x {
+		x[i] = F32ToF16(float32(r.NormFloat64() * scale))
+	}
+	return x
 }

@@ -99,6 +99,13 @@ dq4_loop:
 	VCVTPS2PH $0, z, y; \
 	VCVTPH2PS y, z
 
+// MAD4_ROUND4 rounds a query's four accumulators.
+#define MAD4_ROUND4(a0, a1, a2, a3) \
+	MAD4_ROUND(a0, Y6); \
+	MAD4_ROUND(a1, Y7); \
+	MAD4_ROUND(a2, Y24); \
+	MAD4_ROUND(a3, Y25)
+
 // MAD4_QUERY updates query j's 64-wide slice (a0-a3) with the value row in Z0-Z3: first the
 // rescale where its factor at msa is not 1, then the weighted add of its weight at vsa.
 #define MAD4_QUERY(msa, vsa, a0, a1, a2, a3, scale, back) \
@@ -112,10 +119,7 @@ back: \
 	VFMADD231PS  Z4, Z1, a1; \
 	VFMADD231PS  Z4, Z2, a2; \
 	VFMADD231PS  Z4, Z3, a3; \
-	MAD4_ROUND(a0, Y6); \
-	MAD4_ROUND(a1, Y7); \
-	MAD4_ROUND(a2, Y24); \
-	MAD4_ROUND(a3, Y25)
+	MAD4_ROUND4(a0, a1, a2, a3)
 
 #define MAD4_SCALE(a0, a1, a2, a3, scale, back) \
 scale: \
@@ -124,10 +128,7 @@ scale: \
 	VMULPS       Z4, a1, a1; \
 	VMULPS       Z4, a2, a2; \
 	VMULPS       Z4, a3, a3; \
-	MAD4_ROUND(a0, Y6); \
-	MAD4_ROUND(a1, Y7); \
-	MAD4_ROUND(a2, Y24); \
-	MAD4_ROUND(a3, Y25); \
+	MAD4_ROUND4(a0, a1, a2, a3); \
 	JMP          back
 
 // func madF16Rows64x4AVX512(acc *uint16, astride int, v *uint16, vstride, n, chunks int, ms, vs *float32, fstride int)
