@@ -547,7 +547,6 @@ func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
 	}
 	for w := range j.work {
 		sc := &j.work[w]
-		sc.scores = grow(sc.scores, maxPos)
 		sc.scores = grow(sc.scores, max(maxPos, j.group*attnBlock))
 		sc.expw = grow(sc.expw, j.group*attnBlock)
 		sc.rescale = grow(sc.rescale, j.group*attnBlock)
