@@ -18,6 +18,21 @@
 	MOVD  nb+16(FP), R2; \
 	FMOVS $(0.0), F20
 
+// The four-column kernels' arguments (at the end of the file).
+#define KX4_ARGS \
+	MOVD  x+0(FP), R0; \
+	MOVD  y+8(FP), R19; \
+	MOVD  ystride+16(FP), R5; \
+	MOVD  nb+24(FP), R2; \
+	MOVD  out+32(FP), R23; \
+	ADD   R5, R19, R20; \
+	ADD   R5, R20, R21; \
+	ADD   R5, R21, R22; \
+	FMOVS $(0.0), F24; \
+	FMOVS $(0.0), F25; \
+	FMOVS $(0.0), F26; \
+	FMOVS $(0.0), F27
+
 // acc (a W register) += the dot of the 32 quants in Vq1, Vq2 with the 32 activations in Vy1,
 // Vy2, times the scale in Rs (V10 scratch).
 #define DOT32(y1, y2, q1, q2, rs, acc) \
@@ -62,16 +77,35 @@
 	DOT32(4, 5, 6, 7, R6, R15)
 
 // R14 += min j · (group sums 2j and 2j+1), the mins bytes of R4.
-#define Q4K_MIN(j) \
-	MOVH   (260+4*j)(R1), R5; \
-	MOVH   (262+4*j)(R1), R6; \
+// acc += min j · (group sums 2j and 2j+1) of the activations at yp.
+#define Q4K_MIN_OF(j, yp, acc) \
+	MOVH   (260+4*j)(yp), R5; \
+	MOVH   (262+4*j)(yp), R6; \
 	ADDW   R6, R5, R5; \
 	UBFX   $(8*j), R4, $8, R6; \
-	MADDW  R6, R14, R5, R14
+	MADDW  R6, acc, R5, acc
+
+// acc = the mins of R4 · the group sums of the activations at yp.
+#define Q4K_MINS(yp, acc) \
+	MOVW   ZR, acc; \
+	Q4K_MIN_OF(0, yp, acc); \
+	Q4K_MIN_OF(1, yp, acc); \
+	Q4K_MIN_OF(2, yp, acc); \
+	Q4K_MIN_OF(3, yp, acc); \
+	Q4K_MIN_OF(4, yp, acc); \
+	Q4K_MIN_OF(5, yp, acc); \
+	Q4K_MIN_OF(6, yp, acc); \
+	Q4K_MIN_OF(7, yp, acc)
 
 // A Q4_K or Q5_K super-block's scales and mins (12 bytes at 4), unpacked as the AVX2 kernel
 // does: R3 = the eight scales, R4 = the eight mins (bytes); R14 = mins · group sums, R15 = 0.
 #define K4_HEAD \
+	K4_SCALES; \
+	MOVW  ZR, R15; \
+	Q4K_MINS(R1, R14)
+
+// K4_HEAD's unpacking alone (R8-R13 scratch).
+#define K4_SCALES \
 	MOVWU 4(R0), R8; \
 	MOVWU 8(R0), R9; \
 	MOVWU 12(R0), R10; \
@@ -87,17 +121,7 @@
 	ORRW  R13<<4, R10, R10; \
 	ANDW  $0x3f3f3f3f, R8; \
 	ORR   R10<<32, R8, R3; \
-	ORR   R11<<32, R12, R4; \
-	MOVW  ZR, R14; \
-	MOVW  ZR, R15; \
-	Q4K_MIN(0); \
-	Q4K_MIN(1); \
-	Q4K_MIN(2); \
-	Q4K_MIN(3); \
-	Q4K_MIN(4); \
-	Q4K_MIN(5); \
-	Q4K_MIN(6); \
-	Q4K_MIN(7)
+	ORR   R11<<32, R12, R4
 
 // F20 += d·yd·R15 - dmin·yd·R14 (d, dmin the two halves at 0).
 #define K4_TAIL K_TAIL(0)
@@ -312,11 +336,13 @@ q6k_loop:
 	step(k, 3, r)
 
 // R14 += min j (high nibble of byte j) · group sum j.
-#define Q2K_MIN(j) \
-	MOVH   (260+2*j)(R1), R5; \
+#define Q2K_MIN(j) Q2K_MIN_OF(j, R1, R14)
+
+#define Q2K_MIN_OF(j, yp, acc) \
+	MOVH   (260+2*j)(yp), R5; \
 	MOVBU  j(R0), R6; \
 	LSRW   $4, R6; \
-	MADDW  R6, R14, R5, R14
+	MADDW  R6, acc, R5, acc
 
 // func dotQ2KSDOT(x, y *byte, nb int) float32
 // Q2_K (84 bytes: 16 bytes of scales (low nibble) and mins (high), 64 of quants, d, dmin).
@@ -369,9 +395,11 @@ q2k_loop:
 	VSUB   V9.B16, V7.B16, V7.B16
 
 // Sub-block j's scale (byte j of R3:R4 as the AVX2 kernel unpacks them, minus 32) into R7.
-#define Q3K_SCALE(j, r) \
-	UBFX   $(8*(j)), r, $8, R7; \
-	SUBW   $32, R7
+#define Q3K_SCALE(j, r) Q3K_SCALE_TO(j, r, R7)
+
+#define Q3K_SCALE_TO(j, r, dst) \
+	UBFX   $(8*(j)), r, $8, dst; \
+	SUBW   $32, dst
 
 #define Q3K_STEP(k, s, r) \
 	Q3K_BITS; \
@@ -381,6 +409,26 @@ q2k_loop:
 	Q3K_SCALE(2*s+1, r); \
 	DOT16(3, 7, R7, R15)
 
+
+// A Q3_K super-block's scales into R3 and R4 (mask: 0x0f in every byte; R8, R9, R12, R13
+// scratch).
+#define Q3K_SCALES(mask) \
+	MOVD   96(R0), R8; \
+	MOVWU  104(R0), R9; \
+	AND    mask, R8, R3; \
+	LSR    $4, R8, R4; \
+	AND    mask, R4, R4; \
+	ANDW   $0x03030303, R9, R12; \
+	LSRW   $2, R9, R13; \
+	ANDW   $0x03030303, R13; \
+	ORR    R13<<32, R12, R12; \
+	ORR    R12<<4, R3, R3; \
+	LSRW   $4, R9, R12; \
+	ANDW   $0x03030303, R12; \
+	LSRW   $6, R9, R13; \
+	ANDW   $0x03030303, R13; \
+	ORR    R13<<32, R12, R12; \
+	ORR    R12<<4, R4, R4
 
 // func dotQ3KSDOT(x, y *byte, nb int) float32
 // Q3_K (110 bytes: 32 bytes of high-mask bits, 64 of quants, 12 of 6-bit scales, d). R3 gets
@@ -393,22 +441,7 @@ TEXT ·dotQ3KSDOT(SB), NOSPLIT, $0-28
 	MOVD  $0x0f0f0f0f0f0f0f0f, R11
 
 q3k_loop:
-	MOVD   96(R0), R8
-	MOVWU  104(R0), R9
-	AND    R11, R8, R3
-	LSR    $4, R8, R4
-	AND    R11, R4, R4
-	ANDW   $0x03030303, R9, R12
-	LSRW   $2, R9, R13
-	ANDW   $0x03030303, R13
-	ORR    R13<<32, R12, R12
-	ORR    R12<<4, R3, R3
-	LSRW   $4, R9, R12
-	ANDW   $0x03030303, R12
-	LSRW   $6, R9, R13
-	ANDW   $0x03030303, R13
-	ORR    R13<<32, R12, R12
-	ORR    R12<<4, R4, R4
+	Q3K_SCALES(R11)
 	MOVW   ZR, R15
 	VLD1   (R0), [V12.B16, V13.B16]
 	K2_HALF(32, 0, Q3K_STEP, R3)
@@ -425,4 +458,292 @@ q3k_loop:
 	SUBS    $1, R2
 	BNE     q3k_loop
 	FMOVS   F20, ret+24(FP)
+	RET
+
+// The four-column forms of the Q4_K and Q6_K dots: one weight row against four Q8_K rows
+// ystride bytes apart (R19-R22), each super-block's weights unpacked once for the four. A
+// column's integer sums are the one-column kernel's (the same products, summed exactly in 32
+// bits) and its float steps are the same operations in the same order, so each result equals
+// the one-column kernel's bit for bit. Results go to out (R23); F24-F27 hold the four totals.
+#define KX4_NEXT(wb) \
+	ADD  $(wb), R0; \
+	ADD  $292, R19; \
+	ADD  $292, R20; \
+	ADD  $292, R21; \
+	ADD  $292, R22; \
+	SUBS $1, R2
+
+#define KX4_STORE \
+	FMOVS F24, (R23); \
+	FMOVS F25, 4(R23); \
+	FMOVS F26, 8(R23); \
+	FMOVS F27, 12(R23)
+
+// Q4_K chunk c's two sub-blocks (low nibbles V0, V1; high V6, V7; their scales R16, R17)
+// against the column at yp, into acc.
+#define K4X4_COL(c, yp, acc) \
+	ADD    $(4+64*c), yp, R6; \
+	VLD1   (R6), [V2.B16, V3.B16, V4.B16, V5.B16]; \
+	DOT32(2, 3, 0, 1, R16, acc); \
+	DOT32(4, 5, 6, 7, R17, acc)
+
+#define K4X4_CHUNK(c) \
+	K4X4_NIBBLES(16+32*c); \
+	K4X4_COLS(c)
+
+// The 32 bytes of nibbles at off(R0): the low ones in V0, V1, the high ones in V6, V7.
+#define K4X4_NIBBLES(off) \
+	ADD    $(off), R0, R5; \
+	VLD1   (R5), [V0.B16, V1.B16]; \
+	VUSHR  $4, V0.B16, V6.B16; \
+	VUSHR  $4, V1.B16, V7.B16; \
+	VAND   V8.B16, V0.B16, V0.B16; \
+	VAND   V8.B16, V1.B16, V1.B16
+
+// Chunk c's scales (bytes 2c, 2c+1 of R3), then its sub-blocks against every column.
+#define K4X4_COLS(c) \
+	UBFX   $(16*c), R3, $8, R16; \
+	UBFX   $(16*c+8), R3, $8, R17; \
+	K4X4_COL(c, R19, R8); \
+	K4X4_COL(c, R20, R9); \
+	K4X4_COL(c, R21, R10); \
+	K4X4_COL(c, R22, R11)
+
+// K_TAIL for the column at yp: total += d·yd·sums - dmin·yd·mins, d in F22, dmin in F23.
+#define K4X4_TAIL(yp, sums, mins, total) \
+	FMOVS   (yp), F21; \
+	FMULS   F21, F22, F28; \
+	FMULS   F21, F23, F29; \
+	SCVTFWS sums, F30; \
+	SCVTFWS mins, F31; \
+	FMADDS  F28, total, F30, total; \
+	FMSUBS  F29, total, F31, total
+
+// Every column's tail, d and dmin at off and off+2 (d, dmin into F22, F23).
+#define K4X4_TAILS(off) \
+	MOVHU   off(R0), R5; \
+	FMOVS   R5, F22; \
+	FCVTHS  F22, F22; \
+	MOVHU   off+2(R0), R6; \
+	FMOVS   R6, F23; \
+	FCVTHS  F23, F23; \
+	K4X4_TAIL(R19, R8, R12, F24); \
+	K4X4_TAIL(R20, R9, R13, F25); \
+	K4X4_TAIL(R21, R10, R14, F26); \
+	K4X4_TAIL(R22, R11, R15, F27)
+
+#define KX4_ZERO \
+	MOVW    ZR, R8; \
+	MOVW    ZR, R9; \
+	MOVW    ZR, R10; \
+	MOVW    ZR, R11
+
+// A Q4_K or Q5_K super-block's scales (R3) and mins (R4), and every column's mins · group
+// sums (R12-R15); the sums R8-R11 = 0.
+#define K4X4_HEAD \
+	K4_SCALES; \
+	Q4K_MINS(R19, R12); \
+	Q4K_MINS(R20, R13); \
+	Q4K_MINS(R21, R14); \
+	Q4K_MINS(R22, R15); \
+	KX4_ZERO
+
+// func dotQ4KSDOT4(x, y *byte, ystride, nb int, out *float32)
+TEXT ·dotQ4KSDOT4(SB), NOSPLIT, $0-40
+	KX4_ARGS
+	VMOVI $15, V8.B16
+
+q4kx4_loop:
+	K4X4_HEAD
+	K4X4_CHUNK(0)
+	K4X4_CHUNK(1)
+	K4X4_CHUNK(2)
+	K4X4_CHUNK(3)
+	K4X4_TAILS(0)
+	KX4_NEXT(144)
+	BNE     q4kx4_loop
+	KX4_STORE
+	RET
+
+// Q6_DOT for the column at yp into acc, the group's quants (less 32) in V6, V7 and its scales
+// in R16, R17.
+#define Q6X4_COL(n, g, yp, acc) \
+	ADD   $(4+128*n+32*g), yp, R6; \
+	VLD1  (R6), [V13.B16, V14.B16]; \
+	DOT16(13, 6, R16, acc); \
+	DOT16(14, 7, R17, acc)
+
+#define Q6X4_DOT(n, g) \
+	VSUB  V12.B16, V6.B16, V6.B16; \
+	VSUB  V12.B16, V7.B16, V7.B16; \
+	MOVB  (192+8*n+2*g)(R0), R16; \
+	MOVB  (193+8*n+2*g)(R0), R17; \
+	Q6X4_COL(n, g, R19, R8); \
+	Q6X4_COL(n, g, R20, R9); \
+	Q6X4_COL(n, g, R21, R10); \
+	Q6X4_COL(n, g, R22, R11)
+
+#define Q6X4_HALF(n) \
+	ADD   $(64*n), R0, R5; \
+	VLD1  (R5), [V0.B16, V1.B16, V2.B16, V3.B16]; \
+	ADD   $(128+32*n), R0, R5; \
+	VLD1  (R5), [V4.B16, V5.B16]; \
+	Q6_G1; \
+	Q6X4_DOT(n, 0); \
+	Q6_G2; \
+	Q6X4_DOT(n, 1); \
+	Q6_G3; \
+	Q6X4_DOT(n, 2); \
+	Q6_G4; \
+	Q6X4_DOT(n, 3)
+
+// The Q6_K tail for the column at yp: total += d·yd·sums, d in F22.
+#define Q6X4_TAIL(yp, sums, total) \
+	FMOVS   (yp), F21; \
+	FMULS   F21, F22, F28; \
+	SCVTFWS sums, F30; \
+	FMADDS  F28, total, F30, total
+
+// Every column's tail, d at off (into F22).
+#define DX4_TAILS(off) \
+	MOVHU   off(R0), R5; \
+	FMOVS   R5, F22; \
+	FCVTHS  F22, F22; \
+	Q6X4_TAIL(R19, R8, F24); \
+	Q6X4_TAIL(R20, R9, F25); \
+	Q6X4_TAIL(R21, R10, F26); \
+	Q6X4_TAIL(R22, R11, F27)
+
+// func dotQ6KSDOT4(x, y *byte, ystride, nb int, out *float32)
+TEXT ·dotQ6KSDOT4(SB), NOSPLIT, $0-40
+	KX4_ARGS
+	VMOVI $15, V8.B16
+	VMOVI $48, V9.B16
+	VMOVI $32, V12.B16
+
+q6kx4_loop:
+	KX4_ZERO
+	Q6X4_HALF(0)
+	Q6X4_HALF(1)
+	DX4_TAILS(208)
+	KX4_NEXT(210)
+	BNE     q6kx4_loop
+	KX4_STORE
+	RET
+
+// Q5_K: Q4_K's with each nibble's fifth bit (see Q5K_CHUNK), the qh bytes in V12, V13.
+#define Q5KX4_CHUNK(c) \
+	K4X4_NIBBLES(48+32*c); \
+	Q5K_BIT(4, V12, V0); \
+	Q5K_BIT(4, V13, V1); \
+	Q5K_BIT(3, V12, V6); \
+	Q5K_BIT(3, V13, V7); \
+	VUSHR  $2, V12.B16, V12.B16; \
+	VUSHR  $2, V13.B16, V13.B16; \
+	K4X4_COLS(c)
+
+// func dotQ5KSDOT4(x, y *byte, ystride, nb int, out *float32)
+TEXT ·dotQ5KSDOT4(SB), NOSPLIT, $0-40
+	KX4_ARGS
+	VMOVI $15, V8.B16
+	VMOVI $16, V9.B16
+
+q5kx4_loop:
+	K4X4_HEAD
+	ADD   $16, R0, R5
+	VLD1  (R5), [V12.B16, V13.B16]
+	Q5KX4_CHUNK(0)
+	Q5KX4_CHUNK(1)
+	Q5KX4_CHUNK(2)
+	Q5KX4_CHUNK(3)
+	K4X4_TAILS(0)
+	KX4_NEXT(176)
+	BNE   q5kx4_loop
+	KX4_STORE
+	RET
+
+// Sub-blocks 8k+2s and 8k+2s+1 (quants in V6, V7; scales in R16, R17) against the column at
+// yp, into acc.
+#define K2X4_COL(k, s, yp, acc) \
+	ADD    $(4+128*k+32*s), yp, R6; \
+	VLD1   (R6), [V2.B16, V3.B16]; \
+	DOT16(2, 6, R16, acc); \
+	DOT16(3, 7, R17, acc)
+
+#define K2X4_COLS(k, s) \
+	K2X4_COL(k, s, R19, R8); \
+	K2X4_COL(k, s, R20, R9); \
+	K2X4_COL(k, s, R21, R10); \
+	K2X4_COL(k, s, R22, R11)
+
+// (r unused, as in Q2K_STEP.)
+#define Q2KX4_STEP(k, s, r) \
+	MOVBU  (8*k+2*s)(R0), R16; \
+	ANDW   $15, R16; \
+	MOVBU  (8*k+2*s+1)(R0), R17; \
+	ANDW   $15, R17; \
+	K2X4_COLS(k, s)
+
+// acc = Q2_K's mins · the group sums of the activations at yp.
+#define Q2K_MINS(yp, acc) \
+	MOVW   ZR, acc; \
+	Q2K_MIN_OF(0, yp, acc); \
+	Q2K_MIN_OF(1, yp, acc); \
+	Q2K_MIN_OF(2, yp, acc); \
+	Q2K_MIN_OF(3, yp, acc); \
+	Q2K_MIN_OF(4, yp, acc); \
+	Q2K_MIN_OF(5, yp, acc); \
+	Q2K_MIN_OF(6, yp, acc); \
+	Q2K_MIN_OF(7, yp, acc); \
+	Q2K_MIN_OF(8, yp, acc); \
+	Q2K_MIN_OF(9, yp, acc); \
+	Q2K_MIN_OF(10, yp, acc); \
+	Q2K_MIN_OF(11, yp, acc); \
+	Q2K_MIN_OF(12, yp, acc); \
+	Q2K_MIN_OF(13, yp, acc); \
+	Q2K_MIN_OF(14, yp, acc); \
+	Q2K_MIN_OF(15, yp, acc)
+
+// func dotQ2KSDOT4(x, y *byte, ystride, nb int, out *float32)
+TEXT ·dotQ2KSDOT4(SB), NOSPLIT, $0-40
+	KX4_ARGS
+	VMOVI $3, V8.B16
+
+q2kx4_loop:
+	Q2K_MINS(R19, R12)
+	Q2K_MINS(R20, R13)
+	Q2K_MINS(R21, R14)
+	Q2K_MINS(R22, R15)
+	KX4_ZERO
+	K2_HALF(16, 0, Q2KX4_STEP, R3)
+	K2_HALF(16, 1, Q2KX4_STEP, R3)
+	K4X4_TAILS(80)
+	KX4_NEXT(84)
+	BNE   q2kx4_loop
+	KX4_STORE
+	RET
+
+#define Q3KX4_STEP(k, s, r) \
+	Q3K_BITS; \
+	Q3K_SCALE_TO(2*s, r, R16); \
+	Q3K_SCALE_TO(2*s+1, r, R17); \
+	K2X4_COLS(k, s)
+
+// func dotQ3KSDOT4(x, y *byte, ystride, nb int, out *float32)
+TEXT ·dotQ3KSDOT4(SB), NOSPLIT, $0-40
+	KX4_ARGS
+	VMOVI $3, V8.B16
+	VMOVI $4, V9.B16
+	MOVD  $0x0f0f0f0f0f0f0f0f, R24
+
+q3kx4_loop:
+	Q3K_SCALES(R24)
+	KX4_ZERO
+	VLD1  (R0), [V12.B16, V13.B16]
+	K2_HALF(32, 0, Q3KX4_STEP, R3)
+	K2_HALF(32, 1, Q3KX4_STEP, R4)
+	DX4_TAILS(108)
+	KX4_NEXT(110)
+	BNE   q3kx4_loop
+	KX4_STORE
 	RET

@@ -28,6 +28,26 @@ GLOBL legacyTbl<>(SB), RODATA|NOPTR, $48
 	MOVD  $legacyTbl<>(SB), R3; \
 	VLD1  (R3), [V13.B16, V14.B16, V15.B16]
 
+// The four-column kernels' arguments: R19-R22 the four activation rows, ystride bytes apart;
+// R23 out; F24-F27 the four totals.
+#define LEGACYX4_ARGS \
+	MOVD  x+0(FP), R0; \
+	MOVD  y+8(FP), R19; \
+	MOVD  ystride+16(FP), R5; \
+	MOVD  nb+24(FP), R2; \
+	MOVD  out+32(FP), R23; \
+	ADD   R5, R19, R20; \
+	ADD   R5, R20, R21; \
+	ADD   R5, R21, R22; \
+	FMOVS $(0.0), F24; \
+	FMOVS $(0.0), F25; \
+	FMOVS $(0.0), F26; \
+	FMOVS $(0.0), F27; \
+	VMOVI $15, V8.B16; \
+	VMOVI $16, V9.B16; \
+	MOVD  $legacyTbl<>(SB), R3; \
+	VLD1  (R3), [V13.B16, V14.B16, V15.B16]
+
 // V0 = the low nibbles of the 16 bytes at off(R0) (elements 0-15), V1 the high ones (16-31).
 #define NIBBLES(off) \
 	ADD   $off, R0, R5; \
@@ -49,8 +69,10 @@ GLOBL legacyTbl<>(SB), RODATA|NOPTR, $48
 	VORR    V4.B16, V1.B16, V1.B16
 
 // F21 = the integer dot of V0, V1 with the 32 activation quants at off(R1), as float32.
-#define BLOCK_DOT(off) \
-	ADD     $off, R1, R6; \
+#define BLOCK_DOT(off) BLOCK_DOT_OF(off, R1)
+
+#define BLOCK_DOT_OF(off, yp) \
+	ADD     $off, yp, R6; \
 	VLD1    (R6), [V2.B16, V3.B16]; \
 	VEOR    V4.B16, V4.B16, V4.B16; \
 	SDOT(2, 0, 4); \
@@ -129,4 +151,93 @@ q50_loop:
 	SUBS  $1, R2
 	BNE   q50_loop
 	FMOVS F20, ret+24(FP)
+	RET
+
+// The four-column forms: one weight row against four activation rows, the block's quants
+// unpacked once for the four, each column's steps those of the one-column kernel (so its
+// result equals it bit for bit).
+
+#define LEGACYX4_NEXT(wb, ab) \
+	ADD  $(wb), R0; \
+	ADD  $(ab), R19; \
+	ADD  $(ab), R20; \
+	ADD  $(ab), R21; \
+	ADD  $(ab), R22; \
+	SUBS $1, R2
+
+#define LEGACYX4_STORE \
+	FMOVS F24, (R23); \
+	FMOVS F25, 4(R23); \
+	FMOVS F26, 8(R23); \
+	FMOVS F27, 12(R23)
+
+// DM_STEP for the column at yp, dx in F28 and mx in F29: total += float32(dx·dy)·sumi + mx·s.
+#define DMX4_COL(off, yp, total) \
+	BLOCK_DOT_OF(off, yp); \
+	HALF(0, yp, F23); \
+	FMULS F28, F23, F16; \
+	FMULS F21, F16, F16; \
+	HALF(2, yp, F17); \
+	FMULS F29, F17, F17; \
+	FADDS F17, F16, F16; \
+	FADDS F16, total, total
+
+#define DMX4_BLOCK \
+	HALF(0, R0, F28); \
+	HALF(2, R0, F29); \
+	DMX4_COL(4, R19, F24); \
+	DMX4_COL(4, R20, F25); \
+	DMX4_COL(4, R21, F26); \
+	DMX4_COL(4, R22, F27)
+
+// func dotQ4_1SDOT4(x, y *byte, ystride, nb int, out *float32)
+TEXT ·dotQ4_1SDOT4(SB), NOSPLIT, $0-40
+	LEGACYX4_ARGS
+
+q41x4_loop:
+	NIBBLES(4)
+	DMX4_BLOCK
+	LEGACYX4_NEXT(20, 36)
+	BNE   q41x4_loop
+	LEGACYX4_STORE
+	RET
+
+// func dotQ5_1SDOT4(x, y *byte, ystride, nb int, out *float32)
+TEXT ·dotQ5_1SDOT4(SB), NOSPLIT, $0-40
+	LEGACYX4_ARGS
+
+q51x4_loop:
+	NIBBLES(8)
+	FIFTH(4)
+	DMX4_BLOCK
+	LEGACYX4_NEXT(24, 36)
+	BNE   q51x4_loop
+	LEGACYX4_STORE
+	RET
+
+// The Q5_0 step for the column at yp, dx in F28: total += float32(dx·dy)·sumi.
+#define Q50X4_COL(yp, total) \
+	BLOCK_DOT_OF(2, yp); \
+	HALF(0, yp, F23); \
+	FMULS F28, F23, F16; \
+	FMULS F21, F16, F16; \
+	FADDS F16, total, total
+
+// func dotQ5_0SDOT4(x, y *byte, ystride, nb int, out *float32)
+TEXT ·dotQ5_0SDOT4(SB), NOSPLIT, $0-40
+	LEGACYX4_ARGS
+
+q50x4_loop:
+	NIBBLES(6)
+	FIFTH(2)
+	VSUB  V9.B16, V0.B16, V0.B16
+	VSUB  V9.B16, V1.B16, V1.B16
+	HALF(0, R0, F28)
+	Q50X4_COL(R19, F24)
+	Q50X4_COL(R20, F25)
+	Q50X4_COL(R21, F26)
+	Q50X4_COL(R22, F27)
+	LEGACYX4_NEXT(22, 34)
+	BNE   q50x4_loop
+	LEGACYX4_STORE
 	RET

@@ -249,6 +249,18 @@ func (g *blockGeom) blocks4(row, act []byte, stride int, n int) int {
 	return nb
 }
 
+// x4 wraps a four-column kernel with the checks it relies on.
+func (g *blockGeom) x4(k func(x, y *byte, ystride int, nb int, out *float32)) vecDot4Fn {
+	return func(row, act []byte, stride int, n int, out *[4]float32) {
+		nb := g.blocks4(row, act, stride, n)
+		if nb == 0 {
+			*out = [4]float32{}
+			return
+		}
+		k(&row[0], &act[0], stride, nb, &out[0])
+	}
+}
+
 // blocks checks that row and act hold n elements and returns the number of blocks; the
 // assembly kernels trust it.
 func (g *blockGeom) blocks(row, act []byte, n int) int {

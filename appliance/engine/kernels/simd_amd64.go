@@ -622,18 +622,6 @@ func vecDotF32(row, act []byte, n int) float32 {
 	return float32((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]))
 }
 
-// x4 wraps a four-column kernel with the checks it relies on.
-func (g *blockGeom) x4(k func(x, y *byte, ystride int, nb int, out *float32)) vecDot4Fn {
-	return func(row, act []byte, stride int, n int, out *[4]float32) {
-		nb := g.blocks4(row, act, stride, n)
-		if nb == 0 {
-			*out = [4]float32{}
-			return
-		}
-		k(&row[0], &act[0], stride, nb, &out[0])
-	}
-}
-
 // b8 wraps an exact eight-block row kernel: whole groups of eight blocks in assembly, the
 // remaining blocks continued in Go with the same arithmetic.
 func (g *blockGeom) b8(k func(x, y *byte, yd *float32, ys *int32, nb int) float32, tail func(sumf float32, row, act []byte, b0, nb int) float32) rowTabFn {

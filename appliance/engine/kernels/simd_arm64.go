@@ -18,6 +18,14 @@ func dotQ8_0SDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ4_0SDOT(x, y *byte, nb int) float32
 
+// Their four-column forms (dot4_arm64.s), each column equal to the one-column kernel.
+
+//go:noescape
+func dotQ8_0SDOT4(x, y *byte, ystride, nb int, out *float32)
+
+//go:noescape
+func dotQ4_0SDOT4(x, y *byte, ystride, nb int, out *float32)
+
 // The K-quant dots (kquants_arm64.s), within the float tolerance of the Go twins.
 
 //go:noescape
@@ -25,6 +33,23 @@ func dotQ4KSDOT(x, y *byte, nb int) float32
 
 //go:noescape
 func dotQ6KSDOT(x, y *byte, nb int) float32
+
+// Their four-column forms, each column equal to the one-column kernel.
+
+//go:noescape
+func dotQ4KSDOT4(x, y *byte, ystride, nb int, out *float32)
+
+//go:noescape
+func dotQ6KSDOT4(x, y *byte, ystride, nb int, out *float32)
+
+//go:noescape
+func dotQ5KSDOT4(x, y *byte, ystride, nb int, out *float32)
+
+//go:noescape
+func dotQ2KSDOT4(x, y *byte, ystride, nb int, out *float32)
+
+//go:noescape
+func dotQ3KSDOT4(x, y *byte, ystride, nb int, out *float32)
 
 //go:noescape
 func dotQ5KSDOT(x, y *byte, nb int) float32
@@ -45,6 +70,17 @@ func dotQ5_0SDOT(x, y *byte, nb int) float32
 
 //go:noescape
 func dotQ5_1SDOT(x, y *byte, nb int) float32
+
+// Their four-column forms, each column equal to the one-column kernel.
+
+//go:noescape
+func dotQ4_1SDOT4(x, y *byte, ystride, nb int, out *float32)
+
+//go:noescape
+func dotQ5_0SDOT4(x, y *byte, ystride, nb int, out *float32)
+
+//go:noescape
+func dotQ5_1SDOT4(x, y *byte, ystride, nb int, out *float32)
 
 // The float dots (floats_arm64.s): n > 0 elements, a multiple of 4, into the reference's four
 // float64 sums.
@@ -111,17 +147,26 @@ func init() {
 		}
 		return dotQ8_0SDOT(&row[0], &act[0], nb)
 	})
+	use4("sdot", ggml.Q8_0, geomQ8_0.x4(dotQ8_0SDOT4))
 	use("sdot", ggml.Q4_K, kDot(&geomQ4K, dotQ4KSDOT))
+	use4("sdot", ggml.Q4_K, geomQ4K.x4(dotQ4KSDOT4))
 	useExact("neon", ggml.F32, floatDot(&geomF32, dotF32NEON, f32At))
 	useExact("neon", ggml.F16, floatDot(&geomF16, dotF16NEON, f16At))
 	useExact("neon", ggml.BF16, floatDot(&geomBF16, dotBF16NEON, bf16At))
 	use("sdot", ggml.Q6_K, kDot(&geomQ6K, dotQ6KSDOT))
+	use4("sdot", ggml.Q6_K, geomQ6K.x4(dotQ6KSDOT4))
 	use("sdot", ggml.Q5_K, kDot(&geomQ5K, dotQ5KSDOT))
+	use4("sdot", ggml.Q5_K, geomQ5K.x4(dotQ5KSDOT4))
 	use("sdot", ggml.Q2_K, kDot(&geomQ2K, dotQ2KSDOT))
+	use4("sdot", ggml.Q2_K, geomQ2K.x4(dotQ2KSDOT4))
 	use("sdot", ggml.Q3_K, kDot(&geomQ3K, dotQ3KSDOT))
+	use4("sdot", ggml.Q3_K, geomQ3K.x4(dotQ3KSDOT4))
 	useExact("sdot", ggml.Q4_1, kDot(&geomQ4_1, dotQ4_1SDOT))
+	use4("sdot", ggml.Q4_1, geomQ4_1.x4(dotQ4_1SDOT4))
 	useExact("sdot", ggml.Q5_0, kDot(&geomQ5_0, dotQ5_0SDOT))
+	use4("sdot", ggml.Q5_0, geomQ5_0.x4(dotQ5_0SDOT4))
 	useExact("sdot", ggml.Q5_1, kDot(&geomQ5_1, dotQ5_1SDOT))
+	use4("sdot", ggml.Q5_1, geomQ5_1.x4(dotQ5_1SDOT4))
 	useExact("sdot", ggml.Q4_0, func(row, act []byte, n int) float32 {
 		nb := geomQ4_0.blocks(row, act, n)
 		if nb == 0 {
@@ -129,6 +174,7 @@ func init() {
 		}
 		return dotQ4_0SDOT(&row[0], &act[0], nb)
 	})
+	use4("sdot", ggml.Q4_0, geomQ4_0.x4(dotQ4_0SDOT4))
 }
 
 func useHalfHelpersNEON() {

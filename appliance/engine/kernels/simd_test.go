@@ -764,8 +764,8 @@ func BenchmarkMatMul(b *testing.B) {
 // the reference within the float tolerance.
 func TestVecDot4MatchesSingleColumn(t *testing.T) {
 	r := rand.New(rand.NewPCG(10, 10))
-	if runtime.GOARCH == "amd64" && len(variants) > 0 && len(variants4) == 0 {
-		t.Fatal("AVX2 dots without four-column kernels")
+	if (runtime.GOARCH == "amd64" || strings.Contains(SIMD(), "dotprod")) && len(variants) > 0 && len(variants4) == 0 {
+		t.Fatalf("%s dots without four-column kernels", SIMD())
 	}
 	for i, v4 := range variants4 {
 		if v4.one < 0 {
