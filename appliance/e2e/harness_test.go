@@ -23,6 +23,14 @@ import (
 var exoBin string
 
 func TestMain(m *testing.M) {
+	if v := os.Getenv(stageProcEnv); v != "" {
+		// A benchmark's stage process (stageproc_test.go), not a test run.
+		if err := runStageProc(v); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "exo-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

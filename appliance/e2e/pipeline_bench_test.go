@@ -128,8 +128,15 @@ func startPinnedPair(b *testing.B, dir, id string) ([]*pnode, liveInstance) {
 // the whole benchmark and the measurements alternate over EXO_PIPELINE_BENCH_ROUNDS rounds
 // (default 3); the ratios reported are the medians of the rounds' ratios, so that a burst of
 // other load on the machine spoils one round, not the result.
+//
+// Each round also runs the placement's split as two bare stage processes (stageproc_test.go)
+// on the same cores, handing each decode step on through pipes, against one such process with
+// the whole model: what the machine allows two alternating one-core processes, apart from
+// everything the nodes add. On a shared VM that figure can sit well below 1 by itself (two
+// processes that take turns each stream their weights more slowly than one process running
+// both halves in turn), and the nodes' single stream is then measured against it as well.
 func BenchmarkPipelineVsOneNode(b *testing.B) {
-	_, dir, id := pipelineBenchModel(b)
+	src, dir, id := pipelineBenchModel(b)
 	rounds := 3
 	if v := os.Getenv("EXO_PIPELINE_BENCH_ROUNDS"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -149,10 +156,20 @@ func BenchmarkPipelineVsOneNode(b *testing.B) {
 		for _, n := range []*pnode{solo, solo2, pipe} {
 			streamRate(b, n, id, 4) // load the model
 		}
-		var single, agg, ceil [][2]float64 // per round: one node, then the 2-node figure
+		// The stage processes mirror the placement: each stage's layers on its node's core.
+		var ranges [][2]int
+		var onCores []string
+		for _, st := range in.Stages {
+			ranges = append(ranges, st.Layers)
+			onCores = append(onCores, cores[map[bool]int{true: 0, false: 1}[st.NodeName == "p1"]])
+		}
+		whole := [][2]int{{0, ranges[len(ranges)-1][1]}}
+		var single, agg, ceil, floor [][2]float64 // per round: one node (process), then the 2-node figure
 		for r := range rounds {
 			_, s1 := streamRate(b, solo, id, max)
 			_, s2 := streamRate(b, pipe, id, max)
+			p1 := stageProcRate(b, src, whole, cores[:1], max)
+			p2 := stageProcRate(b, src, ranges, onCores, max)
 			a1 := aggregate(b, solo, id, 4, max)
 			a2 := aggregate(b, pipe, id, 4, max)
 			var par [2]float64
@@ -166,15 +183,25 @@ func BenchmarkPipelineVsOneNode(b *testing.B) {
 			}
 			wg.Wait()
 			single, agg, ceil = append(single, [2]float64{s1, s2}), append(agg, [2]float64{a1, a2}), append(ceil, [2]float64{a1, par[0] + par[1]})
-			b.Logf("MEASURE round %d: single stream %.2f vs %.2f tok/s (%.2fx); 4 streams %.2f vs %.2f tok/s (%.2fx); ceiling %.2f tok/s (%.2fx)",
-				r+1, s1, s2, s2/s1, a1, a2, a2/a1, par[0]+par[1], (par[0]+par[1])/a1)
+			floor = append(floor, [2]float64{p1, p2})
+			b.Logf("MEASURE round %d: single stream %.2f vs %.2f tok/s (%.2fx); 4 streams %.2f vs %.2f tok/s (%.2fx); ceiling %.2f tok/s (%.2fx); stage processes %.2f vs %.2f steps/s (%.2fx)",
+				r+1, s1, s2, s2/s1, a1, a2, a2/a1, par[0]+par[1], (par[0]+par[1])/a1, p1, p2, p2/p1)
 		}
-		ms, ma, mc := medianRatio(single), medianRatio(agg), medianRatio(ceil)
+		ms, ma, mc, mf := medianRatio(single), medianRatio(agg), medianRatio(ceil), medianRatio(floor)
+		var bare [][2]float64 // the nodes' single stream against the stage processes', per round
+		for r := range single {
+			bare = append(bare, [2]float64{floor[r][1], single[r][1]})
+		}
+		mb := medianRatio(bare)
 		b.Logf("MEASURE %s, %d tokens per stream, medians of %d rounds: 2 nodes x 1 core (%v) against 1 node x 1 core: single stream %.2fx, 4 streams aggregate %.2fx; ceiling (2 independent 1-core nodes, 2 streams each at once, against 1 node's 4): %.2fx",
 			id, max, rounds, in.Stages, ms, ma, mc)
 		b.ReportMetric(ms, "single-ratio")
 		b.ReportMetric(ma, "aggregate4-ratio")
 		b.ReportMetric(mc, "ceiling4-ratio")
+		b.Logf("MEASURE the same split as two bare stage processes (no node, network or API; pinned alike) handing each decode step on through pipes, against one such process running the whole model: %.2fx; the 2-node single stream against those two processes: %.2fx",
+			mf, mb)
+		b.ReportMetric(mf, "stageproc-ratio")
+		b.ReportMetric(mb, "single-vs-stageproc")
 		for _, n := range append(nodes, solo, solo2) {
 			_ = n.cmd.Process.Kill()
 			<-n.done
