@@ -388,9 +388,18 @@ func init() {
 			dotF16RowsGo(out, q, rows, stride, scale)
 			return
 		}
-		var q32 [maxQ32Dim]float32
-		fromF16AVX2(&q32[0], &q[0], len(q))
-		dotF16RowsQ32AVX2(&q32[0], &rows[0], 2*stride, len(out), len(q), scale, &out[0])
+		// As in the four-query form: no more stack (cleared every call) than the width needs.
+		switch {
+		case len(q) <= 64:
+			var q32 [64]float32
+			dotQ32(q32[:], q, rows, stride, scale, out)
+		case len(q) <= 128:
+			var q32 [128]float32
+			dotQ32(q32[:], q, rows, stride, scale, out)
+		default:
+			var q32 [maxQ32Dim]float32
+			dotQ32(q32[:], q, rows, stride, scale, out)
+		}
 	}
 	madF16RowsImpl = func(acc, rows []uint16, stride int, ms, vs []float32) {
 		if len(vs) == 0 || len(acc) == 0 || len(acc)%8 != 0 {
@@ -764,6 +773,12 @@ func dotF16RowsQ32x4AVX512(q *float32, qstride int, k *uint16, kstride, n, dim i
 func madF16Rows64x4AVX512(acc *uint16, astride int, v *uint16, vstride, n, chunks int, ms, vs *float32, fstride int)
 
 // dotQ32x4 widens the four queries into q32 and runs dotF16RowsQ32x4AVX512.
+// dotQ32 widens q into q32 (len(q) of it) and runs the one-query score kernel.
+func dotQ32(q32 []float32, q, rows []uint16, stride int, scale float32, out []float32) {
+	fromF16AVX2(&q32[0], &q[0], len(q))
+	dotF16RowsQ32AVX2(&q32[0], &rows[0], 2*stride, len(out), len(q), scale, &out[0])
+}
+
 func dotQ32x4(q32 []float32, qs, rows []uint16, stride, n, dim int, scale float32, out []float32) {
 	fromF16AVX2(&q32[0], &qs[0], len(qs))
 	dotF16RowsQ32x4AVX512(&q32[0], 4*dim, &rows[0], 2*stride, n, dim, scale, &out[0], 4*n)
