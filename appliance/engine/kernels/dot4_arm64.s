@@ -8,23 +8,9 @@
 // that bounds the one-column kernels) run side by side. Every column's steps are the one-column
 // kernel's, so each result equals it bit for bit.
 
-#define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
+#include "x4_arm64.h"
 
-// The arguments: R0 = x; R1, R10, R11, R12 = the four activation rows; R2 = nb;
-// R9 = out; the four float totals F24-F27 = 0.
-#define X4_ARGS \
-	MOVD  x+0(FP), R0; \
-	MOVD  y+8(FP), R1; \
-	MOVD  ystride+16(FP), R8; \
-	MOVD  nb+24(FP), R2; \
-	MOVD  out+32(FP), R9; \
-	ADD   R8, R1, R10; \
-	ADD   R8, R10, R11; \
-	ADD   R8, R11, R12; \
-	FMOVS $(0.0), F24; \
-	FMOVS $(0.0), F25; \
-	FMOVS $(0.0), F26; \
-	FMOVS $(0.0), F27
+#define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
 
 // One column's block: the 32 activations at 2(yp) against the weights in V0, V1 (SDOT into
 // vacc, numbered acc); fi = the integer sum as float32, fdy = the activation scale.
@@ -61,20 +47,6 @@
 	FMOVS  R3, F28; \
 	FCVTHS F28, F28
 
-#define X4_NEXT(wb) \
-	ADD  $(wb), R0; \
-	ADD  $34, R1; \
-	ADD  $34, R10; \
-	ADD  $34, R11; \
-	ADD  $34, R12; \
-	SUBS $1, R2
-
-#define X4_STORE \
-	FMOVS F24, (R9); \
-	FMOVS F25, 4(R9); \
-	FMOVS F26, 8(R9); \
-	FMOVS F27, 12(R9)
-
 // func dotQ8_0SDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ8_0SDOT4(SB), NOSPLIT, $0-40
 	X4_ARGS
@@ -83,11 +55,11 @@ q80x4_loop:
 	X_SCALE
 	ADD  $2, R0, R5
 	VLD1 (R5), [V0.B16, V1.B16]
-	Q80_COL(R1, 2, 3, 4, V2, V3, V4, F16, F20, F24)
-	Q80_COL(R10, 5, 6, 7, V5, V6, V7, F17, F21, F25)
-	Q80_COL(R11, 8, 9, 10, V8, V9, V10, F18, F22, F26)
-	Q80_COL(R12, 11, 12, 13, V11, V12, V13, F19, F23, F27)
-	X4_NEXT(34)
+	Q80_COL(R19, 2, 3, 4, V2, V3, V4, F16, F20, F24)
+	Q80_COL(R20, 5, 6, 7, V5, V6, V7, F17, F21, F25)
+	Q80_COL(R21, 8, 9, 10, V8, V9, V10, F18, F22, F26)
+	Q80_COL(R22, 11, 12, 13, V11, V12, V13, F19, F23, F27)
+	X4_NEXT(34, 34)
 	BNE  q80x4_loop
 	X4_STORE
 	RET
@@ -106,11 +78,11 @@ q40x4_loop:
 	VAND  V14.B16, V0.B16, V0.B16
 	VSUB  V15.B16, V0.B16, V0.B16
 	VSUB  V15.B16, V1.B16, V1.B16
-	Q40_COL(R1, 2, 3, 4, V2, V3, V4, F16, F20, F24)
-	Q40_COL(R10, 5, 6, 7, V5, V6, V7, F17, F21, F25)
-	Q40_COL(R11, 8, 9, 10, V8, V9, V10, F18, F22, F26)
-	Q40_COL(R12, 11, 12, 13, V11, V12, V13, F19, F23, F27)
-	X4_NEXT(18)
+	Q40_COL(R19, 2, 3, 4, V2, V3, V4, F16, F20, F24)
+	Q40_COL(R20, 5, 6, 7, V5, V6, V7, F17, F21, F25)
+	Q40_COL(R21, 8, 9, 10, V8, V9, V10, F18, F22, F26)
+	Q40_COL(R22, 11, 12, 13, V11, V12, V13, F19, F23, F27)
+	X4_NEXT(18, 34)
 	BNE   q40x4_loop
 	X4_STORE
 	RET

@@ -9,6 +9,8 @@
 // float lanes instead, so these agree with them within the float tolerance, and exactly where
 // every float step is exact.
 
+#include "x4_arm64.h"
+
 #define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
 
 // Every kernel's arguments: R0 = x, R1 = y, R2 = nb; the float total F20 = 0.
@@ -17,21 +19,6 @@
 	MOVD  y+8(FP), R1; \
 	MOVD  nb+16(FP), R2; \
 	FMOVS $(0.0), F20
-
-// The four-column kernels' arguments (at the end of the file).
-#define KX4_ARGS \
-	MOVD  x+0(FP), R0; \
-	MOVD  y+8(FP), R19; \
-	MOVD  ystride+16(FP), R5; \
-	MOVD  nb+24(FP), R2; \
-	MOVD  out+32(FP), R23; \
-	ADD   R5, R19, R20; \
-	ADD   R5, R20, R21; \
-	ADD   R5, R21, R22; \
-	FMOVS $(0.0), F24; \
-	FMOVS $(0.0), F25; \
-	FMOVS $(0.0), F26; \
-	FMOVS $(0.0), F27
 
 // acc (a W register) += the dot of the 32 quants in Vq1, Vq2 with the 32 activations in Vy1,
 // Vy2, times the scale in Rs (V10 scratch).
@@ -167,13 +154,18 @@ q4k_loop:
 // down two bits a chunk; V9 = 0x10 bytes, V11 scratch.
 #define Q5K_CHUNK(c) \
 	K4_NIBBLES(48+32*c, c); \
+	Q5K_BITS; \
+	K4_DOTS(c)
+
+// The chunk's fifth bits into V0, V1 (low nibbles) and V6, V7 (high), and the qh bytes in V12,
+// V13 on to the next chunk's.
+#define Q5K_BITS \
 	Q5K_BIT(4, V12, V0); \
 	Q5K_BIT(4, V13, V1); \
 	Q5K_BIT(3, V12, V6); \
 	Q5K_BIT(3, V13, V7); \
 	VUSHR  $2, V12.B16, V12.B16; \
-	VUSHR  $2, V13.B16, V13.B16; \
-	K4_DOTS(c)
+	VUSHR  $2, V13.B16, V13.B16;
 
 // Vq |= (Vh << s) & 0x10.
 #define Q5K_BIT(s, h, q) \
@@ -252,19 +244,22 @@ q5k_loop:
 	MOVB  (193+8*n+2*g)(R0), R7; \
 	DOT16(14, 7, R7, R15)
 
-#define Q6_HALF(n) \
+#define Q6_HALF(n) Q6_HALF_WITH(n, Q6_DOT)
+
+// Half n's weights, each group assembled and handed to dot(n, g).
+#define Q6_HALF_WITH(n, dot) \
 	ADD   $(64*n), R0, R5; \
 	VLD1  (R5), [V0.B16, V1.B16, V2.B16, V3.B16]; \
 	ADD   $(128+32*n), R0, R5; \
 	VLD1  (R5), [V4.B16, V5.B16]; \
 	Q6_G1; \
-	Q6_DOT(n, 0); \
+	dot(n, 0); \
 	Q6_G2; \
-	Q6_DOT(n, 1); \
+	dot(n, 1); \
 	Q6_G3; \
-	Q6_DOT(n, 2); \
+	dot(n, 2); \
 	Q6_G4; \
-	Q6_DOT(n, 3)
+	dot(n, 3)
 
 // func dotQ6KSDOT(x, y *byte, nb int) float32
 // Q6_K (210 bytes: 128 bytes of low nibbles, 64 of high bit pairs, 16 signed scales, d).
@@ -335,14 +330,32 @@ q6k_loop:
 	K2_FIELD(3); \
 	step(k, 3, r)
 
-// R14 += min j (high nibble of byte j) · group sum j.
-#define Q2K_MIN(j) Q2K_MIN_OF(j, R1, R14)
-
+// acc += min j (high nibble of byte j) · group sum j of the activations at yp.
 #define Q2K_MIN_OF(j, yp, acc) \
 	MOVH   (260+2*j)(yp), R5; \
 	MOVBU  j(R0), R6; \
 	LSRW   $4, R6; \
 	MADDW  R6, acc, R5, acc
+
+// acc = Q2_K's mins · the group sums of the activations at yp.
+#define Q2K_MINS(yp, acc) \
+	MOVW   ZR, acc; \
+	Q2K_MIN_OF(0, yp, acc); \
+	Q2K_MIN_OF(1, yp, acc); \
+	Q2K_MIN_OF(2, yp, acc); \
+	Q2K_MIN_OF(3, yp, acc); \
+	Q2K_MIN_OF(4, yp, acc); \
+	Q2K_MIN_OF(5, yp, acc); \
+	Q2K_MIN_OF(6, yp, acc); \
+	Q2K_MIN_OF(7, yp, acc); \
+	Q2K_MIN_OF(8, yp, acc); \
+	Q2K_MIN_OF(9, yp, acc); \
+	Q2K_MIN_OF(10, yp, acc); \
+	Q2K_MIN_OF(11, yp, acc); \
+	Q2K_MIN_OF(12, yp, acc); \
+	Q2K_MIN_OF(13, yp, acc); \
+	Q2K_MIN_OF(14, yp, acc); \
+	Q2K_MIN_OF(15, yp, acc)
 
 // func dotQ2KSDOT(x, y *byte, nb int) float32
 // Q2_K (84 bytes: 16 bytes of scales (low nibble) and mins (high), 64 of quants, d, dmin).
@@ -351,24 +364,8 @@ TEXT ·dotQ2KSDOT(SB), NOSPLIT, $0-28
 	VMOVI $3, V8.B16
 
 q2k_loop:
-	MOVW  ZR, R14
 	MOVW  ZR, R15
-	Q2K_MIN(0)
-	Q2K_MIN(1)
-	Q2K_MIN(2)
-	Q2K_MIN(3)
-	Q2K_MIN(4)
-	Q2K_MIN(5)
-	Q2K_MIN(6)
-	Q2K_MIN(7)
-	Q2K_MIN(8)
-	Q2K_MIN(9)
-	Q2K_MIN(10)
-	Q2K_MIN(11)
-	Q2K_MIN(12)
-	Q2K_MIN(13)
-	Q2K_MIN(14)
-	Q2K_MIN(15)
+	Q2K_MINS(R1, R14)
 	K2_HALF(16, 0, Q2K_STEP, R3)
 	K2_HALF(16, 1, Q2K_STEP, R3)
 	K_TAIL(80)
@@ -461,24 +458,10 @@ q3k_loop:
 	RET
 
 // The four-column forms of the Q4_K and Q6_K dots: one weight row against four Q8_K rows
-// ystride bytes apart (R19-R22), each super-block's weights unpacked once for the four. A
+// ystride bytes apart (x4_arm64.h), each super-block's weights unpacked once for the four. A
 // column's integer sums are the one-column kernel's (the same products, summed exactly in 32
 // bits) and its float steps are the same operations in the same order, so each result equals
-// the one-column kernel's bit for bit. Results go to out (R23); F24-F27 hold the four totals.
-#define KX4_NEXT(wb) \
-	ADD  $(wb), R0; \
-	ADD  $292, R19; \
-	ADD  $292, R20; \
-	ADD  $292, R21; \
-	ADD  $292, R22; \
-	SUBS $1, R2
-
-#define KX4_STORE \
-	FMOVS F24, (R23); \
-	FMOVS F25, 4(R23); \
-	FMOVS F26, 8(R23); \
-	FMOVS F27, 12(R23)
-
+// the one-column kernel's bit for bit.
 // Q4_K chunk c's two sub-blocks (low nibbles V0, V1; high V6, V7; their scales R16, R17)
 // against the column at yp, into acc.
 #define K4X4_COL(c, yp, acc) \
@@ -550,7 +533,7 @@ q3k_loop:
 
 // func dotQ4KSDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ4KSDOT4(SB), NOSPLIT, $0-40
-	KX4_ARGS
+	X4_ARGS
 	VMOVI $15, V8.B16
 
 q4kx4_loop:
@@ -560,9 +543,9 @@ q4kx4_loop:
 	K4X4_CHUNK(2)
 	K4X4_CHUNK(3)
 	K4X4_TAILS(0)
-	KX4_NEXT(144)
+	X4_NEXT(144, 292)
 	BNE     q4kx4_loop
-	KX4_STORE
+	X4_STORE
 	RET
 
 // Q6_DOT for the column at yp into acc, the group's quants (less 32) in V6, V7 and its scales
@@ -583,19 +566,7 @@ q4kx4_loop:
 	Q6X4_COL(n, g, R21, R10); \
 	Q6X4_COL(n, g, R22, R11)
 
-#define Q6X4_HALF(n) \
-	ADD   $(64*n), R0, R5; \
-	VLD1  (R5), [V0.B16, V1.B16, V2.B16, V3.B16]; \
-	ADD   $(128+32*n), R0, R5; \
-	VLD1  (R5), [V4.B16, V5.B16]; \
-	Q6_G1; \
-	Q6X4_DOT(n, 0); \
-	Q6_G2; \
-	Q6X4_DOT(n, 1); \
-	Q6_G3; \
-	Q6X4_DOT(n, 2); \
-	Q6_G4; \
-	Q6X4_DOT(n, 3)
+#define Q6X4_HALF(n) Q6_HALF_WITH(n, Q6X4_DOT)
 
 // The Q6_K tail for the column at yp: total += d·yd·sums, d in F22.
 #define Q6X4_TAIL(yp, sums, total) \
@@ -616,7 +587,7 @@ q4kx4_loop:
 
 // func dotQ6KSDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ6KSDOT4(SB), NOSPLIT, $0-40
-	KX4_ARGS
+	X4_ARGS
 	VMOVI $15, V8.B16
 	VMOVI $48, V9.B16
 	VMOVI $32, V12.B16
@@ -626,25 +597,20 @@ q6kx4_loop:
 	Q6X4_HALF(0)
 	Q6X4_HALF(1)
 	DX4_TAILS(208)
-	KX4_NEXT(210)
+	X4_NEXT(210, 292)
 	BNE     q6kx4_loop
-	KX4_STORE
+	X4_STORE
 	RET
 
 // Q5_K: Q4_K's with each nibble's fifth bit (see Q5K_CHUNK), the qh bytes in V12, V13.
 #define Q5KX4_CHUNK(c) \
 	K4X4_NIBBLES(48+32*c); \
-	Q5K_BIT(4, V12, V0); \
-	Q5K_BIT(4, V13, V1); \
-	Q5K_BIT(3, V12, V6); \
-	Q5K_BIT(3, V13, V7); \
-	VUSHR  $2, V12.B16, V12.B16; \
-	VUSHR  $2, V13.B16, V13.B16; \
+	Q5K_BITS; \
 	K4X4_COLS(c)
 
 // func dotQ5KSDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ5KSDOT4(SB), NOSPLIT, $0-40
-	KX4_ARGS
+	X4_ARGS
 	VMOVI $15, V8.B16
 	VMOVI $16, V9.B16
 
@@ -657,9 +623,9 @@ q5kx4_loop:
 	Q5KX4_CHUNK(2)
 	Q5KX4_CHUNK(3)
 	K4X4_TAILS(0)
-	KX4_NEXT(176)
+	X4_NEXT(176, 292)
 	BNE   q5kx4_loop
-	KX4_STORE
+	X4_STORE
 	RET
 
 // Sub-blocks 8k+2s and 8k+2s+1 (quants in V6, V7; scales in R16, R17) against the column at
@@ -684,29 +650,9 @@ q5kx4_loop:
 	ANDW   $15, R17; \
 	K2X4_COLS(k, s)
 
-// acc = Q2_K's mins · the group sums of the activations at yp.
-#define Q2K_MINS(yp, acc) \
-	MOVW   ZR, acc; \
-	Q2K_MIN_OF(0, yp, acc); \
-	Q2K_MIN_OF(1, yp, acc); \
-	Q2K_MIN_OF(2, yp, acc); \
-	Q2K_MIN_OF(3, yp, acc); \
-	Q2K_MIN_OF(4, yp, acc); \
-	Q2K_MIN_OF(5, yp, acc); \
-	Q2K_MIN_OF(6, yp, acc); \
-	Q2K_MIN_OF(7, yp, acc); \
-	Q2K_MIN_OF(8, yp, acc); \
-	Q2K_MIN_OF(9, yp, acc); \
-	Q2K_MIN_OF(10, yp, acc); \
-	Q2K_MIN_OF(11, yp, acc); \
-	Q2K_MIN_OF(12, yp, acc); \
-	Q2K_MIN_OF(13, yp, acc); \
-	Q2K_MIN_OF(14, yp, acc); \
-	Q2K_MIN_OF(15, yp, acc)
-
 // func dotQ2KSDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ2KSDOT4(SB), NOSPLIT, $0-40
-	KX4_ARGS
+	X4_ARGS
 	VMOVI $3, V8.B16
 
 q2kx4_loop:
@@ -718,9 +664,9 @@ q2kx4_loop:
 	K2_HALF(16, 0, Q2KX4_STEP, R3)
 	K2_HALF(16, 1, Q2KX4_STEP, R3)
 	K4X4_TAILS(80)
-	KX4_NEXT(84)
+	X4_NEXT(84, 292)
 	BNE   q2kx4_loop
-	KX4_STORE
+	X4_STORE
 	RET
 
 #define Q3KX4_STEP(k, s, r) \
@@ -731,7 +677,7 @@ q2kx4_loop:
 
 // func dotQ3KSDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ3KSDOT4(SB), NOSPLIT, $0-40
-	KX4_ARGS
+	X4_ARGS
 	VMOVI $3, V8.B16
 	VMOVI $4, V9.B16
 	MOVD  $0x0f0f0f0f0f0f0f0f, R24
@@ -743,7 +689,7 @@ q3kx4_loop:
 	K2_HALF(32, 0, Q3KX4_STEP, R3)
 	K2_HALF(32, 1, Q3KX4_STEP, R4)
 	DX4_TAILS(108)
-	KX4_NEXT(110)
+	X4_NEXT(110, 292)
 	BNE   q3kx4_loop
-	KX4_STORE
+	X4_STORE
 	RET

@@ -6,6 +6,8 @@
 // exact integer dot (SDOT of the 32 quants, nibbles in element order, and the activations, then
 // an across-lanes add), then ggml's scalar float steps in its order, as dotQ8_0SDOT does.
 
+#include "x4_arm64.h"
+
 #define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
 
 // TBL indices that put byte e/8 of the qh word in byte e (V13: e < 16, V14: the rest), and the
@@ -28,21 +30,9 @@ GLOBL legacyTbl<>(SB), RODATA|NOPTR, $48
 	MOVD  $legacyTbl<>(SB), R3; \
 	VLD1  (R3), [V13.B16, V14.B16, V15.B16]
 
-// The four-column kernels' arguments: R19-R22 the four activation rows, ystride bytes apart;
-// R23 out; F24-F27 the four totals.
+// The four-column kernels' arguments (x4_arm64.h) and constants.
 #define LEGACYX4_ARGS \
-	MOVD  x+0(FP), R0; \
-	MOVD  y+8(FP), R19; \
-	MOVD  ystride+16(FP), R5; \
-	MOVD  nb+24(FP), R2; \
-	MOVD  out+32(FP), R23; \
-	ADD   R5, R19, R20; \
-	ADD   R5, R20, R21; \
-	ADD   R5, R21, R22; \
-	FMOVS $(0.0), F24; \
-	FMOVS $(0.0), F25; \
-	FMOVS $(0.0), F26; \
-	FMOVS $(0.0), F27; \
+	X4_ARGS; \
 	VMOVI $15, V8.B16; \
 	VMOVI $16, V9.B16; \
 	MOVD  $legacyTbl<>(SB), R3; \
@@ -157,20 +147,6 @@ q50_loop:
 // unpacked once for the four, each column's steps those of the one-column kernel (so its
 // result equals it bit for bit).
 
-#define LEGACYX4_NEXT(wb, ab) \
-	ADD  $(wb), R0; \
-	ADD  $(ab), R19; \
-	ADD  $(ab), R20; \
-	ADD  $(ab), R21; \
-	ADD  $(ab), R22; \
-	SUBS $1, R2
-
-#define LEGACYX4_STORE \
-	FMOVS F24, (R23); \
-	FMOVS F25, 4(R23); \
-	FMOVS F26, 8(R23); \
-	FMOVS F27, 12(R23)
-
 // DM_STEP for the column at yp, dx in F28 and mx in F29: total += float32(dx·dy)·sumi + mx·s.
 #define DMX4_COL(off, yp, total) \
 	BLOCK_DOT_OF(off, yp); \
@@ -197,9 +173,9 @@ TEXT ·dotQ4_1SDOT4(SB), NOSPLIT, $0-40
 q41x4_loop:
 	NIBBLES(4)
 	DMX4_BLOCK
-	LEGACYX4_NEXT(20, 36)
+	X4_NEXT(20, 36)
 	BNE   q41x4_loop
-	LEGACYX4_STORE
+	X4_STORE
 	RET
 
 // func dotQ5_1SDOT4(x, y *byte, ystride, nb int, out *float32)
@@ -210,9 +186,9 @@ q51x4_loop:
 	NIBBLES(8)
 	FIFTH(4)
 	DMX4_BLOCK
-	LEGACYX4_NEXT(24, 36)
+	X4_NEXT(24, 36)
 	BNE   q51x4_loop
-	LEGACYX4_STORE
+	X4_STORE
 	RET
 
 // The Q5_0 step for the column at yp, dx in F28: total += float32(dx·dy)·sumi.
@@ -237,7 +213,7 @@ q50x4_loop:
 	Q50X4_COL(R20, F25)
 	Q50X4_COL(R21, F26)
 	Q50X4_COL(R22, F27)
-	LEGACYX4_NEXT(22, 34)
+	X4_NEXT(22, 34)
 	BNE   q50x4_loop
-	LEGACYX4_STORE
+	X4_STORE
 	RET
