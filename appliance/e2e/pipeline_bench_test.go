@@ -161,7 +161,11 @@ func BenchmarkPipelineVsOneNode(b *testing.B) {
 		var onCores []string
 		for _, st := range in.Stages {
 			ranges = append(ranges, st.Layers)
-			onCores = append(onCores, cores[map[bool]int{true: 0, false: 1}[st.NodeName == "p1"]])
+			core := cores[1] // p2's (startPinnedPair)
+			if st.NodeName == "p1" {
+				core = cores[0]
+			}
+			onCores = append(onCores, core)
 		}
 		whole := [][2]int{{0, ranges[len(ranges)-1][1]}}
 		var single, agg, ceil, floor [][2]float64 // per round: one node (process), then the 2-node figure
