@@ -80,7 +80,10 @@ func (d *Dir) Close() error {
 	if d.lock == nil {
 		return nil
 	}
-	err := d.lock.Close()
+	// Empty the file while still holding the lock, so that it names a process only while that
+	// process holds it: a node that opens the directory between another's lock and its pid
+	// write must not be told it is held by a process that already let go.
+	err := errors.Join(d.lock.Truncate(0), d.lock.Close())
 	d.lock = nil
 	return err
 }

@@ -33,6 +33,10 @@ func TestOpenCreatesPrivateDirAndLocks(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
+	// Released, the lock names no process (a stale pid would be blamed for the next holder).
+	if raw, err := os.ReadFile(filepath.Join(path, LockName)); err != nil || len(raw) != 0 {
+		t.Fatalf("lock file after Close: %q, %v; want it empty", raw, err)
+	}
 	d2, err := Open(path)
 	if err != nil {
 		t.Fatalf("reopen after close: %v", err)
