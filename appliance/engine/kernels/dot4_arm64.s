@@ -41,6 +41,14 @@
 	FMULS   fdy, fi, fi; \
 	FADDS   fi, fsum, fsum
 
+// col for each of the four columns: its activation row, vector registers (numbered for SDOT and
+// named) and float registers of its own.
+#define X4_EACH(col) \
+	col(R19, 2, 3, 4, V2, V3, V4, F16, F20, F24); \
+	col(R20, 5, 6, 7, V5, V6, V7, F17, F21, F25); \
+	col(R21, 8, 9, 10, V8, V9, V10, F18, F22, F26); \
+	col(R22, 11, 12, 13, V11, V12, V13, F19, F23, F27)
+
 // The weight block's scale into F28.
 #define X_SCALE \
 	MOVHU  (R0), R3; \
@@ -55,10 +63,7 @@ q80x4_loop:
 	X_SCALE
 	ADD  $2, R0, R5
 	VLD1 (R5), [V0.B16, V1.B16]
-	Q80_COL(R19, 2, 3, 4, V2, V3, V4, F16, F20, F24)
-	Q80_COL(R20, 5, 6, 7, V5, V6, V7, F17, F21, F25)
-	Q80_COL(R21, 8, 9, 10, V8, V9, V10, F18, F22, F26)
-	Q80_COL(R22, 11, 12, 13, V11, V12, V13, F19, F23, F27)
+	X4_EACH(Q80_COL)
 	X4_NEXT(34, 34)
 	BNE  q80x4_loop
 	X4_STORE
@@ -78,10 +83,7 @@ q40x4_loop:
 	VAND  V14.B16, V0.B16, V0.B16
 	VSUB  V15.B16, V0.B16, V0.B16
 	VSUB  V15.B16, V1.B16, V1.B16
-	Q40_COL(R19, 2, 3, 4, V2, V3, V4, F16, F20, F24)
-	Q40_COL(R20, 5, 6, 7, V5, V6, V7, F17, F21, F25)
-	Q40_COL(R21, 8, 9, 10, V8, V9, V10, F18, F22, F26)
-	Q40_COL(R22, 11, 12, 13, V11, V12, V13, F19, F23, F27)
+	X4_EACH(Q40_COL)
 	X4_NEXT(18, 34)
 	BNE   q40x4_loop
 	X4_STORE

@@ -120,16 +120,20 @@ q51_loop:
 	FMOVS F20, ret+24(FP)
 	RET
 
+// A Q5_0 block's 32 quants, (nibble | 16·bit) - 16, into V0, V1.
+#define Q50_QUANTS \
+	NIBBLES(6); \
+	FIFTH(2); \
+	VSUB  V9.B16, V0.B16, V0.B16; \
+	VSUB  V9.B16, V1.B16, V1.B16
+
 // func dotQ5_0SDOT(x, y *byte, nb int) float32
 // The quants are (nibble | 16·bit) - 16, signed; F20 += float32(float32(dx·dy)·sumi).
 TEXT ·dotQ5_0SDOT(SB), NOSPLIT, $0-28
 	LEGACY_ARGS
 
 q50_loop:
-	NIBBLES(6)
-	FIFTH(2)
-	VSUB  V9.B16, V0.B16, V0.B16
-	VSUB  V9.B16, V1.B16, V1.B16
+	Q50_QUANTS
 	BLOCK_DOT(2)
 	HALF(0, R0, F22)
 	HALF(0, R1, F23)
@@ -204,10 +208,7 @@ TEXT ·dotQ5_0SDOT4(SB), NOSPLIT, $0-40
 	LEGACYX4_ARGS
 
 q50x4_loop:
-	NIBBLES(6)
-	FIFTH(2)
-	VSUB  V9.B16, V0.B16, V0.B16
-	VSUB  V9.B16, V1.B16, V1.B16
+	Q50_QUANTS
 	HALF(0, R0, F28)
 	Q50X4_COL(R19, F24)
 	Q50X4_COL(R20, F25)
