@@ -19,6 +19,16 @@
 //
 // Registers: Z30 = 0x0f bytes, Z31 = 0xf0 bytes.
 
+// How far ahead the kernels prefetch: each chunk fetches its eight lines of
+// quants and one of the five lines of scales (the fifth, at 2304, is reached by the next
+// super-block's first chunk, as PF4K_DIST is a multiple of the super-block size less 64).
+#define PF4K_DIST 2*2368-64
+
+// A chunk's prefetches, as described above.
+#define P4K_PREFETCH(j) \
+	PACKED_PREFETCH8(PF4K_DIST+512*j, SI); \
+	PREFETCHT0 PF4K_DIST+2048+64*j(SI)
+
 // One column: group g of chunk j at SI against the activations at DI, into the running sums
 // alo (low nibbles) and ahi (high nibbles, times 16). Z1-Z3 are scratch.
 #define P4K1_GROUP(j, g, alo, ahi) \
@@ -29,6 +39,7 @@
 // One column: chunk j, its scaled sums added to Z20 (low) and Z21 (high, times 16); Z10-Z15
 // are scratch (two sums each for the low and high nibbles, to halve the dependency chains).
 #define P4K1_CHUNK(j) \
+	P4K_PREFETCH(j); \
 	ZERO_Z4(Z10, Z11, Z12, Z13); \
 	P4K1_GROUP(j, 0, Z10, Z12); \
 	P4K1_GROUP(j, 1, Z11, Z13); \
@@ -81,17 +92,11 @@ p4k_block:
 	VZEROUPPER
 	RET
 
-// How far ahead the many-column kernels prefetch: each chunk fetches its eight lines of
-// quants and one of the five lines of scales (the fifth, at 2304, is reached by the next
-// super-block's first chunk, as PF4K_DIST is a multiple of the super-block size less 64).
-#define PF4K_DIST 2*2368-64
-
 // Many columns: the quants of chunk j of the super-block at SI, low nibbles of groups
 // 8j..8j+7 in Z8-Z15, high nibbles (times 16) in Z16-Z23; the chunk's two scale vectors in
 // Z26, Z27.
 #define P4KN_CHUNK(j) \
-	PACKED_PREFETCH8(PF4K_DIST+512*j, SI); \
-	PREFETCHT0 PF4K_DIST+2048+64*j(SI); \
+	P4K_PREFETCH(j); \
 	PACKED_SPLIT(512*j, SI, Z28, Z8, Z16); \
 	PACKED_SPLIT(512*j+64, SI, Z28, Z9, Z17); \
 	PACKED_SPLIT(512*j+128, SI, Z28, Z10, Z18); \

@@ -1067,7 +1067,10 @@ blab: \
 	JNZ   glab
 
 // func dotPacked…VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
-#define PACKED_DOT1(masks, hdr, pfg, block, col, next, plab, glab, blab) \
+// pf and pfg prefetch as in PACKED_DOT4: one core streaming from memory with only the hardware
+// prefetcher reads well below what it reads from its caches (packed Q4_0, 256 MiB, one thread
+// on Zen 4: 21-25 GB/s without, 28-36 GB/s with).
+#define PACKED_DOT1(masks, hdr, pf, pfg, block, col, next, plab, glab, blab) \
 	MOVQ w+0(FP), R9; \
 	MOVQ panels+16(FP), R10; \
 	MOVQ out+40(FP), R8; \
@@ -1077,7 +1080,7 @@ plab: \
 	LEGACY_PANEL; \
 	MOVQ   y+32(FP), DI; \
 	VPXORD Z0, Z0, Z0; \
-	LEGACY_BLOCKS_START(hdr, pfg, EMPTY, block, glab, blab); \
+	LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab); \
 	col((DI), Z0); \
 	next; \
 	ADDQ $40, DI; \
