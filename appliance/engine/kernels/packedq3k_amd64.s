@@ -101,31 +101,28 @@
 // (BenchmarkPackedKernels, Zen 4).
 #define PF3_DIST 2*1856-64
 
+// The four quads of a super-block (quad: Q3_QUAD1 or Q3_QUAD4), each after its prefetches.
+#define Q3_QUADS(quad) \
+	PACKED_PREFETCH8(PF3_DIST, SI); \
+	quad(Q3_G0, 0, 0); \
+	PACKED_PREFETCH8(PF3_DIST+512, SI); \
+	quad(Q3_G1, 1, 0); \
+	PACKED_PREFETCH8(PF3_DIST+1024, SI); \
+	quad(Q3_G0, 0, 1); \
+	PACKED_PREFETCH8(PF3_DIST+1536, SI); \
+	quad(Q3_G1, 1, 1)
+
 // One column's super-block.
 #define Q3_SB1 \
 	VPXORD Z14, Z14, Z14; \
-	PACKED_PREFETCH8(PF3_DIST, SI); \
-	Q3_QUAD1(Q3_G0, 0, 0); \
-	PACKED_PREFETCH8(PF3_DIST+512, SI); \
-	Q3_QUAD1(Q3_G1, 1, 0); \
-	PACKED_PREFETCH8(PF3_DIST+1024, SI); \
-	Q3_QUAD1(Q3_G0, 0, 1); \
-	PACKED_PREFETCH8(PF3_DIST+1536, SI); \
-	Q3_QUAD1(Q3_G1, 1, 1); \
+	Q3_QUADS(Q3_QUAD1); \
 	VCVTPH2PS 1792(SI), Z8; \
 	PACKED_FMA((DI), Z14, Z0)
 
 // Four columns' super-block.
 #define Q3_SB4 \
 	ZERO_Z4(Z13, Z18, Z23, Z7); \
-	PACKED_PREFETCH8(PF3_DIST, SI); \
-	Q3_QUAD4(Q3_G0, 0, 0); \
-	PACKED_PREFETCH8(PF3_DIST+512, SI); \
-	Q3_QUAD4(Q3_G1, 1, 0); \
-	PACKED_PREFETCH8(PF3_DIST+1024, SI); \
-	Q3_QUAD4(Q3_G0, 0, 1); \
-	PACKED_PREFETCH8(PF3_DIST+1536, SI); \
-	Q3_QUAD4(Q3_G1, 1, 1); \
+	Q3_QUADS(Q3_QUAD4); \
 	VCVTPH2PS 1792(SI), Z8; \
 	PACKED_FMA4(0, (DI), Z13); \
 	PACKED_FMA4(1, (DI)(DX*1), Z18); \

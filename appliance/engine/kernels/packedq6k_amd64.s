@@ -33,6 +33,12 @@
 #define PF6_DIST 2*3392-64
 #define PF6 PREFETCHT0
 
+// A pair's three lines, PF6_DIST on.
+#define P6_PF_PAIR(pb) \
+	PF6 PF6_DIST+pb(SI); \
+	PF6 PF6_DIST+pb+64(SI); \
+	PF6 PF6_DIST+pb+128(SI)
+
 // A pair of ql groups of the super-block at SI and their high bits, at pb.
 #define P6_LOAD(pb) \
 	VMOVDQU64 pb(SI), Z1; \
@@ -71,9 +77,7 @@
 // One column: a pair's four sub-block sums into Z10 (A low), Z11 (B low), Z12 (A high),
 // Z13 (B high).
 #define P6_PAIR1(n, gp, pb) \
-	PF6 PF6_DIST+pb(SI); \
-	PF6 PF6_DIST+pb+64(SI); \
-	PF6 PF6_DIST+pb+128(SI); \
+	P6_PF_PAIR(pb); \
 	P6_LOAD(pb); \
 	P6_ALO; \
 	VPDPBUSD.BCST 128*n+4*gp(DI), Z5, Z10; \
@@ -107,9 +111,7 @@
 	VPDPBUSD.BCST off(R14)(DX*1), Z5, a3
 
 #define P6_PAIR4(n, gp, pb) \
-	PF6 PF6_DIST+pb(SI); \
-	PF6 PF6_DIST+pb+64(SI); \
-	PF6 PF6_DIST+pb+128(SI); \
+	P6_PF_PAIR(pb); \
 	P6_LOAD(pb); \
 	P6_ALO; \
 	P6_DP4(128*n+4*gp, Z9, Z14, Z19, Z24); \
