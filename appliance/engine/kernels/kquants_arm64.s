@@ -63,6 +63,17 @@
 	UBFX   $(16*c+8), R3, $8, R6; \
 	DOT32(4, 5, 6, 7, R6, R15)
 
+// of(j, yp, acc) for the eight sub-blocks k..k+7.
+#define MINS8_OF(of, k, yp, acc) \
+	of((k), yp, acc); \
+	of((k+1), yp, acc); \
+	of((k+2), yp, acc); \
+	of((k+3), yp, acc); \
+	of((k+4), yp, acc); \
+	of((k+5), yp, acc); \
+	of((k+6), yp, acc); \
+	of((k+7), yp, acc)
+
 // R14 += min j · (group sums 2j and 2j+1), the mins bytes of R4.
 // acc += min j · (group sums 2j and 2j+1) of the activations at yp.
 #define Q4K_MIN_OF(j, yp, acc) \
@@ -75,14 +86,7 @@
 // acc = the mins of R4 · the group sums of the activations at yp.
 #define Q4K_MINS(yp, acc) \
 	MOVW   ZR, acc; \
-	Q4K_MIN_OF(0, yp, acc); \
-	Q4K_MIN_OF(1, yp, acc); \
-	Q4K_MIN_OF(2, yp, acc); \
-	Q4K_MIN_OF(3, yp, acc); \
-	Q4K_MIN_OF(4, yp, acc); \
-	Q4K_MIN_OF(5, yp, acc); \
-	Q4K_MIN_OF(6, yp, acc); \
-	Q4K_MIN_OF(7, yp, acc)
+	MINS8_OF(Q4K_MIN_OF, 0, yp, acc)
 
 // A Q4_K or Q5_K super-block's scales and mins (12 bytes at 4), unpacked as the AVX2 kernel
 // does: R3 = the eight scales, R4 = the eight mins (bytes); R14 = mins · group sums, R15 = 0.
@@ -340,22 +344,8 @@ q6k_loop:
 // acc = Q2_K's mins · the group sums of the activations at yp.
 #define Q2K_MINS(yp, acc) \
 	MOVW   ZR, acc; \
-	Q2K_MIN_OF(0, yp, acc); \
-	Q2K_MIN_OF(1, yp, acc); \
-	Q2K_MIN_OF(2, yp, acc); \
-	Q2K_MIN_OF(3, yp, acc); \
-	Q2K_MIN_OF(4, yp, acc); \
-	Q2K_MIN_OF(5, yp, acc); \
-	Q2K_MIN_OF(6, yp, acc); \
-	Q2K_MIN_OF(7, yp, acc); \
-	Q2K_MIN_OF(8, yp, acc); \
-	Q2K_MIN_OF(9, yp, acc); \
-	Q2K_MIN_OF(10, yp, acc); \
-	Q2K_MIN_OF(11, yp, acc); \
-	Q2K_MIN_OF(12, yp, acc); \
-	Q2K_MIN_OF(13, yp, acc); \
-	Q2K_MIN_OF(14, yp, acc); \
-	Q2K_MIN_OF(15, yp, acc)
+	MINS8_OF(Q2K_MIN_OF, 0, yp, acc); \
+	MINS8_OF(Q2K_MIN_OF, 8, yp, acc)
 
 // func dotQ2KSDOT(x, y *byte, nb int) float32
 // Q2_K (84 bytes: 16 bytes of scales (low nibble) and mins (high), 64 of quants, d, dmin).

@@ -152,8 +152,8 @@ q50_loop:
 // result equals it bit for bit).
 
 // DM_STEP for the column at yp, dx in F28 and mx in F29: total += float32(dx·dy)·sumi + mx·s.
-#define DMX4_COL(off, yp, total) \
-	BLOCK_DOT_OF(off, yp); \
+#define DMX4_COL(yp, total) \
+	BLOCK_DOT_OF(4, yp); \
 	HALF(0, yp, F23); \
 	FMULS F28, F23, F16; \
 	FMULS F21, F16, F16; \
@@ -165,10 +165,7 @@ q50_loop:
 #define DMX4_BLOCK \
 	HALF(0, R0, F28); \
 	HALF(2, R0, F29); \
-	DMX4_COL(4, R19, F24); \
-	DMX4_COL(4, R20, F25); \
-	DMX4_COL(4, R21, F26); \
-	DMX4_COL(4, R22, F27)
+	X4_TOTALS(DMX4_COL)
 
 // func dotQ4_1SDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ4_1SDOT4(SB), NOSPLIT, $0-40
@@ -210,10 +207,7 @@ TEXT ·dotQ5_0SDOT4(SB), NOSPLIT, $0-40
 q50x4_loop:
 	Q50_QUANTS
 	HALF(0, R0, F28)
-	Q50X4_COL(R19, F24)
-	Q50X4_COL(R20, F25)
-	Q50X4_COL(R21, F26)
-	Q50X4_COL(R22, F27)
+	X4_TOTALS(Q50X4_COL)
 	X4_NEXT(22, 34)
 	BNE   q50x4_loop
 	X4_STORE
