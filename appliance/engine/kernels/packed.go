@@ -50,6 +50,7 @@ type Packed struct {
 // packedKernels are this CPU's kernels for packed weights; nil where there are none, and then
 // Pack declines.
 type packedKernelSet struct {
+	t    ggml.Type
 	name string
 	// dot: out[16p+i] = row 16p+i · the prepared activation row y, for panels p < panels.
 	dot func(w []byte, stride, panels, nb int, y []byte, out []float32)
@@ -80,6 +81,16 @@ type packedFormat struct {
 
 // fileBlockBytes holds a block of any packed type in the file's layout (Q6_K's is the largest).
 type fileBlockBytes [210]byte
+
+// packedVariants are every packed kernel set this CPU can run, by type, in the order
+// installed (the last is the type's kernels): tests check each against the Go twin.
+var packedVariants = map[ggml.Type][]*packedKernelSet{}
+
+// usePacked installs k as its type's packed kernels, in place of any installed before.
+func usePacked(k *packedKernelSet) {
+	packedFormats[k.t].kernels = k
+	packedVariants[k.t] = append(packedVariants[k.t], k)
+}
 
 // packedFormats are the types that have a packed layout.
 var packedFormats = map[ggml.Type]*packedFormat{

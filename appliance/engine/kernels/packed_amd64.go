@@ -85,7 +85,27 @@ func dotPackedQ5Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystrid
 //go:noescape
 func dotPackedQ4Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
+//go:noescape
+func dotPackedQ4_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ4_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ8_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ8_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
 func init() {
+	// AVX2 (with FMA and F16C: x/sys/cpu reports AVX2 only where the OS saves the YMM
+	// registers): packed Q4_0 and Q8_0, which on such CPUs decode from memory instead of
+	// from the file layout's kernels' arithmetic, and batch four columns a pass where those
+	// had one (Q4_0, Q8_0). The VNNI kernels below replace them where there are both.
+	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
+		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil))
+		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil))
+	}
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL || !cpu.X86.HasAVX512VNNI {
 		return
 	}
@@ -94,26 +114,30 @@ func init() {
 	// Four panels in step were faster while Q4_0's and Q8_0's panels were two runs each (all
 	// quants, then all scales), but one grouped panel at a time reads faster still:
 	// BenchmarkPackedKernels/Q4_0/262144KiB, 15-20 GB/s four in step against 19-25.
-	packedSet(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
-	packedSet(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
-	packedSet(ggml.Q4_1, dotPackedQ4_1VNNI, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
-	packedSet(ggml.Q5_1, dotPackedQ5_1VNNI, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
-	packedSet(ggml.Q4_K, dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
-	packedSet(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
-	packedSet(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
+	vnni := func(t ggml.Type, dot func(w *byte, stride int, panels int, nb int, y *byte, out *float32),
+		dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) {
+		usePacked(packedSet(t, "vnni", dot, dot4, dot8))
+	}
+	vnni(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
+	vnni(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
+	vnni(ggml.Q4_1, dotPackedQ4_1VNNI, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
+	vnni(ggml.Q5_1, dotPackedQ5_1VNNI, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
+	vnni(ggml.Q4_K, dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
+	vnni(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
+	vnni(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
 	// Q2_K and Q3_K, as Q6_K: one and four columns, eight as two passes of four.
-	packedSet(ggml.Q2_K, dotPackedQ2KVNNI, dotPackedQ2Kx4VNNI, nil)
-	packedSet(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, nil)
+	vnni(ggml.Q2_K, dotPackedQ2KVNNI, dotPackedQ2Kx4VNNI, nil)
+	vnni(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, nil)
 	// Q6_K: one and four columns; eight run as two passes of four (the sums of eight columns
 	// do not fit the registers beside the four quant vectors).
-	packedSet(ggml.Q6_K, dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, nil)
+	vnni(ggml.Q6_K, dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, nil)
 }
 
-// packedSet makes the packed kernels of type t its packedFormat's, wrapped with the checks
+// packedSet wraps the packed kernels of type t, of the instruction set name, with the checks
 // they rely on; dot8 may be nil (eight columns run as two passes of four).
-func packedSet(t ggml.Type,
+func packedSet(t ggml.Type, name string,
 	dot func(w *byte, stride int, panels int, nb int, y *byte, out *float32),
-	dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) {
+	dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) *packedKernelSet {
 	f := packedFormats[t]
 	blockBytes, actBytes := f.block, f.act
 	check := func(w []byte, stride, panels, nb int, y []byte, ystride, cols int, out []float32, ostride int) {
@@ -125,7 +149,8 @@ func packedSet(t ggml.Type,
 		}
 	}
 	k := &packedKernelSet{
-		name: "vnni",
+		t:    t,
+		name: name,
 		dot: func(w []byte, stride, panels, nb int, y []byte, out []float32) {
 			check(w, stride, panels, nb, y, actBytes*nb, 1, out, panelRows*panels)
 			dot(&w[0], stride, panels, nb, &y[0], &out[0])
@@ -142,5 +167,5 @@ func packedSet(t ggml.Type,
 	if dot8 == nil {
 		k.dot8 = nil
 	}
-	f.kernels = k
+	return k
 }

@@ -219,3 +219,98 @@ TEXT ·dotPackedQ5_1x4VNNI(SB), NOSPLIT, $0-64
 
 TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	PACKED_DOT8(P5_MASKS, LEGACY_GROUP1, P51_PREFETCH, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51x8_panel, p51x8_group, p51x8_block)
+
+// AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q4_0 with the nibbles shifted down to their
+// values. Per block, the int16 sums of each half's eight rows, then as P16_COL: the offset
+// term added in int32, one FMA by dx·yd.
+
+// One column: group q's activation quants in Y6 (low elements) and Y7 (high); half h of the
+// group's weights into the int16 sums sum (Y1, Y2 scratch).
+#define PA4_HALF1(q, h, sum) \
+	VMOVDQU    64*q+32*h(SI), Y1; \
+	VPAND      Y15, Y1, Y2; \
+	VPSRLW     $4, Y1, Y1; \
+	VPAND      Y15, Y1, Y1; \
+	VPMADDUBSW Y6, Y2, Y2; \
+	VPMADDUBSW Y7, Y1, Y1; \
+	VPADDW     Y2, sum, sum; \
+	VPADDW     Y1, sum, sum
+
+#define PA4_GROUP1(q) \
+	VPBROADCASTD 4*q(DI), Y6; \
+	VPBROADCASTD 16+4*q(DI), Y7; \
+	PA4_HALF1(q, 0, Y8); \
+	PA4_HALF1(q, 1, Y9)
+
+// The int16 sums sum of eight rows, widened and started at the offset term (Y10), converted
+// and added to acc by one FMA with the rows' dx (fp16 at sc) times yd (Y11).
+#define PA4_FMA(sum, sc, acc) \
+	VPMADDWD    Y14, sum, sum; \
+	VPADDD      Y10, sum, sum; \
+	VCVTDQ2PS   sum, sum; \
+	VCVTPH2PS   sc, Y4; \
+	VMULPS      Y11, Y4, Y4; \
+	VFMADD231PS Y4, sum, acc
+
+#define PA4_BLOCK1 \
+	VPXOR        Y8, Y8, Y8; \
+	VPXOR        Y9, Y9, Y9; \
+	PA4_GROUP1(0); \
+	PA4_GROUP1(1); \
+	PA4_GROUP1(2); \
+	PA4_GROUP1(3); \
+	VPBROADCASTD 36(DI), Y10; \
+	VBROADCASTSS 32(DI), Y11; \
+	PA4_FMA(Y8, (R11), Y0); \
+	PA4_FMA(Y9, 16(R11), Y3)
+
+// Four columns: group q of half h, low nibbles in Y8 and high in Y9, against the column at
+// base into its int16 sums sum (Y10, Y11 scratch).
+#define PA4_COL4(q, base, sum) \
+	VPBROADCASTD 4*q base, Y10; \
+	VPMADDUBSW   Y10, Y8, Y11; \
+	VPADDW       Y11, sum, sum; \
+	VPBROADCASTD 16+4*q base, Y10; \
+	VPMADDUBSW   Y10, Y9, Y11; \
+	VPADDW       Y11, sum, sum
+
+#define PA4_GROUP4(q, h) \
+	VMOVDQU 64*q+32*h(SI), Y9; \
+	VPAND   Y15, Y9, Y8; \
+	VPSRLW  $4, Y9, Y9; \
+	VPAND   Y15, Y9, Y9; \
+	PA4_COL4(q, (DI), Y4); \
+	PA4_COL4(q, (DI)(DX*1), Y5); \
+	PA4_COL4(q, (R14), Y6); \
+	PA4_COL4(q, (R14)(DX*1), Y7)
+
+// PA4_FMA for the column at base, the rows' dx in Y12.
+#define PA4_FMA4(base, sum, acc) \
+	VPMADDWD     Y14, sum, sum; \
+	VPBROADCASTD 36 base, Y10; \
+	VPADDD       Y10, sum, sum; \
+	VCVTDQ2PS    sum, sum; \
+	VBROADCASTSS 32 base, Y10; \
+	VMULPS       Y10, Y12, Y13; \
+	VFMADD231PS  Y13, sum, acc
+
+#define PA4_BLOCK4(h) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	PA4_GROUP4(0, h); \
+	PA4_GROUP4(1, h); \
+	PA4_GROUP4(2, h); \
+	PA4_GROUP4(3, h); \
+	VCVTPH2PS 16*h(R11), Y12; \
+	PA4_FMA4((DI), Y4, Y0); \
+	PA4_FMA4((DI)(DX*1), Y5, Y1); \
+	PA4_FMA4((R14), Y6, Y2); \
+	PA4_FMA4((R14)(DX*1), Y7, Y3)
+
+#define PA4_BLOCK4_0 PA4_BLOCK4(0)
+#define PA4_BLOCK4_1 PA4_BLOCK4(1)
+
+TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
+	PACKEDA_DOT1(P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK1, P16_NEXT_BLOCK, pa4_panel, pa4_group, pa4_block)
+
+TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
+	PACKEDA_DOT4(PA_CONSTS, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4_0, PA4_BLOCK4_1, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)

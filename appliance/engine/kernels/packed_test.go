@@ -123,9 +123,9 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 			p := packAny(ty, w, rows, n)
 			rb64, _ := ty.RowSize(int64(n))
 			rb := int(rb64)
-			k := p.kernels()
+			variants := packedVariants[ty]
 			if nb == 1 {
-				t.Logf("%s: kernels %v", ty, k != nil)
+				t.Logf("%s: %d kernel sets", ty, len(variants))
 			}
 			for trial := 0; trial < 3; trial++ {
 				const cols = 8
@@ -159,47 +159,8 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 				if got := p.Dot(rows-1, acts[2]); math.Float32bits(got) != math.Float32bits(twins[2*rows+rows-1]) {
 					t.Fatalf("%s nb %d: Packed.Dot %v, twin %v", ty, nb, got, twins[2*rows+rows-1])
 				}
-				if k == nil {
-					continue
-				}
-				same := func(what string, c, ri int, got float32) {
-					t.Helper()
-					if want := twins[c*rows+ri]; math.Float32bits(got) != math.Float32bits(want) {
-						t.Fatalf("%s nb %d trial %d %s: column %d row %d %v, twin %v", ty, nb, trial, what, c, ri, got, want)
-					}
-				}
-				for c := 0; c < cols; c++ {
-					out := make([]float32, rows)
-					k.dot(p.data, p.stride, rows/panelRows, nb, prep[c*sz:(c+1)*sz], out)
-					for ri, o := range out {
-						same("one column", c, ri, o)
-					}
-				}
-				ostride := rows + 3
-				out4 := make([]float32, cols*ostride)
-				for c0 := 0; c0 < cols; c0 += 4 {
-					k.dot4(p.data, p.stride, rows/panelRows, nb, prep[c0*sz:], sz, out4[c0*ostride:], ostride)
-				}
-				for c := 0; c < cols; c++ {
-					for ri := 0; ri < rows; ri++ {
-						same("four columns", c, ri, out4[c*ostride+ri])
-					}
-				}
-				if k.dot8 == nil {
-					continue
-				}
-				// Eight columns, with room between the activation rows and the result rows.
-				ystride := sz + 64
-				y8 := make([]byte, cols*ystride)
-				for c := 0; c < cols; c++ {
-					copy(y8[c*ystride:], prep[c*sz:(c+1)*sz])
-				}
-				out8 := make([]float32, cols*ostride)
-				k.dot8(p.data, p.stride, rows/panelRows, nb, y8, ystride, out8, ostride)
-				for c := 0; c < cols; c++ {
-					for ri := 0; ri < rows; ri++ {
-						same("eight columns", c, ri, out8[c*ostride+ri])
-					}
+				for _, k := range variants {
+					checkPackedKernels(t, k, p, nb, trial, prep, sz, twins)
 				}
 			}
 		}
@@ -213,6 +174,53 @@ func TestPackedKernelsMatchTwin(t *testing.T) {
 			if got, want := p.Dot(0, act), Dot(ggml.Q4_0, row, act, 32*nb); got != want {
 				t.Fatalf("exact blocks nb %d trial %d: packed %v, reference %v", nb, trial, got, want)
 			}
+		}
+	}
+}
+
+// checkPackedKernels checks one kernel set's one-, four- and eight-column products of p's rows
+// against the Go twin's results twins (column c's at c*rows), bit for bit.
+func checkPackedKernels(t *testing.T, k *packedKernelSet, p *Packed, nb, trial int, prep []byte, sz int, twins []float32) {
+	t.Helper()
+	ty, rows := k.t, p.rows
+	cols := len(twins) / rows
+	same := func(what string, c, ri int, got float32) {
+		t.Helper()
+		if want := twins[c*rows+ri]; math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("%s %s nb %d trial %d %s: column %d row %d %v, twin %v", ty, k.name, nb, trial, what, c, ri, got, want)
+		}
+	}
+	for c := 0; c < cols; c++ {
+		out := make([]float32, rows)
+		k.dot(p.data, p.stride, rows/panelRows, nb, prep[c*sz:(c+1)*sz], out)
+		for ri, o := range out {
+			same("one column", c, ri, o)
+		}
+	}
+	ostride := rows + 3
+	out4 := make([]float32, cols*ostride)
+	for c0 := 0; c0 < cols; c0 += 4 {
+		k.dot4(p.data, p.stride, rows/panelRows, nb, prep[c0*sz:], sz, out4[c0*ostride:], ostride)
+	}
+	for c := 0; c < cols; c++ {
+		for ri := 0; ri < rows; ri++ {
+			same("four columns", c, ri, out4[c*ostride+ri])
+		}
+	}
+	if k.dot8 == nil {
+		return
+	}
+	// Eight columns, with room between the activation rows and the result rows.
+	ystride := sz + 64
+	y8 := make([]byte, cols*ystride)
+	for c := 0; c < cols; c++ {
+		copy(y8[c*ystride:], prep[c*sz:(c+1)*sz])
+	}
+	out8 := make([]float32, cols*ostride)
+	k.dot8(p.data, p.stride, rows/panelRows, nb, y8, ystride, out8, ostride)
+	for c := 0; c < cols; c++ {
+		for ri := 0; ri < rows; ri++ {
+			same("eight columns", c, ri, out8[c*ostride+ri])
 		}
 	}
 }

@@ -74,3 +74,135 @@ TEXT ·dotPackedQ8_0x4VNNI(SB), NOSPLIT, $0-64
 
 TEXT ·dotPackedQ8_0x8VNNI(SB), NOSPLIT, $0-64
 	PACKED_DOT8(EMPTY, LEGACY_GROUP8, P8_PREFETCH, P8_PF_GROUP, P8_BLOCK_SI, P8_COL, P8_NEXT_BLOCK, p8x8_panel, p8x8_group, p8x8_block)
+
+// AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q8_0, each biased weight byte u = w+128 split
+// into its nibbles l and h (u = l + 16h), whose products with the activations have int16
+// sums of their own; per block l's sum plus 16 times h's, widened and started at the offset
+// term (-128·Σy), is the exact Σ w·y, and the block is added as P8_COL adds it (a rounded
+// product, then a rounded sum).
+
+// One column: group q's activation quants in Y6; half h of the group's weights into the
+// int16 sums lsum (low nibbles) and hsum (high; Y1, Y2 scratch).
+#define PA8_HALF1(q, h, lsum, hsum) \
+	VMOVDQU    64*q+32*h(SI), Y1; \
+	VPAND      Y15, Y1, Y2; \
+	VPSRLW     $4, Y1, Y1; \
+	VPAND      Y15, Y1, Y1; \
+	VPMADDUBSW Y6, Y2, Y2; \
+	VPMADDUBSW Y6, Y1, Y1; \
+	VPADDW     Y2, lsum, lsum; \
+	VPADDW     Y1, hsum, hsum
+
+#define PA8_GROUP1(q) \
+	VPBROADCASTD 4*q(DI), Y6; \
+	PA8_HALF1(q, 0, Y8, Y9); \
+	PA8_HALF1(q, 1, Y12, Y13)
+
+// The sums of eight rows: lsum + 16·hsum widened, plus the offset term (Y10), converted,
+// times the rows' dx (fp16 at sc) times yd (Y11), added to acc.
+#define PA8_ADD(lsum, hsum, sc, acc) \
+	VPMADDWD  Y14, lsum, lsum; \
+	VPMADDWD  Y14, hsum, hsum; \
+	VPSLLD    $4, hsum, hsum; \
+	VPADDD    hsum, lsum, lsum; \
+	VPADDD    Y10, lsum, lsum; \
+	VCVTDQ2PS lsum, lsum; \
+	VCVTPH2PS sc, Y4; \
+	VMULPS    Y11, Y4, Y4; \
+	VMULPS    Y4, lsum, lsum; \
+	VADDPS    lsum, acc, acc
+
+#define PA8_BLOCK1 \
+	VPXOR        Y8, Y8, Y8; \
+	VPXOR        Y9, Y9, Y9; \
+	VPXOR        Y12, Y12, Y12; \
+	VPXOR        Y13, Y13, Y13; \
+	PA8_GROUP1(0); \
+	PA8_GROUP1(1); \
+	PA8_GROUP1(2); \
+	PA8_GROUP1(3); \
+	PA8_GROUP1(4); \
+	PA8_GROUP1(5); \
+	PA8_GROUP1(6); \
+	PA8_GROUP1(7); \
+	VPBROADCASTD 36(DI), Y10; \
+	VBROADCASTSS 32(DI), Y11; \
+	PA8_ADD(Y8, Y9, (R11), Y0); \
+	PA8_ADD(Y12, Y13, 16(R11), Y3)
+
+// Four columns, all sixteen registers in use: sums Y4-Y7 (low nibbles) and Y8-Y11 (high) of
+// the columns, the constants from memory. Group q of half h: the high nibbles in Y12, the
+// low in Y13; the column at base into lsum and hsum (Y14, Y15 scratch).
+#define PA8_COL4(q, base, lsum, hsum) \
+	VPBROADCASTD 4*q base, Y14; \
+	VPMADDUBSW   Y14, Y13, Y15; \
+	VPADDW       Y15, lsum, lsum; \
+	VPMADDUBSW   Y14, Y12, Y15; \
+	VPADDW       Y15, hsum, hsum
+
+#define PA8_GROUP4(q, h) \
+	VMOVDQU 64*q+32*h(SI), Y12; \
+	VPAND   pa8Nibbles<>(SB), Y12, Y13; \
+	VPSRLW  $4, Y12, Y12; \
+	VPAND   pa8Nibbles<>(SB), Y12, Y12; \
+	PA8_COL4(q, (DI), Y4, Y8); \
+	PA8_COL4(q, (DI)(DX*1), Y5, Y9); \
+	PA8_COL4(q, (R14), Y6, Y10); \
+	PA8_COL4(q, (R14)(DX*1), Y7, Y11)
+
+// PA8_ADD for the column at base, the rows' dx in Y12 (Y13 scratch).
+#define PA8_ADD4(base, lsum, hsum, acc) \
+	VPMADDWD     pa8Ones<>(SB), lsum, lsum; \
+	VPMADDWD     pa8Sixteens<>(SB), hsum, hsum; \
+	VPADDD       hsum, lsum, lsum; \
+	VPBROADCASTD 36 base, Y13; \
+	VPADDD       Y13, lsum, lsum; \
+	VCVTDQ2PS    lsum, lsum; \
+	VBROADCASTSS 32 base, Y13; \
+	VMULPS       Y13, Y12, Y13; \
+	VMULPS       Y13, lsum, lsum; \
+	VADDPS       lsum, acc, acc
+
+#define PA8_BLOCK4(h) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA8_GROUP4(0, h); \
+	PA8_GROUP4(1, h); \
+	PA8_GROUP4(2, h); \
+	PA8_GROUP4(3, h); \
+	PA8_GROUP4(4, h); \
+	PA8_GROUP4(5, h); \
+	PA8_GROUP4(6, h); \
+	PA8_GROUP4(7, h); \
+	VCVTPH2PS 16*h(R11), Y12; \
+	PA8_ADD4((DI), Y4, Y8, Y0); \
+	PA8_ADD4((DI)(DX*1), Y5, Y9, Y1); \
+	PA8_ADD4((R14), Y6, Y10, Y2); \
+	PA8_ADD4((R14)(DX*1), Y7, Y11, Y3)
+
+#define PA8_BLOCK4_0 PA8_BLOCK4(0)
+#define PA8_BLOCK4_1 PA8_BLOCK4(1)
+
+TEXT ·dotPackedQ8_0AVX2(SB), NOSPLIT, $0-48
+	PACKEDA_DOT1(P8_PREFETCH1, P8_PF_GROUP1, PA8_BLOCK1, P8_NEXT_BLOCK, pa8_panel, pa8_group, pa8_block)
+
+TEXT ·dotPackedQ8_0x4AVX2(SB), NOSPLIT, $0-64
+	PACKEDA_DOT4(EMPTY, P8_PREFETCH, P8_PF_GROUP, PA8_BLOCK4_0, PA8_BLOCK4_1, P8_NEXT_BLOCK, pa8x4_panel, pa8x4_g0, pa8x4_b0, pa8x4_g1, pa8x4_b1)
+
+DATA pa8Nibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA pa8Nibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA pa8Nibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA pa8Nibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL pa8Nibbles<>(SB), RODATA|NOPTR, $32
+
+DATA pa8Ones<>+0(SB)/8, $0x0001000100010001
+DATA pa8Ones<>+8(SB)/8, $0x0001000100010001
+DATA pa8Ones<>+16(SB)/8, $0x0001000100010001
+DATA pa8Ones<>+24(SB)/8, $0x0001000100010001
+GLOBL pa8Ones<>(SB), RODATA|NOPTR, $32
+
+DATA pa8Sixteens<>+0(SB)/8, $0x0010001000100010
+DATA pa8Sixteens<>+8(SB)/8, $0x0010001000100010
+DATA pa8Sixteens<>+16(SB)/8, $0x0010001000100010
+DATA pa8Sixteens<>+24(SB)/8, $0x0010001000100010
+GLOBL pa8Sixteens<>(SB), RODATA|NOPTR, $32

@@ -108,7 +108,6 @@ func TestPackedQ8_0MatchesReference(t *testing.T) {
 		rows := 12 * panelRows
 		w := q8Matrix(t, r, rows, n)
 		p := packAs(ggml.Q8_0, w, rows, n, nil)
-		k := p.kernels()
 		for trial := 0; trial < 3; trial++ {
 			sz := p.actBytes()
 			acts := make([][]byte, 8)
@@ -135,37 +134,8 @@ func TestPackedQ8_0MatchesReference(t *testing.T) {
 			if got := p.Dot(rows-1, acts[2]); math.Float32bits(got) != math.Float32bits(ref[2*rows+rows-1]) {
 				t.Fatalf("nb %d: Packed.Dot %v, reference %v", nb, got, ref[2*rows+rows-1])
 			}
-			if k == nil {
-				continue
-			}
-			same := func(what string, c, ri int, got float32) {
-				t.Helper()
-				if want := ref[c*rows+ri]; math.Float32bits(got) != math.Float32bits(want) {
-					t.Fatalf("nb %d trial %d %s: column %d row %d %v, reference %v", nb, trial, what, c, ri, got, want)
-				}
-			}
-			for c := 0; c < 8; c++ {
-				out := make([]float32, rows)
-				k.dot(p.data, p.stride, rows/panelRows, nb, prep[c*sz:(c+1)*sz], out)
-				for ri, o := range out {
-					same("one column", c, ri, o)
-				}
-			}
-			ostride := rows + 3
-			for _, cols := range []int{4, 8} {
-				f := k.dot4
-				if cols == 8 {
-					if f = k.dot8; f == nil {
-						continue
-					}
-				}
-				out := make([]float32, cols*ostride)
-				f(p.data, p.stride, rows/panelRows, nb, prep, sz, out, ostride)
-				for c := 0; c < cols; c++ {
-					for ri := 0; ri < rows; ri++ {
-						same(fmt.Sprintf("%d columns", cols), c, ri, out[c*ostride+ri])
-					}
-				}
+			for _, k := range packedVariants[ggml.Q8_0] {
+				checkPackedKernels(t, k, p, nb, trial, prep, sz, ref)
 			}
 		}
 	}

@@ -678,6 +678,13 @@ widen_loop: \
 	VPXORD c, c, c; \
 	VPXORD d, d, d
 
+// Zeroes four 256-bit registers.
+#define ZERO_Y4(a, b, c, d) \
+	VPXOR a, a, a; \
+	VPXOR b, b, b; \
+	VPXOR c, c, c; \
+	VPXOR d, d, d
+
 // Packed kernels: the 64 bytes at off(ptr) split, via tmp, into lo = their low nibbles and
 // hi = their high nibbles times 16 (masks in Z30, Z31).
 #define PACKED_SPLIT(off, ptr, tmp, lo, hi) \
@@ -1141,6 +1148,85 @@ plab: \
 	ADDQ $40, R14; \
 	LEGACY_BLOCKS_END(glab, blab); \
 	PACKED_STORE8(Z0, Z5, Z6, Z7, Z16, Z17, Z18, Z19); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
+// AVX2 kernels of packed Q4_0 and Q8_0, for CPUs without AVX-512 (packed_amd64.s,
+// packedq8_amd64.s): the same panels, eight rows to a 256-bit register (rows 0-7 in the first
+// half of each 64-byte line, rows 8-15 in the second). VPMADDUBSW and VPMADDWD by words of 1
+// take VPDPBUSD's place: the first multiplies the unsigned weight bytes by the signed
+// activation bytes and adds pairs into int16 lanes, the second adds those pairs into the same
+// int32 lanes VPDPBUSD fills. The int16 sums saturate above 32767, so weights go in as nibbles
+// (0-15) and a lane adds at most 16 products before it is widened: 16·15·128 = 30720. The
+// integer sums are exact, so every result equals the VNNI kernels' and the Go twin's.
+//
+// PA_CONSTS: Y15 = 0x0f bytes, Y14 = words of 1.
+#define PA_CONSTS \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X15; \
+	VPBROADCASTD X15, Y15; \
+	VPCMPEQW     Y14, Y14, Y14; \
+	VPSRLW       $15, Y14, Y14
+
+// func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+// One column: block adds a block of both halves of the panel to Y0 (rows 0-7) and Y3 (rows
+// 8-15), DI = its prepared activations.
+#define PACKEDA_DOT1(pf, pfg, block, next, plab, glab, blab) \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+40(FP), R8; \
+	PA_CONSTS; \
+plab: \
+	LEGACY_PANEL; \
+	MOVQ   y+32(FP), DI; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y3, Y3, Y3; \
+	LEGACY_BLOCKS_START(LEGACY_GROUP8, pfg, pf, block, glab, blab); \
+	next; \
+	ADDQ $40, DI; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	VMOVUPS Y0, (R8); \
+	VMOVUPS Y3, 32(R8); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
+// Four columns, one half h of the panel at a time (the registers hold four columns' sums for
+// eight rows, not sixteen; the second pass reads the panel from the cache): block adds a
+// block of half h to Y0-Y3, the columns' activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1).
+#define PACKEDA_HALF4(pf, pfg, block, next, h, glab, blab) \
+	LEGACY_PANEL; \
+	MOVQ   y+32(FP), DI; \
+	LEAQ   (DI)(DX*2), R14; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y1, Y1, Y1; \
+	VXORPS Y2, Y2, Y2; \
+	VXORPS Y3, Y3, Y3; \
+	LEGACY_BLOCKS_START(LEGACY_GROUP8, pfg, pf, block, glab, blab); \
+	next; \
+	ADDQ $40, DI; \
+	ADDQ $40, R14; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	LEAQ    (R8)(BX*2), R12; \
+	VMOVUPS Y0, 32*h(R8); \
+	VMOVUPS Y1, 32*h(R8)(BX*1); \
+	VMOVUPS Y2, 32*h(R12); \
+	VMOVUPS Y3, 32*h(R12)(BX*1)
+
+// func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// consts sets up what the blocks keep in registers (PA_CONSTS, or nothing where the blocks need
+// all sixteen).
+#define PACKEDA_DOT4(consts, pf, pfg, block0, block1, next, plab, g0, b0, g1, b1) \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+48(FP), R8; \
+	MOVQ ystride+40(FP), DX; \
+	MOVQ ostride+56(FP), BX; \
+	consts; \
+plab: \
+	PACKEDA_HALF4(pf, pfg, block0, next, 0, g0, b0); \
+	PACKEDA_HALF4(pf, pfg, block1, next, 1, g1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
