@@ -331,24 +331,29 @@ func BenchmarkPackedKernels(b *testing.B) {
 	const cols = 2048
 	for _, ty := range packedTypes {
 		for _, size := range []int{256 << 10, 8 << 20, 256 << 20} {
+			if len(packedVariants[ty]) == 0 {
+				continue
+			}
 			p, prep := benchPacked(b, r, ty, 64, cols, size)
-			k, sz := p.kernels(), p.actBytes()
+			sz := p.actBytes()
 			panels := p.rows / panelRows
 			out := make([]float32, 8*p.rows)
 			units := float64(panels * p.nb)
-			run := func(name string, n int, f func()) {
-				b.Run(fmt.Sprintf("%s/%dKiB/%s", ty, size>>10, name), func(b *testing.B) {
-					b.SetBytes(int64(len(p.data)))
-					for b.Loop() {
-						f()
-					}
-					b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/units/float64(n), "ns/unit·col")
-				})
-			}
-			run("dot", 1, func() { k.dot(p.data, p.stride, panels, p.nb, prep[:sz], out) })
-			run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
-			if k.dot8 != nil {
-				run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
+			for _, k := range packedVariants[ty] {
+				run := func(name string, n int, f func()) {
+					b.Run(fmt.Sprintf("%s/%dKiB/%s/%s", ty, size>>10, k.name, name), func(b *testing.B) {
+						b.SetBytes(int64(len(p.data)))
+						for b.Loop() {
+							f()
+						}
+						b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/units/float64(n), "ns/unit·col")
+					})
+				}
+				run("dot", 1, func() { k.dot(p.data, p.stride, panels, p.nb, prep[:sz], out) })
+				run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
+				if k.dot8 != nil {
+					run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
+				}
 			}
 		}
 	}

@@ -255,7 +255,6 @@ func BenchmarkPackedQ8_0Kernels(b *testing.B) {
 	for _, rows := range []int{256, 32768} {
 		const cols = 2048
 		p := Pack(ggml.Q8_0, q8Matrix(b, r, rows, cols), rows, cols)
-		k := p.kernels()
 		sz := p.actBytes()
 		prep := make([]byte, 8*sz)
 		for c := 0; c < 8; c++ {
@@ -264,28 +263,33 @@ func BenchmarkPackedQ8_0Kernels(b *testing.B) {
 		panels := rows / panelRows
 		out := make([]float32, 8*rows)
 		units := float64(panels * p.nb)
-		run := func(name string, cols int, f func()) {
-			b.Run(fmt.Sprintf("rows=%d/%s", rows, name), func(b *testing.B) {
-				b.SetBytes(int64(len(p.data)))
-				for b.Loop() {
-					f()
-				}
-				b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/units/float64(cols), "ns/unit·col")
-			})
-		}
-		run("dot", 1, func() { k.dot(p.data, p.stride, panels, p.nb, prep[:sz], out) })
-		run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, rows) })
-		run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, rows) })
-		// Two threads on halves of the matrix: the memory shared as in a batched decode step.
-		run("dot8x2", 8, func() {
-			var wg sync.WaitGroup
-			for h := 0; h < 2; h++ {
-				wg.Go(func() {
-					p0 := h * panels / 2
-					k.dot8(p.data[p0*p.stride:], p.stride, panels/2, p.nb, prep, sz, out[p0*panelRows:], rows)
+		for _, k := range packedVariants[ggml.Q8_0] {
+			run := func(name string, cols int, f func()) {
+				b.Run(fmt.Sprintf("rows=%d/%s/%s", rows, k.name, name), func(b *testing.B) {
+					b.SetBytes(int64(len(p.data)))
+					for b.Loop() {
+						f()
+					}
+					b.ReportMetric(b.Elapsed().Seconds()*1e9/float64(b.N)/units/float64(cols), "ns/unit·col")
 				})
 			}
-			wg.Wait()
-		})
+			run("dot", 1, func() { k.dot(p.data, p.stride, panels, p.nb, prep[:sz], out) })
+			run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, rows) })
+			if k.dot8 == nil {
+				continue
+			}
+			run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, rows) })
+			// Two threads on halves of the matrix: the memory shared as in a batched decode step.
+			run("dot8x2", 8, func() {
+				var wg sync.WaitGroup
+				for h := 0; h < 2; h++ {
+					wg.Go(func() {
+						p0 := h * panels / 2
+						k.dot8(p.data[p0*p.stride:], p.stride, panels/2, p.nb, prep, sz, out[p0*panelRows:], rows)
+					})
+				}
+				wg.Wait()
+			})
+		}
 	}
 }

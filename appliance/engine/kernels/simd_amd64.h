@@ -1231,6 +1231,37 @@ plab: \
 	VZEROUPPER; \
 	RET
 
+// AVX2 four-column kernels of the packed K-quants, whose registers all hold integer sums: the
+// float sums of the four columns in the frame (32 bytes a column). In the header because vet
+// would check the frame offsets of a macro against the function above it in a file.
+#define PA_FRAME4_ZERO \
+	VXORPS  Y12, Y12, Y12; \
+	VMOVUPS Y12, 0(SP); \
+	VMOVUPS Y12, 32(SP); \
+	VMOVUPS Y12, 64(SP); \
+	VMOVUPS Y12, 96(SP)
+
+// The frame's sums to the results of half h (column c's at R8 + c·BX).
+#define PA_FRAME4_STORE(h) \
+	LEAQ    (R8)(BX*2), R12; \
+	VMOVUPS 0(SP), Y12; \
+	VMOVUPS Y12, 32*h(R8); \
+	VMOVUPS 32(SP), Y12; \
+	VMOVUPS Y12, 32*h(R8)(BX*1); \
+	VMOVUPS 64(SP), Y12; \
+	VMOVUPS Y12, 32*h(R12); \
+	VMOVUPS 96(SP), Y12; \
+	VMOVUPS Y12, 32*h(R12)(BX*1)
+
+// Column c's half-h super-block total (integer sums sumi, activations at base) into its
+// float sum in the frame, through a type's finish macro (PA4K_FINISH's arguments; Y15 holds
+// the float sum meanwhile, Y14 = yd, Y8, Y12, Y13 scratch).
+#define PA_FRAME4_FINISH(finish, h, c, base, sumi) \
+	VMOVUPS      c*32(SP), Y15; \
+	VBROADCASTSS 256 base, Y14; \
+	finish(h, base, sumi, Y15, Y14, Y8, Y12, Y13); \
+	VMOVUPS      Y15, c*32(SP)
+
 // The loops of the packed super-block kernels (Q2_K, Q3_K, Q6_K), around a type's constants
 // (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
 // One column: body adds the super-block to Z0 (SI = the super-block, DI = its activations).
