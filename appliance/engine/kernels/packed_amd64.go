@@ -103,6 +103,12 @@ func dotPackedQ4KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *flo
 //go:noescape
 func dotPackedQ4Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
+//go:noescape
+func dotPackedQ6KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
 func init() {
 	// AVX2 (with FMA and F16C: x/sys/cpu reports AVX2 only where the OS saves the YMM
 	// registers): packed Q4_0 and Q8_0, which on such CPUs decode from memory instead of
@@ -112,6 +118,7 @@ func init() {
 		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil))
+		usePacked(packedSet(ggml.Q6_K, "avx2", dotPackedQ6KAVX2, dotPackedQ6Kx4AVX2, nil))
 	}
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL || !cpu.X86.HasAVX512VNNI {
 		return

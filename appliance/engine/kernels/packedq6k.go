@@ -35,7 +35,9 @@ const (
 	packedBlock6 = 3392
 	// packedAct6 is the prepared activation super-block of packed Q6_K products: the 256
 	// quants, the scale as float32, per sub-block j the int32 offset term c_j (32·bsum_j, or
-	// 128·bsum_j for the sub-blocks summed as 4·q·y), padding to a cache line's multiple.
+	// 128·bsum_j for the sub-blocks summed as 4·q·y), then for the AVX2 kernels the int16
+	// bsum_j of each quad's sub-blocks in the quad's order (q6kQuadSubs, from byte 324),
+	// padding to a cache line's multiple.
 	packedAct6 = 384
 )
 
@@ -60,6 +62,10 @@ func q6kScOff(j int) int {
 	n, r := j/8, j%8
 	return 832*(2*n+r%2) + 768 + 16*(r/2)
 }
+
+// q6kQuadSubs are the sub-blocks of each quad, in the order of its scales (A low, B low, A
+// high, B high).
+var q6kQuadSubs = [4][4]int{{0, 2, 4, 6}, {1, 3, 5, 7}, {8, 10, 12, 14}, {9, 11, 13, 15}}
 
 // q6kSubHigh reports whether sub-block j of a Q6_K super-block holds high-nibble elements
 // (summed as 4·q·y by the kernels).
@@ -119,7 +125,12 @@ func prepPackedAct6(act []byte, nb int, dst []byte) {
 			}
 			binary.LittleEndian.PutUint32(d[260+4*j:], uint32(int32(c)))
 		}
-		clear(d[324:])
+		for quad, subs := range q6kQuadSubs {
+			for k, j := range subs {
+				binary.LittleEndian.PutUint16(d[324+8*quad+2*k:], uint16(int16(q8kBsum(y, j))))
+			}
+		}
+		clear(d[356:])
 	})
 }
 

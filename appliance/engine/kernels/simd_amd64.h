@@ -1262,6 +1262,25 @@ plab: \
 	finish(h, base, sumi, Y15, Y14, Y8, Y12, Y13); \
 	VMOVUPS      Y15, c*32(SP)
 
+// One-column AVX2 kernels that keep their float sum in the frame as the four-column ones do.
+#define PA_FRAME1_ZERO \
+	VXORPS  Y12, Y12, Y12; \
+	VMOVUPS Y12, 0(SP)
+
+#define PA_FRAME1_STORE(h) \
+	VMOVUPS 0(SP), Y12; \
+	VMOVUPS Y12, 32*h(R8)
+
+// Column c's half-block total sumi (integer) into its float sum in the frame: one FMA by the
+// rows' d (converted, in d) times yd (at 256 base); Y14, Y15 scratch.
+#define PA_FRAME4_FMA(c, base, sumi, d) \
+	VMOVUPS      c*32(SP), Y15; \
+	VBROADCASTSS 256 base, Y14; \
+	VMULPS       Y14, d, Y14; \
+	VCVTDQ2PS    sumi, sumi; \
+	VFMADD231PS  Y14, sumi, Y15; \
+	VMOVUPS      Y15, c*32(SP)
+
 // The loops of the packed super-block kernels (Q2_K, Q3_K, Q6_K), around a type's constants
 // (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
 // One column: body adds the super-block to Z0 (SI = the super-block, DI = its activations).
