@@ -15,7 +15,9 @@ import (
 // 64-byte load holds that group of all 16 rows, and one VPDPBUSD with the matching four
 // activation quants (broadcast) advances all 16 rows' sums. Decoding runs about twice as fast
 // per weight byte as on the file's layout, prompt batches and concurrent sequences (several
-// activation rows per pass) nearly three times.
+// activation rows per pass) nearly three times. Every type has AVX-512 VNNI kernels; Q4_0,
+// Q8_0, Q4_K and Q6_K also have AVX2 ones (eight rows to a 256-bit register, VPMADDUBSW and
+// VPMADDWD for VPDPBUSD), which more than double prompt speed on CPUs without AVX-512.
 //
 // Q4_0 layout, per panel of 16 rows (the last padded with zero rows), in groups of eight blocks
 // (legacyOffsets): the quants of each block of the group (256 bytes each: for each group q < 4
@@ -135,7 +137,7 @@ func superBlockUnpack(size int, unpack func(blk []byte, i int, x []byte)) func(p
 
 // Pack rearranges a rows×cols matrix w of type t into the packed layout, for MatMulOp.Packed.
 // It returns nil where packing does not pay or is not possible: for types without a packed
-// layout (packedFormats), and on CPUs without the packed kernels (AVX-512 with VNNI and BW).
+// layout (packedFormats), and on CPUs without packed kernels for t (packedVariants).
 // The result does not reference w, so the caller may release w's memory (for a memory-mapped
 // file, drop its pages) once every reader uses the packed copy: Packed.DequantizeRow replaces
 // row lookups in w.
