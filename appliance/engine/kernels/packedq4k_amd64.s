@@ -181,19 +181,9 @@ p4kx8_block:
 	VZEROUPPER
 	RET
 
-// AVX2 (see PA_CONSTS): packed Q4_K, eight rows to a register, each half of the panel's rows
-// (h: rows 8h..8h+7, the second 32 bytes of each line of quants, the second eight bytes of
-// each run of scales, the second 16 of mins, d and dmin). A sub-block's 32 products add into
-// int16 lanes (16 products of at most 15·128 a lane), and one VPMADDWD by the rows' scale,
-// set in both words of its row's lane (PA4K_SCALES), widens and scales them at once. The mins
-// term is VPMADDWD of the rows' mins (as words) with the sub-block sums, as PK_MINS; the
-// super-block ends in the same two FMAs as PK_FMAS.
-
-// Y4 = the scales of sub-block s of half h, each in both words of its row's lane (scratch
-// for the callers: Y4).
-#define PA4K_SCALES(s, h, reg) \
-	VPBROADCASTQ 2048+16*(s)+8*h(SI), reg; \
-	VPSHUFB      pa4kScaleWords<>(SB), reg, reg
+// AVX2 (PAK_DOT1, PAK_DOT4): packed Q4_K. Per group, the nibbles' products with the
+// activations add into int16 lanes (16 products of at most 15·128 a lane over a chunk's eight
+// groups), widened and scaled once a chunk (PAK_ADD).
 
 // One column, both halves: group g of chunk j, the activation quants of its low sub-block in
 // Y6 and of its high one in Y7, half h's weights into the int16 sums lsum and hsum (Y1, Y2
@@ -214,12 +204,6 @@ p4kx8_block:
 	PA4K_HALF1(j, g, 0, Y8, Y9); \
 	PA4K_HALF1(j, g, 1, Y10, Y11)
 
-// The int16 sums sum of sub-block s of half h, scaled and widened, added to sumi.
-#define PA4K_ADD1(s, h, sum, sumi) \
-	PA4K_SCALES(s, h, Y4); \
-	VPMADDWD Y4, sum, sum; \
-	VPADDD   sum, sumi, sumi
-
 // Chunk j (sub-blocks 2j and 2j+1) of both halves into Y12 (rows 0-7) and Y13 (rows 8-15).
 #define PA4K_CHUNK1(j) \
 	P4K_PREFETCH(j); \
@@ -232,99 +216,27 @@ p4kx8_block:
 	PA4K_GROUP1(j, 5); \
 	PA4K_GROUP1(j, 6); \
 	PA4K_GROUP1(j, 7); \
-	PA4K_ADD1(2*j, 0, Y8, Y12); \
-	PA4K_ADD1(2*j+1, 0, Y9, Y12); \
-	PA4K_ADD1(2*j, 1, Y10, Y13); \
-	PA4K_ADD1(2*j+1, 1, Y11, Y13)
+	PAK_ADD1(2048, j)
 
-// The mins of sub-blocks 2k and 2k+1 of half h (words) times the column's sums of those
-// sub-blocks (at base), added to mins; w and t scratch.
-#define PA4K_MINS(k, h, base, mins, w, t) \
-	VPMOVZXBW    2176+32*k+16*h(SI), w; \
-	VPBROADCASTD 260+4*k base, t; \
-	VPMADDWD     t, w, w; \
-	VPADDD       w, mins, mins
+#define PA4K_SB1 \
+	PA4K_CHUNK1(0); \
+	PA4K_CHUNK1(1); \
+	PA4K_CHUNK1(2); \
+	PA4K_CHUNK1(3)
 
-// Half h's super-block total of the column at base: acc += float(sumi)·(d·yd) -
-// float(mins)·(dmin·yd), yd broadcast in yd; mins, d, m scratch.
-#define PA4K_FINISH(h, base, sumi, acc, yd, mins, d, m) \
-	VPXOR        mins, mins, mins; \
-	PA4K_MINS(0, h, base, mins, d, m); \
-	PA4K_MINS(1, h, base, mins, d, m); \
-	PA4K_MINS(2, h, base, mins, d, m); \
-	PA4K_MINS(3, h, base, mins, d, m); \
-	VCVTPH2PS    2304+16*h(SI), d; \
-	VMULPS       yd, d, d; \
-	VCVTPH2PS    2336+16*h(SI), m; \
-	VMULPS       yd, m, m; \
-	VCVTDQ2PS    sumi, sumi; \
-	VFMADD231PS  d, sumi, acc; \
-	VCVTDQ2PS    mins, mins; \
-	VFNMADD231PS m, mins, acc
+#define PA4K_FINISH(h, base, sumi, acc, yd, mins, d, m) PAK_FINISH(2048, h, base, sumi, acc, yd, mins, d, m)
 
 // func dotPackedQ4KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KAVX2(SB), NOSPLIT, $0-48
-	MOVQ     w+0(FP), R9
-	MOVQ     panels+16(FP), R10
-	MOVQ     out+40(FP), R8
-	PA_CONSTS
+	PAK_DOT1(PA_CONSTS, PA4K_SB1, PA4K_FINISH, $2368, pa4k_panel, pa4k_block)
 
-pa4k_panel:
-	MOVQ   R9, SI
-	MOVQ   nb+24(FP), CX
-	MOVQ   y+32(FP), DI
-	VXORPS Y0, Y0, Y0
-	VXORPS Y3, Y3, Y3
-
-pa4k_block:
-	VPXOR        Y12, Y12, Y12
-	VPXOR        Y13, Y13, Y13
-	PA4K_CHUNK1(0)
-	PA4K_CHUNK1(1)
-	PA4K_CHUNK1(2)
-	PA4K_CHUNK1(3)
-	VBROADCASTSS 256(DI), Y6
-	PA4K_FINISH(0, (DI), Y12, Y0, Y6, Y8, Y4, Y5)
-	PA4K_FINISH(1, (DI), Y13, Y3, Y6, Y8, Y4, Y5)
-	ADDQ         $2368, SI
-	ADDQ         $288, DI
-	DECQ         CX
-	JNZ          pa4k_block
-
-	VMOVUPS Y0, (R8)
-	VMOVUPS Y3, 32(R8)
-	PACKED_NEXT_PANEL(pa4k_panel)
-	VZEROUPPER
-	RET
-
-// Four columns, one half at a time (PACKEDA_HALF4's reason): integer sums Y0-Y3, int16 sums
-// Y4-Y7 (low sub-block) and Y8-Y11 (high), the float sums in the frame (32 bytes a column),
-// every constant from memory. Group g of chunk j of half h: low nibbles in Y12, high in Y13;
-// the column at base into lsum and hsum (Y14, Y15 scratch).
-#define PA4K_COL4(j, g, base, lsum, hsum) \
-	VPBROADCASTD 64*j+4*g base, Y14; \
-	VPMADDUBSW   Y14, Y12, Y15; \
-	VPADDW       Y15, lsum, lsum; \
-	VPBROADCASTD 64*j+32+4*g base, Y14; \
-	VPMADDUBSW   Y14, Y13, Y15; \
-	VPADDW       Y15, hsum, hsum
-
+// Four columns: group g of chunk j of half h, low nibbles in Y12, high in Y13.
 #define PA4K_GROUP4(j, g, h) \
 	VMOVDQU 512*j+64*g+32*h(SI), Y13; \
 	VPAND   pa4kNibbles<>(SB), Y13, Y12; \
 	VPSRLW  $4, Y13, Y13; \
 	VPAND   pa4kNibbles<>(SB), Y13, Y13; \
-	PA4K_COL4(j, g, (DI), Y4, Y8); \
-	PA4K_COL4(j, g, (DI)(DX*1), Y5, Y9); \
-	PA4K_COL4(j, g, (R14), Y6, Y10); \
-	PA4K_COL4(j, g, (R14)(DX*1), Y7, Y11)
-
-// A column's chunk sums scaled (the scales in Y12, Y13) into its sumi.
-#define PA4K_ADD4(lsum, hsum, sumi) \
-	VPMADDWD Y12, lsum, lsum; \
-	VPADDD   lsum, sumi, sumi; \
-	VPMADDWD Y13, hsum, hsum; \
-	VPADDD   hsum, sumi, sumi
+	PAK_COLS4(j, g)
 
 #define PA4K_CHUNK4(j, h) \
 	P4K_PREFETCH(j); \
@@ -338,54 +250,17 @@ pa4k_block:
 	PA4K_GROUP4(j, 5, h); \
 	PA4K_GROUP4(j, 6, h); \
 	PA4K_GROUP4(j, 7, h); \
-	PA4K_SCALES(2*j, h, Y12); \
-	PA4K_SCALES(2*j+1, h, Y13); \
-	PA4K_ADD4(Y4, Y8, Y0); \
-	PA4K_ADD4(Y5, Y9, Y1); \
-	PA4K_ADD4(Y6, Y10, Y2); \
-	PA4K_ADD4(Y7, Y11, Y3)
+	PAK_ADD4(2048, j, h)
 
-// Half h of a panel in four columns (blab: its super-block loop).
-#define PA4K_HALF4(h, blab) \
-	MOVQ R9, SI; \
-	MOVQ nb+24(FP), CX; \
-	MOVQ y+32(FP), DI; \
-	LEAQ (DI)(DX*2), R14; \
-	PA_FRAME4_ZERO; \
-blab: \
-	VXORPS Y0, Y0, Y0; \
-	VXORPS Y1, Y1, Y1; \
-	VXORPS Y2, Y2, Y2; \
-	VXORPS Y3, Y3, Y3; \
+#define PA4K_SB4(h) \
 	PA4K_CHUNK4(0, h); \
 	PA4K_CHUNK4(1, h); \
 	PA4K_CHUNK4(2, h); \
-	PA4K_CHUNK4(3, h); \
-	PA_FRAME4_FINISH(PA4K_FINISH, h, 0, (DI), Y0); \
-	PA_FRAME4_FINISH(PA4K_FINISH, h, 1, (DI)(DX*1), Y1); \
-	PA_FRAME4_FINISH(PA4K_FINISH, h, 2, (R14), Y2); \
-	PA_FRAME4_FINISH(PA4K_FINISH, h, 3, (R14)(DX*1), Y3); \
-	ADDQ $2368, SI; \
-	ADDQ $288, DI; \
-	ADDQ $288, R14; \
-	DECQ CX; \
-	JNZ  blab; \
-	PA_FRAME4_STORE(h)
+	PA4K_CHUNK4(3, h)
 
 // func dotPackedQ4Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+48(FP), R8
-	MOVQ ystride+40(FP), DX
-	MOVQ ostride+56(FP), BX
-
-pa4kx4_panel:
-	PA4K_HALF4(0, pa4kx4_b0)
-	PA4K_HALF4(1, pa4kx4_b1)
-	PACKED_NEXT_PANEL(pa4kx4_panel)
-	VZEROUPPER
-	RET
+	PAK_DOT4(PA4K_SB4, PA4K_FINISH, $2368, pa4kx4_panel, pa4kx4_b0, pa4kx4_b1)
 
 DATA pa4kNibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA pa4kNibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
@@ -393,10 +268,11 @@ DATA pa4kNibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA pa4kNibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
 GLOBL pa4kNibbles<>(SB), RODATA|NOPTR, $32
 
-// VPSHUFB indices: in each 128-bit lane of eight broadcast scale bytes, byte r of the lane's
-// rows (rows 0-3, then 4-7) to both words of its 32-bit lane, the high bytes zero.
-DATA pa4kScaleWords<>+0(SB)/8, $0x8001800180008000
-DATA pa4kScaleWords<>+8(SB)/8, $0x8003800380028002
-DATA pa4kScaleWords<>+16(SB)/8, $0x8005800580048004
-DATA pa4kScaleWords<>+24(SB)/8, $0x8007800780068006
-GLOBL pa4kScaleWords<>(SB), RODATA|NOPTR, $32
+// VPSHUFB indices for PAK_SCALES (of every K-quant kernel, hence not file-local): in each
+// 128-bit lane of eight broadcast scale bytes, byte r of the lane's rows (rows 0-3, then 4-7)
+// to both words of its 32-bit lane, the high bytes zero.
+DATA ·pakScaleWords+0(SB)/8, $0x8001800180008000
+DATA ·pakScaleWords+8(SB)/8, $0x8003800380028002
+DATA ·pakScaleWords+16(SB)/8, $0x8005800580048004
+DATA ·pakScaleWords+24(SB)/8, $0x8007800780068006
+GLOBL ·pakScaleWords(SB), RODATA|NOPTR, $32

@@ -205,3 +205,134 @@ p5kx8_block:
 	PACKED_NEXT_PANEL(p5kx8_panel)
 	VZEROUPPER
 	RET
+
+// AVX2 (PAK_DOT1, PAK_DOT4): packed Q5_K, as the AVX2 Q4_K kernels with each nibble given its
+// fifth bit (shifted to bit 4, masked to 0x10, ORed in). With 5-bit quants an int16 lane holds
+// the products of four groups (8 of at most 31·128), so a chunk's sums are widened and scaled
+// twice, after groups 0-3 and after 4-7.
+
+// The fifth bit of chunk j's low (bit 2j) or high (bit 2j+1) sub-block, from the group's bit
+// vector m to bit 4 of r, alone (mask: 0x10 bytes).
+#define PB5_SHL4(m, r, mask) VPSLLW $4, m, r; VPAND mask, r, r
+#define PB5_SHL3(m, r, mask) VPSLLW $3, m, r; VPAND mask, r, r
+#define PB5_SHL2(m, r, mask) VPSLLW $2, m, r; VPAND mask, r, r
+#define PB5_SHL1(m, r, mask) VPSLLW $1, m, r; VPAND mask, r, r
+#define PB5_AS_IS(m, r, mask) VPAND mask, m, r
+#define PB5_SHR1(m, r, mask) VPSRLW $1, m, r; VPAND mask, r, r
+#define PB5_SHR2(m, r, mask) VPSRLW $2, m, r; VPAND mask, r, r
+#define PB5_SHR3(m, r, mask) VPSRLW $3, m, r; VPAND mask, r, r
+
+// Y15 = 0x0f bytes, Y14 = 0x10 bytes.
+#define PA5K_CONSTS \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X15; \
+	VPBROADCASTD X15, Y15; \
+	MOVL         $0x10101010, AX; \
+	VMOVD        AX, X14; \
+	VPBROADCASTD X14, Y14
+
+// One column, both halves: group g of chunk j (its fifth bits picked by lb and hb), the
+// activation quants of its low sub-block in Y6 and of its high one in Y7, half h's weights
+// into the int16 sums lsum and hsum (Y1, Y2, Y4, Y5 scratch).
+#define PA5K_HALF1(j, g, h, lb, hb, lsum, hsum) \
+	VMOVDQU    512*j+64*g+32*h(SI), Y1; \
+	VMOVDQU    2048+64*g+32*h(SI), Y5; \
+	VPAND      Y15, Y1, Y2; \
+	lb(Y5, Y4, Y14); \
+	VPOR       Y4, Y2, Y2; \
+	VPSRLW     $4, Y1, Y1; \
+	VPAND      Y15, Y1, Y1; \
+	hb(Y5, Y4, Y14); \
+	VPOR       Y4, Y1, Y1; \
+	VPMADDUBSW Y6, Y2, Y2; \
+	VPMADDUBSW Y7, Y1, Y1; \
+	VPADDW     Y2, lsum, lsum; \
+	VPADDW     Y1, hsum, hsum
+
+#define PA5K_GROUP1(j, g, lb, hb) \
+	VPBROADCASTD 64*j+4*g(DI), Y6; \
+	VPBROADCASTD 64*j+32+4*g(DI), Y7; \
+	PA5K_HALF1(j, g, 0, lb, hb, Y8, Y9); \
+	PA5K_HALF1(j, g, 1, lb, hb, Y10, Y11)
+
+#define PA5K_CHUNK1(j, lb, hb) \
+	P5K_PREFETCH(j); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5K_GROUP1(j, 0, lb, hb); \
+	PA5K_GROUP1(j, 1, lb, hb); \
+	PA5K_GROUP1(j, 2, lb, hb); \
+	PA5K_GROUP1(j, 3, lb, hb); \
+	PAK_ADD1(2560, j); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5K_GROUP1(j, 4, lb, hb); \
+	PA5K_GROUP1(j, 5, lb, hb); \
+	PA5K_GROUP1(j, 6, lb, hb); \
+	PA5K_GROUP1(j, 7, lb, hb); \
+	PAK_ADD1(2560, j)
+
+#define PA5K_SB1 \
+	PA5K_CHUNK1(0, PB5_SHL4, PB5_SHL3); \
+	PA5K_CHUNK1(1, PB5_SHL2, PB5_SHL1); \
+	PA5K_CHUNK1(2, PB5_AS_IS, PB5_SHR1); \
+	PA5K_CHUNK1(3, PB5_SHR2, PB5_SHR3); \
+	P5K_PREFETCH_LAST
+
+#define PA5K_FINISH(h, base, sumi, acc, yd, mins, d, m) PAK_FINISH(2560, h, base, sumi, acc, yd, mins, d, m)
+
+// func dotPackedQ5KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
+	PAK_DOT1(PA5K_CONSTS, PA5K_SB1, PA5K_FINISH, $2880, pa5k_panel, pa5k_block)
+
+// Four columns (PAK_DOT4's registers): group g of chunk j of half h, its 5-bit quants into
+// Y12 (low sub-block) and Y13 (high), Y14 and Y15 scratch.
+#define PA5K_GROUP4(j, g, h, lb, hb) \
+	VMOVDQU 512*j+64*g+32*h(SI), Y13; \
+	VMOVDQU 2048+64*g+32*h(SI), Y14; \
+	VPAND   pa5kNibbles<>(SB), Y13, Y12; \
+	lb(Y14, Y15, pa5kFifth<>(SB)); \
+	VPOR    Y15, Y12, Y12; \
+	VPSRLW  $4, Y13, Y13; \
+	VPAND   pa5kNibbles<>(SB), Y13, Y13; \
+	hb(Y14, Y15, pa5kFifth<>(SB)); \
+	VPOR    Y15, Y13, Y13; \
+	PAK_COLS4(j, g)
+
+#define PA5K_CHUNK4(j, h, lb, hb) \
+	P5K_PREFETCH(j); \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5K_GROUP4(j, 0, h, lb, hb); \
+	PA5K_GROUP4(j, 1, h, lb, hb); \
+	PA5K_GROUP4(j, 2, h, lb, hb); \
+	PA5K_GROUP4(j, 3, h, lb, hb); \
+	PAK_ADD4(2560, j, h); \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5K_GROUP4(j, 4, h, lb, hb); \
+	PA5K_GROUP4(j, 5, h, lb, hb); \
+	PA5K_GROUP4(j, 6, h, lb, hb); \
+	PA5K_GROUP4(j, 7, h, lb, hb); \
+	PAK_ADD4(2560, j, h)
+
+#define PA5K_SB4(h) \
+	PA5K_CHUNK4(0, h, PB5_SHL4, PB5_SHL3); \
+	PA5K_CHUNK4(1, h, PB5_SHL2, PB5_SHL1); \
+	PA5K_CHUNK4(2, h, PB5_AS_IS, PB5_SHR1); \
+	PA5K_CHUNK4(3, h, PB5_SHR2, PB5_SHR3); \
+	P5K_PREFETCH_LAST
+
+// func dotPackedQ5Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ5Kx4AVX2(SB), NOSPLIT, $128-64
+	PAK_DOT4(PA5K_SB4, PA5K_FINISH, $2880, pa5kx4_panel, pa5kx4_b0, pa5kx4_b1)
+
+DATA pa5kNibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA pa5kNibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA pa5kNibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA pa5kNibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL pa5kNibbles<>(SB), RODATA|NOPTR, $32
+
+DATA pa5kFifth<>+0(SB)/8, $0x1010101010101010
+DATA pa5kFifth<>+8(SB)/8, $0x1010101010101010
+DATA pa5kFifth<>+16(SB)/8, $0x1010101010101010
+DATA pa5kFifth<>+24(SB)/8, $0x1010101010101010
+GLOBL pa5kFifth<>(SB), RODATA|NOPTR, $32

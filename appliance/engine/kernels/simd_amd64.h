@@ -1281,6 +1281,161 @@ plab: \
 	VFMADD231PS  Y14, sumi, Y15; \
 	VMOVUPS      Y15, c*32(SP)
 
+// AVX2 kernels of the packed K-quants with 6-bit scales and mins (Q4_K, Q5_K; see PA_CONSTS),
+// their tail of scales, mins, d and dmin at tail (putScalesK): eight rows to a register, each
+// half of the panel's rows (h: rows 8h..8h+7, the second 32 bytes of each line of quants, the
+// second eight bytes of each run of scales, the second 16 of mins, d and dmin). A sub-block's
+// int16 sums are widened and scaled at once by one VPMADDWD with the rows' scales, each set in
+// both words of its row's lane (PAK_SCALES); the mins term is VPMADDWD of the rows' mins (as
+// words) with the sub-block sums, as PK_MINS; the super-block ends in PK_FMAS's two FMAs.
+
+// The scales of sub-block s of half h, each in both words of its row's lane.
+#define PAK_SCALES(tail, s, h, reg) \
+	VPBROADCASTQ tail+16*(s)+8*h(SI), reg; \
+	VPSHUFB      ·pakScaleWords(SB), reg, reg
+
+// One column: the int16 sums sum of sub-block s of half h, scaled and widened, added to sumi
+// (Y4 scratch).
+#define PAK_ADD(tail, s, h, sum, sumi) \
+	PAK_SCALES(tail, s, h, Y4); \
+	VPMADDWD Y4, sum, sum; \
+	VPADDD   sum, sumi, sumi
+
+// One column: chunk j's int16 sums (Y8, Y9: the low and high sub-block of rows 0-7; Y10, Y11:
+// of rows 8-15) into Y12 and Y13.
+#define PAK_ADD1(tail, j) \
+	PAK_ADD(tail, 2*j, 0, Y8, Y12); \
+	PAK_ADD(tail, 2*j+1, 0, Y9, Y12); \
+	PAK_ADD(tail, 2*j, 1, Y10, Y13); \
+	PAK_ADD(tail, 2*j+1, 1, Y11, Y13)
+
+// The mins of sub-blocks 2k and 2k+1 of half h (words) times the column's sums of those
+// sub-blocks (at base), added to mins; w and t scratch.
+#define PAK_MINS(tail, k, h, base, mins, w, t) \
+	VPMOVZXBW    tail+128+32*k+16*h(SI), w; \
+	VPBROADCASTD 260+4*k base, t; \
+	VPMADDWD     t, w, w; \
+	VPADDD       w, mins, mins
+
+// Half h's super-block total of the column at base: acc += float(sumi)·(d·yd) -
+// float(mins)·(dmin·yd), yd broadcast in yd; mins, d, m scratch.
+#define PAK_FINISH(tail, h, base, sumi, acc, yd, mins, d, m) \
+	VPXOR        mins, mins, mins; \
+	PAK_MINS(tail, 0, h, base, mins, d, m); \
+	PAK_MINS(tail, 1, h, base, mins, d, m); \
+	PAK_MINS(tail, 2, h, base, mins, d, m); \
+	PAK_MINS(tail, 3, h, base, mins, d, m); \
+	VCVTPH2PS    tail+256+16*h(SI), d; \
+	VMULPS       yd, d, d; \
+	VCVTPH2PS    tail+288+16*h(SI), m; \
+	VMULPS       yd, m, m; \
+	VCVTDQ2PS    sumi, sumi; \
+	VFMADD231PS  d, sumi, acc; \
+	VCVTDQ2PS    mins, mins; \
+	VFNMADD231PS m, mins, acc
+
+// func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+// One column, both halves at once: sb adds a super-block's integer sums to Y12 (rows 0-7) and
+// Y13 (rows 8-15); finish (PAK_FINISH's arguments from h) adds them to Y0 and Y3. bsize is
+// the super-block's size.
+#define PAK_DOT1(consts, sb, finish, bsize, plab, blab) \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+40(FP), R8; \
+	consts; \
+plab: \
+	MOVQ   R9, SI; \
+	MOVQ   nb+24(FP), CX; \
+	MOVQ   y+32(FP), DI; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y3, Y3, Y3; \
+blab: \
+	VPXOR        Y12, Y12, Y12; \
+	VPXOR        Y13, Y13, Y13; \
+	sb; \
+	VBROADCASTSS 256(DI), Y6; \
+	finish(0, (DI), Y12, Y0, Y6, Y8, Y4, Y5); \
+	finish(1, (DI), Y13, Y3, Y6, Y8, Y4, Y5); \
+	ADDQ         bsize, SI; \
+	ADDQ         $288, DI; \
+	DECQ         CX; \
+	JNZ          blab; \
+	VMOVUPS      Y0, (R8); \
+	VMOVUPS      Y3, 32(R8); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
+// Four columns, one half at a time (PACKEDA_HALF4's reason): integer sums Y0-Y3, int16 sums
+// Y4-Y7 (low sub-block) and Y8-Y11 (high), the float sums in the frame (32 bytes a column),
+// every constant from memory. Group g of chunk j, its low sub-block's quants in Y12 and its
+// high one's in Y13: the column at base into lsum and hsum (Y14, Y15 scratch).
+#define PAK_COL4(j, g, base, lsum, hsum) \
+	VPBROADCASTD 64*j+4*g base, Y14; \
+	VPMADDUBSW   Y14, Y12, Y15; \
+	VPADDW       Y15, lsum, lsum; \
+	VPBROADCASTD 64*j+32+4*g base, Y14; \
+	VPMADDUBSW   Y14, Y13, Y15; \
+	VPADDW       Y15, hsum, hsum
+
+#define PAK_COLS4(j, g) \
+	PAK_COL4(j, g, (DI), Y4, Y8); \
+	PAK_COL4(j, g, (DI)(DX*1), Y5, Y9); \
+	PAK_COL4(j, g, (R14), Y6, Y10); \
+	PAK_COL4(j, g, (R14)(DX*1), Y7, Y11)
+
+// A column's chunk sums scaled (the scales in Y12, Y13) into its sumi.
+#define PAK_COL_ADD(lsum, hsum, sumi) \
+	VPMADDWD Y12, lsum, lsum; \
+	VPADDD   lsum, sumi, sumi; \
+	VPMADDWD Y13, hsum, hsum; \
+	VPADDD   hsum, sumi, sumi
+
+// Every column's int16 sums of chunk j of half h, scaled, into its sumi.
+#define PAK_ADD4(tail, j, h) \
+	PAK_SCALES(tail, 2*j, h, Y12); \
+	PAK_SCALES(tail, 2*j+1, h, Y13); \
+	PAK_COL_ADD(Y4, Y8, Y0); \
+	PAK_COL_ADD(Y5, Y9, Y1); \
+	PAK_COL_ADD(Y6, Y10, Y2); \
+	PAK_COL_ADD(Y7, Y11, Y3)
+
+// Half h of a panel (blab: its super-block loop): sb(h) adds a super-block's integer sums to
+// Y0-Y3, finish adds them to the frame's.
+#define PAK_HALF4(sb, finish, bsize, h, blab) \
+	MOVQ R9, SI; \
+	MOVQ nb+24(FP), CX; \
+	MOVQ y+32(FP), DI; \
+	LEAQ (DI)(DX*2), R14; \
+	PA_FRAME4_ZERO; \
+blab: \
+	ZERO_Y4(Y0, Y1, Y2, Y3); \
+	sb(h); \
+	PA_FRAME4_FINISH(finish, h, 0, (DI), Y0); \
+	PA_FRAME4_FINISH(finish, h, 1, (DI)(DX*1), Y1); \
+	PA_FRAME4_FINISH(finish, h, 2, (R14), Y2); \
+	PA_FRAME4_FINISH(finish, h, 3, (R14)(DX*1), Y3); \
+	ADDQ bsize, SI; \
+	ADDQ $288, DI; \
+	ADDQ $288, R14; \
+	DECQ CX; \
+	JNZ  blab; \
+	PA_FRAME4_STORE(h)
+
+// func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+#define PAK_DOT4(sb, finish, bsize, plab, b0, b1) \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+48(FP), R8; \
+	MOVQ ystride+40(FP), DX; \
+	MOVQ ostride+56(FP), BX; \
+plab: \
+	PAK_HALF4(sb, finish, bsize, 0, b0); \
+	PAK_HALF4(sb, finish, bsize, 1, b1); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
 // The loops of the packed super-block kernels (Q2_K, Q3_K, Q6_K), around a type's constants
 // (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
 // One column: body adds the super-block to Z0 (SI = the super-block, DI = its activations).
