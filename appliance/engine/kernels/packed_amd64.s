@@ -225,16 +225,8 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 // term added in int32, one FMA by dx·yd.
 
 // One column: group q's activation quants in Y6 (low elements) and Y7 (high); half h of the
-// group's weights into the int16 sums sum (Y1, Y2 scratch).
-#define PA4_HALF1(q, h, sum) \
-	VMOVDQU    64*q+32*h(SI), Y1; \
-	VPAND      Y15, Y1, Y2; \
-	VPSRLW     $4, Y1, Y1; \
-	VPAND      Y15, Y1, Y1; \
-	VPMADDUBSW Y6, Y2, Y2; \
-	VPMADDUBSW Y7, Y1, Y1; \
-	VPADDW     Y2, sum, sum; \
-	VPADDW     Y1, sum, sum
+// group's weights into the int16 sums sum.
+#define PA4_HALF1(q, h, sum) PA_NIBBLES_DOT(64*q+32*h, Y6, Y7, sum, sum)
 
 #define PA4_GROUP1(q) \
 	VPBROADCASTD 4*q(DI), Y6; \
@@ -314,3 +306,11 @@ TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
 
 TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	PACKEDA_DOT4(PA_CONSTS, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4_0, PA4_BLOCK4_1, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)
+
+// 0x0f bytes, for the AVX2 kernels that need every register (not file-local: the kernels of
+// every packed type use it).
+DATA ·paNibbles+0(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA ·paNibbles+8(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA ·paNibbles+16(SB)/8, $0x0f0f0f0f0f0f0f0f
+DATA ·paNibbles+24(SB)/8, $0x0f0f0f0f0f0f0f0f
+GLOBL ·paNibbles(SB), RODATA|NOPTR, $32

@@ -60,15 +60,11 @@
 
 // func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KVNNI(SB), NOSPLIT, $0-48
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+40(FP), R8
+	PACKED_ARGS1
 	PACKED_NIBBLE_MASKS
 
 p4k_panel:
-	MOVQ   R9, SI
-	MOVQ   nb+24(FP), CX
-	MOVQ   y+32(FP), DI
+	PACKED_SB_START
 	VPXORD Z0, Z0, Z0
 
 p4k_block:
@@ -181,22 +177,13 @@ p4kx8_block:
 	VZEROUPPER
 	RET
 
-// AVX2 (PAK_DOT1, PAK_DOT4): packed Q4_K. Per group, the nibbles' products with the
+// AVX2 (PAK_DOT1, PA_SB_DOT4): packed Q4_K. Per group, the nibbles' products with the
 // activations add into int16 lanes (16 products of at most 15·128 a lane over a chunk's eight
 // groups), widened and scaled once a chunk (PAK_ADD).
 
 // One column, both halves: group g of chunk j, the activation quants of its low sub-block in
-// Y6 and of its high one in Y7, half h's weights into the int16 sums lsum and hsum (Y1, Y2
-// scratch; Y15 = 0x0f bytes).
-#define PA4K_HALF1(j, g, h, lsum, hsum) \
-	VMOVDQU    512*j+64*g+32*h(SI), Y1; \
-	VPAND      Y15, Y1, Y2; \
-	VPSRLW     $4, Y1, Y1; \
-	VPAND      Y15, Y1, Y1; \
-	VPMADDUBSW Y6, Y2, Y2; \
-	VPMADDUBSW Y7, Y1, Y1; \
-	VPADDW     Y2, lsum, lsum; \
-	VPADDW     Y1, hsum, hsum
+// Y6 and of its high one in Y7, half h's weights into the int16 sums lsum and hsum.
+#define PA4K_HALF1(j, g, h, lsum, hsum) PA_NIBBLES_DOT(512*j+64*g+32*h, Y6, Y7, lsum, hsum)
 
 #define PA4K_GROUP1(j, g) \
 	VPBROADCASTD 64*j+4*g(DI), Y6; \
@@ -233,9 +220,9 @@ TEXT ·dotPackedQ4KAVX2(SB), NOSPLIT, $0-48
 // Four columns: group g of chunk j of half h, low nibbles in Y12, high in Y13.
 #define PA4K_GROUP4(j, g, h) \
 	VMOVDQU 512*j+64*g+32*h(SI), Y13; \
-	VPAND   pa4kNibbles<>(SB), Y13, Y12; \
+	VPAND   ·paNibbles(SB), Y13, Y12; \
 	VPSRLW  $4, Y13, Y13; \
-	VPAND   pa4kNibbles<>(SB), Y13, Y13; \
+	VPAND   ·paNibbles(SB), Y13, Y13; \
 	PAK_COLS4(j, g)
 
 #define PA4K_CHUNK4(j, h) \
@@ -258,15 +245,13 @@ TEXT ·dotPackedQ4KAVX2(SB), NOSPLIT, $0-48
 	PA4K_CHUNK4(2, h); \
 	PA4K_CHUNK4(3, h)
 
+#define PA4K_BODY4(h) \
+	PA4K_SB4(h); \
+	PAK_FINISH4(PA4K_FINISH, h)
+
 // func dotPackedQ4Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
-	PAK_DOT4(PA4K_SB4, PA4K_FINISH, $2368, pa4kx4_panel, pa4kx4_b0, pa4kx4_b1)
-
-DATA pa4kNibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa4kNibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa4kNibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa4kNibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL pa4kNibbles<>(SB), RODATA|NOPTR, $32
+	PA_SB_DOT4(PA4K_BODY4, $2368, $288, pa4kx4_panel, pa4kx4_b0, pa4kx4_b1)
 
 // VPSHUFB indices for PAK_SCALES (of every K-quant kernel, hence not file-local): in each
 // 128-bit lane of eight broadcast scale bytes, byte r of the lane's rows (rows 0-3, then 4-7)

@@ -95,15 +95,11 @@
 
 // func dotPackedQ5KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ5KVNNI(SB), NOSPLIT, $0-48
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+40(FP), R8
+	PACKED_ARGS1
 	P5K_MASKS
 
 p5k_panel:
-	MOVQ   R9, SI
-	MOVQ   nb+24(FP), CX
-	MOVQ   y+32(FP), DI
+	PACKED_SB_START
 	VPXORD Z0, Z0, Z0
 
 p5k_block:
@@ -206,7 +202,7 @@ p5kx8_block:
 	VZEROUPPER
 	RET
 
-// AVX2 (PAK_DOT1, PAK_DOT4): packed Q5_K, as the AVX2 Q4_K kernels with each nibble given its
+// AVX2 (PAK_DOT1, PA_SB_DOT4): packed Q5_K, as the AVX2 Q4_K kernels with each nibble given its
 // fifth bit (shifted to bit 4, masked to 0x10, ORed in). With 5-bit quants an int16 lane holds
 // the products of four groups (8 of at most 31·128), so a chunk's sums are widened and scaled
 // twice, after groups 0-3 and after 4-7.
@@ -255,20 +251,19 @@ p5kx8_block:
 	PA5K_HALF1(j, g, 0, lb, hb, Y8, Y9); \
 	PA5K_HALF1(j, g, 1, lb, hb, Y10, Y11)
 
+// Groups g0..g3 of chunk j, their sums widened and scaled into Y12 and Y13.
+#define PA5K_GROUPS1(j, g0, g1, g2, g3, lb, hb) \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5K_GROUP1(j, g0, lb, hb); \
+	PA5K_GROUP1(j, g1, lb, hb); \
+	PA5K_GROUP1(j, g2, lb, hb); \
+	PA5K_GROUP1(j, g3, lb, hb); \
+	PAK_ADD1(2560, j)
+
 #define PA5K_CHUNK1(j, lb, hb) \
 	P5K_PREFETCH(j); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	PA5K_GROUP1(j, 0, lb, hb); \
-	PA5K_GROUP1(j, 1, lb, hb); \
-	PA5K_GROUP1(j, 2, lb, hb); \
-	PA5K_GROUP1(j, 3, lb, hb); \
-	PAK_ADD1(2560, j); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	PA5K_GROUP1(j, 4, lb, hb); \
-	PA5K_GROUP1(j, 5, lb, hb); \
-	PA5K_GROUP1(j, 6, lb, hb); \
-	PA5K_GROUP1(j, 7, lb, hb); \
-	PAK_ADD1(2560, j)
+	PA5K_GROUPS1(j, 0, 1, 2, 3, lb, hb); \
+	PA5K_GROUPS1(j, 4, 5, 6, 7, lb, hb)
 
 #define PA5K_SB1 \
 	PA5K_CHUNK1(0, PB5_SHL4, PB5_SHL3); \
@@ -283,36 +278,33 @@ p5kx8_block:
 TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
 	PAK_DOT1(PA5K_CONSTS, PA5K_SB1, PA5K_FINISH, $2880, pa5k_panel, pa5k_block)
 
-// Four columns (PAK_DOT4's registers): group g of chunk j of half h, its 5-bit quants into
+// Four columns (PAK_COLS4's registers): group g of chunk j of half h, its 5-bit quants into
 // Y12 (low sub-block) and Y13 (high), Y14 and Y15 scratch.
 #define PA5K_GROUP4(j, g, h, lb, hb) \
 	VMOVDQU 512*j+64*g+32*h(SI), Y13; \
 	VMOVDQU 2048+64*g+32*h(SI), Y14; \
-	VPAND   pa5kNibbles<>(SB), Y13, Y12; \
+	VPAND   ·paNibbles(SB), Y13, Y12; \
 	lb(Y14, Y15, pa5kFifth<>(SB)); \
 	VPOR    Y15, Y12, Y12; \
 	VPSRLW  $4, Y13, Y13; \
-	VPAND   pa5kNibbles<>(SB), Y13, Y13; \
+	VPAND   ·paNibbles(SB), Y13, Y13; \
 	hb(Y14, Y15, pa5kFifth<>(SB)); \
 	VPOR    Y15, Y13, Y13; \
 	PAK_COLS4(j, g)
 
+#define PA5K_GROUPS4(j, h, g0, g1, g2, g3, lb, hb) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5K_GROUP4(j, g0, h, lb, hb); \
+	PA5K_GROUP4(j, g1, h, lb, hb); \
+	PA5K_GROUP4(j, g2, h, lb, hb); \
+	PA5K_GROUP4(j, g3, h, lb, hb); \
+	PAK_ADD4(2560, j, h)
+
 #define PA5K_CHUNK4(j, h, lb, hb) \
 	P5K_PREFETCH(j); \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	PA5K_GROUP4(j, 0, h, lb, hb); \
-	PA5K_GROUP4(j, 1, h, lb, hb); \
-	PA5K_GROUP4(j, 2, h, lb, hb); \
-	PA5K_GROUP4(j, 3, h, lb, hb); \
-	PAK_ADD4(2560, j, h); \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	PA5K_GROUP4(j, 4, h, lb, hb); \
-	PA5K_GROUP4(j, 5, h, lb, hb); \
-	PA5K_GROUP4(j, 6, h, lb, hb); \
-	PA5K_GROUP4(j, 7, h, lb, hb); \
-	PAK_ADD4(2560, j, h)
+	PA5K_GROUPS4(j, h, 0, 1, 2, 3, lb, hb); \
+	PA5K_GROUPS4(j, h, 4, 5, 6, 7, lb, hb)
 
 #define PA5K_SB4(h) \
 	PA5K_CHUNK4(0, h, PB5_SHL4, PB5_SHL3); \
@@ -321,15 +313,13 @@ TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
 	PA5K_CHUNK4(3, h, PB5_SHR2, PB5_SHR3); \
 	P5K_PREFETCH_LAST
 
+#define PA5K_BODY4(h) \
+	PA5K_SB4(h); \
+	PAK_FINISH4(PA5K_FINISH, h)
+
 // func dotPackedQ5Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ5Kx4AVX2(SB), NOSPLIT, $128-64
-	PAK_DOT4(PA5K_SB4, PA5K_FINISH, $2880, pa5kx4_panel, pa5kx4_b0, pa5kx4_b1)
-
-DATA pa5kNibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa5kNibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa5kNibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa5kNibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL pa5kNibbles<>(SB), RODATA|NOPTR, $32
+	PA_SB_DOT4(PA5K_BODY4, $2880, $288, pa5kx4_panel, pa5kx4_b0, pa5kx4_b1)
 
 DATA pa5kFifth<>+0(SB)/8, $0x1010101010101010
 DATA pa5kFifth<>+8(SB)/8, $0x1010101010101010

@@ -229,21 +229,21 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 #define PA6_QUANTS(pb, h) \
 	VMOVDQU pb+128+32*h(SI), Y12; \
 	VMOVDQU pb+32*h(SI), Y13; \
-	VPAND   pa6Low<>(SB), Y13, Y8; \
+	VPAND   ·paNibbles(SB), Y13, Y8; \
 	VPAND   pa6Pair<>(SB), Y12, Y14; \
 	VPOR    Y14, Y8, Y8; \
 	VPSRLW  $4, Y13, Y13; \
-	VPAND   pa6Low<>(SB), Y13, Y9; \
+	VPAND   ·paNibbles(SB), Y13, Y9; \
 	VPSRLW  $2, Y12, Y14; \
 	VPAND   pa6Pair<>(SB), Y14, Y14; \
 	VPOR    Y14, Y9, Y9; \
 	VMOVDQU pb+64+32*h(SI), Y13; \
-	VPAND   pa6Low<>(SB), Y13, Y10; \
+	VPAND   ·paNibbles(SB), Y13, Y10; \
 	VPSLLW  $4, Y12, Y14; \
 	VPAND   pa6Pair<>(SB), Y14, Y14; \
 	VPOR    Y14, Y10, Y10; \
 	VPSRLW  $4, Y13, Y13; \
-	VPAND   pa6Low<>(SB), Y13, Y11; \
+	VPAND   ·paNibbles(SB), Y13, Y11; \
 	VPSLLW  $2, Y12, Y14; \
 	VPAND   pa6Pair<>(SB), Y14, Y14; \
 	VPOR    Y14, Y11, Y11
@@ -350,9 +350,7 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 
 // Half h of a panel in one column (blab: its super-block loop).
 #define PA6_HALF1(h, blab) \
-	MOVQ R9, SI; \
-	MOVQ nb+24(FP), CX; \
-	MOVQ y+32(FP), DI; \
+	PACKED_SB_START; \
 	PA_FRAME1_ZERO; \
 blab: \
 	VPXOR Y0, Y0, Y0; \
@@ -364,29 +362,13 @@ blab: \
 	JNZ   blab; \
 	PA_FRAME1_STORE(h)
 
-// Half h of a panel in four columns.
-#define PA6_HALF4(h, blab) \
-	MOVQ R9, SI; \
-	MOVQ nb+24(FP), CX; \
-	MOVQ y+32(FP), DI; \
-	LEAQ (DI)(DX*2), R14; \
-	PA_FRAME4_ZERO; \
-blab: \
-	ZERO_Y4(Y0, Y1, Y2, Y3); \
+#define PA6_BODY4(h) \
 	PA6_QUADS(PA6_COLS4, h); \
-	PA6_END4(h); \
-	ADDQ $3392, SI; \
-	ADDQ $384, DI; \
-	ADDQ $384, R14; \
-	DECQ CX; \
-	JNZ  blab; \
-	PA_FRAME4_STORE(h)
+	PA6_END4(h)
 
 // func dotPackedQ6KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ6KAVX2(SB), NOSPLIT, $32-48
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+40(FP), R8
+	PACKED_ARGS1
 
 pa6_panel:
 	PA6_HALF1(0, pa6_b0)
@@ -397,24 +379,7 @@ pa6_panel:
 
 // func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx4AVX2(SB), NOSPLIT, $128-64
-	MOVQ w+0(FP), R9
-	MOVQ panels+16(FP), R10
-	MOVQ out+48(FP), R8
-	MOVQ ystride+40(FP), DX
-	MOVQ ostride+56(FP), BX
-
-pa6x4_panel:
-	PA6_HALF4(0, pa6x4_b0)
-	PA6_HALF4(1, pa6x4_b1)
-	PACKED_NEXT_PANEL(pa6x4_panel)
-	VZEROUPPER
-	RET
-
-DATA pa6Low<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa6Low<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa6Low<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa6Low<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL pa6Low<>(SB), RODATA|NOPTR, $32
+	PA_SB_DOT4(PA6_BODY4, $3392, $384, pa6x4_panel, pa6x4_b0, pa6x4_b1)
 
 DATA pa6Pair<>+0(SB)/8, $0x3030303030303030
 DATA pa6Pair<>+8(SB)/8, $0x3030303030303030

@@ -82,16 +82,8 @@ TEXT ·dotPackedQ8_0x8VNNI(SB), NOSPLIT, $0-64
 // product, then a rounded sum).
 
 // One column: group q's activation quants in Y6; half h of the group's weights into the
-// int16 sums lsum (low nibbles) and hsum (high; Y1, Y2 scratch).
-#define PA8_HALF1(q, h, lsum, hsum) \
-	VMOVDQU    64*q+32*h(SI), Y1; \
-	VPAND      Y15, Y1, Y2; \
-	VPSRLW     $4, Y1, Y1; \
-	VPAND      Y15, Y1, Y1; \
-	VPMADDUBSW Y6, Y2, Y2; \
-	VPMADDUBSW Y6, Y1, Y1; \
-	VPADDW     Y2, lsum, lsum; \
-	VPADDW     Y1, hsum, hsum
+// int16 sums lsum (low nibbles) and hsum (high).
+#define PA8_HALF1(q, h, lsum, hsum) PA_NIBBLES_DOT(64*q+32*h, Y6, Y6, lsum, hsum)
 
 #define PA8_GROUP1(q) \
 	VPBROADCASTD 4*q(DI), Y6; \
@@ -142,9 +134,9 @@ TEXT ·dotPackedQ8_0x8VNNI(SB), NOSPLIT, $0-64
 
 #define PA8_GROUP4(q, h) \
 	VMOVDQU 64*q+32*h(SI), Y12; \
-	VPAND   pa8Nibbles<>(SB), Y12, Y13; \
+	VPAND   ·paNibbles(SB), Y12, Y13; \
 	VPSRLW  $4, Y12, Y12; \
-	VPAND   pa8Nibbles<>(SB), Y12, Y12; \
+	VPAND   ·paNibbles(SB), Y12, Y12; \
 	PA8_COL4(q, (DI), Y4, Y8); \
 	PA8_COL4(q, (DI)(DX*1), Y5, Y9); \
 	PA8_COL4(q, (R14), Y6, Y10); \
@@ -188,12 +180,6 @@ TEXT ·dotPackedQ8_0AVX2(SB), NOSPLIT, $0-48
 
 TEXT ·dotPackedQ8_0x4AVX2(SB), NOSPLIT, $0-64
 	PACKEDA_DOT4(EMPTY, P8_PREFETCH, P8_PF_GROUP, PA8_BLOCK4_0, PA8_BLOCK4_1, P8_NEXT_BLOCK, pa8x4_panel, pa8x4_g0, pa8x4_b0, pa8x4_g1, pa8x4_b1)
-
-DATA pa8Nibbles<>+0(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa8Nibbles<>+8(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa8Nibbles<>+16(SB)/8, $0x0f0f0f0f0f0f0f0f
-DATA pa8Nibbles<>+24(SB)/8, $0x0f0f0f0f0f0f0f0f
-GLOBL pa8Nibbles<>(SB), RODATA|NOPTR, $32
 
 DATA pa8Ones<>+0(SB)/8, $0x0001000100010001
 DATA pa8Ones<>+8(SB)/8, $0x0001000100010001

@@ -664,6 +664,27 @@ widen_loop: \
 	VMOVUPS Y0, (AX); \
 	VZEROUPPER
 
+// The packed kernels' arguments: R9 = w (the first panel), R10 = panels, R8 = out; the
+// many-column kernels' also DX = ystride, BX = ostride.
+#define PACKED_ARGS1 \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+40(FP), R8
+
+#define PACKED_ARGS4 \
+	MOVQ w+0(FP), R9; \
+	MOVQ panels+16(FP), R10; \
+	MOVQ out+48(FP), R8; \
+	MOVQ ystride+40(FP), DX; \
+	MOVQ ostride+56(FP), BX
+
+// The start of a panel's loop over its super-blocks: SI = the panel, CX = its super-blocks,
+// DI = the (first) prepared activation row.
+#define PACKED_SB_START \
+	MOVQ R9, SI; \
+	MOVQ nb+24(FP), CX; \
+	MOVQ y+32(FP), DI
+
 // Packed kernels (packed*_amd64.s): the 0x0f and 0xf0 byte masks in Z30, Z31.
 #define PACKED_NIBBLE_MASKS \
 	MOVL         $0x0f0f0f0f, AX; \
@@ -696,11 +717,7 @@ widen_loop: \
 // int, out *float32, ostride int): R9 = w, R10 = panels, R8 = out, DX = ystride, BX = ostride,
 // and the nibble masks.
 #define PACKED_COLS_ARGS \
-	MOVQ w+0(FP), R9; \
-	MOVQ panels+16(FP), R10; \
-	MOVQ out+48(FP), R8; \
-	MOVQ ystride+40(FP), DX; \
-	MOVQ ostride+56(FP), BX; \
+	PACKED_ARGS4; \
 	PACKED_NIBBLE_MASKS
 
 // Packed kernels of eight columns: DI = the first activation row, r3 = the fourth, r6 = the
@@ -918,9 +935,7 @@ widen_loop: \
 // 2·DX the activation rows, float sums Z0-Z3 zeroed), and the step to the next super-block of
 // size bytes (back to label while CX lasts).
 #define PK4_PANEL \
-	MOVQ R9, SI; \
-	MOVQ nb+24(FP), CX; \
-	MOVQ y+32(FP), DI; \
+	PACKED_SB_START; \
 	LEAQ (DI)(DX*2), R14; \
 	ZERO_Z4(Z0, Z1, Z2, Z3)
 
@@ -1078,9 +1093,7 @@ blab: \
 // prefetcher reads well below what it reads from its caches (packed Q4_0, 256 MiB, one thread
 // on Zen 4: 21-25 GB/s without, 28-36 GB/s with).
 #define PACKED_DOT1(masks, hdr, pf, pfg, block, col, next, plab, glab, blab) \
-	MOVQ w+0(FP), R9; \
-	MOVQ panels+16(FP), R10; \
-	MOVQ out+40(FP), R8; \
+	PACKED_ARGS1; \
 	PACKED_NIBBLE_MASKS; \
 	masks; \
 plab: \
@@ -1169,13 +1182,24 @@ plab: \
 	VPCMPEQW     Y14, Y14, Y14; \
 	VPSRLW       $15, Y14, Y14
 
+// One column: the 32 weight bytes at off(SI) (eight rows' group of four quant bytes), their
+// low nibbles times the broadcast activation quants ylo and their high nibbles times yhi,
+// added to the int16 sums lsum and hsum (Y1, Y2 scratch; Y15 = 0x0f bytes).
+#define PA_NIBBLES_DOT(off, ylo, yhi, lsum, hsum) \
+	VMOVDQU    off(SI), Y1; \
+	VPAND      Y15, Y1, Y2; \
+	VPSRLW     $4, Y1, Y1; \
+	VPAND      Y15, Y1, Y1; \
+	VPMADDUBSW ylo, Y2, Y2; \
+	VPMADDUBSW yhi, Y1, Y1; \
+	VPADDW     Y2, lsum, lsum; \
+	VPADDW     Y1, hsum, hsum
+
 // func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 // One column: block adds a block of both halves of the panel to Y0 (rows 0-7) and Y3 (rows
 // 8-15), DI = its prepared activations.
 #define PACKEDA_DOT1(pf, pfg, block, next, plab, glab, blab) \
-	MOVQ w+0(FP), R9; \
-	MOVQ panels+16(FP), R10; \
-	MOVQ out+40(FP), R8; \
+	PACKED_ARGS1; \
 	PA_CONSTS; \
 plab: \
 	LEGACY_PANEL; \
@@ -1218,11 +1242,7 @@ plab: \
 // consts sets up what the blocks keep in registers (PA_CONSTS, or nothing where the blocks need
 // all sixteen).
 #define PACKEDA_DOT4(consts, pf, pfg, block0, block1, next, plab, g0, b0, g1, b1) \
-	MOVQ w+0(FP), R9; \
-	MOVQ panels+16(FP), R10; \
-	MOVQ out+48(FP), R8; \
-	MOVQ ystride+40(FP), DX; \
-	MOVQ ostride+56(FP), BX; \
+	PACKED_ARGS4; \
 	consts; \
 plab: \
 	PACKEDA_HALF4(pf, pfg, block0, next, 0, g0, b0); \
@@ -1339,14 +1359,10 @@ plab: \
 // Y13 (rows 8-15); finish (PAK_FINISH's arguments from h) adds them to Y0 and Y3. bsize is
 // the super-block's size.
 #define PAK_DOT1(consts, sb, finish, bsize, plab, blab) \
-	MOVQ w+0(FP), R9; \
-	MOVQ panels+16(FP), R10; \
-	MOVQ out+40(FP), R8; \
+	PACKED_ARGS1; \
 	consts; \
 plab: \
-	MOVQ   R9, SI; \
-	MOVQ   nb+24(FP), CX; \
-	MOVQ   y+32(FP), DI; \
+	PACKED_SB_START; \
 	VXORPS Y0, Y0, Y0; \
 	VXORPS Y3, Y3, Y3; \
 blab: \
@@ -1400,38 +1416,37 @@ blab: \
 	PAK_COL_ADD(Y6, Y10, Y2); \
 	PAK_COL_ADD(Y7, Y11, Y3)
 
-// Half h of a panel (blab: its super-block loop): sb(h) adds a super-block's integer sums to
-// Y0-Y3, finish adds them to the frame's.
-#define PAK_HALF4(sb, finish, bsize, h, blab) \
-	MOVQ R9, SI; \
-	MOVQ nb+24(FP), CX; \
-	MOVQ y+32(FP), DI; \
+// The four columns' half-h super-block totals (integer sums Y0-Y3) into their float sums in
+// the frame, through a type's finish macro (PA_FRAME4_FINISH).
+#define PAK_FINISH4(finish, h) \
+	PA_FRAME4_FINISH(finish, h, 0, (DI), Y0); \
+	PA_FRAME4_FINISH(finish, h, 1, (DI)(DX*1), Y1); \
+	PA_FRAME4_FINISH(finish, h, 2, (R14), Y2); \
+	PA_FRAME4_FINISH(finish, h, 3, (R14)(DX*1), Y3)
+
+// Half h of a panel in four columns (blab: its super-block loop): body(h) adds a
+// super-block's products to the float sums in the frame, starting from the integer sums Y0-Y3
+// at zero; bsize and asize are the sizes of a super-block and of its prepared activations.
+#define PA_SB_HALF4(body, bsize, asize, h, blab) \
+	PACKED_SB_START; \
 	LEAQ (DI)(DX*2), R14; \
 	PA_FRAME4_ZERO; \
 blab: \
 	ZERO_Y4(Y0, Y1, Y2, Y3); \
-	sb(h); \
-	PA_FRAME4_FINISH(finish, h, 0, (DI), Y0); \
-	PA_FRAME4_FINISH(finish, h, 1, (DI)(DX*1), Y1); \
-	PA_FRAME4_FINISH(finish, h, 2, (R14), Y2); \
-	PA_FRAME4_FINISH(finish, h, 3, (R14)(DX*1), Y3); \
+	body(h); \
 	ADDQ bsize, SI; \
-	ADDQ $288, DI; \
-	ADDQ $288, R14; \
+	ADDQ asize, DI; \
+	ADDQ asize, R14; \
 	DECQ CX; \
 	JNZ  blab; \
 	PA_FRAME4_STORE(h)
 
 // func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
-#define PAK_DOT4(sb, finish, bsize, plab, b0, b1) \
-	MOVQ w+0(FP), R9; \
-	MOVQ panels+16(FP), R10; \
-	MOVQ out+48(FP), R8; \
-	MOVQ ystride+40(FP), DX; \
-	MOVQ ostride+56(FP), BX; \
+#define PA_SB_DOT4(body, bsize, asize, plab, b0, b1) \
+	PACKED_ARGS4; \
 plab: \
-	PAK_HALF4(sb, finish, bsize, 0, b0); \
-	PAK_HALF4(sb, finish, bsize, 1, b1); \
+	PA_SB_HALF4(body, bsize, asize, 0, b0); \
+	PA_SB_HALF4(body, bsize, asize, 1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
@@ -1440,14 +1455,10 @@ plab: \
 // (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
 // One column: body adds the super-block to Z0 (SI = the super-block, DI = its activations).
 #define PACKED_SB1(masks, body, bsize, asize, plab, blab) \
-	MOVQ w+0(FP), R9; \
-	MOVQ panels+16(FP), R10; \
-	MOVQ out+40(FP), R8; \
+	PACKED_ARGS1; \
 	masks; \
 plab: \
-	MOVQ   R9, SI; \
-	MOVQ   nb+24(FP), CX; \
-	MOVQ   y+32(FP), DI; \
+	PACKED_SB_START; \
 	VPXORD Z0, Z0, Z0; \
 blab: \
 	body; \
@@ -1463,16 +1474,10 @@ blab: \
 // Four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)): body adds the
 // super-block to the float sums in the frame (PACKED_FMA4).
 #define PACKED_SB4(masks, body, bsize, asize, plab, blab) \
-	MOVQ w+0(FP), R9; \
-	MOVQ panels+16(FP), R10; \
-	MOVQ out+48(FP), R8; \
-	MOVQ ystride+40(FP), DX; \
-	MOVQ ostride+56(FP), BX; \
+	PACKED_ARGS4; \
 	masks; \
 plab: \
-	MOVQ R9, SI; \
-	MOVQ nb+24(FP), CX; \
-	MOVQ y+32(FP), DI; \
+	PACKED_SB_START; \
 	LEAQ (DI)(DX*2), R14; \
 	PACKED_FRAME4_ZERO; \
 blab: \
