@@ -321,11 +321,10 @@ func benchPacked(b *testing.B, r *rand.Rand, ty ggml.Type, rows, cols, size int)
 	return big, prep
 }
 
-// BenchmarkPackedKernels times the packed kernels of one, four and eight columns (and four
-// streams where there is that kernel, in runs of a quarter of the matrix), per panel
-// and block (Q4_0) or super-block (Q4_K) and column: on a matrix that stays in the level-2
-// cache (compute), one in the level-3 cache and one that streams from memory (256 MiB, as
-// decoding does).
+// BenchmarkPackedKernels times every packed kernel set this CPU runs (vnni, avx2) in one,
+// four and eight columns, per panel and block (Q4_0) or super-block (Q4_K) and column: on a
+// matrix that stays in the level-2 cache (compute), one in the level-3 cache and one that
+// streams from memory (256 MiB, as decoding does).
 func BenchmarkPackedKernels(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 7))
 	const cols = 2048

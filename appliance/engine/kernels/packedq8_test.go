@@ -244,7 +244,7 @@ func BenchmarkPackedQ8_0(b *testing.B) {
 	}
 }
 
-// BenchmarkPackedQ8_0Kernels times the packed Q8_0 kernels per panel·block and column, on a
+// BenchmarkPackedQ8_0Kernels times each set of packed Q8_0 kernels per panel·block and column, on a
 // matrix in the level-2 cache (compute) and one four times FFN-sized (memory, beyond the
 // level-3 cache).
 func BenchmarkPackedQ8_0Kernels(b *testing.B) {
