@@ -85,13 +85,15 @@ func unpackQ3K(panel []byte, nb, i, b int) (x fileBlockBytes) {
 }
 
 // prepPackedAct3 writes the prepared form of nb Q8_K activation super-blocks (packedAct6 bytes
-// each, as Q6_K's) for packed Q3_K weights: the offset term of sub-block j is 4·bsum_j.
+// each, as Q6_K's) for packed Q3_K weights: the offset term of sub-block j is 4·bsum_j; the
+// AVX2 kernels' int16 bsum_j follow in sub-block order from byte 324.
 func prepPackedAct3(act []byte, nb int, dst []byte) {
 	prepQ8K(ggml.Q3_K, act, nb, dst, packedAct6, func(y, d []byte) {
 		for j := 0; j < 16; j++ {
 			binary.LittleEndian.PutUint32(d[260+4*j:], uint32(int32(4*q8kBsum(y, j))))
+			binary.LittleEndian.PutUint16(d[324+2*j:], uint16(int16(q8kBsum(y, j))))
 		}
-		clear(d[324:])
+		clear(d[356:])
 	})
 }
 

@@ -139,3 +139,99 @@ TEXT ·dotPackedQ3KVNNI(SB), NOSPLIT, $0-48
 // dotPackedQ3KVNNI.
 TEXT ·dotPackedQ3Kx4VNNI(SB), NOSPLIT, $256-64
 	PACKED_SB4(Q3_MASKS, Q3_SB4, $1856, $384, q3x4_panel, q3x4_block)
+
+// AVX2 (PA_SB_DOT1, PA_SB_DOT4): packed Q3_K, each field of a quant vector (bits 2j..2j+1)
+// shifted down and masked, its high bit brought to bit 2 and ORed in: unsigned 3-bit quants u,
+// whose products sum as PA_DOT's; the offsets are 4·bsum_j. Registers as PA_DOT's callers
+// have them: Y4-Y7 the quad's scale words (fields 0-3), Y8 the group's quant bytes, Y9 its
+// high-bit bytes, Y10 a field's quants, Y11 scratch; the masks from memory.
+
+// Field j (a shift of the quant bytes into Y10) and its high bits (a shift of the high-bit
+// bytes into Y11, bit 4n+j to bit 2).
+#define PA3_W0 VPAND pa3Field<>(SB), Y8, Y10
+#define PA3_WK(k) VPSRLW k, Y8, Y10; VPAND pa3Field<>(SB), Y10, Y10
+#define PA3_H0 VPAND pa3High<>(SB), Y9, Y11
+#define PA3_HL(k) VPSLLW k, Y9, Y11; VPAND pa3High<>(SB), Y11, Y11
+#define PA3_HR(k) VPSRLW k, Y9, Y11; VPAND pa3High<>(SB), Y11, Y11
+#define PA3_FIELD(w, hb) w; hb; VPOR Y11, Y10, Y10
+
+// The group whose quant bytes are at woff and high-bit bytes at hoff (half h of the rows),
+// its activations from yoff: each field's products for the columns cols.
+#define PA3_GROUP(cols, woff, hoff, yoff, h, h0, h1, h2, h3) \
+	VMOVDQU woff+32*h(SI), Y8; \
+	VMOVDQU hoff+32*h(SI), Y9; \
+	PA3_FIELD(PA3_W0, h0); \
+	cols(yoff, Y10, Y4); \
+	PA3_FIELD(PA3_WK($2), h1); \
+	cols(yoff+32, Y10, Y5); \
+	PA3_FIELD(PA3_WK($4), h2); \
+	cols(yoff+64, Y10, Y6); \
+	PA3_FIELD(PA3_WK($6), h3); \
+	cols(yoff+96, Y10, Y7)
+
+// Group g = 4q+k of half 0 and of half 1 (offsets: q3kHOff, q3kWOff).
+#define PA3_G0(cols, q, k, h) PA3_GROUP(cols, 896*q+128*k+64, 896*q+128*k, 16*q+4*k, h, PA3_HL($2), PA3_HL($1), PA3_H0, PA3_HR($1))
+#define PA3_G1(cols, q, k, h) PA3_GROUP(cols, 896*q+576+64*k, 896*q+128*k, 128+16*q+4*k, h, PA3_HR($2), PA3_HR($3), PA3_HR($4), PA3_HR($5))
+
+// The quad of half n (G: PA3_G0 or PA3_G1) and g = 4q..4q+3: sub-blocks 8n+2j+q, whose
+// scales are at q3kScOff.
+#define PA3_QUAD(cols, G, n, q, h) \
+	PA_SCW(896*q+512+320*n+8*h, Y4); \
+	PA_SCW(896*q+512+320*n+16+8*h, Y5); \
+	PA_SCW(896*q+512+320*n+32+8*h, Y6); \
+	PA_SCW(896*q+512+320*n+48+8*h, Y7); \
+	G(cols, q, 0, h); \
+	G(cols, q, 1, h); \
+	G(cols, q, 2, h); \
+	G(cols, q, 3, h)
+
+// The quads in the layout's order, each after its prefetches (as Q3_QUADS).
+#define PA3_QUADS(cols, h) \
+	PACKED_PREFETCH8(PF3_DIST, SI); \
+	PA3_QUAD(cols, PA3_G0, 0, 0, h); \
+	PACKED_PREFETCH8(PF3_DIST+512, SI); \
+	PA3_QUAD(cols, PA3_G1, 1, 0, h); \
+	PACKED_PREFETCH8(PF3_DIST+1024, SI); \
+	PA3_QUAD(cols, PA3_G0, 0, 1, h); \
+	PACKED_PREFETCH8(PF3_DIST+1536, SI); \
+	PA3_QUAD(cols, PA3_G1, 1, 1, h)
+
+// The scale pairs of sub-blocks 2m and 2m+1 (q3kScOff: 896 bytes apart) into Y4-Y11, the
+// order of the bsum pairs (prepPackedAct3).
+#define PA3_PAIRWS(h) \
+	PA_PAIRW(512+8*h, 1408+8*h, X4, Y4); \
+	PA_PAIRW(528+8*h, 1424+8*h, X5, Y5); \
+	PA_PAIRW(544+8*h, 1440+8*h, X6, Y6); \
+	PA_PAIRW(560+8*h, 1456+8*h, X7, Y7); \
+	PA_PAIRW(832+8*h, 1728+8*h, X8, Y8); \
+	PA_PAIRW(848+8*h, 1744+8*h, X9, Y9); \
+	PA_PAIRW(864+8*h, 1760+8*h, X10, Y10); \
+	PA_PAIRW(880+8*h, 1776+8*h, X11, Y11)
+
+#define PA3_BODY1(h) \
+	PA3_QUADS(PA_COLS1, h); \
+	PA_END1(PA3_PAIRWS, $2, 1792, h)
+
+#define PA3_BODY4(h) \
+	PA3_QUADS(PA_COLS4, h); \
+	PA_END4(PA3_PAIRWS, $2, 1792, h)
+
+// func dotPackedQ3KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ3KAVX2(SB), NOSPLIT, $32-48
+	PA_SB_DOT1(PA3_BODY1, $1856, $384, pa3_panel, pa3_b0, pa3_b1)
+
+// func dotPackedQ3Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ3Kx4AVX2(SB), NOSPLIT, $128-64
+	PA_SB_DOT4(PA3_BODY4, $1856, $384, pa3x4_panel, pa3x4_b0, pa3x4_b1)
+
+DATA pa3Field<>+0(SB)/8, $0x0303030303030303
+DATA pa3Field<>+8(SB)/8, $0x0303030303030303
+DATA pa3Field<>+16(SB)/8, $0x0303030303030303
+DATA pa3Field<>+24(SB)/8, $0x0303030303030303
+GLOBL pa3Field<>(SB), RODATA|NOPTR, $32
+
+DATA pa3High<>+0(SB)/8, $0x0404040404040404
+DATA pa3High<>+8(SB)/8, $0x0404040404040404
+DATA pa3High<>+16(SB)/8, $0x0404040404040404
+DATA pa3High<>+24(SB)/8, $0x0404040404040404
+GLOBL pa3High<>(SB), RODATA|NOPTR, $32

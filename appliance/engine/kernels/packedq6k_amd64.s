@@ -203,25 +203,12 @@ TEXT ·dotPackedQ6KVNNI(SB), NOSPLIT, $0-48
 TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 	PACKED_SB4(P6_MASKS, P6_SB4, $3392, $384, p6x4_panel, p6x4_block)
 
-// AVX2 (see PA_CONSTS): packed Q6_K, one half of the panel's rows at a time (h: rows
-// 8h..8h+7, the second 32 bytes of each 64-byte run, the second 8 of each run of scales, the
-// second 16 of d). The quants are put together as their values q (0-63), not 4·q as above:
-// VPMADDUBSW's int16 pairs then hold 2·63·128 at most. Each product vector is widened and
-// scaled at once by VPMADDWD with its sub-block's scales (signed, in both words of their row's
-// lane) and added to the row's integer sum; the offsets come once a super-block, as
-// Σ_j sc_j·bsum_j by VPMADDWD of each quad's scale pairs with the prepared bsum pairs, times
-// 32. So sumi = Σ_j sc_j·(Σ q·y - 32·bsum_j), dotPackedQ6K's (whose (4·Σ q·y - 128·bsum_j)·sc_j
-// >> 2 of the high sub-blocks is the same number), and one FMA by d·yd adds it.
-//
-// Registers: Y0-Y3 the columns' integer sums, Y4-Y7 the quad's scale words (A low, B low,
-// A high, B high), Y8-Y11 the pair's quants, Y12-Y15 scratch; masks from memory; the float
-// sums in the frame (32 bytes a column).
-
-// The scales of the sub-block at sb (half h), each in both words of its row's lane.
-#define PA6_SCW(sb, h, reg) \
-	VPBROADCASTQ sb+8*h(SI), reg; \
-	VPSHUFB      pa6ScaleWords<>(SB), reg, reg; \
-	VPSRAW       $8, reg, reg
+// AVX2 (PA_SB_DOT1, PA_SB_DOT4): packed Q6_K. The quants are put together as their values
+// q (0-63), not 4·q as above: VPMADDUBSW's int16 pairs then hold 2·63·128 at most. The
+// offsets are 32·bsum_j, so sumi = Σ_j sc_j·(Σ q·y - 32·bsum_j), dotPackedQ6K's (whose
+// (4·Σ q·y - 128·bsum_j)·sc_j >> 2 of the high sub-blocks is the same number). Registers
+// as PA_DOT's callers have them: Y4-Y7 the quad's scale words (A low, B low, A high, B high),
+// Y8-Y11 the pair's quants.
 
 // The quants of the pair at pb, half h: Y8 = A low, Y9 = A high, Y10 = B low, Y11 = B high,
 // each a nibble of A or B under its bit pair of the high bits (Y12; reordered as B low,
@@ -248,22 +235,6 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 	VPAND   pa6Pair<>(SB), Y14, Y14; \
 	VPOR    Y14, Y11, Y11
 
-// The column's four activation quants at off(base), broadcast, times the quants q, scaled by
-// scw, added to sumi.
-#define PA6_DOT(off, q, scw, base, sumi) \
-	VPBROADCASTD off base, Y12; \
-	VPMADDUBSW   Y12, q, Y13; \
-	VPMADDWD     scw, Y13, Y13; \
-	VPADDD       Y13, sumi, sumi
-
-#define PA6_COLS1(off, q, scw) PA6_DOT(off, q, scw, (DI), Y0)
-
-#define PA6_COLS4(off, q, scw) \
-	PA6_DOT(off, q, scw, (DI), Y0); \
-	PA6_DOT(off, q, scw, (DI)(DX*1), Y1); \
-	PA6_DOT(off, q, scw, (R14), Y2); \
-	PA6_DOT(off, q, scw, (R14)(DX*1), Y3)
-
 // The pair of ql groups g' = gp of half n of the super-block (at pb) for the columns cols.
 #define PA6_PAIR(cols, n, gp, pb, h) \
 	P6_PF_PAIR(pb); \
@@ -276,10 +247,10 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 // A quad: its pairs g0..g3 of half n (at b0..b3), its scales at sb.
 #define PA6_QUAD(cols, n, g0, g1, g2, g3, b0, b1, b2, b3, sb, h) \
 	PF6 PF6_DIST+sb(SI); \
-	PA6_SCW(sb, h, Y4); \
-	PA6_SCW(sb+16, h, Y5); \
-	PA6_SCW(sb+32, h, Y6); \
-	PA6_SCW(sb+48, h, Y7); \
+	PA_SCW(sb+8*h, Y4); \
+	PA_SCW(sb+16+8*h, Y5); \
+	PA_SCW(sb+32+8*h, Y6); \
+	PA_SCW(sb+48+8*h, Y7); \
 	PA6_PAIR(cols, n, g0, b0, h); \
 	PA6_PAIR(cols, n, g1, b1, h); \
 	PA6_PAIR(cols, n, g2, b2, h); \
@@ -292,90 +263,29 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 	PA6_QUAD(cols, 1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, h); \
 	PA6_QUAD(cols, 1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, h)
 
-// The scales of the sub-blocks at sa and sa+16 (half h) as words, row r's lane holding the
-// pair: the words that meet a prepared bsum pair.
-#define PA6_PAIRW(sa, h, xr, yr) \
-	VMOVQ      sa+8*h(SI), xr; \
-	VMOVQ      sa+16+8*h(SI), X12; \
-	VPUNPCKLBW X12, xr, xr; \
-	VPMOVSXBW  xr, yr
-
-// Every quad's two scale pairs into Y4-Y11 (the order of the bsum pairs at 324).
+// Every quad's two scale pairs (sub-blocks at sa and sa+16) into Y4-Y11, the order of the
+// bsum pairs (prepPackedAct6).
 #define PA6_PAIRWS(h) \
-	PA6_PAIRW(768, h, X4, Y4); \
-	PA6_PAIRW(800, h, X5, Y5); \
-	PA6_PAIRW(1600, h, X6, Y6); \
-	PA6_PAIRW(1632, h, X7, Y7); \
-	PA6_PAIRW(2432, h, X8, Y8); \
-	PA6_PAIRW(2464, h, X9, Y9); \
-	PA6_PAIRW(3264, h, X10, Y10); \
-	PA6_PAIRW(3296, h, X11, Y11)
+	PA_PAIRW(768+8*h, 784+8*h, X4, Y4); \
+	PA_PAIRW(800+8*h, 816+8*h, X5, Y5); \
+	PA_PAIRW(1600+8*h, 1616+8*h, X6, Y6); \
+	PA_PAIRW(1632+8*h, 1648+8*h, X7, Y7); \
+	PA_PAIRW(2432+8*h, 2448+8*h, X8, Y8); \
+	PA_PAIRW(2464+8*h, 2480+8*h, X9, Y9); \
+	PA_PAIRW(3264+8*h, 3280+8*h, X10, Y10); \
+	PA_PAIRW(3296+8*h, 3312+8*h, X11, Y11)
 
-#define PA6_OFF1(k, base, w) \
-	VPBROADCASTD 324+4*k base, Y13; \
-	VPMADDWD     Y13, w, Y13; \
-	VPADDD       Y13, Y12, Y12
-
-// sumi -= 32·Σ_j sc_j·bsum_j for the column at base.
-#define PA6_OFFSET(base, sumi) \
-	VPXOR  Y12, Y12, Y12; \
-	PA6_OFF1(0, base, Y4); \
-	PA6_OFF1(1, base, Y5); \
-	PA6_OFF1(2, base, Y6); \
-	PA6_OFF1(3, base, Y7); \
-	PA6_OFF1(4, base, Y8); \
-	PA6_OFF1(5, base, Y9); \
-	PA6_OFF1(6, base, Y10); \
-	PA6_OFF1(7, base, Y11); \
-	VPSLLD $5, Y12, Y12; \
-	VPSUBD Y12, sumi, sumi
-
-#define PA6_END1(h) \
-	PA6_PAIRWS(h); \
-	PA6_OFFSET((DI), Y0); \
-	VCVTPH2PS 3328+16*h(SI), Y12; \
-	PA_FRAME4_FMA(0, (DI), Y0, Y12)
-
-#define PA6_END4(h) \
-	PA6_PAIRWS(h); \
-	PA6_OFFSET((DI), Y0); \
-	PA6_OFFSET((DI)(DX*1), Y1); \
-	PA6_OFFSET((R14), Y2); \
-	PA6_OFFSET((R14)(DX*1), Y3); \
-	VCVTPH2PS 3328+16*h(SI), Y12; \
-	PA_FRAME4_FMA(0, (DI), Y0, Y12); \
-	PA_FRAME4_FMA(1, (DI)(DX*1), Y1, Y12); \
-	PA_FRAME4_FMA(2, (R14), Y2, Y12); \
-	PA_FRAME4_FMA(3, (R14)(DX*1), Y3, Y12)
-
-// Half h of a panel in one column (blab: its super-block loop).
-#define PA6_HALF1(h, blab) \
-	PACKED_SB_START; \
-	PA_FRAME1_ZERO; \
-blab: \
-	VPXOR Y0, Y0, Y0; \
-	PA6_QUADS(PA6_COLS1, h); \
-	PA6_END1(h); \
-	ADDQ  $3392, SI; \
-	ADDQ  $384, DI; \
-	DECQ  CX; \
-	JNZ   blab; \
-	PA_FRAME1_STORE(h)
+#define PA6_BODY1(h) \
+	PA6_QUADS(PA_COLS1, h); \
+	PA_END1(PA6_PAIRWS, $5, 3328, h)
 
 #define PA6_BODY4(h) \
-	PA6_QUADS(PA6_COLS4, h); \
-	PA6_END4(h)
+	PA6_QUADS(PA_COLS4, h); \
+	PA_END4(PA6_PAIRWS, $5, 3328, h)
 
 // func dotPackedQ6KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ6KAVX2(SB), NOSPLIT, $32-48
-	PACKED_ARGS1
-
-pa6_panel:
-	PA6_HALF1(0, pa6_b0)
-	PA6_HALF1(1, pa6_b1)
-	PACKED_NEXT_PANEL(pa6_panel)
-	VZEROUPPER
-	RET
+	PA_SB_DOT1(PA6_BODY1, $3392, $384, pa6_panel, pa6_b0, pa6_b1)
 
 // func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx4AVX2(SB), NOSPLIT, $128-64
@@ -387,11 +297,11 @@ DATA pa6Pair<>+16(SB)/8, $0x3030303030303030
 DATA pa6Pair<>+24(SB)/8, $0x3030303030303030
 GLOBL pa6Pair<>(SB), RODATA|NOPTR, $32
 
-// VPSHUFB indices: in each 128-bit lane of eight broadcast scale bytes, byte r of the lane's
-// rows (rows 0-3, then 4-7) to the high byte of both words of its 32-bit lane, the low bytes
-// zero (VPSRAW by 8 then sign-extends).
-DATA pa6ScaleWords<>+0(SB)/8, $0x0180018000800080
-DATA pa6ScaleWords<>+8(SB)/8, $0x0380038002800280
-DATA pa6ScaleWords<>+16(SB)/8, $0x0580058004800480
-DATA pa6ScaleWords<>+24(SB)/8, $0x0780078006800680
-GLOBL pa6ScaleWords<>(SB), RODATA|NOPTR, $32
+// VPSHUFB indices for PA_SCW (not file-local: Q3_K's kernels use it too): in each 128-bit lane
+// of eight broadcast scale bytes, byte r of the lane's rows (rows 0-3, then 4-7) to the high
+// byte of both words of its 32-bit lane, the low bytes zero (VPSRAW by 8 then sign-extends).
+DATA ·paSignedScaleWords+0(SB)/8, $0x0180018000800080
+DATA ·paSignedScaleWords+8(SB)/8, $0x0380038002800280
+DATA ·paSignedScaleWords+16(SB)/8, $0x0580058004800480
+DATA ·paSignedScaleWords+24(SB)/8, $0x0780078006800680
+GLOBL ·paSignedScaleWords(SB), RODATA|NOPTR, $32

@@ -1451,6 +1451,110 @@ plab: \
 	VZEROUPPER; \
 	RET
 
+// AVX2 kernels of the packed K-quants with signed 8-bit scales and sub-blocks of 16 (Q3_K,
+// Q6_K), one half of a panel's rows at a time (h: rows 8h..8h+7, the second 32 bytes of each
+// 64-byte run, the second 8 of each run of scales, the second 16 of d). Each product vector
+// of 4-element groups is widened and scaled at once by VPMADDWD with its sub-block's scales
+// (PA_SCW) and added to the row's integer sum; the offsets c·bsum_j of the sub-blocks (c a
+// power of two) come once a super-block, as VPMADDWD of the rows' scale pairs with the
+// prepared bsum pairs (int16 from byte 324 of the activations), shifted by log2(c) and
+// subtracted: sumi = Σ_j sc_j·(Σ q·y - c·bsum_j); then one FMA by d·yd.
+//
+// Registers: Y0-Y3 the columns' integer sums, Y4-Y11 the type's, Y12-Y15 scratch; the float
+// sums in the frame (32 bytes a column).
+
+// The rows' signed scales at off(SI) (eight bytes), each in both words of its row's lane.
+#define PA_SCW(off, reg) \
+	VPBROADCASTQ off(SI), reg; \
+	VPSHUFB      ·paSignedScaleWords(SB), reg, reg; \
+	VPSRAW       $8, reg, reg
+
+// The column's four activation quants at off(base), broadcast, times the quants q, scaled by
+// scw, added to sumi.
+#define PA_DOT(off, q, scw, base, sumi) \
+	VPBROADCASTD off base, Y12; \
+	VPMADDUBSW   Y12, q, Y13; \
+	VPMADDWD     scw, Y13, Y13; \
+	VPADDD       Y13, sumi, sumi
+
+#define PA_COLS1(off, q, scw) PA_DOT(off, q, scw, (DI), Y0)
+
+#define PA_COLS4(off, q, scw) \
+	PA_DOT(off, q, scw, (DI), Y0); \
+	PA_DOT(off, q, scw, (DI)(DX*1), Y1); \
+	PA_DOT(off, q, scw, (R14), Y2); \
+	PA_DOT(off, q, scw, (R14)(DX*1), Y3)
+
+// The scales of two sub-blocks (eight rows' at sa(SI) and sb(SI)) as words, row r's lane
+// holding the pair: the words that meet a prepared bsum pair.
+#define PA_PAIRW(sa, sb, xr, yr) \
+	VMOVQ      sa(SI), xr; \
+	VMOVQ      sb(SI), X12; \
+	VPUNPCKLBW X12, xr, xr; \
+	VPMOVSXBW  xr, yr
+
+#define PA_OFF1(k, base, w) \
+	VPBROADCASTD 324+4*k base, Y13; \
+	VPMADDWD     Y13, w, Y13; \
+	VPADDD       Y13, Y12, Y12
+
+// sumi -= Σ_j sc_j·bsum_j << sh for the column at base, the scale pairs in Y4-Y11.
+#define PA_OFFSET(base, sumi, sh) \
+	VPXOR  Y12, Y12, Y12; \
+	PA_OFF1(0, base, Y4); \
+	PA_OFF1(1, base, Y5); \
+	PA_OFF1(2, base, Y6); \
+	PA_OFF1(3, base, Y7); \
+	PA_OFF1(4, base, Y8); \
+	PA_OFF1(5, base, Y9); \
+	PA_OFF1(6, base, Y10); \
+	PA_OFF1(7, base, Y11); \
+	VPSLLD sh, Y12, Y12; \
+	VPSUBD Y12, sumi, sumi
+
+// The end of a super-block's half h: pairws(h) sets the scale pairs, the offsets come off,
+// and one FMA by the rows' d (at doff) times yd adds each column's sum to the frame's.
+#define PA_END1(pairws, sh, doff, h) \
+	pairws(h); \
+	PA_OFFSET((DI), Y0, sh); \
+	VCVTPH2PS doff+16*h(SI), Y12; \
+	PA_FRAME4_FMA(0, (DI), Y0, Y12)
+
+#define PA_END4(pairws, sh, doff, h) \
+	pairws(h); \
+	PA_OFFSET((DI), Y0, sh); \
+	PA_OFFSET((DI)(DX*1), Y1, sh); \
+	PA_OFFSET((R14), Y2, sh); \
+	PA_OFFSET((R14)(DX*1), Y3, sh); \
+	VCVTPH2PS doff+16*h(SI), Y12; \
+	PA_FRAME4_FMA(0, (DI), Y0, Y12); \
+	PA_FRAME4_FMA(1, (DI)(DX*1), Y1, Y12); \
+	PA_FRAME4_FMA(2, (R14), Y2, Y12); \
+	PA_FRAME4_FMA(3, (R14)(DX*1), Y3, Y12)
+
+// Half h of a panel in one column (blab: its super-block loop), as PA_SB_HALF4.
+#define PA_SB_HALF1(body, bsize, asize, h, blab) \
+	PACKED_SB_START; \
+	PA_FRAME1_ZERO; \
+blab: \
+	VPXOR Y0, Y0, Y0; \
+	body(h); \
+	ADDQ  bsize, SI; \
+	ADDQ  asize, DI; \
+	DECQ  CX; \
+	JNZ   blab; \
+	PA_FRAME1_STORE(h)
+
+// func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+#define PA_SB_DOT1(body, bsize, asize, plab, b0, b1) \
+	PACKED_ARGS1; \
+plab: \
+	PA_SB_HALF1(body, bsize, asize, 0, b0); \
+	PA_SB_HALF1(body, bsize, asize, 1, b1); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
 // The loops of the packed super-block kernels (Q2_K, Q3_K, Q6_K), around a type's constants
 // (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
 // One column: body adds the super-block to Z0 (SI = the super-block, DI = its activations).
