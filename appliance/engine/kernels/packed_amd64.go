@@ -104,6 +104,12 @@ func dotPackedQ4KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *flo
 func dotPackedQ4Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ2KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ2Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ3KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
@@ -130,6 +136,7 @@ func init() {
 		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil))
+		usePacked(packedSet(ggml.Q2_K, "avx2", dotPackedQ2KAVX2, dotPackedQ2Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q3_K, "avx2", dotPackedQ3KAVX2, dotPackedQ3Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_K, "avx2", dotPackedQ5KAVX2, dotPackedQ5Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q6_K, "avx2", dotPackedQ6KAVX2, dotPackedQ6Kx4AVX2, nil))

@@ -160,3 +160,130 @@ TEXT ·dotPackedQ2KVNNI(SB), NOSPLIT, $0-48
 // dotPackedQ2KVNNI.
 TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 	PACKED_SB4(Q2_MASKS, Q2_SB4, $1344, $320, q2x4_panel, q2x4_block)
+
+// AVX2 (PA_SB_DOT1, PA_SB_DOT4): packed Q2_K, each 2-bit field of a quant vector shifted down
+// and masked, its products widened and scaled by its sub-block's scales (the low nibbles of
+// the scale bytes, in both words of their row's lane) as PA_DOT does. The mins term
+// Σ_s m_s·bsum_s comes once a super-block: the rows' scale-byte pairs as words shifted down to
+// their mins (high nibbles), VPMADDWD with the prepared bsum pairs, which lie in the same
+// order (q2kBsumOff). Registers as PA_DOT's callers have them: Y4-Y7 the quarter's scale
+// words (fields 0-3), Y8 the group's quant bytes, Y9 a field's quants.
+
+// The scales of one sub-block of a pair (pick: its bytes, the pair's first or second) at
+// off(SI), each in the low byte of both words of its row's lane.
+#define PA2_SCW(off, pick, reg) \
+	VBROADCASTI128 off(SI), reg; \
+	VPSHUFB        pick, reg, reg; \
+	VPAND          ·paNibbles(SB), reg, reg
+
+// The group of quant bytes at woff (half h of the rows), its activations from yoff: each
+// field's products for the columns cols.
+#define PA2_GROUP(cols, woff, yoff, h) \
+	VMOVDQU woff+32*h(SI), Y8; \
+	VPAND   pa2Field<>(SB), Y8, Y9; \
+	cols(yoff, Y9, Y4); \
+	VPSRLW  $2, Y8, Y9; \
+	VPAND   pa2Field<>(SB), Y9, Y9; \
+	cols(yoff+32, Y9, Y5); \
+	VPSRLW  $4, Y8, Y9; \
+	VPAND   pa2Field<>(SB), Y9, Y9; \
+	cols(yoff+64, Y9, Y6); \
+	VPSRLW  $6, Y8, Y9; \
+	VPAND   pa2Field<>(SB), Y9, Y9; \
+	cols(yoff+96, Y9, Y7)
+
+// Quarter Q = 2q+n at base q4 (320·Q): g = 4q..4q+3 of half n, sub-blocks 8n+2j+q.
+#define PA2_QUARTER(cols, q4, q, n, h) \
+	PA2_SCW(q4+256+16*h, pa2PickA<>(SB), Y4); \
+	PA2_SCW(q4+256+16*h, pa2PickB<>(SB), Y5); \
+	PA2_SCW(q4+288+16*h, pa2PickA<>(SB), Y6); \
+	PA2_SCW(q4+288+16*h, pa2PickB<>(SB), Y7); \
+	PA2_GROUP(cols, q4, 128*n+16*q, h); \
+	PA2_GROUP(cols, q4+64, 128*n+16*q+4, h); \
+	PA2_GROUP(cols, q4+128, 128*n+16*q+8, h); \
+	PA2_GROUP(cols, q4+192, 128*n+16*q+12, h)
+
+// How far ahead the AVX2 kernels prefetch: the super-block after next, from the next one's
+// last line; each quarter fetches its five lines, the super-block its line of d and dmin.
+#define PF2_DIST 2*1344-64
+
+#define PA2_PF_QUARTER(q4) \
+	PREFETCHT0 PF2_DIST+q4(SI); \
+	PREFETCHT0 PF2_DIST+q4+64(SI); \
+	PREFETCHT0 PF2_DIST+q4+128(SI); \
+	PREFETCHT0 PF2_DIST+q4+192(SI); \
+	PREFETCHT0 PF2_DIST+q4+256(SI)
+
+#define PA2_QUARTERS(cols, h) \
+	PREFETCHT0 PF2_DIST+1280(SI); \
+	PA2_PF_QUARTER(0); \
+	PA2_QUARTER(cols, 0, 0, 0, h); \
+	PA2_PF_QUARTER(320); \
+	PA2_QUARTER(cols, 320, 0, 1, h); \
+	PA2_PF_QUARTER(640); \
+	PA2_QUARTER(cols, 640, 1, 0, h); \
+	PA2_PF_QUARTER(960); \
+	PA2_QUARTER(cols, 960, 1, 1, h)
+
+// A pair of scale bytes per row (eight rows at off(SI)) as words, shifted down to the mins.
+#define PA2_MINW(off, reg) \
+	VPMOVZXBW off(SI), reg; \
+	VPSRLW    $4, reg, reg
+
+// Every quarter's two pairs of mins into Y4-Y11, in the order of the bsum pairs from 260.
+#define PA2_MINWS(h) \
+	PA2_MINW(256+16*h, Y4); \
+	PA2_MINW(288+16*h, Y5); \
+	PA2_MINW(576+16*h, Y6); \
+	PA2_MINW(608+16*h, Y7); \
+	PA2_MINW(896+16*h, Y8); \
+	PA2_MINW(928+16*h, Y9); \
+	PA2_MINW(1216+16*h, Y10); \
+	PA2_MINW(1248+16*h, Y11)
+
+// Column c's half-h super-block (integer sums sumi, activations at base) into its float sum.
+#define PA2_END(c, base, sumi, h) \
+	PA_PAIRDOTS(260, base); \
+	PA_FRAME4_FMA2(c, base, sumi, Y12, 1280+16*h, 1312+16*h)
+
+#define PA2_BODY1(h) \
+	PA2_QUARTERS(PA_COLS1, h); \
+	PA2_MINWS(h); \
+	PA2_END(0, (DI), Y0, h)
+
+#define PA2_BODY4(h) \
+	PA2_QUARTERS(PA_COLS4, h); \
+	PA2_MINWS(h); \
+	PA2_END(0, (DI), Y0, h); \
+	PA2_END(1, (DI)(DX*1), Y1, h); \
+	PA2_END(2, (R14), Y2, h); \
+	PA2_END(3, (R14)(DX*1), Y3, h)
+
+// func dotPackedQ2KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $32-48
+	PA_SB_DOT1(PA2_BODY1, $1344, $320, pa2_panel, pa2_b0, pa2_b1)
+
+// func dotPackedQ2Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ2Kx4AVX2(SB), NOSPLIT, $128-64
+	PA_SB_DOT4(PA2_BODY4, $1344, $320, pa2x4_panel, pa2x4_b0, pa2x4_b1)
+
+DATA pa2Field<>+0(SB)/8, $0x0303030303030303
+DATA pa2Field<>+8(SB)/8, $0x0303030303030303
+DATA pa2Field<>+16(SB)/8, $0x0303030303030303
+DATA pa2Field<>+24(SB)/8, $0x0303030303030303
+GLOBL pa2Field<>(SB), RODATA|NOPTR, $32
+
+// VPSHUFB indices: in each 128-bit lane of the eight rows' broadcast byte pairs, the first
+// (pa2PickA) or second (pa2PickB) byte of row r's pair (rows 0-3, then 4-7) to the low byte of
+// both words of its 32-bit lane, the high bytes zero.
+DATA pa2PickA<>+0(SB)/8, $0x8002800280008000
+DATA pa2PickA<>+8(SB)/8, $0x8006800680048004
+DATA pa2PickA<>+16(SB)/8, $0x800a800a80088008
+DATA pa2PickA<>+24(SB)/8, $0x800e800e800c800c
+GLOBL pa2PickA<>(SB), RODATA|NOPTR, $32
+
+DATA pa2PickB<>+0(SB)/8, $0x8003800380018001
+DATA pa2PickB<>+8(SB)/8, $0x8007800780058005
+DATA pa2PickB<>+16(SB)/8, $0x800b800b80098009
+DATA pa2PickB<>+24(SB)/8, $0x800f800f800d800d
+GLOBL pa2PickB<>(SB), RODATA|NOPTR, $32

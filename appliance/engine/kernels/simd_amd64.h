@@ -1282,6 +1282,21 @@ plab: \
 	finish(h, base, sumi, Y15, Y14, Y8, Y12, Y13); \
 	VMOVUPS      Y15, c*32(SP)
 
+// PA_FRAME4_FMA for the K-quants with mins: acc += float(sumi)·(d·yd) - float(mins)·(dmin·yd),
+// d and dmin (fp16, eight rows) at doff(SI) and moff(SI); Y13-Y15 scratch.
+#define PA_FRAME4_FMA2(c, base, sumi, mins, doff, moff) \
+	VMOVUPS      c*32(SP), Y15; \
+	VBROADCASTSS 256 base, Y14; \
+	VCVTPH2PS    doff(SI), Y13; \
+	VMULPS       Y14, Y13, Y13; \
+	VCVTDQ2PS    sumi, sumi; \
+	VFMADD231PS  Y13, sumi, Y15; \
+	VCVTPH2PS    moff(SI), Y13; \
+	VMULPS       Y14, Y13, Y13; \
+	VCVTDQ2PS    mins, mins; \
+	VFNMADD231PS Y13, mins, Y15; \
+	VMOVUPS      Y15, c*32(SP)
+
 // One-column AVX2 kernels that keep their float sum in the frame as the four-column ones do.
 #define PA_FRAME1_ZERO \
 	VXORPS  Y12, Y12, Y12; \
@@ -1493,22 +1508,28 @@ plab: \
 	VPUNPCKLBW X12, xr, xr; \
 	VPMOVSXBW  xr, yr
 
-#define PA_OFF1(k, base, w) \
-	VPBROADCASTD 324+4*k base, Y13; \
+// Y12 += the words w (a pair per row) times the column's int16 pair at off(base).
+#define PA_PAIRDOT(off, base, w) \
+	VPBROADCASTD off base, Y13; \
 	VPMADDWD     Y13, w, Y13; \
 	VPADDD       Y13, Y12, Y12
 
+// Y12 = Σ of the eight pairs of words in Y4-Y11 times the column's eight int16 pairs from
+// off(base) on.
+#define PA_PAIRDOTS(off, base) \
+	VPXOR      Y12, Y12, Y12; \
+	PA_PAIRDOT(off, base, Y4); \
+	PA_PAIRDOT(off+4, base, Y5); \
+	PA_PAIRDOT(off+8, base, Y6); \
+	PA_PAIRDOT(off+12, base, Y7); \
+	PA_PAIRDOT(off+16, base, Y8); \
+	PA_PAIRDOT(off+20, base, Y9); \
+	PA_PAIRDOT(off+24, base, Y10); \
+	PA_PAIRDOT(off+28, base, Y11)
+
 // sumi -= Σ_j sc_j·bsum_j << sh for the column at base, the scale pairs in Y4-Y11.
 #define PA_OFFSET(base, sumi, sh) \
-	VPXOR  Y12, Y12, Y12; \
-	PA_OFF1(0, base, Y4); \
-	PA_OFF1(1, base, Y5); \
-	PA_OFF1(2, base, Y6); \
-	PA_OFF1(3, base, Y7); \
-	PA_OFF1(4, base, Y8); \
-	PA_OFF1(5, base, Y9); \
-	PA_OFF1(6, base, Y10); \
-	PA_OFF1(7, base, Y11); \
+	PA_PAIRDOTS(324, base); \
 	VPSLLD sh, Y12, Y12; \
 	VPSUBD Y12, sumi, sumi
 
