@@ -129,9 +129,9 @@ func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystrid
 
 func init() {
 	// AVX2 (with FMA and F16C: x/sys/cpu reports AVX2 only where the OS saves the YMM
-	// registers): packed Q4_0 and Q8_0, which on such CPUs decode from memory instead of
-	// from the file layout's kernels' arithmetic, and batch four columns a pass where those
-	// had one (Q4_0, Q8_0). The VNNI kernels below replace them where there are both.
+	// registers), for CPUs without AVX-512: the packed types but Q4_1, Q5_0 and Q5_1, whose
+	// file-layout kernels such CPUs keep. The VNNI kernels below replace them where there are
+	// both.
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil))
