@@ -98,6 +98,12 @@ func dotPackedQ8_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *fl
 func dotPackedQ8_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ5_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ5_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ4KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
@@ -135,6 +141,7 @@ func init() {
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil))
+		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q2_K, "avx2", dotPackedQ2KAVX2, dotPackedQ2Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q3_K, "avx2", dotPackedQ3KAVX2, dotPackedQ3Kx4AVX2, nil))

@@ -302,10 +302,89 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 #define PA4_BLOCK4_1 PA4_BLOCK4(1)
 
 TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
-	PACKEDA_DOT1(P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK1, P16_NEXT_BLOCK, pa4_panel, pa4_group, pa4_block)
+	PACKEDA_DOT1(PA_CONSTS, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK1, P16_NEXT_BLOCK, pa4_panel, pa4_group, pa4_block)
 
 TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	PACKEDA_DOT4(PA_CONSTS, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4_0, PA4_BLOCK4_1, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)
+
+// AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q5_0, each nibble given its fifth bit (group q's
+// low elements have theirs at bit 2q, its high elements at bit 2q+1: spreadQ5Bits) as the AVX2
+// Q5_K kernels do; the values (0-31) of the low and of the high elements sum in int16 lanes
+// of their own (four groups, 8 products of at most 31·128 a lane), and the block is added as
+// P16_COL adds it (the offset term -16·Σy, one FMA by dx·yd).
+
+// One column: group q (its fifth bits picked by lb and hb), its activation quants in Y6 (low
+// elements) and Y7 (high), half h into the int16 sums lsum and hsum.
+#define PA5_HALF1(q, h, lb, hb, lsum, hsum) PA5_NIBBLES_DOT(64*q+32*h, 256+32*h, lb, hb, Y6, Y7, lsum, hsum)
+
+#define PA5_GROUP1(q, lb, hb) \
+	VPBROADCASTD 4*q(DI), Y6; \
+	VPBROADCASTD 16+4*q(DI), Y7; \
+	PA5_HALF1(q, 0, lb, hb, Y8, Y9); \
+	PA5_HALF1(q, 1, lb, hb, Y10, Y11)
+
+// The sums of eight rows, widened, added and started at the offset term (Y6), converted and
+// added to acc by one FMA with the rows' dx (fp16 at sc) times yd (Y7).
+#define PA5_FMA(lsum, hsum, sc, acc) \
+	VPMADDWD    ·paWordOnes(SB), lsum, lsum; \
+	VPMADDWD    ·paWordOnes(SB), hsum, hsum; \
+	VPADDD      hsum, lsum, lsum; \
+	VPADDD      Y6, lsum, lsum; \
+	VCVTDQ2PS   lsum, lsum; \
+	VCVTPH2PS   sc, Y4; \
+	VMULPS      Y7, Y4, Y4; \
+	VFMADD231PS Y4, lsum, acc
+
+#define PA5_BLOCK1 \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5_GROUP1(0, PB5_SHL4, PB5_SHL3); \
+	PA5_GROUP1(1, PB5_SHL2, PB5_SHL1); \
+	PA5_GROUP1(2, PB5_AS_IS, PB5_SHR1); \
+	PA5_GROUP1(3, PB5_SHR2, PB5_SHR3); \
+	VPBROADCASTD 36(DI), Y6; \
+	VBROADCASTSS 32(DI), Y7; \
+	PA5_FMA(Y8, Y9, (R11), Y0); \
+	PA5_FMA(Y10, Y11, 16(R11), Y3)
+
+// Four columns, all sixteen registers in use (as PA8_BLOCK4): float sums Y0-Y3, int16 sums
+// Y4-Y7 (low elements) and Y8-Y11 (high) of the columns.
+#define PA5_GROUP4(q, h, lb, hb) \
+	PA5_QUANTS4(64*q+32*h, 256+32*h, lb, hb); \
+	PAK_COLS4(4*q, 16+4*q)
+
+// PA5_FMA for the column at base, the rows' dx in Y12 (Y13 scratch).
+#define PA5_FMA4(base, lsum, hsum, acc) \
+	VPMADDWD     ·paWordOnes(SB), lsum, lsum; \
+	VPMADDWD     ·paWordOnes(SB), hsum, hsum; \
+	VPADDD       hsum, lsum, lsum; \
+	VPBROADCASTD 36 base, Y13; \
+	VPADDD       Y13, lsum, lsum; \
+	VCVTDQ2PS    lsum, lsum; \
+	VBROADCASTSS 32 base, Y13; \
+	VMULPS       Y13, Y12, Y13; \
+	VFMADD231PS  Y13, lsum, acc
+
+#define PA5_BLOCK4(h) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5_GROUP4(0, h, PB5_SHL4, PB5_SHL3); \
+	PA5_GROUP4(1, h, PB5_SHL2, PB5_SHL1); \
+	PA5_GROUP4(2, h, PB5_AS_IS, PB5_SHR1); \
+	PA5_GROUP4(3, h, PB5_SHR2, PB5_SHR3); \
+	VCVTPH2PS 16*h(R11), Y12; \
+	PA5_FMA4((DI), Y4, Y8, Y0); \
+	PA5_FMA4((DI)(DX*1), Y5, Y9, Y1); \
+	PA5_FMA4((R14), Y6, Y10, Y2); \
+	PA5_FMA4((R14)(DX*1), Y7, Y11, Y3)
+
+#define PA5_BLOCK4_0 PA5_BLOCK4(0)
+#define PA5_BLOCK4_1 PA5_BLOCK4(1)
+
+TEXT ·dotPackedQ5_0AVX2(SB), NOSPLIT, $0-48
+	PACKEDA_DOT1(PA5_CONSTS, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK1, P5_NEXT_BLOCK, pa5_panel, pa5_group, pa5_block)
+
+TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
+	PACKEDA_DOT4(EMPTY, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK4_0, PA5_BLOCK4_1, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
 
 // 0x0f bytes, for the AVX2 kernels that need every register (not file-local: the kernels of
 // every packed type use it).
@@ -314,3 +393,17 @@ DATA ·paNibbles+8(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA ·paNibbles+16(SB)/8, $0x0f0f0f0f0f0f0f0f
 DATA ·paNibbles+24(SB)/8, $0x0f0f0f0f0f0f0f0f
 GLOBL ·paNibbles(SB), RODATA|NOPTR, $32
+
+// 0x10 bytes (the fifth bits of Q5_0 and Q5_K in place) and words of 1 (VPMADDWD's widening),
+// for the AVX2 kernels that need every register.
+DATA ·paFifth+0(SB)/8, $0x1010101010101010
+DATA ·paFifth+8(SB)/8, $0x1010101010101010
+DATA ·paFifth+16(SB)/8, $0x1010101010101010
+DATA ·paFifth+24(SB)/8, $0x1010101010101010
+GLOBL ·paFifth(SB), RODATA|NOPTR, $32
+
+DATA ·paWordOnes+0(SB)/8, $0x0001000100010001
+DATA ·paWordOnes+8(SB)/8, $0x0001000100010001
+DATA ·paWordOnes+16(SB)/8, $0x0001000100010001
+DATA ·paWordOnes+24(SB)/8, $0x0001000100010001
+GLOBL ·paWordOnes(SB), RODATA|NOPTR, $32

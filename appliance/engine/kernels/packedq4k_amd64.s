@@ -223,7 +223,7 @@ TEXT ·dotPackedQ4KAVX2(SB), NOSPLIT, $0-48
 	VPAND   ·paNibbles(SB), Y13, Y12; \
 	VPSRLW  $4, Y13, Y13; \
 	VPAND   ·paNibbles(SB), Y13, Y13; \
-	PAK_COLS4(j, g)
+	PAK_COLS4(64*j+4*g, 64*j+32+4*g)
 
 #define PA4K_CHUNK4(j, h) \
 	P4K_PREFETCH(j); \

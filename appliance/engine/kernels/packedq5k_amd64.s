@@ -207,43 +207,10 @@ p5kx8_block:
 // the products of four groups (8 of at most 31·128), so a chunk's sums are widened and scaled
 // twice, after groups 0-3 and after 4-7.
 
-// The fifth bit of chunk j's low (bit 2j) or high (bit 2j+1) sub-block, from the group's bit
-// vector m to bit 4 of r, alone (mask: 0x10 bytes).
-#define PB5_SHL4(m, r, mask) VPSLLW $4, m, r; VPAND mask, r, r
-#define PB5_SHL3(m, r, mask) VPSLLW $3, m, r; VPAND mask, r, r
-#define PB5_SHL2(m, r, mask) VPSLLW $2, m, r; VPAND mask, r, r
-#define PB5_SHL1(m, r, mask) VPSLLW $1, m, r; VPAND mask, r, r
-#define PB5_AS_IS(m, r, mask) VPAND mask, m, r
-#define PB5_SHR1(m, r, mask) VPSRLW $1, m, r; VPAND mask, r, r
-#define PB5_SHR2(m, r, mask) VPSRLW $2, m, r; VPAND mask, r, r
-#define PB5_SHR3(m, r, mask) VPSRLW $3, m, r; VPAND mask, r, r
-
-// Y15 = 0x0f bytes, Y14 = 0x10 bytes.
-#define PA5K_CONSTS \
-	MOVL         $0x0f0f0f0f, AX; \
-	VMOVD        AX, X15; \
-	VPBROADCASTD X15, Y15; \
-	MOVL         $0x10101010, AX; \
-	VMOVD        AX, X14; \
-	VPBROADCASTD X14, Y14
-
 // One column, both halves: group g of chunk j (its fifth bits picked by lb and hb), the
 // activation quants of its low sub-block in Y6 and of its high one in Y7, half h's weights
 // into the int16 sums lsum and hsum (Y1, Y2, Y4, Y5 scratch).
-#define PA5K_HALF1(j, g, h, lb, hb, lsum, hsum) \
-	VMOVDQU    512*j+64*g+32*h(SI), Y1; \
-	VMOVDQU    2048+64*g+32*h(SI), Y5; \
-	VPAND      Y15, Y1, Y2; \
-	lb(Y5, Y4, Y14); \
-	VPOR       Y4, Y2, Y2; \
-	VPSRLW     $4, Y1, Y1; \
-	VPAND      Y15, Y1, Y1; \
-	hb(Y5, Y4, Y14); \
-	VPOR       Y4, Y1, Y1; \
-	VPMADDUBSW Y6, Y2, Y2; \
-	VPMADDUBSW Y7, Y1, Y1; \
-	VPADDW     Y2, lsum, lsum; \
-	VPADDW     Y1, hsum, hsum
+#define PA5K_HALF1(j, g, h, lb, hb, lsum, hsum) PA5_NIBBLES_DOT(512*j+64*g+32*h, 2048+64*g+32*h, lb, hb, Y6, Y7, lsum, hsum)
 
 #define PA5K_GROUP1(j, g, lb, hb) \
 	VPBROADCASTD 64*j+4*g(DI), Y6; \
@@ -276,21 +243,13 @@ p5kx8_block:
 
 // func dotPackedQ5KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
-	PAK_DOT1(PA5K_CONSTS, PA5K_SB1, PA5K_FINISH, $2880, pa5k_panel, pa5k_block)
+	PAK_DOT1(PA5_CONSTS, PA5K_SB1, PA5K_FINISH, $2880, pa5k_panel, pa5k_block)
 
 // Four columns (PAK_COLS4's registers): group g of chunk j of half h, its 5-bit quants into
 // Y12 (low sub-block) and Y13 (high), Y14 and Y15 scratch.
 #define PA5K_GROUP4(j, g, h, lb, hb) \
-	VMOVDQU 512*j+64*g+32*h(SI), Y13; \
-	VMOVDQU 2048+64*g+32*h(SI), Y14; \
-	VPAND   ·paNibbles(SB), Y13, Y12; \
-	lb(Y14, Y15, pa5kFifth<>(SB)); \
-	VPOR    Y15, Y12, Y12; \
-	VPSRLW  $4, Y13, Y13; \
-	VPAND   ·paNibbles(SB), Y13, Y13; \
-	hb(Y14, Y15, pa5kFifth<>(SB)); \
-	VPOR    Y15, Y13, Y13; \
-	PAK_COLS4(j, g)
+	PA5_QUANTS4(512*j+64*g+32*h, 2048+64*g+32*h, lb, hb); \
+	PAK_COLS4(64*j+4*g, 64*j+32+4*g)
 
 #define PA5K_GROUPS4(j, h, g0, g1, g2, g3, lb, hb) \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
@@ -320,9 +279,3 @@ TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
 // func dotPackedQ5Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ5Kx4AVX2(SB), NOSPLIT, $128-64
 	PA_SB_DOT4(PA5K_BODY4, $2880, $288, pa5kx4_panel, pa5kx4_b0, pa5kx4_b1)
-
-DATA pa5kFifth<>+0(SB)/8, $0x1010101010101010
-DATA pa5kFifth<>+8(SB)/8, $0x1010101010101010
-DATA pa5kFifth<>+16(SB)/8, $0x1010101010101010
-DATA pa5kFifth<>+24(SB)/8, $0x1010101010101010
-GLOBL pa5kFifth<>(SB), RODATA|NOPTR, $32

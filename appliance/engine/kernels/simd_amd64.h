@@ -1195,12 +1195,65 @@ plab: \
 	VPADDW     Y2, lsum, lsum; \
 	VPADDW     Y1, hsum, hsum
 
+// The 5-bit types (Q5_0, Q5_K): the fifth bit at bit b of each byte of the vector m, brought
+// to bit 4 of r, alone (mask: 0x10 bytes): the callers name the shift from b to 4. The word
+// shifts carry bits across bytes only where the mask drops them.
+#define PB5_SHL4(m, r, mask) VPSLLW $4, m, r; VPAND mask, r, r
+#define PB5_SHL3(m, r, mask) VPSLLW $3, m, r; VPAND mask, r, r
+#define PB5_SHL2(m, r, mask) VPSLLW $2, m, r; VPAND mask, r, r
+#define PB5_SHL1(m, r, mask) VPSLLW $1, m, r; VPAND mask, r, r
+#define PB5_AS_IS(m, r, mask) VPAND mask, m, r
+#define PB5_SHR1(m, r, mask) VPSRLW $1, m, r; VPAND mask, r, r
+#define PB5_SHR2(m, r, mask) VPSRLW $2, m, r; VPAND mask, r, r
+#define PB5_SHR3(m, r, mask) VPSRLW $3, m, r; VPAND mask, r, r
+
+// Y15 = 0x0f bytes, Y14 = 0x10 bytes.
+#define PA5_CONSTS \
+	MOVL         $0x0f0f0f0f, AX; \
+	VMOVD        AX, X15; \
+	VPBROADCASTD X15, Y15; \
+	MOVL         $0x10101010, AX; \
+	VMOVD        AX, X14; \
+	VPBROADCASTD X14, Y14
+
+// One column: the 32 quant bytes at qoff(SI) and their fifth bits at boff(SI) (lb and hb
+// bring a low and a high element's to bit 4): the 5-bit quants of the low elements times ylo
+// and of the high ones times yhi, added to the int16 sums lsum and hsum (Y1, Y2, Y4, Y5
+// scratch; Y15 = 0x0f bytes, Y14 = 0x10 bytes).
+#define PA5_NIBBLES_DOT(qoff, boff, lb, hb, ylo, yhi, lsum, hsum) \
+	VMOVDQU    qoff(SI), Y1; \
+	VMOVDQU    boff(SI), Y5; \
+	VPAND      Y15, Y1, Y2; \
+	lb(Y5, Y4, Y14); \
+	VPOR       Y4, Y2, Y2; \
+	VPSRLW     $4, Y1, Y1; \
+	VPAND      Y15, Y1, Y1; \
+	hb(Y5, Y4, Y14); \
+	VPOR       Y4, Y1, Y1; \
+	VPMADDUBSW ylo, Y2, Y2; \
+	VPMADDUBSW yhi, Y1, Y1; \
+	VPADDW     Y2, lsum, lsum; \
+	VPADDW     Y1, hsum, hsum
+
+// Four columns: the 5-bit quants of a group (quant bytes at qoff, fifth bits at boff) into
+// Y12 (low elements) and Y13 (high), Y14 and Y15 scratch, the masks from memory.
+#define PA5_QUANTS4(qoff, boff, lb, hb) \
+	VMOVDQU qoff(SI), Y13; \
+	VMOVDQU boff(SI), Y14; \
+	VPAND   ·paNibbles(SB), Y13, Y12; \
+	lb(Y14, Y15, ·paFifth(SB)); \
+	VPOR    Y15, Y12, Y12; \
+	VPSRLW  $4, Y13, Y13; \
+	VPAND   ·paNibbles(SB), Y13, Y13; \
+	hb(Y14, Y15, ·paFifth(SB)); \
+	VPOR    Y15, Y13, Y13
+
 // func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 // One column: block adds a block of both halves of the panel to Y0 (rows 0-7) and Y3 (rows
 // 8-15), DI = its prepared activations.
-#define PACKEDA_DOT1(pf, pfg, block, next, plab, glab, blab) \
+#define PACKEDA_DOT1(consts, pf, pfg, block, next, plab, glab, blab) \
 	PACKED_ARGS1; \
-	PA_CONSTS; \
+	consts; \
 plab: \
 	LEGACY_PANEL; \
 	MOVQ   y+32(FP), DI; \
@@ -1399,21 +1452,21 @@ blab: \
 
 // Four columns, one half at a time (PACKEDA_HALF4's reason): integer sums Y0-Y3, int16 sums
 // Y4-Y7 (low sub-block) and Y8-Y11 (high), the float sums in the frame (32 bytes a column),
-// every constant from memory. Group g of chunk j, its low sub-block's quants in Y12 and its
-// high one's in Y13: the column at base into lsum and hsum (Y14, Y15 scratch).
-#define PAK_COL4(j, g, base, lsum, hsum) \
-	VPBROADCASTD 64*j+4*g base, Y14; \
+// every constant from memory. A group's quants in Y12 (low elements) and Y13 (high), their
+// activations at lo and hi: the column at base into lsum and hsum (Y14, Y15 scratch).
+#define PAK_COL4(lo, hi, base, lsum, hsum) \
+	VPBROADCASTD lo base, Y14; \
 	VPMADDUBSW   Y14, Y12, Y15; \
 	VPADDW       Y15, lsum, lsum; \
-	VPBROADCASTD 64*j+32+4*g base, Y14; \
+	VPBROADCASTD hi base, Y14; \
 	VPMADDUBSW   Y14, Y13, Y15; \
 	VPADDW       Y15, hsum, hsum
 
-#define PAK_COLS4(j, g) \
-	PAK_COL4(j, g, (DI), Y4, Y8); \
-	PAK_COL4(j, g, (DI)(DX*1), Y5, Y9); \
-	PAK_COL4(j, g, (R14), Y6, Y10); \
-	PAK_COL4(j, g, (R14)(DX*1), Y7, Y11)
+#define PAK_COLS4(lo, hi) \
+	PAK_COL4(lo, hi, (DI), Y4, Y8); \
+	PAK_COL4(lo, hi, (DI)(DX*1), Y5, Y9); \
+	PAK_COL4(lo, hi, (R14), Y6, Y10); \
+	PAK_COL4(lo, hi, (R14)(DX*1), Y7, Y11)
 
 // A column's chunk sums scaled (the scales in Y12, Y13) into its sumi.
 #define PAK_COL_ADD(lsum, hsum, sumi) \
