@@ -15,10 +15,10 @@ import (
 // 64-byte load holds that group of all 16 rows, and one VPDPBUSD with the matching four
 // activation quants (broadcast) advances all 16 rows' sums. Decoding runs about twice as fast
 // per weight byte as on the file's layout, prompt batches and concurrent sequences (several
-// activation rows per pass) nearly three times. Every type has AVX-512 VNNI kernels; all but
-// Q4_1, Q5_0 and Q5_1 also have AVX2 ones (eight rows to a 256-bit register, VPMADDUBSW and
-// VPMADDWD for VPDPBUSD), which on CPUs without AVX-512 run prompts 1.2-2.6 times as fast as
-// the file layout's kernels and decode 1.1-1.5 times.
+// activation rows per pass) nearly three times. Every type has AVX-512 VNNI kernels and AVX2
+// ones (eight rows to a 256-bit register, VPMADDUBSW and VPMADDWD for VPDPBUSD), which on CPUs
+// without AVX-512 run prompts 1.2-2.7 times as fast as the file layout's kernels and decode
+// 1.1-2.8 times.
 //
 // Q4_0 layout, per panel of 16 rows (the last padded with zero rows), in groups of eight blocks
 // (legacyOffsets): the quants of each block of the group (256 bytes each: for each group q < 4

@@ -104,6 +104,18 @@ func dotPackedQ5_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *fl
 func dotPackedQ5_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ4_1AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ4_1x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ5_1AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ5_1x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ4KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
@@ -135,13 +147,14 @@ func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystrid
 
 func init() {
 	// AVX2 (with FMA and F16C: x/sys/cpu reports AVX2 only where the OS saves the YMM
-	// registers), for CPUs without AVX-512: the packed types but Q4_1, Q5_0 and Q5_1, whose
-	// file-layout kernels such CPUs keep. The VNNI kernels below replace them where there are
-	// both.
+	// registers), for CPUs without AVX-512. The VNNI kernels below replace them where there
+	// are both.
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil))
+		usePacked(packedSet(ggml.Q4_1, "avx2", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVX2, nil))
+		usePacked(packedSet(ggml.Q5_1, "avx2", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVX2, nil))
 		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q2_K, "avx2", dotPackedQ2KAVX2, dotPackedQ2Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q3_K, "avx2", dotPackedQ3KAVX2, dotPackedQ3Kx4AVX2, nil))

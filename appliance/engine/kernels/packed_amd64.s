@@ -302,10 +302,10 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 #define PA4_BLOCK4_1 PA4_BLOCK4(1)
 
 TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
-	PACKEDA_DOT1(PA_CONSTS, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK1, P16_NEXT_BLOCK, pa4_panel, pa4_group, pa4_block)
+	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK1, P16_NEXT_BLOCK, pa4_panel, pa4_group, pa4_block)
 
 TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(PA_CONSTS, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4_0, PA4_BLOCK4_1, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)
+	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4_0, PA4_BLOCK4_1, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q5_0, each nibble given its fifth bit (group q's
 // low elements have theirs at bit 2q, its high elements at bit 2q+1: spreadQ5Bits) as the AVX2
@@ -335,12 +335,16 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	VMULPS      Y7, Y4, Y4; \
 	VFMADD231PS Y4, lsum, acc
 
-#define PA5_BLOCK1 \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
+// The four groups, each with the shifts that bring its fifth bits to bit 4.
+#define PA5_GROUPS1 \
 	PA5_GROUP1(0, PB5_SHL4, PB5_SHL3); \
 	PA5_GROUP1(1, PB5_SHL2, PB5_SHL1); \
 	PA5_GROUP1(2, PB5_AS_IS, PB5_SHR1); \
-	PA5_GROUP1(3, PB5_SHR2, PB5_SHR3); \
+	PA5_GROUP1(3, PB5_SHR2, PB5_SHR3)
+
+#define PA5_BLOCK1 \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5_GROUPS1; \
 	VPBROADCASTD 36(DI), Y6; \
 	VBROADCASTSS 32(DI), Y7; \
 	PA5_FMA(Y8, Y9, (R11), Y0); \
@@ -364,13 +368,16 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	VMULPS       Y13, Y12, Y13; \
 	VFMADD231PS  Y13, lsum, acc
 
-#define PA5_BLOCK4(h) \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
+#define PA5_GROUPS4(h) \
 	PA5_GROUP4(0, h, PB5_SHL4, PB5_SHL3); \
 	PA5_GROUP4(1, h, PB5_SHL2, PB5_SHL1); \
 	PA5_GROUP4(2, h, PB5_AS_IS, PB5_SHR1); \
-	PA5_GROUP4(3, h, PB5_SHR2, PB5_SHR3); \
+	PA5_GROUP4(3, h, PB5_SHR2, PB5_SHR3)
+
+#define PA5_BLOCK4(h) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5_GROUPS4(h); \
 	VCVTPH2PS 16*h(R11), Y12; \
 	PA5_FMA4((DI), Y4, Y8, Y0); \
 	PA5_FMA4((DI)(DX*1), Y5, Y9, Y1); \
@@ -381,10 +388,122 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 #define PA5_BLOCK4_1 PA5_BLOCK4(1)
 
 TEXT ·dotPackedQ5_0AVX2(SB), NOSPLIT, $0-48
-	PACKEDA_DOT1(PA5_CONSTS, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK1, P5_NEXT_BLOCK, pa5_panel, pa5_group, pa5_block)
+	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK1, P5_NEXT_BLOCK, pa5_panel, pa5_group, pa5_block)
 
 TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK4_0, PA5_BLOCK4_1, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK4_0, PA5_BLOCK4_1, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
+
+// AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q4_1 and Q5_1, Q4_0's and Q5_0's blocks each after
+// its line of scales (the rows' d's, then their m's): the integer sums start at zero, and
+// after the block's FMA by dx·yd a second adds m times the activation block's sum term
+// (float32 at 36): acc = fma(m, sy, acc).
+
+// One column, Q4_1: the half's int16 sums sum, the rows' d at dsc and m at msc; Y10 = sy,
+// Y11 = yd (Y14 = words of 1).
+#define PA41_FMA(sum, dsc, msc, acc) \
+	VPMADDWD    Y14, sum, sum; \
+	VCVTDQ2PS   sum, sum; \
+	VCVTPH2PS   dsc, Y4; \
+	VMULPS      Y11, Y4, Y4; \
+	VFMADD231PS Y4, sum, acc; \
+	VCVTPH2PS   msc, Y4; \
+	VFMADD231PS Y10, Y4, acc
+
+#define PA41_BLOCK1 \
+	VPXOR        Y8, Y8, Y8; \
+	VPXOR        Y9, Y9, Y9; \
+	PA4_GROUP1(0); \
+	PA4_GROUP1(1); \
+	PA4_GROUP1(2); \
+	PA4_GROUP1(3); \
+	VBROADCASTSS 36(DI), Y10; \
+	VBROADCASTSS 32(DI), Y11; \
+	PA41_FMA(Y8, (R11), 32(R11), Y0); \
+	PA41_FMA(Y9, 16(R11), 48(R11), Y3)
+
+// Four columns, Q4_1 (PA4_BLOCK4's registers): the rows' d in Y12, their m in Y11.
+#define PA41_FMA4(base, sum, acc) \
+	VPMADDWD     Y14, sum, sum; \
+	VCVTDQ2PS    sum, sum; \
+	VBROADCASTSS 32 base, Y10; \
+	VMULPS       Y10, Y12, Y13; \
+	VFMADD231PS  Y13, sum, acc; \
+	VBROADCASTSS 36 base, Y10; \
+	VFMADD231PS  Y10, Y11, acc
+
+#define PA41_BLOCK4(h) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	PA4_GROUP4(0, h); \
+	PA4_GROUP4(1, h); \
+	PA4_GROUP4(2, h); \
+	PA4_GROUP4(3, h); \
+	VCVTPH2PS 16*h(R11), Y12; \
+	VCVTPH2PS 32+16*h(R11), Y11; \
+	PA41_FMA4((DI), Y4, Y0); \
+	PA41_FMA4((DI)(DX*1), Y5, Y1); \
+	PA41_FMA4((R14), Y6, Y2); \
+	PA41_FMA4((R14)(DX*1), Y7, Y3)
+
+#define PA41_BLOCK4_0 PA41_BLOCK4(0)
+#define PA41_BLOCK4_1 PA41_BLOCK4(1)
+
+// One column, Q5_1: Y6 = sy, Y7 = yd.
+#define PA51_FMA(lsum, hsum, dsc, msc, acc) \
+	VPMADDWD    ·paWordOnes(SB), lsum, lsum; \
+	VPMADDWD    ·paWordOnes(SB), hsum, hsum; \
+	VPADDD      hsum, lsum, lsum; \
+	VCVTDQ2PS   lsum, lsum; \
+	VCVTPH2PS   dsc, Y4; \
+	VMULPS      Y7, Y4, Y4; \
+	VFMADD231PS Y4, lsum, acc; \
+	VCVTPH2PS   msc, Y4; \
+	VFMADD231PS Y6, Y4, acc
+
+#define PA51_BLOCK1 \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5_GROUPS1; \
+	VBROADCASTSS 36(DI), Y6; \
+	VBROADCASTSS 32(DI), Y7; \
+	PA51_FMA(Y8, Y9, (R11), 32(R11), Y0); \
+	PA51_FMA(Y10, Y11, 16(R11), 48(R11), Y3)
+
+// Four columns, Q5_1 (PA5_BLOCK4's registers): the rows' d in Y12, m from 32+16·h(R11).
+#define PA51_FMA4(base, lsum, hsum, acc, h) \
+	VPMADDWD     ·paWordOnes(SB), lsum, lsum; \
+	VPMADDWD     ·paWordOnes(SB), hsum, hsum; \
+	VPADDD       hsum, lsum, lsum; \
+	VCVTDQ2PS    lsum, lsum; \
+	VBROADCASTSS 32 base, Y13; \
+	VMULPS       Y13, Y12, Y13; \
+	VFMADD231PS  Y13, lsum, acc; \
+	VCVTPH2PS    32+16*h(R11), Y13; \
+	VBROADCASTSS 36 base, Y14; \
+	VFMADD231PS  Y14, Y13, acc
+
+#define PA51_BLOCK4(h) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5_GROUPS4(h); \
+	VCVTPH2PS 16*h(R11), Y12; \
+	PA51_FMA4((DI), Y4, Y8, Y0, h); \
+	PA51_FMA4((DI)(DX*1), Y5, Y9, Y1, h); \
+	PA51_FMA4((R14), Y6, Y10, Y2, h); \
+	PA51_FMA4((R14)(DX*1), Y7, Y11, Y3, h)
+
+#define PA51_BLOCK4_0 PA51_BLOCK4(0)
+#define PA51_BLOCK4_1 PA51_BLOCK4(1)
+
+TEXT ·dotPackedQ4_1AVX2(SB), NOSPLIT, $0-48
+	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP1, EMPTY, EMPTY, PA41_BLOCK1, P41_NEXT_BLOCK, pa41_panel, pa41_group, pa41_block)
+
+TEXT ·dotPackedQ4_1x4AVX2(SB), NOSPLIT, $0-64
+	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP1, P41_PREFETCH, EMPTY, PA41_BLOCK4_0, PA41_BLOCK4_1, P41_NEXT_BLOCK, pa41x4_panel, pa41x4_g0, pa41x4_b0, pa41x4_g1, pa41x4_b1)
+
+TEXT ·dotPackedQ5_1AVX2(SB), NOSPLIT, $0-48
+	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP1, EMPTY, EMPTY, PA51_BLOCK1, P51_NEXT_BLOCK, pa51_panel, pa51_group, pa51_block)
+
+TEXT ·dotPackedQ5_1x4AVX2(SB), NOSPLIT, $0-64
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, PA51_BLOCK4_0, PA51_BLOCK4_1, P51_NEXT_BLOCK, pa51x4_panel, pa51x4_g0, pa51x4_b0, pa51x4_g1, pa51x4_b1)
 
 // 0x0f bytes, for the AVX2 kernels that need every register (not file-local: the kernels of
 // every packed type use it).

@@ -1251,7 +1251,7 @@ plab: \
 // func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 // One column: block adds a block of both halves of the panel to Y0 (rows 0-7) and Y3 (rows
 // 8-15), DI = its prepared activations.
-#define PACKEDA_DOT1(consts, pf, pfg, block, next, plab, glab, blab) \
+#define PACKEDA_DOT1(consts, hdr, pf, pfg, block, next, plab, glab, blab) \
 	PACKED_ARGS1; \
 	consts; \
 plab: \
@@ -1259,7 +1259,7 @@ plab: \
 	MOVQ   y+32(FP), DI; \
 	VXORPS Y0, Y0, Y0; \
 	VXORPS Y3, Y3, Y3; \
-	LEGACY_BLOCKS_START(LEGACY_GROUP8, pfg, pf, block, glab, blab); \
+	LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab); \
 	next; \
 	ADDQ $40, DI; \
 	LEGACY_BLOCKS_END(glab, blab); \
@@ -1272,7 +1272,7 @@ plab: \
 // Four columns, one half h of the panel at a time (the registers hold four columns' sums for
 // eight rows, not sixteen; the second pass reads the panel from the cache): block adds a
 // block of half h to Y0-Y3, the columns' activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1).
-#define PACKEDA_HALF4(pf, pfg, block, next, h, glab, blab) \
+#define PACKEDA_HALF4(hdr, pf, pfg, block, next, h, glab, blab) \
 	LEGACY_PANEL; \
 	MOVQ   y+32(FP), DI; \
 	LEAQ   (DI)(DX*2), R14; \
@@ -1280,7 +1280,7 @@ plab: \
 	VXORPS Y1, Y1, Y1; \
 	VXORPS Y2, Y2, Y2; \
 	VXORPS Y3, Y3, Y3; \
-	LEGACY_BLOCKS_START(LEGACY_GROUP8, pfg, pf, block, glab, blab); \
+	LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab); \
 	next; \
 	ADDQ $40, DI; \
 	ADDQ $40, R14; \
@@ -1294,12 +1294,12 @@ plab: \
 // func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // consts sets up what the blocks keep in registers (PA_CONSTS, or nothing where the blocks need
 // all sixteen).
-#define PACKEDA_DOT4(consts, pf, pfg, block0, block1, next, plab, g0, b0, g1, b1) \
+#define PACKEDA_DOT4(consts, hdr, pf, pfg, block0, block1, next, plab, g0, b0, g1, b1) \
 	PACKED_ARGS4; \
 	consts; \
 plab: \
-	PACKEDA_HALF4(pf, pfg, block0, next, 0, g0, b0); \
-	PACKEDA_HALF4(pf, pfg, block1, next, 1, g1, b1); \
+	PACKEDA_HALF4(hdr, pf, pfg, block0, next, 0, g0, b0); \
+	PACKEDA_HALF4(hdr, pf, pfg, block1, next, 1, g1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
