@@ -244,13 +244,17 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	VMULPS      Y11, Y4, Y4; \
 	VFMADD231PS Y4, sum, acc
 
-#define PA4_BLOCK1 \
+// A block's four groups, into Y8 (rows 0-7) and Y9 (rows 8-15) from zero.
+#define PA4_GROUPS1 \
 	VPXOR        Y8, Y8, Y8; \
 	VPXOR        Y9, Y9, Y9; \
 	PA4_GROUP1(0); \
 	PA4_GROUP1(1); \
 	PA4_GROUP1(2); \
-	PA4_GROUP1(3); \
+	PA4_GROUP1(3)
+
+#define PA4_BLOCK1 \
+	PA4_GROUPS1; \
 	VPBROADCASTD 36(DI), Y10; \
 	VBROADCASTSS 32(DI), Y11; \
 	PA4_FMA(Y8, (R11), Y0); \
@@ -293,10 +297,7 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	PA4_GROUP4(2, h); \
 	PA4_GROUP4(3, h); \
 	VCVTPH2PS 16*h(R11), Y12; \
-	PA4_FMA4((DI), Y4, Y0); \
-	PA4_FMA4((DI)(DX*1), Y5, Y1); \
-	PA4_FMA4((R14), Y6, Y2); \
-	PA4_FMA4((R14)(DX*1), Y7, Y3)
+	PA_EACH4(PA4_FMA4)
 
 #define PA4_BLOCK4_0 PA4_BLOCK4(0)
 #define PA4_BLOCK4_1 PA4_BLOCK4(1)
@@ -379,10 +380,7 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	ZERO_Y4(Y8, Y9, Y10, Y11); \
 	PA5_GROUPS4(h); \
 	VCVTPH2PS 16*h(R11), Y12; \
-	PA5_FMA4((DI), Y4, Y8, Y0); \
-	PA5_FMA4((DI)(DX*1), Y5, Y9, Y1); \
-	PA5_FMA4((R14), Y6, Y10, Y2); \
-	PA5_FMA4((R14)(DX*1), Y7, Y11, Y3)
+	PA_EACH4_LH(PA5_FMA4)
 
 #define PA5_BLOCK4_0 PA5_BLOCK4(0)
 #define PA5_BLOCK4_1 PA5_BLOCK4(1)
@@ -410,12 +408,7 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	VFMADD231PS Y10, Y4, acc
 
 #define PA41_BLOCK1 \
-	VPXOR        Y8, Y8, Y8; \
-	VPXOR        Y9, Y9, Y9; \
-	PA4_GROUP1(0); \
-	PA4_GROUP1(1); \
-	PA4_GROUP1(2); \
-	PA4_GROUP1(3); \
+	PA4_GROUPS1; \
 	VBROADCASTSS 36(DI), Y10; \
 	VBROADCASTSS 32(DI), Y11; \
 	PA41_FMA(Y8, (R11), 32(R11), Y0); \
@@ -439,10 +432,7 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	PA4_GROUP4(3, h); \
 	VCVTPH2PS 16*h(R11), Y12; \
 	VCVTPH2PS 32+16*h(R11), Y11; \
-	PA41_FMA4((DI), Y4, Y0); \
-	PA41_FMA4((DI)(DX*1), Y5, Y1); \
-	PA41_FMA4((R14), Y6, Y2); \
-	PA41_FMA4((R14)(DX*1), Y7, Y3)
+	PA_EACH4(PA41_FMA4)
 
 #define PA41_BLOCK4_0 PA41_BLOCK4(0)
 #define PA41_BLOCK4_1 PA41_BLOCK4(1)
@@ -467,8 +457,8 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	PA51_FMA(Y8, Y9, (R11), 32(R11), Y0); \
 	PA51_FMA(Y10, Y11, 16(R11), 48(R11), Y3)
 
-// Four columns, Q5_1 (PA5_BLOCK4's registers): the rows' d in Y12, m from 32+16·h(R11).
-#define PA51_FMA4(base, lsum, hsum, acc, h) \
+// Four columns, Q5_1 (PA5_BLOCK4's registers): the rows' d in Y12, their m in Y15.
+#define PA51_FMA4(base, lsum, hsum, acc) \
 	VPMADDWD     ·paWordOnes(SB), lsum, lsum; \
 	VPMADDWD     ·paWordOnes(SB), hsum, hsum; \
 	VPADDD       hsum, lsum, lsum; \
@@ -476,19 +466,16 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	VBROADCASTSS 32 base, Y13; \
 	VMULPS       Y13, Y12, Y13; \
 	VFMADD231PS  Y13, lsum, acc; \
-	VCVTPH2PS    32+16*h(R11), Y13; \
 	VBROADCASTSS 36 base, Y14; \
-	VFMADD231PS  Y14, Y13, acc
+	VFMADD231PS  Y14, Y15, acc
 
 #define PA51_BLOCK4(h) \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
 	ZERO_Y4(Y8, Y9, Y10, Y11); \
 	PA5_GROUPS4(h); \
 	VCVTPH2PS 16*h(R11), Y12; \
-	PA51_FMA4((DI), Y4, Y8, Y0, h); \
-	PA51_FMA4((DI)(DX*1), Y5, Y9, Y1, h); \
-	PA51_FMA4((R14), Y6, Y10, Y2, h); \
-	PA51_FMA4((R14)(DX*1), Y7, Y11, Y3, h)
+	VCVTPH2PS 32+16*h(R11), Y15; \
+	PA_EACH4_LH(PA51_FMA4)
 
 #define PA51_BLOCK4_0 PA51_BLOCK4(0)
 #define PA51_BLOCK4_1 PA51_BLOCK4(1)

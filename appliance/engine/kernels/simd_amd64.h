@@ -1291,6 +1291,20 @@ plab: \
 	VMOVUPS Y2, 32*h(R12); \
 	VMOVUPS Y3, 32*h(R12)(BX*1)
 
+// The four columns' finish m(base, ...) of a block: with each column's int16 sums (Y4-Y7) and
+// float sum (Y0-Y3), or (PA_EACH4_LH) its sums of low (Y4-Y7) and high (Y8-Y11) elements.
+#define PA_EACH4(m) \
+	m((DI), Y4, Y0); \
+	m((DI)(DX*1), Y5, Y1); \
+	m((R14), Y6, Y2); \
+	m((R14)(DX*1), Y7, Y3)
+
+#define PA_EACH4_LH(m) \
+	m((DI), Y4, Y8, Y0); \
+	m((DI)(DX*1), Y5, Y9, Y1); \
+	m((R14), Y6, Y10, Y2); \
+	m((R14)(DX*1), Y7, Y11, Y3)
+
 // func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // consts sets up what the blocks keep in registers (PA_CONSTS, or nothing where the blocks need
 // all sixteen).
@@ -1509,15 +1523,19 @@ blab: \
 	JNZ  blab; \
 	PA_FRAME4_STORE(h)
 
-// func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
-#define PA_SB_DOT4(body, bsize, asize, plab, b0, b1) \
-	PACKED_ARGS4; \
+// A kernel of one half of the panel at a time (half: PA_SB_HALF1 or PA_SB_HALF4, args:
+// PACKED_ARGS1 or PACKED_ARGS4).
+#define PA_SB_DOT(args, half, body, bsize, asize, plab, b0, b1) \
+	args; \
 plab: \
-	PA_SB_HALF4(body, bsize, asize, 0, b0); \
-	PA_SB_HALF4(body, bsize, asize, 1, b1); \
+	half(body, bsize, asize, 0, b0); \
+	half(body, bsize, asize, 1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
+
+// func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+#define PA_SB_DOT4(body, bsize, asize, plab, b0, b1) PA_SB_DOT(PACKED_ARGS4, PA_SB_HALF4, body, bsize, asize, plab, b0, b1)
 
 // AVX2 kernels of the packed K-quants with signed 8-bit scales and sub-blocks of 16 (Q3_K,
 // Q6_K), one half of a panel's rows at a time (h: rows 8h..8h+7, the second 32 bytes of each
@@ -1620,14 +1638,7 @@ blab: \
 	PA_FRAME1_STORE(h)
 
 // func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
-#define PA_SB_DOT1(body, bsize, asize, plab, b0, b1) \
-	PACKED_ARGS1; \
-plab: \
-	PA_SB_HALF1(body, bsize, asize, 0, b0); \
-	PA_SB_HALF1(body, bsize, asize, 1, b1); \
-	PACKED_NEXT_PANEL(plab); \
-	VZEROUPPER; \
-	RET
+#define PA_SB_DOT1(body, bsize, asize, plab, b0, b1) PA_SB_DOT(PACKED_ARGS1, PA_SB_HALF1, body, bsize, asize, plab, b0, b1)
 
 // The loops of the packed super-block kernels (Q2_K, Q3_K, Q6_K), around a type's constants
 // (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
