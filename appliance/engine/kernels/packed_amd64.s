@@ -299,14 +299,11 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	VCVTPH2PS 16*h(R11), Y12; \
 	PA_EACH4(PA4_FMA4)
 
-#define PA4_BLOCK4_0 PA4_BLOCK4(0)
-#define PA4_BLOCK4_1 PA4_BLOCK4(1)
-
 TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK1, P16_NEXT_BLOCK, pa4_panel, pa4_group, pa4_block)
 
 TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4_0, PA4_BLOCK4_1, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)
+	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q5_0, each nibble given its fifth bit (group q's
 // low elements have theirs at bit 2q, its high elements at bit 2q+1: spreadQ5Bits) as the AVX2
@@ -382,14 +379,11 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	VCVTPH2PS 16*h(R11), Y12; \
 	PA_EACH4_LH(PA5_FMA4)
 
-#define PA5_BLOCK4_0 PA5_BLOCK4(0)
-#define PA5_BLOCK4_1 PA5_BLOCK4(1)
-
 TEXT ·dotPackedQ5_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK1, P5_NEXT_BLOCK, pa5_panel, pa5_group, pa5_block)
 
 TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK4_0, PA5_BLOCK4_1, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK4, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q4_1 and Q5_1, Q4_0's and Q5_0's blocks each after
 // its line of scales (the rows' d's, then their m's): the integer sums start at zero, and
@@ -434,9 +428,6 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	VCVTPH2PS 32+16*h(R11), Y11; \
 	PA_EACH4(PA41_FMA4)
 
-#define PA41_BLOCK4_0 PA41_BLOCK4(0)
-#define PA41_BLOCK4_1 PA41_BLOCK4(1)
-
 // One column, Q5_1: Y6 = sy, Y7 = yd.
 #define PA51_FMA(lsum, hsum, dsc, msc, acc) \
 	VPMADDWD    ·paWordOnes(SB), lsum, lsum; \
@@ -477,20 +468,17 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	VCVTPH2PS 32+16*h(R11), Y15; \
 	PA_EACH4_LH(PA51_FMA4)
 
-#define PA51_BLOCK4_0 PA51_BLOCK4(0)
-#define PA51_BLOCK4_1 PA51_BLOCK4(1)
-
 TEXT ·dotPackedQ4_1AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP1, EMPTY, EMPTY, PA41_BLOCK1, P41_NEXT_BLOCK, pa41_panel, pa41_group, pa41_block)
 
 TEXT ·dotPackedQ4_1x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP1, P41_PREFETCH, EMPTY, PA41_BLOCK4_0, PA41_BLOCK4_1, P41_NEXT_BLOCK, pa41x4_panel, pa41x4_g0, pa41x4_b0, pa41x4_g1, pa41x4_b1)
+	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP1, P41_PREFETCH, EMPTY, PA41_BLOCK4, P41_NEXT_BLOCK, pa41x4_panel, pa41x4_g0, pa41x4_b0, pa41x4_g1, pa41x4_b1)
 
 TEXT ·dotPackedQ5_1AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP1, EMPTY, EMPTY, PA51_BLOCK1, P51_NEXT_BLOCK, pa51_panel, pa51_group, pa51_block)
 
 TEXT ·dotPackedQ5_1x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, PA51_BLOCK4_0, PA51_BLOCK4_1, P51_NEXT_BLOCK, pa51x4_panel, pa51x4_g0, pa51x4_b0, pa51x4_g1, pa51x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, PA51_BLOCK4, P51_NEXT_BLOCK, pa51x4_panel, pa51x4_g0, pa51x4_b0, pa51x4_g1, pa51x4_b1)
 
 // 0x0f bytes, for the AVX2 kernels that need every register (not file-local: the kernels of
 // every packed type use it).

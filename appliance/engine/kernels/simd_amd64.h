@@ -1308,12 +1308,12 @@ plab: \
 // func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // consts sets up what the blocks keep in registers (PA_CONSTS, or nothing where the blocks need
 // all sixteen).
-#define PACKEDA_DOT4(consts, hdr, pf, pfg, block0, block1, next, plab, g0, b0, g1, b1) \
+#define PACKEDA_DOT4(consts, hdr, pf, pfg, block, next, plab, g0, b0, g1, b1) \
 	PACKED_ARGS4; \
 	consts; \
 plab: \
-	PACKEDA_HALF4(hdr, pf, pfg, block0, next, 0, g0, b0); \
-	PACKEDA_HALF4(hdr, pf, pfg, block1, next, 1, g1, b1); \
+	PACKEDA_HALF4(hdr, pf, pfg, block(0), next, 0, g0, b0); \
+	PACKEDA_HALF4(hdr, pf, pfg, block(1), next, 1, g1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
