@@ -1307,7 +1307,7 @@ plab: \
 
 // func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // consts sets up what the blocks keep in registers (PA_CONSTS, or nothing where the blocks need
-// all sixteen).
+// all sixteen); block(h) is a block of half h.
 #define PACKEDA_DOT4(consts, hdr, pf, pfg, block, next, plab, g0, b0, g1, b1) \
 	PACKED_ARGS4; \
 	consts; \
