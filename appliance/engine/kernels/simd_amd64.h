@@ -1165,14 +1165,17 @@ plab: \
 	VZEROUPPER; \
 	RET
 
-// AVX2 kernels of packed Q4_0 and Q8_0, for CPUs without AVX-512 (packed_amd64.s,
-// packedq8_amd64.s): the same panels, eight rows to a 256-bit register (rows 0-7 in the first
-// half of each 64-byte line, rows 8-15 in the second). VPMADDUBSW and VPMADDWD by words of 1
-// take VPDPBUSD's place: the first multiplies the unsigned weight bytes by the signed
-// activation bytes and adds pairs into int16 lanes, the second adds those pairs into the same
-// int32 lanes VPDPBUSD fills. The int16 sums saturate above 32767, so weights go in as nibbles
-// (0-15) and a lane adds at most 16 products before it is widened: 16·15·128 = 30720. The
-// integer sums are exact, so every result equals the VNNI kernels' and the Go twin's.
+// AVX2 kernels of the packed types, for CPUs without AVX-512 (packed*_amd64.s): the same
+// panels, eight rows to a 256-bit register (rows 0-7 in the first half of each 64-byte line,
+// rows 8-15 in the second). VPMADDUBSW and VPMADDWD take VPDPBUSD's place: the first multiplies
+// the unsigned weight bytes by the signed activation bytes and adds pairs into int16 lanes, the
+// second (by words of 1, or by the rows' scales) adds those pairs into the int32 lanes VPDPBUSD
+// fills. The int16 sums saturate above 32767, so the weights go in as values too small to reach
+// it before they are widened: nibbles, 16 products of at most 15·128 = 30720 a lane (Q8_0's
+// bytes as two nibble sums), 5-bit quants four groups at a time, 6-bit ones one product vector
+// at a time. The integer sums are exact, so every result equals the VNNI kernels' and the Go
+// twin's. The kernels of the 32-element types (PACKEDA_*) walk the panels' groups of blocks;
+// the K-quants' (PAK_*, PA_SB_*) their super-blocks.
 //
 // PA_CONSTS: Y15 = 0x0f bytes, Y14 = words of 1.
 #define PA_CONSTS \
