@@ -290,12 +290,16 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	VMULPS       Y10, Y12, Y13; \
 	VFMADD231PS  Y13, sum, acc
 
-#define PA4_BLOCK4(h) \
+// Half h of a block's four groups into Y4-Y7 from zero.
+#define PA4_GROUPS4(h) \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
 	PA4_GROUP4(0, h); \
 	PA4_GROUP4(1, h); \
 	PA4_GROUP4(2, h); \
-	PA4_GROUP4(3, h); \
+	PA4_GROUP4(3, h)
+
+#define PA4_BLOCK4(h) \
+	PA4_GROUPS4(h); \
 	VCVTPH2PS 16*h(R11), Y12; \
 	PA_EACH4(PA4_FMA4)
 
@@ -408,22 +412,23 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	PA41_FMA(Y8, (R11), 32(R11), Y0); \
 	PA41_FMA(Y9, 16(R11), 48(R11), Y3)
 
+// Four columns: the converted sums sum of the column at base into acc, by dx (Y12) times yd,
+// then m (in m) times the sum term; t scratch.
+#define PA1_FMA4(base, sum, m, acc, t) \
+	VBROADCASTSS 32 base, t; \
+	VMULPS       t, Y12, t; \
+	VFMADD231PS  t, sum, acc; \
+	VBROADCASTSS 36 base, t; \
+	VFMADD231PS  t, m, acc
+
 // Four columns, Q4_1 (PA4_BLOCK4's registers): the rows' d in Y12, their m in Y11.
 #define PA41_FMA4(base, sum, acc) \
-	VPMADDWD     Y14, sum, sum; \
-	VCVTDQ2PS    sum, sum; \
-	VBROADCASTSS 32 base, Y10; \
-	VMULPS       Y10, Y12, Y13; \
-	VFMADD231PS  Y13, sum, acc; \
-	VBROADCASTSS 36 base, Y10; \
-	VFMADD231PS  Y10, Y11, acc
+	VPMADDWD  Y14, sum, sum; \
+	VCVTDQ2PS sum, sum; \
+	PA1_FMA4(base, sum, Y11, acc, Y13)
 
 #define PA41_BLOCK4(h) \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	PA4_GROUP4(0, h); \
-	PA4_GROUP4(1, h); \
-	PA4_GROUP4(2, h); \
-	PA4_GROUP4(3, h); \
+	PA4_GROUPS4(h); \
 	VCVTPH2PS 16*h(R11), Y12; \
 	VCVTPH2PS 32+16*h(R11), Y11; \
 	PA_EACH4(PA41_FMA4)
@@ -450,15 +455,11 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 
 // Four columns, Q5_1 (PA5_BLOCK4's registers): the rows' d in Y12, their m in Y15.
 #define PA51_FMA4(base, lsum, hsum, acc) \
-	VPMADDWD     ·paWordOnes(SB), lsum, lsum; \
-	VPMADDWD     ·paWordOnes(SB), hsum, hsum; \
-	VPADDD       hsum, lsum, lsum; \
-	VCVTDQ2PS    lsum, lsum; \
-	VBROADCASTSS 32 base, Y13; \
-	VMULPS       Y13, Y12, Y13; \
-	VFMADD231PS  Y13, lsum, acc; \
-	VBROADCASTSS 36 base, Y14; \
-	VFMADD231PS  Y14, Y15, acc
+	VPMADDWD  ·paWordOnes(SB), lsum, lsum; \
+	VPMADDWD  ·paWordOnes(SB), hsum, hsum; \
+	VPADDD    hsum, lsum, lsum; \
+	VCVTDQ2PS lsum, lsum; \
+	PA1_FMA4(base, lsum, Y15, acc, Y13)
 
 #define PA51_BLOCK4(h) \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
