@@ -79,6 +79,13 @@ loop: \
 TEXT ·dotBF16x4AVX512(SB), NOSPLIT, $0-40
 	HALFX4_KERNEL(BF16_WIDEN16, HALFX4_COL, 64, bf16x4_loop32)
 
+// func dotF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
+// dotBF16x4AVX512 for F16: out[c] is what dotF16AVX2 returns for column c. Its products are
+// symmetric, so with an activation row as x and four weight rows as the columns it is also
+// the decode kernel of four rows at once (halfRows).
+TEXT ·dotF16x4AVX512(SB), NOSPLIT, $0-40
+	HALFX4_KERNEL(F16_WIDEN16, HALFX4_COL, 64, f16x4_loop32)
+
 // func dotF16F32x4AVX512(x *uint16, y *float32, ystride int, n int, out *float32)
 // F16 weights against four rows of activations widened to float32: out[c] is what
 // dotF16F32AVX2 (and dotF16AVX2 on the unwidened row) returns for column c.

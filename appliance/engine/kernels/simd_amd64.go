@@ -135,6 +135,9 @@ func dotBF16AVX2(x, y *uint16, n int) float32
 //go:noescape
 func dotBF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
 
+//go:noescape
+func dotF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
+
 // F16 weights against activations widened to float32 once per product (f16Kernel).
 //
 //go:noescape
@@ -287,6 +290,13 @@ func init() {
 		// sixteen accumulators fit beside them only in 512-bit registers (F16 activations are
 		// widened once per product, before).
 		use4("avx512bw", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16x4AVX512))
+		// Decode of F16 and BF16 weights: four rows against the activation row at once, which
+		// is widened once for them and read once (a row of 8192, as FFN down projections have,
+		// streaming through the level-1 cache pushed its activations out), and striped into
+		// four runs that stream as four long reads rather than pages one after another. The
+		// Llama-3.2-1B-shaped F16 model decoded 1.26x (one thread) and 1.25x (two) faster.
+		useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, dotF16x4AVX512), halfRows4(&geomF16, F16ToF32, dotF16x4AVX512))
+		useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512), halfRows4(&geomBF16, BF16ToF32, dotBF16x4AVX512))
 		// Attention's four-query products (one group of grouped-query attention): the four
 		// queries' accumulators fit only in 512-bit registers.
 		dotF16Rows4Impl = func(out []float32, qs, rows []uint16, stride int, scale float32) bool {
@@ -325,6 +335,7 @@ func init() {
 			simdName += " avx512bf16"
 			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
 			use4x2("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16DPx4), bf16DP2x4)
+			useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4), halfRows4(&geomBF16, BF16ToF32, dotBF16DPx4))
 		}
 	}
 	quantQ8_0Impl = func(x []float32, y []byte) {
@@ -606,6 +617,59 @@ func halfDot4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystr
 		}
 		for c := range out {
 			out[c] = halfTail(s[c], row, act[c*stride:], np, n, wide)
+		}
+	}
+}
+
+// halfRows is the rowsFn of 16-bit float weights over k, a four-column kernel of them: its
+// products are symmetric (each a product of two widened values, summed by position), so with
+// the activation row in the weight row's place and four weight rows as its columns it returns
+// what one, the one-column kernel of the same arithmetic, returns for each of the four rows.
+// The rows left over after the groups of four go through one.
+func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, k func(x, y *uint16, ystride int, n int, out *float32)) rowsFn {
+	return func(w []byte, stride, rows int, act []byte, n int, out []float32) {
+		if rows <= 0 {
+			return
+		}
+		if stride < g.wb*n || len(w) < (rows-1)*stride+g.wb*n || len(act) < g.ab*n || len(out) < rows {
+			panic(fmt.Sprintf("kernels: %s dot of %d rows of %d elements, %d bytes apart, from %d bytes and activations of %d into %d results",
+				g.t, rows, n, stride, len(w), len(act), len(out)))
+		}
+		np := n &^ 31
+		r := 0
+		if np > 0 {
+			var s [4]float32
+			for ; r+4 <= rows; r += 4 {
+				k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[r*stride])), stride, np, &s[0])
+				for c := range 4 {
+					out[r+c] = halfTail(s[c], w[(r+c)*stride:], act, np, n, wide)
+				}
+			}
+		}
+		for ; r < rows; r++ {
+			out[r] = one(w[r*stride:r*stride+g.wb*n], act, n)
+		}
+	}
+}
+
+// halfRows4 is halfRows' four-stream form (rows4Fn): k's four columns are the rows i of the four
+// runs, dist rows apart.
+func halfRows4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystride int, n int, out *float32)) rows4Fn {
+	return func(w []byte, stride, count, dist int, act []byte, n int, out []float32) {
+		checkRows4(g.t, w, stride, count, dist, g.wb*n, out)
+		if len(act) < g.ab*n {
+			panic(fmt.Sprintf("kernels: %s dot of %d elements with activations of %d bytes", g.t, n, len(act)))
+		}
+		np := n &^ 31
+		var s [4]float32
+		for i := 0; i < count; i++ {
+			if np > 0 {
+				k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[i*stride])), dist*stride, np, &s[0])
+			}
+			for c := range 4 {
+				r := c*dist + i
+				out[r] = halfTail(s[c], w[r*stride:], act, np, n, wide)
+			}
 		}
 	}
 }
