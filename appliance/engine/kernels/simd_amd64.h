@@ -485,6 +485,52 @@ loop: \
 	VHADDPS      X0, X0, X0; \
 	VHADDPS      X0, X0, X0
 
+// Two-row forms of dotF16AVX2 and dotBF16AVX2 (func (x, y *uint16, ystride int, n int, out
+// *float32)): x one row, y and y+ystride two more; out[r] is what the one-row kernel returns
+// for x and row r, as the products are symmetric. Decode passes the activation row as x
+// (halfRows), so that it is widened once for two weight rows. Row 0 sums in Y0, Y5, Y6, Y7
+// (GGML_REDUCE4's), row 1 in Y8-Y11; widen(mem, y) widens eight values.
+#define HALFR2_STEP(widen, k, a0, a1) \
+	widen(16*k(SI), Y1); \
+	widen(16*k(DI), Y2); \
+	VFMADD231PS Y2, Y1, a0; \
+	widen(16*k(DI)(DX*1), Y3); \
+	VFMADD231PS Y3, Y1, a1
+
+#define HALFR2_KERNEL(widen, loop) \
+	MOVQ x+0(FP), SI; \
+	MOVQ y+8(FP), DI; \
+	MOVQ ystride+16(FP), DX; \
+	MOVQ n+24(FP), CX; \
+	MOVQ out+32(FP), R8; \
+	ZERO_Y4(Y0, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+loop: \
+	HALFR2_STEP(widen, 0, Y0, Y8); \
+	HALFR2_STEP(widen, 1, Y5, Y9); \
+	HALFR2_STEP(widen, 2, Y6, Y10); \
+	HALFR2_STEP(widen, 3, Y7, Y11); \
+	ADDQ $64, SI; \
+	ADDQ $64, DI; \
+	SUBQ $32, CX; \
+	JNZ  loop; \
+	GGML_REDUCE4; \
+	VMOVSS  X0, (R8); \
+	VMOVAPS Y8, Y0; \
+	VMOVAPS Y9, Y5; \
+	VMOVAPS Y10, Y6; \
+	VMOVAPS Y11, Y7; \
+	GGML_REDUCE4; \
+	VMOVSS X0, 4(R8); \
+	VZEROUPPER; \
+	RET
+
+#define F16_WIDEN8(mem, y) VCVTPH2PS mem, y
+
+#define BF16_WIDEN8(mem, y) \
+	VPMOVZXWD mem, y; \
+	VPSLLD    $16, y, y
+
 // Prompt-batch variants of the eight-row kernels: the eight rows are first unpacked once per
 // group (unpack*R8: per block, eight rows of 32 unsigned bytes, then their eight scales as
 // float32), and every activation row then runs against the unpacked copy, which stays in the

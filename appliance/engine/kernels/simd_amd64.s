@@ -256,6 +256,16 @@ bf16_loop32:
 	MOVSS  X0, ret+24(FP)
 	RET
 
+// The two-row forms of dotF16AVX2 and dotBF16AVX2 (HALFR2_KERNEL).
+
+// func dotF16R2AVX2(x, y *uint16, ystride int, n int, out *float32)
+TEXT ·dotF16R2AVX2(SB), NOSPLIT, $0-40
+	HALFR2_KERNEL(F16_WIDEN8, f16r2_loop32)
+
+// func dotBF16R2AVX2(x, y *uint16, ystride int, n int, out *float32)
+TEXT ·dotBF16R2AVX2(SB), NOSPLIT, $0-40
+	HALFR2_KERNEL(BF16_WIDEN8, bf16r2_loop32)
+
 // func dotF32AVX2(x, y *float32, n int) float32
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28
 	FLOAT4_KERNEL(F32_STEP, $128, $128, f32_loop32)
