@@ -274,6 +274,8 @@ func init() {
 	use4("avx2", ggml.Q5_1, geomQ5_1.x4(dotQ5_1x4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
 	use("avx2", ggml.BF16, bf16Dot(dotBF16AVX2))
+	use4("avx2", ggml.F16, halfDot4(&geomF16, F16ToF32, halfX4(dotF16R2AVX2)))
+	use4("avx2", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, halfX4(dotBF16R2AVX2)))
 	// Decode of F16 and BF16 weights, two rows at a time (see the 512-bit forms below).
 	useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, f16r2), halfRows4(&geomF16, F16ToF32, f16r2))
 	useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16r2), halfRows4(&geomBF16, BF16ToF32, bf16r2))
@@ -638,6 +640,15 @@ func halfDot4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystr
 type halfKernel struct {
 	k    func(x, y *uint16, ystride int, n int, out *float32)
 	rows int
+}
+
+// halfX4 is a four-column kernel made of two calls of k, a two-row one: x against y and
+// y+ystride, then against the two rows after.
+func halfX4(k func(x, y *uint16, ystride int, n int, out *float32)) func(x, y *uint16, ystride int, n int, out *float32) {
+	return func(x, y *uint16, ystride int, n int, out *float32) {
+		k(x, y, ystride, n, out)
+		k(x, (*uint16)(unsafe.Add(unsafe.Pointer(y), 2*ystride)), ystride, n, (*float32)(unsafe.Add(unsafe.Pointer(out), 8)))
+	}
 }
 
 // The F16 and BF16 kernels of several rows: two in 256-bit registers, four in 512-bit ones.
