@@ -274,6 +274,8 @@ func init() {
 	use4("avx2", ggml.Q5_1, geomQ5_1.x4(dotQ5_1x4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
 	use("avx2", ggml.BF16, bf16Dot(dotBF16AVX2))
+	// Prompts and batches of F16 and BF16: the two-row kernels, a weight row as x, are two-
+	// column kernels (halfX4), each weight widened once for two columns.
 	use4("avx2", ggml.F16, halfDot4(&geomF16, F16ToF32, halfX4(dotF16R2AVX2)))
 	use4("avx2", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, halfX4(dotBF16R2AVX2)))
 	// Decode of F16 and BF16 weights, two rows at a time (see the 512-bit forms below).
