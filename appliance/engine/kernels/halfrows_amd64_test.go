@@ -22,22 +22,22 @@ func TestHalfRowsMatchOneColumn(t *testing.T) {
 		g    *blockGeom
 		wide func(uint16) float32
 		one  vecDotFn
-		hk   halfKernel
+		k    func(x, y *uint16, ystride int, n int, out *float32)
 	}
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA || !cpu.X86.HasF16C {
 		t.Skip("the F16 and BF16 rows kernels need AVX2, FMA and F16C")
 	}
 	sets := []set{
-		{"f16/avx2", &geomF16, F16ToF32, vecDotF16, f16r2},
-		{"bf16/avx2", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16r2},
+		{"f16/avx2", &geomF16, F16ToF32, vecDotF16, f16R2x4},
+		{"bf16/avx2", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16R2x4},
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		sets = append(sets,
-			set{"f16/avx512", &geomF16, F16ToF32, vecDotF16, f16x4},
-			set{"bf16/avx512", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16x4})
+			set{"f16/avx512", &geomF16, F16ToF32, vecDotF16, dotF16x4AVX512},
+			set{"bf16/avx512", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512})
 	}
 	if cpu.X86.HasAVX512BF16 {
-		sets = append(sets, set{"bf16/avx512bf16", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), bf16DPx4})
+		sets = append(sets, set{"bf16/avx512bf16", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4})
 	}
 	r := rand.New(rand.NewPCG(15, 15))
 	for _, s := range sets {
@@ -56,7 +56,7 @@ func TestHalfRowsMatchOneColumn(t *testing.T) {
 					act := QuantizeActivations(s.g.t, randVec(r, n, 1), nil)
 					out := make([]float32, rows+1)
 					out[rows] = 42
-					halfRows(s.g, s.wide, s.one, s.hk)(w, stride, rows, act, n, out[:rows])
+					halfRows(s.g, s.wide, s.one, s.k)(w, stride, rows, act, n, out[:rows])
 					for i := 0; i < rows; i++ {
 						if want := s.one(w[i*stride:i*stride+2*n], act, n); math.Float32bits(out[i]) != math.Float32bits(want) {
 							t.Fatalf("row %d: %v, one-column kernel %v", i, out[i], want)
@@ -72,7 +72,7 @@ func TestHalfRowsMatchOneColumn(t *testing.T) {
 					count, dist := rows/4, rows/4+(rows%4)/3
 					out4 := make([]float32, rows+1)
 					out4[3*dist+count] = 42
-					halfRows4(s.g, s.wide, s.hk)(w, stride, count, dist, act, n, out4)
+					halfRows4(s.g, s.wide, s.k)(w, stride, count, dist, act, n, out4)
 					for k := 0; k < 4; k++ {
 						for i := 0; i < count; i++ {
 							if got, want := out4[k*dist+i], out[k*dist+i]; math.Float32bits(got) != math.Float32bits(want) {

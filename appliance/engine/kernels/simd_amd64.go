@@ -276,11 +276,11 @@ func init() {
 	use("avx2", ggml.BF16, bf16Dot(dotBF16AVX2))
 	// Prompts and batches of F16 and BF16: the two-row kernels, a weight row as x, are two-
 	// column kernels (halfX4), each weight widened once for two columns.
-	use4("avx2", ggml.F16, halfDot4(&geomF16, F16ToF32, halfX4(dotF16R2AVX2)))
-	use4("avx2", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, halfX4(dotBF16R2AVX2)))
-	// Decode of F16 and BF16 weights, two rows at a time (see the 512-bit forms below).
-	useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, f16r2), halfRows4(&geomF16, F16ToF32, f16r2))
-	useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16r2), halfRows4(&geomBF16, BF16ToF32, bf16r2))
+	use4("avx2", ggml.F16, halfDot4(&geomF16, F16ToF32, f16R2x4))
+	use4("avx2", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, bf16R2x4))
+	// Decode of F16 and BF16 weights, two rows a call (see the 512-bit forms below).
+	useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, f16R2x4), halfRows4(&geomF16, F16ToF32, f16R2x4))
+	useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16R2x4), halfRows4(&geomBF16, BF16ToF32, bf16R2x4))
 	useExact("avx2", ggml.F32, vecDotF32)
 	// VPDPBUSD (AVX-512 VNNI on 256-bit registers) multiplies and sums four byte pairs in one
 	// instruction.
@@ -311,8 +311,8 @@ func init() {
 		// streaming through the level-1 cache pushed its activations out), and striped into
 		// four runs that stream as four long reads rather than pages one after another. The
 		// Llama-3.2-1B-shaped F16 model decoded 1.26x (one thread) and 1.25x (two) faster.
-		useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, f16x4), halfRows4(&geomF16, F16ToF32, f16x4))
-		useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16x4), halfRows4(&geomBF16, BF16ToF32, bf16x4))
+		useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, dotF16x4AVX512), halfRows4(&geomF16, F16ToF32, dotF16x4AVX512))
+		useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512), halfRows4(&geomBF16, BF16ToF32, dotBF16x4AVX512))
 		// Attention's four-query products (one group of grouped-query attention): the four
 		// queries' accumulators fit only in 512-bit registers.
 		dotF16Rows4Impl = func(out []float32, qs, rows []uint16, stride int, scale float32) bool {
@@ -351,7 +351,7 @@ func init() {
 			simdName += " avx512bf16"
 			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
 			use4x2("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16DPx4), bf16DP2x4)
-			useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16DP), bf16DPx4), halfRows4(&geomBF16, BF16ToF32, bf16DPx4))
+			useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4), halfRows4(&geomBF16, BF16ToF32, dotBF16DPx4))
 		}
 	}
 	quantQ8_0Impl = func(x []float32, y []byte) {
@@ -637,13 +637,6 @@ func halfDot4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystr
 	}
 }
 
-// halfKernel is a kernel of 16-bit float dots that computes rows (two or four) dots at once:
-// x against y + r·ystride bytes for r < rows, n a positive multiple of 32, to out[r].
-type halfKernel struct {
-	k    func(x, y *uint16, ystride int, n int, out *float32)
-	rows int
-}
-
 // halfX4 is a four-column kernel made of two calls of k, a two-row one: x against y and
 // y+ystride, then against the two rows after.
 func halfX4(k func(x, y *uint16, ystride int, n int, out *float32)) func(x, y *uint16, ystride int, n int, out *float32) {
@@ -653,21 +646,18 @@ func halfX4(k func(x, y *uint16, ystride int, n int, out *float32)) func(x, y *u
 	}
 }
 
-// The F16 and BF16 kernels of several rows: two in 256-bit registers, four in 512-bit ones.
+// The AVX2 four-column F16 and BF16 kernels, from the two-row ones.
 var (
-	f16r2    = halfKernel{dotF16R2AVX2, 2}
-	bf16r2   = halfKernel{dotBF16R2AVX2, 2}
-	f16x4    = halfKernel{dotF16x4AVX512, 4}
-	bf16x4   = halfKernel{dotBF16x4AVX512, 4}
-	bf16DPx4 = halfKernel{dotBF16DPx4, 4}
+	f16R2x4  = halfX4(dotF16R2AVX2)
+	bf16R2x4 = halfX4(dotBF16R2AVX2)
 )
 
-// halfRows is the rowsFn of 16-bit float weights over hk, a kernel of several columns: its
+// halfRows is the rowsFn of 16-bit float weights over k, a four-column kernel of them: its
 // products are symmetric (each a product of two widened values, summed by position), so with
-// the activation row in the weight row's place and weight rows as its columns it returns what
-// one, the one-column kernel of the same arithmetic, returns for each of those rows. The rows
-// left over after the groups go through one.
-func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, hk halfKernel) rowsFn {
+// the activation row in the weight row's place and four weight rows as its columns it returns
+// what one, the one-column kernel of the same arithmetic, returns for each of those rows. The
+// rows left over after the groups of four go through one.
+func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, k func(x, y *uint16, ystride int, n int, out *float32)) rowsFn {
 	return func(w []byte, stride, rows int, act []byte, n int, out []float32) {
 		if rows <= 0 {
 			return
@@ -680,9 +670,9 @@ func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, hk halfKern
 		r := 0
 		if np > 0 {
 			var s [4]float32
-			for ; r+hk.rows <= rows; r += hk.rows {
-				hk.k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[r*stride])), stride, np, &s[0])
-				for c := range hk.rows {
+			for ; r+4 <= rows; r += 4 {
+				k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[r*stride])), stride, np, &s[0])
+				for c := range 4 {
 					out[r+c] = halfTail(s[c], w[(r+c)*stride:], act, np, n, wide)
 				}
 			}
@@ -694,8 +684,8 @@ func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, hk halfKern
 }
 
 // halfRows4 is halfRows' four-stream form (rows4Fn): the rows i of the four runs, dist rows
-// apart, are hk's columns (in two calls where it has two).
-func halfRows4(g *blockGeom, wide func(uint16) float32, hk halfKernel) rows4Fn {
+// apart, are k's columns.
+func halfRows4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystride int, n int, out *float32)) rows4Fn {
 	return func(w []byte, stride, count, dist int, act []byte, n int, out []float32) {
 		checkRows4(g.t, w, stride, count, dist, g.wb*n, out)
 		if len(act) < g.ab*n {
@@ -705,9 +695,7 @@ func halfRows4(g *blockGeom, wide func(uint16) float32, hk halfKernel) rows4Fn {
 		var s [4]float32
 		for i := 0; i < count; i++ {
 			if np > 0 {
-				for h := 0; h < 4; h += hk.rows {
-					hk.k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[(h*dist+i)*stride])), dist*stride, np, &s[h])
-				}
+				k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[i*stride])), dist*stride, np, &s[0])
 			}
 			for c := range 4 {
 				r := c*dist + i
