@@ -92,6 +92,15 @@ func dotPackedQ4_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *fl
 func dotPackedQ4_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ4_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ4Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ8_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ8_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
@@ -160,6 +169,14 @@ func init() {
 		usePacked(packedSet(ggml.Q3_K, "avx2", dotPackedQ3KAVX2, dotPackedQ3Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_K, "avx2", dotPackedQ5KAVX2, dotPackedQ5Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q6_K, "avx2", dotPackedQ6KAVX2, dotPackedQ6Kx4AVX2, nil))
+		// AVX-VNNI (VPDPBUSD on 256-bit registers, without AVX-512): one instruction for the
+		// AVX2 kernels' two or three a product vector where the columns' arithmetic bounds
+		// them (prompts, batches); decoding reads memory no faster with it.
+		if cpu.X86.HasAVXVNNI {
+			usePacked(packedSet(ggml.Q4_0, "avxvnni", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q8_0, "avxvnni", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q4_K, "avxvnni", dotPackedQ4KAVX2, dotPackedQ4Kx4AVXVNNI, nil))
+		}
 	}
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL || !cpu.X86.HasAVX512VNNI {
 		return

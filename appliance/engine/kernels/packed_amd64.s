@@ -309,6 +309,44 @@ TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
 TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)
 
+// AVX-VNNI (PV_DOT4): packed Q4_0 in four columns. Group q's weights, both halves: the low
+// nibbles in Y8 (rows 0-7) and Y10 (rows 8-15), the high ones in Y9 and Y11 (Y15 = 0x0f
+// bytes); the column at base against them into its sums s0 and s1 (register numbers), Y12
+// and Y13 scratch.
+#define PV4_COL(q, base, s0, s1) \
+	VPBROADCASTD 4*q base, Y12; \
+	VPDPBUSD_VEX(12, 8, s0); \
+	VPDPBUSD_VEX(12, 10, s1); \
+	VPBROADCASTD 16+4*q base, Y13; \
+	VPDPBUSD_VEX(13, 9, s0); \
+	VPDPBUSD_VEX(13, 11, s1)
+
+#define PV4_GROUP(q) \
+	VMOVDQU 64*q(SI), Y9; \
+	VMOVDQU 64*q+32(SI), Y11; \
+	VPAND   Y15, Y9, Y8; \
+	VPAND   Y15, Y11, Y10; \
+	VPSRLW  $4, Y9, Y9; \
+	VPSRLW  $4, Y11, Y11; \
+	VPAND   Y15, Y9, Y9; \
+	VPAND   Y15, Y11, Y11; \
+	PV4_COL(q, (DI), 0, 4); \
+	PV4_COL(q, (DI)(DX*1), 1, 5); \
+	PV4_COL(q, (R14), 2, 6); \
+	PV4_COL(q, (R14)(DX*1), 3, 7)
+
+#define PV4_BLOCK \
+	PV_START4; \
+	PV4_GROUP(0); \
+	PV4_GROUP(1); \
+	PV4_GROUP(2); \
+	PV4_GROUP(3); \
+	PV_FINISH4(PV_FMA)
+
+// func dotPackedQ4_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ4_0x4AVXVNNI(SB), NOSPLIT, $256-64
+	PV_DOT4(PV_NIBBLES, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PV4_BLOCK, P16_NEXT_BLOCK, pv4x4_panel, pv4x4_group, pv4x4_block)
+
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q5_0, each nibble given its fifth bit (group q's
 // low elements have theirs at bit 2q, its high elements at bit 2q+1: spreadQ5Bits) as the AVX2
 // Q5_K kernels do; the values (0-31) of the low and of the high elements sum in int16 lanes

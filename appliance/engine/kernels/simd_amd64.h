@@ -1367,6 +1367,129 @@ plab: \
 	VZEROUPPER; \
 	RET
 
+// AVX-VNNI kernels of packed weights (packed_amd64.s, packedq8_amd64.s, packedq4k_amd64.s: the
+// four-column ones of Q4_0, Q8_0 and Q4_K), for CPUs that have
+// VPDPBUSD on 256-bit registers without AVX-512 (Intel since Alder Lake, including the Alder
+// Lake-N parts of small servers, and its E-core Xeons): the AVX2 kernels' panels, halves and
+// drivers, with one VPDPBUSD where those take VPMADDUBSW, VPADDW and, once a block, VPMADDWD by
+// words of 1. The Go assembler encodes VPDPBUSD only as AVX-512 (EVEX), which these CPUs
+// cannot run, so the VEX form is written out in bytes (VPDPBUSD_VEX). The integer sums are
+// exact and the float steps those of the AVX2 kernels, so every result is theirs and the Go
+// twin's bit for bit.
+//
+// Q4_0 and Q8_0: four columns, both halves of the panel at once (PV_DOT4), where the AVX2
+// kernels take one half a pass: each broadcast activation word then serves two VPDPBUSD (rows
+// 0-7 and 8-15) rather than one, as the loads bound them otherwise (the broadcasts and the
+// weights are loads; Zen 5 does two VPDPBUSD a cycle; Q4_0 on one half a pass ran 0.9x of this
+// from the level-2 cache). Each column's integer sums of half 0 in Y0-Y3 and of
+// half 1 in Y4-Y7; the float sums in the frame (half 0's four columns at 0-96(SP), half 1's at
+// 128-224(SP)).
+
+// VPDPBUSD ymm(rm), ymm(v), ymm(d) in its VEX form: d += the products of the unsigned bytes of
+// v with the signed bytes of rm, four to each int32 lane. The arguments are register numbers.
+#define VPDPBUSD_VEX(rm, v, d) \
+	BYTE $0xC4; \
+	BYTE $(0xE2 ^ (((d)>>3)<<7) ^ (((rm)>>3)<<5)); \
+	BYTE $(((15-(v))<<3) | 0x05); \
+	BYTE $0x50; \
+	BYTE $(0xC0 | (((d)&7)<<3) | ((rm)&7))
+
+// Every column's sums (both halves) start at the block's offset term (at 36).
+#define PV_START4 \
+	VPBROADCASTD 36(DI), Y0; \
+	VPBROADCASTD 36(DI)(DX*1), Y1; \
+	VPBROADCASTD 36(R14), Y2; \
+	VPBROADCASTD 36(R14)(DX*1), Y3; \
+	VMOVDQU      Y0, Y4; \
+	VMOVDQU      Y1, Y5; \
+	VMOVDQU      Y2, Y6; \
+	VMOVDQU      Y3, Y7
+
+// The column at base (frame slot c, integer sums s0 and s1 of the halves): each half's sum
+// converted and added to its float sum in the frame by fin(s, d, acc), d = the half's rows' dx
+// (Y8, Y9) times yd; Y12-Y14 scratch.
+#define PV_COL_FINISH(fin, base, c, s0, s1) \
+	VBROADCASTSS 32 base, Y12; \
+	VMULPS       Y12, Y8, Y13; \
+	VCVTDQ2PS    s0, s0; \
+	VMOVUPS      c*32(SP), Y14; \
+	fin(s0, Y13, Y14); \
+	VMOVUPS      Y14, c*32(SP); \
+	VMULPS       Y12, Y9, Y13; \
+	VCVTDQ2PS    s1, s1; \
+	VMOVUPS      128+c*32(SP), Y14; \
+	fin(s1, Y13, Y14); \
+	VMOVUPS      Y14, 128+c*32(SP)
+
+// A block's end: the rows' dx (fp16 at R11) and every column's finish.
+#define PV_FINISH4(fin) \
+	VCVTPH2PS (R11), Y8; \
+	VCVTPH2PS 16(R11), Y9; \
+	PV_COL_FINISH(fin, (DI), 0, Y0, Y4); \
+	PV_COL_FINISH(fin, (DI)(DX*1), 1, Y1, Y5); \
+	PV_COL_FINISH(fin, (R14), 2, Y2, Y6); \
+	PV_COL_FINISH(fin, (R14)(DX*1), 3, Y3, Y7)
+
+// The finishes: acc += s·d as one FMA (Q4_0) or as a product and a sum (Q8_0).
+#define PV_FMA(s, d, acc) VFMADD231PS d, s, acc
+#define PV_MULADD(s, d, acc) \
+	VMULPS d, s, s; \
+	VADDPS s, acc, acc
+
+#define PV_FRAME_ZERO \
+	VXORPS  Y12, Y12, Y12; \
+	VMOVUPS Y12, 0(SP); \
+	VMOVUPS Y12, 32(SP); \
+	VMOVUPS Y12, 64(SP); \
+	VMOVUPS Y12, 96(SP); \
+	VMOVUPS Y12, 128(SP); \
+	VMOVUPS Y12, 160(SP); \
+	VMOVUPS Y12, 192(SP); \
+	VMOVUPS Y12, 224(SP)
+
+// The frame's sums to the panel's results (column c's at R8 + c·BX, half h at 32h).
+#define PV_FRAME_STORE \
+	LEAQ    (R8)(BX*2), R12; \
+	VMOVUPS 0(SP), Y12; \
+	VMOVUPS Y12, (R8); \
+	VMOVUPS 128(SP), Y12; \
+	VMOVUPS Y12, 32(R8); \
+	VMOVUPS 32(SP), Y12; \
+	VMOVUPS Y12, (R8)(BX*1); \
+	VMOVUPS 160(SP), Y12; \
+	VMOVUPS Y12, 32(R8)(BX*1); \
+	VMOVUPS 64(SP), Y12; \
+	VMOVUPS Y12, (R12); \
+	VMOVUPS 192(SP), Y12; \
+	VMOVUPS Y12, 32(R12); \
+	VMOVUPS 96(SP), Y12; \
+	VMOVUPS Y12, (R12)(BX*1); \
+	VMOVUPS 224(SP), Y12; \
+	VMOVUPS Y12, 32(R12)(BX*1)
+
+// func dotPacked…x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// with a 256-byte frame; block: a block of both halves into the frame.
+#define PV_DOT4(consts, hdr, pf, pfg, block, next, plab, glab, blab) \
+	PACKED_ARGS4; \
+	consts; \
+plab: \
+	LEGACY_PANEL; \
+	MOVQ y+32(FP), DI; \
+	LEAQ (DI)(DX*2), R14; \
+	PV_FRAME_ZERO; \
+	LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab); \
+	next; \
+	ADDQ $40, DI; \
+	ADDQ $40, R14; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	PV_FRAME_STORE; \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
+// Y15 = 0x0f bytes.
+#define PV_NIBBLES VMOVDQU ·paNibbles(SB), Y15
+
 // AVX2 four-column kernels of the packed K-quants, whose registers all hold integer sums: the
 // float sums of the four columns in the frame (32 bytes a column). In the header because vet
 // would check the frame offsets of a macro against the function above it in a file.
