@@ -225,18 +225,23 @@ TEXT ·dotPackedQ4KAVX2(SB), NOSPLIT, $0-48
 	VPAND   ·paNibbles(SB), Y13, Y13; \
 	PAK_COLS4(64*j+4*g, 64*j+32+4*g)
 
-#define PA4K_CHUNK4(j, h) \
+// Chunk j of half h in four columns: its prefetches, the int16 sums Y4-Y11 from zero, its
+// eight groups (group: PA4K_GROUP4 or the AVX-VNNI kernel's PV4K_GROUP4).
+#define P4K_GROUPS4(group, j, h) \
 	P4K_PREFETCH(j); \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
 	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	PA4K_GROUP4(j, 0, h); \
-	PA4K_GROUP4(j, 1, h); \
-	PA4K_GROUP4(j, 2, h); \
-	PA4K_GROUP4(j, 3, h); \
-	PA4K_GROUP4(j, 4, h); \
-	PA4K_GROUP4(j, 5, h); \
-	PA4K_GROUP4(j, 6, h); \
-	PA4K_GROUP4(j, 7, h); \
+	group(j, 0, h); \
+	group(j, 1, h); \
+	group(j, 2, h); \
+	group(j, 3, h); \
+	group(j, 4, h); \
+	group(j, 5, h); \
+	group(j, 6, h); \
+	group(j, 7, h)
+
+#define PA4K_CHUNK4(j, h) \
+	P4K_GROUPS4(PA4K_GROUP4, j, h); \
 	PAK_ADD4(2048, j, h)
 
 #define PA4K_SB4(h) \
@@ -281,20 +286,11 @@ TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
 	VPMULLD Y13, hsum, hsum; \
 	VPADDD  hsum, sumi, sumi
 
-// Chunk j of half h. Y15 is loaded again each chunk: the super-block's finish uses it.
+// Chunk j of half h (its sums int32 here). Y15 is loaded again each chunk: the super-block's
+// finish uses it.
 #define PV4K_CHUNK4(j, h) \
-	P4K_PREFETCH(j); \
 	VMOVDQU ·paNibbles(SB), Y15; \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	PV4K_GROUP4(j, 0, h); \
-	PV4K_GROUP4(j, 1, h); \
-	PV4K_GROUP4(j, 2, h); \
-	PV4K_GROUP4(j, 3, h); \
-	PV4K_GROUP4(j, 4, h); \
-	PV4K_GROUP4(j, 5, h); \
-	PV4K_GROUP4(j, 6, h); \
-	PV4K_GROUP4(j, 7, h); \
+	P4K_GROUPS4(PV4K_GROUP4, j, h); \
 	VPMOVZXBD 2048+32*j+8*h(SI), Y12; \
 	VPMOVZXBD 2064+32*j+8*h(SI), Y13; \
 	PV4K_COL_ADD(Y4, Y8, Y0); \
