@@ -98,6 +98,15 @@ func dotPackedQ4_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ys
 func dotPackedQ4Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ2Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ3Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ6Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ8_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
@@ -176,6 +185,11 @@ func init() {
 			usePacked(packedSet(ggml.Q4_0, "avxvnni", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q8_0, "avxvnni", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q4_K, "avxvnni", dotPackedQ4KAVX2, dotPackedQ4Kx4AVXVNNI, nil))
+			// The types with 16-element sub-blocks scale every product vector: VPDPWSSD
+			// scales and adds in one (four columns only, see PV_DOT).
+			usePacked(packedSet(ggml.Q2_K, "avxvnni", dotPackedQ2KAVX2, dotPackedQ2Kx4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q3_K, "avxvnni", dotPackedQ3KAVX2, dotPackedQ3Kx4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q6_K, "avxvnni", dotPackedQ6KAVX2, dotPackedQ6Kx4AVXVNNI, nil))
 		}
 	}
 	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL || !cpu.X86.HasAVX512VNNI {

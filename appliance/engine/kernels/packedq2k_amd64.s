@@ -251,13 +251,17 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 	PA2_MINWS(h); \
 	PA2_END(0, (DI), Y0, h)
 
-#define PA2_BODY4(h) \
-	PA2_QUARTERS(PA_COLS4, h); \
+// Four columns (cols: PA_COLS4 or PV_COLS4).
+#define PA2_BODY4C(cols, h) \
+	PA2_QUARTERS(cols, h); \
 	PA2_MINWS(h); \
 	PA2_END(0, (DI), Y0, h); \
 	PA2_END(1, (DI)(DX*1), Y1, h); \
 	PA2_END(2, (R14), Y2, h); \
 	PA2_END(3, (R14)(DX*1), Y3, h)
+
+#define PA2_BODY4(h) PA2_BODY4C(PA_COLS4, h)
+#define PV2_BODY4(h) PA2_BODY4C(PV_COLS4, h)
 
 // func dotPackedQ2KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $32-48
@@ -266,6 +270,10 @@ TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $32-48
 // func dotPackedQ2Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ2Kx4AVX2(SB), NOSPLIT, $128-64
 	PA_SB_DOT4(PA2_BODY4, $1344, $320, pa2x4_panel, pa2x4_b0, pa2x4_b1)
+
+// func dotPackedQ2Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ2Kx4AVXVNNI(SB), NOSPLIT, $128-64
+	PA_SB_DOT4(PV2_BODY4, $1344, $320, pv2x4_panel, pv2x4_b0, pv2x4_b1)
 
 DATA pa2Field<>+0(SB)/8, $0x0303030303030303
 DATA pa2Field<>+8(SB)/8, $0x0303030303030303

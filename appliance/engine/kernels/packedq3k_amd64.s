@@ -208,13 +208,14 @@ TEXT ·dotPackedQ3Kx4VNNI(SB), NOSPLIT, $256-64
 	PA_PAIRW(864+8*h, 1760+8*h, X10, Y10); \
 	PA_PAIRW(880+8*h, 1776+8*h, X11, Y11)
 
-#define PA3_BODY1(h) \
-	PA3_QUADS(PA_COLS1, h); \
-	PA_END1(PA3_PAIRWS, $2, 1792, h)
+// Half h of a super-block, as PA6_BODY (packedq6k_amd64.s).
+#define PA3_BODY(cols, end, h) \
+	PA3_QUADS(cols, h); \
+	end(PA3_PAIRWS, $2, 1792, h)
 
-#define PA3_BODY4(h) \
-	PA3_QUADS(PA_COLS4, h); \
-	PA_END4(PA3_PAIRWS, $2, 1792, h)
+#define PA3_BODY1(h) PA3_BODY(PA_COLS1, PA_END1, h)
+#define PA3_BODY4(h) PA3_BODY(PA_COLS4, PA_END4, h)
+#define PV3_BODY4(h) PA3_BODY(PV_COLS4, PA_END4, h)
 
 // func dotPackedQ3KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ3KAVX2(SB), NOSPLIT, $32-48
@@ -223,6 +224,10 @@ TEXT ·dotPackedQ3KAVX2(SB), NOSPLIT, $32-48
 // func dotPackedQ3Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ3Kx4AVX2(SB), NOSPLIT, $128-64
 	PA_SB_DOT4(PA3_BODY4, $1856, $384, pa3x4_panel, pa3x4_b0, pa3x4_b1)
+
+// func dotPackedQ3Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ3Kx4AVXVNNI(SB), NOSPLIT, $128-64
+	PA_SB_DOT4(PV3_BODY4, $1856, $384, pv3x4_panel, pv3x4_b0, pv3x4_b1)
 
 DATA pa3Field<>+0(SB)/8, $0x0303030303030303
 DATA pa3Field<>+8(SB)/8, $0x0303030303030303

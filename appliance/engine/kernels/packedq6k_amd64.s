@@ -275,13 +275,15 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 	PA_PAIRW(3264+8*h, 3280+8*h, X10, Y10); \
 	PA_PAIRW(3296+8*h, 3312+8*h, X11, Y11)
 
-#define PA6_BODY1(h) \
-	PA6_QUADS(PA_COLS1, h); \
-	PA_END1(PA6_PAIRWS, $5, 3328, h)
+// Half h of a super-block, its products by cols (PA_COLS1, PA_COLS4, or AVX-VNNI's PV_COLS4)
+// and its end by end (PA_END1, PA_END4).
+#define PA6_BODY(cols, end, h) \
+	PA6_QUADS(cols, h); \
+	end(PA6_PAIRWS, $5, 3328, h)
 
-#define PA6_BODY4(h) \
-	PA6_QUADS(PA_COLS4, h); \
-	PA_END4(PA6_PAIRWS, $5, 3328, h)
+#define PA6_BODY1(h) PA6_BODY(PA_COLS1, PA_END1, h)
+#define PA6_BODY4(h) PA6_BODY(PA_COLS4, PA_END4, h)
+#define PV6_BODY4(h) PA6_BODY(PV_COLS4, PA_END4, h)
 
 // func dotPackedQ6KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ6KAVX2(SB), NOSPLIT, $32-48
@@ -290,6 +292,10 @@ TEXT ·dotPackedQ6KAVX2(SB), NOSPLIT, $32-48
 // func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx4AVX2(SB), NOSPLIT, $128-64
 	PA_SB_DOT4(PA6_BODY4, $3392, $384, pa6x4_panel, pa6x4_b0, pa6x4_b1)
+
+// func dotPackedQ6Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ6Kx4AVXVNNI(SB), NOSPLIT, $128-64
+	PA_SB_DOT4(PV6_BODY4, $3392, $384, pv6x4_panel, pv6x4_b0, pv6x4_b1)
 
 DATA pa6Pair<>+0(SB)/8, $0x3030303030303030
 DATA pa6Pair<>+8(SB)/8, $0x3030303030303030
