@@ -258,45 +258,21 @@ TEXT ·dotPackedQ4KAVX2(SB), NOSPLIT, $0-48
 TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
 	PA_SB_DOT4(PA4K_BODY4, $2368, $288, pa4kx4_panel, pa4kx4_b0, pa4kx4_b1)
 
-// AVX-VNNI (VPDPBUSD_VEX, simd_amd64.h): packed Q4_K in four columns, one half at a time as
-// PA4K_BODY4, each sub-block's products summed in int32 by VPDPBUSD and scaled by VPMULLD (as
-// the AVX-512 kernels do), where AVX2 sums them in int16 and scales them by VPMADDWD. Group g
-// of chunk j of half h: low nibbles in Y12, high in Y13 (Y15 = 0x0f bytes); the column at base
-// into its sub-block sums lsum and hsum (register numbers), Y14 scratch.
-#define PV4K_COL(lo, hi, base, lsum, hsum) \
-	VPBROADCASTD lo base, Y14; \
-	VPDPBUSD_VEX(14, 12, lsum); \
-	VPBROADCASTD hi base, Y14; \
-	VPDPBUSD_VEX(14, 13, hsum)
-
+// AVX-VNNI (PVK_COLS4, PVK_ADD4): packed Q4_K in four columns, one half at a time as
+// PA4K_BODY4. Group g of chunk j of half h: low nibbles in Y12, high in Y13 (Y15 = 0x0f bytes).
 #define PV4K_GROUP4(j, g, h) \
 	VMOVDQU 512*j+64*g+32*h(SI), Y13; \
 	VPAND   Y15, Y13, Y12; \
 	VPSRLW  $4, Y13, Y13; \
 	VPAND   Y15, Y13, Y13; \
-	PV4K_COL(64*j+4*g, 64*j+32+4*g, (DI), 4, 8); \
-	PV4K_COL(64*j+4*g, 64*j+32+4*g, (DI)(DX*1), 5, 9); \
-	PV4K_COL(64*j+4*g, 64*j+32+4*g, (R14), 6, 10); \
-	PV4K_COL(64*j+4*g, 64*j+32+4*g, (R14)(DX*1), 7, 11)
-
-// A column's sub-block sums times their rows' scales (dwords in Y12, Y13) into its sumi.
-#define PV4K_COL_ADD(lsum, hsum, sumi) \
-	VPMULLD Y12, lsum, lsum; \
-	VPADDD  lsum, sumi, sumi; \
-	VPMULLD Y13, hsum, hsum; \
-	VPADDD  hsum, sumi, sumi
+	PVK_COLS4(64*j+4*g, 64*j+32+4*g)
 
 // Chunk j of half h (its sums int32 here). Y15 is loaded again each chunk: the super-block's
 // finish uses it.
 #define PV4K_CHUNK4(j, h) \
 	VMOVDQU ·paNibbles(SB), Y15; \
 	P4K_GROUPS4(PV4K_GROUP4, j, h); \
-	VPMOVZXBD 2048+32*j+8*h(SI), Y12; \
-	VPMOVZXBD 2064+32*j+8*h(SI), Y13; \
-	PV4K_COL_ADD(Y4, Y8, Y0); \
-	PV4K_COL_ADD(Y5, Y9, Y1); \
-	PV4K_COL_ADD(Y6, Y10, Y2); \
-	PV4K_COL_ADD(Y7, Y11, Y3)
+	PVK_ADD4(2048, j, h)
 
 #define PV4K_BODY4(h) \
 	PV4K_CHUNK4(0, h); \

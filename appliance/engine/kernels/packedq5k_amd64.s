@@ -279,3 +279,35 @@ TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
 // func dotPackedQ5Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ5Kx4AVX2(SB), NOSPLIT, $128-64
 	PA_SB_DOT4(PA5K_BODY4, $2880, $288, pa5kx4_panel, pa5kx4_b0, pa5kx4_b1)
+
+// AVX-VNNI (PVK_COLS4, PVK_ADD4): packed Q5_K in four columns, a chunk's eight groups summed in
+// int32 and scaled once (AVX2 sums four groups in int16 at a time).
+#define PV5K_GROUP4(j, g, h, lb, hb) \
+	PA5_QUANTS4(512*j+64*g+32*h, 2048+64*g+32*h, lb, hb); \
+	PVK_COLS4(64*j+4*g, 64*j+32+4*g)
+
+#define PV5K_CHUNK4(j, h, lb, hb) \
+	P5K_PREFETCH(j); \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PV5K_GROUP4(j, 0, h, lb, hb); \
+	PV5K_GROUP4(j, 1, h, lb, hb); \
+	PV5K_GROUP4(j, 2, h, lb, hb); \
+	PV5K_GROUP4(j, 3, h, lb, hb); \
+	PV5K_GROUP4(j, 4, h, lb, hb); \
+	PV5K_GROUP4(j, 5, h, lb, hb); \
+	PV5K_GROUP4(j, 6, h, lb, hb); \
+	PV5K_GROUP4(j, 7, h, lb, hb); \
+	PVK_ADD4(2560, j, h)
+
+#define PV5K_BODY4(h) \
+	PV5K_CHUNK4(0, h, PB5_SHL4, PB5_SHL3); \
+	PV5K_CHUNK4(1, h, PB5_SHL2, PB5_SHL1); \
+	PV5K_CHUNK4(2, h, PB5_AS_IS, PB5_SHR1); \
+	PV5K_CHUNK4(3, h, PB5_SHR2, PB5_SHR3); \
+	P5K_PREFETCH_LAST; \
+	PAK_FINISH4(PA5K_FINISH, h)
+
+// func dotPackedQ5Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ5Kx4AVXVNNI(SB), NOSPLIT, $128-64
+	PA_SB_DOT4(PV5K_BODY4, $2880, $288, pv5kx4_panel, pv5kx4_b0, pv5kx4_b1)

@@ -1368,7 +1368,7 @@ plab: \
 	RET
 
 // AVX-VNNI kernels of packed weights (packed_amd64.s, packedq8_amd64.s, packedq4k_amd64.s: the
-// four-column ones of Q4_0, Q8_0 and Q4_K; PV_COLS4 for those of Q2_K, Q3_K and Q6_K), for
+// four-column ones of Q4_0, Q8_0, Q4_K and Q5_K; PV_COLS4 for those of Q2_K, Q3_K and Q6_K), for
 // CPUs that have
 // VPDPBUSD on 256-bit registers without AVX-512 (Intel since Alder Lake, including the Alder
 // Lake-N parts of small servers, and its E-core Xeons): the AVX2 kernels' panels, halves and
@@ -1662,6 +1662,40 @@ blab: \
 	PAK_COL4(lo, hi, (DI)(DX*1), Y5, Y9); \
 	PAK_COL4(lo, hi, (R14), Y6, Y10); \
 	PAK_COL4(lo, hi, (R14)(DX*1), Y7, Y11)
+
+// AVX-VNNI kernels of the K-quants with 6-bit scales and mins (Q4_K, Q5_K), four columns,
+// one half at a time as the AVX2 ones: each sub-block's products summed in int32 by VPDPBUSD
+// and scaled by VPMULLD (as the AVX-512 kernels do), where AVX2 sums them in int16 and scales
+// them by VPMADDWD. A group's quants in Y12 (low sub-block) and Y13 (high), their activations
+// at lo and hi: the column at base into its sums lsum and hsum (register numbers), Y14
+// scratch.
+#define PVK_COL(lo, hi, base, lsum, hsum) \
+	VPBROADCASTD lo base, Y14; \
+	VPDPBUSD_VEX(14, 12, lsum); \
+	VPBROADCASTD hi base, Y14; \
+	VPDPBUSD_VEX(14, 13, hsum)
+
+#define PVK_COLS4(lo, hi) \
+	PVK_COL(lo, hi, (DI), 4, 8); \
+	PVK_COL(lo, hi, (DI)(DX*1), 5, 9); \
+	PVK_COL(lo, hi, (R14), 6, 10); \
+	PVK_COL(lo, hi, (R14)(DX*1), 7, 11)
+
+// A column's sub-block sums times their rows' scales (dwords in Y12, Y13) into its sumi.
+#define PVK_COL_ADD(lsum, hsum, sumi) \
+	VPMULLD Y12, lsum, lsum; \
+	VPADDD  lsum, sumi, sumi; \
+	VPMULLD Y13, hsum, hsum; \
+	VPADDD  hsum, sumi, sumi
+
+// Every column's sums of chunk j of half h, scaled, into its sumi (the scales at tail).
+#define PVK_ADD4(tail, j, h) \
+	VPMOVZXBD tail+32*j+8*h(SI), Y12; \
+	VPMOVZXBD tail+16+32*j+8*h(SI), Y13; \
+	PVK_COL_ADD(Y4, Y8, Y0); \
+	PVK_COL_ADD(Y5, Y9, Y1); \
+	PVK_COL_ADD(Y6, Y10, Y2); \
+	PVK_COL_ADD(Y7, Y11, Y3)
 
 // A column's chunk sums scaled (the scales in Y12, Y13) into its sumi.
 #define PAK_COL_ADD(lsum, hsum, sumi) \
