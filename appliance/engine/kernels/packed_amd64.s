@@ -341,11 +341,28 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	PV4_GROUP(1); \
 	PV4_GROUP(2); \
 	PV4_GROUP(3); \
-	PV_FINISH4(PV_FMA)
+	PV_FINISH4(PV_FMA, PV_NO_M)
 
 // func dotPackedQ4_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ4_0x4AVXVNNI(SB), NOSPLIT, $256-64
 	PV_DOT4(PV_NIBBLES, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PV4_BLOCK, P16_NEXT_BLOCK, pv4x4_panel, pv4x4_group, pv4x4_block)
+
+// Q4_1: Q4_0's groups from zero (no offset term), then its m term; the rows' m (fp16 at
+// 32(R11)) into Y10 and Y11.
+#define PV41_BLOCK \
+	ZERO_Y4(Y0, Y1, Y2, Y3); \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	PV4_GROUP(0); \
+	PV4_GROUP(1); \
+	PV4_GROUP(2); \
+	PV4_GROUP(3); \
+	VCVTPH2PS 32(R11), Y10; \
+	VCVTPH2PS 48(R11), Y11; \
+	PV_FINISH4(PV_FMA, PV_M_SY)
+
+// func dotPackedQ4_1x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ4_1x4AVXVNNI(SB), NOSPLIT, $256-64
+	PV_DOT4(PV_NIBBLES, LEGACY_GROUP1, P41_PREFETCH, EMPTY, PV41_BLOCK, P41_NEXT_BLOCK, pv41x4_panel, pv41x4_group, pv41x4_block)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q5_0, each nibble given its fifth bit (group q's
 // low elements have theirs at bit 2q, its high elements at bit 2q+1: spreadQ5Bits) as the AVX2

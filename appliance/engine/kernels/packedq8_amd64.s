@@ -203,7 +203,7 @@ TEXT ·dotPackedQ8_0x4AVX2(SB), NOSPLIT, $0-64
 	PV8_GROUPS(2); \
 	PV8_GROUPS(4); \
 	PV8_GROUPS(6); \
-	PV_FINISH4(PV_MULADD)
+	PV_FINISH4(PV_MULADD, PV_NO_M)
 
 // func dotPackedQ8_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ8_0x4AVXVNNI(SB), NOSPLIT, $256-64

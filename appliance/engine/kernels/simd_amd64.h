@@ -1368,7 +1368,8 @@ plab: \
 	RET
 
 // AVX-VNNI kernels of packed weights (packed_amd64.s, packedq8_amd64.s, packedq4k_amd64.s: the
-// four-column ones of Q4_0, Q8_0, Q4_K and Q5_K; PV_COLS4 for those of Q2_K, Q3_K and Q6_K), for
+// four-column ones of Q4_0, Q4_1, Q8_0, Q4_K and Q5_K; PV_COLS4 for those of Q2_K, Q3_K and
+// Q6_K), for
 // CPUs that have
 // VPDPBUSD on 256-bit registers without AVX-512 (Intel since Alder Lake, including the Alder
 // Lake-N parts of small servers, and its E-core Xeons): the AVX2 kernels' panels, halves and
@@ -1378,7 +1379,7 @@ plab: \
 // exact and the float steps those of the AVX2 kernels, so every result is theirs and the Go
 // twin's bit for bit.
 //
-// Q4_0 and Q8_0: four columns, both halves of the panel at once (PV_DOT4), where the AVX2
+// Q4_0, Q4_1 and Q8_0: four columns, both halves of the panel at once (PV_DOT4), where the AVX2
 // kernels take one half a pass: each broadcast activation word then serves two VPDPBUSD (rows
 // 0-7 and 8-15) rather than one, as the loads bound them otherwise (the broadcasts and the
 // weights are loads; Zen 5 does two VPDPBUSD a cycle; Q4_0 on one half a pass ran 0.9x of this
@@ -1416,34 +1417,42 @@ plab: \
 
 // The column at base (frame slot c, integer sums s0 and s1 of the halves): each half's sum
 // converted and added to its float sum in the frame by fin(s, d, acc), d = the half's rows' dx
-// (Y8, Y9) times yd; Y12-Y14 scratch.
-#define PV_COL_FINISH(fin, base, c, s0, s1) \
+// (Y8, Y9) times yd, then mterm(base, m, acc) with the half's rows' m (Y10, Y11; Q4_1's);
+// Y12-Y14 scratch.
+#define PV_COL_FINISH(fin, mterm, base, c, s0, s1) \
 	VBROADCASTSS 32 base, Y12; \
 	VMULPS       Y12, Y8, Y13; \
 	VCVTDQ2PS    s0, s0; \
 	VMOVUPS      c*32(SP), Y14; \
 	fin(s0, Y13, Y14); \
+	mterm(base, Y10, Y14); \
 	VMOVUPS      Y14, c*32(SP); \
 	VMULPS       Y12, Y9, Y13; \
 	VCVTDQ2PS    s1, s1; \
 	VMOVUPS      128+c*32(SP), Y14; \
 	fin(s1, Y13, Y14); \
+	mterm(base, Y11, Y14); \
 	VMOVUPS      Y14, 128+c*32(SP)
 
 // A block's end: the rows' dx (fp16 at R11) and every column's finish.
-#define PV_FINISH4(fin) \
+#define PV_FINISH4(fin, mterm) \
 	VCVTPH2PS (R11), Y8; \
 	VCVTPH2PS 16(R11), Y9; \
-	PV_COL_FINISH(fin, (DI), 0, Y0, Y4); \
-	PV_COL_FINISH(fin, (DI)(DX*1), 1, Y1, Y5); \
-	PV_COL_FINISH(fin, (R14), 2, Y2, Y6); \
-	PV_COL_FINISH(fin, (R14)(DX*1), 3, Y3, Y7)
+	PV_COL_FINISH(fin, mterm, (DI), 0, Y0, Y4); \
+	PV_COL_FINISH(fin, mterm, (DI)(DX*1), 1, Y1, Y5); \
+	PV_COL_FINISH(fin, mterm, (R14), 2, Y2, Y6); \
+	PV_COL_FINISH(fin, mterm, (R14)(DX*1), 3, Y3, Y7)
 
-// The finishes: acc += s·d as one FMA (Q4_0) or as a product and a sum (Q8_0).
+// The finishes: acc += s·d as one FMA (Q4_0, Q4_1) or as a product and a sum (Q8_0); Q4_1's
+// acc += m·sy (its activation sum term, float32 at 36), the others' nothing.
 #define PV_FMA(s, d, acc) VFMADD231PS d, s, acc
 #define PV_MULADD(s, d, acc) \
 	VMULPS d, s, s; \
 	VADDPS s, acc, acc
+#define PV_M_SY(base, m, acc) \
+	VBROADCASTSS 36 base, Y13; \
+	VFMADD231PS  Y13, m, acc
+#define PV_NO_M(base, m, acc)
 
 #define PV_FRAME_ZERO \
 	VXORPS  Y12, Y12, Y12; \
