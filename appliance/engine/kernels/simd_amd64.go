@@ -234,6 +234,10 @@ func init() {
 		return
 	}
 	simdName = "avx2 fma f16c"
+	// The packed kernels' AVX-VNNI set (packed_amd64.go), where AVX-512 VNNI's does not replace it.
+	if cpu.X86.HasAVXVNNI && !(cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512VNNI) {
+		simdName += " avxvnni"
+	}
 	useRowTab("avx2", ggml.Q8_0, geomQ8_0.b8(dotQ8_0B8, tailQ8_0))
 	usePrepared(q4_0Kernel(q4AVX2))
 	use("avx2", ggml.Q4_K, kDot(&geomQ4K, dotQ4KAVX2))
