@@ -113,6 +113,12 @@ func dotPackedQ5Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, yst
 func dotPackedQ4_1x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ5_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
+func dotPackedQ5_1x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ8_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
@@ -191,6 +197,8 @@ func init() {
 			usePacked(packedSet(ggml.Q4_0, "avxvnni", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q8_0, "avxvnni", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q4_1, "avxvnni", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q5_0, "avxvnni", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q5_1, "avxvnni", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q4_K, "avxvnni", dotPackedQ4KAVX2, dotPackedQ4Kx4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q5_K, "avxvnni", dotPackedQ5KAVX2, dotPackedQ5Kx4AVXVNNI, nil))
 			// The types with 16-element sub-blocks scale every product vector: VPDPWSSD

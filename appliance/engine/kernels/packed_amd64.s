@@ -425,11 +425,15 @@ TEXT ·dotPackedQ4_1x4AVXVNNI(SB), NOSPLIT, $256-64
 	VMULPS       Y13, Y12, Y13; \
 	VFMADD231PS  Y13, lsum, acc
 
-#define PA5_GROUPS4(h) \
-	PA5_GROUP4(0, h, PB5_SHL4, PB5_SHL3); \
-	PA5_GROUP4(1, h, PB5_SHL2, PB5_SHL1); \
-	PA5_GROUP4(2, h, PB5_AS_IS, PB5_SHR1); \
-	PA5_GROUP4(3, h, PB5_SHR2, PB5_SHR3)
+// The four groups of half h by group (PA5_GROUP4, or AVX-VNNI's PV5_GROUP4), each with the
+// shifts that bring its fifth bits to bit 4.
+#define PA5_GROUPS4_WITH(group, h) \
+	group(0, h, PB5_SHL4, PB5_SHL3); \
+	group(1, h, PB5_SHL2, PB5_SHL1); \
+	group(2, h, PB5_AS_IS, PB5_SHR1); \
+	group(3, h, PB5_SHR2, PB5_SHR3)
+
+#define PA5_GROUPS4(h) PA5_GROUPS4_WITH(PA5_GROUP4, h)
 
 #define PA5_BLOCK4(h) \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
@@ -535,6 +539,52 @@ TEXT ·dotPackedQ5_1AVX2(SB), NOSPLIT, $0-48
 
 TEXT ·dotPackedQ5_1x4AVX2(SB), NOSPLIT, $0-64
 	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, PA51_BLOCK4, P51_NEXT_BLOCK, pa51x4_panel, pa51x4_g0, pa51x4_b0, pa51x4_g1, pa51x4_b1)
+
+// AVX-VNNI (PVK_COLS4): packed Q5_0 and Q5_1 in four columns, one half at a time as AVX2's,
+// the low and the high elements' products summed in int32 by VPDPBUSD (Y4-Y7, Y8-Y11), so
+// the finishes need no widening.
+#define PV5_GROUP4(q, h, lb, hb) \
+	PA5_QUANTS4(64*q+32*h, 256+32*h, lb, hb); \
+	PVK_COLS4(4*q, 16+4*q)
+
+// Q5_0: PA5_FMA4 without the widening (the rows' dx in Y12, Y13 scratch).
+#define PV5_FMA4(base, lsum, hsum, acc) \
+	VPADDD       hsum, lsum, lsum; \
+	VPBROADCASTD 36 base, Y13; \
+	VPADDD       Y13, lsum, lsum; \
+	VCVTDQ2PS    lsum, lsum; \
+	VBROADCASTSS 32 base, Y13; \
+	VMULPS       Y13, Y12, Y13; \
+	VFMADD231PS  Y13, lsum, acc
+
+#define PV5_BLOCK4(h) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5_GROUPS4_WITH(PV5_GROUP4, h); \
+	VCVTPH2PS 16*h(R11), Y12; \
+	PA_EACH4_LH(PV5_FMA4)
+
+// func dotPackedQ5_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ5_0x4AVXVNNI(SB), NOSPLIT, $0-64
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PV5_BLOCK4, P5_NEXT_BLOCK, pv5x4_panel, pv5x4_g0, pv5x4_b0, pv5x4_g1, pv5x4_b1)
+
+// Q5_1: PA51_FMA4 without the widening (the rows' d in Y12, m in Y15).
+#define PV51_FMA4(base, lsum, hsum, acc) \
+	VPADDD    hsum, lsum, lsum; \
+	VCVTDQ2PS lsum, lsum; \
+	PA1_FMA4(base, lsum, Y15, acc, Y13)
+
+#define PV51_BLOCK4(h) \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	ZERO_Y4(Y8, Y9, Y10, Y11); \
+	PA5_GROUPS4_WITH(PV5_GROUP4, h); \
+	VCVTPH2PS 16*h(R11), Y12; \
+	VCVTPH2PS 32+16*h(R11), Y15; \
+	PA_EACH4_LH(PV51_FMA4)
+
+// func dotPackedQ5_1x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ5_1x4AVXVNNI(SB), NOSPLIT, $0-64
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, PV51_BLOCK4, P51_NEXT_BLOCK, pv51x4_panel, pv51x4_g0, pv51x4_b0, pv51x4_g1, pv51x4_b1)
 
 // 0x0f bytes, for the AVX2 kernels that need every register (not file-local: the kernels of
 // every packed type use it).

@@ -1368,8 +1368,8 @@ plab: \
 	RET
 
 // AVX-VNNI kernels of packed weights (packed_amd64.s, packedq8_amd64.s, packedq4k_amd64.s: the
-// four-column ones of Q4_0, Q4_1, Q8_0, Q4_K and Q5_K; PV_COLS4 for those of Q2_K, Q3_K and
-// Q6_K), for
+// four-column ones: VPDPBUSD for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q5_K; VPDPWSSD
+// (PV_COLS4) for Q2_K, Q3_K and Q6_K), for
 // CPUs that have
 // VPDPBUSD on 256-bit registers without AVX-512 (Intel since Alder Lake, including the Alder
 // Lake-N parts of small servers, and its E-core Xeons): the AVX2 kernels' panels, halves and
@@ -1672,7 +1672,8 @@ blab: \
 	PAK_COL4(lo, hi, (R14), Y6, Y10); \
 	PAK_COL4(lo, hi, (R14)(DX*1), Y7, Y11)
 
-// AVX-VNNI kernels of the K-quants with 6-bit scales and mins (Q4_K, Q5_K), four columns,
+// AVX-VNNI kernels of the K-quants with 6-bit scales and mins (Q4_K, Q5_K; the columns also
+// serve Q5_0's and Q5_1's), four columns,
 // one half at a time as the AVX2 ones: each sub-block's products summed in int32 by VPDPBUSD
 // and scaled by VPMULLD (as the AVX-512 kernels do), where AVX2 sums them in int16 and scales
 // them by VPMADDWD. A group's quants in Y12 (low sub-block) and Y13 (high), their activations
