@@ -280,15 +280,20 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	PA4_COL4(q, (R14), Y6); \
 	PA4_COL4(q, (R14)(DX*1), Y7)
 
+// The column at base: its int32 sum started at the offset term (at 36), converted and added
+// to acc by one FMA with the rows' dx (Y12) times yd; t and Y13 scratch.
+#define PA_OFFSET_FMA(base, sum, acc, t) \
+	VPBROADCASTD 36 base, t; \
+	VPADDD       t, sum, sum; \
+	VCVTDQ2PS    sum, sum; \
+	VBROADCASTSS 32 base, t; \
+	VMULPS       t, Y12, Y13; \
+	VFMADD231PS  Y13, sum, acc
+
 // PA4_FMA for the column at base, the rows' dx in Y12.
 #define PA4_FMA4(base, sum, acc) \
-	VPMADDWD     Y14, sum, sum; \
-	VPBROADCASTD 36 base, Y10; \
-	VPADDD       Y10, sum, sum; \
-	VCVTDQ2PS    sum, sum; \
-	VBROADCASTSS 32 base, Y10; \
-	VMULPS       Y10, Y12, Y13; \
-	VFMADD231PS  Y13, sum, acc
+	VPMADDWD Y14, sum, sum; \
+	PA_OFFSET_FMA(base, sum, acc, Y10)
 
 // Half h of a block's four groups into Y4-Y7 from zero.
 #define PA4_GROUPS4(h) \
@@ -311,16 +316,7 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 
 // AVX-VNNI (PV_DOT4): packed Q4_0 in four columns. Group q's weights, both halves: the low
 // nibbles in Y8 (rows 0-7) and Y10 (rows 8-15), the high ones in Y9 and Y11 (Y15 = 0x0f
-// bytes); the column at base against them into its sums s0 and s1 (register numbers), Y12
-// and Y13 scratch.
-#define PV4_COL(q, base, s0, s1) \
-	VPBROADCASTD 4*q base, Y12; \
-	VPDPBUSD_VEX(12, 8, s0); \
-	VPDPBUSD_VEX(12, 10, s1); \
-	VPBROADCASTD 16+4*q base, Y13; \
-	VPDPBUSD_VEX(13, 9, s0); \
-	VPDPBUSD_VEX(13, 11, s1)
-
+// bytes), against the activations of the low and the high elements (PV_COLS2).
 #define PV4_GROUP(q) \
 	VMOVDQU 64*q(SI), Y9; \
 	VMOVDQU 64*q+32(SI), Y11; \
@@ -330,10 +326,7 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	VPSRLW  $4, Y11, Y11; \
 	VPAND   Y15, Y9, Y9; \
 	VPAND   Y15, Y11, Y11; \
-	PV4_COL(q, (DI), 0, 4); \
-	PV4_COL(q, (DI)(DX*1), 1, 5); \
-	PV4_COL(q, (R14), 2, 6); \
-	PV4_COL(q, (R14)(DX*1), 3, 7)
+	PV_COLS2(4*q, 16+4*q)
 
 #define PV4_BLOCK \
 	PV_START4; \
@@ -415,15 +408,10 @@ TEXT ·dotPackedQ4_1x4AVXVNNI(SB), NOSPLIT, $256-64
 
 // PA5_FMA for the column at base, the rows' dx in Y12 (Y13 scratch).
 #define PA5_FMA4(base, lsum, hsum, acc) \
-	VPMADDWD     ·paWordOnes(SB), lsum, lsum; \
-	VPMADDWD     ·paWordOnes(SB), hsum, hsum; \
-	VPADDD       hsum, lsum, lsum; \
-	VPBROADCASTD 36 base, Y13; \
-	VPADDD       Y13, lsum, lsum; \
-	VCVTDQ2PS    lsum, lsum; \
-	VBROADCASTSS 32 base, Y13; \
-	VMULPS       Y13, Y12, Y13; \
-	VFMADD231PS  Y13, lsum, acc
+	VPMADDWD ·paWordOnes(SB), lsum, lsum; \
+	VPMADDWD ·paWordOnes(SB), hsum, hsum; \
+	VPADDD   hsum, lsum, lsum; \
+	PA_OFFSET_FMA(base, lsum, acc, Y13)
 
 // The four groups of half h by group (PA5_GROUP4, or AVX-VNNI's PV5_GROUP4), each with the
 // shifts that bring its fifth bits to bit 4.
@@ -549,13 +537,8 @@ TEXT ·dotPackedQ5_1x4AVX2(SB), NOSPLIT, $0-64
 
 // Q5_0: PA5_FMA4 without the widening (the rows' dx in Y12, Y13 scratch).
 #define PV5_FMA4(base, lsum, hsum, acc) \
-	VPADDD       hsum, lsum, lsum; \
-	VPBROADCASTD 36 base, Y13; \
-	VPADDD       Y13, lsum, lsum; \
-	VCVTDQ2PS    lsum, lsum; \
-	VBROADCASTSS 32 base, Y13; \
-	VMULPS       Y13, Y12, Y13; \
-	VFMADD231PS  Y13, lsum, acc
+	VPADDD hsum, lsum, lsum; \
+	PA_OFFSET_FMA(base, lsum, acc, Y13)
 
 #define PV5_BLOCK4(h) \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \

@@ -176,26 +176,14 @@ TEXT ·dotPackedQ8_0x4AVX2(SB), NOSPLIT, $0-64
 	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P8_PREFETCH, P8_PF_GROUP, PA8_BLOCK4, P8_NEXT_BLOCK, pa8x4_panel, pa8x4_g0, pa8x4_b0, pa8x4_g1, pa8x4_b1)
 
 // AVX-VNNI (PV_DOT4): packed Q8_0 in four columns. Groups q and q+1, both halves, whole
-// (biased bytes): group q in Y8 (rows 0-7) and Y10 (rows 8-15), group q+1 in Y9 and Y11; the
-// column at base against them into its sums s0 and s1 (register numbers), Y12 and Y13
-// scratch.
-#define PV8_COL(q, base, s0, s1) \
-	VPBROADCASTD 4*q base, Y12; \
-	VPDPBUSD_VEX(12, 8, s0); \
-	VPDPBUSD_VEX(12, 10, s1); \
-	VPBROADCASTD 4*q+4 base, Y13; \
-	VPDPBUSD_VEX(13, 9, s0); \
-	VPDPBUSD_VEX(13, 11, s1)
-
+// (biased bytes): group q in Y8 (rows 0-7) and Y10 (rows 8-15), group q+1 in Y9 and Y11,
+// against their activations (PV_COLS2).
 #define PV8_GROUPS(q) \
 	VMOVDQU 64*q(SI), Y8; \
 	VMOVDQU 64*q+32(SI), Y10; \
 	VMOVDQU 64*q+64(SI), Y9; \
 	VMOVDQU 64*q+96(SI), Y11; \
-	PV8_COL(q, (DI), 0, 4); \
-	PV8_COL(q, (DI)(DX*1), 1, 5); \
-	PV8_COL(q, (R14), 2, 6); \
-	PV8_COL(q, (R14)(DX*1), 3, 7)
+	PV_COLS2(4*q, 4*q+4)
 
 #define PV8_BLOCK \
 	PV_START4; \

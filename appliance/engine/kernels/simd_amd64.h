@@ -1404,6 +1404,23 @@ plab: \
 // each int32 lane (VPMADDWD and VPADDD in one).
 #define VPDPWSSD_VEX(rm, v, d) VNNI_VEX(0x52, rm, v, d)
 
+// Both halves' weights in Y8, Y9 (rows 0-7) and Y10, Y11 (rows 8-15): the column at base,
+// four activation quants at a meeting Y8 and Y10 and four at b meeting Y9 and Y11, into its
+// sums s0 (rows 0-7) and s1 (rows 8-15), register numbers; Y12, Y13 scratch.
+#define PV_COL2(a, b, base, s0, s1) \
+	VPBROADCASTD a base, Y12; \
+	VPDPBUSD_VEX(12, 8, s0); \
+	VPDPBUSD_VEX(12, 10, s1); \
+	VPBROADCASTD b base, Y13; \
+	VPDPBUSD_VEX(13, 9, s0); \
+	VPDPBUSD_VEX(13, 11, s1)
+
+#define PV_COLS2(a, b) \
+	PV_COL2(a, b, (DI), 0, 4); \
+	PV_COL2(a, b, (DI)(DX*1), 1, 5); \
+	PV_COL2(a, b, (R14), 2, 6); \
+	PV_COL2(a, b, (R14)(DX*1), 3, 7)
+
 // Every column's sums (both halves) start at the block's offset term (at 36).
 #define PV_START4 \
 	VPBROADCASTD 36(DI), Y0; \
