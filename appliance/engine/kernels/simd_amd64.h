@@ -1367,25 +1367,23 @@ plab: \
 	VZEROUPPER; \
 	RET
 
-// AVX-VNNI kernels of packed weights (packed_amd64.s, packedq8_amd64.s, packedq4k_amd64.s: the
-// four-column ones: VPDPBUSD for Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q5_K; VPDPWSSD
-// (PV_COLS4) for Q2_K, Q3_K and Q6_K), for
-// CPUs that have
-// VPDPBUSD on 256-bit registers without AVX-512 (Intel since Alder Lake, including the Alder
-// Lake-N parts of small servers, and its E-core Xeons): the AVX2 kernels' panels, halves and
-// drivers, with one VPDPBUSD where those take VPMADDUBSW, VPADDW and, once a block, VPMADDWD by
-// words of 1. The Go assembler encodes VPDPBUSD only as AVX-512 (EVEX), which these CPUs
-// cannot run, so the VEX form is written out in bytes (VPDPBUSD_VEX). The integer sums are
-// exact and the float steps those of the AVX2 kernels, so every result is theirs and the Go
-// twin's bit for bit.
+// AVX-VNNI kernels of packed weights, four columns (packed_amd64.s, packedq2k_amd64.s to
+// packedq8_amd64.s), for CPUs that have VPDPBUSD and VPDPWSSD on 256-bit registers without
+// AVX-512 (Intel since Alder Lake, including the Alder Lake-N parts of small servers, and its
+// E-core Xeons): the AVX2 kernels' panels and drivers, with one VPDPBUSD where those take
+// VPMADDUBSW, VPADDW and, once a block, VPMADDWD by words of 1 (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0,
+// Q4_K, Q5_K), or one VPDPWSSD for VPMADDWD by the scales and VPADDD (Q2_K, Q3_K, Q6_K:
+// PV_COLS4). The Go assembler encodes these only as AVX-512 (EVEX), which such CPUs cannot
+// run, so the VEX forms are written out in bytes (VNNI_VEX). The integer sums are exact and the
+// float steps those of the AVX2 kernels, so every result is theirs and the Go twin's bit for
+// bit.
 //
-// Q4_0, Q4_1 and Q8_0: four columns, both halves of the panel at once (PV_DOT4), where the AVX2
-// kernels take one half a pass: each broadcast activation word then serves two VPDPBUSD (rows
-// 0-7 and 8-15) rather than one, as the loads bound them otherwise (the broadcasts and the
-// weights are loads; Zen 5 does two VPDPBUSD a cycle; Q4_0 on one half a pass ran 0.9x of this
-// from the level-2 cache). Each column's integer sums of half 0 in Y0-Y3 and of
-// half 1 in Y4-Y7; the float sums in the frame (half 0's four columns at 0-96(SP), half 1's at
-// 128-224(SP)).
+// Q4_0, Q4_1 and Q8_0 take both halves of the panel at once (PV_DOT4), where the AVX2 kernels
+// take one half a pass: each broadcast activation word then serves two VPDPBUSD (rows 0-7 and
+// 8-15) rather than one, as the loads bound them otherwise (the broadcasts and the weights are
+// loads; Zen 5 does two VPDPBUSD a cycle; Q4_0 on one half a pass ran 0.9x of this from the
+// level-2 cache). Each column's integer sums of half 0 in Y0-Y3 and of half 1 in Y4-Y7; the
+// float sums in the frame (half 0's four columns at 0-96(SP), half 1's at 128-224(SP)).
 
 // An AVX-VNNI instruction (opcode op of map 0F38, prefix 66, 256 bits) on ymm(rm), ymm(v) and
 // ymm(d) in its VEX form; the arguments are register numbers.
@@ -1690,12 +1688,11 @@ blab: \
 	PAK_COL4(lo, hi, (R14)(DX*1), Y7, Y11)
 
 // AVX-VNNI kernels of the K-quants with 6-bit scales and mins (Q4_K, Q5_K; the columns also
-// serve Q5_0's and Q5_1's), four columns,
-// one half at a time as the AVX2 ones: each sub-block's products summed in int32 by VPDPBUSD
-// and scaled by VPMULLD (as the AVX-512 kernels do), where AVX2 sums them in int16 and scales
-// them by VPMADDWD. A group's quants in Y12 (low sub-block) and Y13 (high), their activations
-// at lo and hi: the column at base into its sums lsum and hsum (register numbers), Y14
-// scratch.
+// serve Q5_0's and Q5_1's), four columns, one half at a time as the AVX2 ones: each sub-block's
+// products summed in int32 by VPDPBUSD and scaled by VPMULLD (as the AVX-512 kernels do), where
+// AVX2 sums them in int16 and scales them by VPMADDWD. A group's quants in Y12 (low sub-block)
+// and Y13 (high), their activations at lo and hi: the column at base into its sums lsum and
+// hsum (register numbers), Y14 scratch.
 #define PVK_COL(lo, hi, base, lsum, hsum) \
 	VPBROADCASTD lo base, Y14; \
 	VPDPBUSD_VEX(14, 12, lsum); \
