@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"unsafe"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
@@ -329,13 +330,27 @@ func prepPackedActBias(act []byte, nb int, dst []byte, bias int32) {
 	for b := 0; b < nb; b++ {
 		y, d := act[34*b:34*b+34], dst[packedAct*b:packedAct*(b+1)]
 		copy(d[:32], y[2:])
-		var s int32
-		for _, v := range y[2:] {
-			s += int32(int8(v))
-		}
 		binary.LittleEndian.PutUint32(d[32:], math.Float32bits(getF16(y, 0)))
-		binary.LittleEndian.PutUint32(d[36:], uint32(-bias*s))
+		binary.LittleEndian.PutUint32(d[36:], uint32(-bias*sumInt8x32(y[2:34])))
 	}
+}
+
+// sumInt8x32 is the sum of the 32 signed bytes b, eight at a time: their unsigned values less
+// 256 for each with its top bit set. Every activation row of a packed product passes here once
+// a matrix (a batch of eight spent 2% of its time in the byte-by-byte loop before).
+func sumInt8x32(b []byte) int32 {
+	_ = b[31]
+	const bytePairs = 0x00ff00ff00ff00ff
+	var u uint64 // four 16-bit sums, none above 8·255
+	neg := 0
+	for i := 0; i < 32; i += 8 {
+		w := le.Uint64(b[i:])
+		u += w&bytePairs + w>>8&bytePairs
+		neg += bits.OnesCount64(w & 0x8080808080808080)
+	}
+	u = u&0x0000ffff0000ffff + u>>16&0x0000ffff0000ffff
+	u = u&0xffffffff + u>>32
+	return int32(u) - 256*int32(neg)
 }
 
 // dotPackedQ4_0 is the packed kernels' arithmetic in Go, for one panel (nb blocks) and one

@@ -433,3 +433,31 @@ func TestPackInto(t *testing.T) {
 		}
 	}
 }
+
+// TestSumInt8x32: the word-at-a-time sum of 32 signed bytes equals the byte-by-byte one, at
+// the extremes (all -128, all 127) and on random bytes.
+func TestSumInt8x32(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for trial := 0; trial < 200; trial++ {
+		b := make([]byte, 32)
+		for i := range b {
+			switch trial {
+			case 0:
+				b[i] = 0x80
+			case 1:
+				b[i] = 0x7f
+			case 2:
+				b[i] = 0xff
+			default:
+				b[i] = byte(r.UintN(256))
+			}
+		}
+		var want int32
+		for _, v := range b {
+			want += int32(int8(v))
+		}
+		if got := sumInt8x32(b); got != want {
+			t.Fatalf("trial %d: sumInt8x32(% x) = %d, want %d", trial, b, got, want)
+		}
+	}
+}
