@@ -1469,12 +1469,9 @@ plab: \
 	VFMADD231PS  Y13, m, acc
 #define PV_NO_M(base, m, acc)
 
+// The frame zeroed: half 0's slots as the AVX2 K-quant kernels' (PA_FRAME4_ZERO), then half 1's.
 #define PV_FRAME_ZERO \
-	VXORPS  Y12, Y12, Y12; \
-	VMOVUPS Y12, 0(SP); \
-	VMOVUPS Y12, 32(SP); \
-	VMOVUPS Y12, 64(SP); \
-	VMOVUPS Y12, 96(SP); \
+	PA_FRAME4_ZERO; \
 	VMOVUPS Y12, 128(SP); \
 	VMOVUPS Y12, 160(SP); \
 	VMOVUPS Y12, 192(SP); \
@@ -1705,37 +1702,32 @@ blab: \
 	PVK_COL(lo, hi, (R14), 6, 10); \
 	PVK_COL(lo, hi, (R14)(DX*1), 7, 11)
 
-// A column's sub-block sums times their rows' scales (dwords in Y12, Y13) into its sumi.
-#define PVK_COL_ADD(lsum, hsum, sumi) \
-	VPMULLD Y12, lsum, lsum; \
-	VPADDD  lsum, sumi, sumi; \
-	VPMULLD Y13, hsum, hsum; \
-	VPADDD  hsum, sumi, sumi
+// The columns' sums of a chunk, each scaled by mul with the rows' scales (Y12, Y13: dwords for
+// VPMULLD on the AVX-VNNI kernels' int32 sums, words for VPMADDWD on AVX2's int16 ones) and
+// added to its sumi.
+#define PK_COLS_ADD4(mul) \
+	PK_COL_ADD(mul, Y4, Y8, Y0); \
+	PK_COL_ADD(mul, Y5, Y9, Y1); \
+	PK_COL_ADD(mul, Y6, Y10, Y2); \
+	PK_COL_ADD(mul, Y7, Y11, Y3)
+
+#define PK_COL_ADD(mul, lsum, hsum, sumi) \
+	mul    Y12, lsum, lsum; \
+	VPADDD lsum, sumi, sumi; \
+	mul    Y13, hsum, hsum; \
+	VPADDD hsum, sumi, sumi
 
 // Every column's sums of chunk j of half h, scaled, into its sumi (the scales at tail).
 #define PVK_ADD4(tail, j, h) \
 	VPMOVZXBD tail+32*j+8*h(SI), Y12; \
 	VPMOVZXBD tail+16+32*j+8*h(SI), Y13; \
-	PVK_COL_ADD(Y4, Y8, Y0); \
-	PVK_COL_ADD(Y5, Y9, Y1); \
-	PVK_COL_ADD(Y6, Y10, Y2); \
-	PVK_COL_ADD(Y7, Y11, Y3)
-
-// A column's chunk sums scaled (the scales in Y12, Y13) into its sumi.
-#define PAK_COL_ADD(lsum, hsum, sumi) \
-	VPMADDWD Y12, lsum, lsum; \
-	VPADDD   lsum, sumi, sumi; \
-	VPMADDWD Y13, hsum, hsum; \
-	VPADDD   hsum, sumi, sumi
+	PK_COLS_ADD4(VPMULLD)
 
 // Every column's int16 sums of chunk j of half h, scaled, into its sumi.
 #define PAK_ADD4(tail, j, h) \
 	PAK_SCALES(tail, 2*j, h, Y12); \
 	PAK_SCALES(tail, 2*j+1, h, Y13); \
-	PAK_COL_ADD(Y4, Y8, Y0); \
-	PAK_COL_ADD(Y5, Y9, Y1); \
-	PAK_COL_ADD(Y6, Y10, Y2); \
-	PAK_COL_ADD(Y7, Y11, Y3)
+	PK_COLS_ADD4(VPMADDWD)
 
 // The four columns' half-h super-block totals (integer sums Y0-Y3) into their float sums in
 // the frame, through a type's finish macro (PA_FRAME4_FINISH).
