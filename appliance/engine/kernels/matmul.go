@@ -63,6 +63,7 @@ type MatMul struct {
 	panel []*[8 * panelRows]float32 // per worker: results of a packed panel cut short
 	unp   [][]byte                  // per worker: eight unpacked weight rows (prompt batches)
 	unpSc [][]float32               // per worker: their block scales
+	pad   [][]float32               // per worker: results of a packed pass wider than its rows
 }
 
 // unitBytes is the weight bytes one unit of a decode step covers (N < 32): each weight streams
@@ -80,7 +81,7 @@ const promptUnitBytes = 256 << 10
 // Run computes every op on p.
 func (m *MatMul) Run(p *Pool) {
 	m.units, m.per, m.rowB, m.quarter = m.units[:0], m.per[:0], m.rowB[:0], m.quarter[:0]
-	total := 0
+	total, padLen := 0, 0
 	for i := range m.Ops {
 		op := &m.Ops[i]
 		rb := op.check()
@@ -93,6 +94,9 @@ func (m *MatMul) Run(p *Pool) {
 		if op.Packed != nil {
 			// Whole panels of the packed layout.
 			per = (per + panelRows - 1) &^ (panelRows - 1)
+			if op.N > 1 {
+				padLen = max(padLen, 8*per) // a padded pass's results (rangePacked)
+			}
 		} else if fastUnpacked8[op.Type] != nil && op.Act != nil && op.N >= unpackMinN {
 			// Whole groups of eight rows for the unpacked kernels.
 			per = (per + 7) &^ 7
@@ -121,6 +125,12 @@ func (m *MatMul) Run(p *Pool) {
 		m.panel = append(m.panel, new([8 * panelRows]float32))
 		m.unp = append(m.unp, nil)
 		m.unpSc = append(m.unpSc, nil)
+		m.pad = append(m.pad, nil)
+	}
+	for w := range m.pad {
+		if len(m.pad[w]) < padLen {
+			m.pad[w] = make([]float32, padLen)
+		}
 	}
 	for len(m.ys) < len(m.Ops) {
 		m.yd = append(m.yd, nil)
@@ -144,7 +154,7 @@ func (m *MatMul) Run(p *Pool) {
 		switch pk, k := op.Packed, op.prepared(); {
 		case pk != nil:
 			sz := pk.actBytes()
-			m.prep[i] = alignedBytes(m.prep[i], op.N*sz)
+			m.prep[i] = alignedBytes(m.prep[i], (op.N+packedPad)*sz)
 			m.prepSz[i] = sz
 		case k != nil:
 			// Each activation row is rearranged once for the kernels instead of by every
@@ -309,7 +319,7 @@ func (m *MatMul) rangeOne(worker, oi int, op *MatMulOp, r0, r1 int) {
 	case op.X != nil:
 		m.rangeF32(worker, op, m.rowB[oi], r0, r1)
 	case op.Packed != nil:
-		op.rangePacked(r0, r1, m.prep[f], m.prepSz[f], m.panel[worker])
+		op.rangePacked(r0, r1, m.prep[f], m.prepSz[f], m.panel[worker], m.pad[worker])
 	case op.prepared() != nil:
 		op.rangePrepared(op.prepared(), m.rowB[oi], r0, r1, m.prep[f], m.prepSz[f], m.quad[worker], (*[8]float32)(m.panel[worker][:8]))
 	default:
@@ -387,54 +397,80 @@ func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]f
 }
 
 // rangePacked is rangeQuant for packed weights: rows [r0, r1) start on a panel; a panel cut
-// short by the end of the matrix goes through scr.
-func (op *MatMulOp) rangePacked(r0, r1 int, prep []byte, sz int, scr *[8 * panelRows]float32) {
+// short by the end of the matrix goes through scr. A pass wider than the activation rows it
+// has left (packedPass) reads the padding rows after prep's last for its missing columns and
+// writes all its columns to pad, from which the real ones are copied.
+func (op *MatMulOp) rangePacked(r0, r1 int, prep []byte, sz int, scr *[8 * panelRows]float32, pad []float32) {
 	pk := op.Packed
 	p0 := r0 / panelRows
 	full := (r1 - r0) / panelRows // whole panels
 	tail := r1 - r0 - full*panelRows
 	w := pk.data[p0*pk.stride:]
-	var dot4, dot8 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
-	dot := pk.dotGo
-	if k := pk.kernels(); k != nil {
-		dot4, dot8, dot = k.dot4, k.dot8, k.dot
+	k, dot := pk.kernels(), pk.dotGo
+	if k != nil {
+		dot = k.dot
 	}
-	j := 0
-	// Eight, then four activation rows a pass over the weights where there are kernels for
-	// them: each panel is loaded and unpacked once for all of them, and the fewer the passes,
-	// the fewer of them wait on memory rather than compute.
-	for _, g := range [...]struct {
-		n int
-		f func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
-	}{{8, dot8}, {4, dot4}} {
-		if g.f == nil {
-			continue
-		}
-		for ; j+g.n <= op.N; j += g.n {
-			p := prep[j*sz : (j+g.n)*sz]
+	for j := 0; j < op.N; {
+		width, f := packedPass(k, op.N-j)
+		if width == 1 {
+			p := prep[j*sz : (j+1)*sz]
 			out := op.Out[j*op.OutStride+r0:]
 			if full > 0 {
-				g.f(w, pk.stride, full, pk.nb, p, sz, out, op.OutStride)
+				dot(w, pk.stride, full, pk.nb, p, out)
 			}
 			if tail > 0 {
-				g.f(w[full*pk.stride:], pk.stride, 1, pk.nb, p, sz, scr[:], panelRows)
-				for c := 0; c < g.n; c++ {
-					copy(op.Out[(j+c)*op.OutStride+r0+full*panelRows:(j+c)*op.OutStride+r1], scr[c*panelRows:])
+				dot(w[full*pk.stride:], pk.stride, 1, pk.nb, p, scr[:panelRows])
+				copy(out[full*panelRows:r1-r0], scr[:])
+			}
+			j++
+			continue
+		}
+		cols := min(width, op.N-j)
+		p := prep[j*sz : (j+width)*sz]
+		if full > 0 {
+			if cols == width {
+				f(w, pk.stride, full, pk.nb, p, sz, op.Out[j*op.OutStride+r0:], op.OutStride)
+			} else {
+				span := full * panelRows
+				f(w, pk.stride, full, pk.nb, p, sz, pad[:width*span], span)
+				for c := 0; c < cols; c++ {
+					copy(op.Out[(j+c)*op.OutStride+r0:(j+c)*op.OutStride+r0+span], pad[c*span:])
 				}
 			}
 		}
-	}
-	for ; j < op.N; j++ {
-		p := prep[j*sz : (j+1)*sz]
-		out := op.Out[j*op.OutStride+r0:]
-		if full > 0 {
-			dot(w, pk.stride, full, pk.nb, p, out)
-		}
 		if tail > 0 {
-			dot(w[full*pk.stride:], pk.stride, 1, pk.nb, p, scr[:panelRows])
-			copy(out[full*panelRows:r1-r0], scr[:])
+			f(w[full*pk.stride:], pk.stride, 1, pk.nb, p, sz, scr[:], panelRows)
+			for c := 0; c < cols; c++ {
+				copy(op.Out[(j+c)*op.OutStride+r0+full*panelRows:(j+c)*op.OutStride+r1], scr[c*panelRows:])
+			}
 		}
+		j += cols
 	}
+}
+
+// packedPad is how many activation rows past an op's last a packed pass may read (rows of a
+// pass beyond the op's N, whose results rangePacked drops; they hold zeros or earlier calls'
+// prepared rows, never bits a kernel could trip on).
+const packedPad = 7
+
+// packedPass returns the columns of the next pass over packed weights with left activation rows
+// still to do, and its kernel (nil for one column, k.dot). Eight, then four rows a pass where
+// there are kernels for them: each panel is loaded and unpacked once for all of them, and the
+// fewer the passes, the fewer of them wait on memory rather than compute. Fewer rows than the
+// kernel's columns ride in one pass of it, where the set's kernels are wide enough that this
+// costs less than the passes it replaces (k.pad4): from pad4 rows in a pass of four, and, where
+// a pass of eight would leave a group for such a pass, from 4+pad4 rows in a pass of eight (on
+// a Zen 5 core, N=6 took as long as N=8 either way, N=7 1.1-1.2x of N=8 in a pass of four and
+// three of one).
+func packedPass(k *packedKernelSet, left int) (int, func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)) {
+	switch {
+	case k == nil:
+	case k.dot8 != nil && (left >= 8 || k.pad4 > 0 && left >= 4+k.pad4):
+		return 8, k.dot8
+	case k.dot4 != nil && (left >= 4 || k.pad4 > 0 && left >= k.pad4):
+		return 4, k.dot4
+	}
+	return 1, nil
 }
 
 // dotGo is packedKernelSet.dot with the Go twin (CPUs without the kernels).

@@ -65,6 +65,10 @@ type packedKernelSet struct {
 	dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
 	// dot8: dot4 for eight activation rows (nil where four columns a pass serve as well).
 	dot8 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)
+	// pad4 is the fewest activation rows that run as one pass of dot4 rather than one pass
+	// each (packedPass; 0: never). From memory, a pass of dot4 costs about as much as one of
+	// dot where the kernels are wide (AVX-512: from two rows), and more where they are not.
+	pad4 int
 }
 
 // packedFormat is one weight type's packed layout: its sizes, how a file block goes in and

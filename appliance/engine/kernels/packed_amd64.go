@@ -235,6 +235,22 @@ func init() {
 	vnni(ggml.Q6_K, dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, nil)
 }
 
+// packedPad4 is each kernel set's packedKernelSet.pad4 by type, where padding pays:
+// BenchmarkPackedPadding on a Zen 5 core (one thread, 128 MiB from memory), the time of two and
+// three activation rows in one padded pass of four against one pass each. Two rows from 2
+// where all runs gave 0.95x or less for N=2 (AVX-512: 0.71-0.95x; AVX-VNNI Q8_0 0.56-0.60x,
+// Q4_0 0.90-0.91x), three from 3 where they did for N=3 only (0.64-0.95x); the types left
+// out did not gain at either (AVX-512 Q4_1: N=3 0.79-1.04x; AVX-VNNI Q4_K: N=3 1.02-1.06x; AVX2
+// Q8_0, Q4_0, Q4_1, Q2_K, Q4_K, Q5_K: N=3 0.89-1.21x, as the 256-bit four-column kernels of
+// these types run below memory speed).
+var packedPad4 = map[string]map[ggml.Type]int{
+	"vnni": {ggml.Q8_0: 2, ggml.Q4_0: 2, ggml.Q5_0: 2, ggml.Q5_1: 2, ggml.Q5_K: 2, ggml.Q6_K: 2,
+		ggml.Q2_K: 3, ggml.Q3_K: 3, ggml.Q4_K: 3},
+	"avxvnni": {ggml.Q8_0: 2, ggml.Q4_0: 2, ggml.Q4_1: 3, ggml.Q5_0: 3, ggml.Q5_1: 3, ggml.Q2_K: 3,
+		ggml.Q3_K: 3, ggml.Q5_K: 3, ggml.Q6_K: 3},
+	"avx2": {ggml.Q5_0: 3, ggml.Q5_1: 3, ggml.Q3_K: 3, ggml.Q6_K: 3},
+}
+
 // packedSet wraps the packed kernels of type t, of the instruction set name, with the checks
 // they rely on; dot8 may be nil (eight columns run as two passes of four).
 func packedSet(t ggml.Type, name string,
@@ -253,6 +269,7 @@ func packedSet(t ggml.Type, name string,
 	k := &packedKernelSet{
 		t:    t,
 		name: name,
+		pad4: packedPad4[name][t],
 		dot: func(w []byte, stride, panels, nb int, y []byte, out []float32) {
 			check(w, stride, panels, nb, y, actBytes*nb, 1, out, panelRows*panels)
 			dot(&w[0], stride, panels, nb, &y[0], &out[0])

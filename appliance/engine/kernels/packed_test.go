@@ -241,10 +241,10 @@ func TestMatMulPacked(t *testing.T) {
 		shapes := []shape{{ggml.Q4_0, 16, 64, 1}, {ggml.Q4_0, 37, 256, 1}, {ggml.Q4_0, 150, 512, 6}, {ggml.Q4_0, 70, 96, 9}, {ggml.Q4_0, 300, 256, 1},
 			{ggml.Q4_0, 300, 512, 2}, {ggml.Q5_0, 37, 256, 5}, {ggml.Q5_0, 300, 512, 1}, {ggml.Q5_0, 130, 96, 9}, {ggml.Q3_K, 37, 256, 5}, {ggml.Q3_K, 300, 512, 1}, {ggml.Q3_K, 70, 256, 13}, {ggml.Q2_K, 37, 256, 5}, {ggml.Q2_K, 300, 512, 1}, {ggml.Q2_K, 70, 256, 13}, {ggml.Q4_K, 37, 256, 5}, {ggml.Q4_K, 300, 256, 1}, {ggml.Q4_K, 130, 512, 9}, {ggml.Q4_K, 70, 256, 13},
 			{ggml.Q5_K, 37, 256, 5}, {ggml.Q5_K, 300, 256, 1}, {ggml.Q5_K, 130, 512, 9}, {ggml.Q5_K, 70, 256, 13}}
-		// Every batch up to eight (the one-, four- and eight-column kernels and their mixes),
-		// with a panel cut short.
-		for n := 1; n <= 8; n++ {
-			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q5_0, 45, 64, n}, shape{ggml.Q4_1, 45, 288, n}, shape{ggml.Q5_1, 45, 64, n}, shape{ggml.Q3_K, 45, 256, n}, shape{ggml.Q2_K, 45, 256, n}, shape{ggml.Q4_K, 45, 256, n}, shape{ggml.Q5_K, 45, 256, n})
+		// Every batch up to fifteen (the one-, four- and eight-column kernels, their mixes and
+		// their passes padded past the last row), with a panel cut short.
+		for n := 1; n <= 15; n++ {
+			shapes = append(shapes, shape{ggml.Q4_0, 45, 64, n}, shape{ggml.Q5_0, 45, 64, n}, shape{ggml.Q4_1, 45, 288, n}, shape{ggml.Q5_1, 45, 64, n}, shape{ggml.Q3_K, 45, 256, n}, shape{ggml.Q2_K, 45, 256, n}, shape{ggml.Q4_K, 45, 256, n}, shape{ggml.Q5_K, 45, 256, n}, shape{ggml.Q6_K, 45, 256, n})
 		}
 		for _, sh := range shapes {
 			ty, rows, cols, n := sh.ty, sh.rows, sh.cols, sh.n
@@ -261,6 +261,9 @@ func TestMatMulPacked(t *testing.T) {
 				act = append(act, QuantizeActivations(ty, x[j*cols:(j+1)*cols], nil)...)
 			}
 			out := make([]float32, n*(rows+2))
+			for i := range out {
+				out[i] = -7 // the two results' worth between columns must stay untouched
+			}
 			outF := make([]float32, n*rows)
 			mm.Ops = append(mm.Ops[:0],
 				MatMulOp{Type: ty, Packed: pk, Rows: rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: out, OutStride: rows + 2},
@@ -269,6 +272,9 @@ func TestMatMulPacked(t *testing.T) {
 			mm.Run(p)
 			scratch := make([]float32, cols)
 			for j := 0; j < n; j++ {
+				if g := out[j*(rows+2)+rows : (j+1)*(rows+2)]; g[0] != -7 || g[1] != -7 {
+					t.Fatalf("threads %d %v: written between columns %d and %d: %v", threads, shape, j, j+1, g)
+				}
 				for i := 0; i < rows; i++ {
 					if want := pk.Dot(i, act[j*ab:]); math.Float32bits(out[j*(rows+2)+i]) != math.Float32bits(want) {
 						t.Fatalf("threads %d %v: out[%d][%d] %v, Packed.Dot %v", threads, shape, j, i, out[j*(rows+2)+i], want)
@@ -296,6 +302,41 @@ func TestMatMulPacked(t *testing.T) {
 	}
 }
 
+// packedPass runs eight, then four activation rows a pass, and pads short groups into a wider
+// pass only from the set's pad4 on: the passes a batch takes, for a set with and without
+// eight-column kernels and padding.
+func TestPackedPassWidths(t *testing.T) {
+	k4 := func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int) {}
+	passes := func(k *packedKernelSet, n int) string {
+		var s []string
+		for left := n; left > 0; {
+			w, f := packedPass(k, left)
+			if (w == 1) != (f == nil) {
+				t.Fatalf("pass of %d with kernel %v", w, f != nil)
+			}
+			s = append(s, fmt.Sprint(w))
+			left -= min(w, left)
+		}
+		return strings.Join(s, "+")
+	}
+	for _, c := range []struct {
+		k    *packedKernelSet
+		want []string // for N = 1..11
+	}{
+		{&packedKernelSet{dot4: k4, dot8: k4, pad4: 2}, []string{"1", "4", "4", "4", "4+1", "8", "8", "8", "8+1", "8+4", "8+4"}},
+		{&packedKernelSet{dot4: k4, pad4: 2}, []string{"1", "4", "4", "4", "4+1", "4+4", "4+4", "4+4", "4+4+1", "4+4+4", "4+4+4"}},
+		{&packedKernelSet{dot4: k4, pad4: 3}, []string{"1", "1+1", "4", "4", "4+1", "4+1+1", "4+4", "4+4", "4+4+1", "4+4+1+1", "4+4+4"}},
+		{&packedKernelSet{dot4: k4, dot8: k4}, []string{"1", "1+1", "1+1+1", "4", "4+1", "4+1+1", "4+1+1+1", "8", "8+1", "8+1+1", "8+1+1+1"}},
+		{nil, []string{"1", "1+1", "1+1+1", "1+1+1+1", "1+1+1+1+1", "1+1+1+1+1+1", "1+1+1+1+1+1+1", "1+1+1+1+1+1+1+1", "1+1+1+1+1+1+1+1+1", "1+1+1+1+1+1+1+1+1+1", "1+1+1+1+1+1+1+1+1+1+1"}},
+	} {
+		for n := 1; n <= len(c.want); n++ {
+			if got := passes(c.k, n); got != c.want[n-1] {
+				t.Errorf("set %+v N=%d: passes %s, want %s", c.k, n, got, c.want[n-1])
+			}
+		}
+	}
+}
+
 // benchPacked returns a packed rows×cols matrix of type ty for benchmarks, at least size
 // bytes of it (copies of one quantized block of rows, so that a matrix larger than the caches
 // is made quickly), with eight prepared activation rows; it skips where there are no kernels.
@@ -319,6 +360,45 @@ func benchPacked(b *testing.B, r *rand.Rand, ty ggml.Type, rows, cols, size int)
 		big.prep(QuantizeActivations(ty, randVec(r, cols, 1), nil), prep[c*sz:(c+1)*sz])
 	}
 	return big, prep
+}
+
+// BenchmarkPackedPadding times two and three activation rows over a matrix streamed from
+// memory (128 MiB, one thread) as a pass of the four-column kernel padded past the last row
+// ("padded") and as one pass each ("each"), for this CPU's kernels of every packed type: the
+// measurements behind packedPad4. Run it under GODEBUG=cpu.avx512f=off (and
+// cpu.avx512f=off,cpu.avxvnni=off) for the narrower sets.
+func BenchmarkPackedPadding(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 9))
+	pool := NewPool(1)
+	defer pool.Close()
+	const cols = 2048
+	for _, ty := range append([]ggml.Type{ggml.Q8_0}, packedTypes...) {
+		k := packedFormats[ty].kernels
+		if k == nil || k.dot4 == nil {
+			continue
+		}
+		p, _ := benchPacked(b, r, ty, 1024, cols, 128<<20)
+		ab64, _ := VecDotType(ty).RowSize(cols)
+		var act []byte
+		for j := 0; j < 3; j++ {
+			act = append(act, QuantizeActivations(ty, randVec(r, cols, 1), nil)...)
+		}
+		out := make([]float32, 3*p.rows)
+		for _, n := range []int{2, 3} {
+			for _, pad := range []int{n, 0} {
+				mm := &MatMul{Ops: []MatMulOp{{Type: ty, Packed: p, Rows: p.rows, Cols: cols, N: n, Act: act, ActStride: int(ab64), Out: out, OutStride: p.rows}}}
+				name := map[bool]string{true: "padded", false: "each"}[pad > 0]
+				b.Run(fmt.Sprintf("%s/%s/N=%d/%s", ty, k.name, n, name), func(b *testing.B) {
+					defer func(was int) { k.pad4 = was }(k.pad4)
+					k.pad4 = pad
+					b.SetBytes(int64(len(p.data)))
+					for b.Loop() {
+						mm.Run(pool)
+					}
+				})
+			}
+		}
+	}
 }
 
 // BenchmarkPackedKernels times every packed kernel set this CPU runs (vnni, avx2) in one,
@@ -374,7 +454,7 @@ func BenchmarkPackedMatMulStream(b *testing.B) {
 			act = append(act, QuantizeActivations(ty, randVec(r, cols, 1), nil)...)
 		}
 		out := make([]float32, 8*p.rows)
-		for _, n := range []int{1, 4, 8} {
+		for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8} {
 			mm := &MatMul{Ops: []MatMulOp{{Type: ty, Packed: p, Rows: p.rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: out, OutStride: p.rows}}}
 			b.Run(fmt.Sprintf("%s/N=%d/threads=%d", ty, n, pool.Threads()), func(b *testing.B) {
 				b.SetBytes(int64(len(p.data)))
