@@ -66,10 +66,20 @@ type MatMul struct {
 	pad   [][]float32               // per worker: results of a packed pass wider than its rows
 }
 
-// unitBytes is the weight bytes one unit of a decode step covers (N < 32): each weight streams
-// from memory once, and bigger units mean fewer hand-offs and fewer cold starts of the
-// prefetching, while the shared counter is still touched rarely.
+// unitBytes is the weight bytes one unit of a batch of decode steps covers (1 < N < 32): each
+// weight streams from memory once, and bigger units mean fewer hand-offs and fewer cold starts
+// of the prefetching, while the shared counter is still touched rarely; a unit's rows stay in
+// the level-2 cache for the passes after the first where a batch takes several.
 const unitBytes = 128 << 10
+
+// decodeUnitBytes is unitBytes for one sequence's decode step (N = 1), which reads each weight
+// once in one pass. Longer runs of memory a unit: on the 2-core Zen 5 VM at two threads, 1 MiB
+// against 128 KiB decoded Q4_0 1.01-1.19x and Q4_K_M 1.10-1.14x faster (512 KiB 1.01-1.13x and
+// 1.04-1.12x; `exo bench -p 0 -n 64 -t 2`, four rounds; all three models 1.04-1.11x in three
+// more). One thread walks the units in order anyway, and there 1 MiB did no better (0.97-1.00x
+// for Q4_K_M over five rounds), so it keeps unitBytes. Where many threads share a matrix the
+// cap of eight units a worker keeps units smaller anyway.
+const decodeUnitBytes = 1 << 20
 
 // promptUnitBytes is the weight bytes one unit of a prompt batch (N >= 32) covers. A unit's
 // rows are re-read from the level-2 cache for every group of activation rows, and a bigger unit
@@ -85,7 +95,11 @@ func (m *MatMul) Run(p *Pool) {
 	for i := range m.Ops {
 		op := &m.Ops[i]
 		rb := op.check()
-		per := max(1, unitBytes/rb)
+		ub := unitBytes
+		if op.N == 1 && p.Threads() > 1 {
+			ub = decodeUnitBytes
+		}
+		per := max(1, ub/rb)
 		if op.N >= 32 {
 			per = max(1, promptUnitBytes/rb)
 		}
@@ -105,10 +119,10 @@ func (m *MatMul) Run(p *Pool) {
 		if op.Act != nil && op.N < 4 && op.Rows >= stripeMin && op.hasRows4() {
 			// Decode: each unit takes the same stretch of the matrix's four quarters, which the
 			// kernels walk as four streams in step, and consecutive units continue the streams.
-			// A stretch per stream of about unitBytes (short stretches cost a restart of the
-			// streams each), but at least four units for each worker.
+			// A stretch per stream of about ub (short stretches cost a restart of the streams
+			// each), but at least four units for each worker.
 			q = (op.Rows + 3) / 4
-			per = max(1, unitBytes/rb, per/4)
+			per = max(1, ub/rb, per/4)
 			per = max(1, min(per, q/(4*p.Threads())))
 			total += (q + per - 1) / per
 		} else {
