@@ -72,8 +72,9 @@ type MatMul struct {
 // the level-2 cache for the passes after the first where a batch takes several.
 const unitBytes = 128 << 10
 
-// decodeUnitBytes is unitBytes for one sequence's decode step (N = 1), which reads each weight
-// once in one pass. Longer runs of memory a unit: on the 2-core Zen 5 VM at two threads, 1 MiB
+// decodeUnitBytes is unitBytes for a decode step that reads each weight once, in one pass for
+// all its activation rows (onePass). Longer runs of memory a unit: on the 2-core Zen 5 VM at
+// two threads, 1 MiB
 // against 128 KiB decoded Q4_0 1.01-1.19x and Q4_K_M 1.10-1.14x faster (512 KiB 1.01-1.13x and
 // 1.04-1.12x; `exo bench -p 0 -n 64 -t 2`, four rounds; all three models 1.04-1.11x in three
 // more). One thread walks the units in order anyway, and there 1 MiB did no better (0.97-1.00x
@@ -96,7 +97,7 @@ func (m *MatMul) Run(p *Pool) {
 		op := &m.Ops[i]
 		rb := op.check()
 		ub := unitBytes
-		if op.N == 1 && p.Threads() > 1 {
+		if p.Threads() > 1 && op.onePass() {
 			ub = decodeUnitBytes
 		}
 		per := max(1, ub/rb)
@@ -460,6 +461,19 @@ func (op *MatMulOp) rangePacked(r0, r1 int, prep []byte, sz int, scr *[8 * panel
 		}
 		j += cols
 	}
+}
+
+// onePass reports whether a decode step of op serves all its activation rows in one pass over
+// the weights: one row, or a batch that one pass of a packed kernel takes whole (packedPass).
+func (op *MatMulOp) onePass() bool {
+	if op.N == 1 {
+		return true
+	}
+	if op.Packed == nil || op.Act == nil {
+		return false
+	}
+	w, _ := packedPass(op.Packed.kernels(), op.N)
+	return w >= op.N
 }
 
 // packedPad is how many activation rows past an op's last a packed pass may read (rows of a
