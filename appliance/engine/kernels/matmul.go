@@ -66,20 +66,20 @@ type MatMul struct {
 	pad   [][]float32               // per worker: results of a packed pass wider than its rows
 }
 
-// unitBytes is the weight bytes one unit of a batch of decode steps covers (1 < N < 32): each
-// weight streams from memory once, and bigger units mean fewer hand-offs and fewer cold starts
-// of the prefetching, while the shared counter is still touched rarely; a unit's rows stay in
-// the level-2 cache for the passes after the first where a batch takes several.
+// unitBytes is the weight bytes one unit of a decode step covers (N < 32; on several threads
+// see decodeUnitBytes): each weight streams from memory once, and bigger units mean fewer
+// hand-offs and fewer cold starts of the prefetching, while the shared counter is still
+// touched rarely; a unit's rows stay in the level-2 cache for the passes after the first
+// where a batch takes several.
 const unitBytes = 128 << 10
 
-// decodeUnitBytes is unitBytes for a decode step that reads each weight once, in one pass for
-// all its activation rows (onePass). Longer runs of memory a unit: on the 2-core Zen 5 VM at
-// two threads, 1 MiB
-// against 128 KiB decoded Q4_0 1.01-1.19x and Q4_K_M 1.10-1.14x faster (512 KiB 1.01-1.13x and
-// 1.04-1.12x; `exo bench -p 0 -n 64 -t 2`, four rounds; all three models 1.04-1.11x in three
-// more). One thread walks the units in order anyway, and there 1 MiB did no better (0.97-1.00x
-// for Q4_K_M over five rounds), so it keeps unitBytes. Where many threads share a matrix the
-// cap of eight units a worker keeps units smaller anyway.
+// decodeUnitBytes is unitBytes on several threads for a decode step that reads each weight
+// once, in one pass for all its activation rows (onePass). Longer runs of memory a unit: on
+// the 2-core Zen 5 VM at two threads, 1 MiB against 128 KiB decoded Q4_0 1.01-1.19x and Q4_K_M
+// 1.10-1.14x faster (512 KiB 1.01-1.13x and 1.04-1.12x; `exo bench -p 0 -n 64 -t 2`, four
+// rounds; all three models 1.04-1.11x in three more). One thread walks the units in order
+// anyway, and there 1 MiB did no better (0.97-1.00x for Q4_K_M over five rounds). Where many
+// threads share a matrix the cap of eight units a worker keeps units smaller anyway.
 const decodeUnitBytes = 1 << 20
 
 // promptUnitBytes is the weight bytes one unit of a prompt batch (N >= 32) covers. A unit's
