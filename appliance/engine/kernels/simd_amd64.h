@@ -961,6 +961,15 @@ widen_loop: \
 // Packed kernels of four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)) and of
 // eight (as PK8_FINISH_ALL): col(j, base, sum) for every column, its integer sum in Z4-Z7 or
 // Z0-Z7.
+// The four columns of the 256-bit four-column kernels (activations at (DI), (DI)(DX*1),
+// (R14), (R14)(DX*1)): col(a, b, base, s, t) for each, with that column's two sums s0..s3 and
+// t0..t3 (registers or register numbers, as col takes them).
+#define COLS4_WITH(col, a, b, s0, s1, s2, s3, t0, t1, t2, t3) \
+	col(a, b, (DI), s0, t0); \
+	col(a, b, (DI)(DX*1), s1, t1); \
+	col(a, b, (R14), s2, t2); \
+	col(a, b, (R14)(DX*1), s3, t3)
+
 #define PKN_COLS4(col, j) \
 	col(j, (DI), Z4); \
 	col(j, (DI)(DX*1), Z5); \
@@ -1413,11 +1422,7 @@ plab: \
 	VPDPBUSD_VEX(13, 9, s0); \
 	VPDPBUSD_VEX(13, 11, s1)
 
-#define PV_COLS2(a, b) \
-	PV_COL2(a, b, (DI), 0, 4); \
-	PV_COL2(a, b, (DI)(DX*1), 1, 5); \
-	PV_COL2(a, b, (R14), 2, 6); \
-	PV_COL2(a, b, (R14)(DX*1), 3, 7)
+#define PV_COLS2(a, b) COLS4_WITH(PV_COL2, a, b, 0, 1, 2, 3, 4, 5, 6, 7)
 
 // Every column's sums (both halves) start at the block's offset term (at 36).
 #define PV_START4 \
@@ -1678,11 +1683,7 @@ blab: \
 	VPMADDUBSW   Y14, Y13, Y15; \
 	VPADDW       Y15, hsum, hsum
 
-#define PAK_COLS4(lo, hi) \
-	PAK_COL4(lo, hi, (DI), Y4, Y8); \
-	PAK_COL4(lo, hi, (DI)(DX*1), Y5, Y9); \
-	PAK_COL4(lo, hi, (R14), Y6, Y10); \
-	PAK_COL4(lo, hi, (R14)(DX*1), Y7, Y11)
+#define PAK_COLS4(lo, hi) COLS4_WITH(PAK_COL4, lo, hi, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11)
 
 // AVX-VNNI kernels of the K-quants with 6-bit scales and mins (Q4_K, Q5_K; the columns also
 // serve Q5_0's and Q5_1's), four columns, one half at a time as the AVX2 ones: each sub-block's
@@ -1696,11 +1697,7 @@ blab: \
 	VPBROADCASTD hi base, Y14; \
 	VPDPBUSD_VEX(14, 13, hsum)
 
-#define PVK_COLS4(lo, hi) \
-	PVK_COL(lo, hi, (DI), 4, 8); \
-	PVK_COL(lo, hi, (DI)(DX*1), 5, 9); \
-	PVK_COL(lo, hi, (R14), 6, 10); \
-	PVK_COL(lo, hi, (R14)(DX*1), 7, 11)
+#define PVK_COLS4(lo, hi) COLS4_WITH(PVK_COL, lo, hi, 4, 5, 6, 7, 8, 9, 10, 11)
 
 // The columns' sums of a chunk, each scaled by mul with the rows' scales (Y12, Y13: dwords for
 // VPMULLD on the AVX-VNNI kernels' int32 sums, words for VPMADDWD on AVX2's int16 ones) and
