@@ -248,6 +248,32 @@ func (s *Stage) NewSequence(ctxLen int) *Seq {
 // Len is the number of positions held in the cache (the next position to process).
 func (q *Seq) Len() int { return q.n }
 
+// Extend returns a sequence of ctxLen positions whose cache holds q's first keep positions,
+// copied (a new request continuing an earlier one's tokens needs no prefill of them, even
+// where it needs a longer context than q was made for). q is left as it was.
+func (q *Seq) Extend(ctxLen, keep int) (*Seq, error) {
+	if keep < 0 || keep > q.n || keep > ctxLen {
+		return nil, fmt.Errorf("model: keep %d of %d cached positions in a context of %d", keep, q.n, ctxLen)
+	}
+	r := q.stage.NewSequence(ctxLen)
+	c := q.stage.Config
+	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
+	for li := range q.kF16 {
+		copy(r.kF16[li], q.kF16[li][:keep*kd])
+		copy(r.vF16[li], q.vF16[li][:keep*vd])
+	}
+	for li := range q.kQ8 {
+		copy(r.kQ8[li], q.kQ8[li][:keep*q.stage.kvK.rowBytes])
+		copy(r.vQ8[li], q.vQ8[li][:keep*q.stage.kvV.rowBytes])
+	}
+	for li := range q.kF32 {
+		copy(r.kF32[li], q.kF32[li][:keep*kd])
+		copy(r.vF32[li], q.vF32[li][:keep*vd])
+	}
+	r.n = keep
+	return r, nil
+}
+
 // Cap is the context length of the sequence.
 func (q *Seq) Cap() int { return q.ctxLen }
 

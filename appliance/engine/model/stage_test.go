@@ -193,6 +193,51 @@ func TestBatchingAndAllLogits(t *testing.T) {
 	}
 }
 
+// A sequence extended to a longer context from the first positions of another continues
+// exactly as the original does from there, for every KV cache type; bad arguments are refused
+// and the source is left as it was.
+func TestSeqExtend(t *testing.T) {
+	f := openFixture(t, "stories260K/stories260K-F32.gguf")
+	prompt := loadGolden(t, "stories260K/golden/stories260K-F32.json").Prompts[1].PromptIDs // 7 tokens
+	for _, kv := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0} {
+		st, err := LoadStage(f, 0, 5, Options{KVType: kv})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := st.NewSequence(8)
+		want, err := st.Forward(seq, Batch{Tokens: prompt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantLogits := append([]float32(nil), want.Logits...)
+		for _, bad := range [][2]int{{32, 8}, {32, -1}, {4, 5}} {
+			if _, err := seq.Extend(bad[0], bad[1]); err == nil {
+				t.Errorf("%s: Extend(%d, %d) of 7 cached positions accepted", kv, bad[0], bad[1])
+			}
+		}
+		ext, err := seq.Extend(32, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ext.Cap() != 32 || ext.Len() != 4 || seq.Len() != len(prompt) {
+			t.Fatalf("%s: extended to cap %d len %d, source len %d", kv, ext.Cap(), ext.Len(), seq.Len())
+		}
+		got, err := st.Forward(ext, Batch{Pos: 4, Tokens: prompt[4:]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equalF32(got.Logits, wantLogits) {
+			t.Errorf("%s: continuing an extended sequence changed the logits", kv)
+		}
+		// Positions beyond the old context are usable.
+		for pos := len(prompt); pos < 20; pos++ {
+			if _, err := st.Forward(ext, Batch{Pos: pos, Tokens: prompt[:1]}); err != nil {
+				t.Fatalf("%s: position %d of the extended sequence: %v", kv, pos, err)
+			}
+		}
+	}
+}
+
 func equalF32(a, b []float32) bool {
 	if len(a) != len(b) {
 		return false
