@@ -2,7 +2,10 @@
 // every step is one ForwardBatch over all live sequences, new requests join the running batch
 // at the next step (their prompts fed in chunks alongside the others' decode tokens, so a long
 // prompt never stalls the sequences already generating), and finished or cancelled sequences
-// leave it at once.
+// leave it at once. A finished request's sequence stays, with its cache, for the next request
+// whose prompt begins with the same tokens: that part of the prompt is not evaluated again
+// (a chat's earlier turns, a shared system prompt), and the results are the same bit for bit,
+// as every position's keys and values depend only on the tokens up to it.
 package scheduler
 
 import (
@@ -48,6 +51,7 @@ type Request struct {
 // Result is the outcome of a request.
 type Result struct {
 	PromptTokens int
+	CachedTokens int    // leading prompt tokens whose keys and values an earlier request left
 	Tokens       int    // generated tokens passed to OnToken
 	FinishReason string // FinishStop or FinishLength when Err is nil
 	Queued       time.Duration
@@ -83,7 +87,14 @@ type Scheduler struct {
 
 	mu    sync.Mutex
 	stats Stats
-	idle  []*model.Seq // sequences of finished requests, reused for their KV cache
+	idle  []idleSeq // sequences of finished requests, oldest first, reused with their caches
+}
+
+// idleSeq is a finished request's sequence and the tokens whose keys and values it holds
+// (len(toks) == seq.Len()).
+type idleSeq struct {
+	seq  *model.Seq
+	toks []int32
 }
 
 // Stats are counters of a Scheduler's work. A request's sequence has left Active and entered
@@ -92,6 +103,7 @@ type Stats struct {
 	Active, Waiting int   // sequences in the running batch, requests queued
 	Steps           int64 // ForwardBatch calls
 	StepTokens      int64 // positions evaluated
+	CachedTokens    int64 // prompt positions taken from earlier requests' caches instead
 	MaxActive       int   // most sequences in one step
 	Completed       int64
 }
@@ -137,7 +149,8 @@ type Handle struct {
 
 	// Loop state.
 	seq      *model.Seq
-	fed      int       // prompt positions evaluated
+	toks     []int32   // the tokens whose keys and values seq holds once the step runs
+	fed      int       // prompt positions evaluated (or found in the cache)
 	next     int32     // token to feed at the next decode step
 	logits   []float32 // to sample from, during a step
 	admitted time.Time
@@ -236,8 +249,8 @@ func (s *Scheduler) loop() {
 		}
 		admitted := h.seq != nil
 		if admitted {
-			s.release(h.seq)
-			h.seq = nil
+			s.release(h.seq, h.toks)
+			h.seq, h.toks = nil, nil
 		}
 		s.mu.Lock()
 		if admitted {
@@ -275,9 +288,11 @@ func (s *Scheduler) loop() {
 			}
 			h.admitted = time.Now()
 			h.res.Queued = h.admitted.Sub(h.submitted)
-			h.seq = s.acquire(h.ctxN)
+			h.seq, h.toks, h.fed = s.acquire(h.ctxN, h.req.Prompt)
+			h.res.CachedTokens = h.fed
 			active = append(active, h)
 			s.mu.Lock()
+			s.stats.CachedTokens += int64(h.fed)
 			s.stats.Active++
 			s.stats.MaxActive = max(s.stats.MaxActive, s.stats.Active)
 			s.mu.Unlock()
@@ -322,6 +337,7 @@ func (s *Scheduler) loop() {
 		for _, h := range active {
 			if h.fed == len(h.req.Prompt) {
 				toks = append(toks, h.next)
+				h.toks = append(h.toks, h.next)
 			}
 		}
 		ti := 0
@@ -337,6 +353,7 @@ func (s *Scheduler) loop() {
 			if h.fed < len(h.req.Prompt) && budget > 0 {
 				k := min(len(h.req.Prompt)-h.fed, budget)
 				items = append(items, model.SeqBatch{Seq: h.seq, Batch: model.Batch{Pos: h.fed, Tokens: h.req.Prompt[h.fed : h.fed+k]}})
+				h.toks = append(h.toks, h.req.Prompt[h.fed:h.fed+k]...)
 				owner = append(owner, h)
 				budget -= k
 			}
@@ -350,8 +367,10 @@ func (s *Scheduler) loop() {
 		s.stats.StepTokens += int64(s.cfg.StepTokens - budget)
 		s.mu.Unlock()
 		if err != nil {
-			// Inputs were validated on submission; a failure here fails the whole step.
+			// Inputs were validated on submission; a failure here fails the whole step, and
+			// leaves no cache worth keeping.
 			for _, h := range active {
+				h.toks = nil
 				finish(h, fmt.Errorf("scheduler: step: %w", err))
 			}
 			active = active[:0]
@@ -471,27 +490,67 @@ func (s *Scheduler) sample(h *Handle, logits []float32) (bool, error) {
 	return false, nil
 }
 
-// acquire returns a sequence with room for n positions, reusing an idle one when it fits.
-func (s *Scheduler) acquire(n int) *model.Seq {
+// acquire returns a sequence with room for n positions for prompt, the tokens its cache holds
+// and how many they are: the idle sequence whose tokens share the longest start with the
+// prompt (all but its last token at most, whose logits the request needs), extended to n
+// positions where it has fewer, else an idle one with room (the oldest), else a new one.
+func (s *Scheduler) acquire(n int, prompt []int32) (*model.Seq, []int32, int) {
 	s.mu.Lock()
-	for i, q := range s.idle {
-		if q.Cap() >= n {
-			s.idle = append(s.idle[:i], s.idle[i+1:]...)
-			s.mu.Unlock()
-			_ = q.Truncate(0)
-			return q
+	best, keep := -1, 0
+	for i, e := range s.idle {
+		if p := commonPrefix(e.toks, prompt[:len(prompt)-1]); p > keep {
+			best, keep = i, p
 		}
 	}
+	if best < 0 {
+		for i, e := range s.idle {
+			if e.seq.Cap() >= n {
+				best = i
+				break
+			}
+		}
+	}
+	if best < 0 {
+		s.mu.Unlock()
+		return s.cfg.Stage.NewSequence(n), nil, 0
+	}
+	e := s.idle[best]
+	s.idle = append(s.idle[:best], s.idle[best+1:]...)
 	s.mu.Unlock()
-	return s.cfg.Stage.NewSequence(n)
+	if e.seq.Cap() >= n {
+		_ = e.seq.Truncate(keep) // keep <= e.seq.Len()
+		return e.seq, e.toks[:keep], keep
+	}
+	q, err := e.seq.Extend(n, keep)
+	if err != nil { // cannot happen: keep < len(prompt) < n and keep <= e.seq.Len()
+		return s.cfg.Stage.NewSequence(n), nil, 0
+	}
+	return q, e.toks[:keep], keep
 }
 
-// release keeps up to MaxSeqs idle sequences; KV caches are the largest allocations of a
-// request, and a busy server would otherwise make a new one per request.
-func (s *Scheduler) release(q *model.Seq) {
+func commonPrefix(a, b []int32) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// release keeps up to MaxSeqs idle sequences, the most recent ones: KV caches are the largest
+// allocations of a request, a busy server would otherwise make a new one per request, and a
+// recent request's tokens are the likeliest start of the next prompt. toks are the tokens whose
+// keys and values q holds; nil (a failed step) keeps only the memory.
+func (s *Scheduler) release(q *model.Seq, toks []int32) {
+	if len(toks) != q.Len() {
+		_ = q.Truncate(0)
+		toks = nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.idle) < s.cfg.MaxSeqs {
-		s.idle = append(s.idle, q)
+	if len(s.idle) >= s.cfg.MaxSeqs {
+		s.idle = append(s.idle[:0], s.idle[1:]...)
 	}
+	s.idle = append(s.idle, idleSeq{seq: q, toks: toks})
 }

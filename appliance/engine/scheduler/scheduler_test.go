@@ -416,3 +416,71 @@ func TestSplitStepsMatchSolo(t *testing.T) {
 		}
 	}
 }
+
+// A request whose prompt begins with an earlier request's tokens (its prompt and what it
+// generated) takes their keys and values from the finished sequence instead of evaluating them
+// again, whether that sequence has room for the new request (cut back) or not (extended), and
+// generates exactly what it generates alone; an unrelated prompt shares only its first token.
+func TestPrefixReuse(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 2})
+	// Log-probabilities of the chosen and the top tokens, so that a logit changed too little to
+	// change a greedy choice still shows.
+	params := sampler.Params{Logprobs: true, TopLogprobs: 4}
+	run := func(prompt []int32, n int) ([]int32, Result) {
+		t.Helper()
+		var got []int32
+		var lps []sampler.Result
+		res, err := s.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: n, IgnoreEOS: true, Sampler: params,
+			OnToken: func(tok int32, r sampler.Result) error { got = append(got, tok); lps = append(lps, r); return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := m.Generate(context.Background(), model.GenerateRequest{Prompt: prompt, MaxTokens: n, Sampler: params, IgnoreEOS: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equal(got, g.Tokens) {
+			t.Fatalf("prompt of %d tokens (%d cached): generated %v, alone %v", len(prompt), res.CachedTokens, got, g.Tokens)
+		}
+		for i, r := range lps {
+			w := g.Logprobs[i]
+			if r.Logprob != w.Logprob || len(r.Top) != len(w.Top) {
+				t.Fatalf("prompt of %d tokens (%d cached), token %d: logprob %v, alone %v", len(prompt), res.CachedTokens, i, r.Logprob, w.Logprob)
+			}
+			for k := range r.Top {
+				if r.Top[k] != w.Top[k] {
+					t.Fatalf("prompt of %d tokens (%d cached), token %d: top %v, alone %v", len(prompt), res.CachedTokens, i, r.Top, w.Top)
+				}
+			}
+		}
+		return got, res
+	}
+	a := m.Tokenizer.Encode(texts[0], true, false)
+	genA, resA := run(a, 12)
+	if resA.CachedTokens != 0 {
+		t.Fatalf("first request found %d cached tokens", resA.CachedTokens)
+	}
+	// A's sequence holds its prompt and the 11 tokens fed back; b continues 6 of them and then
+	// goes its own way, with a longer context than A's sequence has.
+	more := m.Tokenizer.Encode(" and the sun", false, false)
+	b := append(append(append([]int32(nil), a...), genA[:6]...), more...)
+	_, resB := run(b, 10)
+	if want := len(a) + 6; resB.CachedTokens != want {
+		t.Errorf("continuation: %d cached tokens, want %d", resB.CachedTokens, want)
+	}
+	// All of B's prompt but its last token, from B's sequence (which has room: cut back).
+	c := b[:len(b)-1]
+	_, resC := run(c, 3)
+	if want := len(c) - 1; resC.CachedTokens != want {
+		t.Errorf("repeated prompt: %d cached tokens, want %d", resC.CachedTokens, want)
+	}
+	d := m.Tokenizer.Encode(texts[2], true, false)
+	_, resD := run(d, 4)
+	if want := commonPrefix(d, a); resD.CachedTokens != want || want > 1 {
+		t.Errorf("unrelated prompt: %d cached tokens, want %d (the shared start)", resD.CachedTokens, want)
+	}
+	if got, want := s.Stats().CachedTokens, int64(resB.CachedTokens+resC.CachedTokens+resD.CachedTokens); got != want {
+		t.Errorf("Stats.CachedTokens = %d, want %d", got, want)
+	}
+}
