@@ -444,6 +444,7 @@ func (s *Server) generate(ctx context.Context, j *job, onText func(string) error
 		} else {
 			met.Finished.WithLabelValues(j.model, g.FinishReason).Inc()
 			met.Tokens.WithLabelValues(j.model, "prompt").Add(float64(len(g.PromptTokens)))
+			met.Tokens.WithLabelValues(j.model, "prompt_cached").Add(float64(g.CachedTokens))
 			met.Tokens.WithLabelValues(j.model, "generated").Add(float64(len(g.Tokens)))
 		}
 	}
@@ -451,13 +452,21 @@ func (s *Server) generate(ctx context.Context, j *job, onText func(string) error
 }
 
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int           `json:"prompt_tokens"`
+	CompletionTokens    int           `json:"completion_tokens"`
+	TotalTokens         int           `json:"total_tokens"`
+	PromptTokensDetails promptDetails `json:"prompt_tokens_details"`
+}
+
+// promptDetails is OpenAI's breakdown of the prompt tokens: cached_tokens were not evaluated
+// again, their keys and values left by an earlier request that began the same way.
+type promptDetails struct {
+	CachedTokens int `json:"cached_tokens"`
 }
 
 func usageOf(g *model.Generation) usage {
-	return usage{PromptTokens: len(g.PromptTokens), CompletionTokens: len(g.Tokens), TotalTokens: len(g.PromptTokens) + len(g.Tokens)}
+	return usage{PromptTokens: len(g.PromptTokens), CompletionTokens: len(g.Tokens), TotalTokens: len(g.PromptTokens) + len(g.Tokens),
+		PromptTokensDetails: promptDetails{CachedTokens: g.CachedTokens}}
 }
 
 func fingerprint() string { return "exo-" + buildinfo.Get().Version }

@@ -203,6 +203,35 @@ func TestOpenAIClientAgainstExo(t *testing.T) {
 			t.Fatalf("tokens %q do not spell the content %q", joined.String(), got.Choices[0].Message.Content)
 		}
 	})
+
+	t.Run("a follow-up turn reuses the conversation's cache", func(t *testing.T) {
+		first := []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Tell me a story.")}
+		a, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories260K-F32", Messages: first,
+			MaxTokens: openai.Int(20), Temperature: openai.Float(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := append(first, openai.AssistantMessage(a.Choices[0].Message.Content), openai.UserMessage("What happened next?"))
+		turn := func() (string, int64, int64) {
+			got, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "stories260K-F32", Messages: next,
+				MaxTokens: openai.Int(16), Temperature: openai.Float(0)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return got.Choices[0].Message.Content, got.Usage.PromptTokens, got.Usage.PromptTokensDetails.CachedTokens
+		}
+		text1, prompt1, cached1 := turn()
+		// The same turn again finds all its prompt but the last token, and says the same.
+		text2, prompt2, cached2 := turn()
+		// The follow-up begins with the first turn's prompt (its last token aside, where the
+		// template's text may tokenize differently) and what was generated for it.
+		if cached1 < a.Usage.PromptTokens-1 || cached1 >= prompt1 {
+			t.Errorf("cached tokens: follow-up %d of %d, first turn's prompt %d", cached1, prompt1, a.Usage.PromptTokens)
+		}
+		if text2 != text1 || prompt2 != prompt1 || cached2 != prompt2-1 {
+			t.Errorf("repeated turn: %q (%d of %d cached), first time %q (%d of %d)", text2, cached2, prompt2, text1, cached1, prompt1)
+		}
+	})
 }
 
 func postJSON(t *testing.T, url, body, key string) (int, map[string]any, http.Header) {

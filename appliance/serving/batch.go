@@ -150,5 +150,6 @@ func generate(ctx context.Context, s *scheduler.Scheduler, tok *tokenizer.Tokeni
 		g.FinishReason = model.FinishStop // an end-of-generation token, which the collector never saw
 	}
 	g.Timings.Prompt = res.Queued + res.Prompt
+	g.CachedTokens = res.CachedTokens
 	return col.Finish(submitted.Add(g.Timings.Prompt))
 }

@@ -22,7 +22,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		loaded:    prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "exo_model_loaded", Help: "1 while the model is loaded on this node."}, []string{"model"}),
 		rejected:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "exo_requests_rejected_total", Help: "Requests refused because the queue was full."}, []string{"model"}),
 		Finished:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "exo_generations_total", Help: "Finished generations by finish reason."}, []string{"model", "finish_reason"}),
-		Tokens:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "exo_tokens_total", Help: "Tokens processed, by kind (prompt, generated)."}, []string{"model", "kind"}),
+		Tokens:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "exo_tokens_total", Help: "Tokens processed, by kind (prompt, generated; prompt_cached: prompt tokens taken from an earlier request's cache, counted in prompt too)."}, []string{"model", "kind"}),
 		Cancelled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "exo_generations_cancelled_total", Help: "Generations stopped because the client went away."}, []string{"model"}),
 		TTFT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "exo_time_to_first_token_seconds", Help: "From admission to the first generated token.",

@@ -107,6 +107,9 @@ type Timings struct {
 // Generation is the result of Generate.
 type Generation struct {
 	PromptTokens []int32
+	// CachedTokens is how many leading prompt tokens were not evaluated, their keys and values
+	// found in the cache an earlier request left (a scheduler's; model.Generate has none).
+	CachedTokens int
 	Tokens       []int32 // generated tokens, the stopping EOG token excluded
 	Text         string  // the streamed text: control tokens not rendered, stop sequence cut
 	FinishReason string
