@@ -288,7 +288,7 @@ func (s *Scheduler) loop() {
 			}
 			h.admitted = time.Now()
 			h.res.Queued = h.admitted.Sub(h.submitted)
-			h.seq, h.toks, h.fed = s.acquire(h.ctxN, h.req.Prompt)
+			h.seq, h.toks, h.fed = s.acquire(h.ctxN, h.req.Prompt, active)
 			h.res.CachedTokens = h.fed
 			active = append(active, h)
 			s.mu.Lock()
@@ -493,14 +493,30 @@ func (s *Scheduler) sample(h *Handle, logits []float32) (bool, error) {
 // acquire returns a sequence with room for n positions for prompt, the tokens its cache holds
 // and how many they are: the idle sequence whose tokens share the longest start with the
 // prompt (all but its last token at most, whose logits the request needs), extended to n
-// positions where it has fewer, else an idle one with room (the oldest), else a new one.
-func (s *Scheduler) acquire(n int, prompt []int32) (*model.Seq, []int32, int) {
+// positions where it has fewer, else an idle one with room (the oldest), else a new one. Where
+// a running request's sequence shares a longer start (concurrent requests with one system
+// prompt), a new sequence gets a copy of that part of its cache: admission runs between
+// steps, so that cache is not being written meanwhile.
+func (s *Scheduler) acquire(n int, prompt []int32, active []*Handle) (*model.Seq, []int32, int) {
 	s.mu.Lock()
 	best, keep := -1, 0
 	for i, e := range s.idle {
 		if p := commonPrefix(e.toks, prompt[:len(prompt)-1]); p > keep {
 			best, keep = i, p
 		}
+	}
+	var from *Handle
+	for _, h := range active {
+		if p := commonPrefix(h.toks, prompt[:len(prompt)-1]); p > keep {
+			from, keep = h, p
+		}
+	}
+	if from != nil {
+		s.mu.Unlock()
+		if q, err := from.seq.Extend(n, keep); err == nil { // keep <= from.seq.Len() < n
+			return q, append(make([]int32, 0, n), prompt[:keep]...), keep
+		}
+		return s.cfg.Stage.NewSequence(n), nil, 0
 	}
 	if best < 0 {
 		for i, e := range s.idle {

@@ -436,24 +436,7 @@ func TestPrefixReuse(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, err := m.Generate(context.Background(), model.GenerateRequest{Prompt: prompt, MaxTokens: n, Sampler: params, IgnoreEOS: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !equal(got, g.Tokens) {
-			t.Fatalf("prompt of %d tokens (%d cached): generated %v, alone %v", len(prompt), res.CachedTokens, got, g.Tokens)
-		}
-		for i, r := range lps {
-			w := g.Logprobs[i]
-			if r.Logprob != w.Logprob || len(r.Top) != len(w.Top) {
-				t.Fatalf("prompt of %d tokens (%d cached), token %d: logprob %v, alone %v", len(prompt), res.CachedTokens, i, r.Logprob, w.Logprob)
-			}
-			for k := range r.Top {
-				if r.Top[k] != w.Top[k] {
-					t.Fatalf("prompt of %d tokens (%d cached), token %d: top %v, alone %v", len(prompt), res.CachedTokens, i, r.Top, w.Top)
-				}
-			}
-		}
+		sameAsAlone(t, m, prompt, n, params, res, got, lps)
 		return got, res
 	}
 	a := m.Tokenizer.Encode(texts[0], true, false)
@@ -483,4 +466,78 @@ func TestPrefixReuse(t *testing.T) {
 	if got, want := s.Stats().CachedTokens, int64(resB.CachedTokens+resC.CachedTokens+resD.CachedTokens); got != want {
 		t.Errorf("Stats.CachedTokens = %d, want %d", got, want)
 	}
+}
+
+// sameAsAlone fails t unless the tokens and log-probabilities a scheduled request produced are
+// model.Generate's for the same request alone, bit for bit.
+func sameAsAlone(t *testing.T, m *model.Model, prompt []int32, n int, params sampler.Params, res Result, got []int32, lps []sampler.Result) {
+	t.Helper()
+	g, err := m.Generate(context.Background(), model.GenerateRequest{Prompt: prompt, MaxTokens: n, Sampler: params, IgnoreEOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equal(got, g.Tokens) {
+		t.Fatalf("prompt of %d tokens (%d cached): generated %v, alone %v", len(prompt), res.CachedTokens, got, g.Tokens)
+	}
+	for i, r := range lps {
+		w := g.Logprobs[i]
+		if r.Logprob != w.Logprob || len(r.Top) != len(w.Top) {
+			t.Fatalf("prompt of %d tokens (%d cached), token %d: logprob %v, alone %v", len(prompt), res.CachedTokens, i, r.Logprob, w.Logprob)
+		}
+		for k := range r.Top {
+			if r.Top[k] != w.Top[k] {
+				t.Fatalf("prompt of %d tokens (%d cached), token %d: top %v, alone %v", len(prompt), res.CachedTokens, i, r.Top, w.Top)
+			}
+		}
+	}
+}
+
+// A request admitted while another is running with the same start of its prompt copies that
+// part of the running sequence's cache, and both generate what they generate alone.
+func TestPrefixReuseFromRunningRequest(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 2})
+	params := sampler.Params{Logprobs: true, TopLogprobs: 4}
+	shared := m.Tokenizer.Encode(texts[1]+" "+texts[3], true, false)
+	a := append(append([]int32(nil), shared...), m.Tokenizer.Encode(" and", false, false)...)
+	b := append(append([]int32(nil), shared...), m.Tokenizer.Encode(" but then", false, false)...)
+	common := commonPrefix(a, b) // the shared text, and perhaps the tails' first piece
+	if common < len(shared) || common >= len(b)-1 {
+		t.Fatalf("test prompts share %d tokens, want %d or a little more", common, len(shared))
+	}
+	var gotA, gotB []int32
+	var lpsA, lpsB []sampler.Result
+	started, submitted := make(chan struct{}), make(chan struct{})
+	ha, err := s.Submit(context.Background(), Request{Prompt: a, MaxTokens: 20, IgnoreEOS: true, Sampler: params,
+		OnToken: func(tok int32, r sampler.Result) error {
+			gotA, lpsA = append(gotA, tok), append(lpsA, r)
+			if len(gotA) == 2 {
+				close(started) // hold A running until B is queued
+				<-submitted
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	hb, err := s.Submit(context.Background(), Request{Prompt: b, MaxTokens: 8, IgnoreEOS: true, Sampler: params,
+		OnToken: func(tok int32, r sampler.Result) error { gotB, lpsB = append(gotB, tok), append(lpsB, r); return nil }})
+	close(submitted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resB, err := hb.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resA, err := ha.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resB.CachedTokens != common || resA.CachedTokens != 0 {
+		t.Errorf("cached tokens: B %d (want %d, from running A), A %d", resB.CachedTokens, common, resA.CachedTokens)
+	}
+	sameAsAlone(t, m, a, 20, params, resA, gotA, lpsA)
+	sameAsAlone(t, m, b, 8, params, resB, gotB, lpsB)
 }
