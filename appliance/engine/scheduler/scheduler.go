@@ -491,57 +491,50 @@ func (s *Scheduler) sample(h *Handle, logits []float32) (bool, error) {
 }
 
 // acquire returns a sequence with room for n positions for prompt, the tokens its cache holds
-// and how many they are: the idle sequence whose tokens share the longest start with the
-// prompt (all but its last token at most, whose logits the request needs), extended to n
-// positions where it has fewer, else an idle one with room (the oldest), else a new one. Where
-// a running request's sequence shares a longer start (concurrent requests with one system
-// prompt), a new sequence gets a copy of that part of its cache: admission runs between
-// steps, so that cache is not being written meanwhile.
+// and how many they are. That is the sequence, idle or running, whose tokens share the longest
+// start with the prompt (all but its last token at most, whose logits the request needs): an
+// idle one with room is taken and cut back to that start; from one without room, or from a
+// running request's (concurrent requests with one system prompt), the start is copied into a
+// new sequence, leaving the other as it is (admission runs between steps, so no cache is being
+// written meanwhile). With no shared start it is an idle one with room, else a new one.
 func (s *Scheduler) acquire(n int, prompt []int32, active []*Handle) (*model.Seq, []int32, int) {
+	want := prompt[:len(prompt)-1]
 	s.mu.Lock()
-	best, keep := -1, 0
+	in, keepIn := -1, 0 // the idle sequence with room sharing the longest start
+	var src *model.Seq  // the one to copy from, where that shares a longer start
+	keepSrc := 0
 	for i, e := range s.idle {
-		if p := commonPrefix(e.toks, prompt[:len(prompt)-1]); p > keep {
-			best, keep = i, p
-		}
-	}
-	var from *Handle
-	for _, h := range active {
-		if p := commonPrefix(h.toks, prompt[:len(prompt)-1]); p > keep {
-			from, keep = h, p
-		}
-	}
-	if from != nil {
-		s.mu.Unlock()
-		if q, err := from.seq.Extend(n, keep); err == nil { // keep <= from.seq.Len() < n
-			return q, append(make([]int32, 0, n), prompt[:keep]...), keep
-		}
-		return s.cfg.Stage.NewSequence(n), nil, 0
-	}
-	if best < 0 {
-		for i, e := range s.idle {
-			if e.seq.Cap() >= n {
-				best = i
-				break
+		p := commonPrefix(e.toks, want)
+		if e.seq.Cap() >= n {
+			if in < 0 || p > keepIn {
+				in, keepIn = i, p
 			}
+		} else if p > keepSrc {
+			src, keepSrc = e.seq, p
 		}
 	}
-	if best < 0 {
+	for _, h := range active {
+		if p := commonPrefix(h.toks, want); p > keepSrc {
+			src, keepSrc = h.seq, p
+		}
+	}
+	if src != nil && keepSrc > keepIn {
+		s.mu.Unlock()
+		q, err := src.Extend(n, keepSrc) // keepSrc <= src.Len(), < len(prompt) < n
+		if err != nil {
+			return s.cfg.Stage.NewSequence(n), nil, 0
+		}
+		return q, append(make([]int32, 0, n), prompt[:keepSrc]...), keepSrc
+	}
+	if in < 0 {
 		s.mu.Unlock()
 		return s.cfg.Stage.NewSequence(n), nil, 0
 	}
-	e := s.idle[best]
-	s.idle = append(s.idle[:best], s.idle[best+1:]...)
+	e := s.idle[in]
+	s.idle = append(s.idle[:in], s.idle[in+1:]...)
 	s.mu.Unlock()
-	if e.seq.Cap() >= n {
-		_ = e.seq.Truncate(keep) // keep <= e.seq.Len()
-		return e.seq, e.toks[:keep], keep
-	}
-	q, err := e.seq.Extend(n, keep)
-	if err != nil { // cannot happen: keep < len(prompt) < n and keep <= e.seq.Len()
-		return s.cfg.Stage.NewSequence(n), nil, 0
-	}
-	return q, e.toks[:keep], keep
+	_ = e.seq.Truncate(keepIn) // keepIn <= e.seq.Len()
+	return e.seq, e.toks[:keepIn], keepIn
 }
 
 func commonPrefix(a, b []int32) int {
