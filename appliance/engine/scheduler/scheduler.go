@@ -41,6 +41,9 @@ type Request struct {
 	IgnoreEOS bool // keep generating past end-of-generation tokens
 	// CtxLen is the KV cache size; 0 means prompt + MaxTokens, capped by the model's context.
 	CtxLen int
+	// CacheScope: a request reuses the cached prompt start of another only where both have the
+	// same scope (model.GenerateRequest.CacheScope).
+	CacheScope string
 	// OnToken receives each generated token in order, on a goroutine of the scheduler's (so
 	// it must return quickly and never block; calls for different requests may run at the same
 	// time; the stopping end-of-generation token is not passed). An error ends the sequence:
@@ -93,8 +96,9 @@ type Scheduler struct {
 // idleSeq is a finished request's sequence and the tokens whose keys and values it holds
 // (len(toks) == seq.Len()).
 type idleSeq struct {
-	seq  *model.Seq
-	toks []int32
+	seq   *model.Seq
+	toks  []int32
+	scope string // the CacheScope of the request that left it
 }
 
 // Stats are counters of a Scheduler's work. A request's sequence has left Active and entered
@@ -249,7 +253,7 @@ func (s *Scheduler) loop() {
 		}
 		admitted := h.seq != nil
 		if admitted {
-			s.release(h.seq, h.toks)
+			s.release(h.seq, h.toks, h.req.CacheScope)
 			h.seq, h.toks = nil, nil
 		}
 		s.mu.Lock()
@@ -288,7 +292,7 @@ func (s *Scheduler) loop() {
 			}
 			h.admitted = time.Now()
 			h.res.Queued = h.admitted.Sub(h.submitted)
-			h.seq, h.toks, h.fed = s.acquire(h.ctxN, h.req.Prompt, active)
+			h.seq, h.toks, h.fed = s.acquire(h.ctxN, h.req.Prompt, h.req.CacheScope, active)
 			h.res.CachedTokens = h.fed
 			active = append(active, h)
 			s.mu.Lock()
@@ -491,21 +495,29 @@ func (s *Scheduler) sample(h *Handle, logits []float32) (bool, error) {
 }
 
 // acquire returns a sequence with room for n positions for prompt, the tokens its cache holds
-// and how many they are. That is the sequence, idle or running, whose tokens share the longest
-// start with the prompt (all but its last token at most, whose logits the request needs): an
-// idle one with room is taken and cut back to that start; from one without room, or from a
-// running request's (concurrent requests with one system prompt), the start is copied into a
-// new sequence, leaving the other as it is (admission runs between steps, so no cache is being
-// written meanwhile). With no shared start it is an idle one with room, else a new one.
-func (s *Scheduler) acquire(n int, prompt []int32, active []*Handle) (*model.Seq, []int32, int) {
+// and how many they are. Only sequences of requests with the same scope share their starts,
+// and only up to all but the prompt's last token, whose logits the request needs.
+//
+// The sequence sharing the longest start is taken as it is, cut back to that start, where it
+// has room and loses no more cached tokens than it saves (so that one conversation's first
+// request does not wipe out another's cache for the BOS token they share); otherwise that
+// start is copied into a new sequence, from an idle sequence or a running request's (several
+// requests with one system prompt; admission runs between steps, so no cache is being written
+// meanwhile), which stays as it is. With no shared start a new sequence is made while the
+// idle pool has room for the one this request will leave, else the oldest idle one with room
+// is taken.
+func (s *Scheduler) acquire(n int, prompt []int32, scope string, active []*Handle) (*model.Seq, []int32, int) {
 	want := prompt[:len(prompt)-1]
 	s.mu.Lock()
-	in, keepIn := -1, 0 // the idle sequence with room sharing the longest start
-	var src *model.Seq  // the one to copy from, where that shares a longer start
+	in, keepIn := -1, 0 // the idle sequence to take as it is
+	var src *model.Seq  // the sequence to copy a longer start from
 	keepSrc := 0
 	for i, e := range s.idle {
+		if e.scope != scope {
+			continue
+		}
 		p := commonPrefix(e.toks, want)
-		if e.seq.Cap() >= n {
+		if e.seq.Cap() >= n && 2*p >= len(e.toks) {
 			if in < 0 || p > keepIn {
 				in, keepIn = i, p
 			}
@@ -514,6 +526,9 @@ func (s *Scheduler) acquire(n int, prompt []int32, active []*Handle) (*model.Seq
 		}
 	}
 	for _, h := range active {
+		if h.req.CacheScope != scope {
+			continue
+		}
 		if p := commonPrefix(h.toks, want); p > keepSrc {
 			src, keepSrc = h.seq, p
 		}
@@ -525,6 +540,14 @@ func (s *Scheduler) acquire(n int, prompt []int32, active []*Handle) (*model.Seq
 			return s.cfg.Stage.NewSequence(n), nil, 0
 		}
 		return q, append(make([]int32, 0, n), prompt[:keepSrc]...), keepSrc
+	}
+	if in < 0 && len(s.idle) >= s.cfg.MaxSeqs {
+		for i, e := range s.idle {
+			if e.seq.Cap() >= n {
+				in, keepIn = i, 0
+				break
+			}
+		}
 	}
 	if in < 0 {
 		s.mu.Unlock()
@@ -550,8 +573,9 @@ func commonPrefix(a, b []int32) int {
 // release keeps up to MaxSeqs idle sequences, the most recent ones: KV caches are the largest
 // allocations of a request, a busy server would otherwise make a new one per request, and a
 // recent request's tokens are the likeliest start of the next prompt. toks are the tokens whose
-// keys and values q holds; nil (a failed step) keeps only the memory.
-func (s *Scheduler) release(q *model.Seq, toks []int32) {
+// keys and values q holds (nil after a failed step: only the memory is kept), scope the
+// CacheScope of the request that leaves it.
+func (s *Scheduler) release(q *model.Seq, toks []int32, scope string) {
 	if len(toks) != q.Len() {
 		_ = q.Truncate(0)
 		toks = nil
@@ -561,5 +585,5 @@ func (s *Scheduler) release(q *model.Seq, toks []int32) {
 	if len(s.idle) >= s.cfg.MaxSeqs {
 		s.idle = append(s.idle[:0], s.idle[1:]...)
 	}
-	s.idle = append(s.idle, idleSeq{seq: q, toks: toks})
+	s.idle = append(s.idle, idleSeq{seq: q, toks: toks, scope: scope})
 }

@@ -541,3 +541,31 @@ func TestPrefixReuseFromRunningRequest(t *testing.T) {
 	sameAsAlone(t, m, a, 20, params, resA, gotA, lpsA)
 	sameAsAlone(t, m, b, 8, params, resB, gotB, lpsB)
 }
+
+// Requests of different cache scopes (API keys) share no cached start, not even the BOS
+// token; within a scope they do.
+func TestPrefixReuseStaysInScope(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 4})
+	prompt := m.Tokenizer.Encode(texts[1], true, false)
+	run := func(scope string) int {
+		t.Helper()
+		res, err := s.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 4, IgnoreEOS: true, CacheScope: scope})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.CachedTokens
+	}
+	if got := run("alice"); got != 0 {
+		t.Fatalf("first request: %d cached tokens", got)
+	}
+	if got := run("bob"); got != 0 {
+		t.Errorf("another scope's request found %d cached tokens", got)
+	}
+	if got := run("alice"); got != len(prompt)-1 {
+		t.Errorf("same scope: %d cached tokens, want %d", got, len(prompt)-1)
+	}
+	if got := run(""); got != 0 {
+		t.Errorf("the unscoped request found %d cached tokens", got)
+	}
+}
