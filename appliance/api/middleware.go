@@ -1,6 +1,8 @@
 package api
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -87,6 +89,17 @@ func (s *Server) accessLog(m *metrics) fiber.Handler {
 // authenticate demands a bearer key on everything but health checks and the dashboard's static
 // files, as soon as any key exists (configured or created with `exo keys create`). With no key
 // at all the API is open, which config validation allows only on loopback.
+// cacheScopeKey holds, in a request's locals, the scope of its key (cacheScope): requests
+// reuse each other's cached prompt starts only within one scope.
+const cacheScopeKey = "exo.cacheScope"
+
+// cacheScope names the key's scope without the key: a hash of its digest, kept in memory only.
+func cacheScope(key string) string {
+	d := apikeys.Digest(key)
+	s := sha256.Sum256(d[:])
+	return hex.EncodeToString(s[:16])
+}
+
 func authenticate(static []string, stored func() ([][32]byte, error), log *slog.Logger) fiber.Handler {
 	fixed := make([][32]byte, len(static))
 	for i, k := range static {
@@ -112,6 +125,7 @@ func authenticate(static []string, stored func() ([][32]byte, error), log *slog.
 		}
 		token, ok := strings.CutPrefix(c.Get(fiber.HeaderAuthorization), "Bearer ")
 		if ok && apikeys.Match(strings.TrimSpace(token), digests) {
+			c.Locals(cacheScopeKey, cacheScope(strings.TrimSpace(token)))
 			return c.Next()
 		}
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="exo"`)

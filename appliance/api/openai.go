@@ -378,6 +378,8 @@ func (s *Server) run(c fiber.Ctx, f *samplingFields, params sampler.Params, stop
 		usage: f.StreamOptions != nil && f.StreamOptions.IncludeUsage, logprobs: params.Logprobs,
 		topLogprobs: params.TopLogprobs, admitted: admitted,
 		req: model.GenerateRequest{Prompt: ids, MaxTokens: maxTokens, Sampler: params, Stop: stop, CtxLen: len(ids) + maxTokens}}
+	// With API keys, a caller reuses only its own requests' cached prompt starts.
+	j.req.CacheScope, _ = c.Locals(cacheScopeKey).(string)
 	if isChat {
 		j.id = newID("chatcmpl-")
 	} else {

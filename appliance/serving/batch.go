@@ -79,6 +79,7 @@ func generate(ctx context.Context, s *scheduler.Scheduler, tok *tokenizer.Tokeni
 	submitted := time.Now()
 	h, err := s.Submit(sctx, scheduler.Request{
 		Prompt: req.Prompt, Sampler: req.Sampler, MaxTokens: req.MaxTokens, IgnoreEOS: req.IgnoreEOS, CtxLen: req.CtxLen,
+		CacheScope: req.CacheScope,
 		OnToken: func(_ int32, res sampler.Result) error {
 			done, err := col.Accept(res)
 			if err != nil {

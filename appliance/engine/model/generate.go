@@ -88,6 +88,10 @@ type GenerateRequest struct {
 	IgnoreEOS bool // keep generating past end-of-generation tokens
 	// CtxLen is the KV cache size; 0 means prompt + MaxTokens, capped by the model's context.
 	CtxLen int
+	// CacheScope confines the reuse of cached prompt starts between requests (a scheduler's)
+	// to requests of the same scope: the API sets it per API key, so that one caller cannot
+	// learn from cached_tokens or timing what another's prompts began with.
+	CacheScope string
 	// OnText receives the text as it is generated (never a part of a stop sequence); returning an
 	// error aborts generation with that error.
 	OnText func(text string) error
