@@ -86,9 +86,6 @@ func (s *Server) accessLog(m *metrics) fiber.Handler {
 	}
 }
 
-// authenticate demands a bearer key on everything but health checks and the dashboard's static
-// files, as soon as any key exists (configured or created with `exo keys create`). With no key
-// at all the API is open, which config validation allows only on loopback.
 // cacheScopeKey holds, in a request's locals, the scope of its key (cacheScope): requests
 // reuse each other's cached prompt starts only within one scope.
 const cacheScopeKey = "exo.cacheScope"
@@ -100,6 +97,9 @@ func cacheScope(key string) string {
 	return hex.EncodeToString(s[:16])
 }
 
+// authenticate demands a bearer key on everything but health checks and the dashboard's static
+// files, as soon as any key exists (configured or created with `exo keys create`). With no key
+// at all the API is open, which config validation allows only on loopback.
 func authenticate(static []string, stored func() ([][32]byte, error), log *slog.Logger) fiber.Handler {
 	fixed := make([][32]byte, len(static))
 	for i, k := range static {
