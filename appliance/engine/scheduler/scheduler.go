@@ -498,66 +498,73 @@ func (s *Scheduler) sample(h *Handle, logits []float32) (bool, error) {
 // and how many they are. Only sequences of requests with the same scope share their starts,
 // and only up to all but the prompt's last token, whose logits the request needs.
 //
-// The sequence sharing the longest start is taken as it is, cut back to that start, where it
-// has room and loses no more cached tokens than it saves (so that one conversation's first
-// request does not wipe out another's cache for the BOS token they share); otherwise that
-// start is copied into a new sequence, from an idle sequence or a running request's (several
-// requests with one system prompt; admission runs between steps, so no cache is being written
-// meanwhile), which stays as it is. With no shared start a new sequence is made while the
-// idle pool has room for the one this request will leave, else the oldest idle one with room
-// is taken.
+// The scheduler holds at most MaxSeqs sequences in all, running and idle, as it did before
+// idle ones kept their caches: within that bound a request may get a new sequence, beyond it
+// it takes an idle one's place. The idle sequence sharing the longest start is taken as it
+// is, cut back to that start, where it has room, unless that throws away more cached tokens
+// than it saves while a new sequence may be made (so that one conversation's first request
+// does not wipe out another's cache for the BOS token they share). Otherwise the longest
+// shared start, from an idle sequence or a running request's (several requests with one
+// system prompt; admission runs between steps, so no cache is being written meanwhile), is
+// copied into a new sequence, the other left as it is. Beyond the bound, the oldest other idle
+// sequence makes way (reused as it is where nothing is copied and it has room).
 func (s *Scheduler) acquire(n int, prompt []int32, scope string, active []*Handle) (*model.Seq, []int32, int) {
 	want := prompt[:len(prompt)-1]
 	s.mu.Lock()
-	in, keepIn := -1, 0 // the idle sequence to take as it is
-	var src *model.Seq  // the sequence to copy a longer start from
-	keepSrc := 0
+	in, keep := -1, 0
 	for i, e := range s.idle {
-		if e.scope != scope {
-			continue
-		}
-		p := commonPrefix(e.toks, want)
-		if e.seq.Cap() >= n && 2*p >= len(e.toks) {
-			if in < 0 || p > keepIn {
-				in, keepIn = i, p
+		if e.scope == scope {
+			if p := commonPrefix(e.toks, want); p > keep {
+				in, keep = i, p
 			}
-		} else if p > keepSrc {
-			src, keepSrc = e.seq, p
 		}
 	}
+	var src *model.Seq
 	for _, h := range active {
-		if h.req.CacheScope != scope {
-			continue
-		}
-		if p := commonPrefix(h.toks, want); p > keepSrc {
-			src, keepSrc = h.seq, p
+		if h.req.CacheScope == scope {
+			if p := commonPrefix(h.toks, want); p > keep {
+				src, keep = h.seq, p
+			}
 		}
 	}
-	if src != nil && keepSrc > keepIn {
-		s.mu.Unlock()
-		q, err := src.Extend(n, keepSrc) // keepSrc <= src.Len(), < len(prompt) < n
-		if err != nil {
-			return s.cfg.Stage.NewSequence(n), nil, 0
+	room := len(active)+len(s.idle) < s.cfg.MaxSeqs
+	if src == nil && in >= 0 {
+		e := s.idle[in]
+		if e.seq.Cap() >= n && (2*keep >= len(e.toks) || !room) {
+			s.idle = append(s.idle[:in], s.idle[in+1:]...)
+			s.mu.Unlock()
+			_ = e.seq.Truncate(keep) // keep <= e.seq.Len()
+			return e.seq, e.toks[:keep], keep
 		}
-		return q, append(make([]int32, 0, n), prompt[:keepSrc]...), keepSrc
+		src = e.seq
 	}
-	if in < 0 && len(s.idle) >= s.cfg.MaxSeqs {
+	var reuse *model.Seq
+	if !room {
+		// At admission fewer than MaxSeqs run, so an idle sequence exists: the oldest other
+		// than src, else src itself (copied from, then dropped).
+		out := 0
 		for i, e := range s.idle {
-			if e.seq.Cap() >= n {
-				in, keepIn = i, 0
+			if e.seq != src {
+				out = i
 				break
 			}
 		}
+		if s.idle[out].seq != src {
+			reuse = s.idle[out].seq
+		}
+		s.idle = append(s.idle[:out], s.idle[out+1:]...)
 	}
-	if in < 0 {
-		s.mu.Unlock()
-		return s.cfg.Stage.NewSequence(n), nil, 0
-	}
-	e := s.idle[in]
-	s.idle = append(s.idle[:in], s.idle[in+1:]...)
 	s.mu.Unlock()
-	_ = e.seq.Truncate(keepIn) // keepIn <= e.seq.Len()
-	return e.seq, e.toks[:keepIn], keepIn
+	if src != nil {
+		if q, err := src.Extend(n, keep); err == nil { // keep <= src.Len(), < len(prompt) < n
+			return q, append(make([]int32, 0, n), prompt[:keep]...), keep
+		}
+	}
+	if reuse != nil && reuse.Cap() >= n {
+		_ = reuse.Truncate(0)
+		return reuse, nil, 0
+	}
+	return s.cfg.Stage.NewSequence(n), nil, 0
 }
 
 func commonPrefix(a, b []int32) int {

@@ -569,3 +569,76 @@ func TestPrefixReuseStaysInScope(t *testing.T) {
 		t.Errorf("the unscoped request found %d cached tokens", got)
 	}
 }
+
+// The scheduler holds at most MaxSeqs sequences, running and idle: once that many are idle, a
+// request sharing nothing takes the oldest one's place (its memory, where it has room) rather
+// than making another.
+func TestIdleSequencesStayWithinMaxSeqs(t *testing.T) {
+	m := openModel(t, stories)
+	s := newScheduler(t, m, Config{MaxSeqs: 2})
+	idle := func() []*model.Seq {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var out []*model.Seq
+		for _, e := range s.idle {
+			out = append(out, e.seq)
+		}
+		return out
+	}
+	for i, scope := range []string{"a", "b", "c"} {
+		before := idle()
+		prompt := m.Tokenizer.Encode(texts[i], true, false)
+		res, err := s.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 2, IgnoreEOS: true, CacheScope: scope})
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := idle()
+		if res.CachedTokens != 0 || len(after) != min(i+1, 2) {
+			t.Fatalf("request %d: %d cached tokens, %d idle sequences", i, res.CachedTokens, len(after))
+		}
+		if i == 2 && (after[0] != before[1] || after[1] != before[0]) {
+			t.Errorf("the third request did not take the oldest idle sequence's place: idle %p %p before, %p %p after", before[0], before[1], after[0], after[1])
+		}
+	}
+	// One running and one idle are two: a request admitted beside the running one takes the
+	// idle one's place.
+	before := idle()
+	started, release := make(chan struct{}), make(chan struct{})
+	var seen []*model.Seq
+	h, err := s.Submit(context.Background(), Request{Prompt: m.Tokenizer.Encode(texts[3], true, false), MaxTokens: 8, IgnoreEOS: true, CacheScope: "d",
+		OnToken: func(int32, sampler.Result) error {
+			if seen == nil {
+				seen = idle()
+				close(started)
+				<-release
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	if len(seen) != 1 {
+		t.Fatalf("a request beside one idle sequence left %d idle, want 1 (it took the other's place)", len(seen))
+	}
+	idleBeside := -1
+	h2, err := s.Submit(context.Background(), Request{Prompt: m.Tokenizer.Encode(texts[4], true, false), MaxTokens: 2, IgnoreEOS: true, CacheScope: "e",
+		OnToken: func(int32, sampler.Result) error {
+			if idleBeside < 0 {
+				idleBeside = len(idle())
+			}
+			return nil
+		}})
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []*Handle{h, h2} {
+		if res, err := h.Wait(); err != nil || res.CachedTokens != 0 {
+			t.Fatal(res, err)
+		}
+	}
+	if idleBeside != 0 {
+		t.Errorf("a request beside a running one and an idle one left %d idle, want 0 (%d before)", idleBeside, len(before))
+	}
+}
