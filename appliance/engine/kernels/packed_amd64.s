@@ -144,7 +144,6 @@
 	ADDQ $320, SI; \
 	ADDQ $32, R11
 
-
 // Packed Q4_1 and Q5_1 (packedq1.go): the blocks of Q4_0 and Q5_0, each after its line of
 // scales (the rows' d's, then their m's, which go to Z2), the first sum started at zero, and
 // acc += m·sy after each block's FMA.
@@ -260,26 +259,6 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	PA4_FMA(Y8, (R11), Y0); \
 	PA4_FMA(Y9, 16(R11), Y3)
 
-// Four columns: group q of half h, low nibbles in Y8 and high in Y9, against the column at
-// base into its int16 sums sum (Y10, Y11 scratch).
-#define PA4_COL4(q, base, sum) \
-	VPBROADCASTD 4*q base, Y10; \
-	VPMADDUBSW   Y10, Y8, Y11; \
-	VPADDW       Y11, sum, sum; \
-	VPBROADCASTD 16+4*q base, Y10; \
-	VPMADDUBSW   Y10, Y9, Y11; \
-	VPADDW       Y11, sum, sum
-
-#define PA4_GROUP4(q, h) \
-	VMOVDQU 64*q+32*h(SI), Y9; \
-	VPAND   Y15, Y9, Y8; \
-	VPSRLW  $4, Y9, Y9; \
-	VPAND   Y15, Y9, Y9; \
-	PA4_COL4(q, (DI), Y4); \
-	PA4_COL4(q, (DI)(DX*1), Y5); \
-	PA4_COL4(q, (R14), Y6); \
-	PA4_COL4(q, (R14)(DX*1), Y7)
-
 // The column at base: its int32 sum started at the offset term (at 36), converted and added
 // to acc by one FMA with the rows' dx (Y12) times yd; t and Y13 scratch.
 #define PA_OFFSET_FMA(base, sum, acc, t) \
@@ -290,34 +269,13 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	VMULPS       t, Y12, Y13; \
 	VFMADD231PS  Y13, sum, acc
 
-// PA4_FMA for the column at base, the rows' dx in Y12.
-#define PA4_FMA4(base, sum, acc) \
-	VPMADDWD Y14, sum, sum; \
-	PA_OFFSET_FMA(base, sum, acc, Y10)
-
-// Half h of a block's four groups into Y4-Y7 from zero.
-#define PA4_GROUPS4(h) \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	PA4_GROUP4(0, h); \
-	PA4_GROUP4(1, h); \
-	PA4_GROUP4(2, h); \
-	PA4_GROUP4(3, h)
-
-#define PA4_BLOCK4(h) \
-	PA4_GROUPS4(h); \
-	VCVTPH2PS 16*h(R11), Y12; \
-	PA_EACH4(PA4_FMA4)
-
 TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK1, P16_NEXT_BLOCK, pa4_panel, pa4_group, pa4_block)
-
-TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK4, P16_NEXT_BLOCK, pa4x4_panel, pa4x4_g0, pa4x4_b0, pa4x4_g1, pa4x4_b1)
 
 // AVX-VNNI (PV_DOT4): packed Q4_0 in four columns. Group q's weights, both halves: the low
 // nibbles in Y8 (rows 0-7) and Y10 (rows 8-15), the high ones in Y9 and Y11 (Y15 = 0x0f
 // bytes), against the activations of the low and the high elements (PV_COLS2).
-#define PV4_GROUP(q) \
+#define PV4_WEIGHTS(q) \
 	VMOVDQU 64*q(SI), Y9; \
 	VMOVDQU 64*q+32(SI), Y11; \
 	VPAND   Y15, Y9, Y8; \
@@ -325,7 +283,10 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 	VPSRLW  $4, Y9, Y9; \
 	VPSRLW  $4, Y11, Y11; \
 	VPAND   Y15, Y9, Y9; \
-	VPAND   Y15, Y11, Y11; \
+	VPAND   Y15, Y11, Y11
+
+#define PV4_GROUP(q) \
+	PV4_WEIGHTS(q); \
 	PV_COLS2(4*q, 16+4*q)
 
 #define PV4_BLOCK \
@@ -340,6 +301,59 @@ TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $0-64
 TEXT ·dotPackedQ4_0x4AVXVNNI(SB), NOSPLIT, $256-64
 	PV_DOT4(PV_NIBBLES, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PV4_BLOCK, P16_NEXT_BLOCK, pv4x4_panel, pv4x4_group, pv4x4_block)
 
+// AVX2 in four columns, both halves at once as the AVX-VNNI kernel (each broadcast activation
+// word serves both halves' VPMADDUBSW): the int16 sums of a column's halves in Y0-Y7 (eight
+// products of at most 2·15·128 a lane over the block's four groups), widened by VPMADDWD with
+// Y14 = words of 1 and started at the offset term, then PV_FINISH4's float steps, which are
+// the AVX2 kernel's.
+#define PW_COL2(a, b, base, s0, s1) \
+	VPBROADCASTD a base, Y12; \
+	VPMADDUBSW   Y12, Y8, Y13; \
+	VPADDW       Y13, s0, s0; \
+	VPMADDUBSW   Y12, Y10, Y13; \
+	VPADDW       Y13, s1, s1; \
+	VPBROADCASTD b base, Y12; \
+	VPMADDUBSW   Y12, Y9, Y13; \
+	VPADDW       Y13, s0, s0; \
+	VPMADDUBSW   Y12, Y11, Y13; \
+	VPADDW       Y13, s1, s1
+
+#define PW4_GROUP(q) \
+	PV4_WEIGHTS(q); \
+	COLS4_WITH(PW_COL2, 4*q, 16+4*q, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
+
+// The column at base: its two int16 sums widened (Q4_1), and started at the offset term
+// (Q4_0).
+#define PW_WIDEN(a, b, base, s0, s1) \
+	VPMADDWD Y14, s0, s0; \
+	VPMADDWD Y14, s1, s1
+
+#define PW_WIDEN_OFFSET(a, b, base, s0, s1) \
+	PW_WIDEN(a, b, base, s0, s1); \
+	VPBROADCASTD 36 base, Y12; \
+	VPADDD       Y12, s0, s0; \
+	VPADDD       Y12, s1, s1
+
+// A block's four groups into the int32 sums Y0-Y7, each column's by widen.
+#define PW4_SUMS(widen) \
+	ZERO_Y4(Y0, Y1, Y2, Y3); \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	PW4_GROUP(0); \
+	PW4_GROUP(1); \
+	PW4_GROUP(2); \
+	PW4_GROUP(3); \
+	VPCMPEQW Y14, Y14, Y14; \
+	VPSRLW   $15, Y14, Y14; \
+	COLS4_WITH(widen, 0, 0, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
+
+#define PW4_BLOCK \
+	PW4_SUMS(PW_WIDEN_OFFSET); \
+	PV_FINISH4(PV_FMA, PV_NO_M)
+
+// func dotPackedQ4_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ4_0x4AVX2(SB), NOSPLIT, $256-64
+	PV_DOT4(PV_NIBBLES, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PW4_BLOCK, P16_NEXT_BLOCK, pw4x4_panel, pw4x4_group, pw4x4_block)
+
 // Q4_1: Q4_0's groups from zero (no offset term), then its m term; the rows' m (fp16 at
 // 32(R11)) into Y10 and Y11.
 #define PV41_BLOCK \
@@ -349,6 +363,10 @@ TEXT ·dotPackedQ4_0x4AVXVNNI(SB), NOSPLIT, $256-64
 	PV4_GROUP(1); \
 	PV4_GROUP(2); \
 	PV4_GROUP(3); \
+	PV41_FINISH
+
+// Q4_1's block end (AVX-VNNI and AVX2): the rows' m into Y10, Y11, and every column's finish.
+#define PV41_FINISH \
 	VCVTPH2PS 32(R11), Y10; \
 	VCVTPH2PS 48(R11), Y11; \
 	PV_FINISH4(PV_FMA, PV_M_SY)
@@ -356,6 +374,15 @@ TEXT ·dotPackedQ4_0x4AVXVNNI(SB), NOSPLIT, $256-64
 // func dotPackedQ4_1x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ4_1x4AVXVNNI(SB), NOSPLIT, $256-64
 	PV_DOT4(PV_NIBBLES, LEGACY_GROUP1, P41_PREFETCH, EMPTY, PV41_BLOCK, P41_NEXT_BLOCK, pv41x4_panel, pv41x4_group, pv41x4_block)
+
+// AVX2, both halves at once (PW4_BLOCK's sums, PV41_BLOCK's finish).
+#define PW41_BLOCK \
+	PW4_SUMS(PW_WIDEN); \
+	PV41_FINISH
+
+// func dotPackedQ4_1x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ4_1x4AVX2(SB), NOSPLIT, $256-64
+	PV_DOT4(PV_NIBBLES, LEGACY_GROUP1, P41_PREFETCH, EMPTY, PW41_BLOCK, P41_NEXT_BLOCK, pw41x4_panel, pw41x4_group, pw41x4_block)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q5_0, each nibble given its fifth bit (group q's
 // low elements have theirs at bit 2q, its high elements at bit 2q+1: spreadQ5Bits) as the AVX2
@@ -468,18 +495,6 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	VBROADCASTSS 36 base, t; \
 	VFMADD231PS  t, m, acc
 
-// Four columns, Q4_1 (PA4_BLOCK4's registers): the rows' d in Y12, their m in Y11.
-#define PA41_FMA4(base, sum, acc) \
-	VPMADDWD  Y14, sum, sum; \
-	VCVTDQ2PS sum, sum; \
-	PA1_FMA4(base, sum, Y11, acc, Y13)
-
-#define PA41_BLOCK4(h) \
-	PA4_GROUPS4(h); \
-	VCVTPH2PS 16*h(R11), Y12; \
-	VCVTPH2PS 32+16*h(R11), Y11; \
-	PA_EACH4(PA41_FMA4)
-
 // One column, Q5_1: Y6 = sy, Y7 = yd.
 #define PA51_FMA(lsum, hsum, dsc, msc, acc) \
 	VPMADDWD    ·paWordOnes(SB), lsum, lsum; \
@@ -518,9 +533,6 @@ TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 
 TEXT ·dotPackedQ4_1AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP1, EMPTY, EMPTY, PA41_BLOCK1, P41_NEXT_BLOCK, pa41_panel, pa41_group, pa41_block)
-
-TEXT ·dotPackedQ4_1x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(PA_CONSTS, LEGACY_GROUP1, P41_PREFETCH, EMPTY, PA41_BLOCK4, P41_NEXT_BLOCK, pa41x4_panel, pa41x4_g0, pa41x4_b0, pa41x4_g1, pa41x4_b1)
 
 TEXT ·dotPackedQ5_1AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP1, EMPTY, EMPTY, PA51_BLOCK1, P51_NEXT_BLOCK, pa51_panel, pa51_group, pa51_block)

@@ -1349,14 +1349,8 @@ plab: \
 	VMOVUPS Y2, 32*h(R12); \
 	VMOVUPS Y3, 32*h(R12)(BX*1)
 
-// The four columns' finish m(base, ...) of a block: with each column's int16 sums (Y4-Y7) and
-// float sum (Y0-Y3), or (PA_EACH4_LH) its sums of low (Y4-Y7) and high (Y8-Y11) elements.
-#define PA_EACH4(m) \
-	m((DI), Y4, Y0); \
-	m((DI)(DX*1), Y5, Y1); \
-	m((R14), Y6, Y2); \
-	m((R14)(DX*1), Y7, Y3)
-
+// The four columns' finish m(base, ...) of a block, with each column's sums of low (Y4-Y7)
+// and high (Y8-Y11) elements and its float sum (Y0-Y3).
 #define PA_EACH4_LH(m) \
 	m((DI), Y4, Y8, Y0); \
 	m((DI)(DX*1), Y5, Y9, Y1); \
