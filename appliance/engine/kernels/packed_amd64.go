@@ -241,14 +241,15 @@ func init() {
 // where all runs gave 0.95x or less for N=2 (AVX-512: 0.71-0.95x; AVX-VNNI Q8_0 0.56-0.60x,
 // Q4_0 0.90-0.91x), three from 3 where they did for N=3 only (0.64-0.95x); the types left
 // out did not gain at either (AVX-512 Q4_1: N=3 0.79-1.04x; AVX-VNNI Q4_K: N=3 1.02-1.06x; AVX2
-// Q8_0, Q4_0, Q4_1, Q2_K, Q4_K, Q5_K: N=3 0.89-1.21x, as the 256-bit four-column kernels of
-// these types run below memory speed).
+// Q8_0, Q2_K, Q4_K, Q5_K: N=3 0.89-1.21x, as the 256-bit four-column kernels of these types
+// run below memory speed). AVX2's Q4_0 and Q4_1, measured again once their four-column kernels
+// took both halves of a panel at once: N=3 0.86-0.95x and 0.81-0.85x, N=2 1.10-1.27x.
 var packedPad4 = map[string]map[ggml.Type]int{
 	"vnni": {ggml.Q8_0: 2, ggml.Q4_0: 2, ggml.Q5_0: 2, ggml.Q5_1: 2, ggml.Q5_K: 2, ggml.Q6_K: 2,
 		ggml.Q2_K: 3, ggml.Q3_K: 3, ggml.Q4_K: 3},
 	"avxvnni": {ggml.Q8_0: 2, ggml.Q4_0: 2, ggml.Q4_1: 3, ggml.Q5_0: 3, ggml.Q5_1: 3, ggml.Q2_K: 3,
 		ggml.Q3_K: 3, ggml.Q5_K: 3, ggml.Q6_K: 3},
-	"avx2": {ggml.Q5_0: 3, ggml.Q5_1: 3, ggml.Q3_K: 3, ggml.Q6_K: 3},
+	"avx2": {ggml.Q4_0: 3, ggml.Q4_1: 3, ggml.Q5_0: 3, ggml.Q5_1: 3, ggml.Q3_K: 3, ggml.Q6_K: 3},
 }
 
 // packedSet wraps the packed kernels of type t, of the instruction set name, with the checks
