@@ -539,9 +539,10 @@ func (s *Scheduler) acquire(n int, prompt []int32, scope string, active []*Handl
 		src = e.seq
 	}
 	var reuse *model.Seq
-	if !room {
-		// At admission fewer than MaxSeqs run, so an idle sequence exists: the oldest other
-		// than src, else src itself (copied from, then dropped).
+	if !room && len(s.idle) > 0 {
+		// At admission fewer than MaxSeqs run, so an idle sequence exists (the length check
+		// only keeps a broken count from panicking): the oldest other than src, else src
+		// itself (copied from, then dropped).
 		out := 0
 		for i, e := range s.idle {
 			if e.seq != src {
