@@ -213,6 +213,12 @@ func TestPipelineOverTCPWhenUDPIsDropped(t *testing.T) {
 	waitFor(t, 20*time.Second, "both nodes report the link as tcp", func() bool {
 		return a.transports(t)["b"] == "tcp" && b.transports(t)["a"] == "tcp"
 	})
+	// Gossip itself goes over TCP too (membership's packet path), so suspicions can be refuted
+	// and tag changes arrive without waiting for a push-pull.
+	waitFor(t, 20*time.Second, "both nodes send gossip over TCP", func() bool {
+		return strings.Contains(a.output.String(), "gossip to a peer goes over TCP too") &&
+			strings.Contains(b.output.String(), "gossip to a peer goes over TCP too")
+	})
 	_, raw := a.get("/api/v1/cluster", nil)
 	t.Logf("MEASURE UDP dropped: a's /api/v1/cluster: %s", raw)
 }

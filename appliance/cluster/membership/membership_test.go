@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -147,5 +149,97 @@ func TestAdvertiseIP(t *testing.T) {
 	}
 	if a, err := AdvertiseAddr("127.0.0.1:99"); err != nil || a != "127.0.0.1:99" {
 		t.Fatalf("AdvertiseAddr: %s %v", a, err)
+	}
+}
+
+// TestGossipOverTCPWhenUDPIsDropped: b's UDP is dropped both ways, or only one way (as behind a
+// firewall that lets only TCP through). Gossip reaches both sides over TCP all the same: tag
+// changes arrive within a few seconds each way, far sooner than the 10 s push-pull that would
+// otherwise be their only way, and neither node is taken for failed. Once UDP gets through
+// again, packets go over UDP alone.
+func TestGossipOverTCPWhenUDPIsDropped(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		in, out bool
+	}{{"both ways", true, true}, {"into b", true, false}, {"out of b", false, true}} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			k := key(t)
+			logs := &syncbuf.Buffer{}
+			a := startMember(t, "a", k, logs, nil)
+			b := startMember(t, "b", k, logs, nil)
+			b.transport.dropUDPIn.Store(c.in)
+			b.transport.dropUDPOut.Store(c.out)
+			b.JoinLoop(context.Background(), []string{a.Addr()})
+			eventually(t, 5*time.Second, "both see two members", func() bool {
+				return statusOf(a, "b") == StatusAlive && statusOf(b, "a") == StatusAlive
+			})
+			// Two seconds of unanswered packets tell one side that UDP does not get through;
+			// its packets over TCP tell the other.
+			eventually(t, 8*time.Second, "both send packets over TCP", func() bool {
+				return a.transport.tcpPacketsSent.Load() > 0 && b.transport.tcpPacketsSent.Load() > 0
+			})
+			tagSeen := func(on *Membership, id, v string) func() bool {
+				return func() bool {
+					for _, m := range on.Members() {
+						if m.ID == id && m.Tags["round"] == v {
+							return true
+						}
+					}
+					return false
+				}
+			}
+			for round := range 3 {
+				v := fmt.Sprint(round)
+				if err := a.SetTags(map[string]string{"round": v}); err != nil {
+					t.Fatal(err)
+				}
+				took := eventually(t, 3*time.Second, "a's tag change seen by b (round "+v+")", tagSeen(b, "a", v))
+				if err := b.SetTags(map[string]string{"round": v}); err != nil {
+					t.Fatal(err)
+				}
+				took2 := eventually(t, 3*time.Second, "b's tag change seen by a (round "+v+")", tagSeen(a, "b", v))
+				t.Logf("round %d: a→b %s, b→a %s", round, took.Round(time.Millisecond), took2.Round(time.Millisecond))
+			}
+			if s := statusOf(a, "b") + "/" + statusOf(b, "a"); s != "alive/alive" {
+				t.Errorf("status of b on a / a on b: %s", s)
+			}
+			b.transport.dropUDPIn.Store(false)
+			b.transport.dropUDPOut.Store(false)
+			eventually(t, 15*time.Second, "both stop sending packets over TCP", func() bool {
+				na, nb := a.transport.tcpPacketsSent.Load(), b.transport.tcpPacketsSent.Load()
+				time.Sleep(time.Second)
+				return a.transport.tcpPacketsSent.Load() == na && b.transport.tcpPacketsSent.Load() == nb
+			})
+		})
+	}
+}
+
+// TestPacketStreamRefusesMalformedInput: a packet connection with a bad sender address or a
+// frame length out of range is closed, naming the problem in the log.
+func TestPacketStreamRefusesMalformedInput(t *testing.T) {
+	logs := &syncbuf.Buffer{}
+	m := startMember(t, "a", key(t), logs, nil)
+	for _, c := range []struct {
+		name, want string
+		input      []byte
+	}{
+		{"bad address", `sender address \"nope\"`, append([]byte{packetStreamByte, 4}, "nope"...)},
+		{"empty frame", "packet of 0 bytes", append(append([]byte{packetStreamByte, 11}, "127.0.0.1:9"...), 0, 0, 0, 0)},
+		{"huge frame", "packet of 16777216 bytes", append(append([]byte{packetStreamByte, 11}, "127.0.0.1:9"...), 1, 0, 0, 0)},
+	} {
+		conn, err := net.Dial("tcp", m.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Write(c.input); err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := conn.Read(make([]byte, 1)); err == nil || os.IsTimeout(err) {
+			t.Errorf("%s: connection not closed (%v)", c.name, err)
+		}
+		conn.Close()
+		eventually(t, 2*time.Second, c.name+" logged", func() bool { return strings.Contains(logs.String(), c.want) })
 	}
 }

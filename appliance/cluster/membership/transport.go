@@ -41,6 +41,17 @@ type Transport struct {
 	shutdown atomic.Bool
 	done     chan struct{}
 	wg       sync.WaitGroup
+
+	// UDP watch and the TCP packet path (packetstream.go).
+	mu             sync.Mutex
+	closing        bool
+	self           string // the gossip address memberlist advertises
+	peers          map[string]*udpPeer
+	streams        map[string]*packetStream
+	incoming       map[*peekedConn]struct{}
+	tcpPacketsSent atomic.Int64
+	// dropUDPIn and dropUDPOut make tests see what a firewall dropping UDP does.
+	dropUDPIn, dropUDPOut atomic.Bool
 }
 
 // NewTransport binds addr (host:port; port 0 picks one) for TCP and UDP.
@@ -74,7 +85,8 @@ func NewTransport(addr string, advertise net.IP, join func(net.Conn), log *slog.
 	// A large receive buffer rides out bursts of gossip while the process is busy.
 	_ = udp.SetReadBuffer(2 << 20)
 	t := &Transport{tcp: tcp, udp: udp, advertise: advertise, port: port, join: join, log: log,
-		packetCh: make(chan *memberlist.Packet), streamCh: make(chan net.Conn), done: make(chan struct{})}
+		packetCh: make(chan *memberlist.Packet), streamCh: make(chan net.Conn), done: make(chan struct{}),
+		peers: map[string]*udpPeer{}, streams: map[string]*packetStream{}, incoming: map[*peekedConn]struct{}{}}
 	t.wg.Add(2)
 	go t.acceptLoop()
 	go t.readLoop()
@@ -98,6 +110,9 @@ func (t *Transport) FinalAdvertiseAddr(ip string, port int) (net.IP, int, error)
 	if port == 0 {
 		port = t.port
 	}
+	t.mu.Lock()
+	t.self = net.JoinHostPort(adv.String(), fmt.Sprint(port))
+	t.mu.Unlock()
 	return adv, port, nil
 }
 
@@ -107,8 +122,25 @@ func (t *Transport) WriteTo(b []byte, addr string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
+	now := time.Now()
+	key := ua.String()
+	if tcp, deaf := t.noteSent(key, now); tcp {
+		t.sendOverTCP(key, b, deaf)
+	}
+	if t.dropUDPOut.Load() {
+		return now, nil
+	}
 	_, err = t.udp.WriteTo(b, ua)
-	return time.Now(), err
+	return now, err
+}
+
+func (t *Transport) selfAddr() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.self == "" {
+		return net.JoinHostPort(t.advertise.String(), fmt.Sprint(t.port))
+	}
+	return t.self
 }
 
 // WriteToAddress implements memberlist.NodeAwareTransport.
@@ -137,6 +169,12 @@ func (t *Transport) Shutdown() error {
 	if t.shutdown.Swap(true) {
 		return nil
 	}
+	t.mu.Lock()
+	t.closing = true
+	for c := range t.incoming {
+		c.Close()
+	}
+	t.mu.Unlock()
 	close(t.done)
 	t.tcp.Close()
 	t.udp.Close()
@@ -175,6 +213,10 @@ func (t *Transport) route(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	pc := &peekedConn{Conn: c, r: br}
+	if first[0] == packetStreamByte {
+		t.servePacketStream(pc)
+		return
+	}
 	if first[0] == tlsHandshakeByte {
 		if t.join == nil {
 			c.Close()
@@ -203,9 +245,10 @@ func (t *Transport) readLoop() {
 			t.log.Warn("gossip packet read failed", "err", err)
 			continue
 		}
-		if n < 1 {
+		if n < 1 || t.dropUDPIn.Load() {
 			continue
 		}
+		t.noteHeard(addr.String(), ts)
 		select {
 		case t.packetCh <- &memberlist.Packet{Buf: buf[:n], From: addr, Timestamp: ts}:
 		case <-t.done:
