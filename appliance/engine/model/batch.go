@@ -36,8 +36,12 @@ func (s *Stage) ForwardBatch(items []SeqBatch, outs []Out) error {
 	if len(items) == 0 {
 		return fmt.Errorf("model: empty batch")
 	}
+	if s.Sharded() && s.ex == nil {
+		return fmt.Errorf("model: shard %d of %d has no exchanger", s.opts.Shard, s.opts.Shards)
+	}
 	ws := s.getWorkspace()
 	defer s.putWorkspace(ws)
+	ws.err = nil
 	ws.n = ws.n[:0]
 	for i := range items {
 		n, err := s.check(items[i].Seq, items[i].Batch)
@@ -86,6 +90,9 @@ func (s *Stage) ForwardBatch(items []SeqBatch, outs []Out) error {
 			return nil
 		}
 		s.pass(ws, items, outs)
+		if ws.err != nil {
+			return ws.err
+		}
 		for _, tk := range ws.toks {
 			ws.done[tk.item] = tk.idx + 1
 		}
@@ -121,6 +128,12 @@ type workspace struct {
 	seqs  []*Seq
 	logit []float32 // logit rows of one output chunk
 	outR  []int     // token of each logit row
+
+	// A sharded stage's products of the current group and its exchange buffers (shard.go).
+	parts         []shardPart
+	send          []float32
+	recv, recvBuf [][]float32
+	err           error // the pass's first failure (an exchange)
 }
 
 func (s *Stage) getWorkspace() *workspace {
@@ -190,7 +203,9 @@ func (s *Stage) pass(ws *workspace, items []SeqBatch, outs []Out) {
 		items[tk.item].Seq.n = tk.pos + 1
 	}
 	for li := range s.layers {
-		s.layerBatch(ws, items, li)
+		if s.layerBatch(ws, items, li); ws.err != nil {
+			return
+		}
 	}
 	if !s.IsLast() {
 		for t, tk := range ws.toks {
@@ -216,6 +231,9 @@ func (s *Stage) pass(ws *workspace, items []SeqBatch, outs []Out) {
 		ws.begin()
 		s.addProduct(ws, s.output, h, nr, ws.logit)
 		ws.mm.Run(s.pool)
+		if !s.exchange(ws, nr, 0) {
+			return
+		}
 		for r, t := range rows {
 			tk := ws.toks[t]
 			dst := outs[tk.item].Logits
@@ -274,6 +292,7 @@ func (ws *workspace) keepOutputTokens(c Config, items []SeqBatch) int {
 // begin starts a group of products over one input.
 func (ws *workspace) begin() {
 	ws.mm.Ops = ws.mm.Ops[:0]
+	ws.parts = ws.parts[:0]
 	ws.actOK = [ggml.BF16 + 1]bool{}
 }
 
@@ -281,8 +300,17 @@ func (ws *workspace) begin() {
 // rows are converted to m's activation type once per group (ws.actOK), so products of a group
 // that share a type (q, k, v; gate, up) share the conversion. All products of a group take the
 // same x.
+//
+// A sharded stage's matrix computes its own rows of out (m.off on) and is listed in ws.parts for
+// the exchange.
 func (s *Stage) addProduct(ws *workspace, m *matrix, x []float32, nt int, out []float32) {
-	op := kernels.MatMulOp{Type: m.typ, W: m.data, Packed: m.packed, Rows: m.rows, Cols: m.cols, N: nt, Out: out, OutStride: m.rows}
+	if s.Sharded() {
+		ws.parts = append(ws.parts, shardPart{out: out, full: m.full})
+		if m.rows == 0 {
+			return
+		}
+	}
+	op := kernels.MatMulOp{Type: m.typ, W: m.data, Packed: m.packed, Rows: m.rows, Cols: m.cols, N: nt, Out: out[m.off:], OutStride: m.full}
 	if s.opts.Compute == ComputeF32 {
 		op.X, op.XStride = x, m.cols
 	} else {
@@ -335,6 +363,9 @@ func (s *Stage) layerBatch(ws *workspace, items []SeqBatch, li int) {
 	s.addProduct(ws, ly.wk, h, nt, ws.k)
 	s.addProduct(ws, ly.wv, h, nt, ws.v)
 	ws.mm.Run(s.pool)
+	if !s.exchange(ws, nt, -1) {
+		return
+	}
 	s.elementwise(ws, li, elemQKV, nt)
 	if s.IsLast() && li == len(s.layers)-1 {
 		if nt = ws.keepOutputTokens(c, items); nt == 0 {
@@ -347,6 +378,9 @@ func (s *Stage) layerBatch(ws *workspace, items []SeqBatch, li int) {
 	ws.begin()
 	s.addProduct(ws, ly.wo, ws.att[:nt*c.NHead*c.HeadDimV], nt, ws.h[:nt*E])
 	ws.mm.Run(s.pool)
+	if !s.exchange(ws, nt, -1) {
+		return
+	}
 	s.elementwise(ws, li, elemAdd, nt)
 
 	s.elementwise(ws, li, elemFFNNorm, nt)
@@ -355,10 +389,21 @@ func (s *Stage) layerBatch(ws *workspace, items []SeqBatch, li int) {
 	s.addProduct(ws, ly.gate, ws.h[:nt*E], nt, gate)
 	s.addProduct(ws, ly.up, ws.h[:nt*E], nt, up)
 	ws.mm.Run(s.pool)
-	s.elementwise(ws, li, elemGLU, nt)
+	if s.Sharded() {
+		s.shardGLU(ws, nt)
+		ws.parts = ws.parts[:1] // gate, which holds the activation now
+		if !s.exchange(ws, nt, -1) {
+			return
+		}
+	} else {
+		s.elementwise(ws, li, elemGLU, nt)
+	}
 	ws.begin()
 	s.addProduct(ws, ly.down, gate, nt, ws.h[:nt*E])
 	ws.mm.Run(s.pool)
+	if !s.exchange(ws, nt, -1) {
+		return
+	}
 	s.elementwise(ws, li, elemAdd, nt)
 }
 

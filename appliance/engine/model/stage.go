@@ -32,7 +32,12 @@ type Options struct {
 	// Threads is the number of cores the stage's matrix products and attention use; 0 means
 	// kernels.DefaultThreads() (the physical cores). Stages with the same count share one pool.
 	Threads int
+	// Shards > 1 loads shard Shard of a tensor-parallel stage (shard.go): only its share of
+	// every matrix's rows; the shards swap their parts through the stage's Exchanger.
+	Shard, Shards int
 }
+
+func (o *Options) sharded() bool { return o.Shards > 1 }
 
 func (o *Options) normalize() error {
 	switch o.Compute {
@@ -49,6 +54,9 @@ func (o *Options) normalize() error {
 	}
 	if o.Threads < 0 {
 		return fmt.Errorf("model: threads = %d is negative", o.Threads)
+	}
+	if o.Shards < 0 || o.Shard < 0 || (o.Shards > 1 && o.Shard >= o.Shards) || (o.Shards <= 1 && o.Shard != 0) {
+		return fmt.Errorf("model: shard %d of %d is not a shard (0 <= shard < shards)", o.Shard, o.Shards)
 	}
 	return nil
 }
@@ -82,6 +90,8 @@ type Stage struct {
 	weightBytes int64
 	tensors     []string
 
+	ex Exchanger // a sharded stage's link to its other shards
+
 	pool   *kernels.Pool
 	wsMu   sync.Mutex
 	wsFree []*workspace // idle workspaces of ForwardBatch calls
@@ -109,7 +119,7 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 		return nil, fmt.Errorf("%s: layer range [%d,%d) is not within the model's %d layers", f.Path, first, last, cfg.NLayer)
 	}
 	s := &Stage{Config: cfg, First: first, Last: last, opts: opts}
-	l := &loader{f: f, pack: packWeights && opts.Compute == ComputeNative}
+	l := &loader{f: f, pack: packWeights && opts.Compute == ComputeNative, shard: opts.Shard, shards: opts.Shards}
 	c := cfg
 	if first == 0 {
 		if s.embd, err = l.matrix("token_embd.weight", c.NEmbd, c.NVocab); err != nil {
@@ -122,14 +132,14 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 		var ly layer
 		steps := []func() error{
 			func() (e error) { ly.attnNorm, e = l.vector(p+"attn_norm.weight", c.NEmbd); return },
-			func() (e error) { ly.wq, e = l.matrix(p+"attn_q.weight", c.NEmbd, qDim); return },
-			func() (e error) { ly.wk, e = l.matrix(p+"attn_k.weight", c.NEmbd, kvDimK); return },
-			func() (e error) { ly.wv, e = l.matrix(p+"attn_v.weight", c.NEmbd, kvDimV); return },
-			func() (e error) { ly.wo, e = l.matrix(p+"attn_output.weight", c.NHead*c.HeadDimV, c.NEmbd); return },
+			func() (e error) { ly.wq, e = l.part(p+"attn_q.weight", c.NEmbd, qDim); return },
+			func() (e error) { ly.wk, e = l.part(p+"attn_k.weight", c.NEmbd, kvDimK); return },
+			func() (e error) { ly.wv, e = l.part(p+"attn_v.weight", c.NEmbd, kvDimV); return },
+			func() (e error) { ly.wo, e = l.part(p+"attn_output.weight", c.NHead*c.HeadDimV, c.NEmbd); return },
 			func() (e error) { ly.ffnNorm, e = l.vector(p+"ffn_norm.weight", c.NEmbd); return },
-			func() (e error) { ly.gate, e = l.matrix(p+"ffn_gate.weight", c.NEmbd, c.NFF); return },
-			func() (e error) { ly.up, e = l.matrix(p+"ffn_up.weight", c.NEmbd, c.NFF); return },
-			func() (e error) { ly.down, e = l.matrix(p+"ffn_down.weight", c.NFF, c.NEmbd); return },
+			func() (e error) { ly.gate, e = l.part(p+"ffn_gate.weight", c.NEmbd, c.NFF); return },
+			func() (e error) { ly.up, e = l.part(p+"ffn_up.weight", c.NEmbd, c.NFF); return },
+			func() (e error) { ly.down, e = l.part(p+"ffn_down.weight", c.NFF, c.NEmbd); return },
 		}
 		if c.QKVBias {
 			steps = append(steps,
@@ -159,9 +169,10 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 		if c.TiedEmbeddings {
 			name = "token_embd.weight"
 		}
-		if s.embd != nil && c.TiedEmbeddings {
+		// A shard's classifier is its rows of token_embd, apart from the whole lookup table.
+		if s.embd != nil && c.TiedEmbeddings && !opts.sharded() {
 			s.output = s.embd
-		} else if s.output, err = l.matrix(name, c.NEmbd, c.NVocab); err != nil {
+		} else if s.output, err = l.part(name, c.NEmbd, c.NVocab); err != nil {
 			return nil, err
 		}
 	}

@@ -18,7 +18,9 @@ type matrix struct {
 	typ        ggml.Type
 	rows, cols int
 	rowBytes   int
-	data       []byte // slice of the memory map; nil when packed holds the weights
+	// A sharded stage's matrix holds rows [off, off+rows) of the file's full rows.
+	off, full int
+	data      []byte // slice of the memory map; nil when packed holds the weights
 	// packed is the interleaved copy of the weights that the packed kernels read (kernels.Pack),
 	// made at load where the CPU has them.
 	packed *kernels.Packed
@@ -48,8 +50,10 @@ type loader struct {
 	// loaded are the matrices read so far, to pack or copy (placeAll) once all are known.
 	loaded []*matrix
 	f      *gguf.File
-	bytes  int64 // total bytes of the tensors referenced
-	names  []string
+	// shard of shards: which rows of its matrices a tensor-parallel stage holds (part).
+	shard, shards int
+	bytes         int64 // total bytes of the tensors referenced
+	names         []string
 }
 
 func (l *loader) info(name string) (*gguf.TensorInfo, error) {
@@ -90,8 +94,21 @@ func (l *loader) matrix(name string, cols, rows int) (*matrix, error) {
 	}
 	l.bytes += int64(len(data))
 	l.names = append(l.names, name)
-	m := &matrix{name: name, typ: t.Type, rows: rows, cols: cols, rowBytes: int(rb), data: data}
+	m := &matrix{name: name, typ: t.Type, rows: rows, cols: cols, rowBytes: int(rb), data: data, full: rows}
 	l.loaded = append(l.loaded, m)
+	return m, nil
+}
+
+// part returns this shard's rows of the 2-D tensor name (all of them on an unsharded stage).
+func (l *loader) part(name string, cols, rows int) (*matrix, error) {
+	m, err := l.matrix(name, cols, rows)
+	if err != nil || l.shards <= 1 {
+		return m, err
+	}
+	lo, hi := ShardRows(rows, l.shard, l.shards)
+	l.bytes -= int64((rows - (hi - lo)) * m.rowBytes)
+	m.data = m.data[lo*m.rowBytes : hi*m.rowBytes]
+	m.off, m.rows = lo, hi-lo
 	return m, nil
 }
 
