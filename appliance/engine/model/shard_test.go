@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -118,6 +119,9 @@ func TestShardedStagesComputeWhatOneComputes(t *testing.T) {
 							t.Fatal(err)
 						}
 						shards[i].SetExchanger(xs[i])
+						if names := shards[i].Tensors(); len(slices.Compact(slices.Sorted(slices.Values(names)))) != len(names) {
+							t.Errorf("shard %d lists a tensor twice: %v", i, names)
+						}
 						b := layerBytes(shards[i])
 						if b >= layerBytes(whole) {
 							t.Errorf("shard %d of %d holds %d bytes of layer matrices, the whole stage %d", i, n, b, layerBytes(whole))

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"os"
+	"slices"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -93,7 +94,10 @@ func (l *loader) matrix(name string, cols, rows int) (*matrix, error) {
 		return nil, fmt.Errorf("%s: tensor %s holds %d bytes, want %d for %s [%d %d]", l.f.Path, name, len(data), rb*int64(rows), t.Type, cols, rows)
 	}
 	l.bytes += int64(len(data))
-	l.names = append(l.names, name)
+	// A shard's classifier is a second reference to token_embd beside the lookup table.
+	if !slices.Contains(l.names, name) {
+		l.names = append(l.names, name)
+	}
 	m := &matrix{name: name, typ: t.Type, rows: rows, cols: cols, rowBytes: int(rb), data: data, full: rows}
 	l.loaded = append(l.loaded, m)
 	return m, nil
