@@ -224,9 +224,7 @@ func TestBenchChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeRates(t, measure(t, func(items []Item) error {
-			return nil
-		}, st, nil))
+		writeRates(t, measure(t, st, nil))
 	case "worker":
 		opts.Shard, opts.Shards = 1, 2
 		st, err := model.LoadStage(f, 0, nl, opts)
@@ -298,7 +296,7 @@ func TestBenchChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeRates(t, measure(t, nil, st, drv))
+		writeRates(t, measure(t, st, drv))
 		if err := drv.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -309,7 +307,7 @@ func TestBenchChild(t *testing.T) {
 
 // measure decodes benchSteps tokens for each stream count after a prompt of benchPrompt tokens
 // per stream, through drv (or st alone when drv is nil), and returns the decode rates.
-func measure(t *testing.T, _ func([]Item) error, st *model.Stage, drv *Driver) benchRates {
+func measure(t *testing.T, st *model.Stage, drv *Driver) benchRates {
 	rates := benchRates{}
 	next := uint64(1)
 	for _, n := range benchStreams {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -171,7 +172,7 @@ func TestTwoShardsMatchOneNode(t *testing.T) {
 					t.Fatal(err)
 				}
 				for k := range batches {
-					if !equal(got[k].Logits, wantOuts[k].Logits) {
+					if !slices.Equal(got[k].Logits, wantOuts[k].Logits) {
 						t.Fatalf("step %d, sequence %d: the shards' logits differ from one node's", step, k)
 					}
 					batches[k] = model.Batch{Pos: want[k].Len(), Tokens: []int32{argmax(wantOuts[k].Logits)}}
@@ -300,18 +301,6 @@ func controlOf(msgs ...[]byte) transport.FrameStream {
 		_ = a.CloseWrite()
 	}()
 	return b
-}
-
-func equal(a, b []float32) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func argmax(l []float32) int32 {
