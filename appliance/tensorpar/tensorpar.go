@@ -177,7 +177,9 @@ func (d *Driver) Free(id uint64) error {
 }
 
 // Forward evaluates items on all shards together; the outputs (logits) are shard 0's, valid
-// until the next call, as model.Stage.ForwardBatch returns them.
+// until the next call, as model.Stage.ForwardBatch returns them. A batch the stage refuses is
+// refused before anything is sent and leaves the group as it was; any other error (a lost
+// shard) leaves the shards out of step, and the group must be closed.
 func (d *Driver) Forward(items []Item) ([]model.Out, error) {
 	d.items = d.items[:0]
 	d.msg = binary.LittleEndian.AppendUint32(append(d.msg[:0], opForward), uint32(len(items)))
@@ -198,6 +200,12 @@ func (d *Driver) Forward(items []Item) ([]model.Out, error) {
 		for _, tk := range it.Tokens {
 			d.msg = binary.LittleEndian.AppendUint32(d.msg, uint32(tk))
 		}
+	}
+	// A batch that shard 0 refuses (a position beyond a sequence's cache, a token outside the
+	// vocabulary) is refused here, before the other shards see it: they would refuse it too, but
+	// a worker takes any failure for the end of the group.
+	if err := d.stage.CheckBatch(d.items); err != nil {
+		return nil, err
 	}
 	if err := d.send(); err != nil {
 		return nil, err

@@ -178,6 +178,14 @@ func TestTwoShardsMatchOneNode(t *testing.T) {
 					batches[k] = model.Batch{Pos: want[k].Len(), Tokens: []int32{argmax(wantOuts[k].Logits)}}
 				}
 			}
+			// A batch the model refuses (it starts past the cached positions) leaves the group working.
+			if _, err := g.driver.Forward([]Item{{Seq: 10, Batch: model.Batch{Pos: 399, Tokens: []int32{1, 2}}}}); err == nil ||
+				!strings.Contains(err.Error(), "position 399") {
+				t.Fatalf("a batch past the cached positions: %v", err)
+			}
+			if _, err := g.driver.Forward([]Item{{Seq: 10, Batch: batches[0]}, {Seq: 11, Batch: batches[1]}}); err != nil {
+				t.Fatalf("the step after a refused batch: %v", err)
+			}
 			// A freed sequence is gone on the worker too; a new one under its id starts afresh.
 			if err := g.driver.Free(10); err != nil {
 				t.Fatal(err)

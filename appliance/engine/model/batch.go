@@ -42,21 +42,9 @@ func (s *Stage) ForwardBatch(items []SeqBatch, outs []Out) error {
 	ws := s.getWorkspace()
 	defer s.putWorkspace(ws)
 	ws.err = nil
-	ws.n = ws.n[:0]
-	for i := range items {
-		n, err := s.check(items[i].Seq, items[i].Batch)
-		if err != nil {
-			if len(items) > 1 {
-				return fmt.Errorf("batch item %d: %w", i, err)
-			}
-			return err
-		}
-		for j := 0; j < i; j++ {
-			if items[j].Seq == items[i].Seq {
-				return fmt.Errorf("model: batch items %d and %d use the same sequence", j, i)
-			}
-		}
-		ws.n = append(ws.n, n)
+	var err error
+	if ws.n, err = s.checkBatch(items, ws.n[:0]); err != nil {
+		return err
 	}
 	c := s.Config
 	for i := range items {
@@ -97,6 +85,37 @@ func (s *Stage) ForwardBatch(items []SeqBatch, outs []Out) error {
 			ws.done[tk.item] = tk.idx + 1
 		}
 	}
+}
+
+// CheckBatch reports the error ForwardBatch would return for items before running anything
+// (positions, tokens, sequences), so that a tensor-parallel driver sends its other shards only
+// batches that all of them will run.
+func (s *Stage) CheckBatch(items []SeqBatch) error {
+	if len(items) == 0 {
+		return fmt.Errorf("model: empty batch")
+	}
+	_, err := s.checkBatch(items, nil)
+	return err
+}
+
+// checkBatch validates every item and appends each one's number of positions to n.
+func (s *Stage) checkBatch(items []SeqBatch, n []int) ([]int, error) {
+	for i := range items {
+		k, err := s.check(items[i].Seq, items[i].Batch)
+		if err != nil {
+			if len(items) > 1 {
+				return n, fmt.Errorf("batch item %d: %w", i, err)
+			}
+			return n, err
+		}
+		for j := 0; j < i; j++ {
+			if items[j].Seq == items[i].Seq {
+				return n, fmt.Errorf("model: batch items %d and %d use the same sequence", j, i)
+			}
+		}
+		n = append(n, k)
+	}
+	return n, nil
 }
 
 func grow[T any](b []T, n int) []T {
