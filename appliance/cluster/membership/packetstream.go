@@ -51,6 +51,8 @@ const (
 	tcpEcho = 5 * time.Second
 	// peerForget drops the UDP bookkeeping of an address not written to for this long.
 	peerForget = 10 * time.Minute
+	// maxPeers bounds the entries that packets over TCP alone may make.
+	maxPeers = 4096
 )
 
 // udpPeer is what the transport knows about UDP to and from one gossip address.
@@ -110,11 +112,19 @@ func (t *Transport) peer(addr string, now time.Time) *udpPeer {
 	return p
 }
 
-// noteTCPHeard records a packet from addr over TCP marked deaf.
+// noteTCPHeard records a packet from addr over TCP marked deaf. The address is what the
+// connection claims (its packets are checked by memberlist, not here), so a stranger's claims
+// make no new entries beyond maxPeers.
 func (t *Transport) noteTCPHeard(addr string, now time.Time) {
 	t.mu.Lock()
-	t.peer(addr, now).tcpHeard = now
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	if p := t.peers[addr]; p != nil {
+		p.tcpHeard = now
+		return
+	}
+	if t.forgetPeers(now); len(t.peers) < maxPeers {
+		t.peer(addr, now).tcpHeard = now
+	}
 }
 
 // noteHeard records a UDP packet from addr: UDP works between the two again.
