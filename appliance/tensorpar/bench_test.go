@@ -224,7 +224,7 @@ func TestBenchChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		writeRates(t, measure(t, st, nil))
+		writeRates(t, measure(t, st))
 	case "worker":
 		opts.Shard, opts.Shards = 1, 2
 		st, err := model.LoadStage(f, 0, nl, opts)
@@ -292,12 +292,10 @@ func TestBenchChild(t *testing.T) {
 		tx := &timedExchanger{Exchanger: ex}
 		st.SetExchanger(tx)
 		defer tx.report(t, "driver")
-		drv, err := NewDriver(st, []transport.FrameStream{c})
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeRates(t, measure(t, st, drv))
-		if err := drv.Close(); err != nil {
+		mirror := NewMirror([]transport.FrameStream{c})
+		st.SetMirror(mirror)
+		writeRates(t, measure(t, st))
+		if err := mirror.Close(); err != nil {
 			t.Fatal(err)
 		}
 		// Let the close reach the worker before the connection goes.
@@ -306,50 +304,26 @@ func TestBenchChild(t *testing.T) {
 }
 
 // measure decodes benchSteps tokens for each stream count after a prompt of benchPrompt tokens
-// per stream, through drv (or st alone when drv is nil), and returns the decode rates.
-func measure(t *testing.T, st *model.Stage, drv *Driver) benchRates {
+// per stream, on st (a whole stage, or shard 0 of a group), and returns the decode rates.
+func measure(t *testing.T, st *model.Stage) benchRates {
 	rates := benchRates{}
-	next := uint64(1)
 	for _, n := range benchStreams {
-		ids := make([]uint64, n)
-		seqs := make([]*model.Seq, n)
-		items := make([]Item, n)
-		for k := range ids {
-			ids[k] = next
-			next++
-			if drv != nil {
-				if err := drv.NewSequence(ids[k], benchPrompt+benchSteps+1); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				seqs[k] = st.NewSequence(benchPrompt + benchSteps + 1)
-			}
+		items := make([]model.SeqBatch, n)
+		for k := range items {
 			toks := make([]int32, benchPrompt)
 			for i := range toks {
 				toks[i] = int32(1 + 31*(i+k)%1000)
 			}
-			items[k] = Item{Seq: ids[k], Batch: model.Batch{Tokens: toks}}
+			items[k] = model.SeqBatch{Seq: st.NewSequence(benchPrompt + benchSteps + 1), Batch: model.Batch{Tokens: toks}}
 		}
-		step := func() []model.Out {
-			if drv != nil {
-				outs, err := drv.Forward(items)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return outs
-			}
-			sb := make([]model.SeqBatch, n)
-			for k := range items {
-				sb[k] = model.SeqBatch{Seq: seqs[k], Batch: items[k].Batch}
-			}
-			outs := make([]model.Out, n)
-			if err := st.ForwardBatch(sb, outs); err != nil {
+		outs := make([]model.Out, n)
+		step := func() {
+			if err := st.ForwardBatch(items, outs); err != nil {
 				t.Fatal(err)
 			}
-			return outs
 		}
 		pos := benchPrompt
-		outs := step()
+		step()
 		var start time.Time
 		for s := range benchSteps {
 			if s == 1 {
@@ -358,16 +332,12 @@ func measure(t *testing.T, st *model.Stage, drv *Driver) benchRates {
 			for k := range items {
 				items[k].Batch = model.Batch{Pos: pos, Tokens: []int32{argmax(outs[k].Logits)}}
 			}
-			outs = step()
+			step()
 			pos++
 		}
 		rates[n] = float64(n*(benchSteps-1)) / time.Since(start).Seconds()
-		for _, id := range ids {
-			if drv != nil {
-				if err := drv.Free(id); err != nil {
-					t.Fatal(err)
-				}
-			}
+		for _, it := range items {
+			it.Seq.Free()
 		}
 	}
 	return rates

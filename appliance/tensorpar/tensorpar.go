@@ -1,7 +1,8 @@
 // Package tensorpar runs a tensor-parallel model across nodes: every node loads one shard of
-// the same layers (model.Options.Shards), shard 0 drives (it samples, and announces every
-// batch and sequence change to the others), and the shards swap the parts of their products
-// over one frame stream per pair of shards (model.Exchanger).
+// the same layers (model.Options.Shards), shard 0 is used like a whole stage (a scheduler runs
+// on it; it samples) and tells the others of every sequence and batch (Mirror, Serve), and the
+// shards swap the parts of their products over one frame stream per pair of shards
+// (Exchanger).
 //
 // Where pipeline stages take turns (stage 2 waits while stage 1 computes), all shards read their
 // share of the weights at the same time for every token, so two memory-bound nodes decode one
@@ -109,132 +110,99 @@ func (x *Exchanger) read(parts [][]float32) error {
 	return nil
 }
 
-// The driver's messages to the other shards, one control frame each: a sequence made, a
-// sequence freed, a batch to evaluate. Integers are little-endian.
+// Shard 0's messages to the other shards, one control frame each: a sequence made, copied or
+// freed, a batch to evaluate. Integers are little-endian; sequences are named by shard 0's
+// Seq.ID.
 const (
 	opNewSeq  byte = 1 // id u64, context u32
 	opFree    byte = 2 // id u64
 	opForward byte = 3 // items u32, then per item: id u64, pos u32, all-logits u8, tokens u32, tokens × i32
+	opExtend  byte = 4 // src u64, dst u64, context u32, keep u32
 )
 
-// Item is one sequence's part of a Driver.Forward call.
-type Item struct {
-	Seq uint64
-	model.Batch
-}
-
-// Driver runs shard 0 of a sharded stage and keeps the other shards in step with it. It is
-// used by one goroutine at a time.
-type Driver struct {
-	stage   *model.Stage
-	control []transport.FrameStream // to shards 1..n-1
-	seqs    map[uint64]*model.Seq
+// Mirror is model.Mirror over control streams to shards 1..n-1: shard 0's stage, with it set,
+// runs like a stage of its own (a scheduler on it) and the other shards follow (Serve).
+type Mirror struct {
+	control []transport.FrameStream
 	msg     []byte
-	items   []model.SeqBatch
-	outs    []model.Out
 }
 
-// NewDriver drives stage (shard 0, its exchanger set) through control streams to shards
-// 1..n-1, in order.
-func NewDriver(stage *model.Stage, control []transport.FrameStream) (*Driver, error) {
-	if o := stage.Options(); o.Shard != 0 || max(o.Shards, 1) != len(control)+1 {
-		return nil, fmt.Errorf("tensorpar: driver of shard %d of %d with %d control streams", o.Shard, o.Shards, len(control))
-	}
-	return &Driver{stage: stage, control: control, seqs: map[uint64]*model.Seq{}}, nil
-}
+// NewMirror tells shards 1..n-1 through control (in order).
+func NewMirror(control []transport.FrameStream) *Mirror { return &Mirror{control: control} }
 
-func (d *Driver) send() error {
-	h := wire.Header{Kind: wire.KindControl, DType: wire.Bytes, Shape: []uint32{uint32(len(d.msg))}}
-	for i, c := range d.control {
-		if err := c.WriteFrame(&h, d.msg); err != nil {
+func (m *Mirror) send() error {
+	h := wire.Header{Kind: wire.KindControl, DType: wire.Bytes, Shape: []uint32{uint32(len(m.msg))}}
+	for i, c := range m.control {
+		if err := c.WriteFrame(&h, m.msg); err != nil {
 			return fmt.Errorf("tensorpar: control message to shard %d: %w", i+1, err)
 		}
 	}
 	return nil
 }
 
-// NewSequence makes sequence id with a cache of ctxLen positions on every shard.
-func (d *Driver) NewSequence(id uint64, ctxLen int) error {
-	if _, ok := d.seqs[id]; ok {
-		return fmt.Errorf("tensorpar: sequence %d exists", id)
-	}
-	if err := checkContext(d.stage, ctxLen); err != nil {
-		return err
-	}
-	d.msg = binary.LittleEndian.AppendUint32(binary.LittleEndian.AppendUint64(append(d.msg[:0], opNewSeq), id), uint32(ctxLen))
-	if err := d.send(); err != nil {
-		return err
-	}
-	d.seqs[id] = d.stage.NewSequence(ctxLen)
-	return nil
+// NewSequence implements model.Mirror.
+func (m *Mirror) NewSequence(id uint64, ctxLen int) error {
+	m.msg = le.AppendUint32(le.AppendUint64(append(m.msg[:0], opNewSeq), id), uint32(ctxLen))
+	return m.send()
 }
 
-// Free drops sequence id on every shard.
-func (d *Driver) Free(id uint64) error {
-	delete(d.seqs, id)
-	d.msg = binary.LittleEndian.AppendUint64(append(d.msg[:0], opFree), id)
-	return d.send()
+// Extend implements model.Mirror.
+func (m *Mirror) Extend(src, dst uint64, ctxLen, keep int) error {
+	m.msg = le.AppendUint64(le.AppendUint64(append(m.msg[:0], opExtend), src), dst)
+	m.msg = le.AppendUint32(le.AppendUint32(m.msg, uint32(ctxLen)), uint32(keep))
+	return m.send()
 }
 
-// Forward evaluates items on all shards together; the outputs (logits) are shard 0's, valid
-// until the next call, as model.Stage.ForwardBatch returns them. A batch the stage refuses is
-// refused before anything is sent and leaves the group as it was; any other error (a lost
-// shard) leaves the shards out of step, and the group must be closed.
-func (d *Driver) Forward(items []Item) ([]model.Out, error) {
-	d.items = d.items[:0]
-	d.msg = binary.LittleEndian.AppendUint32(append(d.msg[:0], opForward), uint32(len(items)))
+// Free implements model.Mirror.
+func (m *Mirror) Free(id uint64) error {
+	m.msg = le.AppendUint64(append(m.msg[:0], opFree), id)
+	return m.send()
+}
+
+// Forward implements model.Mirror.
+func (m *Mirror) Forward(items []model.SeqBatch) error {
+	m.msg = le.AppendUint32(append(m.msg[:0], opForward), uint32(len(items)))
 	for _, it := range items {
-		seq, ok := d.seqs[it.Seq]
-		if !ok {
-			return nil, fmt.Errorf("tensorpar: no sequence %d", it.Seq)
-		}
-		d.items = append(d.items, model.SeqBatch{Seq: seq, Batch: it.Batch})
-		d.msg = binary.LittleEndian.AppendUint64(d.msg, it.Seq)
-		d.msg = binary.LittleEndian.AppendUint32(d.msg, uint32(it.Pos))
+		m.msg = le.AppendUint32(le.AppendUint64(m.msg, it.Seq.ID()), uint32(it.Pos))
 		all := byte(0)
 		if it.AllLogits {
 			all = 1
 		}
-		d.msg = append(d.msg, all)
-		d.msg = binary.LittleEndian.AppendUint32(d.msg, uint32(len(it.Tokens)))
+		m.msg = le.AppendUint32(append(m.msg, all), uint32(len(it.Tokens)))
 		for _, tk := range it.Tokens {
-			d.msg = binary.LittleEndian.AppendUint32(d.msg, uint32(tk))
+			m.msg = le.AppendUint32(m.msg, uint32(tk))
 		}
 	}
-	// A batch that shard 0 refuses (a position beyond a sequence's cache, a token outside the
-	// vocabulary) is refused here, before the other shards see it: they would refuse it too, but
-	// a worker takes any failure for the end of the group.
-	if err := d.stage.CheckBatch(d.items); err != nil {
-		return nil, err
-	}
-	if err := d.send(); err != nil {
-		return nil, err
-	}
-	d.outs = grow(d.outs, len(items))
-	if err := d.stage.ForwardBatch(d.items, d.outs); err != nil {
-		return nil, err
-	}
-	return d.outs, nil
+	return m.send()
 }
 
-// Close tells the other shards that the driver is done; their Serve returns nil.
-func (d *Driver) Close() error {
+// Close tells the other shards that shard 0 is done; their Serve returns nil.
+func (m *Mirror) Close() error {
 	var errs []error
-	for _, c := range d.control {
+	for _, c := range m.control {
 		errs = append(errs, c.CloseWrite())
 	}
 	return errors.Join(errs...)
 }
 
-// Serve runs a shard other than 0: it carries out the driver's messages from control until the
-// driver closes it (nil) or something fails.
+var le = binary.LittleEndian
+
+// Serve runs a shard other than 0: it carries out shard 0's messages from control until shard
+// 0 closes it (nil) or something fails (the group is over then).
 func Serve(stage *model.Stage, control transport.FrameStream) error {
 	seqs := map[uint64]*model.Seq{}
+	lookup := func(id uint64) (*model.Seq, error) {
+		if q, ok := seqs[id]; ok {
+			return q, nil
+		}
+		return nil, fmt.Errorf("tensorpar: shard 0 names sequence %d, which it never made", id)
+	}
 	var h wire.Header
 	var buf []byte
 	var items []model.SeqBatch
 	var outs []model.Out
 	var toks []int32
+	var spans [][2]int
 	for {
 		msg, err := control.ReadFrame(&h, buf)
 		if err == io.EOF {
@@ -250,46 +218,70 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 		r := reader{b: msg[1:]}
 		switch msg[0] {
 		case opNewSeq:
-			id, ctx := r.u64(), r.u32()
+			id, ctx := r.u64(), int(r.u32())
 			if r.err != nil {
 				return r.err
 			}
-			if err := checkContext(stage, int(ctx)); err != nil {
+			if err := checkContext(stage, ctx); err != nil {
 				return err
 			}
-			seqs[id] = stage.NewSequence(int(ctx))
+			if _, ok := seqs[id]; ok {
+				return fmt.Errorf("tensorpar: shard 0 makes sequence %d twice", id)
+			}
+			seqs[id] = stage.NewSequence(ctx)
+		case opExtend:
+			src, dst, ctx, keep := r.u64(), r.u64(), int(r.u32()), int(r.u32())
+			if r.err != nil {
+				return r.err
+			}
+			q, err := lookup(src)
+			if err != nil {
+				return err
+			}
+			if err := checkContext(stage, ctx); err != nil {
+				return err
+			}
+			if _, ok := seqs[dst]; ok {
+				return fmt.Errorf("tensorpar: shard 0 makes sequence %d twice", dst)
+			}
+			if seqs[dst], err = q.Extend(ctx, keep); err != nil {
+				return err
+			}
 		case opFree:
 			id := r.u64()
 			if r.err != nil {
 				return r.err
 			}
+			q, err := lookup(id)
+			if err != nil {
+				return err
+			}
+			q.Free()
 			delete(seqs, id)
 		case opForward:
 			n := int(r.u32())
-			items, toks = items[:0], toks[:0]
-			type span struct{ lo, hi int }
-			var spans []span
+			items, toks, spans = items[:0], toks[:0], spans[:0]
 			for range n {
 				id, pos, all, nt := r.u64(), r.u32(), r.u8(), int(r.u32())
 				if r.err != nil || nt > len(r.b)/4 {
 					return fmt.Errorf("tensorpar: forward message cut short (%d items)", n)
 				}
-				seq, ok := seqs[id]
-				if !ok {
-					return fmt.Errorf("tensorpar: forward names sequence %d, which the driver never made", id)
+				q, err := lookup(id)
+				if err != nil {
+					return err
 				}
 				lo := len(toks)
 				for range nt {
 					toks = append(toks, int32(r.u32()))
 				}
-				spans = append(spans, span{lo, len(toks)})
-				items = append(items, model.SeqBatch{Seq: seq, Batch: model.Batch{Pos: int(pos), AllLogits: all != 0}})
+				spans = append(spans, [2]int{lo, len(toks)})
+				items = append(items, model.SeqBatch{Seq: q, Batch: model.Batch{Pos: int(pos), AllLogits: all != 0}})
 			}
 			if r.err != nil {
 				return r.err
 			}
 			for i, sp := range spans {
-				items[i].Tokens = toks[sp.lo:sp.hi]
+				items[i].Tokens = toks[sp[0]:sp[1]]
 			}
 			outs = grow(outs, len(items))
 			if err := stage.ForwardBatch(items, outs); err != nil {
@@ -326,8 +318,8 @@ func (r *reader) take(n int) []byte {
 }
 
 func (r *reader) u8() byte    { return r.take(1)[0] }
-func (r *reader) u32() uint32 { return binary.LittleEndian.Uint32(r.take(4)) }
-func (r *reader) u64() uint64 { return binary.LittleEndian.Uint64(r.take(8)) }
+func (r *reader) u32() uint32 { return le.Uint32(r.take(4)) }
+func (r *reader) u64() uint64 { return le.Uint64(r.take(8)) }
 
 func grow[T any](b []T, n int) []T {
 	if cap(b) < n {

@@ -2,16 +2,18 @@ package tensorpar
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
 	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/sampler"
+	"github.com/exo-nix/exo/appliance/engine/scheduler"
 	"github.com/exo-nix/exo/appliance/testfixtures"
 	"github.com/exo-nix/exo/netstack/nettest"
 	"github.com/exo-nix/exo/netstack/transport"
@@ -53,10 +55,11 @@ func connected(t testing.TB, mode transport.Mode) (driver, worker transport.Conn
 	return driver, worker
 }
 
-// group is a two-shard group in one process: shard 0 driven here, shard 1 served by a goroutine,
+// group is a two-shard group in one process: shard 0 used here, shard 1 served by a goroutine,
 // over a real connection.
 type group struct {
-	driver *Driver
+	stage  *model.Stage // shard 0
+	mirror *Mirror
 	served chan error
 	wconn  transport.Conn
 }
@@ -118,9 +121,8 @@ func startGroup(t testing.TB, f *gguf.File, kv ggml.Type, mode transport.Mode) *
 		}
 		g.served <- err
 	}()
-	if g.driver, err = NewDriver(stages[0], []transport.FrameStream{dc}); err != nil {
-		t.Fatal(err)
-	}
+	g.stage, g.mirror = stages[0], NewMirror([]transport.FrameStream{dc})
+	g.stage.SetMirror(g.mirror)
 	return g
 }
 
@@ -153,47 +155,59 @@ func TestTwoShardsMatchOneNode(t *testing.T) {
 			if strings.Contains(c.file[0], "stories") {
 				prompts[0] = long[:40] // a 512-token context
 			}
-			var want [2]*model.Seq
+			var want, seqs [2]*model.Seq
 			batches := make([]model.Batch, 2)
 			for k := range want {
-				want[k] = whole.NewSequence(400)
-				if err := g.driver.NewSequence(uint64(10+k), 400); err != nil {
-					t.Fatal(err)
-				}
+				want[k], seqs[k] = whole.NewSequence(400), g.stage.NewSequence(400)
 				batches[k] = model.Batch{Tokens: prompts[k]}
 			}
+			outs := make([]model.Out, 2)
 			for step := range 12 {
 				wantOuts := make([]model.Out, 2)
 				if err := whole.ForwardBatch([]model.SeqBatch{{Seq: want[0], Batch: batches[0]}, {Seq: want[1], Batch: batches[1]}}, wantOuts); err != nil {
 					t.Fatal(err)
 				}
-				got, err := g.driver.Forward([]Item{{Seq: 10, Batch: batches[0]}, {Seq: 11, Batch: batches[1]}})
-				if err != nil {
+				if err := g.stage.ForwardBatch([]model.SeqBatch{{Seq: seqs[0], Batch: batches[0]}, {Seq: seqs[1], Batch: batches[1]}}, outs); err != nil {
 					t.Fatal(err)
 				}
 				for k := range batches {
-					if !slices.Equal(got[k].Logits, wantOuts[k].Logits) {
+					if !slices.Equal(outs[k].Logits, wantOuts[k].Logits) {
 						t.Fatalf("step %d, sequence %d: the shards' logits differ from one node's", step, k)
 					}
 					batches[k] = model.Batch{Pos: want[k].Len(), Tokens: []int32{argmax(wantOuts[k].Logits)}}
 				}
 			}
-			// A batch the model refuses (it starts past the cached positions) leaves the group working.
-			if _, err := g.driver.Forward([]Item{{Seq: 10, Batch: model.Batch{Pos: 399, Tokens: []int32{1, 2}}}}); err == nil ||
+			// A batch the model refuses (it starts past the cached positions) is refused before
+			// the other shard hears of it, and the group goes on.
+			if err := g.stage.ForwardBatch([]model.SeqBatch{{Seq: seqs[0], Batch: model.Batch{Pos: 399, Tokens: []int32{1, 2}}}}, outs); err == nil ||
 				!strings.Contains(err.Error(), "position 399") {
 				t.Fatalf("a batch past the cached positions: %v", err)
 			}
-			if _, err := g.driver.Forward([]Item{{Seq: 10, Batch: batches[0]}, {Seq: 11, Batch: batches[1]}}); err != nil {
-				t.Fatalf("the step after a refused batch: %v", err)
-			}
-			// A freed sequence is gone on the worker too; a new one under its id starts afresh.
-			if err := g.driver.Free(10); err != nil {
+			// A copy of a sequence's start (Extend) continues on every shard as the original.
+			ext, err := seqs[1].Extend(400, seqs[1].Len())
+			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := g.driver.Forward([]Item{{Seq: 10, Batch: batches[0]}}); err == nil {
+			wantExt, err := want[1].Extend(400, want[1].Len())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantOuts := make([]model.Out, 1)
+			if err := whole.ForwardBatch([]model.SeqBatch{{Seq: wantExt, Batch: batches[1]}}, wantOuts); err != nil {
+				t.Fatal(err)
+			}
+			if err := g.stage.ForwardBatch([]model.SeqBatch{{Seq: ext, Batch: batches[1]}}, outs); err != nil {
+				t.Fatalf("the step after a refused batch: %v", err)
+			}
+			if !slices.Equal(outs[0].Logits, wantOuts[0].Logits) {
+				t.Fatal("a copied sequence's logits differ from one node's")
+			}
+			// A freed sequence is gone.
+			seqs[0].Free()
+			if err := g.stage.ForwardBatch([]model.SeqBatch{{Seq: seqs[0], Batch: batches[0]}}, outs); err == nil {
 				t.Fatal("forward of a freed sequence accepted")
 			}
-			if err := g.driver.Close(); err != nil {
+			if err := g.mirror.Close(); err != nil {
 				t.Fatal(err)
 			}
 			select {
@@ -213,24 +227,22 @@ func TestTwoShardsMatchOneNode(t *testing.T) {
 func TestLostWorkerFailsTheStep(t *testing.T) {
 	f := openModel(t, "stories260K", "stories260K-Q8_0.gguf")
 	g := startGroup(t, f, ggml.F32, transport.ModeQUIC)
-	if err := g.driver.NewSequence(1, 32); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.driver.Forward([]Item{{Seq: 1, Batch: model.Batch{Tokens: []int32{1, 2, 3}}}}); err != nil {
+	seq := g.stage.NewSequence(32)
+	outs := make([]model.Out, 1)
+	if err := g.stage.ForwardBatch([]model.SeqBatch{{Seq: seq, Batch: model.Batch{Tokens: []int32{1, 2, 3}}}}, outs); err != nil {
 		t.Fatal(err)
 	}
 	g.wconn.Close()
 	done := make(chan error, 1)
 	go func() {
-		_, err := g.driver.Forward([]Item{{Seq: 1, Batch: model.Batch{Pos: 3, Tokens: []int32{4}}}})
-		done <- err
+		done <- g.stage.ForwardBatch([]model.SeqBatch{{Seq: seq, Batch: model.Batch{Pos: 3, Tokens: []int32{4}}}}, outs)
 	}()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "shard 1") {
 			t.Fatalf("step after the worker's connection closed: %v", err)
 		}
-		t.Logf("the driver says: %v", err)
+		t.Logf("shard 0 says: %v", err)
 	case <-time.After(15 * time.Second):
 		t.Fatal("the driver's step hangs after the worker's connection closed")
 	}
@@ -243,7 +255,6 @@ func TestServeRefusesMalformedControl(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	le := binary.LittleEndian
 	fwd := func(id uint64, ntok uint32, toks ...uint32) []byte {
 		b := le.AppendUint32([]byte{opForward}, 1)
 		b = le.AppendUint32(le.AppendUint64(b, id), 0)
@@ -260,6 +271,9 @@ func TestServeRefusesMalformedControl(t *testing.T) {
 		{"unknown op", "unknown control op 9", []byte{9}},
 		{"short new", "cut short", []byte{opNewSeq, 1, 2}},
 		{"unknown sequence", "never made", fwd(5, 1, 1)},
+		{"extend of an unknown sequence", "never made", le.AppendUint32(le.AppendUint32(le.AppendUint64(le.AppendUint64([]byte{opExtend}, 5), 6), 16), 0)},
+		{"free of an unknown sequence", "never made", le.AppendUint64([]byte{opFree}, 5)},
+		{"context too long", "not within the model's", le.AppendUint32(le.AppendUint64([]byte{opNewSeq}, 7), 1<<30)},
 		{"tokens cut short", "cut short", fwd(5, 3, 1)},
 		{"empty", "0 bytes", nil},
 	} {
@@ -282,10 +296,10 @@ func FuzzServeControl(f *testing.F) {
 	}
 	// The worker's exchanges fail at once: only the message handling is under test.
 	st.SetExchanger(failing{})
-	le := binary.LittleEndian
 	newSeq := le.AppendUint32(le.AppendUint64([]byte{opNewSeq}, 7), 16)
 	f.Add(newSeq)
 	f.Add(le.AppendUint64([]byte{opFree}, 7))
+	f.Add(le.AppendUint32(le.AppendUint32(le.AppendUint64(le.AppendUint64([]byte{opExtend}, 7), 8), 16), 0))
 	f.Add([]byte{opForward, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		_ = Serve(st, controlOf(newSeq, msg))
@@ -319,4 +333,66 @@ func argmax(l []float32) int32 {
 		}
 	}
 	return int32(best)
+}
+
+// The scheduler runs on shard 0 of a group as on a whole stage: continuous batching of
+// concurrent requests, prompts that reuse another request's cached start (copied on every
+// shard), sequences freed as it drops them; every request generates the tokens it generates
+// on one node.
+func TestSchedulerOverAGroup(t *testing.T) {
+	f := openModel(t, "synthetic", "llama-spm32k-e256", "llama-spm32k-e256-Q8_0.gguf")
+	whole, err := model.LoadStage(f, 0, layers(t, f), model.Options{KVType: ggml.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGroup(t, f, ggml.F16, transport.ModeTCP)
+	base := make([]int32, 40)
+	for i := range base {
+		base[i] = int32(1 + (i*53)%900)
+	}
+	var prompts [][]int32
+	for k := range 6 {
+		p := append([]int32(nil), base[:10+5*k]...)
+		prompts = append(prompts, append(p, int32(1000+k), int32(2000+k)))
+	}
+	generate := func(st *model.Stage) [][]int32 {
+		s, err := scheduler.New(scheduler.Config{Stage: st, MaxSeqs: 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		out := make([][]int32, len(prompts))
+		// A first request leaves its cache for the others to start from.
+		run := func(k int) {
+			_, err := s.Generate(context.Background(), scheduler.Request{Prompt: prompts[k], MaxTokens: 12, IgnoreEOS: true,
+				OnToken: func(tok int32, _ sampler.Result) error { out[k] = append(out[k], tok); return nil }})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+		run(0)
+		var wg sync.WaitGroup
+		for k := 1; k < len(prompts); k++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); run(k) }()
+		}
+		wg.Wait()
+		if st := s.Stats(); st.CachedTokens == 0 {
+			t.Errorf("no request reused a cached start: %+v", st)
+		}
+		return out
+	}
+	want := generate(whole)
+	got := generate(g.stage)
+	for k := range prompts {
+		if !slices.Equal(got[k], want[k]) {
+			t.Errorf("request %d: the group generated %v, one node %v", k, got[k], want[k])
+		}
+	}
+	if err := g.mirror.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-g.served; err != nil {
+		t.Fatalf("worker: %v", err)
+	}
 }

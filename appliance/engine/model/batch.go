@@ -39,12 +39,26 @@ func (s *Stage) ForwardBatch(items []SeqBatch, outs []Out) error {
 	if s.Sharded() && s.ex == nil {
 		return fmt.Errorf("model: shard %d of %d has no exchanger", s.opts.Shard, s.opts.Shards)
 	}
+	if s.Sharded() || s.mirror != nil {
+		// A group's passes and announcements go in one order on every shard.
+		s.group.Lock()
+		defer s.group.Unlock()
+		if s.groupErr != nil {
+			return s.groupErr
+		}
+	}
 	ws := s.getWorkspace()
 	defer s.putWorkspace(ws)
 	ws.err = nil
 	var err error
 	if ws.n, err = s.checkBatch(items, ws.n[:0]); err != nil {
 		return err
+	}
+	if s.mirror != nil {
+		if err := s.mirror.Forward(items); err != nil {
+			s.groupErr = fmt.Errorf("model: tell the other shards: %w", err)
+			return s.groupErr
+		}
 	}
 	c := s.Config
 	for i := range items {
@@ -79,23 +93,13 @@ func (s *Stage) ForwardBatch(items []SeqBatch, outs []Out) error {
 		}
 		s.pass(ws, items, outs)
 		if ws.err != nil {
+			s.groupErr = ws.err // the shards are out of step now
 			return ws.err
 		}
 		for _, tk := range ws.toks {
 			ws.done[tk.item] = tk.idx + 1
 		}
 	}
-}
-
-// CheckBatch reports the error ForwardBatch would return for items before running anything
-// (positions, tokens, sequences), so that a tensor-parallel driver sends its other shards only
-// batches that all of them will run.
-func (s *Stage) CheckBatch(items []SeqBatch) error {
-	if len(items) == 0 {
-		return fmt.Errorf("model: empty batch")
-	}
-	_, err := s.checkBatch(items, nil)
-	return err
 }
 
 // checkBatch validates every item and appends each one's number of positions to n.

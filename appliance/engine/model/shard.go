@@ -28,6 +28,37 @@ type Exchanger interface {
 	Gather(part []float32, parts [][]float32, root int) error
 }
 
+// Mirror keeps the other shards of a group in step with shard 0, which is used like any stage
+// (a scheduler runs on it): every sequence made, copied or freed and every batch is told to the
+// mirror before shard 0 acts on it, and the other shards do the same with theirs
+// (tensorpar.Mirror sends it all over a control stream). Sequences are named by Seq.ID.
+type Mirror interface {
+	NewSequence(id uint64, ctxLen int) error
+	Extend(src, dst uint64, ctxLen, keep int) error
+	Free(id uint64) error
+	// Forward is told of a batch that shard 0 has checked and will run.
+	Forward(items []SeqBatch) error
+}
+
+// SetMirror makes the stage tell m of its sequences and batches; it must be called before the
+// first sequence is made.
+func (s *Stage) SetMirror(m Mirror) { s.mirror = m }
+
+// announce tells the mirror of a change, in order with the passes; a failure is kept, and the
+// stage's next ForwardBatch returns it (the group is out of step from then on).
+func (s *Stage) announce(tell func(Mirror) error) {
+	if s.mirror == nil {
+		return
+	}
+	s.group.Lock()
+	defer s.group.Unlock()
+	if s.groupErr == nil {
+		if err := tell(s.mirror); err != nil {
+			s.groupErr = fmt.Errorf("model: tell the other shards: %w", err)
+		}
+	}
+}
+
 // shardAlign is the granularity of a shard's rows: whole panels of the packed layout, so that a
 // shard's packed copy is the same bytes as that part of one node's.
 const shardAlign = 16

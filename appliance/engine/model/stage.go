@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
@@ -91,6 +92,13 @@ type Stage struct {
 	tensors     []string
 
 	ex Exchanger // a sharded stage's link to its other shards
+	// mirror (shard 0 of a group) hears of every sequence and batch first (shard.go); group
+	// orders a sharded stage's passes and announcements, groupErr is the first failure to
+	// announce, after which the group is out of step.
+	mirror   Mirror
+	group    sync.Mutex
+	groupErr error
+	nextID   atomic.Uint64
 
 	pool   *kernels.Pool
 	wsMu   sync.Mutex
@@ -229,6 +237,9 @@ type Seq struct {
 
 	// Results of ForwardBatch, reused from call to call.
 	hidOut, logOut []float32
+
+	id    uint64 // unique within the stage: how a Mirror names the sequence
+	freed bool
 }
 
 // NewSequence allocates a KV cache of ctxLen positions for the stage's layers. ctxLen <= 0 means
@@ -237,8 +248,14 @@ func (s *Stage) NewSequence(ctxLen int) *Seq {
 	if ctxLen <= 0 {
 		ctxLen = s.Config.ContextLength
 	}
+	q := s.newSeq(ctxLen)
+	s.announce(func(m Mirror) error { return m.NewSequence(q.id, ctxLen) })
+	return q
+}
+
+func (s *Stage) newSeq(ctxLen int) *Seq {
 	c := s.Config
-	q := &Seq{stage: s, ctxLen: ctxLen}
+	q := &Seq{stage: s, ctxLen: ctxLen, id: s.nextID.Add(1)}
 	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
 	for range s.layers {
 		switch s.opts.KVType {
@@ -266,7 +283,11 @@ func (q *Seq) Extend(ctxLen, keep int) (*Seq, error) {
 	if keep < 0 || keep > q.n || keep > ctxLen {
 		return nil, fmt.Errorf("model: keep %d of %d cached positions in a context of %d", keep, q.n, ctxLen)
 	}
-	r := q.stage.NewSequence(ctxLen)
+	if q.freed {
+		return nil, errFreed
+	}
+	r := q.stage.newSeq(ctxLen)
+	q.stage.announce(func(m Mirror) error { return m.Extend(q.id, r.id, ctxLen, keep) })
 	c := q.stage.Config
 	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
 	for li := range q.kF16 {
@@ -284,6 +305,22 @@ func (q *Seq) Extend(ctxLen, keep int) (*Seq, error) {
 	r.n = keep
 	return r, nil
 }
+
+// ID names the sequence among its stage's.
+func (q *Seq) ID() uint64 { return q.id }
+
+// Free drops the sequence's cache; it may not be used again. Dropping a Seq without Free is
+// enough on one node, but the other shards of a group (Stage.SetMirror) keep theirs until told.
+func (q *Seq) Free() {
+	if q.freed {
+		return
+	}
+	q.freed = true
+	q.kF32, q.vF32, q.kF16, q.vF16, q.kQ8, q.vQ8 = nil, nil, nil, nil, nil, nil
+	q.stage.announce(func(m Mirror) error { return m.Free(q.id) })
+}
+
+var errFreed = fmt.Errorf("model: the sequence was freed")
 
 // Cap is the context length of the sequence.
 func (q *Seq) Cap() int { return q.ctxLen }
@@ -331,6 +368,9 @@ func (s *Stage) check(seq *Seq, in Batch) (int, error) {
 	c := s.Config
 	if seq == nil || seq.stage != s {
 		return 0, fmt.Errorf("model: sequence does not belong to this stage")
+	}
+	if seq.freed {
+		return 0, errFreed
 	}
 	var n int
 	if s.IsFirst() {

@@ -314,6 +314,12 @@ func (s *Scheduler) loop() {
 					s.mu.Unlock()
 					finish(h, ErrClosed)
 				default:
+					s.mu.Lock()
+					for _, e := range s.idle {
+						e.seq.Free()
+					}
+					s.idle = nil
+					s.mu.Unlock()
 					return
 				}
 			}
@@ -538,7 +544,7 @@ func (s *Scheduler) acquire(n int, prompt []int32, scope string, active []*Handl
 		}
 		src = e.seq
 	}
-	var reuse *model.Seq
+	var reuse, drop *model.Seq
 	if !room && len(s.idle) > 0 {
 		// At admission fewer than MaxSeqs run, so an idle sequence exists (the length check
 		// only keeps a broken count from panicking): the oldest other than src, else src
@@ -552,18 +558,31 @@ func (s *Scheduler) acquire(n int, prompt []int32, scope string, active []*Handl
 		}
 		if s.idle[out].seq != src {
 			reuse = s.idle[out].seq
+		} else {
+			drop = src
 		}
 		s.idle = append(s.idle[:out], s.idle[out+1:]...)
 	}
 	s.mu.Unlock()
+	// A sequence dropped is freed: the other shards of a tensor-parallel stage keep theirs
+	// until told (model.Seq.Free).
+	if drop != nil {
+		defer drop.Free()
+	}
 	if src != nil {
 		if q, err := src.Extend(n, keep); err == nil { // keep <= src.Len(), < len(prompt) < n
+			if reuse != nil {
+				reuse.Free()
+			}
 			return q, append(make([]int32, 0, n), prompt[:keep]...), keep
 		}
 	}
 	if reuse != nil && reuse.Cap() >= n {
 		_ = reuse.Truncate(0)
 		return reuse, nil, 0
+	}
+	if reuse != nil {
+		reuse.Free()
 	}
 	return s.cfg.Stage.NewSequence(n), nil, 0
 }
@@ -591,6 +610,7 @@ func (s *Scheduler) release(q *model.Seq, toks []int32, scope string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.idle) >= s.cfg.MaxSeqs {
+		s.idle[0].seq.Free()
 		s.idle = append(s.idle[:0], s.idle[1:]...)
 	}
 	s.idle = append(s.idle, idleSeq{seq: q, toks: toks, scope: scope})

@@ -3,8 +3,10 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -640,5 +642,103 @@ func TestIdleSequencesStayWithinMaxSeqs(t *testing.T) {
 	}
 	if idleBeside != 0 {
 		t.Errorf("a request beside a running one and an idle one left %d idle, want 0 (%d before)", idleBeside, len(before))
+	}
+}
+
+// liveSeqs is a model.Mirror that keeps the sequences a stage has made and not freed, as the
+// other shards of a tensor-parallel group hold them.
+type liveSeqs struct {
+	mu   sync.Mutex
+	live map[uint64]bool
+	bad  []string
+}
+
+func (l *liveSeqs) NewSequence(id uint64, _ int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.live[id] = true
+	return nil
+}
+
+func (l *liveSeqs) Extend(src, dst uint64, _, _ int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.live[src] {
+		l.bad = append(l.bad, fmt.Sprintf("extend of sequence %d, which is not live", src))
+	}
+	l.live[dst] = true
+	return nil
+}
+
+func (l *liveSeqs) Free(id uint64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.live[id] {
+		l.bad = append(l.bad, fmt.Sprintf("free of sequence %d, which is not live", id))
+	}
+	delete(l.live, id)
+	return nil
+}
+
+func (l *liveSeqs) Forward(items []model.SeqBatch) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, it := range items {
+		if !l.live[it.Seq.ID()] {
+			l.bad = append(l.bad, fmt.Sprintf("forward of sequence %d, which is not live", it.Seq.ID()))
+		}
+	}
+	return nil
+}
+
+func (l *liveSeqs) count() (int, []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.live), slices.Clone(l.bad)
+}
+
+// Every sequence the scheduler drops (beyond MaxSeqs idle ones, copied from and replaced, at
+// Close) is freed, so that the other shards of a tensor-parallel stage, which keep theirs until
+// told, hold no more than the scheduler does; none is used after it is freed.
+func TestDroppedSequencesAreFreed(t *testing.T) {
+	m := openModel(t, stories)
+	mirror := &liveSeqs{live: map[uint64]bool{}}
+	m.Stage.SetMirror(mirror)
+	s, err := New(Config{Stage: m.Stage, IsEOG: m.Tokenizer.IsEOG, MaxSeqs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(prompt []int32, scope string) {
+		if _, err := s.Generate(context.Background(), Request{Prompt: prompt, MaxTokens: 6, IgnoreEOS: true, CacheScope: scope}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var prompts [][]int32
+	for _, tx := range texts {
+		prompts = append(prompts, m.Tokenizer.Encode(tx, true, false))
+	}
+	for i, p := range prompts {
+		run(p, fmt.Sprint(i%3)) // idle sequences beyond MaxSeqs make way
+		long := append(append([]int32(nil), p...), prompts[(i+1)%len(prompts)]...)
+		run(long, fmt.Sprint(i%3)) // a continuation: copied into a longer sequence
+		if n, bad := mirror.count(); n > 2 || len(bad) > 0 {
+			t.Fatalf("after request %d: %d sequences live (MaxSeqs 2); %v", i, n, bad)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(append(append([]int32(nil), prompts[3]...), prompts[i]...), "")
+		}()
+	}
+	wg.Wait()
+	if n, bad := mirror.count(); n > 2 || len(bad) > 0 {
+		t.Fatalf("after concurrent requests: %d sequences live (MaxSeqs 2); %v", n, bad)
+	}
+	s.Close()
+	if n, bad := mirror.count(); n != 0 || len(bad) > 0 {
+		t.Fatalf("after Close: %d sequences live; %v", n, bad)
 	}
 }
