@@ -17,6 +17,7 @@ import (
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
 	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/sampler"
 	"github.com/exo-nix/exo/netstack/nettest"
 	"github.com/exo-nix/exo/netstack/transport"
 )
@@ -330,7 +331,7 @@ func measure(t *testing.T, st *model.Stage) benchRates {
 				start = time.Now() // the first decode step warms the buffers of its batch size
 			}
 			for k := range items {
-				items[k].Batch = model.Batch{Pos: pos, Tokens: []int32{argmax(outs[k].Logits)}}
+				items[k].Batch = model.Batch{Pos: pos, Tokens: []int32{sampler.Argmax(outs[k].Logits)}}
 			}
 			step()
 			pos++

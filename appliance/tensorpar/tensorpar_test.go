@@ -174,7 +174,7 @@ func TestTwoShardsMatchOneNode(t *testing.T) {
 					if !slices.Equal(outs[k].Logits, wantOuts[k].Logits) {
 						t.Fatalf("step %d, sequence %d: the shards' logits differ from one node's", step, k)
 					}
-					batches[k] = model.Batch{Pos: want[k].Len(), Tokens: []int32{argmax(wantOuts[k].Logits)}}
+					batches[k] = model.Batch{Pos: want[k].Len(), Tokens: []int32{sampler.Argmax(wantOuts[k].Logits)}}
 				}
 			}
 			// A batch the model refuses (it starts past the cached positions) is refused before
@@ -323,16 +323,6 @@ func controlOf(msgs ...[]byte) transport.FrameStream {
 		_ = a.CloseWrite()
 	}()
 	return b
-}
-
-func argmax(l []float32) int32 {
-	best := 0
-	for i, v := range l {
-		if v > l[best] {
-			best = i
-		}
-	}
-	return int32(best)
 }
 
 // The scheduler runs on shard 0 of a group as on a whole stage: continuous batching of
