@@ -335,7 +335,7 @@ const (
 	ServiceExchange transport.Service = 18
 )
 
-// OpenStreams opens the driver's control stream and the exchange stream on conn, shard 0's
+// OpenStreams opens shard 0's control stream and the exchange stream on conn, shard 0's
 // connection to shard 1 of a two-shard group.
 func OpenStreams(ctx context.Context, conn transport.Conn) (control, exchange transport.Stream, err error) {
 	if control, err = conn.OpenStream(ctx, ServiceControl); err != nil {
@@ -353,7 +353,7 @@ func AcceptStreams(ctx context.Context, conn transport.Conn) (control, exchange 
 	for control == nil || exchange == nil {
 		s, err := conn.AcceptStream(ctx)
 		if err != nil {
-			return nil, nil, fmt.Errorf("tensorpar: accept the driver's streams: %w", err)
+			return nil, nil, fmt.Errorf("tensorpar: accept shard 0's streams: %w", err)
 		}
 		switch {
 		case s.Service() == ServiceControl && control == nil:
@@ -362,7 +362,7 @@ func AcceptStreams(ctx context.Context, conn transport.Conn) (control, exchange 
 			exchange = s
 		default:
 			s.Cancel("unexpected stream")
-			return nil, nil, fmt.Errorf("tensorpar: the driver opened a %s stream", s.Service())
+			return nil, nil, fmt.Errorf("tensorpar: shard 0 opened a %s stream", s.Service())
 		}
 	}
 	return control, exchange, nil

@@ -22,9 +22,10 @@ import (
 type Exchanger interface {
 	// Gather sends part, this shard's rows, to the other shards (to every one when root < 0,
 	// else to root only) and, on a shard that receives, fills parts[j] with shard j's part
-	// (parts[j] has the length that part has on shard j, zero included; parts of this shard and
-	// of shards it receives nothing from are nil). Every shard calls Gather with the same root, in the same
-	// order. A peer lost or a stream broken is an error; the stage's pass then fails.
+	// (parts[j] has the length that part has on shard j, zero included; parts of this shard
+	// and of shards it receives nothing from are nil). Every shard calls Gather with the same
+	// root, in the same order. A peer lost or a stream broken is an error; the stage's pass
+	// then fails.
 	Gather(part []float32, parts [][]float32, root int) error
 }
 
