@@ -293,8 +293,10 @@ func TestBenchChild(t *testing.T) {
 		tx := &timedExchanger{Exchanger: ex}
 		st.SetExchanger(tx)
 		defer tx.report(t, "driver")
-		mirror := NewMirror([]transport.FrameStream{c})
-		st.SetMirror(mirror)
+		mirror, err := NewMirror(st, []transport.FrameStream{c})
+		if err != nil {
+			t.Fatal(err)
+		}
 		writeRates(t, measure(t, st))
 		if err := mirror.Close(); err != nil {
 			t.Fatal(err)

@@ -114,6 +114,7 @@ func (x *Exchanger) read(parts [][]float32) error {
 // freed, a batch to evaluate. Integers are little-endian; sequences are named by shard 0's
 // Seq.ID.
 const (
+	opHello   byte = 5 // the first message: protocol u16, shard u16, shards u16, then the group's shape (groupShape)
 	opNewSeq  byte = 1 // id u64, context u32
 	opFree    byte = 2 // id u64
 	opForward byte = 3 // items u32, then per item: id u64, pos u32, all-logits u8, tokens u32, tokens × i32
@@ -127,8 +128,39 @@ type Mirror struct {
 	msg     []byte
 }
 
-// NewMirror tells shards 1..n-1 through control (in order).
-func NewMirror(control []transport.FrameStream) *Mirror { return &Mirror{control: control} }
+// protocol is the control stream's version: a worker of another version refuses the group.
+const protocol = 1
+
+// NewMirror makes stage (shard 0 of a group of len(control)+1) tell shards 1..n-1 of its
+// sequences and batches through control, in order. It first tells each which shard it must be
+// and the shape of the group's model, so that a worker of another exo version, or one that
+// loaded another model or shard, refuses at once with an error naming the difference.
+func NewMirror(stage *model.Stage, control []transport.FrameStream) (*Mirror, error) {
+	o := stage.Options()
+	if o.Shard != 0 || max(o.Shards, 1) != len(control)+1 {
+		return nil, fmt.Errorf("tensorpar: shard %d of %d cannot lead a group of %d", o.Shard, o.Shards, len(control)+1)
+	}
+	m := &Mirror{control: control}
+	for i, c := range control {
+		m.msg = le.AppendUint16(append(m.msg[:0], opHello), protocol)
+		m.msg = le.AppendUint16(le.AppendUint16(m.msg, uint16(i+1)), uint16(len(control)+1))
+		m.msg = append(m.msg, groupShape(stage)...)
+		h := wire.Header{Kind: wire.KindControl, DType: wire.Bytes, Shape: []uint32{uint32(len(m.msg))}}
+		if err := c.WriteFrame(&h, m.msg); err != nil {
+			return nil, fmt.Errorf("tensorpar: hello to shard %d: %w", i+1, err)
+		}
+	}
+	stage.SetMirror(m)
+	return m, nil
+}
+
+// groupShape is what the shards of a group must agree on: the model's layer range and
+// dimensions, and how they compute (the KV cache type and compute mode change the arithmetic).
+func groupShape(st *model.Stage) string {
+	c, o := st.Config, st.Options()
+	return fmt.Sprintf("layers [%d,%d) of %d, n_embd %d, n_ff %d, heads %d/%d, vocab %d, KV cache %s, compute %s",
+		st.First, st.Last, c.NLayer, c.NEmbd, c.NFF, c.NHead, c.NHeadKV, c.NVocab, o.KVType, o.Compute)
+}
 
 func (m *Mirror) send() error {
 	h := wire.Header{Kind: wire.KindControl, DType: wire.Bytes, Shape: []uint32{uint32(len(m.msg))}}
@@ -203,6 +235,7 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 	var outs []model.Out
 	var toks []int32
 	var spans [][2]int
+	hello := false
 	for {
 		msg, err := control.ReadFrame(&h, buf)
 		if err == io.EOF {
@@ -216,7 +249,28 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 			return fmt.Errorf("tensorpar: control stream sent a %s frame of %d bytes", h.Kind, len(msg))
 		}
 		r := reader{b: msg[1:]}
+		if !hello && msg[0] != opHello {
+			return fmt.Errorf("tensorpar: shard 0 sent op %d before its hello", msg[0])
+		}
 		switch msg[0] {
+		case opHello:
+			if hello {
+				return errors.New("tensorpar: shard 0 said hello twice")
+			}
+			hello = true
+			proto, shard, shards := r.u16(), int(r.u16()), int(r.u16())
+			if r.err != nil {
+				return r.err
+			}
+			if proto != protocol {
+				return fmt.Errorf("tensorpar: shard 0 speaks group protocol %d, this node %d (another exo version)", proto, protocol)
+			}
+			if o := stage.Options(); o.Shard != shard || max(o.Shards, 1) != shards {
+				return fmt.Errorf("tensorpar: shard 0 takes this node for shard %d of %d; it loaded shard %d of %d", shard, shards, o.Shard, o.Shards)
+			}
+			if theirs, ours := string(r.b), groupShape(stage); theirs != ours {
+				return fmt.Errorf("tensorpar: shard 0's model is %s; this node's %s", theirs, ours)
+			}
 		case opNewSeq:
 			id, ctx := r.u64(), int(r.u32())
 			if r.err != nil {
@@ -318,6 +372,7 @@ func (r *reader) take(n int) []byte {
 }
 
 func (r *reader) u8() byte    { return r.take(1)[0] }
+func (r *reader) u16() uint16 { return le.Uint16(r.take(2)) }
 func (r *reader) u32() uint32 { return le.Uint32(r.take(4)) }
 func (r *reader) u64() uint64 { return le.Uint64(r.take(8)) }
 

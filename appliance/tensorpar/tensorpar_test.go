@@ -121,8 +121,10 @@ func startGroup(t testing.TB, f *gguf.File, kv ggml.Type, mode transport.Mode) *
 		}
 		g.served <- err
 	}()
-	g.stage, g.mirror = stages[0], NewMirror([]transport.FrameStream{dc})
-	g.stage.SetMirror(g.mirror)
+	g.stage = stages[0]
+	if g.mirror, err = NewMirror(g.stage, []transport.FrameStream{dc}); err != nil {
+		t.Fatal(err)
+	}
 	return g
 }
 
@@ -248,7 +250,14 @@ func TestLostWorkerFailsTheStep(t *testing.T) {
 	}
 }
 
-// Malformed control messages stop the worker with an error naming the problem.
+// hello is shard 0's first control message to shard 1 of 2 of st's model.
+func hello(st *model.Stage) []byte {
+	b := le.AppendUint16(le.AppendUint16(le.AppendUint16([]byte{opHello}, protocol), 1), 2)
+	return append(b, groupShape(st)...)
+}
+
+// Malformed control messages, and a hello that does not fit the worker, stop the worker with an
+// error naming the problem.
 func TestServeRefusesMalformedControl(t *testing.T) {
 	f := openModel(t, "stories260K", "stories260K-Q8_0.gguf")
 	st, err := model.LoadStage(f, 0, layers(t, f), model.Options{Shard: 1, Shards: 2, Threads: 1})
@@ -264,23 +273,29 @@ func TestServeRefusesMalformedControl(t *testing.T) {
 		}
 		return b
 	}
+	other := le.AppendUint16(le.AppendUint16(le.AppendUint16([]byte{opHello}, protocol), 1), 2)
 	for _, c := range []struct {
 		name, want string
-		msg        []byte
+		msgs       [][]byte
 	}{
-		{"unknown op", "unknown control op 9", []byte{9}},
-		{"short new", "cut short", []byte{opNewSeq, 1, 2}},
-		{"unknown sequence", "never made", fwd(5, 1, 1)},
-		{"extend of an unknown sequence", "never made", le.AppendUint32(le.AppendUint32(le.AppendUint64(le.AppendUint64([]byte{opExtend}, 5), 6), 16), 0)},
-		{"free of an unknown sequence", "never made", le.AppendUint64([]byte{opFree}, 5)},
-		{"context too long", "not within the model's", le.AppendUint32(le.AppendUint64([]byte{opNewSeq}, 7), 1<<30)},
-		{"tokens cut short", "cut short", fwd(5, 3, 1)},
-		{"empty", "0 bytes", nil},
+		{"no hello", "before its hello", [][]byte{le.AppendUint64([]byte{opFree}, 5)}},
+		{"another protocol", "group protocol 9", [][]byte{append(le.AppendUint16([]byte{opHello}, 9), 0, 1, 0, 2)}},
+		{"another shard", "shard 0 of 2; it loaded shard 1 of 2", [][]byte{append(le.AppendUint16(le.AppendUint16(le.AppendUint16([]byte{opHello}, protocol), 0), 2), groupShape(st)...)}},
+		{"another model", "this node's layers", [][]byte{append(other, "layers [0,2) of 2"...)}},
+		{"hello twice", "hello twice", [][]byte{hello(st), hello(st)}},
+		{"unknown op", "unknown control op 9", [][]byte{hello(st), {9}}},
+		{"short new", "cut short", [][]byte{hello(st), {opNewSeq, 1, 2}}},
+		{"unknown sequence", "never made", [][]byte{hello(st), fwd(5, 1, 1)}},
+		{"extend of an unknown sequence", "never made", [][]byte{hello(st), le.AppendUint32(le.AppendUint32(le.AppendUint64(le.AppendUint64([]byte{opExtend}, 5), 6), 16), 0)}},
+		{"free of an unknown sequence", "never made", [][]byte{hello(st), le.AppendUint64([]byte{opFree}, 5)}},
+		{"context too long", "not within the model's", [][]byte{hello(st), le.AppendUint32(le.AppendUint64([]byte{opNewSeq}, 7), 1<<30)}},
+		{"tokens cut short", "cut short", [][]byte{hello(st), fwd(5, 3, 1)}},
+		{"empty", "0 bytes", [][]byte{hello(st), nil}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := Serve(st, controlOf(c.msg))
+			err := Serve(st, controlOf(c.msgs...))
 			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("Serve(%x) = %v, want an error with %q", c.msg, err, c.want)
+				t.Fatalf("Serve(%x) = %v, want an error with %q", c.msgs, err, c.want)
 			}
 		})
 	}
@@ -297,12 +312,13 @@ func FuzzServeControl(f *testing.F) {
 	// The worker's exchanges fail at once: only the message handling is under test.
 	st.SetExchanger(failing{})
 	newSeq := le.AppendUint32(le.AppendUint64([]byte{opNewSeq}, 7), 16)
+	hi := hello(st)
 	f.Add(newSeq)
 	f.Add(le.AppendUint64([]byte{opFree}, 7))
 	f.Add(le.AppendUint32(le.AppendUint32(le.AppendUint64(le.AppendUint64([]byte{opExtend}, 7), 8), 16), 0))
 	f.Add([]byte{opForward, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		_ = Serve(st, controlOf(newSeq, msg))
+		_ = Serve(st, controlOf(hi, newSeq, msg))
 	})
 }
 
