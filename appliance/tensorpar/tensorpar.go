@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 
 	"github.com/exo-nix/exo/appliance/engine/model"
@@ -117,7 +118,7 @@ const (
 	opHello   byte = 5 // the first message: protocol u16, shard u16, shards u16, then the group's shape (groupShape)
 	opNewSeq  byte = 1 // id u64, context u32
 	opFree    byte = 2 // id u64
-	opForward byte = 3 // items u32, then per item: id u64, pos u32, all-logits u8, tokens u32, tokens × i32
+	opForward byte = 3 // items u32, then per item: id u64, pos u32, all-logits u8, tokens u32, tokens × i32, hidden u32, hidden × f32
 	opExtend  byte = 4 // src u64, dst u64, context u32, keep u32
 )
 
@@ -129,7 +130,8 @@ type Mirror struct {
 }
 
 // protocol is the control stream's version: a worker of another version refuses the group.
-const protocol = 1
+// (2: a forward item carries the hidden states a stage after the first takes as input.)
+const protocol = 2
 
 // NewMirror makes stage (shard 0 of a group of len(control)+1) tell shards 1..n-1 of its
 // sequences and batches through control, in order. It first tells each which shard it must be
@@ -204,6 +206,10 @@ func (m *Mirror) Forward(items []model.SeqBatch) error {
 		for _, tk := range it.Tokens {
 			m.msg = le.AppendUint32(m.msg, uint32(tk))
 		}
+		m.msg = le.AppendUint32(m.msg, uint32(len(it.Hidden)))
+		for _, v := range it.Hidden {
+			m.msg = le.AppendUint32(m.msg, math.Float32bits(v))
+		}
 	}
 	return m.send()
 }
@@ -234,7 +240,8 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 	var items []model.SeqBatch
 	var outs []model.Out
 	var toks []int32
-	var spans [][2]int
+	var hidden []float32
+	var spans, hspans [][2]int
 	hello := false
 	for {
 		msg, err := control.ReadFrame(&h, buf)
@@ -314,7 +321,7 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 			delete(seqs, id)
 		case opForward:
 			n := int(r.u32())
-			items, toks, spans = items[:0], toks[:0], spans[:0]
+			items, toks, spans, hidden, hspans = items[:0], toks[:0], spans[:0], hidden[:0], hspans[:0]
 			for range n {
 				id, pos, all, nt := r.u64(), r.u32(), r.u8(), int(r.u32())
 				if r.err != nil || nt > len(r.b)/4 {
@@ -329,6 +336,15 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 					toks = append(toks, int32(r.u32()))
 				}
 				spans = append(spans, [2]int{lo, len(toks)})
+				nh := int(r.u32())
+				if r.err != nil || nh > len(r.b)/4 {
+					return fmt.Errorf("tensorpar: forward message cut short (%d items)", n)
+				}
+				lo = len(hidden)
+				for range nh {
+					hidden = append(hidden, math.Float32frombits(r.u32()))
+				}
+				hspans = append(hspans, [2]int{lo, len(hidden)})
 				items = append(items, model.SeqBatch{Seq: q, Batch: model.Batch{Pos: int(pos), AllLogits: all != 0}})
 			}
 			if r.err != nil {
@@ -336,6 +352,9 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 			}
 			for i, sp := range spans {
 				items[i].Tokens = toks[sp[0]:sp[1]]
+				if h := hspans[i]; h[1] > h[0] {
+					items[i].Hidden = hidden[h[0]:h[1]]
+				}
 			}
 			outs = grow(outs, len(items))
 			if err := stage.ForwardBatch(items, outs); err != nil {

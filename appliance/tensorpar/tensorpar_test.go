@@ -75,6 +75,12 @@ func layers(t testing.TB, f *gguf.File) int {
 
 func startGroup(t testing.TB, f *gguf.File, kv ggml.Type, mode transport.Mode) *group {
 	t.Helper()
+	return startGroupAt(t, f, kv, mode, 0)
+}
+
+// startGroupAt starts a group of the stage of layers [first, the last).
+func startGroupAt(t testing.TB, f *gguf.File, kv ggml.Type, mode transport.Mode, first int) *group {
+	t.Helper()
 	nl := layers(t, f)
 	dconn, wconn := connected(t, mode)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -99,7 +105,7 @@ func startGroup(t testing.TB, f *gguf.File, kv ggml.Type, mode transport.Mode) *
 	// Each shard on a pool of its own: a pool runs one pass at a time.
 	var stages [2]*model.Stage
 	for i := range stages {
-		if stages[i], err = model.LoadStage(f, 0, nl, model.Options{Shard: i, Shards: 2, Threads: i + 1, KVType: kv}); err != nil {
+		if stages[i], err = model.LoadStage(f, first, nl, model.Options{Shard: i, Shards: 2, Threads: i + 1, KVType: kv}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -226,6 +232,51 @@ func TestTwoShardsMatchOneNode(t *testing.T) {
 
 // A worker lost in the middle of a request fails the driver's next step with an error naming
 // the shard, within the transport's timeout, instead of hanging.
+// A group that runs a later stage takes the previous stage's hidden states as input (sent to
+// the other shard with each batch) and computes exactly what the whole stage computes on one
+// node: a prompt, then decode steps.
+func TestLaterStageGroupMatchesOneNode(t *testing.T) {
+	f := openModel(t, "stories260K", "stories260K-Q8_0.gguf")
+	nl := layers(t, f)
+	first, err := model.LoadStage(f, 0, 2, model.Options{Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, err := model.LoadStage(f, 2, nl, model.Options{Threads: 1, KVType: ggml.F16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGroupAt(t, f, ggml.F16, transport.ModeTCP, 2)
+	q0, qr, qg := first.NewSequence(64), rest.NewSequence(64), g.stage.NewSequence(64)
+	toks := []int32{1, 403, 407, 261, 378, 302, 391}
+	pos := 0
+	for step := range 8 {
+		h, err := first.Forward(q0, model.Batch{Pos: pos, Tokens: toks})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := rest.Forward(qr, model.Batch{Pos: pos, Hidden: h.Hidden})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := g.stage.Forward(qg, model.Batch{Pos: pos, Hidden: h.Hidden})
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		if !slices.Equal(got.Logits, want.Logits) {
+			t.Fatalf("step %d: the group's logits differ from one node's", step)
+		}
+		pos += len(toks)
+		toks = []int32{int32(sampler.Argmax(want.Logits))}
+	}
+	if err := g.mirror.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-g.served; err != nil {
+		t.Fatalf("shard 1: %v", err)
+	}
+}
+
 func TestLostWorkerFailsTheStep(t *testing.T) {
 	f := openModel(t, "stories260K", "stories260K-Q8_0.gguf")
 	g := startGroup(t, f, ggml.F32, transport.ModeQUIC)
@@ -316,7 +367,7 @@ func FuzzServeControl(f *testing.F) {
 	f.Add(newSeq)
 	f.Add(le.AppendUint64([]byte{opFree}, 7))
 	f.Add(le.AppendUint32(le.AppendUint32(le.AppendUint64(le.AppendUint64([]byte{opExtend}, 7), 8), 16), 0))
-	f.Add([]byte{opForward, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0})
+	f.Add([]byte{opForward, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, msg []byte) {
 		_ = Serve(st, controlOf(hi, newSeq, msg))
 	})
