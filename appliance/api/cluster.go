@@ -198,7 +198,7 @@ func (s *Server) placementPreview(c fiber.Ctx) error {
 	for _, q := range []struct {
 		name string
 		dst  *int
-	}{{"context", &req.Context}, {"min_nodes", &req.MinNodes}} {
+	}{{"context", &req.Context}, {"min_nodes", &req.MinNodes}, {"tensor_parallel", &req.TensorParallel}} {
 		if v := c.Query(q.name); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil {

@@ -31,6 +31,7 @@ func newInstancesCreateCmd() *cobra.Command {
 			req.MinNodes, _ = cmd.Flags().GetInt("min-nodes")
 			req.Context, _ = cmd.Flags().GetInt("context")
 			req.Nodes, _ = cmd.Flags().GetStringSlice("nodes")
+			req.TensorParallel, _ = cmd.Flags().GetInt("tensor-parallel")
 			if dry, _ := cmd.Flags().GetBool("dry-run"); dry {
 				q := url.Values{"model": {req.Model}}
 				if req.MinNodes > 0 {
@@ -41,6 +42,9 @@ func newInstancesCreateCmd() *cobra.Command {
 				}
 				if len(req.Nodes) > 0 {
 					q.Set("nodes", strings.Join(req.Nodes, ","))
+				}
+				if req.TensorParallel > 0 {
+					q.Set("tensor_parallel", fmt.Sprint(req.TensorParallel))
 				}
 				var p cluster.PlacementPreview
 				raw, err := c.do(cmd.Context(), http.MethodGet, "/api/v1/placement?"+q.Encode(), nil, &p)
@@ -53,6 +57,9 @@ func newInstancesCreateCmd() *cobra.Command {
 				fmt.Fprintf(cmd.OutOrStdout(), "would place %s (context %d), predicted %.3f ms/token:\n", p.Model, p.Context, p.Plan.TokenMs)
 				for _, s := range p.Plan.Stages {
 					fmt.Fprintf(cmd.OutOrStdout(), "  %s (%s) layers [%d,%d) %s\n", s.Name, short(s.Node), s.Start, s.End, humanBytes(int64(s.MemoryBytes)))
+					for i, m := range s.Shards {
+						fmt.Fprintf(cmd.OutOrStdout(), "    shard %d on %s (%s), %s too; swaps %.3f ms/token\n", i+1, m.Name, short(m.Node), humanBytes(int64(s.MemoryBytes)), s.SwapMs)
+					}
 				}
 				return nil
 			}
@@ -70,6 +77,7 @@ func newInstancesCreateCmd() *cobra.Command {
 	cmd.Flags().Int("min-nodes", 0, "spread over at least this many nodes")
 	cmd.Flags().Int("context", 0, "tokens of KV cache to reserve (default 4096 or the model's maximum)")
 	cmd.Flags().StringSlice("nodes", nil, "only use these nodes (IDs or names, comma separated)")
+	cmd.Flags().Int("tensor-parallel", 0, "run every stage on a group of this many nodes, each holding a share of every matrix (2; 0 or 1: one node a stage)")
 	cmd.Flags().Bool("dry-run", false, "show the placement without creating the instance")
 	return cmd
 }
@@ -136,11 +144,7 @@ func printInstances(cmd *cobra.Command, list []state.Instance) error {
 	for _, in := range list {
 		var stages []string
 		for _, s := range in.Stages {
-			name := s.NodeName
-			if name == "" {
-				name = short(s.Node)
-			}
-			stages = append(stages, fmt.Sprintf("%s[%d,%d)", name, s.Layers[0], s.Layers[1]))
+			stages = append(stages, s.Describe())
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.3f\t%s\n", in.ID, in.Model, in.Status, strings.Join(stages, " "), in.PredictedTokenMs, in.Reason)
 	}

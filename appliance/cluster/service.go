@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -96,6 +97,14 @@ type InstanceRequest struct {
 	MinNodes int      `json:"min_nodes,omitempty"`
 	Nodes    []string `json:"nodes,omitempty"`
 	Context  int      `json:"context,omitempty"`
+	// TensorParallel > 1 runs every stage on a group of that many nodes, each holding a share
+	// of the stage's matrices.
+	TensorParallel int `json:"tensor_parallel,omitempty"`
+}
+
+// requestOf is the request an instance was created with, for placing it again.
+func requestOf(in state.Instance) InstanceRequest {
+	return InstanceRequest{Model: in.Model, MinNodes: in.MinNodes, Nodes: in.Nodes, Context: in.Context, TensorParallel: in.TensorParallel}
 }
 
 func (r InstanceRequest) validate() error {
@@ -106,6 +115,8 @@ func (r InstanceRequest) validate() error {
 		return errorf(http.StatusBadRequest, "min_nodes %d out of range 0-256", r.MinNodes)
 	case r.Context < 0 || r.Context > 1<<24:
 		return errorf(http.StatusBadRequest, "context %d out of range 0-16777216", r.Context)
+	case r.TensorParallel < 0 || r.TensorParallel > placement.MaxTensorParallel:
+		return errorf(http.StatusBadRequest, "tensor_parallel %d out of range 0-%d", r.TensorParallel, placement.MaxTensorParallel)
 	case slices.Contains(r.Nodes, ""):
 		return errorf(http.StatusBadRequest, "nodes holds an empty name")
 	}
@@ -114,10 +125,12 @@ func (r InstanceRequest) validate() error {
 
 // PlacementPreview is GET /api/v1/placement: what creating the instance would do now.
 type PlacementPreview struct {
-	Model    string          `json:"model"`
-	Context  int             `json:"context"`
-	MinNodes int             `json:"min_nodes"`
-	Plan     *placement.Plan `json:"plan"`
+	Model    string `json:"model"`
+	Context  int    `json:"context"`
+	MinNodes int    `json:"min_nodes"`
+	// TensorParallel is the requested group size of every stage (0: one node a stage).
+	TensorParallel int             `json:"tensor_parallel,omitempty"`
+	Plan           *placement.Plan `json:"plan"`
 	// Baseline is exo's memory-proportional placement on the same nodes, for comparison; it
 	// ignores the KV cache, so it may not fit.
 	Baseline         *placement.Plan `json:"baseline,omitempty"`
@@ -209,7 +222,9 @@ func (n *Node) nodeInfos() []NodeInfo {
 	if n.fsm != nil {
 		for _, in := range n.fsm.Instances() {
 			for _, s := range in.Stages {
-				reserved[s.Node] += s.MemoryBytes
+				for _, id := range s.Nodes() {
+					reserved[id] += s.MemoryBytes
+				}
 			}
 		}
 	}
@@ -450,7 +465,9 @@ func (n *Node) plannerNodes(model, exclude string) []placement.Node {
 			continue
 		}
 		for _, s := range in.Stages {
-			reserved[s.Node] += s.MemoryBytes
+			for _, id := range s.Nodes() {
+				reserved[id] += s.MemoryBytes
+			}
 		}
 	}
 	var out []placement.Node
@@ -498,7 +515,7 @@ func (n *Node) plan(req InstanceRequest, exclude string) (*placement.Plan, place
 	info.Name = req.Model
 	nodes := n.plannerNodes(req.Model, exclude)
 	links := n.links(nodes)
-	p, err := placement.Place(nodes, links, placement.Request{Model: info, Context: req.Context, MinNodes: req.MinNodes, Nodes: req.Nodes, StageOverhead: stageOverhead})
+	p, err := placement.Place(nodes, links, placement.Request{Model: info, Context: req.Context, MinNodes: req.MinNodes, Nodes: req.Nodes, StageOverhead: stageOverhead, TensorParallel: req.TensorParallel})
 	return p, info, nodes, links, err
 }
 
@@ -507,9 +524,9 @@ func (n *Node) preview(req InstanceRequest) (*PlacementPreview, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &PlacementPreview{Model: req.Model, Context: p.Context, MinNodes: req.MinNodes, Plan: p, ModelWeightBytes: info.WeightBytes(),
+	out := &PlacementPreview{Model: req.Model, Context: p.Context, MinNodes: req.MinNodes, TensorParallel: req.TensorParallel, Plan: p, ModelWeightBytes: info.WeightBytes(),
 		Links: linkViews(nodes, links)}
-	if b, err := placement.Baseline(nodes, links, placement.Request{Model: info, Context: req.Context, MinNodes: req.MinNodes, Nodes: req.Nodes, StageOverhead: stageOverhead}); err == nil {
+	if b, err := placement.Baseline(nodes, links, placement.Request{Model: info, Context: req.Context, MinNodes: req.MinNodes, Nodes: req.Nodes, StageOverhead: stageOverhead, TensorParallel: req.TensorParallel}); err == nil {
 		out.Baseline = b
 		out.BaselineFits = true
 		for _, s := range b.Stages {
@@ -527,6 +544,9 @@ func stagesOf(p *placement.Plan) []state.Stage {
 	out := make([]state.Stage, len(p.Stages))
 	for i, s := range p.Stages {
 		out[i] = state.Stage{Node: s.Node, NodeName: s.Name, Layers: [2]int{s.Start, s.End}, MemoryBytes: s.MemoryBytes}
+		for _, m := range s.Shards {
+			out[i].Shards = append(out[i].Shards, state.Shard{Node: m.Node, NodeName: m.Name})
+		}
 	}
 	return out
 }
@@ -546,7 +566,7 @@ func (n *Node) leaderCreate(req InstanceRequest) (state.Instance, error) {
 	}
 	now := time.Now().UTC()
 	in := state.Instance{ID: newInstanceID(), Model: req.Model, Status: state.StatusPlaced, Stages: stagesOf(p),
-		MinNodes: req.MinNodes, Nodes: req.Nodes, Context: p.Context, Reason: "placed at creation",
+		MinNodes: req.MinNodes, Nodes: req.Nodes, Context: p.Context, Reason: "placed at creation", TensorParallel: req.TensorParallel,
 		Created: now, Updated: now, Placements: 1, PredictedTokenMs: p.TokenMs}
 	if err := n.apply(state.Command{Op: state.OpPutInstance, Instance: &in}); err != nil {
 		return state.Instance{}, err
@@ -575,8 +595,7 @@ func (n *Node) leaderRebalance(id string) (*RebalanceResult, error) {
 			continue
 		}
 		found = true
-		req := InstanceRequest{Model: in.Model, MinNodes: in.MinNodes, Nodes: in.Nodes, Context: in.Context}
-		p, info, nodes, links, err := n.plan(req, in.ID)
+		p, info, nodes, links, err := n.plan(requestOf(in), in.ID)
 		if err != nil {
 			n.log.Warn("rebalance: instance cannot be re-planned; left as is", "instance", in.ID, "err", err)
 			continue
@@ -627,31 +646,41 @@ const rebalanceGain = 0.05
 // evaluateStages predicts an instance's current placement on the current nodes; it fails when
 // a node is gone or no longer has the memory.
 func evaluateStages(in state.Instance, info placement.Model, nodes []placement.Node, links placement.Links) (*placement.Plan, error) {
-	var order []placement.Node
+	var groups [][]placement.Node
 	var ranges [][2]int
 	for _, s := range in.Stages {
-		i := slices.IndexFunc(nodes, func(nd placement.Node) bool { return nd.ID == s.Node })
-		if i < 0 {
-			return nil, fmt.Errorf("node %s is not a live worker", s.Node)
+		var g []placement.Node
+		for _, id := range s.Nodes() {
+			i := slices.IndexFunc(nodes, func(nd placement.Node) bool { return nd.ID == id })
+			if i < 0 {
+				return nil, fmt.Errorf("node %s is not a live worker", id)
+			}
+			g = append(g, nodes[i])
 		}
-		order = append(order, nodes[i])
+		groups = append(groups, g)
 		ranges = append(ranges, s.Layers)
 	}
-	return placement.Evaluate(order, links, placement.Request{Model: info, Context: in.Context, MinNodes: in.MinNodes, StageOverhead: stageOverhead}, ranges)
+	req := placement.Request{Model: info, Context: in.Context, MinNodes: in.MinNodes, StageOverhead: stageOverhead, TensorParallel: in.TensorParallel}
+	if in.TensorParallel > 1 {
+		return placement.EvaluateGroups(groups, links, req, ranges)
+	}
+	order := make([]placement.Node, len(groups))
+	for i, g := range groups {
+		order[i] = g[0]
+	}
+	return placement.Evaluate(order, links, req, ranges)
 }
 
 func sameStages(a, b []state.Stage) bool {
-	return slices.EqualFunc(a, b, func(x, y state.Stage) bool { return x.Node == y.Node && x.Layers == y.Layers })
+	return slices.EqualFunc(a, b, func(x, y state.Stage) bool {
+		return x.Layers == y.Layers && slices.Equal(x.Nodes(), y.Nodes())
+	})
 }
 
 func describeStages(ss []state.Stage) string {
 	parts := make([]string, len(ss))
 	for i, s := range ss {
-		name := s.NodeName
-		if name == "" {
-			name = s.Node[:min(8, len(s.Node))]
-		}
-		parts[i] = fmt.Sprintf("%s[%d,%d)", name, s.Layers[0], s.Layers[1])
+		parts[i] = s.Describe()
 	}
 	return strings.Join(parts, " ")
 }
@@ -670,16 +699,15 @@ func (n *Node) reconcile() {
 	for _, in := range n.fsm.Instances() {
 		var lost []string
 		for _, s := range in.Stages {
-			st := status[s.Node]
-			if st != membership.StatusAlive && st != membership.StatusSuspect {
-				if st == "" {
-					st = "gone"
+			names := append([]string{cmp.Or(s.NodeName, s.Node)}, make([]string, len(s.Shards))...)
+			for j, sh := range s.Shards {
+				names[j+1] = cmp.Or(sh.NodeName, sh.Node)
+			}
+			for j, id := range s.Nodes() {
+				st := status[id]
+				if st != membership.StatusAlive && st != membership.StatusSuspect {
+					lost = append(lost, names[j]+" "+cmp.Or(st, "gone"))
 				}
-				name := s.NodeName
-				if name == "" {
-					name = s.Node
-				}
-				lost = append(lost, name+" "+st)
 			}
 		}
 		if len(lost) == 0 {
@@ -705,7 +733,7 @@ func (n *Node) reconcile() {
 			n.log.Warn("instance degraded", "instance", in.ID, "model", in.Model, "reason", reason)
 			in = deg
 		}
-		p, _, _, _, err := n.plan(InstanceRequest{Model: in.Model, MinNodes: in.MinNodes, Nodes: in.Nodes, Context: in.Context}, in.ID)
+		p, _, _, _, err := n.plan(requestOf(in), in.ID)
 		if err != nil {
 			why := reason + "; cannot re-place: " + err.Error()
 			if in.Reason != why {

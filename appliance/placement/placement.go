@@ -185,6 +185,9 @@ type Request struct {
 	Nodes []string
 	// StageOverhead is fixed memory per stage beyond weights and KV cache (compute buffers).
 	StageOverhead uint64
+	// TensorParallel > 1 runs every stage on a group of that many nodes, each holding a share
+	// of the stage's matrices (tensor.go).
+	TensorParallel int
 }
 
 func (r Request) context() int {
@@ -210,6 +213,16 @@ type Stage struct {
 	ComputeMs   float64 `json:"compute_ms"`
 	// LinkMs is the hop from this stage to the next (to the first for the last stage).
 	LinkMs float64 `json:"link_ms"`
+	// Shards are the other nodes of a tensor-parallel stage (shard 1 on); each holds
+	// MemoryBytes. ComputeMs then includes the shards' swaps of their parts (SwapMs).
+	Shards []Member `json:"shards,omitempty"`
+	SwapMs float64  `json:"swap_ms,omitempty"`
+}
+
+// Member is a node of a tensor-parallel group.
+type Member struct {
+	Node string `json:"node"`
+	Name string `json:"name,omitempty"`
 }
 
 // Plan is an ordered list of stages with its prediction.
@@ -299,6 +312,12 @@ func (req Request) validate() error {
 	if req.MinNodes < 0 {
 		return fmt.Errorf("min_nodes %d is negative", req.MinNodes)
 	}
+	if req.TensorParallel < 0 {
+		return fmt.Errorf("tensor_parallel %d is negative", req.TensorParallel)
+	}
+	if req.TensorParallel > MaxTensorParallel {
+		return &ConstraintError{Constraint: "tensor_parallel", Msg: fmt.Sprintf("tensor_parallel %d: groups of more than %d nodes are not supported yet", req.TensorParallel, MaxTensorParallel)}
+	}
 	if c := req.context(); req.Model.ContextLength > 0 && c > req.Model.ContextLength {
 		return &ConstraintError{Constraint: "context", Msg: fmt.Sprintf("context %d exceeds model %s's context length %d", c, req.Model.Name, req.Model.ContextLength)}
 	}
@@ -313,6 +332,9 @@ func Place(nodes []Node, links Links, req Request) (*Plan, error) {
 	cands, err := eligible(nodes, req)
 	if err != nil {
 		return nil, err
+	}
+	if req.TensorParallel > 1 {
+		return placeGroups(cands, links, req)
 	}
 	minNodes := max(req.MinNodes, 1)
 	L := req.Model.Layers()

@@ -11,6 +11,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +42,9 @@ type Instance struct {
 	Placements int `json:"placements"`
 	// PredictedTokenMs is the planner's predicted time per token of the current placement.
 	PredictedTokenMs float64 `json:"predicted_token_ms,omitempty"`
+	// TensorParallel is the size of the node groups that share every stage's layers (tensor
+	// parallelism); 0 or 1 means each stage runs on one node.
+	TensorParallel int `json:"tensor_parallel,omitempty"`
 }
 
 // Stage is one pipeline stage: a node runs layers [Layers[0], Layers[1]).
@@ -51,11 +55,46 @@ type Stage struct {
 	// MemoryBytes is what the stage needs on its node (weights and KV cache); the planner
 	// subtracts it from the node's budget when placing other instances.
 	MemoryBytes uint64 `json:"memory_bytes"`
+	// Shards are the other nodes of a tensor-parallel stage: shard i+1 of the stage's layers
+	// runs on Shards[i], shard 0 on Node, which is the stage as the pipeline sees it. Each holds
+	// MemoryBytes.
+	Shards []Shard `json:"shards,omitempty"`
 }
 
-// HasNode reports whether a stage of the instance runs on node.
+// Shard is a node that holds a share of a tensor-parallel stage.
+type Shard struct {
+	Node     string `json:"node"`
+	NodeName string `json:"node_name,omitempty"`
+}
+
+// Nodes lists the stage's nodes, shard 0 first.
+func (s *Stage) Nodes() []string {
+	out := []string{s.Node}
+	for _, sh := range s.Shards {
+		out = append(out, sh.Node)
+	}
+	return out
+}
+
+// Describe names the stage's nodes (shard 0 first, joined by "+") and its layers, as
+// "a+b[0,16)"; a node without a name goes by the start of its ID.
+func (s *Stage) Describe() string {
+	short := func(name, id string) string {
+		if name != "" {
+			return name
+		}
+		return id[:min(8, len(id))]
+	}
+	names := []string{short(s.NodeName, s.Node)}
+	for _, sh := range s.Shards {
+		names = append(names, short(sh.NodeName, sh.Node))
+	}
+	return fmt.Sprintf("%s[%d,%d)", strings.Join(names, "+"), s.Layers[0], s.Layers[1])
+}
+
+// HasNode reports whether a stage of the instance, or a shard of one, runs on node.
 func (in *Instance) HasNode(node string) bool {
-	return slices.ContainsFunc(in.Stages, func(s Stage) bool { return s.Node == node })
+	return slices.ContainsFunc(in.Stages, func(s Stage) bool { return slices.Contains(s.Nodes(), node) })
 }
 
 // APIKey is a bearer key known by its hash only.
