@@ -103,8 +103,13 @@ type instanceDoc struct {
 		Node     string `json:"node"`
 		NodeName string `json:"node_name"`
 		Layers   [2]int `json:"layers"`
+		Shards   []struct {
+			Node     string `json:"node"`
+			NodeName string `json:"node_name"`
+		} `json:"shards"`
 	} `json:"stages"`
-	Placements int `json:"placements"`
+	TensorParallel int `json:"tensor_parallel"`
+	Placements     int `json:"placements"`
 }
 
 func (n *clusterNode) instances(t *testing.T) []instanceDoc {

@@ -199,18 +199,24 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 	}
 }
 
+// liveStage is a stage's (or shard's) live state.
+type liveStage struct {
+	Name        string      `json:"name"`
+	Layers      [2]int      `json:"layers"`
+	State       string      `json:"state"`
+	Error       string      `json:"error"`
+	File        string      `json:"file"`
+	FileBytes   int64       `json:"file_bytes"`
+	Active      int         `json:"active"`
+	Shard       int         `json:"shard"`
+	Shards      int         `json:"shards"`
+	OtherShards []liveStage `json:"other_shards"`
+}
+
 // liveInstance is an instance with its stages' live state, as GET /api/v1/instances shows it.
 type liveInstance struct {
 	instanceDoc
-	Live []struct {
-		Name      string `json:"name"`
-		Layers    [2]int `json:"layers"`
-		State     string `json:"state"`
-		Error     string `json:"error"`
-		File      string `json:"file"`
-		FileBytes int64  `json:"file_bytes"`
-		Active    int    `json:"active"`
-	} `json:"live"`
+	Live []liveStage `json:"live"`
 }
 
 func (n *pnode) instance(t testing.TB, id string) (liveInstance, bool) {
@@ -241,12 +247,14 @@ func placeInstance(t testing.TB, api *pnode, body map[string]any) liveInstance {
 		if !ok || len(live.Live) != len(live.Stages) {
 			return false
 		}
-		for _, s := range live.Live {
-			if s.State == "failed" {
-				t.Fatalf("stage %s %v failed: %s", s.Name, s.Layers, s.Error)
-			}
-			if s.State != "ready" {
-				return false
+		for _, st := range live.Live {
+			for _, s := range append([]liveStage{st}, st.OtherShards...) {
+				if s.State == "failed" {
+					t.Fatalf("stage %s %v (shard %d) failed: %s", s.Name, s.Layers, s.Shard, s.Error)
+				}
+				if s.State != "ready" {
+					return false
+				}
 			}
 		}
 		return true

@@ -64,6 +64,12 @@
 // two hops): on stories260K every one of 64 tokens stays equal to F32's with either encoding;
 // on the random-weight llama-spm32k-e256 the first 35 (F16) and 50 (Q8_0) of 64 do.
 //
+// Tensor-parallel stages (state.Stage.Shards): shard 0's node hosts the stage as above, the
+// other member loads shard 1 of the same layers, and shard 0 opens two data streams to it
+// (opShard, opShardExchange; see shards.go) over which the pair keeps its sequences in step and
+// swaps its parts of every product. A lost member fails the pair's requests with its name and
+// makes shard 0 load again and reconnect.
+//
 // The same transport carries peer sharing of model files (the store's PeerHandler, as HTTP on
 // streams of its own service) and the probes that measure each path's RTT and bandwidth; a
 // node's figures per peer go to placement through gossip (Service.LinkFigures).

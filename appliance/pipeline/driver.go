@@ -91,7 +91,8 @@ func (d *Driver) route(model string) (*state.Instance, []StageRef, error) {
 			degraded = in
 			continue
 		}
-		if len(in.Stages) == 1 && in.Stages[0].Node == d.cfg.NodeID {
+		// A whole model on this node is served locally; a tensor-parallel stage needs its group.
+		if len(in.Stages) == 1 && in.Stages[0].Node == d.cfg.NodeID && len(in.Stages[0].Shards) == 0 {
 			return nil, nil, nil
 		}
 		refs := make([]StageRef, len(in.Stages))

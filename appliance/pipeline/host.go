@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,9 @@ type HostConfig struct {
 	// Engine options of the stages (compute, KV cache type, threads).
 	Engine  model.Options
 	Resolve Resolver
+	// Addr returns a live node's transport address ("" when unknown): shard 0 of a
+	// tensor-parallel stage reaches the other members of its group by it.
+	Addr func(node string) string
 	// LoadWait bounds how long a request waits for its stage to be fetched and loaded
 	// (default 5 minutes).
 	LoadWait time.Duration
@@ -63,6 +67,7 @@ type Host struct {
 const (
 	StageFetching    = "fetching"
 	StageLoading     = "loading"
+	StageConnecting  = "connecting" // shard 0 of a tensor-parallel stage, reaching the other shards
 	StageReady       = "ready"
 	StageFailed      = "failed"
 	StageUnreachable = "unreachable"
@@ -90,11 +95,19 @@ type StageStatus struct {
 	// RingTokens counts the decode tokens a first stage received round the ring (from the
 	// last stage, or from itself as the only stage) rather than from the driver.
 	RingTokens uint64 `json:"ring_tokens,omitempty"`
+	// Shard and Shards: the node holds shard Shard of Shards of a tensor-parallel stage
+	// (Shards 0: the whole stage). OtherShards are the other members' states, on shard 0 as
+	// Service.StageStatus reports it.
+	Shard       int           `json:"shard,omitempty"`
+	Shards      int           `json:"shards,omitempty"`
+	OtherShards []StageStatus `json:"other_shards,omitempty"`
 }
 
 type slot struct {
 	inst   state.Instance
 	index  int
+	shard  int      // of a tensor-parallel stage; 0 also for a stage of one node
+	nodes  []string // the stage's nodes, shard 0 first
 	layers [2]int
 	ready  chan struct{}
 	cancel context.CancelFunc
@@ -108,6 +121,10 @@ type slot struct {
 	batch    *batcher
 	refs     int
 	retired  bool
+	group    *shardGroup // shard 0 of a tensor-parallel stage: its link to the other shard
+	// The group session another shard is serving, and closed when it is over.
+	session     transport.FrameStream
+	sessionDone chan struct{}
 
 	ring atomic.Uint64 // StageStatus.RingTokens
 }
@@ -139,22 +156,24 @@ func (h *Host) Sync(instances []state.Instance) {
 	want := map[string]bool{}
 	for _, in := range instances {
 		for i, st := range in.Stages {
-			if st.Node != h.cfg.NodeID {
+			shard := slices.Index(st.Nodes(), h.cfg.NodeID)
+			if shard < 0 {
 				continue
 			}
 			want[in.ID] = true
 			cur := h.slots[in.ID]
-			if cur != nil && cur.layers == st.Layers && cur.inst.Model == in.Model && cur.index == i && len(cur.inst.Stages) == len(in.Stages) {
+			if cur != nil && cur.layers == st.Layers && cur.inst.Model == in.Model && cur.index == i && len(cur.inst.Stages) == len(in.Stages) &&
+				cur.shard == shard && slices.Equal(cur.nodes, st.Nodes()) {
 				if cur.err == nil || time.Since(cur.failedAt) < h.cfg.RetryFailed {
 					cur.inst = in
-					continue
+					break
 				}
 			}
 			if cur != nil {
 				h.retire(cur)
 			}
-			h.startLoad(in, i)
-			break // placement never puts two stages of one instance on a node
+			h.startLoad(in, i, shard)
+			break // placement never puts two stages (or shards) of one instance on a node
 		}
 	}
 	for id, sl := range h.slots {
@@ -171,12 +190,19 @@ func (h *Host) Sync(instances []state.Instance) {
 func (h *Host) retire(sl *slot) {
 	sl.retired = true
 	sl.cancel()
-	if sl.refs == 0 {
+	if sl.session != nil {
+		sl.session.Cancel(fmt.Sprintf("pipeline: node %s unloaded shard %d of stage [%d,%d): the placement changed", h.cfg.NodeName, sl.shard, sl.layers[0], sl.layers[1]))
+	}
+	if sl.refs == 0 && sl.session == nil {
 		h.unload(sl)
 	}
 }
 
 func (h *Host) unload(sl *slot) {
+	if sl.group != nil {
+		sl.group.close()
+		sl.group = nil
+	}
 	if sl.file != nil {
 		h.log.Info("pipeline stage unloaded", "instance", sl.inst.ID, "model", sl.inst.Model, "layers", sl.layers)
 		_ = sl.file.Close()
@@ -184,11 +210,14 @@ func (h *Host) unload(sl *slot) {
 	}
 }
 
-func (h *Host) startLoad(in state.Instance, index int) {
+func (h *Host) startLoad(in state.Instance, index, shard int) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	st := in.Stages[index]
-	sl := &slot{inst: in, index: index, layers: st.Layers, ready: make(chan struct{}), cancel: cancel,
+	sl := &slot{inst: in, index: index, shard: shard, nodes: st.Nodes(), layers: st.Layers, ready: make(chan struct{}), cancel: cancel,
 		status: StageStatus{Instance: in.ID, Model: in.Model, Node: h.cfg.NodeID, Name: h.cfg.NodeName, Layers: st.Layers, State: StageFetching}}
+	if len(st.Shards) > 0 {
+		sl.status.Shard, sl.status.Shards = shard, len(st.Shards)+1
+	}
 	h.slots[in.ID] = sl
 	h.wg.Add(1)
 	go func() {
@@ -214,15 +243,31 @@ func (h *Host) load(ctx context.Context, sl *slot) {
 		h.mu.Unlock()
 		f, err = gguf.Open(path)
 		if err == nil {
-			if stage, err = model.LoadStage(f, first, last, h.cfg.Engine); err != nil {
+			opts := h.cfg.Engine
+			if len(sl.nodes) > 1 {
+				opts.Shard, opts.Shards = sl.shard, len(sl.nodes)
+			}
+			if stage, err = model.LoadStage(f, first, last, opts); err != nil {
 				f.Close()
 				f = nil
 			}
 		}
 	}
+	var group *shardGroup
+	if err == nil && len(sl.nodes) > 1 && sl.shard == 0 {
+		h.mu.Lock()
+		sl.status.State = StageConnecting
+		sl.stage = stage
+		h.mu.Unlock()
+		if group, err = h.connectGroup(ctx, sl); err != nil {
+			f.Close()
+			f = nil
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err != nil {
+		sl.stage = nil
 		sl.err = fmt.Errorf("stage [%d,%d) of %s on %s: %w", first, last, sl.inst.Model, h.cfg.NodeName, err)
 		sl.failedAt = time.Now()
 		sl.status.State, sl.status.Error = StageFailed, sl.err.Error()
@@ -231,7 +276,14 @@ func (h *Host) load(ctx context.Context, sl *slot) {
 		}
 		return
 	}
-	sl.file, sl.stage = f, stage
+	sl.file, sl.stage, sl.group = f, stage, group
+	if group != nil {
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			h.watchGroup(sl, group)
+		}()
+	}
 	sl.batch = newBatcher(stage, len(sl.inst.Stages), h.cfg.PrefillShare)
 	sl.status.State, sl.status.File = StageReady, path
 	if st, err := os.Stat(path); err == nil {
@@ -287,8 +339,10 @@ func (h *Host) Close() {
 // next sync: the driver may have seen a new placement a moment before this node did.
 const slotWait = 10 * time.Second
 
-// acquire finds the ready stage of a request, waiting for a sync and for the load.
-func (h *Host) acquire(ctx context.Context, o *openMsg) (*slot, error) {
+// acquire finds the ready stage of a request, waiting for a sync and for the load. With a
+// session (the control stream of a tensor-parallel group) the slot is held for that session
+// instead of a request.
+func (h *Host) acquire(ctx context.Context, o *openMsg, session transport.FrameStream) (*slot, error) {
 	deadline := time.Now().Add(slotWait)
 	var sl *slot
 	for {
@@ -314,6 +368,10 @@ func (h *Host) acquire(ctx context.Context, o *openMsg) (*slot, error) {
 		return nil, fmt.Errorf("node %s runs stage %d [%d,%d) of instance %s, the request expects stage %d [%d,%d): the placement changed",
 			h.cfg.NodeName, sl.index+1, sl.layers[0], sl.layers[1], o.Instance, o.Stage+1, want[0], want[1])
 	}
+	if sl.shard != o.Shard {
+		return nil, fmt.Errorf("node %s holds shard %d of stage %d [%d,%d) of instance %s, the stream is for shard %d: the placement changed",
+			h.cfg.NodeName, sl.shard, sl.index+1, want[0], want[1], o.Instance, o.Shard)
+	}
 	t := time.NewTimer(h.cfg.LoadWait)
 	defer t.Stop()
 	select {
@@ -331,6 +389,13 @@ func (h *Host) acquire(ctx context.Context, o *openMsg) (*slot, error) {
 	if sl.retired || sl.stage == nil {
 		return nil, fmt.Errorf("node %s: stage [%d,%d) of instance %s was unloaded: the placement changed", h.cfg.NodeName, want[0], want[1], o.Instance)
 	}
+	if session != nil {
+		if sl.session != nil {
+			return nil, fmt.Errorf("node %s: shard %d of instance %s serves another group session", h.cfg.NodeName, sl.shard, o.Instance)
+		}
+		sl.session, sl.sessionDone = session, make(chan struct{})
+		return sl, nil
+	}
 	sl.refs++
 	h.active++
 	return sl, nil
@@ -341,7 +406,7 @@ func (h *Host) release(sl *slot) {
 	defer h.mu.Unlock()
 	sl.refs--
 	h.active--
-	if sl.retired && sl.refs == 0 {
+	if sl.retired && sl.refs == 0 && sl.session == nil {
 		h.unload(sl)
 	}
 }
@@ -375,6 +440,10 @@ func (h *Host) Handle(_ transport.Conn, s transport.FrameStream) {
 		h.attachReturn(s, &o)
 	case opLoop:
 		h.attachLoop(s, &o)
+	case opShard:
+		h.serveShard(s, &o)
+	case opShardExchange:
+		h.attachExchange(s, &o)
 	case opHeader:
 		h.serveHeader(s, &o)
 	case opStatus:
@@ -610,7 +679,7 @@ func (h *Host) forward(up transport.FrameStream, o *openMsg) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	defer cancel()
 	me := stageName(o)
-	sl, err := h.acquire(ctx, o)
+	sl, err := h.acquire(ctx, o, nil)
 	if err != nil {
 		up.Cancel(me + ": " + err.Error())
 		return

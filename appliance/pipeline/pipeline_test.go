@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -35,6 +36,7 @@ type testCluster struct {
 	hosts  map[string]*Host
 	driver *Driver
 	inst   state.Instance
+	mu     sync.Mutex // guards addrs and hosts while a test restarts a node
 	addrs  map[string]string
 }
 
@@ -46,28 +48,65 @@ func storiesPath(t *testing.T, file string) string {
 // the model file, and a driver on its own endpoint.
 func newTestCluster(t *testing.T, path string, layers [][2]int, dt wire.DType) *testCluster {
 	t.Helper()
+	return newGroupCluster(t, path, layers, 1, dt)
+}
+
+// newGroupCluster runs every stage on a group of perStage nodes (tensor parallelism when
+// perStage > 1): stage i on node<i*perStage> and its shards on the next perStage-1 nodes.
+func newGroupCluster(t *testing.T, path string, layers [][2]int, perStage int, dt wire.DType) *testCluster {
+	t.Helper()
 	c := &testCluster{t: t, ca: nettest.NewCA(t, "test-cluster"), nets: map[string]*Net{}, hosts: map[string]*Host{}, addrs: map[string]string{}}
 	id := strings.TrimSuffix(filepath.Base(path), ".gguf")
 	c.inst = state.Instance{ID: "i-test", Model: id, Status: state.StatusPlaced}
+	if perStage > 1 {
+		c.inst.TensorParallel = perStage
+	}
 	for i, l := range layers {
-		name := fmt.Sprintf("node%d", i)
-		n := c.newNet(name, "127.0.0.1:0")
-		h := NewHost(HostConfig{NodeID: name, NodeName: name, Net: n, LoadWait: 10 * time.Second,
-			Resolve: func(context.Context, string, int, int, func(store.Progress)) (string, error) { return path, nil }})
-		n.Handle(h.Handle)
-		t.Cleanup(h.Close)
-		c.hosts[name] = h
-		c.addrs[name] = n.Addr().String()
-		c.inst.Stages = append(c.inst.Stages, state.Stage{Node: name, NodeName: name, Layers: l})
+		st := state.Stage{Layers: l}
+		for k := range perStage {
+			name := fmt.Sprintf("node%d", i*perStage+k)
+			c.startHost(name, path)
+			if k == 0 {
+				st.Node, st.NodeName = name, name
+			} else {
+				st.Shards = append(st.Shards, state.Shard{Node: name, NodeName: name})
+			}
+		}
+		c.inst.Stages = append(c.inst.Stages, st)
 	}
 	for _, h := range c.hosts {
 		h.Sync([]state.Instance{c.inst})
 	}
 	dn := c.newNet("driver", "")
 	c.driver = NewDriver(DriverConfig{NodeID: "driver", Net: dn, DType: dt, PromptChunk: 3,
-		Placement: func() ([]state.Instance, map[string]string) { return []state.Instance{c.inst}, c.addrs },
+		Placement: func() ([]state.Instance, map[string]string) {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return []state.Instance{c.inst}, maps.Clone(c.addrs)
+		},
 		LocalFile: func(string) (string, bool) { return path, true }})
 	return c
+}
+
+// startHost starts (or restarts) node name's stage host on a new endpoint.
+func (c *testCluster) startHost(name, path string) *Host {
+	n := c.newNet(name, "127.0.0.1:0")
+	h := NewHost(HostConfig{NodeID: name, NodeName: name, Net: n, LoadWait: 10 * time.Second,
+		Resolve: func(context.Context, string, int, int, func(store.Progress)) (string, error) { return path, nil },
+		Addr:    c.addrOf})
+	n.Handle(h.Handle)
+	c.t.Cleanup(h.Close)
+	c.mu.Lock()
+	c.hosts[name] = h
+	c.addrs[name] = n.Addr().String()
+	c.mu.Unlock()
+	return h
+}
+
+func (c *testCluster) addrOf(node string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.addrs[node]
 }
 
 func (c *testCluster) newNet(name, listen string) *Net {

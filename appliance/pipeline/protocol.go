@@ -66,6 +66,8 @@ type openMsg struct {
 	// the end-of-generation ids (none when they are ignored) and the token limit (0: none).
 	EndTokens []int32 `json:"end_tokens,omitempty"`
 	MaxTokens int     `json:"max_tokens,omitempty"`
+	// Shard is the shard of a tensor-parallel stage the stream is for (0: the stage itself).
+	Shard int `json:"shard,omitempty"`
 }
 
 // headerMsg answers opHeader; the header bytes follow in a Bytes frame.

@@ -136,7 +136,7 @@ func (s *Service) up(creds *pki.Credentials) error {
 	d := NewDriver(DriverConfig{NodeID: self, Net: n, Placement: s.placement, LocalFile: s.localFile, DType: s.opt.DType, Logger: s.log})
 	var h *Host
 	if s.opt.Worker {
-		h = NewHost(HostConfig{NodeID: self, NodeName: s.opt.NodeName, Net: n, Engine: s.opt.Engine, Resolve: s.resolve, Logger: s.log})
+		h = NewHost(HostConfig{NodeID: self, NodeName: s.opt.NodeName, Net: n, Engine: s.opt.Engine, Resolve: s.resolve, Addr: s.addrOf, Logger: s.log})
 		n.Handle(h.Handle)
 		if s.opt.Registerer != nil {
 			if err := s.opt.Registerer.Register(newStageCollector(h)); err != nil {
@@ -212,6 +212,13 @@ func (s *Service) sync() {
 	if h != nil {
 		h.Sync(list)
 	}
+}
+
+// addrOf is a live node's transport address ("" when unknown).
+func (s *Service) addrOf(node string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[node]
 }
 
 func (s *Service) placement() ([]state.Instance, map[string]string) {
@@ -389,7 +396,9 @@ func (s *Service) StageStatus(ctx context.Context, instances []state.Instance) m
 	nodes := map[string]bool{}
 	for _, in := range instances {
 		for _, st := range in.Stages {
-			nodes[st.Node] = true
+			for _, id := range st.Nodes() {
+				nodes[id] = true
+			}
 		}
 	}
 	var mu sync.Mutex
@@ -415,11 +424,21 @@ func (s *Service) StageStatus(ctx context.Context, instances []state.Instance) m
 	for _, in := range instances {
 		live := make([]StageStatus, len(in.Stages))
 		for i, st := range in.Stages {
-			live[i] = StageStatus{Instance: in.ID, Model: in.Model, Node: st.Node, Name: st.NodeName, Layers: st.Layers, State: StageUnreachable}
-			for _, r := range reports[st.Node] {
-				if r.Instance == in.ID && r.Layers == st.Layers {
-					live[i] = r
+			find := func(node, name string, shard int) StageStatus {
+				out := StageStatus{Instance: in.ID, Model: in.Model, Node: node, Name: name, Layers: st.Layers, State: StageUnreachable}
+				if len(st.Shards) > 0 {
+					out.Shard, out.Shards = shard, len(st.Shards)+1
 				}
+				for _, r := range reports[node] {
+					if r.Instance == in.ID && r.Layers == st.Layers && r.Shard == shard {
+						out = r
+					}
+				}
+				return out
+			}
+			live[i] = find(st.Node, st.NodeName, 0)
+			for j, sh := range st.Shards {
+				live[i].OtherShards = append(live[i].OtherShards, find(sh.Node, sh.NodeName, j+1))
 			}
 		}
 		out[in.ID] = live
