@@ -155,6 +155,7 @@ export class Dashboard {
     if (req.context) q.set('context', String(req.context));
     if (req.minNodes) q.set('min_nodes', String(req.minNodes));
     if (req.nodes && req.nodes.length > 0) q.set('nodes', req.nodes.join(','));
+    if (req.tensorParallel && req.tensorParallel > 1) q.set('tensor_parallel', String(req.tensorParallel));
     const { body } = await apiRequest('GET', `/api/v1/placement?${q}`, { signal });
     const plan = toPlan(body);
     if (!plan) throw new Error('the placement preview has no stages');
@@ -166,6 +167,7 @@ export class Dashboard {
     if (req.minNodes) body.min_nodes = req.minNodes;
     if (req.context) body.context = req.context;
     if (req.nodes && req.nodes.length > 0) body.nodes = req.nodes;
+    if (req.tensorParallel && req.tensorParallel > 1) body.tensor_parallel = req.tensorParallel;
     await apiRequest('POST', '/api/v1/instances', { body, okStatuses: [200, 201, 202] });
     await this.instances.load();
   }
@@ -186,4 +188,6 @@ export interface PlacementRequest {
   minNodes?: number;
   context?: number;
   nodes?: string[];
+  /** Nodes per stage, each holding a share of every matrix (2; unset: one node a stage). */
+  tensorParallel?: number;
 }

@@ -100,6 +100,12 @@ describe('readers of cluster JSON', () => {
       context: 2048, tokenMs: 20, bottleneckMs: 12.3, memoryBytes: 1.2e9,
     });
     expect(toPlan({ plan: null })).toBeNull();
+
+    // A tensor-parallel stage names its other nodes; the instance its group size.
+    const [tp] = toInstances({ instances: [{ id: 'i2', model: 'm', status: 'placed', tensor_parallel: 2,
+      stages: [{ node: 'n1', node_name: 'alpha', layers: [0, 16], shards: [{ node: 'n2', node_name: 'beta' }, { bogus: 1 }], swap_ms: 0.4 }] }] });
+    expect(tp).toMatchObject({ tensorParallel: 2, stages: [{ node: 'n1', shards: [{ node: 'n2', nodeName: 'beta' }], swapMs: 0.4 }] });
+    expect(toInstances({ instances: [{ id: 'i3', stages: [{ node: 'n1', layers: [0, 1], shards: [] }] }] })[0]!.stages[0]!.shards).toBeUndefined();
   });
 
   it('reads the OpenAI model list and a store list with holders', () => {

@@ -339,6 +339,19 @@ export interface Stage {
   status?: string;
   /** Load or fetch progress of this stage, 0..1. */
   progress?: number;
+  /** The other nodes of a tensor-parallel stage, each holding a share of every matrix. */
+  shards?: { node: string; nodeName?: string }[];
+  /** Time per token the shards spend swapping their parts (included in computeMs). */
+  swapMs?: number;
+}
+
+function shardsOf(v: unknown): Stage['shards'] {
+  const out = arr(v).flatMap((x) => {
+    const o = obj(x);
+    const node = o ? (str(o.node) ?? str(o.node_id)) : undefined;
+    return o && node ? [{ node, nodeName: str(o.node_name) ?? str(o.name) }] : [];
+  });
+  return out.length > 0 ? out : undefined;
 }
 
 function fraction(s: Obj): number | undefined {
@@ -370,6 +383,8 @@ function stage(v: unknown): Stage | null {
     linkMs: num(s.link_ms),
     status: str(s.status),
     progress: fraction(s),
+    shards: shardsOf(s.shards),
+    swapMs: num(s.swap_ms),
   };
 }
 
@@ -382,6 +397,8 @@ export interface Instance {
   minNodes?: number;
   stages: Stage[];
   predictedTokenMs?: number;
+  /** Nodes per stage when the stages are tensor-parallel groups. */
+  tensorParallel?: number;
 }
 
 export function toInstance(v: unknown): Instance | null {
@@ -398,6 +415,7 @@ export function toInstance(v: unknown): Instance | null {
     minNodes: num(i.min_nodes),
     stages: arr(i.stages).flatMap((s) => stage(s) ?? []),
     predictedTokenMs: first(num(i.predicted_token_ms), num(i.token_ms)),
+    tensorParallel: num(i.tensor_parallel),
   };
 }
 

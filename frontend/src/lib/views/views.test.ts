@@ -181,6 +181,35 @@ describe('InstancesView', () => {
     await vi.waitFor(() => expect(screen.queryByTestId('placement-preview')).toBeNull());
   });
 
+  it('asks for tensor-parallel stages and shows each group', async () => {
+    const fetch = stubFetch({
+      '/api/v1/placement?model=stories260K-F32&tensor_parallel=2': {
+        status: 200,
+        body: {
+          plan: {
+            stages: [{ node: 'a', name: 'alpha', start: 0, end: 5, memory_bytes: 600000, compute_ms: 2.5, swap_ms: 0.5, shards: [{ node: 'b', name: 'beta' }] }],
+            token_ms: 2.5,
+          },
+        },
+      },
+      'POST /api/v1/instances': { status: 201, body: { id: 'i1' } },
+      'GET /api/v1/instances': { status: 200, body: { instances: [] } },
+    });
+    const d = dashWithModels('/api/v1/models');
+    d.instances.set([]);
+    render(InstancesView, { props: { dash: d } });
+    await fireEvent.input(screen.getByLabelText('Nodes per stage'), { target: { value: '2' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Preview placement' }));
+    const preview = await screen.findByTestId('placement-preview');
+    expect(within(preview).getByRole('img', { name: /alpha \+ beta layers 0 to 4/ })).toBeTruthy();
+    expect(preview.textContent).toMatch(/split over 2 nodes/);
+    expect(preview.textContent).toMatch(/swaps/);
+    await fireEvent.click(within(preview).getByRole('button', { name: 'Create instance' }));
+    await vi.waitFor(() => expect(fetch.mock.calls.some((c) => (c[1] as RequestInit | undefined)?.method === 'POST')).toBe(true));
+    const post = fetch.mock.calls.find((c) => (c[1] as RequestInit | undefined)?.method === 'POST')!;
+    expect(JSON.parse((post[1] as RequestInit).body as string)).toEqual({ model: 'stories260K-F32', tensor_parallel: 2 });
+  });
+
   it('shows why a placement does not fit', async () => {
     stubFetch({
       '/api/v1/placement?model=stories260K-F32': { status: 409, body: { error: { message: 'short by 123 bytes', code: 'insufficient_memory' } } },
