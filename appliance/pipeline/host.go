@@ -125,6 +125,7 @@ type slot struct {
 	// The group session another shard is serving, and closed when it is over.
 	session     transport.FrameStream
 	sessionDone chan struct{}
+	sessionSeqs atomic.Int64 // the sequences the session holds, as Active
 
 	ring atomic.Uint64 // StageStatus.RingTokens
 }
@@ -284,7 +285,10 @@ func (h *Host) load(ctx context.Context, sl *slot) {
 			h.watchGroup(sl, group)
 		}()
 	}
-	sl.batch = newBatcher(stage, len(sl.inst.Stages), h.cfg.PrefillShare)
+	if sl.shard == 0 {
+		// The other shards run what shard 0's batcher ran, told by its group session.
+		sl.batch = newBatcher(stage, len(sl.inst.Stages), h.cfg.PrefillShare)
+	}
 	sl.status.State, sl.status.File = StageReady, path
 	if st, err := os.Stat(path); err == nil {
 		sl.status.FileBytes = st.Size()
@@ -306,6 +310,9 @@ func (h *Host) Status() []StageStatus {
 	for _, sl := range h.slots {
 		st := sl.status
 		st.Active = sl.refs
+		if sl.shard > 0 {
+			st.Active = int(sl.sessionSeqs.Load())
+		}
 		if sl.batch != nil {
 			bs := sl.batch.stats()
 			st.Batching = &bs
@@ -779,6 +786,9 @@ func (h *Host) run(r *request, src *stageInput, st *model.Stage, bt *batcher, in
 	o := r.o
 	me := stageName(o)
 	seq := st.NewSequence(o.CtxLen)
+	// Freed (after the batcher let go of it) rather than left to the garbage collector: on a
+	// tensor-parallel stage that also frees the other shards' copies.
+	defer seq.Free()
 	stp := bt.open(seq)
 	defer bt.close(stp)
 	nEmbd := st.Config.NEmbd

@@ -186,7 +186,7 @@ func (h *Host) serveShard(s transport.FrameStream, o *openMsg) {
 	if err == nil {
 		sl.stage.SetExchanger(namedExchanger{x, "shard 0 on " + cmp.Or(o.Stages[o.Stage].Name, o.Stages[o.Stage].Node)})
 		h.log.Info("tensor-parallel group session started", "instance", o.Instance, "layers", sl.layers, "shard", o.Shard)
-		err = tensorpar.Serve(sl.stage, s)
+		err = tensorpar.Serve(sl.stage, s, &sl.sessionSeqs)
 	}
 	if err != nil {
 		why := fmt.Sprintf("shard %d of stage %d [%d,%d) of %s on %s: %v", o.Shard, o.Stage+1, sl.layers[0], sl.layers[1], o.Model, h.cfg.NodeName, err)

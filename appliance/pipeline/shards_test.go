@@ -62,11 +62,23 @@ func TestTensorParallelStagesMatchSingleNode(t *testing.T) {
 				}
 				wg.Wait()
 				c.idleEventually(5 * time.Second)
+				// The other shards free their copies of the sequences as shard 0 frees its own.
+				for i := 1; i < 2*len(tc.split); i += 2 {
+					h := c.hosts[fmt.Sprintf("node%d", i)]
+					if !nettest.WaitFor(5*time.Second, func() bool { st := h.Status(); return len(st) == 1 && st[0].Active == 0 }) {
+						t.Errorf("node%d (shard 1) still holds sequences: %+v", i, h.Status())
+					}
+				}
 				// Shard 0 reports the group; every member its shard.
 				for i := range 2 * len(tc.split) {
 					st := c.hosts[fmt.Sprintf("node%d", i)].Status()
 					if len(st) != 1 || st[0].Shards != 2 || st[0].Shard != i%2 || st[0].State != StageReady {
 						t.Errorf("node%d reports %+v", i, st)
+						continue
+					}
+					// Shard 0 batches; the other shard runs what it is told.
+					if b := st[0].Batching; (i%2 == 0) != (b != nil && b.Steps > 0) {
+						t.Errorf("node%d (shard %d) reports batching %+v", i, i%2, b)
 					}
 				}
 			})

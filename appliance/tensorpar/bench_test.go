@@ -252,7 +252,7 @@ func TestBenchChild(t *testing.T) {
 		pingPong(t, ex, "worker")
 		tx := &timedExchanger{Exchanger: ex}
 		st.SetExchanger(tx)
-		if err := Serve(st, c); err != nil {
+		if err := Serve(st, c, nil); err != nil {
 			t.Fatal(err)
 		}
 		tx.report(t, "worker")

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"sync/atomic"
 	"sync"
 
 	"github.com/exo-nix/exo/appliance/engine/model"
@@ -226,9 +227,14 @@ func (m *Mirror) Close() error {
 var le = binary.LittleEndian
 
 // Serve runs a shard other than 0: it carries out shard 0's messages from control until shard
-// 0 closes it (nil) or something fails (the group is over then).
-func Serve(stage *model.Stage, control transport.FrameStream) error {
+// 0 closes it (nil) or something fails (the group is over then). live, when not nil, follows
+// the number of sequences the session holds.
+func Serve(stage *model.Stage, control transport.FrameStream, live *atomic.Int64) error {
 	seqs := map[uint64]*model.Seq{}
+	if live == nil {
+		live = new(atomic.Int64)
+	}
+	defer live.Store(0)
 	lookup := func(id uint64) (*model.Seq, error) {
 		if q, ok := seqs[id]; ok {
 			return q, nil
@@ -290,6 +296,7 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 				return fmt.Errorf("tensorpar: shard 0 makes sequence %d twice", id)
 			}
 			seqs[id] = stage.NewSequence(ctx)
+			live.Store(int64(len(seqs)))
 		case opExtend:
 			src, dst, ctx, keep := r.u64(), r.u64(), int(r.u32()), int(r.u32())
 			if r.err != nil {
@@ -308,6 +315,7 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 			if seqs[dst], err = q.Extend(ctx, keep); err != nil {
 				return err
 			}
+			live.Store(int64(len(seqs)))
 		case opFree:
 			id := r.u64()
 			if r.err != nil {
@@ -319,6 +327,7 @@ func Serve(stage *model.Stage, control transport.FrameStream) error {
 			}
 			q.Free()
 			delete(seqs, id)
+			live.Store(int64(len(seqs)))
 		case opForward:
 			n := int(r.u32())
 			items, toks, spans, hidden, hspans = items[:0], toks[:0], spans[:0], hidden[:0], hspans[:0]

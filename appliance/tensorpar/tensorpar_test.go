@@ -121,7 +121,7 @@ func startGroupAt(t testing.TB, f *gguf.File, kv ggml.Type, mode transport.Mode,
 	stages[1].SetExchanger(x1)
 	g := &group{served: make(chan error, 1), wconn: wconn}
 	go func() {
-		err := Serve(stages[1], ws.c)
+		err := Serve(stages[1], ws.c, nil)
 		if err != nil {
 			ws.x.Cancel(err.Error())
 		}
@@ -344,7 +344,7 @@ func TestServeRefusesMalformedControl(t *testing.T) {
 		{"empty", "0 bytes", [][]byte{hello(st), nil}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			err := Serve(st, controlOf(c.msgs...))
+			err := Serve(st, controlOf(c.msgs...), nil)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Serve(%x) = %v, want an error with %q", c.msgs, err, c.want)
 			}
@@ -369,7 +369,7 @@ func FuzzServeControl(f *testing.F) {
 	f.Add(le.AppendUint32(le.AppendUint32(le.AppendUint64(le.AppendUint64([]byte{opExtend}, 7), 8), 16), 0))
 	f.Add([]byte{opForward, 1, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, msg []byte) {
-		_ = Serve(st, controlOf(hi, newSeq, msg))
+		_ = Serve(st, controlOf(hi, newSeq, msg), nil)
 	})
 }
 
