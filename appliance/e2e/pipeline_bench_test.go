@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -110,11 +111,17 @@ func benchCores(b *testing.B) [2]string {
 // model id across both.
 func startPinnedPair(b *testing.B, dir, id string) ([]*pnode, liveInstance) {
 	b.Helper()
-	one := []string{"GOMAXPROCS=1"}
+	return startPinnedPairAs(b, dir, nil, map[string]any{"model": id, "min_nodes": 2})
+}
+
+// startPinnedPairAs is startPinnedPair with extra environment and a placement request.
+func startPinnedPairAs(b *testing.B, dir string, env []string, place map[string]any) ([]*pnode, liveInstance) {
+	b.Helper()
+	one := append([]string{"GOMAXPROCS=1"}, env...)
 	cores := benchCores(b)
 	nodes := joinAll(b, pnodeSpec{name: "p1", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", cores[0]}},
 		pnodeSpec{name: "p2", env: one, models: []string{dir}, prefix: []string{"taskset", "-c", cores[1]}})
-	return nodes, placeInstance(b, nodes[0], map[string]any{"model": id, "min_nodes": 2})
+	return nodes, placeInstance(b, nodes[0], place)
 }
 
 // BenchmarkPipelineVsOneNode compares a 2-node pipeline, each node one core, with one node on
@@ -224,4 +231,52 @@ func medianRatio(rounds [][2]float64) float64 {
 		return r[len(r)/2]
 	}
 	return (r[len(r)/2-1] + r[len(r)/2]) / 2
+}
+
+// BenchmarkTensorParallelVsOneNode compares an instance placed with tensor_parallel 2 on two
+// one-core nodes (both halves of every layer read at once, 65 swaps a token over the pair's
+// link) with one node on one core, through the OpenAI API: single-stream decode and 4
+// concurrent streams, EXO_PIPELINE_BENCH_ROUNDS rounds (default 3) alternating, medians of the
+// rounds' ratios. The nodes' tensor transport is EXO_TP_BENCH_TRANSPORT (default tcp; quic,
+// auto). Model and cores as BenchmarkPipelineVsOneNode.
+func BenchmarkTensorParallelVsOneNode(b *testing.B) {
+	_, dir, id := pipelineBenchModel(b)
+	rounds := 3
+	if v := os.Getenv("EXO_PIPELINE_BENCH_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			b.Fatalf("EXO_PIPELINE_BENCH_ROUNDS=%q: want a positive number", v)
+		}
+		rounds = n
+	}
+	mode := cmp.Or(os.Getenv("EXO_TP_BENCH_TRANSPORT"), "tcp")
+	const max = 48
+	cores := benchCores(b)
+	for i := 0; i < b.N; i++ {
+		solo := startPNode(b, pnodeSpec{name: "solo", env: []string{"GOMAXPROCS=1"}, models: []string{dir}, prefix: []string{"taskset", "-c", cores[0]}})
+		nodes, in := startPinnedPairAs(b, dir, []string{"EXO_TRANSPORT__MODE=" + mode}, map[string]any{"model": id, "tensor_parallel": 2})
+		pair := nodes[0]
+		for _, n := range []*pnode{solo, pair} {
+			streamRate(b, n, id, 4) // load the model
+		}
+		var single, agg [][2]float64
+		for r := range rounds {
+			_, s1 := streamRate(b, solo, id, max)
+			_, s2 := streamRate(b, pair, id, max)
+			a1 := aggregate(b, solo, id, 4, max)
+			a2 := aggregate(b, pair, id, 4, max)
+			single, agg = append(single, [2]float64{s1, s2}), append(agg, [2]float64{a1, a2})
+			b.Logf("MEASURE round %d: single stream %.2f vs %.2f tok/s (%.2fx); 4 streams %.2f vs %.2f tok/s (%.2fx)",
+				r+1, s1, s2, s2/s1, a1, a2, a2/a1)
+		}
+		ms, ma := medianRatio(single), medianRatio(agg)
+		b.Logf("MEASURE %s, %d tokens per stream, medians of %d rounds: a pair of 1-core nodes (tensor_parallel 2 over %s, %v) against 1 node x 1 core: single stream %.2fx, 4 streams aggregate %.2fx",
+			id, max, rounds, mode, in.Stages, ms, ma)
+		b.ReportMetric(ms, "single-ratio")
+		b.ReportMetric(ma, "aggregate4-ratio")
+		for _, n := range append(nodes, solo) {
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+	}
 }
