@@ -201,16 +201,18 @@ func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) 
 
 // liveStage is a stage's (or shard's) live state.
 type liveStage struct {
-	Name        string      `json:"name"`
-	Layers      [2]int      `json:"layers"`
-	State       string      `json:"state"`
-	Error       string      `json:"error"`
-	File        string      `json:"file"`
-	FileBytes   int64       `json:"file_bytes"`
-	Active      int         `json:"active"`
-	Shard       int         `json:"shard"`
-	Shards      int         `json:"shards"`
-	OtherShards []liveStage `json:"other_shards"`
+	Name         string      `json:"name"`
+	Layers       [2]int      `json:"layers"`
+	State        string      `json:"state"`
+	Error        string      `json:"error"`
+	File         string      `json:"file"`
+	FileBytes    int64       `json:"file_bytes"`
+	Active       int         `json:"active"`
+	Shard        int         `json:"shard"`
+	Shards       int         `json:"shards"`
+	OtherShards  []liveStage `json:"other_shards"`
+	Kept         int         `json:"kept"`
+	ReusedTokens uint64      `json:"reused_tokens"`
 }
 
 // liveInstance is an instance with its stages' live state, as GET /api/v1/instances shows it.

@@ -35,6 +35,37 @@ func checkSameTokens(t *testing.T, api *pnode, model, file string, stages int) {
 	}
 }
 
+// checkFollowUpReuses asks api for a completion, then for one of a prompt that continues the
+// first prompt and its completion (a conversation's next turn): the answer is still exactly
+// exo generate's, and every stage took the first turn's positions from what it kept.
+func checkFollowUpReuses(t *testing.T, api *pnode, inst, model, file string) {
+	t.Helper()
+	reused := func() []uint64 {
+		live, _ := api.instance(t, inst)
+		var out []uint64
+		for _, st := range live.Live {
+			out = append(out, st.ReusedTokens)
+		}
+		return out
+	}
+	first := "Lily and Tom went to the park."
+	text, _ := api.completion(t, model, first, 24, false)
+	before := reused()
+	next := first + text + " Then they"
+	want := exoGenerate(t, file, next, 24, false)
+	got, _ := api.completion(t, model, next, 24, false)
+	if got != want.Text {
+		t.Errorf("follow-up through %s: %q, exo generate %q", api.name, got, want.Text)
+	}
+	after := reused()
+	for i := range after {
+		if i >= len(before) || after[i] <= before[i] {
+			t.Errorf("stage %d reused no positions for the follow-up (%v, then %v)", i+1, before, after)
+		}
+	}
+	t.Logf("MEASURE follow-up of %d chars: positions reused per stage %v", len(next), after)
+}
+
 // TestPipelineSameTokensAsOneNode: 2- and 3-stage pipelines of the F32 and Q8_0 fixtures
 // across three exo processes produce exactly the tokens of single-node `exo generate`, through
 // /v1/completions and /v1/chat/completions, asked on the master and on a worker that holds
@@ -55,6 +86,9 @@ func TestPipelineSameTokensAsOneNode(t *testing.T) {
 		for _, api := range []*pnode{n1, n3} {
 			checkSameTokens(t, api, "stories260K-F32", f32, sizes[0])
 			checkSameTokens(t, api, "stories260K-Q8_0", q8, sizes[1])
+		}
+		if round == 0 {
+			checkFollowUpReuses(t, n3, a.ID, "stories260K-F32", f32)
 		}
 		// Every stage's node counts the instance's batched steps, and the time its forward
 		// passes took, in /metrics; the first stage's node the tokens that came round the ring.

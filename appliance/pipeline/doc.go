@@ -64,6 +64,13 @@
 // two hops): on stories260K every one of 64 tokens stays equal to F32's with either encoding;
 // on the random-weight llama-spm32k-e256 the first 35 (F16) and 50 (Q8_0) of 64 do.
 //
+// Reused prompt starts (prefix.go): every stage keeps a finished request's sequence, and a
+// later request whose prompt starts with enough of what one holds (the next turn of a
+// conversation, a shared system prompt) starts every stage from a copy of it; the driver sends
+// only the rest of the prompt. The driver decides, since it alone knows every token a kept
+// sequence holds; a stage that no longer keeps it fails the request before any token, and the
+// driver runs it again from the start. Each stage's reused positions are in its StageStatus.
+//
 // Tensor-parallel stages (state.Stage.Shards): shard 0's node hosts the stage as above, the
 // other member loads shard 1 of the same layers, and shard 0 opens two data streams to it
 // (opShard, opShardExchange; see shards.go) over which the pair keeps its sequences in step and

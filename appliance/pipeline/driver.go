@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -51,6 +53,83 @@ type Driver struct {
 	mu    sync.Mutex
 	metas map[string]*meta         // by model id
 	slots map[string]chan struct{} // by instance id
+	// prefixes are the sequences the stages keep, by instance placement (prefixKey).
+	prefixes map[string][]*prefixEntry
+	tick     uint64
+}
+
+// prefixEntry is a finished request's sequence the stages keep: the tokens it holds for sure.
+type prefixEntry struct {
+	key    uint64
+	tokens []int32
+	used   uint64
+}
+
+// prefixPick is a kept sequence a request starts from: its first n positions, and whether
+// the request continues all of it (the stages then free it once copied).
+type prefixPick struct {
+	key     uint64
+	n       int
+	release bool
+}
+
+// prefixKey names an instance's placement: a new placement's stages keep nothing yet.
+func prefixKey(in *state.Instance) string { return fmt.Sprintf("%s/%d", in.ID, in.Placements) }
+
+// pickPrefix finds the kept sequence that shares the longest start with prompt (at least
+// minReuse tokens; the prompt's last token is always computed, for its logits).
+func (d *Driver) pickPrefix(in *state.Instance, prompt []int32) *prefixPick {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var best *prefixEntry
+	n := 0
+	for _, e := range d.prefixes[prefixKey(in)] {
+		l := commonPrefix(e.tokens, prompt)
+		if l > n {
+			best, n = e, l
+		}
+	}
+	n = min(n, len(prompt)-1)
+	if best == nil || n < minReuse {
+		return nil
+	}
+	d.tick++
+	best.used = d.tick
+	return &prefixPick{key: best.key, n: n, release: n == len(best.tokens)}
+}
+
+// rememberPrefix records a sequence the stages keep now; forget drops one.
+func (d *Driver) rememberPrefix(in *state.Instance, key uint64, tokens []int32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := prefixKey(in)
+	d.tick++
+	list := append(d.prefixes[k], &prefixEntry{key: key, tokens: tokens, used: d.tick})
+	if len(list) > maxKept {
+		i := 0
+		for j, e := range list {
+			if e.used < list[i].used {
+				i = j
+			}
+		}
+		list = slices.Delete(list, i, i+1)
+	}
+	d.prefixes[k] = list
+}
+
+func (d *Driver) forgetPrefix(in *state.Instance, key uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := prefixKey(in)
+	d.prefixes[k] = slices.DeleteFunc(d.prefixes[k], func(e *prefixEntry) bool { return e.key == key })
+}
+
+func commonPrefix(a, b []int32) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
 }
 
 // meta is what the driver needs of a model: its tokenizer, chat template and context length.
@@ -74,7 +153,7 @@ func NewDriver(cfg DriverConfig) *Driver {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Driver{cfg: cfg, log: cfg.Logger, metas: map[string]*meta{}, slots: map[string]chan struct{}{}}
+	return &Driver{cfg: cfg, log: cfg.Logger, metas: map[string]*meta{}, slots: map[string]chan struct{}{}, prefixes: map[string][]*prefixEntry{}}
 }
 
 // route finds the instance of model to drive: placed, with an address for every stage. A
@@ -272,15 +351,31 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 	if len(req.Prompt) >= ctxLen {
 		return nil, fmt.Errorf("pipeline: prompt of %d tokens does not fit the context of %d", len(req.Prompt), ctxLen)
 	}
+	pick := g.d.pickPrefix(&g.inst, req.Prompt)
+	gen, started, err := g.attempt(ctx, req, ctxLen, pick)
+	var pe *Error
+	if pick != nil && !started && errors.As(err, &pe) && strings.Contains(pe.Reason, prefixMiss) {
+		// A stage no longer holds the sequence: forget it and compute the whole prompt.
+		g.d.log.Info("pipeline: a stage no longer keeps the reused sequence; running the whole prompt", "instance", g.inst.ID, "reason", pe.Reason)
+		g.d.forgetPrefix(&g.inst, pick.key)
+		gen, _, err = g.attempt(ctx, req, ctxLen, nil)
+	}
+	return gen, err
+}
+
+// attempt runs the request once, starting from pick's positions when it is not nil; started
+// says whether any token reached the client.
+func (g *generator) attempt(ctx context.Context, req model.GenerateRequest, ctxLen int, pick *prefixPick) (*model.Generation, bool, error) {
 	d := g.d
 	id := newRequestID()
+	started := false // a token reached the client
 	fail := func(why string) error { return &Error{Instance: g.inst.ID, Model: g.inst.Model, Reason: why} }
 	first, last := g.stages[0], g.stages[len(g.stages)-1]
 
 	// The return stream first, so it waits at the last stage when the activations arrive.
 	ret, err := d.cfg.Net.OpenData(ctx, last.Node, last.Addr, false)
 	if err != nil {
-		return nil, fail(fmt.Sprintf("last stage (%s) is unreachable: %v", last, err))
+		return nil, false, fail(fmt.Sprintf("last stage (%s) is unreachable: %v", last, err))
 	}
 	params := req.Sampler
 	rmsg := openMsg{Op: opReturn, Proto: protoVersion, Instance: g.inst.ID, Model: g.inst.Model, Request: id, Sampler: &params, MaxTokens: max(0, req.MaxTokens)}
@@ -289,20 +384,27 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 	}
 	if err := writeJSON(ret, id, &rmsg); err != nil {
 		ret.Cancel("open failed")
-		return nil, fail(fmt.Sprintf("last stage (%s): %v", last, reason(err)))
+		return nil, false, fail(fmt.Sprintf("last stage (%s): %v", last, reason(err)))
 	}
 	ph := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Request: id, Shape: []uint32{uint32(len(req.Prompt))}}
 	if err := ret.WriteFrame(&ph, wire.I32Bytes(req.Prompt)); err != nil {
 		ret.Cancel("open failed")
-		return nil, fail(fmt.Sprintf("last stage (%s): %v", last, reason(err)))
+		return nil, false, fail(fmt.Sprintf("last stage (%s): %v", last, reason(err)))
 	}
 	fwd, err := d.cfg.Net.OpenData(ctx, first.Node, first.Addr, false)
 	if err != nil {
 		ret.Cancel("the first stage is unreachable")
-		return nil, fail(fmt.Sprintf("first stage (%s) is unreachable: %v", first, err))
+		return nil, false, fail(fmt.Sprintf("first stage (%s) is unreachable: %v", first, err))
 	}
 	open := openMsg{Op: opForward, Proto: protoVersion, Instance: g.inst.ID, Model: g.inst.Model, Request: id, Stage: 0, Stages: g.stages,
-		CtxLen: ctxLen, Prompt: len(req.Prompt), DType: d.cfg.DType.String()}
+		CtxLen: ctxLen, Prompt: len(req.Prompt), DType: d.cfg.DType.String(), Keep: id}
+	start := 0
+	if pick != nil {
+		open.Reuse, open.ReuseLen, start = pick.key, pick.n, pick.n
+		if pick.release {
+			open.Release = pick.key
+		}
+	}
 
 	// Whatever ends the request (the client leaving, an error, a stage failing) cancels both
 	// streams; every stage frees its cache when its streams end.
@@ -363,23 +465,24 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 	}
 
 	if err := writeJSON(fwd, id, &open); err != nil {
-		return nil, why(err)
+		return nil, started, why(err)
 	}
 	t0 := time.Now()
 	chunk := d.cfg.PromptChunk
-	for pos := 0; pos < len(req.Prompt); pos += chunk {
+	for pos := start; pos < len(req.Prompt); pos += chunk {
 		end := min(pos+chunk, len(req.Prompt))
 		h := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: g.inst.ID, Request: id, Positions: positions(pos, end-pos), Shape: []uint32{uint32(end - pos)}}
 		if err := fwd.WriteFrame(&h, wire.I32Bytes(req.Prompt[pos:end])); err != nil {
-			return nil, why(err)
+			return nil, started, why(err)
 		}
 	}
 
 	col := model.NewCollector(g.meta.tok, &req)
 	var (
-		h   wire.Header
-		buf []byte
-		t1  time.Time
+		h       wire.Header
+		buf     []byte
+		t1      time.Time
+		sampled []int32
 	)
 	seqLen := len(req.Prompt)
 	for step := uint32(1); ; step++ {
@@ -388,31 +491,40 @@ func (g *generator) Generate(ctx context.Context, req model.GenerateRequest) (*m
 			if errors.Is(err, io.EOF) {
 				err = errors.New("the last stage ended the request early")
 			}
-			return nil, why(fmt.Errorf("stage %d/%d (%s) lost: %w", len(g.stages), len(g.stages), last, err))
+			return nil, started, why(fmt.Errorf("stage %d/%d (%s) lost: %w", len(g.stages), len(g.stages), last, err))
 		}
 		if step == 1 {
 			t1 = time.Now()
 			col.Generation().Timings.Prompt = t1.Sub(t0)
 		}
 		tok := res.Token
+		sampled = append(sampled, tok)
 		if tok < 0 || int(tok) >= g.meta.tok.VocabSize() {
-			return nil, fail(fmt.Sprintf("the last stage sampled token %d, outside the vocabulary of %d", tok, g.meta.tok.VocabSize()))
+			return nil, started, fail(fmt.Sprintf("the last stage sampled token %d, outside the vocabulary of %d", tok, g.meta.tok.VocabSize()))
 		}
 		// The last stage has sent the token round the ring already, unless it ends the
 		// completion by the same rules as here. A stop sequence is the one end it cannot see:
 		// then the step it started is wasted, and ending the request stops the ring.
 		ends := seqLen >= ctxLen || (!req.IgnoreEOS && g.meta.tok.IsEOG(tok)) || (req.MaxTokens > 0 && col.Tokens()+1 >= req.MaxTokens)
 		seqLen++
+		started = true
 		done, err := col.Accept(res)
 		if err != nil {
-			return nil, err
+			return nil, true, err
 		}
 		if done || ends {
 			break
 		}
 	}
 	clean = true
-	return col.Finish(t1)
+	// Every stage keeps the sequence: the prompt and each sampled token but the last went
+	// through all of them.
+	d.rememberPrefix(&g.inst, id, append(slices.Clip(req.Prompt), sampled[:len(sampled)-1]...))
+	if pick != nil && pick.release {
+		d.forgetPrefix(&g.inst, pick.key)
+	}
+	gen, err := col.Finish(t1)
+	return gen, true, err
 }
 
 // drainTokens reads what the last stage still sends after a completion ended (the result of a

@@ -61,6 +61,8 @@ type Host struct {
 	synced  chan struct{}         // closed and replaced after every Sync
 	returns map[rvKey]*rendezvous // streams waiting for their request at this node
 	active  int                   // live sequences (KV caches) over all stages
+	// keptTick orders kept sequences by use (prefix.go).
+	keptTick uint64
 }
 
 // Stage states, in StageStatus.State.
@@ -101,6 +103,10 @@ type StageStatus struct {
 	Shard       int           `json:"shard,omitempty"`
 	Shards      int           `json:"shards,omitempty"`
 	OtherShards []StageStatus `json:"other_shards,omitempty"`
+	// Kept is the number of finished requests' sequences the stage keeps for later requests,
+	// ReusedTokens the prompt positions later requests took from them instead of computing.
+	Kept         int    `json:"kept,omitempty"`
+	ReusedTokens uint64 `json:"reused_tokens,omitempty"`
 }
 
 type slot struct {
@@ -126,6 +132,13 @@ type slot struct {
 	session     transport.FrameStream
 	sessionDone chan struct{}
 	sessionSeqs atomic.Int64 // the sequences the session holds, as Active
+
+	// Finished requests' sequences kept for later ones (prefix.go), guarded by Host.mu:
+	// their capacity in positions, and a channel closed and replaced whenever one is kept.
+	kept        map[uint64]*keptSeq
+	keptCap     int
+	keptChanged chan struct{}
+	reused      atomic.Uint64 // StageStatus.ReusedTokens
 
 	ring atomic.Uint64 // StageStatus.RingTokens
 }
@@ -200,6 +213,9 @@ func (h *Host) retire(sl *slot) {
 }
 
 func (h *Host) unload(sl *slot) {
+	for key := range sl.kept {
+		h.dropKept(sl, key)
+	}
 	if sl.group != nil {
 		sl.group.close()
 		sl.group = nil
@@ -215,6 +231,7 @@ func (h *Host) startLoad(in state.Instance, index, shard int) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	st := in.Stages[index]
 	sl := &slot{inst: in, index: index, shard: shard, nodes: st.Nodes(), layers: st.Layers, ready: make(chan struct{}), cancel: cancel,
+		kept: map[uint64]*keptSeq{}, keptChanged: make(chan struct{}),
 		status: StageStatus{Instance: in.ID, Model: in.Model, Node: h.cfg.NodeID, Name: h.cfg.NodeName, Layers: st.Layers, State: StageFetching}}
 	if len(st.Shards) > 0 {
 		sl.status.Shard, sl.status.Shards = shard, len(st.Shards)+1
@@ -313,6 +330,7 @@ func (h *Host) Status() []StageStatus {
 		if sl.shard > 0 {
 			st.Active = int(sl.sessionSeqs.Load())
 		}
+		st.Kept, st.ReusedTokens = len(sl.kept), sl.reused.Load()
 		if sl.batch != nil {
 			bs := sl.batch.stats()
 			st.Batching = &bs
@@ -778,17 +796,27 @@ func (h *Host) forward(up transport.FrameStream, o *openMsg) {
 			return fmt.Sprintf("stage %d/%d (%s) lost: %v", o.Stage+2, len(o.Stages), next, err)
 		})
 	}
-	h.run(r, newStageInput(h, r), st, sl.batch, sl.inst.ID, dt, smp)
+	h.run(r, newStageInput(h, r), sl, dt, smp)
 }
 
 // run is the request's loop at one stage: read a frame, run the layers, pass the result on.
-func (h *Host) run(r *request, src *stageInput, st *model.Stage, bt *batcher, inst string, dt wire.DType, smp *sampler.Sampler) {
+func (h *Host) run(r *request, src *stageInput, sl *slot, dt wire.DType, smp *sampler.Sampler) {
 	o := r.o
 	me := stageName(o)
-	seq := st.NewSequence(o.CtxLen)
-	// Freed (after the batcher let go of it) rather than left to the garbage collector: on a
-	// tensor-parallel stage that also frees the other shards' copies.
-	defer seq.Free()
+	st, bt, inst := sl.stage, sl.batch, sl.inst.ID
+	seq, err := h.startSequence(sl, o)
+	if err != nil {
+		r.fail(me + ": " + err.Error())
+		return
+	}
+	// Kept, or freed (after the batcher let go of it) rather than left to the garbage
+	// collector: on a tensor-parallel stage that also frees the other shards' copies.
+	kept := false
+	defer func() {
+		if !kept {
+			seq.Free()
+		}
+	}()
 	stp := bt.open(seq)
 	defer bt.close(stp)
 	nEmbd := st.Config.NEmbd
@@ -809,6 +837,9 @@ func (h *Host) run(r *request, src *stageInput, st *model.Stage, bt *batcher, in
 			if errors.Is(err, io.EOF) {
 				// The driver is done: pass the end on, which frees the next stage's cache.
 				r.finish()
+				if o.Keep != 0 {
+					kept = h.keepSequence(sl, o.Keep, seq)
+				}
 				if r.down != nil {
 					_ = r.down.CloseWrite()
 				}

@@ -43,7 +43,8 @@ func (s StageRef) String() string {
 // protoVersion is the pipeline protocol this build speaks; an open message of another version
 // is refused, so that nodes running different exo versions fail a request with a clear error
 // instead of misreading each other (version 2: the last stage sends tokens round the ring).
-const protoVersion = 2
+// Version 3: requests keep their sequences and reuse kept ones (Keep, Reuse; prefix.go).
+const protoVersion = 3
 
 // openMsg is the first frame of a data stream.
 type openMsg struct {
@@ -68,6 +69,13 @@ type openMsg struct {
 	MaxTokens int     `json:"max_tokens,omitempty"`
 	// Shard is the shard of a tensor-parallel stage the stream is for (0: the stage itself).
 	Shard int `json:"shard,omitempty"`
+	// Keep names the request's sequence for later requests: every stage keeps it after a
+	// clean end. Reuse names a kept sequence whose first ReuseLen positions the request
+	// starts from; Release (= Reuse) lets the stages free that one once copied (prefix.go).
+	Keep     uint64 `json:"keep,omitempty"`
+	Reuse    uint64 `json:"reuse,omitempty"`
+	ReuseLen int    `json:"reuse_len,omitempty"`
+	Release  uint64 `json:"release,omitempty"`
 }
 
 // headerMsg answers opHeader; the header bytes follow in a Bytes frame.

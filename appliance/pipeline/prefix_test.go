@@ -1,0 +1,117 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/netstack/nettest"
+	"github.com/exo-nix/exo/netstack/wire"
+)
+
+// reusedTokens sums the prompt positions the hosts' stages took from kept sequences.
+func (c *testCluster) reusedTokens() map[string]uint64 {
+	out := map[string]uint64{}
+	for name, h := range c.hosts {
+		for _, st := range h.Status() {
+			out[name] += st.ReusedTokens
+		}
+	}
+	return out
+}
+
+// A conversation's next turn reuses what the stages kept of the previous one, on every stage,
+// and generates exactly what one node generates for the whole prompt; a turn that branches off
+// inside a kept sequence reuses the common start; a stage that lost its kept sequences makes
+// the driver run the whole prompt again, with the same result. Over a 3-stage pipeline and a
+// tensor-parallel pair (where the other shard copies and frees as shard 0 does).
+func TestPipelineReusesKeptPromptStarts(t *testing.T) {
+	path := storiesPath(t, "stories260K-F32.gguf")
+	m, err := model.Open(path, model.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, tc := range []struct {
+		name     string
+		split    [][2]int
+		perStage int
+	}{
+		{"3-stages", [][2]int{{0, 1}, {1, 4}, {4, 5}}, 1},
+		{"pair", [][2]int{{0, 5}}, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newGroupCluster(t, path, tc.split, tc.perStage, wire.F32)
+			stageNodes := []string{}
+			for _, st := range c.inst.Stages {
+				stageNodes = append(stageNodes, st.Node)
+			}
+			// wantReuse is what every stage reuses; -1: the last stage reuses nothing (the
+			// others may have copied before it failed the first attempt).
+			check := func(prompt []int32, wantReuse int) *model.Generation {
+				t.Helper()
+				before := c.reusedTokens()
+				req := model.GenerateRequest{Prompt: prompt, MaxTokens: 24}
+				want, err := m.Generate(context.Background(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := c.generate(context.Background(), req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got.Tokens, want.Tokens) {
+					t.Fatalf("prompt of %d tokens: pipeline %v, one node %v", len(prompt), got.Tokens, want.Tokens)
+				}
+				after := c.reusedTokens()
+				for i, n := range stageNodes {
+					if wantReuse < 0 && i < len(stageNodes)-1 {
+						continue
+					}
+					if d := after[n] - before[n]; d != uint64(max(wantReuse, 0)) {
+						t.Errorf("prompt of %d tokens: %s reused %d positions, want %d", len(prompt), n, d, wantReuse)
+					}
+				}
+				return got
+			}
+			p1 := m.Tokenizer.Encode("Once upon a time, there was a little girl named Lily. She loved", true, false)
+			g1 := check(p1, 0)
+			// The next turn: the whole first exchange and more. The stages hold the prompt and
+			// every sampled token but the last.
+			p2 := append(append(slices.Clone(p1), g1.Tokens...), m.Tokenizer.Encode(" One day, she", false, false)...)
+			g2 := check(p2, len(p1)+len(g1.Tokens)-1)
+			// A branch off the second turn's prompt: only the common start is reused.
+			p3 := append(slices.Clone(p2[:len(p1)+3]), m.Tokenizer.Encode(" and the sun", false, false)...)
+			check(p3, len(p1)+3)
+			// A stage that lost what it kept (evicted, or loaded again): the whole prompt runs.
+			p4 := append(append(slices.Clone(p2), g2.Tokens...), m.Tokenizer.Encode(" The end.", false, false)...)
+			last := c.hosts[stageNodes[len(stageNodes)-1]]
+			last.mu.Lock()
+			for _, sl := range last.slots {
+				for key := range sl.kept {
+					last.dropKept(sl, key)
+				}
+			}
+			last.mu.Unlock()
+			check(p4, -1)
+			c.idleEventually(5 * time.Second)
+			for _, n := range stageNodes {
+				st := c.hosts[n].Status()[0]
+				if st.Kept == 0 || st.Kept > maxKept {
+					t.Errorf("%s keeps %d sequences", n, st.Kept)
+				}
+				// The other shard holds a copy of each kept sequence, and nothing else.
+				if tc.perStage > 1 {
+					other := c.hosts["node1"]
+					if !nettest.WaitFor(5*time.Second, func() bool { return other.Status()[0].Active == st.Kept }) {
+						t.Errorf("shard 1 holds %d sequences, shard 0 keeps %d", other.Status()[0].Active, st.Kept)
+					}
+				}
+			}
+			t.Logf("reused positions per node: %v", fmt.Sprint(c.reusedTokens()))
+		})
+	}
+}
