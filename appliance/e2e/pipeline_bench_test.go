@@ -274,6 +274,14 @@ func BenchmarkTensorParallelVsOneNode(b *testing.B) {
 			id, max, rounds, mode, in.Stages, ms, ma)
 		b.ReportMetric(ms, "single-ratio")
 		b.ReportMetric(ma, "aggregate4-ratio")
+		if live, ok := pair.instance(b, in.ID); ok && len(live.Live) == 1 {
+			for _, s := range append([]liveStage{live.Live[0]}, live.Live[0].OtherShards...) {
+				if s.Swaps != nil && s.Swaps.Count > 0 {
+					b.Logf("MEASURE %s (shard %d): %d swaps, %.1f µs each on average (waiting for the other shard included)",
+						s.Name, s.Shard, s.Swaps.Count, 1e6*s.Swaps.Seconds/float64(s.Swaps.Count))
+				}
+			}
+		}
 		for _, n := range append(nodes, solo) {
 			_ = n.cmd.Process.Kill()
 			<-n.done

@@ -213,6 +213,10 @@ type liveStage struct {
 	OtherShards  []liveStage `json:"other_shards"`
 	Kept         int         `json:"kept"`
 	ReusedTokens uint64      `json:"reused_tokens"`
+	Swaps        *struct {
+		Count   uint64  `json:"count"`
+		Seconds float64 `json:"seconds"`
+	} `json:"swaps"`
 }
 
 // liveInstance is an instance with its stages' live state, as GET /api/v1/instances shows it.

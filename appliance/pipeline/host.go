@@ -107,6 +107,16 @@ type StageStatus struct {
 	// ReusedTokens the prompt positions later requests took from them instead of computing.
 	Kept         int    `json:"kept,omitempty"`
 	ReusedTokens uint64 `json:"reused_tokens,omitempty"`
+	// Swaps are a tensor-parallel shard's exchanges of parts with the other shards.
+	Swaps *SwapStats `json:"swaps,omitempty"`
+}
+
+// SwapStats count a shard's swaps and the time they took (sending its part until it had the
+// others', waiting for the slower shard included): Seconds/Count is the mean swap, and Count
+// grows by four a layer per forward pass.
+type SwapStats struct {
+	Count   uint64  `json:"count"`
+	Seconds float64 `json:"seconds"`
 }
 
 type slot struct {
@@ -139,6 +149,7 @@ type slot struct {
 	keptCap     int
 	keptChanged chan struct{}
 	reused      atomic.Uint64 // StageStatus.ReusedTokens
+	swaps       swapStats     // a tensor-parallel shard's swaps
 
 	ring atomic.Uint64 // StageStatus.RingTokens
 }
@@ -331,6 +342,9 @@ func (h *Host) Status() []StageStatus {
 			st.Active = int(sl.sessionSeqs.Load())
 		}
 		st.Kept, st.ReusedTokens = len(sl.kept), sl.reused.Load()
+		if n := sl.swaps.n.Load(); n > 0 {
+			st.Swaps = &SwapStats{Count: n, Seconds: time.Duration(sl.swaps.ns.Load()).Seconds()}
+		}
 		if sl.batch != nil {
 			bs := sl.batch.stats()
 			st.Batching = &bs

@@ -11,6 +11,7 @@ import (
 type stageCollector struct {
 	h                                           *Host
 	rounds, steps, maxBatch, active, ring, busy *prometheus.Desc
+	swaps, swapTime                             *prometheus.Desc
 }
 
 func newStageCollector(h *Host) *stageCollector {
@@ -24,11 +25,13 @@ func newStageCollector(h *Host) *stageCollector {
 		active:   d("exo_pipeline_stage_active_requests", "Requests whose KV cache the stage holds."),
 		ring:     d("exo_pipeline_stage_ring_tokens_total", "Decode tokens a first stage received round the ring from the last stage."),
 		busy:     d("exo_pipeline_stage_busy_seconds_total", "Time the stage's forward passes took; over rounds, a pass's mean compute time."),
+		swaps:    d("exo_pipeline_stage_swaps_total", "Exchanges of parts a tensor-parallel shard hosted here made with the other shards."),
+		swapTime: d("exo_pipeline_stage_swap_seconds_total", "Time those exchanges took, waiting for the slower shard included."),
 	}
 }
 
 func (c *stageCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.rounds, c.steps, c.maxBatch, c.active, c.ring, c.busy} {
+	for _, d := range []*prometheus.Desc{c.rounds, c.steps, c.maxBatch, c.active, c.ring, c.busy, c.swaps, c.swapTime} {
 		ch <- d
 	}
 }
@@ -43,6 +46,10 @@ func (c *stageCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.steps, prometheus.CounterValue, float64(b.Steps), lv...)
 			ch <- prometheus.MustNewConstMetric(c.maxBatch, prometheus.GaugeValue, float64(b.MaxBatch), lv...)
 			ch <- prometheus.MustNewConstMetric(c.busy, prometheus.CounterValue, b.BusySeconds, lv...)
+		}
+		if s := st.Swaps; s != nil {
+			ch <- prometheus.MustNewConstMetric(c.swaps, prometheus.CounterValue, float64(s.Count), lv...)
+			ch <- prometheus.MustNewConstMetric(c.swapTime, prometheus.CounterValue, s.Seconds, lv...)
 		}
 	}
 }

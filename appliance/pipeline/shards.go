@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/exo-nix/exo/appliance/tensorpar"
@@ -115,7 +116,7 @@ func (h *Host) openGroup(ctx context.Context, sl *slot, g *shardGroup) error {
 	}
 	x, err := tensorpar.NewExchanger(0, []transport.FrameStream{nil, g.swaps})
 	if err == nil {
-		sl.stage.SetExchanger(namedExchanger{x, fmt.Sprintf("shard 1 on %s", g.name)})
+		sl.stage.SetExchanger(&namedExchanger{x: x, peer: fmt.Sprintf("shard 1 on %s", g.name), stats: &sl.swaps})
 		g.mirror, err = tensorpar.NewMirror(sl.stage, []transport.FrameStream{g.control})
 	}
 	if err != nil {
@@ -184,7 +185,7 @@ func (h *Host) serveShard(s transport.FrameStream, o *openMsg) {
 	}
 	x, err := tensorpar.NewExchanger(o.Shard, []transport.FrameStream{ex.s, nil})
 	if err == nil {
-		sl.stage.SetExchanger(namedExchanger{x, "shard 0 on " + cmp.Or(o.Stages[o.Stage].Name, o.Stages[o.Stage].Node)})
+		sl.stage.SetExchanger(&namedExchanger{x: x, peer: "shard 0 on " + cmp.Or(o.Stages[o.Stage].Name, o.Stages[o.Stage].Node), stats: &sl.swaps})
 		h.log.Info("tensor-parallel group session started", "instance", o.Instance, "layers", sl.layers, "shard", o.Shard)
 		err = tensorpar.Serve(sl.stage, s, &sl.sessionSeqs)
 	}
@@ -210,15 +211,27 @@ func (h *Host) serveShard(s transport.FrameStream, o *openMsg) {
 	h.mu.Unlock()
 }
 
-// namedExchanger names the node of the other shard in a failed swap's error: the transport
-// knows only its address.
+// namedExchanger names the node of the other shard in a failed swap's error (the transport
+// knows only its address) and counts the swaps and the time they take.
 type namedExchanger struct {
-	x    *tensorpar.Exchanger
-	peer string
+	x     *tensorpar.Exchanger
+	peer  string
+	stats *swapStats
 }
 
-func (n namedExchanger) Gather(part []float32, parts [][]float32, root int) error {
-	if err := n.x.Gather(part, parts, root); err != nil {
+// swapStats are a tensor-parallel shard's swaps: how many, and the time from sending its part
+// to having the others' (waiting for the slower shard included).
+type swapStats struct {
+	n  atomic.Uint64
+	ns atomic.Int64
+}
+
+func (n *namedExchanger) Gather(part []float32, parts [][]float32, root int) error {
+	t := time.Now()
+	err := n.x.Gather(part, parts, root)
+	n.stats.ns.Add(int64(time.Since(t)))
+	n.stats.n.Add(1)
+	if err != nil {
 		return fmt.Errorf("%w (%s)", err, n.peer)
 	}
 	return nil

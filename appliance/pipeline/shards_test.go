@@ -84,6 +84,17 @@ func TestTensorParallelStagesMatchSingleNode(t *testing.T) {
 					if b := st[0].Batching; (i%2 == 0) != (b != nil && b.Steps > 0) {
 						t.Errorf("node%d (shard %d) reports batching %+v", i, i%2, b)
 					}
+					// Both shards swap four times a layer per pass, and once more for the last
+					// stage's logits.
+					l := tc.split[i/2]
+					perPass := uint64(4 * (l[1] - l[0]))
+					if i/2 == len(tc.split)-1 {
+						perPass++
+					}
+					rounds := c.hosts[fmt.Sprintf("node%d", i-i%2)].Status()[0].Batching.Rounds
+					if sw := st[0].Swaps; sw == nil || sw.Count != rounds*perPass || sw.Seconds <= 0 {
+						t.Errorf("node%d (shard %d) reports swaps %+v, want %d (%d passes)", i, i%2, sw, rounds*perPass, rounds)
+					}
 				}
 			})
 		}
