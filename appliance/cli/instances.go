@@ -77,7 +77,7 @@ func newInstancesCreateCmd() *cobra.Command {
 	cmd.Flags().Int("min-nodes", 0, "spread over at least this many nodes")
 	cmd.Flags().Int("context", 0, "tokens of KV cache to reserve (default 4096 or the model's maximum)")
 	cmd.Flags().StringSlice("nodes", nil, "only use these nodes (IDs or names, comma separated)")
-	cmd.Flags().Int("tensor-parallel", 0, "run every stage on a group of this many nodes, each holding a share of every matrix (2; 0 or 1: one node a stage)")
+	cmd.Flags().Int("tensor-parallel", 0, "run every stage on a group of this many nodes (2-4), each holding a share of every matrix (0 or 1: one node a stage)")
 	cmd.Flags().Bool("dry-run", false, "show the placement without creating the instance")
 	return cmd
 }

@@ -67,8 +67,12 @@ type openMsg struct {
 	// the end-of-generation ids (none when they are ignored) and the token limit (0: none).
 	EndTokens []int32 `json:"end_tokens,omitempty"`
 	MaxTokens int     `json:"max_tokens,omitempty"`
-	// Shard is the shard of a tensor-parallel stage the stream is for (0: the stage itself).
-	Shard int `json:"shard,omitempty"`
+	// Shard is the shard of a tensor-parallel stage the stream is for (0: the stage itself);
+	// Group lists the stage's nodes in shard order, and From is the shard that opened an
+	// exchange stream.
+	Shard int        `json:"shard,omitempty"`
+	Group []StageRef `json:"group,omitempty"`
+	From  int        `json:"from,omitempty"`
 	// Keep names the request's sequence for later requests: every stage keeps it after a
 	// clean end. Reuse names a kept sequence whose first ReuseLen positions the request
 	// starts from; Release (= Reuse) lets the stages free that one once copied (prefix.go).

@@ -17,9 +17,10 @@ import (
 // (queries/keys/values, attention output, the gated activation, the down projection) and the
 // logits, each one hop of a k-th of a hidden state between the members.
 
-// MaxTensorParallel is the largest group the engine's group protocol runs (two shards: the
-// tensor-parallel streams connect shard 0 to one other node).
-const MaxTensorParallel = 2
+// MaxTensorParallel is the largest group placed: every member swaps with every other 4 times a
+// layer, so larger groups pay more hops than their share of the weights saves on the links
+// exo runs on.
+const MaxTensorParallel = 4
 
 // swapsPerLayer is how often the shards of a stage exchange their parts per layer and token.
 const swapsPerLayer = 4

@@ -122,8 +122,16 @@ func TestTensorParallelRefusals(t *testing.T) {
 	if _, err := Place([]Node{node("a", 4096, 20)}, nil, Request{Model: m, TensorParallel: 2}); !errors.As(err, &ce) || ce.Constraint != "tensor_parallel" {
 		t.Fatalf("one node for a pair: %v", err)
 	}
-	if _, err := Place([]Node{node("a", 4096, 20), node("b", 4096, 20), node("c", 4096, 20)}, nil, Request{Model: m, TensorParallel: 3}); !errors.As(err, &ce) || ce.Constraint != "tensor_parallel" {
-		t.Fatalf("groups of three: %v", err)
+	if _, err := Place([]Node{node("a", 4096, 20), node("b", 4096, 20), node("c", 4096, 20)}, nil, Request{Model: m, TensorParallel: MaxTensorParallel + 1}); !errors.As(err, &ce) || ce.Constraint != "tensor_parallel" {
+		t.Fatalf("groups beyond the largest: %v", err)
+	}
+	// A group of three: one stage, two other shards, a third of the layers each.
+	p, err := Place([]Node{node("a", 4096, 30), node("b", 4096, 20), node("c", 4096, 20)}, nil, Request{Model: m, TensorParallel: 3})
+	if err != nil || len(p.Stages) != 1 || len(p.Stages[0].Shards) != 2 || p.Stages[0].Node != "a" {
+		t.Fatalf("groups of three: %+v %v", p, err)
+	}
+	if w := p.Stages[0].WeightBytes; w != uint64(16*((10*MiB+2)/3)+(10*MiB+2)/3+10*MiB) {
+		t.Fatalf("a member of three holds %d bytes of weights", w)
 	}
 	if _, err := Place([]Node{node("a", 4096, 20)}, nil, Request{Model: m, TensorParallel: -1}); err == nil {
 		t.Fatal("negative tensor_parallel accepted")

@@ -32,6 +32,17 @@ type Exchanger struct {
 	bufs  [][]byte
 	hdr   []wire.Header
 	werr  []error
+
+	// Names, when set, name each shard's node in errors (the streams know only addresses).
+	Names []string
+}
+
+// shard names shard j in errors.
+func (x *Exchanger) shard(j int) string {
+	if j < len(x.Names) && x.Names[j] != "" {
+		return fmt.Sprintf("shard %d on %s", j, x.Names[j])
+	}
+	return fmt.Sprintf("shard %d", j)
 }
 
 // NewExchanger links shard self to the others; peers[j] is the stream to shard j (nil at self).
@@ -68,7 +79,7 @@ func (x *Exchanger) Gather(part []float32, parts [][]float32, root int) error {
 		}
 		if inline {
 			if err := s.WriteFrame(&h, payload); err != nil {
-				return fmt.Errorf("write to shard %d: %w", j, err)
+				return fmt.Errorf("write to %s: %w", x.shard(j), err)
 			}
 			continue
 		}
@@ -86,7 +97,7 @@ func (x *Exchanger) Gather(part []float32, parts [][]float32, root int) error {
 	}
 	for j, err := range x.werr {
 		if err != nil {
-			return fmt.Errorf("write to shard %d: %w", j, err)
+			return fmt.Errorf("write to %s: %w", x.shard(j), err)
 		}
 	}
 	return nil
@@ -100,12 +111,12 @@ func (x *Exchanger) read(parts [][]float32) error {
 		}
 		b, err := x.peers[j].ReadFrame(&x.hdr[j], x.bufs[j])
 		if err != nil {
-			return fmt.Errorf("read from shard %d: %w", j, err)
+			return fmt.Errorf("read from %s: %w", x.shard(j), err)
 		}
 		x.bufs[j] = b
 		got, ok := wire.F32View(b)
 		if !ok || x.hdr[j].Kind != wire.KindActivations || len(got) != len(p) {
-			return fmt.Errorf("shard %d sent %s of %d bytes, want %d float32 values", j, x.hdr[j].Kind, len(b), len(p))
+			return fmt.Errorf("%s sent %s of %d bytes, want %d float32 values", x.shard(j), x.hdr[j].Kind, len(b), len(p))
 		}
 		copy(p, got)
 	}

@@ -188,6 +188,6 @@ export interface PlacementRequest {
   minNodes?: number;
   context?: number;
   nodes?: string[];
-  /** Nodes per stage, each holding a share of every matrix (2; unset: one node a stage). */
+  /** Nodes per stage, each holding a share of every matrix (2-4; unset: one node a stage). */
   tensorParallel?: number;
 }
