@@ -144,14 +144,7 @@ func startPinnedPairAs(b *testing.B, dir string, env []string, place map[string]
 // both halves in turn), and the nodes' single stream is then measured against it as well.
 func BenchmarkPipelineVsOneNode(b *testing.B) {
 	src, dir, id := pipelineBenchModel(b)
-	rounds := 3
-	if v := os.Getenv("EXO_PIPELINE_BENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("EXO_PIPELINE_BENCH_ROUNDS=%q: want a positive number", v)
-		}
-		rounds = n
-	}
+	rounds := benchRounds(b)
 	const max = 48
 	one := []string{"GOMAXPROCS=1"}
 	cores := benchCores(b)
@@ -220,6 +213,19 @@ func BenchmarkPipelineVsOneNode(b *testing.B) {
 	}
 }
 
+// benchRounds is EXO_PIPELINE_BENCH_ROUNDS, default 3.
+func benchRounds(b *testing.B) int {
+	v := os.Getenv("EXO_PIPELINE_BENCH_ROUNDS")
+	if v == "" {
+		return 3
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("EXO_PIPELINE_BENCH_ROUNDS=%q: want a positive number", v)
+	}
+	return n
+}
+
 // medianRatio is the median over rounds of second/first.
 func medianRatio(rounds [][2]float64) float64 {
 	r := make([]float64, len(rounds))
@@ -241,14 +247,7 @@ func medianRatio(rounds [][2]float64) float64 {
 // auto). Model and cores as BenchmarkPipelineVsOneNode.
 func BenchmarkTensorParallelVsOneNode(b *testing.B) {
 	_, dir, id := pipelineBenchModel(b)
-	rounds := 3
-	if v := os.Getenv("EXO_PIPELINE_BENCH_ROUNDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			b.Fatalf("EXO_PIPELINE_BENCH_ROUNDS=%q: want a positive number", v)
-		}
-		rounds = n
-	}
+	rounds := benchRounds(b)
 	mode := cmp.Or(os.Getenv("EXO_TP_BENCH_TRANSPORT"), "tcp")
 	const max = 48
 	cores := benchCores(b)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -394,4 +395,38 @@ func (n *pnode) transports(t testing.TB) map[string]string {
 		}
 	}
 	return out
+}
+
+// streamAndKill streams a long greedy completion of model from api and kills victim after 20
+// chunks; it returns the stream's error event, how long after the kill the stream ended, and
+// the chunks received. A stream that does not end within a minute of starting fails the test.
+func streamAndKill(t *testing.T, api, victim *pnode, model string) (errText string, took time.Duration, chunks int) {
+	t.Helper()
+	var killed time.Time
+	done := make(chan error, 1)
+	go func() {
+		done <- api.stream(t, map[string]any{"model": model, "prompt": "Once upon a time", "max_tokens": 1900,
+			"temperature": 0, "stream": true}, func(ev map[string]any) {
+			if e, ok := ev["error"].(map[string]any); ok {
+				errText, _ = e["message"].(string)
+				return
+			}
+			if chunks++; chunks == 20 {
+				killed = time.Now()
+				_ = victim.cmd.Process.Signal(syscall.SIGKILL)
+			}
+		})
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the stream hangs after %s was killed", victim.name)
+	}
+	if killed.IsZero() {
+		t.Fatalf("the completion ended after %d chunks, before the kill", chunks)
+	}
+	return errText, time.Since(killed), chunks
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -146,37 +145,7 @@ func TestPipelineMiddleStageKilled(t *testing.T) {
 			middle = n
 		}
 	}
-	var (
-		chunks  int
-		errText string
-		killed  time.Time
-	)
-	done := make(chan error, 1)
-	go func() {
-		done <- m1.stream(t, map[string]any{"model": "llama-spm32k-e256-Q8_0", "prompt": "Once upon a time", "max_tokens": 1900,
-			"temperature": 0, "stream": true}, func(ev map[string]any) {
-			if e, ok := ev["error"].(map[string]any); ok {
-				errText, _ = e["message"].(string)
-				return
-			}
-			if chunks++; chunks == 20 {
-				killed = time.Now()
-				_ = middle.cmd.Process.Signal(syscall.SIGKILL)
-			}
-		})
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("stream: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the stream hangs after the middle stage was killed")
-	}
-	if killed.IsZero() {
-		t.Fatalf("the completion ended after %d chunks, before the kill", chunks)
-	}
-	took := time.Since(killed)
+	errText, took, chunks := streamAndKill(t, m1, middle, "llama-spm32k-e256-Q8_0")
 	if errText == "" || !strings.Contains(errText, middle.name) {
 		t.Fatalf("want an error event naming %s, got %q after %d chunks", middle.name, errText, chunks)
 	}

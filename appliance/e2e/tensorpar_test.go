@@ -4,7 +4,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -91,40 +90,11 @@ func TestTensorParallelShardKilled(t *testing.T) {
 			victim = n
 		}
 	}
-	var (
-		chunks  int
-		errText string
-		killed  time.Time
-	)
-	done := make(chan error, 1)
-	go func() {
-		done <- m1.stream(t, map[string]any{"model": "llama-spm32k-e256-Q8_0", "prompt": "Once upon a time", "max_tokens": 1900,
-			"temperature": 0, "stream": true}, func(ev map[string]any) {
-			if e, ok := ev["error"].(map[string]any); ok {
-				errText, _ = e["message"].(string)
-				return
-			}
-			if chunks++; chunks == 20 {
-				killed = time.Now()
-				_ = victim.cmd.Process.Signal(syscall.SIGKILL)
-			}
-		})
-	}()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("stream: %v", err)
-		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("the stream hangs after shard 1's node was killed")
-	}
-	if killed.IsZero() {
-		t.Fatalf("the completion ended after %d chunks, before the kill", chunks)
-	}
+	errText, took, chunks := streamAndKill(t, m1, victim, "llama-spm32k-e256-Q8_0")
 	if errText == "" || !strings.Contains(errText, victim.name) {
 		t.Fatalf("want an error event naming %s after %d chunks, got %q", victim.name, chunks, errText)
 	}
-	t.Logf("MEASURE shard 1 (%s) killed after 20 chunks: error event %s later: %s", victim.name, time.Since(killed).Round(time.Millisecond), errText)
+	t.Logf("MEASURE shard 1 (%s) killed after 20 chunks: error event %s later: %s", victim.name, took.Round(time.Millisecond), errText)
 	// The leader re-places the instance once the node is declared failed, on the two workers
 	// left.
 	waitFor(t, 60*time.Second, "the instance re-placed without "+victim.name, func() bool {

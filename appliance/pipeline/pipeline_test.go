@@ -157,13 +157,20 @@ func (c *testCluster) idleEventually(within time.Duration) {
 	}
 }
 
-func singleNode(t *testing.T, path string, req model.GenerateRequest) *model.Generation {
+// openWhole opens the whole model on this node, closed when the test ends.
+func openWhole(t *testing.T, path string) *model.Model {
 	t.Helper()
 	m, err := model.Open(path, model.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer m.Close()
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+func singleNode(t *testing.T, path string, req model.GenerateRequest) *model.Generation {
+	t.Helper()
+	m := openWhole(t, path)
 	g, err := m.Generate(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -191,11 +198,7 @@ func TestPipelineMatchesSingleNode(t *testing.T) {
 				if tc.driver != "" {
 					c.driveFrom(tc.driver)
 				}
-				m, err := model.Open(path, model.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer m.Close()
+				m := openWhole(t, path)
 				prompts := []string{"Once upon a time", "Lily and Tom went to the park. They saw a big dog", "The sun"}
 				var (
 					wg   sync.WaitGroup
@@ -263,11 +266,7 @@ func TestPipelineMatchesSingleNode(t *testing.T) {
 func TestPipelineStopSequenceAndSampling(t *testing.T) {
 	path := storiesPath(t, "stories260K-F32.gguf")
 	c := newTestCluster(t, path, [][2]int{{0, 2}, {2, 5}}, wire.F32)
-	m, err := model.Open(path, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openWhole(t, path)
 	prompt := m.Tokenizer.Encode("Once upon a time", true, false)
 	for _, req := range []model.GenerateRequest{
 		{Prompt: prompt, MaxTokens: 64, Stop: []string{"park", "."}},
@@ -325,11 +324,7 @@ func TestPipelineWireEncodings(t *testing.T) {
 func TestPipelineStageDiesMidRequest(t *testing.T) {
 	path := storiesPath(t, "stories260K-F32.gguf")
 	c := newTestCluster(t, path, [][2]int{{0, 1}, {1, 4}, {4, 5}}, wire.F32)
-	m, err := model.Open(path, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openWhole(t, path)
 	n := 0
 	req := model.GenerateRequest{Prompt: m.Tokenizer.Encode("Once upon a time", true, false), MaxTokens: 200, IgnoreEOS: true,
 		OnToken: func(sampler.Result) error {
@@ -339,7 +334,7 @@ func TestPipelineStageDiesMidRequest(t *testing.T) {
 			return nil
 		}}
 	start := time.Now()
-	_, err = c.generate(context.Background(), req)
+	_, err := c.generate(context.Background(), req)
 	took := time.Since(start)
 	var pe *Error
 	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "node1") {
@@ -360,11 +355,7 @@ func TestPipelineStageDiesMidRequest(t *testing.T) {
 func TestPipelineClientCancel(t *testing.T) {
 	path := storiesPath(t, "stories260K-F32.gguf")
 	c := newTestCluster(t, path, [][2]int{{0, 2}, {2, 5}}, wire.F32)
-	m, err := model.Open(path, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openWhole(t, path)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
 	req := model.GenerateRequest{Prompt: m.Tokenizer.Encode("Once upon a time", true, false), MaxTokens: 400, IgnoreEOS: true,
@@ -385,12 +376,8 @@ func TestPipelineRefusesUnknownInstance(t *testing.T) {
 	c := newTestCluster(t, path, [][2]int{{0, 2}, {2, 5}}, wire.F32)
 	// The placement moved layer 2 to the second node, which the hosts have not seen.
 	c.inst.Stages[0].Layers, c.inst.Stages[1].Layers = [2]int{0, 3}, [2]int{3, 5}
-	m, err := model.Open(path, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
-	_, err = c.generate(context.Background(), model.GenerateRequest{Prompt: m.Tokenizer.Encode("Hi", true, false), MaxTokens: 4})
+	m := openWhole(t, path)
+	_, err := c.generate(context.Background(), model.GenerateRequest{Prompt: m.Tokenizer.Encode("Hi", true, false), MaxTokens: 4})
 	if err == nil || !strings.Contains(err.Error(), "placement changed") {
 		t.Fatalf("want a placement mismatch, got %v", err)
 	}
@@ -454,11 +441,7 @@ func TestPipelineFromStageFiles(t *testing.T) {
 	c.driver = NewDriver(DriverConfig{NodeID: "driver", Net: c.nets["driver"],
 		Placement: func() ([]state.Instance, map[string]string) { return []state.Instance{c.inst}, c.addrs },
 		LocalFile: func(string) (string, bool) { return "", false }})
-	m, err := model.Open(path, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openWhole(t, path)
 	req := model.GenerateRequest{Prompt: m.Tokenizer.Encode("Once upon a time", true, false), MaxTokens: 40}
 	want := singleNode(t, path, req)
 	got, err := c.generate(context.Background(), req)

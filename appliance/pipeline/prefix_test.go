@@ -30,11 +30,7 @@ func (c *testCluster) reusedTokens() map[string]uint64 {
 // tensor-parallel pair (where the other shard copies and frees as shard 0 does).
 func TestPipelineReusesKeptPromptStarts(t *testing.T) {
 	path := storiesPath(t, "stories260K-F32.gguf")
-	m, err := model.Open(path, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openWhole(t, path)
 	for _, tc := range []struct {
 		name     string
 		split    [][2]int

@@ -40,11 +40,7 @@ func TestTensorParallelStagesMatchSingleNode(t *testing.T) {
 				if tc.driver != "" {
 					c.driveFrom(tc.driver)
 				}
-				m, err := model.Open(path, model.Options{})
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer m.Close()
+				m := openWhole(t, path)
 				var wg sync.WaitGroup
 				for _, p := range []string{"Once upon a time", "Lily and Tom went to the park. They saw a big dog", "The sun"} {
 					req := model.GenerateRequest{Prompt: m.Tokenizer.Encode(p, true, false), MaxTokens: 40}
@@ -115,11 +111,7 @@ func TestTensorParallelStagesMatchSingleNode(t *testing.T) {
 // three (where the lost node's swaps with shard 1 break too).
 func TestTensorParallelShardLostAndBack(t *testing.T) {
 	path := storiesPath(t, "stories260K-F32.gguf")
-	m, err := model.Open(path, model.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openWhole(t, path)
 	prompt := m.Tokenizer.Encode("Once upon a time", true, false)
 	want, err := m.Generate(context.Background(), model.GenerateRequest{Prompt: prompt, MaxTokens: 30})
 	if err != nil {

@@ -17,8 +17,8 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sync/atomic"
 	"sync"
+	"sync/atomic"
 
 	"github.com/exo-nix/exo/appliance/engine/model"
 	"github.com/exo-nix/exo/netstack/transport"
