@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"cmp"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -282,6 +283,59 @@ func BenchmarkTensorParallelVsOneNode(b *testing.B) {
 			}
 		}
 		for _, n := range append(nodes, solo) {
+			_ = n.cmd.Process.Kill()
+			<-n.done
+		}
+	}
+}
+
+// firstTokenTime is how long a streamed completion of prompt takes to its first token.
+func firstTokenTime(b *testing.B, api *pnode, model, prompt string) time.Duration {
+	b.Helper()
+	start := time.Now()
+	var first time.Time
+	err := api.stream(b, map[string]any{"model": model, "prompt": prompt, "max_tokens": 2, "temperature": 0, "stream": true},
+		func(ev map[string]any) {
+			if e, ok := ev["error"]; ok {
+				b.Errorf("error event: %v", e)
+			}
+			if first.IsZero() {
+				first = time.Now()
+			}
+		})
+	if err != nil || first.IsZero() {
+		b.Fatalf("no first token: %v", err)
+	}
+	return first.Sub(start)
+}
+
+// BenchmarkPipelineFollowUp measures what reusing kept sequences saves a conversation's next
+// turn on a 2-node pipeline (one core each): the time to the first token of a long prompt no
+// stage has seen, against that of the same prompt plus a few words right after it (every
+// stage starts from a copy of the first's sequence and computes only the new words).
+// EXO_PIPELINE_BENCH_ROUNDS rounds (default 3), each with its own prompt; the ratio reported is
+// the median of the rounds' (fresh / follow-up).
+func BenchmarkPipelineFollowUp(b *testing.B) {
+	_, dir, id := pipelineBenchModel(b)
+	rounds := benchRounds(b)
+	for i := 0; i < b.N; i++ {
+		nodes, _ := startPinnedPair(b, dir, id)
+		api := nodes[0]
+		streamRate(b, api, id, 4) // load the model
+		var ratios [][2]float64
+		for r := range rounds {
+			// A prompt of a few hundred tokens that starts differently every round.
+			prompt := fmt.Sprintf("Story number %d.", 1000+r) + strings.Repeat(" The little fox ran over the hill to find his friend, and the sun was warm.", 20)
+			fresh := firstTokenTime(b, api, id, prompt)
+			follow := firstTokenTime(b, api, id, prompt+" Then the fox")
+			ratios = append(ratios, [2]float64{follow.Seconds(), fresh.Seconds()})
+			b.Logf("MEASURE round %d: first token after %s for a new prompt of %d chars, %s for the follow-up (%.1fx)",
+				r+1, fresh.Round(time.Millisecond), len(prompt), follow.Round(time.Millisecond), fresh.Seconds()/follow.Seconds())
+		}
+		m := medianRatio(ratios)
+		b.Logf("MEASURE %s on 2 nodes x 1 core: a follow-up's first token %.1fx sooner than a new prompt's (median of %d rounds)", id, m, rounds)
+		b.ReportMetric(m, "followup-speedup")
+		for _, n := range nodes {
 			_ = n.cmd.Process.Kill()
 			<-n.done
 		}
