@@ -152,8 +152,18 @@ func TestClusterThreeNodes(t *testing.T) {
 		t.Fatalf("placement preview: %d %+v", code, preview)
 	}
 
+	// A tensor-parallel preview through the CLI names each stage's other shard and its swaps;
+	// a group beyond the largest is refused with the field and the range.
+	code, out := runExo(t, cleanEnv(t), "instances", "create", "tiny", "--tensor-parallel", "2", "--context", "1024", "--dry-run", "--api-addr", w3.addr)
+	if code != 0 || !strings.Contains(out, "shard 1 on ") || !strings.Contains(out, "ms/token") {
+		t.Fatalf("exo instances create --tensor-parallel 2 --dry-run: exit %d\n%s", code, out)
+	}
+	if code, out := runExo(t, cleanEnv(t), "instances", "create", "tiny", "--tensor-parallel", "5", "--api-addr", w3.addr); code == 0 || !strings.Contains(out, "tensor_parallel 5 out of range") {
+		t.Fatalf("exo instances create --tensor-parallel 5: exit %d\n%s", code, out)
+	}
+
 	// Create through a worker's API (forwarded to the leader) with the CLI.
-	code, out := runExo(t, cleanEnv(t), "instances", "create", "tiny", "--min-nodes", "2", "--context", "1024", "--json", "--api-addr", w2.addr)
+	code, out = runExo(t, cleanEnv(t), "instances", "create", "tiny", "--min-nodes", "2", "--context", "1024", "--json", "--api-addr", w2.addr)
 	var inst instanceDoc
 	if code != 0 || json.Unmarshal([]byte(out), &inst) != nil || inst.Status != "placed" || len(inst.Stages) != 2 {
 		t.Fatalf("exo instances create: exit %d\n%s", code, out)
