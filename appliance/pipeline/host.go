@@ -137,7 +137,7 @@ type slot struct {
 	batch    *batcher
 	refs     int
 	retired  bool
-	group    *shardGroup // shard 0 of a tensor-parallel stage: its link to the other shard
+	group    *shardGroup // shard 0 of a tensor-parallel stage: its links to the other shards
 	// The group session another shard is serving, and closed when it is over.
 	session     transport.FrameStream
 	sessionDone chan struct{}
