@@ -851,9 +851,6 @@ func (h *Host) run(r *request, src *stageInput, sl *slot, dt wire.DType, smp *sa
 			if errors.Is(err, io.EOF) {
 				// The driver is done: pass the end on, which frees the next stage's cache.
 				r.finish()
-				if o.Keep != 0 {
-					kept = h.keepSequence(sl, o.Keep, seq)
-				}
 				if r.down != nil {
 					_ = r.down.CloseWrite()
 				}
@@ -866,6 +863,9 @@ func (h *Host) run(r *request, src *stageInput, sl *slot, dt wire.DType, smp *sa
 				// Nothing was written upstream: ending it lets the previous stage's watcher
 				// (or the driver's) return, and the stream close on both sides.
 				_ = r.up.CloseWrite()
+				if o.Keep != 0 {
+					seq, kept = h.keepSequence(sl, o.Keep, seq)
+				}
 				return
 			}
 			if o.Stage == 0 && fromRing {

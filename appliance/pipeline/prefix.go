@@ -28,8 +28,8 @@ import (
 // A stage that no longer holds the sequence (it evicted it, or loaded again) fails the request
 // with errPrefixMiss's text before any token comes back; the driver forgets the entry and runs
 // the request again without reuse. A stage keeps at most maxKept sequences of an instance and
-// at most one context's worth of positions (what the placement reserved), dropping the least
-// recently used.
+// at most one context's worth of positions (what the placement reserved; kept sequences are
+// copied to their length), dropping the least recently used.
 
 // prefixMiss starts the reason a stage fails a request whose kept sequence it does not hold.
 const prefixMiss = "prefix miss:"
@@ -103,14 +103,22 @@ func (h *Host) startSequence(sl *slot, o *openMsg) (*model.Seq, error) {
 	return seq, nil
 }
 
-// keepSequence keeps a finished request's sequence under key; false when the stage cannot
-// (it is being unloaded, or the sequence alone exceeds what the stage keeps).
-func (h *Host) keepSequence(sl *slot, key uint64, seq *model.Seq) bool {
+// keepSequence keeps a finished request's sequence under key, copied into one of its length
+// (a request's sequence has room for its whole context, which would let one kept sequence
+// take the whole budget); it returns the sequence the caller still owns, and false when the
+// stage does not keep it (it is being unloaded, or the sequence alone exceeds the budget).
+func (h *Host) keepSequence(sl *slot, key uint64, seq *model.Seq) (*model.Seq, bool) {
+	if n := seq.Len(); n > 0 && n < seq.Cap() {
+		if c, err := seq.Extend(n, n); err == nil {
+			seq.Free()
+			seq = c
+		}
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	budget := sl.keptBudget()
 	if sl.retired || seq.Cap() > budget || sl.kept[key] != nil {
-		return false
+		return seq, false
 	}
 	h.keptTick++
 	sl.kept[key] = &keptSeq{seq: seq, used: h.keptTick}
@@ -123,7 +131,7 @@ func (h *Host) keepSequence(sl *slot, key uint64, seq *model.Seq) bool {
 	}
 	close(sl.keptChanged)
 	sl.keptChanged = make(chan struct{})
-	return true
+	return seq, true
 }
 
 // dropKept frees a kept sequence (h.mu held).

@@ -107,6 +107,19 @@ func TestPipelineReusesKeptPromptStarts(t *testing.T) {
 					}
 				}
 			}
+			// Requests with room for the whole context are kept at their length, so that one
+			// does not take a stage's whole budget (one context).
+			for i, p := range []string{"The cat sat on the mat.", "A boy had a red ball.", "It was a sunny day."} {
+				req := model.GenerateRequest{Prompt: m.Tokenizer.Encode(p, true, false), MaxTokens: 8, CtxLen: m.Config.ContextLength}
+				if _, err := c.generate(context.Background(), req); err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+			}
+			for _, n := range stageNodes {
+				if st := c.hosts[n].Status()[0]; st.Kept < 3 {
+					t.Errorf("%s keeps %d sequences after three full-context requests", n, st.Kept)
+				}
+			}
 			t.Logf("reused positions per node: %v", fmt.Sprint(c.reusedTokens()))
 		})
 	}
