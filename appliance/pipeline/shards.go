@@ -182,7 +182,14 @@ func (h *Host) watchGroup(sl *slot, g *shardGroup) {
 			ended <- why
 		}()
 	}
-	why := <-ended
+	// The readers end with their streams; the host closing does not wait for a member that
+	// is gone to time out.
+	var why string
+	select {
+	case why = <-ended:
+	case <-h.ctx.Done():
+		return
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if sl.retired || h.slots[sl.inst.ID] != sl {
