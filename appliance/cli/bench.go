@@ -39,6 +39,18 @@ type benchJSON struct {
 	TGStd         float64 `json:"tg_std"`
 	WeightsGBPerS float64 `json:"weights_gb_per_s"`
 	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
+	// StreamPrefetch: the one-column kernel chosen for each type that has two (kernels.TuneStreams).
+	StreamPrefetch []streamJSON `json:"stream_prefetch"`
+}
+
+// streamJSON is one kernels.StreamChoice.
+type streamJSON struct {
+	Type          string  `json:"type"`
+	Prefetch      bool    `json:"prefetch"`
+	Measured      bool    `json:"measured"`
+	WithGBPerS    float64 `json:"with_prefetch_gb_per_s,omitempty"`
+	WithoutGBPerS float64 `json:"without_prefetch_gb_per_s,omitempty"`
+	MeasuredBytes int64   `json:"measured_bytes,omitempty"`
 }
 
 // membwJSON is the --json output of `exo bench --membw`.
@@ -52,6 +64,7 @@ func newBenchCmd() *cobra.Command {
 	var (
 		modelPath, kvType string
 		cpuProfile        string
+		prefetch          string
 		threads, pp, tg   int
 		batch, reps       int
 		depth             int
@@ -68,6 +81,9 @@ once (continuous batching); tg is then their aggregate rate. -d fills the contex
 many tokens first, unmeasured, so that pp and tg run against a KV cache of that length (llama-
 bench's -d). weights_gb_per_s is the model's
 weight bytes read per generated step times the step rate: the figure to hold against --membw.
+
+Where a weight type's decode kernel comes with and without software prefetches, loading the
+model measures both on its weights and keeps the faster (--prefetch auto); on and off force one.
 
 --membw measures the memory read bandwidth of this machine with the same number of threads:
 the physical limit of decoding, which reads every weight once per step.`,
@@ -102,6 +118,9 @@ the physical limit of decoding, which reads every weight once per step.`,
 			}
 			if pp < 0 || tg < 0 || pp+tg == 0 || batch < 1 || reps < 1 || depth < 0 {
 				return usageError{fmt.Errorf("bench: -p %d -n %d -d %d --batch %d -r %d: need -p, -n, -d >= 0 (-p, -n not both 0), --batch and -r >= 1", pp, tg, depth, batch, reps)}
+			}
+			if err := kernels.SetStreamPrefetch(prefetch); err != nil {
+				return usageError{fmt.Errorf("bench: --prefetch: %w", err)}
 			}
 			opts := model.Options{Threads: threads}
 			kv, err := model.ParseKVType(kvType)
@@ -146,10 +165,18 @@ the physical limit of decoding, which reads every weight once per step.`,
 				WeightsGBPerS: float64(st.WeightBytes()) * res.GenPerS / float64(batch) / 1e9,
 				PeakRSSBytes:  peakRSS(),
 			}
+			choices := kernels.StreamChoices()
+			for _, c := range choices {
+				r.StreamPrefetch = append(r.StreamPrefetch, streamJSON{Type: c.Type.String(), Prefetch: c.Prefetch, Measured: c.Measured,
+					WithGBPerS: c.AheadGBs, WithoutGBPerS: c.StreamGBs, MeasuredBytes: c.Bytes})
+			}
 			if jsonOut {
 				return json.NewEncoder(out).Encode(r)
 			}
 			fmt.Fprintf(out, "model %s (%s, %.2f GiB of weights), %d threads, KV %s, SIMD %s\n", r.Model, r.Type, float64(r.ModelBytes)/(1<<30), threads, r.KVType, r.SIMD)
+			for _, c := range choices {
+				fmt.Fprintf(out, "decode kernel: %s\n", c)
+			}
 			at := ""
 			if depth > 0 {
 				at = fmt.Sprintf(" @ d%d", depth)
@@ -177,6 +204,7 @@ the physical limit of decoding, which reads every weight once per step.`,
 	fl.IntVar(&sizeMB, "size-mb", 1024, "buffer size of --membw in MiB")
 	fl.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the measured runs to FILE")
+	fl.StringVar(&prefetch, "prefetch", "auto", "decode kernels with software prefetch: auto (measured at load), on or off")
 	return cmd
 }
 

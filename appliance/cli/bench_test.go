@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/exo-nix/exo/appliance/engine/kernels"
 )
 
 func runBench(t *testing.T, args ...string) (int, string, string) {
@@ -33,6 +35,26 @@ func TestBenchCommandJSON(t *testing.T) {
 	if r["threads"] != float64(2) || r["batch"] != float64(2) || r["type"] != "Q8_0" || r["kv_type"] != "Q8_0" || r["n_depth"] != float64(40) {
 		t.Errorf("threads %v batch %v type %v kv_type %v n_depth %v", r["threads"], r["batch"], r["type"], r["kv_type"], r["n_depth"])
 	}
+	// --prefetch off runs the decode kernels without software prefetches and says so, for
+	// every type that has both forms here (Q4_K where the CPU has AVX2).
+	t.Cleanup(func() { _ = kernels.SetStreamPrefetch("auto") })
+	code, out, errs = runBench(t, "--model", modelPath, "-p", "0", "-n", "4", "-r", "1", "--prefetch", "off", "--json")
+	if code != 0 {
+		t.Fatalf("--prefetch off: exit %d: %s", code, errs)
+	}
+	var off benchJSON
+	if err := json.Unmarshal([]byte(out), &off); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	want := kernels.StreamChoices()
+	if len(off.StreamPrefetch) != len(want) {
+		t.Fatalf("stream_prefetch %+v, kernels chose %v", off.StreamPrefetch, want)
+	}
+	for i, c := range off.StreamPrefetch {
+		if c.Type != want[i].Type.String() || c.Prefetch || c.Measured {
+			t.Errorf("stream_prefetch[%d] = %+v, want %s without prefetch, set", i, c, want[i].Type)
+		}
+	}
 	// A depth beyond the model's context is refused, naming both.
 	code, _, errs = runBench(t, "--model", modelPath, "-p", "16", "-n", "8", "-d", "1000000", "-r", "1")
 	if code == 0 || !strings.Contains(errs, "context of 1000016 tokens") {
@@ -51,9 +73,12 @@ func TestBenchCommandMembwAndErrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.GBPerS <= 0 {
 		t.Fatalf("membw: %v %q", err, out)
 	}
-	for _, args := range [][]string{{}, {"--model", "x.gguf", "--membw"}, {"--model", "x.gguf", "-p", "0", "-n", "0"}, {"--membw", "-t", "-1"}, {"--model", "x.gguf", "--kv-type", "q4_0"}, {"--model", "x.gguf", "-d", "-1"}} {
+	for _, args := range [][]string{{}, {"--model", "x.gguf", "--membw"}, {"--model", "x.gguf", "-p", "0", "-n", "0"}, {"--membw", "-t", "-1"}, {"--model", "x.gguf", "--kv-type", "q4_0"}, {"--model", "x.gguf", "-d", "-1"}, {"--model", "x.gguf", "--prefetch", "sometimes"}} {
 		if code, _, errs := runBench(t, args...); code == 0 || !strings.Contains(errs, "bench") {
 			t.Errorf("bench %v: exit %d, stderr %q", args, code, errs)
 		}
+	}
+	if _, _, errs := runBench(t, "--model", "x.gguf", "--prefetch", "sometimes"); !strings.Contains(errs, `"sometimes"`) {
+		t.Errorf("--prefetch sometimes: stderr %q does not name the value", errs)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/exo-nix/exo/appliance/cluster/state"
 	"github.com/exo-nix/exo/appliance/engine/gguf"
+	"github.com/exo-nix/exo/appliance/engine/kernels"
 	"github.com/exo-nix/exo/appliance/engine/model"
 	"github.com/exo-nix/exo/appliance/engine/sampler"
 	"github.com/exo-nix/exo/appliance/store"
@@ -327,7 +328,7 @@ func (h *Host) load(ctx context.Context, sl *slot) {
 	}
 	h.log.Info("pipeline stage loaded", "instance", sl.inst.ID, "model", sl.inst.Model, "layers", sl.layers,
 		"stage", fmt.Sprintf("%d/%d", sl.index+1, len(sl.inst.Stages)), "file", path, "weights_bytes", stage.WeightBytes(),
-		"took", time.Since(start).Round(time.Millisecond))
+		"took", time.Since(start).Round(time.Millisecond), "decode_kernels", kernels.StreamSummary())
 }
 
 // Status reports the stages this node hosts.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/exo-nix/exo/appliance/engine/chat"
+	"github.com/exo-nix/exo/appliance/engine/kernels"
 	"github.com/exo-nix/exo/appliance/engine/model"
 	"github.com/exo-nix/exo/appliance/engine/scheduler"
 	"github.com/exo-nix/exo/appliance/engine/tokenizer"
@@ -272,7 +273,8 @@ func (m *Manager) load(e *entry, info store.Model) {
 	e.lastUsed = time.Now()
 	m.mu.Unlock()
 	m.opt.Metrics.loaded.WithLabelValues(e.id).Set(1)
-	m.opt.Logger.Info("model loaded", "model", e.id, "took", time.Since(start).Round(time.Millisecond), "weights_bytes", e.model.Stage.WeightBytes())
+	m.opt.Logger.Info("model loaded", "model", e.id, "took", time.Since(start).Round(time.Millisecond), "weights_bytes", e.model.Stage.WeightBytes(),
+		"decode_kernels", kernels.StreamSummary())
 	m.opt.Publish("model", State{ID: e.id, Status: "loaded"})
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
@@ -53,6 +54,10 @@ type Packed struct {
 	data       []byte
 }
 
+// packedDot1 is an assembly kernel of one column: out[16p+i] = row 16p+i · y for the panels
+// p < panels of stride bytes, nb blocks a row.
+type packedDot1 func(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 // packedKernels are this CPU's kernels for packed weights; nil where there are none, and then
 // Pack declines.
 type packedKernelSet struct {
@@ -60,6 +65,12 @@ type packedKernelSet struct {
 	name string
 	// dot: out[16p+i] = row 16p+i · the prepared activation row y, for panels p < panels.
 	dot func(w []byte, stride, panels, nb int, y []byte, out []float32)
+	// dotStream is dot's kernel without software prefetches, nil where the type has one form
+	// only; dot runs it while stream is set (streamtune.go). The two give the same bits.
+	dotStream func(w []byte, stride, panels, nb int, y []byte, out []float32)
+	stream    atomic.Bool
+	// one wraps an assembly kernel of one column as dot (with the checks it relies on).
+	one func(dot packedDot1) func(w []byte, stride, panels, nb int, y []byte, out []float32)
 	// dot4: the same for four prepared activation rows ystride bytes apart, column c's results
 	// at out[c*ostride:].
 	dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)

@@ -58,6 +58,11 @@ func dotPackedQ3Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystrid
 //go:noescape
 func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// dotPackedQ4KVNNIStream is dotPackedQ4KVNNI without software prefetches (streamtune.go).
+//
+//go:noescape
+func dotPackedQ4KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 //go:noescape
 func dotPackedQ4Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
@@ -148,6 +153,11 @@ func dotPackedQ5_1x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystri
 //go:noescape
 func dotPackedQ4KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// dotPackedQ4KAVX2Stream is dotPackedQ4KAVX2 without software prefetches (streamtune.go).
+//
+//go:noescape
+func dotPackedQ4KAVX2Stream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 //go:noescape
 func dotPackedQ4Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
@@ -185,7 +195,7 @@ func init() {
 		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil))
 		usePacked(packedSet(ggml.Q4_1, "avx2", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_1, "avx2", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVX2, nil))
-		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil))
+		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil).withStream(dotPackedQ4KAVX2Stream))
 		usePacked(packedSet(ggml.Q2_K, "avx2", dotPackedQ2KAVX2, dotPackedQ2Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q3_K, "avx2", dotPackedQ3KAVX2, dotPackedQ3Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_K, "avx2", dotPackedQ5KAVX2, dotPackedQ5Kx4AVX2, nil))
@@ -199,7 +209,7 @@ func init() {
 			usePacked(packedSet(ggml.Q4_1, "avxvnni", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q5_0, "avxvnni", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q5_1, "avxvnni", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVXVNNI, nil))
-			usePacked(packedSet(ggml.Q4_K, "avxvnni", dotPackedQ4KAVX2, dotPackedQ4Kx4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q4_K, "avxvnni", dotPackedQ4KAVX2, dotPackedQ4Kx4AVXVNNI, nil).withStream(dotPackedQ4KAVX2Stream))
 			usePacked(packedSet(ggml.Q5_K, "avxvnni", dotPackedQ5KAVX2, dotPackedQ5Kx4AVXVNNI, nil))
 			// The types with 16-element sub-blocks scale every product vector: VPDPWSSD
 			// scales and adds in one (four columns only, see PV_DOT).
@@ -224,7 +234,7 @@ func init() {
 	vnni(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
 	vnni(ggml.Q4_1, dotPackedQ4_1VNNI, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
 	vnni(ggml.Q5_1, dotPackedQ5_1VNNI, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
-	vnni(ggml.Q4_K, dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
+	usePacked(packedSet(ggml.Q4_K, "vnni", dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI).withStream(dotPackedQ4KVNNIStream))
 	vnni(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
 	vnni(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
 	// Q2_K and Q3_K, as Q6_K: one and four columns, eight as two passes of four.
@@ -254,8 +264,7 @@ var packedPad4 = map[string]map[ggml.Type]int{
 
 // packedSet wraps the packed kernels of type t, of the instruction set name, with the checks
 // they rely on; dot8 may be nil (eight columns run as two passes of four).
-func packedSet(t ggml.Type, name string,
-	dot func(w *byte, stride int, panels int, nb int, y *byte, out *float32),
+func packedSet(t ggml.Type, name string, dot packedDot1,
 	dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) *packedKernelSet {
 	f := packedFormats[t]
 	blockBytes, actBytes := f.block, f.act
@@ -271,9 +280,11 @@ func packedSet(t ggml.Type, name string,
 		t:    t,
 		name: name,
 		pad4: packedPad4[name][t],
-		dot: func(w []byte, stride, panels, nb int, y []byte, out []float32) {
-			check(w, stride, panels, nb, y, actBytes*nb, 1, out, panelRows*panels)
-			dot(&w[0], stride, panels, nb, &y[0], &out[0])
+		one: func(dot packedDot1) func(w []byte, stride, panels, nb int, y []byte, out []float32) {
+			return func(w []byte, stride, panels, nb int, y []byte, out []float32) {
+				check(w, stride, panels, nb, y, actBytes*nb, 1, out, panelRows*panels)
+				dot(&w[0], stride, panels, nb, &y[0], &out[0])
+			}
 		},
 		dot4: func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int) {
 			check(w, stride, panels, nb, y, ystride, 4, out, ostride)
@@ -287,5 +298,19 @@ func packedSet(t ggml.Type, name string,
 	if dot8 == nil {
 		k.dot8 = nil
 	}
+	ahead := k.one(dot)
+	k.dot = func(w []byte, stride, panels, nb int, y []byte, out []float32) {
+		if k.stream.Load() {
+			k.dotStream(w, stride, panels, nb, y, out)
+			return
+		}
+		ahead(w, stride, panels, nb, y, out)
+	}
+	return k
+}
+
+// withStream gives k the form of its one-column kernel without software prefetches.
+func (k *packedKernelSet) withStream(dot packedDot1) *packedKernelSet {
+	k.dotStream = k.one(dot)
 	return k
 }

@@ -196,6 +196,14 @@ func checkPackedKernels(t *testing.T, k *packedKernelSet, p *Packed, nb, trial i
 		for ri, o := range out {
 			same("one column", c, ri, o)
 		}
+		// The form without prefetches (streamtune.go) computes the same bits.
+		if k.dotStream != nil {
+			clear(out)
+			k.dotStream(p.data, p.stride, rows/panelRows, nb, prep[c*sz:(c+1)*sz], out)
+			for ri, o := range out {
+				same("one column without prefetch", c, ri, o)
+			}
+		}
 	}
 	ostride := rows + 3
 	out4 := make([]float32, cols*ostride)
@@ -455,14 +463,27 @@ func BenchmarkPackedMatMulStream(b *testing.B) {
 		}
 		out := make([]float32, 8*p.rows)
 		for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8} {
-			mm := &MatMul{Ops: []MatMulOp{{Type: ty, Packed: p, Rows: p.rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: out, OutStride: p.rows}}}
-			b.Run(fmt.Sprintf("%s/N=%d/threads=%d", ty, n, pool.Threads()), func(b *testing.B) {
-				b.SetBytes(int64(len(p.data)))
-				for b.Loop() {
-					mm.Run(pool)
-				}
-				b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "cols/s")
-			})
+			mm := &MatMulOp{Type: ty, Packed: p, Rows: p.rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: out, OutStride: p.rows}
+			run := func(name string, stream bool) {
+				k := p.kernels()
+				b.Run(fmt.Sprintf("%s/N=%d/threads=%d%s", ty, n, pool.Threads(), name), func(b *testing.B) {
+					old := k.stream.Load()
+					k.stream.Store(stream)
+					defer k.stream.Store(old)
+					m := &MatMul{Ops: []MatMulOp{*mm}}
+					b.SetBytes(int64(len(p.data)))
+					for b.Loop() {
+						m.Run(pool)
+					}
+					b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "cols/s")
+				})
+			}
+			run("", false)
+			// One column also without software prefetches, where the type has that form
+			// (streamtune.go): the two figures TuneStreams compares.
+			if n == 1 && p.kernels().dotStream != nil {
+				run("/noprefetch", true)
+			}
 		}
 	}
 }

@@ -36,10 +36,15 @@
 	VPDPBUSD.BCST 64*j+4*g(DI), Z2, alo; \
 	VPDPBUSD.BCST 64*j+32+4*g(DI), Z3, ahi
 
+// The one-column kernels come in two forms: with the prefetches above, and without any
+// (pf = P4K_NO_PREFETCH), where the hardware prefetcher alone streams faster; which one a
+// machine decodes with is measured at run time (streamtune.go).
+#define P4K_NO_PREFETCH(j) NOP
+
 // One column: chunk j, its scaled sums added to Z20 (low) and Z21 (high, times 16); Z10-Z15
 // are scratch (two sums each for the low and high nibbles, to halve the dependency chains).
-#define P4K1_CHUNK(j) \
-	P4K_PREFETCH(j); \
+#define P4K1_CHUNK(pf, j) \
+	pf(j); \
 	ZERO_Z4(Z10, Z11, Z12, Z13); \
 	P4K1_GROUP(j, 0, Z10, Z12); \
 	P4K1_GROUP(j, 1, Z11, Z13); \
@@ -58,35 +63,40 @@
 	VPMULLD    Z15, Z12, Z12; \
 	VPADDD     Z12, Z21, Z21
 
+// One column, prefetching with pf.
+#define P4K1_DOT(pf, plab, blab) \
+	PACKED_ARGS1; \
+	PACKED_NIBBLE_MASKS; \
+plab: \
+	PACKED_SB_START; \
+	VPXORD Z0, Z0, Z0; \
+blab: \
+	VPXORD     Z20, Z20, Z20; \
+	VPXORD     Z21, Z21, Z21; \
+	P4K1_CHUNK(pf, 0); \
+	P4K1_CHUNK(pf, 1); \
+	P4K1_CHUNK(pf, 2); \
+	P4K1_CHUNK(pf, 3); \
+	VPSRAD     $4, Z21, Z21; \
+	VPADDD     Z21, Z20, Z20; \
+	PK_MINS(2048, (DI), Z22); \
+	PK_FMAS(2048, (DI), Z20, Z22, Z0); \
+	ADDQ       $2368, SI; \
+	ADDQ       $288, DI; \
+	DECQ       CX; \
+	JNZ        blab; \
+	VMOVUPS Z0, (R8); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
 // func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KVNNI(SB), NOSPLIT, $0-48
-	PACKED_ARGS1
-	PACKED_NIBBLE_MASKS
+	P4K1_DOT(P4K_PREFETCH, p4k_panel, p4k_block)
 
-p4k_panel:
-	PACKED_SB_START
-	VPXORD Z0, Z0, Z0
-
-p4k_block:
-	VPXORD     Z20, Z20, Z20
-	VPXORD     Z21, Z21, Z21
-	P4K1_CHUNK(0)
-	P4K1_CHUNK(1)
-	P4K1_CHUNK(2)
-	P4K1_CHUNK(3)
-	VPSRAD     $4, Z21, Z21
-	VPADDD     Z21, Z20, Z20
-	PK_MINS(2048, (DI), Z22)
-	PK_FMAS(2048, (DI), Z20, Z22, Z0)
-	ADDQ       $2368, SI
-	ADDQ       $288, DI
-	DECQ       CX
-	JNZ        p4k_block
-
-	VMOVUPS Z0, (R8)
-	PACKED_NEXT_PANEL(p4k_panel)
-	VZEROUPPER
-	RET
+// func dotPackedQ4KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ4KVNNIStream(SB), NOSPLIT, $0-48
+	P4K1_DOT(P4K_NO_PREFETCH, p4ks_panel, p4ks_block)
 
 // Many columns: the quants of chunk j of the super-block at SI, low nibbles of groups
 // 8j..8j+7 in Z8-Z15, high nibbles (times 16) in Z16-Z23; the chunk's two scale vectors in
@@ -191,9 +201,10 @@ p4kx8_block:
 	PA4K_HALF1(j, g, 0, Y8, Y9); \
 	PA4K_HALF1(j, g, 1, Y10, Y11)
 
-// Chunk j (sub-blocks 2j and 2j+1) of both halves into Y12 (rows 0-7) and Y13 (rows 8-15).
-#define PA4K_CHUNK1(j) \
-	P4K_PREFETCH(j); \
+// Chunk j (sub-blocks 2j and 2j+1) of both halves into Y12 (rows 0-7) and Y13 (rows 8-15),
+// prefetching with pf.
+#define PA4K_CHUNK1(pf, j) \
+	pf(j); \
 	ZERO_Y4(Y8, Y9, Y10, Y11); \
 	PA4K_GROUP1(j, 0); \
 	PA4K_GROUP1(j, 1); \
@@ -205,17 +216,24 @@ p4kx8_block:
 	PA4K_GROUP1(j, 7); \
 	PAK_ADD1(2048, j)
 
-#define PA4K_SB1 \
-	PA4K_CHUNK1(0); \
-	PA4K_CHUNK1(1); \
-	PA4K_CHUNK1(2); \
-	PA4K_CHUNK1(3)
+#define PA4K_SB1_WITH(pf) \
+	PA4K_CHUNK1(pf, 0); \
+	PA4K_CHUNK1(pf, 1); \
+	PA4K_CHUNK1(pf, 2); \
+	PA4K_CHUNK1(pf, 3)
+
+#define PA4K_SB1 PA4K_SB1_WITH(P4K_PREFETCH)
+#define PA4K_SB1_STREAM PA4K_SB1_WITH(P4K_NO_PREFETCH)
 
 #define PA4K_FINISH(h, base, sumi, acc, yd, mins, d, m) PAK_FINISH(2048, h, base, sumi, acc, yd, mins, d, m)
 
 // func dotPackedQ4KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KAVX2(SB), NOSPLIT, $0-48
 	PAK_DOT1(PA_CONSTS, PA4K_SB1, PA4K_FINISH, $2368, pa4k_panel, pa4k_block)
+
+// func dotPackedQ4KAVX2Stream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
+	PAK_DOT1(PA_CONSTS, PA4K_SB1_STREAM, PA4K_FINISH, $2368, pa4ks_panel, pa4ks_block)
 
 // Four columns: group g of chunk j of half h, low nibbles in Y12, high in Y13.
 #define PA4K_GROUP4(j, g, h) \

@@ -121,10 +121,11 @@ func (l *loader) part(name string, cols, rows int) (*matrix, error) {
 // their packed layout, the others as they are (decode streams those too, and on the file's
 // 4 KiB pages it pays a TLB miss every 4 KiB). lookup, a matrix only read a row at a time
 // (the token embedding of a stage that does not also produce logits with it), stays mapped, so
-// that only the rows used are resident. Nothing moves where l.pack is off.
-func (l *loader) placeAll(lookup *matrix) {
+// that only the rows used are resident. Nothing moves where l.pack is off. It returns the
+// packed matrices.
+func (l *loader) placeAll(lookup *matrix) []*kernels.Packed {
 	if !l.pack {
-		return
+		return nil
 	}
 	size := func(m *matrix) int {
 		if m == lookup {
@@ -140,8 +141,9 @@ func (l *loader) placeAll(lookup *matrix) {
 		total += (size(m) + 63) &^ 63
 	}
 	if total == 0 {
-		return
+		return nil
 	}
+	var packed []*kernels.Packed
 	buf := kernels.WeightBytes(total)
 	for _, m := range l.loaded {
 		n := size(m)
@@ -152,6 +154,7 @@ func (l *loader) placeAll(lookup *matrix) {
 		if kernels.PackedSize(m.typ, m.rows, m.cols) > 0 {
 			m.packed = kernels.PackInto(m.typ, mapped, m.rows, m.cols, buf[:n])
 			m.data = nil
+			packed = append(packed, m.packed)
 		} else {
 			copy(buf[:n], mapped)
 			m.data = buf[:n:n]
@@ -162,6 +165,7 @@ func (l *loader) placeAll(lookup *matrix) {
 		buf = buf[(n+63)&^63:]
 	}
 	l.loaded = nil
+	return packed
 }
 
 // dropPages tells the kernel that the whole pages inside b (a slice of a read-only file

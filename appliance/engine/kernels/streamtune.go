@@ -1,0 +1,206 @@
+package kernels
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/exo-nix/exo/appliance/engine/ggml"
+)
+
+// Decoding one sequence streams every weight from memory once a token, so the one-column
+// kernels run at the speed the memory reaches one core. Whether software prefetches ahead of
+// the kernel help that stream depends on the machine: the packed Q4_K kernel read 1.19x faster
+// with them on a Zen 5 VM (where they were added), and 1.12-1.25x slower on a Zen 4 VM, whose
+// hardware prefetcher keeps up alone. So where a type's one-column kernel comes in both forms
+// (packedKernelSet.dotStream), the first model that holds enough of that type measures both on
+// its own weights, with its own threads, and keeps the faster for the process. The two forms
+// compute the same bits: only the speed depends on the choice.
+
+// StreamChoice is the one-column kernel in use for a weight type.
+type StreamChoice struct {
+	Type ggml.Type
+	// Prefetch: the kernel in use prefetches its weights in software.
+	Prefetch bool
+	// Measured: chosen by measuring (else set by SetStreamPrefetch).
+	Measured bool
+	// AheadGBs and StreamGBs: weight bytes read per second (1e9) by one-column products over
+	// the model's matrices of Type, with and without prefetches (where Measured).
+	AheadGBs, StreamGBs float64
+	// Bytes: the weights of Type each measured pass read.
+	Bytes int64
+}
+
+func (c StreamChoice) String() string {
+	form := "without prefetch"
+	if c.Prefetch {
+		form = "with prefetch"
+	}
+	if !c.Measured {
+		return fmt.Sprintf("%s %s (set)", c.Type, form)
+	}
+	return fmt.Sprintf("%s %s (%.1f GB/s without, %.1f with, over %d MiB)", c.Type, form, c.StreamGBs, c.AheadGBs, c.Bytes>>20)
+}
+
+// Variables for the tests.
+var (
+	// Below streamTuneMin of a type the weights fit the large caches of some machines, where
+	// the measurement would say nothing about memory; the default (prefetch) stays.
+	streamTuneMin int64 = 64 << 20
+	// At most streamTuneMax of a type is read per pass, so that tuning costs a large model
+	// no more than a small one (six passes: about 0.1-0.2 s).
+	streamTuneMax int64 = 512 << 20
+)
+
+const (
+	// streamTuneRounds passes of each form, alternating; the fastest of each counts.
+	streamTuneRounds = 3
+	// The kernel without prefetches must read at least this much faster to be chosen: the
+	// prefetching form is the one measured on most machines, and noise must not flip it.
+	streamTuneGain = 1.05
+)
+
+var streamTune = struct {
+	mu   sync.Mutex
+	mode string // "auto", "on" or "off"
+	done map[ggml.Type]StreamChoice
+}{mode: "auto", done: map[ggml.Type]StreamChoice{}}
+
+// SetStreamPrefetch sets how the one-column kernels that come in two forms are chosen: "auto"
+// (measured by TuneStreams, the default), "on" (prefetching) or "off" (not). "on" and "off"
+// apply at once; "auto" forgets earlier choices, so that the next model measures again.
+func SetStreamPrefetch(mode string) error {
+	if mode != "auto" && mode != "on" && mode != "off" {
+		return fmt.Errorf("kernels: stream prefetch %q: want auto, on or off", mode)
+	}
+	streamTune.mu.Lock()
+	defer streamTune.mu.Unlock()
+	streamTune.mode = mode
+	clear(streamTune.done)
+	for t, f := range packedFormats {
+		k := f.kernels
+		if k == nil || k.dotStream == nil {
+			continue
+		}
+		k.stream.Store(mode == "off")
+		if mode != "auto" {
+			streamTune.done[t] = StreamChoice{Type: t, Prefetch: mode == "on"}
+		}
+	}
+	return nil
+}
+
+// StreamChoices returns the choices made so far, by type.
+func StreamChoices() []StreamChoice {
+	streamTune.mu.Lock()
+	defer streamTune.mu.Unlock()
+	out := make([]StreamChoice, 0, len(streamTune.done))
+	for _, c := range streamTune.done {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b StreamChoice) int { return int(a.Type) - int(b.Type) })
+	return out
+}
+
+// StreamSummary is StreamChoices in one line ("" where none was made), for logs.
+func StreamSummary() string {
+	var parts []string
+	for _, c := range StreamChoices() {
+		parts = append(parts, c.String())
+	}
+	return strings.Join(parts, "; ")
+}
+
+// TuneStreams measures, for each type of mats whose one-column kernel comes in two forms and
+// that no earlier call settled, both forms over (up to streamTuneMax of) those matrices with
+// one-column products on pool p, and keeps the faster; it returns the choices it made.
+// Types with less than streamTuneMin of weights in mats are left as they are.
+func TuneStreams(p *Pool, mats []*Packed) []StreamChoice {
+	streamTune.mu.Lock()
+	defer streamTune.mu.Unlock()
+	if streamTune.mode != "auto" {
+		return nil
+	}
+	byType := map[ggml.Type][]*Packed{}
+	var types []ggml.Type
+	for _, m := range mats {
+		k := m.kernels()
+		if k == nil || k.dotStream == nil {
+			continue
+		}
+		if _, ok := streamTune.done[m.t]; ok {
+			continue
+		}
+		if byType[m.t] == nil {
+			types = append(types, m.t)
+		}
+		byType[m.t] = append(byType[m.t], m)
+	}
+	var made []StreamChoice
+	for _, t := range types {
+		c, ok := tuneStream(p, byType[t])
+		if !ok {
+			continue
+		}
+		streamTune.done[t] = c
+		made = append(made, c)
+	}
+	return made
+}
+
+// tuneStream measures one type's two forms over mats (all of type t); false where mats hold
+// too few weights.
+func tuneStream(p *Pool, mats []*Packed) (StreamChoice, bool) {
+	k := mats[0].kernels()
+	var total int64
+	var ops []MatMulOp
+	acts := map[int][]byte{}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, m := range mats {
+		if total >= streamTuneMax {
+			break
+		}
+		act := acts[m.cols]
+		if act == nil {
+			x := make([]float32, m.cols)
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+			act = QuantizeActivations(m.t, x, nil)
+			acts[m.cols] = act
+		}
+		ops = append(ops, MatMulOp{Type: m.t, Packed: m, Rows: m.rows, Cols: m.cols, N: 1,
+			Act: act, ActStride: len(act), Out: make([]float32, m.rows), OutStride: m.rows})
+		total += int64(len(m.data))
+	}
+	if total < streamTuneMin {
+		return StreamChoice{}, false
+	}
+	mm := &MatMul{Ops: ops}
+	mm.Run(p) // the first run allocates MatMul's bookkeeping and faults the results in
+	best := [2]time.Duration{}
+	for range streamTuneRounds {
+		for form := range best {
+			k.stream.Store(form == 1)
+			t0 := time.Now()
+			mm.Run(p)
+			if d := time.Since(t0); best[form] == 0 || d < best[form] {
+				best[form] = d
+			}
+		}
+	}
+	stream := preferStream(best[0], best[1])
+	k.stream.Store(stream)
+	rate := func(d time.Duration) float64 { return float64(total) / d.Seconds() / 1e9 }
+	return StreamChoice{Type: mats[0].t, Prefetch: !stream, Measured: true,
+		AheadGBs: rate(best[0]), StreamGBs: rate(best[1]), Bytes: total}, true
+}
+
+// preferStream says whether the kernel without prefetches is to be used, given the fastest
+// pass of each form: only where it is streamTuneGain faster.
+func preferStream(ahead, stream time.Duration) bool {
+	return stream > 0 && float64(ahead) >= streamTuneGain*float64(stream)
+}
