@@ -379,26 +379,37 @@ func (h *Host) Close() {
 // next sync: the driver may have seen a new placement a moment before this node did.
 const slotWait = 10 * time.Second
 
+// waitFor calls look with h.mu held until it finds what it looks for, wait has passed or ctx
+// ends (its error); look also returns the channel closed when its answer may change.
+func (h *Host) waitFor(ctx context.Context, wait time.Duration, look func() (bool, <-chan struct{})) error {
+	deadline := time.Now().Add(wait)
+	for {
+		h.mu.Lock()
+		found, changed := look()
+		h.mu.Unlock()
+		if found || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Until(deadline)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // acquire finds the ready stage of a request, waiting for a sync and for the load. With a
 // session (the control stream of a tensor-parallel group) the slot is held for that session
 // instead of a request.
 func (h *Host) acquire(ctx context.Context, o *openMsg, session transport.FrameStream) (*slot, error) {
-	deadline := time.Now().Add(slotWait)
 	var sl *slot
-	for {
-		h.mu.Lock()
+	err := h.waitFor(ctx, slotWait, func() (bool, <-chan struct{}) {
 		sl = h.slots[o.Instance]
-		synced := h.synced
-		h.mu.Unlock()
-		if sl != nil || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-synced:
-		case <-time.After(time.Until(deadline)):
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+		return sl != nil, h.synced
+	})
+	if err != nil {
+		return nil, err
 	}
 	if sl == nil {
 		return nil, fmt.Errorf("node %s runs no stage of instance %s (%s)", h.cfg.NodeName, o.Instance, o.Model)

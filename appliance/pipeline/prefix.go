@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -60,12 +61,9 @@ func (h *Host) startSequence(sl *slot, o *openMsg) (*model.Seq, error) {
 	if o.ReuseLen <= 0 || o.ReuseLen >= o.Prompt || o.ReuseLen > o.CtxLen {
 		return nil, fmt.Errorf("reuse of %d positions for a prompt of %d in a context of %d", o.ReuseLen, o.Prompt, o.CtxLen)
 	}
-	deadline := time.Now().Add(keptWait)
 	var k *keptSeq
-	for {
-		h.mu.Lock()
+	_ = h.waitFor(context.Background(), keptWait, func() (bool, <-chan struct{}) {
 		k = sl.kept[o.Reuse]
-		changed := sl.keptChanged
 		if k != nil {
 			h.keptTick++
 			k.used = h.keptTick
@@ -74,15 +72,8 @@ func (h *Host) startSequence(sl *slot, o *openMsg) (*model.Seq, error) {
 				sl.keptCap -= k.seq.Cap()
 			}
 		}
-		h.mu.Unlock()
-		if k != nil || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-changed:
-		case <-time.After(time.Until(deadline)):
-		}
-	}
+		return k != nil, sl.keptChanged
+	})
 	if k == nil {
 		return nil, fmt.Errorf("%s node %s does not hold sequence %x", prefixMiss, h.cfg.NodeName, o.Reuse)
 	}
