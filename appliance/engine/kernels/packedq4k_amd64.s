@@ -63,14 +63,8 @@
 	VPMULLD    Z15, Z12, Z12; \
 	VPADDD     Z12, Z21, Z21
 
-// One column, prefetching with pf.
-#define P4K1_DOT(pf, plab, blab) \
-	PACKED_ARGS1; \
-	PACKED_NIBBLE_MASKS; \
-plab: \
-	PACKED_SB_START; \
-	VPXORD Z0, Z0, Z0; \
-blab: \
+// One column: a super-block into Z0, prefetching with pf.
+#define P4K1_SB(pf) \
 	VPXORD     Z20, Z20, Z20; \
 	VPXORD     Z21, Z21, Z21; \
 	P4K1_CHUNK(pf, 0); \
@@ -80,23 +74,18 @@ blab: \
 	VPSRAD     $4, Z21, Z21; \
 	VPADDD     Z21, Z20, Z20; \
 	PK_MINS(2048, (DI), Z22); \
-	PK_FMAS(2048, (DI), Z20, Z22, Z0); \
-	ADDQ       $2368, SI; \
-	ADDQ       $288, DI; \
-	DECQ       CX; \
-	JNZ        blab; \
-	VMOVUPS Z0, (R8); \
-	PACKED_NEXT_PANEL(plab); \
-	VZEROUPPER; \
-	RET
+	PK_FMAS(2048, (DI), Z20, Z22, Z0)
+
+#define P4K1_SB_AHEAD P4K1_SB(P4K_PREFETCH)
+#define P4K1_SB_STREAM P4K1_SB(P4K_NO_PREFETCH)
 
 // func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KVNNI(SB), NOSPLIT, $0-48
-	P4K1_DOT(P4K_PREFETCH, p4k_panel, p4k_block)
+	PACKED_SB1(PACKED_NIBBLE_MASKS, P4K1_SB_AHEAD, $2368, $288, p4k_panel, p4k_block)
 
 // func dotPackedQ4KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KVNNIStream(SB), NOSPLIT, $0-48
-	P4K1_DOT(P4K_NO_PREFETCH, p4ks_panel, p4ks_block)
+	PACKED_SB1(PACKED_NIBBLE_MASKS, P4K1_SB_STREAM, $2368, $288, p4ks_panel, p4ks_block)
 
 // Many columns: the quants of chunk j of the super-block at SI, low nibbles of groups
 // 8j..8j+7 in Z8-Z15, high nibbles (times 16) in Z16-Z23; the chunk's two scale vectors in
