@@ -15,7 +15,7 @@ import (
 func TestTuneStreams(t *testing.T) {
 	k := packedFormats[ggml.Q4_K].kernels
 	if k == nil || k.dotStream == nil {
-		t.Skip("no Q4_K kernel in two forms on this CPU (amd64 with AVX2 has one)")
+		t.Skip("no Q4_K kernel in two forms in this build and CPU (the amd64 assembly with AVX2 has one)")
 	}
 	oldMin, oldMax := streamTuneMin, streamTuneMax
 	t.Cleanup(func() {
