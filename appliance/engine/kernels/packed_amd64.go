@@ -63,6 +63,11 @@ func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *flo
 //go:noescape
 func dotPackedQ4KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// dotPackedQ6KVNNIStream is dotPackedQ6KVNNI without software prefetches (streamtune.go).
+//
+//go:noescape
+func dotPackedQ6KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 //go:noescape
 func dotPackedQ4Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
@@ -242,7 +247,7 @@ func init() {
 	vnni(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, nil)
 	// Q6_K: one and four columns; eight run as two passes of four (the sums of eight columns
 	// do not fit the registers beside the four quant vectors).
-	vnni(ggml.Q6_K, dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, nil)
+	usePacked(packedSet(ggml.Q6_K, "vnni", dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, nil).withStream(dotPackedQ6KVNNIStream))
 }
 
 // packedPad4 is each kernel set's packedKernelSet.pad4 by type, where padding pays:

@@ -76,8 +76,10 @@
 
 // One column: a pair's four sub-block sums into Z10 (A low), Z11 (B low), Z12 (A high),
 // Z13 (B high).
-#define P6_PAIR1(n, gp, pb) \
-	P6_PF_PAIR(pb); \
+#define P6_PAIR1(pf, n, gp, pb) \
+	pf(pb); \
+	pf(pb+64); \
+	pf(pb+128); \
 	P6_LOAD(pb); \
 	P6_ALO; \
 	VPDPBUSD.BCST 128*n+4*gp(DI), Z5, Z10; \
@@ -90,8 +92,8 @@
 
 // One column: a quad's sub-blocks (A low jal, B low jbl, A high jah, B high jbh; their scales
 // at sb) into Z14.
-#define P6_END1(sb, jal, jbl, jah, jbh) \
-	PF6 PF6_DIST+sb(SI); \
+#define P6_END1(pf, sb, jal, jbl, jah, jbh) \
+	pf(sb); \
 	VPMOVSXBD sb(SI), Z8; \
 	PACKED_SC(jal, (DI), Z10, Z14); \
 	VPMOVSXBD sb+16(SI), Z8; \
@@ -147,13 +149,13 @@
 
 // One column: the quad of pairs g0..g3 of half n (at b0..b3; scales at sb, sub-blocks jal,
 // jbl, jah, jbh) into Z14.
-#define P6_QUAD1(n, g0, g1, g2, g3, b0, b1, b2, b3, sb, jal, jbl, jah, jbh) \
+#define P6_QUAD1(pf, n, g0, g1, g2, g3, b0, b1, b2, b3, sb, jal, jbl, jah, jbh) \
 	ZERO_Z4(Z10, Z11, Z12, Z13); \
-	P6_PAIR1(n, g0, b0); \
-	P6_PAIR1(n, g1, b1); \
-	P6_PAIR1(n, g2, b2); \
-	P6_PAIR1(n, g3, b3); \
-	P6_END1(sb, jal, jbl, jah, jbh)
+	P6_PAIR1(pf, n, g0, b0); \
+	P6_PAIR1(pf, n, g1, b1); \
+	P6_PAIR1(pf, n, g2, b2); \
+	P6_PAIR1(pf, n, g3, b3); \
+	P6_END1(pf, sb, jal, jbl, jah, jbh)
 
 // P6_QUAD1 for four columns.
 #define P6_QUAD4(n, g0, g1, g2, g3, b0, b1, b2, b3, sb, jal, jbl, jah, jbh) \
@@ -167,16 +169,24 @@
 	P6_PAIR4(n, g3, b3); \
 	P6_END4(sb, jal, jbl, jah, jbh)
 
-// One column's super-block.
-#define P6_SB1 \
-	PF6 PF6_DIST+3328(SI); \
+// One column's prefetch of the line at off, PF6_DIST on, or none (the kernel's second form,
+// as packed Q4_K's: streamtune.go measures which one decodes faster).
+#define P6_PF1(off) PF6 PF6_DIST+off(SI)
+#define P6_NO_PF1(off) NOP
+
+// One column's super-block, prefetching with pf.
+#define P6_SB1_WITH(pf) \
+	pf(3328); \
 	VPXORD Z14, Z14, Z14; \
-	P6_QUAD1(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6); \
-	P6_QUAD1(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7); \
-	P6_QUAD1(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14); \
-	P6_QUAD1(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15); \
+	P6_QUAD1(pf, 0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6); \
+	P6_QUAD1(pf, 0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7); \
+	P6_QUAD1(pf, 1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14); \
+	P6_QUAD1(pf, 1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15); \
 	VCVTPH2PS 3328(SI), Z8; \
 	PACKED_FMA((DI), Z14, Z0)
+
+#define P6_SB1 P6_SB1_WITH(P6_PF1)
+#define P6_SB1_STREAM P6_SB1_WITH(P6_NO_PF1)
 
 // Four columns' super-block.
 #define P6_SB4 \
@@ -198,6 +208,10 @@
 // func dotPackedQ6KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ6KVNNI(SB), NOSPLIT, $0-48
 	PACKED_SB1(P6_MASKS, P6_SB1, $3392, $384, p6_panel, p6_block)
+
+// func dotPackedQ6KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ6KVNNIStream(SB), NOSPLIT, $0-48
+	PACKED_SB1(P6_MASKS, P6_SB1_STREAM, $3392, $384, p6s_panel, p6s_block)
 
 // func dotPackedQ6Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64

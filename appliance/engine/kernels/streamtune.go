@@ -14,8 +14,10 @@ import (
 // Decoding one sequence streams every weight from memory once a token, so the one-column
 // kernels run at the speed the memory reaches one core. Whether software prefetches ahead of
 // the kernel help that stream depends on the machine: the packed Q4_K kernel read 1.19x faster
-// with them on a Zen 5 VM (where they were added), and 1.12-1.25x slower on a Zen 4 VM, whose
-// hardware prefetcher keeps up alone. So where a type's one-column kernel comes in both forms
+// with them on a Zen 5 VM (where they were added; Q6_K's had made that one 1.6x faster on an
+// earlier Zen 4 host), and on a later Zen 4 host Q4_K's 1.12-1.25x and Q6_K's 1.09-1.21x slower
+// with them, its hardware prefetcher keeping up alone (Q4_0's and Q8_0's made no difference
+// there). So where a type's one-column kernel comes in both forms
 // (packedKernelSet.dotStream), the first model that holds enough of that type measures both on
 // its own weights, with its own threads, and keeps the faster for the process. The two forms
 // compute the same bits: only the speed depends on the choice.

@@ -49,11 +49,22 @@ func TestTuneStreams(t *testing.T) {
 		if err := SetStreamPrefetch(mode); err != nil {
 			t.Fatal(err)
 		}
-		if k.stream.Load() != (mode == "off") {
-			t.Fatalf("mode %s: the kernel without prefetch runs: %v", mode, k.stream.Load())
+		// Every type whose kernel has both forms is set, Q4_K among them.
+		forced := map[ggml.Type]StreamChoice{}
+		for _, c := range StreamChoices() {
+			forced[c.Type] = c
 		}
-		if c := only(StreamChoices()); c.Prefetch != (mode == "on") || c.Measured {
-			t.Fatalf("mode %s: choice %+v", mode, c)
+		for ty, f := range packedFormats {
+			if f.kernels == nil || f.kernels.dotStream == nil {
+				continue
+			}
+			c, ok := forced[ty]
+			if f.kernels.stream.Load() != (mode == "off") || !ok || c.Prefetch != (mode == "on") || c.Measured {
+				t.Fatalf("mode %s: %s runs the kernel without prefetch: %v; choice %+v", mode, ty, f.kernels.stream.Load(), c)
+			}
+		}
+		if _, ok := forced[ggml.Q4_K]; !ok {
+			t.Fatalf("mode %s: no choice for Q4_K in %v", mode, StreamChoices())
 		}
 		if cs := TuneStreams(SharedPool(1), mats); cs != nil {
 			t.Fatalf("mode %s: TuneStreams measured %v", mode, cs)
