@@ -69,8 +69,6 @@ type packedKernelSet struct {
 	// only; dot runs it while stream is set (streamtune.go). The two give the same bits.
 	dotStream func(w []byte, stride, panels, nb int, y []byte, out []float32)
 	stream    atomic.Bool
-	// one wraps an assembly kernel of one column as dot (with the checks it relies on).
-	one func(dot packedDot1) func(w []byte, stride, panels, nb int, y []byte, out []float32)
 	// dot4: the same for four prepared activation rows ystride bytes apart, column c's results
 	// at out[c*ostride:].
 	dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)

@@ -272,38 +272,23 @@ var packedPad4 = map[string]map[ggml.Type]int{
 func packedSet(t ggml.Type, name string, dot packedDot1,
 	dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) *packedKernelSet {
 	f := packedFormats[t]
-	blockBytes, actBytes := f.block, f.act
-	check := func(w []byte, stride, panels, nb int, y []byte, ystride, cols int, out []float32, ostride int) {
-		if panels <= 0 || nb <= 0 || stride < blockBytes*nb || len(w) < (panels-1)*stride+blockBytes*nb ||
-			ystride < actBytes*nb || len(y) < (cols-1)*ystride+actBytes*nb ||
-			ostride < panelRows*panels || len(out) < (cols-1)*ostride+panelRows*panels {
-			panic(fmt.Sprintf("kernels: packed %s dot of %d panels of %d blocks (stride %d) from %d bytes, %d activation rows in %d bytes (stride %d), %d results (stride %d)",
-				t, panels, nb, stride, len(w), cols, len(y), ystride, len(out), ostride))
-		}
-	}
 	k := &packedKernelSet{
 		t:    t,
 		name: name,
 		pad4: packedPad4[name][t],
-		one: func(dot packedDot1) func(w []byte, stride, panels, nb int, y []byte, out []float32) {
-			return func(w []byte, stride, panels, nb int, y []byte, out []float32) {
-				check(w, stride, panels, nb, y, actBytes*nb, 1, out, panelRows*panels)
-				dot(&w[0], stride, panels, nb, &y[0], &out[0])
-			}
-		},
 		dot4: func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int) {
-			check(w, stride, panels, nb, y, ystride, 4, out, ostride)
+			f.check(w, stride, panels, nb, y, ystride, 4, out, ostride)
 			dot4(&w[0], stride, panels, nb, &y[0], ystride, &out[0], 4*ostride)
 		},
 		dot8: func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int) {
-			check(w, stride, panels, nb, y, ystride, 8, out, ostride)
+			f.check(w, stride, panels, nb, y, ystride, 8, out, ostride)
 			dot8(&w[0], stride, panels, nb, &y[0], ystride, &out[0], 4*ostride)
 		},
 	}
 	if dot8 == nil {
 		k.dot8 = nil
 	}
-	ahead := k.one(dot)
+	ahead := f.one(dot)
 	k.dot = func(w []byte, stride, panels, nb int, y []byte, out []float32) {
 		if k.stream.Load() {
 			k.dotStream(w, stride, panels, nb, y, out)
@@ -314,8 +299,28 @@ func packedSet(t ggml.Type, name string, dot packedDot1,
 	return k
 }
 
+// check panics unless the packed kernels may read panels of nb blocks (stride bytes apart)
+// from w and cols prepared activation rows (ystride apart) from y, and write their results
+// (ostride apart) to out: the bounds the assembly relies on.
+func (f *packedFormat) check(w []byte, stride, panels, nb int, y []byte, ystride, cols int, out []float32, ostride int) {
+	if panels <= 0 || nb <= 0 || stride < f.block*nb || len(w) < (panels-1)*stride+f.block*nb ||
+		ystride < f.act*nb || len(y) < (cols-1)*ystride+f.act*nb ||
+		ostride < panelRows*panels || len(out) < (cols-1)*ostride+panelRows*panels {
+		panic(fmt.Sprintf("kernels: packed %s dot of %d panels of %d blocks (stride %d) from %d bytes, %d activation rows in %d bytes (stride %d), %d results (stride %d)",
+			f.t, panels, nb, stride, len(w), cols, len(y), ystride, len(out), ostride))
+	}
+}
+
+// one wraps an assembly kernel of one column of f's type with check.
+func (f *packedFormat) one(dot packedDot1) func(w []byte, stride, panels, nb int, y []byte, out []float32) {
+	return func(w []byte, stride, panels, nb int, y []byte, out []float32) {
+		f.check(w, stride, panels, nb, y, f.act*nb, 1, out, panelRows*panels)
+		dot(&w[0], stride, panels, nb, &y[0], &out[0])
+	}
+}
+
 // withStream gives k the form of its one-column kernel without software prefetches.
 func (k *packedKernelSet) withStream(dot packedDot1) *packedKernelSet {
-	k.dotStream = k.one(dot)
+	k.dotStream = packedFormats[k.t].one(dot)
 	return k
 }
