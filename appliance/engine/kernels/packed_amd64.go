@@ -84,6 +84,9 @@ func dotPackedQ6KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *flo
 func dotPackedQ6Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ6Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ5KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
@@ -242,12 +245,10 @@ func init() {
 	usePacked(packedSet(ggml.Q4_K, "vnni", dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI).withStream(dotPackedQ4KVNNIStream))
 	vnni(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
 	vnni(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
-	// Q2_K and Q3_K, as Q6_K: one and four columns, eight as two passes of four.
+	// Q2_K and Q3_K: one and four columns, eight as two passes of four.
 	vnni(ggml.Q2_K, dotPackedQ2KVNNI, dotPackedQ2Kx4VNNI, nil)
 	vnni(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, nil)
-	// Q6_K: one and four columns; eight run as two passes of four (the sums of eight columns
-	// do not fit the registers beside the four quant vectors).
-	usePacked(packedSet(ggml.Q6_K, "vnni", dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, nil).withStream(dotPackedQ6KVNNIStream))
+	usePacked(packedSet(ggml.Q6_K, "vnni", dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, dotPackedQ6Kx8VNNI).withStream(dotPackedQ6KVNNIStream))
 }
 
 // packedPad4 is each kernel set's packedKernelSet.pad4 by type, where padding pays:

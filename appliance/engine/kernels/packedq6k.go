@@ -29,13 +29,15 @@ import (
 // sumi = Σ_j sc_j·(Σ_{e∈j} q_e·y_e - 32·bsum_j) over the 16 sub-blocks j of 16 elements (q the
 // unsigned 6-bit quants), then acc = fma(float32(sumi), d·yd, acc), d·yd rounded to float32
 // first. The kernels form the sums of the upper half of each 128 (high nibbles) as 4·q·y and
-// shift each scaled sub-block sum down by 2, exactly.
+// shift each scaled sub-block sum down by 2, exactly (the eight-column kernel scales the other
+// sums by 4·sc_j instead and shifts the super-block's total once).
 
 const (
 	packedBlock6 = 3392
 	// packedAct6 is the prepared activation super-block of packed Q6_K products: the 256
-	// quants, the scale as float32, per sub-block j the int32 offset term c_j (32·bsum_j, or
-	// 128·bsum_j for the sub-blocks summed as 4·q·y), then for the AVX2 kernels the int16
+	// quants, the scale as float32, per sub-block j the int32 offset term c_j (-32·bsum_j, or
+	// -128·bsum_j for the sub-blocks summed as 4·q·y: negative, so that the eight-column kernel
+	// starts each sum from it), then for the AVX2 kernels the int16
 	// bsum_j of each quad's sub-blocks in the quad's order (q6kQuadSubs, from byte 324),
 	// padding to a cache line's multiple.
 	packedAct6 = 384
@@ -119,7 +121,7 @@ func unpackBlockQ6K(blk []byte, i int, x []byte) {
 func prepPackedAct6(act []byte, nb int, dst []byte) {
 	prepQ8K(ggml.Q6_K, act, nb, dst, packedAct6, func(y, d []byte) {
 		for j := 0; j < 16; j++ {
-			c := 32 * q8kBsum(y, j)
+			c := -32 * q8kBsum(y, j)
 			if q6kSubHigh(j) {
 				c *= 4
 			}
@@ -151,9 +153,9 @@ func dotPackedQ6K(panel []byte, nb int, prep []byte, out *[panelRows]float32) {
 				}
 				c := int32(binary.LittleEndian.Uint32(y[260+4*j:]))
 				if q6kSubHigh(j) {
-					sumi += (4*s - c) * int32(int8(x[192+j])) >> 2
+					sumi += (4*s + c) * int32(int8(x[192+j])) >> 2
 				} else {
-					sumi += (s - c) * int32(int8(x[192+j]))
+					sumi += (s + c) * int32(int8(x[192+j]))
 				}
 			}
 			yd := math.Float32frombits(binary.LittleEndian.Uint32(y[256:]))

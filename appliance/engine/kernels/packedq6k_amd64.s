@@ -66,10 +66,16 @@
 	VPANDD     Z31, Z4, Z5; \
 	VPTERNLOGD $0xF8, Z30, Z6, Z5
 
-// The 4·q sums (summed as such) of sub-block j of the column at base: PACKED_SC, shifted down
-// by 2 after the scaling.
+// Sub-block j's sum acc of the column at base plus its offset term c_j (prepPackedAct6 stores
+// it negated), times Z8 (the 16 rows' scales j), added to tot: PACKED_SC with the sign of c_j.
+#define P6_SCL(j, base, acc, tot) \
+	VPADDD.BCST 260+4*j base, acc, acc; \
+	VPMULLD     Z8, acc, acc; \
+	VPADDD      acc, tot, tot
+
+// The 4·q sums (summed as such) of sub-block j: P6_SCL, shifted down by 2 after the scaling.
 #define P6_SCH(j, base, acc, tot) \
-	VPSUBD.BCST 260+4*j base, acc, acc; \
+	VPADDD.BCST 260+4*j base, acc, acc; \
 	VPMULLD     Z8, acc, acc; \
 	VPSRAD      $2, acc, acc; \
 	VPADDD      acc, tot, tot
@@ -95,9 +101,9 @@
 #define P6_END1(pf, sb, jal, jbl, jah, jbh) \
 	pf(sb); \
 	VPMOVSXBD sb(SI), Z8; \
-	PACKED_SC(jal, (DI), Z10, Z14); \
+	P6_SCL(jal, (DI), Z10, Z14); \
 	VPMOVSXBD sb+16(SI), Z8; \
-	PACKED_SC(jbl, (DI), Z11, Z14); \
+	P6_SCL(jbl, (DI), Z11, Z14); \
 	VPMOVSXBD sb+32(SI), Z8; \
 	P6_SCH(jah, (DI), Z12, Z14); \
 	VPMOVSXBD sb+48(SI), Z8; \
@@ -127,15 +133,15 @@
 #define P6_END4(sb, jal, jbl, jah, jbh) \
 	PF6 PF6_DIST+sb(SI); \
 	VPMOVSXBD sb(SI), Z8; \
-	PACKED_SC(jal, (DI), Z9, Z13); \
-	PACKED_SC(jal, (DI)(DX*1), Z14, Z18); \
-	PACKED_SC(jal, (R14), Z19, Z23); \
-	PACKED_SC(jal, (R14)(DX*1), Z24, Z7); \
+	P6_SCL(jal, (DI), Z9, Z13); \
+	P6_SCL(jal, (DI)(DX*1), Z14, Z18); \
+	P6_SCL(jal, (R14), Z19, Z23); \
+	P6_SCL(jal, (R14)(DX*1), Z24, Z7); \
 	VPMOVSXBD sb+16(SI), Z8; \
-	PACKED_SC(jbl, (DI), Z10, Z13); \
-	PACKED_SC(jbl, (DI)(DX*1), Z15, Z18); \
-	PACKED_SC(jbl, (R14), Z20, Z23); \
-	PACKED_SC(jbl, (R14)(DX*1), Z25, Z7); \
+	P6_SCL(jbl, (DI), Z10, Z13); \
+	P6_SCL(jbl, (DI)(DX*1), Z15, Z18); \
+	P6_SCL(jbl, (R14), Z20, Z23); \
+	P6_SCL(jbl, (R14)(DX*1), Z25, Z7); \
 	VPMOVSXBD sb+32(SI), Z8; \
 	P6_SCH(jah, (DI), Z11, Z13); \
 	P6_SCH(jah, (DI)(DX*1), Z16, Z18); \
@@ -216,6 +222,159 @@ TEXT ·dotPackedQ6KVNNIStream(SB), NOSPLIT, $0-48
 // func dotPackedQ6Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 	PACKED_SB4(P6_MASKS, P6_SB4, $3392, $384, p6x4_panel, p6x4_block)
+
+// Eight columns, activations at (DI), (DI)(DX*1), (DI)(DX*2), (R11), (R11)(DX*1), (R11)(DX*2),
+// (R13), (R13)(DX*1). Four sums a column do not fit beside eight totals, so each quad is taken
+// in two passes of two sub-blocks: A's low and high elements, then B's (the pair's high bits
+// read again from the level-1 cache). Each sum starts from its offset term c_j (negated in
+// the prepared activations) rather than zero, and the low sub-blocks' scales are taken four
+// times, so that all sixteen scaled sums are 4·sc_j·(Σ q·y - 32·bsum_j) and the total is shifted
+// down by 2 once a super-block: the same exact sumi with fewer steps a column. Registers: Z0-Z7
+// the columns' totals, Z16-Z23 their low sums, Z24-Z31 their high ones, Z8, Z9 the pass's
+// scales, Z10-Z15 scratch; the masks are broadcast from memory; the float sums live in the
+// frame (P6X8_FMA).
+#define P6X8_DP(off, q, a0, a1, a2, a3, a4, a5, a6, a7) \
+	VPDPBUSD.BCST off(DI), q, a0; \
+	VPDPBUSD.BCST off(DI)(DX*1), q, a1; \
+	VPDPBUSD.BCST off(DI)(DX*2), q, a2; \
+	VPDPBUSD.BCST off(R11), q, a3; \
+	VPDPBUSD.BCST off(R11)(DX*1), q, a4; \
+	VPDPBUSD.BCST off(R11)(DX*2), q, a5; \
+	VPDPBUSD.BCST off(R13), q, a6; \
+	VPDPBUSD.BCST off(R13)(DX*1), q, a7
+
+// The eight-column kernel prefetches into the level-2 cache: with eight columns' activations
+// in the level-1 cache (24 KiB for 2048 columns), lines fetched into it were evicted before
+// use (256 MiB, one thread, Zen 4: 49-50 ns a super-block and column with PREFETCHT0 or
+// PREFETCHNTA, 28-29 with PREFETCHT1, 25 from the level-3 cache).
+#define P6X8_PF PREFETCHT1
+
+#define P6X8_LO(off) P6X8_DP(off, Z14, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
+#define P6X8_HI(off) P6X8_DP(off, Z14, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
+
+// Every column's sums of sub-blocks jl (low) and jh (high) set to their offset terms.
+#define P6X8_START1(j, a0, a1, a2, a3, a4, a5, a6, a7) \
+	VPBROADCASTD 260+4*j(DI), a0; \
+	VPBROADCASTD 260+4*j(DI)(DX*1), a1; \
+	VPBROADCASTD 260+4*j(DI)(DX*2), a2; \
+	VPBROADCASTD 260+4*j(R11), a3; \
+	VPBROADCASTD 260+4*j(R11)(DX*1), a4; \
+	VPBROADCASTD 260+4*j(R11)(DX*2), a5; \
+	VPBROADCASTD 260+4*j(R13), a6; \
+	VPBROADCASTD 260+4*j(R13)(DX*1), a7
+
+#define P6X8_START(jl, jh) \
+	P6X8_START1(jl, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23); \
+	P6X8_START1(jh, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
+
+// Pass A of pair g' = gp of half n (at pb): A's low quants (q), then its high ones (4·q).
+#define P6X8_A(n, gp, pb) \
+	P6X8_PF pb+PF6_DIST(SI); \
+	P6X8_PF pb+64+PF6_DIST(SI); \
+	P6X8_PF pb+128+PF6_DIST(SI); \
+	VMOVDQU64       pb(SI), Z10; \
+	VMOVDQU64       pb+128(SI), Z12; \
+	VPANDD.BCST     p6m30<>(SB), Z12, Z14; \
+	VPTERNLOGD.BCST $0xF8, p6m0f<>(SB), Z10, Z14; \
+	P6X8_LO(128*n+4*gp); \
+	VPSRLW          $2, Z10, Z15; \
+	VPANDD.BCST     p6mc0<>(SB), Z12, Z14; \
+	VPTERNLOGD.BCST $0xF8, p6m3c<>(SB), Z15, Z14; \
+	P6X8_HI(128*n+64+4*gp)
+
+// Pass B of the pair: B's low and high quants, its bit pairs shifted into A's places.
+#define P6X8_B(n, gp, pb) \
+	VMOVDQU64       pb+64(SI), Z11; \
+	VMOVDQU64       pb+128(SI), Z12; \
+	VPSLLW          $4, Z12, Z13; \
+	VPANDD.BCST     p6m30<>(SB), Z13, Z14; \
+	VPTERNLOGD.BCST $0xF8, p6m0f<>(SB), Z11, Z14; \
+	P6X8_LO(128*n+32+4*gp); \
+	VPSRLW          $2, Z11, Z15; \
+	VPANDD.BCST     p6mc0<>(SB), Z13, Z14; \
+	VPTERNLOGD.BCST $0xF8, p6m3c<>(SB), Z15, Z14; \
+	P6X8_HI(128*n+96+4*gp)
+
+// The end of a pass: the low sums times four times their rows' scales (at sl), the high ones
+// times theirs (at sh), added to the columns' totals.
+#define P6X8_SCALE1(lo, hi, tot) \
+	VPMULLD Z8, lo, lo; \
+	VPADDD  lo, tot, tot; \
+	VPMULLD Z9, hi, hi; \
+	VPADDD  hi, tot, tot
+
+#define P6X8_SCALE(sl, sh) \
+	VPMOVSXBD sl(SI), Z8; \
+	VPSLLD    $2, Z8, Z8; \
+	VPMOVSXBD sh(SI), Z9; \
+	P6X8_SCALE1(Z16, Z24, Z0); \
+	P6X8_SCALE1(Z17, Z25, Z1); \
+	P6X8_SCALE1(Z18, Z26, Z2); \
+	P6X8_SCALE1(Z19, Z27, Z3); \
+	P6X8_SCALE1(Z20, Z28, Z4); \
+	P6X8_SCALE1(Z21, Z29, Z5); \
+	P6X8_SCALE1(Z22, Z30, Z6); \
+	P6X8_SCALE1(Z23, Z31, Z7)
+
+// A quad: pass A over its four pairs (sub-blocks jal, jah), then pass B (jbl, jbh).
+#define P6X8_QUAD(n, g0, g1, g2, g3, b0, b1, b2, b3, sb, jal, jbl, jah, jbh) \
+	P6X8_PF PF6_DIST+sb(SI); \
+	P6X8_START(jal, jah); \
+	P6X8_A(n, g0, b0); \
+	P6X8_A(n, g1, b1); \
+	P6X8_A(n, g2, b2); \
+	P6X8_A(n, g3, b3); \
+	P6X8_SCALE(sb, sb+32); \
+	P6X8_START(jbl, jbh); \
+	P6X8_B(n, g0, b0); \
+	P6X8_B(n, g1, b1); \
+	P6X8_B(n, g2, b2); \
+	P6X8_B(n, g3, b3); \
+	P6X8_SCALE(sb+16, sb+48)
+
+// func dotPackedQ6Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ6Kx8VNNI(SB), NOSPLIT, $512-64
+	PACKED_ARGS4
+
+p6x8_panel:
+	MOVQ R9, SI
+	MOVQ nb+24(FP), CX
+	PACKED_COLS8_ROWS(R11, R13)
+	PK8_FRAME_ZERO
+
+p6x8_block:
+	P6X8_PF PF6_DIST+3328(SI)
+	ZERO_Z4(Z0, Z1, Z2, Z3)
+	ZERO_Z4(Z4, Z5, Z6, Z7)
+	P6X8_QUAD(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6)
+	P6X8_QUAD(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7)
+	P6X8_QUAD(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
+	P6X8_QUAD(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
+	VCVTPH2PS 3328(SI), Z8
+	P6X8_FMA(0, (DI), Z0)
+	P6X8_FMA(1, (DI)(DX*1), Z1)
+	P6X8_FMA(2, (DI)(DX*2), Z2)
+	P6X8_FMA(3, (R11), Z3)
+	P6X8_FMA(4, (R11)(DX*1), Z4)
+	P6X8_FMA(5, (R11)(DX*2), Z5)
+	P6X8_FMA(6, (R13), Z6)
+	P6X8_FMA(7, (R13)(DX*1), Z7)
+	PK8_NEXT_ACT(3392, 384, p6x8_block)
+
+	PK8_FRAME_LOAD
+	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+	PACKED_NEXT_PANEL(p6x8_panel)
+	VZEROUPPER
+	RET
+
+DATA p6m0f<>+0(SB)/4, $0x0f0f0f0f
+GLOBL p6m0f<>(SB), RODATA|NOPTR, $4
+DATA p6m30<>+0(SB)/4, $0x30303030
+GLOBL p6m30<>(SB), RODATA|NOPTR, $4
+DATA p6m3c<>+0(SB)/4, $0x3c3c3c3c
+GLOBL p6m3c<>(SB), RODATA|NOPTR, $4
+DATA p6mc0<>+0(SB)/4, $0xc0c0c0c0
+GLOBL p6mc0<>(SB), RODATA|NOPTR, $4
 
 // AVX2 (PA_SB_DOT1, PA_SB_DOT4): packed Q6_K. The quants are put together as their values
 // q (0-63), not 4·q as above: VPMADDUBSW's int16 pairs then hold 2·63·128 at most. The

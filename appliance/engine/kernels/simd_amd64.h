@@ -1001,14 +1001,27 @@ widen_loop: \
 	DECQ CX; \
 	JNZ  label
 
-// The same for eight columns (rows at DI, R11 = DI + 3·DX, R13 = DI + 6·DX).
-#define PK8_NEXT(size, label) \
+// The same for eight columns (rows at DI, R11 = DI + 3·DX, R13 = DI + 6·DX), and activations
+// of asize bytes a super-block (288 unless given).
+#define PK8_NEXT(size, label) PK8_NEXT_ACT(size, 288, label)
+
+#define PK8_NEXT_ACT(size, asize, label) \
 	ADDQ $size, SI; \
-	ADDQ $288, DI; \
-	ADDQ $288, R11; \
-	ADDQ $288, R13; \
+	ADDQ $asize, DI; \
+	ADDQ $asize, R11; \
+	ADDQ $asize, R13; \
 	DECQ CX; \
 	JNZ  label
+
+// Packed Q6_K's eight-column kernel (packedq6k_amd64.s): column c's total (4·sumi) into its
+// float sum in the frame, with Z8 = the rows' d and Z9, Z10 scratch.
+#define P6X8_FMA(c, base, tot) \
+	VPSRAD      $2, tot, tot; \
+	VCVTDQ2PS   tot, tot; \
+	VMULPS.BCST 256 base, Z8, Z9; \
+	VMOVUPS     c*64(SP), Z10; \
+	VFMADD231PS Z9, tot, Z10; \
+	VMOVUPS     Z10, c*64(SP)
 
 // Arguments of the two-row four-column kernels (x *uint16, xstride int, y, ystride int, n int,
 // out *float32): SI = x, BX = xstride, DI = y, DX = ystride, R14 = y + 2·ystride, CX = n,
@@ -1022,9 +1035,10 @@ widen_loop: \
 	MOVQ out+40(FP), R8; \
 	LEAQ (DI)(DX*2), R14
 
-// Packed K-quants with 16 sub-blocks of 16 (Q3_K, Q6_K), against prepared activations whose
-// offset terms c_j (int32) are at 260+4j and scale (float32) at 256: sub-block j's sum acc of
-// the column at base, less c_j, times Z8 (the 16 rows' scales j), added to tot.
+// Packed Q3_K (16 sub-blocks of 16; Q6_K's kernels add negated terms, P6_SCL), against
+// prepared activations whose offset terms c_j (int32) are at 260+4j and scale (float32) at
+// 256: sub-block j's sum acc of the column at base, less c_j, times Z8 (the 16 rows' scales
+// j), added to tot.
 #define PACKED_SC(j, base, acc, tot) \
 	VPSUBD.BCST 260+4*(j) base, acc, acc; \
 	VPMULLD     Z8, acc, acc; \
