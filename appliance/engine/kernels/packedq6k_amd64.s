@@ -29,9 +29,15 @@
 // How far ahead the kernels prefetch: the super-block after next, from the next one's last
 // line; each pair fetches its three lines, each quad its line of scales, the super-block its
 // line of d. Without it one core streamed 256 MiB at 14-20 GB/s in one column and 10 GB/s in
-// four, against 30-40 and 31 with it (BenchmarkPackedKernels, Zen 4).
+// four, against 30-40 and 31 with it (BenchmarkPackedKernels, Zen 4). Into the level-2 cache
+// (PF6) but for the AVX-512 one-column kernel (P6_PF1): where the level-1 cache also holds
+// four or eight columns' activations, or the slower AVX2 arithmetic keeps lines waiting
+// longer, lines fetched into it were evicted before use. On another Zen 4 (256 MiB, one
+// thread, ns per super-block and column, PREFETCHT0 / PREFETCHT1): AVX-512 four columns
+// 49-51 / 36-37, eight 49-50 / 28-29; AVX2 one 245-275 / 171-199, four 86-102 / 63-71;
+// AVX-512 one column 140-163 / 157-175 (the form without prefetches is faster still there).
 #define PF6_DIST 2*3392-64
-#define PF6 PREFETCHT0
+#define PF6 PREFETCHT1
 
 // A pair's three lines, PF6_DIST on.
 #define P6_PF_PAIR(pb) \
@@ -177,7 +183,7 @@
 
 // One column's prefetch of the line at off, PF6_DIST on, or none (the kernel's second form,
 // as packed Q4_K's: streamtune.go measures which one decodes faster).
-#define P6_PF1(off) PF6 PF6_DIST+off(SI)
+#define P6_PF1(off) PREFETCHT0 PF6_DIST+off(SI)
 #define P6_NO_PF1(off) NOP
 
 // One column's super-block, prefetching with pf.
@@ -243,12 +249,6 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 	VPDPBUSD.BCST off(R13), q, a6; \
 	VPDPBUSD.BCST off(R13)(DX*1), q, a7
 
-// The eight-column kernel prefetches into the level-2 cache: with eight columns' activations
-// in the level-1 cache (24 KiB for 2048 columns), lines fetched into it were evicted before
-// use (256 MiB, one thread, Zen 4: 49-50 ns a super-block and column with PREFETCHT0 or
-// PREFETCHNTA, 28-29 with PREFETCHT1, 25 from the level-3 cache).
-#define P6X8_PF PREFETCHT1
-
 #define P6X8_LO(off) P6X8_DP(off, Z14, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
 #define P6X8_HI(off) P6X8_DP(off, Z14, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
 
@@ -269,9 +269,7 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 
 // Pass A of pair g' = gp of half n (at pb): A's low quants (q), then its high ones (4·q).
 #define P6X8_A(n, gp, pb) \
-	P6X8_PF pb+PF6_DIST(SI); \
-	P6X8_PF pb+64+PF6_DIST(SI); \
-	P6X8_PF pb+128+PF6_DIST(SI); \
+	P6_PF_PAIR(pb); \
 	VMOVDQU64       pb(SI), Z10; \
 	VMOVDQU64       pb+128(SI), Z12; \
 	VPANDD.BCST     p6m30<>(SB), Z12, Z14; \
@@ -318,7 +316,7 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 
 // A quad: pass A over its four pairs (sub-blocks jal, jah), then pass B (jbl, jbh).
 #define P6X8_QUAD(n, g0, g1, g2, g3, b0, b1, b2, b3, sb, jal, jbl, jah, jbh) \
-	P6X8_PF PF6_DIST+sb(SI); \
+	PF6 PF6_DIST+sb(SI); \
 	P6X8_START(jal, jah); \
 	P6X8_A(n, g0, b0); \
 	P6X8_A(n, g1, b1); \
@@ -343,7 +341,7 @@ p6x8_panel:
 	PK8_FRAME_ZERO
 
 p6x8_block:
-	P6X8_PF PF6_DIST+3328(SI)
+	PF6 PF6_DIST+3328(SI)
 	ZERO_Z4(Z0, Z1, Z2, Z3)
 	ZERO_Z4(Z4, Z5, Z6, Z7)
 	P6X8_QUAD(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6)
