@@ -100,7 +100,6 @@ func TestConcurrentRequestsMatchSolo(t *testing.T) {
 	m := openModel(t, stories)
 	s := newScheduler(t, m, Config{MaxSeqs: 8, StepTokens: 24})
 	const n = 20
-	var wg sync.WaitGroup
 	got := make([][]int32, len(texts))
 	want := make([][]int32, len(texts))
 	params := make([]sampler.Params, len(texts))
@@ -111,24 +110,35 @@ func TestConcurrentRequestsMatchSolo(t *testing.T) {
 		}
 		want[i] = solo(t, m, m.Tokenizer.Encode(text, true, false), params[i], n)
 	}
+	// Submitted back to back from one goroutine (prompts encoded first), so that the requests
+	// meet in the batch even where a busy machine starts goroutines late: eight goroutines
+	// each encoding and submitting its own let a loaded CI runner finish one request of this
+	// tiny model before the next arrived.
+	prompts := make([][]int32, len(texts))
 	for i, text := range texts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res, err := s.Generate(context.Background(), Request{
-				Prompt: m.Tokenizer.Encode(text, true, false), Sampler: params[i], MaxTokens: n, IgnoreEOS: true,
-				OnToken: func(tok int32, _ sampler.Result) error { got[i] = append(got[i], tok); return nil },
-			})
-			if err != nil {
-				t.Errorf("request %d: %v", i, err)
-				return
-			}
-			if res.FinishReason != FinishLength || res.Tokens != n {
-				t.Errorf("request %d: finish %q after %d tokens, want length after %d", i, res.FinishReason, res.Tokens, n)
-			}
-		}()
+		prompts[i] = m.Tokenizer.Encode(text, true, false)
 	}
-	wg.Wait()
+	handles := make([]*Handle, len(texts))
+	for i := range texts {
+		h, err := s.Submit(context.Background(), Request{
+			Prompt: prompts[i], Sampler: params[i], MaxTokens: n, IgnoreEOS: true,
+			OnToken: func(tok int32, _ sampler.Result) error { got[i] = append(got[i], tok); return nil },
+		})
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		handles[i] = h
+	}
+	for i, h := range handles {
+		res, err := h.Wait()
+		if err != nil {
+			t.Errorf("request %d: %v", i, err)
+			continue
+		}
+		if res.FinishReason != FinishLength || res.Tokens != n {
+			t.Errorf("request %d: finish %q after %d tokens, want length after %d", i, res.FinishReason, res.Tokens, n)
+		}
+	}
 	for i := range texts {
 		if !equal(got[i], want[i]) {
 			t.Errorf("request %d: scheduled %v, alone %v", i, got[i], want[i])
