@@ -16,6 +16,11 @@ import (
 //go:noescape
 func dotPackedQ4_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// dotPackedQ4_0VNNIStream is dotPackedQ4_0VNNI without software prefetches (streamtune.go).
+//
+//go:noescape
+func dotPackedQ4_0VNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 //go:noescape
 func dotPackedQ5_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
@@ -238,13 +243,13 @@ func init() {
 		dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) {
 		usePacked(packedSet(t, "vnni", dot, dot4, dot8))
 	}
-	vnni(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
+	usePacked(packedSet(ggml.Q4_0, "vnni", dotPackedQ4_0VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI).withStream(dotPackedQ4_0VNNIStream))
 	vnni(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
 	vnni(ggml.Q4_1, dotPackedQ4_1VNNI, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
 	vnni(ggml.Q5_1, dotPackedQ5_1VNNI, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
 	usePacked(packedSet(ggml.Q4_K, "vnni", dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI).withStream(dotPackedQ4KVNNIStream))
 	vnni(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
-	vnni(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
+	usePacked(packedSet(ggml.Q8_0, "vnni", dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI).withStream(dotPackedQ8_0VNNIStream))
 	// Q2_K and Q3_K: one and four columns, eight as two passes of four.
 	vnni(ggml.Q2_K, dotPackedQ2KVNNI, dotPackedQ2Kx4VNNI, nil)
 	vnni(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, nil)

@@ -186,6 +186,11 @@
 TEXT ·dotPackedQ4_0VNNI(SB), NOSPLIT, $0-48
 	PACKED_DOT1(EMPTY, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16_panel, p16_group, p16_block)
 
+// dotPackedQ4_0VNNI without software prefetches (streamtune.go): with the hardware prefetcher
+// alone, a Zen 4 host decoded a Q4_0 model 1.05x faster at one thread.
+TEXT ·dotPackedQ4_0VNNIStream(SB), NOSPLIT, $0-48
+	PACKED_DOT1(EMPTY, LEGACY_GROUP8, EMPTY, EMPTY, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16s_panel, p16s_group, p16s_block)
+
 TEXT ·dotPackedQ4_0x4VNNI(SB), NOSPLIT, $0-64
 	PACKED_DOT4(EMPTY, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x4_panel, p16x4_group, p16x4_block)
 

@@ -358,7 +358,7 @@ func benchPacked(b *testing.B, r *rand.Rand, ty ggml.Type, rows, cols, size int)
 	}
 	p := Pack(ty, w, rows, cols)
 	copies := max(1, size/len(p.data))
-	big := &Packed{t: p.t, f: p.f, rows: rows * copies, cols: cols, nb: p.nb, stride: p.stride, data: alignedBytes(nil, copies*len(p.data))}
+	big := &Packed{t: p.t, f: p.f, rows: rows * copies, cols: cols, nb: p.nb, stride: p.stride, data: WeightBytes(copies * len(p.data))}
 	for c := 0; c < copies; c++ {
 		copy(big.data[c*len(p.data):], p.data)
 	}

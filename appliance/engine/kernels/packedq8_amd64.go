@@ -7,6 +7,11 @@ package kernels
 //go:noescape
 func dotPackedQ8_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// dotPackedQ8_0VNNIStream is dotPackedQ8_0VNNI without software prefetches (streamtune.go).
+//
+//go:noescape
+func dotPackedQ8_0VNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 //go:noescape
 func dotPackedQ8_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 

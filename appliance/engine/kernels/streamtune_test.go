@@ -36,7 +36,7 @@ func TestTuneStreams(t *testing.T) {
 		q4k += int64(len(p.data))
 	}
 	// A type with one form only is not measured.
-	mats = append(mats, Pack(ggml.Q4_0, q4Matrix(t, r, ggml.Q4_0, 256, 2048), 256, 2048))
+	mats = append(mats, Pack(ggml.Q5_0, q4Matrix(t, r, ggml.Q5_0, 256, 2048), 256, 2048))
 
 	only := func(cs []StreamChoice) StreamChoice {
 		t.Helper()
