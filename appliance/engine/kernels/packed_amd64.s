@@ -62,19 +62,24 @@
 // The kernels' prefetches, two groups ahead (a group is 2304 bytes: eight blocks of quants and
 // their scales): per block, its counterpart's four lines of quants two groups on; per group,
 // the four lines of scales two groups on (R11 = this group's). Two groups ahead decoded
-// faster than one (t1 1.10x, t2 1.03x, batch 8 1.11x) and than three or four.
+// faster than one (t1 1.10x, t2 1.03x, batch 8 1.11x) and than three or four. The
+// eight-column kernel prefetches into the level-2 cache (_L2): its lines wait longer for the
+// slower arithmetic of eight columns, and in the level-1 cache they were evicted first (a Zen 4
+// host, one thread: eight sequences of a Q4_0 model decoded 1.06-1.08x faster, 256 MiB from
+// memory 2.85-2.90 ns a block and column against 2.98-3.03).
 #define PF16_DIST 4608
-#define P16_PREFETCH \
-	PREFETCHT0 PF16_DIST(SI); \
-	PREFETCHT0 PF16_DIST+64(SI); \
-	PREFETCHT0 PF16_DIST+128(SI); \
-	PREFETCHT0 PF16_DIST+192(SI)
 
-#define P16_PF_GROUP \
-	PREFETCHT0 PF16_DIST(R11); \
-	PREFETCHT0 PF16_DIST+64(R11); \
-	PREFETCHT0 PF16_DIST+128(R11); \
-	PREFETCHT0 PF16_DIST+192(R11)
+// Four lines at d(r), with the prefetch instruction pf.
+#define PF4_LINES(pf, d, r) \
+	pf d(r); \
+	pf d+64(r); \
+	pf d+128(r); \
+	pf d+192(r)
+
+#define P16_PREFETCH PF4_LINES(PREFETCHT0, PF16_DIST, SI)
+#define P16_PF_GROUP PF4_LINES(PREFETCHT0, PF16_DIST, R11)
+#define P16_PREFETCH_L2 PF4_LINES(PREFETCHT1, PF16_DIST, SI)
+#define P16_PF_GROUP_L2 PF4_LINES(PREFETCHT1, PF16_DIST, R11)
 
 #define P16_NEXT_BLOCK \
 	ADDQ $256, SI; \
@@ -125,20 +130,20 @@
 // The block at SI (quants) and R11 (scales).
 #define P5_BLOCK P5_UNPACK(SI, (R11))
 
-// The kernels' prefetches, two groups ahead (a group is 2816 bytes; see P16_PREFETCH).
+// The kernels' prefetches, two groups ahead (a group is 2816 bytes; see P16_PREFETCH), into
+// the level-2 cache for the many-column kernels (_L2): 256 MiB from memory at one thread, Zen 4,
+// ns a block and column against PREFETCHT0: four columns 3.61-3.67 against 4.26-4.35, eight
+// 3.02-3.05 against 3.40-3.44, AVX2's four 6.77-6.83 against 7.58-7.75 (one column: no gain).
 #define PF5_DIST 5632
-#define P5_PREFETCH \
-	PREFETCHT0 PF5_DIST(SI); \
-	PREFETCHT0 PF5_DIST+64(SI); \
-	PREFETCHT0 PF5_DIST+128(SI); \
-	PREFETCHT0 PF5_DIST+192(SI); \
-	PREFETCHT0 PF5_DIST+256(SI)
 
-#define P5_PF_GROUP \
-	PREFETCHT0 PF5_DIST(R11); \
-	PREFETCHT0 PF5_DIST+64(R11); \
-	PREFETCHT0 PF5_DIST+128(R11); \
-	PREFETCHT0 PF5_DIST+192(R11)
+#define P5_PREFETCH_WITH(pf) \
+	PF4_LINES(pf, PF5_DIST, SI); \
+	pf PF5_DIST+256(SI)
+
+#define P5_PREFETCH P5_PREFETCH_WITH(PREFETCHT0)
+#define P5_PF_GROUP PF4_LINES(PREFETCHT0, PF5_DIST, R11)
+#define P5_PREFETCH_L2 P5_PREFETCH_WITH(PREFETCHT1)
+#define P5_PF_GROUP_L2 PF4_LINES(PREFETCHT1, PF5_DIST, R11)
 
 #define P5_NEXT_BLOCK \
 	ADDQ $320, SI; \
@@ -195,16 +200,16 @@ TEXT ·dotPackedQ4_0x4VNNI(SB), NOSPLIT, $0-64
 	PACKED_DOT4(EMPTY, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x4_panel, p16x4_group, p16x4_block)
 
 TEXT ·dotPackedQ4_0x8VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT8(EMPTY, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x8_panel, p16x8_group, p16x8_block)
+	PACKED_DOT8(EMPTY, LEGACY_GROUP8, P16_PREFETCH_L2, P16_PF_GROUP_L2, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x8_panel, p16x8_group, p16x8_block)
 
 TEXT ·dotPackedQ5_0VNNI(SB), NOSPLIT, $0-48
 	PACKED_DOT1(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5_panel, p5_group, p5_block)
 
 TEXT ·dotPackedQ5_0x4VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT4(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x4_panel, p5x4_group, p5x4_block)
+	PACKED_DOT4(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH_L2, P5_PF_GROUP_L2, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x4_panel, p5x4_group, p5x4_block)
 
 TEXT ·dotPackedQ5_0x8VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT8(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x8_panel, p5x8_group, p5x8_block)
+	PACKED_DOT8(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH_L2, P5_PF_GROUP_L2, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x8_panel, p5x8_group, p5x8_block)
 
 TEXT ·dotPackedQ4_1VNNI(SB), NOSPLIT, $0-48
 	PACKED_DOT1(EMPTY, LEGACY_GROUP1, EMPTY, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41_panel, p41_group, p41_block)
@@ -466,7 +471,7 @@ TEXT ·dotPackedQ5_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK1, P5_NEXT_BLOCK, pa5_panel, pa5_group, pa5_block)
 
 TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK4, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH_L2, P5_PF_GROUP_L2, PA5_BLOCK4, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q4_1 and Q5_1, Q4_0's and Q5_0's blocks each after
 // its line of scales (the rows' d's, then their m's): the integer sums start at zero, and
