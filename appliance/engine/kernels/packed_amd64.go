@@ -61,6 +61,9 @@ func dotPackedQ3KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *flo
 func dotPackedQ3Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ3Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 // dotPackedQ4KVNNIStream is dotPackedQ4KVNNI without software prefetches (streamtune.go).
@@ -250,9 +253,9 @@ func init() {
 	usePacked(packedSet(ggml.Q4_K, "vnni", dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI).withStream(dotPackedQ4KVNNIStream))
 	vnni(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
 	usePacked(packedSet(ggml.Q8_0, "vnni", dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI).withStream(dotPackedQ8_0VNNIStream))
-	// Q2_K and Q3_K: one and four columns, eight as two passes of four.
+	// Q2_K: one and four columns, eight as two passes of four.
 	vnni(ggml.Q2_K, dotPackedQ2KVNNI, dotPackedQ2Kx4VNNI, nil)
-	vnni(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, nil)
+	vnni(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, dotPackedQ3Kx8VNNI)
 	usePacked(packedSet(ggml.Q6_K, "vnni", dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, dotPackedQ6Kx8VNNI).withStream(dotPackedQ6KVNNIStream))
 }
 

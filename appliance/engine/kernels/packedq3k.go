@@ -85,12 +85,13 @@ func unpackQ3K(panel []byte, nb, i, b int) (x fileBlockBytes) {
 }
 
 // prepPackedAct3 writes the prepared form of nb Q8_K activation super-blocks (packedAct6 bytes
-// each, as Q6_K's) for packed Q3_K weights: the offset term of sub-block j is 4·bsum_j; the
-// AVX2 kernels' int16 bsum_j follow in sub-block order from byte 324.
+// each, as Q6_K's) for packed Q3_K weights: the offset term of sub-block j is -4·bsum_j
+// (negative, as Q6_K's, so that the eight-column kernel starts each sum from it); the AVX2
+// kernels' int16 bsum_j follow in sub-block order from byte 324.
 func prepPackedAct3(act []byte, nb int, dst []byte) {
 	prepQ8K(ggml.Q3_K, act, nb, dst, packedAct6, func(y, d []byte) {
 		for j := 0; j < 16; j++ {
-			binary.LittleEndian.PutUint32(d[260+4*j:], uint32(int32(4*q8kBsum(y, j))))
+			binary.LittleEndian.PutUint32(d[260+4*j:], uint32(int32(-4*q8kBsum(y, j))))
 			binary.LittleEndian.PutUint16(d[324+2*j:], uint16(int16(q8kBsum(y, j))))
 		}
 		clear(d[356:])
@@ -114,7 +115,7 @@ func dotPackedQ3K(panel []byte, nb int, prep []byte, out *[panelRows]float32) {
 					sum += int32(u) * int32(int8(y[e]))
 				}
 				c := int32(binary.LittleEndian.Uint32(y[260+4*s:]))
-				sumi += int32(q3Scale(x[96:108], s)) * (sum - c)
+				sumi += int32(q3Scale(x[96:108], s)) * (sum + c)
 			}
 			yd := math.Float32frombits(binary.LittleEndian.Uint32(y[256:]))
 			d := float32(F16ToF32(binary.LittleEndian.Uint16(x[108:])) * yd)

@@ -140,6 +140,111 @@ TEXT ·dotPackedQ3KVNNI(SB), NOSPLIT, $0-48
 TEXT ·dotPackedQ3Kx4VNNI(SB), NOSPLIT, $256-64
 	PACKED_SB4(Q3_MASKS, Q3_SB4, $1856, $384, q3x4_panel, q3x4_block)
 
+// Eight columns (activations as PK8_DP's). The four sums of a quad a column do not fit
+// beside eight totals, so each quad is taken in two passes, fields 0-1 and then 2-3, each
+// group's vectors read again from the level-1 cache. Registers: Z0-Z7 the columns' totals,
+// Z16-Z23 and Z24-Z31 the pass's two sums of each column, Z8, Z9 their scales, Z10 = quant
+// bytes, Z11 = high-bit bytes, Z12 = those shifted, Z13 = the assembled quants; the masks are
+// broadcast from memory; the float sums live in the frame (PK8_FMA_FRAME).
+#define Q3X8_W0 VPANDD.BCST q3m03<>(SB), Z10, Z13
+#define Q3X8_WK(k) \
+	VPSRLW      k, Z10, Z13; \
+	VPANDD.BCST q3m03<>(SB), Z13, Z13
+#define Q3X8_HL(k) VPSLLW k, Z11, Z12
+#define Q3X8_HR(k) VPSRLW k, Z11, Z12
+
+#define Q3X8_FIELD(wop, hop, hreg) \
+	wop; \
+	hop; \
+	VPTERNLOGD.BCST $0xF8, q3m04<>(SB), hreg, Z13
+
+#define Q3X8_A(yoff) PK8_DP(yoff, Z13, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
+#define Q3X8_B(yoff) PK8_DP(yoff, Z13, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
+
+// Fields 0 and 1 of a group (Q3_GROUP's arguments), then fields 2 and 3.
+#define Q3X8_FIELDS01(off, hoff, yoff, h0, h1) \
+	VMOVDQU64 off(SI), Z10; \
+	VMOVDQU64 hoff(SI), Z11; \
+	Q3X8_FIELD(Q3X8_W0, h0, Z12); \
+	Q3X8_A(yoff); \
+	Q3X8_FIELD(Q3X8_WK($2), h1, Z12); \
+	Q3X8_B(yoff+32)
+
+#define Q3X8_FIELDS23(off, hoff, yoff, h2, r2, h3) \
+	VMOVDQU64 off(SI), Z10; \
+	VMOVDQU64 hoff(SI), Z11; \
+	Q3X8_FIELD(Q3X8_WK($4), h2, r2); \
+	Q3X8_A(yoff+64); \
+	Q3X8_FIELD(Q3X8_WK($6), h3, Z12); \
+	Q3X8_B(yoff+96)
+
+// Q3_G0's and Q3_G1's groups in the two passes.
+#define Q3X8_G0A(h, k) Q3X8_FIELDS01(896*h+128*k+64, 896*h+128*k, 16*h+4*k, Q3X8_HL($2), Q3X8_HL($1))
+#define Q3X8_G0B(h, k) Q3X8_FIELDS23(896*h+128*k+64, 896*h+128*k, 16*h+4*k, EMPTY, Z11, Q3X8_HR($1))
+#define Q3X8_G1A(h, k) Q3X8_FIELDS01(896*h+576+64*k, 896*h+128*k, 128+16*h+4*k, Q3X8_HR($2), Q3X8_HR($3))
+#define Q3X8_G1B(h, k) Q3X8_FIELDS23(896*h+576+64*k, 896*h+128*k, 128+16*h+4*k, Q3X8_HR($4), Z12, Q3X8_HR($5))
+
+// The end of a pass: each column's two sums (started at their offset terms) times their
+// rows' scales (Z8, Z9), added to its total.
+// A quad (Q3_QUAD4's) in its two passes, GA and GB the group macros of its half; each pass's
+// sums start at their offset terms (PK8_START) and end scaled in the totals (PK8_SCALE_SUMS).
+#define Q3X8_QUAD(GA, GB, n, h) \
+	PK8_START(8*n+h, 8*n+2+h); \
+	GA(h, 0); \
+	GA(h, 1); \
+	GA(h, 2); \
+	GA(h, 3); \
+	Q3_SCALES(n, 0, h); \
+	VPMOVSXBD 896*h+512+320*n+16(SI), Z9; \
+	PK8_SCALE_SUMS; \
+	PK8_START(8*n+4+h, 8*n+6+h); \
+	GB(h, 0); \
+	GB(h, 1); \
+	GB(h, 2); \
+	GB(h, 3); \
+	Q3_SCALES(n, 2, h); \
+	VPMOVSXBD 896*h+512+320*n+48(SI), Z9; \
+	PK8_SCALE_SUMS
+
+#define Q3X8_QUAD_G0(n, h) Q3X8_QUAD(Q3X8_G0A, Q3X8_G0B, n, h)
+#define Q3X8_QUAD_G1(n, h) Q3X8_QUAD(Q3X8_G1A, Q3X8_G1B, n, h)
+
+// func dotPackedQ3Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ3Kx8VNNI(SB), NOSPLIT, $512-64
+	PACKED_ARGS4
+
+q3x8_panel:
+	MOVQ R9, SI
+	MOVQ nb+24(FP), CX
+	PACKED_COLS8_ROWS(R11, R13)
+	PK8_FRAME_ZERO
+
+q3x8_block:
+	ZERO_Z4(Z0, Z1, Z2, Z3)
+	ZERO_Z4(Z4, Z5, Z6, Z7)
+	PACKED_PREFETCH8(PF3_DIST, SI)
+	Q3X8_QUAD_G0(0, 0)
+	PACKED_PREFETCH8(PF3_DIST+512, SI)
+	Q3X8_QUAD_G1(1, 0)
+	PACKED_PREFETCH8(PF3_DIST+1024, SI)
+	Q3X8_QUAD_G0(0, 1)
+	PACKED_PREFETCH8(PF3_DIST+1536, SI)
+	Q3X8_QUAD_G1(1, 1)
+	VCVTPH2PS 1792(SI), Z8
+	PK8_FMA_ALL(PK8_FMA_FRAME)
+	PK8_NEXT_ACT(1856, 384, q3x8_block)
+
+	PK8_FRAME_LOAD
+	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
+	PACKED_NEXT_PANEL(q3x8_panel)
+	VZEROUPPER
+	RET
+
+DATA q3m03<>+0(SB)/4, $0x03030303
+GLOBL q3m03<>(SB), RODATA|NOPTR, $4
+DATA q3m04<>+0(SB)/4, $0x04040404
+GLOBL q3m04<>(SB), RODATA|NOPTR, $4
+
 // AVX2 (PA_SB_DOT1, PA_SB_DOT4): packed Q3_K, each field of a quant vector (bits 2j..2j+1)
 // shifted down and masked, its high bit brought to bit 2 and ORed in: unsigned 3-bit quants u,
 // whose products sum as PA_DOT's; the offsets are 4·bsum_j. Registers as PA_DOT's callers

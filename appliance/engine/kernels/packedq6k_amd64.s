@@ -72,14 +72,8 @@
 	VPANDD     Z31, Z4, Z5; \
 	VPTERNLOGD $0xF8, Z30, Z6, Z5
 
-// Sub-block j's sum acc of the column at base plus its offset term c_j (prepPackedAct6 stores
-// it negated), times Z8 (the 16 rows' scales j), added to tot: PACKED_SC with the sign of c_j.
-#define P6_SCL(j, base, acc, tot) \
-	VPADDD.BCST 260+4*j base, acc, acc; \
-	VPMULLD     Z8, acc, acc; \
-	VPADDD      acc, tot, tot
-
-// The 4·q sums (summed as such) of sub-block j: P6_SCL, shifted down by 2 after the scaling.
+// The 4·q sums (summed as such) of sub-block j: PACKED_SC, shifted down by 2 after the
+// scaling.
 #define P6_SCH(j, base, acc, tot) \
 	VPADDD.BCST 260+4*j base, acc, acc; \
 	VPMULLD     Z8, acc, acc; \
@@ -107,9 +101,9 @@
 #define P6_END1(pf, sb, jal, jbl, jah, jbh) \
 	pf(sb); \
 	VPMOVSXBD sb(SI), Z8; \
-	P6_SCL(jal, (DI), Z10, Z14); \
+	PACKED_SC(jal, (DI), Z10, Z14); \
 	VPMOVSXBD sb+16(SI), Z8; \
-	P6_SCL(jbl, (DI), Z11, Z14); \
+	PACKED_SC(jbl, (DI), Z11, Z14); \
 	VPMOVSXBD sb+32(SI), Z8; \
 	P6_SCH(jah, (DI), Z12, Z14); \
 	VPMOVSXBD sb+48(SI), Z8; \
@@ -139,15 +133,15 @@
 #define P6_END4(sb, jal, jbl, jah, jbh) \
 	PF6 PF6_DIST+sb(SI); \
 	VPMOVSXBD sb(SI), Z8; \
-	P6_SCL(jal, (DI), Z9, Z13); \
-	P6_SCL(jal, (DI)(DX*1), Z14, Z18); \
-	P6_SCL(jal, (R14), Z19, Z23); \
-	P6_SCL(jal, (R14)(DX*1), Z24, Z7); \
+	PACKED_SC(jal, (DI), Z9, Z13); \
+	PACKED_SC(jal, (DI)(DX*1), Z14, Z18); \
+	PACKED_SC(jal, (R14), Z19, Z23); \
+	PACKED_SC(jal, (R14)(DX*1), Z24, Z7); \
 	VPMOVSXBD sb+16(SI), Z8; \
-	P6_SCL(jbl, (DI), Z10, Z13); \
-	P6_SCL(jbl, (DI)(DX*1), Z15, Z18); \
-	P6_SCL(jbl, (R14), Z20, Z23); \
-	P6_SCL(jbl, (R14)(DX*1), Z25, Z7); \
+	PACKED_SC(jbl, (DI), Z10, Z13); \
+	PACKED_SC(jbl, (DI)(DX*1), Z15, Z18); \
+	PACKED_SC(jbl, (R14), Z20, Z23); \
+	PACKED_SC(jbl, (R14)(DX*1), Z25, Z7); \
 	VPMOVSXBD sb+32(SI), Z8; \
 	P6_SCH(jah, (DI), Z11, Z13); \
 	P6_SCH(jah, (DI)(DX*1), Z16, Z18); \
@@ -239,33 +233,8 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 // the columns' totals, Z16-Z23 their low sums, Z24-Z31 their high ones, Z8, Z9 the pass's
 // scales, Z10-Z15 scratch; the masks are broadcast from memory; the float sums live in the
 // frame (P6X8_FMA).
-#define P6X8_DP(off, q, a0, a1, a2, a3, a4, a5, a6, a7) \
-	VPDPBUSD.BCST off(DI), q, a0; \
-	VPDPBUSD.BCST off(DI)(DX*1), q, a1; \
-	VPDPBUSD.BCST off(DI)(DX*2), q, a2; \
-	VPDPBUSD.BCST off(R11), q, a3; \
-	VPDPBUSD.BCST off(R11)(DX*1), q, a4; \
-	VPDPBUSD.BCST off(R11)(DX*2), q, a5; \
-	VPDPBUSD.BCST off(R13), q, a6; \
-	VPDPBUSD.BCST off(R13)(DX*1), q, a7
-
-#define P6X8_LO(off) P6X8_DP(off, Z14, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
-#define P6X8_HI(off) P6X8_DP(off, Z14, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
-
-// Every column's sums of sub-blocks jl (low) and jh (high) set to their offset terms.
-#define P6X8_START1(j, a0, a1, a2, a3, a4, a5, a6, a7) \
-	VPBROADCASTD 260+4*j(DI), a0; \
-	VPBROADCASTD 260+4*j(DI)(DX*1), a1; \
-	VPBROADCASTD 260+4*j(DI)(DX*2), a2; \
-	VPBROADCASTD 260+4*j(R11), a3; \
-	VPBROADCASTD 260+4*j(R11)(DX*1), a4; \
-	VPBROADCASTD 260+4*j(R11)(DX*2), a5; \
-	VPBROADCASTD 260+4*j(R13), a6; \
-	VPBROADCASTD 260+4*j(R13)(DX*1), a7
-
-#define P6X8_START(jl, jh) \
-	P6X8_START1(jl, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23); \
-	P6X8_START1(jh, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
+#define P6X8_LO(off) PK8_DP(off, Z14, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23)
+#define P6X8_HI(off) PK8_DP(off, Z14, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
 
 // Pass A of pair g' = gp of half n (at pb): A's low quants (q), then its high ones (4·q).
 #define P6X8_A(n, gp, pb) \
@@ -295,35 +264,22 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 
 // The end of a pass: the low sums times four times their rows' scales (at sl), the high ones
 // times theirs (at sh), added to the columns' totals.
-#define P6X8_SCALE1(lo, hi, tot) \
-	VPMULLD Z8, lo, lo; \
-	VPADDD  lo, tot, tot; \
-	VPMULLD Z9, hi, hi; \
-	VPADDD  hi, tot, tot
-
 #define P6X8_SCALE(sl, sh) \
 	VPMOVSXBD sl(SI), Z8; \
 	VPSLLD    $2, Z8, Z8; \
 	VPMOVSXBD sh(SI), Z9; \
-	P6X8_SCALE1(Z16, Z24, Z0); \
-	P6X8_SCALE1(Z17, Z25, Z1); \
-	P6X8_SCALE1(Z18, Z26, Z2); \
-	P6X8_SCALE1(Z19, Z27, Z3); \
-	P6X8_SCALE1(Z20, Z28, Z4); \
-	P6X8_SCALE1(Z21, Z29, Z5); \
-	P6X8_SCALE1(Z22, Z30, Z6); \
-	P6X8_SCALE1(Z23, Z31, Z7)
+	PK8_SCALE_SUMS
 
 // A quad: pass A over its four pairs (sub-blocks jal, jah), then pass B (jbl, jbh).
 #define P6X8_QUAD(n, g0, g1, g2, g3, b0, b1, b2, b3, sb, jal, jbl, jah, jbh) \
 	PF6 PF6_DIST+sb(SI); \
-	P6X8_START(jal, jah); \
+	PK8_START(jal, jah); \
 	P6X8_A(n, g0, b0); \
 	P6X8_A(n, g1, b1); \
 	P6X8_A(n, g2, b2); \
 	P6X8_A(n, g3, b3); \
 	P6X8_SCALE(sb, sb+32); \
-	P6X8_START(jbl, jbh); \
+	PK8_START(jbl, jbh); \
 	P6X8_B(n, g0, b0); \
 	P6X8_B(n, g1, b1); \
 	P6X8_B(n, g2, b2); \
@@ -349,14 +305,7 @@ p6x8_block:
 	P6X8_QUAD(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
 	P6X8_QUAD(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
 	VCVTPH2PS 3328(SI), Z8
-	P6X8_FMA(0, (DI), Z0)
-	P6X8_FMA(1, (DI)(DX*1), Z1)
-	P6X8_FMA(2, (DI)(DX*2), Z2)
-	P6X8_FMA(3, (R11), Z3)
-	P6X8_FMA(4, (R11)(DX*1), Z4)
-	P6X8_FMA(5, (R11)(DX*2), Z5)
-	P6X8_FMA(6, (R13), Z6)
-	P6X8_FMA(7, (R13)(DX*1), Z7)
+	PK8_FMA_ALL(P6X8_FMA)
 	PK8_NEXT_ACT(3392, 384, p6x8_block)
 
 	PK8_FRAME_LOAD

@@ -1013,15 +1013,76 @@ widen_loop: \
 	DECQ CX; \
 	JNZ  label
 
-// Packed Q6_K's eight-column kernel (packedq6k_amd64.s): column c's total (4·sumi) into its
-// float sum in the frame, with Z8 = the rows' d and Z9, Z10 scratch.
-#define P6X8_FMA(c, base, tot) \
-	VPSRAD      $2, tot, tot; \
+// Packed eight-column kernels of the 16-sub-block K-quants (Q3_K, Q6_K): the quants in q
+// against the broadcast activation quants at off of the eight columns (as PK8_NEXT_ACT's rows)
+// into a0..a7.
+#define PK8_DP(off, q, a0, a1, a2, a3, a4, a5, a6, a7) \
+	VPDPBUSD.BCST off(DI), q, a0; \
+	VPDPBUSD.BCST off(DI)(DX*1), q, a1; \
+	VPDPBUSD.BCST off(DI)(DX*2), q, a2; \
+	VPDPBUSD.BCST off(R11), q, a3; \
+	VPDPBUSD.BCST off(R11)(DX*1), q, a4; \
+	VPDPBUSD.BCST off(R11)(DX*2), q, a5; \
+	VPDPBUSD.BCST off(R13), q, a6; \
+	VPDPBUSD.BCST off(R13)(DX*1), q, a7
+
+// Their two sums a column (Z16-Z23 and Z24-Z31) set to the offset terms of sub-blocks ja and jb
+// (PACKED_SC's c_j).
+#define PK8_START1(j, a0, a1, a2, a3, a4, a5, a6, a7) \
+	VPBROADCASTD 260+4*(j)(DI), a0; \
+	VPBROADCASTD 260+4*(j)(DI)(DX*1), a1; \
+	VPBROADCASTD 260+4*(j)(DI)(DX*2), a2; \
+	VPBROADCASTD 260+4*(j)(R11), a3; \
+	VPBROADCASTD 260+4*(j)(R11)(DX*1), a4; \
+	VPBROADCASTD 260+4*(j)(R11)(DX*2), a5; \
+	VPBROADCASTD 260+4*(j)(R13), a6; \
+	VPBROADCASTD 260+4*(j)(R13)(DX*1), a7
+
+#define PK8_START(ja, jb) \
+	PK8_START1(ja, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23); \
+	PK8_START1(jb, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
+
+// Those sums times their rows' scales (Z8 and Z9), added to the columns' totals Z0-Z7.
+#define PK8_SCALE1(a, b, tot) \
+	VPMULLD Z8, a, a; \
+	VPADDD  a, tot, tot; \
+	VPMULLD Z9, b, b; \
+	VPADDD  b, tot, tot
+
+#define PK8_SCALE_SUMS \
+	PK8_SCALE1(Z16, Z24, Z0); \
+	PK8_SCALE1(Z17, Z25, Z1); \
+	PK8_SCALE1(Z18, Z26, Z2); \
+	PK8_SCALE1(Z19, Z27, Z3); \
+	PK8_SCALE1(Z20, Z28, Z4); \
+	PK8_SCALE1(Z21, Z29, Z5); \
+	PK8_SCALE1(Z22, Z30, Z6); \
+	PK8_SCALE1(Z23, Z31, Z7)
+
+// Column c's super-block total tot into its float sum in the frame: PACKED_FMA, with Z8 = the
+// rows' d and Z9, Z10 scratch.
+#define PK8_FMA_FRAME(c, base, tot) \
 	VCVTDQ2PS   tot, tot; \
 	VMULPS.BCST 256 base, Z8, Z9; \
 	VMOVUPS     c*64(SP), Z10; \
 	VFMADD231PS Z9, tot, Z10; \
 	VMOVUPS     Z10, c*64(SP)
+
+// Packed Q6_K's eight-column kernel (packedq6k_amd64.s): its totals are 4·sumi.
+#define P6X8_FMA(c, base, tot) \
+	VPSRAD $2, tot, tot; \
+	PK8_FMA_FRAME(c, base, tot)
+
+// Every column's total into its float sum (PK8_FMA_FRAME's fma), Z0-Z7.
+#define PK8_FMA_ALL(fma) \
+	fma(0, (DI), Z0); \
+	fma(1, (DI)(DX*1), Z1); \
+	fma(2, (DI)(DX*2), Z2); \
+	fma(3, (R11), Z3); \
+	fma(4, (R11)(DX*1), Z4); \
+	fma(5, (R11)(DX*2), Z5); \
+	fma(6, (R13), Z6); \
+	fma(7, (R13)(DX*1), Z7)
 
 // Arguments of the two-row four-column kernels (x *uint16, xstride int, y, ystride int, n int,
 // out *float32): SI = x, BX = xstride, DI = y, DX = ystride, R14 = y + 2·ystride, CX = n,
@@ -1035,12 +1096,11 @@ widen_loop: \
 	MOVQ out+40(FP), R8; \
 	LEAQ (DI)(DX*2), R14
 
-// Packed Q3_K (16 sub-blocks of 16; Q6_K's kernels add negated terms, P6_SCL), against
-// prepared activations whose offset terms c_j (int32) are at 260+4j and scale (float32) at
-// 256: sub-block j's sum acc of the column at base, less c_j, times Z8 (the 16 rows' scales
-// j), added to tot.
+// Packed Q3_K and Q6_K (16 sub-blocks of 16), against prepared activations whose offset terms
+// c_j (int32, negated) are at 260+4j and scale (float32) at 256: sub-block j's sum acc of the
+// column at base, plus c_j, times Z8 (the 16 rows' scales j), added to tot.
 #define PACKED_SC(j, base, acc, tot) \
-	VPSUBD.BCST 260+4*(j) base, acc, acc; \
+	VPADDD.BCST 260+4*(j) base, acc, acc; \
 	VPMULLD     Z8, acc, acc; \
 	VPADDD      acc, tot, tot
 
