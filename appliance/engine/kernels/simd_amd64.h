@@ -918,11 +918,22 @@ widen_loop: \
 	VPADDD  Z25, sumi, sumi
 
 // Eight columns: column c's super-block total into its float sum in the frame (c*64(SP); Z25
-// holds it meanwhile).
-#define PK8_FINISH(tail, c, base, sumi) \
-	VMOVUPS c*64(SP), Z25; \
-	PKN_FINISH(tail, base, sumi, Z25); \
-	VMOVUPS Z25, c*64(SP)
+// holds it meanwhile): PKN_FINISH's arithmetic, with the rows' mins (as words, Z8-Z11), d
+// (Z12) and dmin (Z13) made once for all columns by PK8_FINISH_ALL; Z24, Z28, Z29 scratch.
+#define PK8_FINISH(c, base, sumi) \
+	VPXORD        Z24, Z24, Z24; \
+	VPDPWSSD.BCST 260 base, Z8, Z24; \
+	VPDPWSSD.BCST 264 base, Z9, Z24; \
+	VPDPWSSD.BCST 268 base, Z10, Z24; \
+	VPDPWSSD.BCST 272 base, Z11, Z24; \
+	VMOVUPS       c*64(SP), Z25; \
+	VMULPS.BCST   256 base, Z12, Z28; \
+	VMULPS.BCST   256 base, Z13, Z29; \
+	VCVTDQ2PS     sumi, sumi; \
+	VFMADD231PS   Z28, sumi, Z25; \
+	VCVTDQ2PS     Z24, Z24; \
+	VFNMADD231PS  Z29, Z24, Z25; \
+	VMOVUPS       Z25, c*64(SP)
 
 // Eight columns: the float sums in the frame (64 bytes a column) zeroed, and loaded into Z0-Z7.
 #define PK8_FRAME_ZERO \
@@ -949,14 +960,13 @@ widen_loop: \
 // Eight columns (activations at DI, DI+DX, DI+2DX, R11, R11+DX, R11+2DX, R13, R13+DX; integer
 // sums Z0-Z7): every column's super-block total into its float sum in the frame.
 #define PK8_FINISH_ALL(tail) \
-	PK8_FINISH(tail, 0, (DI), Z0); \
-	PK8_FINISH(tail, 1, (DI)(DX*1), Z1); \
-	PK8_FINISH(tail, 2, (DI)(DX*2), Z2); \
-	PK8_FINISH(tail, 3, (R11), Z3); \
-	PK8_FINISH(tail, 4, (R11)(DX*1), Z4); \
-	PK8_FINISH(tail, 5, (R11)(DX*2), Z5); \
-	PK8_FINISH(tail, 6, (R13), Z6); \
-	PK8_FINISH(tail, 7, (R13)(DX*1), Z7)
+	VPMOVZXBW tail+128(SI), Z8; \
+	VPMOVZXBW tail+160(SI), Z9; \
+	VPMOVZXBW tail+192(SI), Z10; \
+	VPMOVZXBW tail+224(SI), Z11; \
+	VCVTPH2PS tail+256(SI), Z12; \
+	VCVTPH2PS tail+288(SI), Z13; \
+	PK8_FMA_ALL(PK8_FINISH)
 
 // Packed kernels of four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)) and of
 // eight (as PK8_FINISH_ALL): col(j, base, sum) for every column, its integer sum in Z4-Z7 or
