@@ -186,59 +186,42 @@ TEXT ·dotPackedQ3Kx4VNNI(SB), NOSPLIT, $256-64
 
 // The end of a pass: each column's two sums (started at their offset terms) times their
 // rows' scales (Z8, Z9), added to its total.
-// A quad (Q3_QUAD4's) in its two passes, GA and GB the group macros of its half; each pass's
-// sums start at their offset terms (PK8_START) and end scaled in the totals (PK8_SCALE_SUMS).
-#define Q3X8_QUAD(GA, GB, n, h) \
-	PK8_START(8*n+h, 8*n+2+h); \
-	GA(h, 0); \
-	GA(h, 1); \
-	GA(h, 2); \
-	GA(h, 3); \
-	Q3_SCALES(n, 0, h); \
-	VPMOVSXBD 896*h+512+320*n+16(SI), Z9; \
-	PK8_SCALE_SUMS; \
-	PK8_START(8*n+4+h, 8*n+6+h); \
-	GB(h, 0); \
-	GB(h, 1); \
-	GB(h, 2); \
-	GB(h, 3); \
-	Q3_SCALES(n, 2, h); \
-	VPMOVSXBD 896*h+512+320*n+48(SI), Z9; \
+// A pass over a quad's four groups (G) for its sub-blocks ja and jb (fields 2p and 2p+1, their
+// scales from 32p on): the sums start at their offset terms (PK8_START) and end scaled in the
+// totals (PK8_SCALE_SUMS). A quad (Q3_QUAD4's) is two passes, GA's and GB's.
+#define Q3X8_PASS(G, n, h, p) \
+	PK8_START(8*n+4*p+h, 8*n+4*p+2+h); \
+	G(h, 0); \
+	G(h, 1); \
+	G(h, 2); \
+	G(h, 3); \
+	VPMOVSXBD 896*h+512+320*n+32*p(SI), Z8; \
+	VPMOVSXBD 896*h+512+320*n+32*p+16(SI), Z9; \
 	PK8_SCALE_SUMS
+
+#define Q3X8_QUAD(GA, GB, n, h) \
+	Q3X8_PASS(GA, n, h, 0); \
+	Q3X8_PASS(GB, n, h, 1)
 
 #define Q3X8_QUAD_G0(n, h) Q3X8_QUAD(Q3X8_G0A, Q3X8_G0B, n, h)
 #define Q3X8_QUAD_G1(n, h) Q3X8_QUAD(Q3X8_G1A, Q3X8_G1B, n, h)
 
+// Eight columns' super-block.
+#define Q3X8_SB \
+	PACKED_PREFETCH8(PF3_DIST, SI); \
+	Q3X8_QUAD_G0(0, 0); \
+	PACKED_PREFETCH8(PF3_DIST+512, SI); \
+	Q3X8_QUAD_G1(1, 0); \
+	PACKED_PREFETCH8(PF3_DIST+1024, SI); \
+	Q3X8_QUAD_G0(0, 1); \
+	PACKED_PREFETCH8(PF3_DIST+1536, SI); \
+	Q3X8_QUAD_G1(1, 1); \
+	VCVTPH2PS 1792(SI), Z8; \
+	PK8_FMA_ALL(PK8_FMA_FRAME)
+
 // func dotPackedQ3Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ3Kx8VNNI(SB), NOSPLIT, $512-64
-	PACKED_ARGS4
-
-q3x8_panel:
-	MOVQ R9, SI
-	MOVQ nb+24(FP), CX
-	PACKED_COLS8_ROWS(R11, R13)
-	PK8_FRAME_ZERO
-
-q3x8_block:
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	PACKED_PREFETCH8(PF3_DIST, SI)
-	Q3X8_QUAD_G0(0, 0)
-	PACKED_PREFETCH8(PF3_DIST+512, SI)
-	Q3X8_QUAD_G1(1, 0)
-	PACKED_PREFETCH8(PF3_DIST+1024, SI)
-	Q3X8_QUAD_G0(0, 1)
-	PACKED_PREFETCH8(PF3_DIST+1536, SI)
-	Q3X8_QUAD_G1(1, 1)
-	VCVTPH2PS 1792(SI), Z8
-	PK8_FMA_ALL(PK8_FMA_FRAME)
-	PK8_NEXT_ACT(1856, 384, q3x8_block)
-
-	PK8_FRAME_LOAD
-	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	PACKED_NEXT_PANEL(q3x8_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB8(EMPTY, Q3X8_SB, 1856, 384, q3x8_panel, q3x8_block)
 
 DATA q3m03<>+0(SB)/4, $0x03030303
 GLOBL q3m03<>(SB), RODATA|NOPTR, $4

@@ -149,32 +149,17 @@ p4kx4_block:
 	P4KN_CHUNK(j); \
 	PKN_COLS8(P4KN_COL, j)
 
+#define P4K8_SB \
+	P4K8_CHUNK(0); \
+	P4K8_CHUNK(1); \
+	P4K8_CHUNK(2); \
+	P4K8_CHUNK(3); \
+	PK8_FINISH_ALL(2048)
+
 // func dotPackedQ4Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // dotPackedQ4Kx4VNNI for eight prepared activation rows.
 TEXT ·dotPackedQ4Kx8VNNI(SB), NOSPLIT, $512-64
-	PACKED_COLS_ARGS
-
-p4kx8_panel:
-	MOVQ    R9, SI
-	MOVQ    nb+24(FP), CX
-	PACKED_COLS8_ROWS(R11, R13)
-	PK8_FRAME_ZERO
-
-p4kx8_block:
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	P4K8_CHUNK(0)
-	P4K8_CHUNK(1)
-	P4K8_CHUNK(2)
-	P4K8_CHUNK(3)
-	PK8_FINISH_ALL(2048)
-	PK8_NEXT(2368, p4kx8_block)
-
-	PK8_FRAME_LOAD
-	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	PACKED_NEXT_PANEL(p4kx8_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB8(PACKED_NIBBLE_MASKS, P4K8_SB, 2368, 288, p4kx8_panel, p4kx8_block)
 
 // AVX2 (PAK_DOT1, PA_SB_DOT4): packed Q4_K. Per group, the nibbles' products with the
 // activations add into int16 lanes (16 products of at most 15·128 a lane over a chunk's eight

@@ -176,31 +176,19 @@ p5kx4_block:
 	P5KN_CHUNK(j, lb, hb); \
 	PKN_COLS8(P5KN_COL, j)
 
+#define P5K8_SB \
+	P5K_PREFETCH_LAST; \
+	P5K_CHUNKS(P5K8_CHUNK); \
+	PK8_FINISH_ALL(2560)
+
+#define P5K8_MASKS \
+	PACKED_NIBBLE_MASKS; \
+	P5K_MASKS
+
 // func dotPackedQ5Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // dotPackedQ5Kx4VNNI for eight prepared activation rows.
 TEXT ·dotPackedQ5Kx8VNNI(SB), NOSPLIT, $512-64
-	PACKED_COLS_ARGS
-	P5K_MASKS
-
-p5kx8_panel:
-	MOVQ    R9, SI
-	MOVQ    nb+24(FP), CX
-	PACKED_COLS8_ROWS(R11, R13)
-	PK8_FRAME_ZERO
-
-p5kx8_block:
-	P5K_PREFETCH_LAST
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	P5K_CHUNKS(P5K8_CHUNK)
-	PK8_FINISH_ALL(2560)
-	PK8_NEXT(2880, p5kx8_block)
-
-	PK8_FRAME_LOAD
-	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	PACKED_NEXT_PANEL(p5kx8_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB8(P5K8_MASKS, P5K8_SB, 2880, 288, p5kx8_panel, p5kx8_block)
 
 // AVX2 (PAK_DOT1, PA_SB_DOT4): packed Q5_K, as the AVX2 Q4_K kernels with each nibble given its
 // fifth bit (shifted to bit 4, masked to 0x10, ORed in). With 5-bit quants an int16 lane holds

@@ -286,33 +286,19 @@ TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64
 	P6X8_B(n, g3, b3); \
 	P6X8_SCALE(sb+16, sb+48)
 
+// Eight columns' super-block.
+#define P6X8_SB \
+	PF6 PF6_DIST+3328(SI); \
+	P6X8_QUAD(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6); \
+	P6X8_QUAD(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7); \
+	P6X8_QUAD(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14); \
+	P6X8_QUAD(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15); \
+	VCVTPH2PS 3328(SI), Z8; \
+	PK8_FMA_ALL(P6X8_FMA)
+
 // func dotPackedQ6Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx8VNNI(SB), NOSPLIT, $512-64
-	PACKED_ARGS4
-
-p6x8_panel:
-	MOVQ R9, SI
-	MOVQ nb+24(FP), CX
-	PACKED_COLS8_ROWS(R11, R13)
-	PK8_FRAME_ZERO
-
-p6x8_block:
-	PF6 PF6_DIST+3328(SI)
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	P6X8_QUAD(0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6)
-	P6X8_QUAD(0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, 1, 3, 5, 7)
-	P6X8_QUAD(1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14)
-	P6X8_QUAD(1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15)
-	VCVTPH2PS 3328(SI), Z8
-	PK8_FMA_ALL(P6X8_FMA)
-	PK8_NEXT_ACT(3392, 384, p6x8_block)
-
-	PK8_FRAME_LOAD
-	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7)
-	PACKED_NEXT_PANEL(p6x8_panel)
-	VZEROUPPER
-	RET
+	PACKED_SB8(EMPTY, P6X8_SB, 3392, 384, p6x8_panel, p6x8_block)
 
 DATA p6m0f<>+0(SB)/4, $0x0f0f0f0f
 GLOBL p6m0f<>(SB), RODATA|NOPTR, $4

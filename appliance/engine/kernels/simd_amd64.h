@@ -1011,10 +1011,8 @@ widen_loop: \
 	DECQ CX; \
 	JNZ  label
 
-// The same for eight columns (rows at DI, R11 = DI + 3·DX, R13 = DI + 6·DX), and activations
-// of asize bytes a super-block (288 unless given).
-#define PK8_NEXT(size, label) PK8_NEXT_ACT(size, 288, label)
-
+// The same for eight columns (rows at DI, R11 = DI + 3·DX, R13 = DI + 6·DX) and activations
+// of asize bytes a super-block.
 #define PK8_NEXT_ACT(size, asize, label) \
 	ADDQ $size, SI; \
 	ADDQ $asize, DI; \
@@ -1022,6 +1020,28 @@ widen_loop: \
 	ADDQ $asize, R13; \
 	DECQ CX; \
 	JNZ  label
+
+// The loop of the eight-column K-quant kernels (Q3_K, Q4_K, Q5_K, Q6_K), as PACKED_SB4's:
+// body adds a super-block (bsize bytes of weights, asize of prepared activations a column) to
+// the integer totals Z0-Z7, zeroed before it, and those to the float sums in the frame.
+#define PACKED_SB8(masks, body, bsize, asize, plab, blab) \
+	PACKED_ARGS4; \
+	masks; \
+plab: \
+	MOVQ R9, SI; \
+	MOVQ nb+24(FP), CX; \
+	PACKED_COLS8_ROWS(R11, R13); \
+	PK8_FRAME_ZERO; \
+blab: \
+	ZERO_Z4(Z0, Z1, Z2, Z3); \
+	ZERO_Z4(Z4, Z5, Z6, Z7); \
+	body; \
+	PK8_NEXT_ACT(bsize, asize, blab); \
+	PK8_FRAME_LOAD; \
+	PACKED_STORE8(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
 
 // Packed eight-column kernels of the 16-sub-block K-quants (Q3_K, Q6_K): the quants in q
 // against the broadcast activation quants at off of the eight columns (as PK8_NEXT_ACT's rows)
