@@ -141,25 +141,51 @@ p4kx4_block:
 	VZEROUPPER
 	RET
 
-// Eight columns: activations at (DI), (DI)(DX*1), (DI)(DX*2), (R11), (R11)(DX*1),
-// (R11)(DX*2), (R13), (R13)(DX*1) (R11 = DI + 3·DX, R13 = DI + 6·DX); integer sums Z0-Z7.
-// The float sums do not fit the registers beside them: they live in the frame (64 bytes a
-// column), read and written once a super-block.
+// Eight columns group by group, as Q6_K's eight-column kernel: each group's 64 bytes are
+// loaded and split as the columns need them, rather than a chunk's eight groups at once
+// (P4KN_CHUNK), so that a late line holds up one group's products and not a chunk's.
+// Registers: Z0-Z7 the columns' totals, Z16-Z23 their low sub-block's sums, Z24-Z31 their high
+// one's (16 times their value), Z8, Z9 the chunk's scales, Z10-Z12 scratch; the masks are
+// broadcast from memory. The low sub-block's scales are taken 16 times so that the totals are
+// 16·sumi, shifted down once a super-block (P4K8_FINISH).
+#define P4K8_GROUP(j, g) \
+	VMOVDQU64   512*j+64*g(SI), Z10; \
+	VPANDD.BCST p4k0f<>(SB), Z10, Z11; \
+	VPANDD.BCST p4kf0<>(SB), Z10, Z12; \
+	PK8_DP(64*j+4*g, Z11, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23); \
+	PK8_DP(64*j+32+4*g, Z12, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
+
 #define P4K8_CHUNK(j) \
-	P4KN_CHUNK(j); \
-	PKN_COLS8(P4KN_COL, j)
+	P4K_PREFETCH(j); \
+	PK8_ZERO_SUMS; \
+	P4K8_GROUP(j, 0); \
+	P4K8_GROUP(j, 1); \
+	P4K8_GROUP(j, 2); \
+	P4K8_GROUP(j, 3); \
+	P4K8_GROUP(j, 4); \
+	P4K8_GROUP(j, 5); \
+	P4K8_GROUP(j, 6); \
+	P4K8_GROUP(j, 7); \
+	VPMOVZXBD 2048+32*j(SI), Z8; \
+	VPSLLD    $4, Z8, Z8; \
+	VPMOVZXBD 2064+32*j(SI), Z9; \
+	PK8_SCALE_SUMS
+
+#define P4K8_FINISH(c, base, sumi) \
+	VPSRAD $4, sumi, sumi; \
+	PK8_FINISH(c, base, sumi)
 
 #define P4K8_SB \
 	P4K8_CHUNK(0); \
 	P4K8_CHUNK(1); \
 	P4K8_CHUNK(2); \
 	P4K8_CHUNK(3); \
-	PK8_FINISH_ALL(2048)
+	PK8_FINISH_WITH(2048, P4K8_FINISH)
 
 // func dotPackedQ4Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // dotPackedQ4Kx4VNNI for eight prepared activation rows.
 TEXT ·dotPackedQ4Kx8VNNI(SB), NOSPLIT, $512-64
-	PACKED_SB8(PACKED_NIBBLE_MASKS, P4K8_SB, 2368, 288, p4kx8_panel, p4kx8_block)
+	PACKED_SB8(EMPTY, P4K8_SB, 2368, 288, p4kx8_panel, p4kx8_block)
 
 // AVX2 (PAK_DOT1, PA_SB_DOT4): packed Q4_K. Per group, the nibbles' products with the
 // activations add into int16 lanes (16 products of at most 15·128 a lane over a chunk's eight
@@ -285,3 +311,8 @@ DATA ·pakScaleWords+8(SB)/8, $0x8003800380028002
 DATA ·pakScaleWords+16(SB)/8, $0x8005800580048004
 DATA ·pakScaleWords+24(SB)/8, $0x8007800780068006
 GLOBL ·pakScaleWords(SB), RODATA|NOPTR, $32
+
+DATA p4k0f<>+0(SB)/4, $0x0f0f0f0f
+GLOBL p4k0f<>(SB), RODATA|NOPTR, $4
+DATA p4kf0<>+0(SB)/4, $0xf0f0f0f0
+GLOBL p4kf0<>(SB), RODATA|NOPTR, $4

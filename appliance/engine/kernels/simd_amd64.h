@@ -959,14 +959,17 @@ widen_loop: \
 
 // Eight columns (activations at DI, DI+DX, DI+2DX, R11, R11+DX, R11+2DX, R13, R13+DX; integer
 // sums Z0-Z7): every column's super-block total into its float sum in the frame.
-#define PK8_FINISH_ALL(tail) \
+#define PK8_FINISH_ALL(tail) PK8_FINISH_WITH(tail, PK8_FINISH)
+
+// PK8_FINISH_ALL with fin as each column's finish (PK8_FINISH, or a form of it).
+#define PK8_FINISH_WITH(tail, fin) \
 	VPMOVZXBW tail+128(SI), Z8; \
 	VPMOVZXBW tail+160(SI), Z9; \
 	VPMOVZXBW tail+192(SI), Z10; \
 	VPMOVZXBW tail+224(SI), Z11; \
 	VCVTPH2PS tail+256(SI), Z12; \
 	VCVTPH2PS tail+288(SI), Z13; \
-	PK8_FMA_ALL(PK8_FINISH)
+	PK8_FMA_ALL(fin)
 
 // Packed kernels of four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)) and of
 // eight (as PK8_FINISH_ALL): col(j, base, sum) for every column, its integer sum in Z4-Z7 or
@@ -1071,6 +1074,13 @@ blab: \
 #define PK8_START(ja, jb) \
 	PK8_START1(ja, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23); \
 	PK8_START1(jb, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
+
+// Those sums zeroed instead (the types without offset terms).
+#define PK8_ZERO_SUMS \
+	ZERO_Z4(Z16, Z17, Z18, Z19); \
+	ZERO_Z4(Z20, Z21, Z22, Z23); \
+	ZERO_Z4(Z24, Z25, Z26, Z27); \
+	ZERO_Z4(Z28, Z29, Z30, Z31)
 
 // Those sums times their rows' scales (Z8 and Z9), added to the columns' totals Z0-Z7.
 #define PK8_SCALE1(a, b, tot) \
