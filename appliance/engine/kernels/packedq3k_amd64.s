@@ -273,15 +273,17 @@ GLOBL q3m04<>(SB), RODATA|NOPTR, $4
 	G(cols, q, 2, h); \
 	G(cols, q, 3, h)
 
-// The quads in the layout's order, each after its prefetches (as Q3_QUADS).
+// The quads in the layout's order, each after its prefetches (as Q3_QUADS, from R12:
+// PA_PF_BASE).
 #define PA3_QUADS(cols, h) \
-	PACKED_PREFETCH8(PF3_DIST, SI); \
+	PA_PF_BASE(PF3_DIST, h); \
+	PACKED_PREFETCH8(PF3_DIST, R12); \
 	PA3_QUAD(cols, PA3_G0, 0, 0, h); \
-	PACKED_PREFETCH8(PF3_DIST+512, SI); \
+	PACKED_PREFETCH8(PF3_DIST+512, R12); \
 	PA3_QUAD(cols, PA3_G1, 1, 0, h); \
-	PACKED_PREFETCH8(PF3_DIST+1024, SI); \
+	PACKED_PREFETCH8(PF3_DIST+1024, R12); \
 	PA3_QUAD(cols, PA3_G0, 0, 1, h); \
-	PACKED_PREFETCH8(PF3_DIST+1536, SI); \
+	PACKED_PREFETCH8(PF3_DIST+1536, R12); \
 	PA3_QUAD(cols, PA3_G1, 1, 1, h)
 
 // The scale pairs of sub-blocks 2m and 2m+1 (q3kScOff: 896 bytes apart) into Y4-Y11, the

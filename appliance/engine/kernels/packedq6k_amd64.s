@@ -343,7 +343,7 @@ GLOBL p6mc0<>(SB), RODATA|NOPTR, $4
 
 // The pair of ql groups g' = gp of half n of the super-block (at pb) for the columns cols.
 #define PA6_PAIR(cols, n, gp, pb, h) \
-	P6_PF_PAIR(pb); \
+	PA6_PF_PAIR(pb); \
 	PA6_QUANTS(pb, h); \
 	cols(128*n+4*gp, Y8, Y4); \
 	cols(128*n+64+4*gp, Y9, Y6); \
@@ -352,7 +352,7 @@ GLOBL p6mc0<>(SB), RODATA|NOPTR, $4
 
 // A quad: its pairs g0..g3 of half n (at b0..b3), its scales at sb.
 #define PA6_QUAD(cols, n, g0, g1, g2, g3, b0, b1, b2, b3, sb, h) \
-	PF6 PF6_DIST+sb(SI); \
+	PF6 PF6_DIST+sb(R12); \
 	PA_SCW(sb+8*h, Y4); \
 	PA_SCW(sb+16+8*h, Y5); \
 	PA_SCW(sb+32+8*h, Y6); \
@@ -362,8 +362,15 @@ GLOBL p6mc0<>(SB), RODATA|NOPTR, $4
 	PA6_PAIR(cols, n, g2, b2, h); \
 	PA6_PAIR(cols, n, g3, b3, h)
 
+#define PA6_PF_PAIR(pb) \
+	PF6 PF6_DIST+pb(R12); \
+	PF6 PF6_DIST+pb+64(R12); \
+	PF6 PF6_DIST+pb+128(R12)
+
+// The quads of half h, prefetching from R12 (PA_PF_BASE).
 #define PA6_QUADS(cols, h) \
-	PF6 PF6_DIST+3328(SI); \
+	PA_PF_BASE(PF6_DIST, h); \
+	PF6 PF6_DIST+3328(R12); \
 	PA6_QUAD(cols, 0, 0, 1, 2, 3, 0, 192, 384, 576, 768, h); \
 	PA6_QUAD(cols, 0, 4, 5, 6, 7, 832, 1024, 1216, 1408, 1600, h); \
 	PA6_QUAD(cols, 1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, h); \
