@@ -37,9 +37,9 @@ const (
 	// packedAct6 is the prepared activation super-block of packed Q6_K products: the 256
 	// quants, the scale as float32, per sub-block j the int32 offset term c_j (-32·bsum_j, or
 	// -128·bsum_j for the sub-blocks summed as 4·q·y: negative, so that the eight-column kernel
-	// starts each sum from it), then for the AVX2 kernels the int16
-	// bsum_j of each quad's sub-blocks in the quad's order (q6kQuadSubs, from byte 324),
-	// padding to a cache line's multiple.
+	// starts each sum from it), then for the AVX2 kernels the int16 bsum_j of each quad's
+	// sub-blocks in the quad's order (q6kQuadSubs, from byte 324), padding to a cache line's
+	// multiple.
 	packedAct6 = 384
 )
 
