@@ -145,6 +145,11 @@
 #define P5_PREFETCH_L2 P5_PREFETCH_WITH(PREFETCHT1)
 #define P5_PF_GROUP_L2 PF4_LINES(PREFETCHT1, PF5_DIST, R11)
 
+// The next panel's copy of a block's lines (PACKEDA_DOT4's second half).
+#define P5_PF_NEXT \
+	PA_PF_NEXT4(SI); \
+	PREFETCHT1 256(SI)(R13*1)
+
 #define P5_NEXT_BLOCK \
 	ADDQ $320, SI; \
 	ADDQ $32, R11
@@ -471,7 +476,7 @@ TEXT ·dotPackedQ5_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK1, P5_NEXT_BLOCK, pa5_panel, pa5_group, pa5_block)
 
 TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH_L2, P5_PF_GROUP_L2, PA5_BLOCK4, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH_L2, P5_PF_GROUP_L2, P5_PF_NEXT, PA_PF_NEXT4(R11), PA5_BLOCK4, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q4_1 and Q5_1, Q4_0's and Q5_0's blocks each after
 // its line of scales (the rows' d's, then their m's): the integer sums start at zero, and
@@ -548,7 +553,7 @@ TEXT ·dotPackedQ5_1AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP1, EMPTY, EMPTY, PA51_BLOCK1, P51_NEXT_BLOCK, pa51_panel, pa51_group, pa51_block)
 
 TEXT ·dotPackedQ5_1x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, PA51_BLOCK4, P51_NEXT_BLOCK, pa51x4_panel, pa51x4_g0, pa51x4_b0, pa51x4_g1, pa51x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, P51_PREFETCH, EMPTY, PA51_BLOCK4, P51_NEXT_BLOCK, pa51x4_panel, pa51x4_g0, pa51x4_b0, pa51x4_g1, pa51x4_b1)
 
 // AVX-VNNI (PVK_COLS4): packed Q5_0 and Q5_1 in four columns, one half at a time as AVX2's,
 // the low and the high elements' products summed in int32 by VPDPBUSD (Y4-Y7, Y8-Y11), so
@@ -571,7 +576,7 @@ TEXT ·dotPackedQ5_1x4AVX2(SB), NOSPLIT, $0-64
 
 // func dotPackedQ5_0x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ5_0x4AVXVNNI(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PV5_BLOCK4, P5_NEXT_BLOCK, pv5x4_panel, pv5x4_g0, pv5x4_b0, pv5x4_g1, pv5x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, P5_PREFETCH, P5_PF_GROUP, PV5_BLOCK4, P5_NEXT_BLOCK, pv5x4_panel, pv5x4_g0, pv5x4_b0, pv5x4_g1, pv5x4_b1)
 
 // Q5_1: PA51_FMA4 without the widening (the rows' d in Y12, m in Y15).
 #define PV51_FMA4(base, lsum, hsum, acc) \
@@ -589,7 +594,7 @@ TEXT ·dotPackedQ5_0x4AVXVNNI(SB), NOSPLIT, $0-64
 
 // func dotPackedQ5_1x4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ5_1x4AVXVNNI(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, PV51_BLOCK4, P51_NEXT_BLOCK, pv51x4_panel, pv51x4_g0, pv51x4_b0, pv51x4_g1, pv51x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP1, P51_PREFETCH, EMPTY, P51_PREFETCH, EMPTY, PV51_BLOCK4, P51_NEXT_BLOCK, pv51x4_panel, pv51x4_g0, pv51x4_b0, pv51x4_g1, pv51x4_b1)
 
 // 0x0f bytes, for the AVX2 kernels that need every register (not file-local: the kernels of
 // every packed type use it).

@@ -178,7 +178,7 @@ TEXT ·dotPackedQ8_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, P8_PREFETCH1, P8_PF_GROUP1, PA8_BLOCK1, P8_NEXT_BLOCK, pa8_panel, pa8_group, pa8_block)
 
 TEXT ·dotPackedQ8_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P8_PREFETCH, P8_PF_GROUP, PA8_BLOCK4, P8_NEXT_BLOCK, pa8x4_panel, pa8x4_g0, pa8x4_b0, pa8x4_g1, pa8x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P8_PREFETCH, P8_PF_GROUP, PA_PF_NEXT8(SI), PA_PF_NEXT4(R11), PA8_BLOCK4, P8_NEXT_BLOCK, pa8x4_panel, pa8x4_g0, pa8x4_b0, pa8x4_g1, pa8x4_b1)
 
 // AVX-VNNI (PV_DOT4): packed Q8_0 in four columns. Groups q and q+1, both halves, whole
 // (biased bytes): group q in Y8 (rows 0-7) and Y10 (rows 8-15), group q+1 in Y9 and Y11,

@@ -1463,6 +1463,21 @@ plab: \
 	VMOVUPS Y2, 32*h(R12); \
 	VMOVUPS Y3, 32*h(R12)(BX*1)
 
+// The next panel's copy of the n lines at (ptr), into the level-2 cache (PACKEDA_DOT4's pf1,
+// pfg1).
+#define PA_PF_NEXT4(ptr) \
+	PREFETCHT1 (ptr)(R13*1); \
+	PREFETCHT1 64(ptr)(R13*1); \
+	PREFETCHT1 128(ptr)(R13*1); \
+	PREFETCHT1 192(ptr)(R13*1)
+
+#define PA_PF_NEXT8(ptr) \
+	PA_PF_NEXT4(ptr); \
+	PREFETCHT1 256(ptr)(R13*1); \
+	PREFETCHT1 320(ptr)(R13*1); \
+	PREFETCHT1 384(ptr)(R13*1); \
+	PREFETCHT1 448(ptr)(R13*1)
+
 // The four columns' finish m(base, ...) of a block, with each column's sums of low (Y4-Y7)
 // and high (Y8-Y11) elements and its float sum (Y0-Y3).
 #define PA_EACH4_LH(m) \
@@ -1474,12 +1489,16 @@ plab: \
 // func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // consts sets up what the blocks keep in registers (PA_CONSTS, or nothing where the blocks need
 // all sixteen); block(h) is a block of half h.
-#define PACKEDA_DOT4(consts, hdr, pf, pfg, block, next, plab, g0, b0, g1, b1) \
+// pf1 and pfg1 are the second half's prefetches: that half reads the panel from the caches,
+// so they may fetch the next one (R13 = the panel stride; PA_PF8_NEXT) to keep memory
+// streaming through it, or repeat pf and pfg.
+#define PACKEDA_DOT4(consts, hdr, pf, pfg, pf1, pfg1, block, next, plab, g0, b0, g1, b1) \
 	PACKED_ARGS4; \
 	consts; \
+	MOVQ stride+8(FP), R13; \
 plab: \
 	PACKEDA_HALF4(hdr, pf, pfg, block(0), next, 0, g0, b0); \
-	PACKEDA_HALF4(hdr, pf, pfg, block(1), next, 1, g1, b1); \
+	PACKEDA_HALF4(hdr, pf1, pfg1, block(1), next, 1, g1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
