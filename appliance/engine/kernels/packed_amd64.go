@@ -242,25 +242,31 @@ func init() {
 	// Four panels in step were faster while Q4_0's and Q8_0's panels were two runs each (all
 	// quants, then all scales), but one grouped panel at a time reads faster still:
 	// BenchmarkPackedKernels/Q4_0/262144KiB, 15-20 GB/s four in step against 19-25.
-	vnni := func(t ggml.Type, dot func(w *byte, stride int, panels int, nb int, y *byte, out *float32),
+	// stream is the one-column kernel's form without prefetches (streamtune.go), nil where the
+	// type has one form.
+	vnni := func(t ggml.Type, dot, stream packedDot1,
 		dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) {
-		usePacked(packedSet(t, "vnni", dot, dot4, dot8))
+		k := packedSet(t, "vnni", dot, dot4, dot8)
+		if stream != nil {
+			k.withStream(stream)
+		}
+		usePacked(k)
 	}
-	usePacked(packedSet(ggml.Q4_0, "vnni", dotPackedQ4_0VNNI, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI).withStream(dotPackedQ4_0VNNIStream))
-	vnni(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
-	vnni(ggml.Q4_1, dotPackedQ4_1VNNI, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
-	vnni(ggml.Q5_1, dotPackedQ5_1VNNI, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
-	usePacked(packedSet(ggml.Q4_K, "vnni", dotPackedQ4KVNNI, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI).withStream(dotPackedQ4KVNNIStream))
-	vnni(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
-	usePacked(packedSet(ggml.Q8_0, "vnni", dotPackedQ8_0VNNI, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI).withStream(dotPackedQ8_0VNNIStream))
+	vnni(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0VNNIStream, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
+	vnni(ggml.Q5_0, dotPackedQ5_0VNNI, nil, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
+	vnni(ggml.Q4_1, dotPackedQ4_1VNNI, nil, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
+	vnni(ggml.Q5_1, dotPackedQ5_1VNNI, nil, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
+	vnni(ggml.Q4_K, dotPackedQ4KVNNI, dotPackedQ4KVNNIStream, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
+	vnni(ggml.Q5_K, dotPackedQ5KVNNI, nil, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
+	vnni(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0VNNIStream, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
 	// Q2_K: eight columns run as two passes of four. An eight-column kernel built as Q3_K's
 	// (two passes of two fields a quarter) was slower (Zen 4, 256 MiB, one thread: 30.5 ns a
 	// super-block and column against 27): with 2-bit fields the unpacking is cheap, and both
 	// are held by the multiplies (64 VPDPBUSD, 16 VPMULLD and 8 VPDPWSSD a super-block and
 	// column), so reading the quants once gains nothing.
-	vnni(ggml.Q2_K, dotPackedQ2KVNNI, dotPackedQ2Kx4VNNI, nil)
-	vnni(ggml.Q3_K, dotPackedQ3KVNNI, dotPackedQ3Kx4VNNI, dotPackedQ3Kx8VNNI)
-	usePacked(packedSet(ggml.Q6_K, "vnni", dotPackedQ6KVNNI, dotPackedQ6Kx4VNNI, dotPackedQ6Kx8VNNI).withStream(dotPackedQ6KVNNIStream))
+	vnni(ggml.Q2_K, dotPackedQ2KVNNI, nil, dotPackedQ2Kx4VNNI, nil)
+	vnni(ggml.Q3_K, dotPackedQ3KVNNI, nil, dotPackedQ3Kx4VNNI, dotPackedQ3Kx8VNNI)
+	vnni(ggml.Q6_K, dotPackedQ6KVNNI, dotPackedQ6KVNNIStream, dotPackedQ6Kx4VNNI, dotPackedQ6Kx8VNNI)
 }
 
 // packedPad4 is each kernel set's packedKernelSet.pad4 by type, where padding pays:
