@@ -236,6 +236,51 @@ func BenchmarkF16Rows(b *testing.B) {
 	run("mad/group", func() { MadF16RowsGroup(accs, g, rows, stride, ms, vs) })
 }
 
+// BenchmarkF16RowsDepth is a decode step's attention reads at a depth of 4096 in a
+// Llama-3.2-1B-shaped model (16 layers, 8 KV heads of width 64, four query heads each; 128 MiB
+// of keys and values, read from memory), with the cache laid out as the model's Seq does (each
+// head's positions together: "by-head") and with each position's heads together ("by-position",
+// the layout before, which strides every head's read past the other heads'). ns/pos·query is
+// per position and query head.
+func BenchmarkF16RowsDepth(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const g, dim, heads, layers, ctx = 4, 64, 8, 16, 4096
+	caches := make([][]uint16, layers)
+	for l := range caches {
+		caches[l] = randHalves(r, 2*ctx*heads*dim, 1)
+	}
+	qs := randHalves(r, g*dim, 1)
+	out, accs := make([]float32, g*64), make([]uint16, g*dim)
+	ms, vs := make([]float32, g*64), make([]float32, g*64)
+	for i := range ms {
+		ms[i], vs[i] = 1, 0.001
+	}
+	for _, byHead := range []bool{true, false} {
+		name := "by-position"
+		if byHead {
+			name = "by-head"
+		}
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				for _, c := range caches {
+					keys, vals := c[:ctx*heads*dim], c[ctx*heads*dim:]
+					for h := 0; h < heads; h++ {
+						at, stride := func(t int) int { return t*heads*dim + h*dim }, heads*dim
+						if byHead {
+							at, stride = func(t int) int { return (h*ctx + t) * dim }, dim
+						}
+						for t0 := 0; t0 < ctx; t0 += 64 {
+							DotF16RowsGroup(out, g, qs, keys[at(t0):], stride, 0.125)
+							MadF16RowsGroup(accs, g, vals[at(t0):], stride, ms, vs)
+						}
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(layers*heads*ctx*g), "ns/pos·query")
+		})
+	}
+}
+
 // randHalves returns n F16 values of N(0, scale²).
 func randHalves(r *rand.Rand, n int, scale float64) []uint16 {
 	x := make([]uint16, n)

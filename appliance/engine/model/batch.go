@@ -551,22 +551,26 @@ func (s *Stage) qkvToken(ws *workspace, ly *layer, li, t int, pad []float32) {
 	ws.seqs[tk.item].store(li, tk.pos, k, v, pad)
 }
 
-// store writes the key and value of position pos of layer li; pad is scratch for the Q8_0
-// cache.
+// store writes the key and value of position pos of layer li (all KV heads of each, head after
+// head) into the cache's runs by head (see Seq); pad is scratch for the Q8_0 cache.
 func (q *Seq) store(li, pos int, k, v, pad []float32) {
+	c := q.stage.Config
 	if q.kQ8 != nil {
-		kl, vl := q.stage.kvK, q.stage.kvV
-		kl.store(q.kQ8[li][pos*kl.rowBytes:(pos+1)*kl.rowBytes], k, pad)
-		vl.store(q.vQ8[li][pos*vl.rowBytes:(pos+1)*vl.rowBytes], v, pad)
+		q.stage.kvK.store(q.kQ8[li], q.ctxLen, pos, k, pad)
+		q.stage.kvV.store(q.vQ8[li], q.ctxLen, pos, v, pad)
 		return
 	}
-	if q.kF16 != nil {
-		kernels.ToF16(q.kF16[li][pos*len(k):(pos+1)*len(k)], k)
-		kernels.ToF16(q.vF16[li][pos*len(v):(pos+1)*len(v)], v)
-		return
+	dk, dv := c.HeadDimK, c.HeadDimV
+	for h := 0; h < c.NHeadKV; h++ {
+		ko, vo := headAt(h, pos, q.ctxLen)*dk, headAt(h, pos, q.ctxLen)*dv
+		if q.kF16 != nil {
+			kernels.ToF16(q.kF16[li][ko:ko+dk], k[h*dk:(h+1)*dk])
+			kernels.ToF16(q.vF16[li][vo:vo+dv], v[h*dv:(h+1)*dv])
+			continue
+		}
+		copy(q.kF32[li][ko:ko+dk], k[h*dk:(h+1)*dk])
+		copy(q.vF32[li][vo:vo+dv], v[h*dv:(h+1)*dv])
 	}
-	copy(q.kF32[li][pos*len(k):], k)
-	copy(q.vF32[li][pos*len(v):], v)
 }
 
 // attnJob computes causal grouped-query attention for (token, head) units of one layer, or for
@@ -666,17 +670,16 @@ func (j *attnJob) Range(worker, lo, hi int) {
 func (j *attnJob) headF32(sc *attnScratch, seq *Seq, h, pos int, q, out []float32) {
 	c, li := j.s.Config, j.li
 	kvh := h / (c.NHead / c.NHeadKV)
-	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
 	scores := sc.scores[:pos+1]
 	keys, vals := seq.kF32[li], seq.vF32[li]
 	for t := 0; t <= pos; t++ {
-		o := t*kd + kvh*c.HeadDimK
+		o := headAt(kvh, t, seq.ctxLen) * c.HeadDimK
 		scores[t] = kernels.DotF32(q, keys[o:o+c.HeadDimK]) * j.scale
 	}
 	kernels.Softmax(scores)
 	clear(out)
 	for t := 0; t <= pos; t++ {
-		o := t*vd + kvh*c.HeadDimV
+		o := headAt(kvh, t, seq.ctxLen) * c.HeadDimV
 		axpy(out, scores[t], vals[o:o+c.HeadDimV])
 	}
 }
@@ -729,7 +732,6 @@ func onlineWeights(s, w, ms []float32, m, sum float32) (float32, float32) {
 func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float32) {
 	c, li := j.s.Config, j.li
 	kvh := h / (c.NHead / c.NHeadKV)
-	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
 	keys, vals := seq.kF16[li], seq.vF16[li]
 	q16, acc := sc.q16, sc.acc16
 	kernels.ToF16(q16, q)
@@ -738,11 +740,11 @@ func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float3
 	for t0 := 0; t0 <= pos; t0 += attnBlock {
 		n := min(attnBlock, pos+1-t0)
 		s, e, ms := sc.scores[:n], sc.expw[:n], sc.rescale[:n]
-		ko := t0*kd + kvh*c.HeadDimK
-		kernels.DotF16Rows(s, q16, keys[ko:], kd, j.scale)
+		ko := headAt(kvh, t0, seq.ctxLen) * c.HeadDimK
+		kernels.DotF16Rows(s, q16, keys[ko:], c.HeadDimK, j.scale)
 		m, sum = onlineWeights(s, e, ms, m, sum)
-		vo := t0*vd + kvh*c.HeadDimV
-		kernels.MadF16Rows(acc, vals[vo:], vd, ms, e)
+		vo := headAt(kvh, t0, seq.ctxLen) * c.HeadDimV
+		kernels.MadF16Rows(acc, vals[vo:], c.HeadDimV, ms, e)
 	}
 	kernels.FromF16(out, acc[:len(out)])
 	kernels.Scale(out, 1/sum)
@@ -754,7 +756,6 @@ func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float3
 func (j *attnJob) headsF16(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs []float32) {
 	c, li := j.s.Config, j.li
 	kvh := h0 / (c.NHead / c.NHeadKV)
-	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
 	keys, vals := seq.kF16[li], seq.vF16[li]
 	q16, acc := sc.q16[:g*c.HeadDimK], sc.acc16[:g*c.HeadDimV]
 	kernels.ToF16(q16, qs)
@@ -766,11 +767,11 @@ func (j *attnJob) headsF16(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs [
 	for t0 := 0; t0 <= pos; t0 += attnBlock {
 		n := min(attnBlock, pos+1-t0)
 		s, e, ms := sc.scores[:g*n], sc.expw[:g*n], sc.rescale[:g*n]
-		kernels.DotF16RowsGroup(s, g, q16, keys[t0*kd+kvh*c.HeadDimK:], kd, j.scale)
+		kernels.DotF16RowsGroup(s, g, q16, keys[headAt(kvh, t0, seq.ctxLen)*c.HeadDimK:], c.HeadDimK, j.scale)
 		for i := 0; i < g; i++ {
 			m[i], sum[i] = onlineWeights(s[i*n:(i+1)*n], e[i*n:(i+1)*n], ms[i*n:(i+1)*n], m[i], sum[i])
 		}
-		kernels.MadF16RowsGroup(acc, g, vals[t0*vd+kvh*c.HeadDimV:], vd, ms, e)
+		kernels.MadF16RowsGroup(acc, g, vals[headAt(kvh, t0, seq.ctxLen)*c.HeadDimV:], c.HeadDimV, ms, e)
 	}
 	// The value sums widened at once (a table lookup each cost 2% of a step of eight sequences
 	// at short contexts), then scaled: the same products as one value at a time.

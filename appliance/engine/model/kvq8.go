@@ -14,15 +14,15 @@ const (
 )
 
 // kvQ8 is the layout of one position's keys (or values) in a Q8_0 cache: each KV head's
-// vector is quantized on its own, in whole blocks, so attention reads one head as a run of
-// blocks. A head width that is not a multiple of 32 (tiny test models have 8 or 16) is padded
+// vector is quantized on its own, in whole blocks, and stored in its head's run of positions
+// (see Seq), so attention reads one head as a run of blocks. A head width that is not a multiple of 32 (tiny test models have 8 or 16) is padded
 // with zeros to whole blocks; llama.cpp refuses such models, and for the widths of real models
 // (64, 128) the layout is exactly its row of Q8_0 blocks.
 type kvQ8 struct {
 	heads, dim int
 	blocks     int // per head
 	headBytes  int
-	rowBytes   int // per position
+	rowBytes   int // per position, all heads
 }
 
 func newKVQ8(heads, dim int) kvQ8 {
@@ -33,21 +33,21 @@ func newKVQ8(heads, dim int) kvQ8 {
 // padded is the width of one head after padding to whole blocks.
 func (l kvQ8) padded() int { return l.blocks * q8Elems }
 
-// store quantizes x (heads × dim values) into row. The rounding is that of llama.cpp's CPU
-// copy into a Q8_0 cache (quantize_row_q8_0 of its SIMD builds, which QuantizeActivations
-// mirrors). pad is scratch of at least padded() values.
-func (l kvQ8) store(row []byte, x, pad []float32) {
-	if l.dim%q8Elems == 0 {
-		// Blocks never straddle heads, so the whole row quantizes in one call.
-		kernels.QuantizeActivations(ggml.Q8_0, x, row[:l.rowBytes:l.rowBytes])
-		return
-	}
+// store quantizes x (heads × dim values) as position pos of the layer's cache of ctxLen
+// positions. The rounding is that of llama.cpp's CPU copy into a Q8_0 cache (quantize_row_q8_0
+// of its SIMD builds, which QuantizeActivations mirrors; each block on its own, so quantizing
+// head by head gives its bits). pad is scratch of at least padded() values.
+func (l kvQ8) store(layer []byte, ctxLen, pos int, x, pad []float32) {
 	p := pad[:l.padded()]
 	clear(p[l.dim:])
 	for h := 0; h < l.heads; h++ {
-		copy(p, x[h*l.dim:(h+1)*l.dim])
-		o := h * l.headBytes
-		kernels.QuantizeActivations(ggml.Q8_0, p, row[o:o+l.headBytes:o+l.headBytes])
+		src := x[h*l.dim : (h+1)*l.dim]
+		if l.dim%q8Elems != 0 {
+			copy(p, src)
+			src = p
+		}
+		o := headAt(h, pos, ctxLen) * l.headBytes
+		kernels.QuantizeActivations(ggml.Q8_0, src, layer[o:o+l.headBytes:o+l.headBytes])
 	}
 }
 
@@ -75,11 +75,11 @@ func (j *attnJob) headQ8(sc *attnScratch, seq *Seq, h, pos int, q, out []float32
 	for t0 := 0; t0 <= pos; t0 += attnBlock {
 		n := min(attnBlock, pos+1-t0)
 		s, e := sc.scores[:n], sc.expw[:n]
-		ko := t0*kl.rowBytes + kvh*kl.headBytes
-		kernels.DotQ8_0Rows(s, q8, keys[ko:], kl.rowBytes, j.scale)
+		ko := headAt(kvh, t0, seq.ctxLen) * kl.headBytes
+		kernels.DotQ8_0Rows(s, q8, keys[ko:], kl.headBytes, j.scale)
 		m, sum = onlineWeights(s, e, sc.rescale[:n], m, sum)
-		vo := t0*vl.rowBytes + kvh*vl.headBytes
-		kernels.MadQ8_0Rows(acc, vals[vo:], vl.rowBytes, sc.rescale[:n], e)
+		vo := headAt(kvh, t0, seq.ctxLen) * vl.headBytes
+		kernels.MadQ8_0Rows(acc, vals[vo:], vl.headBytes, sc.rescale[:n], e)
 	}
 	inv := 1 / sum
 	for d := range out {

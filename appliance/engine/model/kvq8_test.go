@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
@@ -83,7 +84,7 @@ func refHeadQ8(t *testing.T, c *attnCase, h, pos int, q []float32) []float64 {
 	scores := make([]float64, pos+1)
 	mx := math.Inf(-1)
 	for p := 0; p <= pos; p++ {
-		o := p*kl.rowBytes + kvh*kl.headBytes
+		o := headAt(kvh, p, c.seq.ctxLen) * kl.headBytes
 		kd := deq(c.seq.kQ8[0][o : o+kl.headBytes])
 		var s float64
 		for i := range qd {
@@ -99,7 +100,7 @@ func refHeadQ8(t *testing.T, c *attnCase, h, pos int, q []float32) []float64 {
 	}
 	out := make([]float64, dim)
 	for p := 0; p <= pos; p++ {
-		o := p*vl.rowBytes + kvh*vl.headBytes
+		o := headAt(kvh, p, c.seq.ctxLen) * vl.headBytes
 		vd := deq(c.seq.vQ8[0][o : o+vl.headBytes])
 		for i := range out {
 			out[i] += scores[p] / sum * float64(vd[i])
@@ -194,18 +195,31 @@ func TestAttentionAcrossBlocks(t *testing.T) {
 	}
 }
 
-// A stored Q8_0 row dequantizes to its input within half a quantization step of its block (plus
-// the scale's F16 rounding), and a padded head's tail stays zero, so it adds nothing to the dots.
+// A stored Q8_0 position dequantizes to its input within half a quantization step of its block
+// (plus the scale's F16 rounding), each head in its run of positions and no byte of the other
+// positions touched, and a padded head's tail stays zero, so it adds nothing to the dots.
 func TestQ8StoreRoundTrip(t *testing.T) {
 	for _, dim := range []int{8, 16, 32, 96} {
+		const ctxLen, pos = 3, 1
 		l := newKVQ8(3, dim)
 		r := rand.New(rand.NewPCG(5, uint64(dim)))
 		x := make([]float32, 3*dim)
 		for i := range x {
 			x[i] = float32(r.NormFloat64()) * float32(1+i%5)
 		}
-		row := make([]byte, l.rowBytes)
-		l.store(row, x, make([]float32, l.padded()))
+		layer := make([]byte, ctxLen*l.rowBytes)
+		l.store(layer, ctxLen, pos, x, make([]float32, l.padded()))
+		var row []byte
+		for h := 0; h < 3; h++ {
+			for p := 0; p < ctxLen; p++ {
+				o := headAt(h, p, ctxLen) * l.headBytes
+				if p == pos {
+					row = append(row, layer[o:o+l.headBytes]...)
+				} else if slices.ContainsFunc(layer[o:o+l.headBytes], func(b byte) bool { return b != 0 }) {
+					t.Fatalf("dim %d: storing position %d wrote head %d's position %d", dim, pos, h, p)
+				}
+			}
+		}
 		y := make([]float32, 3*l.padded())
 		if err := kernels.Dequantize(ggml.Q8_0, row, y); err != nil {
 			t.Fatal(err)

@@ -234,9 +234,14 @@ type Seq struct {
 	ctxLen int
 	n      int // positions held in the cache
 
-	kF32, vF32 [][]float32 // per layer, ctxLen × (NHeadKV·HeadDim)
+	// Per layer, NHeadKV runs of ctxLen positions each (headAt): KV head h's position p at
+	// (h·ctxLen + p) head widths. Attention reads one head's keys and values over all
+	// positions, so each is one sequential run from memory; with a position's heads side by
+	// side instead, every read strode past the other heads' (at a depth of 4096, from memory,
+	// a head's keys and values took 2.5x as long: kernels' BenchmarkF16RowsDepth).
+	kF32, vF32 [][]float32
 	kF16, vF16 [][]uint16
-	kQ8, vQ8   [][]byte // per layer, ctxLen rows of kvQ8 layout
+	kQ8, vQ8   [][]byte // head widths of kvQ8.headBytes
 
 	// Results of ForwardBatch, reused from call to call.
 	hidOut, logOut []float32
@@ -291,22 +296,35 @@ func (q *Seq) Extend(ctxLen, keep int) (*Seq, error) {
 	}
 	r := q.stage.newSeq(ctxLen)
 	q.stage.announce(func(m Mirror) error { return m.Extend(q.id, r.id, ctxLen, keep) })
-	c := q.stage.Config
-	kd, vd := c.NHeadKV*c.HeadDimK, c.NHeadKV*c.HeadDimV
+	st := q.stage
+	c := st.Config
 	for li := range q.kF16 {
-		copy(r.kF16[li], q.kF16[li][:keep*kd])
-		copy(r.vF16[li], q.vF16[li][:keep*vd])
+		copyHeads(r.kF16[li], q.kF16[li], c.NHeadKV, c.HeadDimK, r.ctxLen, q.ctxLen, keep)
+		copyHeads(r.vF16[li], q.vF16[li], c.NHeadKV, c.HeadDimV, r.ctxLen, q.ctxLen, keep)
 	}
 	for li := range q.kQ8 {
-		copy(r.kQ8[li], q.kQ8[li][:keep*q.stage.kvK.rowBytes])
-		copy(r.vQ8[li], q.vQ8[li][:keep*q.stage.kvV.rowBytes])
+		copyHeads(r.kQ8[li], q.kQ8[li], c.NHeadKV, st.kvK.headBytes, r.ctxLen, q.ctxLen, keep)
+		copyHeads(r.vQ8[li], q.vQ8[li], c.NHeadKV, st.kvV.headBytes, r.ctxLen, q.ctxLen, keep)
 	}
 	for li := range q.kF32 {
-		copy(r.kF32[li], q.kF32[li][:keep*kd])
-		copy(r.vF32[li], q.vF32[li][:keep*vd])
+		copyHeads(r.kF32[li], q.kF32[li], c.NHeadKV, c.HeadDimK, r.ctxLen, q.ctxLen, keep)
+		copyHeads(r.vF32[li], q.vF32[li], c.NHeadKV, c.HeadDimV, r.ctxLen, q.ctxLen, keep)
 	}
 	r.n = keep
 	return r, nil
+}
+
+// headAt is where KV head h's position pos starts in a layer's cache of ctxLen positions, in
+// units of a head's width (see Seq).
+func headAt(h, pos, ctxLen int) int { return h*ctxLen + pos }
+
+// copyHeads copies the first keep positions of each of heads runs of width elements from a
+// layer's cache of srcLen positions to one of dstLen.
+func copyHeads[E any](dst, src []E, heads, width, dstLen, srcLen, keep int) {
+	for h := 0; h < heads; h++ {
+		d, s := headAt(h, 0, dstLen)*width, headAt(h, 0, srcLen)*width
+		copy(dst[d:d+keep*width], src[s:s+keep*width])
+	}
 }
 
 // ID names the sequence among its stage's.
