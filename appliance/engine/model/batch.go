@@ -717,16 +717,43 @@ func softmaxFactors(s, e []float32, m float32) {
 func onlineWeights(s, w, ms []float32, m, sum float32) (float32, float32) {
 	softmaxFactors(s, w, m)
 	for i, v := range s {
-		if v > m {
-			ms[i], w[i], m = w[i], 1, v
-			sum = sum*ms[i] + w[i]
-			continue
-		}
-		// sum·1 + w, without the multiply's latency in the chain of adds.
-		ms[i] = 1
-		sum += w[i]
+		m, sum = onlineStep(v, &w[i], &ms[i], m, sum)
 	}
 	return m, sum
+}
+
+// onlineStep is onlineWeights' step for one position of score v, its softmax factor at w.
+func onlineStep(v float32, w, ms *float32, m, sum float32) (float32, float32) {
+	if v > m {
+		*ms, *w = *w, 1
+		return v, sum*(*ms) + *w
+	}
+	// sum·1 + w, without the multiply's latency in the chain of adds.
+	*ms = 1
+	return m, sum + *w
+}
+
+// onlineWeights4 is onlineWeights for four queries' blocks of n scores (query j's at
+// s[j*n:(j+1)*n], its weights and factors likewise in w and ms, its running maximum and sum
+// in m[j] and sum[j]). Each query's arithmetic is onlineWeights'; taking the four side by side
+// lets their chains of adds overlap, where one query after another waited on each add.
+func onlineWeights4(n int, s, w, ms []float32, m, sum *[maxHeadGroup]float32) {
+	for j := 0; j < 4; j++ {
+		softmaxFactors(s[j*n:(j+1)*n], w[j*n:(j+1)*n], m[j])
+	}
+	s0, s1, s2, s3 := s[:n], s[n:2*n], s[2*n:3*n], s[3*n:4*n]
+	w0, w1, w2, w3 := w[:n], w[n:2*n], w[2*n:3*n], w[3*n:4*n]
+	f0, f1, f2, f3 := ms[:n], ms[n:2*n], ms[2*n:3*n], ms[3*n:4*n]
+	m0, m1, m2, m3 := m[0], m[1], m[2], m[3]
+	u0, u1, u2, u3 := sum[0], sum[1], sum[2], sum[3]
+	for i := range s0 {
+		m0, u0 = onlineStep(s0[i], &w0[i], &f0[i], m0, u0)
+		m1, u1 = onlineStep(s1[i], &w1[i], &f1[i], m1, u1)
+		m2, u2 = onlineStep(s2[i], &w2[i], &f2[i], m2, u2)
+		m3, u3 = onlineStep(s3[i], &w3[i], &f3[i], m3, u3)
+	}
+	*m = [maxHeadGroup]float32{m0, m1, m2, m3}
+	*sum = [maxHeadGroup]float32{u0, u1, u2, u3}
 }
 
 func (j *attnJob) headF16(sc *attnScratch, seq *Seq, h, pos int, q, out []float32) {
@@ -768,8 +795,12 @@ func (j *attnJob) headsF16(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs [
 		n := min(attnBlock, pos+1-t0)
 		s, e, ms := sc.scores[:g*n], sc.expw[:g*n], sc.rescale[:g*n]
 		kernels.DotF16RowsGroup(s, g, q16, keys[headAt(kvh, t0, seq.ctxLen)*c.HeadDimK:], c.HeadDimK, j.scale)
-		for i := 0; i < g; i++ {
-			m[i], sum[i] = onlineWeights(s[i*n:(i+1)*n], e[i*n:(i+1)*n], ms[i*n:(i+1)*n], m[i], sum[i])
+		if g == 4 {
+			onlineWeights4(n, s, e, ms, &m, &sum)
+		} else {
+			for i := 0; i < g; i++ {
+				m[i], sum[i] = onlineWeights(s[i*n:(i+1)*n], e[i*n:(i+1)*n], ms[i*n:(i+1)*n], m[i], sum[i])
+			}
 		}
 		kernels.MadF16RowsGroup(acc, g, vals[headAt(kvh, t0, seq.ctxLen)*c.HeadDimV:], c.HeadDimV, ms, e)
 	}
