@@ -15,9 +15,10 @@ const (
 
 // kvQ8 is the layout of one position's keys (or values) in a Q8_0 cache: each KV head's
 // vector is quantized on its own, in whole blocks, and stored in its head's run of positions
-// (see Seq), so attention reads one head as a run of blocks. A head width that is not a multiple of 32 (tiny test models have 8 or 16) is padded
-// with zeros to whole blocks; llama.cpp refuses such models, and for the widths of real models
-// (64, 128) the layout is exactly its row of Q8_0 blocks.
+// (see Seq), so attention reads one head as a run of blocks. A head width that is not a
+// multiple of 32 (tiny test models have 8 or 16) is padded with zeros to whole blocks; llama.cpp
+// refuses such models, and for the widths of real models (64, 128) a head's blocks are exactly
+// those of llama.cpp's row of Q8_0 blocks.
 type kvQ8 struct {
 	heads, dim int
 	blocks     int // per head
