@@ -161,7 +161,7 @@ func TestF16RowsGroupMatchPerQuery(t *testing.T) {
 	t.Logf("F16Group() = %d", F16Group())
 	for _, g := range []int{1, 3, 4} {
 		for _, dim := range []int{32, 64, 96, 128, 256, 320} {
-			for _, n := range []int{1, 7, 64} {
+			for _, n := range []int{1, 4, 5, 7, 64} {
 				stride := 8*dim + 16
 				rows := half((n-1)*stride+dim, 1)
 				qs := half(g*dim, 2)

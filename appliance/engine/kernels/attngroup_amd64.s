@@ -8,11 +8,65 @@
 // registers hold what four queries need (the four queries' accumulators, 32 of 32 registers'
 // worth in 256-bit ones).
 
+// DQ4_ROWSUM scores the key row at DI against the four queries at R8 (R13 bytes apart, R14 =
+// 3·R13) over dim (R11) elements, into Z8-Z15, and folds each query's two accumulators into
+// a0-a3 (acc0+acc2 | acc1+acc3: GGML_REDUCE4's first adds). label names the loop.
+#define DQ4_ROWSUM(label, a0, a1, a2, a3) \
+	MOVQ        R8, SI; \
+	MOVQ        DI, BX; \
+	MOVQ        R11, CX; \
+	VXORPS      Z8, Z8, Z8; \
+	VXORPS      Z9, Z9, Z9; \
+	VXORPS      Z10, Z10, Z10; \
+	VXORPS      Z11, Z11, Z11; \
+	VXORPS      Z12, Z12, Z12; \
+	VXORPS      Z13, Z13, Z13; \
+	VXORPS      Z14, Z14, Z14; \
+	VXORPS      Z15, Z15, Z15; \
+label: \
+	VCVTPH2PS   (BX), Z0; \
+	VCVTPH2PS   32(BX), Z1; \
+	VFMADD231PS (SI), Z0, Z8; \
+	VFMADD231PS 64(SI), Z1, Z9; \
+	VFMADD231PS (SI)(R13*1), Z0, Z10; \
+	VFMADD231PS 64(SI)(R13*1), Z1, Z11; \
+	VFMADD231PS (SI)(R13*2), Z0, Z12; \
+	VFMADD231PS 64(SI)(R13*2), Z1, Z13; \
+	VFMADD231PS (SI)(R14*1), Z0, Z14; \
+	VFMADD231PS 64(SI)(R14*1), Z1, Z15; \
+	ADDQ        $128, SI; \
+	ADDQ        $64, BX; \
+	SUBQ        $32, CX; \
+	JNZ         label; \
+	VADDPS      Z9, Z8, a0; \
+	VADDPS      Z11, Z10, a1; \
+	VADDPS      Z13, Z12, a2; \
+	VADDPS      Z15, Z14, a3
+
+// DQ4_FOLD adds the 128-bit lanes of p and q that the shuffles lo and hi pick (each takes two
+// lanes of p, then two of q) into w: the reduction's halving steps for two sums at once.
+#define DQ4_FOLD(lo, hi, p, q, w) \
+	VSHUFF32X4 lo, q, p, Z2; \
+	VSHUFF32X4 hi, q, p, Z3; \
+	VADDPS     Z3, Z2, w
+
+// DQ4_PAIRS adds neighbouring elements within each 128-bit lane of x0 and then x1 (what
+// VHADDPS does in 256-bit registers) into z.
+#define DQ4_PAIRS(x0, x1, z) \
+	VSHUFPS $0x88, x1, x0, Z2; \
+	VSHUFPS $0xDD, x1, x0, Z3; \
+	VADDPS  Z3, Z2, z
+
 // func dotF16RowsQ32x4AVX512(q *float32, qstride int, k *uint16, kstride, n, dim int, scale float32, out *float32, ostride int)
 // For each of n key rows kstride bytes apart and each query j < 4 (float32, qstride bytes
 // apart): out[j·ostride bytes + 4i] = scale · (q_j · k_i). A 512-bit accumulator holds two of
 // dotF16RowsQ32AVX2's (dims 0-15 and 16-31 of each 32-element step), so the fold and the
 // reduction pair the same sums in the same order. dim is a positive multiple of 32.
+//
+// Four rows at a time, the sixteen sums (row r, query j) are reduced together: each halving
+// step adds lanes of two registers at once, and the last leaves query j's four scores in lane
+// j, one 128-bit store each. Per sum the adds are the one-row path's: the two halves of
+// acc0+acc2 | acc1+acc3, then their 128-bit halves, then neighbours, then the two pairs.
 TEXT ·dotF16RowsQ32x4AVX512(SB), NOSPLIT, $0-72
 	MOVQ         q+0(FP), R8
 	MOVQ         qstride+8(FP), R13
@@ -21,44 +75,60 @@ TEXT ·dotF16RowsQ32x4AVX512(SB), NOSPLIT, $0-72
 	MOVQ         kstride+24(FP), R9
 	MOVQ         n+32(FP), R10
 	MOVQ         dim+40(FP), R11
-	VBROADCASTSS scale+48(FP), Y7
+	VBROADCASTSS scale+48(FP), Z7
 	MOVQ         out+56(FP), R12
 	MOVQ         ostride+64(FP), R15
+	LEAQ         (R15)(R15*2), AX
+	MOVQ         R10, DX
+	SHRQ         $2, DX
+	JZ           dq4_rows
+
+dq4_four:
+	// Row r's four sums in Z16+4r .. Z19+4r.
+	DQ4_ROWSUM(dq4_l0, Z16, Z17, Z18, Z19)
+	ADDQ R9, DI
+	DQ4_ROWSUM(dq4_l1, Z20, Z21, Z22, Z23)
+	ADDQ R9, DI
+	DQ4_ROWSUM(dq4_l2, Z24, Z25, Z26, Z27)
+	ADDQ R9, DI
+	DQ4_ROWSUM(dq4_l3, Z28, Z29, Z30, Z31)
+	ADDQ R9, DI
+
+	// 256-bit halves added: row r's queries 0 and 1 in Z16+4r, 2 and 3 in Z17+4r.
+	DQ4_FOLD($0x44, $0xEE, Z16, Z17, Z16)
+	DQ4_FOLD($0x44, $0xEE, Z18, Z19, Z17)
+	DQ4_FOLD($0x44, $0xEE, Z20, Z21, Z20)
+	DQ4_FOLD($0x44, $0xEE, Z22, Z23, Z21)
+	DQ4_FOLD($0x44, $0xEE, Z24, Z25, Z24)
+	DQ4_FOLD($0x44, $0xEE, Z26, Z27, Z25)
+	DQ4_FOLD($0x44, $0xEE, Z28, Z29, Z28)
+	DQ4_FOLD($0x44, $0xEE, Z30, Z31, Z29)
+	// 128-bit halves added: row r's query j in lane j of Z16+4r.
+	DQ4_FOLD($0x88, $0xDD, Z16, Z17, Z16)
+	DQ4_FOLD($0x88, $0xDD, Z20, Z21, Z20)
+	DQ4_FOLD($0x88, $0xDD, Z24, Z25, Z24)
+	DQ4_FOLD($0x88, $0xDD, Z28, Z29, Z28)
+	// Neighbours, then pairs: query j's scores of rows 0-3 in lane j.
+	DQ4_PAIRS(Z16, Z20, Z16)
+	DQ4_PAIRS(Z24, Z28, Z24)
+	DQ4_PAIRS(Z16, Z24, Z16)
+	VMULPS        Z7, Z16, Z16
+	VMOVUPS       X16, (R12)
+	VEXTRACTF32X4 $1, Z16, (R12)(R15*1)
+	VEXTRACTF32X4 $2, Z16, (R12)(R15*2)
+	VEXTRACTF32X4 $3, Z16, (R12)(AX*1)
+	ADDQ          $16, R12
+	DECQ          DX
+	JNZ           dq4_four
+
+dq4_rows:
+	ANDQ $3, R10
+	JZ   dq4_done
 
 dq4_row:
-	MOVQ   R8, SI
-	MOVQ   DI, BX
-	MOVQ   R11, CX
-	VXORPS Z8, Z8, Z8
-	VXORPS Z9, Z9, Z9
-	VXORPS Z10, Z10, Z10
-	VXORPS Z11, Z11, Z11
-	VXORPS Z12, Z12, Z12
-	VXORPS Z13, Z13, Z13
-	VXORPS Z14, Z14, Z14
-	VXORPS Z15, Z15, Z15
+	DQ4_ROWSUM(dq4_loop, Z8, Z10, Z12, Z14)
 
-dq4_loop:
-	VCVTPH2PS   (BX), Z0
-	VCVTPH2PS   32(BX), Z1
-	VFMADD231PS (SI), Z0, Z8
-	VFMADD231PS 64(SI), Z1, Z9
-	VFMADD231PS (SI)(R13*1), Z0, Z10
-	VFMADD231PS 64(SI)(R13*1), Z1, Z11
-	VFMADD231PS (SI)(R13*2), Z0, Z12
-	VFMADD231PS 64(SI)(R13*2), Z1, Z13
-	VFMADD231PS (SI)(R14*1), Z0, Z14
-	VFMADD231PS 64(SI)(R14*1), Z1, Z15
-	ADDQ        $128, SI
-	ADDQ        $64, BX
-	SUBQ        $32, CX
-	JNZ         dq4_loop
-
-	// Per query: (acc0+acc2 | acc1+acc3), then its halves added: GGML_REDUCE4's first adds.
-	VADDPS        Z9, Z8, Z8
-	VADDPS        Z11, Z10, Z10
-	VADDPS        Z13, Z12, Z12
-	VADDPS        Z15, Z14, Z14
+	// Per query: the halves of acc0+acc2 | acc1+acc3 added.
 	VEXTRACTF64X4 $1, Z8, Y9
 	VEXTRACTF64X4 $1, Z10, Y11
 	VEXTRACTF64X4 $1, Z12, Y13
@@ -85,12 +155,13 @@ dq4_loop:
 	VEXTRACTPS    $1, X0, (R12)(R15*1)
 	VEXTRACTF128  $1, Y0, X1
 	VMOVSS        X1, (R12)(R15*2)
-	LEAQ          (R15)(R15*2), AX
 	VEXTRACTPS    $1, X1, (R12)(AX*1)
 	ADDQ          $4, R12
 	ADDQ          R9, DI
 	DECQ          R10
 	JNZ           dq4_row
+
+dq4_done:
 	VZEROUPPER
 	RET
 
