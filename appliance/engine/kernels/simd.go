@@ -282,6 +282,7 @@ var (
 	dotF32Impl   = dotF32Go
 	siluImpl     = siluGo
 	expImpl      = expGo
+	subBelowImpl = subBelowGo
 	// Activation quantization: each matrix product's input, once per token and column.
 	quantQ8_0Impl = quantizeQ8_0ActGo
 	quantQ8KImpl  = quantizeQ8KGo
@@ -300,6 +301,27 @@ func SiLUFast(out, x []float32) {
 func ExpFast(out, x []float32) {
 	sameLen("ExpFast", len(x), len(out))
 	expImpl(out, x)
+}
+
+// SubBelow sets dst[i] = src[i] - m for every i and reports true where no src[i] exceeds m;
+// where one does it reports false and leaves dst undefined. Attention's online softmax takes a
+// block of scores this way where none raises the running maximum m (most blocks past the
+// first), instead of position by position.
+func SubBelow(dst, src []float32, m float32) bool {
+	sameLen("SubBelow", len(src), len(dst))
+	return subBelowImpl(dst, src, m)
+}
+
+func subBelowGo(dst, src []float32, m float32) bool {
+	for _, v := range src {
+		if v > m {
+			return false
+		}
+	}
+	for i, v := range src {
+		dst[i] = v - m
+	}
+	return true
 }
 
 // The exp of siluGo and expGo: exp(t) = 2^n · e^r with n = round(t·log2 e), r = t - n·ln2 (ln2 in two

@@ -187,6 +187,11 @@ func siluAVX2(dst, src *float32, n int)
 //go:noescape
 func expAVX2(dst, src *float32, n int)
 
+// subBelowAVX2 is subBelowGo for a positive multiple of 8 elements; it writes dst either way.
+//
+//go:noescape
+func subBelowAVX2(dst, src *float32, n int, m float32) bool
+
 //go:noescape
 func madF16RowsAVX2(acc, v *uint16, vstride, n, dim int, ms, vs *float32)
 
@@ -455,6 +460,13 @@ func init() {
 			return
 		}
 		madQ8_0RowsAVX2(&acc[0], &rows[0], stride, len(vs), len(acc)/32, &ms[0], &vs[0])
+	}
+	subBelowImpl = func(dst, src []float32, m float32) bool {
+		n := len(src) &^ 7
+		if n > 0 && !subBelowAVX2(&dst[0], &src[0], n, m) {
+			return false
+		}
+		return subBelowGo(dst[n:], src[n:], m)
 	}
 	expImpl = func(dst, src []float32) {
 		n := len(src) &^ 7

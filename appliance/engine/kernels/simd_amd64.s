@@ -916,6 +916,31 @@ GLOBL siluK<>(SB), RODATA|NOPTR, $52
 	VBROADCASTSS siluK<>+40(SB), Y11; \
 	VPBROADCASTD siluK<>+48(SB), Y13
 
+// func subBelowAVX2(dst, src *float32, n int, m float32) bool
+// dst = src - m over n (a positive multiple of 8) elements; true where no src > m (an ordered
+// compare, as Go's: a NaN never exceeds m).
+TEXT ·subBelowAVX2(SB), NOSPLIT, $0-33
+	MOVQ         dst+0(FP), DI
+	MOVQ         src+8(FP), SI
+	MOVQ         n+16(FP), CX
+	VBROADCASTSS m+24(FP), Y1
+	VXORPS       Y2, Y2, Y2
+
+subbelow_loop:
+	VMOVUPS (SI), Y0
+	VCMPPS  $0x1e, Y1, Y0, Y3
+	VORPS   Y3, Y2, Y2
+	VSUBPS  Y1, Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JNZ     subbelow_loop
+	VPTEST  Y2, Y2
+	SETEQ   ret+32(FP)
+	VZEROUPPER
+	RET
+
 // func expAVX2(dst, src *float32, n int)
 // dst = exp(src) for a positive multiple of 8 elements, with the arithmetic of expGo.
 TEXT ·expAVX2(SB), NOSPLIT, $0-24

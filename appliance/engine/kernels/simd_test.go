@@ -917,6 +917,52 @@ func TestExpFast(t *testing.T) {
 	}
 }
 
+// SubBelow equals its Go twin: true with dst = src - m bit for bit where no element exceeds m
+// (NaN and -Inf among them, m = +Inf or a NaN-free value), false where one does, whatever its
+// place (in the vector part or the tail), in place too.
+func TestSubBelow(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 23))
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	for n := 0; n <= 40; n++ {
+		for _, m := range []float32{0.5, -3, inf, -inf} {
+			for raise := -1; raise < n; raise++ {
+				src := randVec(r, n, 2)
+				for i := range src {
+					src[i] = min(src[i], m) // none above m
+				}
+				if n > 2 {
+					src[n/2], src[n-1] = nan, -inf
+				}
+				if raise >= 0 {
+					if m == inf {
+						continue
+					}
+					src[raise] = m + 1
+					if m == -inf {
+						src[raise] = -1e30
+					}
+				}
+				got, want := make([]float32, n), make([]float32, n)
+				okGot, okWant := SubBelow(got, src, m), subBelowGo(want, src, m)
+				if okGot != okWant || okGot != (raise < 0) {
+					t.Fatalf("n %d m %v raise %d: SubBelow %v, twin %v", n, m, raise, okGot, okWant)
+				}
+				if !okGot {
+					continue
+				}
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("n %d m %v: element %d is %v, twin %v", n, m, i, got[i], want[i])
+					}
+				}
+				if !SubBelow(src, src, m) || !slices.EqualFunc(src, want, func(a, b float32) bool { return math.Float32bits(a) == math.Float32bits(b) }) {
+					t.Fatalf("n %d m %v: in place differs", n, m)
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkRowKernels compares, per weight row of 2048 elements held in cache, the exact
 // Q8_0/Q4_0 row kernels (eight-block groups).
 func BenchmarkRowKernels(b *testing.B) {

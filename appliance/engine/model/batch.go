@@ -700,11 +700,14 @@ const attnBlock = 64
 // exp(-87), which adds nothing beside the weight 1 of the maximum.
 func softmaxFactors(s, e []float32, m float32) {
 	e = e[:len(s)]
-	for i, v := range s {
-		if v > m {
-			e[i], m = m-v, v
-		} else {
-			e[i] = v - m
+	// Most blocks past the first raise no maximum: then every factor is a weight, v - m.
+	if !kernels.SubBelow(e, s, m) {
+		for i, v := range s {
+			if v > m {
+				e[i], m = m-v, v
+			} else {
+				e[i] = v - m
+			}
 		}
 	}
 	kernels.ExpFast(e, e)
