@@ -81,6 +81,21 @@
 #define P16_PREFETCH_L2 PF4_LINES(PREFETCHT1, PF16_DIST, SI)
 #define P16_PF_GROUP_L2 PF4_LINES(PREFETCHT1, PF16_DIST, R11)
 
+// Far and near prefetches (the many-column kernels of several types, each file's *N_PREFETCH):
+// every line six groups on into the level-2 cache, and one group on from there into the
+// level-1 cache. A many-column kernel spends several times as long on a line as the one-column
+// one, so prefetching once, a group or two on, either reached too short a way ahead of the
+// memory's latency or (further) brought lines into the level-1 cache that were evicted before
+// use; the far prefetch hides the memory, the near one the level-2 cache. Over 256 MiB from
+// memory at one thread (BenchmarkPackedKernels, BenchmarkPackedQ8_0Kernels; Zen 4, ns a block
+// or super-block and column, far and near against the one prefetch before): Q4_0 four columns
+// 2.91-2.97 against 3.25; Q8_0 four 4.60 against 5.87, eight 2.96 against 4.17; Q4_K four
+// 27.7 against 31.3, eight 23.3-24.1 against 25.9-26.5; Q4_1 four 3.16 against 3.61; Q5_1 four
+// 3.61 against 5.31; Q5_0 four 3.33 against 3.48. Q4_0's and Q5_0's eight-column kernels, already
+// near their speed on cached weights, gained nothing and keep their one prefetch.
+#define P16X4_PREFETCH PF4_LINES(PREFETCHT1, 6*2304, SI); PF4_LINES(PREFETCHT0, 2304, SI)
+#define P16X4_PF_GROUP PF4_LINES(PREFETCHT1, 6*2304, R11); PF4_LINES(PREFETCHT0, 2304, R11)
+
 #define P16_NEXT_BLOCK \
 	ADDQ $256, SI; \
 	ADDQ $32, R11
@@ -193,6 +208,23 @@
 	PREFETCHT0 3072+192(SI); \
 	PREFETCHT0 3072+256(SI)
 
+// P41_PREFETCH and P51_PREFETCH with a far prefetch (see P16X4_PREFETCH), for the many-column
+// kernels.
+#define P41N_PREFETCH \
+	PREFETCHT1 6*2560-64(SI); \
+	PF4_LINES(PREFETCHT1, 6*2560, SI); \
+	P41_PREFETCH
+
+#define P51N_PREFETCH \
+	PREFETCHT1 6*3072-64(SI); \
+	PF4_LINES(PREFETCHT1, 6*3072, SI); \
+	PREFETCHT1 6*3072+256(SI); \
+	P51_PREFETCH
+
+// The four-column Q5_0 kernel's far and near prefetches (see P16X4_PREFETCH).
+#define P5N_PREFETCH PF4_LINES(PREFETCHT1, 3*PF5_DIST, SI); PREFETCHT1 3*PF5_DIST+256(SI); PF4_LINES(PREFETCHT0, 2816, SI); PREFETCHT0 2816+256(SI)
+#define P5N_PF_GROUP PF4_LINES(PREFETCHT1, 3*PF5_DIST, R11); PF4_LINES(PREFETCHT0, 2816, R11)
+
 TEXT ·dotPackedQ4_0VNNI(SB), NOSPLIT, $0-48
 	PACKED_DOT1(EMPTY, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16_panel, p16_group, p16_block)
 
@@ -202,7 +234,7 @@ TEXT ·dotPackedQ4_0VNNIStream(SB), NOSPLIT, $0-48
 	PACKED_DOT1(EMPTY, LEGACY_GROUP8, EMPTY, EMPTY, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16s_panel, p16s_group, p16s_block)
 
 TEXT ·dotPackedQ4_0x4VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT4(EMPTY, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x4_panel, p16x4_group, p16x4_block)
+	PACKED_DOT4(EMPTY, LEGACY_GROUP8, P16X4_PREFETCH, P16X4_PF_GROUP, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x4_panel, p16x4_group, p16x4_block)
 
 TEXT ·dotPackedQ4_0x8VNNI(SB), NOSPLIT, $0-64
 	PACKED_DOT8(EMPTY, LEGACY_GROUP8, P16_PREFETCH_L2, P16_PF_GROUP_L2, P16_BLOCK, P16_COL, P16_NEXT_BLOCK, p16x8_panel, p16x8_group, p16x8_block)
@@ -211,7 +243,7 @@ TEXT ·dotPackedQ5_0VNNI(SB), NOSPLIT, $0-48
 	PACKED_DOT1(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5_panel, p5_group, p5_block)
 
 TEXT ·dotPackedQ5_0x4VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT4(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH_L2, P5_PF_GROUP_L2, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x4_panel, p5x4_group, p5x4_block)
+	PACKED_DOT4(P5_MASKS, LEGACY_GROUP8, P5N_PREFETCH, P5N_PF_GROUP, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x4_panel, p5x4_group, p5x4_block)
 
 TEXT ·dotPackedQ5_0x8VNNI(SB), NOSPLIT, $0-64
 	PACKED_DOT8(P5_MASKS, LEGACY_GROUP8, P5_PREFETCH_L2, P5_PF_GROUP_L2, P5_BLOCK, P5_COL, P5_NEXT_BLOCK, p5x8_panel, p5x8_group, p5x8_block)
@@ -220,19 +252,19 @@ TEXT ·dotPackedQ4_1VNNI(SB), NOSPLIT, $0-48
 	PACKED_DOT1(EMPTY, LEGACY_GROUP1, EMPTY, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41_panel, p41_group, p41_block)
 
 TEXT ·dotPackedQ4_1x4VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT4(EMPTY, LEGACY_GROUP1, P41_PREFETCH, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41x4_panel, p41x4_group, p41x4_block)
+	PACKED_DOT4(EMPTY, LEGACY_GROUP1, P41N_PREFETCH, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41x4_panel, p41x4_group, p41x4_block)
 
 TEXT ·dotPackedQ4_1x8VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT8(EMPTY, LEGACY_GROUP1, P41_PREFETCH, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41x8_panel, p41x8_group, p41x8_block)
+	PACKED_DOT8(EMPTY, LEGACY_GROUP1, P41N_PREFETCH, EMPTY, P41_BLOCK, P41_COL, P41_NEXT_BLOCK, p41x8_panel, p41x8_group, p41x8_block)
 
 TEXT ·dotPackedQ5_1VNNI(SB), NOSPLIT, $0-48
 	PACKED_DOT1(P5_MASKS, LEGACY_GROUP1, EMPTY, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51_panel, p51_group, p51_block)
 
 TEXT ·dotPackedQ5_1x4VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT4(P5_MASKS, LEGACY_GROUP1, P51_PREFETCH, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51x4_panel, p51x4_group, p51x4_block)
+	PACKED_DOT4(P5_MASKS, LEGACY_GROUP1, P51N_PREFETCH, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51x4_panel, p51x4_group, p51x4_block)
 
 TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT8(P5_MASKS, LEGACY_GROUP1, P51_PREFETCH, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51x8_panel, p51x8_group, p51x8_block)
+	PACKED_DOT8(P5_MASKS, LEGACY_GROUP1, P51N_PREFETCH, EMPTY, P51_BLOCK, P51_COL, P51_NEXT_BLOCK, p51x8_panel, p51x8_group, p51x8_block)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q4_0 with the nibbles shifted down to their
 // values. Per block, the int16 sums of each half's eight rows, then as P16_COL: the offset

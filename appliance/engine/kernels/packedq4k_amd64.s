@@ -29,6 +29,19 @@
 	PACKED_PREFETCH8(PF4K_DIST+512*j, SI); \
 	PREFETCHT0 PF4K_DIST+2048+64*j(SI)
 
+// The many-column kernels' prefetches (far and near, as packed_amd64.s's P16X4_PREFETCH): each
+// chunk's lines six super-blocks on into the level-2 cache, and one super-block on from there
+// into the level-1 cache. With P4K_PREFETCH alone these kernels streamed 12-30% slower from
+// memory than on weights in the caches. Over 256 MiB at one thread, ns a super-block and column
+// against P4K_PREFETCH: eight columns 23.3-24.1 against 25.9-26.5, four 27.7 against 31.3,
+// AVX2's four 45.2 against 56.2 (BenchmarkPackedKernels). The one-column kernel's prefetching
+// form was slower with them (100 against 93) and keeps P4K_PREFETCH.
+#define P4KN_PREFETCH(j) \
+	PACKED_PREFETCH8_L2(6*2368-64+512*j, SI); \
+	PREFETCHT1 6*2368-64+2048+64*j(SI); \
+	PACKED_PREFETCH8(2368-64+512*j, SI); \
+	PREFETCHT0 2368-64+2048+64*j(SI)
+
 // One column: group g of chunk j at SI against the activations at DI, into the running sums
 // alo (low nibbles) and ahi (high nibbles, times 16). Z1-Z3 are scratch.
 #define P4K1_GROUP(j, g, alo, ahi) \
@@ -91,7 +104,7 @@ TEXT ·dotPackedQ4KVNNIStream(SB), NOSPLIT, $0-48
 // 8j..8j+7 in Z8-Z15, high nibbles (times 16) in Z16-Z23; the chunk's two scale vectors in
 // Z26, Z27.
 #define P4KN_CHUNK(j) \
-	P4K_PREFETCH(j); \
+	P4KN_PREFETCH(j); \
 	PACKED_SPLIT(512*j, SI, Z28, Z8, Z16); \
 	PACKED_SPLIT(512*j+64, SI, Z28, Z9, Z17); \
 	PACKED_SPLIT(512*j+128, SI, Z28, Z10, Z18); \
@@ -156,7 +169,7 @@ p4kx4_block:
 	PK8_DP(64*j+32+4*g, Z12, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31)
 
 #define P4K8_CHUNK(j) \
-	P4K_PREFETCH(j); \
+	P4KN_PREFETCH(j); \
 	PK8_ZERO_SUMS; \
 	P4K8_GROUP(j, 0); \
 	P4K8_GROUP(j, 1); \
@@ -246,7 +259,7 @@ TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
 // Chunk j of half h in four columns: its prefetches, the int16 sums Y4-Y11 from zero, its
 // eight groups (group: PA4K_GROUP4 or the AVX-VNNI kernel's PV4K_GROUP4).
 #define P4K_GROUPS4(group, j, h) \
-	P4K_PREFETCH(j); \
+	P4KN_PREFETCH(j); \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
 	ZERO_Y4(Y8, Y9, Y10, Y11); \
 	group(j, 0, h); \

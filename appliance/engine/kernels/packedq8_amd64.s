@@ -64,6 +64,12 @@
 #define P8_PREFETCH P8_PREFETCH_AT(8704)
 #define P8_PF_GROUP P8_PF_GROUP_AT(8704)
 
+// The many-column kernels' far and near prefetches (packed_amd64.s, P16X4_PREFETCH): six groups
+// on into the level-2 cache, one group on into the level-1 cache. They replaced the two
+// groups on above: eight columns streamed 256 MiB 1.41x faster, four 1.27x, AVX2's four 1.05-1.1x.
+#define P8N_PREFETCH PACKED_PREFETCH8_L2(6*4352, SI); P8_PREFETCH_AT(4352)
+#define P8N_PF_GROUP PREFETCHT1 6*4352(R11); PREFETCHT1 6*4352+64(R11); PREFETCHT1 6*4352+128(R11); PREFETCHT1 6*4352+192(R11); P8_PF_GROUP_AT(4352)
+
 #define P8_BLOCK_SI P8_BLOCK(SI, (R11))
 
 TEXT ·dotPackedQ8_0VNNI(SB), NOSPLIT, $0-48
@@ -75,10 +81,10 @@ TEXT ·dotPackedQ8_0VNNIStream(SB), NOSPLIT, $0-48
 	PACKED_DOT1(EMPTY, LEGACY_GROUP8, EMPTY, EMPTY, P8_BLOCK_SI, P8_COL, P8_NEXT_BLOCK, p8s_panel, p8s_group, p8s_block)
 
 TEXT ·dotPackedQ8_0x4VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT4(EMPTY, LEGACY_GROUP8, P8_PREFETCH, P8_PF_GROUP, P8_BLOCK_SI, P8_COL, P8_NEXT_BLOCK, p8x4_panel, p8x4_group, p8x4_block)
+	PACKED_DOT4(EMPTY, LEGACY_GROUP8, P8N_PREFETCH, P8N_PF_GROUP, P8_BLOCK_SI, P8_COL, P8_NEXT_BLOCK, p8x4_panel, p8x4_group, p8x4_block)
 
 TEXT ·dotPackedQ8_0x8VNNI(SB), NOSPLIT, $0-64
-	PACKED_DOT8(EMPTY, LEGACY_GROUP8, P8_PREFETCH, P8_PF_GROUP, P8_BLOCK_SI, P8_COL, P8_NEXT_BLOCK, p8x8_panel, p8x8_group, p8x8_block)
+	PACKED_DOT8(EMPTY, LEGACY_GROUP8, P8N_PREFETCH, P8N_PF_GROUP, P8_BLOCK_SI, P8_COL, P8_NEXT_BLOCK, p8x8_panel, p8x8_group, p8x8_block)
 
 // AVX2 (PACKEDA_DOT1, PACKEDA_DOT4): packed Q8_0, each biased weight byte u = w+128 split
 // into its nibbles l and h (u = l + 16h), whose products with the activations have int16
@@ -178,7 +184,7 @@ TEXT ·dotPackedQ8_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, P8_PREFETCH1, P8_PF_GROUP1, PA8_BLOCK1, P8_NEXT_BLOCK, pa8_panel, pa8_group, pa8_block)
 
 TEXT ·dotPackedQ8_0x4AVX2(SB), NOSPLIT, $0-64
-	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P8_PREFETCH, P8_PF_GROUP, PA_PF_NEXT8(SI), PA_PF_NEXT4(R11), PA8_BLOCK4, P8_NEXT_BLOCK, pa8x4_panel, pa8x4_g0, pa8x4_b0, pa8x4_g1, pa8x4_b1)
+	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P8N_PREFETCH, P8N_PF_GROUP, PA_PF_NEXT8(SI), PA_PF_NEXT4(R11), PA8_BLOCK4, P8_NEXT_BLOCK, pa8x4_panel, pa8x4_g0, pa8x4_b0, pa8x4_g1, pa8x4_b1)
 
 // AVX-VNNI (PV_DOT4): packed Q8_0 in four columns. Groups q and q+1, both halves, whole
 // (biased bytes): group q in Y8 (rows 0-7) and Y10 (rows 8-15), group q+1 in Y9 and Y11,
