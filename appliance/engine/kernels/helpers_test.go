@@ -55,3 +55,43 @@ func checkTwoRows(t *testing.T, name string, row, other []byte, trial int,
 		}
 	}
 }
+
+// checkPairRuns checks a vecDot2x4PairsFn against the four-column kernel, bit for bit: runs of
+// one to three row pairs (rows from rows, in turn, wstride bytes apart with a gap that depends
+// on the trial), their results laid out with a column stride longer than the run, and nothing
+// written outside them.
+func checkPairRuns(t *testing.T, name string, rows [][]byte, trial int,
+	pairs func(w []byte, wstride, pairs int, out []float32, ostride int), four func(w []byte, out *[4]float32)) {
+	t.Helper()
+	rb := len(rows[0])
+	wstride := rb + 2*trial
+	for np := 1; np <= 3; np++ {
+		w := make([]byte, (2*np-1)*wstride+rb)
+		for r := range 2 * np {
+			copy(w[r*wstride:], rows[r%len(rows)])
+		}
+		ostride := 2*np + 1 + trial
+		out := make([]float32, 4*ostride)
+		const sentinel = float32(-12345)
+		for i := range out {
+			out[i] = sentinel
+		}
+		pairs(w, wstride, np, out, ostride)
+		var want [4]float32
+		for r := range 2 * np {
+			four(w[r*wstride:r*wstride+rb], &want)
+			for c := range want {
+				if got := out[c*ostride+r]; math.Float32bits(got) != math.Float32bits(want[c]) {
+					t.Fatalf("%s trial %d, %d pairs: row %d column %d: run %v, four-column %v", name, trial, np, r, c, got, want[c])
+				}
+			}
+		}
+		for c := range 4 {
+			for i := 2 * np; i < ostride; i++ {
+				if out[c*ostride+i] != sentinel {
+					t.Fatalf("%s trial %d, %d pairs: wrote column %d's slot %d past the run", name, trial, np, c, i)
+				}
+			}
+		}
+	}
+}

@@ -367,10 +367,14 @@ func (op *MatMulOp) rangeQuant(rb, r0, r1 int, yd []float32, ys []int32, o *[4]f
 			// Four activation rows per weight row: the weights are unpacked once for four
 			// products while the four rows stay in the level-1 cache (and each activation load
 			// serves two weight rows, where the kernel has a two-row form).
-			f2 := fastDots2x4[t]
+			f2, fp := fastDots2x4[t], fastPairs4[t]
 			for ; j+4 <= op.N; j += 4 {
 				act := op.Act[j*op.ActStride:]
 				r := r0
+				if pairs := (r1 - r0) / 2; fp != nil && pairs > 0 {
+					fp(op.W[r0*rb:], rb, pairs, act, op.ActStride, n, op.Out[j*op.OutStride+r0:], op.OutStride)
+					r += 2 * pairs
+				}
 				if f2 != nil {
 					for ; r+2 <= r1; r += 2 {
 						f2(op.W[r*rb:(r+2)*rb], rb, act, op.ActStride, n, o8)

@@ -58,6 +58,8 @@ type variant4 struct {
 	dot  vecDot4Fn
 	one  int
 	two  vecDot2x4Fn // its two-row form, if any
+	// pairs: the two-row form over a run of row pairs, if any.
+	pairs vecDot2x4PairsFn
 }
 
 var variants4 []variant4
@@ -70,7 +72,7 @@ func use4(name string, t ggml.Type, f vecDot4Fn) {
 			one = i
 		}
 	}
-	fastDots4[t], fastDots2x4[t] = f, nil
+	fastDots4[t], fastDots2x4[t], fastPairs4[t] = f, nil, nil
 	variants4 = append(variants4, variant4{name: name, t: t, dot: f, one: one})
 }
 
@@ -86,6 +88,29 @@ func use4x2(name string, t ggml.Type, f vecDot4Fn, f2 vecDot2x4Fn) {
 	use4(name, t, f)
 	fastDots2x4[t] = f2
 	variants4[len(variants4)-1].two = f2
+}
+
+// vecDot2x4PairsFn is a vecDot2x4Fn for pairs of weight rows (rows 2p and 2p+1, wstride
+// bytes apart, for p < pairs) in one call, row r's result for column c at out[c·ostride+r], bit
+// for bit: a prompt batch's run of weight rows without a call a pair.
+type vecDot2x4PairsFn func(w []byte, wstride, pairs int, act []byte, stride, n int, out []float32, ostride int)
+
+// fastPairs4 holds the run forms of fastDots2x4 (nil: none).
+var fastPairs4 [ggml.BF16 + 1]vecDot2x4PairsFn
+
+// usePairs4 installs f as the run form of the two-row kernel use4x2 installed last for t.
+func usePairs4(t ggml.Type, f vecDot2x4PairsFn) {
+	fastPairs4[t] = f
+	variants4[len(variants4)-1].pairs = f
+}
+
+// checkPairs4 panics unless w holds pairs pairs of rows of n elements' worth wstride bytes
+// apart (at least 2n bytes a row: the 16-bit float types) and out the four columns' results.
+func checkPairs4(w []byte, wstride, pairs, n int, out []float32, ostride int) {
+	if wstride < 2*n || len(w) < (2*pairs-1)*wstride+2*n || ostride < 2*pairs || len(out) < 3*ostride+2*pairs {
+		panic(fmt.Sprintf("kernels: four-column dot of %d row pairs of %d elements, %d bytes apart, from %d bytes into %d results (stride %d)",
+			pairs, n, wstride, len(w), len(out), ostride))
+	}
 }
 
 // rowsFn is a vecDotFn for rows weight rows stride bytes apart (results to out[:rows]) in one

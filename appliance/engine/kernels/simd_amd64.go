@@ -169,6 +169,9 @@ func dotBF16DPx4(x, y *uint16, ystride int, n int, out *float32)
 //go:noescape
 func dotBF16DPR2x4(x *uint16, xstride int, y *uint16, ystride int, n int, out *float32)
 
+//go:noescape
+func dotBF16DPR2x4Rows(x *uint16, xstride int, pairs int, y *uint16, ystride int, n int, out *float32, ostride int)
+
 // Prompt-batch forms of the eight-row kernels: unpack eight rows once, then dot each activation
 // row with the unpacked copy (bit-identical to the eight-row kernels).
 
@@ -360,6 +363,7 @@ func init() {
 			simdName += " avx512bf16"
 			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
 			use4x2("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16DPx4), bf16DP2x4)
+			usePairs4(ggml.BF16, bf16DPPairs4)
 			useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4), halfRows4(&geomBF16, BF16ToF32, dotBF16DPx4))
 		}
 	}
@@ -606,6 +610,28 @@ func bf16DP2x4(w []byte, wstride int, act []byte, stride int, n int, out *[8]flo
 			out[4*r+c] = halfTail(s[4*r+c], w[r*wstride:], act[c*stride:], np, n, BF16ToF32)
 		}
 	}
+}
+
+// bf16DPPairs4 is bf16DP2x4 for pairs of weight rows in one call (a vecDotPairs4Fn).
+func bf16DPPairs4(w []byte, wstride, pairs int, act []byte, stride, n int, out []float32, ostride int) {
+	if pairs <= 0 {
+		return
+	}
+	checkPairs4(w, wstride, pairs, n, out, ostride)
+	if n%32 != 0 {
+		// The kernel takes whole 32-element steps; rows with a tail go a pair at a time.
+		var o [8]float32
+		for p := range pairs {
+			bf16DP2x4(w[2*p*wstride:], wstride, act, stride, n, &o)
+			for c := range 4 {
+				out[c*ostride+2*p] = o[c]
+				out[c*ostride+2*p+1] = o[4+c]
+			}
+		}
+		return
+	}
+	geomBF16.blocks4(w, act, stride, n)
+	dotBF16DPR2x4Rows((*uint16)(unsafe.Pointer(&w[0])), wstride, pairs, (*uint16)(unsafe.Pointer(&act[0])), stride, n, &out[0], 4*ostride)
 }
 
 // bf16Dot makes a BF16 dot of kernel k, which takes the whole 32-element steps; the last

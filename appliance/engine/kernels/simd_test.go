@@ -819,6 +819,14 @@ func TestVecDot4MatchesSingleColumn(t *testing.T) {
 				checkTwoRows(t, fmt.Sprintf("%s/%s n=%d", v4.t, v4.name, n), row, other, trial,
 					func(w []byte, wstride int, o *[8]float32) { v4.two(w, wstride, act, stride, n, o) },
 					func(w []byte, o *[4]float32) { v4.dot(w, act, stride, n, o) })
+				if v4.pairs == nil {
+					continue
+				}
+				checkPairRuns(t, fmt.Sprintf("%s/%s n=%d", v4.t, v4.name, n), [][]byte{row, other}, trial,
+					func(w []byte, wstride, pairs int, o []float32, ostride int) {
+						v4.pairs(w, wstride, pairs, act, stride, n, o, ostride)
+					},
+					func(w []byte, o *[4]float32) { v4.dot(w, act, stride, n, o) })
 			}
 		}
 	}
