@@ -33,7 +33,10 @@
 	VFMADD231PS 64 base, Z9, hi
 
 // The column's sum, reduced as GGML_REDUCE4 reduces dotBF16AVX2's, to off(R8).
-#define BF16X4_REDUCE(zlo, zhi, ylo, xlo, yt, xt, off) \
+#define BF16X4_REDUCE(zlo, zhi, ylo, xlo, yt, xt, off) BF16X4_REDUCE_TO(zlo, zhi, ylo, xlo, yt, xt, off(R8))
+
+// BF16X4_REDUCE, stored at mem.
+#define BF16X4_REDUCE_TO(zlo, zhi, ylo, xlo, yt, xt, mem) \
 	VADDPS        zhi, zlo, zlo; \
 	VEXTRACTF64X4 $1, zlo, yt; \
 	VADDPS        yt, ylo, ylo; \
@@ -41,7 +44,7 @@
 	VADDPS        xt, xlo, xlo; \
 	VHADDPS       xlo, xlo, xlo; \
 	VHADDPS       xlo, xlo, xlo; \
-	VMOVSS        xlo, off(R8)
+	VMOVSS        xlo, mem
 
 // The kernel body for 16-bit float weights that widen reads (func (x, y, ystride int, n int,
 // out *float32)): four activation rows ystride bytes apart (col: 16-bit floats widened the same
@@ -147,5 +150,73 @@ f16r2x4_loop32:
 	BF16X4_REDUCE(Z10, Z11, Y10, X10, Y0, X0, 20)
 	BF16X4_REDUCE(Z12, Z13, Y12, X12, Y0, X0, 24)
 	BF16X4_REDUCE(Z14, Z15, Y14, X14, Y0, X0, 28)
+	VZEROUPPER
+	RET
+
+// A row's four column sums (Z0-Z7: column c in Z(2c), Z(2c+1)) reduced (BF16X4_REDUCE) to column
+// c's result for the row at off(R8)(R9·c), R10 = R8+3·R9 for the last column; Z8 scratch.
+#define F16R_REDUCE_COLS(off) \
+	BF16X4_REDUCE_TO(Z0, Z1, Y0, X0, Y8, X8, off(R8)); \
+	BF16X4_REDUCE_TO(Z2, Z3, Y2, X2, Y8, X8, off(R8)(R9*1)); \
+	BF16X4_REDUCE_TO(Z4, Z5, Y4, X4, Y8, X8, off(R8)(R9*2)); \
+	BF16X4_REDUCE_TO(Z6, Z7, Y6, X6, Y8, X8, off(R10))
+
+// func dotF16F32R2x4Rows(x *uint16, xstride int, pairs int, y *float32, ystride int, n int, out *float32, ostride int)
+// dotF16F32R2x4AVX512 for pairs of weight rows in one call: rows 2p and 2p+1 (xstride bytes
+// apart) for p < pairs, each row's four results stored at out + 4·row + c·ostride bytes for
+// column c, as the matrix product lays them out: a prompt batch's run of weight rows without a
+// call (and its checks) a pair.
+TEXT ·dotF16F32R2x4Rows(SB), NOSPLIT, $0-64
+	MOVQ x+0(FP), R12
+	MOVQ xstride+8(FP), BX
+	MOVQ pairs+16(FP), R11
+	MOVQ y+24(FP), R13
+	MOVQ ystride+32(FP), DX
+	MOVQ out+48(FP), R8
+	MOVQ ostride+56(FP), R9
+	LEAQ (R8)(R9*2), R10
+	ADDQ R9, R10
+
+f16rr_pair:
+	MOVQ R12, SI
+	MOVQ R13, DI
+	LEAQ (DI)(DX*2), R14
+	MOVQ n+40(FP), CX
+	ZERO_Z4(Z0, Z1, Z2, Z3)
+	ZERO_Z4(Z4, Z5, Z6, Z7)
+	ZERO_Z4(Z16, Z17, Z18, Z19)
+	ZERO_Z4(Z20, Z21, Z22, Z23)
+
+f16rr_loop32:
+	VCVTPH2PS (SI), Z8
+	VCVTPH2PS 32(SI), Z9
+	VCVTPH2PS (SI)(BX*1), Z10
+	VCVTPH2PS 32(SI)(BX*1), Z11
+	F32R2_COL((DI), Z0, Z1, Z16, Z17)
+	F32R2_COL((DI)(DX*1), Z2, Z3, Z18, Z19)
+	F32R2_COL((R14), Z4, Z5, Z20, Z21)
+	F32R2_COL((R14)(DX*1), Z6, Z7, Z22, Z23)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	ADDQ $128, R14
+	SUBQ $32, CX
+	JNZ  f16rr_loop32
+
+	F16R_REDUCE_COLS(0)
+	// The second row's sums move to Z0-Z7 (VEX forms reach only the low sixteen).
+	VMOVAPS Z16, Z0
+	VMOVAPS Z17, Z1
+	VMOVAPS Z18, Z2
+	VMOVAPS Z19, Z3
+	VMOVAPS Z20, Z4
+	VMOVAPS Z21, Z5
+	VMOVAPS Z22, Z6
+	VMOVAPS Z23, Z7
+	F16R_REDUCE_COLS(4)
+	LEAQ (R12)(BX*2), R12
+	ADDQ $8, R8
+	ADDQ $8, R10
+	DECQ R11
+	JNZ  f16rr_pair
 	VZEROUPPER
 	RET

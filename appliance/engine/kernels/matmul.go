@@ -524,6 +524,10 @@ func (op *MatMulOp) rangePrepared(k *preparedKernel, rb, r0, r1 int, prep []byte
 		for ; j+4 <= op.N; j += 4 {
 			p := prep[j*sz : (j+4)*sz]
 			r := r0
+			if pairs := (r1 - r0) / 2; k.pairs != nil && pairs > 0 {
+				k.pairs(op.W[r0*rb:], rb, pairs, p, sz, n, op.Out[j*op.OutStride+r0:], op.OutStride)
+				r += 2 * pairs
+			}
 			if k.dot2x4 != nil {
 				for ; r+2 <= r1; r += 2 {
 					k.dot2x4(op.W[r*rb:(r+2)*rb], rb, p, sz, n, o8)

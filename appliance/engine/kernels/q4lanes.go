@@ -144,6 +144,8 @@ type preparedKernel struct {
 	// dot2x4 is dot4 for two weight rows wstride bytes apart at once (out[4r+c]: row r,
 	// column c), bit for bit.
 	dot2x4 func(w []byte, wstride int, prep []byte, stride int, n int, out *[8]float32)
+	// pairs is dot2x4 over a run of row pairs in one call (a vecDot2x4PairsFn), where not nil.
+	pairs vecDot2x4PairsFn
 	// minN is the fewest activation rows for which MatMul prepares them; with fewer it uses
 	// the type's plain kernels (which must give the same results).
 	minN int

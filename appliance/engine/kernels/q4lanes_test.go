@@ -171,6 +171,14 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 				checkTwoRows(t, fmt.Sprintf("%s/%s %d elements", k.t, k.name, n), row, other, trial,
 					func(w []byte, wstride int, o *[8]float32) { k.dot2x4(w, wstride, prep4, stride, n, o) },
 					func(w []byte, o *[4]float32) { k.dot4(w, prep4, stride, n, o) })
+				if k.pairs == nil {
+					continue
+				}
+				checkPairRuns(t, fmt.Sprintf("%s/%s %d elements", k.t, k.name, n), [][]byte{row, other}, trial,
+					func(w []byte, wstride, pairs int, o []float32, ostride int) {
+						k.pairs(w, wstride, pairs, prep4, stride, n, o, ostride)
+					},
+					func(w []byte, o *[4]float32) { k.dot4(w, prep4, stride, n, o) })
 			}
 		}
 	}

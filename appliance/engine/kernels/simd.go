@@ -104,6 +104,18 @@ func usePairs4(t ggml.Type, f vecDot2x4PairsFn) {
 	variants4[len(variants4)-1].pairs = f
 }
 
+// pairsByTwo is a vecDot2x4PairsFn made of calls of the two-row kernel two, a pair each.
+func pairsByTwo(two vecDot2x4Fn, w []byte, wstride, pairs int, act []byte, stride, n int, out []float32, ostride int) {
+	var o [8]float32
+	for p := range pairs {
+		two(w[2*p*wstride:], wstride, act, stride, n, &o)
+		for c := range 4 {
+			out[c*ostride+2*p] = o[c]
+			out[c*ostride+2*p+1] = o[4+c]
+		}
+	}
+}
+
 // checkPairs4 panics unless w holds pairs pairs of rows of n elements' worth wstride bytes
 // apart (at least 2n bytes a row: the 16-bit float types) and out the four columns' results.
 func checkPairs4(w []byte, wstride, pairs, n int, out []float32, ostride int) {

@@ -170,6 +170,9 @@ func dotBF16DPx4(x, y *uint16, ystride int, n int, out *float32)
 func dotBF16DPR2x4(x *uint16, xstride int, y *uint16, ystride int, n int, out *float32)
 
 //go:noescape
+func dotF16F32R2x4Rows(x *uint16, xstride int, pairs int, y *float32, ystride int, n int, out *float32, ostride int)
+
+//go:noescape
 func dotBF16DPR2x4Rows(x *uint16, xstride int, pairs int, y *uint16, ystride int, n int, out *float32, ostride int)
 
 // Prompt-batch forms of the eight-row kernels: unpack eight rows once, then dot each activation
@@ -591,6 +594,19 @@ func f16Kernel() *preparedKernel {
 			}
 		}
 	}
+	pk.pairs = func(w []byte, wstride, pairs int, prep []byte, stride, n int, out []float32, ostride int) {
+		if pairs <= 0 {
+			return
+		}
+		check(w, prep, stride, 4, n)
+		checkPairs4(w, wstride, pairs, n, out, ostride)
+		if n%32 != 0 {
+			// The kernel takes whole 32-element steps; rows with a tail go a pair at a time.
+			pairsByTwo(pk.dot2x4, w, wstride, pairs, prep, stride, n, out, ostride)
+			return
+		}
+		dotF16F32R2x4Rows(&u16s(w, n)[0], wstride, pairs, &f32s(prep, n)[0], stride, n, &out[0], 4*ostride)
+	}
 	return pk
 }
 
@@ -620,14 +636,7 @@ func bf16DPPairs4(w []byte, wstride, pairs int, act []byte, stride, n int, out [
 	checkPairs4(w, wstride, pairs, n, out, ostride)
 	if n%32 != 0 {
 		// The kernel takes whole 32-element steps; rows with a tail go a pair at a time.
-		var o [8]float32
-		for p := range pairs {
-			bf16DP2x4(w[2*p*wstride:], wstride, act, stride, n, &o)
-			for c := range 4 {
-				out[c*ostride+2*p] = o[c]
-				out[c*ostride+2*p+1] = o[4+c]
-			}
-		}
+		pairsByTwo(bf16DP2x4, w, wstride, pairs, act, stride, n, out, ostride)
 		return
 	}
 	geomBF16.blocks4(w, act, stride, n)
