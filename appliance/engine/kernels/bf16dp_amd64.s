@@ -176,33 +176,36 @@ bf16dp4_sum:
 	VDPBF16PS(6+k, nw0, 20); \
 	VDPBF16PS(14+k, nw1, 20)
 
+// The two-row kernel's pass over CX elements (SI: the first row, BX on the second; activation
+// rows at DI, DI+DX, R14, R14+DX), the sums left in Z0-Z15 for the label sum.
+#define BF16DPR2_PASS(loop, rest, sum) \
+	SHRQ   $5, CX; \
+	ZERO_Z4(Z0, Z1, Z2, Z3); \
+	ZERO_Z4(Z4, Z5, Z6, Z7); \
+	ZERO_Z4(Z8, Z9, Z10, Z11); \
+	ZERO_Z4(Z12, Z13, Z14, Z15); \
+	MOVQ   CX, AX; \
+	SHRQ   $1, AX; \
+	JZ     rest; \
+loop: \
+	BF16DPR2_CHUNK(0, 0, Z16, 16, Z17, 17); \
+	BF16DPR2_CHUNK(1, 64, Z18, 18, Z19, 19); \
+	ADDQ $128, SI; \
+	ADDQ $128, DI; \
+	ADDQ $128, R14; \
+	DECQ AX; \
+	JNZ  loop; \
+rest: \
+	ANDQ $1, CX; \
+	JZ   sum; \
+	BF16DPR2_CHUNK(0, 0, Z16, 16, Z17, 17)
+
 // func dotBF16DPR2x4(x *uint16, xstride int, y *uint16, ystride int, n int, out *float32)
 // Two weight rows xstride bytes apart against four activation rows ystride bytes apart; n a
 // positive multiple of 32; out[4r+c] is what dotBF16DPx4 returns for row r and column c.
 TEXT ·dotBF16DPR2x4(SB), NOSPLIT, $0-48
 	R2X4_ARGS
-	SHRQ   $5, CX
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	ZERO_Z4(Z8, Z9, Z10, Z11)
-	ZERO_Z4(Z12, Z13, Z14, Z15)
-	MOVQ   CX, AX
-	SHRQ   $1, AX
-	JZ     bf16dpr2_rest
-
-bf16dpr2_loop:
-	BF16DPR2_CHUNK(0, 0, Z16, 16, Z17, 17)
-	BF16DPR2_CHUNK(1, 64, Z18, 18, Z19, 19)
-	ADDQ $128, SI
-	ADDQ $128, DI
-	ADDQ $128, R14
-	DECQ AX
-	JNZ  bf16dpr2_loop
-
-bf16dpr2_rest:
-	ANDQ $1, CX
-	JZ   bf16dpr2_sum
-	BF16DPR2_CHUNK(0, 0, Z16, 16, Z17, 17)
+	BF16DPR2_PASS(bf16dpr2_loop, bf16dpr2_rest, bf16dpr2_sum)
 
 bf16dpr2_sum:
 	BF16DP_REDUCE_Z0_7
@@ -224,51 +227,15 @@ bf16dpr2_sum:
 // as the matrix product lays them out. A prompt batch calls it once for a run of weight rows
 // rather than once a pair, which on a Zen 4 core took about a sixth of the kernel's time.
 TEXT ·dotBF16DPR2x4Rows(SB), NOSPLIT, $0-64
-	MOVQ x+0(FP), R12
-	MOVQ xstride+8(FP), BX
-	MOVQ pairs+16(FP), R11
-	MOVQ y+24(FP), R13
-	MOVQ ystride+32(FP), DX
-	MOVQ out+48(FP), R8
-	MOVQ ostride+56(FP), R9
-	LEAQ (R8)(R9*2), R10
-	ADDQ R9, R10
+	PAIRS_ARGS
 
 bf16dprr_pair:
-	MOVQ   R12, SI
-	MOVQ   R13, DI
-	LEAQ   (DI)(DX*2), R14
-	MOVQ   n+40(FP), CX
-	SHRQ   $5, CX
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	ZERO_Z4(Z8, Z9, Z10, Z11)
-	ZERO_Z4(Z12, Z13, Z14, Z15)
-	MOVQ   CX, AX
-	SHRQ   $1, AX
-	JZ     bf16dprr_rest
-
-bf16dprr_loop:
-	BF16DPR2_CHUNK(0, 0, Z16, 16, Z17, 17)
-	BF16DPR2_CHUNK(1, 64, Z18, 18, Z19, 19)
-	ADDQ $128, SI
-	ADDQ $128, DI
-	ADDQ $128, R14
-	DECQ AX
-	JNZ  bf16dprr_loop
-
-bf16dprr_rest:
-	ANDQ $1, CX
-	JZ   bf16dprr_sum
-	BF16DPR2_CHUNK(0, 0, Z16, 16, Z17, 17)
+	PAIRS_START
+	BF16DPR2_PASS(bf16dprr_loop, bf16dprr_rest, bf16dprr_sum)
 
 bf16dprr_sum:
 	BF16DP_REDUCE_COLS(Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Y0, X0, Y1, X1, Y2, X2, Y3, X3, Y4, X4, Y5, X5, Y6, X6, Y7, X7, 0)
 	BF16DP_REDUCE_COLS(Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Y8, X8, Y9, X9, Y10, X10, Y11, X11, Y12, X12, Y13, X13, Y14, X14, Y15, X15, 4)
-	LEAQ (R12)(BX*2), R12
-	ADDQ $8, R8
-	ADDQ $8, R10
-	DECQ R11
-	JNZ  bf16dprr_pair
+	PAIRS_NEXT(bf16dprr_pair)
 	VZEROUPPER
 	RET

@@ -106,50 +106,57 @@ TEXT ·dotF16F32x4AVX512(SB), NOSPLIT, $0-40
 	VFMADD231PS Z12, Z10, lo1; \
 	VFMADD231PS Z13, Z11, hi1
 
+// The two-row kernel's pass over CX elements (SI: the first row, BX on the second; activation
+// rows at DI, DI+DX, R14, R14+DX): the first row's sums in Z0-Z7, the second's in Z16-Z23.
+#define F16R2_PASS(loop) \
+	ZERO_Z4(Z0, Z1, Z2, Z3); \
+	ZERO_Z4(Z4, Z5, Z6, Z7); \
+	ZERO_Z4(Z16, Z17, Z18, Z19); \
+	ZERO_Z4(Z20, Z21, Z22, Z23); \
+loop: \
+	VCVTPH2PS (SI), Z8; \
+	VCVTPH2PS 32(SI), Z9; \
+	VCVTPH2PS (SI)(BX*1), Z10; \
+	VCVTPH2PS 32(SI)(BX*1), Z11; \
+	F32R2_COL((DI), Z0, Z1, Z16, Z17); \
+	F32R2_COL((DI)(DX*1), Z2, Z3, Z18, Z19); \
+	F32R2_COL((R14), Z4, Z5, Z20, Z21); \
+	F32R2_COL((R14)(DX*1), Z6, Z7, Z22, Z23); \
+	ADDQ      $64, SI; \
+	ADDQ      $128, DI; \
+	ADDQ      $128, R14; \
+	SUBQ      $32, CX; \
+	JNZ       loop
+
+// The second row's sums (Z16-Z23) to Z0-Z7, once the first row's are stored (VEX forms reach
+// only the low sixteen).
+#define F16R2_SECOND_ROW \
+	VMOVAPS Z16, Z0; \
+	VMOVAPS Z17, Z1; \
+	VMOVAPS Z18, Z2; \
+	VMOVAPS Z19, Z3; \
+	VMOVAPS Z20, Z4; \
+	VMOVAPS Z21, Z5; \
+	VMOVAPS Z22, Z6; \
+	VMOVAPS Z23, Z7
+
 // func dotF16F32R2x4AVX512(x *uint16, xstride int, y *float32, ystride int, n int, out *float32)
 // Two F16 weight rows xstride bytes apart against four activation rows ystride bytes apart,
 // widened to float32; n a positive multiple of 32. out[4r+c] is what dotF16F32x4AVX512 returns
 // for row r and column c: each activation load serves both rows.
 TEXT ·dotF16F32R2x4AVX512(SB), NOSPLIT, $0-48
 	R2X4_ARGS
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	ZERO_Z4(Z16, Z17, Z18, Z19)
-	ZERO_Z4(Z20, Z21, Z22, Z23)
+	F16R2_PASS(f16r2x4_loop32)
 
-f16r2x4_loop32:
-	VCVTPH2PS (SI), Z8
-	VCVTPH2PS 32(SI), Z9
-	VCVTPH2PS (SI)(BX*1), Z10
-	VCVTPH2PS 32(SI)(BX*1), Z11
-	F32R2_COL((DI), Z0, Z1, Z16, Z17)
-	F32R2_COL((DI)(DX*1), Z2, Z3, Z18, Z19)
-	F32R2_COL((R14), Z4, Z5, Z20, Z21)
-	F32R2_COL((R14)(DX*1), Z6, Z7, Z22, Z23)
-	ADDQ      $64, SI
-	ADDQ      $128, DI
-	ADDQ      $128, R14
-	SUBQ      $32, CX
-	JNZ       f16r2x4_loop32
-
-	// The second row's sums move to Z8-Z15 (VEX forms reach only the low sixteen), once the
-	// first row's reduction is done with Z8 as scratch.
 	BF16X4_REDUCE(Z0, Z1, Y0, X0, Y8, X8, 0)
 	BF16X4_REDUCE(Z2, Z3, Y2, X2, Y8, X8, 4)
 	BF16X4_REDUCE(Z4, Z5, Y4, X4, Y8, X8, 8)
 	BF16X4_REDUCE(Z6, Z7, Y6, X6, Y8, X8, 12)
-	VMOVAPS Z16, Z8
-	VMOVAPS Z17, Z9
-	VMOVAPS Z18, Z10
-	VMOVAPS Z19, Z11
-	VMOVAPS Z20, Z12
-	VMOVAPS Z21, Z13
-	VMOVAPS Z22, Z14
-	VMOVAPS Z23, Z15
-	BF16X4_REDUCE(Z8, Z9, Y8, X8, Y0, X0, 16)
-	BF16X4_REDUCE(Z10, Z11, Y10, X10, Y0, X0, 20)
-	BF16X4_REDUCE(Z12, Z13, Y12, X12, Y0, X0, 24)
-	BF16X4_REDUCE(Z14, Z15, Y14, X14, Y0, X0, 28)
+	F16R2_SECOND_ROW
+	BF16X4_REDUCE(Z0, Z1, Y0, X0, Y8, X8, 16)
+	BF16X4_REDUCE(Z2, Z3, Y2, X2, Y8, X8, 20)
+	BF16X4_REDUCE(Z4, Z5, Y4, X4, Y8, X8, 24)
+	BF16X4_REDUCE(Z6, Z7, Y6, X6, Y8, X8, 28)
 	VZEROUPPER
 	RET
 
@@ -167,56 +174,14 @@ f16r2x4_loop32:
 // column c, as the matrix product lays them out: a prompt batch's run of weight rows without a
 // call (and its checks) a pair.
 TEXT ·dotF16F32R2x4Rows(SB), NOSPLIT, $0-64
-	MOVQ x+0(FP), R12
-	MOVQ xstride+8(FP), BX
-	MOVQ pairs+16(FP), R11
-	MOVQ y+24(FP), R13
-	MOVQ ystride+32(FP), DX
-	MOVQ out+48(FP), R8
-	MOVQ ostride+56(FP), R9
-	LEAQ (R8)(R9*2), R10
-	ADDQ R9, R10
+	PAIRS_ARGS
 
 f16rr_pair:
-	MOVQ R12, SI
-	MOVQ R13, DI
-	LEAQ (DI)(DX*2), R14
-	MOVQ n+40(FP), CX
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	ZERO_Z4(Z16, Z17, Z18, Z19)
-	ZERO_Z4(Z20, Z21, Z22, Z23)
-
-f16rr_loop32:
-	VCVTPH2PS (SI), Z8
-	VCVTPH2PS 32(SI), Z9
-	VCVTPH2PS (SI)(BX*1), Z10
-	VCVTPH2PS 32(SI)(BX*1), Z11
-	F32R2_COL((DI), Z0, Z1, Z16, Z17)
-	F32R2_COL((DI)(DX*1), Z2, Z3, Z18, Z19)
-	F32R2_COL((R14), Z4, Z5, Z20, Z21)
-	F32R2_COL((R14)(DX*1), Z6, Z7, Z22, Z23)
-	ADDQ $64, SI
-	ADDQ $128, DI
-	ADDQ $128, R14
-	SUBQ $32, CX
-	JNZ  f16rr_loop32
-
+	PAIRS_START
+	F16R2_PASS(f16rr_loop32)
 	F16R_REDUCE_COLS(0)
-	// The second row's sums move to Z0-Z7 (VEX forms reach only the low sixteen).
-	VMOVAPS Z16, Z0
-	VMOVAPS Z17, Z1
-	VMOVAPS Z18, Z2
-	VMOVAPS Z19, Z3
-	VMOVAPS Z20, Z4
-	VMOVAPS Z21, Z5
-	VMOVAPS Z22, Z6
-	VMOVAPS Z23, Z7
+	F16R2_SECOND_ROW
 	F16R_REDUCE_COLS(4)
-	LEAQ (R12)(BX*2), R12
-	ADDQ $8, R8
-	ADDQ $8, R10
-	DECQ R11
-	JNZ  f16rr_pair
+	PAIRS_NEXT(f16rr_pair)
 	VZEROUPPER
 	RET

@@ -1127,6 +1127,36 @@ blab: \
 // Arguments of the two-row four-column kernels (x *uint16, xstride int, y, ystride int, n int,
 // out *float32): SI = x, BX = xstride, DI = y, DX = ystride, R14 = y + 2·ystride, CX = n,
 // R8 = out.
+// Arguments of the kernels over runs of weight-row pairs (func(x, xstride, pairs, y, ystride, n,
+// out, ostride)): R12 the pair's first row, BX the row stride, R11 the pairs left, R13 the
+// activation rows (DX apart), R8 the pair's first result, R9 the column stride of the results,
+// R10 = R8+3·R9.
+#define PAIRS_ARGS \
+	MOVQ x+0(FP), R12; \
+	MOVQ xstride+8(FP), BX; \
+	MOVQ pairs+16(FP), R11; \
+	MOVQ y+24(FP), R13; \
+	MOVQ ystride+32(FP), DX; \
+	MOVQ out+48(FP), R8; \
+	MOVQ ostride+56(FP), R9; \
+	LEAQ (R8)(R9*2), R10; \
+	ADDQ R9, R10
+
+// A pair's pass starts as R2X4_ARGS leaves the registers.
+#define PAIRS_START \
+	MOVQ R12, SI; \
+	MOVQ R13, DI; \
+	LEAQ (DI)(DX*2), R14; \
+	MOVQ n+40(FP), CX
+
+// On to the next pair, back to label while any are left.
+#define PAIRS_NEXT(label) \
+	LEAQ (R12)(BX*2), R12; \
+	ADDQ $8, R8; \
+	ADDQ $8, R10; \
+	DECQ R11; \
+	JNZ  label
+
 #define R2X4_ARGS \
 	MOVQ x+0(FP), SI; \
 	MOVQ xstride+8(FP), BX; \
