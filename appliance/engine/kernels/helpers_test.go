@@ -95,3 +95,24 @@ func checkPairRuns(t *testing.T, name string, rows [][]byte, trial int,
 		}
 	}
 }
+
+// checkPairRunsEmpty: a run of pairs over rows of no elements writes zeros (the kernels take at
+// least one 32-element step, so an empty row must not reach them).
+func checkPairRunsEmpty(t *testing.T, name string, pairs func(w []byte, wstride, pairs int, out []float32, ostride int)) {
+	t.Helper()
+	out := make([]float32, 4*3)
+	for i := range out {
+		out[i] = 1
+	}
+	pairs(make([]byte, 8), 4, 1, out, 3)
+	for c := range 4 {
+		for r := range 2 {
+			if out[c*3+r] != 0 {
+				t.Fatalf("%s: empty rows gave %v for row %d column %d", name, out[c*3+r], r, c)
+			}
+		}
+		if out[c*3+2] != 1 {
+			t.Fatalf("%s: empty rows wrote past the run in column %d", name, c)
+		}
+	}
+}

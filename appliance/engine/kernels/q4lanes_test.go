@@ -92,6 +92,11 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s/%s: no test case for prepared kernels of this type", k.t, k.name)
 		}
+		if k.pairs != nil {
+			checkPairRunsEmpty(t, fmt.Sprintf("%s/%s", k.t, k.name), func(w []byte, wstride, pairs int, o []float32, ostride int) {
+				k.pairs(w, wstride, pairs, nil, 0, 0, o, ostride)
+			})
+		}
 		for _, n := range tc.sizes {
 			nb := n / k.t.BlockSize()
 			rb64, _ := k.t.RowSize(int64(n))

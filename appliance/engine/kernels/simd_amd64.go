@@ -600,8 +600,9 @@ func f16Kernel() *preparedKernel {
 		}
 		check(w, prep, stride, 4, n)
 		checkPairs4(w, wstride, pairs, n, out, ostride)
-		if n%32 != 0 {
-			// The kernel takes whole 32-element steps; rows with a tail go a pair at a time.
+		if n == 0 || n%32 != 0 {
+			// The kernel takes whole 32-element steps, at least one; rows with a tail go a
+			// pair at a time.
 			pairsByTwo(pk.dot2x4, w, wstride, pairs, prep, stride, n, out, ostride)
 			return
 		}
@@ -628,14 +629,15 @@ func bf16DP2x4(w []byte, wstride int, act []byte, stride int, n int, out *[8]flo
 	}
 }
 
-// bf16DPPairs4 is bf16DP2x4 for pairs of weight rows in one call (a vecDotPairs4Fn).
+// bf16DPPairs4 is bf16DP2x4 for pairs of weight rows in one call (a vecDot2x4PairsFn).
 func bf16DPPairs4(w []byte, wstride, pairs int, act []byte, stride, n int, out []float32, ostride int) {
 	if pairs <= 0 {
 		return
 	}
 	checkPairs4(w, wstride, pairs, n, out, ostride)
-	if n%32 != 0 {
-		// The kernel takes whole 32-element steps; rows with a tail go a pair at a time.
+	if n == 0 || n%32 != 0 {
+		// The kernel takes whole 32-element steps, at least one; rows with a tail go a pair
+		// at a time.
 		pairsByTwo(bf16DP2x4, w, wstride, pairs, act, stride, n, out, ostride)
 		return
 	}

@@ -779,6 +779,11 @@ func TestVecDot4MatchesSingleColumn(t *testing.T) {
 			t.Fatalf("%s/%s: a one-column kernel installed after it replaces the one it equals (%s)", v4.t, v4.name, single.name)
 		}
 		at := VecDotType(v4.t)
+		if v4.pairs != nil {
+			checkPairRunsEmpty(t, fmt.Sprintf("%s/%s", v4.t, v4.name), func(w []byte, wstride, pairs int, o []float32, ostride int) {
+				v4.pairs(w, wstride, pairs, nil, 0, 0, o, ostride)
+			})
+		}
 		sizes := []int{256, 512, 2048}
 		if v4.t.BlockSize() == 1 {
 			sizes = append(sizes, 2077, 29) // float rows end in a tail the kernels leave to Go
