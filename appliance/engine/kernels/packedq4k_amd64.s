@@ -256,10 +256,22 @@ TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
 	VPAND   ·paNibbles(SB), Y13, Y13; \
 	PAK_COLS4(64*j+4*g, 64*j+32+4*g)
 
+// The four-column AVX2 and AVX-VNNI kernels' prefetches of chunk j in half h: as
+// P4KN_PREFETCH, but the far ones from R12 (PA_PF_BASE), so that the second half, which reads
+// the panel again from the caches, fetches the next panel into the level-2 cache (AVX2, 256 MiB
+// from memory, one thread: 39.4 against 45.1 ns a super-block and column, 38.7 on cached
+// weights).
+#define P4KA_PREFETCH(j, h) \
+	PA_PF_BASE(6*2368-64, h); \
+	PACKED_PREFETCH8_L2(6*2368-64+512*j, R12); \
+	PREFETCHT1 6*2368-64+2048+64*j(R12); \
+	PACKED_PREFETCH8(2368-64+512*j, SI); \
+	PREFETCHT0 2368-64+2048+64*j(SI)
+
 // Chunk j of half h in four columns: its prefetches, the int16 sums Y4-Y11 from zero, its
 // eight groups (group: PA4K_GROUP4 or the AVX-VNNI kernel's PV4K_GROUP4).
 #define P4K_GROUPS4(group, j, h) \
-	P4KN_PREFETCH(j); \
+	P4KA_PREFETCH(j, h); \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
 	ZERO_Y4(Y8, Y9, Y10, Y11); \
 	group(j, 0, h); \
