@@ -35,12 +35,33 @@
 // memory than on weights in the caches. Over 256 MiB at one thread, ns a super-block and column
 // against P4K_PREFETCH: eight columns 23.3-24.1 against 25.9-26.5, four 27.7 against 31.3,
 // AVX2's four 45.2 against 56.2 (BenchmarkPackedKernels). The one-column kernel's prefetching
-// form was slower with them (100 against 93) and keeps P4K_PREFETCH.
-#define P4KN_PREFETCH(j) \
-	PACKED_PREFETCH8_L2(6*2368-64+512*j, SI); \
-	PREFETCHT1 6*2368-64+2048+64*j(SI); \
-	PACKED_PREFETCH8(2368-64+512*j, SI); \
-	PREFETCHT0 2368-64+2048+64*j(SI)
+// form was slower with them (100 against 93) and keeps P4K_PREFETCH. P4KN_PREFETCH is the
+// eight-column kernel's; the four-column ones vary it (P4KX4_PREFETCH, P4KA_PREFETCH).
+#define P4KN_PREFETCH(j) P4K_FAR_NEAR(j, SI, 2368-64)
+
+// Chunk j's far prefetches six super-blocks on from fb into the level-2 cache, its near ones
+// near bytes on from SI into the level-1 cache.
+#define P4K_FAR_NEAR(j, fb, near) \
+	PACKED_PREFETCH8_L2(6*2368-64+512*j, fb); \
+	PREFETCHT1 6*2368-64+2048+64*j(fb); \
+	PACKED_PREFETCH8(near+512*j, SI); \
+	PREFETCHT0 near+2048+64*j(SI)
+
+// The four-column kernel's prefetches: P4KN_PREFETCH with the near ones two super-blocks on.
+// It loads a chunk's eight lines at once (P4KN_CHUNK), so a line still on its way holds up the
+// chunk: 26.0 against 29.3 ns a super-block and column over 256 MiB at one thread (three
+// super-blocks on: 26.1; the eight-column kernel, which loads a line as its columns need it,
+// read 24.2 against 23.5 with them and keeps P4KN_PREFETCH).
+#define P4KX4_PREFETCH(j) P4K_FAR_NEAR(j, SI, 2*2368-64)
+
+// The four-column AVX2 and AVX-VNNI kernels' prefetches of chunk j in half h: as
+// P4KN_PREFETCH, but the far ones from R12 (PA_PF_BASE), so that the second half, which reads
+// the panel again from the caches, fetches the next panel into the level-2 cache (AVX2, 256 MiB
+// from memory, one thread: 39.4 against 45.1 ns a super-block and column, 38.7 on cached
+// weights).
+#define P4KA_PREFETCH(j, h) \
+	PA_PF_BASE(6*2368-64, h); \
+	P4K_FAR_NEAR(j, R12, 2368-64)
 
 // One column: group g of chunk j at SI against the activations at DI, into the running sums
 // alo (low nibbles) and ahi (high nibbles, times 16). Z1-Z3 are scratch.
@@ -103,17 +124,6 @@ TEXT ·dotPackedQ4KVNNIStream(SB), NOSPLIT, $0-48
 // Many columns: the quants of chunk j of the super-block at SI, low nibbles of groups
 // 8j..8j+7 in Z8-Z15, high nibbles (times 16) in Z16-Z23; the chunk's two scale vectors in
 // Z26, Z27.
-// The four-column kernel's prefetches: P4KN_PREFETCH with the near ones two super-blocks on.
-// It loads a chunk's eight lines at once (P4KN_CHUNK), so a line still on its way holds up the
-// chunk: 26.0 against 29.3 ns a super-block and column over 256 MiB at one thread (three
-// super-blocks on: 26.1; the eight-column kernel, which loads a line as its columns need it,
-// read 24.2 against 23.5 with them and keeps P4KN_PREFETCH).
-#define P4KX4_PREFETCH(j) \
-	PACKED_PREFETCH8_L2(6*2368-64+512*j, SI); \
-	PREFETCHT1 6*2368-64+2048+64*j(SI); \
-	PACKED_PREFETCH8(2*2368-64+512*j, SI); \
-	PREFETCHT0 2*2368-64+2048+64*j(SI)
-
 #define P4KN_CHUNK(j) \
 	P4KX4_PREFETCH(j); \
 	PACKED_SPLIT(512*j, SI, Z28, Z8, Z16); \
@@ -266,18 +276,6 @@ TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
 	VPSRLW  $4, Y13, Y13; \
 	VPAND   ·paNibbles(SB), Y13, Y13; \
 	PAK_COLS4(64*j+4*g, 64*j+32+4*g)
-
-// The four-column AVX2 and AVX-VNNI kernels' prefetches of chunk j in half h: as
-// P4KN_PREFETCH, but the far ones from R12 (PA_PF_BASE), so that the second half, which reads
-// the panel again from the caches, fetches the next panel into the level-2 cache (AVX2, 256 MiB
-// from memory, one thread: 39.4 against 45.1 ns a super-block and column, 38.7 on cached
-// weights).
-#define P4KA_PREFETCH(j, h) \
-	PA_PF_BASE(6*2368-64, h); \
-	PACKED_PREFETCH8_L2(6*2368-64+512*j, R12); \
-	PREFETCHT1 6*2368-64+2048+64*j(R12); \
-	PACKED_PREFETCH8(2368-64+512*j, SI); \
-	PREFETCHT0 2368-64+2048+64*j(SI)
 
 // Chunk j of half h in four columns: its prefetches, the int16 sums Y4-Y11 from zero, its
 // eight groups (group: PA4K_GROUP4 or the AVX-VNNI kernel's PV4K_GROUP4).
