@@ -69,13 +69,6 @@
 // memory 2.85-2.90 ns a block and column against 2.98-3.03).
 #define PF16_DIST 4608
 
-// Four lines at d(r), with the prefetch instruction pf.
-#define PF4_LINES(pf, d, r) \
-	pf d(r); \
-	pf d+64(r); \
-	pf d+128(r); \
-	pf d+192(r)
-
 #define P16_PREFETCH PF4_LINES(PREFETCHT0, PF16_DIST, SI)
 #define P16_PF_GROUP PF4_LINES(PREFETCHT0, PF16_DIST, R11)
 #define P16_PREFETCH_L2 PF4_LINES(PREFETCHT1, PF16_DIST, SI)

@@ -817,6 +817,13 @@ widen_loop: \
 // PACKED_PREFETCH8 into the level-2 cache only.
 #define PACKED_PREFETCH8_L2(off, ptr) PREFETCH8_WITH(PREFETCHT1, off, ptr)
 
+// Four lines at d(r), with the prefetch instruction pf.
+#define PF4_LINES(pf, d, r) \
+	pf d(r); \
+	pf d+64(r); \
+	pf d+128(r); \
+	pf d+192(r)
+
 #define PREFETCH8_WITH(pf, off, ptr) \
 	pf off(ptr); \
 	pf off+64(ptr); \
