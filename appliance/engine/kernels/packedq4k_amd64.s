@@ -14,20 +14,28 @@
 // kernel adds them does not change the result.
 //
 // Chunk j of a super-block is sub-blocks 2j (low nibbles) and 2j+1 (high nibbles): quant
-// groups 8j..8j+7 at 512j, scales at 2048+32j (low) and 2064+32j (high), activations at 64j
-// (low) and 64j+32 (high).
+// groups 8j..8j+7 at Q4K_Q(j), scales at Q4K_SC(j) (low) and Q4K_SC(j)+16 (high), activations
+// at 64j (low) and 64j+32 (high). Chunks 0 and 1, then their scales (a line), chunks 2 and 3,
+// their scales, the mins (two lines), d and dmin (a line): packedq4k.go's layout.
 //
 // Registers: Z30 = 0x0f bytes, Z31 = 0xf0 bytes.
+#define Q4K_Q(j) (512*(j)+64*((j)/2))
+#define Q4K_SC(j) (Q4K_SCT(j)+32*(j))
 
-// How far ahead the kernels prefetch: each chunk fetches its eight lines of
-// quants and one of the five lines of scales (the fifth, at 2304, is reached by the next
-// super-block's first chunk, as PF4K_DIST is a multiple of the super-block size less 64).
+// Chunk j's scales less 32j: the tail argument of the macros shared with Q5_K (PAK_ADD1,
+// PAK_ADD4, PVK_ADD4), which find chunk j's scales at tail+32j.
+#define Q4K_SCT(j) (1024+1024*((j)/2))
+
+// How far ahead the kernels prefetch: each chunk fetches eight lines and one more, 512j on
+// and 2048+64j on less 64: the 37 lines of a super-block in all (the last, at 2304, is reached
+// by the next super-block's first chunk, as PF4K_DIST is a multiple of the super-block size
+// less 64).
 #define PF4K_DIST 2*2368-64
 
 // A chunk's prefetches, as described above.
 #define P4K_PREFETCH(j) \
-	PACKED_PREFETCH8(PF4K_DIST+512*j, SI); \
-	PREFETCHT0 PF4K_DIST+2048+64*j(SI)
+	PACKED_PREFETCH8(PF4K_DIST+512*(j), SI); \
+	PREFETCHT0 PF4K_DIST+2048+64*(j)(SI)
 
 // The many-column kernels' prefetches (far and near, as packed_amd64.s's P16X4_PREFETCH): each
 // chunk's lines six super-blocks on into the level-2 cache, and one super-block on from there
@@ -42,10 +50,10 @@
 // Chunk j's far prefetches six super-blocks on from fb into the level-2 cache, its near ones
 // near bytes on from SI into the level-1 cache.
 #define P4K_FAR_NEAR(j, fb, near) \
-	PACKED_PREFETCH8_L2(6*2368-64+512*j, fb); \
-	PREFETCHT1 6*2368-64+2048+64*j(fb); \
-	PACKED_PREFETCH8(near+512*j, SI); \
-	PREFETCHT0 near+2048+64*j(SI)
+	PACKED_PREFETCH8_L2(6*2368-64+512*(j), fb); \
+	PREFETCHT1 6*2368-64+2048+64*(j)(fb); \
+	PACKED_PREFETCH8(near+512*(j), SI); \
+	PREFETCHT0 near+2048+64*(j)(SI)
 
 // The four-column kernel's prefetches: P4KN_PREFETCH with the near ones two super-blocks on.
 // It loads a chunk's eight lines at once (P4KN_CHUNK), so a line still on its way holds up the
@@ -66,18 +74,18 @@
 // One column: group g of chunk j at SI against the activations at DI, into the running sums
 // alo (low nibbles) and ahi (high nibbles, times 16). Z1-Z3 are scratch.
 #define P4K1_GROUP(j, g, alo, ahi) \
-	PACKED_SPLIT(512*j+64*g, SI, Z1, Z2, Z3); \
-	VPDPBUSD.BCST 64*j+4*g(DI), Z2, alo; \
-	VPDPBUSD.BCST 64*j+32+4*g(DI), Z3, ahi
+	PACKED_SPLIT(Q4K_Q(j)+64*g, SI, Z1, Z2, Z3); \
+	VPDPBUSD.BCST 64*(j)+4*g(DI), Z2, alo; \
+	VPDPBUSD.BCST 64*(j)+32+4*g(DI), Z3, ahi
 
 // The one-column kernels come in two forms: with the prefetches above, and without any
 // (pf = P4K_NO_PREFETCH), where the hardware prefetcher alone streams faster; which one a
 // machine decodes with is measured at run time (streamtune.go).
 #define P4K_NO_PREFETCH(j) NOP
 
-// One column: chunk j, its scaled sums added to Z20 (low) and Z21 (high, times 16); Z10-Z15
-// are scratch (two sums each for the low and high nibbles, to halve the dependency chains).
-#define P4K1_CHUNK(pf, j) \
+// One column: chunk j's integer sums, low nibbles in Z10 and high ones (times 16) in Z12; Z11,
+// Z13 are scratch (two sums each for the low and high nibbles, to halve the dependency chains).
+#define P4K1_SUMS(pf, j) \
 	pf(j); \
 	ZERO_Z4(Z10, Z11, Z12, Z13); \
 	P4K1_GROUP(j, 0, Z10, Z12); \
@@ -89,22 +97,34 @@
 	P4K1_GROUP(j, 6, Z10, Z12); \
 	P4K1_GROUP(j, 7, Z11, Z13); \
 	VPADDD     Z11, Z10, Z10; \
-	VPADDD     Z13, Z12, Z12; \
-	VPMOVZXBD  2048+32*j(SI), Z14; \
-	VPMOVZXBD  2064+32*j(SI), Z15; \
-	VPMULLD    Z14, Z10, Z10; \
-	VPADDD     Z10, Z20, Z20; \
-	VPMULLD    Z15, Z12, Z12; \
-	VPADDD     Z12, Z21, Z21
+	VPADDD     Z13, Z12, Z12
+
+// One column: chunk j's sums lo and hi scaled and added to Z20 (low) and Z21 (high, times 16);
+// Z14, Z15 scratch.
+#define P4K1_SCALE(j, lo, hi) \
+	VPMOVZXBD  Q4K_SC(j)(SI), Z14; \
+	VPMOVZXBD  Q4K_SC(j)+16(SI), Z15; \
+	VPMULLD    Z14, lo, lo; \
+	VPADDD     lo, Z20, Z20; \
+	VPMULLD    Z15, hi, hi; \
+	VPADDD     hi, Z21, Z21
+
+// One column: chunks j and j+1, then their scales, so that the super-block is read in order
+// (chunk j's sums wait in Z16, Z17).
+#define P4K1_PAIR(pf, j) \
+	P4K1_SUMS(pf, j); \
+	VMOVDQA64  Z10, Z16; \
+	VMOVDQA64  Z12, Z17; \
+	P4K1_SUMS(pf, j+1); \
+	P4K1_SCALE(j, Z16, Z17); \
+	P4K1_SCALE(j+1, Z10, Z12)
 
 // One column: a super-block into Z0, prefetching with pf.
 #define P4K1_SB(pf) \
 	VPXORD     Z20, Z20, Z20; \
 	VPXORD     Z21, Z21, Z21; \
-	P4K1_CHUNK(pf, 0); \
-	P4K1_CHUNK(pf, 1); \
-	P4K1_CHUNK(pf, 2); \
-	P4K1_CHUNK(pf, 3); \
+	P4K1_PAIR(pf, 0); \
+	P4K1_PAIR(pf, 2); \
 	VPSRAD     $4, Z21, Z21; \
 	VPADDD     Z21, Z20, Z20; \
 	PK_MINS(2048, (DI), Z22); \
@@ -126,16 +146,16 @@ TEXT ·dotPackedQ4KVNNIStream(SB), NOSPLIT, $0-48
 // Z26, Z27.
 #define P4KN_CHUNK(j) \
 	P4KX4_PREFETCH(j); \
-	PACKED_SPLIT(512*j, SI, Z28, Z8, Z16); \
-	PACKED_SPLIT(512*j+64, SI, Z28, Z9, Z17); \
-	PACKED_SPLIT(512*j+128, SI, Z28, Z10, Z18); \
-	PACKED_SPLIT(512*j+192, SI, Z28, Z11, Z19); \
-	PACKED_SPLIT(512*j+256, SI, Z28, Z12, Z20); \
-	PACKED_SPLIT(512*j+320, SI, Z28, Z13, Z21); \
-	PACKED_SPLIT(512*j+384, SI, Z28, Z14, Z22); \
-	PACKED_SPLIT(512*j+448, SI, Z28, Z15, Z23); \
-	VPMOVZXBD 2048+32*j(SI), Z26; \
-	VPMOVZXBD 2064+32*j(SI), Z27
+	PACKED_SPLIT(Q4K_Q(j), SI, Z28, Z8, Z16); \
+	PACKED_SPLIT(Q4K_Q(j)+64, SI, Z28, Z9, Z17); \
+	PACKED_SPLIT(Q4K_Q(j)+128, SI, Z28, Z10, Z18); \
+	PACKED_SPLIT(Q4K_Q(j)+192, SI, Z28, Z11, Z19); \
+	PACKED_SPLIT(Q4K_Q(j)+256, SI, Z28, Z12, Z20); \
+	PACKED_SPLIT(Q4K_Q(j)+320, SI, Z28, Z13, Z21); \
+	PACKED_SPLIT(Q4K_Q(j)+384, SI, Z28, Z14, Z22); \
+	PACKED_SPLIT(Q4K_Q(j)+448, SI, Z28, Z15, Z23); \
+	VPMOVZXBD Q4K_SC(j)(SI), Z26; \
+	VPMOVZXBD Q4K_SC(j)+16(SI), Z27
 
 // Many columns: chunk j's products for the column with activations at base, its scaled sums
 // added to sumi (the high nibbles' sum shifted down from 16 times its value first).
@@ -183,7 +203,7 @@ p4kx4_block:
 // broadcast from memory. The low sub-block's scales are taken 16 times so that the totals are
 // 16·sumi, shifted down once a super-block (P4K8_FINISH).
 #define P4K8_GROUP(j, g) \
-	VMOVDQU64   512*j+64*g(SI), Z10; \
+	VMOVDQU64   Q4K_Q(j)+64*g(SI), Z10; \
 	VPANDD.BCST p4k0f<>(SB), Z10, Z11; \
 	VPANDD.BCST p4kf0<>(SB), Z10, Z12; \
 	PK8_DP(64*j+4*g, Z11, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23); \
@@ -200,9 +220,9 @@ p4kx4_block:
 	P4K8_GROUP(j, 5); \
 	P4K8_GROUP(j, 6); \
 	P4K8_GROUP(j, 7); \
-	VPMOVZXBD 2048+32*j(SI), Z8; \
+	VPMOVZXBD Q4K_SC(j)(SI), Z8; \
 	VPSLLD    $4, Z8, Z8; \
-	VPMOVZXBD 2064+32*j(SI), Z9; \
+	VPMOVZXBD Q4K_SC(j)+16(SI), Z9; \
 	PK8_SCALE_SUMS
 
 #define P4K8_FINISH(c, base, sumi) \
@@ -227,7 +247,7 @@ TEXT ·dotPackedQ4Kx8VNNI(SB), NOSPLIT, $512-64
 
 // One column, both halves: group g of chunk j, the activation quants of its low sub-block in
 // Y6 and of its high one in Y7, half h's weights into the int16 sums lsum and hsum.
-#define PA4K_HALF1(j, g, h, lsum, hsum) PA_NIBBLES_DOT(512*j+64*g+32*h, Y6, Y7, lsum, hsum)
+#define PA4K_HALF1(j, g, h, lsum, hsum) PA_NIBBLES_DOT(Q4K_Q(j)+64*g+32*h, Y6, Y7, lsum, hsum)
 
 #define PA4K_GROUP1(j, g) \
 	VPBROADCASTD 64*j+4*g(DI), Y6; \
@@ -248,7 +268,7 @@ TEXT ·dotPackedQ4Kx8VNNI(SB), NOSPLIT, $512-64
 	PA4K_GROUP1(j, 5); \
 	PA4K_GROUP1(j, 6); \
 	PA4K_GROUP1(j, 7); \
-	PAK_ADD1(2048, j)
+	PAK_ADD1(Q4K_SCT(j), j)
 
 #define PA4K_SB1_WITH(pf) \
 	PA4K_CHUNK1(pf, 0); \
@@ -271,7 +291,7 @@ TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
 
 // Four columns: group g of chunk j of half h, low nibbles in Y12, high in Y13.
 #define PA4K_GROUP4(j, g, h) \
-	VMOVDQU 512*j+64*g+32*h(SI), Y13; \
+	VMOVDQU Q4K_Q(j)+64*g+32*h(SI), Y13; \
 	VPAND   ·paNibbles(SB), Y13, Y12; \
 	VPSRLW  $4, Y13, Y13; \
 	VPAND   ·paNibbles(SB), Y13, Y13; \
@@ -294,7 +314,7 @@ TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
 
 #define PA4K_CHUNK4(j, h) \
 	P4K_GROUPS4(PA4K_GROUP4, j, h); \
-	PAK_ADD4(2048, j, h)
+	PAK_ADD4(Q4K_SCT(j), j, h)
 
 #define PA4K_SB4(h) \
 	PA4K_CHUNK4(0, h); \
@@ -313,7 +333,7 @@ TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
 // AVX-VNNI (PVK_COLS4, PVK_ADD4): packed Q4_K in four columns, one half at a time as
 // PA4K_BODY4. Group g of chunk j of half h: low nibbles in Y12, high in Y13 (Y15 = 0x0f bytes).
 #define PV4K_GROUP4(j, g, h) \
-	VMOVDQU 512*j+64*g+32*h(SI), Y13; \
+	VMOVDQU Q4K_Q(j)+64*g+32*h(SI), Y13; \
 	VPAND   Y15, Y13, Y12; \
 	VPSRLW  $4, Y13, Y13; \
 	VPAND   Y15, Y13, Y13; \
@@ -324,7 +344,7 @@ TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
 #define PV4K_CHUNK4(j, h) \
 	VMOVDQU ·paNibbles(SB), Y15; \
 	P4K_GROUPS4(PV4K_GROUP4, j, h); \
-	PVK_ADD4(2048, j, h)
+	PVK_ADD4(Q4K_SCT(j), j, h)
 
 #define PV4K_BODY4(h) \
 	PV4K_CHUNK4(0, h); \

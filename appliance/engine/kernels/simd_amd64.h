@@ -862,8 +862,8 @@ widen_loop: \
 	DECQ R10; \
 	JNZ  label
 
-// Packed K-quants with scales and mins (Q4_K, Q5_K; packedq4k.go, packedq5k.go): their
-// super-blocks end in the same tail (putScalesK) at offset tail. PK_MINS: the mins term of the
+// Packed K-quants with scales and mins (Q4_K, Q5_K; packedq4k.go, packedq5k.go): the mins, d
+// and dmin of their super-blocks lie alike from tail+128 on (kScales). PK_MINS: the mins term of the
 // super-block at SI for the column at base, into mins (zeroed here), with Z28 scratch.
 #define PK_MINS(tail, base, mins) \
 	VPXORD          mins, mins, mins; \
@@ -1755,12 +1755,13 @@ plab: \
 	VMOVUPS      Y15, c*32(SP)
 
 // AVX2 kernels of the packed K-quants with 6-bit scales and mins (Q4_K, Q5_K; see PA_CONSTS),
-// their tail of scales, mins, d and dmin at tail (putScalesK): eight rows to a register, each
-// half of the panel's rows (h: rows 8h..8h+7, the second 32 bytes of each line of quants, the
-// second eight bytes of each run of scales, the second 16 of mins, d and dmin). A sub-block's
-// int16 sums are widened and scaled at once by one VPMADDWD with the rows' scales, each set in
-// both words of its row's lane (PAK_SCALES); the mins term is VPMADDWD of the rows' mins (as
-// words) with the sub-block sums, as PK_MINS; the super-block ends in PK_FMAS's two FMAs.
+// their scales of chunk j at tail+32j, mins, d and dmin from tail+128 on (kScales): eight rows
+// to a register, each half of the panel's rows (h: rows 8h..8h+7, the second 32 bytes of each
+// line of quants, the second eight bytes of each run of scales, the second 16 of mins, d and
+// dmin). A sub-block's int16 sums are widened and scaled at once by one VPMADDWD with the rows'
+// scales, each set in both words of its row's lane (PAK_SCALES); the mins term is VPMADDWD of
+// the rows' mins (as words) with the sub-block sums, as PK_MINS; the super-block ends in
+// PK_FMAS's two FMAs.
 
 // The scales of sub-block s of half h, each in both words of its row's lane.
 #define PAK_SCALES(tail, s, h, reg) \
