@@ -24,6 +24,11 @@ func dotPackedQ4_0VNNIStream(w *byte, stride int, panels int, nb int, y *byte, o
 //go:noescape
 func dotPackedQ5_0VNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// dotPackedQ5_0VNNIStream is dotPackedQ5_0VNNI without software prefetches (streamtune.go).
+//
+//go:noescape
+func dotPackedQ5_0VNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 //go:noescape
 func dotPackedQ5_0x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
@@ -253,7 +258,7 @@ func init() {
 		usePacked(k)
 	}
 	vnni(ggml.Q4_0, dotPackedQ4_0VNNI, dotPackedQ4_0VNNIStream, dotPackedQ4_0x4VNNI, dotPackedQ4_0x8VNNI)
-	vnni(ggml.Q5_0, dotPackedQ5_0VNNI, nil, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
+	vnni(ggml.Q5_0, dotPackedQ5_0VNNI, dotPackedQ5_0VNNIStream, dotPackedQ5_0x4VNNI, dotPackedQ5_0x8VNNI)
 	vnni(ggml.Q4_1, dotPackedQ4_1VNNI, nil, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
 	vnni(ggml.Q5_1, dotPackedQ5_1VNNI, nil, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
 	vnni(ggml.Q4_K, dotPackedQ4KVNNI, dotPackedQ4KVNNIStream, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)

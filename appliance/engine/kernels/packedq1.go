@@ -45,9 +45,9 @@ func putQ5_1(panel []byte, nb, i, b int, x []byte) {
 	copy(panel[so+2*i:], x[0:2])
 	copy(panel[so+32+2*i:], x[2:4])
 	for q := 0; q < 4; q++ {
-		le.PutUint32(panel[qo+64*q+4*i:], le.Uint32(x[8+4*q:]))
+		le.PutUint32(panel[qo+q5Quants+64*q+4*i:], le.Uint32(x[8+4*q:]))
 	}
-	le.PutUint32(panel[qo+q5Quants+4*i:], spreadQ5Bits(le.Uint32(x[4:])))
+	le.PutUint32(panel[qo+4*i:], spreadQ5Bits(le.Uint32(x[4:])))
 }
 
 // unpackQ5_1 returns block b of row i of a Q5_1 panel in the file's layout.
@@ -55,9 +55,9 @@ func unpackQ5_1(panel []byte, nb, i, b int) (x fileBlockBytes) {
 	qo, so := legacyOffsetsH(q5Block, 64, 1, nb, b)
 	copy(x[0:2], panel[so+2*i:])
 	copy(x[2:4], panel[so+32+2*i:])
-	le.PutUint32(x[4:], gatherQ5Bits(le.Uint32(panel[qo+q5Quants+4*i:])))
+	le.PutUint32(x[4:], gatherQ5Bits(le.Uint32(panel[qo+4*i:])))
 	for q := 0; q < 4; q++ {
-		copy(x[8+4*q:12+4*q], panel[qo+64*q+4*i:])
+		copy(x[8+4*q:12+4*q], panel[qo+q5Quants+64*q+4*i:])
 	}
 	return x
 }
