@@ -102,6 +102,11 @@ func dotPackedQ6Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystrid
 //go:noescape
 func dotPackedQ5KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// dotPackedQ5KVNNIStream is dotPackedQ5KVNNI without software prefetches (streamtune.go).
+//
+//go:noescape
+func dotPackedQ5KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 //go:noescape
 func dotPackedQ5Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
@@ -262,7 +267,7 @@ func init() {
 	vnni(ggml.Q4_1, dotPackedQ4_1VNNI, nil, dotPackedQ4_1x4VNNI, dotPackedQ4_1x8VNNI)
 	vnni(ggml.Q5_1, dotPackedQ5_1VNNI, nil, dotPackedQ5_1x4VNNI, dotPackedQ5_1x8VNNI)
 	vnni(ggml.Q4_K, dotPackedQ4KVNNI, dotPackedQ4KVNNIStream, dotPackedQ4Kx4VNNI, dotPackedQ4Kx8VNNI)
-	vnni(ggml.Q5_K, dotPackedQ5KVNNI, nil, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
+	vnni(ggml.Q5_K, dotPackedQ5KVNNI, dotPackedQ5KVNNIStream, dotPackedQ5Kx4VNNI, dotPackedQ5Kx8VNNI)
 	vnni(ggml.Q8_0, dotPackedQ8_0VNNI, dotPackedQ8_0VNNIStream, dotPackedQ8_0x4VNNI, dotPackedQ8_0x8VNNI)
 	// Q2_K: eight columns run as two passes of four. An eight-column kernel built as Q3_K's
 	// (two passes of two fields a quarter) was slower (Zen 4, 256 MiB, one thread: 30.5 ns a

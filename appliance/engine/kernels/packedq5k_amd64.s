@@ -11,6 +11,10 @@
 // (a | b&c, imm 0xF8) joins the two. Both sub-blocks' sums are then plain (no shift), scaled,
 // and finished with packed Q4_K's mins term and FMAs on the tail at 2560.
 //
+// A super-block (packedq5k.go): the fifth bits (group g' at 64g'), chunks 0 and 1, their
+// scales, chunks 2 and 3, their scales, the mins, d and dmin. Chunk j's quant group g' at
+// Q5K_Q(j)+64g', its scales at Q5K_SC(j) (low sub-block) and Q5K_SC(j)+16 (high).
+//
 // Registers: Z30 = 0x0f bytes, Z31 = 0x10 bytes.
 
 // The fifth bit of chunk j's low (bit 2j) or high (bit 2j+1) sub-block, from the group's bit
@@ -30,22 +34,32 @@
 	MOVL         $0x10101010, AX; \
 	VPBROADCASTD AX, Z31
 
-// The 5-bit quants of group g' of chunk j (quants at 512j+64g', fifth bits at 2048+64g') into
-// lo and hi, lb and hb picking the chunk's bits; Z28 is scratch.
-#define P5K_SPLIT(j, g, lb, hb, lo, hi) \
-	VMOVDQU64  512*j+64*g(SI), Z28; \
-	lb(2048+64*g(SI), lo); \
+#define Q5K_Q(j) (512+512*(j)+64*((j)/2))
+#define Q5K_SC(j) (Q5K_SCT(j)+32*(j))
+
+// Chunk j's scales less 32j: the tail argument of the macros shared with Q4_K (PAK_ADD1,
+// PAK_ADD4, PVK_ADD4), which find chunk j's scales at tail+32j.
+#define Q5K_SCT(j) (1536+1024*((j)/2))
+
+// The 5-bit quants at qoff(SI) into lo and hi, their fifth bits from bits (a register or the
+// memory at 64g'(SI)), lb and hb picking the chunk's; Z28 is scratch.
+#define P5K_SPLIT_AT(qoff, bits, lb, hb, lo, hi) \
+	VMOVDQU64  qoff(SI), Z28; \
+	lb(bits, lo); \
 	VPTERNLOGD $0xF8, Z30, Z28, lo; \
 	VPSRLW     $4, Z28, Z28; \
-	hb(2048+64*g(SI), hi); \
+	hb(bits, hi); \
 	VPTERNLOGD $0xF8, Z30, Z28, hi
 
-// One column: group g of chunk j against the activations at DI, into the running sums alo and
-// ahi; Z2, Z3 are scratch.
-#define P5K1_GROUP(j, g, lb, hb, alo, ahi) \
-	P5K_SPLIT(j, g, lb, hb, Z2, Z3); \
-	VPDPBUSD.BCST 64*j+4*g(DI), Z2, alo; \
-	VPDPBUSD.BCST 64*j+32+4*g(DI), Z3, ahi
+// The 5-bit quants of group g' of chunk j into lo and hi (as P5K_SPLIT_AT).
+#define P5K_SPLIT(j, g, lb, hb, lo, hi) P5K_SPLIT_AT(Q5K_Q(j)+64*g, 64*g(SI), lb, hb, lo, hi)
+
+// One column: group g of chunk j, its fifth bits in bits, against the activations at DI, into
+// the running sums alo and ahi; Z2, Z3 are scratch.
+#define P5K1_GROUP(j, g, bits, lb, hb, alo, ahi) \
+	P5K_SPLIT_AT(Q5K_Q(j)+64*g, bits, lb, hb, Z2, Z3); \
+	VPDPBUSD.BCST 64*(j)+4*g(DI), Z2, alo; \
+	VPDPBUSD.BCST 64*(j)+32+4*g(DI), Z3, ahi
 
 // How far ahead the kernels prefetch: the next super-block but one, from its predecessor's
 // last line (as packed Q4_K's PF4K_DIST). Each chunk fetches eight lines of quants and three
@@ -57,34 +71,77 @@
 #define PF5K_DIST 2*2880-64
 
 #define P5K_PREFETCH(j) \
-	PACKED_PREFETCH8_L2(PF5K_DIST+512*j, SI); \
-	PREFETCHT1 PF5K_DIST+2048+192*j(SI); \
-	PREFETCHT1 PF5K_DIST+2112+192*j(SI); \
-	PREFETCHT1 PF5K_DIST+2176+192*j(SI)
+	PACKED_PREFETCH8_L2(PF5K_DIST+512*(j), SI); \
+	PREFETCHT1 PF5K_DIST+2048+192*(j)(SI); \
+	PREFETCHT1 PF5K_DIST+2112+192*(j)(SI); \
+	PREFETCHT1 PF5K_DIST+2176+192*(j)(SI)
 
 #define P5K_PREFETCH_LAST PREFETCHT1 PF5K_DIST+2048+768(SI)
 
-// One column: chunk j, its scaled sums added to Z20; Z10-Z15 are scratch (two sums each for
+// The one-column kernels come in two forms: with the prefetches above, and without any
+// (P5K_NO_PREFETCH), where the hardware prefetcher alone may stream faster now that the
+// super-block is read in order (streamtune.go measures which).
+#define P5K_NO_PREFETCH(j) NOP
+
+// One column: chunk j's integer sums, the low sub-block's in Z10 and the high one's in Z12,
+// its fifth bits from the registers P5K1_BITS fills; Z11, Z13 are scratch (two sums each for
 // the low and high sub-block, to halve the dependency chains).
-#define P5K1_CHUNK(j, lb, hb) \
-	P5K_PREFETCH(j); \
+#define P5K1_SUMS(pf, j, lb, hb) \
+	pf(j); \
 	ZERO_Z4(Z10, Z11, Z12, Z13); \
-	P5K1_GROUP(j, 0, lb, hb, Z10, Z12); \
-	P5K1_GROUP(j, 1, lb, hb, Z11, Z13); \
-	P5K1_GROUP(j, 2, lb, hb, Z10, Z12); \
-	P5K1_GROUP(j, 3, lb, hb, Z11, Z13); \
-	P5K1_GROUP(j, 4, lb, hb, Z10, Z12); \
-	P5K1_GROUP(j, 5, lb, hb, Z11, Z13); \
-	P5K1_GROUP(j, 6, lb, hb, Z10, Z12); \
-	P5K1_GROUP(j, 7, lb, hb, Z11, Z13); \
+	P5K1_GROUP(j, 0, Z4, lb, hb, Z10, Z12); \
+	P5K1_GROUP(j, 1, Z5, lb, hb, Z11, Z13); \
+	P5K1_GROUP(j, 2, Z6, lb, hb, Z10, Z12); \
+	P5K1_GROUP(j, 3, Z7, lb, hb, Z11, Z13); \
+	P5K1_GROUP(j, 4, Z8, lb, hb, Z10, Z12); \
+	P5K1_GROUP(j, 5, Z9, lb, hb, Z11, Z13); \
+	P5K1_GROUP(j, 6, Z16, lb, hb, Z10, Z12); \
+	P5K1_GROUP(j, 7, Z17, lb, hb, Z11, Z13); \
 	VPADDD     Z11, Z10, Z10; \
-	VPADDD     Z13, Z12, Z12; \
-	VPMOVZXBD  2560+32*j(SI), Z14; \
-	VPMOVZXBD  2576+32*j(SI), Z15; \
-	VPMULLD    Z14, Z10, Z10; \
-	VPADDD     Z10, Z20, Z20; \
-	VPMULLD    Z15, Z12, Z12; \
-	VPADDD     Z12, Z20, Z20
+	VPADDD     Z13, Z12, Z12
+
+// One column: the super-block's eight lines of fifth bits, its first, into registers.
+#define P5K1_BITS \
+	VMOVDQU64 (SI), Z4; \
+	VMOVDQU64 64(SI), Z5; \
+	VMOVDQU64 128(SI), Z6; \
+	VMOVDQU64 192(SI), Z7; \
+	VMOVDQU64 256(SI), Z8; \
+	VMOVDQU64 320(SI), Z9; \
+	VMOVDQU64 384(SI), Z16; \
+	VMOVDQU64 448(SI), Z17
+
+// One column: chunk j's sums lo and hi scaled and added to Z20; Z14, Z15 scratch.
+#define P5K1_SCALE(j, lo, hi) \
+	VPMOVZXBD  Q5K_SC(j)(SI), Z14; \
+	VPMOVZXBD  Q5K_SC(j)+16(SI), Z15; \
+	VPMULLD    Z14, lo, lo; \
+	VPADDD     lo, Z20, Z20; \
+	VPMULLD    Z15, hi, hi; \
+	VPADDD     hi, Z20, Z20
+
+// One column: chunks j and j+1 (fifth bits picked by lb0, hb0 and lb1, hb1), then their
+// scales, so that the super-block is read in order (chunk j's sums wait in Z18, Z19).
+#define P5K1_PAIR(pf, j, lb0, hb0, lb1, hb1) \
+	P5K1_SUMS(pf, j, lb0, hb0); \
+	VMOVDQA64  Z10, Z18; \
+	VMOVDQA64  Z12, Z19; \
+	P5K1_SUMS(pf, j+1, lb1, hb1); \
+	P5K1_SCALE(j, Z18, Z19); \
+	P5K1_SCALE(j+1, Z10, Z12)
+
+// One column: a super-block into Z0, prefetching with pf and last.
+#define P5K1_SB(pf, last) \
+	last; \
+	P5K1_BITS; \
+	VPXORD     Z20, Z20, Z20; \
+	P5K1_PAIR(pf, 0, B5_SHL4, B5_SHL3, B5_SHL2, B5_SHL1); \
+	P5K1_PAIR(pf, 2, B5_AS_IS, B5_SHR1, B5_SHR2, B5_SHR3); \
+	PK_MINS(2560, (DI), Z22); \
+	PK_FMAS(2560, (DI), Z20, Z22, Z0)
+
+#define P5K1_SB_AHEAD P5K1_SB(P5K_PREFETCH, P5K_PREFETCH_LAST)
+#define P5K1_SB_STREAM P5K1_SB(P5K_NO_PREFETCH, NOP)
 
 // The four chunks of a super-block, each with its fifth bits.
 #define P5K_CHUNKS(chunk) \
@@ -95,28 +152,11 @@
 
 // func dotPackedQ5KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ5KVNNI(SB), NOSPLIT, $0-48
-	PACKED_ARGS1
-	P5K_MASKS
+	PACKED_SB1(P5K_MASKS, P5K1_SB_AHEAD, $2880, $288, p5k_panel, p5k_block)
 
-p5k_panel:
-	PACKED_SB_START
-	VPXORD Z0, Z0, Z0
-
-p5k_block:
-	P5K_PREFETCH_LAST
-	VPXORD     Z20, Z20, Z20
-	P5K_CHUNKS(P5K1_CHUNK)
-	PK_MINS(2560, (DI), Z22)
-	PK_FMAS(2560, (DI), Z20, Z22, Z0)
-	ADDQ       $2880, SI
-	ADDQ       $288, DI
-	DECQ       CX
-	JNZ        p5k_block
-
-	VMOVUPS Z0, (R8)
-	PACKED_NEXT_PANEL(p5k_panel)
-	VZEROUPPER
-	RET
+// func dotPackedQ5KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+TEXT ·dotPackedQ5KVNNIStream(SB), NOSPLIT, $0-48
+	PACKED_SB1(P5K_MASKS, P5K1_SB_STREAM, $2880, $288, p5ks_panel, p5ks_block)
 
 // Many columns: the 5-bit quants of chunk j of the super-block at SI, the low sub-block's in
 // Z8-Z15, the high one's in Z16-Z23; the chunk's two scale vectors in Z26, Z27.
@@ -130,8 +170,8 @@ p5k_block:
 	P5K_SPLIT(j, 5, lb, hb, Z13, Z21); \
 	P5K_SPLIT(j, 6, lb, hb, Z14, Z22); \
 	P5K_SPLIT(j, 7, lb, hb, Z15, Z23); \
-	VPMOVZXBD 2560+32*j(SI), Z26; \
-	VPMOVZXBD 2576+32*j(SI), Z27
+	VPMOVZXBD Q5K_SC(j)(SI), Z26; \
+	VPMOVZXBD Q5K_SC(j)+16(SI), Z27
 
 // Many columns: chunk j's products for the column with activations at base, its scaled sums
 // added to sumi.
@@ -198,7 +238,7 @@ TEXT ·dotPackedQ5Kx8VNNI(SB), NOSPLIT, $512-64
 // One column, both halves: group g of chunk j (its fifth bits picked by lb and hb), the
 // activation quants of its low sub-block in Y6 and of its high one in Y7, half h's weights
 // into the int16 sums lsum and hsum (Y1, Y2, Y4, Y5 scratch).
-#define PA5K_HALF1(j, g, h, lb, hb, lsum, hsum) PA5_NIBBLES_DOT(512*j+64*g+32*h, 2048+64*g+32*h, lb, hb, Y6, Y7, lsum, hsum)
+#define PA5K_HALF1(j, g, h, lb, hb, lsum, hsum) PA5_NIBBLES_DOT(Q5K_Q(j)+64*g+32*h, 64*g+32*h, lb, hb, Y6, Y7, lsum, hsum)
 
 #define PA5K_GROUP1(j, g, lb, hb) \
 	VPBROADCASTD 64*j+4*g(DI), Y6; \
@@ -213,7 +253,7 @@ TEXT ·dotPackedQ5Kx8VNNI(SB), NOSPLIT, $512-64
 	PA5K_GROUP1(j, g1, lb, hb); \
 	PA5K_GROUP1(j, g2, lb, hb); \
 	PA5K_GROUP1(j, g3, lb, hb); \
-	PAK_ADD1(2560, j)
+	PAK_ADD1(Q5K_SCT(j), j)
 
 #define PA5K_CHUNK1(j, lb, hb) \
 	P5K_PREFETCH(j); \
@@ -236,7 +276,7 @@ TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
 // Four columns (PAK_COLS4's registers): group g of chunk j of half h, its 5-bit quants into
 // Y12 (low sub-block) and Y13 (high), Y14 and Y15 scratch.
 #define PA5K_GROUP4(j, g, h, lb, hb) \
-	PA5_QUANTS4(512*j+64*g+32*h, 2048+64*g+32*h, lb, hb); \
+	PA5_QUANTS4(Q5K_Q(j)+64*g+32*h, 64*g+32*h, lb, hb); \
 	PAK_COLS4(64*j+4*g, 64*j+32+4*g)
 
 #define PA5K_GROUPS4(j, h, g0, g1, g2, g3, lb, hb) \
@@ -246,7 +286,7 @@ TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
 	PA5K_GROUP4(j, g1, h, lb, hb); \
 	PA5K_GROUP4(j, g2, h, lb, hb); \
 	PA5K_GROUP4(j, g3, h, lb, hb); \
-	PAK_ADD4(2560, j, h)
+	PAK_ADD4(Q5K_SCT(j), j, h)
 
 #define PA5K_CHUNK4(j, h, lb, hb) \
 	P5K_PREFETCH(j); \
@@ -271,7 +311,7 @@ TEXT ·dotPackedQ5Kx4AVX2(SB), NOSPLIT, $128-64
 // AVX-VNNI (PVK_COLS4, PVK_ADD4): packed Q5_K in four columns, a chunk's eight groups summed in
 // int32 and scaled once (AVX2 sums four groups in int16 at a time).
 #define PV5K_GROUP4(j, g, h, lb, hb) \
-	PA5_QUANTS4(512*j+64*g+32*h, 2048+64*g+32*h, lb, hb); \
+	PA5_QUANTS4(Q5K_Q(j)+64*g+32*h, 64*g+32*h, lb, hb); \
 	PVK_COLS4(64*j+4*g, 64*j+32+4*g)
 
 #define PV5K_CHUNK4(j, h, lb, hb) \
@@ -286,7 +326,7 @@ TEXT ·dotPackedQ5Kx4AVX2(SB), NOSPLIT, $128-64
 	PV5K_GROUP4(j, 5, h, lb, hb); \
 	PV5K_GROUP4(j, 6, h, lb, hb); \
 	PV5K_GROUP4(j, 7, h, lb, hb); \
-	PVK_ADD4(2560, j, h)
+	PVK_ADD4(Q5K_SCT(j), j, h)
 
 #define PV5K_BODY4(h) \
 	PV5K_CHUNK4(0, h, PB5_SHL4, PB5_SHL3); \
