@@ -101,13 +101,7 @@
 
 // One column: chunk j's sums lo and hi scaled and added to Z20 (low) and Z21 (high, times 16);
 // Z14, Z15 scratch.
-#define P4K1_SCALE(j, lo, hi) \
-	VPMOVZXBD  Q4K_SC(j)(SI), Z14; \
-	VPMOVZXBD  Q4K_SC(j)+16(SI), Z15; \
-	VPMULLD    Z14, lo, lo; \
-	VPADDD     lo, Z20, Z20; \
-	VPMULLD    Z15, hi, hi; \
-	VPADDD     hi, Z21, Z21
+#define P4K1_SCALE(j, lo, hi) PK1_SCALE(Q4K_SC(j), lo, hi, Z20, Z21)
 
 // One column: chunks j and j+1, then their scales, so that the super-block is read in order
 // (chunk j's sums wait in Z16, Z17).

@@ -112,13 +112,7 @@
 	VMOVDQU64 448(SI), Z17
 
 // One column: chunk j's sums lo and hi scaled and added to Z20; Z14, Z15 scratch.
-#define P5K1_SCALE(j, lo, hi) \
-	VPMOVZXBD  Q5K_SC(j)(SI), Z14; \
-	VPMOVZXBD  Q5K_SC(j)+16(SI), Z15; \
-	VPMULLD    Z14, lo, lo; \
-	VPADDD     lo, Z20, Z20; \
-	VPMULLD    Z15, hi, hi; \
-	VPADDD     hi, Z20, Z20
+#define P5K1_SCALE(j, lo, hi) PK1_SCALE(Q5K_SC(j), lo, hi, Z20, Z20)
 
 // One column: chunks j and j+1 (fifth bits picked by lb0, hb0 and lb1, hb1), then their
 // scales, so that the super-block is read in order (chunk j's sums wait in Z18, Z19).

@@ -916,6 +916,16 @@ widen_loop: \
 	VPDPBUSD.BCST 64*j+28 base, Z15, Z24; \
 	VPDPBUSD.BCST 64*j+60 base, Z23, Z25
 
+// One column of Q4_K or Q5_K: a chunk's integer sums lo (low sub-block) and hi (high one)
+// scaled by the rows' scales at sc(SI) and sc+16(SI), added to dlo and dhi; Z14, Z15 scratch.
+#define PK1_SCALE(sc, lo, hi, dlo, dhi) \
+	VPMOVZXBD  sc(SI), Z14; \
+	VPMOVZXBD  sc+16(SI), Z15; \
+	VPMULLD    Z14, lo, lo; \
+	VPADDD     lo, dlo, dlo; \
+	VPMULLD    Z15, hi, hi; \
+	VPADDD     hi, dhi, dhi
+
 // The chunk's two sums (Z24, Z25) scaled by its sub-blocks' scales (Z26, Z27) and added to
 // sumi.
 #define PKN_SCALE(sumi) \
