@@ -62,12 +62,14 @@
 	VPDPBUSD.BCST 64*(j)+32+4*g(DI), Z3, ahi
 
 // How far ahead the kernels prefetch: the next super-block but one, from its predecessor's
-// last line (as packed Q4_K's PF4K_DIST). Each chunk fetches eight lines of quants and three
-// of the fifth bits and tail (P5K_PREFETCH), the super-block one more (P5K_PREFETCH_LAST),
-// into the level-2 cache: more arithmetic per byte than Q4_K's leaves fewer loads in flight
-// than one core's stream from memory needs. Streaming 256 MiB at one thread
+// last line (as packed Q4_K's PF4K_DIST). Each chunk fetches eight lines, 512j on, and three
+// more, 2048+192j on (P5K_PREFETCH), the super-block one more (P5K_PREFETCH_LAST): its 45
+// lines, into the level-2 cache: more arithmetic per byte than Q4_K's leaves fewer loads in
+// flight than one core's stream from memory needs. Streaming 256 MiB at one thread
 // (BenchmarkPackedKernels, ns per super-block and column, this 2-core Zen 4), no prefetch /
-// PREFETCHT0 / PREFETCHT1: one column 248 / 238 / 125, four 34 / 67 / 31.
+// PREFETCHT0 / PREFETCHT1: one column 248 / 238 / 125, four 34 / 67 / 31. That was before the
+// layout was put in the order the one-column kernel reads it: since then its form without
+// prefetches streams faster (P5K_NO_PREFETCH).
 #define PF5K_DIST 2*2880-64
 
 #define P5K_PREFETCH(j) \
