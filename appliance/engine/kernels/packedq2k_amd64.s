@@ -251,7 +251,7 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 #define PA2_BODY1(h) \
 	PA2_QUARTERS(PA_COLS1, h); \
 	PA2_MINWS(h); \
-	PA2_END(0, (DI), Y0, h)
+	PA2_END(h, (DI), Y0, h)
 
 // Four columns (cols: PA_COLS4 or PV_COLS4).
 #define PA2_BODY4C(cols, h) \
@@ -266,8 +266,8 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 #define PV2_BODY4(h) PA2_BODY4C(PV_COLS4, h)
 
 // func dotPackedQ2KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
-TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $32-48
-	PA_SB_DOT1(PA2_BODY1, $1344, $320, pa2_panel, pa2_b0, pa2_b1)
+TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $64-48
+	PA_SB_DOT1(PA2_BODY1, $1344, $320, pa2_panel, pa2_b0)
 
 // func dotPackedQ2Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ2Kx4AVX2(SB), NOSPLIT, $128-64

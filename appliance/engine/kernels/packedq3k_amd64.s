@@ -320,8 +320,8 @@ GLOBL q3m04<>(SB), RODATA|NOPTR, $4
 #define PV3_BODY4(h) PA3_BODY(PV_COLS4, PA_END4, h)
 
 // func dotPackedQ3KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
-TEXT ·dotPackedQ3KAVX2(SB), NOSPLIT, $32-48
-	PA_SB_DOT1(PA3_BODY1, $1856, $384, pa3_panel, pa3_b0, pa3_b1)
+TEXT ·dotPackedQ3KAVX2(SB), NOSPLIT, $64-48
+	PA_SB_DOT1(PA3_BODY1, $1856, $384, pa3_panel, pa3_b0)
 
 // func dotPackedQ3Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ3Kx4AVX2(SB), NOSPLIT, $128-64

@@ -410,8 +410,8 @@ GLOBL p6mc0<>(SB), RODATA|NOPTR, $4
 #define PV6_BODY4(h) PA6_BODY(PV_COLS4, PA_END4, h)
 
 // func dotPackedQ6KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
-TEXT ·dotPackedQ6KAVX2(SB), NOSPLIT, $32-48
-	PA_SB_DOT1(PA6_BODY1, $3392, $384, pa6_panel, pa6_b0, pa6_b1)
+TEXT ·dotPackedQ6KAVX2(SB), NOSPLIT, $64-48
+	PA_SB_DOT1(PA6_BODY1, $3392, $384, pa6_panel, pa6_b0)
 
 // func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx4AVX2(SB), NOSPLIT, $128-64

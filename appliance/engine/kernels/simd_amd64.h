@@ -1746,14 +1746,6 @@ plab: \
 	VMOVUPS      Y15, c*32(SP)
 
 // One-column AVX2 kernels that keep their float sum in the frame as the four-column ones do.
-#define PA_FRAME1_ZERO \
-	VXORPS  Y12, Y12, Y12; \
-	VMOVUPS Y12, 0(SP)
-
-#define PA_FRAME1_STORE(h) \
-	VMOVUPS 0(SP), Y12; \
-	VMOVUPS Y12, 32*h(R8)
-
 // Column c's half-block total sumi (integer) into its float sum in the frame: one FMA by the
 // rows' d (converted, in d) times yd (at 256 base); Y14, Y15 scratch.
 #define PA_FRAME4_FMA(c, base, sumi, d) \
@@ -1927,32 +1919,30 @@ blab: \
 	PA_FRAME4_STORE(h)
 
 // The base of the prefetches of half h of such a kernel, whose prefetches reach dist bytes
-// past it: R12 = SI in the first half; in the second, which reads the panel again from the
-// caches, SI plus the panel stride less dist, so that they fetch the next panel's lines and
-// memory streams through both halves rather than the first alone (AVX2, 256 MiB from memory,
-// one thread, Zen 4, ns a super-block, two rounds of three: one column Q6_K 148-168 against
-// 171-190, Q2_K 90-99 against 108-115, Q3_K 123-131 against 129-135; four columns within
-// 3% either way). Past the last panel they fetch nothing a kernel reads, and a prefetch never
-// faults.
+// past it: R12 = SI in the first half; in the second, which reads its lines again from the
+// caches, SI plus the panel stride less dist, so that they fetch the next panel's lines.
+// Four columns run each half over the whole panel, and so memory streams through both halves
+// rather than the first alone (AVX2, 256 MiB from memory, one thread, Zen 4: four columns
+// within 3% either way; one column, when it also ran a half at a time, Q6_K 148-168 against
+// 171-190 ns a super-block). One column runs both halves of each super-block in turn
+// (PA_SB_DOT1), and its second half's prefetches reach a panel ahead. Past the last panel
+// they fetch nothing a kernel reads, and a prefetch never faults.
 #define PA_PF_BASE(dist, h) \
 	MOVQ stride+8(FP), R12; \
 	SUBQ $(dist), R12; \
 	ANDQ $(-h), R12; \
 	ADDQ SI, R12
 
-// A kernel of one half of the panel at a time (half: PA_SB_HALF1 or PA_SB_HALF4, args:
-// PACKED_ARGS1 or PACKED_ARGS4).
-#define PA_SB_DOT(args, half, body, bsize, asize, plab, b0, b1) \
-	args; \
+// func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+// One half of the panel at a time.
+#define PA_SB_DOT4(body, bsize, asize, plab, b0, b1) \
+	PACKED_ARGS4; \
 plab: \
-	half(body, bsize, asize, 0, b0); \
-	half(body, bsize, asize, 1, b1); \
+	PA_SB_HALF4(body, bsize, asize, 0, b0); \
+	PA_SB_HALF4(body, bsize, asize, 1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
-
-// func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
-#define PA_SB_DOT4(body, bsize, asize, plab, b0, b1) PA_SB_DOT(PACKED_ARGS4, PA_SB_HALF4, body, bsize, asize, plab, b0, b1)
 
 // AVX2 kernels of the packed K-quants with signed 8-bit scales and sub-blocks of 16 (Q3_K,
 // Q6_K), one half of a panel's rows at a time (h: rows 8h..8h+7, the second 32 bytes of each
@@ -2043,7 +2033,7 @@ plab: \
 	pairws(h); \
 	PA_OFFSET((DI), Y0, sh); \
 	VCVTPH2PS doff+16*h(SI), Y12; \
-	PA_FRAME4_FMA(0, (DI), Y0, Y12)
+	PA_FRAME4_FMA(h, (DI), Y0, Y12)
 
 #define PA_END4(pairws, sh, doff, h) \
 	pairws(h); \
@@ -2057,21 +2047,37 @@ plab: \
 	PA_FRAME4_FMA(2, (R14), Y2, Y12); \
 	PA_FRAME4_FMA(3, (R14)(DX*1), Y3, Y12)
 
-// Half h of a panel in one column (blab: its super-block loop), as PA_SB_HALF4.
-#define PA_SB_HALF1(body, bsize, asize, h, blab) \
+// func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+// One column: both halves of each super-block in turn, body(h) adding half h's rows to frame
+// slot h (32h(SP)) from the integer sum Y0 at zero; the second half reads the super-block's
+// lines from the level-1 cache. Running each half over the whole panel instead (the
+// four-column kernels' way) computed half of the panel with nothing to read from memory:
+// 256 MiB from memory at one thread, Zen 4, as an AVX2-only CPU (BenchmarkPackedStreamRead),
+// Q6_K 26.2-27.6 GB/s against 19.7-21.8, Q2_K 15.1-16.0 against 13.2-14.6, Q3_K 15.1-15.7
+// against 13.3-14.7 (a plain read 27-31); the same on weights in the level-2 cache.
+#define PA_SB_DOT1(body, bsize, asize, plab, blab) \
+	PACKED_ARGS1; \
+plab: \
 	PACKED_SB_START; \
-	PA_FRAME1_ZERO; \
+	VXORPS  Y12, Y12, Y12; \
+	VMOVUPS Y12, 0(SP); \
+	VMOVUPS Y12, 32(SP); \
 blab: \
 	VPXOR Y0, Y0, Y0; \
-	body(h); \
+	body(0); \
+	VPXOR Y0, Y0, Y0; \
+	body(1); \
 	ADDQ  bsize, SI; \
 	ADDQ  asize, DI; \
 	DECQ  CX; \
 	JNZ   blab; \
-	PA_FRAME1_STORE(h)
-
-// func dotPacked…AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
-#define PA_SB_DOT1(body, bsize, asize, plab, b0, b1) PA_SB_DOT(PACKED_ARGS1, PA_SB_HALF1, body, bsize, asize, plab, b0, b1)
+	VMOVUPS 0(SP), Y12; \
+	VMOVUPS Y12, (R8); \
+	VMOVUPS 32(SP), Y12; \
+	VMOVUPS Y12, 32(R8); \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
 
 // The loops of the packed super-block kernels (Q2_K, Q3_K, Q6_K), around a type's constants
 // (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
