@@ -126,34 +126,65 @@ bf16dp_sum:
 	VMOVDQU64 off(R14)(DX*1), Z20; \
 	VDPBF16PS(6+k, nw, 20)
 
+// The pass of dotBF16DPx4 (SI = x, DI = the first column, DX = ystride, R14 = DI+2·DX, CX =
+// n/32), column c's result to mc; BX scratch.
+#define BF16DP4_PASS(lp, lrest, lsum, m0, m1, m2, m3) \
+	ZERO_Z4(Z0, Z1, Z2, Z3); \
+	ZERO_Z4(Z4, Z5, Z6, Z7); \
+	MOVQ   CX, BX; \
+	SHRQ   $1, BX; \
+	JZ     lrest; \
+lp: \
+	BF16DP4_CHUNK(0, 0, Z16, 16); \
+	BF16DP4_CHUNK(1, 64, Z17, 17); \
+	ADDQ $128, SI; \
+	ADDQ $128, DI; \
+	ADDQ $128, R14; \
+	DECQ BX; \
+	JNZ  lp; \
+lrest: \
+	ANDQ $1, CX; \
+	JZ   lsum; \
+	BF16DP4_CHUNK(0, 0, Z16, 16); \
+lsum: \
+	BF16DP_REDUCE_TO(Z0, Z1, Y0, X0, Y1, X1, m0); \
+	BF16DP_REDUCE_TO(Z2, Z3, Y2, X2, Y3, X3, m1); \
+	BF16DP_REDUCE_TO(Z4, Z5, Y4, X4, Y5, X5, m2); \
+	BF16DP_REDUCE_TO(Z6, Z7, Y6, X6, Y7, X7, m3)
+
 // func dotBF16DPx4(x, y *uint16, ystride int, n int, out *float32)
 // Four activation rows ystride bytes apart against one weight row; n a positive multiple of
 // 32; out[c] is what dotBF16DP returns for column c.
 TEXT ·dotBF16DPx4(SB), NOSPLIT, $0-40
 	MOVQ   x+0(FP), SI
 	BF16DP4_ARGS
-	ZERO_Z4(Z0, Z1, Z2, Z3)
-	ZERO_Z4(Z4, Z5, Z6, Z7)
-	MOVQ   CX, BX
-	SHRQ   $1, BX
-	JZ     bf16dp4_rest
+	BF16DP4_PASS(bf16dp4_loop, bf16dp4_rest, bf16dp4_sum, 0(R8), 4(R8), 8(R8), 12(R8))
+	VZEROUPPER
+	RET
 
-bf16dp4_loop:
-	BF16DP4_CHUNK(0, 0, Z16, 16)
-	BF16DP4_CHUNK(1, 64, Z17, 17)
-	ADDQ $128, SI
-	ADDQ $128, DI
-	ADDQ $128, R14
-	DECQ BX
-	JNZ  bf16dp4_loop
+// func dotBF16DPx4Runs(x, y *uint16, ystride, count, stride, n int, out *float32, ostride int)
+// The four runs of decode in one call (halfRunsFn): for each i < count, dotBF16DPx4's pass with
+// the activation row as x and rows y + i·stride + k·ystride as the columns, row (k, i)'s result
+// to out + k·ostride + 4i.
+TEXT ·dotBF16DPx4Runs(SB), NOSPLIT, $0-64
+	MOVQ y+8(FP), R9
+	MOVQ ystride+16(FP), DX
+	MOVQ count+24(FP), R11
+	MOVQ out+48(FP), R8
+	MOVQ ostride+56(FP), R13
+	LEAQ (R13)(R13*2), R12
 
-bf16dp4_rest:
-	ANDQ $1, CX
-	JZ   bf16dp4_sum
-	BF16DP4_CHUNK(0, 0, Z16, 16)
-
-bf16dp4_sum:
-	BF16DP_REDUCE_Z0_7
+bf16dp4r_row:
+	MOVQ x+0(FP), SI
+	MOVQ R9, DI
+	LEAQ (DI)(DX*2), R14
+	MOVQ n+40(FP), CX
+	SHRQ $5, CX
+	BF16DP4_PASS(bf16dp4r_loop, bf16dp4r_rest, bf16dp4r_sum, (R8), (R8)(R13*1), (R8)(R13*2), (R8)(R12*1))
+	ADDQ stride+32(FP), R9
+	ADDQ $4, R8
+	DECQ R11
+	JNZ  bf16dp4r_row
 	VZEROUPPER
 	RET
 

@@ -56,6 +56,13 @@
 	MOVQ   ystride+16(FP), DX; \
 	MOVQ   n+24(FP), CX; \
 	MOVQ   out+32(FP), R8; \
+	HALFX4_PASS(widen, col, astep, loop, 0(R8), 4(R8), 8(R8), 12(R8)); \
+	VZEROUPPER; \
+	RET
+
+// The pass of HALFX4_KERNEL (SI = x, DI = the first column, DX = ystride, CX = n), column c's
+// result to mc.
+#define HALFX4_PASS(widen, col, astep, loop, m0, m1, m2, m3) \
 	LEAQ   (DI)(DX*2), R14; \
 	ZERO_Z4(Z0, Z1, Z2, Z3); \
 	ZERO_Z4(Z4, Z5, Z6, Z7); \
@@ -71,10 +78,31 @@ loop: \
 	ADDQ $astep, R14; \
 	SUBQ $32, CX; \
 	JNZ  loop; \
-	BF16X4_REDUCE(Z0, Z1, Y0, X0, Y8, X8, 0); \
-	BF16X4_REDUCE(Z2, Z3, Y2, X2, Y8, X8, 4); \
-	BF16X4_REDUCE(Z4, Z5, Y4, X4, Y8, X8, 8); \
-	BF16X4_REDUCE(Z6, Z7, Y6, X6, Y8, X8, 12); \
+	BF16X4_REDUCE_TO(Z0, Z1, Y0, X0, Y8, X8, m0); \
+	BF16X4_REDUCE_TO(Z2, Z3, Y2, X2, Y8, X8, m1); \
+	BF16X4_REDUCE_TO(Z4, Z5, Y4, X4, Y8, X8, m2); \
+	BF16X4_REDUCE_TO(Z6, Z7, Y6, X6, Y8, X8, m3)
+
+// The four runs of decode in one call (halfRunsFn, func (x, y *uint16, ystride, count, stride,
+// n int, out *float32, ostride int)): for each i < count, HALFX4_PASS with the activation row
+// as x and rows y + i·stride + k·ystride as the columns, row (k, i)'s result to
+// out + k·ostride + 4i.
+#define HALFX4_RUNS(widen, loop, lrun) \
+	MOVQ y+8(FP), R9; \
+	MOVQ ystride+16(FP), DX; \
+	MOVQ count+24(FP), R11; \
+	MOVQ out+48(FP), R8; \
+	MOVQ ostride+56(FP), BX; \
+	LEAQ (BX)(BX*2), R12; \
+lrun: \
+	MOVQ x+0(FP), SI; \
+	MOVQ R9, DI; \
+	MOVQ n+40(FP), CX; \
+	HALFX4_PASS(widen, HALFX4_COL, 64, loop, (R8), (R8)(BX*1), (R8)(BX*2), (R8)(R12*1)); \
+	ADDQ stride+32(FP), R9; \
+	ADDQ $4, R8; \
+	DECQ R11; \
+	JNZ  lrun; \
 	VZEROUPPER; \
 	RET
 
@@ -88,6 +116,14 @@ TEXT ·dotBF16x4AVX512(SB), NOSPLIT, $0-40
 // the decode kernel of four rows at once (halfRows).
 TEXT ·dotF16x4AVX512(SB), NOSPLIT, $0-40
 	HALFX4_KERNEL(F16_WIDEN16, HALFX4_COL, 64, f16x4_loop32)
+
+// func dotF16x4RunsAVX512(x, y *uint16, ystride, count, stride, n int, out *float32, ostride int)
+TEXT ·dotF16x4RunsAVX512(SB), NOSPLIT, $0-64
+	HALFX4_RUNS(F16_WIDEN16, f16x4r_loop32, f16x4r_row)
+
+// func dotBF16x4RunsAVX512(x, y *uint16, ystride, count, stride, n int, out *float32, ostride int)
+TEXT ·dotBF16x4RunsAVX512(SB), NOSPLIT, $0-64
+	HALFX4_RUNS(BF16_WIDEN16, bf16x4r_loop32, bf16x4r_row)
 
 // func dotF16F32x4AVX512(x *uint16, y *float32, ystride int, n int, out *float32)
 // F16 weights against four rows of activations widened to float32: out[c] is what

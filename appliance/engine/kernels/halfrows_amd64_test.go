@@ -12,8 +12,9 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
-// Every F16 and BF16 rows kernel this CPU can run (halfRows and its four-stream form), whether
-// or not it is the one dispatched, equals its one-column kernel bit for bit: runs of any length
+// Every F16 and BF16 rows kernel this CPU can run (halfRows and its four-stream form, with and
+// without a kernel of whole runs), whether or not it is the one dispatched, equals its
+// one-column kernel bit for bit: runs of any length
 // (groups of four and the rows left over), rows with a tail beyond the kernels' 32-element
 // steps, and rows wider than the level-1 cache holds with the activations.
 func TestHalfRowsMatchOneColumn(t *testing.T) {
@@ -23,21 +24,27 @@ func TestHalfRowsMatchOneColumn(t *testing.T) {
 		wide func(uint16) float32
 		one  vecDotFn
 		k    func(x, y *uint16, ystride int, n int, out *float32)
+		runs halfRunsFn
 	}
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA || !cpu.X86.HasF16C {
 		t.Skip("the F16 and BF16 rows kernels need AVX2, FMA and F16C")
 	}
 	sets := []set{
-		{"f16/avx2", &geomF16, F16ToF32, vecDotF16, f16R2x4},
-		{"bf16/avx2", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16R2x4},
+		{"f16/avx2", &geomF16, F16ToF32, vecDotF16, f16R2x4, nil},
+		{"bf16/avx2", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16R2x4, nil},
+		{"f16/avx2-runs", &geomF16, F16ToF32, vecDotF16, f16R2x4, dotF16R2RunsAVX2},
+		{"bf16/avx2-runs", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16R2x4, dotBF16R2RunsAVX2},
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		sets = append(sets,
-			set{"f16/avx512", &geomF16, F16ToF32, vecDotF16, dotF16x4AVX512},
-			set{"bf16/avx512", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512})
+			set{"f16/avx512", &geomF16, F16ToF32, vecDotF16, dotF16x4AVX512, nil},
+			set{"bf16/avx512", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512, nil},
+			set{"f16/avx512-runs", &geomF16, F16ToF32, vecDotF16, dotF16x4AVX512, dotF16x4RunsAVX512},
+			set{"bf16/avx512-runs", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512, dotBF16x4RunsAVX512})
 	}
 	if cpu.X86.HasAVX512BF16 {
-		sets = append(sets, set{"bf16/avx512bf16", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4})
+		sets = append(sets, set{"bf16/avx512bf16", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4, nil},
+			set{"bf16/avx512bf16-runs", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4, dotBF16DPx4Runs})
 	}
 	r := rand.New(rand.NewPCG(15, 15))
 	for _, s := range sets {
@@ -68,20 +75,22 @@ func TestHalfRowsMatchOneColumn(t *testing.T) {
 					if rows < 4 {
 						return
 					}
-					// Four runs of count rows, dist apart, as striped decode walks them.
+					// Four runs of count rows, dist apart, as striped decode walks them; the
+					// results between the runs and past the last are left as they were.
 					count, dist := rows/4, rows/4+(rows%4)/3
 					out4 := make([]float32, rows+1)
-					out4[3*dist+count] = 42
-					halfRows4(s.g, s.wide, s.k)(w, stride, count, dist, act, n, out4)
-					for k := 0; k < 4; k++ {
-						for i := 0; i < count; i++ {
-							if got, want := out4[k*dist+i], out[k*dist+i]; math.Float32bits(got) != math.Float32bits(want) {
-								t.Fatalf("four runs of %d (%d apart): row %d %v, one-column kernel %v", count, dist, k*dist+i, got, want)
-							}
-						}
+					for i := range out4 {
+						out4[i] = 42
 					}
-					if out4[3*dist+count] != 42 {
-						t.Fatal("four runs: wrote past the results")
+					halfRows4(s.g, s.wide, s.k, s.runs)(w, stride, count, dist, act, n, out4)
+					for r := range out4 {
+						want := float32(42)
+						if r%dist < count && r < 4*dist {
+							want = out[r]
+						}
+						if got := out4[r]; math.Float32bits(got) != math.Float32bits(want) {
+							t.Fatalf("four runs of %d (%d apart): result %d %v, want %v", count, dist, r, got, want)
+						}
 					}
 				})
 			}
@@ -89,5 +98,47 @@ func TestHalfRowsMatchOneColumn(t *testing.T) {
 	}
 	if fastRows[ggml.F16] == nil || fastRows4[ggml.F16] == nil {
 		t.Error("no F16 rows kernels dispatched on this CPU")
+	}
+}
+
+// BenchmarkHalfRows4 is decode's F16 and BF16 four-stream rows kernel (halfRows4) with and
+// without its kernel of whole runs, over rows of 2048 elements in the level-2 cache and from
+// memory (GOMAXPROCS=1 for one core's stream).
+func BenchmarkHalfRows4(b *testing.B) {
+	const n = 2048
+	r := rand.New(rand.NewPCG(3, 3))
+	type set struct {
+		name string
+		g    *blockGeom
+		k    func(x, y *uint16, ystride int, n int, out *float32)
+		runs halfRunsFn
+	}
+	sets := []set{{"f16/avx2", &geomF16, f16R2x4, dotF16R2RunsAVX2}}
+	if cpu.X86.HasAVX512F {
+		sets = append(sets, set{"f16/avx512", &geomF16, dotF16x4AVX512, dotF16x4RunsAVX512}, set{"bf16/dp", &geomBF16, dotBF16DPx4, dotBF16DPx4Runs})
+	}
+	for _, size := range []int{512 << 10, 256 << 20} {
+		rows := size / (2 * n)
+		buf := WeightBytes(rows * 2 * n)
+		for i := range buf {
+			buf[i] = byte(r.Uint32() & 0x3f)
+		}
+		act := QuantizeActivations(geomF16.t, randVec(r, n, 1), nil)
+		out := make([]float32, rows)
+		for _, s := range sets {
+			for _, withRuns := range []bool{false, true} {
+				var f halfRunsFn
+				if withRuns {
+					f = s.runs
+				}
+				fn := halfRows4(s.g, F16ToF32, s.k, f)
+				b.Run(fmt.Sprintf("%dKiB/%s/runs=%v", size>>10, s.name, withRuns), func(b *testing.B) {
+					b.SetBytes(int64(len(buf)))
+					for b.Loop() {
+						fn(buf, 2*n, rows/4, rows/4, act, n, out)
+					}
+				})
+			}
+		}
 	}
 }

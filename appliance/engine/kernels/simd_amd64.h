@@ -497,12 +497,9 @@ loop: \
 	widen(16*k(DI)(DX*1), Y3); \
 	VFMADD231PS Y3, Y1, a1
 
-#define HALFR2_KERNEL(widen, loop) \
-	MOVQ x+0(FP), SI; \
-	MOVQ y+8(FP), DI; \
-	MOVQ ystride+16(FP), DX; \
-	MOVQ n+24(FP), CX; \
-	MOVQ out+32(FP), R8; \
+// One pass of the two-row kernel: SI = x, DI = y, DX = ystride, CX = n; row 0's result to
+// (R8), row 1's to o1.
+#define HALFR2_PASS(widen, loop, o1) \
 	ZERO_Y4(Y0, Y5, Y6, Y7); \
 	ZERO_Y4(Y8, Y9, Y10, Y11); \
 loop: \
@@ -521,7 +518,44 @@ loop: \
 	VMOVAPS Y10, Y6; \
 	VMOVAPS Y11, Y7; \
 	GGML_REDUCE4; \
-	VMOVSS X0, 4(R8); \
+	VMOVSS X0, o1
+
+#define HALFR2_KERNEL(widen, loop) \
+	MOVQ x+0(FP), SI; \
+	MOVQ y+8(FP), DI; \
+	MOVQ ystride+16(FP), DX; \
+	MOVQ n+24(FP), CX; \
+	MOVQ out+32(FP), R8; \
+	HALFR2_PASS(widen, loop, 4(R8)); \
+	VZEROUPPER; \
+	RET
+
+// Decode's four runs of rows (func (x, y *uint16, ystride, count, stride, n int, out *float32,
+// ostride int)): rows y + i·stride + k·ystride for i < count and k < 4, each against x, row
+// (k, i)'s result to out + k·ostride + 4i; per i, rows 0 and 1 in one pass and rows 2 and 3
+// in another, as two calls of the two-row kernel. The runs in one call spare decode a Go call
+// and its checks every four rows.
+#define HALFR2_RUNS(widen, l0, l1, lrun) \
+	MOVQ y+8(FP), R9; \
+	MOVQ ystride+16(FP), DX; \
+	MOVQ count+24(FP), R11; \
+	MOVQ out+48(FP), R10; \
+	MOVQ ostride+56(FP), BX; \
+lrun: \
+	MOVQ x+0(FP), SI; \
+	MOVQ R9, DI; \
+	MOVQ n+40(FP), CX; \
+	MOVQ R10, R8; \
+	HALFR2_PASS(widen, l0, (R8)(BX*1)); \
+	MOVQ x+0(FP), SI; \
+	LEAQ (R9)(DX*2), DI; \
+	MOVQ n+40(FP), CX; \
+	LEAQ (R10)(BX*2), R8; \
+	HALFR2_PASS(widen, l1, (R8)(BX*1)); \
+	ADDQ stride+32(FP), R9; \
+	ADDQ $4, R10; \
+	DECQ R11; \
+	JNZ  lrun; \
 	VZEROUPPER; \
 	RET
 

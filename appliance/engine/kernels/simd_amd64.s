@@ -266,6 +266,14 @@ TEXT ·dotF16R2AVX2(SB), NOSPLIT, $0-40
 TEXT ·dotBF16R2AVX2(SB), NOSPLIT, $0-40
 	HALFR2_KERNEL(BF16_WIDEN8, bf16r2_loop32)
 
+// func dotF16R2RunsAVX2(x, y *uint16, ystride, count, stride, n int, out *float32, ostride int)
+TEXT ·dotF16R2RunsAVX2(SB), NOSPLIT, $0-64
+	HALFR2_RUNS(F16_WIDEN8, f16runs_p0, f16runs_p1, f16runs_row)
+
+// func dotBF16R2RunsAVX2(x, y *uint16, ystride, count, stride, n int, out *float32, ostride int)
+TEXT ·dotBF16R2RunsAVX2(SB), NOSPLIT, $0-64
+	HALFR2_RUNS(BF16_WIDEN8, bf16runs_p0, bf16runs_p1, bf16runs_row)
+
 // func dotF32AVX2(x, y *float32, n int) float32
 TEXT ·dotF32AVX2(SB), NOSPLIT, $0-28
 	FLOAT4_KERNEL(F32_STEP, $128, $128, f32_loop32)
