@@ -119,6 +119,18 @@ func dotPackedQ4Kx8VNNI(w *byte, stride int, panels int, nb int, y *byte, ystrid
 //go:noescape
 func dotPackedQ4_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// dotPackedQ4_0AVX2Stream, dotPackedQ8_0AVX2Stream and dotPackedQ5_0AVX2Stream are the AVX2
+// one-column kernels without software prefetches (streamtune.go).
+//
+//go:noescape
+func dotPackedQ4_0AVX2Stream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ8_0AVX2Stream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
+//go:noescape
+func dotPackedQ5_0AVX2Stream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
+
 //go:noescape
 func dotPackedQ4_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
@@ -216,9 +228,9 @@ func init() {
 	// registers), for CPUs without AVX-512. The VNNI kernels below replace them where there
 	// are both.
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
-		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil))
-		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil))
-		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil))
+		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil).withStream(dotPackedQ4_0AVX2Stream))
+		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil).withStream(dotPackedQ8_0AVX2Stream))
+		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil).withStream(dotPackedQ5_0AVX2Stream))
 		usePacked(packedSet(ggml.Q4_1, "avx2", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_1, "avx2", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVX2, nil))
 		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil).withStream(dotPackedQ4KAVX2Stream))
@@ -230,10 +242,10 @@ func init() {
 		// AVX2 kernels' two or three a product vector where the columns' arithmetic bounds
 		// them (prompts, batches); decoding reads memory no faster with it.
 		if cpu.X86.HasAVXVNNI {
-			usePacked(packedSet(ggml.Q4_0, "avxvnni", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVXVNNI, nil))
-			usePacked(packedSet(ggml.Q8_0, "avxvnni", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q4_0, "avxvnni", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVXVNNI, nil).withStream(dotPackedQ4_0AVX2Stream))
+			usePacked(packedSet(ggml.Q8_0, "avxvnni", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVXVNNI, nil).withStream(dotPackedQ8_0AVX2Stream))
 			usePacked(packedSet(ggml.Q4_1, "avxvnni", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVXVNNI, nil))
-			usePacked(packedSet(ggml.Q5_0, "avxvnni", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVXVNNI, nil))
+			usePacked(packedSet(ggml.Q5_0, "avxvnni", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVXVNNI, nil).withStream(dotPackedQ5_0AVX2Stream))
 			usePacked(packedSet(ggml.Q5_1, "avxvnni", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q4_K, "avxvnni", dotPackedQ4KAVX2, dotPackedQ4Kx4AVXVNNI, nil).withStream(dotPackedQ4KAVX2Stream))
 			usePacked(packedSet(ggml.Q5_K, "avxvnni", dotPackedQ5KAVX2, dotPackedQ5Kx4AVXVNNI, nil))

@@ -321,6 +321,10 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, P16_PREFETCH, P16_PF_GROUP, PA4_BLOCK1, P16_NEXT_BLOCK, pa4_panel, pa4_group, pa4_block)
 
+// dotPackedQ4_0AVX2 without software prefetches (streamtune.go).
+TEXT ·dotPackedQ4_0AVX2Stream(SB), NOSPLIT, $0-48
+	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, EMPTY, EMPTY, PA4_BLOCK1, P16_NEXT_BLOCK, pa4s_panel, pa4s_group, pa4s_block)
+
 // AVX-VNNI (PV_DOT4): packed Q4_0 in four columns. Group q's weights, both halves: the low
 // nibbles in Y8 (rows 0-7) and Y10 (rows 8-15), the high ones in Y9 and Y11 (Y15 = 0x0f
 // bytes), against the activations of the low and the high elements (PV_COLS2).
@@ -508,6 +512,10 @@ TEXT ·dotPackedQ4_1x4AVX2(SB), NOSPLIT, $256-64
 
 TEXT ·dotPackedQ5_0AVX2(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP8, P5_PREFETCH, P5_PF_GROUP, PA5_BLOCK1, P5_NEXT_BLOCK, pa5_panel, pa5_group, pa5_block)
+
+// dotPackedQ5_0AVX2 without software prefetches (streamtune.go).
+TEXT ·dotPackedQ5_0AVX2Stream(SB), NOSPLIT, $0-48
+	PACKEDA_DOT1(PA5_CONSTS, LEGACY_GROUP8, EMPTY, EMPTY, PA5_BLOCK1, P5_NEXT_BLOCK, pa5s_panel, pa5s_group, pa5s_block)
 
 TEXT ·dotPackedQ5_0x4AVX2(SB), NOSPLIT, $0-64
 	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P5_PREFETCH_L2, P5_PF_GROUP_L2, P5_PF_NEXT, PA_PF_NEXT4(R11), PA5_BLOCK4, P5_NEXT_BLOCK, pa5x4_panel, pa5x4_g0, pa5x4_b0, pa5x4_g1, pa5x4_b1)
