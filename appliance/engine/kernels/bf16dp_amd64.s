@@ -167,11 +167,7 @@ TEXT ·dotBF16DPx4(SB), NOSPLIT, $0-40
 // the activation row as x and rows y + i·stride + k·ystride as the columns, row (k, i)'s result
 // to out + k·ostride + 4i.
 TEXT ·dotBF16DPx4Runs(SB), NOSPLIT, $0-64
-	MOVQ y+8(FP), R9
-	MOVQ ystride+16(FP), DX
-	MOVQ count+24(FP), R11
-	MOVQ out+48(FP), R8
-	MOVQ ostride+56(FP), R13
+	RUNS_ARGS(R8, R13)
 	LEAQ (R13)(R13*2), R12
 
 bf16dp4r_row:
@@ -181,12 +177,7 @@ bf16dp4r_row:
 	MOVQ n+40(FP), CX
 	SHRQ $5, CX
 	BF16DP4_PASS(bf16dp4r_loop, bf16dp4r_rest, bf16dp4r_sum, (R8), (R8)(R13*1), (R8)(R13*2), (R8)(R12*1))
-	ADDQ stride+32(FP), R9
-	ADDQ $4, R8
-	DECQ R11
-	JNZ  bf16dp4r_row
-	VZEROUPPER
-	RET
+	RUNS_NEXT(R8, bf16dp4r_row)
 
 // One chunk (byte offset off, accumulator k) of the two-row kernel: both rows' weights (the
 // second BX bytes on) into zw0 and zw1, then each column's activations into Z20, onto

@@ -88,23 +88,14 @@ loop: \
 // as x and rows y + i·stride + k·ystride as the columns, row (k, i)'s result to
 // out + k·ostride + 4i.
 #define HALFX4_RUNS(widen, loop, lrun) \
-	MOVQ y+8(FP), R9; \
-	MOVQ ystride+16(FP), DX; \
-	MOVQ count+24(FP), R11; \
-	MOVQ out+48(FP), R8; \
-	MOVQ ostride+56(FP), BX; \
+	RUNS_ARGS(R8, BX); \
 	LEAQ (BX)(BX*2), R12; \
 lrun: \
 	MOVQ x+0(FP), SI; \
 	MOVQ R9, DI; \
 	MOVQ n+40(FP), CX; \
 	HALFX4_PASS(widen, HALFX4_COL, 64, loop, (R8), (R8)(BX*1), (R8)(BX*2), (R8)(R12*1)); \
-	ADDQ stride+32(FP), R9; \
-	ADDQ $4, R8; \
-	DECQ R11; \
-	JNZ  lrun; \
-	VZEROUPPER; \
-	RET
+	RUNS_NEXT(R8, lrun)
 
 // func dotBF16x4AVX512(x, y *uint16, ystride int, n int, out *float32)
 TEXT ·dotBF16x4AVX512(SB), NOSPLIT, $0-40

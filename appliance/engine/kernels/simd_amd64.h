@@ -536,11 +536,7 @@ loop: \
 // in another, as two calls of the two-row kernel. The runs in one call spare decode a Go call
 // and its checks every four rows.
 #define HALFR2_RUNS(widen, l0, l1, lrun) \
-	MOVQ y+8(FP), R9; \
-	MOVQ ystride+16(FP), DX; \
-	MOVQ count+24(FP), R11; \
-	MOVQ out+48(FP), R10; \
-	MOVQ ostride+56(FP), BX; \
+	RUNS_ARGS(R10, BX); \
 lrun: \
 	MOVQ x+0(FP), SI; \
 	MOVQ R9, DI; \
@@ -552,10 +548,24 @@ lrun: \
 	MOVQ n+40(FP), CX; \
 	LEAQ (R10)(BX*2), R8; \
 	HALFR2_PASS(widen, l1, (R8)(BX*1)); \
+	RUNS_NEXT(R10, lrun)
+
+// The arguments of a kernel of decode's four runs (halfRunsFn): R9 = y, DX = ystride, R11 =
+// count, o = out, os = ostride.
+#define RUNS_ARGS(o, os) \
+	MOVQ y+8(FP), R9; \
+	MOVQ ystride+16(FP), DX; \
+	MOVQ count+24(FP), R11; \
+	MOVQ out+48(FP), o; \
+	MOVQ ostride+56(FP), os
+
+// On to the runs' next rows (o: the first run's next result), back to label while any are
+// left, else return.
+#define RUNS_NEXT(o, label) \
 	ADDQ stride+32(FP), R9; \
-	ADDQ $4, R10; \
+	ADDQ $4, o; \
 	DECQ R11; \
-	JNZ  lrun; \
+	JNZ  label; \
 	VZEROUPPER; \
 	RET
 
