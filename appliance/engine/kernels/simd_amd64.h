@@ -1789,7 +1789,6 @@ plab: \
 	VFNMADD231PS Y13, mins, Y15; \
 	VMOVUPS      Y15, c*32(SP)
 
-// One-column AVX2 kernels that keep their float sum in the frame as the four-column ones do.
 // Column c's half-block total sumi (integer) into its float sum in the frame: one FMA by the
 // rows' d (converted, in d) times yd (at 256 base); Y14, Y15 scratch.
 #define PA_FRAME4_FMA(c, base, sumi, d) \
@@ -2072,7 +2071,8 @@ plab: \
 	VPSUBD Y12, sumi, sumi
 
 // The end of a super-block's half h: pairws(h) sets the scale pairs, the offsets come off,
-// and one FMA by the rows' d (at doff) times yd adds each column's sum to the frame's.
+// and one FMA by the rows' d (at doff) times yd adds each column's sum to the frame's (one
+// column: to slot h, PA_SB_DOT1's; four: to slot c for column c).
 #define PA_END1(pairws, sh, doff, h) \
 	pairws(h); \
 	PA_OFFSET((DI), Y0, sh); \
