@@ -181,27 +181,29 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 #define PA2_GROUP(cols, woff, yoff, h) \
 	VMOVDQU woff+32*h(SI), Y8; \
 	VPAND   pa2Field<>(SB), Y8, Y9; \
-	cols(yoff, Y9, Y4); \
+	cols(yoff, Y9, Y4, Y1); \
 	VPSRLW  $2, Y8, Y9; \
 	VPAND   pa2Field<>(SB), Y9, Y9; \
-	cols(yoff+32, Y9, Y5); \
+	cols(yoff+32, Y9, Y5, Y2); \
 	VPSRLW  $4, Y8, Y9; \
 	VPAND   pa2Field<>(SB), Y9, Y9; \
-	cols(yoff+64, Y9, Y6); \
+	cols(yoff+64, Y9, Y6, Y3); \
 	VPSRLW  $6, Y8, Y9; \
 	VPAND   pa2Field<>(SB), Y9, Y9; \
-	cols(yoff+96, Y9, Y7)
+	cols(yoff+96, Y9, Y7, Y14)
 
 // Quarter Q = 2q+n at base q4 (320·Q): g = 4q..4q+3 of half n, sub-blocks 8n+2j+q.
-#define PA2_QUARTER(cols, q4, q, n, h) \
+#define PA2_QUARTER(cols, zero, flush, q4, q, n, h) \
 	PA2_SCW(q4+256+16*h, pa2PickA<>(SB), Y4); \
 	PA2_SCW(q4+256+16*h, pa2PickB<>(SB), Y5); \
 	PA2_SCW(q4+288+16*h, pa2PickA<>(SB), Y6); \
 	PA2_SCW(q4+288+16*h, pa2PickB<>(SB), Y7); \
+	zero; \
 	PA2_GROUP(cols, q4, 128*n+16*q, h); \
 	PA2_GROUP(cols, q4+64, 128*n+16*q+4, h); \
 	PA2_GROUP(cols, q4+128, 128*n+16*q+8, h); \
-	PA2_GROUP(cols, q4+192, 128*n+16*q+12, h)
+	PA2_GROUP(cols, q4+192, 128*n+16*q+12, h); \
+	flush
 
 // How far ahead the AVX2 kernels prefetch: the super-block after next, from the next one's
 // last line; each quarter fetches its five lines, the super-block its line of d and dmin.
@@ -215,17 +217,17 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 	PREFETCHT0 PF2_DIST+q4+256(R12)
 
 // The quarters of half h, prefetching from R12 (PA_PF_BASE).
-#define PA2_QUARTERS(cols, h) \
+#define PA2_QUARTERS(cols, zero, flush, h) \
 	PA_PF_BASE(PF2_DIST, h); \
 	PREFETCHT0 PF2_DIST+1280(R12); \
 	PA2_PF_QUARTER(0); \
-	PA2_QUARTER(cols, 0, 0, 0, h); \
+	PA2_QUARTER(cols, zero, flush, 0, 0, 0, h); \
 	PA2_PF_QUARTER(320); \
-	PA2_QUARTER(cols, 320, 0, 1, h); \
+	PA2_QUARTER(cols, zero, flush, 320, 0, 1, h); \
 	PA2_PF_QUARTER(640); \
-	PA2_QUARTER(cols, 640, 1, 0, h); \
+	PA2_QUARTER(cols, zero, flush, 640, 1, 0, h); \
 	PA2_PF_QUARTER(960); \
-	PA2_QUARTER(cols, 960, 1, 1, h)
+	PA2_QUARTER(cols, zero, flush, 960, 1, 1, h)
 
 // A pair of scale bytes per row (eight rows at off(SI)) as words, shifted down to the mins.
 #define PA2_MINW(off, reg) \
@@ -249,21 +251,21 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 	PA_FRAME4_FMA2(c, base, sumi, Y12, 1280+16*h, 1312+16*h)
 
 #define PA2_BODY1(h) \
-	PA2_QUARTERS(PA_COLS1, h); \
+	PA2_QUARTERS(PA_COLS1X, PA_SUMS16_ZERO, PA_SUMS16_FLUSH, h); \
 	PA2_MINWS(h); \
 	PA2_END(h, (DI), Y0, h)
 
 // Four columns (cols: PA_COLS4 or PV_COLS4).
 #define PA2_BODY4C(cols, h) \
-	PA2_QUARTERS(cols, h); \
+	PA2_QUARTERS(cols, EMPTY, EMPTY, h); \
 	PA2_MINWS(h); \
 	PA2_END(0, (DI), Y0, h); \
 	PA2_END(1, (DI)(DX*1), Y1, h); \
 	PA2_END(2, (R14), Y2, h); \
 	PA2_END(3, (R14)(DX*1), Y3, h)
 
-#define PA2_BODY4(h) PA2_BODY4C(PA_COLS4, h)
-#define PV2_BODY4(h) PA2_BODY4C(PV_COLS4, h)
+#define PA2_BODY4(h) PA2_BODY4C(PA_COLS4X, h)
+#define PV2_BODY4(h) PA2_BODY4C(PV_COLS4X, h)
 
 // func dotPackedQ2KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $64-48

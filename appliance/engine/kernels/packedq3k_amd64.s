@@ -261,13 +261,13 @@ GLOBL q3m04<>(SB), RODATA|NOPTR, $4
 	VMOVDQU woff+32*h(SI), Y8; \
 	VMOVDQU hoff+32*h(SI), Y9; \
 	PA3_FIELD(PA3_W0, h0); \
-	cols(yoff, Y10, Y4); \
+	cols(yoff, Y10, Y4, Y1); \
 	PA3_FIELD(PA3_WK($2), h1); \
-	cols(yoff+32, Y10, Y5); \
+	cols(yoff+32, Y10, Y5, Y2); \
 	PA3_FIELD(PA3_WK($4), h2); \
-	cols(yoff+64, Y10, Y6); \
+	cols(yoff+64, Y10, Y6, Y3); \
 	PA3_FIELD(PA3_WK($6), h3); \
-	cols(yoff+96, Y10, Y7)
+	cols(yoff+96, Y10, Y7, Y14)
 
 // Group g = 4q+k of half 0 and of half 1 (offsets: q3kHOff, q3kWOff).
 #define PA3_G0(cols, q, k, h) PA3_GROUP(cols, 896*q+128*k+64, 896*q+128*k, 16*q+4*k, h, PA3_HL($2), PA3_HL($1), PA3_H0, PA3_HR($1))
@@ -275,28 +275,30 @@ GLOBL q3m04<>(SB), RODATA|NOPTR, $4
 
 // The quad of half n (G: PA3_G0 or PA3_G1) and g = 4q..4q+3: sub-blocks 8n+2j+q, whose
 // scales are at q3kScOff.
-#define PA3_QUAD(cols, G, n, q, h) \
+#define PA3_QUAD(cols, zero, flush, G, n, q, h) \
 	PA_SCW(896*q+512+320*n+8*h, Y4); \
 	PA_SCW(896*q+512+320*n+16+8*h, Y5); \
 	PA_SCW(896*q+512+320*n+32+8*h, Y6); \
 	PA_SCW(896*q+512+320*n+48+8*h, Y7); \
+	zero; \
 	G(cols, q, 0, h); \
 	G(cols, q, 1, h); \
 	G(cols, q, 2, h); \
-	G(cols, q, 3, h)
+	G(cols, q, 3, h); \
+	flush
 
 // The quads in the layout's order, each after its prefetches (as Q3_QUADS, from R12:
 // PA_PF_BASE).
-#define PA3_QUADS(cols, h) \
+#define PA3_QUADS(cols, zero, flush, h) \
 	PA_PF_BASE(PF3_DIST, h); \
 	PACKED_PREFETCH8(PF3_DIST, R12); \
-	PA3_QUAD(cols, PA3_G0, 0, 0, h); \
+	PA3_QUAD(cols, zero, flush, PA3_G0, 0, 0, h); \
 	PACKED_PREFETCH8(PF3_DIST+512, R12); \
-	PA3_QUAD(cols, PA3_G1, 1, 0, h); \
+	PA3_QUAD(cols, zero, flush, PA3_G1, 1, 0, h); \
 	PACKED_PREFETCH8(PF3_DIST+1024, R12); \
-	PA3_QUAD(cols, PA3_G0, 0, 1, h); \
+	PA3_QUAD(cols, zero, flush, PA3_G0, 0, 1, h); \
 	PACKED_PREFETCH8(PF3_DIST+1536, R12); \
-	PA3_QUAD(cols, PA3_G1, 1, 1, h)
+	PA3_QUAD(cols, zero, flush, PA3_G1, 1, 1, h)
 
 // The scale pairs of sub-blocks 2m and 2m+1 (q3kScOff: 896 bytes apart) into Y4-Y11, the
 // order of the bsum pairs (prepPackedAct3).
@@ -311,13 +313,13 @@ GLOBL q3m04<>(SB), RODATA|NOPTR, $4
 	PA_PAIRW(880+8*h, 1776+8*h, X11, Y11)
 
 // Half h of a super-block, as PA6_BODY (packedq6k_amd64.s).
-#define PA3_BODY(cols, end, h) \
-	PA3_QUADS(cols, h); \
+#define PA3_BODY(cols, zero, flush, end, h) \
+	PA3_QUADS(cols, zero, flush, h); \
 	end(PA3_PAIRWS, $2, 1792, h)
 
-#define PA3_BODY1(h) PA3_BODY(PA_COLS1, PA_END1, h)
-#define PA3_BODY4(h) PA3_BODY(PA_COLS4, PA_END4, h)
-#define PV3_BODY4(h) PA3_BODY(PV_COLS4, PA_END4, h)
+#define PA3_BODY1(h) PA3_BODY(PA_COLS1X, PA_SUMS16_ZERO, PA_SUMS16_FLUSH, PA_END1, h)
+#define PA3_BODY4(h) PA3_BODY(PA_COLS4X, EMPTY, EMPTY, PA_END4, h)
+#define PV3_BODY4(h) PA3_BODY(PV_COLS4X, EMPTY, EMPTY, PA_END4, h)
 
 // func dotPackedQ3KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ3KAVX2(SB), NOSPLIT, $64-48

@@ -2015,6 +2015,33 @@ plab: \
 
 #define PA_COLS1(off, q, scw) PA_DOT(off, q, scw, (DI), Y0)
 
+// The types whose quants fit three bits (Q2_K, Q3_K) call their columns with a fourth
+// argument, the one-column kernel's int16 sum of the field: there the products of a quad's
+// four groups, which share their sub-blocks' scales, add up in int16 (at most 4·2·7·128) and
+// are widened and scaled once a quad (PA_SUMS16_FLUSH) rather than once a group. The integer
+// sums are exact, so the results are as before.
+#define PA_COLS1X(off, q, scw, a) \
+	VPBROADCASTD off(DI), Y12; \
+	VPMADDUBSW   Y12, q, Y13; \
+	VPADDW       Y13, a, a
+
+#define PA_COLS4X(off, q, scw, a) PA_COLS4(off, q, scw)
+#define PV_COLS4X(off, q, scw, a) PV_COLS4(off, q, scw)
+
+// The int16 sums of the four fields (Y1, Y2, Y3, Y14), zeroed before a quad, and after it
+// scaled by the fields' scale words (Y4-Y7) and added to Y0.
+#define PA_SUMS16_ZERO ZERO_Y4(Y1, Y2, Y3, Y14)
+
+#define PA_SUMS16_FLUSH \
+	VPMADDWD Y4, Y1, Y1; \
+	VPADDD   Y1, Y0, Y0; \
+	VPMADDWD Y5, Y2, Y2; \
+	VPADDD   Y2, Y0, Y0; \
+	VPMADDWD Y6, Y3, Y3; \
+	VPADDD   Y3, Y0, Y0; \
+	VPMADDWD Y7, Y14, Y14; \
+	VPADDD   Y14, Y0, Y0
+
 #define PA_COLS4(off, q, scw) \
 	PA_DOT(off, q, scw, (DI), Y0); \
 	PA_DOT(off, q, scw, (DI)(DX*1), Y1); \
