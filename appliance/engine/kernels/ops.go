@@ -34,12 +34,12 @@ func RMSNorm(out, x, weight []float32, eps float32) {
 	}
 	mean := float32(sum / float64(len(x)))
 	scale := 1 / float32(math.Sqrt(float64(mean+eps)))
+	if weight != nil {
+		normScaleImpl(out, x, weight, scale)
+		return
+	}
 	for i, v := range x {
-		y := v * scale
-		if weight != nil {
-			y *= weight[i]
-		}
-		out[i] = y
+		out[i] = v * scale
 	}
 }
 
@@ -76,17 +76,13 @@ func SiLU(out, x []float32) {
 // Mul sets out = a * b element-wise. out may alias a or b.
 func Mul(out, a, b []float32) {
 	sameLen("Mul", len(a), len(b), len(out))
-	for i := range out {
-		out[i] = a[i] * b[i]
-	}
+	mulImpl(out, a, b)
 }
 
 // Add sets out = a + b element-wise. out may alias a or b.
 func Add(out, a, b []float32) {
 	sameLen("Add", len(a), len(b), len(out))
-	for i := range out {
-		out[i] = a[i] + b[i]
-	}
+	addImpl(out, a, b)
 }
 
 // Scale multiplies x by s in place.

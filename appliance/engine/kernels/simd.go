@@ -320,6 +320,12 @@ var (
 	siluImpl     = siluGo
 	expImpl      = expGo
 	subBelowImpl = subBelowGo
+	// The element-wise steps of a layer (RMSNorm's scaling, the residual Add, SwiGLU's Mul):
+	// each output element is one float32 operation (two for normScale, in the same order), so
+	// the SIMD forms equal the twins bit for bit.
+	mulImpl       = mulGo
+	addImpl       = addGo
+	normScaleImpl = normScaleGo
 	// Activation quantization: each matrix product's input, once per token and column.
 	quantQ8_0Impl = quantizeQ8_0ActGo
 	quantQ8KImpl  = quantizeQ8KGo
@@ -347,6 +353,25 @@ func ExpFast(out, x []float32) {
 func SubBelow(dst, src []float32, m float32) bool {
 	sameLen("SubBelow", len(src), len(dst))
 	return subBelowImpl(dst, src, m)
+}
+
+func mulGo(out, a, b []float32) {
+	for i := range out {
+		out[i] = a[i] * b[i]
+	}
+}
+
+func addGo(out, a, b []float32) {
+	for i := range out {
+		out[i] = a[i] + b[i]
+	}
+}
+
+// normScaleGo sets out[i] = x[i]·scale·w[i], the product taken left to right (RMSNorm's).
+func normScaleGo(out, x, w []float32, scale float32) {
+	for i, v := range x {
+		out[i] = v * scale * w[i]
+	}
 }
 
 func subBelowGo(dst, src []float32, m float32) bool {

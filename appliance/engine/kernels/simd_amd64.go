@@ -167,6 +167,18 @@ func dotBF16x4RunsAVX512(x, y *uint16, ystride, count, stride, n int, out *float
 //go:noescape
 func dotBF16DPx4Runs(x, y *uint16, ystride, count, stride, n int, out *float32, ostride int)
 
+// out = a·b, a+b and x·scale·w element-wise over n elements, a positive multiple of 8 (mulGo,
+// addGo, normScaleGo).
+//
+//go:noescape
+func mulF32AVX2(out, a, b *float32, n int)
+
+//go:noescape
+func addF32AVX2(out, a, b *float32, n int)
+
+//go:noescape
+func normScaleAVX2(out, x, w *float32, scale float32, n int)
+
 // F16 weights against activations widened to float32 once per product (f16Kernel).
 //
 //go:noescape
@@ -438,6 +450,27 @@ func init() {
 			toF16AVX2(&dst[0], &src[0], n)
 		}
 		toF16Go(dst[n:], src[n:])
+	}
+	mulImpl = func(out, a, b []float32) {
+		n := len(out) &^ 7
+		if n > 0 {
+			mulF32AVX2(&out[0], &a[0], &b[0], n)
+		}
+		mulGo(out[n:], a[n:], b[n:])
+	}
+	addImpl = func(out, a, b []float32) {
+		n := len(out) &^ 7
+		if n > 0 {
+			addF32AVX2(&out[0], &a[0], &b[0], n)
+		}
+		addGo(out[n:], a[n:], b[n:])
+	}
+	normScaleImpl = func(out, x, w []float32, scale float32) {
+		n := len(out) &^ 7
+		if n > 0 {
+			normScaleAVX2(&out[0], &x[0], &w[0], scale, n)
+		}
+		normScaleGo(out[n:], x[n:], w[n:], scale)
 	}
 	siluImpl = func(dst, src []float32) {
 		n := len(src) &^ 7

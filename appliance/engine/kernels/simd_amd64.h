@@ -2190,3 +2190,45 @@ blab: \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
+
+// Element-wise float32 steps (mulGo, addGo, normScaleGo): 32 elements a step, then 8 at a time.
+#define ELEM2_KERNEL(op, l32, l8, done) \
+	MOVQ out+0(FP), DI; \
+	MOVQ a+8(FP), SI; \
+	MOVQ b+16(FP), DX; \
+	MOVQ n+24(FP), CX; \
+	CMPQ CX, $32; \
+	JLT  l8; \
+l32: \
+	VMOVUPS (SI), Y0; \
+	VMOVUPS 32(SI), Y1; \
+	VMOVUPS 64(SI), Y2; \
+	VMOVUPS 96(SI), Y3; \
+	op      (DX), Y0, Y0; \
+	op      32(DX), Y1, Y1; \
+	op      64(DX), Y2, Y2; \
+	op      96(DX), Y3, Y3; \
+	VMOVUPS Y0, (DI); \
+	VMOVUPS Y1, 32(DI); \
+	VMOVUPS Y2, 64(DI); \
+	VMOVUPS Y3, 96(DI); \
+	ADDQ    $128, SI; \
+	ADDQ    $128, DX; \
+	ADDQ    $128, DI; \
+	SUBQ    $32, CX; \
+	CMPQ    CX, $32; \
+	JGE     l32; \
+l8: \
+	TESTQ   CX, CX; \
+	JZ      done; \
+	VMOVUPS (SI), Y0; \
+	op      (DX), Y0, Y0; \
+	VMOVUPS Y0, (DI); \
+	ADDQ    $32, SI; \
+	ADDQ    $32, DX; \
+	ADDQ    $32, DI; \
+	SUBQ    $8, CX; \
+	JMP     l8; \
+done: \
+	VZEROUPPER; \
+	RET

@@ -1195,3 +1195,32 @@ uq80_block:
 	UNPACK_NEXT_ROW(uq80_row)
 	UNPACK_WIDEN
 	RET
+
+// func mulF32AVX2(out, a, b *float32, n int)
+TEXT ·mulF32AVX2(SB), NOSPLIT, $0-32
+	ELEM2_KERNEL(VMULPS, mul_l32, mul_l8, mul_done)
+
+// func addF32AVX2(out, a, b *float32, n int)
+TEXT ·addF32AVX2(SB), NOSPLIT, $0-32
+	ELEM2_KERNEL(VADDPS, add_l32, add_l8, add_done)
+
+// func normScaleAVX2(out, x, w *float32, scale float32, n int)
+// out = (x·scale)·w, rounded after each product as normScaleGo.
+TEXT ·normScaleAVX2(SB), NOSPLIT, $0-40
+	MOVQ         out+0(FP), DI
+	MOVQ         x+8(FP), SI
+	MOVQ         w+16(FP), DX
+	VBROADCASTSS scale+24(FP), Y4
+	MOVQ         n+32(FP), CX
+
+normscale_loop:
+	VMULPS  (SI), Y4, Y0
+	VMULPS  (DX), Y0, Y0
+	VMOVUPS Y0, (DI)
+	ADDQ    $32, SI
+	ADDQ    $32, DX
+	ADDQ    $32, DI
+	SUBQ    $8, CX
+	JNZ     normscale_loop
+	VZEROUPPER
+	RET
