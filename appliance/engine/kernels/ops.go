@@ -146,13 +146,25 @@ func (r *Rope) Apply(x []float32, headDim int, cache []float32) {
 	if headDim < r.Dims || len(x)%headDim != 0 {
 		panic(fmt.Sprintf("kernels: rope of %d dims over heads of %d in a vector of %d", r.Dims, headDim, len(x)))
 	}
-	half := r.Dims / 2
+	if len(x) == 0 || r.Dims == 0 {
+		return
+	}
+	if len(cache) < r.Dims {
+		panic(fmt.Sprintf("kernels: rope of %d dims with a cache of %d", r.Dims, len(cache)))
+	}
+	ropeImpl(r.Mode == RopeNeox, x, headDim, r.Dims, cache)
+}
+
+// ropeGo rotates the first dims dimensions of each head of x (heads headDim apart) by the
+// cos/sin pairs in cache: pairs (2i, 2i+1), or (i, i+dims/2) where neox.
+func ropeGo(neox bool, x []float32, headDim, dims int, cache []float32) {
+	half := dims / 2
 	for h := 0; h < len(x); h += headDim {
 		head := x[h : h+headDim]
 		for i := 0; i < half; i++ {
 			c, s := cache[2*i], cache[2*i+1]
 			a, b := 2*i, 2*i+1
-			if r.Mode == RopeNeox {
+			if neox {
 				a, b = i, i+half
 			}
 			x0, x1 := head[a], head[b]

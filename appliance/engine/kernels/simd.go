@@ -326,6 +326,8 @@ var (
 	mulImpl       = mulGo
 	addImpl       = addGo
 	normScaleImpl = normScaleGo
+	// RoPE's rotation: per pair two products and a difference or sum, in the same order.
+	ropeImpl = ropeGo
 	// Activation quantization: each matrix product's input, once per token and column.
 	quantQ8_0Impl = quantizeQ8_0ActGo
 	quantQ8KImpl  = quantizeQ8KGo

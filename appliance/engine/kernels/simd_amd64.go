@@ -167,6 +167,16 @@ func dotBF16x4RunsAVX512(x, y *uint16, ystride, count, stride, n int, out *float
 //go:noescape
 func dotBF16DPx4Runs(x, y *uint16, ystride, count, stride, n int, out *float32, ostride int)
 
+// RoPE over heads heads of x (hstride bytes apart), cache the dims/2 cos/sin pairs (ropeGo):
+// ropeNormAVX2 rotates pairs (2i, 2i+1) of the first dims elements, a multiple of 8;
+// ropeNeoxAVX2 pairs (i, i+half), half a multiple of 8.
+//
+//go:noescape
+func ropeNormAVX2(x, cache *float32, dims, heads, hstride int)
+
+//go:noescape
+func ropeNeoxAVX2(x, cache *float32, half, heads, hstride int)
+
 // out = a·b, a+b and x·scale·w element-wise over n elements, a positive multiple of 8 (mulGo,
 // addGo, normScaleGo).
 //
@@ -471,6 +481,17 @@ func init() {
 			normScaleAVX2(&out[0], &x[0], &w[0], scale, n)
 		}
 		normScaleGo(out[n:], x[n:], w[n:], scale)
+	}
+	ropeImpl = func(neox bool, x []float32, headDim, dims int, cache []float32) {
+		heads := len(x) / headDim
+		switch {
+		case neox && dims%16 == 0:
+			ropeNeoxAVX2(&x[0], &cache[0], dims/2, heads, 4*headDim)
+		case !neox && dims%8 == 0:
+			ropeNormAVX2(&x[0], &cache[0], dims, heads, 4*headDim)
+		default:
+			ropeGo(neox, x, headDim, dims, cache)
+		}
 	}
 	siluImpl = func(dst, src []float32) {
 		n := len(src) &^ 7

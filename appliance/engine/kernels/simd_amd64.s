@@ -1224,3 +1224,77 @@ normscale_loop:
 	JNZ     normscale_loop
 	VZEROUPPER
 	RET
+
+// func ropeNormAVX2(x, cache *float32, dims, heads, hstride int)
+// Four pairs at a time: x·(c, c) and x swapped within pairs ·(s, s), then VADDSUBPS: the even
+// lanes x0·c - x1·s, the odd ones x1·c + x0·s (ropeGo's x0·s + x1·c: a sum of the same two
+// products).
+TEXT ·ropeNormAVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), DI
+	MOVQ heads+24(FP), R8
+
+ropen_head:
+	MOVQ cache+8(FP), SI
+	MOVQ DI, R9
+	MOVQ dims+16(FP), CX
+
+ropen_loop:
+	VMOVUPS   (SI), Y1
+	VMOVSLDUP Y1, Y2
+	VMOVSHDUP Y1, Y3
+	VMOVUPS   (R9), Y0
+	VPERMILPS $0xb1, Y0, Y4
+	VMULPS    Y2, Y0, Y0
+	VMULPS    Y3, Y4, Y4
+	VADDSUBPS Y4, Y0, Y0
+	VMOVUPS   Y0, (R9)
+	ADDQ      $32, SI
+	ADDQ      $32, R9
+	SUBQ      $8, CX
+	JNZ       ropen_loop
+	ADDQ      hstride+32(FP), DI
+	DECQ      R8
+	JNZ       ropen_head
+	VZEROUPPER
+	RET
+
+// func ropeNeoxAVX2(x, cache *float32, half, heads, hstride int)
+// Eight pairs at a time: the cache's cos and sin de-interleaved (VSHUFPS within each 128-bit
+// lane, VPERMPD across), then x0·c - x1·s and x0·s + x1·c as ropeGo.
+TEXT ·ropeNeoxAVX2(SB), NOSPLIT, $0-40
+	MOVQ x+0(FP), DI
+	MOVQ heads+24(FP), R8
+	MOVQ half+16(FP), DX
+	SHLQ $2, DX
+
+ropex_head:
+	MOVQ cache+8(FP), SI
+	MOVQ DI, R9
+	MOVQ half+16(FP), CX
+
+ropex_loop:
+	VMOVUPS (SI), Y4
+	VMOVUPS 32(SI), Y5
+	VSHUFPS $0x88, Y5, Y4, Y2
+	VSHUFPS $0xdd, Y5, Y4, Y3
+	VPERMPD $0xd8, Y2, Y2
+	VPERMPD $0xd8, Y3, Y3
+	VMOVUPS (R9), Y0
+	VMOVUPS (R9)(DX*1), Y1
+	VMULPS  Y2, Y0, Y6
+	VMULPS  Y3, Y1, Y7
+	VSUBPS  Y7, Y6, Y6
+	VMULPS  Y3, Y0, Y0
+	VMULPS  Y2, Y1, Y1
+	VADDPS  Y1, Y0, Y0
+	VMOVUPS Y6, (R9)
+	VMOVUPS Y0, (R9)(DX*1)
+	ADDQ    $64, SI
+	ADDQ    $32, R9
+	SUBQ    $8, CX
+	JNZ     ropex_loop
+	ADDQ    hstride+32(FP), DI
+	DECQ    R8
+	JNZ     ropex_head
+	VZEROUPPER
+	RET
