@@ -9,8 +9,7 @@
 // kernel's, so each result equals it bit for bit.
 
 #include "x4_arm64.h"
-
-#define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
+#include "neon_arm64.h"
 
 // One column's block: the 32 activations at 2(yp) against the weights in V0, V1 (SDOT into
 // vacc, numbered acc); fi = the integer sum as float32, fdy = the activation scale.

@@ -1,20 +1,12 @@
 //go:build arm64 && !purego
 
 #include "textflag.h"
+#include "neon_arm64.h"
 
 // The float dots of F32, F16 and BF16 rows against activations of the same type, exactly as the
 // reference (dotF32Act, dotF16Act, dotBF16Act): four elements a step, their float32 products
 // widened to float64 and added into four float64 sums (element index mod 4; V5 = sums 0-1, V6
 // = sums 2-3), which the Go side finishes. Instructions the Go assembler lacks are encoded.
-
-#define FMUL4S(m, n, d) WORD $(0x6E20DC00 | ((m)<<16) | ((n)<<5) | (d))
-#define FADD2D(m, n, d) WORD $(0x4E60D400 | ((m)<<16) | ((n)<<5) | (d))
-// FCVTL Vd.2D, Vn.2S and FCVTL2 Vd.2D, Vn.4S; FCVTL Vd.4S, Vn.4H (exact widenings).
-#define FCVTL_D(n, d) WORD $(0x0E617800 | ((n)<<5) | (d))
-#define FCVTL2_D(n, d) WORD $(0x4E617800 | ((n)<<5) | (d))
-#define FCVTL_S(n, d) WORD $(0x0E217800 | ((n)<<5) | (d))
-// SHLL Vd.4S, Vn.4H, #16: BF16 to float32 (USHLL's shift stops at 15).
-#define SHLL16(n, d) WORD $(0x2E613800 | ((n)<<5) | (d))
 
 // The four products in V0·V1 into the sums.
 #define ACC4 \

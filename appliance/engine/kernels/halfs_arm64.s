@@ -1,20 +1,12 @@
 //go:build arm64 && !purego
 
 #include "textflag.h"
+#include "neon_arm64.h"
 
 // The F16 helpers of attention and the KV cache on NEON, equal to their Go twins bit for bit:
 // half to float32 is exact, products of two halves are exact in float32 (so FMLA equals the
 // twins' multiply and add), and float32 to half rounds to nearest even as F32ToF16 does.
 // Instructions the Go assembler lacks are encoded.
-
-#define FCVTL_S(n, d) WORD $(0x0E217800 | ((n)<<5) | (d))
-#define FCVTL2_S(n, d) WORD $(0x4E217800 | ((n)<<5) | (d))
-#define FCVTN_H(n, d) WORD $(0x0E216800 | ((n)<<5) | (d))
-#define FCVTN2_H(n, d) WORD $(0x4E216800 | ((n)<<5) | (d))
-#define FADD4S(m, n, d) WORD $(0x4E20D400 | ((m)<<16) | ((n)<<5) | (d))
-#define FMUL4S(m, n, d) WORD $(0x6E20DC00 | ((m)<<16) | ((n)<<5) | (d))
-#define FADDP4S(m, n, d) WORD $(0x6E20D400 | ((m)<<16) | ((n)<<5) | (d))
-#define FADDP_S(n, d) WORD $(0x7E30D800 | ((n)<<5) | (d))
 
 // Group j of eight halves (a in Va, b in Vb) into the lanes of accumulator j (lo: elements
 // 0-3, hi: 4-7), V8-V11 scratch.

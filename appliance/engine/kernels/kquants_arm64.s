@@ -1,6 +1,7 @@
 //go:build arm64 && !purego
 
 #include "textflag.h"
+#include "neon_arm64.h"
 
 // K-quant super-blocks against Q8_K with SDOT (see simd_arm64.s). Each 16- or 32-element
 // sub-block's integer dot is an SDOT into a cleared register and an across-lanes add; the
@@ -11,7 +12,6 @@
 
 #include "x4_arm64.h"
 
-#define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
 
 // Every kernel's arguments: R0 = x, R1 = y, R2 = nb; the float total F20 = 0.
 #define KQ_ARGS \

@@ -1,6 +1,7 @@
 //go:build arm64 && !purego
 
 #include "textflag.h"
+#include "neon_arm64.h"
 
 // Q4_1, Q5_0 and Q5_1 blocks with SDOT, equal to the reference bit for bit: per block the
 // exact integer dot (SDOT of the 32 quants, nibbles in element order, and the activations, then
@@ -8,7 +9,6 @@
 
 #include "x4_arm64.h"
 
-#define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
 
 // TBL indices that put byte e/8 of the qh word in byte e (V13: e < 16, V14: the rest), and the
 // bit each byte tests (V15).

@@ -168,8 +168,10 @@ func ropeGo(neox bool, x []float32, headDim, dims int, cache []float32) {
 				a, b = i, i+half
 			}
 			x0, x1 := head[a], head[b]
-			head[a] = x0*c - x1*s
-			head[b] = x0*s + x1*c
+			// Each product rounded on its own (the conversions forbid the fused multiply-adds
+			// that Go may otherwise use on arm64), as the SIMD forms compute.
+			head[a] = float32(x0*c) - float32(x1*s)
+			head[b] = float32(x0*s) + float32(x1*c)
 		}
 	}
 }

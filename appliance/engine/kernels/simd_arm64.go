@@ -128,6 +128,44 @@ func toF16NEON(dst *uint16, src *float32, n int)
 //go:noescape
 func fromF16NEON(dst *float32, src *uint16, n int)
 
+// The element-wise steps, RoPE and the exp of SiLU and softmax (elementwise_arm64.s), and the
+// activation quantizers (quant_arm64.s): equal to their Go twins bit for bit. n is a positive
+// multiple of 8 (the element-wise steps, subBelowNEON) or 4 (expNEON, siluNEON); nb > 0.
+
+//go:noescape
+func mulF32NEON(out, a, b *float32, n int)
+
+//go:noescape
+func addF32NEON(out, a, b *float32, n int)
+
+//go:noescape
+func normScaleNEON(out, x, w *float32, scale float32, n int)
+
+//go:noescape
+func subBelowNEON(dst, src *float32, n int, m float32) bool
+
+// ropeNormNEON rotates pairs (2i, 2i+1) of the first dims elements of each head, dims a
+// multiple of 8; ropeNeoxNEON pairs (i, i+half), half a multiple of 4. Heads are hstride
+// bytes apart.
+//
+//go:noescape
+func ropeNormNEON(x, cache *float32, dims, heads, hstride int)
+
+//go:noescape
+func ropeNeoxNEON(x, cache *float32, half, heads, hstride int)
+
+//go:noescape
+func expNEON(dst, src *float32, n int)
+
+//go:noescape
+func siluNEON(dst, src *float32, n int)
+
+//go:noescape
+func quantizeQ8_0NEON(x *float32, y *byte, nb int)
+
+//go:noescape
+func quantizeQ8KNEON(x *float32, y *byte, nb int)
+
 var geomQ4_0 = blockGeom{ggml.Q4_0, 32, 18, 34}
 
 func init() {
@@ -136,6 +174,7 @@ func init() {
 	}
 	// FCVTL/FCVTN between half and single precision are base ASIMD (ARMv8.0).
 	useHalfHelpersNEON()
+	useElementwiseNEON()
 	if !cpu.ARM64.HasASIMDDP {
 		return
 	}
@@ -213,5 +252,75 @@ func useHalfHelpersNEON() {
 			fromF16NEON(&dst[0], &src[0], n)
 		}
 		fromF16Go(dst[n:], src[n:])
+	}
+}
+
+// useElementwiseNEON installs the NEON forms of a layer's element-wise steps (all base ASIMD:
+// FRINTN, FCVTNS and FDIV on vectors are ARMv8.0).
+func useElementwiseNEON() {
+	mulImpl = func(out, a, b []float32) {
+		n := len(out) &^ 7
+		if n > 0 {
+			mulF32NEON(&out[0], &a[0], &b[0], n)
+		}
+		mulGo(out[n:], a[n:], b[n:])
+	}
+	addImpl = func(out, a, b []float32) {
+		n := len(out) &^ 7
+		if n > 0 {
+			addF32NEON(&out[0], &a[0], &b[0], n)
+		}
+		addGo(out[n:], a[n:], b[n:])
+	}
+	normScaleImpl = func(out, x, w []float32, scale float32) {
+		n := len(out) &^ 7
+		if n > 0 {
+			normScaleNEON(&out[0], &x[0], &w[0], scale, n)
+		}
+		normScaleGo(out[n:], x[n:], w[n:], scale)
+	}
+	subBelowImpl = func(dst, src []float32, m float32) bool {
+		n := len(src) &^ 7
+		if n > 0 && !subBelowNEON(&dst[0], &src[0], n, m) {
+			return false
+		}
+		return subBelowGo(dst[n:], src[n:], m)
+	}
+	ropeImpl = func(neox bool, x []float32, headDim, dims int, cache []float32) {
+		heads := len(x) / headDim
+		switch {
+		case neox && dims%8 == 0:
+			ropeNeoxNEON(&x[0], &cache[0], dims/2, heads, 4*headDim)
+		case !neox && dims%8 == 0:
+			ropeNormNEON(&x[0], &cache[0], dims, heads, 4*headDim)
+		default:
+			ropeGo(neox, x, headDim, dims, cache)
+		}
+	}
+	expImpl = func(dst, src []float32) {
+		n := len(src) &^ 3
+		if n > 0 {
+			expNEON(&dst[0], &src[0], n)
+		}
+		expGo(dst[n:], src[n:])
+	}
+	siluImpl = func(dst, src []float32) {
+		n := len(src) &^ 3
+		if n > 0 {
+			siluNEON(&dst[0], &src[0], n)
+		}
+		siluGo(dst[n:], src[n:])
+	}
+	quantQ8_0Impl = func(x []float32, y []byte) {
+		if nb := len(x) / 32; nb > 0 {
+			_ = y[nb*34-1]
+			quantizeQ8_0NEON(&x[0], &y[0], nb)
+		}
+	}
+	quantQ8KImpl = func(x []float32, y []byte) {
+		if nb := len(x) / 256; nb > 0 {
+			_ = y[nb*292-1]
+			quantizeQ8KNEON(&x[0], &y[0], nb)
+		}
 	}
 }

@@ -1,10 +1,7 @@
 //go:build arm64 && !purego
 
 #include "textflag.h"
-
-// SDOT Vd.4S, Vn.16B, Vm.16B (signed 8-bit dot product into 32-bit lanes), which the Go
-// assembler does not know: encoded by hand.
-#define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
+#include "neon_arm64.h"
 
 // The scalar floats live in F20-F23: F0-F9 are the low lanes of the vectors V0-V9.
 //

@@ -1,0 +1,72 @@
+// Advanced SIMD instructions on four float32 (or int32) lanes that the Go assembler does not
+// know, encoded by hand (Arm ARM, "Advanced SIMD three same", "two-register miscellaneous",
+// "across lanes" and "shift by immediate"). Operands are register numbers: d is the
+// destination, n the first source and m the second, so FSUB4S(m, n, d) is Vd = Vn - Vm.
+
+#define FADD4S(m, n, d) WORD $(0x4E20D400 | ((m)<<16) | ((n)<<5) | (d))
+#define FSUB4S(m, n, d) WORD $(0x4EA0D400 | ((m)<<16) | ((n)<<5) | (d))
+#define FMUL4S(m, n, d) WORD $(0x6E20DC00 | ((m)<<16) | ((n)<<5) | (d))
+#define FDIV4S(m, n, d) WORD $(0x6E20FC00 | ((m)<<16) | ((n)<<5) | (d))
+
+// FMAX and FMIN return a NaN where either lane is one (Go's max and min); FMAXNM returns the
+// number (a comparison that a NaN never wins).
+#define FMAX4S(m, n, d) WORD $(0x4E20F400 | ((m)<<16) | ((n)<<5) | (d))
+#define FMIN4S(m, n, d) WORD $(0x4EA0F400 | ((m)<<16) | ((n)<<5) | (d))
+#define FMAXNM4S(m, n, d) WORD $(0x4E20C400 | ((m)<<16) | ((n)<<5) | (d))
+
+// All ones in the lanes where Vn > Vm (ordered: false with a NaN), Vn == Vm.
+#define FCMGT4S(m, n, d) WORD $(0x6EA0E400 | ((m)<<16) | ((n)<<5) | (d))
+#define FCMEQ4S(m, n, d) WORD $(0x4E20E400 | ((m)<<16) | ((n)<<5) | (d))
+
+// Vd = Vn's lanes where Vm's bits are set, Vd's own elsewhere (bitwise).
+#define VBIT16B(m, n, d) WORD $(0x6EA01C00 | ((m)<<16) | ((n)<<5) | (d))
+
+// The signed int32 minimum of the lanes.
+#define SMIN4S(m, n, d) WORD $(0x4EA06C00 | ((m)<<16) | ((n)<<5) | (d))
+
+#define FABS4S(n, d) WORD $(0x4EA0F800 | ((n)<<5) | (d))
+#define FNEG4S(n, d) WORD $(0x6EA0F800 | ((n)<<5) | (d))
+
+// Round to an integral float, ties to even (FRINTN); to int32, ties to even (FCVTNS) and
+// toward zero (FCVTZS).
+#define FRINTN4S(n, d) WORD $(0x4E218800 | ((n)<<5) | (d))
+#define FCVTNS4S(n, d) WORD $(0x4E21A800 | ((n)<<5) | (d))
+#define FCVTZS4S(n, d) WORD $(0x4EA1B800 | ((n)<<5) | (d))
+
+// Vd.4S = Vn.4S << sh (0-31).
+#define SHL4S(sh, n, d) WORD $(0x4F005400 | ((32+(sh))<<16) | ((n)<<5) | (d))
+
+// Narrow: the low halves of Vn's int32 lanes into Vd.4H (XTN) or Vd's upper 4H (XTN2); the low
+// bytes of Vn's int16 lanes into Vd.8B (XTN) or Vd's upper 8B (XTN2).
+#define XTN4H(n, d) WORD $(0x0E612800 | ((n)<<5) | (d))
+#define XTN2_8H(n, d) WORD $(0x4E612800 | ((n)<<5) | (d))
+#define XTN8B(n, d) WORD $(0x0E212800 | ((n)<<5) | (d))
+#define XTN2_16B(n, d) WORD $(0x4E212800 | ((n)<<5) | (d))
+
+// Sd = the largest of Vn's four lanes (a NaN wins, as FMAX).
+#define FMAXV4S(n, d) WORD $(0x6E30F800 | ((n)<<5) | (d))
+
+// SDOT Vd.4S, Vn.16B, Vm.16B: signed 8-bit dot products of four bytes into each int32 lane
+// (the dot-product extension, ARMv8.2).
+#define SDOT(m, n, d) WORD $(0x4E809400 | ((m)<<16) | ((n)<<5) | (d))
+
+// Pairwise adds: Vd = (n0+n1, n2+n3, m0+m1, m2+m3); Sd = n0+n1 of Vn's low two lanes.
+#define FADDP4S(m, n, d) WORD $(0x6E20D400 | ((m)<<16) | ((n)<<5) | (d))
+#define FADDP_S(n, d) WORD $(0x7E30D800 | ((n)<<5) | (d))
+
+// Two float64 lanes: Vd.2D = Vn.2D + Vm.2D.
+#define FADD2D(m, n, d) WORD $(0x4E60D400 | ((m)<<16) | ((n)<<5) | (d))
+
+// Exact widenings: FCVTL Vd.2D, Vn.2S and FCVTL2 Vd.2D, Vn.4S (the upper two lanes); FCVTL
+// Vd.4S, Vn.4H and FCVTL2 Vd.4S, Vn.8H (halves to float32); SHLL Vd.4S, Vn.4H, #16 (BF16 to
+// float32: USHLL's shift stops at 15).
+#define FCVTL_D(n, d) WORD $(0x0E617800 | ((n)<<5) | (d))
+#define FCVTL2_D(n, d) WORD $(0x4E617800 | ((n)<<5) | (d))
+#define FCVTL_S(n, d) WORD $(0x0E217800 | ((n)<<5) | (d))
+#define FCVTL2_S(n, d) WORD $(0x4E217800 | ((n)<<5) | (d))
+#define SHLL16(n, d) WORD $(0x2E613800 | ((n)<<5) | (d))
+
+// Float32 to halves, ties to even under the default rounding mode: FCVTN Vd.4H, Vn.4S and
+// FCVTN2 Vd.8H, Vn.4S (the upper four).
+#define FCVTN_H(n, d) WORD $(0x0E216800 | ((n)<<5) | (d))
+#define FCVTN2_H(n, d) WORD $(0x4E216800 | ((n)<<5) | (d))
