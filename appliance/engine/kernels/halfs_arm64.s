@@ -18,6 +18,31 @@
 	VFMLA V10.S4, V8.S4, lo.S4; \
 	VFMLA V11.S4, V9.S4, hi.S4
 
+// The four accumulators of eight float32 lanes of dotF16Go and dotF32Go (accumulator j's
+// lanes 0-3 in V(16+2j), 4-7 in V(17+2j)) set to zero, and reduced in reduce4's order into the
+// float32 result F0: x = (acc0 + acc2) + (acc1 + acc3), lanes 0-3 in V24 and 4-7 in V26;
+// t = x_lo + x_hi; (t0 + t1) + (t2 + t3).
+#define ACC8_ZERO \
+	VEOR V16.B16, V16.B16, V16.B16; \
+	VEOR V17.B16, V17.B16, V17.B16; \
+	VEOR V18.B16, V18.B16, V18.B16; \
+	VEOR V19.B16, V19.B16, V19.B16; \
+	VEOR V20.B16, V20.B16, V20.B16; \
+	VEOR V21.B16, V21.B16, V21.B16; \
+	VEOR V22.B16, V22.B16, V22.B16; \
+	VEOR V23.B16, V23.B16, V23.B16
+
+#define REDUCE4_F0 \
+	FADD4S(20, 16, 24); \
+	FADD4S(22, 18, 25); \
+	FADD4S(25, 24, 24); \
+	FADD4S(21, 17, 26); \
+	FADD4S(23, 19, 27); \
+	FADD4S(27, 26, 26); \
+	FADD4S(26, 24, 24); \
+	FADDP4S(24, 24, 24); \
+	FADDP_S(24, 0)
+
 // func dotF16NEON32(a, b *uint16, n int) float32
 // n a positive multiple of 32: dotF16Go's four accumulators of eight lanes (V16-V23) over
 // 32-element steps, reduced in reduce4's order.
@@ -25,14 +50,7 @@ TEXT ·dotF16NEON32(SB), NOSPLIT, $0-28
 	MOVD a+0(FP), R0
 	MOVD b+8(FP), R1
 	MOVD n+16(FP), R2
-	VEOR V16.B16, V16.B16, V16.B16
-	VEOR V17.B16, V17.B16, V17.B16
-	VEOR V18.B16, V18.B16, V18.B16
-	VEOR V19.B16, V19.B16, V19.B16
-	VEOR V20.B16, V20.B16, V20.B16
-	VEOR V21.B16, V21.B16, V21.B16
-	VEOR V22.B16, V22.B16, V22.B16
-	VEOR V23.B16, V23.B16, V23.B16
+	ACC8_ZERO
 
 h32_loop:
 	VLD1.P 64(R0), [V0.H8, V1.H8, V2.H8, V3.H8]
@@ -44,17 +62,7 @@ h32_loop:
 	SUBS $32, R2
 	BNE  h32_loop
 
-	// x = (acc0 + acc2) + (acc1 + acc3), lanes 0-3 in V24 and 4-7 in V26; t = x_lo + x_hi;
-	// (t0 + t1) + (t2 + t3).
-	FADD4S(20, 16, 24)
-	FADD4S(22, 18, 25)
-	FADD4S(25, 24, 24)
-	FADD4S(21, 17, 26)
-	FADD4S(23, 19, 27)
-	FADD4S(27, 26, 26)
-	FADD4S(26, 24, 24)
-	FADDP4S(24, 24, 24)
-	FADDP_S(24, 0)
+	REDUCE4_F0
 	FMOVS F0, ret+24(FP)
 	RET
 
@@ -134,4 +142,33 @@ fromf16_loop:
 	VST1.P [V0.S4, V1.S4], 32(R0)
 	SUBS   $8, R2
 	BNE    fromf16_loop
+	RET
+
+// func dotF32FastNEON(a, b *float32, n int) float32
+// n a positive multiple of 32: dotF32Go's four accumulators of eight lanes with one fused
+// multiply-add a product (FMLA rounds once; the twin's fma32 rounds the exact float64 result,
+// which differs in the rare halfway case), reduced in reduce4's order.
+TEXT ·dotF32FastNEON(SB), NOSPLIT, $0-28
+	MOVD a+0(FP), R0
+	MOVD b+8(FP), R1
+	MOVD n+16(FP), R2
+	ACC8_ZERO
+
+f32fast_loop:
+	VLD1.P 64(R0), [V0.S4, V1.S4, V2.S4, V3.S4]
+	VLD1.P 64(R0), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VLD1.P 64(R1), [V8.S4, V9.S4, V10.S4, V11.S4]
+	VLD1.P 64(R1), [V12.S4, V13.S4, V14.S4, V15.S4]
+	VFMLA  V8.S4, V0.S4, V16.S4
+	VFMLA  V9.S4, V1.S4, V17.S4
+	VFMLA  V10.S4, V2.S4, V18.S4
+	VFMLA  V11.S4, V3.S4, V19.S4
+	VFMLA  V12.S4, V4.S4, V20.S4
+	VFMLA  V13.S4, V5.S4, V21.S4
+	VFMLA  V14.S4, V6.S4, V22.S4
+	VFMLA  V15.S4, V7.S4, V23.S4
+	SUBS   $32, R2
+	BNE    f32fast_loop
+	REDUCE4_F0
+	FMOVS F0, ret+24(FP)
 	RET

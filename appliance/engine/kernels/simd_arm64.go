@@ -116,6 +116,11 @@ func floatDot(g *blockGeom, f func(x, y *byte, n int, s *[4]float64), at func([]
 //go:noescape
 func dotF16NEON32(a, b *uint16, n int) float32
 
+// dotF32FastNEON is dotF32Go's arithmetic (DotF32Fast) for a positive multiple of 32 elements.
+//
+//go:noescape
+func dotF32FastNEON(a, b *float32, n int) float32
+
 //go:noescape
 func madF16NEON(acc, v *uint16, s float32, n int)
 
@@ -224,6 +229,14 @@ func useHalfHelpersNEON() {
 			s = dotF16NEON32(&a[0], &b[0], np)
 		}
 		return dotF16Tail(a, b, np, s)
+	}
+	dotF32Impl = func(a, b []float32) float32 {
+		np := len(a) &^ 31
+		var s float32
+		if np > 0 {
+			s = dotF32FastNEON(&a[0], &b[0], np)
+		}
+		return dotF32Tail(a, b, np, s)
 	}
 	madF16Impl = func(acc, v []uint16, s float32) {
 		n := len(acc) &^ 7
