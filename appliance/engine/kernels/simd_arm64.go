@@ -171,6 +171,36 @@ func quantizeQ8_0NEON(x *float32, y *byte, nb int)
 //go:noescape
 func quantizeQ8KNEON(x *float32, y *byte, nb int)
 
+// Four rows, stride bytes apart, against one activation row (rows_arm64.s): out[k] = row k · y
+// over nb > 0 blocks, each equal to the one-row kernel bit for bit.
+
+//go:noescape
+func dotQ4_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
+
+//go:noescape
+func dotQ8_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
+
+// rowsR4 is the rowsFn of a four-row kernel: rows four at a time, the rest by the one-row
+// vecDotFn.
+func (g *blockGeom) rowsR4(k func(x *byte, stride int, y *byte, nb int, out *float32), one vecDotFn) rowsFn {
+	return func(w []byte, stride, rows int, act []byte, n int, out []float32) {
+		if rows <= 0 {
+			return
+		}
+		nb := g.blocks(w[(rows-1)*stride:], act, n) // the last row's bytes, and the activations
+		_ = out[rows-1]
+		r := 0
+		if nb > 0 {
+			for ; r+4 <= rows; r += 4 {
+				k(&w[r*stride], stride, &act[0], nb, &out[r])
+			}
+		}
+		for ; r < rows; r++ {
+			out[r] = one(w[r*stride:], act, n)
+		}
+	}
+}
+
 var geomQ4_0 = blockGeom{ggml.Q4_0, 32, 18, 34}
 
 func init() {
@@ -184,13 +214,15 @@ func init() {
 		return
 	}
 	simdName = "neon dotprod"
-	useExact("sdot", ggml.Q8_0, func(row, act []byte, n int) float32 {
+	q80 := func(row, act []byte, n int) float32 {
 		nb := geomQ8_0.blocks(row, act, n)
 		if nb == 0 {
 			return 0
 		}
 		return dotQ8_0SDOT(&row[0], &act[0], nb)
-	})
+	}
+	useExact("sdot", ggml.Q8_0, q80)
+	useRows(ggml.Q8_0, geomQ8_0.rowsR4(dotQ8_0SDOTR4, q80), nil)
 	use4("sdot", ggml.Q8_0, geomQ8_0.x4(dotQ8_0SDOT4))
 	use("sdot", ggml.Q4_K, kDot(&geomQ4K, dotQ4KSDOT))
 	use4("sdot", ggml.Q4_K, geomQ4K.x4(dotQ4KSDOT4))
@@ -211,13 +243,15 @@ func init() {
 	use4("sdot", ggml.Q5_0, geomQ5_0.x4(dotQ5_0SDOT4))
 	useExact("sdot", ggml.Q5_1, kDot(&geomQ5_1, dotQ5_1SDOT))
 	use4("sdot", ggml.Q5_1, geomQ5_1.x4(dotQ5_1SDOT4))
-	useExact("sdot", ggml.Q4_0, func(row, act []byte, n int) float32 {
+	q40 := func(row, act []byte, n int) float32 {
 		nb := geomQ4_0.blocks(row, act, n)
 		if nb == 0 {
 			return 0
 		}
 		return dotQ4_0SDOT(&row[0], &act[0], nb)
-	})
+	}
+	useExact("sdot", ggml.Q4_0, q40)
+	useRows(ggml.Q4_0, geomQ4_0.rowsR4(dotQ4_0SDOTR4, q40), nil)
 	use4("sdot", ggml.Q4_0, geomQ4_0.x4(dotQ4_0SDOT4))
 }
 
