@@ -18,7 +18,7 @@ func dotQ8_0SDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ4_0SDOT(x, y *byte, nb int) float32
 
-// Their four-column forms (dot4_arm64.s), each column equal to the one-column kernel.
+// Their four-column forms (lanes_arm64.s), each column equal to the one-column kernel.
 
 //go:noescape
 func dotQ8_0SDOT4(x, y *byte, ystride, nb int, out *float32)
@@ -171,7 +171,7 @@ func quantizeQ8_0NEON(x *float32, y *byte, nb int)
 //go:noescape
 func quantizeQ8KNEON(x *float32, y *byte, nb int)
 
-// Four rows, stride bytes apart, against one activation row (rows_arm64.s): out[k] = row k · y
+// Four rows, stride bytes apart, against one activation row (lanes_arm64.s): out[k] = row k · y
 // over nb > 0 blocks, each equal to the one-row kernel bit for bit.
 
 //go:noescape

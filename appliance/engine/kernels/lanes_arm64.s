@@ -1,0 +1,190 @@
+//go:build arm64 && !purego
+
+#include "textflag.h"
+#include "neon_arm64.h"
+#include "x4_arm64.h"
+
+// Four Q8_0 or Q4_0 dots that share an operand, one dot to a float lane: four weight rows
+// (stride bytes apart) against one activation row (the decode form, *R4), or one weight row
+// against four activation rows (the prompt form, *4). Per block each dot's integer sum is two
+// SDOTs into its own register, the four registers are reduced by pairwise adds into one lane a
+// dot, and the block's float steps (the one-row kernels', dotQ8_0SDOT's and dotQ4_0SDOT's, in
+// their order) and the running sums run on the four lanes at once, so every lane equals its
+// one-row kernel bit for bit. The shared operand is loaded (and unpacked) once a block, and the
+// one-row kernels' across-lanes add, move to a general register and scalar conversion per
+// block give way to three pairwise adds and one vector conversion per four dots.
+
+// SCVTF Vd.4S, Vn.4S: int32 lanes to float32.
+#define SCVTF4S(n, d) WORD $(0x4E21D800 | ((n)<<5) | (d))
+
+// R0-R3 = the four rows, R4 = y, R5 = nb, R6 = out; V20 = the four sums (zero).
+#define R4_ARGS \
+	MOVD x+0(FP), R0; \
+	MOVD stride+8(FP), R9; \
+	MOVD y+16(FP), R4; \
+	MOVD nb+24(FP), R5; \
+	MOVD out+32(FP), R6; \
+	ADD  R9, R0, R1; \
+	ADD  R9, R1, R2; \
+	ADD  R9, R2, R3; \
+	VEOR V20.B16, V20.B16, V20.B16
+
+// The shared block at p: its scale in V18's four lanes, its 32 quants in V(qn) and V(qn+1)
+// (named q1, q2).
+#define SHARED_BLOCK(p, q1, q2) \
+	MOVHU (p), R8; \
+	VDUP  R8, V18.H8; \
+	FCVTL_S(18, 18); \
+	ADD   $2, p, R7; \
+	VLD1  (R7), [q1.B16, q2.B16]
+
+// The activation block of the four-row kernels.
+#define R4_ACT SHARED_BLOCK(R4, V16, V17)
+
+// The block scale at p into lane lane of V19 (as a half).
+#define LANE_SCALE(p, lane) \
+	MOVHU (p), R8; \
+	VMOV  R8, V19.H[lane]
+
+// A block of 32 quants at p (and its scale) dotted with the shared quants in V(on), V(hn)
+// into acc: x and y scratch.
+#define LANE_DOT(p, lane, x, y, acc, xn, yn, accn, on, hn) \
+	LANE_SCALE(p, lane); \
+	ADD  $2, p, R7; \
+	VLD1 (R7), [x.B16, y.B16]; \
+	VEOR acc.B16, acc.B16, acc.B16; \
+	SDOT(on, xn, accn); \
+	SDOT(hn, yn, accn)
+
+// A Q4_0 row's block: the 16 bytes of nibbles into w (low, elements 0-15) and h (high,
+// 16-31), less 8 (V30 = 0x0f, V31 = 8 in every byte), dotted into acc.
+#define Q40_R4ROW(rp, lane, w, h, acc, wn, hn, accn) \
+	LANE_SCALE(rp, lane); \
+	ADD   $2, rp, R7; \
+	VLD1  (R7), [w.B16]; \
+	VUSHR $4, w.B16, h.B16; \
+	VAND  V30.B16, w.B16, w.B16; \
+	VSUB  V31.B16, w.B16, w.B16; \
+	VSUB  V31.B16, h.B16, h.B16; \
+	VEOR  acc.B16, acc.B16, acc.B16; \
+	SDOT(16, wn, accn); \
+	SDOT(17, hn, accn)
+
+// A Q8_0 row's block against the activations.
+#define Q80_R4ROW(rp, lane, w, h, acc, wn, hn, accn) LANE_DOT(rp, lane, w, h, acc, wn, hn, accn, 16, 17)
+
+#define R4_EACH(row) \
+	row(R0, 0, V0, V1, V8, 0, 1, 8); \
+	row(R1, 1, V2, V3, V9, 2, 3, 9); \
+	row(R2, 2, V4, V5, V10, 4, 5, 10); \
+	row(R3, 3, V6, V7, V11, 6, 7, 11)
+
+// V12 = the four dots' integer sums (dot k in lane k) as float32, V19 = their scales.
+#define LANE_SUMS \
+	VADDP V9.S4, V8.S4, V12.S4; \
+	VADDP V11.S4, V10.S4, V13.S4; \
+	VADDP V13.S4, V12.S4, V12.S4; \
+	SCVTF4S(12, 12); \
+	FCVTL_S(19, 19)
+
+#define R4_NEXT(wb) \
+	ADD  $(wb), R0; \
+	ADD  $(wb), R1; \
+	ADD  $(wb), R2; \
+	ADD  $(wb), R3; \
+	ADD  $34, R4; \
+	SUBS $1, R5
+
+// func dotQ4_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
+// nb > 0: out[k] = row k · y, each sum += (sumi·dx)·dy as dotQ4_0SDOT.
+TEXT ·dotQ4_0SDOTR4(SB), NOSPLIT, $0-40
+	R4_ARGS
+	VMOVI $15, V30.B16
+	VMOVI $8, V31.B16
+
+q40r4_loop:
+	R4_ACT
+	R4_EACH(Q40_R4ROW)
+	LANE_SUMS
+	FMUL4S(19, 12, 12)
+	FMUL4S(18, 12, 12)
+	FADD4S(12, 20, 20)
+	R4_NEXT(18)
+	BNE  q40r4_loop
+	VST1 [V20.S4], (R6)
+	RET
+
+// func dotQ8_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
+// nb > 0: out[k] = row k · y, each sum += sumi·(dx·dy) as dotQ8_0SDOT.
+TEXT ·dotQ8_0SDOTR4(SB), NOSPLIT, $0-40
+	R4_ARGS
+
+q80r4_loop:
+	R4_ACT
+	R4_EACH(Q80_R4ROW)
+	LANE_SUMS
+	FMUL4S(18, 19, 19)
+	FMUL4S(19, 12, 12)
+	FADD4S(12, 20, 20)
+	R4_NEXT(34)
+	BNE  q80r4_loop
+	VST1 [V20.S4], (R6)
+	RET
+
+// The four-column kernels: R0 = the weight row, R19-R22 = the four activation rows, R23 = out
+// (X4_ARGS); the weight block's scale dx in V18, its quants in V0 and V1; column c's
+// activation block dotted into V(8+c).
+#define X4L_EACH(col) \
+	col(R19, 0, V2, V3, V8, 2, 3, 8); \
+	col(R20, 1, V4, V5, V9, 4, 5, 9); \
+	col(R21, 2, V6, V7, V10, 6, 7, 10); \
+	col(R22, 3, V14, V15, V11, 14, 15, 11)
+
+#define X4L_COL(yp, lane, a, b, acc, an, bn, accn) LANE_DOT(yp, lane, a, b, acc, an, bn, accn, 0, 1)
+
+// func dotQ8_0SDOT4(x, y *byte, ystride, nb int, out *float32)
+// nb > 0: out[c] = x · column c, each sum += sumi·(dx·dy) as dotQ8_0SDOT.
+TEXT ·dotQ8_0SDOT4(SB), NOSPLIT, $0-40
+	X4_ARGS
+	VEOR V20.B16, V20.B16, V20.B16
+
+q80x4_loop:
+	SHARED_BLOCK(R0, V0, V1)
+	X4L_EACH(X4L_COL)
+	LANE_SUMS
+	FMUL4S(18, 19, 19)
+	FMUL4S(19, 12, 12)
+	FADD4S(12, 20, 20)
+	X4_NEXT(34, 34)
+	BNE  q80x4_loop
+	VST1 [V20.S4], (R23)
+	RET
+
+// func dotQ4_0SDOT4(x, y *byte, ystride, nb int, out *float32)
+// nb > 0: out[c] = x · column c, each sum += (sumi·dx)·dy as dotQ4_0SDOT; the weight block's
+// nibbles are unpacked once for the four columns.
+TEXT ·dotQ4_0SDOT4(SB), NOSPLIT, $0-40
+	X4_ARGS
+	VEOR  V20.B16, V20.B16, V20.B16
+	VMOVI $15, V30.B16
+	VMOVI $8, V31.B16
+
+q40x4_loop:
+	MOVHU (R0), R8
+	VDUP  R8, V18.H8
+	FCVTL_S(18, 18)
+	ADD   $2, R0, R7
+	VLD1  (R7), [V0.B16]
+	VUSHR $4, V0.B16, V1.B16
+	VAND  V30.B16, V0.B16, V0.B16
+	VSUB  V31.B16, V0.B16, V0.B16
+	VSUB  V31.B16, V1.B16, V1.B16
+	X4L_EACH(X4L_COL)
+	LANE_SUMS
+	FMUL4S(18, 12, 12)
+	FMUL4S(19, 12, 12)
+	FADD4S(12, 20, 20)
+	X4_NEXT(18, 34)
+	BNE  q40x4_loop
+	VST1 [V20.S4], (R23)
+	RET
