@@ -447,18 +447,95 @@ q3k_loop:
 	FMOVS   F20, ret+24(FP)
 	RET
 
-// The four-column forms of the Q4_K and Q6_K dots: one weight row against four Q8_K rows
-// ystride bytes apart (x4_arm64.h), each super-block's weights unpacked once for the four. A
-// column's integer sums are the one-column kernel's (the same products, summed exactly in 32
-// bits) and its float steps are the same operations in the same order, so each result equals
-// the one-column kernel's bit for bit.
-// Q4_K chunk c's two sub-blocks (low nibbles V0, V1; high V6, V7; their scales R16, R17)
-// against the column at yp, into acc.
-#define K4X4_COL(c, yp, acc) \
-	ADD    $(4+64*c), yp, R6; \
-	VLD1   (R6), [V2.B16, V3.B16, V4.B16, V5.B16]; \
-	DOT32(2, 3, 0, 1, R16, acc); \
-	DOT32(4, 5, 6, 7, R17, acc)
+// The four-column forms of the K-quant dots: one weight row against four Q8_K rows ystride
+// bytes apart (x4_arm64.h), each super-block's weights unpacked once for the four. Per
+// sub-block every column's SDOTs go to a register of its own (V20-V23), three pairwise adds
+// leave column c's integer dot in lane c of V20, and one MLA adds the four times the
+// sub-block's scale to the columns' sums (V18); the mins' products with the activations' group
+// sums are taken the same way into V19 (one widening multiply-add per eight). The integers are
+// the one-column kernel's (the same products, summed exactly in 32 bits), moved to R8-R15 for
+// its float steps, the same operations in the same order, so each result equals the
+// one-column kernel's bit for bit. Vector registers: V14-V17 and V28-V31 the columns'
+// activations, V24-V27 the float totals (F24-F27), V10 scratch.
+
+// V20 = the four columns' dots in lanes (from V20-V23), V18 += V20 · rs (a W register).
+#define LANES_MLA(rs) \
+	VADDP V21.S4, V20.S4, V20.S4; \
+	VADDP V23.S4, V22.S4, V22.S4; \
+	VADDP V22.S4, V20.S4, V20.S4; \
+	VDUP  rs, V10.S4; \
+	MLA4S(10, 20, 18)
+
+#define ACC4_ZERO \
+	VEOR V20.B16, V20.B16, V20.B16; \
+	VEOR V21.B16, V21.B16, V21.B16; \
+	VEOR V22.B16, V22.B16, V22.B16; \
+	VEOR V23.B16, V23.B16, V23.B16
+
+// The column at yp: its 32 activations at off into a1, a2 (an1, an2 their numbers).
+#define LOAD32(yp, off, a1, a2) \
+	ADD  $(off), yp, R6; \
+	VLD1 (R6), [a1.B16, a2.B16]
+
+// Every column's 32 activations at off.
+#define LOAD32_COLS(off) \
+	LOAD32(R19, off, V14, V15); \
+	LOAD32(R20, off, V16, V17); \
+	LOAD32(R21, off, V28, V29); \
+	LOAD32(R22, off, V30, V31)
+
+// A sub-block of 32 weights (registers q1, q2 by number) against every column's activations
+// (LOAD32_COLS), times the scale rs, into V18.
+#define L32_COLS(q1, q2, rs) \
+	ACC4_ZERO; \
+	SDOT(14, q1, 20); \
+	SDOT(15, q2, 20); \
+	SDOT(16, q1, 21); \
+	SDOT(17, q2, 21); \
+	SDOT(28, q1, 22); \
+	SDOT(29, q2, 22); \
+	SDOT(30, q1, 23); \
+	SDOT(31, q2, 23); \
+	LANES_MLA(rs)
+
+// A sub-block of 16 weights (register q by number) against the activations in a0-a3 (numbers),
+// times the scale rs, into V18.
+#define L16_COLS(a0, a1, a2, a3, q, rs) \
+	ACC4_ZERO; \
+	SDOT(a0, q, 20); \
+	SDOT(a1, q, 21); \
+	SDOT(a2, q, 22); \
+	SDOT(a3, q, 23); \
+	LANES_MLA(rs)
+
+// Two sub-blocks of 16 (quants in V6, V7; scales rsa, rsb) against the 32 activations at off.
+#define L16X2_COLS(off, rsa, rsb) \
+	LOAD32_COLS(off); \
+	L16_COLS(14, 16, 28, 30, 6, rsa); \
+	L16_COLS(15, 17, 29, 31, 7, rsb)
+
+// The columns' sums to R8-R11 and mins products to R12-R15, for the float steps.
+#define LANES_OUT \
+	VMOV V18.S[0], R8; \
+	VMOV V18.S[1], R9; \
+	VMOV V18.S[2], R10; \
+	VMOV V18.S[3], R11; \
+	VMOV V19.S[0], R12; \
+	VMOV V19.S[1], R13; \
+	VMOV V19.S[2], R14; \
+	VMOV V19.S[3], R15
+
+#define SUMS_ZERO VEOR V18.B16, V18.B16, V18.B16
+
+// Q4_K chunk c (two sub-blocks: low nibbles V0, V1 with scale byte 2c of R3, high nibbles V6,
+// V7 with byte 2c+1) against every column.
+#define K4X4_COLS(c) \
+	UBFX   $(16*c), R3, $8, R16; \
+	UBFX   $(16*c+8), R3, $8, R17; \
+	LOAD32_COLS(4+64*c); \
+	L32_COLS(0, 1, R16); \
+	LOAD32_COLS(4+64*c+32); \
+	L32_COLS(6, 7, R17)
 
 #define K4X4_CHUNK(c) \
 	K4X4_NIBBLES(16+32*c); \
@@ -473,15 +550,6 @@ q3k_loop:
 	VAND   V8.B16, V0.B16, V0.B16; \
 	VAND   V8.B16, V1.B16, V1.B16
 
-// Chunk c's scales (bytes 2c, 2c+1 of R3), then its sub-blocks against every column.
-#define K4X4_COLS(c) \
-	UBFX   $(16*c), R3, $8, R16; \
-	UBFX   $(16*c+8), R3, $8, R17; \
-	K4X4_COL(c, R19, R8); \
-	K4X4_COL(c, R20, R9); \
-	K4X4_COL(c, R21, R10); \
-	K4X4_COL(c, R22, R11)
-
 // K_TAIL for the column at yp: total += d·yd·sums - dmin·yd·mins, d in F22, dmin in F23.
 #define K4X4_TAIL(yp, sums, mins, total) \
 	FMOVS   (yp), F21; \
@@ -494,6 +562,7 @@ q3k_loop:
 
 // Every column's tail, d and dmin at off and off+2 (d, dmin into F22, F23).
 #define K4X4_TAILS(off) \
+	LANES_OUT; \
 	MOVHU   off(R0), R5; \
 	FMOVS   R5, F22; \
 	FCVTHS  F22, F22; \
@@ -505,21 +574,43 @@ q3k_loop:
 	K4X4_TAIL(R21, R10, R14, F26); \
 	K4X4_TAIL(R22, R11, R15, F27)
 
-#define KX4_ZERO \
-	MOVW    ZR, R8; \
-	MOVW    ZR, R9; \
-	MOVW    ZR, R10; \
-	MOVW    ZR, R11
+// Column c's mins products for Q4_K: the pair sums of its 16 group sums (int16 at 260) times
+// the eight mins in V10 (int16), into acc's four lanes.
+#define K4_MINS_COL(yp, accn) \
+	ADD   $260, yp, R6; \
+	VLD1  (R6), [V14.H8, V15.H8]; \
+	VADDP V15.H8, V14.H8, V14.H8; \
+	SMULL4S(10, 14, accn); \
+	SMLAL2_4S(10, 14, accn)
 
-// A Q4_K or Q5_K super-block's scales (R3) and mins (R4), and every column's mins · group
-// sums (R12-R15); the sums R8-R11 = 0.
+// Column c's mins products for Q2_K: its 16 group sums times the sixteen mins in V2 (0-7) and
+// V3 (8-15).
+#define K2_MINS_COL(yp, accn) \
+	ADD   $260, yp, R6; \
+	VLD1  (R6), [V14.H8, V15.H8]; \
+	SMULL4S(2, 14, accn); \
+	SMLAL2_4S(2, 14, accn); \
+	SMLAL4S(3, 15, accn); \
+	SMLAL2_4S(3, 15, accn)
+
+// V19 = the columns' mins products in lanes (col: one of the *_MINS_COL).
+#define MINS_COLS(col) \
+	col(R19, 20); \
+	col(R20, 21); \
+	col(R21, 22); \
+	col(R22, 23); \
+	VADDP V21.S4, V20.S4, V20.S4; \
+	VADDP V23.S4, V22.S4, V22.S4; \
+	VADDP V22.S4, V20.S4, V19.S4
+
+// A Q4_K or Q5_K super-block's scales (R3) and mins (R4, widened into V10), every column's mins
+// products (V19), and the sums V18 = 0.
 #define K4X4_HEAD \
 	K4_SCALES; \
-	Q4K_MINS(R19, R12); \
-	Q4K_MINS(R20, R13); \
-	Q4K_MINS(R21, R14); \
-	Q4K_MINS(R22, R15); \
-	KX4_ZERO
+	VMOV  R4, V10.D[0]; \
+	UXTL8H(10, 10); \
+	MINS_COLS(K4_MINS_COL); \
+	SUMS_ZERO
 
 // func dotQ4KSDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ4KSDOT4(SB), NOSPLIT, $0-40
@@ -538,23 +629,14 @@ q4kx4_loop:
 	X4_STORE
 	RET
 
-// Q6_DOT for the column at yp into acc, the group's quants (less 32) in V6, V7 and its scales
-// in R16, R17.
-#define Q6X4_COL(n, g, yp, acc) \
-	ADD   $(4+128*n+32*g), yp, R6; \
-	VLD1  (R6), [V13.B16, V14.B16]; \
-	DOT16(13, 6, R16, acc); \
-	DOT16(14, 7, R17, acc)
-
+// Group g of Q6_K half n (quants less 32 in V6, V7; scales the signed bytes at 192) against
+// every column's activations at 4+128n+32g.
 #define Q6X4_DOT(n, g) \
 	VSUB  V12.B16, V6.B16, V6.B16; \
 	VSUB  V12.B16, V7.B16, V7.B16; \
 	MOVB  (192+8*n+2*g)(R0), R16; \
 	MOVB  (193+8*n+2*g)(R0), R17; \
-	Q6X4_COL(n, g, R19, R8); \
-	Q6X4_COL(n, g, R20, R9); \
-	Q6X4_COL(n, g, R21, R10); \
-	Q6X4_COL(n, g, R22, R11)
+	L16X2_COLS(4+128*n+32*g, R16, R17)
 
 #define Q6X4_HALF(n) Q6_HALF_WITH(n, Q6X4_DOT)
 
@@ -567,6 +649,7 @@ q4kx4_loop:
 
 // Every column's tail, d at off (into F22).
 #define DX4_TAILS(off) \
+	LANES_OUT; \
 	MOVHU   off(R0), R5; \
 	FMOVS   R5, F22; \
 	FCVTHS  F22, F22; \
@@ -583,7 +666,7 @@ TEXT ·dotQ6KSDOT4(SB), NOSPLIT, $0-40
 	VMOVI $32, V12.B16
 
 q6kx4_loop:
-	KX4_ZERO
+	SUMS_ZERO
 	Q6X4_HALF(0)
 	Q6X4_HALF(1)
 	DX4_TAILS(208)
@@ -618,27 +701,23 @@ q5kx4_loop:
 	X4_STORE
 	RET
 
-// Sub-blocks 8k+2s and 8k+2s+1 (quants in V6, V7; scales in R16, R17) against the column at
-// yp, into acc.
-#define K2X4_COL(k, s, yp, acc) \
-	ADD    $(4+128*k+32*s), yp, R6; \
-	VLD1   (R6), [V2.B16, V3.B16]; \
-	DOT16(2, 6, R16, acc); \
-	DOT16(3, 7, R17, acc)
-
-#define K2X4_COLS(k, s) \
-	K2X4_COL(k, s, R19, R8); \
-	K2X4_COL(k, s, R20, R9); \
-	K2X4_COL(k, s, R21, R10); \
-	K2X4_COL(k, s, R22, R11)
-
 // (r unused, as in Q2K_STEP.)
 #define Q2KX4_STEP(k, s, r) \
 	MOVBU  (8*k+2*s)(R0), R16; \
 	ANDW   $15, R16; \
 	MOVBU  (8*k+2*s+1)(R0), R17; \
 	ANDW   $15, R17; \
-	K2X4_COLS(k, s)
+	L16X2_COLS(4+128*k+32*s, R16, R17)
+
+// Q2_K's sixteen mins (the high nibbles of the scale bytes) as int16 in V2 (0-7) and V3 (8-15),
+// then every column's mins products (V19); the sums V18 = 0.
+#define Q2X4_HEAD \
+	VLD1  (R0), [V3.B16]; \
+	VUSHR $4, V3.B16, V3.B16; \
+	UXTL8H(3, 2); \
+	UXTL2_8H(3, 3); \
+	MINS_COLS(K2_MINS_COL); \
+	SUMS_ZERO
 
 // func dotQ2KSDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ2KSDOT4(SB), NOSPLIT, $0-40
@@ -646,11 +725,7 @@ TEXT ·dotQ2KSDOT4(SB), NOSPLIT, $0-40
 	VMOVI $3, V8.B16
 
 q2kx4_loop:
-	Q2K_MINS(R19, R12)
-	Q2K_MINS(R20, R13)
-	Q2K_MINS(R21, R14)
-	Q2K_MINS(R22, R15)
-	KX4_ZERO
+	Q2X4_HEAD
 	K2_HALF(16, 0, Q2KX4_STEP, R3)
 	K2_HALF(16, 1, Q2KX4_STEP, R3)
 	K4X4_TAILS(80)
@@ -663,7 +738,7 @@ q2kx4_loop:
 	Q3K_BITS; \
 	Q3K_SCALE_TO(2*s, r, R16); \
 	Q3K_SCALE_TO(2*s+1, r, R17); \
-	K2X4_COLS(k, s)
+	L16X2_COLS(4+128*k+32*s, R16, R17)
 
 // func dotQ3KSDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ3KSDOT4(SB), NOSPLIT, $0-40
@@ -674,7 +749,7 @@ TEXT ·dotQ3KSDOT4(SB), NOSPLIT, $0-40
 
 q3kx4_loop:
 	Q3K_SCALES(R24)
-	KX4_ZERO
+	SUMS_ZERO
 	VLD1  (R0), [V12.B16, V13.B16]
 	K2_HALF(32, 0, Q3KX4_STEP, R3)
 	K2_HALF(32, 1, Q3KX4_STEP, R4)

@@ -70,3 +70,16 @@
 // FCVTN2 Vd.8H, Vn.4S (the upper four).
 #define FCVTN_H(n, d) WORD $(0x0E216800 | ((n)<<5) | (d))
 #define FCVTN2_H(n, d) WORD $(0x4E216800 | ((n)<<5) | (d))
+
+// Vd.4S += Vn.4S · Vm.4S (int32, wrapping).
+#define MLA4S(m, n, d) WORD $(0x4EA09400 | ((m)<<16) | ((n)<<5) | (d))
+
+// Widening int16 products into int32 lanes: SMULL Vd.4S = Vn.4H · Vm.4H (the low halves),
+// SMLAL adds them, SMLAL2 adds those of the upper halves (Vn.8H, Vm.8H).
+#define SMULL4S(m, n, d) WORD $(0x0E60C000 | ((m)<<16) | ((n)<<5) | (d))
+#define SMLAL4S(m, n, d) WORD $(0x0E608000 | ((m)<<16) | ((n)<<5) | (d))
+#define SMLAL2_4S(m, n, d) WORD $(0x4E608000 | ((m)<<16) | ((n)<<5) | (d))
+
+// Zero-extend bytes to int16: Vd.8H = Vn's low (UXTL) or high (UXTL2) eight bytes.
+#define UXTL8H(n, d) WORD $(0x2F08A400 | ((n)<<5) | (d))
+#define UXTL2_8H(n, d) WORD $(0x6F08A400 | ((n)<<5) | (d))
