@@ -63,37 +63,53 @@
 	UBFX   $(16*c+8), R3, $8, R6; \
 	DOT32(4, 5, 6, 7, R6, R15)
 
-// of(j, yp, acc) for the eight sub-blocks k..k+7.
-#define MINS8_OF(of, k, yp, acc) \
-	of((k), yp, acc); \
-	of((k+1), yp, acc); \
-	of((k+2), yp, acc); \
-	of((k+3), yp, acc); \
-	of((k+4), yp, acc); \
-	of((k+5), yp, acc); \
-	of((k+6), yp, acc); \
-	of((k+7), yp, acc)
+// The mins' products with the activations' group sums (Q4_K, Q5_K: min j times group sums 2j
+// and 2j+1; Q2_K: min j times group sum j), eight at once by widening multiply-adds: the
+// activation row at yp, into the four int32 lanes of V(accn), whose sum is the product (V14, V15
+// scratch).
 
-// R14 += min j · (group sums 2j and 2j+1), the mins bytes of R4.
-// acc += min j · (group sums 2j and 2j+1) of the activations at yp.
-#define Q4K_MIN_OF(j, yp, acc) \
-	MOVH   (260+4*j)(yp), R5; \
-	MOVH   (262+4*j)(yp), R6; \
-	ADDW   R6, R5, R5; \
-	UBFX   $(8*j), R4, $8, R6; \
-	MADDW  R6, acc, R5, acc
+// Q4_K: the pair sums of the 16 group sums (int16 at 260) times the eight mins in V10 (int16).
+#define K4_MINS_COL(yp, accn) \
+	ADD   $260, yp, R6; \
+	VLD1  (R6), [V14.H8, V15.H8]; \
+	VADDP V15.H8, V14.H8, V14.H8; \
+	SMULL4S(10, 14, accn); \
+	SMLAL2_4S(10, 14, accn)
 
-// acc = the mins of R4 · the group sums of the activations at yp.
-#define Q4K_MINS(yp, acc) \
-	MOVW   ZR, acc; \
-	MINS8_OF(Q4K_MIN_OF, 0, yp, acc)
+// Q2_K: the 16 group sums times the sixteen mins in V2 (0-7) and V3 (8-15).
+#define K2_MINS_COL(yp, accn) \
+	ADD   $260, yp, R6; \
+	VLD1  (R6), [V14.H8, V15.H8]; \
+	SMULL4S(2, 14, accn); \
+	SMLAL2_4S(2, 14, accn); \
+	SMLAL4S(3, 15, accn); \
+	SMLAL2_4S(3, 15, accn)
+
+// The eight mins bytes of R4 as int16 in V10.
+#define K4_MINS_WIDE \
+	VMOV  R4, V10.D[0]; \
+	UXTL8H(10, 10)
+
+// Q2_K's sixteen mins (the high nibbles of the scale bytes at R0) as int16 in V2 and V3.
+#define K2_MINS_WIDE \
+	VLD1  (R0), [V3.B16]; \
+	VUSHR $4, V3.B16, V3.B16; \
+	UXTL8H(3, 2); \
+	UXTL2_8H(3, 3)
+
+// One column's product (acc's lanes) to R14.
+#define MINS_SUM1(acc) \
+	VADDV acc.S4, acc; \
+	VMOV  acc.S[0], R14
 
 // A Q4_K or Q5_K super-block's scales and mins (12 bytes at 4), unpacked as the AVX2 kernel
 // does: R3 = the eight scales, R4 = the eight mins (bytes); R14 = mins · group sums, R15 = 0.
 #define K4_HEAD \
 	K4_SCALES; \
 	MOVW  ZR, R15; \
-	Q4K_MINS(R1, R14)
+	K4_MINS_WIDE; \
+	K4_MINS_COL(R1, 16); \
+	MINS_SUM1(V16)
 
 // K4_HEAD's unpacking alone (R8-R13 scratch).
 #define K4_SCALES \
@@ -334,18 +350,6 @@ q6k_loop:
 	K2_FIELD(3); \
 	step(k, 3, r)
 
-// acc += min j (high nibble of byte j) · group sum j of the activations at yp.
-#define Q2K_MIN_OF(j, yp, acc) \
-	MOVH   (260+2*j)(yp), R5; \
-	MOVBU  j(R0), R6; \
-	LSRW   $4, R6; \
-	MADDW  R6, acc, R5, acc
-
-// acc = Q2_K's mins · the group sums of the activations at yp.
-#define Q2K_MINS(yp, acc) \
-	MOVW   ZR, acc; \
-	MINS8_OF(Q2K_MIN_OF, 0, yp, acc); \
-	MINS8_OF(Q2K_MIN_OF, 8, yp, acc)
 
 // func dotQ2KSDOT(x, y *byte, nb int) float32
 // Q2_K (84 bytes: 16 bytes of scales (low nibble) and mins (high), 64 of quants, d, dmin).
@@ -355,7 +359,9 @@ TEXT ·dotQ2KSDOT(SB), NOSPLIT, $0-28
 
 q2k_loop:
 	MOVW  ZR, R15
-	Q2K_MINS(R1, R14)
+	K2_MINS_WIDE
+	K2_MINS_COL(R1, 16)
+	MINS_SUM1(V16)
 	K2_HALF(16, 0, Q2K_STEP, R3)
 	K2_HALF(16, 1, Q2K_STEP, R3)
 	K_TAIL(80)
@@ -574,25 +580,6 @@ q3k_loop:
 	K4X4_TAIL(R21, R10, R14, F26); \
 	K4X4_TAIL(R22, R11, R15, F27)
 
-// Column c's mins products for Q4_K: the pair sums of its 16 group sums (int16 at 260) times
-// the eight mins in V10 (int16), into acc's four lanes.
-#define K4_MINS_COL(yp, accn) \
-	ADD   $260, yp, R6; \
-	VLD1  (R6), [V14.H8, V15.H8]; \
-	VADDP V15.H8, V14.H8, V14.H8; \
-	SMULL4S(10, 14, accn); \
-	SMLAL2_4S(10, 14, accn)
-
-// Column c's mins products for Q2_K: its 16 group sums times the sixteen mins in V2 (0-7) and
-// V3 (8-15).
-#define K2_MINS_COL(yp, accn) \
-	ADD   $260, yp, R6; \
-	VLD1  (R6), [V14.H8, V15.H8]; \
-	SMULL4S(2, 14, accn); \
-	SMLAL2_4S(2, 14, accn); \
-	SMLAL4S(3, 15, accn); \
-	SMLAL2_4S(3, 15, accn)
-
 // V19 = the columns' mins products in lanes (col: one of the *_MINS_COL).
 #define MINS_COLS(col) \
 	col(R19, 20); \
@@ -607,8 +594,7 @@ q3k_loop:
 // products (V19), and the sums V18 = 0.
 #define K4X4_HEAD \
 	K4_SCALES; \
-	VMOV  R4, V10.D[0]; \
-	UXTL8H(10, 10); \
+	K4_MINS_WIDE; \
 	MINS_COLS(K4_MINS_COL); \
 	SUMS_ZERO
 
@@ -712,10 +698,7 @@ q5kx4_loop:
 // Q2_K's sixteen mins (the high nibbles of the scale bytes) as int16 in V2 (0-7) and V3 (8-15),
 // then every column's mins products (V19); the sums V18 = 0.
 #define Q2X4_HEAD \
-	VLD1  (R0), [V3.B16]; \
-	VUSHR $4, V3.B16, V3.B16; \
-	UXTL8H(3, 2); \
-	UXTL2_8H(3, 3); \
+	K2_MINS_WIDE; \
 	MINS_COLS(K2_MINS_COL); \
 	SUMS_ZERO
 
