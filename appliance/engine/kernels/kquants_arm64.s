@@ -466,9 +466,7 @@ q3k_loop:
 
 // V20 = the four columns' dots in lanes (from V20-V23), V18 += V20 · rs (a W register).
 #define LANES_MLA(rs) \
-	VADDP V21.S4, V20.S4, V20.S4; \
-	VADDP V23.S4, V22.S4, V22.S4; \
-	VADDP V22.S4, V20.S4, V20.S4; \
+	LANES4(V20, V21, V22, V23, V22, V20); \
 	VDUP  rs, V10.S4; \
 	MLA4S(10, 20, 18)
 
@@ -586,9 +584,7 @@ q3k_loop:
 	col(R20, 21); \
 	col(R21, 22); \
 	col(R22, 23); \
-	VADDP V21.S4, V20.S4, V20.S4; \
-	VADDP V23.S4, V22.S4, V22.S4; \
-	VADDP V22.S4, V20.S4, V19.S4
+	LANES4(V20, V21, V22, V23, V22, V19)
 
 // A Q4_K or Q5_K super-block's scales (R3) and mins (R4, widened into V10), every column's mins
 // products (V19), and the sums V18 = 0.

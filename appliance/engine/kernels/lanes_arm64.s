@@ -14,9 +14,6 @@
 // one-row kernels' across-lanes add, move to a general register and scalar conversion per
 // block give way to three pairwise adds and one vector conversion per four dots.
 
-// SCVTF Vd.4S, Vn.4S: int32 lanes to float32.
-#define SCVTF4S(n, d) WORD $(0x4E21D800 | ((n)<<5) | (d))
-
 // R0-R3 = the four rows, R4 = y, R5 = nb, R6 = out; V20 = the four sums (zero).
 #define R4_ARGS \
 	MOVD x+0(FP), R0; \
@@ -81,9 +78,7 @@
 
 // V12 = the four dots' integer sums (dot k in lane k) as float32, V19 = their scales.
 #define LANE_SUMS \
-	VADDP V9.S4, V8.S4, V12.S4; \
-	VADDP V11.S4, V10.S4, V13.S4; \
-	VADDP V13.S4, V12.S4, V12.S4; \
+	LANES4(V8, V9, V10, V11, V13, V12); \
 	SCVTF4S(12, 12); \
 	FCVTL_S(19, 19)
 

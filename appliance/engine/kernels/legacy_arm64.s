@@ -148,67 +148,101 @@ q50_loop:
 	RET
 
 // The four-column forms: one weight row against four activation rows, the block's quants
-// unpacked once for the four, each column's steps those of the one-column kernel (so its
-// result equals it bit for bit).
+// unpacked once for the four, one column to a float lane (as lanes_arm64.s): each column's
+// SDOTs into its own register (V16-V19), three pairwise adds to one lane a column, then the
+// one-column kernel's float steps in its order on the four lanes, so each column's result
+// equals it bit for bit. V20 gathers the columns' activation scales dy and V21 their sums s
+// (halves), V22 and V23 hold the block's dx and mx, V24 the four totals.
 
-// DM_STEP for the column at yp, dx in F28 and mx in F29: total += float32(dx·dy)·sumi + mx·s.
-#define DMX4_COL(yp, total) \
-	BLOCK_DOT_OF(4, yp); \
-	HALF(0, yp, F23); \
-	FMULS F28, F23, F16; \
-	FMULS F21, F16, F16; \
-	HALF(2, yp, F17); \
-	FMULS F29, F17, F17; \
-	FADDS F17, F16, F16; \
-	FADDS F16, total, total
+// Column c's block at yp: dy (and s, by sum) into lane c of V20 (V21), its 32 quants at
+// off(yp) into a, b and dotted with V0, V1 into acc.
+#define LEGX4_COL(yp, lane, a, b, acc, an, bn, accn, off, sum) \
+	MOVHU (yp), R8; \
+	VMOV  R8, V20.H[lane]; \
+	sum(yp, lane); \
+	ADD   $(off), yp, R6; \
+	VLD1  (R6), [a.B16, b.B16]; \
+	VEOR  acc.B16, acc.B16, acc.B16; \
+	SDOT(an, 0, accn); \
+	SDOT(bn, 1, accn)
 
+#define LEGX4_SUM(yp, lane) \
+	MOVHU 2(yp), R8; \
+	VMOV  R8, V21.H[lane]
+
+#define LEGX4_NO_SUM(yp, lane)
+
+// Every column (off: the quants' offset in an activation block), then V16 = the integer dots
+// as float32 and V20 = the dy as float32.
+#define LEGX4_COLS(off, sum) \
+	LEGX4_COL(R19, 0, V2, V3, V16, 2, 3, 16, off, sum); \
+	LEGX4_COL(R20, 1, V4, V5, V17, 4, 5, 17, off, sum); \
+	LEGX4_COL(R21, 2, V6, V7, V18, 6, 7, 18, off, sum); \
+	LEGX4_COL(R22, 3, V10, V11, V19, 10, 11, 19, off, sum); \
+	LANES4(V16, V17, V18, V19, V18, V16); \
+	SCVTF4S(16, 16); \
+	FCVTL_S(20, 20)
+
+// The half at off(R0) as float32 in every lane of v.
+#define LEGX4_BCAST(off, v, vn) \
+	MOVHU off(R0), R8; \
+	VDUP  R8, v.H8; \
+	FCVTL_S(vn, vn)
+
+// DM_STEP on the four lanes: total += float32(float32(dx·dy)·sumi) + float32(mx·s).
 #define DMX4_BLOCK \
-	HALF(0, R0, F28); \
-	HALF(2, R0, F29); \
-	X4_TOTALS(DMX4_COL)
+	LEGX4_BCAST(0, V22, 22); \
+	LEGX4_BCAST(2, V23, 23); \
+	LEGX4_COLS(4, LEGX4_SUM); \
+	FCVTL_S(21, 21); \
+	FMUL4S(22, 20, 20); \
+	FMUL4S(20, 16, 16); \
+	FMUL4S(23, 21, 21); \
+	FADD4S(21, 16, 16); \
+	FADD4S(16, 24, 24)
+
+#define LEGX4_START \
+	LEGACYX4_ARGS; \
+	VEOR V24.B16, V24.B16, V24.B16
 
 // func dotQ4_1SDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ4_1SDOT4(SB), NOSPLIT, $0-40
-	LEGACYX4_ARGS
+	LEGX4_START
 
 q41x4_loop:
 	NIBBLES(4)
 	DMX4_BLOCK
 	X4_NEXT(20, 36)
-	BNE   q41x4_loop
-	X4_STORE
+	BNE  q41x4_loop
+	VST1 [V24.S4], (R23)
 	RET
 
 // func dotQ5_1SDOT4(x, y *byte, ystride, nb int, out *float32)
 TEXT ·dotQ5_1SDOT4(SB), NOSPLIT, $0-40
-	LEGACYX4_ARGS
+	LEGX4_START
 
 q51x4_loop:
 	NIBBLES(8)
 	FIFTH(4)
 	DMX4_BLOCK
 	X4_NEXT(24, 36)
-	BNE   q51x4_loop
-	X4_STORE
+	BNE  q51x4_loop
+	VST1 [V24.S4], (R23)
 	RET
 
-// The Q5_0 step for the column at yp, dx in F28: total += float32(dx·dy)·sumi.
-#define Q50X4_COL(yp, total) \
-	BLOCK_DOT_OF(2, yp); \
-	HALF(0, yp, F23); \
-	FMULS F28, F23, F16; \
-	FMULS F21, F16, F16; \
-	FADDS F16, total, total
-
 // func dotQ5_0SDOT4(x, y *byte, ystride, nb int, out *float32)
+// total += float32(float32(dx·dy)·sumi) on the four lanes.
 TEXT ·dotQ5_0SDOT4(SB), NOSPLIT, $0-40
-	LEGACYX4_ARGS
+	LEGX4_START
 
 q50x4_loop:
 	Q50_QUANTS
-	HALF(0, R0, F28)
-	X4_TOTALS(Q50X4_COL)
+	LEGX4_BCAST(0, V22, 22)
+	LEGX4_COLS(2, LEGX4_NO_SUM)
+	FMUL4S(22, 20, 20)
+	FMUL4S(20, 16, 16)
+	FADD4S(16, 24, 24)
 	X4_NEXT(22, 34)
-	BNE   q50x4_loop
-	X4_STORE
+	BNE  q50x4_loop
+	VST1 [V24.S4], (R23)
 	RET

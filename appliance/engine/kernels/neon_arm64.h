@@ -83,3 +83,13 @@
 // Zero-extend bytes to int16: Vd.8H = Vn's low (UXTL) or high (UXTL2) eight bytes.
 #define UXTL8H(n, d) WORD $(0x2F08A400 | ((n)<<5) | (d))
 #define UXTL2_8H(n, d) WORD $(0x6F08A400 | ((n)<<5) | (d))
+
+// dst = the lane sums of a, b, c and d (int32, one to a lane, in that order) by three pairwise
+// adds; a and t are overwritten (t may be c).
+#define LANES4(a, b, c, d, t, dst) \
+	VADDP b.S4, a.S4, a.S4; \
+	VADDP d.S4, c.S4, t.S4; \
+	VADDP t.S4, a.S4, dst.S4
+
+// SCVTF Vd.4S, Vn.4S: int32 lanes to float32.
+#define SCVTF4S(n, d) WORD $(0x4E21D800 | ((n)<<5) | (d))

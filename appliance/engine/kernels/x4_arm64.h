@@ -29,10 +29,3 @@
 	FMOVS F25, 4(R23); \
 	FMOVS F26, 8(R23); \
 	FMOVS F27, 12(R23)
-
-// col(activation row, float total) for each of the four columns.
-#define X4_TOTALS(col) \
-	col(R19, F24); \
-	col(R20, F25); \
-	col(R21, F26); \
-	col(R22, F27)
