@@ -23,6 +23,13 @@ lab: \
 	BNE    lab; \
 	RET
 
+// expNEON's and siluNEON's arguments (R0 = dst, R1 = src, R3 = n) and constants.
+#define EXP_ARGS \
+	MOVD dst+0(FP), R0; \
+	MOVD src+8(FP), R1; \
+	MOVD n+16(FP), R3; \
+	EXP_CONSTS
+
 // func mulF32NEON(out, a, b *float32, n int)
 TEXT ·mulF32NEON(SB), NOSPLIT, $0-32
 	ELEM2_NEON(FMUL4S, mul_loop)
@@ -202,10 +209,7 @@ ropex_loop:
 // func expNEON(dst, src *float32, n int)
 // dst = exp(src), as expGo; n a positive multiple of 4.
 TEXT ·expNEON(SB), NOSPLIT, $0-24
-	MOVD dst+0(FP), R0
-	MOVD src+8(FP), R1
-	MOVD n+16(FP), R3
-	EXP_CONSTS
+	EXP_ARGS
 
 exp_loop:
 	VLD1.P 16(R1), [V0.S4]
@@ -219,10 +223,7 @@ exp_loop:
 // func siluNEON(dst, src *float32, n int)
 // dst = x / (1 + exp(-x)), as siluGo; n a positive multiple of 4.
 TEXT ·siluNEON(SB), NOSPLIT, $0-24
-	MOVD dst+0(FP), R0
-	MOVD src+8(FP), R1
-	MOVD n+16(FP), R3
-	EXP_CONSTS
+	EXP_ARGS
 
 silu_loop:
 	VLD1.P 16(R1), [V0.S4]

@@ -82,6 +82,12 @@
 	SCVTF4S(12, 12); \
 	FCVTL_S(19, 19)
 
+// Q8_0's float steps on the four lanes: sum += sumi·(dx·dy), the scales in V18 and V19.
+#define Q80_LANES_STEP \
+	FMUL4S(18, 19, 19); \
+	FMUL4S(19, 12, 12); \
+	FADD4S(12, 20, 20)
+
 #define R4_NEXT(wb) \
 	ADD  $(wb), R0; \
 	ADD  $(wb), R1; \
@@ -118,9 +124,7 @@ q80r4_loop:
 	R4_ACT
 	R4_EACH(Q80_R4ROW)
 	LANE_SUMS
-	FMUL4S(18, 19, 19)
-	FMUL4S(19, 12, 12)
-	FADD4S(12, 20, 20)
+	Q80_LANES_STEP
 	R4_NEXT(34)
 	BNE  q80r4_loop
 	VST1 [V20.S4], (R6)
@@ -147,9 +151,7 @@ q80x4_loop:
 	SHARED_BLOCK(R0, V0, V1)
 	X4L_EACH(X4L_COL)
 	LANE_SUMS
-	FMUL4S(18, 19, 19)
-	FMUL4S(19, 12, 12)
-	FADD4S(12, 20, 20)
+	Q80_LANES_STEP
 	X4_NEXT(34, 34)
 	BNE  q80x4_loop
 	VST1 [V20.S4], (R23)
