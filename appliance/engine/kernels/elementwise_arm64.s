@@ -89,6 +89,16 @@ subbelow_loop:
 	MOVB   R6, ret+32(FP)
 	RET
 
+// Four pairs x0 (V0), x1 (V1) rotated by cos (V2) and sin (V3): V4 = x0·c - x1·s, V5 = x0·s +
+// x1·c, each product rounded on its own as ropeGo (V6, V7 scratch).
+#define ROPE_ROTATE \
+	FMUL4S(2, 0, 4); \
+	FMUL4S(3, 1, 5); \
+	FSUB4S(5, 4, 4); \
+	FMUL4S(3, 0, 6); \
+	FMUL4S(2, 1, 7); \
+	FADD4S(7, 6, 5)
+
 // func ropeNormNEON(x, cache *float32, dims, heads, hstride int)
 // Pairs (2i, 2i+1), four a step (dims a multiple of 8): LD2 parts each into its own register,
 // x0·c - x1·s and x0·s + x1·c, then ST2 weaves them back.
@@ -105,12 +115,7 @@ ropen_head:
 ropen_loop:
 	VLD2.P 32(R1), [V2.S4, V3.S4]
 	VLD2   (R2), [V0.S4, V1.S4]
-	FMUL4S(2, 0, 4)
-	FMUL4S(3, 1, 5)
-	FSUB4S(5, 4, 4)
-	FMUL4S(3, 0, 6)
-	FMUL4S(2, 1, 7)
-	FADD4S(7, 6, 5)
+	ROPE_ROTATE
 	VST2.P [V4.S4, V5.S4], 32(R2)
 	SUBS   $8, R3
 	BNE    ropen_loop
@@ -138,12 +143,7 @@ ropex_loop:
 	VLD2.P 32(R1), [V2.S4, V3.S4]
 	VLD1   (R2), [V0.S4]
 	VLD1   (R7), [V1.S4]
-	FMUL4S(2, 0, 4)
-	FMUL4S(3, 1, 5)
-	FSUB4S(5, 4, 4)
-	FMUL4S(3, 0, 6)
-	FMUL4S(2, 1, 7)
-	FADD4S(7, 6, 5)
+	ROPE_ROTATE
 	VST1.P [V4.S4], 16(R2)
 	VST1.P [V5.S4], 16(R7)
 	SUBS   $4, R3
