@@ -26,14 +26,49 @@
 	ADD  R9, R2, R3; \
 	VEOR V20.B16, V20.B16, V20.B16
 
-// The shared block at p: its scale in V18's four lanes, its 32 quants in V(qn) and V(qn+1)
-// (named q1, q2).
-#define SHARED_BLOCK(p, q1, q2) \
+// The two-row four-column kernels' arguments (see dotQ4_0SDOT2x4): R0, R1 the rows, R19-R22
+// the columns, R2 = nb, R23 = out; the totals V20, V21 = 0.
+#define L2X4_ARGS \
+	MOVD x+0(FP), R0; \
+	MOVD xstride+8(FP), R1; \
+	ADD  R0, R1, R1; \
+	MOVD y+16(FP), R19; \
+	MOVD ystride+24(FP), R5; \
+	MOVD nb+32(FP), R2; \
+	MOVD out+40(FP), R23; \
+	ADD  R5, R19, R20; \
+	ADD  R5, R20, R21; \
+	ADD  R5, R21, R22; \
+	VEOR V20.B16, V20.B16, V20.B16; \
+	VEOR V21.B16, V21.B16, V21.B16
+
+// The half at p as float32 in every lane of v (vn its number).
+#define BCAST_HALF(p, v, vn) \
 	MOVHU (p), R8; \
-	VDUP  R8, V18.H8; \
-	FCVTL_S(18, 18); \
+	VDUP  R8, v.H8; \
+	FCVTL_S(vn, vn)
+
+// A Q8_0 block at p shared by the four dots: its scale in V18's four lanes, its 32 quants in q1
+// and q2.
+#define SHARED_BLOCK(p, q1, q2) \
+	BCAST_HALF(p, V18, 18); \
 	ADD   $2, p, R7; \
 	VLD1  (R7), [q1.B16, q2.B16]
+
+// A Q4_0 weight block at p: its scale in every lane of v, its nibbles less 8 in w (elements
+// 0-15) and h (16-31); V30 = 0x0f and V31 = 8 in every byte.
+#define Q40_BLOCK(p, w, h, v, vn) \
+	BCAST_HALF(p, v, vn); \
+	ADD   $2, p, R7; \
+	VLD1  (R7), [w.B16]; \
+	VUSHR $4, w.B16, h.B16; \
+	VAND  V30.B16, w.B16, w.B16; \
+	VSUB  V31.B16, w.B16, w.B16; \
+	VSUB  V31.B16, h.B16, h.B16
+
+#define Q40_CONSTS \
+	VMOVI $15, V30.B16; \
+	VMOVI $8, V31.B16
 
 // The activation block of the four-row kernels.
 #define R4_ACT SHARED_BLOCK(R4, V16, V17)
@@ -100,8 +135,7 @@
 // nb > 0: out[k] = row k · y, each sum += (sumi·dx)·dy as dotQ4_0SDOT.
 TEXT ·dotQ4_0SDOTR4(SB), NOSPLIT, $0-40
 	R4_ARGS
-	VMOVI $15, V30.B16
-	VMOVI $8, V31.B16
+	Q40_CONSTS
 
 q40r4_loop:
 	R4_ACT
@@ -163,19 +197,10 @@ q80x4_loop:
 TEXT ·dotQ4_0SDOT4(SB), NOSPLIT, $0-40
 	X4_ARGS
 	VEOR  V20.B16, V20.B16, V20.B16
-	VMOVI $15, V30.B16
-	VMOVI $8, V31.B16
+	Q40_CONSTS
 
 q40x4_loop:
-	MOVHU (R0), R8
-	VDUP  R8, V18.H8
-	FCVTL_S(18, 18)
-	ADD   $2, R0, R7
-	VLD1  (R7), [V0.B16]
-	VUSHR $4, V0.B16, V1.B16
-	VAND  V30.B16, V0.B16, V0.B16
-	VSUB  V31.B16, V0.B16, V0.B16
-	VSUB  V31.B16, V1.B16, V1.B16
+	Q40_BLOCK(R0, V0, V1, V18, 18)
 	X4L_EACH(X4L_COL)
 	LANE_SUMS
 	FMUL4S(18, 12, 12)
@@ -184,4 +209,80 @@ q40x4_loop:
 	X4_NEXT(18, 34)
 	BNE  q40x4_loop
 	VST1 [V20.S4], (R23)
+	RET
+
+// The two-row four-column kernels (prompts): rows R0 and R1 (xstride bytes apart), columns
+// R19-R22 (ystride apart), out (R23) = row 0's four results, then row 1's. Each column's
+// activation block is loaded once for both rows: row 0's weights in V0, V1 (scale V18), row
+// 1's in V12, V13 (scale V26); column c's dots into V(8+c) (row 0) and V(22+c) (row 1); the
+// totals in V20 and V21.
+// Column c: its dy into lane c of V19, its quants into a, b, dotted with both rows.
+#define L2X4_COL(yp, lane, a, b, an, bn, acc0, acc0n, acc1, acc1n) \
+	LANE_SCALE(yp, lane); \
+	ADD  $2, yp, R7; \
+	VLD1 (R7), [a.B16, b.B16]; \
+	VEOR acc0.B16, acc0.B16, acc0.B16; \
+	VEOR acc1.B16, acc1.B16, acc1.B16; \
+	SDOT(an, 0, acc0n); \
+	SDOT(bn, 1, acc0n); \
+	SDOT(an, 12, acc1n); \
+	SDOT(bn, 13, acc1n)
+
+// Every column, then V8 (row 0) and V22 (row 1) = the integer dots as float32, V19 = the dy.
+#define L2X4_COLS \
+	L2X4_COL(R19, 0, V2, V3, 2, 3, V8, 8, V22, 22); \
+	L2X4_COL(R20, 1, V4, V5, 4, 5, V9, 9, V23, 23); \
+	L2X4_COL(R21, 2, V6, V7, 6, 7, V10, 10, V24, 24); \
+	L2X4_COL(R22, 3, V14, V15, 14, 15, V11, 11, V25, 25); \
+	LANES4(V8, V9, V10, V11, V10, V8); \
+	LANES4(V22, V23, V24, V25, V24, V22); \
+	SCVTF4S(8, 8); \
+	SCVTF4S(22, 22); \
+	FCVTL_S(19, 19)
+
+#define L2X4_NEXT(wb) \
+	ADD $(wb), R1; \
+	X4_NEXT(wb, 34)
+
+// func dotQ4_0SDOT2x4(x *byte, xstride int, y *byte, ystride, nb int, out *float32)
+// nb > 0: each sum += (sumi·dx)·dy as dotQ4_0SDOT.
+TEXT ·dotQ4_0SDOT2x4(SB), NOSPLIT, $0-48
+	L2X4_ARGS
+	Q40_CONSTS
+
+q40x2x4_loop:
+	Q40_BLOCK(R0, V0, V1, V18, 18)
+	Q40_BLOCK(R1, V12, V13, V26, 26)
+	L2X4_COLS
+	FMUL4S(18, 8, 8)
+	FMUL4S(19, 8, 8)
+	FADD4S(8, 20, 20)
+	FMUL4S(26, 22, 22)
+	FMUL4S(19, 22, 22)
+	FADD4S(22, 21, 21)
+	L2X4_NEXT(18)
+	BNE  q40x2x4_loop
+	VST1 [V20.S4, V21.S4], (R23)
+	RET
+
+// func dotQ8_0SDOT2x4(x *byte, xstride int, y *byte, ystride, nb int, out *float32)
+// nb > 0: each sum += sumi·(dx·dy) as dotQ8_0SDOT.
+TEXT ·dotQ8_0SDOT2x4(SB), NOSPLIT, $0-48
+	L2X4_ARGS
+
+q80x2x4_loop:
+	SHARED_BLOCK(R0, V0, V1)
+	BCAST_HALF(R1, V26, 26)
+	ADD  $2, R1, R7
+	VLD1 (R7), [V12.B16, V13.B16]
+	L2X4_COLS
+	FMUL4S(19, 18, 18)
+	FMUL4S(18, 8, 8)
+	FADD4S(8, 20, 20)
+	FMUL4S(19, 26, 26)
+	FMUL4S(26, 22, 22)
+	FADD4S(22, 21, 21)
+	L2X4_NEXT(34)
+	BNE  q80x2x4_loop
+	VST1 [V20.S4, V21.S4], (R23)
 	RET

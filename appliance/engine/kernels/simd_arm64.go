@@ -3,6 +3,8 @@
 package kernels
 
 import (
+	"fmt"
+
 	"golang.org/x/sys/cpu"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
@@ -180,6 +182,30 @@ func dotQ4_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
 //go:noescape
 func dotQ8_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
 
+// Two rows, xstride bytes apart, against four activation rows (lanes_arm64.s): out[4r+c] =
+// row r · column c over nb > 0 blocks, each equal to the one-row kernel bit for bit.
+
+//go:noescape
+func dotQ4_0SDOT2x4(x *byte, xstride int, y *byte, ystride, nb int, out *float32)
+
+//go:noescape
+func dotQ8_0SDOT2x4(x *byte, xstride int, y *byte, ystride, nb int, out *float32)
+
+// x2x4 wraps a two-row four-column kernel with the checks it relies on.
+func (g *blockGeom) x2x4(k func(x *byte, xstride int, y *byte, ystride, nb int, out *float32)) vecDot2x4Fn {
+	return func(w []byte, wstride int, act []byte, stride int, n int, out *[8]float32) {
+		if wstride < 0 || wstride > len(w) {
+			panic(fmt.Sprintf("kernels: %s dot of two rows %d bytes apart from %d bytes", g.t, wstride, len(w)))
+		}
+		nb := g.blocks4(w[wstride:], act, stride, n) // the second row, and the activations
+		if nb == 0 {
+			*out = [8]float32{}
+			return
+		}
+		k(&w[0], wstride, &act[0], stride, nb, &out[0])
+	}
+}
+
 // rowsR4 is the rowsFn of a four-row kernel: rows four at a time, the rest by the one-row
 // vecDotFn.
 func (g *blockGeom) rowsR4(k func(x *byte, stride int, y *byte, nb int, out *float32), one vecDotFn) rowsFn {
@@ -223,7 +249,7 @@ func init() {
 	}
 	useExact("sdot", ggml.Q8_0, q80)
 	useRows(ggml.Q8_0, geomQ8_0.rowsR4(dotQ8_0SDOTR4, q80), nil)
-	use4("sdot", ggml.Q8_0, geomQ8_0.x4(dotQ8_0SDOT4))
+	use4x2("sdot", ggml.Q8_0, geomQ8_0.x4(dotQ8_0SDOT4), geomQ8_0.x2x4(dotQ8_0SDOT2x4))
 	use("sdot", ggml.Q4_K, kDot(&geomQ4K, dotQ4KSDOT))
 	use4("sdot", ggml.Q4_K, geomQ4K.x4(dotQ4KSDOT4))
 	useExact("neon", ggml.F32, floatDot(&geomF32, dotF32NEON, f32At))
@@ -252,7 +278,7 @@ func init() {
 	}
 	useExact("sdot", ggml.Q4_0, q40)
 	useRows(ggml.Q4_0, geomQ4_0.rowsR4(dotQ4_0SDOTR4, q40), nil)
-	use4("sdot", ggml.Q4_0, geomQ4_0.x4(dotQ4_0SDOT4))
+	use4x2("sdot", ggml.Q4_0, geomQ4_0.x4(dotQ4_0SDOT4), geomQ4_0.x2x4(dotQ4_0SDOT2x4))
 }
 
 func useHalfHelpersNEON() {
