@@ -59,10 +59,8 @@ GLOBL legacyTbl<>(SB), RODATA|NOPTR, $48
 	VORR    V4.B16, V1.B16, V1.B16
 
 // F21 = the integer dot of V0, V1 with the 32 activation quants at off(R1), as float32.
-#define BLOCK_DOT(off) BLOCK_DOT_OF(off, R1)
-
-#define BLOCK_DOT_OF(off, yp) \
-	ADD     $off, yp, R6; \
+#define BLOCK_DOT(off) \
+	ADD     $off, R1, R6; \
 	VLD1    (R6), [V2.B16, V3.B16]; \
 	VEOR    V4.B16, V4.B16, V4.B16; \
 	SDOT(2, 0, 4); \
