@@ -55,16 +55,20 @@
 	ADD   $2, p, R7; \
 	VLD1  (R7), [q1.B16, q2.B16]
 
-// A Q4_0 weight block at p: its scale in every lane of v, its nibbles less 8 in w (elements
-// 0-15) and h (16-31); V30 = 0x0f and V31 = 8 in every byte.
-#define Q40_BLOCK(p, w, h, v, vn) \
-	BCAST_HALF(p, v, vn); \
+// The nibbles of the Q4_0 block at p less 8 in w (elements 0-15) and h (16-31); V30 = 0x0f and
+// V31 = 8 in every byte.
+#define Q40_NIBBLES(p, w, h) \
 	ADD   $2, p, R7; \
 	VLD1  (R7), [w.B16]; \
 	VUSHR $4, w.B16, h.B16; \
 	VAND  V30.B16, w.B16, w.B16; \
 	VSUB  V31.B16, w.B16, w.B16; \
 	VSUB  V31.B16, h.B16, h.B16
+
+// A Q4_0 weight block at p: its scale in every lane of v, its nibbles in w and h.
+#define Q40_BLOCK(p, w, h, v, vn) \
+	BCAST_HALF(p, v, vn); \
+	Q40_NIBBLES(p, w, h)
 
 #define Q40_CONSTS \
 	VMOVI $15, V30.B16; \
@@ -92,12 +96,7 @@
 // 16-31), less 8 (V30 = 0x0f, V31 = 8 in every byte), dotted into acc.
 #define Q40_R4ROW(rp, lane, w, h, acc, wn, hn, accn) \
 	LANE_SCALE(rp, lane); \
-	ADD   $2, rp, R7; \
-	VLD1  (R7), [w.B16]; \
-	VUSHR $4, w.B16, h.B16; \
-	VAND  V30.B16, w.B16, w.B16; \
-	VSUB  V31.B16, w.B16, w.B16; \
-	VSUB  V31.B16, h.B16, h.B16; \
+	Q40_NIBBLES(rp, w, h); \
 	VEOR  acc.B16, acc.B16, acc.B16; \
 	SDOT(16, wn, accn); \
 	SDOT(17, hn, accn)
