@@ -754,12 +754,14 @@ func halfDot4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystr
 	return func(row, act []byte, stride int, n int, out *[4]float32) {
 		g.blocks4(row, act, stride, n)
 		np := n &^ 31
-		var s [4]float32
 		if np > 0 {
-			k((*uint16)(unsafe.Pointer(&row[0])), (*uint16)(unsafe.Pointer(&act[0])), stride, np, &s[0])
+			// Into out itself: a local array would escape through the call of k, a func value.
+			k((*uint16)(unsafe.Pointer(&row[0])), (*uint16)(unsafe.Pointer(&act[0])), stride, np, &out[0])
+		} else {
+			*out = [4]float32{}
 		}
 		for c := range out {
-			out[c] = halfTail(s[c], row, act[c*stride:], np, n, wide)
+			out[c] = halfTail(out[c], row, act[c*stride:], np, n, wide)
 		}
 	}
 }
@@ -796,11 +798,11 @@ func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, k func(x, y
 		np := n &^ 31
 		r := 0
 		if np > 0 {
-			var s [4]float32
 			for ; r+4 <= rows; r += 4 {
-				k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[r*stride])), stride, np, &s[0])
+				// Into out itself: a local array would escape through the call of k.
+				k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[r*stride])), stride, np, &out[r])
 				for c := range 4 {
-					out[r+c] = halfTail(s[c], w[(r+c)*stride:], act, np, n, wide)
+					out[r+c] = halfTail(out[r+c], w[(r+c)*stride:], act, np, n, wide)
 				}
 			}
 		}

@@ -672,18 +672,27 @@ func TestMatMulRejectsBadShapes(t *testing.T) {
 	}
 }
 
+// Decode steps and batches (every kernel form: one column, four, runs of rows) allocate
+// nothing once running.
 func TestMatMulSteadyStateAllocatesNothing(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
 	p := NewPool(2)
 	defer p.Close()
 	const rows, cols = 512, 512
-	w := randMatrix(t, r, ggml.Q4_K, rows, cols)
-	act := QuantizeActivations(ggml.Q4_K, randVec(r, cols, 1), nil)
-	out := make([]float32, rows)
-	mm := &MatMul{Ops: []MatMulOp{{Type: ggml.Q4_K, W: w, Rows: rows, Cols: cols, N: 1, Act: act, ActStride: len(act), Out: out, OutStride: rows}}}
-	mm.Run(p)
-	if a := testing.AllocsPerRun(20, func() { mm.Run(p) }); a > 0 {
-		t.Errorf("MatMul.Run: %.1f allocations per call", a)
+	for _, ty := range []ggml.Type{ggml.Q4_K, ggml.Q4_0, ggml.Q8_0, ggml.F16, ggml.BF16} {
+		w := randMatrix(t, r, ty, rows, cols)
+		for _, n := range []int{1, 8} {
+			var act []byte
+			for range n {
+				act = append(act, QuantizeActivations(ty, randVec(r, cols, 1), nil)...)
+			}
+			out := make([]float32, n*rows)
+			mm := &MatMul{Ops: []MatMulOp{{Type: ty, W: w, Rows: rows, Cols: cols, N: n, Act: act, ActStride: len(act) / n, Out: out, OutStride: rows}}}
+			mm.Run(p)
+			if a := testing.AllocsPerRun(20, func() { mm.Run(p) }); a > 0 {
+				t.Errorf("MatMul.Run %s, %d activation rows: %.1f allocations per call", ty, n, a)
+			}
+		}
 	}
 }
 
