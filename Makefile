@@ -56,14 +56,16 @@ test-go: $(OPENAI_NODE)/node_modules/.installed
 
 # The assembly kernels' other halves: arm64 NEON under user-mode QEMU, the pure-Go twins alone,
 # and, on a CPU with AVX-512, the kernel choices of CPUs without it (AVX2 with AVX-VNNI, as Intel's
-# since Alder Lake, and AVX2 alone, as many other desktop and server CPUs), which the AVX-512
-# kernels would otherwise replace in every test.
+# since Alder Lake, and AVX2 alone, as many other desktop and server CPUs) or without its BF16
+# extension (as Intel's servers before Cooper Lake), which the AVX-512 kernels would otherwise
+# replace in every test.
 test-arm64:
 	GOARCH=arm64 $(GO) vet ./appliance/engine/kernels/
 	GOARCH=arm64 $(GO) test -exec qemu-aarch64-static -short ./appliance/engine/kernels/ ./appliance/engine/model/ ./appliance/engine/scheduler/
 	$(GO) test -tags purego -short ./appliance/engine/kernels/ ./appliance/engine/model/
 	GODEBUG=cpu.avx512f=off $(GO) test -short ./appliance/engine/kernels/ ./appliance/engine/model/
 	GODEBUG=cpu.avx512f=off,cpu.avxvnni=off $(GO) test -short ./appliance/engine/kernels/ ./appliance/engine/model/
+	GODEBUG=cpu.avx512bf16=off $(GO) test -short ./appliance/engine/kernels/ ./appliance/engine/model/
 
 # Nix files parse, the pure helpers' tests pass, flake.lock and go.mod's go line agree, vendorHash
 # is current (Nix here can evaluate but not build; nix flake check needs Nix with KVM).

@@ -40,10 +40,7 @@
 	VADDPS        zhi, zlo, zlo; \
 	VEXTRACTF64X4 $1, zlo, yt; \
 	VADDPS        yt, ylo, ylo; \
-	VEXTRACTF128  $1, ylo, xt; \
-	VADDPS        xt, xlo, xlo; \
-	VHADDPS       xlo, xlo, xlo; \
-	VHADDPS       xlo, xlo, xlo; \
+	GGML_REDUCE8(ylo, xlo, xt); \
 	VMOVSS        xlo, mem
 
 // The kernel body for 16-bit float weights that widen reads (func (x, y, ystride int, n int,

@@ -57,7 +57,7 @@ func checkTwoRows(t *testing.T, name string, row, other []byte, trial int,
 }
 
 // checkPairRuns checks a vecDot2x4PairsFn against the four-column kernel, bit for bit: runs of
-// one to three row pairs (rows from rows, in turn, wstride bytes apart with a gap that depends
+// one to five row pairs (rows from rows, in turn, wstride bytes apart with a gap that depends
 // on the trial), their results laid out with a column stride longer than the run, and nothing
 // written outside them.
 func checkPairRuns(t *testing.T, name string, rows [][]byte, trial int,
@@ -65,7 +65,7 @@ func checkPairRuns(t *testing.T, name string, rows [][]byte, trial int,
 	t.Helper()
 	rb := len(rows[0])
 	wstride := rb + 2*trial
-	for np := 1; np <= 3; np++ {
+	for np := 1; np <= 5; np++ {
 		w := make([]byte, (2*np-1)*wstride+rb)
 		for r := range 2 * np {
 			copy(w[r*wstride:], rows[r%len(rows)])

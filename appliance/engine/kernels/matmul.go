@@ -115,6 +115,8 @@ func (m *MatMul) Run(p *Pool) {
 		} else if fastUnpacked8[op.Type] != nil && op.Act != nil && op.N >= unpackMinN {
 			// Whole groups of eight rows for the unpacked kernels.
 			per = (per + 7) &^ 7
+		} else if k := op.prepared(); k != nil && k.unitRows > 1 {
+			per = (per + k.unitRows - 1) / k.unitRows * k.unitRows
 		}
 		q := 0
 		if op.Act != nil && op.N < 4 && op.Rows >= stripeMin && op.hasRows4() {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -146,6 +147,9 @@ type preparedKernel struct {
 	dot2x4 func(w []byte, wstride int, prep []byte, stride int, n int, out *[8]float32)
 	// pairs is dot2x4 over a run of row pairs in one call (a vecDot2x4PairsFn), where not nil.
 	pairs vecDot2x4PairsFn
+	// unitRows, where more than one, is what the rows of MatMul's units are made a multiple
+	// of: the row groups pairs runs at its fastest.
+	unitRows int
 	// minN is the fewest activation rows for which MatMul prepares them; with fewer it uses
 	// the type's plain kernels (which must give the same results).
 	minN int
@@ -178,6 +182,13 @@ func usePrepared(k *preparedKernel) {
 		prepPool.Put(bp)
 		return r
 	})
+}
+
+// unusePrepared removes t's prepared kernels, where kernels of a different arithmetic replace
+// its plain ones (with which the prepared ones must agree).
+func unusePrepared(t ggml.Type) {
+	fastPrepared[t] = nil
+	variantsPrepared = slices.DeleteFunc(variantsPrepared, func(k *preparedKernel) bool { return k.t == t })
 }
 
 // alignedBytes returns n bytes starting on a 64-byte boundary (a cache line, so that the

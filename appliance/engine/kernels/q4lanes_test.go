@@ -67,7 +67,6 @@ var preparedCases = map[ggml.Type]preparedCase{
 		twin:  func(row, _, prep []byte, n int) float32 { return dotQ4_0Lanes(row, prep, n/32) },
 		sizes: []int{32, 64, 96, 160, 224, 256, 288, 480, 512, 544, 736, 2048, 8192},
 	},
-	// The kernels take whole steps of 32 elements; the rest is added in Go.
 	ggml.F16: {
 		operands: func(t *testing.T, r *rand.Rand, n, trial int) ([]byte, []byte) {
 			return trialOperands(t, r, ggml.F16, n, trial, [2]int{})
@@ -75,9 +74,37 @@ var preparedCases = map[ggml.Type]preparedCase{
 		twin: func(row, act, _ []byte, n int) float32 {
 			return dotF16Go(unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n), unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n))
 		},
-		sizes: []int{1, 7, 31, 32, 33, 64, 100, 128, 255, 256, 2048, 2093},
+		sizes: halfPreparedSizes,
+	},
+	// dotBF16AVX2's arithmetic: BF16 products are exact in float32, so it is dotF32Go's on the
+	// widened values, then the leftover elements in float64 as for F16.
+	ggml.BF16: {
+		operands: func(t *testing.T, r *rand.Rand, n, trial int) ([]byte, []byte) {
+			return trialOperands(t, r, ggml.BF16, n, trial, [2]int{})
+		},
+		twin: func(row, act, _ []byte, n int) float32 {
+			a, b := make([]float32, n), make([]float32, n)
+			for i := range n {
+				a[i], b[i] = BF16ToF32(le.Uint16(row[2*i:])), BF16ToF32(le.Uint16(act[2*i:]))
+			}
+			np := n &^ 31
+			var s float32
+			if np > 0 {
+				s = dotF32Go(a[:np], b[:np])
+			}
+			sum := float64(s)
+			for i := np; i < n; i++ {
+				sum += float64(a[i] * b[i])
+			}
+			return float32(sum)
+		},
+		sizes: halfPreparedSizes,
 	},
 }
+
+// halfPreparedSizes are the lengths the 16-bit float kernels are tried on: they take whole
+// steps of 32 elements (the rest is added in Go), the AVX2 ones in chunks of up to 16 steps.
+var halfPreparedSizes = []int{1, 7, 31, 32, 33, 64, 100, 128, 255, 256, 512, 544, 1056, 2048, 2093}
 
 // Every prepared kernel equals its Go twin bit for bit for any length, its four-column form
 // equals it column by column, and both are within the float tolerance of the reference Dot.
@@ -179,7 +206,8 @@ func TestPreparedKernelsMatchTwin(t *testing.T) {
 				if k.pairs == nil {
 					continue
 				}
-				checkPairRuns(t, fmt.Sprintf("%s/%s %d elements", k.t, k.name, n), [][]byte{row, other}, trial,
+				third, _ := tc.operands(t, r, n, trial+2)
+				checkPairRuns(t, fmt.Sprintf("%s/%s %d elements", k.t, k.name, n), [][]byte{row, other, third}, trial,
 					func(w []byte, wstride, pairs int, o []float32, ostride int) {
 						k.pairs(w, wstride, pairs, prep4, stride, n, o, ostride)
 					},
@@ -252,14 +280,15 @@ func TestFMA32x(t *testing.T) {
 	}
 }
 
-// BenchmarkPreparedKernels runs each Q4_0 kernel on two weight rows held in cache (the kernel's
-// own speed; decoding streams the rows from memory), one column and four.
+// BenchmarkPreparedKernels runs each prepared kernel on weight rows held in cache (the kernel's
+// own speed; decoding streams the rows from memory): two rows against one column, four, and
+// (two rows at once) four; a run of twelve rows against four.
 func BenchmarkPreparedKernels(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 5))
 	for _, k := range variantsPrepared {
 		for _, n := range []int{2048, 8192} {
 			rb, _ := k.t.RowSize(int64(n))
-			w, err := Quantize(k.t, randVec(r, 2*n, 0.5))
+			w, err := Quantize(k.t, randVec(r, 12*n, 0.5)) // a run of twelve rows, the first two alone
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -284,6 +313,26 @@ func BenchmarkPreparedKernels(b *testing.B) {
 						k.dot4(w[rb:], prep, size, n, &out)
 					}
 					b.ReportMetric(float64(8*n/32)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gblockcols/s")
+				})
+			}
+			if k.dot2x4 != nil {
+				b.Run(fmt.Sprintf("%s/%s/%d/2x4", k.t, k.name, n), func(b *testing.B) {
+					var out [8]float32
+					b.SetBytes(2 * rb)
+					for b.Loop() {
+						k.dot2x4(w, int(rb), prep, size, n, &out)
+					}
+					b.ReportMetric(float64(8*n/32)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gblockcols/s")
+				})
+			}
+			if k.pairs != nil {
+				b.Run(fmt.Sprintf("%s/%s/%d/run12", k.t, k.name, n), func(b *testing.B) {
+					out := make([]float32, 4*12)
+					b.SetBytes(12 * rb)
+					for b.Loop() {
+						k.pairs(w, int(rb), 6, prep, size, n, out, 12)
+					}
+					b.ReportMetric(float64(48*n/32)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gblockcols/s")
 				})
 			}
 		}

@@ -189,7 +189,7 @@ func addF32AVX2(out, a, b *float32, n int)
 //go:noescape
 func normScaleAVX2(out, x, w *float32, scale float32, n int)
 
-// F16 weights against activations widened to float32 once per product (f16Kernel).
+// F16 weights against activations widened to float32 once per product (halfKernel).
 //
 //go:noescape
 func dotF16F32AVX2(x *uint16, y *float32, n int) float32
@@ -210,6 +210,23 @@ func dotBF16DPx4(x, y *uint16, ystride int, n int, out *float32)
 
 //go:noescape
 func dotBF16DPR2x4(x *uint16, xstride int, y *uint16, ystride int, n int, out *float32)
+
+// The prepared F16 and BF16 kernels of AVX2 alone (halfpairs_amd64.s).
+//
+//go:noescape
+func dotBF16F32AVX2(x *uint16, y *float32, n int) float32
+
+//go:noescape
+func dotF16F32PairsAVX2(x *uint16, xstride, groups int, y *float32, ystride, n int, out *float32, ostride int)
+
+//go:noescape
+func dotBF16F32PairsAVX2(x *uint16, xstride, groups int, y *float32, ystride, n int, out *float32, ostride int)
+
+//go:noescape
+func dotF16F32TriplesAVX2(x *uint16, xstride, groups int, y *float32, ystride, n int, out *float32, ostride int)
+
+//go:noescape
+func dotBF16F32TriplesAVX2(x *uint16, xstride, groups int, y *float32, ystride, n int, out *float32, ostride int)
 
 //go:noescape
 func dotF16F32R2x4Rows(x *uint16, xstride int, pairs int, y *float32, ystride int, n int, out *float32, ostride int)
@@ -331,10 +348,14 @@ func init() {
 	use4("avx2", ggml.Q5_1, geomQ5_1.x4(dotQ5_1x4AVX2))
 	use("avx2", ggml.F16, vecDotF16)
 	use("avx2", ggml.BF16, bf16Dot(dotBF16AVX2))
-	// Prompts and batches of F16 and BF16: the two-row kernels, a weight row as x, are two-
-	// column kernels (halfX4), each weight widened once for two columns.
-	use4("avx2", ggml.F16, halfDot4(&geomF16, F16ToF32, f16R2x4))
-	use4("avx2", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, bf16R2x4))
+	// Prompts and batches of F16 and BF16 (from four activation rows on) widen the activations
+	// once and take three weight rows against four of them in the passes of halfpairs_amd64.s:
+	// 1.24-1.37x (F16) and 1.77-1.91x (BF16) the prompt speed of the two-row kernels on 16-bit
+	// activations (pp128, Llama-3.2-1B-shaped model, one and two threads, Zen 4 as AVX2 only).
+	// On AVX-512 without its BF16 extension too, BF16 prompts ran 1.44-1.47x faster than with
+	// the 512-bit four-column kernel.
+	usePrepared(halfKernel(f16F32AVX2))
+	usePrepared(halfKernel(bf16F32AVX2))
 	// Decode of F16 and BF16 weights, two rows a call (see the 512-bit forms below).
 	useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, f16R2x4), halfRows4(&geomF16, F16ToF32, f16R2x4, dotF16R2RunsAVX2))
 	useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16R2x4), halfRows4(&geomBF16, BF16ToF32, bf16R2x4, dotBF16R2RunsAVX2))
@@ -359,10 +380,6 @@ func init() {
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		use("avx512bw", ggml.Q6_K, vecDotQ6K512)
 		use4("avx512bw", ggml.Q6_K, geomQ6K.x4(dotQ6Kx4AVX512))
-		// BF16 and F16 prompts and batches: the weights widened once for four columns, whose
-		// sixteen accumulators fit beside them only in 512-bit registers (F16 activations are
-		// widened once per product, before).
-		use4("avx512bw", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16x4AVX512))
 		// Decode of F16 and BF16 weights: four rows against the activation row at once, which
 		// is widened once for them and read once (a row of 8192, as FFN down projections have,
 		// streaming through the level-1 cache pushed its activations out), and striped into
@@ -400,12 +417,13 @@ func init() {
 			madF16Rows64x4AVX512(&accs[0], 2*dim, &rows[0], 2*stride, n, dim/64, &ms[0], &vs[0], 4*n)
 			return true
 		}
-		usePrepared(f16Kernel())
+		usePrepared(halfKernel(f16F32AVX512))
 		// VDPBF16PS multiplies and adds BF16 pairs without widening them: a different rounding
 		// (one per pair of products, in float32), so its one- and four-column dots replace
 		// both of the above together.
 		if cpu.X86.HasAVX512BF16 {
 			simdName += " avx512bf16"
+			unusePrepared(ggml.BF16)
 			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
 			use4x2("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16DPx4), bf16DP2x4)
 			usePairs4(ggml.BF16, bf16DPPairs4)
@@ -581,19 +599,106 @@ func vecDotF16(row, act []byte, n int) float32 {
 	return dotF16Impl(a, b)
 }
 
-// f16Kernel is the prepared kernel set of F16 weights on AVX-512: MatMul widens each F16
+// halfF32Set names the kernels of a prepared set of 16-bit float weights against activations
+// widened to float32 (halfKernel). Calls go through its methods rather than func values, whose
+// pointer arguments would escape: each four- and eight-result call would allocate its results.
+type halfF32Set uint8
+
+const (
+	f16F32AVX512 halfF32Set = iota // F16 on 512-bit registers
+	f16F32AVX2                     // F16 on AVX2 alone
+	bf16F32AVX2                    // BF16 on AVX2 alone
+)
+
+func (s halfF32Set) bf16() bool { return s == bf16F32AVX2 }
+
+// one is the one-column dot of n elements, a positive multiple of 32.
+func (s halfF32Set) one(x *uint16, y *float32, n int) float32 {
+	if s.bf16() {
+		return dotBF16F32AVX2(x, y, n)
+	}
+	return dotF16F32AVX2(x, y, n)
+}
+
+// four is one weight row against four activation rows ystride bytes apart, out[c] column c.
+func (s halfF32Set) four(x *uint16, y *float32, ystride, n int, out *[4]float32) {
+	if s == f16F32AVX512 {
+		dotF16F32x4AVX512(x, y, ystride, n, &out[0])
+		return
+	}
+	for c := range out {
+		out[c] = s.one(x, (*float32)(unsafe.Add(unsafe.Pointer(y), c*ystride)), n)
+	}
+}
+
+// pairs is the run of row pairs (dotF16F32R2x4Rows' arguments and layout).
+func (s halfF32Set) pairs(x *uint16, xstride, pairs int, y *float32, ystride, n int, out *float32, ostride int) {
+	switch s {
+	case f16F32AVX512:
+		dotF16F32R2x4Rows(x, xstride, pairs, y, ystride, n, out, ostride)
+	default:
+		// Three rows at a time where the run allows (twelve accumulator chains to the two rows'
+		// eight: 1.2x), the rest by two.
+		rows := 2 * pairs
+		triples := rows / 3
+		if rows%3 == 1 {
+			triples--
+		}
+		if triples > 0 {
+			if s.bf16() {
+				dotBF16F32TriplesAVX2(x, xstride, triples, y, ystride, n, out, ostride)
+			} else {
+				dotF16F32TriplesAVX2(x, xstride, triples, y, ystride, n, out, ostride)
+			}
+		}
+		if rest := (rows - 3*triples) / 2; rest > 0 {
+			x, out = (*uint16)(unsafe.Add(unsafe.Pointer(x), 3*triples*xstride)), (*float32)(unsafe.Add(unsafe.Pointer(out), 12*triples))
+			if s.bf16() {
+				dotBF16F32PairsAVX2(x, xstride, rest, y, ystride, n, out, ostride)
+			} else {
+				dotF16F32PairsAVX2(x, xstride, rest, y, ystride, n, out, ostride)
+			}
+		}
+	}
+}
+
+// two is two weight rows xstride bytes apart against four activation rows, out[4r+c].
+func (s halfF32Set) two(x *uint16, xstride int, y *float32, ystride, n int, out *[8]float32) {
+	if s == f16F32AVX512 {
+		dotF16F32R2x4AVX512(x, xstride, y, ystride, n, &out[0])
+		return
+	}
+	var o [8]float32 // row r, column c at o[r+2c]
+	s.pairs(x, xstride, 1, y, ystride, n, &o[0], 8)
+	for r := range 2 {
+		for c := range 4 {
+			out[4*r+c] = o[r+2*c]
+		}
+	}
+}
+
+// halfKernel is the prepared kernel set of F16 or BF16 weights (set's): MatMul widens each
 // activation row to float32 once (exact), so that the inner loops convert only the weights, of
-// two rows for four columns at a time. The results are dotF16AVX2's (with its Go tail) bit for
-// bit. Decode steps (fewer than four activation rows) keep the F16 activations: the rows stream
-// from memory there, and the widened row's twice the bytes in the level-1 cache made them
-// slower (tg 4-5% at one thread, 2-layer F16 model). Neither is there a prepared set on AVX2
-// alone: one column at a time against widened activations, prompts ran 20% slower than on the
-// F16 ones.
-func f16Kernel() *preparedKernel {
+// two rows for four columns at a time. The results are dotF16AVX2's (dotBF16AVX2's, with the Go
+// tail) bit for bit. Decode steps (fewer than four activation rows) keep the 16-bit
+// activations: the rows stream from memory there, and the widened row's twice the bytes in the
+// level-1 cache made them slower (tg 4-5% at one thread, 2-layer F16 model).
+//
+// On AVX2 alone a step of the two-row kernel on 16-bit activations widened twelve vectors for
+// eight FMAs; its passes (halfpairs_amd64.s) widen two. An earlier prepared set of one column
+// at a time ran prompts 20% slower than the 16-bit activations did.
+func halfKernel(set halfF32Set) *preparedKernel {
+	t, wide, name := ggml.F16, F16ToF32, "avx512"
+	switch set {
+	case f16F32AVX2:
+		name = "avx2"
+	case bf16F32AVX2:
+		t, wide, name = ggml.BF16, BF16ToF32, "avx2"
+	}
 	check := func(row, prep []byte, stride, cols, n int) {
 		if len(row) < 2*n || stride < 4*n || len(prep) < (cols-1)*stride+4*n {
-			panic(fmt.Sprintf("kernels: F16 dot of %d elements with a row of %d bytes and prepared activations of %d (%d columns, stride %d)",
-				n, len(row), len(prep), cols, stride))
+			panic(fmt.Sprintf("kernels: %s dot of %d elements with a row of %d bytes and prepared activations of %d (%d columns, stride %d)",
+				t, n, len(row), len(prep), cols, stride))
 		}
 	}
 	f32s := func(b []byte, n int) []float32 {
@@ -603,20 +708,31 @@ func f16Kernel() *preparedKernel {
 	tail := func(s float32, row []uint16, act []float32, np int) float32 {
 		sum := float64(s)
 		for i := np; i < len(row); i++ {
-			sum += float64(F16ToF32(row[i]) * act[i])
+			sum += float64(wide(row[i]) * act[i])
 		}
 		return float32(sum)
 	}
-	pk := &preparedKernel{name: "avx512", t: ggml.F16, minN: 4,
+	pk := &preparedKernel{name: name, t: t, minN: 4,
 		size: func(n int) int { return 4 * n },
 		prep: func(act []byte, n int, dst []byte) {
 			if len(act) < 2*n || len(dst) < 4*n {
-				panic(fmt.Sprintf("kernels: F16 activations of %d elements from %d bytes into %d", n, len(act), len(dst)))
+				panic(fmt.Sprintf("kernels: %s activations of %d elements from %d bytes into %d", t, n, len(act), len(dst)))
 			}
-			if n > 0 {
-				FromF16(f32s(dst, n), u16s(act, n))
+			if n == 0 {
+				return
 			}
+			if t == ggml.BF16 {
+				d, a := f32s(dst, n), u16s(act, n)
+				for i, v := range a {
+					d[i] = BF16ToF32(v)
+				}
+				return
+			}
+			FromF16(f32s(dst, n), u16s(act, n))
 		},
+	}
+	if set != f16F32AVX512 {
+		pk.unitRows = 6 // whole groups of three rows in runs of pairs
 	}
 	pk.dot = func(row, prep []byte, n int) float32 {
 		check(row, prep, 4*n, 1, n)
@@ -627,7 +743,7 @@ func f16Kernel() *preparedKernel {
 		np := n &^ 31
 		var s float32
 		if np > 0 {
-			s = dotF16F32AVX2(&a[0], &b[0], np)
+			s = set.one(&a[0], &b[0], np)
 		}
 		return tail(s, a, b, np)
 	}
@@ -641,7 +757,7 @@ func f16Kernel() *preparedKernel {
 		np := n &^ 31
 		var s [4]float32
 		if np > 0 {
-			dotF16F32x4AVX512(&a[0], &f32s(prep, n)[0], stride, np, &s[0])
+			set.four(&a[0], &f32s(prep, n)[0], stride, np, &s)
 		}
 		for c := range out {
 			out[c] = tail(s[c], a, f32s(prep[c*stride:], n), np)
@@ -650,7 +766,7 @@ func f16Kernel() *preparedKernel {
 	pk.dot2x4 = func(w []byte, wstride int, prep []byte, stride int, n int, out *[8]float32) {
 		check(w, prep, stride, 4, n)
 		if wstride < 2*n || len(w) < wstride+2*n {
-			panic(fmt.Sprintf("kernels: F16 dot of two rows of %d elements, %d bytes apart, from %d bytes", n, wstride, len(w)))
+			panic(fmt.Sprintf("kernels: %s dot of two rows of %d elements, %d bytes apart, from %d bytes", t, n, wstride, len(w)))
 		}
 		if n == 0 {
 			*out = [8]float32{}
@@ -659,7 +775,7 @@ func f16Kernel() *preparedKernel {
 		np := n &^ 31
 		var s [8]float32
 		if np > 0 {
-			dotF16F32R2x4AVX512(&u16s(w, n)[0], wstride, &f32s(prep, n)[0], stride, np, &s[0])
+			set.two(&u16s(w, n)[0], wstride, &f32s(prep, n)[0], stride, np, &s)
 		}
 		for r := range 2 {
 			a := u16s(w[r*wstride:], n)
@@ -674,13 +790,25 @@ func f16Kernel() *preparedKernel {
 		}
 		check(w, prep, stride, 4, n)
 		checkPairs4(w, wstride, pairs, n, out, ostride)
-		if n == 0 || n%32 != 0 {
-			// The kernel takes whole 32-element steps, at least one; rows with a tail go a
-			// pair at a time.
-			pairsByTwo(pk.dot2x4, w, wstride, pairs, prep, stride, n, out, ostride)
+		np := n &^ 31
+		if np == 0 {
+			for c := range 4 {
+				clear(out[c*ostride : c*ostride+2*pairs])
+			}
+		} else {
+			set.pairs(&u16s(w, n)[0], wstride, pairs, &f32s(prep, n)[0], stride, np, &out[0], 4*ostride)
+		}
+		if np == n {
 			return
 		}
-		dotF16F32R2x4Rows(&u16s(w, n)[0], wstride, pairs, &f32s(prep, n)[0], stride, n, &out[0], 4*ostride)
+		// The elements after the last whole step, added in Go as dot adds them.
+		for i := range 2 * pairs {
+			a := u16s(w[i*wstride:], n)
+			for c := range 4 {
+				o := &out[c*ostride+i]
+				*o = tail(*o, a, f32s(prep[c*stride:], n), np)
+			}
+		}
 	}
 	return pk
 }

@@ -349,6 +349,11 @@ loop: \
 	VCVTPH2PS   16*k(SI), Y1; \
 	VFMADD231PS 32*k(DI), Y1, acc
 
+#define BF16F32_STEP(k, acc) \
+	VPMOVZXWD   16*k(SI), Y1; \
+	VPSLLD      $16, Y1, Y1; \
+	VFMADD231PS 32*k(DI), Y1, acc
+
 #define F32_STEP(k, acc) \
 	VMOVUPS     32*k(SI), Y1; \
 	VFMADD231PS 32*k(DI), Y1, acc
@@ -477,13 +482,18 @@ loop: \
 	ADDQ        R9, DI
 
 #define GGML_REDUCE4 \
-	VADDPS       Y6, Y0, Y0; \
-	VADDPS       Y7, Y5, Y5; \
-	VADDPS       Y5, Y0, Y0; \
-	VEXTRACTF128 $1, Y0, X1; \
-	VADDPS       X1, X0, X0; \
-	VHADDPS      X0, X0, X0; \
-	VHADDPS      X0, X0, X0
+	VADDPS Y6, Y0, Y0; \
+	VADDPS Y7, Y5, Y5; \
+	VADDPS Y5, Y0, Y0; \
+	GGML_REDUCE8(Y0, X0, X1)
+
+// The eight lanes of y summed into x's first (GGML_REDUCE4's last steps): the halves, then
+// two horizontal adds; xt scratch.
+#define GGML_REDUCE8(y, x, xt) \
+	VEXTRACTF128 $1, y, xt; \
+	VADDPS       xt, x, x; \
+	VHADDPS      x, x, x; \
+	VHADDPS      x, x, x
 
 // Two-row forms of dotF16AVX2 and dotBF16AVX2 (func (x, y *uint16, ystride int, n int, out
 // *float32)): x one row, y and y+ystride two more; out[r] is what the one-row kernel returns
