@@ -112,10 +112,13 @@
 	MINS_SUM1(V16)
 
 // K4_HEAD's unpacking alone (R8-R13 scratch).
-#define K4_SCALES \
-	MOVWU 4(R0), R8; \
-	MOVWU 8(R0), R9; \
-	MOVWU 12(R0), R10; \
+#define K4_SCALES K4_SCALES_OF(R0, R3, R4)
+
+// The scales and mins of the super-block at p unpacked into sc and mn (R8-R13 scratch).
+#define K4_SCALES_OF(p, sc, mn) \
+	MOVWU 4(p), R8; \
+	MOVWU 8(p), R9; \
+	MOVWU 12(p), R10; \
 	LSRW  $4, R10, R11; \
 	ANDW  $0x0f0f0f0f, R11; \
 	LSRW  $6, R9, R12; \
@@ -127,8 +130,8 @@
 	ANDW  $0x03030303, R13; \
 	ORRW  R13<<4, R10, R10; \
 	ANDW  $0x3f3f3f3f, R8; \
-	ORR   R10<<32, R8, R3; \
-	ORR   R11<<32, R12, R4
+	ORR   R10<<32, R8, sc; \
+	ORR   R11<<32, R12, mn
 
 // F20 += d·yd·R15 - dmin·yd·R14 (d, dmin the two halves at 0).
 #define K4_TAIL K_TAIL(0)
@@ -736,4 +739,136 @@ q3kx4_loop:
 	X4_NEXT(110, 292)
 	BNE   q3kx4_loop
 	X4_STORE
+	RET
+
+// The four-row Q4_K kernel (decode): four weight rows against one activation row, row k's sum
+// in lane k. Per sub-block each row's SDOTs go to a register of its own, LANES4 leaves one dot
+// in each lane, and one MLA adds them times the rows' scales (a TBL gathers scale j of the four
+// rows from their unpacked scale bytes); the mins' products and the float steps run on the
+// lanes too, in dotQ4KSDOT's order, so every lane is that kernel's result bit for bit. The
+// activations are loaded once for the four rows.
+
+// The four rows' scale bytes as a table for TBL: rows 0, 1 in V12, rows 2, 3 in V13 (R14-R17);
+// V16 = the indices of sub-block 0's scales (from V17).
+#define K4R4_TABLE \
+	VMOV R14, V12.D[0]; \
+	VMOV R15, V12.D[1]; \
+	VMOV R16, V13.D[0]; \
+	VMOV R17, V13.D[1]; \
+	VMOV V17.B16, V16.B16
+
+// The next sub-block's scales of the four rows as int32 lanes in V11 (bytes at 0x80 and above
+// in V16 index nothing: zero).
+#define K4R4_SCALES \
+	VTBL V16.B16, [V12.B16, V13.B16], V11.B16; \
+	VADD V9.B16, V16.B16, V16.B16
+
+// Row k's mins (mn) times the activations' pair sums of group sums (V14), into V(20+k).
+#define K4R4_MINS_ROW(mn, accn) \
+	VMOV mn, V10.D[0]; \
+	UXTL8H(10, 10); \
+	SMULL4S(10, 14, accn); \
+	SMLAL2_4S(10, 14, accn)
+
+// The super-block's scales (table), the rows' mins products (V19), the sums V18 = 0.
+#define K4R4_HEAD \
+	K4_SCALES_OF(R0, R14, R19); \
+	K4_SCALES_OF(R1, R15, R20); \
+	K4_SCALES_OF(R2, R16, R21); \
+	K4_SCALES_OF(R3, R17, R22); \
+	K4R4_TABLE; \
+	ADD   $260, R4, R7; \
+	VLD1  (R7), [V14.H8, V15.H8]; \
+	VADDP V15.H8, V14.H8, V14.H8; \
+	K4R4_MINS_ROW(R19, 20); \
+	K4R4_MINS_ROW(R20, 21); \
+	K4R4_MINS_ROW(R21, 22); \
+	K4R4_MINS_ROW(R22, 23); \
+	LANES4(V20, V21, V22, V23, V22, V19); \
+	SUMS_ZERO
+
+// Row k's 32 bytes of chunk c's nibbles into V(24+2k), V(25+2k).
+#define K4R4_LOAD(rp, c, a, b) \
+	ADD  $(16+32*c), rp, R7; \
+	VLD1 (R7), [a.B16, b.B16]
+
+// Row k's sub-block dot: its nibbles (a, b) by op into V0, V1, against the activations V(y1),
+// V(y2), into acc (accn its number).
+#define K4R4_DOT(op, a, b, y1, y2, acc, accn) \
+	op(a, V0); \
+	op(b, V1); \
+	VEOR acc.B16, acc.B16, acc.B16; \
+	SDOT(y1, 0, accn); \
+	SDOT(y2, 1, accn)
+
+#define K4R4_LOW(r, d) VAND V8.B16, r.B16, d.B16
+#define K4R4_HIGH(r, d) VUSHR $4, r.B16, d.B16
+
+// One sub-block of the four rows (op picks its nibbles) against activations V(y1), V(y2):
+// V18 += its dots times the rows' scales.
+#define K4R4_SUB(op, y1, y2) \
+	K4R4_DOT(op, V24, V25, y1, y2, V20, 20); \
+	K4R4_DOT(op, V26, V27, y1, y2, V21, 21); \
+	K4R4_DOT(op, V28, V29, y1, y2, V22, 22); \
+	K4R4_DOT(op, V30, V31, y1, y2, V23, 23); \
+	LANES4(V20, V21, V22, V23, V22, V20); \
+	K4R4_SCALES; \
+	MLA4S(11, 20, 18)
+
+// Chunk c (64 elements: sub-block 2c in the low nibbles, 2c+1 in the high) of the four rows.
+#define K4R4_CHUNK(c) \
+	ADD  $(4+64*c), R4, R7; \
+	VLD1 (R7), [V2.B16, V3.B16, V4.B16, V5.B16]; \
+	K4R4_LOAD(R0, c, V24, V25); \
+	K4R4_LOAD(R1, c, V26, V27); \
+	K4R4_LOAD(R2, c, V28, V29); \
+	K4R4_LOAD(R3, c, V30, V31); \
+	K4R4_SUB(K4R4_LOW, 2, 3); \
+	K4R4_SUB(K4R4_HIGH, 4, 5)
+
+// V6 += d·yd·sums - dmin·yd·mins on the four lanes (K_TAIL's steps): the rows' d and dmin
+// gathered as halves into V0 and split by UZP1/UZP2.
+#define K4R4_TAIL \
+	MOVWU (R0), R7; \
+	VMOV  R7, V0.S[0]; \
+	MOVWU (R1), R7; \
+	VMOV  R7, V0.S[1]; \
+	MOVWU (R2), R7; \
+	VMOV  R7, V0.S[2]; \
+	MOVWU (R3), R7; \
+	VMOV  R7, V0.S[3]; \
+	VUZP1 V0.H8, V0.H8, V1.H8; \
+	VUZP2 V0.H8, V0.H8, V2.H8; \
+	FCVTL_S(1, 1); \
+	FCVTL_S(2, 2); \
+	VLD1R (R4), [V3.S4]; \
+	FMUL4S(3, 1, 1); \
+	FMUL4S(3, 2, 2); \
+	SCVTF4S(18, 18); \
+	SCVTF4S(19, 19); \
+	VFMLA V18.S4, V1.S4, V6.S4; \
+	VFMLS V19.S4, V2.S4, V6.S4
+
+// func dotQ4KSDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
+// nb > 0: out[k] = row k · y, each as dotQ4KSDOT.
+TEXT ·dotQ4KSDOTR4(SB), NOSPLIT, $0-40
+	R4_ARGS
+	VEOR  V6.B16, V6.B16, V6.B16
+	VMOVI $15, V8.B16
+	VMOVI $1, V9.B16
+	MOVD  $0x8080800880808000, R7
+	VMOV  R7, V17.D[0]
+	MOVD  $0x8080801880808010, R7
+	VMOV  R7, V17.D[1]
+
+q4kr4_loop:
+	K4R4_HEAD
+	K4R4_CHUNK(0)
+	K4R4_CHUNK(1)
+	K4R4_CHUNK(2)
+	K4R4_CHUNK(3)
+	K4R4_TAIL
+	R4_NEXT(144, 292)
+	BNE  q4kr4_loop
+	VST1 [V6.S4], (R6)
 	RET

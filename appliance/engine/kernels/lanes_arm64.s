@@ -14,18 +14,6 @@
 // one-row kernels' across-lanes add, move to a general register and scalar conversion per
 // block give way to three pairwise adds and one vector conversion per four dots.
 
-// R0-R3 = the four rows, R4 = y, R5 = nb, R6 = out; V20 = the four sums (zero).
-#define R4_ARGS \
-	MOVD x+0(FP), R0; \
-	MOVD stride+8(FP), R9; \
-	MOVD y+16(FP), R4; \
-	MOVD nb+24(FP), R5; \
-	MOVD out+32(FP), R6; \
-	ADD  R9, R0, R1; \
-	ADD  R9, R1, R2; \
-	ADD  R9, R2, R3; \
-	VEOR V20.B16, V20.B16, V20.B16
-
 // The two-row four-column kernels' arguments (see dotQ4_0SDOT2x4): R0, R1 the rows, R19-R22
 // the columns, R2 = nb, R23 = out; the totals V20, V21 = 0.
 #define L2X4_ARGS \
@@ -122,14 +110,6 @@
 	FMUL4S(19, 12, 12); \
 	FADD4S(12, 20, 20)
 
-#define R4_NEXT(wb) \
-	ADD  $(wb), R0; \
-	ADD  $(wb), R1; \
-	ADD  $(wb), R2; \
-	ADD  $(wb), R3; \
-	ADD  $34, R4; \
-	SUBS $1, R5
-
 // func dotQ4_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
 // nb > 0: out[k] = row k · y, each sum += (sumi·dx)·dy as dotQ4_0SDOT.
 TEXT ·dotQ4_0SDOTR4(SB), NOSPLIT, $0-40
@@ -143,7 +123,7 @@ q40r4_loop:
 	FMUL4S(19, 12, 12)
 	FMUL4S(18, 12, 12)
 	FADD4S(12, 20, 20)
-	R4_NEXT(18)
+	R4_NEXT(18, 34)
 	BNE  q40r4_loop
 	VST1 [V20.S4], (R6)
 	RET
@@ -158,7 +138,7 @@ q80r4_loop:
 	R4_EACH(Q80_R4ROW)
 	LANE_SUMS
 	Q80_LANES_STEP
-	R4_NEXT(34)
+	R4_NEXT(34, 34)
 	BNE  q80r4_loop
 	VST1 [V20.S4], (R6)
 	RET

@@ -41,6 +41,12 @@ func dotQ6KSDOT(x, y *byte, nb int) float32
 //go:noescape
 func dotQ4KSDOT4(x, y *byte, ystride, nb int, out *float32)
 
+// dotQ4KSDOTR4 is dotQ4KSDOT for four weight rows stride bytes apart at once (decode), out[k]
+// row k's.
+//
+//go:noescape
+func dotQ4KSDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
+
 //go:noescape
 func dotQ6KSDOT4(x, y *byte, ystride, nb int, out *float32)
 
@@ -250,7 +256,9 @@ func init() {
 	useExact("sdot", ggml.Q8_0, q80)
 	useRows(ggml.Q8_0, geomQ8_0.rowsR4(dotQ8_0SDOTR4, q80), nil)
 	use4x2("sdot", ggml.Q8_0, geomQ8_0.x4(dotQ8_0SDOT4), geomQ8_0.x2x4(dotQ8_0SDOT2x4))
-	use("sdot", ggml.Q4_K, kDot(&geomQ4K, dotQ4KSDOT))
+	q4k := kDot(&geomQ4K, dotQ4KSDOT)
+	use("sdot", ggml.Q4_K, q4k)
+	useRows(ggml.Q4_K, geomQ4K.rowsR4(dotQ4KSDOTR4, q4k), nil)
 	use4("sdot", ggml.Q4_K, geomQ4K.x4(dotQ4KSDOT4))
 	useExact("neon", ggml.F32, floatDot(&geomF32, dotF32NEON, f32At))
 	useExact("neon", ggml.F16, floatDot(&geomF16, dotF16NEON, f16At))

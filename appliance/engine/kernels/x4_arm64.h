@@ -29,3 +29,25 @@
 	FMOVS F25, 4(R23); \
 	FMOVS F26, 8(R23); \
 	FMOVS F27, 12(R23)
+
+// The frame of the arm64 four-row kernels, func(x *byte, stride int, y *byte, nb int, out
+// *float32): R0-R3 = the four rows, R4 = y, R5 = nb, R6 = out; V20 = the four sums (zero).
+#define R4_ARGS \
+	MOVD x+0(FP), R0; \
+	MOVD stride+8(FP), R9; \
+	MOVD y+16(FP), R4; \
+	MOVD nb+24(FP), R5; \
+	MOVD out+32(FP), R6; \
+	ADD  R9, R0, R1; \
+	ADD  R9, R1, R2; \
+	ADD  R9, R2, R3; \
+	VEOR V20.B16, V20.B16, V20.B16
+
+// On to the next block: wb bytes of each weight row, ab of the activations; the flags count nb.
+#define R4_NEXT(wb, ab) \
+	ADD  $(wb), R0; \
+	ADD  $(wb), R1; \
+	ADD  $(wb), R2; \
+	ADD  $(wb), R3; \
+	ADD  $(ab), R4; \
+	SUBS $1, R5
