@@ -4,9 +4,9 @@
 #include "neon_arm64.h"
 
 // K-quant super-blocks against Q8_K with SDOT (see simd_arm64.s). Each 16- or 32-element
-// sub-block's integer dot is an SDOT into a cleared register and an across-lanes add; the
-// scalar code scales it and sums the super-block exactly in 32 bits, then adds d·yd·sum (and
-// for Q4_K subtracts dmin·yd·(mins·group sums)) to a float32 total. The Go twins sum in eight
+// sub-block's integer dot is an SDOT into a cleared register, added times its scale to four
+// int32 lanes; the super-block's sum, exact in 32 bits, is reduced once, and the scalar code adds
+// d·yd·sum (and for Q4_K subtracts dmin·yd·(mins·group sums)) to a float32 total. The Go twins sum in eight
 // float lanes instead, so these agree with them within the float tolerance, and exactly where
 // every float step is exact.
 
@@ -20,23 +20,42 @@
 	MOVD  nb+16(FP), R2; \
 	FMOVS $(0.0), F20
 
-// acc (a W register) += the dot of the 32 quants in Vq1, Vq2 with the 32 activations in Vy1,
-// Vy2, times the scale in Rs (V10 scratch).
-#define DOT32(y1, y2, q1, q2, rs, acc) \
-	VEOR   V10.B16, V10.B16, V10.B16; \
+// The one-column kernels keep the super-block's sum of scaled sub-block dots in the four int32
+// lanes of V17 (SUMS_LANES): each sub-block's SDOTs go to V10, which one MLA by element adds
+// times the sub-block's scale, lane i of V(sv) (the scales widened to int32 four to a
+// register), so that no dot is reduced across lanes until the super-block's end. Integer sums
+// in 32 bits: the same total as scaling each reduced dot.
+
+// V17 += the dot of the 32 quants in Vq1, Vq2 with the 32 activations in Vy1, Vy2, times
+// scale si of V(sv).
+#define DOT32_LANE(y1, y2, q1, q2, sv, si) \
+	VEOR V10.B16, V10.B16, V10.B16; \
 	SDOT(y1, q1, 10); \
 	SDOT(y2, q2, 10); \
-	VADDV  V10.S4, V10; \
-	VMOV   V10.S[0], R5; \
-	MADDW  rs, acc, R5, acc
+	MLA4S_LANE(sv, si, 10, 17)
 
 // The same for the 16 quants in Vq against Vy.
-#define DOT16(y, q, rs, acc) \
-	VEOR   V10.B16, V10.B16, V10.B16; \
+#define DOT16_LANE(y, q, sv, si) \
+	VEOR V10.B16, V10.B16, V10.B16; \
 	SDOT(y, q, 10); \
-	VADDV  V10.S4, V10; \
-	VMOV   V10.S[0], R5; \
-	MADDW  rs, acc, R5, acc
+	MLA4S_LANE(sv, si, 10, 17)
+
+#define SUMS_LANES_ZERO VEOR V17.B16, V17.B16, V17.B16
+
+// The super-block's sum to R15.
+#define SUMS_LANES_OUT \
+	VADDV V17.S4, V17; \
+	VMOV  V17.S[0], R15
+
+// Sixteen scale bytes of V30 (unsigned: widen = UXTL; signed: SXTL) as int32 in V26-V29 (V31
+// scratch).
+#define SCALES16_WIDE(w8, w8hi, w4, w4hi) \
+	w8(30, 31); \
+	w4(31, 26); \
+	w4hi(31, 27); \
+	w8hi(30, 31); \
+	w4(31, 28); \
+	w4hi(31, 29)
 
 // Q4_K chunk c (64 elements: 32 bytes of nibbles at 16+32c, low nibbles first; activations at
 // 4+64c): R15 += scale(2c)·low dot + scale(2c+1)·high dot, the scales bytes of R3.
@@ -56,12 +75,11 @@
 	VAND   V8.B16, V0.B16, V0.B16; \
 	VAND   V8.B16, V1.B16, V1.B16
 
-// R15 += scale(2c)·(V0, V1 against V2, V3) + scale(2c+1)·(V6, V7 against V4, V5).
+// V17 += scale(2c)·(V0, V1 against V2, V3) + scale(2c+1)·(V6, V7 against V4, V5), the
+// scales in V26 (0-3) and V27 (4-7).
 #define K4_DOTS(c) \
-	UBFX   $(16*c), R3, $8, R6; \
-	DOT32(2, 3, 0, 1, R6, R15); \
-	UBFX   $(16*c+8), R3, $8, R6; \
-	DOT32(4, 5, 6, 7, R6, R15)
+	DOT32_LANE(2, 3, 0, 1, 26+(c)/2, 2*((c)%2)); \
+	DOT32_LANE(4, 5, 6, 7, 26+(c)/2, 2*((c)%2)+1)
 
 // The mins' products with the activations' group sums (Q4_K, Q5_K: min j times group sums 2j
 // and 2j+1; Q2_K: min j times group sum j), eight at once by widening multiply-adds: the
@@ -103,10 +121,15 @@
 	VMOV  acc.S[0], R14
 
 // A Q4_K or Q5_K super-block's scales and mins (12 bytes at 4), unpacked as the AVX2 kernel
-// does: R3 = the eight scales, R4 = the eight mins (bytes); R14 = mins · group sums, R15 = 0.
+// does: R3 = the eight scales, R4 = the eight mins (bytes), the scales as int32 in V26, V27;
+// R14 = mins · group sums; the sums V17 = 0.
 #define K4_HEAD \
 	K4_SCALES; \
-	MOVW  ZR, R15; \
+	VMOV  R3, V31.D[0]; \
+	UXTL8H(31, 31); \
+	UXTL4S(31, 26); \
+	UXTL2_4S(31, 27); \
+	SUMS_LANES_ZERO; \
 	K4_MINS_WIDE; \
 	K4_MINS_COL(R1, 16); \
 	MINS_SUM1(V16)
@@ -133,8 +156,10 @@
 	ORR   R10<<32, R8, sc; \
 	ORR   R11<<32, R12, mn
 
-// F20 += d·yd·R15 - dmin·yd·R14 (d, dmin the two halves at 0).
-#define K4_TAIL K_TAIL(0)
+// F20 += d·yd·sums - dmin·yd·R14 (d, dmin the two halves at 0).
+#define K4_TAIL \
+	SUMS_LANES_OUT; \
+	K_TAIL(0)
 
 // The same with d and dmin at off and off+2.
 #define K_TAIL(off) \
@@ -256,16 +281,14 @@ q5k_loop:
 	VORR  V11.B16, V7.B16, V7.B16
 
 // Group g of half n, assembled in V6, V7: minus 32 (V12), against its activations at
-// 4+128n+32g, times scales 8n+2g and 8n+2g+1 (signed bytes at 192), into R15.
+// 4+128n+32g, times scales 8n+2g and 8n+2g+1 (V26-V29), into V17.
 #define Q6_DOT(n, g) \
 	VSUB  V12.B16, V6.B16, V6.B16; \
 	VSUB  V12.B16, V7.B16, V7.B16; \
 	ADD   $(4+128*n+32*g), R1, R6; \
 	VLD1  (R6), [V13.B16, V14.B16]; \
-	MOVB  (192+8*n+2*g)(R0), R7; \
-	DOT16(13, 6, R7, R15); \
-	MOVB  (193+8*n+2*g)(R0), R7; \
-	DOT16(14, 7, R7, R15)
+	DOT16_LANE(13, 6, 26+2*(n)+(g)/2, 2*((g)%2)); \
+	DOT16_LANE(14, 7, 26+2*(n)+(g)/2, 2*((g)%2)+1)
 
 #define Q6_HALF(n) Q6_HALF_WITH(n, Q6_DOT)
 
@@ -293,9 +316,13 @@ TEXT ·dotQ6KSDOT(SB), NOSPLIT, $0-28
 	VMOVI $32, V12.B16
 
 q6k_loop:
-	MOVW    ZR, R15
+	ADD     $192, R0, R5
+	VLD1    (R5), [V30.B16]
+	SCALES16_WIDE(SXTL8H, SXTL2_8H, SXTL4S, SXTL2_4S)
+	SUMS_LANES_ZERO
 	Q6_HALF(0)
 	Q6_HALF(1)
+	SUMS_LANES_OUT
 	FMOVS   (R1), F21
 	MOVHU   208(R0), R5
 	FMOVS   R5, F22
@@ -328,11 +355,8 @@ q6k_loop:
 	ADD    $(4+128*k+32*s), R1, R6; \
 	VLD1   (R6), [V2.B16, V3.B16]
 
-// Q2_K sub-block j's scale (low nibble of byte j) into R7, then R15 += it · the dot of Vq, Vy.
-#define Q2K_DOT(j, y, q) \
-	MOVBU  j(R0), R7; \
-	ANDW   $15, R7; \
-	DOT16(y, q, R7, R15)
+// V17 += Q2_K sub-block j's scale (V26-V29) · the dot of Vq, Vy.
+#define Q2K_DOT(j, y, q) DOT16_LANE(y, q, 26+(j)/4, (j)%4)
 
 // (r unused: Q3K_STEP takes its scales register there.)
 #define Q2K_STEP(k, s, r) \
@@ -359,14 +383,19 @@ q6k_loop:
 TEXT ·dotQ2KSDOT(SB), NOSPLIT, $0-28
 	KQ_ARGS
 	VMOVI $3, V8.B16
+	VMOVI $15, V19.B16
 
 q2k_loop:
-	MOVW  ZR, R15
+	VLD1  (R0), [V30.B16]
+	VAND  V19.B16, V30.B16, V30.B16
+	SCALES16_WIDE(UXTL8H, UXTL2_8H, UXTL4S, UXTL2_4S)
+	SUMS_LANES_ZERO
 	K2_MINS_WIDE
 	K2_MINS_COL(R1, 16)
 	MINS_SUM1(V16)
 	K2_HALF(16, 0, Q2K_STEP, R3)
 	K2_HALF(16, 1, Q2K_STEP, R3)
+	SUMS_LANES_OUT
 	K_TAIL(80)
 	ADD   $84, R0
 	ADD   $292, R1
@@ -390,20 +419,17 @@ q2k_loop:
 	VSUB   V9.B16, V6.B16, V6.B16; \
 	VSUB   V9.B16, V7.B16, V7.B16
 
-// Sub-block j's scale (byte j of R3:R4 as the AVX2 kernel unpacks them, minus 32) into R7.
-#define Q3K_SCALE(j, r) Q3K_SCALE_TO(j, r, R7)
-
+// Sub-block j's scale (byte j of R3:R4 as the AVX2 kernel unpacks them, minus 32) into dst.
 #define Q3K_SCALE_TO(j, r, dst) \
 	UBFX   $(8*(j)), r, $8, dst; \
 	SUBW   $32, dst
 
+// (r unused: the scales are in V26-V29.)
 #define Q3K_STEP(k, s, r) \
 	Q3K_BITS; \
 	K2_Y(k, s); \
-	Q3K_SCALE(2*s, r); \
-	DOT16(2, 6, R7, R15); \
-	Q3K_SCALE(2*s+1, r); \
-	DOT16(3, 7, R7, R15)
+	DOT16_LANE(2, 6, 26+2*(k)+(s)/2, 2*((s)%2)); \
+	DOT16_LANE(3, 7, 26+2*(k)+(s)/2, 2*((s)%2)+1)
 
 
 // A Q3_K super-block's scales into R3 and R4 (mask: 0x0f in every byte; R8, R9, R12, R13
@@ -434,14 +460,20 @@ TEXT ·dotQ3KSDOT(SB), NOSPLIT, $0-28
 	KQ_ARGS
 	VMOVI $3, V8.B16
 	VMOVI $4, V9.B16
+	VMOVI $32, V25.B16
 	MOVD  $0x0f0f0f0f0f0f0f0f, R11
 
 q3k_loop:
 	Q3K_SCALES(R11)
-	MOVW   ZR, R15
+	VMOV   R3, V30.D[0]
+	VMOV   R4, V30.D[1]
+	VSUB   V25.B16, V30.B16, V30.B16
+	SCALES16_WIDE(SXTL8H, SXTL2_8H, SXTL4S, SXTL2_4S)
+	SUMS_LANES_ZERO
 	VLD1   (R0), [V12.B16, V13.B16]
 	K2_HALF(32, 0, Q3K_STEP, R3)
 	K2_HALF(32, 1, Q3K_STEP, R4)
+	SUMS_LANES_OUT
 	FMOVS   (R1), F21
 	MOVHU   108(R0), R5
 	FMOVS   R5, F22

@@ -84,6 +84,18 @@
 #define UXTL8H(n, d) WORD $(0x2F08A400 | ((n)<<5) | (d))
 #define UXTL2_8H(n, d) WORD $(0x6F08A400 | ((n)<<5) | (d))
 
+// Widen int16 lanes to int32 (UXTL zero-, SXTL sign-extending; *2 the upper four), and bytes
+// to int16 signed.
+#define UXTL4S(n, d) WORD $(0x2F10A400 | ((n)<<5) | (d))
+#define UXTL2_4S(n, d) WORD $(0x6F10A400 | ((n)<<5) | (d))
+#define SXTL8H(n, d) WORD $(0x0F08A400 | ((n)<<5) | (d))
+#define SXTL2_8H(n, d) WORD $(0x4F08A400 | ((n)<<5) | (d))
+#define SXTL4S(n, d) WORD $(0x0F10A400 | ((n)<<5) | (d))
+#define SXTL2_4S(n, d) WORD $(0x4F10A400 | ((n)<<5) | (d))
+
+// MLA Vd.4S, Vn.4S, Vm.S[i]: Vd += Vn times lane i of Vm (int32).
+#define MLA4S_LANE(m, i, n, d) WORD $(0x6F800000 | (((i)&1)<<21) | (((m)>>4)<<20) | (((m)&15)<<16) | (((i)>>1)<<11) | ((n)<<5) | (d))
+
 // dst = the lane sums of a, b, c and d (int32, one to a lane, in that order) by three pairwise
 // adds; a and t are overwritten (t may be c).
 #define LANES4(a, b, c, d, t, dst) \
