@@ -592,7 +592,7 @@ func TestMatMulMatchesRowDots(t *testing.T) {
 	for _, threads := range []int{1, 2, 3} {
 		p := NewPool(threads)
 		var mm MatMul
-		for _, ty := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.Q5_K} {
+		for _, ty := range []ggml.Type{ggml.F32, ggml.F16, ggml.BF16, ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.Q5_K} {
 			for _, shape := range [][3]int{{3, 256, 1}, {130, 512, 1}, {70, 256, 5}, {300, 256, 1}, {260, 256, 3}, {90, 256, 2}, {50, 512, 6}, {45, 256, 7}, {40, 256, 37}} {
 				rows, cols, nb := shape[0], shape[1], shape[2]
 				w := randMatrix(t, r, ty, rows, cols)
