@@ -3,8 +3,8 @@
 #include "textflag.h"
 #include "neon_arm64.h"
 
-// The float dots of F32, F16 and BF16 rows against activations of the same type, exactly as the
-// reference (dotF32Act, dotF16Act, dotBF16Act): four elements a step, their float32 products
+// The float dot of F32 rows against F32 activations, exactly as the reference (dotF32Act): four
+// elements a step, their float32 products
 // widened to float64 and added into four float64 sums (element index mod 4; V5 = sums 0-1, V6
 // = sums 2-3), which the Go side finishes. Instructions the Go assembler lacks are encoded.
 
@@ -39,35 +39,5 @@ f32_loop:
 	ACC4
 	SUBS   $4, R2
 	BNE    f32_loop
-	FLOAT_STORE
-	RET
-
-// func dotF16NEON(x, y *byte, n int, s *[4]float64)
-TEXT ·dotF16NEON(SB), NOSPLIT, $0-32
-	FLOAT_ARGS
-
-f16_loop:
-	VLD1.P 8(R0), [V0.H4]
-	VLD1.P 8(R1), [V1.H4]
-	FCVTL_S(0, 0)
-	FCVTL_S(1, 1)
-	ACC4
-	SUBS   $4, R2
-	BNE    f16_loop
-	FLOAT_STORE
-	RET
-
-// func dotBF16NEON(x, y *byte, n int, s *[4]float64)
-TEXT ·dotBF16NEON(SB), NOSPLIT, $0-32
-	FLOAT_ARGS
-
-bf16_loop:
-	VLD1.P 8(R0), [V0.H4]
-	VLD1.P 8(R1), [V1.H4]
-	SHLL16(0, 0)
-	SHLL16(1, 1)
-	ACC4
-	SUBS   $4, R2
-	BNE    bf16_loop
 	FLOAT_STORE
 	RET

@@ -8,15 +8,20 @@
 // twins' multiply and add), and float32 to half rounds to nearest even as F32ToF16 does.
 // Instructions the Go assembler lacks are encoded.
 
-// Group j of eight halves (a in Va, b in Vb) into the lanes of accumulator j (lo: elements
-// 0-3, hi: 4-7), V8-V11 scratch.
-#define F16_GROUP(a, b, lo, hi) \
-	FCVTL_S(a, 8); \
-	FCVTL2_S(a, 9); \
-	FCVTL_S(b, 10); \
-	FCVTL2_S(b, 11); \
+// Group j of eight 16-bit floats (a in Va, b in Vb) widened (lo: elements 0-3, hi: 4-7) into
+// the lanes of accumulator j, V8-V11 scratch.
+#define HALF_GROUP(wlo, whi, a, b, lo, hi) \
+	wlo(a, 8); \
+	whi(a, 9); \
+	wlo(b, 10); \
+	whi(b, 11); \
 	VFMLA V10.S4, V8.S4, lo.S4; \
 	VFMLA V11.S4, V9.S4, hi.S4
+
+#define F16_GROUP(a, b, lo, hi) HALF_GROUP(FCVTL_S, FCVTL2_S, a, b, lo, hi)
+
+// BF16 widened exactly by a 16-bit shift.
+#define BF16_GROUP(a, b, lo, hi) HALF_GROUP(SHLL16, SHLL2_16, a, b, lo, hi)
 
 // The four accumulators of eight float32 lanes of dotF16Go and dotF32Go (accumulator j's
 // lanes 0-3 in V(16+2j), 4-7 in V(17+2j)) set to zero, and reduced in reduce4's order into the
@@ -31,6 +36,26 @@
 	VEOR V21.B16, V21.B16, V21.B16; \
 	VEOR V22.B16, V22.B16, V22.B16; \
 	VEOR V23.B16, V23.B16, V23.B16
+
+// The 16-bit float dots of 32-element steps (func (a, b *uint16, n int) float32): group widens
+// and accumulates eight of each operand.
+#define HALF32_KERNEL(group, loop) \
+	MOVD a+0(FP), R0; \
+	MOVD b+8(FP), R1; \
+	MOVD n+16(FP), R2; \
+	ACC8_ZERO; \
+loop: \
+	VLD1.P 64(R0), [V0.H8, V1.H8, V2.H8, V3.H8]; \
+	VLD1.P 64(R1), [V4.H8, V5.H8, V6.H8, V7.H8]; \
+	group(0, 4, V16, V17); \
+	group(1, 5, V18, V19); \
+	group(2, 6, V20, V21); \
+	group(3, 7, V22, V23); \
+	SUBS $32, R2; \
+	BNE  loop; \
+	REDUCE4_F0; \
+	FMOVS F0, ret+24(FP); \
+	RET
 
 #define REDUCE4_F0 \
 	FADD4S(20, 16, 24); \
@@ -47,24 +72,12 @@
 // n a positive multiple of 32: dotF16Go's four accumulators of eight lanes (V16-V23) over
 // 32-element steps, reduced in reduce4's order.
 TEXT ·dotF16NEON32(SB), NOSPLIT, $0-28
-	MOVD a+0(FP), R0
-	MOVD b+8(FP), R1
-	MOVD n+16(FP), R2
-	ACC8_ZERO
+	HALF32_KERNEL(F16_GROUP, h32_loop)
 
-h32_loop:
-	VLD1.P 64(R0), [V0.H8, V1.H8, V2.H8, V3.H8]
-	VLD1.P 64(R1), [V4.H8, V5.H8, V6.H8, V7.H8]
-	F16_GROUP(0, 4, V16, V17)
-	F16_GROUP(1, 5, V18, V19)
-	F16_GROUP(2, 6, V20, V21)
-	F16_GROUP(3, 7, V22, V23)
-	SUBS $32, R2
-	BNE  h32_loop
-
-	REDUCE4_F0
-	FMOVS F0, ret+24(FP)
-	RET
+// func dotBF16NEON32(a, b *uint16, n int) float32
+// dotF16NEON32 for BF16 (dotBF16AVX2's arithmetic): the bf16Dot of arm64.
+TEXT ·dotBF16NEON32(SB), NOSPLIT, $0-28
+	HALF32_KERNEL(BF16_GROUP, bh32_loop)
 
 // func madF16NEON(acc, v *uint16, s float32, n int)
 // n a positive multiple of 8: acc = f16(v·s + acc).

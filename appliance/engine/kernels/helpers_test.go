@@ -116,3 +116,23 @@ func checkPairRunsEmpty(t *testing.T, name string, pairs func(w []byte, wstride,
 		}
 	}
 }
+
+// dotBF16Twin is the BF16 dot of dotBF16AVX2 and dotBF16NEON32 (bf16Dot): BF16 products are
+// exact in float32, so it is dotF32Go's arithmetic on the widened values, then the leftover
+// elements in float64 as dotF16Go adds them.
+func dotBF16Twin(row, act []byte, n int) float32 {
+	a, b := make([]float32, n), make([]float32, n)
+	for i := range n {
+		a[i], b[i] = BF16ToF32(le.Uint16(row[2*i:])), BF16ToF32(le.Uint16(act[2*i:]))
+	}
+	np := n &^ 31
+	var s float32
+	if np > 0 {
+		s = dotF32Go(a[:np], b[:np])
+	}
+	sum := float64(s)
+	for i := np; i < n; i++ {
+		sum += float64(a[i] * b[i])
+	}
+	return float32(sum)
+}

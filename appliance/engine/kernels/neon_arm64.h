@@ -65,6 +65,7 @@
 #define FCVTL_S(n, d) WORD $(0x0E217800 | ((n)<<5) | (d))
 #define FCVTL2_S(n, d) WORD $(0x4E217800 | ((n)<<5) | (d))
 #define SHLL16(n, d) WORD $(0x2E613800 | ((n)<<5) | (d))
+#define SHLL2_16(n, d) WORD $(0x6E613800 | ((n)<<5) | (d))
 
 // Float32 to halves, ties to even under the default rounding mode: FCVTN Vd.4H, Vn.4S and
 // FCVTN2 Vd.8H, Vn.4S (the upper four).

@@ -76,28 +76,11 @@ var preparedCases = map[ggml.Type]preparedCase{
 		},
 		sizes: halfPreparedSizes,
 	},
-	// dotBF16AVX2's arithmetic: BF16 products are exact in float32, so it is dotF32Go's on the
-	// widened values, then the leftover elements in float64 as for F16.
 	ggml.BF16: {
 		operands: func(t *testing.T, r *rand.Rand, n, trial int) ([]byte, []byte) {
 			return trialOperands(t, r, ggml.BF16, n, trial, [2]int{})
 		},
-		twin: func(row, act, _ []byte, n int) float32 {
-			a, b := make([]float32, n), make([]float32, n)
-			for i := range n {
-				a[i], b[i] = BF16ToF32(le.Uint16(row[2*i:])), BF16ToF32(le.Uint16(act[2*i:]))
-			}
-			np := n &^ 31
-			var s float32
-			if np > 0 {
-				s = dotF32Go(a[:np], b[:np])
-			}
-			sum := float64(s)
-			for i := np; i < n; i++ {
-				sum += float64(a[i] * b[i])
-			}
-			return float32(sum)
-		},
+		twin:  func(row, act, _ []byte, n int) float32 { return dotBF16Twin(row, act, n) },
 		sizes: halfPreparedSizes,
 	},
 }

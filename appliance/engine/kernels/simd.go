@@ -3,6 +3,7 @@ package kernels
 import (
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
@@ -490,6 +491,46 @@ func dotF16Go(a, b []uint16) float32 {
 		s = reduce4(&acc)
 	}
 	return dotF16Tail(a, b, np, s)
+}
+
+// vecDotF16 is the SIMD dot of F16 weights (dotF16Impl: dotF16Go's arithmetic).
+func vecDotF16(row, act []byte, n int) float32 {
+	geomF16.blocks(row, act, n)
+	if n == 0 {
+		return 0
+	}
+	a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
+	b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
+	return dotF16Impl(a, b)
+}
+
+// bf16Dot makes a BF16 dot of kernel k, which takes the whole 32-element steps; the last
+// elements are added in Go.
+func bf16Dot(k func(x, y *uint16, n int) float32) vecDotFn {
+	return func(row, act []byte, n int) float32 {
+		geomBF16.blocks(row, act, n)
+		if n == 0 {
+			return 0
+		}
+		a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
+		b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
+		np := n &^ 31
+		var s float32
+		if np > 0 {
+			s = k(&a[0], &b[0], np)
+		}
+		return halfTail(s, row, act, np, n, BF16ToF32)
+	}
+}
+
+// halfTail adds elements [np, n) of row·act (16-bit floats that wide converts) to the kernel's
+// sum s, in float64.
+func halfTail(s float32, row, act []byte, np, n int, wide func(uint16) float32) float32 {
+	sum := float64(s)
+	for i := np; i < n; i++ {
+		sum += float64(wide(le.Uint16(row[2*i:])) * wide(le.Uint16(act[2*i:])))
+	}
+	return float32(sum)
 }
 
 func dotF16Tail(a, b []uint16, np int, s float32) float32 {

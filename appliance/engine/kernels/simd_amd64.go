@@ -589,16 +589,6 @@ var (
 	vecDotQ6K512 = kDot(&geomQ6K, dotQ6KAVX512)
 )
 
-func vecDotF16(row, act []byte, n int) float32 {
-	geomF16.blocks(row, act, n)
-	if n == 0 {
-		return 0
-	}
-	a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
-	b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
-	return dotF16Impl(a, b)
-}
-
 // halfF32Set names the kernels of a prepared set of 16-bit float weights against activations
 // widened to float32 (halfKernel). Calls go through its methods rather than func values, whose
 // pointer arguments would escape: each four- and eight-result call would allocate its results.
@@ -845,35 +835,6 @@ func bf16DPPairs4(w []byte, wstride, pairs int, act []byte, stride, n int, out [
 	}
 	geomBF16.blocks4(w, act, stride, n)
 	dotBF16DPR2x4Rows((*uint16)(unsafe.Pointer(&w[0])), wstride, pairs, (*uint16)(unsafe.Pointer(&act[0])), stride, n, &out[0], 4*ostride)
-}
-
-// bf16Dot makes a BF16 dot of kernel k, which takes the whole 32-element steps; the last
-// elements are added in Go.
-func bf16Dot(k func(x, y *uint16, n int) float32) vecDotFn {
-	return func(row, act []byte, n int) float32 {
-		geomBF16.blocks(row, act, n)
-		if n == 0 {
-			return 0
-		}
-		a := unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n)
-		b := unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n)
-		np := n &^ 31
-		var s float32
-		if np > 0 {
-			s = k(&a[0], &b[0], np)
-		}
-		return halfTail(s, row, act, np, n, BF16ToF32)
-	}
-}
-
-// halfTail adds elements [np, n) of row·act (16-bit floats that wide converts) to the kernel's
-// sum s, in float64.
-func halfTail(s float32, row, act []byte, np, n int, wide func(uint16) float32) float32 {
-	sum := float64(s)
-	for i := np; i < n; i++ {
-		sum += float64(wide(le.Uint16(row[2*i:])) * wide(le.Uint16(act[2*i:])))
-	}
-	return float32(sum)
 }
 
 // halfDot4 makes the four-column dot of 16-bit float kernel k (geometry g, conversion wide),

@@ -90,17 +90,11 @@ func dotQ5_0SDOT4(x, y *byte, ystride, nb int, out *float32)
 //go:noescape
 func dotQ5_1SDOT4(x, y *byte, ystride, nb int, out *float32)
 
-// The float dots (floats_arm64.s): n > 0 elements, a multiple of 4, into the reference's four
+// The F32 dot (floats_arm64.s): n > 0 elements, a multiple of 4, into the reference's four
 // float64 sums.
 
 //go:noescape
 func dotF32NEON(x, y *byte, n int, s *[4]float64)
-
-//go:noescape
-func dotF16NEON(x, y *byte, n int, s *[4]float64)
-
-//go:noescape
-func dotBF16NEON(x, y *byte, n int, s *[4]float64)
 
 // floatDot wraps a float kernel as a vecDotFn equal to the reference: the kernel's four sums,
 // the elements past the last multiple of 4 added to the first, then (s0+s1)+(s2+s3).
@@ -123,6 +117,11 @@ func floatDot(g *blockGeom, f func(x, y *byte, n int, s *[4]float64), at func([]
 
 //go:noescape
 func dotF16NEON32(a, b *uint16, n int) float32
+
+// dotBF16NEON32 is dotF16NEON32's arithmetic for BF16 (dotBF16AVX2's), the BF16 weights' dot.
+//
+//go:noescape
+func dotBF16NEON32(a, b *uint16, n int) float32
 
 // dotF32FastNEON is dotF32Go's arithmetic (DotF32Fast) for a positive multiple of 32 elements.
 //
@@ -242,6 +241,13 @@ func init() {
 	// FCVTL/FCVTN between half and single precision are base ASIMD (ARMv8.0).
 	useHalfHelpersNEON()
 	useElementwiseNEON()
+	// The float weight types need no dot-product extension.
+	useExact("neon", ggml.F32, floatDot(&geomF32, dotF32NEON, f32At))
+	// F16 and BF16 weights as on amd64 (ggml's AVX2 sums: four accumulators of eight float32
+	// lanes), so that both architectures give the same bits; the reference's float64 sums took
+	// 88 instructions a 32-element step to these kernels' 28.
+	use("neon", ggml.F16, vecDotF16)
+	use("neon", ggml.BF16, bf16Dot(dotBF16NEON32))
 	if !cpu.ARM64.HasASIMDDP {
 		return
 	}
@@ -260,9 +266,6 @@ func init() {
 	use("sdot", ggml.Q4_K, q4k)
 	useRows(ggml.Q4_K, geomQ4K.rowsR4(dotQ4KSDOTR4, q4k), nil)
 	use4("sdot", ggml.Q4_K, geomQ4K.x4(dotQ4KSDOT4))
-	useExact("neon", ggml.F32, floatDot(&geomF32, dotF32NEON, f32At))
-	useExact("neon", ggml.F16, floatDot(&geomF16, dotF16NEON, f16At))
-	useExact("neon", ggml.BF16, floatDot(&geomBF16, dotBF16NEON, bf16At))
 	use("sdot", ggml.Q6_K, kDot(&geomQ6K, dotQ6KSDOT))
 	use4("sdot", ggml.Q6_K, geomQ6K.x4(dotQ6KSDOT4))
 	use("sdot", ggml.Q5_K, kDot(&geomQ5K, dotQ5KSDOT))

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
@@ -48,6 +49,38 @@ func TestEveryWeightTypeAccelerated(t *testing.T) {
 		if !Accelerated(ty) {
 			t.Errorf("%s has no %s kernel", ty, SIMD())
 		}
+	}
+}
+
+// The F16 and BF16 weight dots are ggml's AVX2 sums on every architecture (four accumulators of
+// eight float32 lanes over 32-element steps, the rest in float64), bit for bit; VDPBF16PS's
+// BF16 dot rounds differently and is held to the reference's tolerance only.
+func TestHalfDotsMatchGGMLOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 16))
+	twins := map[ggml.Type]func(row, act []byte, n int) float32{
+		ggml.F16: func(row, act []byte, n int) float32 {
+			return dotF16Go(unsafe.Slice((*uint16)(unsafe.Pointer(&row[0])), n), unsafe.Slice((*uint16)(unsafe.Pointer(&act[0])), n))
+		},
+		ggml.BF16: dotBF16Twin,
+	}
+	checked := 0
+	for _, v := range variants {
+		twin := twins[v.t]
+		if twin == nil || v.name == "avx512bf16" {
+			continue
+		}
+		checked++
+		for _, n := range halfPreparedSizes {
+			for trial := range 6 {
+				row, act := trialOperands(t, r, v.t, n, trial, [2]int{})
+				if got, want := v.dot(row, act, n), twin(row, act, n); math.Float32bits(got) != math.Float32bits(want) {
+					t.Fatalf("%s/%s %d elements trial %d: %v, twin %v", v.t, v.name, n, trial, got, want)
+				}
+			}
+		}
+	}
+	if SIMD() != "generic" && checked < 2 {
+		t.Errorf("%d F16 and BF16 kernels checked", checked)
 	}
 }
 
