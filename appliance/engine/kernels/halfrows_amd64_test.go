@@ -23,7 +23,7 @@ func TestHalfRowsMatchOneColumn(t *testing.T) {
 		g    *blockGeom
 		wide func(uint16) float32
 		one  vecDotFn
-		k    func(x, y *uint16, ystride int, n int, out *float32)
+		k    halfX4Kernel
 		runs halfRunsFn
 	}
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA || !cpu.X86.HasF16C {
@@ -37,14 +37,14 @@ func TestHalfRowsMatchOneColumn(t *testing.T) {
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL {
 		sets = append(sets,
-			set{"f16/avx512", &geomF16, F16ToF32, vecDotF16, dotF16x4AVX512, nil},
-			set{"bf16/avx512", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512, nil},
-			set{"f16/avx512-runs", &geomF16, F16ToF32, vecDotF16, dotF16x4AVX512, dotF16x4RunsAVX512},
-			set{"bf16/avx512-runs", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512, dotBF16x4RunsAVX512})
+			set{"f16/avx512", &geomF16, F16ToF32, vecDotF16, f16x4AVX512, nil},
+			set{"bf16/avx512", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16x4AVX512, nil},
+			set{"f16/avx512-runs", &geomF16, F16ToF32, vecDotF16, f16x4AVX512, dotF16x4RunsAVX512},
+			set{"bf16/avx512-runs", &geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16x4AVX512, dotBF16x4RunsAVX512})
 	}
 	if cpu.X86.HasAVX512BF16 {
-		sets = append(sets, set{"bf16/avx512bf16", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4, nil},
-			set{"bf16/avx512bf16-runs", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4, dotBF16DPx4Runs})
+		sets = append(sets, set{"bf16/avx512bf16", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), bf16DPx4, nil},
+			set{"bf16/avx512bf16-runs", &geomBF16, BF16ToF32, bf16Dot(dotBF16DP), bf16DPx4, dotBF16DPx4Runs})
 	}
 	r := rand.New(rand.NewPCG(15, 15))
 	for _, s := range sets {
@@ -110,12 +110,12 @@ func BenchmarkHalfRows4(b *testing.B) {
 	type set struct {
 		name string
 		g    *blockGeom
-		k    func(x, y *uint16, ystride int, n int, out *float32)
+		k    halfX4Kernel
 		runs halfRunsFn
 	}
 	sets := []set{{"f16/avx2", &geomF16, f16R2x4, dotF16R2RunsAVX2}}
 	if cpu.X86.HasAVX512F {
-		sets = append(sets, set{"f16/avx512", &geomF16, dotF16x4AVX512, dotF16x4RunsAVX512}, set{"bf16/dp", &geomBF16, dotBF16DPx4, dotBF16DPx4Runs})
+		sets = append(sets, set{"f16/avx512", &geomF16, f16x4AVX512, dotF16x4RunsAVX512}, set{"bf16/dp", &geomBF16, bf16DPx4, dotBF16DPx4Runs})
 	}
 	for _, size := range []int{512 << 10, 256 << 20} {
 		rows := size / (2 * n)

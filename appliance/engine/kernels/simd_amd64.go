@@ -385,8 +385,8 @@ func init() {
 		// streaming through the level-1 cache pushed its activations out), and striped into
 		// four runs that stream as four long reads rather than pages one after another. The
 		// Llama-3.2-1B-shaped F16 model decoded 1.26x (one thread) and 1.25x (two) faster.
-		useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, dotF16x4AVX512), halfRows4(&geomF16, F16ToF32, dotF16x4AVX512, dotF16x4RunsAVX512))
-		useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), dotBF16x4AVX512), halfRows4(&geomBF16, BF16ToF32, dotBF16x4AVX512, dotBF16x4RunsAVX512))
+		useRows(ggml.F16, halfRows(&geomF16, F16ToF32, vecDotF16, f16x4AVX512), halfRows4(&geomF16, F16ToF32, f16x4AVX512, dotF16x4RunsAVX512))
+		useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16AVX2), bf16x4AVX512), halfRows4(&geomBF16, BF16ToF32, bf16x4AVX512, dotBF16x4RunsAVX512))
 		// Attention's four-query products (one group of grouped-query attention): the four
 		// queries' accumulators fit only in 512-bit registers.
 		dotF16Rows4Impl = func(out []float32, qs, rows []uint16, stride int, scale float32) bool {
@@ -425,9 +425,9 @@ func init() {
 			simdName += " avx512bf16"
 			unusePrepared(ggml.BF16)
 			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
-			use4x2("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, dotBF16DPx4), bf16DP2x4)
+			use4x2("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, bf16DPx4), bf16DP2x4)
 			usePairs4(ggml.BF16, bf16DPPairs4)
-			useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16DP), dotBF16DPx4), halfRows4(&geomBF16, BF16ToF32, dotBF16DPx4, dotBF16DPx4Runs))
+			useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16DP), bf16DPx4), halfRows4(&geomBF16, BF16ToF32, bf16DPx4, dotBF16DPx4Runs))
 		}
 	}
 	quantQ8_0Impl = func(x []float32, y []byte) {
@@ -839,43 +839,57 @@ func bf16DPPairs4(w []byte, wstride, pairs int, act []byte, stride, n int, out [
 
 // halfDot4 makes the four-column dot of 16-bit float kernel k (geometry g, conversion wide),
 // bit for bit the one-column dot of the same arithmetic on each column.
-func halfDot4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystride int, n int, out *float32)) vecDot4Fn {
+func halfDot4(g *blockGeom, wide func(uint16) float32, k halfX4Kernel) vecDot4Fn {
 	return func(row, act []byte, stride int, n int, out *[4]float32) {
 		g.blocks4(row, act, stride, n)
 		np := n &^ 31
+		var s [4]float32
 		if np > 0 {
-			// Into out itself: a local array would escape through the call of k, a func value.
-			k((*uint16)(unsafe.Pointer(&row[0])), (*uint16)(unsafe.Pointer(&act[0])), stride, np, &out[0])
-		} else {
-			*out = [4]float32{}
+			k.call((*uint16)(unsafe.Pointer(&row[0])), (*uint16)(unsafe.Pointer(&act[0])), stride, np, &s[0])
 		}
 		for c := range out {
-			out[c] = halfTail(out[c], row, act[c*stride:], np, n, wide)
+			out[c] = halfTail(s[c], row, act[c*stride:], np, n, wide)
 		}
 	}
 }
 
-// halfX4 is a four-column kernel made of two calls of k, a two-row one: x against y and
-// y+ystride, then against the two rows after.
-func halfX4(k func(x, y *uint16, ystride int, n int, out *float32)) func(x, y *uint16, ystride int, n int, out *float32) {
-	return func(x, y *uint16, ystride int, n int, out *float32) {
-		k(x, y, ystride, n, out)
-		k(x, (*uint16)(unsafe.Add(unsafe.Pointer(y), 2*ystride)), ystride, n, (*float32)(unsafe.Add(unsafe.Pointer(out), 8)))
+// halfX4Kernel names a four-column kernel of 16-bit floats: x against y + c·ystride bytes for
+// c < 4, n a positive multiple of 32, out[c]. Calls go through call, not a func value, through
+// which out (a local array where the results need a tail) would escape to the heap.
+type halfX4Kernel uint8
+
+const (
+	f16R2x4      halfX4Kernel = iota // AVX2: the two-row kernel twice
+	bf16R2x4                         // the same for BF16
+	f16x4AVX512                      // dotF16x4AVX512
+	bf16x4AVX512                     // dotBF16x4AVX512
+	bf16DPx4                         // dotBF16DPx4 (VDPBF16PS)
+)
+
+func (k halfX4Kernel) call(x, y *uint16, ystride int, n int, out *float32) {
+	y2, out2 := (*uint16)(unsafe.Add(unsafe.Pointer(y), 2*ystride)), (*float32)(unsafe.Add(unsafe.Pointer(out), 8))
+	switch k {
+	case f16R2x4:
+		dotF16R2AVX2(x, y, ystride, n, out)
+		dotF16R2AVX2(x, y2, ystride, n, out2)
+	case bf16R2x4:
+		dotBF16R2AVX2(x, y, ystride, n, out)
+		dotBF16R2AVX2(x, y2, ystride, n, out2)
+	case f16x4AVX512:
+		dotF16x4AVX512(x, y, ystride, n, out)
+	case bf16x4AVX512:
+		dotBF16x4AVX512(x, y, ystride, n, out)
+	default:
+		dotBF16DPx4(x, y, ystride, n, out)
 	}
 }
-
-// The AVX2 four-column F16 and BF16 kernels, from the two-row ones.
-var (
-	f16R2x4  = halfX4(dotF16R2AVX2)
-	bf16R2x4 = halfX4(dotBF16R2AVX2)
-)
 
 // halfRows is the rowsFn of 16-bit float weights over k, a four-column kernel of them: its
 // products are symmetric (each a product of two widened values, summed by position), so with
 // the activation row in the weight row's place and four weight rows as its columns it returns
 // what one, the one-column kernel of the same arithmetic, returns for each of those rows. The
 // rows left over after the groups of four go through one.
-func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, k func(x, y *uint16, ystride int, n int, out *float32)) rowsFn {
+func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, k halfX4Kernel) rowsFn {
 	return func(w []byte, stride, rows int, act []byte, n int, out []float32) {
 		if rows <= 0 {
 			return
@@ -887,11 +901,11 @@ func halfRows(g *blockGeom, wide func(uint16) float32, one vecDotFn, k func(x, y
 		np := n &^ 31
 		r := 0
 		if np > 0 {
+			var s [4]float32
 			for ; r+4 <= rows; r += 4 {
-				// Into out itself: a local array would escape through the call of k.
-				k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[r*stride])), stride, np, &out[r])
+				k.call((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[r*stride])), stride, np, &s[0])
 				for c := range 4 {
-					out[r+c] = halfTail(out[r+c], w[(r+c)*stride:], act, np, n, wide)
+					out[r+c] = halfTail(s[c], w[(r+c)*stride:], act, np, n, wide)
 				}
 			}
 		}
@@ -912,7 +926,7 @@ type halfRunsFn func(x, y *uint16, ystride, count, stride, n int, out *float32, 
 
 // halfRows4 is halfRows' four-stream form (rows4Fn): the rows i of the four runs, dist rows
 // apart, are k's columns. Where runs is not nil and the rows have no tail, it takes them all.
-func halfRows4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, ystride int, n int, out *float32), runs halfRunsFn) rows4Fn {
+func halfRows4(g *blockGeom, wide func(uint16) float32, k halfX4Kernel, runs halfRunsFn) rows4Fn {
 	return func(w []byte, stride, count, dist int, act []byte, n int, out []float32) {
 		checkRows4(g.t, w, stride, count, dist, g.wb*n, out)
 		if len(act) < g.ab*n {
@@ -926,7 +940,7 @@ func halfRows4(g *blockGeom, wide func(uint16) float32, k func(x, y *uint16, yst
 		var s [4]float32
 		for i := 0; i < count; i++ {
 			if np > 0 {
-				k((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[i*stride])), dist*stride, np, &s[0])
+				k.call((*uint16)(unsafe.Pointer(&act[0])), (*uint16)(unsafe.Pointer(&w[i*stride])), dist*stride, np, &s[0])
 			}
 			for c := range 4 {
 				r := c*dist + i

@@ -711,8 +711,15 @@ func TestMatMulSteadyStateAllocatesNothing(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
 	p := NewPool(2)
 	defer p.Close()
-	const rows, cols = 512, 512
-	for _, ty := range []ggml.Type{ggml.Q4_K, ggml.Q4_0, ggml.Q8_0, ggml.F16, ggml.BF16} {
+	const rows = 512
+	cases := []struct {
+		ty   ggml.Type
+		cols int
+	}{{ggml.Q4_K, 512}, {ggml.Q4_0, 512}, {ggml.Q8_0, 512}, {ggml.F16, 512}, {ggml.BF16, 512},
+		// Rows that end inside a 32-element step: the kernels' Go tails.
+		{ggml.F16, 520}, {ggml.BF16, 520}}
+	for _, c := range cases {
+		ty, cols := c.ty, c.cols
 		w := randMatrix(t, r, ty, rows, cols)
 		for _, n := range []int{1, 8} {
 			var act []byte
