@@ -96,21 +96,20 @@ func dotQ5_1SDOT4(x, y *byte, ystride, nb int, out *float32)
 //go:noescape
 func dotF32NEON(x, y *byte, n int, s *[4]float64)
 
-// floatDot wraps a float kernel as a vecDotFn equal to the reference: the kernel's four sums,
-// the elements past the last multiple of 4 added to the first, then (s0+s1)+(s2+s3).
-func floatDot(g *blockGeom, f func(x, y *byte, n int, s *[4]float64), at func([]byte, int) float32) vecDotFn {
-	return func(row, act []byte, n int) float32 {
-		g.blocks(row, act, n)
-		var s [4]float64
-		np := n &^ 3
-		if np > 0 {
-			f(&row[0], &act[0], np, &s)
-		}
-		for i := np; i < n; i++ {
-			s[0] += float64(at(row, i) * at(act, i))
-		}
-		return float32((s[0] + s[1]) + (s[2] + s[3]))
+// vecDotF32 is the F32 dot equal to the reference: dotF32NEON's four sums, the elements past
+// the last multiple of 4 added to the first, then (s0+s1)+(s2+s3). (Called by name: through a
+// func value the sums would escape to the heap on every call.)
+func vecDotF32(row, act []byte, n int) float32 {
+	geomF32.blocks(row, act, n)
+	var s [4]float64
+	np := n &^ 3
+	if np > 0 {
+		dotF32NEON(&row[0], &act[0], np, &s)
 	}
+	for i := np; i < n; i++ {
+		s[0] += float64(f32At(row, i) * f32At(act, i))
+	}
+	return float32((s[0] + s[1]) + (s[2] + s[3]))
 }
 
 // The F16 helpers of attention and the KV cache (halfs_arm64.s), equal to their Go twins.
@@ -242,7 +241,7 @@ func init() {
 	useHalfHelpersNEON()
 	useElementwiseNEON()
 	// The float weight types need no dot-product extension.
-	useExact("neon", ggml.F32, floatDot(&geomF32, dotF32NEON, f32At))
+	useExact("neon", ggml.F32, vecDotF32)
 	// F16 and BF16 weights as on amd64 (ggml's AVX2 sums: four accumulators of eight float32
 	// lanes), so that both architectures give the same bits; the reference's float64 sums took
 	// 88 instructions a 32-element step to these kernels' 28.

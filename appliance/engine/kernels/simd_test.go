@@ -715,7 +715,7 @@ func TestMatMulSteadyStateAllocatesNothing(t *testing.T) {
 	cases := []struct {
 		ty   ggml.Type
 		cols int
-	}{{ggml.Q4_K, 512}, {ggml.Q4_0, 512}, {ggml.Q8_0, 512}, {ggml.F16, 512}, {ggml.BF16, 512},
+	}{{ggml.Q4_K, 512}, {ggml.Q4_0, 512}, {ggml.Q8_0, 512}, {ggml.F32, 512}, {ggml.F16, 512}, {ggml.BF16, 512},
 		// Rows that end inside a 32-element step: the kernels' Go tails.
 		{ggml.F16, 520}, {ggml.BF16, 520}}
 	for _, c := range cases {
