@@ -68,6 +68,166 @@ loop: \
 	FADDP4S(24, 24, 24); \
 	FADDP_S(24, 0)
 
+// The 16-bit float weights against activations widened to float32 once (prompts and batches,
+// halfKernel): group j of eight weights (Va) widened into V8, V9 against the activations in
+// alo, ahi, into accumulator j's lanes.
+#define F32ACT_GROUP(wlo, whi, a, alo, ahi, lo, hi) \
+	wlo(a, 8); \
+	whi(a, 9); \
+	VFMLA alo.S4, V8.S4, lo.S4; \
+	VFMLA ahi.S4, V9.S4, hi.S4
+
+// The one-column dot of such (func (x *uint16, y *float32, n int) float32, n a positive
+// multiple of 32): dotF16NEON32's sums on the widened activations.
+#define HALF_F32_KERNEL(wlo, whi, loop) \
+	MOVD x+0(FP), R0; \
+	MOVD y+8(FP), R1; \
+	MOVD n+16(FP), R2; \
+	ACC8_ZERO; \
+loop: \
+	VLD1.P 64(R0), [V0.H8, V1.H8, V2.H8, V3.H8]; \
+	VLD1.P 64(R1), [V4.S4, V5.S4, V6.S4, V7.S4]; \
+	VLD1.P 64(R1), [V12.S4, V13.S4, V14.S4, V15.S4]; \
+	F32ACT_GROUP(wlo, whi, 0, V4, V5, V16, V17); \
+	F32ACT_GROUP(wlo, whi, 1, V6, V7, V18, V19); \
+	F32ACT_GROUP(wlo, whi, 2, V12, V13, V20, V21); \
+	F32ACT_GROUP(wlo, whi, 3, V14, V15, V22, V23); \
+	SUBS $32, R2; \
+	BNE  loop; \
+	REDUCE4_F0; \
+	FMOVS F0, ret+24(FP); \
+	RET
+
+// Two weight rows against four such activation rows (func (x *uint16, xstride, pairs int, y
+// *float32, ystride, n int, out *float32, ostride int)): rows 2p, 2p+1 for p < pairs; row ρ's
+// result for column c to out + 4ρ + c·ostride bytes. The eight dots' four accumulators of eight
+// lanes would take all 32 registers, so, as halfpairs_amd64.s, the kernel makes four passes
+// over chunks of up to 512 elements, pass a adding only elements 8a..8a+7 of each 32-element
+// step into accumulator a of each dot (V0-V15: dot i = 4·row + column in V(2i), V(2i+1)), the
+// accumulators waiting in the frame (pass a, dot i at 256a + 32i bytes from R20): each lane
+// sees the one-column kernel's FMLAs in its order. Per step a pass widens eight weights of each
+// row for sixteen FMLAs.
+
+// The eight dots' accumulators of pass a from or to the frame (R23 scratch).
+#define HP_FRAME_LOAD(a) \
+	ADD    $(256*a), R20, R23; \
+	VLD1.P 64(R23), [V0.S4, V1.S4, V2.S4, V3.S4]; \
+	VLD1.P 64(R23), [V4.S4, V5.S4, V6.S4, V7.S4]; \
+	VLD1.P 64(R23), [V8.S4, V9.S4, V10.S4, V11.S4]; \
+	VLD1   (R23), [V12.S4, V13.S4, V14.S4, V15.S4]
+
+#define HP_FRAME_STORE(a) \
+	ADD    $(256*a), R20, R23; \
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R23); \
+	VST1.P [V4.S4, V5.S4, V6.S4, V7.S4], 64(R23); \
+	VST1.P [V8.S4, V9.S4, V10.S4, V11.S4], 64(R23); \
+	VST1   [V12.S4, V13.S4, V14.S4, V15.S4], (R23)
+
+// Column c's activations at (ap) against the two rows' widened weights (V26, V27 and V28, V29).
+#define HP_COL(ap, r0lo, r0hi, r1lo, r1hi) \
+	VLD1.P (ap)(R22), [V30.S4, V31.S4]; \
+	VFMLA  V30.S4, V26.S4, r0lo.S4; \
+	VFMLA  V31.S4, V27.S4, r0hi.S4; \
+	VFMLA  V30.S4, V28.S4, r1lo.S4; \
+	VFMLA  V31.S4, V29.S4, r1hi.S4
+
+// Pass a over the chunk's R11 steps: weights at R8 (second row R1 bytes on), activation rows at
+// R9 + c·R4.
+#define HP_PASS(wlo, whi, a, loop) \
+	HP_FRAME_LOAD(a); \
+	ADD    $(16*a), R8, R13; \
+	ADD    R1, R13, R14; \
+	ADD    $(32*a), R9, R15; \
+	ADD    R4, R15, R16; \
+	ADD    R4, R16, R17; \
+	ADD    R4, R17, R19; \
+	MOVD   R11, R12; \
+loop: \
+	VLD1.P (R13)(R21), [V24.H8]; \
+	VLD1.P (R14)(R21), [V25.H8]; \
+	wlo(24, 26); \
+	whi(24, 27); \
+	wlo(25, 28); \
+	whi(25, 29); \
+	HP_COL(R15, V0, V1, V8, V9); \
+	HP_COL(R16, V2, V3, V10, V11); \
+	HP_COL(R17, V4, V5, V12, V13); \
+	HP_COL(R19, V6, V7, V14, V15); \
+	SUBS   $1, R12; \
+	BNE    loop; \
+	HP_FRAME_STORE(a)
+
+// Dot i's four accumulators (256 bytes apart from R20 + 32i) into REDUCE4_F0's registers,
+// reduced, stored at mem.
+#define HP_REDUCE(i, mem) \
+	ADD    $(32*(i)), R20, R23; \
+	VLD1   (R23), [V16.S4, V17.S4]; \
+	ADD    $256, R23; \
+	VLD1   (R23), [V18.S4, V19.S4]; \
+	ADD    $256, R23; \
+	VLD1   (R23), [V20.S4, V21.S4]; \
+	ADD    $256, R23; \
+	VLD1   (R23), [V22.S4, V23.S4]; \
+	REDUCE4_F0; \
+	FMOVS  F0, mem
+
+// A row's four results (dots 4r..4r+3) to off(R6) + c·R7 (R24-R26 = R6 + R7, 2·R7, 3·R7).
+#define HP_REDUCE_ROW(r, off) \
+	HP_REDUCE(4*r, off(R6)); \
+	HP_REDUCE(4*r+1, off(R24)); \
+	HP_REDUCE(4*r+2, off(R25)); \
+	HP_REDUCE(4*r+3, off(R26))
+
+#define HALF_PAIRS_NEON(wlo, whi, l0, l1, l2, l3, lchunk, lpair, lclear) \
+	MOVD   x+0(FP), R0; \
+	MOVD   xstride+8(FP), R1; \
+	MOVD   pairs+16(FP), R2; \
+	MOVD   y+24(FP), R3; \
+	MOVD   ystride+32(FP), R4; \
+	MOVD   n+40(FP), R5; \
+	MOVD   out+48(FP), R6; \
+	MOVD   ostride+56(FP), R7; \
+	MOVD   $acc-1024(SP), R20; \
+	MOVD   $64, R21; \
+	MOVD   $128, R22; \
+lpair: \
+	VEOR   V0.B16, V0.B16, V0.B16; \
+	VEOR   V1.B16, V1.B16, V1.B16; \
+	VEOR   V2.B16, V2.B16, V2.B16; \
+	VEOR   V3.B16, V3.B16, V3.B16; \
+	MOVD   R20, R23; \
+	MOVD   $16, R24; \
+lclear: \
+	VST1.P [V0.S4, V1.S4, V2.S4, V3.S4], 64(R23); \
+	SUBS   $1, R24; \
+	BNE    lclear; \
+	MOVD   R0, R8; \
+	MOVD   R3, R9; \
+	MOVD   R5, R10; \
+lchunk: \
+	LSR    $5, R10, R11; \
+	MOVD   $16, R23; \
+	CMP    R23, R11; \
+	CSEL   GT, R23, R11, R11; \
+	HP_PASS(wlo, whi, 0, l0); \
+	HP_PASS(wlo, whi, 1, l1); \
+	HP_PASS(wlo, whi, 2, l2); \
+	HP_PASS(wlo, whi, 3, l3); \
+	ADD    R11<<6, R8, R8; \
+	ADD    R11<<7, R9, R9; \
+	SUB    R11<<5, R10, R10; \
+	CBNZ   R10, lchunk; \
+	ADD    R7, R6, R24; \
+	ADD    R7, R24, R25; \
+	ADD    R7, R25, R26; \
+	HP_REDUCE_ROW(0, 0); \
+	HP_REDUCE_ROW(1, 4); \
+	ADD    R1<<1, R0, R0; \
+	ADD    $8, R6; \
+	SUBS   $1, R2; \
+	BNE    lpair; \
+	RET
+
 // func dotF16NEON32(a, b *uint16, n int) float32
 // n a positive multiple of 32: dotF16Go's four accumulators of eight lanes (V16-V23) over
 // 32-element steps, reduced in reduce4's order.
@@ -185,3 +345,21 @@ f32fast_loop:
 	REDUCE4_F0
 	FMOVS F0, ret+24(FP)
 	RET
+
+// func dotF16F32NEON32(x *uint16, y *float32, n int) float32
+TEXT ·dotF16F32NEON32(SB), NOSPLIT, $0-28
+	HALF_F32_KERNEL(FCVTL_S, FCVTL2_S, hf32_loop)
+
+// func dotBF16F32NEON32(x *uint16, y *float32, n int) float32
+TEXT ·dotBF16F32NEON32(SB), NOSPLIT, $0-28
+	HALF_F32_KERNEL(SHLL16, SHLL2_16, bhf32_loop)
+
+// The frame is larger than a NOSPLIT function may take, so these check the stack.
+
+// func dotF16F32PairsNEON(x *uint16, xstride, pairs int, y *float32, ystride, n int, out *float32, ostride int)
+TEXT ·dotF16F32PairsNEON(SB), 0, $1024-64
+	HALF_PAIRS_NEON(FCVTL_S, FCVTL2_S, f16p_a0, f16p_a1, f16p_a2, f16p_a3, f16p_chunk, f16p_pair, f16p_clear)
+
+// func dotBF16F32PairsNEON(x *uint16, xstride, pairs int, y *float32, ystride, n int, out *float32, ostride int)
+TEXT ·dotBF16F32PairsNEON(SB), 0, $1024-64
+	HALF_PAIRS_NEON(SHLL16, SHLL2_16, bf16p_a0, bf16p_a1, bf16p_a2, bf16p_a3, bf16p_chunk, bf16p_pair, bf16p_clear)

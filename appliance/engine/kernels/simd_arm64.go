@@ -4,6 +4,7 @@ package kernels
 
 import (
 	"fmt"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 
@@ -121,6 +122,59 @@ func dotF16NEON32(a, b *uint16, n int) float32
 //
 //go:noescape
 func dotBF16NEON32(a, b *uint16, n int) float32
+
+// The prepared F16 and BF16 kernels (halfKernel; halfs_arm64.s): weights against activations
+// widened to float32, one column (n a positive multiple of 32) and runs of row pairs against
+// four columns.
+//
+//go:noescape
+func dotF16F32NEON32(x *uint16, y *float32, n int) float32
+
+//go:noescape
+func dotBF16F32NEON32(x *uint16, y *float32, n int) float32
+
+//go:noescape
+func dotF16F32PairsNEON(x *uint16, xstride, pairs int, y *float32, ystride, n int, out *float32, ostride int)
+
+//go:noescape
+func dotBF16F32PairsNEON(x *uint16, xstride, pairs int, y *float32, ystride, n int, out *float32, ostride int)
+
+// halfF32Set names a prepared kernel set of 16-bit float weights (halfKernel).
+type halfF32Set uint8
+
+const (
+	f16F32NEON halfF32Set = iota
+	bf16F32NEON
+)
+
+func (s halfF32Set) bf16() bool    { return s == bf16F32NEON }
+func (s halfF32Set) name() string  { return "neon" }
+func (s halfF32Set) unitRows() int { return 0 }
+
+func (s halfF32Set) one(x *uint16, y *float32, n int) float32 {
+	if s.bf16() {
+		return dotBF16F32NEON32(x, y, n)
+	}
+	return dotF16F32NEON32(x, y, n)
+}
+
+func (s halfF32Set) four(x *uint16, y *float32, ystride, n int, out *[4]float32) {
+	for c := range out {
+		out[c] = s.one(x, (*float32)(unsafe.Add(unsafe.Pointer(y), c*ystride)), n)
+	}
+}
+
+func (s halfF32Set) pairs(x *uint16, xstride, pairs int, y *float32, ystride, n int, out *float32, ostride int) {
+	if s.bf16() {
+		dotBF16F32PairsNEON(x, xstride, pairs, y, ystride, n, out, ostride)
+		return
+	}
+	dotF16F32PairsNEON(x, xstride, pairs, y, ystride, n, out, ostride)
+}
+
+func (s halfF32Set) two(x *uint16, xstride int, y *float32, ystride, n int, out *[8]float32) {
+	s.twoByPairs(x, xstride, y, ystride, n, out)
+}
 
 // dotF32FastNEON is dotF32Go's arithmetic (DotF32Fast) for a positive multiple of 32 elements.
 //
@@ -247,6 +301,12 @@ func init() {
 	// 88 instructions a 32-element step to these kernels' 28.
 	use("neon", ggml.F16, vecDotF16)
 	use("neon", ggml.BF16, bf16Dot(dotBF16NEON32))
+	// Prompts and batches (from four activation rows on) widen the activations once and take
+	// two weight rows against four of them, in the passes of halfs_arm64.s: a step of eight
+	// elements widens the two rows' weights for sixteen FMLAs (28 instructions for 64 products,
+	// where the one-column kernel takes 28 for 32).
+	usePrepared(halfKernel(f16F32NEON))
+	usePrepared(halfKernel(bf16F32NEON))
 	if !cpu.ARM64.HasASIMDDP {
 		return
 	}
