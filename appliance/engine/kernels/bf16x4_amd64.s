@@ -137,6 +137,10 @@ TEXT ·dotF16F32x4AVX512(SB), NOSPLIT, $0-40
 	ZERO_Z4(Z4, Z5, Z6, Z7); \
 	ZERO_Z4(Z16, Z17, Z18, Z19); \
 	ZERO_Z4(Z20, Z21, Z22, Z23); \
+	F16R2_STEPS(loop)
+
+// F16R2_PASS onto the sums already in Z0-Z7, Z16-Z23.
+#define F16R2_STEPS(loop) \
 loop: \
 	VCVTPH2PS (SI), Z8; \
 	VCVTPH2PS 32(SI), Z9; \
@@ -207,5 +211,109 @@ f16rr_pair:
 	F16R2_SECOND_ROW
 	F16R_REDUCE_COLS(4)
 	PAIRS_NEXT(f16rr_pair)
+	VZEROUPPER
+	RET
+
+// The two rows' sixteen sums (Z0-Z7, Z16-Z23) to or from the state at R13 (1 KiB).
+#define F16R2_SAVE \
+	VMOVUPS Z0, 0(R13); \
+	VMOVUPS Z1, 64(R13); \
+	VMOVUPS Z2, 128(R13); \
+	VMOVUPS Z3, 192(R13); \
+	VMOVUPS Z4, 256(R13); \
+	VMOVUPS Z5, 320(R13); \
+	VMOVUPS Z6, 384(R13); \
+	VMOVUPS Z7, 448(R13); \
+	VMOVUPS Z16, 512(R13); \
+	VMOVUPS Z17, 576(R13); \
+	VMOVUPS Z18, 640(R13); \
+	VMOVUPS Z19, 704(R13); \
+	VMOVUPS Z20, 768(R13); \
+	VMOVUPS Z21, 832(R13); \
+	VMOVUPS Z22, 896(R13); \
+	VMOVUPS Z23, 960(R13)
+
+#define F16R2_RESTORE \
+	VMOVUPS 0(R13), Z0; \
+	VMOVUPS 64(R13), Z1; \
+	VMOVUPS 128(R13), Z2; \
+	VMOVUPS 192(R13), Z3; \
+	VMOVUPS 256(R13), Z4; \
+	VMOVUPS 320(R13), Z5; \
+	VMOVUPS 384(R13), Z6; \
+	VMOVUPS 448(R13), Z7; \
+	VMOVUPS 512(R13), Z16; \
+	VMOVUPS 576(R13), Z17; \
+	VMOVUPS 640(R13), Z18; \
+	VMOVUPS 704(R13), Z19; \
+	VMOVUPS 768(R13), Z20; \
+	VMOVUPS 832(R13), Z21; \
+	VMOVUPS 896(R13), Z22; \
+	VMOVUPS 960(R13), Z23
+
+// func dotF16F32R2x4Chunks(x *uint16, xstride int, pairs int, y *float32, ystride int, n int, out *float32, ostride int)
+// dotF16F32R2x4Rows for up to 16 pairs, chunks of 1024 elements outermost: each chunk of the
+// four activation rows (16 KiB) serves every pair from the level-1 cache, where a whole row of
+// activations per pair came from level 2 (rows of 8192: 128 KiB). The pairs' sums wait in the
+// frame between chunks (1 KiB a pair); each lane sees the same FMAs in the same order.
+TEXT ·dotF16F32R2x4Chunks(SB), 0, $16384-64
+	MOVQ   xstride+8(FP), BX
+	MOVQ   ystride+32(FP), DX
+	MOVQ   pairs+16(FP), R11
+	SHLQ   $10, R11
+	VPXORD Z0, Z0, Z0
+	XORQ   AX, AX
+
+f16c_clear:
+	VMOVUPS Z0, (SP)(AX*1)
+	ADDQ    $64, AX
+	CMPQ    AX, R11
+	JLT     f16c_clear
+	XORQ    AX, AX
+
+f16c_chunk:
+	MOVQ    n+40(FP), R8
+	SUBQ    AX, R8
+	MOVQ    $1024, R9
+	CMPQ    R8, R9
+	CMOVQGT R9, R8
+	MOVQ    x+0(FP), R12
+	MOVQ    SP, R13
+	MOVQ    pairs+16(FP), R11
+
+f16c_pair:
+	F16R2_RESTORE
+	LEAQ    (R12)(AX*2), SI
+	MOVQ    y+24(FP), DI
+	LEAQ    (DI)(AX*4), DI
+	LEAQ    (DI)(DX*2), R14
+	MOVQ    R8, CX
+	F16R2_STEPS(f16c_loop32)
+	F16R2_SAVE
+	LEAQ    (R12)(BX*2), R12
+	ADDQ    $1024, R13
+	DECQ    R11
+	JNZ     f16c_pair
+	ADDQ    R8, AX
+	CMPQ    AX, n+40(FP)
+	JLT     f16c_chunk
+
+	MOVQ out+48(FP), R8
+	MOVQ ostride+56(FP), R9
+	LEAQ (R8)(R9*2), R10
+	ADDQ R9, R10
+	MOVQ SP, R13
+	MOVQ pairs+16(FP), R11
+
+f16c_reduce:
+	F16R2_RESTORE
+	F16R_REDUCE_COLS(0)
+	F16R2_SECOND_ROW
+	F16R_REDUCE_COLS(4)
+	ADDQ $8, R8
+	ADDQ $8, R10
+	ADDQ $1024, R13
+	DECQ R11
+	JNZ  f16c_reduce
 	VZEROUPPER
 	RET

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 	"golang.org/x/sys/cpu"
@@ -138,6 +139,44 @@ func BenchmarkHalfRows4(b *testing.B) {
 						fn(buf, 2*n, rows/4, rows/4, act, n, out)
 					}
 				})
+			}
+		}
+	}
+}
+
+// AVX-512's F16 runs of pairs by chunks (rows of f16ChunksMinN and more) equal the kernel that
+// takes each pair's whole rows, bit for bit: runs longer than a call's 16 pairs, rows that
+// end inside a chunk.
+func TestF16ChunksMatchWholeRows(t *testing.T) {
+	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL {
+		t.Skip("the chunked F16 kernel needs AVX-512")
+	}
+	r := rand.New(rand.NewPCG(17, 17))
+	for _, n := range []int{4096, 4128, 8192} {
+		for _, pairs := range []int{1, 5, 16, 17, 40} {
+			wstride := 2*n + 64
+			w := make([]byte, 2*pairs*wstride)
+			for i := 0; i < 2*pairs; i++ {
+				row, err := Quantize(ggml.F16, randVec(r, n, 0.5))
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(w[i*wstride:], row)
+			}
+			ystride := 4*n + 128
+			y := make([]float32, ystride) // four columns of ystride/4 floats
+			for c := range 4 {
+				copy(y[c*ystride/4:], randVec(r, n, 1))
+			}
+			ostride := 2*pairs + 3
+			got, want := make([]float32, 4*ostride), make([]float32, 4*ostride)
+			x := (*uint16)(unsafe.Pointer(&w[0]))
+			f16F32AVX512.pairs(x, wstride, pairs, &y[0], ystride, n, &got[0], 4*ostride)
+			dotF16F32R2x4Rows(x, wstride, pairs, &y[0], ystride, n, &want[0], 4*ostride)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d, %d pairs: result %d (column %d, row %d) %v, whole rows %v", n, pairs, i, i/ostride, i%ostride, got[i], want[i])
+				}
 			}
 		}
 	}
