@@ -214,42 +214,30 @@ f16rr_pair:
 	VZEROUPPER
 	RET
 
-// The two rows' sixteen sums (Z0-Z7, Z16-Z23) to or from the state at R13 (1 KiB).
-#define F16R2_SAVE \
-	VMOVUPS Z0, 0(R13); \
-	VMOVUPS Z1, 64(R13); \
-	VMOVUPS Z2, 128(R13); \
-	VMOVUPS Z3, 192(R13); \
-	VMOVUPS Z4, 256(R13); \
-	VMOVUPS Z5, 320(R13); \
-	VMOVUPS Z6, 384(R13); \
-	VMOVUPS Z7, 448(R13); \
-	VMOVUPS Z16, 512(R13); \
-	VMOVUPS Z17, 576(R13); \
-	VMOVUPS Z18, 640(R13); \
-	VMOVUPS Z19, 704(R13); \
-	VMOVUPS Z20, 768(R13); \
-	VMOVUPS Z21, 832(R13); \
-	VMOVUPS Z22, 896(R13); \
-	VMOVUPS Z23, 960(R13)
+// The two rows' sixteen sums (Z0-Z7, Z16-Z23) and their places in the state at R13 (1 KiB),
+// each handed to m: to the state (F16R2_SAVE) or from it (F16R2_RESTORE).
+#define F16R2_STATE(m) \
+	m(Z0, 0); \
+	m(Z1, 64); \
+	m(Z2, 128); \
+	m(Z3, 192); \
+	m(Z4, 256); \
+	m(Z5, 320); \
+	m(Z6, 384); \
+	m(Z7, 448); \
+	m(Z16, 512); \
+	m(Z17, 576); \
+	m(Z18, 640); \
+	m(Z19, 704); \
+	m(Z20, 768); \
+	m(Z21, 832); \
+	m(Z22, 896); \
+	m(Z23, 960)
 
-#define F16R2_RESTORE \
-	VMOVUPS 0(R13), Z0; \
-	VMOVUPS 64(R13), Z1; \
-	VMOVUPS 128(R13), Z2; \
-	VMOVUPS 192(R13), Z3; \
-	VMOVUPS 256(R13), Z4; \
-	VMOVUPS 320(R13), Z5; \
-	VMOVUPS 384(R13), Z6; \
-	VMOVUPS 448(R13), Z7; \
-	VMOVUPS 512(R13), Z16; \
-	VMOVUPS 576(R13), Z17; \
-	VMOVUPS 640(R13), Z18; \
-	VMOVUPS 704(R13), Z19; \
-	VMOVUPS 768(R13), Z20; \
-	VMOVUPS 832(R13), Z21; \
-	VMOVUPS 896(R13), Z22; \
-	VMOVUPS 960(R13), Z23
+#define STATE_STORE(z, off) VMOVUPS z, off(R13)
+#define STATE_LOAD(z, off) VMOVUPS off(R13), z
+#define F16R2_SAVE F16R2_STATE(STATE_STORE)
+#define F16R2_RESTORE F16R2_STATE(STATE_LOAD)
 
 // func dotF16F32R2x4Chunks(x *uint16, xstride int, pairs int, y *float32, ystride int, n int, out *float32, ostride int)
 // dotF16F32R2x4Rows for up to 16 pairs, chunks of 1024 elements outermost: each chunk of the
