@@ -409,18 +409,20 @@ func (g *generator) attempt(ctx context.Context, req model.GenerateRequest, ctxL
 	// Whatever ends the request (the client leaving, an error, a stage failing) cancels both
 	// streams; every stage frees its cache when its streams end.
 	var (
-		failMu  sync.Mutex
-		failWhy string
+		failMu      sync.Mutex
+		failWhy     string
+		unexplained bool // failWhy is a bare reset; a stage's own reason replaces it
 	)
-	abort := func(why string) {
+	abortWith := func(why string, bare bool) {
 		failMu.Lock()
-		if failWhy == "" {
-			failWhy = why
+		if failWhy == "" || (unexplained && !bare) {
+			failWhy, unexplained = why, bare
 		}
 		failMu.Unlock()
 		fwd.Cancel(why)
 		ret.Cancel(why)
 	}
+	abort := func(why string) { abortWith(why, false) }
 	stopCtx := context.AfterFunc(ctx, func() { abort("the client went away") })
 	defer stopCtx()
 	clean := false
@@ -435,13 +437,24 @@ func (g *generator) attempt(ctx context.Context, req model.GenerateRequest, ctxL
 	}()
 	// The forward stream carries nothing back but its end; a cancellation names the stage
 	// that failed.
+	fwdDone, over := make(chan struct{}), make(chan struct{})
+	defer close(over)
 	go func() {
+		defer close(fwdDone)
 		var h wire.Header
 		for {
 			if _, err := fwd.ReadFrame(&h, nil); err != nil {
 				var ce *transport.CancelledError
 				switch {
 				case errors.Is(err, io.EOF):
+				case errors.As(err, &ce) && ce.Unexplained:
+					// The stage cancels the return stream too, and its reason may arrive
+					// there: give it a moment before cancelling that stream as well.
+					select {
+					case <-over:
+					case <-time.After(reasonWait):
+					}
+					abortWith(ce.Reason, true)
 				case errors.As(err, &ce):
 					abort(ce.Reason)
 				default:
@@ -452,13 +465,21 @@ func (g *generator) attempt(ctx context.Context, req model.GenerateRequest, ctxL
 		}
 	}()
 	why := func(err error) error {
+		if transport.IsUnexplained(err) {
+			// A stage that fails a request sends its reason on the forward stream before
+			// it stops reading; a write (or read) can meet the stop first.
+			select {
+			case <-fwdDone:
+			case <-time.After(reasonWait):
+			}
+		}
 		failMu.Lock()
-		w := failWhy
+		w, bare := failWhy, unexplained
 		failMu.Unlock()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if w == "" || w == "request ended" {
+		if w == "" || w == "request ended" || (bare && explained(err)) {
 			w = reason(err)
 		}
 		return fail(w)
@@ -525,6 +546,12 @@ func (g *generator) attempt(ctx context.Context, req model.GenerateRequest, ctxL
 	}
 	gen, err := col.Finish(t1)
 	return gen, true, err
+}
+
+// explained reports whether err is a peer's cancellation that carries the peer's reason.
+func explained(err error) bool {
+	var ce *transport.CancelledError
+	return errors.As(err, &ce) && !ce.Unexplained
 }
 
 // drainTokens reads what the last stage still sends after a completion ended (the result of a

@@ -663,6 +663,23 @@ func (r *request) fail(why string) {
 	})
 }
 
+// reasonWait bounds how long a failed write or read that met a peer's bare reset waits for the
+// peer's reason: a peer that cancels a stream sends it before it stops reading, and the
+// stream's reader may not have taken it yet.
+const reasonWait = time.Second
+
+// failWrite ends the request after a write to one of its streams failed with err; each stream
+// it writes has a watcher that fails the request with the peer's own reason, which then wins.
+func (r *request) failWrite(err error, why string) {
+	if transport.IsUnexplained(err) {
+		select {
+		case <-r.finished:
+		case <-time.After(reasonWait):
+		}
+	}
+	r.fail(why)
+}
+
 func (r *request) loopStream() transport.FrameStream {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -962,7 +979,7 @@ func (h *Host) run(r *request, src *stageInput, sl *slot, dt wire.DType, smp *sa
 				Positions: hd.Positions, Shape: []uint32{uint32(n), uint32(nEmbd)}}
 			if err := r.down.WriteFrame(&oh, payload); err != nil {
 				if !r.done() {
-					r.fail(fmt.Sprintf("stage %d/%d (%s) lost: %v", o.Stage+2, len(o.Stages), o.Stages[o.Stage+1], reason(err)))
+					r.failWrite(err, fmt.Sprintf("stage %d/%d (%s) lost: %v", o.Stage+2, len(o.Stages), o.Stages[o.Stage+1], reason(err)))
 				}
 				return
 			}
@@ -978,7 +995,7 @@ func (h *Host) run(r *request, src *stageInput, sl *slot, dt wire.DType, smp *sa
 		}
 		if smp.Params().Logprobs {
 			if err := writeJSON(r.ret, o.Request, logprobMsg{Logprob: res.Logprob, Top: res.Top}); err != nil {
-				r.fail("the driver's return stream broke: " + reason(err))
+				r.failWrite(err, "the driver's return stream broke: "+reason(err))
 				return
 			}
 		}
@@ -991,7 +1008,7 @@ func (h *Host) run(r *request, src *stageInput, sl *slot, dt wire.DType, smp *sa
 					Positions: []int32{int32(pos + n)}, Shape: []uint32{1}}
 				if err := loop.WriteFrame(&lh, wire.I32Bytes(tok)); err != nil {
 					if !r.done() {
-						r.fail(fmt.Sprintf("stage 1/%d (%s) lost: %v", len(o.Stages), o.Stages[0], reason(err)))
+						r.failWrite(err, fmt.Sprintf("stage 1/%d (%s) lost: %v", len(o.Stages), o.Stages[0], reason(err)))
 					}
 					return
 				}
@@ -1003,7 +1020,7 @@ func (h *Host) run(r *request, src *stageInput, sl *slot, dt wire.DType, smp *sa
 		th := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: inst, Request: o.Request, Step: hd.Step,
 			Positions: []int32{int32(pos + n)}, Shape: []uint32{1}}
 		if err := r.ret.WriteFrame(&th, wire.I32Bytes(tok)); err != nil {
-			r.fail("the driver's return stream broke: " + reason(err))
+			r.failWrite(err, "the driver's return stream broke: "+reason(err))
 			return
 		}
 	}

@@ -352,6 +352,28 @@ func TestPipelineStageDiesMidRequest(t *testing.T) {
 	}
 }
 
+// A stage that refuses a prompt stops reading it while the driver may still be sending the
+// rest: the driver's writes then fail with a bare reset, and the request must still fail with
+// the stage's own reason (sent before it stopped reading), not the reset.
+func TestPipelineNamesWhyAStageRefusedThePrompt(t *testing.T) {
+	path := storiesPath(t, "stories260K-F32.gguf")
+	c := newTestCluster(t, path, [][2]int{{0, 5}}, wire.F32)
+	m := openWhole(t, path)
+	// The bad token comes first, in the first of the prompt's many chunks (PromptChunk 3).
+	prompt := []int32{int32(m.Config.NVocab)}
+	for len(prompt) < 480 {
+		prompt = append(prompt, m.Tokenizer.Encode(" once upon a time", false, false)...)
+	}
+	for i := range 100 {
+		_, err := c.generate(context.Background(), model.GenerateRequest{Prompt: prompt, MaxTokens: 4})
+		var pe *Error
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "outside the vocabulary") {
+			t.Fatalf("request %d: want the stage's refusal of token %d, got %v", i, m.Config.NVocab, err)
+		}
+	}
+	c.idleEventually(5 * time.Second)
+}
+
 func TestPipelineClientCancel(t *testing.T) {
 	path := storiesPath(t, "stories260K-F32.gguf")
 	c := newTestCluster(t, path, [][2]int{{0, 2}, {2, 5}}, wire.F32)

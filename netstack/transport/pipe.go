@@ -233,9 +233,9 @@ func (p *pipeEnd) abort() {
 func (p *pipeEnd) mapErr(err error) error {
 	switch {
 	case errors.Is(err, errPipeReset):
-		return &CancelledError{Reason: "in-process peer reset the stream"}
+		return &CancelledError{Reason: "in-process peer reset the stream", Unexplained: true}
 	case errors.Is(err, errPipeStopped):
-		return &CancelledError{Reason: "in-process peer stopped reading"}
+		return &CancelledError{Reason: "in-process peer stopped reading", Unexplained: true}
 	}
 	return err
 }

@@ -121,7 +121,7 @@ func (s *quicStream) abort() {
 func (s *quicStream) mapErr(err error) error {
 	var se *quic.StreamError
 	if errors.As(err, &se) && se.Remote {
-		return &CancelledError{Reason: fmt.Sprintf("peer %s reset the stream (code %d)", s.c.peer, se.ErrorCode)}
+		return &CancelledError{Reason: fmt.Sprintf("peer %s reset the stream (code %d)", s.c.peer, se.ErrorCode), Unexplained: true}
 	}
 	return s.c.mapConnErr(err)
 }

@@ -184,7 +184,7 @@ func (s *tcpStream) abort() {
 
 func (s *tcpStream) mapErr(err error) error {
 	if errors.Is(err, yamux.ErrConnectionReset) {
-		return &CancelledError{Reason: fmt.Sprintf("peer %s reset the stream", s.c.peer)}
+		return &CancelledError{Reason: fmt.Sprintf("peer %s reset the stream", s.c.peer), Unexplained: true}
 	}
 	return s.c.mapConnErr(err)
 }

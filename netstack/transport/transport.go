@@ -144,6 +144,16 @@ type Conn interface {
 // CancelledError is what reads return after the peer cancelled the stream.
 type CancelledError struct {
 	Reason string
+	// Unexplained: the peer dropped the stream without its reason reaching this call (a reset,
+	// or a write meeting the peer's stop of reading). A peer's Cancel sends its reason before it
+	// stops reading, so the stream's reader may still receive it.
+	Unexplained bool
+}
+
+// IsUnexplained reports whether err is a cancellation whose reason did not arrive with it.
+func IsUnexplained(err error) bool {
+	var ce *CancelledError
+	return errors.As(err, &ce) && ce.Unexplained
 }
 
 func (e *CancelledError) Error() string {

@@ -309,6 +309,24 @@ func TestCancel(t *testing.T) {
 			if _, err := rs.ReadFrame(&wire.Header{}, nil); !errors.As(err, &ce) || !strings.Contains(err.Error(), "out of memory") {
 				t.Fatalf("peer read %v, want the cancel reason", err)
 			}
+			if ce.Unexplained || IsUnexplained(err) {
+				t.Errorf("a cancellation that carried its reason is marked unexplained: %v", err)
+			}
+			// Over QUIC the canceller stopped reading: the peer's writes fail, without a reason
+			// (yamux has no way to stop a peer's writes, nor a reset).
+			for i := 0; mode == ModeQUIC; i++ {
+				werr := rs.WriteFrame(&wire.Header{Kind: wire.KindControl, DType: wire.Bytes, Shape: []uint32{2}}, []byte("hi"))
+				if werr != nil {
+					if !IsUnexplained(werr) {
+						t.Errorf("write to a stream the peer cancelled: %v, want an unexplained cancellation", werr)
+					}
+					break
+				}
+				if i == 1000 {
+					t.Fatal("writes to a stream the peer stopped reading still succeed after a second")
+				}
+				time.Sleep(time.Millisecond)
+			}
 			// Mid-frame, with the writer blocked by flow control: the writer is released and the
 			// reader sees an error, never a clean end.
 			s2, err := p.cconn.OpenStream(ctx, ServiceData)
@@ -337,6 +355,9 @@ func TestCancel(t *testing.T) {
 			_, err = rs2.ReadFrame(&wire.Header{}, nil)
 			if err == nil || err == io.EOF {
 				t.Fatalf("reader of a cancelled frame got %v", err)
+			}
+			if mode == ModeQUIC && !IsUnexplained(err) {
+				t.Errorf("reader of a frame cut by a reset: %v, want an unexplained cancellation", err)
 			}
 		})
 	}
