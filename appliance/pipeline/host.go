@@ -639,6 +639,7 @@ type request struct {
 	loop       transport.FrameStream // the ring's token stream: last stage to first; nil for one stage
 	finished   chan struct{}
 	finishOnce sync.Once
+	failed     atomic.Bool // set before finished closes when the request fails
 }
 
 // fail cancels the request's streams in both directions with why. When this node's own
@@ -649,6 +650,7 @@ func (r *request) fail(why string) {
 		why = r.me + ": its node is shutting down"
 	}
 	r.failOnce.Do(func() {
+		r.failed.Store(true)
 		r.finish()
 		r.up.Cancel(why)
 		if r.down != nil {

@@ -2,13 +2,17 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/exo-nix/exo/appliance/engine/model"
+	"github.com/exo-nix/exo/appliance/engine/sampler"
 	"github.com/exo-nix/exo/netstack/nettest"
+	"github.com/exo-nix/exo/netstack/transport"
 	"github.com/exo-nix/exo/netstack/wire"
 )
 
@@ -123,4 +127,58 @@ func TestPipelineReusesKeptPromptStarts(t *testing.T) {
 			t.Logf("reused positions per node: %v", fmt.Sprint(c.reusedTokens()))
 		})
 	}
+}
+
+// A stage that refuses a request's reuse (here: more positions than the prompt) cancels the
+// driver's stream with its reason, also when the stage has already read a prompt frame ahead:
+// the input pump used to close the stream as the request ended, so the cancellation turned
+// into a bare reset and the driver never learnt why (nor that the prompt should run whole).
+func TestStageRefusalReachesTheDriverStream(t *testing.T) {
+	path := storiesPath(t, "stories260K-F32.gguf")
+	c := newTestCluster(t, path, [][2]int{{0, 5}}, wire.F32)
+	m := openWhole(t, path)
+	gen, err := c.driver.Acquire(context.Background(), c.inst.Model)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gen.(*generator)
+	defer g.Release()
+	prompt := m.Tokenizer.Encode("Once upon a time, there was a little girl", true, false)
+	params := sampler.Params{}
+	dn := c.nets["driver"]
+	for i := range 200 {
+		id := uint64(1000 + 2*i + 1)
+		ret, err := dn.OpenData(context.Background(), "node0", c.addrs["node0"], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := writeJSON(ret, id, &openMsg{Op: opReturn, Proto: protoVersion, Instance: c.inst.ID, Model: c.inst.Model, Request: id, Sampler: &params}); err != nil {
+			t.Fatal(err)
+		}
+		ph := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Request: id, Shape: []uint32{uint32(len(prompt))}}
+		if err := ret.WriteFrame(&ph, wire.I32Bytes(prompt)); err != nil {
+			t.Fatal(err)
+		}
+		fwd, err := dn.OpenData(context.Background(), "node0", c.addrs["node0"], false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := openMsg{Op: opForward, Proto: protoVersion, Instance: c.inst.ID, Model: c.inst.Model, Request: id, Stages: g.stages,
+			CtxLen: 64, Prompt: len(prompt), DType: wire.F32.String(), Reuse: 77, ReuseLen: len(prompt) + 1}
+		if err := writeJSON(fwd, id, &open); err != nil {
+			t.Fatal(err)
+		}
+		// The stage may have refused and stopped reading already.
+		h := wire.Header{Kind: wire.KindTokens, DType: wire.I32, Instance: c.inst.ID, Request: id, Positions: positions(0, len(prompt)), Shape: []uint32{uint32(len(prompt))}}
+		if err := fwd.WriteFrame(&h, wire.I32Bytes(prompt)); err != nil && !transport.IsUnexplained(err) {
+			t.Fatal(err)
+		}
+		var ce *transport.CancelledError
+		if _, err := fwd.ReadFrame(&h, nil); !errors.As(err, &ce) || ce.Unexplained || !strings.Contains(ce.Reason, "reuse of") {
+			t.Fatalf("request %d: the forward stream ended with %v, want the stage's refusal of the reuse", i, err)
+		}
+		fwd.Cancel("done")
+		ret.Cancel("done")
+	}
+	c.idleEventually(5 * time.Second)
 }

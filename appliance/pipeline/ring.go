@@ -68,10 +68,17 @@ func newStageInput(h *Host, r *request) *stageInput {
 }
 
 // pump reads s one frame ahead into out; after each frame it waits for ack, since the frame's
-// buffer is reused for the next. Once the request has ended it drains what s still carries, so
-// that the stream is released on both sides.
+// buffer is reused for the next. Once the request has ended cleanly it drains what s still
+// carries, so that the stream is released on both sides; a failed request's streams are
+// cancelled with the reason instead, which closing s first would turn into a bare reset.
 func (in *stageInput) pump(s transport.FrameStream, out chan<- inFrame, ack <-chan struct{}) {
 	var buf []byte
+	release := func() {
+		if !in.r.failed.Load() {
+			_ = s.CloseWrite()
+			drainTokens(s)
+		}
+	}
 	for {
 		var f inFrame
 		f.p, f.err = s.ReadFrame(&f.hd, buf)
@@ -82,8 +89,7 @@ func (in *stageInput) pump(s transport.FrameStream, out chan<- inFrame, ack <-ch
 		case out <- f:
 		case <-in.r.finished:
 			if f.err == nil {
-				_ = s.CloseWrite()
-				drainTokens(s)
+				release()
 			}
 			return
 		}
@@ -93,8 +99,7 @@ func (in *stageInput) pump(s transport.FrameStream, out chan<- inFrame, ack <-ch
 		select {
 		case <-ack:
 		case <-in.r.finished:
-			_ = s.CloseWrite()
-			drainTokens(s)
+			release()
 			return
 		}
 		buf = f.p
