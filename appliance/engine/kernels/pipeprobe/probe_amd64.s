@@ -1,0 +1,202 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// Z30 = dword ones, Z31 = float ones; the accumulators Z0-Z9 start at zero.
+#define SETUP \
+	MOVQ         n+0(FP), CX; \
+	MOVL         $1, AX; \
+	VPBROADCASTD AX, Z30; \
+	MOVL         $0x3f800000, AX; \
+	VPBROADCASTD AX, Z31; \
+	MOVL         $0x01010101, AX; \
+	VPBROADCASTD AX, Z29; \
+	VPXORD       Z0, Z0, Z0; \
+	VPXORD       Z1, Z1, Z1; \
+	VPXORD       Z2, Z2, Z2; \
+	VPXORD       Z3, Z3, Z3; \
+	VPXORD       Z4, Z4, Z4; \
+	VPXORD       Z5, Z5, Z5; \
+	VPXORD       Z6, Z6, Z6; \
+	VPXORD       Z7, Z7, Z7; \
+	VPXORD       Z8, Z8, Z8; \
+	VPXORD       Z9, Z9, Z9; \
+	TESTQ        CX, CX; \
+	JLE          done
+
+// Lane 0 of the integer sum of Z0-Z7 (first) and Z8-Z9 (all) into the result.
+#define SUM_INT10 \
+	VPADDD Z1, Z0, Z0; \
+	VPADDD Z3, Z2, Z2; \
+	VPADDD Z5, Z4, Z4; \
+	VPADDD Z7, Z6, Z6; \
+	VPADDD Z9, Z8, Z8; \
+	VPADDD Z2, Z0, Z0; \
+	VPADDD Z6, Z4, Z4; \
+	VPADDD Z4, Z0, Z0; \
+	VPADDD Z8, Z0, Z0
+
+#define SUM_INT8 \
+	VPADDD Z1, Z0, Z0; \
+	VPADDD Z3, Z2, Z2; \
+	VPADDD Z5, Z4, Z4; \
+	VPADDD Z7, Z6, Z6; \
+	VPADDD Z2, Z0, Z0; \
+	VPADDD Z6, Z4, Z4; \
+	VPADDD Z4, Z0, Z0
+
+#define SUM_FLOAT10 \
+	VADDPS     Z1, Z0, Z0; \
+	VADDPS     Z3, Z2, Z2; \
+	VADDPS     Z5, Z4, Z4; \
+	VADDPS     Z7, Z6, Z6; \
+	VADDPS     Z9, Z8, Z8; \
+	VADDPS     Z2, Z0, Z0; \
+	VADDPS     Z6, Z4, Z4; \
+	VADDPS     Z4, Z0, Z0; \
+	VADDPS     Z8, Z0, Z0; \
+	VCVTTPS2DQ Z0, Z0
+
+#define RESULT \
+	VMOVD      X0, AX; \
+	VZEROUPPER; \
+	MOVL       AX, ret+8(FP); \
+	RET
+
+// func addChain(n int) int32
+TEXT ·addChain(SB), NOSPLIT, $0-12
+	SETUP
+loop:
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	VPADDD Z30, Z0, Z0
+	DECQ   CX
+	JNZ    loop
+done:
+	RESULT
+
+// func dpbusd10(n int) int32
+TEXT ·dpbusd10(SB), NOSPLIT, $0-12
+	SETUP
+loop:
+	VPDPBUSD Z29, Z29, Z0
+	VPDPBUSD Z29, Z29, Z1
+	VPDPBUSD Z29, Z29, Z2
+	VPDPBUSD Z29, Z29, Z3
+	VPDPBUSD Z29, Z29, Z4
+	VPDPBUSD Z29, Z29, Z5
+	VPDPBUSD Z29, Z29, Z6
+	VPDPBUSD Z29, Z29, Z7
+	VPDPBUSD Z29, Z29, Z8
+	VPDPBUSD Z29, Z29, Z9
+	DECQ     CX
+	JNZ      loop
+done:
+	SUM_INT10
+	RESULT
+
+// func fma10(n int) int32
+TEXT ·fma10(SB), NOSPLIT, $0-12
+	SETUP
+loop:
+	VFMADD231PS Z31, Z31, Z0
+	VFMADD231PS Z31, Z31, Z1
+	VFMADD231PS Z31, Z31, Z2
+	VFMADD231PS Z31, Z31, Z3
+	VFMADD231PS Z31, Z31, Z4
+	VFMADD231PS Z31, Z31, Z5
+	VFMADD231PS Z31, Z31, Z6
+	VFMADD231PS Z31, Z31, Z7
+	VFMADD231PS Z31, Z31, Z8
+	VFMADD231PS Z31, Z31, Z9
+	DECQ        CX
+	JNZ         loop
+done:
+	SUM_FLOAT10
+	RESULT
+
+// func mul10(n int) int32
+TEXT ·mul10(SB), NOSPLIT, $0-12
+	SETUP
+loop:
+	VMULPS Z31, Z31, Z10
+	VMULPS Z31, Z31, Z11
+	VMULPS Z31, Z31, Z12
+	VMULPS Z31, Z31, Z13
+	VMULPS Z31, Z31, Z14
+	VMULPS Z31, Z31, Z15
+	VMULPS Z31, Z31, Z16
+	VMULPS Z31, Z31, Z17
+	VMULPS Z31, Z31, Z18
+	VMULPS Z31, Z31, Z19
+	DECQ   CX
+	JNZ    loop
+done:
+	RESULT
+
+// func dpbusd8mulfma(n int) int32
+TEXT ·dpbusd8mulfma(SB), NOSPLIT, $0-12
+	SETUP
+loop:
+	VMULPS      Z31, Z31, Z10
+	VPDPBUSD    Z29, Z29, Z0
+	VPDPBUSD    Z29, Z29, Z1
+	VPDPBUSD    Z29, Z29, Z2
+	VPDPBUSD    Z29, Z29, Z3
+	VPDPBUSD    Z29, Z29, Z4
+	VPDPBUSD    Z29, Z29, Z5
+	VPDPBUSD    Z29, Z29, Z6
+	VPDPBUSD    Z29, Z29, Z7
+	VFMADD231PS Z31, Z31, Z8
+	DECQ        CX
+	JNZ         loop
+done:
+	SUM_INT8
+	RESULT
+
+// func dpbusd8cvt2(n int) int32
+TEXT ·dpbusd8cvt2(SB), NOSPLIT, $0-12
+	SETUP
+loop:
+	VPDPBUSD  Z29, Z29, Z0
+	VPDPBUSD  Z29, Z29, Z1
+	VPDPBUSD  Z29, Z29, Z2
+	VPDPBUSD  Z29, Z29, Z3
+	VCVTDQ2PS Z30, Z10
+	VPDPBUSD  Z29, Z29, Z4
+	VPDPBUSD  Z29, Z29, Z5
+	VPDPBUSD  Z29, Z29, Z6
+	VPDPBUSD  Z29, Z29, Z7
+	VCVTDQ2PS Z30, Z11
+	DECQ      CX
+	JNZ       loop
+done:
+	SUM_INT8
+	RESULT
+
+// func fma5add5(n int) int32
+TEXT ·fma5add5(SB), NOSPLIT, $0-12
+	SETUP
+loop:
+	VFMADD231PS Z31, Z31, Z0
+	VADDPS      Z31, Z1, Z1
+	VFMADD231PS Z31, Z31, Z2
+	VADDPS      Z31, Z3, Z3
+	VFMADD231PS Z31, Z31, Z4
+	VADDPS      Z31, Z5, Z5
+	VFMADD231PS Z31, Z31, Z6
+	VADDPS      Z31, Z7, Z7
+	VFMADD231PS Z31, Z31, Z8
+	VADDPS      Z31, Z9, Z9
+	DECQ        CX
+	JNZ         loop
+done:
+	SUM_FLOAT10
+	RESULT
