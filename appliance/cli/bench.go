@@ -141,18 +141,30 @@ the physical limit of decoding, which reads every weight once per step.`,
 			if err != nil {
 				return err
 			}
+			var measuring func(bool)
+			var profErr error
 			if cpuProfile != "" {
 				pf, err := os.Create(cpuProfile)
 				if err != nil {
 					return err
 				}
 				defer pf.Close()
-				if err := pprof.StartCPUProfile(pf); err != nil {
-					return fmt.Errorf("bench: cpu profile: %w", err)
+				// The profile covers the measured passes alone: not the loading, the warm-up
+				// or the -d fills (which at depth take longer than the passes).
+				measuring = func(on bool) {
+					if !on {
+						pprof.StopCPUProfile()
+						return
+					}
+					if err := pprof.StartCPUProfile(pf); err != nil {
+						profErr = fmt.Errorf("bench: cpu profile: %w", err)
+					}
 				}
-				defer pprof.StopCPUProfile()
 			}
-			res, err := model.Bench(st, model.BenchConfig{PromptTokens: pp, GenTokens: tg, Depth: depth, Batch: batch, Repetitions: reps})
+			res, err := model.Bench(st, model.BenchConfig{PromptTokens: pp, GenTokens: tg, Depth: depth, Batch: batch, Repetitions: reps, Measuring: measuring})
+			if err == nil {
+				err = profErr
+			}
 			if err != nil {
 				return err
 			}

@@ -2,7 +2,11 @@ package cli
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -59,6 +63,33 @@ func TestBenchCommandJSON(t *testing.T) {
 	code, _, errs = runBench(t, "--model", modelPath, "-p", "16", "-n", "8", "-d", "1000000", "-r", "1")
 	if code == 0 || !strings.Contains(errs, "context of 1000016 tokens") {
 		t.Errorf("-d 1000000: exit %d, stderr %q", code, errs)
+	}
+}
+
+// --cpuprofile writes a whole profile (gzip-framed protocol buffer, as runtime/pprof writes)
+// once the run ends, at depth too, where the profile opens after the fills; a file that cannot
+// be created fails the command naming it.
+func TestBenchCommandCPUProfile(t *testing.T) {
+	modelPath := generateFixture(t, "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q8_0.gguf")
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	if code, _, errs := runBench(t, "--model", modelPath, "-p", "8", "-n", "4", "-d", "32", "-r", "1", "--cpuprofile", prof); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	f, err := os.Open(prof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("profile %s: %v", prof, err)
+	}
+	if b, err := io.ReadAll(z); err != nil || len(b) == 0 {
+		t.Fatalf("profile %s: %d bytes, %v", prof, len(b), err)
+	}
+	bad := filepath.Join(t.TempDir(), "missing", "cpu.prof")
+	if code, _, errs := runBench(t, "--model", modelPath, "-p", "8", "-n", "0", "-r", "1", "--cpuprofile", bad); code == 0 || !strings.Contains(errs, bad) {
+		t.Errorf("--cpuprofile %s: exit %d, stderr %q", bad, code, errs)
 	}
 }
 

@@ -19,6 +19,10 @@ type BenchConfig struct {
 	Batch        int // sequences decoding together (>= 1)
 	Repetitions  int // >= 1; the reported figure is the mean rate
 	Seed         uint64
+	// Measuring, when set, is called with true just before the first measured pass and with
+	// false after the last (or on an error): the warm-up and the depth fills lie outside, so
+	// that a profile taken between the calls shows the measured passes alone.
+	Measuring func(on bool)
 }
 
 // BenchResult holds the measured rates; each is tokens over wall-clock time, averaged over
@@ -70,22 +74,40 @@ func Bench(st *Stage, cfg BenchConfig) (BenchResult, error) {
 		return res, err
 	}
 
+	// Every sequence is filled before the first measured pass, so that the measured passes
+	// run back to back and Measuring brackets them alone. The prompt's sequence is the first
+	// generating one: each pass truncates it back to the depth.
+	n := 0
 	if cfg.PromptTokens > 0 {
-		prompt := make([]int32, cfg.PromptTokens)
-		seq := st.NewSequence(ctx)
-		if err := fill(seq); err != nil {
+		n = 1
+	}
+	if cfg.GenTokens > 0 {
+		n = cfg.Batch
+	}
+	seqs := make([]*Seq, n)
+	for i := range seqs {
+		seqs[i] = st.NewSequence(ctx)
+		if err := fill(seqs[i]); err != nil {
 			return res, err
 		}
+	}
+	if cfg.Measuring != nil {
+		cfg.Measuring(true)
+		defer cfg.Measuring(false)
+	}
+
+	if cfg.PromptTokens > 0 {
+		prompt := make([]int32, cfg.PromptTokens)
 		outs := make([]Out, 1)
 		for rep := 0; rep < cfg.Repetitions; rep++ {
 			for i := range prompt {
 				prompt[i] = tok()
 			}
-			if err := seq.Truncate(cfg.Depth); err != nil {
+			if err := seqs[0].Truncate(cfg.Depth); err != nil {
 				return res, err
 			}
 			t0 := time.Now()
-			if err := st.ForwardBatch([]SeqBatch{{Seq: seq, Batch: Batch{Pos: cfg.Depth, Tokens: prompt}}}, outs); err != nil {
+			if err := st.ForwardBatch([]SeqBatch{{Seq: seqs[0], Batch: Batch{Pos: cfg.Depth, Tokens: prompt}}}, outs); err != nil {
 				return res, err
 			}
 			res.PromptTimes = append(res.PromptTimes, time.Since(t0))
@@ -94,13 +116,6 @@ func Bench(st *Stage, cfg BenchConfig) (BenchResult, error) {
 	}
 
 	if cfg.GenTokens > 0 {
-		seqs := make([]*Seq, cfg.Batch)
-		for i := range seqs {
-			seqs[i] = st.NewSequence(ctx)
-			if err := fill(seqs[i]); err != nil {
-				return res, err
-			}
-		}
 		items := make([]SeqBatch, cfg.Batch)
 		toks := make([]int32, cfg.Batch)
 		outs := make([]Out, cfg.Batch)
