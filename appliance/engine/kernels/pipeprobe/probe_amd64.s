@@ -24,18 +24,7 @@
 	TESTQ        CX, CX; \
 	JLE          done
 
-// Lane 0 of the integer sum of Z0-Z7 (first) and Z8-Z9 (all) into the result.
-#define SUM_INT10 \
-	VPADDD Z1, Z0, Z0; \
-	VPADDD Z3, Z2, Z2; \
-	VPADDD Z5, Z4, Z4; \
-	VPADDD Z7, Z6, Z6; \
-	VPADDD Z9, Z8, Z8; \
-	VPADDD Z2, Z0, Z0; \
-	VPADDD Z6, Z4, Z4; \
-	VPADDD Z4, Z0, Z0; \
-	VPADDD Z8, Z0, Z0
-
+// The integer sum of Z0-Z7 into Z0 (lane 0 is the result).
 #define SUM_INT8 \
 	VPADDD Z1, Z0, Z0; \
 	VPADDD Z3, Z2, Z2; \
@@ -44,6 +33,12 @@
 	VPADDD Z2, Z0, Z0; \
 	VPADDD Z6, Z4, Z4; \
 	VPADDD Z4, Z0, Z0
+
+// The integer sum of Z0-Z9 into Z0.
+#define SUM_INT10 \
+	SUM_INT8; \
+	VPADDD Z9, Z8, Z8; \
+	VPADDD Z8, Z0, Z0
 
 #define SUM_FLOAT10 \
 	VADDPS     Z1, Z0, Z0; \
@@ -63,140 +58,102 @@
 	MOVL       AX, ret+8(FP); \
 	RET
 
+// A probe: SETUP, n iterations of body, then sum (which leaves the result in X0).
+#define PROBE(body, sum) \
+	SETUP; \
+loop: \
+	body; \
+	DECQ CX; \
+	JNZ  loop; \
+done: \
+	sum; \
+	RESULT
+
+// Ten op a, a, Zi: independent, into Z0-Z9.
+#define TEN(op, a) \
+	op a, a, Z0; \
+	op a, a, Z1; \
+	op a, a, Z2; \
+	op a, a, Z3; \
+	op a, a, Z4; \
+	op a, a, Z5; \
+	op a, a, Z6; \
+	op a, a, Z7; \
+	op a, a, Z8; \
+	op a, a, Z9
+
+// Ten dependent additions of ones to Z0.
+#define CHAIN10 \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0; \
+	VPADDD Z30, Z0, Z0
+
+// Eight independent VPDPBUSD of byte ones into Z0-Z7, with a before the first, b between the
+// fourth and the fifth, c after the eighth.
+#define DPBUSD8(a, b, c) \
+	a; \
+	VPDPBUSD Z29, Z29, Z0; \
+	VPDPBUSD Z29, Z29, Z1; \
+	VPDPBUSD Z29, Z29, Z2; \
+	VPDPBUSD Z29, Z29, Z3; \
+	b; \
+	VPDPBUSD Z29, Z29, Z4; \
+	VPDPBUSD Z29, Z29, Z5; \
+	VPDPBUSD Z29, Z29, Z6; \
+	VPDPBUSD Z29, Z29, Z7; \
+	c
+
+// Five VFMADD231PS (Z0, Z2, ... Z8) and five VADDPS (Z1, Z3, ... Z9) of ones, alternating.
+#define FMA5ADD5 \
+	VFMADD231PS Z31, Z31, Z0; \
+	VADDPS      Z31, Z1, Z1; \
+	VFMADD231PS Z31, Z31, Z2; \
+	VADDPS      Z31, Z3, Z3; \
+	VFMADD231PS Z31, Z31, Z4; \
+	VADDPS      Z31, Z5, Z5; \
+	VFMADD231PS Z31, Z31, Z6; \
+	VADDPS      Z31, Z7, Z7; \
+	VFMADD231PS Z31, Z31, Z8; \
+	VADDPS      Z31, Z9, Z9
+
+#define NOTHING
+#define CLEAR0 VPXORD Z0, Z0, Z0
+#define SCALE_PRODUCT VMULPS Z31, Z31, Z10
+#define SCALED_ADD VFMADD231PS Z31, Z31, Z8
+#define CVT_A VCVTDQ2PS Z30, Z10
+#define CVT_B VCVTDQ2PS Z30, Z11
+
 // func addChain(n int) int32
 TEXT ·addChain(SB), NOSPLIT, $0-12
-	SETUP
-loop:
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	VPADDD Z30, Z0, Z0
-	DECQ   CX
-	JNZ    loop
-done:
-	RESULT
+	PROBE(CHAIN10, NOTHING)
 
 // func dpbusd10(n int) int32
 TEXT ·dpbusd10(SB), NOSPLIT, $0-12
-	SETUP
-loop:
-	VPDPBUSD Z29, Z29, Z0
-	VPDPBUSD Z29, Z29, Z1
-	VPDPBUSD Z29, Z29, Z2
-	VPDPBUSD Z29, Z29, Z3
-	VPDPBUSD Z29, Z29, Z4
-	VPDPBUSD Z29, Z29, Z5
-	VPDPBUSD Z29, Z29, Z6
-	VPDPBUSD Z29, Z29, Z7
-	VPDPBUSD Z29, Z29, Z8
-	VPDPBUSD Z29, Z29, Z9
-	DECQ     CX
-	JNZ      loop
-done:
-	SUM_INT10
-	RESULT
+	PROBE(TEN(VPDPBUSD, Z29), SUM_INT10)
 
 // func fma10(n int) int32
 TEXT ·fma10(SB), NOSPLIT, $0-12
-	SETUP
-loop:
-	VFMADD231PS Z31, Z31, Z0
-	VFMADD231PS Z31, Z31, Z1
-	VFMADD231PS Z31, Z31, Z2
-	VFMADD231PS Z31, Z31, Z3
-	VFMADD231PS Z31, Z31, Z4
-	VFMADD231PS Z31, Z31, Z5
-	VFMADD231PS Z31, Z31, Z6
-	VFMADD231PS Z31, Z31, Z7
-	VFMADD231PS Z31, Z31, Z8
-	VFMADD231PS Z31, Z31, Z9
-	DECQ        CX
-	JNZ         loop
-done:
-	SUM_FLOAT10
-	RESULT
+	PROBE(TEN(VFMADD231PS, Z31), SUM_FLOAT10)
 
-// func mul10(n int) int32
+// func mul10(n int) int32: its products (ones) are dropped, the result cleared.
 TEXT ·mul10(SB), NOSPLIT, $0-12
-	SETUP
-loop:
-	VMULPS Z31, Z31, Z10
-	VMULPS Z31, Z31, Z11
-	VMULPS Z31, Z31, Z12
-	VMULPS Z31, Z31, Z13
-	VMULPS Z31, Z31, Z14
-	VMULPS Z31, Z31, Z15
-	VMULPS Z31, Z31, Z16
-	VMULPS Z31, Z31, Z17
-	VMULPS Z31, Z31, Z18
-	VMULPS Z31, Z31, Z19
-	DECQ   CX
-	JNZ    loop
-done:
-	RESULT
+	PROBE(TEN(VMULPS, Z31), CLEAR0)
 
-// func dpbusd8mulfma(n int) int32
+// func dpbusd8mulfma(n int) int32: the Q4_0 column's order, dx·yd first, the FMA last.
 TEXT ·dpbusd8mulfma(SB), NOSPLIT, $0-12
-	SETUP
-loop:
-	VMULPS      Z31, Z31, Z10
-	VPDPBUSD    Z29, Z29, Z0
-	VPDPBUSD    Z29, Z29, Z1
-	VPDPBUSD    Z29, Z29, Z2
-	VPDPBUSD    Z29, Z29, Z3
-	VPDPBUSD    Z29, Z29, Z4
-	VPDPBUSD    Z29, Z29, Z5
-	VPDPBUSD    Z29, Z29, Z6
-	VPDPBUSD    Z29, Z29, Z7
-	VFMADD231PS Z31, Z31, Z8
-	DECQ        CX
-	JNZ         loop
-done:
-	SUM_INT8
-	RESULT
+	PROBE(DPBUSD8(SCALE_PRODUCT, NOTHING, SCALED_ADD), SUM_INT8)
 
 // func dpbusd8cvt2(n int) int32
 TEXT ·dpbusd8cvt2(SB), NOSPLIT, $0-12
-	SETUP
-loop:
-	VPDPBUSD  Z29, Z29, Z0
-	VPDPBUSD  Z29, Z29, Z1
-	VPDPBUSD  Z29, Z29, Z2
-	VPDPBUSD  Z29, Z29, Z3
-	VCVTDQ2PS Z30, Z10
-	VPDPBUSD  Z29, Z29, Z4
-	VPDPBUSD  Z29, Z29, Z5
-	VPDPBUSD  Z29, Z29, Z6
-	VPDPBUSD  Z29, Z29, Z7
-	VCVTDQ2PS Z30, Z11
-	DECQ      CX
-	JNZ       loop
-done:
-	SUM_INT8
-	RESULT
+	PROBE(DPBUSD8(NOTHING, CVT_A, CVT_B), SUM_INT8)
 
 // func fma5add5(n int) int32
 TEXT ·fma5add5(SB), NOSPLIT, $0-12
-	SETUP
-loop:
-	VFMADD231PS Z31, Z31, Z0
-	VADDPS      Z31, Z1, Z1
-	VFMADD231PS Z31, Z31, Z2
-	VADDPS      Z31, Z3, Z3
-	VFMADD231PS Z31, Z31, Z4
-	VADDPS      Z31, Z5, Z5
-	VFMADD231PS Z31, Z31, Z6
-	VADDPS      Z31, Z7, Z7
-	VFMADD231PS Z31, Z31, Z8
-	VADDPS      Z31, Z9, Z9
-	DECQ        CX
-	JNZ         loop
-done:
-	SUM_FLOAT10
-	RESULT
+	PROBE(FMA5ADD5, SUM_FLOAT10)
