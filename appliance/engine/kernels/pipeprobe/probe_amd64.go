@@ -29,5 +29,12 @@ func dpbusd8cvt2(n int) int32
 // fma5add5: five VFMADD231PS and five VADDPS of ones; returns 10n.
 func fma5add5(n int) int32
 
+// mulld10: ten independent VPMULLD of dword ones; returns 10 (for n > 0).
+func mulld10(n int) int32
+
+// round5: five independent round trips of 1.0 through F16 (VCVTPS2PH, VCVTPH2PS); returns 5
+// (for n > 0).
+func round5(n int) int32
+
 // supported reports whether the CPU runs the probes (AVX-512 F with VNNI).
 func supported() bool { return cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI }

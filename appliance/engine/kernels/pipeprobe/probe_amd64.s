@@ -123,6 +123,20 @@ done: \
 	VFMADD231PS Z31, Z31, Z8; \
 	VADDPS      Z31, Z9, Z9
 
+// Five independent round trips of ones through F16 (the attention V sum's rounding), into
+// Z0-Z4 by Y10-Y14.
+#define ROUND5 \
+	VCVTPS2PH $0, Z31, Y10; \
+	VCVTPH2PS Y10, Z0; \
+	VCVTPS2PH $0, Z31, Y11; \
+	VCVTPH2PS Y11, Z1; \
+	VCVTPS2PH $0, Z31, Y12; \
+	VCVTPH2PS Y12, Z2; \
+	VCVTPS2PH $0, Z31, Y13; \
+	VCVTPH2PS Y13, Z3; \
+	VCVTPS2PH $0, Z31, Y14; \
+	VCVTPH2PS Y14, Z4
+
 #define NOTHING
 #define CLEAR0 VPXORD Z0, Z0, Z0
 #define SCALE_PRODUCT VMULPS Z31, Z31, Z10
@@ -157,3 +171,11 @@ TEXT ·dpbusd8cvt2(SB), NOSPLIT, $0-12
 // func fma5add5(n int) int32
 TEXT ·fma5add5(SB), NOSPLIT, $0-12
 	PROBE(FMA5ADD5, SUM_FLOAT10)
+
+// func mulld10(n int) int32: ten VPMULLD of dword ones (the K-quants' sub-block scaling).
+TEXT ·mulld10(SB), NOSPLIT, $0-12
+	PROBE(TEN(VPMULLD, Z30), SUM_INT10)
+
+// func round5(n int) int32
+TEXT ·round5(SB), NOSPLIT, $0-12
+	PROBE(ROUND5, SUM_FLOAT10)

@@ -20,6 +20,8 @@ var probes = []probe{
 	{"q4_0-column", dpbusd8mulfma, func(n int) int32 { return int32(32 * n) }},
 	{"dpbusd8-cvt2", dpbusd8cvt2, func(n int) int32 { return int32(32 * n) }},
 	{"fma5-addps5", fma5add5, func(n int) int32 { return int32(10 * n) }},
+	{"mulld10", mulld10, func(n int) int32 { return int32(10 * min(n, 1)) }},
+	{"f16-round5", round5, func(n int) int32 { return int32(5 * min(n, 1)) }},
 }
 
 func need(tb testing.TB) {
@@ -49,7 +51,9 @@ func TestProbesCompute(t *testing.T) {
 // and ghz, the clock that implies. Zen 4 (this project's CI host): dpbusd10, fma10, mulps10
 // and q4_0-column (eight VPDPBUSD, a VMULPS, a VFMADD231PS) all take ten cycles: one
 // multiply-class instruction a cycle, whatever the mix. dpbusd8-cvt2 takes eight and
-// fma5-addps5 about six: conversions and additions run beside them on other pipes.
+// fma5-addps5 about six: conversions and additions run beside them on other pipes. mulld10
+// takes ten too (VPMULLD, the K-quants' sub-block scaling, is one of them); f16-round5, five
+// round trips through F16, fourteen to sixteen, on the conversion pipe.
 func BenchmarkMultiplyPipes(b *testing.B) {
 	need(b)
 	const iters = 20_000_000
