@@ -24,32 +24,28 @@
 	TESTQ        CX, CX; \
 	JLE          done
 
-// The integer sum of Z0-Z7 into Z0 (lane 0 is the result).
-#define SUM_INT8 \
-	VPADDD Z1, Z0, Z0; \
-	VPADDD Z3, Z2, Z2; \
-	VPADDD Z5, Z4, Z4; \
-	VPADDD Z7, Z6, Z6; \
-	VPADDD Z2, Z0, Z0; \
-	VPADDD Z6, Z4, Z4; \
-	VPADDD Z4, Z0, Z0
+// Z0-Z7 summed by op into Z0 (lane 0 is the result).
+#define SUM8(op) \
+	op Z1, Z0, Z0; \
+	op Z3, Z2, Z2; \
+	op Z5, Z4, Z4; \
+	op Z7, Z6, Z6; \
+	op Z2, Z0, Z0; \
+	op Z6, Z4, Z4; \
+	op Z4, Z0, Z0
 
-// The integer sum of Z0-Z9 into Z0.
-#define SUM_INT10 \
-	SUM_INT8; \
-	VPADDD Z9, Z8, Z8; \
-	VPADDD Z8, Z0, Z0
+// Z0-Z9 summed by op into Z0.
+#define SUM10(op) \
+	SUM8(op); \
+	op Z9, Z8, Z8; \
+	op Z8, Z0, Z0
 
+#define SUM_INT8 SUM8(VPADDD)
+#define SUM_INT10 SUM10(VPADDD)
+
+// The float sum of Z0-Z9, truncated to an integer (exact: the sums are small whole numbers).
 #define SUM_FLOAT10 \
-	VADDPS     Z1, Z0, Z0; \
-	VADDPS     Z3, Z2, Z2; \
-	VADDPS     Z5, Z4, Z4; \
-	VADDPS     Z7, Z6, Z6; \
-	VADDPS     Z9, Z8, Z8; \
-	VADDPS     Z2, Z0, Z0; \
-	VADDPS     Z6, Z4, Z4; \
-	VADDPS     Z4, Z0, Z0; \
-	VADDPS     Z8, Z0, Z0; \
+	SUM10(VADDPS); \
 	VCVTTPS2DQ Z0, Z0
 
 #define RESULT \
