@@ -181,3 +181,44 @@ func TestF16ChunksMatchWholeRows(t *testing.T) {
 		}
 	}
 }
+
+// The VDPBF16PS runs of rows (bf16DPPairs4: triples, then the pairs left) equal the two-row
+// kernel, bit for bit: runs of every remainder by three, rows of an odd number of 32-element
+// steps.
+func TestBF16DPRunsMatchTwoRows(t *testing.T) {
+	if !cpu.X86.HasAVX512BF16 || !cpu.X86.HasAVX512BW || !cpu.X86.HasAVX512VL {
+		t.Skip("the VDPBF16PS kernels need AVX-512 BF16")
+	}
+	r := rand.New(rand.NewPCG(18, 18))
+	for _, n := range []int{32, 2048, 4128} {
+		for _, pairs := range []int{1, 2, 3, 4, 5, 16} {
+			wstride := 2*n + 64
+			w := make([]byte, 2*pairs*wstride)
+			for i := 0; i < 2*pairs; i++ {
+				row, err := Quantize(ggml.BF16, randVec(r, n, 0.5))
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(w[i*wstride:], row)
+			}
+			ystride := 2*n + 128
+			act := make([]byte, 4*ystride)
+			for c := range 4 {
+				a, err := Quantize(ggml.BF16, randVec(r, n, 1))
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(act[c*ystride:], a)
+			}
+			ostride := 2*pairs + 3
+			got, want := make([]float32, 4*ostride), make([]float32, 4*ostride)
+			bf16DPPairs4(w, wstride, pairs, act, ystride, n, got, ostride)
+			dotBF16DPR2x4Rows((*uint16)(unsafe.Pointer(&w[0])), wstride, pairs, (*uint16)(unsafe.Pointer(&act[0])), ystride, n, &want[0], 4*ostride)
+			for i := range got {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d, %d pairs: result %d (column %d, row %d) %v, two-row kernel %v", n, pairs, i, i/ostride, i%ostride, got[i], want[i])
+				}
+			}
+		}
+	}
+}

@@ -237,6 +237,9 @@ func dotF16F32R2x4Rows(x *uint16, xstride int, pairs int, y *float32, ystride in
 //go:noescape
 func dotBF16DPR2x4Rows(x *uint16, xstride int, pairs int, y *uint16, ystride int, n int, out *float32, ostride int)
 
+//go:noescape
+func dotBF16DPR3x4Rows(x *uint16, xstride int, triples int, y *uint16, ystride int, n int, out *float32, ostride int)
+
 // Prompt-batch forms of the eight-row kernels: unpack eight rows once, then dot each activation
 // row with the unpacked copy (bit-identical to the eight-row kernels).
 
@@ -728,7 +731,18 @@ func bf16DPPairs4(w []byte, wstride, pairs int, act []byte, stride, n int, out [
 		return
 	}
 	geomBF16.blocks4(w, act, stride, n)
-	dotBF16DPR2x4Rows((*uint16)(unsafe.Pointer(&w[0])), wstride, pairs, (*uint16)(unsafe.Pointer(&act[0])), stride, n, &out[0], 4*ostride)
+	// Triples of rows first (the faster kernel), then the one or two pairs that are left.
+	rows := 2 * pairs
+	left := [3]int{0, 2, 1}[rows%3]
+	triples := (rows - 2*left) / 3
+	y := (*uint16)(unsafe.Pointer(&act[0]))
+	if triples > 0 {
+		dotBF16DPR3x4Rows((*uint16)(unsafe.Pointer(&w[0])), wstride, triples, y, stride, n, &out[0], 4*ostride)
+	}
+	if left > 0 {
+		r := 3 * triples
+		dotBF16DPR2x4Rows((*uint16)(unsafe.Pointer(&w[r*wstride])), wstride, left, y, stride, n, &out[r], 4*ostride)
+	}
 }
 
 // halfDot4 makes the four-column dot of 16-bit float kernel k (geometry g, conversion wide),

@@ -773,7 +773,7 @@ func BenchmarkMatMul(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 3))
 	const rows, cols = 8192, 2048
 	p := SharedPool(0)
-	for _, ty := range []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.F16} {
+	for _, ty := range []ggml.Type{ggml.Q8_0, ggml.Q4_0, ggml.Q4_K, ggml.Q6_K, ggml.F16, ggml.BF16} {
 		w, err := Quantize(ty, randVec(r, rows*cols, 0.3))
 		if err != nil {
 			b.Fatal(err)
@@ -876,7 +876,17 @@ func TestVecDot4MatchesSingleColumn(t *testing.T) {
 				if v4.pairs == nil {
 					continue
 				}
-				checkPairRuns(t, fmt.Sprintf("%s/%s n=%d", v4.t, v4.name, n), [][]byte{row, other}, trial,
+				// Seven distinct rows, so that a kernel taking rows in groups (of up to seven)
+				// cannot swap two of them unseen.
+				rows := [][]byte{row, other}
+				for len(rows) < 7 {
+					more, err := Quantize(v4.t, randVec(r, n, 0.5))
+					if err != nil {
+						t.Fatal(err)
+					}
+					rows = append(rows, more)
+				}
+				checkPairRuns(t, fmt.Sprintf("%s/%s n=%d", v4.t, v4.name, n), rows, trial,
 					func(w []byte, wstride, pairs int, o []float32, ostride int) {
 						v4.pairs(w, wstride, pairs, act, stride, n, o, ostride)
 					},
