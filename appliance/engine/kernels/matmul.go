@@ -117,6 +117,10 @@ func (m *MatMul) Run(p *Pool) {
 			per = (per + 7) &^ 7
 		} else if k := op.prepared(); k != nil && k.unitRows > 1 {
 			per = (per + k.unitRows - 1) / k.unitRows * k.unitRows
+		} else if u := pairsRows(op.Type); u > 2 && op.N >= 4 {
+			// rangeQuant's runs of rows (rows of 8192 BF16 elements came in sixteens: a
+			// quarter of them by the slower two-row kernel).
+			per = (per + u - 1) / u * u
 		}
 		q := 0
 		if op.Act != nil && op.N < 4 && op.Rows >= stripeMin && op.hasRows4() {

@@ -73,7 +73,7 @@ func use4(name string, t ggml.Type, f vecDot4Fn) {
 			one = i
 		}
 	}
-	fastDots4[t], fastDots2x4[t], fastPairs4[t] = f, nil, nil
+	fastDots4[t], fastDots2x4[t], fastPairs4[t], pairsUnitRows[t] = f, nil, nil, 0
 	variants4 = append(variants4, variant4{name: name, t: t, dot: f, one: one})
 }
 
@@ -99,9 +99,22 @@ type vecDot2x4PairsFn func(w []byte, wstride, pairs int, act []byte, stride, n i
 // fastPairs4 holds the run forms of fastDots2x4 (nil: none).
 var fastPairs4 [ggml.BF16 + 1]vecDot2x4PairsFn
 
-// usePairs4 installs f as the run form of the two-row kernel use4x2 installed last for t.
-func usePairs4(t ggml.Type, f vecDot2x4PairsFn) {
-	fastPairs4[t] = f
+// pairsUnitRows holds, where more than two, the multiple of rows that fastPairs4's kernel
+// takes whole (rows in threes, say); MatMul's prompt units are made such multiples.
+var pairsUnitRows [ggml.BF16 + 1]int
+
+// pairsRows is t's pairsUnitRows where it has a run kernel, else 0.
+func pairsRows(t ggml.Type) int {
+	if int(t) < len(fastPairs4) && fastPairs4[t] != nil {
+		return pairsUnitRows[t]
+	}
+	return 0
+}
+
+// usePairs4 installs f as the run form of the two-row kernel use4x2 installed last for t; f
+// goes fastest over a multiple of unitRows rows.
+func usePairs4(t ggml.Type, f vecDot2x4PairsFn, unitRows int) {
+	fastPairs4[t], pairsUnitRows[t] = f, unitRows
 	variants4[len(variants4)-1].pairs = f
 }
 

@@ -432,7 +432,7 @@ func init() {
 			unusePrepared(ggml.BF16)
 			use("avx512bf16", ggml.BF16, bf16Dot(dotBF16DP))
 			use4x2("avx512bf16", ggml.BF16, halfDot4(&geomBF16, BF16ToF32, bf16DPx4), bf16DP2x4)
-			usePairs4(ggml.BF16, bf16DPPairs4)
+			usePairs4(ggml.BF16, bf16DPPairs4, 6) // whole triples of rows, in pairs
 			useRows(ggml.BF16, halfRows(&geomBF16, BF16ToF32, bf16Dot(dotBF16DP), bf16DPx4), halfRows4(&geomBF16, BF16ToF32, bf16DPx4, dotBF16DPx4Runs))
 		}
 	}

@@ -683,6 +683,39 @@ func TestMatMulMatchesRowDots(t *testing.T) {
 	}
 }
 
+// A prompt batch's units of rows are whole multiples of what a run kernel takes whole
+// (pairsUnitRows), so that no unit leaves rows to a slower kernel but at the matrix's end.
+func TestMatMulPromptUnitsTakeWholeRuns(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	tested := 0
+	for ty := range ggml.Type(len(fastPairs4)) {
+		u := pairsRows(ty)
+		if u <= 2 {
+			continue
+		}
+		tested++
+		p := NewPool(1)
+		for _, cols := range []int{2048, 8192} {
+			const rows, nb = 200, 8
+			w := randMatrix(t, r, ty, rows, cols)
+			ab, _ := VecDotType(ty).RowSize(int64(cols))
+			var act []byte
+			for range nb {
+				act = append(act, QuantizeActivations(ty, randVec(r, cols, 1), nil)...)
+			}
+			mm := MatMul{Ops: []MatMulOp{{Type: ty, W: w, Rows: rows, Cols: cols, N: nb, Act: act, ActStride: int(ab), Out: make([]float32, nb*rows), OutStride: rows}}}
+			mm.Run(p)
+			if mm.per[0]%u != 0 {
+				t.Errorf("%s, rows of %d: units of %d rows, not a multiple of the run kernel's %d", ty, cols, mm.per[0], u)
+			}
+		}
+		p.Close()
+	}
+	if tested == 0 {
+		t.Skipf("no run kernel here takes rows in groups of more than two (%s)", SIMD())
+	}
+}
+
 func TestMatMulRejectsBadShapes(t *testing.T) {
 	p := NewPool(1)
 	defer p.Close()
