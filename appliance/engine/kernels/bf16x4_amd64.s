@@ -214,6 +214,73 @@ f16rr_pair:
 	VZEROUPPER
 	RET
 
+// One column of the three-row kernel's step: the column's float32 activations at base (into
+// Z14, Z15) against the rows' widened weights (Z8-Z13, two a row), onto their accumulators.
+#define F32R3_COL(base, lo0, hi0, lo1, hi1, lo2, hi2) \
+	VMOVUPS     0 base, Z14; \
+	VMOVUPS     64 base, Z15; \
+	VFMADD231PS Z14, Z8, lo0; \
+	VFMADD231PS Z15, Z9, hi0; \
+	VFMADD231PS Z14, Z10, lo1; \
+	VFMADD231PS Z15, Z11, hi1; \
+	VFMADD231PS Z14, Z12, lo2; \
+	VFMADD231PS Z15, Z13, hi2
+
+// func dotF16F32R3x4Rows(x *uint16, xstride int, triples int, y *float32, ystride int, n int, out *float32, ostride int)
+// dotF16F32R2x4Rows for triples of weight rows: rows 3t, 3t+1 and 3t+2 for t < triples, each
+// row's four results at out + 4·row + c·ostride bytes, each dotF16F32x4AVX512's bits. The
+// three rows' sums take Z0-Z7, Z16-Z23 and Z24-Z31, and each activation load serves three
+// FMAs where the two-row kernel's serves two.
+TEXT ·dotF16F32R3x4Rows(SB), NOSPLIT, $0-64
+	PAIRS_ARGS
+
+f16r3_triple:
+	PAIRS_START
+	ZERO_Z4(Z0, Z1, Z2, Z3)
+	ZERO_Z4(Z4, Z5, Z6, Z7)
+	ZERO_Z4(Z16, Z17, Z18, Z19)
+	ZERO_Z4(Z20, Z21, Z22, Z23)
+	ZERO_Z4(Z24, Z25, Z26, Z27)
+	ZERO_Z4(Z28, Z29, Z30, Z31)
+
+f16r3_loop:
+	VCVTPH2PS (SI), Z8
+	VCVTPH2PS 32(SI), Z9
+	VCVTPH2PS (SI)(BX*1), Z10
+	VCVTPH2PS 32(SI)(BX*1), Z11
+	VCVTPH2PS (SI)(BX*2), Z12
+	VCVTPH2PS 32(SI)(BX*2), Z13
+	F32R3_COL((DI), Z0, Z1, Z16, Z17, Z24, Z25)
+	F32R3_COL((DI)(DX*1), Z2, Z3, Z18, Z19, Z26, Z27)
+	F32R3_COL((R14), Z4, Z5, Z20, Z21, Z28, Z29)
+	F32R3_COL((R14)(DX*1), Z6, Z7, Z22, Z23, Z30, Z31)
+	ADDQ $64, SI
+	ADDQ $128, DI
+	ADDQ $128, R14
+	SUBQ $32, CX
+	JNZ  f16r3_loop
+
+	F16R_REDUCE_COLS(0)
+	F16R2_SECOND_ROW
+	F16R_REDUCE_COLS(4)
+	VMOVAPS Z24, Z0
+	VMOVAPS Z25, Z1
+	VMOVAPS Z26, Z2
+	VMOVAPS Z27, Z3
+	VMOVAPS Z28, Z4
+	VMOVAPS Z29, Z5
+	VMOVAPS Z30, Z6
+	VMOVAPS Z31, Z7
+	F16R_REDUCE_COLS(8)
+	LEAQ (R12)(BX*2), R12
+	ADDQ BX, R12
+	ADDQ $12, R8
+	ADDQ $12, R10
+	DECQ R11
+	JNZ  f16r3_triple
+	VZEROUPPER
+	RET
+
 // The two rows' sixteen sums (Z0-Z7, Z16-Z23) and their places in the state at R13 (1 KiB),
 // each handed to m: to the state (F16R2_SAVE) or from it (F16R2_RESTORE).
 #define F16R2_STATE(m) \

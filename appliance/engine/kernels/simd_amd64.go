@@ -232,6 +232,9 @@ func dotBF16F32TriplesAVX2(x *uint16, xstride, groups int, y *float32, ystride, 
 func dotF16F32R2x4Chunks(x *uint16, xstride int, pairs int, y *float32, ystride int, n int, out *float32, ostride int)
 
 //go:noescape
+func dotF16F32R3x4Rows(x *uint16, xstride int, triples int, y *float32, ystride int, n int, out *float32, ostride int)
+
+//go:noescape
 func dotF16F32R2x4Rows(x *uint16, xstride int, pairs int, y *float32, ystride int, n int, out *float32, ostride int)
 
 //go:noescape
@@ -632,7 +635,17 @@ func (s halfF32Set) pairs(x *uint16, xstride, pairs int, y *float32, ystride, n 
 	switch s {
 	case f16F32AVX512:
 		if n < f16ChunksMinN {
-			dotF16F32R2x4Rows(x, xstride, pairs, y, ystride, n, out, ostride)
+			// Triples of rows (three rows' FMAs a load), then the one or two pairs left.
+			rows := 2 * pairs
+			left := [3]int{0, 2, 1}[rows%3]
+			triples := (rows - 2*left) / 3
+			if triples > 0 {
+				dotF16F32R3x4Rows(x, xstride, triples, y, ystride, n, out, ostride)
+			}
+			if left > 0 {
+				x, out = (*uint16)(unsafe.Add(unsafe.Pointer(x), 3*triples*xstride)), (*float32)(unsafe.Add(unsafe.Pointer(out), 12*triples))
+				dotF16F32R2x4Rows(x, xstride, left, y, ystride, n, out, ostride)
+			}
 			return
 		}
 		// Chunks outermost, up to 16 pairs (the frame's sums) a call.
@@ -692,13 +705,8 @@ func (s halfF32Set) name() string {
 	return "avx2"
 }
 
-// unitRows: the AVX2 runs go by three rows.
-func (s halfF32Set) unitRows() int {
-	if s == f16F32AVX512 {
-		return 0
-	}
-	return 6
-}
+// unitRows: the runs go by three rows (AVX-512's F16 ones where not by chunks), in pairs.
+func (s halfF32Set) unitRows() int { return 6 }
 
 // bf16DP2x4 is the two-row form of the VDPBF16PS four-column dot.
 func bf16DP2x4(w []byte, wstride int, act []byte, stride int, n int, out *[8]float32) {
