@@ -155,14 +155,7 @@ func TestF16ChunksMatchWholeRows(t *testing.T) {
 	for _, n := range []int{4096, 4128, 8192} {
 		for _, pairs := range []int{1, 5, 16, 17, 40} {
 			wstride := 2*n + 64
-			w := make([]byte, 2*pairs*wstride)
-			for i := 0; i < 2*pairs; i++ {
-				row, err := Quantize(ggml.F16, randVec(r, n, 0.5))
-				if err != nil {
-					t.Fatal(err)
-				}
-				copy(w[i*wstride:], row)
-			}
+			w := randRows(t, r, ggml.F16, 2*pairs, n, wstride)
 			ystride := 4*n + 128
 			y := make([]float32, ystride) // four columns of ystride/4 floats
 			for c := range 4 {
@@ -193,14 +186,7 @@ func TestBF16DPRunsMatchTwoRows(t *testing.T) {
 	for _, n := range []int{32, 2048, 4128} {
 		for _, pairs := range []int{1, 2, 3, 4, 5, 16} {
 			wstride := 2*n + 64
-			w := make([]byte, 2*pairs*wstride)
-			for i := 0; i < 2*pairs; i++ {
-				row, err := Quantize(ggml.BF16, randVec(r, n, 0.5))
-				if err != nil {
-					t.Fatal(err)
-				}
-				copy(w[i*wstride:], row)
-			}
+			w := randRows(t, r, ggml.BF16, 2*pairs, n, wstride)
 			ystride := 2*n + 128
 			act := make([]byte, 4*ystride)
 			for c := range 4 {
@@ -221,4 +207,18 @@ func TestBF16DPRunsMatchTwoRows(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randRows quantises rows random rows of n elements to ty, wstride bytes apart.
+func randRows(t *testing.T, r *rand.Rand, ty ggml.Type, rows, n, wstride int) []byte {
+	t.Helper()
+	w := make([]byte, rows*wstride)
+	for i := range rows {
+		row, err := Quantize(ty, randVec(r, n, 0.5))
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(w[i*wstride:], row)
+	}
+	return w
 }
