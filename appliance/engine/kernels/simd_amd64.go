@@ -636,9 +636,7 @@ func (s halfF32Set) pairs(x *uint16, xstride, pairs int, y *float32, ystride, n 
 	case f16F32AVX512:
 		if n < f16ChunksMinN {
 			// Triples of rows (three rows' FMAs a load), then the one or two pairs left.
-			rows := 2 * pairs
-			left := [3]int{0, 2, 1}[rows%3]
-			triples := (rows - 2*left) / 3
+			triples, left := runTriples(pairs)
 			if triples > 0 {
 				dotF16F32R3x4Rows(x, xstride, triples, y, ystride, n, out, ostride)
 			}
@@ -660,11 +658,7 @@ func (s halfF32Set) pairs(x *uint16, xstride, pairs int, y *float32, ystride, n 
 	default:
 		// Three rows at a time where the run allows (twelve accumulator chains to the two rows'
 		// eight: 1.2x), the rest by two.
-		rows := 2 * pairs
-		triples := rows / 3
-		if rows%3 == 1 {
-			triples--
-		}
+		triples, rest := runTriples(pairs)
 		if triples > 0 {
 			if s.bf16() {
 				dotBF16F32TriplesAVX2(x, xstride, triples, y, ystride, n, out, ostride)
@@ -672,7 +666,7 @@ func (s halfF32Set) pairs(x *uint16, xstride, pairs int, y *float32, ystride, n 
 				dotF16F32TriplesAVX2(x, xstride, triples, y, ystride, n, out, ostride)
 			}
 		}
-		if rest := (rows - 3*triples) / 2; rest > 0 {
+		if rest > 0 {
 			x, out = (*uint16)(unsafe.Add(unsafe.Pointer(x), 3*triples*xstride)), (*float32)(unsafe.Add(unsafe.Pointer(out), 12*triples))
 			if s.bf16() {
 				dotBF16F32PairsAVX2(x, xstride, rest, y, ystride, n, out, ostride)
@@ -703,6 +697,12 @@ func (s halfF32Set) name() string {
 		return "avx512"
 	}
 	return "avx2"
+}
+
+// runTriples splits a run of pairs of rows into triples and the pairs left (none, one or two).
+func runTriples(pairs int) (triples, left int) {
+	left = [3]int{0, 2, 1}[2*pairs%3]
+	return (2*pairs - 2*left) / 3, left
 }
 
 // unitRows: the runs go by three rows (AVX-512's F16 ones where not by chunks), in pairs.
@@ -740,9 +740,7 @@ func bf16DPPairs4(w []byte, wstride, pairs int, act []byte, stride, n int, out [
 	}
 	geomBF16.blocks4(w, act, stride, n)
 	// Triples of rows first (the faster kernel), then the one or two pairs that are left.
-	rows := 2 * pairs
-	left := [3]int{0, 2, 1}[rows%3]
-	triples := (rows - 2*left) / 3
+	triples, left := runTriples(pairs)
 	y := (*uint16)(unsafe.Pointer(&act[0]))
 	if triples > 0 {
 		dotBF16DPR3x4Rows((*uint16)(unsafe.Pointer(&w[0])), wstride, triples, y, stride, n, &out[0], 4*ostride)
