@@ -19,6 +19,9 @@ var (
 	madF16Rows4Impl func(accs, rows []uint16, stride int, ms, vs []float32) bool
 	dotQ8_0RowsImpl = dotQ8_0RowsGo
 	madQ8_0RowsImpl = madQ8_0RowsGo
+	// The four-query kernels over a Q8_0 cache, where the CPU has them (Q8Group).
+	dotQ8_0Rows4Impl func(out []float32, qs, rows []byte, stride int, scale float32) bool
+	madQ8_0Rows4Impl func(accs []float32, rows []byte, stride int, ms, vs []float32) bool
 )
 
 // DotF16Rows sets out[i] = DotF16(q, rows[i*stride : i*stride+len(q)]) * scale for every i <
@@ -131,6 +134,51 @@ func MadQ8_0Rows(acc []float32, rows []byte, stride int, ms, vs []float32) {
 		panic(fmt.Sprintf("kernels: MadQ8_0Rows with %d rescale factors for %d rows", len(ms), len(vs)))
 	}
 	madQ8_0RowsImpl(acc, rows, stride, ms, vs)
+}
+
+// Q8Group is F16Group for the Q8_0 cache: how many query heads DotQ8_0RowsGroup and
+// MadQ8_0RowsGroup serve with one pass over the keys and values on this CPU.
+func Q8Group() int {
+	if dotQ8_0Rows4Impl != nil {
+		return 4
+	}
+	return 1
+}
+
+// DotQ8_0RowsGroup is DotQ8_0Rows for the g query heads in qs (len(qs)/g bytes of Q8_0 blocks
+// each) against the same rows: query j's scores go to out[j*n : (j+1)*n], n = len(out)/g.
+// Where g is Q8Group() each key row is read and unpacked once for all of them; the results are
+// DotQ8_0Rows' bits.
+func DotQ8_0RowsGroup(out []float32, g int, qs, rows []byte, stride int, scale float32) {
+	if g <= 0 || len(out)%g != 0 || len(qs)%g != 0 || len(qs)/g%q8Block != 0 {
+		panic(fmt.Sprintf("kernels: DotQ8_0RowsGroup of %d queries into %d scores from %d bytes", g, len(out), len(qs)))
+	}
+	n, qb := len(out)/g, len(qs)/g
+	checkRows("DotQ8_0RowsGroup", n, qb, len(rows), stride)
+	if g == 4 && dotQ8_0Rows4Impl != nil && dotQ8_0Rows4Impl(out, qs, rows, stride, scale) {
+		return
+	}
+	for j := 0; j < g; j++ {
+		dotQ8_0RowsImpl(out[j*n:(j+1)*n], qs[j*qb:(j+1)*qb], rows, stride, scale)
+	}
+}
+
+// MadQ8_0RowsGroup is MadQ8_0Rows for the g value sums in accs (len(accs)/g values each) over
+// the same rows, sum j with the factors ms[j*n : (j+1)*n] and vs[j*n : (j+1)*n], n =
+// len(vs)/g. Where g is Q8Group() each value row is read and dequantized once for all of them;
+// the results are MadQ8_0Rows' bits.
+func MadQ8_0RowsGroup(accs []float32, g int, rows []byte, stride int, ms, vs []float32) {
+	if g <= 0 || len(accs)%g != 0 || len(vs)%g != 0 || len(ms) != len(vs) {
+		panic(fmt.Sprintf("kernels: MadQ8_0RowsGroup of %d sums of %d values with %d and %d factors", g, len(accs), len(ms), len(vs)))
+	}
+	n, dim := len(vs)/g, len(accs)/g
+	checkRows("MadQ8_0RowsGroup", n, (dim+31)/32*q8Block, len(rows), stride)
+	if g == 4 && madQ8_0Rows4Impl != nil && madQ8_0Rows4Impl(accs, rows, stride, ms, vs) {
+		return
+	}
+	for j := 0; j < g; j++ {
+		madQ8_0RowsImpl(accs[j*dim:(j+1)*dim], rows, stride, ms[j*n:(j+1)*n], vs[j*n:(j+1)*n])
+	}
 }
 
 // q8Block is the size of a Q8_0 block in bytes.

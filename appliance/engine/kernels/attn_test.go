@@ -1,6 +1,8 @@
 package kernels
 
 import (
+	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -195,6 +197,76 @@ func TestF16RowsGroupMatchPerQuery(t *testing.T) {
 	}
 }
 
+// randQ8Rows returns n bytes of Q8_0 blocks (34 bytes each) with quants over the whole range
+// quantizing gives (-127..127; llama.cpp's AVX2 dot, which the one-query kernel follows,
+// takes no -128) and scales of either sign.
+func randQ8Rows(r *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(int8(r.IntN(255) - 127))
+	}
+	for o := 0; o+q8Block <= n; o += q8Block {
+		binary.LittleEndian.PutUint16(b[o:], F32ToF16(float32(r.NormFloat64()*0.05)))
+	}
+	return b
+}
+
+// The Q8_0 group forms equal DotQ8_0Rows and MadQ8_0Rows per query, bit for bit: for groups of
+// the size the CPU's kernels serve (Q8Group) and others, at head widths the kernels take (whole
+// pairs of blocks; values in 64s) and ones they leave to the per-query path, row counts with
+// and without a remainder by four, each query rescaling at rows of its own.
+func TestQ8_0RowsGroupMatchPerQuery(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 23))
+	t.Logf("Q8Group() = %d", Q8Group())
+	bits := func(x []float32) []uint32 {
+		u := make([]uint32, len(x))
+		for i, v := range x {
+			u[i] = math.Float32bits(v)
+		}
+		return u
+	}
+	for _, g := range []int{1, 3, 4} {
+		for _, nb := range []int{1, 2, 3, 4, 8} {
+			for _, n := range []int{1, 3, 4, 5, 7, 64, 130} {
+				// Rows a whole number of blocks apart, so that every row's scales are ones.
+				qb := nb * q8Block
+				stride := qb + 3*q8Block
+				rows := randQ8Rows(r, (n-1)*stride+qb)
+				qs := randQ8Rows(r, g*qb)
+				got, want := make([]float32, g*n), make([]float32, g*n)
+				DotQ8_0RowsGroup(got, g, qs, rows, stride, 0.125)
+				for j := 0; j < g; j++ {
+					DotQ8_0Rows(want[j*n:(j+1)*n], qs[j*qb:(j+1)*qb], rows, stride, 0.125)
+				}
+				if !slices.Equal(bits(got), bits(want)) {
+					t.Fatalf("g %d blocks %d n %d: DotQ8_0RowsGroup %v, per query %v", g, nb, n, got, want)
+				}
+
+				dim := nb * 32
+				ms, vs := make([]float32, g*n), make([]float32, g*n)
+				for i := range ms {
+					ms[i], vs[i] = 1, float32(r.Float64())
+					if r.IntN(4) == 0 {
+						ms[i], vs[i] = float32(r.Float64()), 1
+					}
+				}
+				accs := make([]float32, g*dim)
+				for i := range accs {
+					accs[i] = float32(r.NormFloat64())
+				}
+				ref := slices.Clone(accs)
+				MadQ8_0RowsGroup(accs, g, rows, stride, ms, vs)
+				for j := 0; j < g; j++ {
+					MadQ8_0Rows(ref[j*dim:(j+1)*dim], rows, stride, ms[j*n:(j+1)*n], vs[j*n:(j+1)*n])
+				}
+				if !slices.Equal(bits(accs), bits(ref)) {
+					t.Fatalf("g %d blocks %d n %d: MadQ8_0RowsGroup differs from MadQ8_0Rows per query", g, nb, n)
+				}
+			}
+		}
+	}
+}
+
 // BenchmarkF16Rows is one attention block (64 cached positions, head width 64) for the four
 // query heads of a grouped-query group: DotF16Rows and MadF16Rows per query against the group
 // forms. ns/row·query is per position and query head.
@@ -234,6 +306,42 @@ func BenchmarkF16Rows(b *testing.B) {
 		}
 	})
 	run("mad/group", func() { MadF16RowsGroup(accs, g, rows, stride, ms, vs) })
+}
+
+// BenchmarkQ8_0Rows is BenchmarkF16Rows over a Q8_0 cache: one block of 64 cached positions
+// (head width 64) for the four query heads of a group, per query against the group forms.
+func BenchmarkQ8_0Rows(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const g, dim, n = 4, 64, 64
+	const qb = dim / 32 * q8Block
+	const stride = 8 * qb
+	rows := randQ8Rows(r, n*stride)
+	qs := randQ8Rows(r, g*qb)
+	out, accs := make([]float32, g*n), make([]float32, g*dim)
+	ms, vs := make([]float32, g*n), make([]float32, g*n)
+	for i := range ms {
+		ms[i], vs[i] = 1, 0.01
+	}
+	run := func(name string, f func()) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				f()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(g*n), "ns/row·query")
+		})
+	}
+	run("dot/per-query", func() {
+		for j := 0; j < g; j++ {
+			DotQ8_0Rows(out[j*n:(j+1)*n], qs[j*qb:(j+1)*qb], rows, stride, 0.125)
+		}
+	})
+	run("dot/group", func() { DotQ8_0RowsGroup(out, g, qs, rows, stride, 0.125) })
+	run("mad/per-query", func() {
+		for j := 0; j < g; j++ {
+			MadQ8_0Rows(accs[j*dim:(j+1)*dim], rows, stride, ms[j*n:(j+1)*n], vs[j*n:(j+1)*n])
+		}
+	})
+	run("mad/group", func() { MadQ8_0RowsGroup(accs, g, rows, stride, ms, vs) })
 }
 
 // BenchmarkF16RowsDepth is a decode step's attention reads at a depth of 4096 in a

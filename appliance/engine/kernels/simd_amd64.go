@@ -426,6 +426,9 @@ func init() {
 			madF16Rows64x4AVX512(&accs[0], 2*dim, &rows[0], 2*stride, n, dim/64, &ms[0], &vs[0], 4*n)
 			return true
 		}
+		if cpu.X86.HasAVX512VNNI {
+			useQ8Group()
+		}
 		usePrepared(halfKernel(f16F32AVX512))
 		// VDPBF16PS multiplies and adds BF16 pairs without widening them: a different rounding
 		// (one per pair of products, in float32), so its one- and four-column dots replace

@@ -610,8 +610,14 @@ func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
 	// Groups of heads only where there are units enough to keep every thread busy (a decode
 	// step on many threads keeps one head a unit).
 	j.group = 1
-	if g := kernels.F16Group(); groupHeads && g > 1 && g <= maxHeadGroup && s.opts.KVType == ggml.F16 && (c.NHead/c.NHeadKV)%g == 0 &&
-		len(ws.toks)*c.NHead/g >= 2*s.pool.Threads() {
+	g := 1
+	switch s.opts.KVType {
+	case ggml.F16:
+		g = kernels.F16Group()
+	case ggml.Q8_0:
+		g = kernels.Q8Group()
+	}
+	if groupHeads && g > 1 && g <= maxHeadGroup && (c.NHead/c.NHeadKV)%g == 0 && len(ws.toks)*c.NHead/g >= 2*s.pool.Threads() {
 		j.group = g
 	}
 	for len(j.work) < s.pool.Threads() {
@@ -626,8 +632,8 @@ func (j *attnJob) prepare(s *Stage, ws *workspace, li int) {
 		sc.acc16 = grow(sc.acc16, j.group*c.HeadDimV)
 		if s.opts.KVType == ggml.Q8_0 {
 			sc.pad = grow(sc.pad, s.kvK.padded())
-			sc.q8 = grow(sc.q8, s.kvK.headBytes)
-			sc.acc32 = grow(sc.acc32, c.HeadDimV)
+			sc.q8 = grow(sc.q8, j.group*s.kvK.headBytes)
+			sc.acc32 = grow(sc.acc32, j.group*c.HeadDimV)
 		}
 	}
 }
@@ -644,7 +650,12 @@ func (j *attnJob) Range(worker, lo, hi int) {
 			t, h := u/per, u%per*g
 			tk := ws.toks[t]
 			qo, oo := (t*c.NHead+h)*c.HeadDimK, (t*c.NHead+h)*c.HeadDimV
-			j.headsF16(&j.work[worker], ws.seqs[tk.item], h, g, tk.pos, ws.q[qo:qo+g*c.HeadDimK], ws.att[oo:oo+g*c.HeadDimV])
+			seq, qs, outs := ws.seqs[tk.item], ws.q[qo:qo+g*c.HeadDimK], ws.att[oo:oo+g*c.HeadDimV]
+			if seq.kQ8 != nil {
+				j.headsQ8(&j.work[worker], seq, h, g, tk.pos, qs, outs)
+			} else {
+				j.headsF16(&j.work[worker], seq, h, g, tk.pos, qs, outs)
+			}
 		}
 		return
 	}
@@ -801,13 +812,7 @@ func (j *attnJob) headsF16(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs [
 		n := min(attnBlock, pos+1-t0)
 		s, e, ms := sc.scores[:g*n], sc.expw[:g*n], sc.rescale[:g*n]
 		kernels.DotF16RowsGroup(s, g, q16, keys[headAt(kvh, t0, seq.ctxLen)*c.HeadDimK:], c.HeadDimK, j.scale)
-		if g == 4 {
-			onlineWeights4(n, s, e, ms, &m, &sum)
-		} else {
-			for i := 0; i < g; i++ {
-				m[i], sum[i] = onlineWeights(s[i*n:(i+1)*n], e[i*n:(i+1)*n], ms[i*n:(i+1)*n], m[i], sum[i])
-			}
-		}
+		groupWeights(g, n, s, e, ms, &m, &sum)
 		kernels.MadF16RowsGroup(acc, g, vals[headAt(kvh, t0, seq.ctxLen)*c.HeadDimV:], c.HeadDimV, ms, e)
 	}
 	// The value sums widened at once (a table lookup each cost 2% of a step of eight sequences
@@ -818,7 +823,19 @@ func (j *attnJob) headsF16(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs [
 	}
 }
 
-// maxHeadGroup bounds the query heads headsF16 takes (kernels.F16Group).
+// groupWeights is onlineWeights for each of g queries' blocks of n scores (laid out as
+// onlineWeights4 takes them), four at once where g is 4.
+func groupWeights(g, n int, s, w, ms []float32, m, sum *[maxHeadGroup]float32) {
+	if g == 4 {
+		onlineWeights4(n, s, w, ms, m, sum)
+		return
+	}
+	for i := 0; i < g; i++ {
+		m[i], sum[i] = onlineWeights(s[i*n:(i+1)*n], w[i*n:(i+1)*n], ms[i*n:(i+1)*n], m[i], sum[i])
+	}
+}
+
+// maxHeadGroup bounds the query heads headsF16 and headsQ8 take (kernels.F16Group, Q8Group).
 const maxHeadGroup = 4
 
 // groupHeads lets attention take a KV head's query heads together (tests turn it off to

@@ -87,3 +87,36 @@ func (j *attnJob) headQ8(sc *attnScratch, seq *Seq, h, pos int, q, out []float32
 		out[d] = acc[d] * inv
 	}
 }
+
+// headsQ8 is headQ8 for the g query heads h0.. of one KV head at once (their queries in qs,
+// their outputs to outs, head after head): each block of keys and values is read once for all
+// of them (kernels.DotQ8_0RowsGroup, MadQ8_0RowsGroup), and each head's arithmetic is headQ8's.
+func (j *attnJob) headsQ8(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs []float32) {
+	c, li := j.s.Config, j.li
+	kvh := h0 / (c.NHead / c.NHeadKV)
+	kl, vl := j.s.kvK, j.s.kvV
+	keys, vals := seq.kQ8[li], seq.vQ8[li]
+	q8 := sc.q8[:g*kl.headBytes]
+	for i := 0; i < g; i++ {
+		kl.quantizeQuery(qs[i*c.HeadDimK:(i+1)*c.HeadDimK], sc.pad, q8[i*kl.headBytes:(i+1)*kl.headBytes])
+	}
+	acc := sc.acc32[:g*c.HeadDimV]
+	clear(acc)
+	var m, sum [maxHeadGroup]float32
+	for i := range m {
+		m[i] = float32(math.Inf(-1))
+	}
+	for t0 := 0; t0 <= pos; t0 += attnBlock {
+		n := min(attnBlock, pos+1-t0)
+		s, e, ms := sc.scores[:g*n], sc.expw[:g*n], sc.rescale[:g*n]
+		kernels.DotQ8_0RowsGroup(s, g, q8, keys[headAt(kvh, t0, seq.ctxLen)*kl.headBytes:], kl.headBytes, j.scale)
+		groupWeights(g, n, s, e, ms, &m, &sum)
+		kernels.MadQ8_0RowsGroup(acc, g, vals[headAt(kvh, t0, seq.ctxLen)*vl.headBytes:], vl.headBytes, ms, e)
+	}
+	for i := 0; i < g; i++ {
+		inv := 1 / sum[i]
+		for d := i * c.HeadDimV; d < (i+1)*c.HeadDimV; d++ {
+			outs[d] = acc[d] * inv
+		}
+	}
+}

@@ -324,7 +324,7 @@ func TestQ8CacheSize(t *testing.T) {
 
 // BenchmarkAttentionHead is one query head attending over 1024 cached positions of a
 // Llama-3.2-1B-shaped layer (head dim 64, GQA 4:1), per KV cache type; F16/group runs the
-// four heads of a KV head together (Mpos/s per head).
+// four heads of a KV head together, Q8_0/group likewise (Mpos/s per head).
 func BenchmarkAttentionHead(b *testing.B) {
 	for _, kv := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0} {
 		b.Run(kv.String(), func(b *testing.B) {
@@ -340,21 +340,32 @@ func BenchmarkAttentionHead(b *testing.B) {
 			b.ReportMetric(float64(b.N)*1024/b.Elapsed().Seconds()/1e6, "Mpos/s")
 		})
 	}
-	// The four query heads of a KV head together (headsF16), per head: against F16 above.
-	b.Run("F16/group", func(b *testing.B) {
-		c := newAttnCase(b, ggml.F16, 32, 8, 64, 1024, 1)
-		g := kernels.F16Group()
-		sc := &c.sc
-		sc.scores, sc.expw, sc.rescale = make([]float32, g*attnBlock), make([]float32, g*attnBlock), make([]float32, g*attnBlock)
-		sc.q16, sc.acc16 = make([]uint16, g*64), make([]uint16, g*64)
-		qs, outs := make([]float32, g*64), make([]float32, g*64)
-		for i := range qs {
-			qs[i] = float32(i%7) - 3
-		}
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			c.job.headsF16(sc, c.seq, i%(32/g)*g, g, 1023, qs, outs)
-		}
-		b.ReportMetric(float64(b.N*g)*1024/b.Elapsed().Seconds()/1e6, "Mpos/s")
-	})
+	// The four query heads of a KV head together (headsF16, headsQ8), per head: against the
+	// one-head figures above.
+	for _, kv := range []ggml.Type{ggml.F16, ggml.Q8_0} {
+		b.Run(kv.String()+"/group", func(b *testing.B) {
+			c := newAttnCase(b, kv, 32, 8, 64, 1024, 1)
+			g := kernels.F16Group()
+			if kv == ggml.Q8_0 {
+				g = kernels.Q8Group()
+			}
+			sc := &c.sc
+			sc.scores, sc.expw, sc.rescale = make([]float32, g*attnBlock), make([]float32, g*attnBlock), make([]float32, g*attnBlock)
+			sc.q16, sc.acc16 = make([]uint16, g*64), make([]uint16, g*64)
+			sc.q8, sc.acc32 = make([]byte, g*c.job.s.kvK.headBytes), make([]float32, g*64)
+			qs, outs := make([]float32, g*64), make([]float32, g*64)
+			for i := range qs {
+				qs[i] = float32(i%7) - 3
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if kv == ggml.Q8_0 {
+					c.job.headsQ8(sc, c.seq, i%(32/g)*g, g, 1023, qs, outs)
+				} else {
+					c.job.headsF16(sc, c.seq, i%(32/g)*g, g, 1023, qs, outs)
+				}
+			}
+			b.ReportMetric(float64(b.N*g)*1024/b.Elapsed().Seconds()/1e6, "Mpos/s")
+		})
+	}
 }

@@ -300,10 +300,10 @@ func TestOptionsValidated(t *testing.T) {
 	}
 }
 
-// Attention over the F16 cache that takes a KV head's query heads together (where the CPU has
-// the group kernels) gives the logits of one head at a time, bit for bit: for a prompt and for
-// decode steps (grouped on one thread; on two, a step's 8 heads stay one a unit), on one and
-// two threads.
+// Attention over the F16 and the Q8_0 cache that takes a KV head's query heads together (where
+// the CPU has the group kernels) gives the logits of one head at a time, bit for bit: for a
+// prompt and for decode steps (grouped on one thread; on two, a step's 8 heads stay one a
+// unit), on one and two threads.
 func TestGroupedHeadsMatchOneAtATime(t *testing.T) {
 	h := gguf.Hparams{Vocab: 512, Embd: 512, Layers: 2, Heads: 8, KVHeads: 2, HeadDim: 64, FFN: 512,
 		Context: 512, RopeTheta: 10000, RMSEps: 1e-5, Tied: true}
@@ -320,10 +320,10 @@ func TestGroupedHeadsMatchOneAtATime(t *testing.T) {
 	for i := range prompt {
 		prompt[i] = int32(i*37%255 + 1)
 	}
-	run := func(threads int, grouped bool) ([][]float32, int) {
+	run := func(kv ggml.Type, threads int, grouped bool) ([][]float32, int) {
 		defer func(g bool) { groupHeads = g }(groupHeads)
 		groupHeads = grouped
-		st, err := LoadStage(f, 0, 2, Options{KVType: ggml.F16, Threads: threads})
+		st, err := LoadStage(f, 0, 2, Options{KVType: kv, Threads: threads})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -343,18 +343,24 @@ func TestGroupedHeadsMatchOneAtATime(t *testing.T) {
 		}
 		return res, group
 	}
-	for _, threads := range []int{1, 2} {
-		want, one := run(threads, false)
-		got, g := run(threads, true)
-		// (The pass's last layer runs only the token that needs logits: on two threads its
-		// four units of one head are too few to group.)
-		if one != 1 || (threads == 1 && g != kernels.F16Group()) {
-			t.Fatalf("threads %d: groups of %d heads ungrouped, %d grouped; want 1 and %d", threads, one, g, kernels.F16Group())
+	for _, kv := range []ggml.Type{ggml.F16, ggml.Q8_0} {
+		wantGroup := kernels.F16Group()
+		if kv == ggml.Q8_0 {
+			wantGroup = kernels.Q8Group()
 		}
-		for i := range want {
-			for k := range want[i] {
-				if math.Float32bits(got[i][k]) != math.Float32bits(want[i][k]) {
-					t.Fatalf("threads %d, step %d: logit %d = %v grouped, %v one head at a time", threads, i, k, got[i][k], want[i][k])
+		for _, threads := range []int{1, 2} {
+			want, one := run(kv, threads, false)
+			got, g := run(kv, threads, true)
+			// (The pass's last layer runs only the token that needs logits: on two threads its
+			// four units of one head are too few to group.)
+			if one != 1 || (threads == 1 && g != wantGroup) {
+				t.Fatalf("%v, threads %d: groups of %d heads ungrouped, %d grouped; want 1 and %d", kv, threads, one, g, wantGroup)
+			}
+			for i := range want {
+				for k := range want[i] {
+					if math.Float32bits(got[i][k]) != math.Float32bits(want[i][k]) {
+						t.Fatalf("%v, threads %d, step %d: logit %d = %v grouped, %v one head at a time", kv, threads, i, k, got[i][k], want[i][k])
+					}
 				}
 			}
 		}
