@@ -237,6 +237,11 @@ func quantizeQ8KNEON(x *float32, y *byte, nb int)
 //go:noescape
 func dotQ4_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
 
+// madQ8_0RowsNEON is madQ8_0RowsGo over nb whole blocks a row (attn_arm64.s).
+//
+//go:noescape
+func madQ8_0RowsNEON(acc *float32, v *byte, vstride, n, nb int, ms, vs *float32)
+
 //go:noescape
 func dotQ8_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
 
@@ -319,6 +324,26 @@ func init() {
 		return dotQ8_0SDOT(&row[0], &act[0], nb)
 	}
 	useExact("sdot", ggml.Q8_0, q80)
+	// Attention's scores over a Q8_0 cache: the weights' kernels, whose blocks and sums are
+	// dotQ8_0Row's, four key rows a call (the Go loop of int8 products took every row before).
+	dotQ8_0RowsImpl = func(out []float32, q, rows []byte, stride int, scale float32) {
+		nb := len(q) / q8Block
+		if nb == 0 {
+			dotQ8_0RowsGo(out, q, rows, stride, scale)
+			return
+		}
+		i := 0
+		var r4 [4]float32
+		for ; i+4 <= len(out); i += 4 {
+			dotQ8_0SDOTR4(&rows[i*stride], stride, &q[0], nb, &r4[0])
+			for k, v := range r4 {
+				out[i+k] = v * scale
+			}
+		}
+		for ; i < len(out); i++ {
+			out[i] = dotQ8_0SDOT(&rows[i*stride], &q[0], nb) * scale
+		}
+	}
 	useRows(ggml.Q8_0, geomQ8_0.rowsR4(dotQ8_0SDOTR4, q80), nil)
 	use4x2("sdot", ggml.Q8_0, geomQ8_0.x4(dotQ8_0SDOT4), geomQ8_0.x2x4(dotQ8_0SDOT2x4))
 	q4k := kDot(&geomQ4K, dotQ4KSDOT)
@@ -352,6 +377,14 @@ func init() {
 }
 
 func useHalfHelpersNEON() {
+	// Attention's value sums over a Q8_0 cache (the Go loop took a value at a time).
+	madQ8_0RowsImpl = func(acc []float32, rows []byte, stride int, ms, vs []float32) {
+		if len(vs) == 0 || len(acc) == 0 || len(acc)%32 != 0 {
+			madQ8_0RowsGo(acc, rows, stride, ms, vs)
+			return
+		}
+		madQ8_0RowsNEON(&acc[0], &rows[0], stride, len(vs), len(acc)/32, &ms[0], &vs[0])
+	}
 	dotF16Impl = func(a, b []uint16) float32 {
 		np := len(a) &^ 31
 		var s float32
