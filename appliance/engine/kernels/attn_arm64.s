@@ -3,6 +3,15 @@
 #include "textflag.h"
 #include "neon_arm64.h"
 
+// F16R_GROUP widens group j of eight keys (V(j)) into V8, V9 and adds their products with the
+// query's widened lanes qlo, qhi to accumulator j's lanes lo, hi: HALF_GROUP's FMLAs, with the
+// query already in float32.
+#define F16R_GROUP(j, qlo, qhi, lo, hi) \
+	FCVTL_S(j, 8); \
+	FCVTL2_S(j, 9); \
+	VFMLA qlo.S4, V8.S4, lo.S4; \
+	VFMLA qhi.S4, V9.S4, hi.S4
+
 // Q8M_DEQ8 widens eight int8 of V0/V1 (already 16-bit in h, lanes from lo or hi) to float32
 // in a and b and multiplies them by the block scale in V30: d·q, each product rounded.
 #define Q8M_DEQ8(h, a, b) \
@@ -95,4 +104,44 @@ q8m_block:
 	ADD  R2, R1
 	SUBS $1, R3
 	BNE  q8m_row
+	RET
+
+// func dotF16RowsNEON(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
+// out[i] = dotF16NEON32(query, row i)·scale for n key rows kstride bytes apart, the query
+// widened to float32 once by the caller (exactly): each row's widened keys meet the same
+// products in the same four accumulators of eight lanes, reduced in reduce4's order, as one
+// call of the one-row kernel a row, without widening the query again for every row. dim is a
+// positive multiple of 32.
+TEXT ·dotF16RowsNEON(SB), NOSPLIT, $0-56
+	MOVD  q+0(FP), R0
+	MOVD  k+8(FP), R1
+	MOVD  kstride+16(FP), R2
+	MOVD  n+24(FP), R3
+	MOVD  dim+32(FP), R4
+	FMOVS scale+40(FP), F28
+	MOVD  out+48(FP), R8
+
+f16r_row:
+	ACC8_ZERO
+	MOVD R0, R5
+	MOVD R1, R6
+	MOVD R4, R7
+
+f16r_step:
+	VLD1.P 64(R6), [V0.H8, V1.H8, V2.H8, V3.H8]
+	VLD1.P 64(R5), [V4.S4, V5.S4, V6.S4, V7.S4]
+	VLD1.P 64(R5), [V12.S4, V13.S4, V14.S4, V15.S4]
+	F16R_GROUP(0, V4, V5, V16, V17)
+	F16R_GROUP(1, V6, V7, V18, V19)
+	F16R_GROUP(2, V12, V13, V20, V21)
+	F16R_GROUP(3, V14, V15, V22, V23)
+	SUBS $32, R7
+	BNE  f16r_step
+
+	REDUCE4_F0
+	FMULS   F28, F0, F0
+	FMOVS.P F0, 4(R8)
+	ADD     R2, R1
+	SUBS    $1, R3
+	BNE     f16r_row
 	RET

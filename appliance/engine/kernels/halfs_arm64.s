@@ -23,20 +23,6 @@
 // BF16 widened exactly by a 16-bit shift.
 #define BF16_GROUP(a, b, lo, hi) HALF_GROUP(SHLL16, SHLL2_16, a, b, lo, hi)
 
-// The four accumulators of eight float32 lanes of dotF16Go and dotF32Go (accumulator j's
-// lanes 0-3 in V(16+2j), 4-7 in V(17+2j)) set to zero, and reduced in reduce4's order into the
-// float32 result F0: x = (acc0 + acc2) + (acc1 + acc3), lanes 0-3 in V24 and 4-7 in V26;
-// t = x_lo + x_hi; (t0 + t1) + (t2 + t3).
-#define ACC8_ZERO \
-	VEOR V16.B16, V16.B16, V16.B16; \
-	VEOR V17.B16, V17.B16, V17.B16; \
-	VEOR V18.B16, V18.B16, V18.B16; \
-	VEOR V19.B16, V19.B16, V19.B16; \
-	VEOR V20.B16, V20.B16, V20.B16; \
-	VEOR V21.B16, V21.B16, V21.B16; \
-	VEOR V22.B16, V22.B16, V22.B16; \
-	VEOR V23.B16, V23.B16, V23.B16
-
 // The 16-bit float dots of 32-element steps (func (a, b *uint16, n int) float32): group widens
 // and accumulates eight of each operand.
 #define HALF32_KERNEL(group, loop) \
@@ -56,17 +42,6 @@ loop: \
 	REDUCE4_F0; \
 	FMOVS F0, ret+24(FP); \
 	RET
-
-#define REDUCE4_F0 \
-	FADD4S(20, 16, 24); \
-	FADD4S(22, 18, 25); \
-	FADD4S(25, 24, 24); \
-	FADD4S(21, 17, 26); \
-	FADD4S(23, 19, 27); \
-	FADD4S(27, 26, 26); \
-	FADD4S(26, 24, 24); \
-	FADDP4S(24, 24, 24); \
-	FADDP_S(24, 0)
 
 // The 16-bit float weights against activations widened to float32 once (prompts and batches,
 // halfKernel): group j of eight weights (Va) widened into V8, V9 against the activations in

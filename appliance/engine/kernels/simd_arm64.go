@@ -237,6 +237,12 @@ func quantizeQ8KNEON(x *float32, y *byte, nb int)
 //go:noescape
 func dotQ4_0SDOTR4(x *byte, stride int, y *byte, nb int, out *float32)
 
+// maxQ32DimNEON is the longest query dotF16RowsNEON takes, widened on the stack.
+const maxQ32DimNEON = 256
+
+//go:noescape
+func dotF16RowsNEON(q *float32, k *uint16, kstride, n, dim int, scale float32, out *float32)
+
 // madQ8_0RowsNEON is madQ8_0RowsGo over nb whole blocks a row (attn_arm64.s).
 //
 //go:noescape
@@ -384,6 +390,25 @@ func useHalfHelpersNEON() {
 			return
 		}
 		madQ8_0RowsNEON(&acc[0], &rows[0], stride, len(vs), len(acc)/32, &ms[0], &vs[0])
+	}
+	// Attention's scores over an F16 cache: the query widened once a call, then every key row
+	// in the one kernel (a call of the one-row kernel a row widened the query every time).
+	dotF16RowsImpl = func(out []float32, q, rows []uint16, stride int, scale float32) {
+		dim := len(q)
+		if len(out) == 0 || dim == 0 || dim%32 != 0 || dim > maxQ32DimNEON {
+			dotF16RowsGo(out, q, rows, stride, scale)
+			return
+		}
+		// Go clears the stack array every call: no more of it than the head width needs.
+		if dim <= 128 {
+			var q32 [128]float32
+			fromF16Impl(q32[:dim], q)
+			dotF16RowsNEON(&q32[0], &rows[0], 2*stride, len(out), dim, scale, &out[0])
+			return
+		}
+		var q32 [maxQ32DimNEON]float32
+		fromF16Impl(q32[:dim], q)
+		dotF16RowsNEON(&q32[0], &rows[0], 2*stride, len(out), dim, scale, &out[0])
 	}
 	dotF16Impl = func(a, b []uint16) float32 {
 		np := len(a) &^ 31
