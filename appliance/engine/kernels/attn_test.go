@@ -267,6 +267,18 @@ func TestQ8_0RowsGroupMatchPerQuery(t *testing.T) {
 	}
 }
 
+// perRowQuery returns a sub-benchmark runner reporting ns per row and query of rowQueries.
+func perRowQuery(b *testing.B, rowQueries int) func(name string, f func()) {
+	return func(name string, f func()) {
+		b.Run(name, func(b *testing.B) {
+			for b.Loop() {
+				f()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(rowQueries), "ns/row·query")
+		})
+	}
+}
+
 // BenchmarkF16Rows is one attention block (64 cached positions, head width 64) for the four
 // query heads of a grouped-query group: DotF16Rows and MadF16Rows per query against the group
 // forms. ns/row·query is per position and query head.
@@ -286,14 +298,7 @@ func BenchmarkF16Rows(b *testing.B) {
 	for i := range ms {
 		ms[i], vs[i] = 1, 0.01
 	}
-	run := func(name string, f func()) {
-		b.Run(name, func(b *testing.B) {
-			for b.Loop() {
-				f()
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(g*n), "ns/row·query")
-		})
-	}
+	run := perRowQuery(b, g*n)
 	run("dot/per-query", func() {
 		for j := 0; j < g; j++ {
 			DotF16Rows(out[j*n:(j+1)*n], qs[j*dim:(j+1)*dim], rows, stride, 0.125)
@@ -322,14 +327,7 @@ func BenchmarkQ8_0Rows(b *testing.B) {
 	for i := range ms {
 		ms[i], vs[i] = 1, 0.01
 	}
-	run := func(name string, f func()) {
-		b.Run(name, func(b *testing.B) {
-			for b.Loop() {
-				f()
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/(g*n), "ns/row·query")
-		})
-	}
+	run := perRowQuery(b, g*n)
 	run("dot/per-query", func() {
 		for j := 0; j < g; j++ {
 			DotQ8_0Rows(out[j*n:(j+1)*n], qs[j*qb:(j+1)*qb], rows, stride, 0.125)

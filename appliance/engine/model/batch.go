@@ -804,6 +804,24 @@ func (j *attnJob) headsF16(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs [
 	q16, acc := sc.q16[:g*c.HeadDimK], sc.acc16[:g*c.HeadDimV]
 	kernels.ToF16(q16, qs)
 	clear(acc)
+	sum := groupBlocks(sc, g, pos, func(s []float32, t0 int) {
+		kernels.DotF16RowsGroup(s, g, q16, keys[headAt(kvh, t0, seq.ctxLen)*c.HeadDimK:], c.HeadDimK, j.scale)
+	}, func(ms, e []float32, t0 int) {
+		kernels.MadF16RowsGroup(acc, g, vals[headAt(kvh, t0, seq.ctxLen)*c.HeadDimV:], c.HeadDimV, ms, e)
+	})
+	// The value sums widened at once (a table lookup each cost 2% of a step of eight sequences
+	// at short contexts), then scaled: the same products as one value at a time.
+	kernels.FromF16(outs[:g*c.HeadDimV], acc)
+	for i := 0; i < g; i++ {
+		kernels.Scale(outs[i*c.HeadDimV:(i+1)*c.HeadDimV], 1/sum[i])
+	}
+}
+
+// groupBlocks runs a group of g query heads' online softmax over positions 0..pos a block at
+// a time: score fills the block's g·n scores (query after query) for the block at t0, add
+// takes its rescaling factors and weights into the value sums. It returns each query's sum of
+// weights.
+func groupBlocks(sc *attnScratch, g, pos int, score func(s []float32, t0 int), add func(ms, e []float32, t0 int)) [maxHeadGroup]float32 {
 	var m, sum [maxHeadGroup]float32
 	for i := range m {
 		m[i] = float32(math.Inf(-1))
@@ -811,16 +829,11 @@ func (j *attnJob) headsF16(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs [
 	for t0 := 0; t0 <= pos; t0 += attnBlock {
 		n := min(attnBlock, pos+1-t0)
 		s, e, ms := sc.scores[:g*n], sc.expw[:g*n], sc.rescale[:g*n]
-		kernels.DotF16RowsGroup(s, g, q16, keys[headAt(kvh, t0, seq.ctxLen)*c.HeadDimK:], c.HeadDimK, j.scale)
+		score(s, t0)
 		groupWeights(g, n, s, e, ms, &m, &sum)
-		kernels.MadF16RowsGroup(acc, g, vals[headAt(kvh, t0, seq.ctxLen)*c.HeadDimV:], c.HeadDimV, ms, e)
+		add(ms, e, t0)
 	}
-	// The value sums widened at once (a table lookup each cost 2% of a step of eight sequences
-	// at short contexts), then scaled: the same products as one value at a time.
-	kernels.FromF16(outs[:g*c.HeadDimV], acc)
-	for i := 0; i < g; i++ {
-		kernels.Scale(outs[i*c.HeadDimV:(i+1)*c.HeadDimV], 1/sum[i])
-	}
+	return sum
 }
 
 // groupWeights is onlineWeights for each of g queries' blocks of n scores (laid out as

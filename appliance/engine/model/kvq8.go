@@ -102,17 +102,11 @@ func (j *attnJob) headsQ8(sc *attnScratch, seq *Seq, h0, g, pos int, qs, outs []
 	}
 	acc := sc.acc32[:g*c.HeadDimV]
 	clear(acc)
-	var m, sum [maxHeadGroup]float32
-	for i := range m {
-		m[i] = float32(math.Inf(-1))
-	}
-	for t0 := 0; t0 <= pos; t0 += attnBlock {
-		n := min(attnBlock, pos+1-t0)
-		s, e, ms := sc.scores[:g*n], sc.expw[:g*n], sc.rescale[:g*n]
+	sum := groupBlocks(sc, g, pos, func(s []float32, t0 int) {
 		kernels.DotQ8_0RowsGroup(s, g, q8, keys[headAt(kvh, t0, seq.ctxLen)*kl.headBytes:], kl.headBytes, j.scale)
-		groupWeights(g, n, s, e, ms, &m, &sum)
+	}, func(ms, e []float32, t0 int) {
 		kernels.MadQ8_0RowsGroup(acc, g, vals[headAt(kvh, t0, seq.ctxLen)*vl.headBytes:], vl.headBytes, ms, e)
-	}
+	})
 	for i := 0; i < g; i++ {
 		inv := 1 / sum[i]
 		for d := i * c.HeadDimV; d < (i+1)*c.HeadDimV; d++ {
