@@ -574,8 +574,8 @@ func (q *Seq) store(li, pos int, k, v, pad []float32) {
 }
 
 // attnJob computes causal grouped-query attention for (token, head) units of one layer, or for
-// (token, group of heads) units where the F16 cache's group kernels serve several query heads
-// that share a KV head with one pass over its keys and values (group > 1).
+// (token, group of heads) units where the F16 or Q8_0 cache's group kernels serve several
+// query heads that share a KV head with one pass over its keys and values (group > 1).
 type attnJob struct {
 	s     *Stage
 	ws    *workspace
