@@ -400,14 +400,16 @@ func useHalfHelpersNEON() {
 			return
 		}
 		// Go clears the stack array every call: no more of it than the head width needs.
+		// (The widening is called directly: a slice of the array through fromF16Impl, a
+		// function value, would move the array to the heap every call.)
 		if dim <= 128 {
 			var q32 [128]float32
-			fromF16Impl(q32[:dim], q)
+			fromF16NEON(&q32[0], &q[0], dim)
 			dotF16RowsNEON(&q32[0], &rows[0], 2*stride, len(out), dim, scale, &out[0])
 			return
 		}
 		var q32 [maxQ32DimNEON]float32
-		fromF16Impl(q32[:dim], q)
+		fromF16NEON(&q32[0], &q[0], dim)
 		dotF16RowsNEON(&q32[0], &rows[0], 2*stride, len(out), dim, scale, &out[0])
 	}
 	dotF16Impl = func(a, b []uint16) float32 {
