@@ -219,7 +219,7 @@ TEXT ·madQ8_0Rows64x4AVX512(SB), NOSPLIT, $0-72
 	MOVQ chunks+40(FP), R11
 	MOVQ fstride+64(FP), R15
 	MOVL $0x3f800000, AX
-	MOVL AX, X5
+	VMOVD AX, X5
 
 q8m_chunk:
 	// The four queries' sums of the chunk at R8, AX, R12, R14.

@@ -101,7 +101,7 @@ q41_loop:
 	LEGACY_END(20, 36)
 	JNZ q41_loop
 	LEGACY_SUM
-	MOVSS X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // func dotQ5_1AVX2(x, y *byte, nb int) float32
@@ -119,7 +119,7 @@ q51_loop:
 	LEGACY_END(24, 36)
 	JNZ q51_loop
 	LEGACY_SUM
-	MOVSS X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // func dotQ5_0AVX2(x, y *byte, nb int) float32
@@ -152,7 +152,7 @@ q50_loop:
 	LEGACY_END(22, 34)
 	JNZ q50_loop
 	LEGACY_SUM
-	MOVSS X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // Q5_0, four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1); sums in Y0-Y3):
@@ -279,16 +279,16 @@ GLOBL legacyHi10<>(SB), RODATA|NOPTR, $32
 	MOVQ   out+32(FP), R8; \
 	HSUM(Y0, X0, X13); \
 	VADDSS X9, X0, X0; \
-	MOVSS  X0, 0(R8); \
+	VMOVSS X0, 0(R8); \
 	HSUM(Y1, X1, X13); \
 	VADDSS X10, X1, X1; \
-	MOVSS  X1, 4(R8); \
+	VMOVSS X1, 4(R8); \
 	HSUM(Y2, X2, X13); \
 	VADDSS X11, X2, X2; \
-	MOVSS  X2, 8(R8); \
+	VMOVSS X2, 8(R8); \
 	HSUM(Y3, X3, X13); \
 	VADDSS X12, X3, X3; \
-	MOVSS  X3, 12(R8); \
+	VMOVSS X3, 12(R8); \
 	VZEROUPPER
 
 // func dotQ4_1x4AVX2(x, y *byte, ystride int, nb int, out *float32)

@@ -98,7 +98,7 @@ GLOBL q2kShuf<>(SB), RODATA|NOPTR, $128
 	ORQ          R13, R12; \
 	SHLQ         $4, R12; \
 	ORQ          R12, R8; \
-	MOVQ         R10, X5; \
+	VMOVQ        R10, X5; \
 	VPINSRQ      $1, R8, X5, X5; \
 	VPMOVZXBW    X5, Y5
 
@@ -152,7 +152,7 @@ q2k_loop:
 
 	HSUM_Y0
 	VZEROUPPER
-	MOVSS X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // func dotQ3KAVX2(x, y *byte, nb int) float32
@@ -192,7 +192,7 @@ q3k_loop:
 
 	HSUM_Y0
 	VZEROUPPER
-	MOVSS X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // The four-column forms (prompt batches, several sequences): each field's quants (Y13) and

@@ -140,7 +140,7 @@ q40v_compute:
 
 	Q40V_FINISH
 	VZEROUPPER
-	MOVSS         X0, ret+32(FP)
+	VMOVSS        X0, ret+32(FP)
 	RET
 
 // func dotQ4_0RowsVNNI(x *byte, xstride int, rows int, y *byte, ng int, out *float32)
@@ -177,7 +177,7 @@ q40r_compute:
 	JNZ         q40r_loop
 
 	Q40V_FINISH
-	MOVSS         X0, (R8)
+	VMOVSS        X0, (R8)
 	ADDQ          $4, R8
 	ADDQ          xstride+8(FP), R9
 	DECQ          R10
@@ -214,7 +214,7 @@ q40r_compute:
 	HSUM(Y9, X9, X10); \
 	VMULSS        q40Eight<>(SB), X9, X9; \
 	VSUBSS        X9, X8, X8; \
-	MOVSS         X8, dst
+	VMOVSS        X8, dst
 
 // func dotQ4_0Rows4VNNI(x *byte, xstride int, count int, dist int, y *byte, ng int, out *float32)
 //
@@ -409,7 +409,7 @@ q40a_done:
 	VADDPS Y1, Y0, Y0
 	Q40_END
 	VZEROUPPER
-	MOVSS  X0, ret+32(FP)
+	VMOVSS X0, ret+32(FP)
 	RET
 
 // VPERMT2B indices into 128 bytes: bytes 18k, 18k+1 (the eight blocks' fp16 scales) to bytes

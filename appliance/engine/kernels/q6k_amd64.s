@@ -133,7 +133,7 @@ q6k512_loop:
 
 	HSUM_Y0
 	VZEROUPPER
-	MOVSS X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // Four columns: chunk yoff of every column's activations.

@@ -15,7 +15,7 @@
 // The eight scales of R8 (bytes) as words in both halves of Y12, so that one VPSHUFB with a
 // constant mask (scaleShuf: word k to all eight words of a half) broadcasts any of them.
 #define Q4K_SCALES_Y12 \
-	MOVQ        R8, X12; \
+	VMOVQ        R8, X12; \
 	VPMOVZXBW   X12, X12; \
 	VINSERTI128 $1, X12, Y12, Y12
 
@@ -107,7 +107,7 @@
 	ORQ   R10, R8 ; \
 	SHLQ  $32, R11 ; \
 	ORQ   R11, R12 ; \
-	MOVQ      R12, X5 ; \
+	VMOVQ      R12, X5 ; \
 	VPMOVZXBD X5, Y5 ; \
 	VMOVDQU   260(DI), Y6 ; \
 	VPMADDWD  Y15, Y6, Y6 ; \
@@ -207,13 +207,13 @@
 #define X4_STORE \
 	MOVQ  out+32(FP), R8; \
 	HSUM(Y0, X0, X9); \
-	MOVSS X0, 0(R8); \
+	VMOVSS X0, 0(R8); \
 	HSUM(Y1, X1, X9); \
-	MOVSS X1, 4(R8); \
+	VMOVSS X1, 4(R8); \
 	HSUM(Y2, X2, X9); \
-	MOVSS X2, 8(R8); \
+	VMOVSS X2, 8(R8); \
 	HSUM(Y3, X3, X9); \
-	MOVSS X3, 12(R8); \
+	VMOVSS X3, 12(R8); \
 	VZEROUPPER
 
 #define Q4K4_COL(base, j, sumi) \
@@ -283,7 +283,7 @@
 	ORQ   R10, R8; \
 	SHLQ  $32, R11; \
 	ORQ   R11, R12; \
-	MOVQ      R12, X10; \
+	VMOVQ      R12, X10; \
 	VPMOVZXBD X10, Y10; \
 	VMOVDQU   Y10, 256(SP); \
 	Q4K_SCALES_Y12; \
@@ -336,7 +336,7 @@ loop: \
 	JNZ  loop; \
 	GGML_REDUCE4; \
 	VZEROUPPER; \
-	MOVSS X0, ret+24(FP); \
+	VMOVSS X0, ret+24(FP); \
 	RET
 
 // F16 against F16, F16 against float32 (activations widened once), float32 against float32.
@@ -901,7 +901,7 @@ widen_loop: \
 	MOVQ ms+40(FP), R12; \
 	MOVQ vs+48(FP), R13; \
 	MOVL $0x3f800000, AX; \
-	MOVL AX, X5
+	VMOVD AX, X5
 
 #define MADROWS_RESCALE(label) \
 	VMOVSS   (R12), X4; \

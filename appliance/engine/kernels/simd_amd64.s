@@ -28,7 +28,7 @@ q4k_loop:
 
 	HSUM_Y0
 	VZEROUPPER
-	MOVSS  X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 DATA q5kBit<>+0(SB)/8, $0x1010101010101010
@@ -54,7 +54,7 @@ q5k_loop:
 
 	HSUM_Y0
 	VZEROUPPER
-	MOVSS  X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // func dotQ4KRowsAVX2(x *byte, xstride int, rows int, y *byte, nb int, out *float32)
@@ -84,7 +84,7 @@ q4kr_loop:
 	JNZ  q4kr_loop
 
 	HSUM_Y0
-	MOVSS X0, (BX)
+	VMOVSS X0, (BX)
 	ADDQ  $4, BX
 	ADDQ  xstride+8(FP), R14
 	DECQ  DX
@@ -147,14 +147,14 @@ q4kr4_loop:
 	MOVQ  out+48(FP), BX
 	MOVQ  40(SP), DX
 	HSUM_Y0
-	MOVSS X0, (BX)
+	VMOVSS X0, (BX)
 	HSUM(Y8, X8, X1)
-	MOVSS X8, (BX)(DX*1)
+	VMOVSS X8, (BX)(DX*1)
 	HSUM(Y9, X9, X1)
-	MOVSS X9, (BX)(DX*2)
+	VMOVSS X9, (BX)(DX*2)
 	LEAQ  (BX)(DX*2), AX
 	HSUM(Y13, X13, X1)
-	MOVSS X13, (AX)(DX*1)
+	VMOVSS X13, (AX)(DX*1)
 	ADDQ  $4, out+48(FP)
 	ADDQ  xstride+8(FP), R14
 	DECQ  32(SP)
@@ -205,7 +205,7 @@ q6k_loop:
 
 	HSUM_Y0
 	VZEROUPPER
-	MOVSS X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // The float dots mirror ggml_vec_dot_f16/f32 on AVX2: four accumulators over steps of 32
@@ -253,7 +253,7 @@ bf16_loop32:
 	JNZ         bf16_loop32
 	GGML_REDUCE4
 	VZEROUPPER
-	MOVSS  X0, ret+24(FP)
+	VMOVSS X0, ret+24(FP)
 	RET
 
 // The two-row forms of dotF16AVX2 and dotBF16AVX2 (HALFR2_KERNEL).
@@ -443,7 +443,7 @@ TEXT ·madF16Rows64AVX2(SB), NOSPLIT, $0-56
 	MOVQ vstride+16(FP), R9
 	MOVQ chunks+32(FP), R11
 	MOVL $0x3f800000, AX
-	MOVL AX, X5
+	VMOVD AX, X5
 
 mad64_chunk:
 	VCVTPH2PS 0(R8), Y8
@@ -570,7 +570,7 @@ TEXT ·dotQ8_0RowsAVX2(SB), NOSPLIT, $0-56
 	VMOVSS       scale+40(FP), X8
 	MOVQ         out+48(FP), R12
 	MOVL         $0x00010001, AX
-	MOVL         AX, X9
+	VMOVD        AX, X9
 	VPBROADCASTD X9, Y9
 
 q8rows_row:
@@ -594,10 +594,10 @@ q8rows_block:
 	VPADDD       X6, X5, X5
 	VCVTDQ2PS    X5, X5
 	MOVWLZX      (BX), AX
-	MOVL         AX, X6
+	VMOVD        AX, X6
 	VCVTPH2PS    X6, X6
 	MOVWLZX      (SI), AX
-	MOVL         AX, X7
+	VMOVD        AX, X7
 	VCVTPH2PS    X7, X7
 	VMULSS       X7, X6, X6
 	VMULSS       X6, X5, X5
@@ -632,7 +632,7 @@ q8mad_mad:
 
 q8mad_block:
 	MOVWLZX      (BX), AX
-	MOVL         AX, X6
+	VMOVD        AX, X6
 	VCVTPH2PS    X6, X6
 	VBROADCASTSS X6, Y6
 	Q8MAD_8(2, 0)
@@ -1140,7 +1140,7 @@ q80b8v_loop:
 	SUBQ $8, CX
 	JNZ  q80b8v_loop
 	VZEROUPPER
-	MOVSS X0, ret+40(FP)
+	VMOVSS X0, ret+40(FP)
 	RET
 
 // func dotQ8_0B8(x, y *byte, yd *float32, ys *int32, nb int) float32
@@ -1159,7 +1159,7 @@ q80b8_loop:
 	SUBQ $8, CX
 	JNZ  q80b8_loop
 	VZEROUPPER
-	MOVSS X0, ret+40(FP)
+	VMOVSS X0, ret+40(FP)
 	RET
 
 // Unpacking for the prompt-batch kernels, one row after the other (sequential streams): row i's
