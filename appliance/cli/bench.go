@@ -47,9 +47,11 @@ type benchJSON struct {
 type streamJSON struct {
 	Type          string  `json:"type"`
 	Prefetch      bool    `json:"prefetch"`
+	TwoRuns       bool    `json:"two_runs"`
 	Measured      bool    `json:"measured"`
 	WithGBPerS    float64 `json:"with_prefetch_gb_per_s,omitempty"`
 	WithoutGBPerS float64 `json:"without_prefetch_gb_per_s,omitempty"`
+	TwoRunsGBPerS float64 `json:"two_runs_gb_per_s,omitempty"`
 	MeasuredBytes int64   `json:"measured_bytes,omitempty"`
 }
 
@@ -82,8 +84,10 @@ many tokens first, unmeasured, so that pp and tg run against a KV cache of that 
 bench's -d). weights_gb_per_s is the model's
 weight bytes read per generated step times the step rate: the figure to hold against --membw.
 
-Where a weight type's decode kernel comes with and without software prefetches, loading the
-model measures both on its weights and keeps the faster (--prefetch auto); on and off force one.
+Where a weight type's decode kernel comes in several forms (with and without software
+prefetches, and on some CPUs reading two runs of the matrix in step), loading the model
+measures each on its weights and keeps the fastest (--prefetch auto); on, off and runs2 force
+one (runs2 falls back to off for a type without that form).
 
 --membw measures the memory read bandwidth of this machine with the same number of threads:
 the physical limit of decoding, which reads every weight once per step.`,
@@ -179,8 +183,9 @@ the physical limit of decoding, which reads every weight once per step.`,
 			}
 			choices := kernels.StreamChoices()
 			for _, c := range choices {
-				r.StreamPrefetch = append(r.StreamPrefetch, streamJSON{Type: c.Type.String(), Prefetch: c.Prefetch, Measured: c.Measured,
-					WithGBPerS: c.AheadGBs, WithoutGBPerS: c.StreamGBs, MeasuredBytes: c.Bytes})
+				r.StreamPrefetch = append(r.StreamPrefetch, streamJSON{Type: c.Type.String(), Prefetch: c.Prefetch, TwoRuns: c.TwoRuns,
+					Measured: c.Measured, WithGBPerS: c.AheadGBs, WithoutGBPerS: c.StreamGBs, TwoRunsGBPerS: c.TwoRunsGBs,
+					MeasuredBytes: c.Bytes})
 			}
 			if jsonOut {
 				return json.NewEncoder(out).Encode(r)
@@ -216,7 +221,7 @@ the physical limit of decoding, which reads every weight once per step.`,
 	fl.IntVar(&sizeMB, "size-mb", 1024, "buffer size of --membw in MiB")
 	fl.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the measured runs to FILE")
-	fl.StringVar(&prefetch, "prefetch", "auto", "decode kernels with software prefetch: auto (measured at load), on or off")
+	fl.StringVar(&prefetch, "prefetch", "auto", "decode kernel form: auto (measured at load), on (software prefetch), off (none) or runs2 (two runs in step)")
 	return cmd
 }
 

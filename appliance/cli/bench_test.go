@@ -59,6 +59,25 @@ func TestBenchCommandJSON(t *testing.T) {
 			t.Errorf("stream_prefetch[%d] = %+v, want %s without prefetch, set", i, c, want[i].Type)
 		}
 	}
+	// --prefetch runs2 runs two runs in step where a type has that form (Q4_K on AVX2 without
+	// AVX-512), else the form without prefetches, and says which.
+	code, out, errs = runBench(t, "--model", modelPath, "-p", "0", "-n", "4", "-r", "1", "--prefetch", "runs2", "--json")
+	if code != 0 {
+		t.Fatalf("--prefetch runs2: exit %d: %s", code, errs)
+	}
+	var runs benchJSON
+	if err := json.Unmarshal([]byte(out), &runs); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	want = kernels.StreamChoices()
+	if len(runs.StreamPrefetch) != len(want) {
+		t.Fatalf("stream_prefetch %+v, kernels chose %v", runs.StreamPrefetch, want)
+	}
+	for i, c := range runs.StreamPrefetch {
+		if c.Type != want[i].Type.String() || c.TwoRuns != want[i].TwoRuns || c.Prefetch || c.Measured {
+			t.Errorf("stream_prefetch[%d] = %+v, want %+v", i, c, want[i])
+		}
+	}
 	// A depth beyond the model's context is refused, naming both.
 	code, _, errs = runBench(t, "--model", modelPath, "-p", "16", "-n", "8", "-d", "1000000", "-r", "1")
 	if code == 0 || !strings.Contains(errs, "context of 1000016 tokens") {

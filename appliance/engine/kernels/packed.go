@@ -58,6 +58,33 @@ type Packed struct {
 // p < panels of stride bytes, nb blocks a row.
 type packedDot1 func(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// packedDot1Runs2 is packedDot1 over two runs of panels in step: panels p < panels at w and
+// their twins dist bytes on, whose results go to out2.
+type packedDot1Runs2 func(w *byte, stride int, panels int, nb int, y *byte, out *float32, dist int, out2 *float32)
+
+// decodeForm is the form of a type's one-column kernel that dot runs.
+type decodeForm int32
+
+const (
+	formAhead  decodeForm = iota // software prefetches ahead of the reads
+	formStream                   // no software prefetches
+	formRuns2                    // two runs of panels in step, no software prefetches
+)
+
+// has reports whether k's one-column kernel comes in form f.
+func (k *packedKernelSet) has(f decodeForm) bool {
+	switch f {
+	case formStream:
+		return k.dotStream != nil
+	case formRuns2:
+		return k.dotRuns2 != nil
+	}
+	return true
+}
+
+// tunable reports whether k's one-column kernel comes in more than one form.
+func (k *packedKernelSet) tunable() bool { return k.has(formStream) || k.has(formRuns2) }
+
 // packedKernels are this CPU's kernels for packed weights; nil where there are none, and then
 // Pack declines.
 type packedKernelSet struct {
@@ -65,10 +92,12 @@ type packedKernelSet struct {
 	name string
 	// dot: out[16p+i] = row 16p+i · the prepared activation row y, for panels p < panels.
 	dot func(w []byte, stride, panels, nb int, y []byte, out []float32)
-	// dotStream is dot's kernel without software prefetches, nil where the type has one form
-	// only; dot runs it while stream is set (streamtune.go). The two give the same bits.
+	// dotStream is dot's kernel without software prefetches and dotRuns2 the one that reads
+	// two runs of panels in step, nil where the type lacks that form; dot runs the form in
+	// form (streamtune.go). Every form gives the same bits.
 	dotStream func(w []byte, stride, panels, nb int, y []byte, out []float32)
-	stream    atomic.Bool
+	dotRuns2  func(w []byte, stride, panels, nb int, y []byte, out []float32)
+	form      atomic.Int32 // a decodeForm
 	// dot4: the same for four prepared activation rows ystride bytes apart, column c's results
 	// at out[c*ostride:].
 	dot4 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)

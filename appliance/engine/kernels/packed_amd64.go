@@ -131,6 +131,18 @@ func dotPackedQ8_0AVX2Stream(w *byte, stride int, panels int, nb int, y *byte, o
 //go:noescape
 func dotPackedQ5_0AVX2Stream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
+// The AVX2 one-column kernels over two runs of panels in step (packedDot1Runs2,
+// streamtune.go).
+//
+//go:noescape
+func dotPackedQ4_0AVX2Runs2(w *byte, stride int, panels int, nb int, y *byte, out *float32, dist int, out2 *float32)
+
+//go:noescape
+func dotPackedQ8_0AVX2Runs2(w *byte, stride int, panels int, nb int, y *byte, out *float32, dist int, out2 *float32)
+
+//go:noescape
+func dotPackedQ4KAVX2Runs2(w *byte, stride int, panels int, nb int, y *byte, out *float32, dist int, out2 *float32)
+
 //go:noescape
 func dotPackedQ4_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
@@ -228,12 +240,12 @@ func init() {
 	// registers), for CPUs without AVX-512. The VNNI kernels below replace them where there
 	// are both.
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
-		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil).withStream(dotPackedQ4_0AVX2Stream))
-		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil).withStream(dotPackedQ8_0AVX2Stream))
+		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil).withStream(dotPackedQ4_0AVX2Stream).withRuns2(dotPackedQ4_0AVX2Runs2, dotPackedQ4_0AVX2Stream))
+		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil).withStream(dotPackedQ8_0AVX2Stream).withRuns2(dotPackedQ8_0AVX2Runs2, dotPackedQ8_0AVX2Stream))
 		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil).withStream(dotPackedQ5_0AVX2Stream))
 		usePacked(packedSet(ggml.Q4_1, "avx2", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_1, "avx2", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVX2, nil))
-		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil).withStream(dotPackedQ4KAVX2Stream))
+		usePacked(packedSet(ggml.Q4_K, "avx2", dotPackedQ4KAVX2, dotPackedQ4Kx4AVX2, nil).withStream(dotPackedQ4KAVX2Stream).withRuns2(dotPackedQ4KAVX2Runs2, dotPackedQ4KAVX2Stream))
 		usePacked(packedSet(ggml.Q2_K, "avx2", dotPackedQ2KAVX2, dotPackedQ2Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q3_K, "avx2", dotPackedQ3KAVX2, dotPackedQ3Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_K, "avx2", dotPackedQ5KAVX2, dotPackedQ5Kx4AVX2, nil))
@@ -242,12 +254,12 @@ func init() {
 		// AVX2 kernels' two or three a product vector where the columns' arithmetic bounds
 		// them (prompts, batches); decoding reads memory no faster with it.
 		if cpu.X86.HasAVXVNNI {
-			usePacked(packedSet(ggml.Q4_0, "avxvnni", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVXVNNI, nil).withStream(dotPackedQ4_0AVX2Stream))
-			usePacked(packedSet(ggml.Q8_0, "avxvnni", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVXVNNI, nil).withStream(dotPackedQ8_0AVX2Stream))
+			usePacked(packedSet(ggml.Q4_0, "avxvnni", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVXVNNI, nil).withStream(dotPackedQ4_0AVX2Stream).withRuns2(dotPackedQ4_0AVX2Runs2, dotPackedQ4_0AVX2Stream))
+			usePacked(packedSet(ggml.Q8_0, "avxvnni", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVXVNNI, nil).withStream(dotPackedQ8_0AVX2Stream).withRuns2(dotPackedQ8_0AVX2Runs2, dotPackedQ8_0AVX2Stream))
 			usePacked(packedSet(ggml.Q4_1, "avxvnni", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVXVNNI, nil))
 			usePacked(packedSet(ggml.Q5_0, "avxvnni", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVXVNNI, nil).withStream(dotPackedQ5_0AVX2Stream))
 			usePacked(packedSet(ggml.Q5_1, "avxvnni", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVXVNNI, nil))
-			usePacked(packedSet(ggml.Q4_K, "avxvnni", dotPackedQ4KAVX2, dotPackedQ4Kx4AVXVNNI, nil).withStream(dotPackedQ4KAVX2Stream))
+			usePacked(packedSet(ggml.Q4_K, "avxvnni", dotPackedQ4KAVX2, dotPackedQ4Kx4AVXVNNI, nil).withStream(dotPackedQ4KAVX2Stream).withRuns2(dotPackedQ4KAVX2Runs2, dotPackedQ4KAVX2Stream))
 			usePacked(packedSet(ggml.Q5_K, "avxvnni", dotPackedQ5KAVX2, dotPackedQ5Kx4AVXVNNI, nil))
 			// The types with 16-element sub-blocks scale every product vector: VPDPWSSD
 			// scales and adds in one (four columns only, see PV_DOT).
@@ -331,11 +343,14 @@ func packedSet(t ggml.Type, name string, dot packedDot1,
 	}
 	ahead := f.one(dot)
 	k.dot = func(w []byte, stride, panels, nb int, y []byte, out []float32) {
-		if k.stream.Load() {
+		switch decodeForm(k.form.Load()) {
+		case formStream:
 			k.dotStream(w, stride, panels, nb, y, out)
-			return
+		case formRuns2:
+			k.dotRuns2(w, stride, panels, nb, y, out)
+		default:
+			ahead(w, stride, panels, nb, y, out)
 		}
-		ahead(w, stride, panels, nb, y, out)
 	}
 	return k
 }
@@ -363,5 +378,23 @@ func (f *packedFormat) one(dot packedDot1) func(w []byte, stride, panels, nb int
 // withStream gives k the form of its one-column kernel without software prefetches.
 func (k *packedKernelSet) withStream(dot packedDot1) *packedKernelSet {
 	k.dotStream = packedFormats[k.t].one(dot)
+	return k
+}
+
+// withRuns2 gives k the form of its one-column kernel that reads two runs of panels in step:
+// the first half of the panels it is given and the second, the odd one at the end by one.
+func (k *packedKernelSet) withRuns2(dot packedDot1Runs2, one packedDot1) *packedKernelSet {
+	f := packedFormats[k.t]
+	last := f.one(one)
+	k.dotRuns2 = func(w []byte, stride, panels, nb int, y []byte, out []float32) {
+		h := panels / 2
+		if h > 0 {
+			f.check(w, stride, 2*h, nb, y, f.act*nb, 1, out, 2*h*panelRows)
+			dot(&w[0], stride, h, nb, &y[0], &out[0], h*stride, &out[h*panelRows])
+		}
+		if panels%2 == 1 {
+			last(w[2*h*stride:], stride, 1, nb, y, out[2*h*panelRows:])
+		}
+	}
 	return k
 }

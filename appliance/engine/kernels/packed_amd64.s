@@ -301,12 +301,17 @@ TEXT ·dotPackedQ5_1x8VNNI(SB), NOSPLIT, $0-64
 	PA4_GROUP1(2); \
 	PA4_GROUP1(3)
 
-#define PA4_BLOCK1 \
+#define PA4_BLOCK1 PA4_BLOCK1_TO(Y0, Y3)
+
+#define PA4_BLOCK1_TO(a0, a1) \
 	PA4_GROUPS1; \
 	VPBROADCASTD 36(DI), Y10; \
 	VBROADCASTSS 32(DI), Y11; \
-	PA4_FMA(Y8, (R11), Y0); \
-	PA4_FMA(Y9, 16(R11), Y3)
+	PA4_FMA(Y8, (R11), a0); \
+	PA4_FMA(Y9, 16(R11), a1)
+
+// The twin run's block (PACKEDA_RUNS2), into Y5 and Y12 (free in a block).
+#define PA4_BLOCK1_TWIN PA4_BLOCK1_TO(Y5, Y12)
 
 // The column at base: its int32 sum started at the offset term (at 36), converted and added
 // to acc by one FMA with the rows' dx (Y12) times yd; t and Y13 scratch.
@@ -324,6 +329,10 @@ TEXT ·dotPackedQ4_0AVX2(SB), NOSPLIT, $0-48
 // dotPackedQ4_0AVX2 without software prefetches (streamtune.go).
 TEXT ·dotPackedQ4_0AVX2Stream(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, EMPTY, EMPTY, PA4_BLOCK1, P16_NEXT_BLOCK, pa4s_panel, pa4s_group, pa4s_block)
+
+// dotPackedQ4_0AVX2 over two runs of panels in step (PACKEDA_RUNS2, streamtune.go).
+TEXT ·dotPackedQ4_0AVX2Runs2(SB), NOSPLIT, $0-64
+	PACKEDA_RUNS2(PA_CONSTS, LEGACY_GROUP8, PA4_BLOCK1, PA4_BLOCK1_TWIN, Y5, Y12, P16_NEXT_BLOCK, pa4r_panel, pa4r_group, pa4r_block)
 
 // AVX-VNNI (PV_DOT4): packed Q4_0 in four columns. Group q's weights, both halves: the low
 // nibbles in Y8 (rows 0-7) and Y10 (rows 8-15), the high ones in Y9 and Y11 (Y15 = 0x0f

@@ -205,6 +205,23 @@ func checkPackedKernels(t *testing.T, k *packedKernelSet, p *Packed, nb, trial i
 				same("one column without prefetch", c, ri, o)
 			}
 		}
+		// So does the form over two runs of panels in step, for every count of panels (the
+		// odd one at the end by one), writing no result beyond them.
+		if k.dotRuns2 != nil {
+			for np := 1; np <= rows/panelRows; np++ {
+				clear(out)
+				k.dotRuns2(p.data, p.stride, np, nb, prep[c*sz:(c+1)*sz], out)
+				for ri, o := range out {
+					if ri >= np*panelRows {
+						if o != 0 {
+							t.Fatalf("%s %s nb %d two runs of %d panels: wrote row %d", ty, k.name, nb, np, ri)
+						}
+						continue
+					}
+					same(fmt.Sprintf("two runs of %d panels", np), c, ri, o)
+				}
+			}
+		}
 	}
 	ostride := rows + 3
 	out4 := make([]float32, cols*ostride)
@@ -438,6 +455,12 @@ func BenchmarkPackedKernels(b *testing.B) {
 					})
 				}
 				run("dot", 1, func() { k.dot(p.data, p.stride, panels, p.nb, prep[:sz], out) })
+				if k.dotStream != nil {
+					run("dot-noprefetch", 1, func() { k.dotStream(p.data, p.stride, panels, p.nb, prep[:sz], out) })
+				}
+				if k.dotRuns2 != nil {
+					run("dot-runs2", 1, func() { k.dotRuns2(p.data, p.stride, panels, p.nb, prep[:sz], out) })
+				}
 				run("dot4", 4, func() { k.dot4(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
 				if k.dot8 != nil {
 					run("dot8", 8, func() { k.dot8(p.data, p.stride, panels, p.nb, prep, sz, out, p.rows) })
@@ -465,12 +488,12 @@ func BenchmarkPackedMatMulStream(b *testing.B) {
 		out := make([]float32, 8*p.rows)
 		for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8} {
 			mm := &MatMulOp{Type: ty, Packed: p, Rows: p.rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: out, OutStride: p.rows}
-			run := func(name string, stream bool) {
+			run := func(name string, form decodeForm) {
 				k := p.kernels()
 				b.Run(fmt.Sprintf("%s/N=%d/threads=%d%s", ty, n, pool.Threads(), name), func(b *testing.B) {
-					old := k.stream.Load()
-					k.stream.Store(stream)
-					defer k.stream.Store(old)
+					old := k.form.Load()
+					k.form.Store(int32(form))
+					defer k.form.Store(old)
 					m := &MatMul{Ops: []MatMulOp{*mm}}
 					b.SetBytes(int64(len(p.data)))
 					for b.Loop() {
@@ -479,11 +502,14 @@ func BenchmarkPackedMatMulStream(b *testing.B) {
 					b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "cols/s")
 				})
 			}
-			run("", false)
-			// One column also without software prefetches, where the type has that form
-			// (streamtune.go): the two figures TuneStreams compares.
-			if n == 1 && p.kernels().dotStream != nil {
-				run("/noprefetch", true)
+			run("", formAhead)
+			// One column also in the other forms the type has (streamtune.go): the figures
+			// TuneStreams compares.
+			if n == 1 && p.kernels().has(formStream) {
+				run("/noprefetch", formStream)
+			}
+			if n == 1 && p.kernels().has(formRuns2) {
+				run("/runs2", formRuns2)
 			}
 		}
 	}
@@ -492,7 +518,8 @@ func BenchmarkPackedMatMulStream(b *testing.B) {
 // BenchmarkPackedStreamRead reads one 256 MiB buffer (one thread) as a plain float32 sum and
 // as the weights of every packed type's one-column decode kernel (copies of a real packed
 // matrix, written into the same memory before each), the form without software prefetches
-// where the type has one: how near each kernel streams to a plain read of the same pages. A
+// where the type has one, and over two runs of panels in step where it has that: how near
+// each kernel streams to a plain read of the same pages, as one run and as two in step. A
 // kernel that reads a super-block out of order falls behind here (packed Q4_K read its scales
 // before the chunk after them: 91% of the plain read, against 97-100% in order).
 func BenchmarkPackedStreamRead(b *testing.B) {
@@ -509,6 +536,15 @@ func BenchmarkPackedStreamRead(b *testing.B) {
 		for b.Loop() {
 			for i := 0; i < len(plain); i += 4096 {
 				sink += DotF32Fast(plain[i:i+4096], plain[i:i+4096])
+			}
+		}
+	})
+	b.Run("plain/two-runs", func(b *testing.B) {
+		b.SetBytes(size)
+		h := len(plain) / 2
+		for b.Loop() {
+			for i := 0; i < h; i += 4096 {
+				sink += DotF32Fast(plain[i:i+4096], plain[h+i:h+i+4096])
 			}
 		}
 	})
@@ -541,6 +577,14 @@ func BenchmarkPackedStreamRead(b *testing.B) {
 				dot(buf[:n], p.stride, panels, p.nb, prep, out)
 			}
 		})
+		if k.dotRuns2 != nil {
+			b.Run(ty.String()+"/runs2", func(b *testing.B) {
+				b.SetBytes(int64(n))
+				for b.Loop() {
+					k.dotRuns2(buf[:n], p.stride, panels, p.nb, prep, out)
+				}
+			})
+		}
 	}
 	_ = sink
 }

@@ -26,6 +26,42 @@
 // PAK_ADD4, PVK_ADD4), which find chunk j's scales at tail+32j.
 #define Q4K_SCT(j) (1024+1024*((j)/2))
 
+// The AVX2 one-column kernel over two runs of panels in step (PAK_RUNS2), chunk by chunk: a
+// super-block's reads alternate between the runs every 512 bytes, not every 2368 (whole
+// super-blocks, which read slower than one run on a Zen 3 core). The twin's integer sums wait
+// in the frame at 64 and 96 while the run's chunk is summed in Y12 and Y13 (Y8, Y9 scratch
+// between chunks). Above every function: vet checks a macro's frame offsets against the
+// function above it.
+#define PA4K_CHUNK_RUNS2(j) \
+	PA4K_CHUNK1(P4K_PREFETCH, j); \
+	PAK_SWAP(64, Y12, Y13, Y8, Y9); \
+	ADDQ R13, SI; \
+	PA4K_CHUNK1(P4K_PREFETCH, j); \
+	SUBQ R13, SI; \
+	PAK_SWAP(64, Y12, Y13, Y8, Y9)
+
+#define PA4K_PAIR_RUNS2 \
+	VPXOR        Y12, Y12, Y12; \
+	VPXOR        Y13, Y13, Y13; \
+	VMOVUPS      Y12, 64(SP); \
+	VMOVUPS      Y12, 96(SP); \
+	PA4K_CHUNK_RUNS2(0); \
+	PA4K_CHUNK_RUNS2(1); \
+	PA4K_CHUNK_RUNS2(2); \
+	PA4K_CHUNK_RUNS2(3); \
+	VBROADCASTSS 256(DI), Y6; \
+	PA4K_FINISH(0, (DI), Y12, Y0, Y6, Y8, Y4, Y5); \
+	PA4K_FINISH(1, (DI), Y13, Y3, Y6, Y8, Y4, Y5); \
+	VMOVUPS      64(SP), Y12; \
+	VMOVUPS      96(SP), Y13; \
+	PAK_SWAP(0, Y0, Y3, Y8, Y9); \
+	ADDQ         R13, SI; \
+	PA4K_FINISH(0, (DI), Y12, Y0, Y6, Y8, Y4, Y5); \
+	PA4K_FINISH(1, (DI), Y13, Y3, Y6, Y8, Y4, Y5); \
+	SUBQ         R13, SI; \
+	PAK_SWAP(0, Y0, Y3, Y8, Y9)
+
+
 // How far ahead the kernels prefetch: each chunk fetches eight lines and one more, 512j on
 // and 2048+64j on less 64: the 37 lines of a super-block in all (the last, at 2304, is reached
 // by the next super-block's first chunk, as PF4K_DIST is a multiple of the super-block size
@@ -282,6 +318,10 @@ TEXT ·dotPackedQ4KAVX2(SB), NOSPLIT, $0-48
 // func dotPackedQ4KAVX2Stream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
 	PAK_DOT1(PA_CONSTS, PA4K_SB1_STREAM, PA4K_FINISH, $2368, pa4ks_panel, pa4ks_block)
+
+// dotPackedQ4KAVX2Stream over two runs of panels in step (PAK_RUNS2, streamtune.go).
+TEXT ·dotPackedQ4KAVX2Runs2(SB), NOSPLIT, $128-64
+	PAK_RUNS2(PA_CONSTS, PA4K_PAIR_RUNS2, $2368, pa4kr_panel, pa4kr_block)
 
 // Four columns: group g of chunk j of half h, low nibbles in Y12, high in Y13.
 #define PA4K_GROUP4(j, g, h) \

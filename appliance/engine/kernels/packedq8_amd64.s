@@ -111,7 +111,7 @@ TEXT ·dotPackedQ8_0x8VNNI(SB), NOSPLIT, $0-64
 	VMULPS    Y4, lsum, lsum; \
 	VADDPS    lsum, acc, acc
 
-#define PA8_BLOCK1 \
+#define PA8_BLOCK1_TO(a0, a1) \
 	VPXOR        Y8, Y8, Y8; \
 	VPXOR        Y9, Y9, Y9; \
 	VPXOR        Y12, Y12, Y12; \
@@ -126,8 +126,13 @@ TEXT ·dotPackedQ8_0x8VNNI(SB), NOSPLIT, $0-64
 	PA8_GROUP1(7); \
 	VPBROADCASTD 36(DI), Y10; \
 	VBROADCASTSS 32(DI), Y11; \
-	PA8_ADD(Y8, Y9, (R11), Y0); \
-	PA8_ADD(Y12, Y13, 16(R11), Y3)
+	PA8_ADD(Y8, Y9, (R11), a0); \
+	PA8_ADD(Y12, Y13, 16(R11), a1)
+
+#define PA8_BLOCK1 PA8_BLOCK1_TO(Y0, Y3)
+
+// The twin run's block (PACKEDA_RUNS2), into Y5 and Y7 (free in a block).
+#define PA8_BLOCK1_TWIN PA8_BLOCK1_TO(Y5, Y7)
 
 // Four columns, all sixteen registers in use: sums Y4-Y7 (low nibbles) and Y8-Y11 (high) of
 // the columns, the constants from memory. Group q of half h: the high nibbles in Y12, the
@@ -182,6 +187,10 @@ TEXT ·dotPackedQ8_0AVX2(SB), NOSPLIT, $0-48
 // dotPackedQ8_0AVX2 without software prefetches (streamtune.go).
 TEXT ·dotPackedQ8_0AVX2Stream(SB), NOSPLIT, $0-48
 	PACKEDA_DOT1(PA_CONSTS, LEGACY_GROUP8, EMPTY, EMPTY, PA8_BLOCK1, P8_NEXT_BLOCK, pa8s_panel, pa8s_group, pa8s_block)
+
+// dotPackedQ8_0AVX2 over two runs of panels in step (PACKEDA_RUNS2, streamtune.go).
+TEXT ·dotPackedQ8_0AVX2Runs2(SB), NOSPLIT, $0-64
+	PACKEDA_RUNS2(PA_CONSTS, LEGACY_GROUP8, PA8_BLOCK1, PA8_BLOCK1_TWIN, Y5, Y7, P8_NEXT_BLOCK, pa8r_panel, pa8r_group, pa8r_block)
 
 TEXT ·dotPackedQ8_0x4AVX2(SB), NOSPLIT, $0-64
 	PACKEDA_DOT4(EMPTY, LEGACY_GROUP8, P8N_PREFETCH, P8N_PF_GROUP, PA_PF_NEXT8(SI), PA_PF_NEXT4(R11), PA8_BLOCK4, P8_NEXT_BLOCK, pa8x4_panel, pa8x4_g0, pa8x4_b0, pa8x4_g1, pa8x4_b1)

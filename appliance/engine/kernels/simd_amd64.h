@@ -1542,6 +1542,46 @@ plab: \
 	VZEROUPPER; \
 	RET
 
+// One column over two runs of panels in step (func (w *byte, stride int, panels int, nb int,
+// y *byte, out *float32, dist int, out2 *float32)): panel p at w + p·stride and its twin dist
+// bytes on, block by block, the twin's results at out2. Each block of the twin is the same
+// block macro run with SI and R11 moved on by dist (R13) into the sums b0 and b1, so every
+// result is the one-run kernel's bits. A core that streams one run of memory slower than
+// two (hardware prefetchers per stream) reads both at once; no software prefetches.
+#define PACKEDA_RUNS2(consts, hdr, blockA, blockB, b0, b1, next, plab, glab, blab) \
+	PACKED_ARGS1; \
+	consts; \
+	MOVQ dist+48(FP), R13; \
+	MOVQ out2+56(FP), R14; \
+plab: \
+	LEGACY_PANEL; \
+	MOVQ   y+32(FP), DI; \
+	VXORPS Y0, Y0, Y0; \
+	VXORPS Y3, Y3, Y3; \
+	VXORPS b0, b0, b0; \
+	VXORPS b1, b1, b1; \
+	LEGACY_BLOCKS_START(hdr, EMPTY, EMPTY, blockA, glab, blab); \
+	RUNS2_TWIN(blockB); \
+	next; \
+	ADDQ $40, DI; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	VMOVUPS Y0, (R8); \
+	VMOVUPS Y3, 32(R8); \
+	VMOVUPS b0, (R14); \
+	VMOVUPS b1, 32(R14); \
+	ADDQ    $64, R14; \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
+// block on the twin panel: the block's quants (SI) and scales (R11) dist (R13) on.
+#define RUNS2_TWIN(block) \
+	ADDQ R13, SI; \
+	ADDQ R13, R11; \
+	block; \
+	SUBQ R13, SI; \
+	SUBQ R13, R11
+
 // Four columns, one half h of the panel at a time (the registers hold four columns' sums for
 // eight rows, not sixteen; the second pass reads the panel from the cache): block adds a
 // block of half h to Y0-Y3, the columns' activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1).
@@ -1832,6 +1872,55 @@ plab: \
 
 // One column: chunk j's int16 sums (Y8, Y9: the low and high sub-block of rows 0-7; Y10, Y11:
 // of rows 8-15) into Y12 and Y13.
+// PAK_DOT1's super-block: sb, then its two halves' totals by finish into Y0 and Y3.
+#define PAK_SB1(sb, finish) \
+	VPXOR        Y12, Y12, Y12; \
+	VPXOR        Y13, Y13, Y13; \
+	sb; \
+	VBROADCASTSS 256(DI), Y6; \
+	finish(0, (DI), Y12, Y0, Y6, Y8, Y4, Y5); \
+	finish(1, (DI), Y13, Y3, Y6, Y8, Y4, Y5)
+
+// The registers r0, r1 and the frame's off, off+32 trade places (t0, t1 scratch).
+#define PAK_SWAP(off, r0, r1, t0, t1) \
+	VMOVUPS off(SP), t0; \
+	VMOVUPS off+32(SP), t1; \
+	VMOVUPS r0, off(SP); \
+	VMOVUPS r1, off+32(SP); \
+	VMOVAPS t0, r0; \
+	VMOVAPS t1, r1
+
+// PAK_DOT1 over two runs of panels in step (PACKEDA_RUNS2's arguments and reasons): pair
+// adds a super-block of each run to its sums, the run's in Y0 and Y3, the twin's in the frame
+// at 0 and 32 (every register is in use by a super-block).
+#define PAK_RUNS2(consts, pair, bsize, plab, blab) \
+	PACKED_ARGS1; \
+	consts; \
+	MOVQ dist+48(FP), R13; \
+	MOVQ out2+56(FP), R14; \
+plab: \
+	PACKED_SB_START; \
+	VXORPS  Y0, Y0, Y0; \
+	VXORPS  Y3, Y3, Y3; \
+	VMOVUPS Y0, 0(SP); \
+	VMOVUPS Y0, 32(SP); \
+blab: \
+	pair; \
+	ADDQ    bsize, SI; \
+	ADDQ    $288, DI; \
+	DECQ    CX; \
+	JNZ     blab; \
+	VMOVUPS Y0, (R8); \
+	VMOVUPS Y3, 32(R8); \
+	VMOVUPS 0(SP), Y12; \
+	VMOVUPS Y12, (R14); \
+	VMOVUPS 32(SP), Y12; \
+	VMOVUPS Y12, 32(R14); \
+	ADDQ    $64, R14; \
+	PACKED_NEXT_PANEL(plab); \
+	VZEROUPPER; \
+	RET
+
 #define PAK_ADD1(tail, j) \
 	PAK_ADD(tail, 2*j, 0, Y8, Y12); \
 	PAK_ADD(tail, 2*j+1, 0, Y9, Y12); \
@@ -1875,18 +1964,13 @@ plab: \
 	VXORPS Y0, Y0, Y0; \
 	VXORPS Y3, Y3, Y3; \
 blab: \
-	VPXOR        Y12, Y12, Y12; \
-	VPXOR        Y13, Y13, Y13; \
-	sb; \
-	VBROADCASTSS 256(DI), Y6; \
-	finish(0, (DI), Y12, Y0, Y6, Y8, Y4, Y5); \
-	finish(1, (DI), Y13, Y3, Y6, Y8, Y4, Y5); \
-	ADDQ         bsize, SI; \
-	ADDQ         $288, DI; \
-	DECQ         CX; \
-	JNZ          blab; \
-	VMOVUPS      Y0, (R8); \
-	VMOVUPS      Y3, 32(R8); \
+	PAK_SB1(sb, finish); \
+	ADDQ    bsize, SI; \
+	ADDQ    $288, DI; \
+	DECQ    CX; \
+	JNZ     blab; \
+	VMOVUPS Y0, (R8); \
+	VMOVUPS Y3, 32(R8); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET

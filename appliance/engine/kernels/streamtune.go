@@ -17,34 +17,50 @@ import (
 // with them on a Zen 5 VM (where they were added; Q6_K's had made that one 1.6x faster on an
 // earlier Zen 4 host), and on a later Zen 4 host Q4_K's 1.12-1.25x and Q6_K's 1.09-1.21x slower
 // with them, its hardware prefetcher keeping up alone (Q4_0's and Q8_0's made no difference
-// there on pages of 4 KiB, and 1.05x and 1.06-1.18x on the huge pages decoding uses). So where a type's one-column kernel comes in both forms
-// (packedKernelSet.dotStream), the first model that holds enough of that type measures both on
-// its own weights, with its own threads, and keeps the faster for the process. The two forms
-// compute the same bits: only the speed depends on the choice.
+// there on pages of 4 KiB, and 1.05x and 1.06-1.18x on the huge pages decoding uses). Some cores
+// stream two runs of memory faster than one: a Zen 3 EPYC VM read 256 MiB at 10.0 GB/s as one
+// run and 12.9 as two in step (a float32 dot), and its AVX2 Q4_0 kernel read 1.2-1.3x faster
+// over two runs of panels than over one. So where a type's one-column kernel comes in more
+// than one form (packedKernelSet.has), the first model that holds enough of that type
+// measures each on its own weights, with its own threads, and keeps the fastest for the
+// process. Every form computes the same bits: only the speed depends on the choice.
 
 // StreamChoice is the one-column kernel in use for a weight type.
 type StreamChoice struct {
 	Type ggml.Type
 	// Prefetch: the kernel in use prefetches its weights in software.
 	Prefetch bool
+	// TwoRuns: the kernel in use reads two runs of panels in step (without prefetches).
+	TwoRuns bool
 	// Measured: chosen by measuring (else set by SetStreamPrefetch).
 	Measured bool
-	// AheadGBs and StreamGBs: weight bytes read per second (1e9) by one-column products over
-	// the model's matrices of Type, with and without prefetches (where Measured).
-	AheadGBs, StreamGBs float64
+	// AheadGBs, StreamGBs and TwoRunsGBs: weight bytes read per second (1e9) by one-column
+	// products over the model's matrices of Type with prefetches, without, and over two runs
+	// (where Measured; 0 for a form the type lacks).
+	AheadGBs, StreamGBs, TwoRunsGBs float64
 	// Bytes: the weights of Type each measured pass read.
 	Bytes int64
 }
 
 func (c StreamChoice) String() string {
 	form := "without prefetch"
-	if c.Prefetch {
+	switch {
+	case c.Prefetch:
 		form = "with prefetch"
+	case c.TwoRuns:
+		form = "two runs in step"
 	}
 	if !c.Measured {
 		return fmt.Sprintf("%s %s (set)", c.Type, form)
 	}
-	return fmt.Sprintf("%s %s (%.1f GB/s without, %.1f with, over %d MiB)", c.Type, form, c.StreamGBs, c.AheadGBs, c.Bytes>>20)
+	rates := fmt.Sprintf("%.1f GB/s with prefetch", c.AheadGBs)
+	if c.StreamGBs > 0 {
+		rates += fmt.Sprintf(", %.1f without", c.StreamGBs)
+	}
+	if c.TwoRunsGBs > 0 {
+		rates += fmt.Sprintf(", %.1f two runs", c.TwoRunsGBs)
+	}
+	return fmt.Sprintf("%s %s (%s, over %d MiB)", c.Type, form, rates, c.Bytes>>20)
 }
 
 // Variables for the tests.
@@ -71,12 +87,14 @@ var streamTune = struct {
 	done map[ggml.Type]StreamChoice
 }{mode: "auto", done: map[ggml.Type]StreamChoice{}}
 
-// SetStreamPrefetch sets how the one-column kernels that come in two forms are chosen: "auto"
-// (measured by TuneStreams, the default), "on" (prefetching) or "off" (not). "on" and "off"
-// apply at once; "auto" forgets earlier choices, so that the next model measures again.
+// SetStreamPrefetch sets how the one-column kernels that come in several forms are chosen:
+// "auto" (measured by TuneStreams, the default), "on" (prefetching), "off" (not) or "runs2"
+// (two runs in step, where a type has that form, else "off"). All but "auto" apply at once;
+// "auto" forgets earlier choices, so that the next model measures again.
 func SetStreamPrefetch(mode string) error {
-	if mode != "auto" && mode != "on" && mode != "off" {
-		return fmt.Errorf("kernels: stream prefetch %q: want auto, on or off", mode)
+	want, ok := map[string]decodeForm{"auto": formAhead, "on": formAhead, "off": formStream, "runs2": formRuns2}[mode]
+	if !ok {
+		return fmt.Errorf("kernels: stream prefetch %q: want auto, on, off or runs2", mode)
 	}
 	streamTune.mu.Lock()
 	defer streamTune.mu.Unlock()
@@ -84,12 +102,19 @@ func SetStreamPrefetch(mode string) error {
 	clear(streamTune.done)
 	for t, f := range packedFormats {
 		k := f.kernels
-		if k == nil || k.dotStream == nil {
+		if k == nil || !k.tunable() {
 			continue
 		}
-		k.stream.Store(mode == "off")
+		form := want
+		if form == formRuns2 && !k.has(formRuns2) {
+			form = formStream
+		}
+		if !k.has(form) {
+			form = formAhead
+		}
+		k.form.Store(int32(form))
 		if mode != "auto" {
-			streamTune.done[t] = StreamChoice{Type: t, Prefetch: mode == "on"}
+			streamTune.done[t] = StreamChoice{Type: t, Prefetch: form == formAhead, TwoRuns: form == formRuns2}
 		}
 	}
 	return nil
@@ -116,9 +141,9 @@ func StreamSummary() string {
 	return strings.Join(parts, "; ")
 }
 
-// TuneStreams measures, for each type of mats whose one-column kernel comes in two forms and
-// that no earlier call settled, both forms over (up to streamTuneMax of) those matrices with
-// one-column products on pool p, and keeps the faster; it returns the choices it made.
+// TuneStreams measures, for each type of mats whose one-column kernel comes in several forms
+// and that no earlier call settled, each form over (up to streamTuneMax of) those matrices
+// with one-column products on pool p, and keeps the fastest; it returns the choices it made.
 // Types with less than streamTuneMin of weights in mats are left as they are.
 func TuneStreams(p *Pool, mats []*Packed) []StreamChoice {
 	streamTune.mu.Lock()
@@ -130,7 +155,7 @@ func TuneStreams(p *Pool, mats []*Packed) []StreamChoice {
 	var types []ggml.Type
 	for _, m := range mats {
 		k := m.kernels()
-		if k == nil || k.dotStream == nil {
+		if k == nil || !k.tunable() {
 			continue
 		}
 		if _, ok := streamTune.done[m.t]; ok {
@@ -153,8 +178,8 @@ func TuneStreams(p *Pool, mats []*Packed) []StreamChoice {
 	return made
 }
 
-// tuneStream measures one type's two forms over mats (all of type t); false where mats hold
-// too few weights.
+// tuneStream measures one type's forms over mats (all of type t); false where mats hold too
+// few weights.
 func tuneStream(p *Pool, mats []*Packed) (StreamChoice, bool) {
 	k := mats[0].kernels()
 	var total int64
@@ -183,10 +208,14 @@ func tuneStream(p *Pool, mats []*Packed) (StreamChoice, bool) {
 	}
 	mm := &MatMul{Ops: ops}
 	mm.Run(p) // the first run allocates MatMul's bookkeeping and faults the results in
-	best := [2]time.Duration{}
+	// The fastest pass of each form, by decodeForm; 0 for a form k lacks.
+	var best [3]time.Duration
 	for range streamTuneRounds {
 		for form := range best {
-			k.stream.Store(form == 1)
+			if !k.has(decodeForm(form)) {
+				continue
+			}
+			k.form.Store(int32(form))
 			t0 := time.Now()
 			mm.Run(p)
 			if d := time.Since(t0); best[form] == 0 || d < best[form] {
@@ -194,15 +223,36 @@ func tuneStream(p *Pool, mats []*Packed) (StreamChoice, bool) {
 			}
 		}
 	}
-	stream := preferStream(best[0], best[1])
-	k.stream.Store(stream)
-	rate := func(d time.Duration) float64 { return float64(total) / d.Seconds() / 1e9 }
-	return StreamChoice{Type: mats[0].t, Prefetch: !stream, Measured: true,
-		AheadGBs: rate(best[0]), StreamGBs: rate(best[1]), Bytes: total}, true
+	form := pickForm(best)
+	k.form.Store(int32(form))
+	rate := func(d time.Duration) float64 {
+		if d == 0 {
+			return 0
+		}
+		return float64(total) / d.Seconds() / 1e9
+	}
+	return StreamChoice{Type: mats[0].t, Prefetch: form == formAhead, TwoRuns: form == formRuns2, Measured: true,
+		AheadGBs: rate(best[formAhead]), StreamGBs: rate(best[formStream]), TwoRunsGBs: rate(best[formRuns2]),
+		Bytes: total}, true
 }
 
-// preferStream says whether the kernel without prefetches is to be used, given the fastest
-// pass of each form: only where it is streamTuneGain faster.
-func preferStream(ahead, stream time.Duration) bool {
-	return stream > 0 && float64(ahead) >= streamTuneGain*float64(stream)
+// pickForm chooses a form from the fastest pass of each (0 where the type lacks it): the
+// prefetching one, which most machines were measured with, unless another is streamTuneGain
+// faster than it, so that noise does not flip the choice; of the others the faster, by the
+// same margin for two runs over one.
+func pickForm(best [3]time.Duration) decodeForm {
+	form := formAhead
+	if preferStream(best[formAhead], best[formStream]) {
+		form = formStream
+	}
+	if preferStream(best[form], best[formRuns2]) {
+		form = formRuns2
+	}
+	return form
+}
+
+// preferStream says whether a form whose fastest pass took alt is to be used rather than one
+// whose fastest took cur: only where it is streamTuneGain faster.
+func preferStream(cur, alt time.Duration) bool {
+	return alt > 0 && float64(cur) >= streamTuneGain*float64(alt)
 }
