@@ -40,42 +40,27 @@ func TestBenchCommandJSON(t *testing.T) {
 		t.Errorf("threads %v batch %v type %v kv_type %v n_depth %v", r["threads"], r["batch"], r["type"], r["kv_type"], r["n_depth"])
 	}
 	// --prefetch off runs the decode kernels without software prefetches and says so, for
-	// every type that has both forms here (Q4_K where the CPU has AVX2).
+	// every type that has that form here (Q4_K where the CPU has AVX2); runs2 runs two runs in
+	// step where a type has that form (Q4_K on AVX2 without AVX-512), else the form without
+	// prefetches, and says which.
 	t.Cleanup(func() { _ = kernels.SetStreamPrefetch("auto") })
-	code, out, errs = runBench(t, "--model", modelPath, "-p", "0", "-n", "4", "-r", "1", "--prefetch", "off", "--json")
-	if code != 0 {
-		t.Fatalf("--prefetch off: exit %d: %s", code, errs)
-	}
-	var off benchJSON
-	if err := json.Unmarshal([]byte(out), &off); err != nil {
-		t.Fatalf("%v: %q", err, out)
-	}
-	want := kernels.StreamChoices()
-	if len(off.StreamPrefetch) != len(want) {
-		t.Fatalf("stream_prefetch %+v, kernels chose %v", off.StreamPrefetch, want)
-	}
-	for i, c := range off.StreamPrefetch {
-		if c.Type != want[i].Type.String() || c.Prefetch || c.Measured {
-			t.Errorf("stream_prefetch[%d] = %+v, want %s without prefetch, set", i, c, want[i].Type)
+	for _, mode := range []string{"off", "runs2"} {
+		code, out, errs = runBench(t, "--model", modelPath, "-p", "0", "-n", "4", "-r", "1", "--prefetch", mode, "--json")
+		if code != 0 {
+			t.Fatalf("--prefetch %s: exit %d: %s", mode, code, errs)
 		}
-	}
-	// --prefetch runs2 runs two runs in step where a type has that form (Q4_K on AVX2 without
-	// AVX-512), else the form without prefetches, and says which.
-	code, out, errs = runBench(t, "--model", modelPath, "-p", "0", "-n", "4", "-r", "1", "--prefetch", "runs2", "--json")
-	if code != 0 {
-		t.Fatalf("--prefetch runs2: exit %d: %s", code, errs)
-	}
-	var runs benchJSON
-	if err := json.Unmarshal([]byte(out), &runs); err != nil {
-		t.Fatalf("%v: %q", err, out)
-	}
-	want = kernels.StreamChoices()
-	if len(runs.StreamPrefetch) != len(want) {
-		t.Fatalf("stream_prefetch %+v, kernels chose %v", runs.StreamPrefetch, want)
-	}
-	for i, c := range runs.StreamPrefetch {
-		if c.Type != want[i].Type.String() || c.TwoRuns != want[i].TwoRuns || c.Prefetch || c.Measured {
-			t.Errorf("stream_prefetch[%d] = %+v, want %+v", i, c, want[i])
+		var forced benchJSON
+		if err := json.Unmarshal([]byte(out), &forced); err != nil {
+			t.Fatalf("%v: %q", err, out)
+		}
+		want := kernels.StreamChoices()
+		if len(forced.StreamPrefetch) != len(want) {
+			t.Fatalf("--prefetch %s: stream_prefetch %+v, kernels chose %v", mode, forced.StreamPrefetch, want)
+		}
+		for i, c := range forced.StreamPrefetch {
+			if c.Type != want[i].Type.String() || c.Prefetch || c.Measured || c.TwoRuns != want[i].TwoRuns || (mode == "off" && c.TwoRuns) {
+				t.Errorf("--prefetch %s: stream_prefetch[%d] = %+v, kernels chose %+v", mode, i, c, want[i])
+			}
 		}
 	}
 	// A depth beyond the model's context is refused, naming both.

@@ -93,8 +93,8 @@ type packedKernelSet struct {
 	// dot: out[16p+i] = row 16p+i · the prepared activation row y, for panels p < panels.
 	dot func(w []byte, stride, panels, nb int, y []byte, out []float32)
 	// dotStream is dot's kernel without software prefetches and dotRuns2 the one that reads
-	// two runs of panels in step, nil where the type lacks that form; dot runs the form in
-	// form (streamtune.go). Every form gives the same bits.
+	// two runs of panels in step, nil where the type lacks that form; dot runs the one that
+	// form names (streamtune.go). Every form gives the same bits.
 	dotStream func(w []byte, stride, panels, nb int, y []byte, out []float32)
 	dotRuns2  func(w []byte, stride, panels, nb int, y []byte, out []float32)
 	form      atomic.Int32 // a decodeForm

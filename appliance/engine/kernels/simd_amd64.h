@@ -1549,10 +1549,7 @@ plab: \
 // result is the one-run kernel's bits. A core that streams one run of memory slower than
 // two (hardware prefetchers per stream) reads both at once; no software prefetches.
 #define PACKEDA_RUNS2(consts, hdr, blockA, blockB, b0, b1, next, plab, glab, blab) \
-	PACKED_ARGS1; \
-	consts; \
-	MOVQ dist+48(FP), R13; \
-	MOVQ out2+56(FP), R14; \
+	RUNS2_ARGS(consts); \
 plab: \
 	LEGACY_PANEL; \
 	MOVQ   y+32(FP), DI; \
@@ -1569,7 +1566,18 @@ plab: \
 	VMOVUPS Y3, 32(R8); \
 	VMOVUPS b0, (R14); \
 	VMOVUPS b1, 32(R14); \
-	ADDQ    $64, R14; \
+	RUNS2_NEXT_PANEL(plab)
+
+// The two-run kernels' arguments beside PACKED_ARGS1's: R13 = dist, R14 = out2.
+#define RUNS2_ARGS(consts) \
+	PACKED_ARGS1; \
+	consts; \
+	MOVQ dist+48(FP), R13; \
+	MOVQ out2+56(FP), R14
+
+// On to the next panel of both runs (back to plab), or return.
+#define RUNS2_NEXT_PANEL(plab) \
+	ADDQ $64, R14; \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
@@ -1894,10 +1902,7 @@ plab: \
 // adds a super-block of each run to its sums, the run's in Y0 and Y3, the twin's in the frame
 // at 0 and 32 (every register is in use by a super-block).
 #define PAK_RUNS2(consts, pair, bsize, plab, blab) \
-	PACKED_ARGS1; \
-	consts; \
-	MOVQ dist+48(FP), R13; \
-	MOVQ out2+56(FP), R14; \
+	RUNS2_ARGS(consts); \
 plab: \
 	PACKED_SB_START; \
 	VXORPS  Y0, Y0, Y0; \
@@ -1916,10 +1921,7 @@ blab: \
 	VMOVUPS Y12, (R14); \
 	VMOVUPS 32(SP), Y12; \
 	VMOVUPS Y12, 32(R14); \
-	ADDQ    $64, R14; \
-	PACKED_NEXT_PANEL(plab); \
-	VZEROUPPER; \
-	RET
+	RUNS2_NEXT_PANEL(plab)
 
 #define PAK_ADD1(tail, j) \
 	PAK_ADD(tail, 2*j, 0, Y8, Y12); \
