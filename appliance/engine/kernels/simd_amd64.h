@@ -1889,6 +1889,16 @@ plab: \
 	finish(0, (DI), Y12, Y0, Y6, Y8, Y4, Y5); \
 	finish(1, (DI), Y13, Y3, Y6, Y8, Y4, Y5)
 
+// The end of a one-column super-block loop: on to the next super-block (back to blab) while
+// any remain, then the run's sums (Y0, Y3) to the panel's results.
+#define PAK_SB_NEXT(bsize, blab) \
+	ADDQ    bsize, SI; \
+	ADDQ    $288, DI; \
+	DECQ    CX; \
+	JNZ     blab; \
+	VMOVUPS Y0, (R8); \
+	VMOVUPS Y3, 32(R8)
+
 // The registers r0, r1 and the frame's off, off+32 trade places (t0, t1 scratch).
 #define PAK_SWAP(off, r0, r1, t0, t1) \
 	VMOVUPS off(SP), t0; \
@@ -1911,12 +1921,7 @@ plab: \
 	VMOVUPS Y0, 32(SP); \
 blab: \
 	pair; \
-	ADDQ    bsize, SI; \
-	ADDQ    $288, DI; \
-	DECQ    CX; \
-	JNZ     blab; \
-	VMOVUPS Y0, (R8); \
-	VMOVUPS Y3, 32(R8); \
+	PAK_SB_NEXT(bsize, blab); \
 	VMOVUPS 0(SP), Y12; \
 	VMOVUPS Y12, (R14); \
 	VMOVUPS 32(SP), Y12; \
@@ -1967,12 +1972,7 @@ plab: \
 	VXORPS Y3, Y3, Y3; \
 blab: \
 	PAK_SB1(sb, finish); \
-	ADDQ    bsize, SI; \
-	ADDQ    $288, DI; \
-	DECQ    CX; \
-	JNZ     blab; \
-	VMOVUPS Y0, (R8); \
-	VMOVUPS Y3, 32(R8); \
+	PAK_SB_NEXT(bsize, blab); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
