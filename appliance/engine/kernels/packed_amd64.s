@@ -369,20 +369,28 @@ TEXT ·dotPackedQ4_0x4AVXVNNI(SB), NOSPLIT, $256-64
 // Y14 = words of 1 and started at the offset term, then PV_FINISH4's float steps, which are
 // the AVX2 kernel's.
 #define PW_COL2(a, b, base, s0, s1) \
+	PW_MADD2(a, base, Y8, Y10, s0, s1); \
+	PW_MADD2(b, base, Y9, Y11, s0, s1)
+
+// PW_COL2 of a block's first group: the sums start at its products, not at zero (8 of the
+// block's 64 VPADDW fewer).
+#define PW_COL2_FIRST(a, b, base, s0, s1) \
 	VPBROADCASTD a base, Y12; \
-	VPMADDUBSW   Y12, Y8, Y13; \
+	VPMADDUBSW   Y12, Y8, s0; \
+	VPMADDUBSW   Y12, Y10, s1; \
+	PW_MADD2(b, base, Y9, Y11, s0, s1)
+
+// The activation word at a(base), broadcast, times the weights q0 and q1, added to s0 and s1.
+#define PW_MADD2(a, base, q0, q1, s0, s1) \
+	VPBROADCASTD a base, Y12; \
+	VPMADDUBSW   Y12, q0, Y13; \
 	VPADDW       Y13, s0, s0; \
-	VPMADDUBSW   Y12, Y10, Y13; \
-	VPADDW       Y13, s1, s1; \
-	VPBROADCASTD b base, Y12; \
-	VPMADDUBSW   Y12, Y9, Y13; \
-	VPADDW       Y13, s0, s0; \
-	VPMADDUBSW   Y12, Y11, Y13; \
+	VPMADDUBSW   Y12, q1, Y13; \
 	VPADDW       Y13, s1, s1
 
-#define PW4_GROUP(q) \
+#define PW4_GROUP(col, q) \
 	PV4_WEIGHTS(q); \
-	COLS4_WITH(PW_COL2, 4*q, 16+4*q, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
+	COLS4_WITH(col, 4*q, 16+4*q, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)
 
 // The column at base: its two int16 sums widened (Q4_1), and started at the offset term
 // (Q4_0).
@@ -398,12 +406,10 @@ TEXT ·dotPackedQ4_0x4AVXVNNI(SB), NOSPLIT, $256-64
 
 // A block's four groups into the int32 sums Y0-Y7, each column's by widen.
 #define PW4_SUMS(widen) \
-	ZERO_Y4(Y0, Y1, Y2, Y3); \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	PW4_GROUP(0); \
-	PW4_GROUP(1); \
-	PW4_GROUP(2); \
-	PW4_GROUP(3); \
+	PW4_GROUP(PW_COL2_FIRST, 0); \
+	PW4_GROUP(PW_COL2, 1); \
+	PW4_GROUP(PW_COL2, 2); \
+	PW4_GROUP(PW_COL2, 3); \
 	VPCMPEQW Y14, Y14, Y14; \
 	VPSRLW   $15, Y14, Y14; \
 	COLS4_WITH(widen, 0, 0, Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7)

@@ -323,21 +323,30 @@ TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
 TEXT ·dotPackedQ4KAVX2Runs2(SB), NOSPLIT, $128-64
 	PAK_RUNS2(PA_CONSTS, PA4K_PAIR_RUNS2, $2368, pa4kr_panel, pa4kr_block)
 
-// Four columns: group g of chunk j of half h, low nibbles in Y12, high in Y13.
-#define PA4K_GROUP4(j, g, h) \
+// Four columns: group g of chunk j of half h, low nibbles in Y12, high in Y13, into the sums
+// by cols (PAK_COLS4, or PAK_COLS4_FIRST for a chunk's first group).
+#define PA4K_GROUP4_WITH(cols, j, g, h) \
 	VMOVDQU Q4K_Q(j)+64*g+32*h(SI), Y13; \
 	VPAND   ·paNibbles(SB), Y13, Y12; \
 	VPSRLW  $4, Y13, Y13; \
 	VPAND   ·paNibbles(SB), Y13, Y13; \
-	PAK_COLS4(64*j+4*g, 64*j+32+4*g)
+	cols(64*j+4*g, 64*j+32+4*g)
 
-// Chunk j of half h in four columns: its prefetches, the int16 sums Y4-Y11 from zero, its
-// eight groups (group: PA4K_GROUP4 or the AVX-VNNI kernel's PV4K_GROUP4).
-#define P4K_GROUPS4(group, j, h) \
-	P4KA_PREFETCH(j, h); \
+#define PA4K_GROUP4(j, g, h) PA4K_GROUP4_WITH(PAK_COLS4, j, g, h)
+#define PA4K_GROUP4_FIRST(j, g, h) PA4K_GROUP4_WITH(PAK_COLS4_FIRST, j, g, h)
+
+// The int16 sums Y4-Y11 at zero (for kernels whose first group adds to them).
+#define PAK_SUMS4_ZERO \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	group(j, 0, h); \
+	ZERO_Y4(Y8, Y9, Y10, Y11)
+
+// Chunk j of half h in four columns: its prefetches, then zero (PAK_SUMS4_ZERO or EMPTY), its
+// first group by first and the other seven by group (PA4K_GROUP4_FIRST and PA4K_GROUP4, or the
+// AVX-VNNI kernel's PV4K_GROUP4 for both).
+#define P4K_GROUPS4(zero, first, group, j, h) \
+	P4KA_PREFETCH(j, h); \
+	zero; \
+	first(j, 0, h); \
 	group(j, 1, h); \
 	group(j, 2, h); \
 	group(j, 3, h); \
@@ -347,7 +356,7 @@ TEXT ·dotPackedQ4KAVX2Runs2(SB), NOSPLIT, $128-64
 	group(j, 7, h)
 
 #define PA4K_CHUNK4(j, h) \
-	P4K_GROUPS4(PA4K_GROUP4, j, h); \
+	P4K_GROUPS4(EMPTY, PA4K_GROUP4_FIRST, PA4K_GROUP4, j, h); \
 	PAK_ADD4(Q4K_SCT(j), j, h)
 
 #define PA4K_SB4(h) \
@@ -377,7 +386,7 @@ TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
 // finish uses it.
 #define PV4K_CHUNK4(j, h) \
 	VMOVDQU ·paNibbles(SB), Y15; \
-	P4K_GROUPS4(PV4K_GROUP4, j, h); \
+	P4K_GROUPS4(PAK_SUMS4_ZERO, PV4K_GROUP4, PV4K_GROUP4, j, h); \
 	PVK_ADD4(Q4K_SCT(j), j, h)
 
 #define PV4K_BODY4(h) \

@@ -270,15 +270,16 @@ TEXT ·dotPackedQ5KAVX2(SB), NOSPLIT, $0-48
 	PAK_DOT1(PA5_CONSTS, PA5K_SB1, PA5K_FINISH, $2880, pa5k_panel, pa5k_block)
 
 // Four columns (PAK_COLS4's registers): group g of chunk j of half h, its 5-bit quants into
-// Y12 (low sub-block) and Y13 (high), Y14 and Y15 scratch.
-#define PA5K_GROUP4(j, g, h, lb, hb) \
+// Y12 (low sub-block) and Y13 (high), Y14 and Y15 scratch, into the sums by cols (PAK_COLS4,
+// or PAK_COLS4_FIRST for the first group of each flush).
+#define PA5K_GROUP4_WITH(cols, j, g, h, lb, hb) \
 	PA5_QUANTS4(Q5K_Q(j)+64*g+32*h, 64*g+32*h, lb, hb); \
-	PAK_COLS4(64*j+4*g, 64*j+32+4*g)
+	cols(64*j+4*g, 64*j+32+4*g)
+
+#define PA5K_GROUP4(j, g, h, lb, hb) PA5K_GROUP4_WITH(PAK_COLS4, j, g, h, lb, hb)
 
 #define PA5K_GROUPS4(j, h, g0, g1, g2, g3, lb, hb) \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	PA5K_GROUP4(j, g0, h, lb, hb); \
+	PA5K_GROUP4_WITH(PAK_COLS4_FIRST, j, g0, h, lb, hb); \
 	PA5K_GROUP4(j, g1, h, lb, hb); \
 	PA5K_GROUP4(j, g2, h, lb, hb); \
 	PA5K_GROUP4(j, g3, h, lb, hb); \

@@ -144,15 +144,21 @@ TEXT ·dotPackedQ8_0x8VNNI(SB), NOSPLIT, $0-64
 	VPMADDUBSW   Y14, Y12, Y15; \
 	VPADDW       Y15, hsum, hsum
 
-#define PA8_GROUP4(q, h) \
+// PA8_COL4 of a block's first group: the sums start at its products rather than at zero.
+#define PA8_COL4_FIRST(q, base, lsum, hsum) \
+	VPBROADCASTD 4*q base, Y14; \
+	VPMADDUBSW   Y14, Y13, lsum; \
+	VPMADDUBSW   Y14, Y12, hsum
+
+#define PA8_GROUP4(col, q, h) \
 	VMOVDQU 64*q+32*h(SI), Y12; \
 	VPAND   ·paNibbles(SB), Y12, Y13; \
 	VPSRLW  $4, Y12, Y12; \
 	VPAND   ·paNibbles(SB), Y12, Y12; \
-	PA8_COL4(q, (DI), Y4, Y8); \
-	PA8_COL4(q, (DI)(DX*1), Y5, Y9); \
-	PA8_COL4(q, (R14), Y6, Y10); \
-	PA8_COL4(q, (R14)(DX*1), Y7, Y11)
+	col(q, (DI), Y4, Y8); \
+	col(q, (DI)(DX*1), Y5, Y9); \
+	col(q, (R14), Y6, Y10); \
+	col(q, (R14)(DX*1), Y7, Y11)
 
 // PA8_ADD for the column at base, the rows' dx in Y12 (Y13 scratch).
 #define PA8_ADD4(base, lsum, hsum, acc) \
@@ -168,16 +174,14 @@ TEXT ·dotPackedQ8_0x8VNNI(SB), NOSPLIT, $0-64
 	VADDPS       lsum, acc, acc
 
 #define PA8_BLOCK4(h) \
-	ZERO_Y4(Y4, Y5, Y6, Y7); \
-	ZERO_Y4(Y8, Y9, Y10, Y11); \
-	PA8_GROUP4(0, h); \
-	PA8_GROUP4(1, h); \
-	PA8_GROUP4(2, h); \
-	PA8_GROUP4(3, h); \
-	PA8_GROUP4(4, h); \
-	PA8_GROUP4(5, h); \
-	PA8_GROUP4(6, h); \
-	PA8_GROUP4(7, h); \
+	PA8_GROUP4(PA8_COL4_FIRST, 0, h); \
+	PA8_GROUP4(PA8_COL4, 1, h); \
+	PA8_GROUP4(PA8_COL4, 2, h); \
+	PA8_GROUP4(PA8_COL4, 3, h); \
+	PA8_GROUP4(PA8_COL4, 4, h); \
+	PA8_GROUP4(PA8_COL4, 5, h); \
+	PA8_GROUP4(PA8_COL4, 6, h); \
+	PA8_GROUP4(PA8_COL4, 7, h); \
 	VCVTPH2PS 16*h(R11), Y12; \
 	PA_EACH4_LH(PA8_ADD4)
 
