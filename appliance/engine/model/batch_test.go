@@ -170,29 +170,36 @@ func TestForwardBatchSteadyStateAllocatesNothing(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		const nseq, ctx = 4, 64
-		items := make([]SeqBatch, nseq)
-		outs := make([]Out, nseq)
-		toks := make([]int32, nseq)
-		for i := range items {
-			items[i].Seq = st.NewSequence(ctx)
-		}
-		step := func() {
-			for i := range items {
-				q := items[i].Seq
-				if q.Len() == ctx {
-					_ = q.Truncate(0)
-				}
-				toks[i] = int32(q.Len() + i)
-				items[i].Batch = Batch{Pos: q.Len(), Tokens: toks[i : i+1]}
-			}
-			if err := st.ForwardBatch(items, outs); err != nil {
-				t.Fatal(err)
-			}
-		}
+		const nseq = 4
+		step := decodeStepper(t, st, nseq, 64)
 		step()
 		if a := testing.AllocsPerRun(20, step); a > 0 {
 			t.Errorf("%v cache: decode step of %d sequences: %.1f allocations", kv, nseq, a)
+		}
+	}
+}
+
+// decodeStepper returns one decode step of nseq new sequences of ctx positions on st: each
+// sequence takes one token (its length plus its index), back to the start when its cache is
+// full; an error fails tb.
+func decodeStepper(tb testing.TB, st *Stage, nseq, ctx int) func() {
+	items := make([]SeqBatch, nseq)
+	outs := make([]Out, nseq)
+	toks := make([]int32, nseq)
+	for i := range items {
+		items[i].Seq = st.NewSequence(ctx)
+	}
+	return func() {
+		for i := range items {
+			q := items[i].Seq
+			if q.Len() == ctx {
+				_ = q.Truncate(0)
+			}
+			toks[i] = int32(q.Len() + i)
+			items[i].Batch = Batch{Pos: q.Len(), Tokens: toks[i : i+1]}
+		}
+		if err := st.ForwardBatch(items, outs); err != nil {
+			tb.Fatal(err)
 		}
 	}
 }
@@ -219,26 +226,7 @@ func BenchmarkDecodeStep(b *testing.B) {
 		}
 		for _, nseq := range []int{1, 8} {
 			b.Run(fmt.Sprintf("%s/seqs=%d", typ, nseq), func(b *testing.B) {
-				const ctx = 256
-				items := make([]SeqBatch, nseq)
-				outs := make([]Out, nseq)
-				toks := make([]int32, nseq)
-				for i := range items {
-					items[i].Seq = st.NewSequence(ctx)
-				}
-				step := func() {
-					for i := range items {
-						q := items[i].Seq
-						if q.Len() == ctx {
-							_ = q.Truncate(0)
-						}
-						toks[i] = int32(i + 1)
-						items[i].Batch = Batch{Pos: q.Len(), Tokens: toks[i : i+1]}
-					}
-					if err := st.ForwardBatch(items, outs); err != nil {
-						b.Fatal(err)
-					}
-				}
+				step := decodeStepper(b, st, nseq, 256)
 				step() // sizes the buffers of the stage and the sequences
 				b.SetBytes(st.WeightBytes())
 				b.ReportAllocs()
