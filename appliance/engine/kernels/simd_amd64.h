@@ -1867,8 +1867,11 @@ plab: \
 // PK_FMAS's two FMAs.
 
 // The scales of sub-block s of half h, each in both words of its row's lane.
-#define PAK_SCALES(tail, s, h, reg) \
-	VPBROADCASTQ tail+16*(s)+8*h(SI), reg; \
+#define PAK_SCALES(tail, s, h, reg) PAK_SCALES_AT(tail+16*(s)+8*h, (SI), reg)
+
+// The eight scale bytes at off(base), each in both words of its row's lane.
+#define PAK_SCALES_AT(off, base, reg) \
+	VPBROADCASTQ off base, reg; \
 	VPSHUFB      ·pakScaleWords(SB), reg, reg
 
 // One column: the int16 sums sum of sub-block s of half h, scaled and widened, added to sumi
@@ -2084,11 +2087,15 @@ blab: \
 
 // func dotPacked…x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // One half of the panel at a time.
-#define PA_SB_DOT4(body, bsize, asize, plab, b0, b1) \
+#define PA_SB_DOT4(body, bsize, asize, plab, b0, b1) PA_SB_DOT4_2(body, body, bsize, asize, plab, b0, b1)
+
+// PA_SB_DOT4 with a body of its own for each half (body0, body1: bodies with loops, whose
+// labels must differ).
+#define PA_SB_DOT4_2(body0, body1, bsize, asize, plab, b0, b1) \
 	PACKED_ARGS4; \
 plab: \
-	PA_SB_HALF4(body, bsize, asize, 0, b0); \
-	PA_SB_HALF4(body, bsize, asize, 1, b1); \
+	PA_SB_HALF4(body0, bsize, asize, 0, b0); \
+	PA_SB_HALF4(body1, bsize, asize, 1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
