@@ -264,8 +264,46 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 	PA2_END(2, (R14), Y2, h); \
 	PA2_END(3, (R14)(DX*1), Y3, h)
 
-#define PA2_BODY4(h) PA2_BODY4C(PA_COLS4X, h)
 #define PV2_BODY4(h) PA2_BODY4C(PV_COLS4X, h)
+
+// Four columns: the quarters of half h as PA2_QUARTERS, but one quarter's code in a loop
+// (labels nlab, qlab), as PA6_QUADS_LOOP does for Q6_K (the op cache): SI and the prefetch
+// base R12 320 bytes on a quarter, the activations (DI, R14) 128 on to the second half of the
+// super-block's elements and 16 on from the first to the second pair. Alternating passes,
+// median of 15 (Zen 3, one thread): 1.03x in the level-3 cache, 1.11x from memory.
+#define PA2_QUARTERS4_LOOP(h, nlab, qlab) \
+	PA_PF_BASE(PF2_DIST, h); \
+	PREFETCHT0 PF2_DIST+1280(R12); \
+	MOVQ $2, AX; \
+nlab: \
+	MOVQ $2, R11; \
+qlab: \
+	PA2_PF_QUARTER(0); \
+	PA2_QUARTER(PA_COLS4X, EMPTY, EMPTY, 0, 0, 0, h); \
+	ADDQ $320, SI; \
+	ADDQ $320, R12; \
+	ADDQ $128, DI; \
+	ADDQ $128, R14; \
+	DECQ R11; \
+	JNZ  qlab; \
+	SUBQ $240, DI; \
+	SUBQ $240, R14; \
+	DECQ AX; \
+	JNZ  nlab; \
+	SUBQ $1280, SI; \
+	SUBQ $32, DI; \
+	SUBQ $32, R14
+
+#define PA2_BODY4_LOOP(h, nlab, qlab) \
+	PA2_QUARTERS4_LOOP(h, nlab, qlab); \
+	PA2_MINWS(h); \
+	PA2_END(0, (DI), Y0, h); \
+	PA2_END(1, (DI)(DX*1), Y1, h); \
+	PA2_END(2, (R14), Y2, h); \
+	PA2_END(3, (R14)(DX*1), Y3, h)
+
+#define PA2_BODY4_H0(h) PA2_BODY4_LOOP(h, pa2x4_n0, pa2x4_q0)
+#define PA2_BODY4_H1(h) PA2_BODY4_LOOP(h, pa2x4_n1, pa2x4_q1)
 
 // func dotPackedQ2KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $64-48
@@ -273,7 +311,7 @@ TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $64-48
 
 // func dotPackedQ2Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ2Kx4AVX2(SB), NOSPLIT, $128-64
-	PA_SB_DOT4(PA2_BODY4, $1344, $320, pa2x4_panel, pa2x4_b0, pa2x4_b1)
+	PA_SB_DOT4_2(PA2_BODY4_H0, PA2_BODY4_H1, $1344, $320, pa2x4_panel, pa2x4_b0, pa2x4_b1)
 
 // func dotPackedQ2Kx4AVXVNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ2Kx4AVXVNNI(SB), NOSPLIT, $128-64
