@@ -250,11 +250,6 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 	PA_PAIRDOTS(260, base); \
 	PA_FRAME4_FMA2(c, base, sumi, Y12, 1280+16*h, 1312+16*h)
 
-#define PA2_BODY1(h) \
-	PA2_QUARTERS(PA_COLS1X, PA_SUMS16_ZERO, PA_SUMS16_FLUSH, h); \
-	PA2_MINWS(h); \
-	PA2_END(h, (DI), Y0, h)
-
 // Four columns (cols: PA_COLS4 or PV_COLS4).
 #define PA2_BODY4C(cols, h) \
 	PA2_QUARTERS(cols, EMPTY, EMPTY, h); \
@@ -266,12 +261,13 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 
 #define PV2_BODY4(h) PA2_BODY4C(PV_COLS4X, h)
 
-// Four columns: the quarters of half h as PA2_QUARTERS, but one quarter's code in a loop
-// (labels nlab, qlab), as PA6_QUADS_LOOP does for Q6_K (the op cache): SI and the prefetch
-// base R12 320 bytes on a quarter, the activations (DI, R14) 128 on to the second half of the
-// super-block's elements and 16 on from the first to the second pair. Alternating passes,
-// median of 15 (Zen 3, one thread): 1.03x in the level-3 cache, 1.11x from memory.
-#define PA2_QUARTERS4_LOOP(h, nlab, qlab) \
+// The quarters of half h as PA2_QUARTERS, but one quarter's code in a loop (labels nlab,
+// qlab), as PA6_QUADS_LOOP does for Q6_K (the op cache): SI and the prefetch base R12 320 bytes
+// on a quarter, the activations (DI, and R14 for four columns) 128 on to the second half of
+// the super-block's elements and 16 on from the first to the second pair. Alternating passes,
+// median of 15 (Zen 3, one thread): four columns 1.03x in the level-3 cache and 1.11x from
+// memory, one column 1.13-1.23x and 1.01-1.03x.
+#define PA2_QUARTERS_LOOP(cols, zero, flush, h, nlab, qlab) \
 	PA_PF_BASE(PF2_DIST, h); \
 	PREFETCHT0 PF2_DIST+1280(R12); \
 	MOVQ $2, AX; \
@@ -279,7 +275,7 @@ nlab: \
 	MOVQ $2, R11; \
 qlab: \
 	PA2_PF_QUARTER(0); \
-	PA2_QUARTER(PA_COLS4X, EMPTY, EMPTY, 0, 0, 0, h); \
+	PA2_QUARTER(cols, zero, flush, 0, 0, 0, h); \
 	ADDQ $320, SI; \
 	ADDQ $320, R12; \
 	ADDQ $128, DI; \
@@ -295,7 +291,7 @@ qlab: \
 	SUBQ $32, R14
 
 #define PA2_BODY4_LOOP(h, nlab, qlab) \
-	PA2_QUARTERS4_LOOP(h, nlab, qlab); \
+	PA2_QUARTERS_LOOP(PA_COLS4X, EMPTY, EMPTY, h, nlab, qlab); \
 	PA2_MINWS(h); \
 	PA2_END(0, (DI), Y0, h); \
 	PA2_END(1, (DI)(DX*1), Y1, h); \
@@ -305,9 +301,17 @@ qlab: \
 #define PA2_BODY4_H0(h) PA2_BODY4_LOOP(h, pa2x4_n0, pa2x4_q0)
 #define PA2_BODY4_H1(h) PA2_BODY4_LOOP(h, pa2x4_n1, pa2x4_q1)
 
+#define PA2_BODY1_LOOP(h, nlab, qlab) \
+	PA2_QUARTERS_LOOP(PA_COLS1X, PA_SUMS16_ZERO, PA_SUMS16_FLUSH, h, nlab, qlab); \
+	PA2_MINWS(h); \
+	PA2_END(h, (DI), Y0, h)
+
+#define PA2_BODY1_H0(h) PA2_BODY1_LOOP(h, pa2_n0, pa2_q0)
+#define PA2_BODY1_H1(h) PA2_BODY1_LOOP(h, pa2_n1, pa2_q1)
+
 // func dotPackedQ2KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ2KAVX2(SB), NOSPLIT, $64-48
-	PA_SB_DOT1(PA2_BODY1, $1344, $320, pa2_panel, pa2_b0)
+	PA_SB_DOT1_2(PA2_BODY1_H0, PA2_BODY1_H1, $1344, $320, pa2_panel, pa2_b0)
 
 // func dotPackedQ2Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ2Kx4AVX2(SB), NOSPLIT, $128-64

@@ -317,23 +317,23 @@ GLOBL q3m04<>(SB), RODATA|NOPTR, $4
 	PA3_QUADS(cols, zero, flush, h); \
 	end(PA3_PAIRWS, $2, 1792, h)
 
-#define PA3_BODY1(h) PA3_BODY(PA_COLS1X, PA_SUMS16_ZERO, PA_SUMS16_FLUSH, PA_END1, h)
 #define PV3_BODY4(h) PA3_BODY(PV_COLS4X, EMPTY, EMPTY, PA_END4, h)
 
-// Four columns: the quads of half h as PA3_QUADS, but the code of the first pair (a quad of
-// each half of the super-block) in a loop (label lab), run again for the second with SI and
-// the prefetch base R12 moved on by 896 bytes and the activations (DI, R14) by 16, as
+// The quads of half h as PA3_QUADS, but the code of the first pair (a quad of each half of
+// the super-block) in a loop (label lab), run again for the second with SI and the prefetch
+// base R12 moved on by 896 bytes and the activations (DI, and R14 for four columns) by 16, as
 // PA6_QUADS_LOOP does for Q6_K (the op cache). Each pass prefetches 1024 bytes from its
 // quads' start: the two reach all 29 lines of the super-block. Alternating passes, median of
-// 15 (Zen 3, one thread): 1.08x in the level-3 cache, 1.14x from memory.
-#define PA3_QUADS4_LOOP(h, lab) \
+// 15 (Zen 3, one thread): four columns 1.08x in the level-3 cache and 1.14x from memory, one
+// column (bound by its arithmetic there) 1.25x and 1.13x.
+#define PA3_QUADS_LOOP(cols, zero, flush, h, lab) \
 	PA_PF_BASE(PF3_DIST, h); \
 	MOVQ $2, AX; \
 lab: \
 	PACKED_PREFETCH8(PF3_DIST, R12); \
-	PA3_QUAD(PA_COLS4X, EMPTY, EMPTY, PA3_G0, 0, 0, h); \
+	PA3_QUAD(cols, zero, flush, PA3_G0, 0, 0, h); \
 	PACKED_PREFETCH8(PF3_DIST+512, R12); \
-	PA3_QUAD(PA_COLS4X, EMPTY, EMPTY, PA3_G1, 1, 0, h); \
+	PA3_QUAD(cols, zero, flush, PA3_G1, 1, 0, h); \
 	ADDQ $896, SI; \
 	ADDQ $896, R12; \
 	ADDQ $16, DI; \
@@ -345,15 +345,22 @@ lab: \
 	SUBQ $32, R14
 
 #define PA3_BODY4_LOOP(h, lab) \
-	PA3_QUADS4_LOOP(h, lab); \
+	PA3_QUADS_LOOP(PA_COLS4X, EMPTY, EMPTY, h, lab); \
 	PA_END4(PA3_PAIRWS, $2, 1792, h)
 
 #define PA3_BODY4_H0(h) PA3_BODY4_LOOP(h, pa3x4_q0)
 #define PA3_BODY4_H1(h) PA3_BODY4_LOOP(h, pa3x4_q1)
 
+#define PA3_BODY1_LOOP(h, lab) \
+	PA3_QUADS_LOOP(PA_COLS1X, PA_SUMS16_ZERO, PA_SUMS16_FLUSH, h, lab); \
+	PA_END1(PA3_PAIRWS, $2, 1792, h)
+
+#define PA3_BODY1_H0(h) PA3_BODY1_LOOP(h, pa3_q0)
+#define PA3_BODY1_H1(h) PA3_BODY1_LOOP(h, pa3_q1)
+
 // func dotPackedQ3KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ3KAVX2(SB), NOSPLIT, $64-48
-	PA_SB_DOT1(PA3_BODY1, $1856, $384, pa3_panel, pa3_b0)
+	PA_SB_DOT1_2(PA3_BODY1_H0, PA3_BODY1_H1, $1856, $384, pa3_panel, pa3_b0)
 
 // func dotPackedQ3Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ3Kx4AVX2(SB), NOSPLIT, $128-64

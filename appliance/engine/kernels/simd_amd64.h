@@ -2239,7 +2239,10 @@ plab: \
 // 256 MiB from memory at one thread, Zen 4, as an AVX2-only CPU (BenchmarkPackedStreamRead),
 // Q6_K 26.2-27.6 GB/s against 19.7-21.8, Q2_K 15.1-16.0 against 13.2-14.6, Q3_K 15.1-15.7
 // against 13.3-14.7 (a plain read 27-31); the same on weights in the level-2 cache.
-#define PA_SB_DOT1(body, bsize, asize, plab, blab) \
+#define PA_SB_DOT1(body, bsize, asize, plab, blab) PA_SB_DOT1_2(body, body, bsize, asize, plab, blab)
+
+// PA_SB_DOT1 with a body of its own for each half (PA_SB_DOT4_2's reason).
+#define PA_SB_DOT1_2(body0, body1, bsize, asize, plab, blab) \
 	PACKED_ARGS1; \
 plab: \
 	PACKED_SB_START; \
@@ -2248,9 +2251,9 @@ plab: \
 	VMOVUPS Y12, 32(SP); \
 blab: \
 	VPXOR Y0, Y0, Y0; \
-	body(0); \
+	body0(0); \
 	VPXOR Y0, Y0, Y0; \
-	body(1); \
+	body1(1); \
 	ADDQ  bsize, SI; \
 	ADDQ  asize, DI; \
 	DECQ  CX; \
