@@ -261,6 +261,11 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 
 #define PV2_BODY4(h) PA2_BODY4C(PV_COLS4X, h)
 
+// The first quarter after its prefetches.
+#define PA2_QUARTER_PF(cols, zero, flush, h) \
+	PA2_PF_QUARTER(0); \
+	PA2_QUARTER(cols, zero, flush, 0, 0, 0, h)
+
 // The quarters of half h as PA2_QUARTERS, but one quarter's code in a loop (labels nlab,
 // qlab), as PA6_QUADS_LOOP does for Q6_K (the op cache): SI and the prefetch base R12 320 bytes
 // on a quarter, the activations (DI, and R14 for four columns) 128 on to the second half of
@@ -270,25 +275,7 @@ TEXT ·dotPackedQ2Kx4VNNI(SB), NOSPLIT, $256-64
 #define PA2_QUARTERS_LOOP(cols, zero, flush, h, nlab, qlab) \
 	PA_PF_BASE(PF2_DIST, h); \
 	PREFETCHT0 PF2_DIST+1280(R12); \
-	MOVQ $2, AX; \
-nlab: \
-	MOVQ $2, R11; \
-qlab: \
-	PA2_PF_QUARTER(0); \
-	PA2_QUARTER(cols, zero, flush, 0, 0, 0, h); \
-	ADDQ $320, SI; \
-	ADDQ $320, R12; \
-	ADDQ $128, DI; \
-	ADDQ $128, R14; \
-	DECQ R11; \
-	JNZ  qlab; \
-	SUBQ $240, DI; \
-	SUBQ $240, R14; \
-	DECQ AX; \
-	JNZ  nlab; \
-	SUBQ $1280, SI; \
-	SUBQ $32, DI; \
-	SUBQ $32, R14
+	PA_LOOP2X2(PA2_QUARTER_PF(cols, zero, flush, h), 320, 128, -240, nlab, qlab)
 
 #define PA2_BODY4_LOOP(h, nlab, qlab) \
 	PA2_QUARTERS_LOOP(PA_COLS4X, EMPTY, EMPTY, h, nlab, qlab); \

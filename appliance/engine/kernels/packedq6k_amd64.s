@@ -420,25 +420,7 @@ GLOBL p6mc0<>(SB), RODATA|NOPTR, $4
 #define PA6_QUADS_LOOP(cols, h, nlab, qlab) \
 	PA_PF_BASE(PF6_DIST, h); \
 	PF6 PF6_DIST+3328(R12); \
-	MOVQ $2, AX; \
-nlab: \
-	MOVQ $2, R11; \
-qlab: \
-	PA6_QUAD(cols, 0, 0, 1, 2, 3, 0, 192, 384, 576, 768, h); \
-	ADDQ $832, SI; \
-	ADDQ $832, R12; \
-	ADDQ $16, DI; \
-	ADDQ $16, R14; \
-	DECQ R11; \
-	JNZ  qlab; \
-	ADDQ $96, DI; \
-	ADDQ $96, R14; \
-	DECQ AX; \
-	JNZ  nlab; \
-	SUBQ $3328, SI; \
-	SUBQ $3328, R12; \
-	SUBQ $256, DI; \
-	SUBQ $256, R14
+	PA_LOOP2X2(PA6_QUAD(cols, 0, 0, 1, 2, 3, 0, 192, 384, 576, 768, h), 832, 16, 96, nlab, qlab)
 
 #define PA6_BODY4_LOOP(h, nlab, qlab) \
 	PA6_QUADS_LOOP(PA_COLS4, h, nlab, qlab); \

@@ -2089,6 +2089,32 @@ blab: \
 // One half of the panel at a time.
 #define PA_SB_DOT4(body, bsize, asize, plab, b0, b1) PA_SB_DOT4_2(body, body, bsize, asize, plab, b0, b1)
 
+// unit four times, as two runs of two (labels nlab, qlab; AX and R11 count them): after each,
+// SI and the prefetch base R12 move on by step and the activations (DI, and R14 for four
+// columns) by din, after each run of two the activations by dout more; then SI and the
+// activations go back to where they were (R12 does not: PA_PF_BASE sets it afresh). The
+// kernels whose super-blocks are four quads or quarters of one layout take one's code so
+// (PA6_QUADS_LOOP, PA2_QUARTERS_LOOP).
+#define PA_LOOP2X2(unit, step, din, dout, nlab, qlab) \
+	MOVQ $2, AX; \
+nlab: \
+	MOVQ $2, R11; \
+qlab: \
+	unit; \
+	ADDQ $(step), SI; \
+	ADDQ $(step), R12; \
+	ADDQ $(din), DI; \
+	ADDQ $(din), R14; \
+	DECQ R11; \
+	JNZ  qlab; \
+	ADDQ $(dout), DI; \
+	ADDQ $(dout), R14; \
+	DECQ AX; \
+	JNZ  nlab; \
+	SUBQ $(4*(step)), SI; \
+	SUBQ $(4*(din)+2*(dout)), DI; \
+	SUBQ $(4*(din)+2*(dout)), R14
+
 // PA_SB_DOT4 with a body of its own for each half (body0, body1: bodies with loops, whose
 // labels must differ).
 #define PA_SB_DOT4_2(body0, body1, bsize, asize, plab, b0, b1) \
