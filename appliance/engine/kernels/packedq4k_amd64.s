@@ -416,8 +416,9 @@ qlab: \
 TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
 	PA_SB_DOT4_2(PA4K_BODY4_H0, PA4K_BODY4_H1, $2368, $288, pa4kx4_panel, pa4kx4_b0, pa4kx4_b1)
 
-// AVX-VNNI (PVK_COLS4, PVK_ADD4): packed Q4_K in four columns, one half at a time as
-// PA4K_BODY4. Group g of chunk j of half h: low nibbles in Y12, high in Y13 (Y15 = 0x0f bytes).
+// AVX-VNNI (PVK_COLS4, PVK_ADD4): packed Q4_K in four columns, one half at a time as the
+// AVX2 kernel, its chunks unrolled (not measured on a CPU with AVX-VNNI since the AVX2 one took
+// a loop). Group g of chunk j of half h: low nibbles in Y12, high in Y13 (Y15 = 0x0f bytes).
 #define PV4K_GROUP4(j, g, h) \
 	VMOVDQU Q4K_Q(j)+64*g+32*h(SI), Y13; \
 	VPAND   Y15, Y13, Y12; \
