@@ -349,14 +349,7 @@ TEXT ·dotPackedQ4KAVX2Runs2(SB), NOSPLIT, $128-64
 #define P4K_GROUPS4_PF(pf, zero, first, group, j, h) \
 	pf(j, h); \
 	zero; \
-	first(j, 0, h); \
-	group(j, 1, h); \
-	group(j, 2, h); \
-	group(j, 3, h); \
-	group(j, 4, h); \
-	group(j, 5, h); \
-	group(j, 6, h); \
-	group(j, 7, h)
+	GROUPS8(first, group, j, h)
 
 // Half h of a super-block in four columns: one chunk's code in a loop (labels nlab, qlab) over
 // two pairs of chunks, SI at each chunk's quants (512 bytes on within a pair, 576 to the next),

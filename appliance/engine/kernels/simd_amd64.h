@@ -800,6 +800,18 @@ widen_loop: \
 	VPXORD d, d, d
 
 // Zeroes four 256-bit registers.
+// The eight groups of a block or chunk a of half h: the first by first (which starts the
+// sums), the others by group.
+#define GROUPS8(first, group, a, h) \
+	first(a, 0, h); \
+	group(a, 1, h); \
+	group(a, 2, h); \
+	group(a, 3, h); \
+	group(a, 4, h); \
+	group(a, 5, h); \
+	group(a, 6, h); \
+	group(a, 7, h)
+
 #define ZERO_Y4(a, b, c, d) \
 	VPXOR a, a, a; \
 	VPXOR b, b, b; \
