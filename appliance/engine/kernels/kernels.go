@@ -204,9 +204,13 @@ func quantizeQ8_0ActGo(x []float32, y []byte) {
 			amax = max(amax, abs32(v))
 		}
 		putF16(yb, 0, amax/127)
-		var id float32
-		if amax != 0 {
-			id = 127 / amax
+		// A zero block, or one so small (amax below 127/MaxFloat32, whose F16 scale is zero)
+		// that 127/amax overflows, gets zero quants: infinite products would make the
+		// conversions' undefined cases (-128 from the AVX2 kernel, 127 from NEON's, what the
+		// platform gives here), and every quant stays within -127..127.
+		id := 127 / amax
+		if math.IsInf(float64(id), 1) {
+			id = 0
 		}
 		for j, v := range xb {
 			yb[2+j] = uint8(int8(math.RoundToEven(float64(v * id))))

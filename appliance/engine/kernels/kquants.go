@@ -691,8 +691,15 @@ func quantizeQ8KGo(x []float32, y []byte) {
 			continue
 		}
 		iscale := -127 / maxv
+		// Below 127/MaxFloat32 the scale overflows; d = 1/iscale is then a zero and the quants
+		// are zeros (as quantizeQ8_0ActGo's), not the conversions' undefined cases of infinite
+		// products.
+		mult := iscale
+		if math.IsInf(float64(mult), 0) {
+			mult = 0
+		}
 		for j, v := range xb {
-			yb[4+j] = uint8(int8(min(127, nearestInt(iscale*v))))
+			yb[4+j] = uint8(int8(min(127, nearestInt(mult*v))))
 		}
 		for j := 0; j < qkK/16; j++ {
 			sum := 0

@@ -33,7 +33,8 @@ GLOBL quantPackPerm<>(SB), RODATA|NOPTR, $32
 	VPERMD    Y0, Y13, Y0
 
 // func quantizeQ8_0AVX2(x *float32, y *byte, nb int)
-// nb > 0 blocks of 32: y gets d = amax/127 as float16 and the 32 quants round(x·127/amax).
+// nb > 0 blocks of 32: y gets d = amax/127 as float16 and the 32 quants round(x·127/amax),
+// zeros where 127/amax is infinite (amax zero or below 127/MaxFloat32), as quantizeQ8_0ActGo.
 TEXT ·quantizeQ8_0AVX2(SB), NOSPLIT, $0-24
 	MOVQ         x+0(FP), SI
 	MOVQ         y+8(FP), DI
@@ -63,11 +64,11 @@ q80_block:
 	VCVTPS2PH $0, X6, X7
 	VMOVD     X7, AX
 	MOVW      AX, (DI)
-	VXORPS    Y8, Y8, Y8
-	VMOVD     X4, AX
-	TESTL     AX, AX
-	JZ        q80_scaled      // amax 0: the multiplier stays 0
 	VDIVPS    Y4, Y14, Y8
+	VMOVD     X8, AX
+	CMPL      AX, $0x7f800000
+	JNE       q80_scaled
+	VXORPS    Y8, Y8, Y8 // amax 0, or too small for 127/amax: the multiplier is 0
 
 q80_scaled:
 	VMULPS    Y8, Y0, Y0
@@ -154,6 +155,13 @@ q8k_found:
 	VMOVD        AX, X7
 	VDIVSS       X6, X7, X7
 	VMOVSS       X7, (DI)
+	VMOVD        X6, AX
+	ANDL         $0x7fffffff, AX
+	CMPL         AX, $0x7f800000
+	JNE          q8k_mult
+	VXORPS       X6, X6, X6 // iscale overflowed (d is a zero): zero quants
+
+q8k_mult:
 	VBROADCASTSS X6, Y6
 	MOVQ         SI, R9
 	LEAQ         4(DI), R10

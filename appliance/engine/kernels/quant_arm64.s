@@ -75,10 +75,12 @@ q80_block:
 	FMOVS  F12, R5
 	MOVH   R5, (R1)
 	VEOR   V14.B16, V14.B16, V14.B16
-	FMOVS  F8, R6
-	CBZW   R6, q80_scaled     // amax 0: the multiplier stays 0
-	FDIVS  F8, F13, F14       // 127/amax
-	VDUP   V14.S[0], V14.S4
+	FDIVS  F8, F13, F15       // 127/amax
+	FMOVS  F15, R6
+	MOVW   $0x7f800000, R8
+	CMPW   R8, R6
+	BEQ    q80_scaled         // amax 0, or too small for 127/amax: the multiplier stays 0
+	VDUP   V15.S[0], V14.S4
 
 q80_scaled:
 	EACH8(SCALE_ROUND)
@@ -175,6 +177,14 @@ q8k_found:
 	FMOVS $(1.0), F7
 	FDIVS F6, F7, F7
 	FMOVS F7, (R1)
+	FMOVS F6, R6
+	AND   $0x7fffffff, R6
+	MOVW  $0x7f800000, R8
+	CMPW  R8, R6
+	BNE   q8k_mult
+	VEOR  V6.B16, V6.B16, V6.B16 // iscale overflowed (d is a zero): zero quants
+
+q8k_mult:
 	VDUP  V6.S[0], V14.S4
 	MOVD  R0, R3
 	ADD   $4, R1, R10

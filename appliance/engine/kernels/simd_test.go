@@ -1150,12 +1150,13 @@ func TestRowsKernelsMatchSingle(t *testing.T) {
 }
 
 // actQuantCases builds super-blocks of 256 values that probe the activation quantizers: random
-// blocks from tiny (float16-subnormal scales) to huge, zeros, negative zeros, one lone value,
+// blocks from tiny (float16-subnormal scales, and below 127/MaxFloat32, float32 subnormals
+// among them, where the multiplier overflows) to huge, zeros, negative zeros, one lone value,
 // ties (x·127/amax exactly k+0.5, rounded to even), and the largest magnitude with both signs in
 // either order (the first one sets Q8_K's sign).
 func actQuantCases(r *rand.Rand) []float32 {
 	var x []float32
-	for _, s := range []float64{1e-7, 1e-4, 0.02, 1, 30, 1e4, 1e30} {
+	for _, s := range []float64{1e-42, 1e-38, 1e-7, 1e-4, 0.02, 1, 30, 1e4, 1e30} {
 		x = append(x, randVec(r, 256, s)...)
 	}
 	x = append(x, make([]float32, 256)...)
