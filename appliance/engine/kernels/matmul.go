@@ -10,7 +10,8 @@ import (
 // activation row j, for r < Rows and j < N.
 //
 // With Act set, the activations are N rows of QuantizeActivations(Type, ...) output, ActStride
-// bytes apart, and each product is VecDot (the native path). With X set instead, they are N
+// bytes apart (Q8_0 quants are never -128 there, and the AVX2 eight-column Q8_0 kernel relies
+// on it), and each product is VecDot (the native path). With X set instead, they are N
 // float32 rows, XStride apart, and each product is DotDequant's exact fp32 arithmetic.
 type MatMulOp struct {
 	Type       ggml.Type

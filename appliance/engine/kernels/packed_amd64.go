@@ -183,6 +183,9 @@ func dotPackedQ8_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *fl
 func dotPackedQ8_0x4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
 //go:noescape
+func dotPackedQ8_0x8AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
+//go:noescape
 func dotPackedQ5_0AVX2(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 
 //go:noescape
@@ -241,7 +244,9 @@ func init() {
 	// are both.
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil).withStream(dotPackedQ4_0AVX2Stream).withRuns2(dotPackedQ4_0AVX2Runs2, dotPackedQ4_0AVX2Stream))
-		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, nil).withStream(dotPackedQ8_0AVX2Stream).withRuns2(dotPackedQ8_0AVX2Runs2, dotPackedQ8_0AVX2Stream))
+		// Q8_0 alone has an eight-column AVX2 kernel: its sign-trick products need one
+		// register a column (packedq8_amd64.s); the other types' need two.
+		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, dotPackedQ8_0x8AVX2).withStream(dotPackedQ8_0AVX2Stream).withRuns2(dotPackedQ8_0AVX2Runs2, dotPackedQ8_0AVX2Stream))
 		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil).withStream(dotPackedQ5_0AVX2Stream))
 		usePacked(packedSet(ggml.Q4_1, "avx2", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_1, "avx2", dotPackedQ5_1AVX2, dotPackedQ5_1x4AVX2, nil))

@@ -1602,27 +1602,94 @@ plab: \
 	SUBQ R13, SI; \
 	SUBQ R13, R11
 
-// Four columns, one half h of the panel at a time (the registers hold four columns' sums for
-// eight rows, not sixteen; the second pass reads the panel from the cache): block adds a
-// block of half h to Y0-Y3, the columns' activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1).
-#define PACKEDA_HALF4(hdr, pf, pfg, block, next, h, glab, blab) \
+// One half h of the panel at a time (the registers hold the columns' sums for eight rows, not
+// sixteen; the second pass reads the panel from the cache): start sets up the columns'
+// activation pointers and zeroes their float sums, block adds a block of half h to those,
+// advance moves the activation pointers on by a block, store(h) writes the sums.
+#define PACKEDA_HALF_WITH(start, advance, store, hdr, pf, pfg, block, next, h, glab, blab) \
 	LEGACY_PANEL; \
 	MOVQ   y+32(FP), DI; \
+	start; \
+	LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab); \
+	next; \
+	advance; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	store(h)
+
+// Four columns: block adds to Y0-Y3, the columns' activations at (DI), (DI)(DX*1), (R14),
+// (R14)(DX*1).
+#define PA4_START \
 	LEAQ   (DI)(DX*2), R14; \
 	VXORPS Y0, Y0, Y0; \
 	VXORPS Y1, Y1, Y1; \
 	VXORPS Y2, Y2, Y2; \
-	VXORPS Y3, Y3, Y3; \
-	LEGACY_BLOCKS_START(hdr, pfg, pf, block, glab, blab); \
-	next; \
+	VXORPS Y3, Y3, Y3
+
+#define PA4_ADVANCE \
 	ADDQ $40, DI; \
-	ADDQ $40, R14; \
-	LEGACY_BLOCKS_END(glab, blab); \
+	ADDQ $40, R14
+
+#define PA4_STORE(h) \
 	LEAQ    (R8)(BX*2), R12; \
 	VMOVUPS Y0, 32*h(R8); \
 	VMOVUPS Y1, 32*h(R8)(BX*1); \
 	VMOVUPS Y2, 32*h(R12); \
 	VMOVUPS Y3, 32*h(R12)(BX*1)
+
+#define PACKEDA_HALF4(hdr, pf, pfg, block, next, h, glab, blab) PACKEDA_HALF_WITH(PA4_START, PA4_ADVANCE, PA4_STORE, hdr, pf, pfg, block, next, h, glab, blab)
+
+// Eight columns: column c's activations at DI + c·DX, as EACH8 names them (R14 = DI + 3·DX,
+// R15 = DI + 6·DX); block adds to the float sums in the frame, column c's at 32c(SP).
+#define PA8C_START \
+	LEAQ    (DX)(DX*2), R15; \
+	LEAQ    (DI)(R15*1), R14; \
+	LEAQ    (R14)(R15*1), R15; \
+	VXORPS  Y0, Y0, Y0; \
+	VMOVUPS Y0, 0(SP); \
+	VMOVUPS Y0, 32(SP); \
+	VMOVUPS Y0, 64(SP); \
+	VMOVUPS Y0, 96(SP); \
+	VMOVUPS Y0, 128(SP); \
+	VMOVUPS Y0, 160(SP); \
+	VMOVUPS Y0, 192(SP); \
+	VMOVUPS Y0, 224(SP)
+
+#define PA8C_ADVANCE \
+	ADDQ $40, DI; \
+	ADDQ $40, R14; \
+	ADDQ $40, R15
+
+// The frame's sum of column c to its results of half h (R8 + c·BX + 32h), through Y0.
+#define PA8C_STORE1(c, dst) \
+	VMOVUPS c*32(SP), Y0; \
+	VMOVUPS Y0, dst
+
+#define PA8C_STORE(h) \
+	LEAQ        (R8)(BX*2), R12; \
+	PA8C_STORE1(0, 32*h(R8)); \
+	PA8C_STORE1(1, 32*h(R8)(BX*1)); \
+	PA8C_STORE1(2, 32*h(R12)); \
+	PA8C_STORE1(3, 32*h(R12)(BX*1)); \
+	PA8C_STORE1(4, 32*h(R8)(BX*4)); \
+	LEAQ        (R12)(BX*2), R12; \
+	PA8C_STORE1(5, 32*h(R12)(BX*1)); \
+	PA8C_STORE1(6, 32*h(R12)(BX*2)); \
+	LEAQ        (R12)(BX*2), R12; \
+	PA8C_STORE1(7, 32*h(R12)(BX*1))
+
+#define PACKEDA_HALF8(hdr, pf, pfg, block, next, h, glab, blab) PACKEDA_HALF_WITH(PA8C_START, PA8C_ADVANCE, PA8C_STORE, hdr, pf, pfg, block, next, h, glab, blab)
+
+// m(x, base, c, acc) for each of the eight columns: its activations at base, its frame slot
+// c, its register acc (Y0-Y7).
+#define EACH8(m, x) \
+	m(x, (DI), 0, Y0); \
+	m(x, (DI)(DX*1), 1, Y1); \
+	m(x, (DI)(DX*2), 2, Y2); \
+	m(x, (R14), 3, Y3); \
+	m(x, (R14)(DX*1), 4, Y4); \
+	m(x, (R14)(DX*2), 5, Y5); \
+	m(x, (R15), 6, Y6); \
+	m(x, (R15)(DX*1), 7, Y7)
 
 // The next panel's copy of the n lines at (ptr), into the level-2 cache (PACKEDA_DOT4's pf1,
 // pfg1).
@@ -1653,13 +1720,18 @@ plab: \
 // pf1 and pfg1 are the second half's prefetches: that half reads the panel from the caches,
 // so they may fetch the next one (R13 = the panel stride; PA_PF8_NEXT) to keep memory
 // streaming through it, or repeat pf and pfg.
-#define PACKEDA_DOT4(consts, hdr, pf, pfg, pf1, pfg1, block, next, plab, g0, b0, g1, b1) \
+#define PACKEDA_DOT4(consts, hdr, pf, pfg, pf1, pfg1, block, next, plab, g0, b0, g1, b1) PACKEDA_DOT_HALVES(PACKEDA_HALF4, consts, hdr, pf, pfg, pf1, pfg1, block, next, plab, g0, b0, g1, b1)
+
+// PACKEDA_DOT4 for eight columns (PACKEDA_HALF8): func dotPacked…x8AVX2, the same arguments.
+#define PACKEDA_DOT8(consts, hdr, pf, pfg, pf1, pfg1, block, next, plab, g0, b0, g1, b1) PACKEDA_DOT_HALVES(PACKEDA_HALF8, consts, hdr, pf, pfg, pf1, pfg1, block, next, plab, g0, b0, g1, b1)
+
+#define PACKEDA_DOT_HALVES(half, consts, hdr, pf, pfg, pf1, pfg1, block, next, plab, g0, b0, g1, b1) \
 	PACKED_ARGS4; \
 	consts; \
 	MOVQ stride+8(FP), R13; \
 plab: \
-	PACKEDA_HALF4(hdr, pf, pfg, block(0), next, 0, g0, b0); \
-	PACKEDA_HALF4(hdr, pf1, pfg1, block(1), next, 1, g1, b1); \
+	half(hdr, pf, pfg, block(0), next, 0, g0, b0); \
+	half(hdr, pf1, pfg1, block(1), next, 1, g1, b1); \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET

@@ -1224,6 +1224,26 @@ func TestActivationQuantizersMatchTwin(t *testing.T) {
 	}
 }
 
+// The Q8_0 activation quantizers write quants in -127..127 only, on every probe of
+// actQuantCases (finite values of every magnitude, down to blocks whose multiplier overflows,
+// ties, zero blocks): the packed Q8_0 kernel of eight columns (dotPackedQ8_0x8AVX2) relies on
+// it, as llama.cpp's AVX2 Q8_0 dot does.
+func TestQ8_0ActivationsNeverMinus128(t *testing.T) {
+	x := actQuantCases(rand.New(rand.NewPCG(23, 6)))
+	for _, q := range []struct {
+		name string
+		f    func([]float32, []byte)
+	}{{"cpu", quantizeQ8_0Act}, {"go", quantizeQ8_0ActGo}} {
+		y := make([]byte, len(x)/32*34)
+		q.f(x, y)
+		for b := 0; b < len(x)/32; b++ {
+			if i := bytes.IndexByte(y[b*34+2:(b+1)*34], 0x80); i >= 0 {
+				t.Fatalf("%s: block %d (values %v...) has a quant of -128 at %d", q.name, b, x[b*32:b*32+4], i)
+			}
+		}
+	}
+}
+
 // BenchmarkQuantizeActivations times the activation quantizers against their Go twins on a
 // row of 8192 (a feed-forward down projection's input).
 func BenchmarkQuantizeActivations(b *testing.B) {
