@@ -1018,17 +1018,21 @@ widen_loop: \
 	VFNMADD231PS  Z29, Z24, Z25; \
 	VMOVUPS       Z25, c*64(SP)
 
+// The zero register z to the eight columns' float sums in the frame, w bytes a column.
+#define FRAME_ZERO8(z, w) \
+	VMOVUPS z, 0(SP); \
+	VMOVUPS z, w(SP); \
+	VMOVUPS z, 2*w(SP); \
+	VMOVUPS z, 3*w(SP); \
+	VMOVUPS z, 4*w(SP); \
+	VMOVUPS z, 5*w(SP); \
+	VMOVUPS z, 6*w(SP); \
+	VMOVUPS z, 7*w(SP)
+
 // Eight columns: the float sums in the frame (64 bytes a column) zeroed, and loaded into Z0-Z7.
 #define PK8_FRAME_ZERO \
 	VPXORD  Z0, Z0, Z0; \
-	VMOVUPS Z0, 0(SP); \
-	VMOVUPS Z0, 64(SP); \
-	VMOVUPS Z0, 128(SP); \
-	VMOVUPS Z0, 192(SP); \
-	VMOVUPS Z0, 256(SP); \
-	VMOVUPS Z0, 320(SP); \
-	VMOVUPS Z0, 384(SP); \
-	VMOVUPS Z0, 448(SP)
+	FRAME_ZERO8(Z0, 64)
 
 #define PK8_FRAME_LOAD \
 	VMOVUPS 0(SP), Z0; \
@@ -1645,14 +1649,7 @@ plab: \
 	LEAQ    (DI)(R15*1), R14; \
 	LEAQ    (R14)(R15*1), R15; \
 	VXORPS  Y0, Y0, Y0; \
-	VMOVUPS Y0, 0(SP); \
-	VMOVUPS Y0, 32(SP); \
-	VMOVUPS Y0, 64(SP); \
-	VMOVUPS Y0, 96(SP); \
-	VMOVUPS Y0, 128(SP); \
-	VMOVUPS Y0, 160(SP); \
-	VMOVUPS Y0, 192(SP); \
-	VMOVUPS Y0, 224(SP)
+	FRAME_ZERO8(Y0, 32)
 
 #define PA8C_ADVANCE \
 	ADDQ $40, DI; \
