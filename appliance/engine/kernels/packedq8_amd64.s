@@ -77,7 +77,6 @@
 	VCVTPH2PS 16*h(R11), Y12; \
 	EACH8(P8S_ADD, 0)
 
-
 // One column: acc += float(exact dot) · (dx in Z4 times yd), the block's activations at base,
 // the biased quants in Z8-Z15.
 #define P8_COL(base, acc) \
