@@ -498,7 +498,7 @@ TEXT ·dotPackedQ4_1x4AVX2(SB), NOSPLIT, $256-64
 // Four columns, all sixteen registers in use (as PA8_BLOCK4): float sums Y0-Y3, int16 sums
 // Y4-Y7 (low elements) and Y8-Y11 (high) of the columns.
 #define PA5_GROUP4(q, h, lb, hb) \
-	PA5_QUANTS4(P5_Q(q)+32*h, 32*h, lb, hb); \
+	PA5_QUANTS4(P5_Q(q)+32*h, 32*h(SI), lb, hb); \
 	PAK_COLS4(4*q, 16+4*q)
 
 // PA5_FMA for the column at base, the rows' dx in Y12 (Y13 scratch).
@@ -616,7 +616,7 @@ TEXT ·dotPackedQ5_1x4AVX2(SB), NOSPLIT, $0-64
 // the low and the high elements' products summed in int32 by VPDPBUSD (Y4-Y7, Y8-Y11), so
 // the finishes need no widening.
 #define PV5_GROUP4(q, h, lb, hb) \
-	PA5_QUANTS4(P5_Q(q)+32*h, 32*h, lb, hb); \
+	PA5_QUANTS4(P5_Q(q)+32*h, 32*h(SI), lb, hb); \
 	PVK_COLS4(4*q, 16+4*q)
 
 // Q5_0: PA5_FMA4 without the widening (the rows' dx in Y12, Y13 scratch).

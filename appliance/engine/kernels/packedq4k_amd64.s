@@ -351,9 +351,7 @@ TEXT ·dotPackedQ4KAVX2Runs2(SB), NOSPLIT, $128-64
 	zero; \
 	GROUPS8(first, group, j, h)
 
-// Half h of a super-block in four columns: one chunk's code in a loop (labels nlab, qlab) over
-// two pairs of chunks, SI at each chunk's quants (512 bytes on within a pair, 576 to the next),
-// R13 at its scales (32 on, then 1056), the activations (DI, R14) 64 on a chunk. The four
+// Half h of a super-block in four columns: one chunk's code in a loop (PAK_SB4_LOOP). The four
 // chunks unrolled made 7 KiB of code a half, more than a Zen 3 core decodes from its op cache
 // at full speed (as PA6_QUADS_LOOP for Q6_K): one chunk's code in a loop ran 1.07x as fast
 // in the level-3 cache and 1.09x from memory (alternating passes, same bits). Each chunk
@@ -369,29 +367,13 @@ TEXT ·dotPackedQ4KAVX2Runs2(SB), NOSPLIT, $128-64
 	PREFETCHT1 6*2368-64+off(R12); \
 	PREFETCHT0 2368-64+off(SI)
 
-#define PA4K_SB4_LOOP(h, nlab, qlab) \
-	LEAQ 1024(SI), R13; \
-	MOVQ $2, AX; \
-nlab: \
-	MOVQ $2, R11; \
-qlab: \
+// One chunk of PA4K_SB4_LOOP.
+#define PA4K_CHUNK4_LOOP(h) \
 	P4K_GROUPS4_PF(P4KA_PREFETCH8, EMPTY, PA4K_GROUP4_FIRST, PA4K_GROUP4, 0, h); \
-	PAK_SCALES_AT(8*h, (R13), Y12); \
-	PAK_SCALES_AT(16+8*h, (R13), Y13); \
-	PK_COLS_ADD4(VPMADDWD); \
-	ADDQ $512, SI; \
-	ADDQ $32, R13; \
-	ADDQ $64, DI; \
-	ADDQ $64, R14; \
-	DECQ R11; \
-	JNZ  qlab; \
-	ADDQ $64, SI; \
-	ADDQ $1024, R13; \
-	DECQ AX; \
-	JNZ  nlab; \
-	SUBQ $2176, SI; \
-	SUBQ $256, DI; \
-	SUBQ $256, R14; \
+	PAK_ADD4_AT(h)
+
+#define PA4K_SB4_LOOP(h, nlab, qlab) \
+	PAK_SB4_LOOP(PA4K_CHUNK4_LOOP, 1024, h, nlab, qlab); \
 	PA_PF_BASE(6*2368-64, h); \
 	P4KA_PREFETCH_LINE(1024); \
 	P4KA_PREFETCH_LINE(2112); \

@@ -1524,11 +1524,12 @@ plab: \
 	VPADDW     Y2, lsum, lsum; \
 	VPADDW     Y1, hsum, hsum
 
-// Four columns: the 5-bit quants of a group (quant bytes at qoff, fifth bits at boff) into
-// Y12 (low elements) and Y13 (high), Y14 and Y15 scratch, the masks from memory.
-#define PA5_QUANTS4(qoff, boff, lb, hb) \
+// Four columns: the 5-bit quants of a group (quant bytes at qoff(SI), fifth bits at bits)
+// into Y12 (low elements) and Y13 (high), Y14 and Y15 scratch, the masks from memory; lb runs
+// before hb.
+#define PA5_QUANTS4(qoff, bits, lb, hb) \
 	VMOVDQU qoff(SI), Y13; \
-	VMOVDQU boff(SI), Y14; \
+	VMOVDQU bits, Y14; \
 	VPAND   ·paNibbles(SB), Y13, Y12; \
 	lb(Y14, Y15, ·paFifth(SB)); \
 	VPOR    Y15, Y12, Y12; \
@@ -2195,6 +2196,41 @@ qlab: \
 	SUBQ $(4*(step)), SI; \
 	SUBQ $(4*(din)+2*(dout)), DI; \
 	SUBQ $(4*(din)+2*(dout)), R14
+
+// Half h of a Q4_K or Q5_K super-block in four columns, one chunk's code in a loop (labels
+// nlab, qlab; AX and R11 count): chunk(h) sums a chunk's groups in int16 against the
+// activations at DI and R14 and adds them to Y0-Y3 with its scales at R13 (PAK_ADD4_AT); SI
+// starts at chunk 0's quants and moves 512 bytes on within a pair of chunks and 576 to the
+// next, R13 starts at sct(SI) and moves 32 on, then 1056, the activations 64 on a chunk (the
+// packed layout of packedq4k.go and packedq5k.go). SI and the activations end where they
+// started.
+#define PAK_SB4_LOOP(chunk, sct, h, nlab, qlab) \
+	LEAQ sct(SI), R13; \
+	MOVQ $2, AX; \
+nlab: \
+	MOVQ $2, R11; \
+qlab: \
+	chunk(h); \
+	ADDQ $512, SI; \
+	ADDQ $32, R13; \
+	ADDQ $64, DI; \
+	ADDQ $64, R14; \
+	DECQ R11; \
+	JNZ  qlab; \
+	ADDQ $64, SI; \
+	ADDQ $1024, R13; \
+	DECQ AX; \
+	JNZ  nlab; \
+	SUBQ $2176, SI; \
+	SUBQ $256, DI; \
+	SUBQ $256, R14
+
+// Every column's int16 sums of a chunk's low (Y4-Y7) and high (Y8-Y11) sub-block of half h,
+// scaled by the rows' scales at R13 (PAK_SB4_LOOP), into its sumi.
+#define PAK_ADD4_AT(h) \
+	PAK_SCALES_AT(8*h, (R13), Y12); \
+	PAK_SCALES_AT(16+8*h, (R13), Y13); \
+	PK_COLS_ADD4(VPMADDWD)
 
 // PA_SB_DOT4 with a body of its own for each half (body0, body1: bodies with loops, whose
 // labels must differ).
