@@ -154,6 +154,12 @@ func (s *Sampler) Sample(logits []float32) (Result, error) {
 	if len(logits) == 0 {
 		return Result{}, fmt.Errorf("sampler: empty logits")
 	}
+	if id := nonFinite(logits); id >= 0 {
+		// Whatever token a NaN led to would be garbage passed off as text (NaN compares false
+		// everywhere, so argmax and the softmax would pick something arbitrary): the request
+		// ends with this error instead.
+		return Result{}, fmt.Errorf("sampler: the logit of token %d is %v: the model's forward pass produced a non-finite value (activations overflowed, or the weights are corrupt)", id, logits[id])
+	}
 	s.work = append(s.work[:0], logits...)
 	s.applyPenalties(s.work)
 
@@ -169,6 +175,17 @@ func (s *Sampler) Sample(logits []float32) (Result, error) {
 	}
 	s.Accept(tok)
 	return res, nil
+}
+
+// nonFinite returns the first token whose logit is NaN or +Inf, or -1. -Inf is a token ruled
+// out, which sampling handles (its probability is zero).
+func nonFinite(logits []float32) int {
+	for i, v := range logits {
+		if v != v || v > math.MaxFloat32 {
+			return i
+		}
+	}
+	return -1
 }
 
 // applyPenalties changes logits in place according to the repeat, frequency and presence

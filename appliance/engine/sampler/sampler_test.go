@@ -446,3 +446,30 @@ func BenchmarkSample(b *testing.B) {
 		})
 	}
 }
+
+// TestNonFiniteLogitsFail: a NaN or +Inf logit ends sampling with an error naming the token
+// (greedy and drawn alike), where argmax or the softmax would otherwise pick an arbitrary token;
+// -Inf only rules its token out.
+func TestNonFiniteLogitsFail(t *testing.T) {
+	r := rand.New(rand.NewPCG(4, 4))
+	for _, p := range []Params{{}, {Temperature: 0.8, TopP: 0.9, Seed: 1}} {
+		for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1))} {
+			logits := randomLogits(r, 1000)
+			logits[617] = bad
+			s := mustNew(t, p)
+			_, err := s.Sample(logits)
+			if err == nil || !strings.Contains(err.Error(), "token 617") || !strings.Contains(err.Error(), "non-finite") {
+				t.Fatalf("%+v, logit %v: err %v, want one naming token 617 as non-finite", p, bad, err)
+			}
+		}
+		logits := randomLogits(r, 1000)
+		best := Argmax(logits)
+		logits[best] = float32(math.Inf(-1))
+		s := mustNew(t, p)
+		for i := 0; i < 50; i++ {
+			if tok := sample(t, s, logits); tok == best {
+				t.Fatalf("%+v: drew token %d, whose logit is -Inf", p, tok)
+			}
+		}
+	}
+}
