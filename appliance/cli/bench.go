@@ -39,6 +39,10 @@ type benchJSON struct {
 	TGStd         float64 `json:"tg_std"`
 	WeightsGBPerS float64 `json:"weights_gb_per_s"`
 	PeakRSSBytes  int64   `json:"peak_rss_bytes"`
+	// MembwGBPerS and MembwFraction (with --membw): the read bandwidth measured after the
+	// runs with the same threads, and weights_gb_per_s as a fraction of it.
+	MembwGBPerS   float64 `json:"membw_gb_per_s,omitempty"`
+	MembwFraction float64 `json:"weights_membw_fraction,omitempty"`
 	// StreamPrefetch: the one-column kernel chosen for each type that has two (kernels.TuneStreams).
 	StreamPrefetch []streamJSON `json:"stream_prefetch"`
 }
@@ -74,7 +78,7 @@ func newBenchCmd() *cobra.Command {
 		membw, jsonOut    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "bench (--model FILE [-p 128] [-n 64] [-d 0] [--batch B] | --membw) [--threads N] [--json]",
+		Use:   "bench (--model FILE [-p 128] [-n 64] [-d 0] [--batch B] [--membw] | --membw) [--threads N] [--json]",
 		Short: "Measure prompt and generation speed of a model, or this machine's memory bandwidth",
 		Long: `Bench measures a GGUF model like llama-bench: -p tokens of prompt processed as one batch
 (pp, tokens/s) and -n tokens generated one step at a time from an empty context (tg, tokens/s),
@@ -90,7 +94,10 @@ measures each on its weights and keeps the fastest (--prefetch auto); on, off an
 one (runs2 falls back to off for a type without that form).
 
 --membw measures the memory read bandwidth of this machine with the same number of threads:
-the physical limit of decoding, which reads every weight once per step.`,
+the physical limit of decoding, which reads every weight once per step. With --model it is
+measured after the model's runs (its buffer of --size-mb is not in the peak RSS reported),
+and the weights' rate is given as a fraction of it: how near decoding comes to the limit,
+from one run on a machine whose speed may drift between two.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if threads < 0 {
@@ -100,14 +107,14 @@ the physical limit of decoding, which reads every weight once per step.`,
 				threads = kernels.DefaultThreads()
 			}
 			out := cmd.OutOrStdout()
-			if membw {
-				if modelPath != "" {
-					return usageError{errors.New("bench: give --model or --membw, not both")}
-				}
-				if sizeMB < 1 {
-					return usageError{fmt.Errorf("bench: --size-mb %d must be positive", sizeMB)}
-				}
-				bw, err := kernels.MemoryBandwidth(int64(sizeMB)<<20, threads, max(reps, 3))
+			if membw && sizeMB < 1 {
+				return usageError{fmt.Errorf("bench: --size-mb %d must be positive", sizeMB)}
+			}
+			measureBW := func() (float64, error) {
+				return kernels.MemoryBandwidth(int64(sizeMB)<<20, threads, max(reps, 3))
+			}
+			if membw && modelPath == "" {
+				bw, err := measureBW()
 				if err != nil {
 					return err
 				}
@@ -181,6 +188,14 @@ the physical limit of decoding, which reads every weight once per step.`,
 				WeightsGBPerS: float64(st.WeightBytes()) * res.GenPerS / float64(batch) / 1e9,
 				PeakRSSBytes:  peakRSS(),
 			}
+			if membw {
+				bw, err := measureBW()
+				if err != nil {
+					return err
+				}
+				r.MembwGBPerS = bw / 1e9
+				r.MembwFraction = r.WeightsGBPerS / r.MembwGBPerS
+			}
 			choices := kernels.StreamChoices()
 			for _, c := range choices {
 				r.StreamPrefetch = append(r.StreamPrefetch, streamJSON{Type: c.Type.String(), Prefetch: c.Prefetch, TwoRuns: c.TwoRuns,
@@ -204,6 +219,13 @@ the physical limit of decoding, which reads every weight once per step.`,
 			if tg > 0 {
 				fmt.Fprintf(out, "tg%d%s: %8.2f ± %.2f tokens/s (batch %d), weights %.2f GB/s\n", tg, at, r.TGTokensPerS, r.TGStd, batch, r.WeightsGBPerS)
 			}
+			if membw {
+				fmt.Fprintf(out, "memory read bandwidth: %.2f GB/s (%d threads, %d MiB buffer, after the runs)", r.MembwGBPerS, threads, sizeMB)
+				if tg > 0 {
+					fmt.Fprintf(out, "; the weights streamed at %.0f%% of it", 100*r.MembwFraction)
+				}
+				fmt.Fprintln(out)
+			}
 			fmt.Fprintf(out, "peak RSS %.1f MiB\n", float64(r.PeakRSSBytes)/(1<<20))
 			return nil
 		},
@@ -217,7 +239,7 @@ the physical limit of decoding, which reads every weight once per step.`,
 	fl.IntVar(&batch, "batch", 1, "sequences generating at once")
 	fl.IntVarP(&reps, "repetitions", "r", 5, "repetitions of each test")
 	fl.StringVar(&kvType, "kv-type", "f16", "KV cache type: f16, f32 or q8_0")
-	fl.BoolVar(&membw, "membw", false, "measure memory read bandwidth instead of a model")
+	fl.BoolVar(&membw, "membw", false, "measure memory read bandwidth (alone, or after --model's runs)")
 	fl.IntVar(&sizeMB, "size-mb", 1024, "buffer size of --membw in MiB")
 	fl.BoolVar(&jsonOut, "json", false, "print one JSON object")
 	fl.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) of the measured runs to FILE")

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -108,12 +109,38 @@ func TestBenchCommandMembwAndErrors(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil || r.GBPerS <= 0 {
 		t.Fatalf("membw: %v %q", err, out)
 	}
-	for _, args := range [][]string{{}, {"--model", "x.gguf", "--membw"}, {"--model", "x.gguf", "-p", "0", "-n", "0"}, {"--membw", "-t", "-1"}, {"--model", "x.gguf", "--kv-type", "q4_0"}, {"--model", "x.gguf", "-d", "-1"}, {"--model", "x.gguf", "--prefetch", "sometimes"}} {
+	for _, args := range [][]string{{}, {"--model", "x.gguf", "--membw", "--size-mb", "0"}, {"--model", "x.gguf", "-p", "0", "-n", "0"}, {"--membw", "-t", "-1"}, {"--model", "x.gguf", "--kv-type", "q4_0"}, {"--model", "x.gguf", "-d", "-1"}, {"--model", "x.gguf", "--prefetch", "sometimes"}} {
 		if code, _, errs := runBench(t, args...); code == 0 || !strings.Contains(errs, "bench") {
 			t.Errorf("bench %v: exit %d, stderr %q", args, code, errs)
 		}
 	}
 	if _, _, errs := runBench(t, "--model", "x.gguf", "--prefetch", "sometimes"); !strings.Contains(errs, `"sometimes"`) {
 		t.Errorf("--prefetch sometimes: stderr %q does not name the value", errs)
+	}
+}
+
+// --membw beside --model measures the read bandwidth after the model's runs and gives the
+// weights' rate as a fraction of it, in JSON and in the text.
+func TestBenchCommandModelAndMembw(t *testing.T) {
+	modelPath := generateFixture(t, "synthetic/llama-spm32k-e256/llama-spm32k-e256-Q8_0.gguf")
+	code, out, errs := runBench(t, "--model", modelPath, "-p", "0", "-n", "4", "-r", "1", "-t", "1", "--membw", "--size-mb", "64", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var r benchJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	if r.MembwGBPerS <= 0 || r.WeightsGBPerS <= 0 || math.Abs(r.MembwFraction-r.WeightsGBPerS/r.MembwGBPerS) > 1e-9*r.MembwFraction {
+		t.Fatalf("membw %v GB/s, weights %v GB/s, fraction %v", r.MembwGBPerS, r.WeightsGBPerS, r.MembwFraction)
+	}
+	code, out, errs = runBench(t, "--model", modelPath, "-p", "0", "-n", "4", "-r", "1", "-t", "1", "--membw", "--size-mb", "8")
+	if code != 0 || !strings.Contains(out, "memory read bandwidth: ") || !strings.Contains(out, "% of it") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// Without generated tokens there is no weights' rate to compare.
+	code, out, _ = runBench(t, "--model", modelPath, "-p", "8", "-n", "0", "-r", "1", "-t", "1", "--membw", "--size-mb", "8", "--json")
+	if code != 0 || strings.Contains(out, "weights_membw_fraction") || !strings.Contains(out, "membw_gb_per_s") {
+		t.Fatalf("-n 0: exit %d, stdout %q", code, out)
 	}
 }
