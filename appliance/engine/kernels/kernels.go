@@ -159,6 +159,12 @@ func VecDotType(t ggml.Type) ggml.Type {
 // (x86 AVX and ARM NEON: multiplier 127/amax, ties to even), not like the _ref quantizer; Q8_K
 // uses the reference quantizer, as every CPU backend does. len(x) must be a whole number of
 // blocks of that type.
+//
+// A block holding a NaN or an infinity gets a NaN scale (and sum) and zero quants on every CPU,
+// so every dot product with it is NaN and the fault reaches the logits, where the sampler names
+// it: the scale search would otherwise skip a NaN or keep it by operand order, an infinity's
+// quant would be a conversion's undefined case (∞·0), and a logit of -∞ would pass as a token
+// ruled out.
 func QuantizeActivations(t ggml.Type, x []float32, buf []byte) []byte {
 	at := VecDotType(t)
 	n, err := at.RowSize(int64(len(x)))
@@ -201,7 +207,11 @@ func quantizeQ8_0ActGo(x []float32, y []byte) {
 		xb, yb := x[i*qk:(i+1)*qk], y[i*34:(i+1)*34]
 		var amax float32
 		for _, v := range xb {
-			amax = max(amax, abs32(v))
+			amax = max(amax, abs32(v)) // a NaN wins Go's max
+		}
+		if nonFinite32(amax) {
+			putNaNBlock(yb, 2)
+			continue
 		}
 		putF16(yb, 0, amax/127)
 		// A zero block, or one so small (amax below 127/MaxFloat32, whose F16 scale is zero)
@@ -218,12 +228,35 @@ func quantizeQ8_0ActGo(x []float32, y []byte) {
 	}
 }
 
+// The quiet NaNs a block of activations holding a NaN or an infinity gets as its scale (float16
+// and float32).
+const (
+	f16NaN = 0x7e00
+	f32NaN = 0x7fc00000
+)
+
+// nonFinite32 is true for NaNs and infinities.
+func nonFinite32(v float32) bool { return !(abs32(v) <= math.MaxFloat32) }
+
+// putNaNBlock writes a Q8_0 or Q8_1 block for values holding a NaN or an infinity: float16 NaNs in its first
+// hdr bytes (the scale, and Q8_1's sum), zero quants.
+func putNaNBlock(yb []byte, hdr int) {
+	for o := 0; o < hdr; o += 2 {
+		binary.LittleEndian.PutUint16(yb[o:], f16NaN)
+	}
+	clear(yb[hdr:])
+}
+
 func quantizeQ8_1Act(x []float32, y []byte) {
 	for i := 0; i < len(x)/qk; i++ {
 		xb, yb := x[i*qk:(i+1)*qk], y[i*36:(i+1)*36]
 		var amax float32
 		for _, v := range xb {
 			amax = max(amax, abs32(v))
+		}
+		if nonFinite32(amax) {
+			putNaNBlock(yb, 4)
+			continue
 		}
 		d := amax / 127
 		putF16(yb, 0, d)

@@ -3,6 +3,7 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 
 	"github.com/exo-nix/exo/appliance/engine/ggml"
 )
@@ -685,6 +686,14 @@ func quantizeQ8K(x []float32, y []byte) { quantQ8KImpl(x, y) }
 func quantizeQ8KGo(x []float32, y []byte) {
 	for i := 0; i < len(x)/qkK; i++ {
 		xb, yb := x[i*qkK:(i+1)*qkK], y[i*292:(i+1)*292]
+		if slices.ContainsFunc(xb, nonFinite32) {
+			// absMaxSigned's comparisons skip a NaN, and an infinity's quant would be ∞·0: the
+			// scale is NaN instead, and the quants and their sums zero (as QuantizeActivations
+			// says).
+			binary.LittleEndian.PutUint32(yb[0:], f32NaN)
+			clear(yb[4:])
+			continue
+		}
 		maxv, amax := absMaxSigned(xb)
 		if amax == 0 {
 			clear(yb) // d and the quants are zero, and so are the sums of zero quants

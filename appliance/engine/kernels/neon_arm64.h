@@ -12,7 +12,6 @@
 // number (a comparison that a NaN never wins).
 #define FMAX4S(m, n, d) WORD $(0x4E20F400 | ((m)<<16) | ((n)<<5) | (d))
 #define FMIN4S(m, n, d) WORD $(0x4EA0F400 | ((m)<<16) | ((n)<<5) | (d))
-#define FMAXNM4S(m, n, d) WORD $(0x4E20C400 | ((m)<<16) | ((n)<<5) | (d))
 
 // All ones in the lanes where Vn > Vm (ordered: false with a NaN), Vn == Vm.
 #define FCMGT4S(m, n, d) WORD $(0x6EA0E400 | ((m)<<16) | ((n)<<5) | (d))

@@ -15,15 +15,18 @@ DATA quantPackPerm<>+16(SB)/8, $0x0000000600000002
 DATA quantPackPerm<>+24(SB)/8, $0x0000000700000003
 GLOBL quantPackPerm<>(SB), RODATA|NOPTR, $32
 
-// x (an X register) = the largest of y's eight lanes, broadcast to all of y (t scratch).
-#define HMAX_BCAST(y, x, t) \
-	VEXTRACTF128 $1, y, t; \
-	VMAXPS       t, x, x; \
-	VPERMILPS    $0x4e, x, t; \
-	VMAXPS       t, x, x; \
-	VPERMILPS    $0xb1, x, t; \
-	VMAXPS       t, x, x; \
-	VBROADCASTSS x, y
+// x (an X register) = the largest of y's eight lanes as int32, broadcast to all of y (t
+// scratch). On magnitudes (float32 bits with the sign cleared) that is the largest magnitude,
+// and a NaN's bits are larger than any number's: the scale search takes them as integers so
+// that a NaN always wins, where VMAXPS keeps or drops it by operand order.
+#define HMAXI_BCAST(y, x, t) \
+	VEXTRACTI128 $1, y, t; \
+	VPMAXSD      t, x, x; \
+	VPSHUFD      $0x4e, x, t; \
+	VPMAXSD      t, x, x; \
+	VPSHUFD      $0xb1, x, t; \
+	VPMAXSD      t, x, x; \
+	VPBROADCASTD x, y
 
 // Y0 = the 32 int32 in Y0-Y3 as bytes, in order (Y2 clobbered; Y13 = quantPackPerm).
 #define PACK32 \
@@ -34,7 +37,8 @@ GLOBL quantPackPerm<>(SB), RODATA|NOPTR, $32
 
 // func quantizeQ8_0AVX2(x *float32, y *byte, nb int)
 // nb > 0 blocks of 32: y gets d = amax/127 as float16 and the 32 quants round(x·127/amax),
-// zeros where 127/amax is infinite (amax zero or below 127/MaxFloat32), as quantizeQ8_0ActGo.
+// zeros where 127/amax is infinite (amax zero or below 127/MaxFloat32), as quantizeQ8_0ActGo;
+// a block holding a NaN or an infinity gets a NaN d and zero quants.
 TEXT ·quantizeQ8_0AVX2(SB), NOSPLIT, $0-24
 	MOVQ         x+0(FP), SI
 	MOVQ         y+8(FP), DI
@@ -52,14 +56,17 @@ q80_block:
 	VMOVUPS 32(SI), Y1
 	VMOVUPS 64(SI), Y2
 	VMOVUPS 96(SI), Y3
-	VANDPS  Y15, Y0, Y4
-	VANDPS  Y15, Y1, Y5
-	VMAXPS  Y5, Y4, Y4
-	VANDPS  Y15, Y2, Y5
-	VMAXPS  Y5, Y4, Y4
-	VANDPS  Y15, Y3, Y5
-	VMAXPS  Y5, Y4, Y4
-	HMAX_BCAST(Y4, X4, X5)
+	VPAND   Y15, Y0, Y4
+	VPAND   Y15, Y1, Y5
+	VPMAXSD Y5, Y4, Y4
+	VPAND   Y15, Y2, Y5
+	VPMAXSD Y5, Y4, Y4
+	VPAND   Y15, Y3, Y5
+	VPMAXSD Y5, Y4, Y4
+	HMAXI_BCAST(Y4, X4, X5)
+	VMOVD   X4, AX
+	CMPL    AX, $0x7f800000
+	JAE     q80_nan // an infinity or a NaN
 	VDIVSS    X14, X4, X6
 	VCVTPS2PH $0, X6, X7
 	VMOVD     X7, AX
@@ -81,6 +88,8 @@ q80_scaled:
 	VCVTPS2DQ Y3, Y3
 	PACK32
 	VMOVDQU   Y0, 2(DI)
+
+q80_next:
 	ADDQ      $128, SI
 	ADDQ      $34, DI
 	DECQ      CX
@@ -88,10 +97,17 @@ q80_scaled:
 	VZEROUPPER
 	RET
 
+q80_nan:
+	MOVW    $0x7e00, (DI)
+	VPXOR   Y0, Y0, Y0
+	VMOVDQU Y0, 2(DI)
+	JMP     q80_next
+
 // func quantizeQ8KAVX2(x *float32, y *byte, nb int)
 // nb > 0 super-blocks of 256: maxv = the first element of largest magnitude, iscale =
 // -127/maxv; y gets 1/iscale (float32), the quants min(127, round(iscale·x)), and the sixteen
-// int16 sums of 16 quants. A super-block of zeros is all zeros.
+// int16 sums of 16 quants. A super-block of zeros is all zeros; one holding a NaN or an infinity
+// gets a NaN d and zero quants and sums.
 TEXT ·quantizeQ8KAVX2(SB), NOSPLIT, $0-24
 	MOVQ         x+0(FP), SI
 	MOVQ         y+8(FP), DI
@@ -114,24 +130,26 @@ q8k_block:
 	MOVQ   $8, R8
 
 q8k_amax:
-	VANDPS (R9), Y15, Y0
-	VMAXPS Y0, Y4, Y4
-	VANDPS 32(R9), Y15, Y1
-	VMAXPS Y1, Y5, Y5
-	VANDPS 64(R9), Y15, Y2
-	VMAXPS Y2, Y6, Y6
-	VANDPS 96(R9), Y15, Y3
-	VMAXPS Y3, Y7, Y7
-	ADDQ   $128, R9
-	DECQ   R8
-	JNZ    q8k_amax
-	VMAXPS Y5, Y4, Y4
-	VMAXPS Y7, Y6, Y6
-	VMAXPS Y6, Y4, Y4
-	HMAX_BCAST(Y4, X4, X5)
-	VMOVD  X4, AX
-	TESTL  AX, AX
-	JZ     q8k_zero
+	VPAND   (R9), Y15, Y0
+	VPMAXSD Y0, Y4, Y4
+	VPAND   32(R9), Y15, Y1
+	VPMAXSD Y1, Y5, Y5
+	VPAND   64(R9), Y15, Y2
+	VPMAXSD Y2, Y6, Y6
+	VPAND   96(R9), Y15, Y3
+	VPMAXSD Y3, Y7, Y7
+	ADDQ    $128, R9
+	DECQ    R8
+	JNZ     q8k_amax
+	VPMAXSD Y5, Y4, Y4
+	VPMAXSD Y7, Y6, Y6
+	VPMAXSD Y6, Y4, Y4
+	HMAXI_BCAST(Y4, X4, X5)
+	VMOVD   X4, AX
+	TESTL   AX, AX
+	JZ      q8k_zero
+	CMPL    AX, $0x7f800000
+	JAE     q8k_nan // an infinity or a NaN (which the search below would never find)
 
 	// The first element of that magnitude: its sign is maxv's.
 	MOVQ SI, R9
@@ -213,6 +231,20 @@ q8k_zero:
 	VMOVDQU Y0, 224(DI)
 	VMOVDQU Y0, 256(DI)
 	MOVL    $0, 288(DI)
+	JMP     q8k_next
+
+q8k_nan:
+	VPXOR   Y0, Y0, Y0
+	VMOVDQU Y0, 4(DI)
+	VMOVDQU Y0, 36(DI)
+	VMOVDQU Y0, 68(DI)
+	VMOVDQU Y0, 100(DI)
+	VMOVDQU Y0, 132(DI)
+	VMOVDQU Y0, 164(DI)
+	VMOVDQU Y0, 196(DI)
+	VMOVDQU Y0, 228(DI)
+	VMOVDQU Y0, 260(DI)
+	MOVL    $0x7fc00000, (DI)
 
 q8k_next:
 	ADDQ $1024, SI

@@ -43,7 +43,8 @@
 
 // func quantizeQ8_0NEON(x *float32, y *byte, nb int)
 // nb > 0 blocks of 32: y gets d = amax/127 as float16 and the 32 quants round(x·127/amax)
-// (zero where amax is 0). The largest magnitude by FMAX, which a NaN wins as it wins Go's max.
+// (zero where amax is 0). The largest magnitude by FMAX, which a NaN wins as it wins Go's max;
+// a block holding a NaN or an infinity gets a NaN d and zero quants.
 TEXT ·quantizeQ8_0NEON(SB), NOSPLIT, $0-24
 	MOVD  x+0(FP), R0
 	MOVD  y+8(FP), R1
@@ -70,6 +71,10 @@ q80_block:
 	FMAX4S(11, 10, 10)
 	FMAX4S(10, 8, 8)
 	FMAXV4S(8, 8)
+	FMOVS  F8, R6
+	MOVW   $0x7f800000, R8
+	CMPW   R8, R6
+	BHS    q80_nan // an infinity or a NaN
 	FDIVS  F13, F8, F12   // d = amax/127
 	FCVTSH F12, F12
 	FMOVS  F12, R5
@@ -87,10 +92,21 @@ q80_scaled:
 	NARROW32
 	ADD  $2, R1, R7
 	VST1 [V20.B16, V21.B16], (R7)
+
+q80_next:
 	ADD  $34, R1
 	SUBS $1, R2
 	BNE  q80_block
 	RET
+
+q80_nan:
+	MOVW $0x7e00, R5
+	MOVH R5, (R1)
+	VEOR V20.B16, V20.B16, V20.B16
+	VEOR V21.B16, V21.B16, V21.B16
+	ADD  $2, R1, R7
+	VST1 [V20.B16, V21.B16], (R7)
+	B    q80_next
 
 // Vk = min(127, round(Vk·V14)) as int32.
 #define SCALE_ROUND_CAP(k) \
@@ -109,8 +125,8 @@ q80_scaled:
 // func quantizeQ8KNEON(x *float32, y *byte, nb int)
 // nb > 0 super-blocks of 256: maxv = the first element of largest magnitude, iscale =
 // -127/maxv; y gets 1/iscale (float32), the quants min(127, round(iscale·x)), and the sixteen
-// int16 sums of 16 quants. A super-block of zeros is all zeros. The largest magnitude by
-// FMAXNM from zero, which a NaN never wins (absMaxSigned's comparison).
+// int16 sums of 16 quants. A super-block of zeros is all zeros; one holding a NaN or an infinity
+// gets a NaN d and zero quants and sums. The largest magnitude by FMAX, which a NaN wins.
 TEXT ·quantizeQ8KNEON(SB), NOSPLIT, $0-24
 	MOVD x+0(FP), R0
 	MOVD y+8(FP), R1
@@ -130,22 +146,25 @@ q8k_amax:
 	VLD1.P 64(R3), [V0.S4, V1.S4, V2.S4, V3.S4]
 	VLD1.P 64(R3), [V4.S4, V5.S4, V6.S4, V7.S4]
 	EACH8(ABS)
-	FMAXNM4S(0, 8, 8)
-	FMAXNM4S(1, 9, 9)
-	FMAXNM4S(2, 10, 10)
-	FMAXNM4S(3, 11, 11)
-	FMAXNM4S(4, 8, 8)
-	FMAXNM4S(5, 9, 9)
-	FMAXNM4S(6, 10, 10)
-	FMAXNM4S(7, 11, 11)
+	FMAX4S(0, 8, 8)
+	FMAX4S(1, 9, 9)
+	FMAX4S(2, 10, 10)
+	FMAX4S(3, 11, 11)
+	FMAX4S(4, 8, 8)
+	FMAX4S(5, 9, 9)
+	FMAX4S(6, 10, 10)
+	FMAX4S(7, 11, 11)
 	SUBS $1, R4
 	BNE  q8k_amax
-	FMAXNM4S(9, 8, 8)
-	FMAXNM4S(11, 10, 10)
-	FMAXNM4S(10, 8, 8)
+	FMAX4S(9, 8, 8)
+	FMAX4S(11, 10, 10)
+	FMAX4S(10, 8, 8)
 	FMAXV4S(8, 8)
 	FMOVS F8, R6
 	CBZW  R6, q8k_zero
+	MOVW  $0x7f800000, R8
+	CMPW  R8, R6
+	BHS   q8k_nan // an infinity or a NaN (which the search below would never find)
 	VDUP  V8.S[0], V8.S4
 
 	// The first element of that magnitude (R3), four at a time: its sign is maxv's.
@@ -204,16 +223,24 @@ q8k_quants:
 	BNE    q8k_quants
 	B      q8k_next
 
+q8k_nan:
+	MOVW $0x7fc00000, R9
+	B    q8k_fill
+
 q8k_zero:
+	MOVW ZR, R9
+
+q8k_fill:
+	// d's bits from R9, zero quants and sums.
+	MOVW   R9, (R1)
 	VEOR   V0.B16, V0.B16, V0.B16
-	MOVD   R1, R3
+	ADD    $4, R1, R3
 	MOVD   $18, R4
 
 q8k_zero_loop:
 	VST1.P [V0.B16], 16(R3)
 	SUBS   $1, R4
 	BNE    q8k_zero_loop
-	MOVW   ZR, (R3)
 
 q8k_next:
 	ADD  $1024, R0

@@ -1152,8 +1152,9 @@ func TestRowsKernelsMatchSingle(t *testing.T) {
 // actQuantCases builds super-blocks of 256 values that probe the activation quantizers: random
 // blocks from tiny (float16-subnormal scales, and below 127/MaxFloat32, float32 subnormals
 // among them, where the multiplier overflows) to huge, zeros, negative zeros, one lone value,
-// ties (x·127/amax exactly k+0.5, rounded to even), and the largest magnitude with both signs in
-// either order (the first one sets Q8_K's sign).
+// ties (x·127/amax exactly k+0.5, rounded to even), the largest magnitude with both signs in
+// either order (the first one sets Q8_K's sign), infinities, and NaNs (quiet and signalling,
+// either sign, alone, beside an infinity, or filling a block) in some 32-blocks only.
 func actQuantCases(r *rand.Rand) []float32 {
 	var x []float32
 	for _, s := range []float64{1e-42, 1e-38, 1e-7, 1e-4, 0.02, 1, 30, 1e4, 1e30} {
@@ -1184,7 +1185,20 @@ func actQuantCases(r *rand.Rand) []float32 {
 		}
 		x = append(x, b...)
 	}
-	return x
+	nan, snan := float32(math.NaN()), math.Float32frombits(0x7f800001)
+	negNaN, inf := math.Float32frombits(0xffc00000), float32(math.Inf(1))
+	odd := randVec(r, 256, 1)
+	odd[0], odd[63], odd[70], odd[100], odd[101] = nan, negNaN, snan, -inf, nan
+	odd[200] = inf
+	x = append(x, odd...)
+	all := make([]float32, 256)
+	for i := range all {
+		all[i] = nan
+	}
+	x = append(x, all...)
+	one := randVec(r, 256, 1)
+	one[255] = negNaN // the last value of the last block
+	return append(x, one...)
 }
 
 // The activation quantizers of the CPU equal their Go twins byte for byte, and write nothing
@@ -1218,6 +1232,52 @@ func TestActivationQuantizersMatchTwin(t *testing.T) {
 			for i := nb * c.out; i < len(got); i++ {
 				if got[i] != 0xa5 {
 					t.Fatalf("%s, %d values: byte %d past the %d blocks written", c.name, n, i, nb)
+				}
+			}
+		}
+	}
+}
+
+// A NaN or an infinity among a column's activations makes that column's every output NaN, for
+// every quantized weight type, packed or not, alone or among other columns (one-, four- and
+// eight-column kernels): the quantizers give its block a NaN scale rather than dropping it, so
+// the fault reaches the logits, where the sampler names it. The other columns stay finite.
+func TestNaNActivationReachesOutputs(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 7))
+	p := NewPool(2)
+	defer p.Close()
+	var mm MatMul
+	const rows, cols = 45, 512
+	faults := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))}
+	for _, ty := range []ggml.Type{ggml.Q4_0, ggml.Q4_1, ggml.Q5_0, ggml.Q5_1, ggml.Q8_0, ggml.Q2_K, ggml.Q3_K, ggml.Q4_K, ggml.Q5_K, ggml.Q6_K} {
+		w := q4Matrix(t, r, ty, rows, cols)
+		ab64, _ := VecDotType(ty).RowSize(cols)
+		ab := int(ab64)
+		for _, n := range []int{1, 4, 8, 9} {
+			for _, packed := range []bool{false, true} {
+				bad, at := r.IntN(n), r.IntN(cols)
+				x := randVec(r, n*cols, 1)
+				fault := faults[r.IntN(len(faults))]
+				x[bad*cols+at] = fault
+				act := make([]byte, 0, n*ab)
+				for j := 0; j < n; j++ {
+					act = append(act, QuantizeActivations(ty, x[j*cols:(j+1)*cols], nil)...)
+				}
+				op := MatMulOp{Type: ty, W: w, Rows: rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: make([]float32, n*rows), OutStride: rows}
+				if packed {
+					if packedFormats[ty] == nil {
+						continue
+					}
+					op.W, op.Packed = nil, packAny(ty, w, rows, cols)
+				}
+				mm.Ops = append(mm.Ops[:0], op)
+				mm.Run(p)
+				for j := 0; j < n; j++ {
+					for i, v := range op.Out[j*rows : (j+1)*rows] {
+						if isNaN := v != v; isNaN != (j == bad) {
+							t.Fatalf("%s N=%d packed %v, %v at value %d of column %d: column %d row %d is %v", ty, n, packed, fault, at, bad, j, i, v)
+						}
+					}
 				}
 			}
 		}
