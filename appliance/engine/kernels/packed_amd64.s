@@ -460,7 +460,7 @@ TEXT ·dotPackedQ4_1x4AVX2(SB), NOSPLIT, $256-64
 
 // One column: group q (its fifth bits picked by lb and hb), its activation quants in Y6 (low
 // elements) and Y7 (high), half h into the int16 sums lsum and hsum.
-#define PA5_HALF1(q, h, lb, hb, lsum, hsum) PA5_NIBBLES_DOT(P5_Q(q)+32*h, 32*h, lb, hb, Y6, Y7, lsum, hsum)
+#define PA5_HALF1(q, h, lb, hb, lsum, hsum) PA5_NIBBLES_DOT(P5_Q(q)+32*h(SI), 32*h(SI), lb, hb, Y6, Y7, lsum, hsum)
 
 #define PA5_GROUP1(q, lb, hb) \
 	VPBROADCASTD 4*q(DI), Y6; \

@@ -1505,13 +1505,13 @@ plab: \
 	VMOVD        AX, X14; \
 	VPBROADCASTD X14, Y14
 
-// One column: the 32 quant bytes at qoff(SI) and their fifth bits at boff(SI) (lb and hb
-// bring a low and a high element's to bit 4): the 5-bit quants of the low elements times ylo
-// and of the high ones times yhi, added to the int16 sums lsum and hsum (Y1, Y2, Y4, Y5
-// scratch; Y15 = 0x0f bytes, Y14 = 0x10 bytes).
-#define PA5_NIBBLES_DOT(qoff, boff, lb, hb, ylo, yhi, lsum, hsum) \
-	VMOVDQU    qoff(SI), Y1; \
-	VMOVDQU    boff(SI), Y5; \
+// One column: the 32 quant bytes at quants and their fifth bits at bits (lb and hb bring a
+// low and a high element's to bit 4): the 5-bit quants of the low elements times ylo and of
+// the high ones times yhi, added to the int16 sums lsum and hsum (Y1, Y2, Y4, Y5 scratch;
+// Y15 = 0x0f bytes, Y14 = 0x10 bytes).
+#define PA5_NIBBLES_DOT(quants, bits, lb, hb, ylo, yhi, lsum, hsum) \
+	VMOVDQU    quants, Y1; \
+	VMOVDQU    bits, Y5; \
 	VPAND      Y15, Y1, Y2; \
 	lb(Y5, Y4, Y14); \
 	VPOR       Y4, Y2, Y2; \
@@ -1958,8 +1958,11 @@ plab: \
 
 // One column: the int16 sums sum of sub-block s of half h, scaled and widened, added to sumi
 // (Y4 scratch).
-#define PAK_ADD(tail, s, h, sum, sumi) \
-	PAK_SCALES(tail, s, h, Y4); \
+#define PAK_ADD(tail, s, h, sum, sumi) PAK_ADD_AT(tail+16*(s)+8*h, (SI), sum, sumi)
+
+// PAK_ADD with the sub-block's eight scale bytes at off(base).
+#define PAK_ADD_AT(off, base, sum, sumi) \
+	PAK_SCALES_AT(off, base, Y4); \
 	VPMADDWD Y4, sum, sum; \
 	VPADDD   sum, sumi, sumi
 
@@ -2018,6 +2021,13 @@ blab: \
 	PAK_ADD(tail, 2*j+1, 0, Y9, Y12); \
 	PAK_ADD(tail, 2*j, 1, Y10, Y13); \
 	PAK_ADD(tail, 2*j+1, 1, Y11, Y13)
+
+// PAK_ADD1 in a chunk loop, the chunk's scales at R13 (PAK_SB4_LOOP).
+#define PAK_ADD1_AT \
+	PAK_ADD_AT(0, (R13), Y8, Y12); \
+	PAK_ADD_AT(16, (R13), Y9, Y12); \
+	PAK_ADD_AT(8, (R13), Y10, Y13); \
+	PAK_ADD_AT(24, (R13), Y11, Y13)
 
 // The mins of sub-blocks 2k and 2k+1 of half h (words) times the column's sums of those
 // sub-blocks (at base), added to mins; w and t scratch.
@@ -2197,9 +2207,10 @@ qlab: \
 	SUBQ $(4*(din)+2*(dout)), DI; \
 	SUBQ $(4*(din)+2*(dout)), R14
 
-// Half h of a Q4_K or Q5_K super-block in four columns, one chunk's code in a loop (labels
-// nlab, qlab; AX and R11 count): chunk(h) sums a chunk's groups in int16 against the
-// activations at DI and R14 and adds them to Y0-Y3 with its scales at R13 (PAK_ADD4_AT); SI
+// Half h of a Q4_K or Q5_K super-block in four columns (or Q5_K's whole super-block in one),
+// one chunk's code in a loop (labels nlab, qlab; AX and R11 count): chunk(h) sums a chunk's
+// groups in int16 against the activations at DI and R14 and adds them to Y0-Y3 with its
+// scales at R13 (PAK_ADD4_AT; one column: to Y12 and Y13 by PAK_ADD1_AT, R14 unused); SI
 // starts at chunk 0's quants and moves 512 bytes on within a pair of chunks and 576 to the
 // next, R13 starts at sct(SI) and moves 32 on, then 1056, the activations 64 on a chunk (the
 // packed layout of packedq4k.go and packedq5k.go). SI and the activations end where they
