@@ -949,6 +949,14 @@ subbelow_loop:
 	VZEROUPPER
 	RET
 
+// The argument's clamp to [-87, 88] (Y6, Y7) from x into r. VMAXPS and VMINPS give their
+// second source (the first Go operand) where either is a NaN: x, so that a NaN stays one, as
+// Go's max and min keep it in the twins (a NaN clamped to -87 would pass as a weight of
+// exp(-87) in attention's softmax).
+#define EXPF_CLAMP(x, r) \
+	VMAXPS x, Y6, r; \
+	VMINPS r, Y7, r
+
 // func expAVX2(dst, src *float32, n int)
 // dst = exp(src) for a positive multiple of 8 elements, with the arithmetic of expGo.
 TEXT ·expAVX2(SB), NOSPLIT, $0-24
@@ -959,8 +967,7 @@ TEXT ·expAVX2(SB), NOSPLIT, $0-24
 
 exp_loop:
 	VMOVUPS   (SI), Y0
-	VMAXPS    Y6, Y0, Y1
-	VMINPS    Y7, Y1, Y1
+	EXPF_CLAMP(Y0, Y1)
 	EXPF
 	VCMPPS    $0x1e, Y7, Y0, Y15
 	VBLENDVPS Y15, siluInf<>(SB), Y4, Y4
@@ -985,8 +992,7 @@ TEXT ·siluAVX2(SB), NOSPLIT, $0-24
 silu_loop:
 	VMOVUPS   (SI), Y0
 	VXORPS    Y12, Y0, Y14
-	VMAXPS    Y6, Y14, Y1
-	VMINPS    Y7, Y1, Y1
+	EXPF_CLAMP(Y14, Y1)
 	EXPF
 	VCMPPS    $0x1e, Y7, Y14, Y15
 	VBLENDVPS Y15, siluInf<>(SB), Y4, Y4

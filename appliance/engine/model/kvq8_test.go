@@ -369,3 +369,44 @@ func BenchmarkAttentionHead(b *testing.B) {
 		})
 	}
 }
+
+// A NaN in the query, or in one cached key, makes the head's attention output NaN in every
+// cache type (the fault goes on to the logits, where the sampler names it); before, the AVX2
+// exponential clamped a NaN score to a weight of exp(-87), and the head's output stayed finite.
+// The heads of the other KV head stay finite.
+func TestAttentionNaNPropagates(t *testing.T) {
+	const dim, n = 64, 2*attnBlock + 3
+	nan := float32(math.NaN())
+	for _, kv := range []ggml.Type{ggml.F32, ggml.F16, ggml.Q8_0} {
+		r := rand.New(rand.NewPCG(9, 9))
+		q := randVec(r, dim)
+		c := newAttnCase(t, kv, 4, 2, dim, n, 11)
+		bad := slices.Clone(q)
+		bad[17] = nan
+		checkNaNHead(t, fmt.Sprintf("%s, NaN query", kv), c.head(0, n-1, bad), true)
+		// A NaN key of KV head 1 at position attnBlock+5: query heads 2 and 3 read it.
+		k, v := randVec(r, 2*dim), randVec(r, 2*dim)
+		k[dim+40] = nan
+		c.seq.store(0, attnBlock+5, k, v, make([]float32, dim+q8Elems))
+		for h := 0; h < 4; h++ {
+			checkNaNHead(t, fmt.Sprintf("%s, NaN key, head %d", kv, h), c.head(h, n-1, q), h >= 2)
+		}
+	}
+}
+
+func checkNaNHead(t *testing.T, what string, out []float32, wantNaN bool) {
+	t.Helper()
+	for i, v := range out {
+		if (v != v) != wantNaN {
+			t.Fatalf("%s: output %d is %v (NaN wanted: %v)", what, i, v, wantNaN)
+		}
+	}
+}
+
+func randVec(r *rand.Rand, n int) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+	}
+	return x
+}
