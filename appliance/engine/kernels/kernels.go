@@ -238,8 +238,8 @@ const (
 // nonFinite32 is true for NaNs and infinities.
 func nonFinite32(v float32) bool { return !(abs32(v) <= math.MaxFloat32) }
 
-// putNaNBlock writes a Q8_0 or Q8_1 block for values holding a NaN or an infinity: float16 NaNs in its first
-// hdr bytes (the scale, and Q8_1's sum), zero quants.
+// putNaNBlock writes a Q8_0 or Q8_1 block for values holding a NaN or an infinity: float16
+// NaNs in its first hdr bytes (the scale, and Q8_1's sum), zero quants.
 func putNaNBlock(yb []byte, hdr int) {
 	for o := 0; o < hdr; o += 2 {
 		binary.LittleEndian.PutUint16(yb[o:], f16NaN)
