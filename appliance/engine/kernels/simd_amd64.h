@@ -2169,7 +2169,8 @@ blab: \
 // rather than the first alone (AVX2, 256 MiB from memory, one thread, Zen 4: four columns
 // within 3% either way; one column, when it also ran a half at a time, Q6_K 148-168 against
 // 171-190 ns a super-block). One column runs both halves of each super-block in turn
-// (PA_SB_DOT1), and its second half's prefetches reach a panel ahead. Past the last panel
+// (PA_SB_DOT1; Q6_K both halves of each quad), and its second half's prefetches reach a panel
+// ahead. Past the last panel
 // they fetch nothing a kernel reads, and a prefetch never faults.
 #define PA_PF_BASE(dist, h) \
 	MOVQ stride+8(FP), R12; \
@@ -2367,11 +2368,14 @@ plab: \
 // The end of a super-block's half h: pairws(h) sets the scale pairs, the offsets come off,
 // and one FMA by the rows' d (at doff) times yd adds each column's sum to the frame's (one
 // column: to slot h, PA_SB_DOT1's; four: to slot c for column c).
-#define PA_END1(pairws, sh, doff, h) \
+#define PA_END1(pairws, sh, doff, h) PA_END1_SUM(pairws, sh, doff, h, Y0)
+
+// PA_END1 of the integer sum sumi.
+#define PA_END1_SUM(pairws, sh, doff, h, sumi) \
 	pairws(h); \
-	PA_OFFSET((DI), Y0, sh); \
+	PA_OFFSET((DI), sumi, sh); \
 	VCVTPH2PS doff+16*h(SI), Y12; \
-	PA_FRAME4_FMA(h, (DI), Y0, Y12)
+	PA_FRAME4_FMA(h, (DI), sumi, Y12)
 
 #define PA_END4(pairws, sh, doff, h) \
 	pairws(h); \
@@ -2395,19 +2399,19 @@ plab: \
 // against 13.3-14.7 (a plain read 27-31); the same on weights in the level-2 cache.
 #define PA_SB_DOT1(body, bsize, asize, plab, blab) PA_SB_DOT1_2(body, body, bsize, asize, plab, blab)
 
-// PA_SB_DOT1 with a body of its own for each half (PA_SB_DOT4_2's reason).
-#define PA_SB_DOT1_2(body0, body1, bsize, asize, plab, blab) \
+// PA_SB_DOT1 with the super-block's work in one body (Q6_K's both halves at once, which adds
+// rows 0-7 to Y0 and rows 8-15 to Y1 and ends each half in its frame slot by PA_END1_SUM);
+// args sets up the body's registers once, and the body zeroes its sums.
+#define PA_SB_DOT1_WITH(args, body, bsize, asize, plab, blab) \
 	PACKED_ARGS1; \
+	args; \
 plab: \
 	PACKED_SB_START; \
 	VXORPS  Y12, Y12, Y12; \
 	VMOVUPS Y12, 0(SP); \
 	VMOVUPS Y12, 32(SP); \
 blab: \
-	VPXOR Y0, Y0, Y0; \
-	body0(0); \
-	VPXOR Y0, Y0, Y0; \
-	body1(1); \
+	body; \
 	ADDQ  bsize, SI; \
 	ADDQ  asize, DI; \
 	DECQ  CX; \
@@ -2419,6 +2423,16 @@ blab: \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
+
+// PA_SB_DOT1 with a body of its own for each half (PA_SB_DOT4_2's reason).
+#define PA_SB_DOT1_2(body0, body1, bsize, asize, plab, blab) \
+	PA_SB_DOT1_WITH(EMPTY, PA_HALVES1(body0, body1), bsize, asize, plab, blab)
+
+#define PA_HALVES1(body0, body1) \
+	VPXOR Y0, Y0, Y0; \
+	body0(0); \
+	VPXOR Y0, Y0, Y0; \
+	body1(1)
 
 // The loops of the packed super-block kernels (Q2_K, Q3_K, Q6_K), around a type's constants
 // (masks) and its super-block (body; bsize bytes of weights, asize of prepared activations).
