@@ -317,7 +317,7 @@ TEXT ·dotPackedQ5Kx8VNNI(SB), NOSPLIT, $512-64
 	PA5K_GROUP1_LOOP(g1); \
 	PA5K_GROUP1_LOOP(g2); \
 	PA5K_GROUP1_LOOP(g3); \
-	PAK_ADD1_AT
+	PAK_ADD1_AT(0, (R13))
 
 // The one-column kernel prefetches one super-block on (PF5K1_DIST), not two: over 256 MiB at
 // one thread it read 1.03-1.08x as fast so in six rounds of alternating passes (9.08-11.04

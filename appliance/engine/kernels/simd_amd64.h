@@ -1956,11 +1956,8 @@ plab: \
 	VPBROADCASTQ off base, reg; \
 	VPSHUFB      ·pakScaleWords(SB), reg, reg
 
-// One column: the int16 sums sum of sub-block s of half h, scaled and widened, added to sumi
-// (Y4 scratch).
-#define PAK_ADD(tail, s, h, sum, sumi) PAK_ADD_AT(tail+16*(s)+8*h, (SI), sum, sumi)
-
-// PAK_ADD with the sub-block's eight scale bytes at off(base).
+// One column: the int16 sums sum of a sub-block whose eight scale bytes (a half's rows) are at
+// off(base), scaled and widened, added to sumi (Y4 scratch).
 #define PAK_ADD_AT(off, base, sum, sumi) \
 	PAK_SCALES_AT(off, base, Y4); \
 	VPMADDWD Y4, sum, sum; \
@@ -2016,18 +2013,15 @@ blab: \
 	VMOVUPS Y12, 32(R14); \
 	RUNS2_NEXT_PANEL(plab)
 
-#define PAK_ADD1(tail, j) \
-	PAK_ADD(tail, 2*j, 0, Y8, Y12); \
-	PAK_ADD(tail, 2*j+1, 0, Y9, Y12); \
-	PAK_ADD(tail, 2*j, 1, Y10, Y13); \
-	PAK_ADD(tail, 2*j+1, 1, Y11, Y13)
+#define PAK_ADD1(tail, j) PAK_ADD1_AT(tail+32*j, (SI))
 
-// PAK_ADD1 in a chunk loop, the chunk's scales at R13 (PAK_SB4_LOOP).
-#define PAK_ADD1_AT \
-	PAK_ADD_AT(0, (R13), Y8, Y12); \
-	PAK_ADD_AT(16, (R13), Y9, Y12); \
-	PAK_ADD_AT(8, (R13), Y10, Y13); \
-	PAK_ADD_AT(24, (R13), Y11, Y13)
+// PAK_ADD1 with the chunk's scales at off(base) (in a chunk loop: 0, (R13); PAK_SB4_LOOP):
+// sub-block 2j's rows 0-7 at off, 2j+1's at off+16, rows 8-15 eight bytes on.
+#define PAK_ADD1_AT(off, base) \
+	PAK_ADD_AT(off, base, Y8, Y12); \
+	PAK_ADD_AT(off+16, base, Y9, Y12); \
+	PAK_ADD_AT(off+8, base, Y10, Y13); \
+	PAK_ADD_AT(off+24, base, Y11, Y13)
 
 // The mins of sub-blocks 2k and 2k+1 of half h (words) times the column's sums of those
 // sub-blocks (at base), added to mins; w and t scratch.
@@ -2170,8 +2164,7 @@ blab: \
 // within 3% either way; one column, when it also ran a half at a time, Q6_K 148-168 against
 // 171-190 ns a super-block). One column runs both halves of each super-block in turn
 // (PA_SB_DOT1; Q6_K both halves of each quad), and its second half's prefetches reach a panel
-// ahead. Past the last panel
-// they fetch nothing a kernel reads, and a prefetch never faults.
+// ahead. Past the last panel they fetch nothing a kernel reads, and a prefetch never faults.
 #define PA_PF_BASE(dist, h) \
 	MOVQ stride+8(FP), R12; \
 	SUBQ $(dist), R12; \
