@@ -45,6 +45,21 @@ type benchJSON struct {
 	MembwFraction float64 `json:"weights_membw_fraction,omitempty"`
 	// StreamPrefetch: the one-column kernel chosen for each type that has two (kernels.TuneStreams).
 	StreamPrefetch []streamJSON `json:"stream_prefetch"`
+	// BatchPadding: how two or three sequences decoding together take each measured type's
+	// weights (kernels.TunePadding).
+	BatchPadding []padJSON `json:"batch_padding"`
+}
+
+// padJSON is one kernels.PadChoice.
+type padJSON struct {
+	Type string `json:"type"`
+	// PadRows: the fewest rows that share one padded four-column pass (0: none).
+	PadRows       int     `json:"pad_rows"`
+	Padded3GBPerS float64 `json:"padded3_gb_per_s"`
+	Each3GBPerS   float64 `json:"each3_gb_per_s"`
+	Padded2GBPerS float64 `json:"padded2_gb_per_s,omitempty"`
+	Each2GBPerS   float64 `json:"each2_gb_per_s,omitempty"`
+	MeasuredBytes int64   `json:"measured_bytes"`
 }
 
 // streamJSON is one kernels.StreamChoice.
@@ -91,7 +106,9 @@ weight bytes read per generated step times the step rate: the figure to hold aga
 Where a weight type's decode kernel comes in several forms (with and without software
 prefetches, and on some CPUs reading two runs of the matrix in step), loading the model
 measures each on its weights and keeps the fastest (--prefetch auto); on, off and runs2 force
-one (runs2 falls back to off for a type without that form).
+one (runs2 falls back to off for a type without that form). Loading also measures whether two
+or three sequences decoding together go faster through one padded pass of the four-column
+kernel or one pass each, and keeps the faster ("batch padding").
 
 --membw measures the memory read bandwidth of this machine with the same number of threads:
 the physical limit of decoding, which reads every weight once per step. With --model it is
@@ -202,12 +219,21 @@ from one run on a machine whose speed may drift between two.`,
 					Measured: c.Measured, WithGBPerS: c.AheadGBs, WithoutGBPerS: c.StreamGBs, TwoRunsGBPerS: c.TwoRunsGBs,
 					MeasuredBytes: c.Bytes})
 			}
+			pads := kernels.PadChoices()
+			for _, c := range pads {
+				r.BatchPadding = append(r.BatchPadding, padJSON{Type: c.Type.String(), PadRows: c.Rows,
+					Padded3GBPerS: c.Padded3GBs, Each3GBPerS: c.Each3GBs, Padded2GBPerS: c.Padded2GBs, Each2GBPerS: c.Each2GBs,
+					MeasuredBytes: c.Bytes})
+			}
 			if jsonOut {
 				return json.NewEncoder(out).Encode(r)
 			}
 			fmt.Fprintf(out, "model %s (%s, %.2f GiB of weights), %d threads, KV %s, SIMD %s\n", r.Model, r.Type, float64(r.ModelBytes)/(1<<30), threads, r.KVType, r.SIMD)
 			for _, c := range choices {
 				fmt.Fprintf(out, "decode kernel: %s\n", c)
+			}
+			for _, c := range pads {
+				fmt.Fprintf(out, "batch padding: %s\n", c)
 			}
 			at := ""
 			if depth > 0 {

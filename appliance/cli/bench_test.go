@@ -40,6 +40,24 @@ func TestBenchCommandJSON(t *testing.T) {
 	if r["threads"] != float64(2) || r["batch"] != float64(2) || r["type"] != "Q8_0" || r["kv_type"] != "Q8_0" || r["n_depth"] != float64(40) {
 		t.Errorf("threads %v batch %v type %v kv_type %v n_depth %v", r["threads"], r["batch"], r["type"], r["kv_type"], r["n_depth"])
 	}
+	// batch_padding is what the padding tuner chose in this process (nothing for a model this
+	// small: kernels.TestTunePadding covers the measuring).
+	var typed benchJSON
+	if err := json.Unmarshal([]byte(out), &typed); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r["batch_padding"]; !ok {
+		t.Error("no batch_padding in the JSON")
+	}
+	pads := kernels.PadChoices()
+	if len(typed.BatchPadding) != len(pads) {
+		t.Fatalf("batch_padding %+v, kernels chose %v", typed.BatchPadding, pads)
+	}
+	for i, c := range typed.BatchPadding {
+		if c.Type != pads[i].Type.String() || c.PadRows != pads[i].Rows || c.MeasuredBytes != pads[i].Bytes {
+			t.Errorf("batch_padding[%d] = %+v, kernels chose %+v", i, c, pads[i])
+		}
+	}
 	// --prefetch off runs the decode kernels without software prefetches and says so, for
 	// every type that has that form here (Q4_K where the CPU has AVX2); runs2 runs two runs in
 	// step where a type has that form (Q4_K on AVX2 without AVX-512), else the form without

@@ -328,7 +328,7 @@ func (h *Host) load(ctx context.Context, sl *slot) {
 	}
 	h.log.Info("pipeline stage loaded", "instance", sl.inst.ID, "model", sl.inst.Model, "layers", sl.layers,
 		"stage", fmt.Sprintf("%d/%d", sl.index+1, len(sl.inst.Stages)), "file", path, "weights_bytes", stage.WeightBytes(),
-		"took", time.Since(start).Round(time.Millisecond), "decode_kernels", kernels.StreamSummary())
+		"took", time.Since(start).Round(time.Millisecond), "decode_kernels", kernels.StreamSummary(), "batch_padding", kernels.PadSummary())
 }
 
 // Status reports the stages this node hosts.

@@ -274,7 +274,7 @@ func (m *Manager) load(e *entry, info store.Model) {
 	m.mu.Unlock()
 	m.opt.Metrics.loaded.WithLabelValues(e.id).Set(1)
 	m.opt.Logger.Info("model loaded", "model", e.id, "took", time.Since(start).Round(time.Millisecond), "weights_bytes", e.model.Stage.WeightBytes(),
-		"decode_kernels", kernels.StreamSummary())
+		"decode_kernels", kernels.StreamSummary(), "batch_padding", kernels.PadSummary())
 	m.opt.Publish("model", State{ID: e.id, Status: "loaded"})
 }
 

@@ -497,16 +497,19 @@ const packedPad = 7
 // there are kernels for them: each panel is loaded and unpacked once for all of them, and the
 // fewer the passes, the fewer of them wait on memory rather than compute. Fewer rows than the
 // kernel's columns ride in one pass of it, where the set's kernels are wide enough that this
-// costs less than the passes it replaces (k.pad4): from pad4 rows in a pass of four, and, where
+// costs less than the passes it replaces (k.pad4, padtune.go): from pad4 rows in a pass of four, and, where
 // a pass of eight would leave a group for such a pass, from 4+pad4 rows in a pass of eight (on
 // a Zen 5 core, N=6 took as long as N=8 either way, N=7 1.1-1.2x of N=8 in a pass of four and
 // three of one).
 func packedPass(k *packedKernelSet, left int) (int, func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)) {
+	if k == nil {
+		return 1, nil
+	}
+	pad := int(k.pad4.Load())
 	switch {
-	case k == nil:
-	case k.dot8 != nil && (left >= 8 || k.pad4 > 0 && left >= 4+k.pad4):
+	case k.dot8 != nil && (left >= 8 || pad > 0 && left >= 4+pad):
 		return 8, k.dot8
-	case k.dot4 != nil && (left >= 4 || k.pad4 > 0 && left >= k.pad4):
+	case k.dot4 != nil && (left >= 4 || pad > 0 && left >= pad):
 		return 4, k.dot4
 	}
 	return 1, nil

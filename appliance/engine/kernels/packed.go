@@ -106,7 +106,10 @@ type packedKernelSet struct {
 	// pad4 is the fewest activation rows that run as one pass of dot4 rather than one pass
 	// each (packedPass; 0: never). From memory, a pass of dot4 costs about as much as one of
 	// dot where the kernels are wide (AVX-512: from two rows), and more where they are not.
-	pad4 int
+	// It starts at padTable, the figure measured for the instruction set, and TunePadding
+	// may set it from measurements on the machine.
+	pad4     atomic.Int32
+	padTable int
 }
 
 // packedFormat is one weight type's packed layout: its sizes, how a file block goes in and

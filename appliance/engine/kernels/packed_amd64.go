@@ -308,9 +308,12 @@ func init() {
 	vnni(ggml.Q6_K, dotPackedQ6KVNNI, dotPackedQ6KVNNIStream, dotPackedQ6Kx4VNNI, dotPackedQ6Kx8VNNI)
 }
 
-// packedPad4 is each kernel set's packedKernelSet.pad4 by type, where padding pays:
-// BenchmarkPackedPadding on a Zen 5 core (one thread, 128 MiB from memory), the time of two and
-// three activation rows in one padded pass of four against one pass each. Two rows from 2
+// packedPad4 is each kernel set's packedKernelSet.pad4 by type where padding paid on a Zen 5
+// core: the figure a set starts from, until TunePadding measures the machine it runs on
+// (padtune.go), as other cores differ (on a Zen 3 EPYC VM AVX2's Q4_0 and Q6_K gained from two
+// rows, Q4_K, Q5_K and Q8_0 from three). BenchmarkPackedPadding there (one thread, 128 MiB from
+// memory), the time of two and three activation rows in one padded pass of four against one
+// pass each. Two rows from 2
 // where all runs gave 0.95x or less for N=2 (AVX-512: 0.71-0.95x; AVX-VNNI Q8_0 0.56-0.60x,
 // Q4_0 0.90-0.91x), three from 3 where they did for N=3 only (0.64-0.95x); the types left
 // out did not gain at either (AVX-512 Q4_1: N=3 0.79-1.04x; AVX-VNNI Q4_K: N=3 1.02-1.06x; AVX2
@@ -331,9 +334,9 @@ func packedSet(t ggml.Type, name string, dot packedDot1,
 	dot4, dot8 func(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)) *packedKernelSet {
 	f := packedFormats[t]
 	k := &packedKernelSet{
-		t:    t,
-		name: name,
-		pad4: packedPad4[name][t],
+		t:        t,
+		name:     name,
+		padTable: packedPad4[name][t],
 		dot4: func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int) {
 			f.check(w, stride, panels, nb, y, ystride, 4, out, ostride)
 			dot4(&w[0], stride, panels, nb, &y[0], ystride, &out[0], 4*ostride)
@@ -346,6 +349,7 @@ func packedSet(t ggml.Type, name string, dot packedDot1,
 	if dot8 == nil {
 		k.dot8 = nil
 	}
+	k.pad4.Store(int32(k.padTable))
 	ahead := f.one(dot)
 	k.dot = func(w []byte, stride, panels, nb int, y []byte, out []float32) {
 		switch decodeForm(k.form.Load()) {

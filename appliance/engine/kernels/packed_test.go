@@ -295,21 +295,27 @@ func TestMatMulPacked(t *testing.T) {
 				MatMulOp{Type: ty, Packed: pk, Rows: rows, Cols: cols, N: n, Act: act, ActStride: ab, Out: out, OutStride: rows + 2},
 				MatMulOp{Type: ty, Packed: pk, Rows: rows, Cols: cols, N: n, X: x, XStride: cols, Out: outF, OutStride: rows},
 			)
-			mm.Run(p)
-			scratch := make([]float32, cols)
-			for j := 0; j < n; j++ {
-				if g := out[j*(rows+2)+rows : (j+1)*(rows+2)]; g[0] != -7 || g[1] != -7 {
-					t.Fatalf("threads %d %v: written between columns %d and %d: %v", threads, shape, j, j+1, g)
-				}
-				for i := 0; i < rows; i++ {
-					if want := pk.Dot(i, act[j*ab:]); math.Float32bits(out[j*(rows+2)+i]) != math.Float32bits(want) {
-						t.Fatalf("threads %d %v: out[%d][%d] %v, Packed.Dot %v", threads, shape, j, i, out[j*(rows+2)+i], want)
-					}
-					row := w[i*wb : (i+1)*wb]
-					if want := DotDequant(ty, row, x[j*cols:(j+1)*cols], scratch); outF[j*rows+i] != want {
-						t.Fatalf("threads %d %v: f32 out[%d][%d] %v, DotDequant %v", threads, shape, j, i, outF[j*rows+i], want)
+			// Every padding TunePadding may choose, where the type has four-column kernels.
+			pads := []int{-1}
+			if k := pk.kernels(); k != nil && k.dot4 != nil {
+				pads = []int{0, 2, 3}
+			}
+			for _, pad := range pads {
+				for j := 0; j < n; j++ { // stale results from the last pass must not pass
+					for i := 0; i < rows; i++ {
+						out[j*(rows+2)+i], outF[j*rows+i] = float32(math.NaN()), float32(math.NaN())
 					}
 				}
+				if pad >= 0 {
+					k := pk.kernels()
+					was := k.pad4.Load()
+					k.pad4.Store(int32(pad))
+					mm.Run(p)
+					k.pad4.Store(was)
+				} else {
+					mm.Run(p)
+				}
+				checkMatMulPacked(t, fmt.Sprintf("threads %d %v pad %d", threads, shape, pad), pk, w, x, act, out, outF, ab, wb)
 			}
 		}
 		p.Close()
@@ -324,6 +330,30 @@ func TestMatMulPacked(t *testing.T) {
 		mm.Run(pool)
 		if a := testing.AllocsPerRun(20, func() { mm.Run(pool) }); a > 0 {
 			t.Errorf("packed MatMul.Run: %.1f allocations per call", a)
+		}
+	}
+}
+
+// checkMatMulPacked checks TestMatMulPacked's results: out (columns rows+2 apart, the two
+// results' worth between them at -7) against Packed.Dot bit for bit, outF (the fp32 path)
+// against DotDequant of the file's rows w.
+func checkMatMulPacked(t *testing.T, what string, pk *Packed, w []byte, x []float32, act []byte, out, outF []float32, ab, wb int) {
+	t.Helper()
+	rows, cols, ty := pk.Rows(), pk.Cols(), pk.Type()
+	n := len(x) / cols
+	scratch := make([]float32, cols)
+	for j := 0; j < n; j++ {
+		if g := out[j*(rows+2)+rows : (j+1)*(rows+2)]; g[0] != -7 || g[1] != -7 {
+			t.Fatalf("%s: written between columns %d and %d: %v", what, j, j+1, g)
+		}
+		for i := 0; i < rows; i++ {
+			if want := pk.Dot(i, act[j*ab:]); math.Float32bits(out[j*(rows+2)+i]) != math.Float32bits(want) {
+				t.Fatalf("%s: out[%d][%d] %v, Packed.Dot %v", what, j, i, out[j*(rows+2)+i], want)
+			}
+			row := w[i*wb : (i+1)*wb]
+			if want := DotDequant(ty, row, x[j*cols:(j+1)*cols], scratch); outF[j*rows+i] != want {
+				t.Fatalf("%s: f32 out[%d][%d] %v, DotDequant %v", what, j, i, outF[j*rows+i], want)
+			}
 		}
 	}
 }
@@ -345,14 +375,19 @@ func TestPackedPassWidths(t *testing.T) {
 		}
 		return strings.Join(s, "+")
 	}
+	set := func(dot8 func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int), pad int) *packedKernelSet {
+		k := &packedKernelSet{dot4: k4, dot8: dot8}
+		k.pad4.Store(int32(pad))
+		return k
+	}
 	for _, c := range []struct {
 		k    *packedKernelSet
 		want []string // for N = 1..11
 	}{
-		{&packedKernelSet{dot4: k4, dot8: k4, pad4: 2}, []string{"1", "4", "4", "4", "4+1", "8", "8", "8", "8+1", "8+4", "8+4"}},
-		{&packedKernelSet{dot4: k4, pad4: 2}, []string{"1", "4", "4", "4", "4+1", "4+4", "4+4", "4+4", "4+4+1", "4+4+4", "4+4+4"}},
-		{&packedKernelSet{dot4: k4, pad4: 3}, []string{"1", "1+1", "4", "4", "4+1", "4+1+1", "4+4", "4+4", "4+4+1", "4+4+1+1", "4+4+4"}},
-		{&packedKernelSet{dot4: k4, dot8: k4}, []string{"1", "1+1", "1+1+1", "4", "4+1", "4+1+1", "4+1+1+1", "8", "8+1", "8+1+1", "8+1+1+1"}},
+		{set(k4, 2), []string{"1", "4", "4", "4", "4+1", "8", "8", "8", "8+1", "8+4", "8+4"}},
+		{set(nil, 2), []string{"1", "4", "4", "4", "4+1", "4+4", "4+4", "4+4", "4+4+1", "4+4+4", "4+4+4"}},
+		{set(nil, 3), []string{"1", "1+1", "4", "4", "4+1", "4+1+1", "4+4", "4+4", "4+4+1", "4+4+1+1", "4+4+4"}},
+		{set(k4, 0), []string{"1", "1+1", "1+1+1", "4", "4+1", "4+1+1", "4+1+1+1", "8", "8+1", "8+1+1", "8+1+1+1"}},
 		{nil, []string{"1", "1+1", "1+1+1", "1+1+1+1", "1+1+1+1+1", "1+1+1+1+1+1", "1+1+1+1+1+1+1", "1+1+1+1+1+1+1+1", "1+1+1+1+1+1+1+1+1", "1+1+1+1+1+1+1+1+1+1", "1+1+1+1+1+1+1+1+1+1+1"}},
 	} {
 		for n := 1; n <= len(c.want); n++ {
@@ -415,8 +450,8 @@ func BenchmarkPackedPadding(b *testing.B) {
 				mm := &MatMul{Ops: []MatMulOp{{Type: ty, Packed: p, Rows: p.rows, Cols: cols, N: n, Act: act, ActStride: int(ab64), Out: out, OutStride: p.rows}}}
 				name := map[bool]string{true: "padded", false: "each"}[pad > 0]
 				b.Run(fmt.Sprintf("%s/%s/N=%d/%s", ty, k.name, n, name), func(b *testing.B) {
-					defer func(was int) { k.pad4 = was }(k.pad4)
-					k.pad4 = pad
+					defer k.pad4.Store(k.pad4.Load())
+					k.pad4.Store(int32(pad))
 					b.SetBytes(int64(len(p.data)))
 					for b.Loop() {
 						mm.Run(pool)

@@ -2,9 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"math/rand/v2"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -124,22 +121,11 @@ func SetStreamPrefetch(mode string) error {
 func StreamChoices() []StreamChoice {
 	streamTune.mu.Lock()
 	defer streamTune.mu.Unlock()
-	out := make([]StreamChoice, 0, len(streamTune.done))
-	for _, c := range streamTune.done {
-		out = append(out, c)
-	}
-	slices.SortFunc(out, func(a, b StreamChoice) int { return int(a.Type) - int(b.Type) })
-	return out
+	return sortedChoices(streamTune.done)
 }
 
 // StreamSummary is StreamChoices in one line ("" where none was made), for logs.
-func StreamSummary() string {
-	var parts []string
-	for _, c := range StreamChoices() {
-		parts = append(parts, c.String())
-	}
-	return strings.Join(parts, "; ")
-}
+func StreamSummary() string { return joinChoices(StreamChoices()) }
 
 // TuneStreams measures, for each type of mats whose one-column kernel comes in several forms
 // and that no earlier call settled, each form over (up to streamTuneMax of) those matrices
@@ -151,88 +137,30 @@ func TuneStreams(p *Pool, mats []*Packed) []StreamChoice {
 	if streamTune.mode != "auto" {
 		return nil
 	}
-	byType := map[ggml.Type][]*Packed{}
-	var types []ggml.Type
-	for _, m := range mats {
-		k := m.kernels()
-		if k == nil || !k.tunable() {
-			continue
-		}
-		if _, ok := streamTune.done[m.t]; ok {
-			continue
-		}
-		if byType[m.t] == nil {
-			types = append(types, m.t)
-		}
-		byType[m.t] = append(byType[m.t], m)
-	}
-	var made []StreamChoice
-	for _, t := range types {
-		c, ok := tuneStream(p, byType[t])
-		if !ok {
-			continue
-		}
-		streamTune.done[t] = c
-		made = append(made, c)
-	}
-	return made
+	tunable := func(k *packedKernelSet) bool { return k.tunable() }
+	return tuneEach(mats, tunable, streamTune.done, func(mats []*Packed) (StreamChoice, bool) { return tuneStream(p, mats) })
 }
 
 // tuneStream measures one type's forms over mats (all of type t); false where mats hold too
 // few weights.
 func tuneStream(p *Pool, mats []*Packed) (StreamChoice, bool) {
 	k := mats[0].kernels()
-	var total int64
-	var ops []MatMulOp
-	acts := map[int][]byte{}
-	r := rand.New(rand.NewPCG(1, 2))
-	for _, m := range mats {
-		if total >= streamTuneMax {
-			break
-		}
-		act := acts[m.cols]
-		if act == nil {
-			x := make([]float32, m.cols)
-			for i := range x {
-				x[i] = float32(r.NormFloat64())
-			}
-			act = QuantizeActivations(m.t, x, nil)
-			acts[m.cols] = act
-		}
-		ops = append(ops, MatMulOp{Type: m.t, Packed: m, Rows: m.rows, Cols: m.cols, N: 1,
-			Act: act, ActStride: len(act), Out: make([]float32, m.rows), OutStride: m.rows})
-		total += int64(len(m.data))
-	}
+	ops, total := tuneOps(mats, 1, streamTuneMax, false, 1)
 	if total < streamTuneMin {
 		return StreamChoice{}, false
 	}
-	mm := &MatMul{Ops: ops}
-	mm.Run(p) // the first run allocates MatMul's bookkeeping and faults the results in
 	// The fastest pass of each form, by decodeForm; 0 for a form k lacks.
-	var best [3]time.Duration
-	for range streamTuneRounds {
-		for form := range best {
-			if !k.has(decodeForm(form)) {
-				continue
-			}
-			k.form.Store(int32(form))
-			t0 := time.Now()
-			mm.Run(p)
-			if d := time.Since(t0); best[form] == 0 || d < best[form] {
-				best[form] = d
-			}
+	settings := make([]func(), 3)
+	for form := range settings {
+		if k.has(decodeForm(form)) {
+			settings[form] = func() { k.form.Store(int32(form)) }
 		}
 	}
+	best := [3]time.Duration(fastestRuns(p, ops, streamTuneRounds, settings))
 	form := pickForm(best)
 	k.form.Store(int32(form))
-	rate := func(d time.Duration) float64 {
-		if d == 0 {
-			return 0
-		}
-		return float64(total) / d.Seconds() / 1e9
-	}
 	return StreamChoice{Type: mats[0].t, Prefetch: form == formAhead, TwoRuns: form == formRuns2, Measured: true,
-		AheadGBs: rate(best[formAhead]), StreamGBs: rate(best[formStream]), TwoRunsGBs: rate(best[formRuns2]),
+		AheadGBs: gbPerS(total, best[formAhead]), StreamGBs: gbPerS(total, best[formStream]), TwoRunsGBs: gbPerS(total, best[formRuns2]),
 		Bytes: total}, true
 }
 

@@ -28,13 +28,7 @@ func TestTuneStreams(t *testing.T) {
 		t.Fatalf("mode sometimes: %v", err)
 	}
 	r := rand.New(rand.NewPCG(7, 7))
-	var mats []*Packed
-	var q4k int64
-	for i := 0; i < 3; i++ {
-		p := Pack(ggml.Q4_K, q4Matrix(t, r, ggml.Q4_K, 1024, 2048), 1024, 2048)
-		mats = append(mats, p)
-		q4k += int64(len(p.data))
-	}
+	mats, q4k := packedMats(t, r, ggml.Q4_K, 3, 1024, 2048)
 	// A type with one form only is not measured.
 	mats = append(mats, Pack(ggml.Q5_1, q4Matrix(t, r, ggml.Q5_1, 256, 2048), 256, 2048))
 	if packedFormats[ggml.Q5_1].kernels.tunable() {

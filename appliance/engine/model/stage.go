@@ -206,9 +206,13 @@ func LoadStage(f *gguf.File, first, last int, opts Options) (*Stage, error) {
 	s.kvK, s.kvV = newKVQ8(c.NHeadKV, c.HeadDimK), newKVQ8(c.NHeadKV, c.HeadDimV)
 	s.weightBytes, s.tensors = l.bytes, l.names
 	s.pool = kernels.SharedPool(opts.Threads)
-	// Which form of a one-column kernel decodes faster here is measured on the first model
-	// that holds enough of its type (kernels.TuneStreams); results are the same either way.
+	// Which form of a one-column kernel decodes faster here, and whether two or three
+	// sequences decoding together share one padded pass of the four-column kernel, is
+	// measured on the first model that holds enough of a type (kernels.TuneStreams, then
+	// kernels.TunePadding, whose passes of one row each use the form chosen); results are the
+	// same either way.
 	kernels.TuneStreams(s.pool, packed)
+	kernels.TunePadding(s.pool, packed)
 	return s, nil
 }
 
