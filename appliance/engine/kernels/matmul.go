@@ -497,10 +497,10 @@ const packedPad = 7
 // there are kernels for them: each panel is loaded and unpacked once for all of them, and the
 // fewer the passes, the fewer of them wait on memory rather than compute. Fewer rows than the
 // kernel's columns ride in one pass of it, where the set's kernels are wide enough that this
-// costs less than the passes it replaces (k.pad4, padtune.go): from pad4 rows in a pass of four, and, where
-// a pass of eight would leave a group for such a pass, from 4+pad4 rows in a pass of eight (on
-// a Zen 5 core, N=6 took as long as N=8 either way, N=7 1.1-1.2x of N=8 in a pass of four and
-// three of one).
+// costs less than the passes it replaces (k.pad4, measured at load: padtune.go): from pad4
+// rows in a pass of four, and, where a pass of eight would leave a group for such a pass, from
+// 4+pad4 rows in a pass of eight (on a Zen 5 core, N=6 took as long as N=8 either way, N=7
+// 1.1-1.2x of N=8 in a pass of four and three of one).
 func packedPass(k *packedKernelSet, left int) (int, func(w []byte, stride, panels, nb int, y []byte, ystride int, out []float32, ostride int)) {
 	if k == nil {
 		return 1, nil

@@ -96,7 +96,6 @@ func tunePadding(p *Pool, mats []*Packed) (PadChoice, bool) {
 	}
 	// The fastest pass of n rows in one padded pass and in one pass each, alternating.
 	measure := func(ops []MatMulOp, n int) (padded, each time.Duration) {
-		k.pad4.Store(int32(n))
 		best := fastestRuns(p, ops, padTuneRounds, []func(){
 			func() { k.pad4.Store(int32(n)) },
 			func() { k.pad4.Store(0) },
@@ -121,7 +120,7 @@ func tunePadding(p *Pool, mats []*Packed) (PadChoice, bool) {
 // padTuneGain faster.
 func pads(table, n int, padded, each time.Duration) bool {
 	if table > 0 && table <= n {
-		return !(float64(padded) >= padTuneGain*float64(each))
+		return float64(padded) < padTuneGain*float64(each)
 	}
 	return float64(each) >= padTuneGain*float64(padded)
 }
