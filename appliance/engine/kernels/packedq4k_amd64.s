@@ -23,7 +23,7 @@
 #define Q4K_SC(j) (Q4K_SCT(j)+32*(j))
 
 // Chunk j's scales less 32j: the tail argument of the macros shared with Q5_K (PAK_ADD1,
-// PAK_ADD4, PVK_ADD4), which find chunk j's scales at tail+32j.
+// PVK_ADD4), which find chunk j's scales at tail+32j.
 #define Q4K_SCT(j) (1024+1024*((j)/2))
 
 // The AVX2 one-column kernel over two runs of panels in step (PAK_RUNS2), chunk by chunk: a
@@ -98,9 +98,9 @@
 // read 24.2 against 23.5 with them and keeps P4KN_PREFETCH).
 #define P4KX4_PREFETCH(j) P4K_FAR_NEAR(j, SI, 2*2368-64)
 
-// The four-column AVX2 and AVX-VNNI kernels' prefetches of chunk j in half h: as
+// The four-column AVX-VNNI kernel's prefetches of chunk j in half h: as
 // P4KN_PREFETCH, but the far ones from R12 (PA_PF_BASE), so that the second half, which reads
-// the panel again from the caches, fetches the next panel into the level-2 cache (AVX2, 256 MiB
+// the panel again from the caches, fetches the next panel into the level-2 cache (the AVX2 kernel of that form, 256 MiB
 // from memory, one thread: 39.4 against 45.1 ns a super-block and column, 38.7 on cached
 // weights).
 #define P4KA_PREFETCH(j, h) \
@@ -271,9 +271,9 @@ p4kx4_block:
 TEXT ·dotPackedQ4Kx8VNNI(SB), NOSPLIT, $512-64
 	PACKED_SB8(EMPTY, P4K8_SB, 2368, 288, p4kx8_panel, p4kx8_block)
 
-// AVX2 (PAK_DOT1, PA_SB_DOT4): packed Q4_K. Per group, the nibbles' products with the
-// activations add into int16 lanes (16 products of at most 15·128 a lane over a chunk's eight
-// groups), widened and scaled once a chunk (PAK_ADD).
+// AVX2 (PAK_DOT1, and four columns below): packed Q4_K. Per group, the nibbles' products with
+// the activations add into int16 lanes (16 products of at most 15·128 a lane over a chunk's
+// eight groups), widened and scaled once a sub-block (PAK_ADD1_AT, PA4K_WIDEN4).
 
 // One column, both halves: group g of chunk j, the activation quants of its low sub-block in
 // Y6 and of its high one in Y7, half h's weights into the int16 sums lsum and hsum.
@@ -323,77 +323,161 @@ TEXT ·dotPackedQ4KAVX2Stream(SB), NOSPLIT, $0-48
 TEXT ·dotPackedQ4KAVX2Runs2(SB), NOSPLIT, $128-64
 	PAK_RUNS2(PA_CONSTS, PA4K_PAIR_RUNS2, $2368, pa4kr_panel, pa4kr_block)
 
-// Four columns: group g of chunk j of half h, low nibbles in Y12, high in Y13, into the sums
-// by cols (PAK_COLS4, or PAK_COLS4_FIRST for a chunk's first group).
-#define PA4K_GROUP4_WITH(cols, j, g, h) \
-	VMOVDQU Q4K_Q(j)+64*g+32*h(SI), Y13; \
-	VPAND   ·paNibbles(SB), Y13, Y12; \
-	VPSRLW  $4, Y13, Y13; \
-	VPAND   ·paNibbles(SB), Y13, Y13; \
-	cols(64*j+4*g, 64*j+32+4*g)
-
-#define PA4K_GROUP4(j, g, h) PA4K_GROUP4_WITH(PAK_COLS4, j, g, h)
-#define PA4K_GROUP4_FIRST(j, g, h) PA4K_GROUP4_WITH(PAK_COLS4_FIRST, j, g, h)
-
 // The int16 sums Y4-Y11 at zero (for kernels whose first group adds to them).
 #define PAK_SUMS4_ZERO \
 	ZERO_Y4(Y4, Y5, Y6, Y7); \
 	ZERO_Y4(Y8, Y9, Y10, Y11)
 
 // Chunk j of half h in four columns: its prefetches, then zero (PAK_SUMS4_ZERO or EMPTY), its
-// first group by first and the other seven by group (PA4K_GROUP4_FIRST and PA4K_GROUP4, or the
-// AVX-VNNI kernel's PV4K_GROUP4 for both).
-#define P4K_GROUPS4(zero, first, group, j, h) P4K_GROUPS4_PF(P4KA_PREFETCH, zero, first, group, j, h)
-
-// P4K_GROUPS4 with the prefetches pf(j, h).
-#define P4K_GROUPS4_PF(pf, zero, first, group, j, h) \
-	pf(j, h); \
+// first group by first and the other seven by group (the AVX-VNNI kernel's PV4K_GROUP4 for
+// both).
+#define P4K_GROUPS4(zero, first, group, j, h) \
+	P4KA_PREFETCH(j, h); \
 	zero; \
 	GROUPS8(first, group, j, h)
 
-// Half h of a super-block in four columns: one chunk's code in a loop (PAK_SB4_LOOP). The four
-// chunks unrolled made 7 KiB of code a half, more than a Zen 3 core decodes from its op cache
-// at full speed (as PA6_QUADS_LOOP for Q6_K): one chunk's code in a loop ran 1.07x as fast
-// in the level-3 cache and 1.09x from memory (alternating passes, same bits). Each chunk
-// prefetches its quants' eight lines (P4KA_PREFETCH8); the four other lines of the super-block
-// that P4KA_PREFETCH reaches (the scales of chunks 0 and 1, those of 2 and 3, the two of mins)
-// are fetched after the loop.
-#define P4KA_PREFETCH8(j, h) \
-	PA_PF_BASE(6*2368-64, h); \
-	PACKED_PREFETCH8_L2(6*2368-64, R12); \
-	PACKED_PREFETCH8(2368-64, SI)
+// Four columns, both halves of the panel's rows at once, one sub-block at a time: a chunk's
+// low nibbles (its low sub-block), then its high ones. A group's quants of rows 0-7 in Y12 and
+// of rows 8-15 in Y13 meet each column's broadcast activation quants, so one broadcast serves
+// two VPMADDUBSW, where taking one half of the rows at a time, with the low and high
+// sub-blocks' int16 sums side by side, a broadcast served one (256 MiB from memory, one thread,
+// Zen 3: 65-73 against 78-91 ns a super-block and column; in the level-2 cache 51-61 against
+// 65-84; same bits). The int16 sums of column c: rows 0-7 in Y0+c, rows 8-15 in Y4+c (16
+// products of at most 15·128 a lane over a sub-block's eight groups); a sub-block's are
+// widened and scaled by one VPMADDWD with the rows' scales and added to the column's integer
+// sums, rows 0-7 in Y8+c and rows 8-15 in the frame at 256+32c. The float sums are in the frame
+// as the Q4_0 kernel's (PV_FRAME_ZERO). Y14 holds the broadcast, Y15 a product.
+#define PA4K_COL4(act, base, s0, s1) \
+	VPBROADCASTD act base, Y14; \
+	VPMADDUBSW   Y14, Y12, Y15; \
+	VPADDW       Y15, s0, s0; \
+	VPMADDUBSW   Y14, Y13, Y15; \
+	VPADDW       Y15, s1, s1
 
-#define P4KA_PREFETCH_LINE(off) \
-	PREFETCHT1 6*2368-64+off(R12); \
+// PA4K_COL4 of a sub-block's first group: the sums start at its products.
+#define PA4K_COL4_FIRST(act, base, s0, s1) \
+	VPBROADCASTD act base, Y14; \
+	VPMADDUBSW   Y14, Y12, s0; \
+	VPMADDUBSW   Y14, Y13, s1
+
+#define PA4K_COLS4(col, act) \
+	col(act, (DI), Y0, Y4); \
+	col(act, (DI)(DX*1), Y1, Y5); \
+	col(act, (R14), Y2, Y6); \
+	col(act, (R14)(DX*1), Y3, Y7)
+
+// Group g of the chunk at SI: its low nibbles (sub-block 2j, activations at 4g) or its high
+// ones (2j+1, at 32+4g) by col.
+#define PA4K_LOW4(col, g) \
+	VMOVDQU 64*g(SI), Y12; \
+	VMOVDQU 64*g+32(SI), Y13; \
+	VPAND   ·paNibbles(SB), Y12, Y12; \
+	VPAND   ·paNibbles(SB), Y13, Y13; \
+	PA4K_COLS4(col, 4*g)
+
+#define PA4K_HIGH4(col, g) \
+	VMOVDQU 64*g(SI), Y12; \
+	VMOVDQU 64*g+32(SI), Y13; \
+	VPSRLW  $4, Y12, Y12; \
+	VPSRLW  $4, Y13, Y13; \
+	VPAND   ·paNibbles(SB), Y12, Y12; \
+	VPAND   ·paNibbles(SB), Y13, Y13; \
+	PA4K_COLS4(col, 32+4*g)
+
+#define PA4K_SUB4(half) \
+	half(PA4K_COL4_FIRST, 0); \
+	half(PA4K_COL4, 1); \
+	half(PA4K_COL4, 2); \
+	half(PA4K_COL4, 3); \
+	half(PA4K_COL4, 4); \
+	half(PA4K_COL4, 5); \
+	half(PA4K_COL4, 6); \
+	half(PA4K_COL4, 7)
+
+// Column c's int16 sums s0 (rows 0-7) and s1 (rows 8-15) scaled by Y12 and Y13, into its
+// integer sums t0 and the frame's.
+#define PA4K_WIDEN_COL(c, s0, s1, t0) \
+	VPMADDWD Y12, s0, s0; \
+	VPADDD   s0, t0, t0; \
+	VPMADDWD Y13, s1, s1; \
+	VPADDD   256+32*c(SP), s1, s1; \
+	VMOVDQU  s1, 256+32*c(SP)
+
+// Every column's sums of the sub-block whose scales are at off(R13) (rows 0-7; rows 8-15
+// eight bytes on).
+#define PA4K_WIDEN4(off) \
+	PAK_SCALES_AT(off, (R13), Y12); \
+	PAK_SCALES_AT(off+8, (R13), Y13); \
+	PA4K_WIDEN_COL(0, Y0, Y4, Y8); \
+	PA4K_WIDEN_COL(1, Y1, Y5, Y9); \
+	PA4K_WIDEN_COL(2, Y2, Y6, Y10); \
+	PA4K_WIDEN_COL(3, Y3, Y7, Y11)
+
+// A chunk (PAK_SB4_LOOP's, whose half argument is unused here): its eight lines fetched six
+// super-blocks on into the level-2 cache and one on into the level-1 cache (as
+// P4KN_PREFETCH), then its two sub-blocks.
+#define PA4K_CHUNK4(unused) \
+	PACKED_PREFETCH8_L2(6*2368-64, SI); \
+	PACKED_PREFETCH8(2368-64, SI); \
+	PA4K_SUB4(PA4K_LOW4); \
+	PA4K_WIDEN4(0); \
+	PA4K_SUB4(PA4K_HIGH4); \
+	PA4K_WIDEN4(16)
+
+// The super-block's other four lines (the scales of chunks 0 and 1, of 2 and 3, the mins).
+#define PA4K_PF_LINE(off) \
+	PREFETCHT1 6*2368-64+off(SI); \
 	PREFETCHT0 2368-64+off(SI)
 
-// One chunk of PA4K_SB4_LOOP.
-#define PA4K_CHUNK4_LOOP(h) \
-	P4K_GROUPS4_PF(P4KA_PREFETCH8, EMPTY, PA4K_GROUP4_FIRST, PA4K_GROUP4, 0, h); \
-	PAK_ADD4_AT(h)
-
-#define PA4K_SB4_LOOP(h, nlab, qlab) \
-	PAK_SB4_LOOP(PA4K_CHUNK4_LOOP, 1024, h, nlab, qlab); \
-	PA_PF_BASE(6*2368-64, h); \
-	P4KA_PREFETCH_LINE(1024); \
-	P4KA_PREFETCH_LINE(2112); \
-	P4KA_PREFETCH_LINE(2176); \
-	P4KA_PREFETCH_LINE(2240)
-
-#define PA4K_BODY4_LOOP(h, nlab, qlab) \
-	PA4K_SB4_LOOP(h, nlab, qlab); \
-	PAK_FINISH4(PA4K_FINISH, h)
-
-#define PA4K_BODY4_H0(h) PA4K_BODY4_LOOP(h, pa4kx4_n0, pa4kx4_q0)
-#define PA4K_BODY4_H1(h) PA4K_BODY4_LOOP(h, pa4kx4_n1, pa4kx4_q1)
+// Column c's super-block totals (rows 0-7 in sumi) into its float sums in the frame.
+#define PA4K_FINISH4(c, base, sumi) \
+	VBROADCASTSS 256 base, Y14; \
+	VMOVUPS      32*c(SP), Y15; \
+	PA4K_FINISH(0, base, sumi, Y15, Y14, Y12, Y13, Y0); \
+	VMOVUPS      Y15, 32*c(SP); \
+	VMOVUPS      256+32*c(SP), Y1; \
+	VMOVUPS      128+32*c(SP), Y15; \
+	PA4K_FINISH(1, base, Y1, Y15, Y14, Y12, Y13, Y0); \
+	VMOVUPS      Y15, 128+32*c(SP)
 
 // func dotPackedQ4Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
-TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
-	PA_SB_DOT4_2(PA4K_BODY4_H0, PA4K_BODY4_H1, $2368, $288, pa4kx4_panel, pa4kx4_b0, pa4kx4_b1)
+TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $384-64
+	PACKED_ARGS4
 
-// AVX-VNNI (PVK_COLS4, PVK_ADD4): packed Q4_K in four columns, one half at a time as the
-// AVX2 kernel, its chunks unrolled (not measured on a CPU with AVX-VNNI since the AVX2 one took
-// a loop). Group g of chunk j of half h: low nibbles in Y12, high in Y13 (Y15 = 0x0f bytes).
+pa4kx4_panel:
+	PACKED_SB_START
+	LEAQ    (DI)(DX*2), R14
+	PV_FRAME_ZERO
+
+pa4kx4_block:
+	ZERO_Y4(Y8, Y9, Y10, Y11)
+	VMOVUPS Y8, 256(SP)
+	VMOVUPS Y8, 288(SP)
+	VMOVUPS Y8, 320(SP)
+	VMOVUPS Y8, 352(SP)
+	PAK_SB4_LOOP(PA4K_CHUNK4, 1024, 0, pa4kx4_n, pa4kx4_q)
+	PA4K_PF_LINE(1024)
+	PA4K_PF_LINE(2112)
+	PA4K_PF_LINE(2176)
+	PA4K_PF_LINE(2240)
+	PA4K_FINISH4(0, (DI), Y8)
+	PA4K_FINISH4(1, (DI)(DX*1), Y9)
+	PA4K_FINISH4(2, (R14), Y10)
+	PA4K_FINISH4(3, (R14)(DX*1), Y11)
+	ADDQ    $2368, SI
+	ADDQ    $288, DI
+	ADDQ    $288, R14
+	DECQ    CX
+	JNZ     pa4kx4_block
+
+	PV_FRAME_STORE
+	PACKED_NEXT_PANEL(pa4kx4_panel)
+	VZEROUPPER
+	RET
+
+// AVX-VNNI (PVK_COLS4, PVK_ADD4): packed Q4_K in four columns, one half of the rows at a
+// time, its chunks unrolled: the AVX2 kernel's form before it took a loop and then both halves
+// at once (neither measured on a CPU with AVX-VNNI). Group g of chunk j of half h: low nibbles in Y12, high in Y13 (Y15 = 0x0f bytes).
 #define PV4K_GROUP4(j, g, h) \
 	VMOVDQU Q4K_Q(j)+64*g+32*h(SI), Y13; \
 	VPAND   Y15, Y13, Y12; \
@@ -419,7 +503,7 @@ TEXT ·dotPackedQ4Kx4AVX2(SB), NOSPLIT, $128-64
 TEXT ·dotPackedQ4Kx4AVXVNNI(SB), NOSPLIT, $128-64
 	PA_SB_DOT4(PV4K_BODY4, $2368, $288, pv4kx4_panel, pv4kx4_b0, pv4kx4_b1)
 
-// VPSHUFB indices for PAK_SCALES (of every K-quant kernel, hence not file-local): in each
+// VPSHUFB indices for PAK_SCALES_AT (of every K-quant kernel, hence not file-local): in each
 // 128-bit lane of eight broadcast scale bytes, byte r of the lane's rows (rows 0-3, then 4-7)
 // to both words of its 32-bit lane, the high bytes zero.
 DATA ·pakScaleWords+0(SB)/8, $0x8001800180008000

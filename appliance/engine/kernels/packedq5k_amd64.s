@@ -102,7 +102,7 @@
 #define Q5K_SC(j) (Q5K_SCT(j)+32*(j))
 
 // Chunk j's scales less 32j: the tail argument of the macros shared with Q4_K (PAK_ADD1,
-// PAK_ADD4, PVK_ADD4), which find chunk j's scales at tail+32j.
+// PVK_ADD4), which find chunk j's scales at tail+32j.
 #define Q5K_SCT(j) (1536+1024*((j)/2))
 
 // The 5-bit quants at qoff(SI) into lo and hi, their fifth bits from bits (a register or the

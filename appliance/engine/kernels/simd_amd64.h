@@ -1944,12 +1944,9 @@ plab: \
 // to a register, each half of the panel's rows (h: rows 8h..8h+7, the second 32 bytes of each
 // line of quants, the second eight bytes of each run of scales, the second 16 of mins, d and
 // dmin). A sub-block's int16 sums are widened and scaled at once by one VPMADDWD with the rows'
-// scales, each set in both words of its row's lane (PAK_SCALES); the mins term is VPMADDWD of
+// scales, each set in both words of its row's lane (PAK_SCALES_AT); the mins term is VPMADDWD of
 // the rows' mins (as words) with the sub-block sums, as PK_MINS; the super-block ends in
 // PK_FMAS's two FMAs.
-
-// The scales of sub-block s of half h, each in both words of its row's lane.
-#define PAK_SCALES(tail, s, h, reg) PAK_SCALES_AT(tail+16*(s)+8*h, (SI), reg)
 
 // The eight scale bytes at off(base), each in both words of its row's lane.
 #define PAK_SCALES_AT(off, base, reg) \
@@ -2124,12 +2121,6 @@ blab: \
 	VPMOVZXBD tail+32*j+8*h(SI), Y12; \
 	VPMOVZXBD tail+16+32*j+8*h(SI), Y13; \
 	PK_COLS_ADD4(VPMULLD)
-
-// Every column's int16 sums of chunk j of half h, scaled, into its sumi.
-#define PAK_ADD4(tail, j, h) \
-	PAK_SCALES(tail, 2*j, h, Y12); \
-	PAK_SCALES(tail, 2*j+1, h, Y13); \
-	PK_COLS_ADD4(VPMADDWD)
 
 // The four columns' half-h super-block totals (integer sums Y0-Y3) into their float sums in
 // the frame, through a type's finish macro (PA_FRAME4_FINISH).
