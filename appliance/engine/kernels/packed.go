@@ -373,6 +373,19 @@ func prepPackedActBias(act []byte, nb int, dst []byte, bias int32) {
 	if len(act) < 34*nb || len(dst) < packedAct*nb {
 		panic(fmt.Sprintf("kernels: packed activations of %d blocks from %d bytes into %d", nb, len(act), len(dst)))
 	}
+	if nb > 0 && prepActBias != nil {
+		prepActBias(act, nb, dst, bias)
+		return
+	}
+	prepPackedActBiasGo(act, nb, dst, bias)
+}
+
+// prepActBias is prepPackedActBias's loop in assembly where the CPU has it (AVX2; a batch of
+// eight Q4_0 sequences spent 1.6% of a step in the Go loop, about 50 ns a block).
+var prepActBias func(act []byte, nb int, dst []byte, bias int32)
+
+// prepPackedActBiasGo is prepPackedActBias in Go: the twin the assembly is tested against.
+func prepPackedActBiasGo(act []byte, nb int, dst []byte, bias int32) {
 	for b := 0; b < nb; b++ {
 		y, d := act[34*b:34*b+34], dst[packedAct*b:packedAct*(b+1)]
 		copy(d[:32], y[2:])

@@ -238,7 +238,18 @@ func dotPackedQ6KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *flo
 //go:noescape
 func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
+// prepPackedActBiasAVX2 is prepPackedActBias's loop over nb blocks (no bounds checks: the
+// caller's).
+//
+//go:noescape
+func prepPackedActBiasAVX2(act *byte, nb int, dst *byte, bias int32)
+
 func init() {
+	if cpu.X86.HasAVX2 {
+		prepActBias = func(act []byte, nb int, dst []byte, bias int32) {
+			prepPackedActBiasAVX2(&act[0], nb, &dst[0], bias)
+		}
+	}
 	// AVX2 (with FMA and F16C: x/sys/cpu reports AVX2 only where the OS saves the YMM
 	// registers), for CPUs without AVX-512. The VNNI kernels below replace them where there
 	// are both.

@@ -674,3 +674,47 @@ DATA ·paWordOnes+8(SB)/8, $0x0001000100010001
 DATA ·paWordOnes+16(SB)/8, $0x0001000100010001
 DATA ·paWordOnes+24(SB)/8, $0x0001000100010001
 GLOBL ·paWordOnes(SB), RODATA|NOPTR, $32
+
+// func prepPackedActBiasAVX2(act *byte, nb int, dst *byte, bias int32)
+// prepPackedActBias's blocks: the 32 quants copied, the scale as float32 through f16Table (so
+// that every half, NaNs included, widens as F16ToF32 widens it), and -bias times the quants'
+// sum: VPSADBW sums them as unsigned bytes (each flipped by 0x80, so the sum is 32·128 above
+// the signed one). Y15 = 0x80 bytes, Y14 = 0.
+TEXT ·prepPackedActBiasAVX2(SB), NOSPLIT, $0-28
+	MOVQ         act+0(FP), SI
+	MOVQ         nb+8(FP), CX
+	MOVQ         dst+16(FP), DI
+	MOVL         bias+24(FP), R8
+	NEGL         R8
+	MOVQ         ·f16Table(SB), R9
+	MOVL         $0x80808080, AX
+	VMOVD        AX, X15
+	VPBROADCASTD X15, Y15
+	VPXOR        Y14, Y14, Y14
+	TESTQ        CX, CX
+	JZ           prep_done
+
+prep_block:
+	VMOVDQU      2(SI), Y0
+	VMOVDQU      Y0, (DI)
+	VPXOR        Y15, Y0, Y0
+	VPSADBW      Y14, Y0, Y0
+	VEXTRACTI128 $1, Y0, X1
+	VPADDQ       X1, X0, X0
+	VPSHUFD      $0x4e, X0, X1
+	VPADDQ       X1, X0, X0
+	VMOVQ        X0, AX
+	SUBL         $4096, AX
+	IMULL        R8, AX
+	MOVL         AX, 36(DI)
+	MOVWLZX      (SI), BX
+	MOVL         (R9)(BX*4), BX
+	MOVL         BX, 32(DI)
+	ADDQ         $34, SI
+	ADDQ         $40, DI
+	DECQ         CX
+	JNZ          prep_block
+
+prep_done:
+	VZEROUPPER
+	RET
