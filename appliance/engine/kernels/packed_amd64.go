@@ -238,6 +238,9 @@ func dotPackedQ6KAVX2(w *byte, stride int, panels int, nb int, y *byte, out *flo
 //go:noescape
 func dotPackedQ6Kx4AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 
+//go:noescape
+func dotPackedQ6Kx8AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+
 // prepPackedActBiasAVX2 is prepPackedActBias's loop over nb blocks (no bounds checks: the
 // caller's).
 //
@@ -255,8 +258,9 @@ func init() {
 	// are both.
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C {
 		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil).withStream(dotPackedQ4_0AVX2Stream).withRuns2(dotPackedQ4_0AVX2Runs2, dotPackedQ4_0AVX2Stream))
-		// Q8_0 alone has an eight-column AVX2 kernel: its sign-trick products need one
-		// register a column (packedq8_amd64.s); the other types' need two.
+		// Q8_0 and Q6_K have eight-column AVX2 kernels: Q8_0's sign-trick products and
+		// Q6_K's scaled ones, each widened to int32 at once, need one register a column
+		// (packedq8_amd64.s, packedq6k_amd64.s); the other types' int16 sums need two.
 		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, dotPackedQ8_0x8AVX2).withStream(dotPackedQ8_0AVX2Stream).withRuns2(dotPackedQ8_0AVX2Runs2, dotPackedQ8_0AVX2Stream))
 		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil).withStream(dotPackedQ5_0AVX2Stream))
 		usePacked(packedSet(ggml.Q4_1, "avx2", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVX2, nil))
@@ -265,7 +269,7 @@ func init() {
 		usePacked(packedSet(ggml.Q2_K, "avx2", dotPackedQ2KAVX2, dotPackedQ2Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q3_K, "avx2", dotPackedQ3KAVX2, dotPackedQ3Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_K, "avx2", dotPackedQ5KAVX2, dotPackedQ5Kx4AVX2, nil))
-		usePacked(packedSet(ggml.Q6_K, "avx2", dotPackedQ6KAVX2, dotPackedQ6Kx4AVX2, nil))
+		usePacked(packedSet(ggml.Q6_K, "avx2", dotPackedQ6KAVX2, dotPackedQ6Kx4AVX2, dotPackedQ6Kx8AVX2))
 		// AVX-VNNI (VPDPBUSD on 256-bit registers, without AVX-512): one instruction for the
 		// AVX2 kernels' two or three a product vector where the columns' arithmetic bounds
 		// them (prompts, batches); decoding reads memory no faster with it.

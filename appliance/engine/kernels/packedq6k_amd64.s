@@ -486,3 +486,135 @@ DATA ·paSignedScaleWords+8(SB)/8, $0x0380038002800280
 DATA ·paSignedScaleWords+16(SB)/8, $0x0580058004800480
 DATA ·paSignedScaleWords+24(SB)/8, $0x0780078006800680
 GLOBL ·paSignedScaleWords(SB), RODATA|NOPTR, $32
+
+// Eight columns (AVX2), one half of the panel's rows at a time (as four columns): each
+// quant vector meets all eight columns, so a panel is unpacked once and streamed once for a
+// batch of eight, where two passes of four did both twice. Registers: the columns' integer
+// sums in Y0-Y7 (column c's activations at DI + c·DX, EACH8's), one kind of a pair's quants
+// (A low, B low, A high, B high, as PA6_QUANTS makes them) in Y8, that kind's scale words in
+// Y9, the broadcast in Y10, a product in Y11, Y12 scratch; the float sums in the frame (32
+// bytes a column, PA8C_START's), the integer sums spilled at 256 for the super-block's end.
+//
+// One kind of a pair's quants into Y8: the nibbles at ql brought down by qshift, their bit
+// pair from the high bits at qh moved to bits 4-5 by hshift.
+#define PA6X8_KINDQ(ql, qh, qshift, hshift) \
+	VMOVDQU ql(SI), Y8; \
+	qshift(Y8); \
+	VPAND   ·paNibbles(SB), Y8, Y8; \
+	VMOVDQU qh(SI), Y12; \
+	hshift(Y12); \
+	VPAND   pa6Pair<>(SB), Y12, Y12; \
+	VPOR    Y12, Y8, Y8
+
+#define P6_AS_IS(r)
+#define P6_SHR4(r) VPSRLW $4, r, r
+#define P6_SHR2(r) VPSRLW $2, r, r
+#define P6_SHL4(r) VPSLLW $4, r, r
+#define P6_SHL2(r) VPSLLW $2, r, r
+
+#define PA6X8_ALO(pb, h) PA6X8_KINDQ(pb+32*h, pb+128+32*h, P6_AS_IS, P6_AS_IS)
+#define PA6X8_AHI(pb, h) PA6X8_KINDQ(pb+32*h, pb+128+32*h, P6_SHR4, P6_SHR2)
+#define PA6X8_BLO(pb, h) PA6X8_KINDQ(pb+64+32*h, pb+128+32*h, P6_AS_IS, P6_SHL4)
+#define PA6X8_BHI(pb, h) PA6X8_KINDQ(pb+64+32*h, pb+128+32*h, P6_SHR4, P6_SHL2)
+
+// The column at base: its four activation quants at off, broadcast, times the quants, scaled,
+// added to acc.
+#define PA6X8_DOT(off, base, c, acc) \
+	VPBROADCASTD off base, Y10; \
+	VPMADDUBSW   Y10, Y8, Y11; \
+	VPMADDWD     Y9, Y11, Y11; \
+	VPADDD       Y11, acc, acc
+
+// One kind of the quad at SI (its scales sc bytes into the quad's line of scales, its
+// activations act bytes into each group pair's) in every column.
+#define PA6X8_KIND(unpack, sc, act, h) \
+	PA_SCW(768+sc+8*h, Y9); \
+	unpack(0, h); \
+	EACH8(PA6X8_DOT, act); \
+	unpack(192, h); \
+	EACH8(PA6X8_DOT, act+4); \
+	unpack(384, h); \
+	EACH8(PA6X8_DOT, act+8); \
+	unpack(576, h); \
+	EACH8(PA6X8_DOT, act+12)
+
+#define PA6X8_QUAD(h) \
+	PF6 PF6_DIST+768(R12); \
+	PA6_PF_PAIR(0, (R12)); \
+	PA6_PF_PAIR(192, (R12)); \
+	PA6_PF_PAIR(384, (R12)); \
+	PA6_PF_PAIR(576, (R12)); \
+	PA6X8_KIND(PA6X8_ALO, 0, 0, h); \
+	PA6X8_KIND(PA6X8_BLO, 16, 32, h); \
+	PA6X8_KIND(PA6X8_AHI, 32, 64, h); \
+	PA6X8_KIND(PA6X8_BHI, 48, 96, h)
+
+// The four quads of half h, one quad's code in a loop (as PA6_QUADS_LOOP, with R15's columns
+// moved on too).
+#define PA6X8_QUADS(h, nlab, qlab) \
+	MOVQ $2, AX; \
+nlab: \
+	MOVQ $2, R11; \
+qlab: \
+	PA6X8_QUAD(h); \
+	ADDQ $832, SI; \
+	ADDQ $832, R12; \
+	ADDQ $16, DI; \
+	ADDQ $16, R14; \
+	ADDQ $16, R15; \
+	DECQ R11; \
+	JNZ  qlab; \
+	ADDQ $96, DI; \
+	ADDQ $96, R14; \
+	ADDQ $96, R15; \
+	DECQ AX; \
+	JNZ  nlab; \
+	SUBQ $3328, SI; \
+	SUBQ $256, DI; \
+	SUBQ $256, R14; \
+	SUBQ $256, R15
+
+// The end of half h of a super-block: the integer sums spilled, the scale pairs set (PA6_PAIRWS
+// takes Y4-Y11), then each column's sum back in Y0, its offsets off, and one FMA by the rows'
+// d (Y1) times yd into its float sum (PA_END4's steps).
+#define PA6X8_COL_END(x, base, c, acc) \
+	VMOVDQU      256+32*c(SP), Y0; \
+	PA_OFFSET(base, Y0, $5); \
+	PA_FRAME4_FMA(c, base, Y0, Y1)
+
+#define PA6X8_SPILL(x, base, c, acc) VMOVDQU acc, 256+32*c(SP)
+
+#define PA6X8_END(h) \
+	EACH8(PA6X8_SPILL, 0); \
+	PA6_PAIRWS(h); \
+	VCVTPH2PS 3328+16*h(SI), Y1; \
+	EACH8(PA6X8_COL_END, 0)
+
+#define PA6X8_HALF(h, blab, nlab, qlab) \
+	PACKED_SB_START; \
+	PA8C_START; \
+blab: \
+	ZERO_Y4(Y0, Y1, Y2, Y3); \
+	ZERO_Y4(Y4, Y5, Y6, Y7); \
+	PA_PF_BASE(PF6_DIST, h); \
+	PF6  PF6_DIST+3328(R12); \
+	PA6X8_QUADS(h, nlab, qlab); \
+	PA6X8_END(h); \
+	ADDQ $3392, SI; \
+	ADDQ $384, DI; \
+	ADDQ $384, R14; \
+	ADDQ $384, R15; \
+	DECQ CX; \
+	JNZ  blab; \
+	PA8C_STORE(h)
+
+// func dotPackedQ6Kx8AVX2(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
+TEXT ·dotPackedQ6Kx8AVX2(SB), NOSPLIT, $512-64
+	PACKED_ARGS4
+
+pa6x8_panel:
+	PA6X8_HALF(0, pa6x8_b0, pa6x8_n0, pa6x8_q0)
+	PA6X8_HALF(1, pa6x8_b1, pa6x8_n1, pa6x8_q1)
+	PACKED_NEXT_PANEL(pa6x8_panel)
+	VZEROUPPER
+	RET
