@@ -98,11 +98,11 @@
 // read 24.2 against 23.5 with them and keeps P4KN_PREFETCH).
 #define P4KX4_PREFETCH(j) P4K_FAR_NEAR(j, SI, 2*2368-64)
 
-// The four-column AVX-VNNI kernel's prefetches of chunk j in half h: as
-// P4KN_PREFETCH, but the far ones from R12 (PA_PF_BASE), so that the second half, which reads
-// the panel again from the caches, fetches the next panel into the level-2 cache (the AVX2 kernel of that form, 256 MiB
-// from memory, one thread: 39.4 against 45.1 ns a super-block and column, 38.7 on cached
-// weights).
+// The four-column AVX-VNNI kernel's prefetches of chunk j in half h: as P4KN_PREFETCH, but
+// the far ones from R12 (PA_PF_BASE), so that the second half, which reads the panel again
+// from the caches, fetches the next panel into the level-2 cache (the AVX2 kernel of that
+// form, 256 MiB from memory, one thread: 39.4 against 45.1 ns a super-block and column, 38.7
+// on cached weights).
 #define P4KA_PREFETCH(j, h) \
 	PA_PF_BASE(6*2368-64, h); \
 	P4K_FAR_NEAR(j, R12, 2368-64)
