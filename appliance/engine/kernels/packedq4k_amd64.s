@@ -415,8 +415,9 @@ TEXT ·dotPackedQ4KAVX2Runs2(SB), NOSPLIT, $128-64
 
 // A chunk (PAK_SB4_LOOP's, whose half argument is unused here): its eight lines fetched six
 // super-blocks on into the level-2 cache and one on into the level-1 cache (as
-// P4KN_PREFETCH), then its two sub-blocks. From memory the far ones alone read 0.92-1.05x as
-// fast, far ones three super-blocks on 0.75-0.87x, near ones alone two on 0.8-0.88x.
+// P4KN_PREFETCH), then its two sub-blocks. From memory (three alternating rounds) the far ones
+// alone read 0.95-1.01x as fast, far ones three super-blocks on 0.75-0.91x, near ones alone two
+// on 0.76-0.86x.
 #define PA4K_CHUNK4(unused) \
 	PACKED_PREFETCH8_L2(6*2368-64, SI); \
 	PACKED_PREFETCH8(2368-64, SI); \
