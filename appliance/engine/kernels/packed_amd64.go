@@ -269,6 +269,12 @@ func init() {
 		usePacked(packedSet(ggml.Q2_K, "avx2", dotPackedQ2KAVX2, dotPackedQ2Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q3_K, "avx2", dotPackedQ3KAVX2, dotPackedQ3Kx4AVX2, nil))
 		usePacked(packedSet(ggml.Q5_K, "avx2", dotPackedQ5KAVX2, dotPackedQ5Kx4AVX2, nil))
+		// Q6_K has no two-run form: its prefetching kernel already reads two runs (each
+		// super-block's second half prefetches the next panel's), and on the Zen 3 VM a
+		// two-run kernel (quads alternating, one quad's code in a loop) read 256 MiB at
+		// 8.5-9.2 GB/s without prefetches or with them two or four super-blocks on, 9.8-10.1
+		// with the next panel's too, against 10.1-10.2 (best of seven, alternating); over a
+		// decode step's matrices 7.8 against 9.4.
 		usePacked(packedSet(ggml.Q6_K, "avx2", dotPackedQ6KAVX2, dotPackedQ6Kx4AVX2, dotPackedQ6Kx8AVX2))
 		// AVX-VNNI (VPDPBUSD on 256-bit registers, without AVX-512): one instruction for the
 		// AVX2 kernels' two or three a product vector where the columns' arithmetic bounds
@@ -407,6 +413,12 @@ func (k *packedKernelSet) withStream(dot packedDot1) *packedKernelSet {
 
 // withRuns2 gives k the form of its one-column kernel that reads two runs of panels in step:
 // the first half of the panels it is given and the second, the odd one at the end by one.
+// The runs are the halves of a MatMul unit (128 KiB at one thread), not of the matrix:
+// striping a product over the matrix's halves instead (each unit the same stretch of both,
+// so that the runs stay half a matrix apart and go on from unit to unit) read no faster on
+// the Zen 3 VM, over one decode step's matrices of Llama-3.2-1B's shapes at one thread, best
+// of seven alternating passes: Q4_0 11.64 against 11.56 GB/s, Q4_K 9.65 against 9.36 (with
+// prefetches 10.66 and 8.56).
 func (k *packedKernelSet) withRuns2(dot packedDot1Runs2, one packedDot1) *packedKernelSet {
 	f := packedFormats[k.t]
 	last := f.one(one)

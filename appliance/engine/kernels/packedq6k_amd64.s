@@ -436,7 +436,10 @@ GLOBL p6mc0<>(SB), RODATA|NOPTR, $4
 // PA_PF_BASE's second half). Taking a half over the whole super-block before the other, the
 // kernel read 0.91-0.98x as fast over 256 MiB at one thread (ten rounds of alternating passes,
 // medians of 15; same bits) and as fast in the caches. Rolled into a loop over the quads, as
-// the four-column kernel, it ran 1.2-1.4x as fast in the caches but 0.96-1.0x from memory.
+// the four-column kernel, it ran 1.2-1.4x as fast in the caches but 0.96-1.0x from memory;
+// again on the Zen 3 VM (best of seven alternating passes, three runs) 1.15-1.35x in the
+// level-3 cache, and from memory 0.95-1.01x prefetching two super-blocks on, 0.94-1.06x
+// four, six or eight.
 #define PA_COLS1_Y1(off, q, scw) PA_DOT(off, q, scw, (DI), Y1)
 
 #define PA6_QUAD1(n, g0, g1, g2, g3, b0, b1, b2, b3, sb) \
