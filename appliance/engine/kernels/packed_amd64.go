@@ -260,7 +260,12 @@ func init() {
 		usePacked(packedSet(ggml.Q4_0, "avx2", dotPackedQ4_0AVX2, dotPackedQ4_0x4AVX2, nil).withStream(dotPackedQ4_0AVX2Stream).withRuns2(dotPackedQ4_0AVX2Runs2, dotPackedQ4_0AVX2Stream))
 		// Q8_0 and Q6_K have eight-column AVX2 kernels: Q8_0's sign-trick products and
 		// Q6_K's scaled ones, each widened to int32 at once, need one register a column
-		// (packedq8_amd64.s, packedq6k_amd64.s); the other types' int16 sums need two.
+		// (packedq8_amd64.s, packedq6k_amd64.s); the other types' int16 sums need two. One
+		// half of the rows a pass, Q4_0's fit one (as Q8_0's kernel takes them), but each
+		// broadcast activation word then feeds one VPMADDUBSW instead of the four-column
+		// kernel's two: on the Zen 3 VM such a kernel took 7.2-8.6 ns a block and column
+		// against 6.9-8.9 (in the caches and from memory) and decoded eight sequences of a
+		// Q4_0 model 0.89-0.94x as fast as two passes of four, and was not kept.
 		usePacked(packedSet(ggml.Q8_0, "avx2", dotPackedQ8_0AVX2, dotPackedQ8_0x4AVX2, dotPackedQ8_0x8AVX2).withStream(dotPackedQ8_0AVX2Stream).withRuns2(dotPackedQ8_0AVX2Runs2, dotPackedQ8_0AVX2Stream))
 		usePacked(packedSet(ggml.Q5_0, "avx2", dotPackedQ5_0AVX2, dotPackedQ5_0x4AVX2, nil).withStream(dotPackedQ5_0AVX2Stream))
 		usePacked(packedSet(ggml.Q4_1, "avx2", dotPackedQ4_1AVX2, dotPackedQ4_1x4AVX2, nil))
