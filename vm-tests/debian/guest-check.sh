@@ -95,8 +95,17 @@ else
 fi
 
 # 3. Log lines reach the journal under each unit's SyslogIdentifier, with syslog priorities.
+# journal_has [journalctl args...] PATTERN: whether the journal holds a matching line, after
+# asking journald to write out what it holds. Retried (wait_for): journalctl reading a journal
+# file that journald is writing may find it "truncated" and skip it for that call (one CI run
+# lost exo-api's info lines so).
+journal_has() {
+  local pat=${*: -1}
+  journalctl --sync 2>/dev/null || true
+  journalctl "${@:1:$#-1}" -o cat --no-pager | grep -q -- "$pat"
+}
 for u in "${units[@]}"; do
-  if journalctl -t "$u" -o cat --no-pager | grep -q 'starting exo node'; then
+  if timeout=30 wait_for journal_has -t "$u" 'starting exo node'; then
     ok "$u logs in the journal as $u"
   else
     bad "$u: no 'starting exo node' under identifier $u"
@@ -106,7 +115,7 @@ done
 # prefix it understood, so a raw one in the stored message means the format was not recognised.
 if journalctl -t exo-api -o cat --no-pager | grep -q '^<[0-7]>'; then
   bad "raw <N> priority prefixes stored in the journal"
-elif journalctl -t exo-api -p info -o cat --no-pager | grep -q 'api listening'; then
+elif timeout=30 wait_for journal_has -t exo-api -p info 'api listening'; then
   ok "journal priorities parsed (no raw <N> prefix; info lines at priority info)"
 else
   bad "no info-priority line from exo-api"
