@@ -187,12 +187,13 @@ restart_delays() {
     /Main process exited, code=killed, status=9\/KILL/ { killed = $1 }
     /Scheduled restart job/ && killed != "" { printf "%.2f ", $1 - killed; killed = "" }'
 }
-for _ in $(seq 30); do
+# Sets delays and d; true once all three show.
+three_delays() {
   delays=$(restart_delays "$u")
   read -r -a d <<<"$delays"
-  [ ${#d[@]} -ge 3 ] && break
-  sleep 1
-done
+  [ ${#d[@]} -ge 3 ]
+}
+timeout=30 wait_for three_delays || true
 if [ "$back" -eq 3 ] && [ ${#d[@]} -eq 3 ] && awk -v a="${d[0]}" -v b="${d[1]}" -v c="${d[2]}" 'BEGIN { exit !(a >= 0.9 && a < b && b < c && c <= 61) }'; then
   ok "kill -9 restarts after growing delays: ${delays}s (RestartSec=1s, RestartSteps=6, RestartMaxDelaySec=1min)"
 else
