@@ -19,6 +19,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/exo-nix/exo/appliance/engine/model"
 	"github.com/exo-nix/exo/netstack/transport"
@@ -79,7 +80,7 @@ func (x *Exchanger) Gather(part []float32, parts [][]float32, root int) error {
 		}
 		if inline {
 			if err := s.WriteFrame(&h, payload); err != nil {
-				return fmt.Errorf("write to %s: %w", x.shard(j), err)
+				return fmt.Errorf("write to %s: %w", x.shard(j), x.explain(j, err))
 			}
 			continue
 		}
@@ -97,10 +98,48 @@ func (x *Exchanger) Gather(part []float32, parts [][]float32, root int) error {
 	}
 	for j, err := range x.werr {
 		if err != nil {
-			return fmt.Errorf("write to %s: %w", x.shard(j), err)
+			return fmt.Errorf("write to %s: %w", x.shard(j), x.explain(j, err))
 		}
 	}
 	return nil
+}
+
+// reasonWait bounds how long explain waits for a peer's reason.
+const reasonWait = time.Second
+
+// explain returns the reason shard j gave for cancelling its stream in place of err, a write's
+// bare "stopped reading" or reset, where the reason arrives within reasonWait. A shard that
+// cancels sends its reason before it stops reading, so it is queued on the stream, behind any
+// part the shard sent first; and it names the cause (often another shard lost), where err
+// names only the messenger. The exchange is over either way: the stream is read to its end.
+func (x *Exchanger) explain(j int, err error) error {
+	if !transport.IsUnexplained(err) {
+		return err
+	}
+	got := make(chan error, 1)
+	// The reader outlives a peer that never answers until the session's streams are
+	// cancelled, which a failed exchange leads to; it touches nothing of x but the stream.
+	go func() {
+		var h wire.Header
+		var buf []byte
+		for {
+			b, rerr := x.peers[j].ReadFrame(&h, buf)
+			if rerr != nil {
+				got <- rerr
+				return
+			}
+			buf = b
+		}
+	}()
+	select {
+	case rerr := <-got:
+		var ce *transport.CancelledError
+		if errors.As(rerr, &ce) && !ce.Unexplained {
+			return rerr
+		}
+	case <-time.After(reasonWait):
+	}
+	return err
 }
 
 // read fills parts from the shards that send them.

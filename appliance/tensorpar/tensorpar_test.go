@@ -3,6 +3,7 @@ package tensorpar
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -451,5 +452,98 @@ func TestSchedulerOverAGroup(t *testing.T) {
 	}
 	if err := <-g.served; err != nil {
 		t.Fatalf("worker: %v", err)
+	}
+}
+
+// A shard that loses another shard cancels its streams with a reason naming the lost one, and
+// stops reading: the next write to it fails with a bare "stopped reading". Gather then reads
+// the reason the shard sent before it stopped (past a part it had already sent), so the error
+// names the shard that was lost rather than the messenger. For parts written inline and for
+// parts written by goroutines.
+func TestGatherExplainsAPeersCancel(t *testing.T) {
+	const why = "shard 1 on node1: read from shard 2 on node2: connection lost"
+	for _, n := range []int{16, 3 * inlineWrite} {
+		t.Run(fmt.Sprintf("%d-values", n), func(t *testing.T) {
+			// streams[i][j] is shard i's end of the stream to shard j.
+			streams := make([][]transport.FrameStream, 3)
+			for i := range streams {
+				streams[i] = make([]transport.FrameStream, 3)
+			}
+			for i := range 3 {
+				for j := i + 1; j < 3; j++ {
+					a, b := transport.Pipe(transport.ServiceData, 0)
+					streams[i][j], streams[j][i] = a, b
+				}
+			}
+			xs := make([]*Exchanger, 3)
+			for i := range xs {
+				x, err := NewExchanger(i, streams[i])
+				if err != nil {
+					t.Fatal(err)
+				}
+				x.Names = []string{"node0", "node1", "node2"}
+				xs[i] = x
+			}
+			part := func(i int) []float32 {
+				p := make([]float32, n)
+				for k := range p {
+					p[k] = float32(i*n + k)
+				}
+				return p
+			}
+			// Shard 1 sends its part of this exchange to shard 0, then loses shard 2 and
+			// cancels everything.
+			h := wire.Header{Kind: wire.KindActivations, DType: wire.F32, Shape: []uint32{uint32(n)}}
+			if err := streams[1][0].WriteFrame(&h, wire.F32Bytes(part(1))); err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range streams[1] {
+				if s != nil {
+					s.Cancel(why)
+				}
+			}
+			// Shard 2 takes part in the exchange as usual.
+			go func() {
+				parts := [][]float32{make([]float32, n), make([]float32, n), nil}
+				_ = xs[2].Gather(part(2), parts, -1)
+			}()
+			parts := [][]float32{nil, make([]float32, n), make([]float32, n)}
+			err := xs[0].Gather(part(0), parts, -1)
+			if err == nil || !strings.Contains(err.Error(), "shard 2 on node2") || !strings.Contains(err.Error(), "shard 1 on node1") {
+				t.Fatalf("want an error passing on shard 1's reason, got %v", err)
+			}
+			if transport.IsUnexplained(err) {
+				t.Fatalf("the error is still the bare reset: %v", err)
+			}
+			t.Logf("shard 0 says: %v", err)
+		})
+	}
+}
+
+// deafPeer is a stream whose peer stopped reading without a word: writes fail unexplained, and
+// nothing ever arrives.
+type deafPeer struct{ transport.FrameStream }
+
+func (deafPeer) WriteFrame(*wire.Header, []byte) error {
+	return &transport.CancelledError{Reason: "peer reset the stream", Unexplained: true}
+}
+
+// A peer that never sends its reason does not hold Gather for longer than reasonWait: the
+// bare error comes back.
+func TestGatherDoesNotWaitLongForAReason(t *testing.T) {
+	a, b := transport.Pipe(transport.ServiceData, 0)
+	defer b.Cancel("test over")
+	defer a.Cancel("test over")
+	x, err := NewExchanger(0, []transport.FrameStream{nil, deafPeer{a}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = x.Gather(make([]float32, 4), [][]float32{nil, make([]float32, 4)}, -1)
+	if !transport.IsUnexplained(err) || !strings.Contains(err.Error(), "write to shard 1") {
+		t.Fatalf("want the bare reset writing to shard 1, got %v", err)
+	}
+	if d := time.Since(start); d > 10*reasonWait {
+		t.Fatalf("Gather took %v waiting for a reason that never came", d)
 	}
 }
