@@ -287,35 +287,36 @@ func TestMultipathBeatsFastestPath(t *testing.T) {
 	const size = 4 << 20
 	payload := make([]byte, size)
 	h := wire.Header{Kind: wire.KindControl, DType: wire.Bytes, Shape: []uint32{size}}
-	// Best of two transfers each way: one loss-and-retransmit stall on a 50 ms tbf queue says
-	// more about the emulated link than about striping.
+	// Best of three transfers each way, taking turns: one loss-and-retransmit stall on a 50 ms
+	// tbf queue, or a moment when the other tests starve QUIC of CPU, says more about the host
+	// than about striping, and taking turns gives both forms the same moments.
 	transfer := func(fs transport.FrameStream) float64 {
-		best := 0.0
-		for range 2 {
-			start := time.Now()
-			if err := fs.WriteFrame(&h, payload); err != nil {
-				t.Fatal(err)
-			}
-			select {
-			case end := <-received:
-				best = max(best, float64(size)*8/end.Sub(start).Seconds()/1e6)
-			case <-time.After(30 * time.Second):
-				t.Fatal("transfer did not arrive")
-			}
+		start := time.Now()
+		if err := fs.WriteFrame(&h, payload); err != nil {
+			t.Fatal(err)
 		}
-		return best
+		select {
+		case end := <-received:
+			return float64(size) * 8 / end.Sub(start).Seconds() / 1e6
+		case <-time.After(30 * time.Second):
+			t.Fatal("transfer did not arrive")
+		}
+		return 0
 	}
 	fast := mc.Paths()[0]
 	single, err := fast.Conn.OpenStream(context.Background(), transport.ServiceData)
 	if err != nil {
 		t.Fatal(err)
 	}
-	singleMbps := transfer(single)
 	bundle, err := mc.OpenStream(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	multiMbps := transfer(bundle)
+	var singleMbps, multiMbps float64
+	for range 3 {
+		singleMbps = max(singleMbps, transfer(single))
+		multiMbps = max(multiMbps, transfer(bundle))
+	}
 	t.Logf("4 MiB over %s: fastest single path (tbf 40 Mbit/s) %.1f Mbit/s; striped over both (tbf 40+20) %.1f Mbit/s (%.2fx)",
 		fast.Conn.Transport(), singleMbps, multiMbps, multiMbps/singleMbps)
 	if multiMbps < 1.2*singleMbps {
