@@ -502,10 +502,21 @@ func TestGatherExplainsAPeersCancel(t *testing.T) {
 					s.Cancel(why)
 				}
 			}
-			// Shard 2 takes part in the exchange as usual.
+			// Shard 2 takes part in the exchange as usual; the group ends with the test,
+			// which releases it (shard 0 may never send it a part).
+			gathered := make(chan struct{})
 			go func() {
+				defer close(gathered)
 				parts := [][]float32{make([]float32, n), make([]float32, n), nil}
 				_ = xs[2].Gather(part(2), parts, -1)
+			}()
+			defer func() {
+				for _, s := range slices.Concat(streams...) {
+					if s != nil {
+						s.Cancel("test over")
+					}
+				}
+				<-gathered
 			}()
 			parts := [][]float32{nil, make([]float32, n), make([]float32, n)}
 			err := xs[0].Gather(part(0), parts, -1)
