@@ -68,7 +68,7 @@ type decodeForm int32
 const (
 	formAhead  decodeForm = iota // software prefetches ahead of the reads
 	formStream                   // no software prefetches
-	formRuns2                    // two runs of panels in step, no software prefetches
+	formRuns2                    // two runs of panels in step (AVX2: no software prefetches; AVX-512 VNNI: with them)
 )
 
 // has reports whether k's one-column kernel comes in form f.

@@ -149,8 +149,8 @@
 	P4K1_SCALE(j, Z16, Z17); \
 	P4K1_SCALE(j+1, Z10, Z12)
 
-// One column: a super-block into Z0, prefetching with pf.
-#define P4K1_SB(pf) \
+// One column: a super-block into acc, prefetching with pf.
+#define P4K1_SB_TO(pf, acc) \
 	VPXORD     Z20, Z20, Z20; \
 	VPXORD     Z21, Z21, Z21; \
 	P4K1_PAIR(pf, 0); \
@@ -158,10 +158,11 @@
 	VPSRAD     $4, Z21, Z21; \
 	VPADDD     Z21, Z20, Z20; \
 	PK_MINS(2048, (DI), Z22); \
-	PK_FMAS(2048, (DI), Z20, Z22, Z0)
+	PK_FMAS(2048, (DI), Z20, Z22, acc)
 
-#define P4K1_SB_AHEAD P4K1_SB(P4K_PREFETCH)
-#define P4K1_SB_STREAM P4K1_SB(P4K_NO_PREFETCH)
+#define P4K1_SB_AHEAD P4K1_SB_TO(P4K_PREFETCH, Z0)
+#define P4K1_SB_STREAM P4K1_SB_TO(P4K_NO_PREFETCH, Z0)
+#define P4K1_SB_RUNS2(acc) P4K1_SB_TO(P4K_PREFETCH, acc)
 
 // func dotPackedQ4KVNNI(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KVNNI(SB), NOSPLIT, $0-48
@@ -170,6 +171,11 @@ TEXT ·dotPackedQ4KVNNI(SB), NOSPLIT, $0-48
 // func dotPackedQ4KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ4KVNNIStream(SB), NOSPLIT, $0-48
 	PACKED_SB1(PACKED_NIBBLE_MASKS, P4K1_SB_STREAM, $2368, $288, p4ks_panel, p4ks_block)
+
+// dotPackedQ4KVNNI over two runs of panels in step (PACKED_SB_RUNS2, streamtune.go), whole
+// super-blocks in turn.
+TEXT ·dotPackedQ4KVNNIRuns2(SB), NOSPLIT, $0-64
+	PACKED_SB_RUNS2(PACKED_NIBBLE_MASKS, P4K1_SB_RUNS2, $2368, $288, p4kr_panel, p4kr_block)
 
 // Many columns: the quants of chunk j of the super-block at SI, low nibbles of groups
 // 8j..8j+7 in Z8-Z15, high nibbles (times 16) in Z16-Z23; the chunk's two scale vectors in

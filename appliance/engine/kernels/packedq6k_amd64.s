@@ -191,8 +191,8 @@
 #define P6_PF1(off) PREFETCHT0 PF6_DIST+off(SI)
 #define P6_NO_PF1(off) NOP
 
-// One column's super-block, prefetching with pf.
-#define P6_SB1_WITH(pf) \
+// One column's super-block into acc, prefetching with pf.
+#define P6_SB1_TO(pf, acc) \
 	pf(3328); \
 	VPXORD Z14, Z14, Z14; \
 	P6_QUAD1(pf, 0, 0, 1, 2, 3, 0, 192, 384, 576, 768, 0, 2, 4, 6); \
@@ -200,10 +200,11 @@
 	P6_QUAD1(pf, 1, 0, 1, 2, 3, 1664, 1856, 2048, 2240, 2432, 8, 10, 12, 14); \
 	P6_QUAD1(pf, 1, 4, 5, 6, 7, 2496, 2688, 2880, 3072, 3264, 9, 11, 13, 15); \
 	VCVTPH2PS 3328(SI), Z8; \
-	PACKED_FMA((DI), Z14, Z0)
+	PACKED_FMA((DI), Z14, acc)
 
-#define P6_SB1 P6_SB1_WITH(P6_PF1)
-#define P6_SB1_STREAM P6_SB1_WITH(P6_NO_PF1)
+#define P6_SB1 P6_SB1_TO(P6_PF1, Z0)
+#define P6_SB1_STREAM P6_SB1_TO(P6_NO_PF1, Z0)
+#define P6_SB1_RUNS2(acc) P6_SB1_TO(P6_PF1, acc)
 
 // Four columns' super-block.
 #define P6_SB4 \
@@ -229,6 +230,11 @@ TEXT ·dotPackedQ6KVNNI(SB), NOSPLIT, $0-48
 // func dotPackedQ6KVNNIStream(w *byte, stride int, panels int, nb int, y *byte, out *float32)
 TEXT ·dotPackedQ6KVNNIStream(SB), NOSPLIT, $0-48
 	PACKED_SB1(P6_MASKS, P6_SB1_STREAM, $3392, $384, p6s_panel, p6s_block)
+
+// dotPackedQ6KVNNI over two runs of panels in step (PACKED_SB_RUNS2, streamtune.go), whole
+// super-blocks in turn.
+TEXT ·dotPackedQ6KVNNIRuns2(SB), NOSPLIT, $0-64
+	PACKED_SB_RUNS2(P6_MASKS, P6_SB1_RUNS2, $3392, $384, p6r_panel, p6r_block)
 
 // func dotPackedQ6Kx4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 TEXT ·dotPackedQ6Kx4VNNI(SB), NOSPLIT, $256-64

@@ -1396,6 +1396,29 @@ plab: \
 	VZEROUPPER; \
 	RET
 
+// func dotPacked…VNNIRuns2(w *byte, stride int, panels int, nb int, y *byte, out *float32, dist int, out2 *float32)
+// PACKED_DOT1 over two runs of panels in step (packedDot1Runs2): each block of a panel into
+// Z0, then the same block of the panel dist (R13) bytes on into Z23, which no one-column
+// kernel's block or col uses; pf and pfg prefetch for both runs.
+#define PACKED_RUNS2(masks, hdr, pf, pfg, block, col, next, plab, glab, blab) \
+	RUNS2_ARGS(EMPTY); \
+	PACKED_NIBBLE_MASKS; \
+	masks; \
+plab: \
+	LEGACY_PANEL; \
+	MOVQ   y+32(FP), DI; \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z23, Z23, Z23; \
+	LEGACY_BLOCKS_START(hdr, pfg; RUNS2_TWIN(pfg), pf; RUNS2_TWIN(pf), block, glab, blab); \
+	col((DI), Z0); \
+	RUNS2_TWIN(block; col((DI), Z23)); \
+	next; \
+	ADDQ $40, DI; \
+	LEGACY_BLOCKS_END(glab, blab); \
+	VMOVUPS Z0, (R8); \
+	VMOVUPS Z23, (R14); \
+	RUNS2_NEXT_PANEL(plab)
+
 // func dotPacked…x4VNNI(w *byte, stride int, panels int, nb int, y *byte, ystride int, out *float32, ostride int)
 // Four prepared activation rows ystride bytes apart; column c's results at out + c·ostride
 // bytes. Each column's arithmetic is that of the one-column kernel.
@@ -2437,6 +2460,29 @@ blab: \
 	PACKED_NEXT_PANEL(plab); \
 	VZEROUPPER; \
 	RET
+
+// PACKED_SB1 over two runs of panels in step (packedDot1Runs2): body(acc) adds the super-block
+// at SI to acc, first a panel's into Z0, then the same one of the panel dist (R13) bytes on
+// into Z23, which no one-column body uses.
+#define PACKED_SB_RUNS2(masks, body, bsize, asize, plab, blab) \
+	RUNS2_ARGS(EMPTY); \
+	masks; \
+plab: \
+	PACKED_SB_START; \
+	VPXORD Z0, Z0, Z0; \
+	VPXORD Z23, Z23, Z23; \
+blab: \
+	body(Z0); \
+	ADDQ R13, SI; \
+	body(Z23); \
+	SUBQ R13, SI; \
+	ADDQ bsize, SI; \
+	ADDQ asize, DI; \
+	DECQ CX; \
+	JNZ  blab; \
+	VMOVUPS Z0, (R8); \
+	VMOVUPS Z23, (R14); \
+	RUNS2_NEXT_PANEL(plab)
 
 // Four columns (activations at (DI), (DI)(DX*1), (R14), (R14)(DX*1)): body adds the
 // super-block to the float sums in the frame (PACKED_FMA4).
