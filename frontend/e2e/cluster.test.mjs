@@ -122,7 +122,11 @@ describe('three-node cluster', { concurrency: false }, () => {
     assert.match(desc, /\d ms/, 'links carry their measured latency');
     await screenshot(page, 'cluster-topology');
     await page.getByRole('link', { name: 'Nodes' }).click();
-    assert.equal(await page.locator('[data-testid=nodes-table] tbody tr').count(), 3);
+    // The view fetches the nodes when it opens: wait for its rows before counting them (a count
+    // taken at once found the table still empty).
+    const rows = page.locator('[data-testid=nodes-table] tbody tr');
+    await rows.nth(2).waitFor();
+    assert.equal(await rows.count(), 3);
     await screenshot(page, 'cluster-nodes');
     await page.close();
     assertClean(assert, seen);
